@@ -1,0 +1,284 @@
+//! One line per request on stdout, in Common, Combined or JSON format.
+//!
+//! Lines are formatted on the connection's task and written by one dedicated thread,
+//! so a slow terminal or pipe never blocks request handling until the (bounded) queue
+//! fills. Every byte that came from the client is escaped before it is written: a
+//! request can never put a control sequence on the operator's terminal.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Version};
+
+/// How many formatted lines may wait for the writer before callers wait for it.
+const QUEUE: usize = 16 * 1024;
+
+/// The access-log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// NCSA Common Log Format.
+    Common,
+    /// Common plus Referer and User-Agent (nginx's and Apache's default).
+    Combined,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// What is logged about one exchange.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The client's address.
+    pub remote: IpAddr,
+    /// When the request arrived.
+    pub time: SystemTime,
+    /// The request method.
+    pub method: Method,
+    /// The request target as received.
+    pub target: String,
+    /// The protocol version.
+    pub version: Version,
+    /// The response status.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// The Referer header, raw.
+    pub referer: Option<Vec<u8>>,
+    /// The User-Agent header, raw.
+    pub user_agent: Option<Vec<u8>>,
+    /// Time from request to the end of the response.
+    pub duration: Duration,
+    /// False when the client went away before the body was sent.
+    pub complete: bool,
+}
+
+enum Message {
+    Line(String),
+    Flush(SyncSender<()>),
+}
+
+/// The access log sink. Cheap to share; a quiet log formats nothing.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    format: LogFormat,
+    tx: Option<SyncSender<Message>>,
+}
+
+impl AccessLog {
+    /// A log that writes to stdout from a background thread.
+    pub fn stdout(format: LogFormat) -> AccessLog {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("wharf-access-log".into())
+            .spawn(move || write_lines(rx, io::stdout()))
+            .map(|_| AccessLog {
+                format,
+                tx: Some(tx),
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!("cannot start the access-log thread, logging disabled: {e}");
+                AccessLog::quiet()
+            })
+    }
+
+    /// A log that discards everything (`--quiet`).
+    pub fn quiet() -> AccessLog {
+        AccessLog {
+            format: LogFormat::Combined,
+            tx: None,
+        }
+    }
+
+    /// Whether records are wanted at all (lets callers skip building them).
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues one record.
+    pub fn log(&self, record: &Record) {
+        let Some(tx) = &self.tx else { return };
+        let line = format_record(self.format, record);
+        match tx.try_send(Message::Line(line)) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            // Back-pressure rather than unbounded memory when stdout is slow.
+            Err(TrySendError::Full(msg)) => {
+                let _ = tx.send(msg);
+            }
+        }
+    }
+
+    /// Waits (up to `timeout`) until every queued line has been written.
+    pub fn flush(&self, timeout: Duration) {
+        let Some(tx) = &self.tx else { return };
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        if tx.send(Message::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(timeout);
+        }
+    }
+}
+
+fn write_lines(rx: Receiver<Message>, out: impl Write) {
+    let mut out = io::BufWriter::new(out);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        // Write everything already queued, then flush once.
+        while let Some(msg) = next {
+            match msg {
+                Message::Line(line) => {
+                    let _ = out.write_all(line.as_bytes());
+                }
+                Message::Flush(ack) => {
+                    let _ = out.flush();
+                    let _ = ack.send(());
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        let _ = out.flush();
+    }
+}
+
+/// Formats a record as one line, newline included.
+pub fn format_record(format: LogFormat, r: &Record) -> String {
+    let request = format!(
+        "{} {} {:?}",
+        escape(r.method.as_str().as_bytes()),
+        escape(r.target.as_bytes()),
+        r.version
+    );
+    let mut line = String::with_capacity(160);
+    match format {
+        LogFormat::Common | LogFormat::Combined => {
+            let _ = write!(
+                line,
+                "{} - - [{}] \"{}\" {} {}",
+                r.remote,
+                clf_time(r.time),
+                request,
+                r.status,
+                r.bytes
+            );
+            if format == LogFormat::Combined {
+                let _ = write!(
+                    line,
+                    " \"{}\" \"{}\"",
+                    header_field(&r.referer),
+                    header_field(&r.user_agent)
+                );
+            }
+        }
+        LogFormat::Json => {
+            let value = serde_json::json!({
+                "time": humantime::format_rfc3339_millis(r.time).to_string(),
+                "remote": r.remote.to_string(),
+                "method": escape(r.method.as_str().as_bytes()),
+                "target": escape(r.target.as_bytes()),
+                "version": format!("{:?}", r.version),
+                "status": r.status,
+                "bytes": r.bytes,
+                "referer": r.referer.as_deref().map(escape),
+                "user_agent": r.user_agent.as_deref().map(escape),
+                "duration_ms": r.duration.as_secs_f64() * 1000.0,
+                "complete": r.complete,
+            });
+            line.push_str(&value.to_string());
+        }
+    }
+    line.push('\n');
+    line
+}
+
+fn header_field(value: &Option<Vec<u8>>) -> String {
+    value.as_deref().map_or_else(|| "-".to_string(), escape)
+}
+
+/// Escapes client bytes for a log line: printable ASCII stays, `"` and `\` are
+/// backslash-escaped, and every other byte (controls, DEL, non-ASCII) becomes `\xHH`,
+/// as nginx does.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// `[10/Oct/2000:13:55:36 +0000]`-style time, always in UTC.
+fn clf_time(time: SystemTime) -> String {
+    // RFC 3339 in UTC: "2000-10-10T13:55:36Z".
+    let iso = humantime::format_rfc3339_seconds(time).to_string();
+    let (date, clock) = match iso.split_once('T') {
+        Some(parts) => parts,
+        None => return iso,
+    };
+    let mut ymd = date.splitn(3, '-');
+    let (Some(y), Some(m), Some(d)) = (ymd.next(), ymd.next(), ymd.next()) else {
+        return iso;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = m
+        .parse::<usize>()
+        .ok()
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
+        .unwrap_or(&"???");
+    format!("{d}/{month}/{y}:{} +0000", clock.trim_end_matches('Z'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            remote: "127.0.0.1".parse().unwrap(),
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(971_186_136),
+            method: Method::GET,
+            target: "/a%1b[31m\u{1b}\"x".into(),
+            version: Version::HTTP_11,
+            status: 200,
+            bytes: 42,
+            referer: None,
+            user_agent: Some(b"curl/8\x1b[0m \xff".to_vec()),
+            duration: Duration::from_millis(3),
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn combined_line_escapes_client_bytes() {
+        let line = format_record(LogFormat::Combined, &record());
+        assert_eq!(
+            line,
+            "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a%1b[31m\\x1B\\\"x HTTP/1.1\" 200 42 \"-\" \"curl/8\\x1B[0m \\xFF\"\n"
+        );
+        assert!(!line.bytes().any(|b| b < 0x20 && b != b'\n'));
+    }
+
+    #[test]
+    fn common_line_has_no_referer_or_agent() {
+        let line = format_record(LogFormat::Common, &record());
+        assert!(line.ends_with("HTTP/1.1\" 200 42\n"), "{line}");
+    }
+
+    #[test]
+    fn json_line_is_one_escaped_object() {
+        let line = format_record(LogFormat::Json, &record());
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["target"], "/a%1b[31m\\x1B\\\"x");
+        assert_eq!(v["user_agent"], "curl/8\\x1B[0m \\xFF");
+        assert!(!line.trim_end().contains('\n') && !line.contains('\u{1b}'));
+    }
+}

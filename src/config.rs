@@ -1,0 +1,261 @@
+//! Command-line parsing and the validated settings the server runs with.
+//!
+//! [`Cli`] is what the user typed; [`Config`] is what it means, with every value checked
+//! once here so the rest of the server never re-validates.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::access_log::LogFormat;
+
+const EXAMPLES: &str = "\
+Examples:
+  wharf                      serve the current folder on http://127.0.0.1:8000/
+  wharf ./site               serve ./site
+  wharf 9000                 serve the current folder on port 9000
+  wharf -d ./site -p 0       serve ./site on a free port (printed at start)
+  wharf -b 0.0.0.0 ./site    serve ./site to the whole network (IPv4)
+  wharf -b :: ./site         serve ./site on every IPv6 and IPv4 address
+  wharf --log-format json    one JSON object per request on stdout";
+
+/// `wharf [ROOT|PORT] [OPTIONS]`: serve a folder over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Folder to serve (default: the current folder). A lone number that is not an
+    /// existing folder is the port, as with `python3 -m http.server 9000`.
+    #[arg(value_name = "ROOT|PORT")]
+    target: Option<OsString>,
+
+    /// Folder to serve (like python3 -m http.server --directory).
+    #[arg(short = 'd', long = "directory", value_name = "DIR")]
+    directory: Option<PathBuf>,
+
+    /// TCP port to listen on; 0 picks a free port [default: 8000].
+    #[arg(short, long, value_name = "PORT")]
+    port: Option<u16>,
+
+    /// Address to listen on: an IPv4 or IPv6 address (0.0.0.0, ::) or a host name.
+    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1")]
+    bind: String,
+
+    /// Follow symlinks that point outside the served folder.
+    #[arg(long)]
+    follow_symlinks: bool,
+
+    /// Serve and list dotfiles and dot-directories.
+    #[arg(long)]
+    hidden: bool,
+
+    /// Drop a client that has not sent a complete request head within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    header_timeout: Duration,
+
+    /// Close a keep-alive connection idle for this long.
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_timeout)]
+    idle_timeout: Duration,
+
+    /// Largest request header section accepted, in bytes; larger gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    max_header_size: u32,
+
+    /// Access-log format on stdout.
+    #[arg(long, value_name = "FORMAT", default_value = "combined")]
+    log_format: LogFormat,
+
+    /// Do not write the access log.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// On SIGINT/SIGTERM, how long in-flight responses may take to finish.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    grace_period: Duration,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The folder served.
+    pub root: PathBuf,
+    /// Every address to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Whether symlinks may lead outside the root.
+    pub follow_symlinks: bool,
+    /// Whether dotfiles are served and listed.
+    pub hidden: bool,
+    /// Deadline for a complete request head.
+    pub header_timeout: Duration,
+    /// Deadline for an idle keep-alive connection.
+    pub idle_timeout: Duration,
+    /// Largest request header section, in bytes.
+    pub max_header_size: usize,
+    /// Largest request target, in bytes; longer gets 414.
+    pub max_target_len: usize,
+    /// Access-log format.
+    pub log_format: LogFormat,
+    /// No access log.
+    pub quiet: bool,
+    /// Time allowed for in-flight responses at shutdown.
+    pub grace_period: Duration,
+}
+
+/// The longest request target accepted, as nginx's default large header buffer (8 KiB).
+pub const MAX_TARGET_LEN: usize = 8 * 1024;
+
+const DEFAULT_PORT: u16 = 8000;
+
+impl Cli {
+    /// Resolves the command line into a [`Config`], or a one-line error.
+    pub fn into_config(self) -> Result<Config, String> {
+        let (root, positional_port) = match (self.target, self.directory) {
+            (None, dir) => (dir.unwrap_or_else(|| PathBuf::from(".")), None),
+            (Some(target), dir) => {
+                let as_path = PathBuf::from(&target);
+                let port = target.to_str().and_then(|s| {
+                    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+                });
+                match port {
+                    Some(digits) if !as_path.is_dir() => {
+                        let port = digits.parse::<u16>().map_err(|_| {
+                            format!("invalid port {digits}: must be between 0 and 65535")
+                        })?;
+                        (dir.unwrap_or_else(|| PathBuf::from(".")), Some(port))
+                    }
+                    _ if dir.is_some() => {
+                        return Err(
+                            "give the folder either as ROOT or with --directory, not both".into(),
+                        )
+                    }
+                    _ => (as_path, None),
+                }
+            }
+        };
+        let port = match (self.port, positional_port) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!("two different ports given: {b} and --port {a}"))
+            }
+            (Some(p), _) | (None, Some(p)) => p,
+            (None, None) => DEFAULT_PORT,
+        };
+        Ok(Config {
+            root,
+            listen: resolve_bind(&self.bind, port)?,
+            follow_symlinks: self.follow_symlinks,
+            hidden: self.hidden,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_header_size: self.max_header_size as usize,
+            max_target_len: MAX_TARGET_LEN,
+            log_format: self.log_format,
+            quiet: self.quiet,
+            grace_period: self.grace_period,
+        })
+    }
+}
+
+/// Turns `--bind` into socket addresses: an IP literal (brackets allowed for IPv6) or a
+/// host name resolved once at startup (`localhost` gives both 127.0.0.1 and ::1).
+fn resolve_bind(bind: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let literal = bind.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let valid_name = !bind.is_empty()
+        && bind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid_name {
+        return Err(format!(
+            "invalid bind address {bind:?}: expected an IP address or a host name"
+        ));
+    }
+    let mut addrs: Vec<SocketAddr> = (bind, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve bind address {bind}: {e}"))?
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("bind address {bind} resolves to no address"));
+    }
+    Ok(addrs)
+}
+
+/// A duration: plain seconds (`10`, `1.5`) or with a unit (`500ms`, `10s`, `2m`).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 10, 10s, 500ms or 2m"))
+}
+
+/// A duration that must be positive: a zero timeout would drop every client.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("a timeout must be longer than zero".into()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["wharf"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .into_config()
+    }
+
+    #[test]
+    fn a_lone_number_is_the_port() {
+        let c = config(&["9000"]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:9000".parse().unwrap()]);
+        assert_eq!(c.root, PathBuf::from("."));
+    }
+
+    #[test]
+    fn an_existing_numeric_folder_is_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("123");
+        std::fs::create_dir(&dir).unwrap();
+        let c = config(&[dir.to_str().unwrap()]).unwrap();
+        assert_eq!(c.root, dir);
+        assert_eq!(c.listen[0].port(), 8000);
+    }
+
+    #[test]
+    fn python_style_directory_and_port() {
+        let c = config(&["-d", "/srv", "8080", "-b", "::"]).unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv"));
+        assert_eq!(c.listen, vec!["[::]:8080".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(config(&["99999"]).unwrap_err().contains("invalid port"));
+        assert!(config(&["--port", "abc"]).is_err());
+        assert!(config(&["-b", "bad addr!"]).unwrap_err().contains("invalid bind"));
+        assert!(config(&["--header-timeout", "soon"]).is_err());
+        assert!(config(&["--idle-timeout", "0"]).is_err());
+        assert!(config(&["--log-format", "xml"]).is_err());
+        assert!(config(&["./a", "-d", "./b"]).unwrap_err().contains("not both"));
+        assert!(config(&["9000", "-p", "9001"]).unwrap_err().contains("two different"));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("-1").is_err());
+    }
+}

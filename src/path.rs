@@ -1,0 +1,280 @@
+//! Request paths, parsed once into a form that cannot name anything outside the root.
+//!
+//! A [`SitePath`] is the only way a request path reaches the file system: it holds
+//! percent-decoded segments, none of which is empty, `.`, `..`, or contains `/`, `\`
+//! or NUL. Everything downstream can therefore join segments without re-checking.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Characters left as they are when a segment is written back into a URL: the RFC 3986
+/// unreserved set. Everything else is percent-encoded, which keeps hrefs and `Location`
+/// values safe to embed in HTML and headers.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Why a request path was refused; each maps to one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// The path is malformed (NUL byte, climbs above the root, not origin-form): 400.
+    BadRequest,
+    /// The path could name nothing we serve (an encoded `/` or `\` inside a segment,
+    /// or a hidden name while hidden files are off): 404.
+    NotFound,
+}
+
+/// A decoded, normalised request path below the served root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SitePath {
+    segments: Vec<Vec<u8>>,
+    trailing_slash: bool,
+}
+
+impl SitePath {
+    /// Parses the path component of a request target.
+    ///
+    /// Percent-decoding happens exactly once, per segment, so `%2f` never splits a
+    /// segment and `%252e` stays the literal name `%2e`. Dot segments are removed as
+    /// RFC 3986 §5.2.4 says (an encoded dot is the same character as a literal one);
+    /// a `..` that would climb above the root is a bad request, as in nginx.
+    pub fn parse(raw: &str, allow_hidden: bool) -> Result<SitePath, PathError> {
+        if !raw.starts_with('/') {
+            return Err(PathError::BadRequest);
+        }
+        let mut segments: Vec<Vec<u8>> = Vec::new();
+        let mut trailing_slash = true;
+        for raw_segment in raw[1..].split('/') {
+            trailing_slash = raw_segment.is_empty();
+            let decoded: Vec<u8> = percent_decode(raw_segment.as_bytes()).collect();
+            if decoded.contains(&0) {
+                return Err(PathError::BadRequest);
+            }
+            match decoded.as_slice() {
+                b"" => {}
+                b"." => trailing_slash = true,
+                b".." => {
+                    trailing_slash = true;
+                    if segments.pop().is_none() {
+                        return Err(PathError::BadRequest);
+                    }
+                }
+                name => {
+                    if name.contains(&b'/') || name.contains(&b'\\') {
+                        return Err(PathError::NotFound);
+                    }
+                    segments.push(decoded);
+                }
+            }
+        }
+        let path = SitePath {
+            segments,
+            trailing_slash,
+        };
+        if !allow_hidden && path.is_hidden() {
+            return Err(PathError::NotFound);
+        }
+        Ok(path)
+    }
+
+    /// The root itself.
+    pub fn root() -> SitePath {
+        SitePath {
+            segments: Vec::new(),
+            trailing_slash: true,
+        }
+    }
+
+    /// True when a segment is a dotfile name, outside the `/.well-known/` tree (RFC 8615),
+    /// which exists to be served.
+    fn is_hidden(&self) -> bool {
+        self.segments
+            .iter()
+            .enumerate()
+            .any(|(i, s)| s.starts_with(b".") && !(i == 0 && s == b".well-known"))
+    }
+
+    /// Whether the request path ended in `/` (after dot-segment removal).
+    pub fn has_trailing_slash(&self) -> bool {
+        self.trailing_slash
+    }
+
+    /// This path with one more segment, e.g. `index.html` below a directory.
+    pub fn join(&self, name: &[u8]) -> SitePath {
+        let mut segments = self.segments.clone();
+        segments.push(name.to_vec());
+        SitePath {
+            segments,
+            trailing_slash: false,
+        }
+    }
+
+    /// A relative file-system path (empty for the root), for opening beneath the root fd.
+    pub fn relative_fs_path(&self) -> PathBuf {
+        let mut path = PathBuf::new();
+        for segment in &self.segments {
+            path.push(OsStr::from_bytes(segment));
+        }
+        path
+    }
+
+    /// The last segment, if any: the name the client asked for.
+    pub fn file_name(&self) -> Option<&[u8]> {
+        self.segments.last().map(Vec::as_slice)
+    }
+
+    /// The canonical URL path, every segment percent-encoded, ending in `/` when
+    /// `directory` is set. It starts with exactly one `/` and never names a host,
+    /// so it is safe as a `Location`.
+    pub fn to_url(&self, directory: bool) -> String {
+        let mut url = String::from("/");
+        for (i, segment) in self.segments.iter().enumerate() {
+            if i > 0 {
+                url.push('/');
+            }
+            url.push_str(&encode_segment(segment));
+        }
+        if directory && !self.segments.is_empty() {
+            url.push('/');
+        }
+        url
+    }
+
+    /// The path for display (titles, logs): decoded, lossily converted to UTF-8.
+    pub fn display(&self) -> String {
+        let mut out = String::from("/");
+        for segment in &self.segments {
+            out.push_str(&String::from_utf8_lossy(segment));
+            out.push('/');
+        }
+        out
+    }
+
+    /// True for the root path.
+    pub fn is_root(&self) -> bool {
+        self.segments.is_empty()
+    }
+}
+
+/// Percent-encodes one path segment (a file name) so that it round-trips through
+/// [`SitePath::parse`] to the same bytes.
+pub fn encode_segment(name: &[u8]) -> String {
+    match std::str::from_utf8(name) {
+        Ok(s) => utf8_percent_encode(s, SEGMENT).to_string(),
+        Err(_) => percent_encoding::percent_encode(name, SEGMENT).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(p: &SitePath) -> Vec<String> {
+        p.segments
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn decodes_each_segment_once() {
+        let p = SitePath::parse("/a%20b/c%252e", false).unwrap();
+        assert_eq!(segs(&p), ["a b", "c%2e"]);
+        assert!(!p.has_trailing_slash());
+    }
+
+    #[test]
+    fn keeps_trailing_slash_and_drops_empty_segments() {
+        let p = SitePath::parse("//a///b/", false).unwrap();
+        assert_eq!(segs(&p), ["a", "b"]);
+        assert!(p.has_trailing_slash());
+        assert_eq!(p.to_url(true), "/a/b/");
+    }
+
+    #[test]
+    fn traversal_corpus_never_climbs_above_root() {
+        let bad_request = [
+            "/..",
+            "/../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E/etc/passwd",
+            "/.%2e/x",
+            "/%2e./x",
+            "/a/../../x",
+            "/a/%2e%2e/%2e%2e/x",
+            "/./../x",
+            "/a%00b",
+            "/%00",
+            "/a/%00/..",
+            "relative/path",
+            "",
+            "*",
+        ];
+        for raw in bad_request {
+            assert_eq!(
+                SitePath::parse(raw, true),
+                Err(PathError::BadRequest),
+                "{raw}"
+            );
+        }
+        let not_found = [
+            "/..%2fetc/passwd",
+            "/..%2Fetc",
+            "/..%5cetc",
+            "/..%5Cetc",
+            "/a%2f..%2f..%2fx",
+            "/file.txt%2f",
+            "/%2fetc/passwd",
+            "/%5cetc",
+            "/..\\etc",
+        ];
+        for raw in not_found {
+            assert_eq!(SitePath::parse(raw, true), Err(PathError::NotFound), "{raw}");
+        }
+    }
+
+    #[test]
+    fn double_encoding_is_a_literal_name() {
+        let p = SitePath::parse("/%252e%252e/x", true).unwrap();
+        assert_eq!(segs(&p), ["%2e%2e", "x"]);
+        assert_eq!(p.relative_fs_path(), PathBuf::from("%2e%2e/x"));
+    }
+
+    #[test]
+    fn dot_segments_inside_root_are_resolved() {
+        let p = SitePath::parse("/a/b/../c/./d", false).unwrap();
+        assert_eq!(segs(&p), ["a", "c", "d"]);
+        let p = SitePath::parse("/a/..", false).unwrap();
+        assert!(p.is_root());
+        assert!(p.has_trailing_slash());
+    }
+
+    #[test]
+    fn hidden_names_are_refused_unless_allowed() {
+        for raw in ["/.env", "/.git/config", "/a/.secret", "/a/.well-known/x"] {
+            assert_eq!(SitePath::parse(raw, false), Err(PathError::NotFound), "{raw}");
+            assert!(SitePath::parse(raw, true).is_ok(), "{raw}");
+        }
+        assert!(SitePath::parse("/.well-known/acme", false).is_ok());
+        assert!(SitePath::parse("/%2eenv", false).is_err());
+    }
+
+    #[test]
+    fn urls_round_trip_awkward_names() {
+        for name in [
+            "a b", "q?x", "h#1", "a&b", "<b>", "\"q\"", "100%", "é", "日本", "x+y", "~u",
+        ] {
+            let url = SitePath::root().join(name.as_bytes()).to_url(false);
+            assert!(url.starts_with('/') && !url.starts_with("//"), "{url}");
+            let back = SitePath::parse(&url, false).unwrap();
+            assert_eq!(back.file_name(), Some(name.as_bytes()), "{url}");
+        }
+        let raw = SitePath::root().join(b"\xff\xfe");
+        assert_eq!(raw.to_url(false), "/%FF%FE");
+        assert_eq!(
+            SitePath::parse("/%FF%FE", false).unwrap().file_name(),
+            Some(&b"\xff\xfe"[..])
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! Responses that are the same whichever handler produces them: error pages,
+//! redirects, OPTIONS and 405.
+//!
+//! Error pages are fixed text chosen by status alone: they never echo anything from
+//! the request, so they cannot reflect markup or header bytes back to a client.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+
+/// `text/html; charset=utf-8`, for every HTML page wharf writes.
+pub const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+
+/// A small HTML page for `status`, with its Content-Length.
+pub fn error(status: StatusCode) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let code = status.as_u16();
+    let page = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n\
+         <body><h1>{code} {reason}</h1><hr><p>wharf</p></body></html>\n"
+    );
+    html(status, page)
+}
+
+/// An HTML response with an explicit Content-Length.
+pub fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HTML);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+    *res.body_mut() = Body::bytes(page);
+    res
+}
+
+/// 301 to `location`, which the caller built from a parsed path (never from raw
+/// request bytes), so it always starts with a single `/`.
+pub fn moved_permanently(location: &str) -> Response<Body> {
+    let mut res = error(StatusCode::MOVED_PERMANENTLY);
+    match HeaderValue::try_from(location) {
+        Ok(value) => {
+            res.headers_mut().insert(header::LOCATION, value);
+            res
+        }
+        // Unreachable for locations made by SitePath; refuse rather than send a bad header.
+        Err(_) => error(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// 405 with the methods the resource does support.
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut res = error(StatusCode::METHOD_NOT_ALLOWED);
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// 204 to OPTIONS, listing what the resource supports.
+pub fn options(allow: &'static str) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}

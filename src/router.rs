@@ -1,0 +1,230 @@
+//! From a parsed request to exactly one handler, and back.
+//!
+//! The router owns everything that is the same for every handler: the request checks
+//! RFC 9112 asks of a server (Host, target length, header size), the method policy,
+//! parsing the path into a [`SitePath`], HEAD (same headers, no body), and the end of
+//! each exchange (the access-log line and the connection clock).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::access_log::{AccessLog, Record};
+use crate::body::{Body, Finish};
+use crate::config::Config;
+use crate::connection::Clock;
+use crate::fs::Root;
+use crate::path::{PathError, SitePath};
+use crate::response;
+use crate::static_files;
+
+/// Methods the static handler answers.
+pub const STATIC_ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// Shared, immutable state for every request.
+#[derive(Debug)]
+pub struct Router {
+    /// The served folder.
+    pub root: Root,
+    /// Settings.
+    pub config: Config,
+    /// Where exchanges are logged.
+    pub log: AccessLog,
+}
+
+impl Router {
+    /// Builds the router; fails (for a startup message) when the root cannot be opened.
+    pub fn new(config: Config, log: AccessLog) -> Result<Router, String> {
+        let root = Root::open_dir(&config.root, config.follow_symlinks)?;
+        Ok(Router { root, config, log })
+    }
+
+    /// Answers one request. Never fails: every problem is a status code.
+    pub async fn handle(self: Arc<Self>, req: &Parts) -> Response<Body> {
+        if let Some(status) = self.reject(req) {
+            return response::error(status);
+        }
+        let method = &req.method;
+        if req.uri.path() == "*" {
+            return if method == Method::OPTIONS {
+                response::options(STATIC_ALLOW)
+            } else {
+                response::error(StatusCode::BAD_REQUEST)
+            };
+        }
+        let is_read = method == Method::GET || method == Method::HEAD;
+        if !is_read && method != Method::OPTIONS {
+            return response::method_not_allowed(STATIC_ALLOW);
+        }
+        let path = match SitePath::parse(req.uri.path(), self.config.hidden) {
+            Ok(path) => path,
+            Err(PathError::BadRequest) => return response::error(StatusCode::BAD_REQUEST),
+            Err(PathError::NotFound) => return response::error(StatusCode::NOT_FOUND),
+        };
+        let mut res = static_files::serve(Arc::clone(&self), req, path).await;
+        if method == Method::OPTIONS && res.status().is_success() {
+            res = response::options(STATIC_ALLOW);
+        }
+        res
+    }
+
+    /// The checks RFC 9112 asks of every request before its target is looked at.
+    fn reject(&self, req: &Parts) -> Option<StatusCode> {
+        let mut hosts = req.headers.get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (_, Some(_)) => return Some(StatusCode::BAD_REQUEST),
+            (None, None) if req.version == Version::HTTP_11 => {
+                return Some(StatusCode::BAD_REQUEST)
+            }
+            (Some(host), None) if !valid_host(host) => return Some(StatusCode::BAD_REQUEST),
+            _ => {}
+        }
+        if target_len(req) > self.config.max_target_len {
+            return Some(StatusCode::URI_TOO_LONG);
+        }
+        let header_bytes: usize = req
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if header_bytes > self.config.max_header_size {
+            return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        None
+    }
+}
+
+/// An empty Host is allowed (RFC 9112 §3.2); anything else must be a valid authority.
+fn valid_host(value: &HeaderValue) -> bool {
+    value.is_empty() || http::uri::Authority::try_from(value.as_bytes()).is_ok()
+}
+
+fn target_len(req: &Parts) -> usize {
+    let uri = &req.uri;
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + 3);
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let rest = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    scheme + authority + rest
+}
+
+/// The hyper service for one connection: tags each exchange with the connection's
+/// clock and the client address.
+#[derive(Debug, Clone)]
+pub struct ConnectionService {
+    router: Arc<Router>,
+    remote: SocketAddr,
+    clock: Arc<Clock>,
+}
+
+impl ConnectionService {
+    /// A service for the connection from `remote`.
+    pub fn new(router: Arc<Router>, remote: SocketAddr, clock: Arc<Clock>) -> Self {
+        ConnectionService {
+            router,
+            remote,
+            clock,
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.clock.request_started();
+        let exchange = Exchange::begin(&self.router, &req, self.remote, Arc::clone(&self.clock));
+        let router = Arc::clone(&self.router);
+        // The static handlers never read a request body; dropping it lets hyper decide
+        // whether the connection can be reused.
+        let (parts, _body) = req.into_parts();
+        Box::pin(async move {
+            let mut res = router.handle(&parts).await;
+            if parts.method == Method::HEAD {
+                strip_body(&mut res);
+            }
+            exchange.attach(&mut res);
+            Ok(res)
+        })
+    }
+}
+
+/// HEAD: the headers GET would send, including Content-Length, and no body.
+fn strip_body(res: &mut Response<Body>) {
+    if let Some(len) = res.body().exact_len() {
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    res.body_mut().clear();
+}
+
+/// What is known of an exchange from its request; completed when its body is dropped.
+struct Exchange {
+    clock: Arc<Clock>,
+    started: Instant,
+    record: Option<Record>,
+    log: AccessLog,
+}
+
+impl Exchange {
+    fn begin<B>(router: &Router, req: &Request<B>, remote: SocketAddr, clock: Arc<Clock>) -> Self {
+        let record = router.log.enabled().then(|| Record {
+            remote: remote.ip(),
+            time: SystemTime::now(),
+            method: req.method().clone(),
+            target: req.uri().to_string(),
+            version: req.version(),
+            status: 0,
+            bytes: 0,
+            referer: header_bytes(req, header::REFERER),
+            user_agent: header_bytes(req, header::USER_AGENT),
+            duration: Default::default(),
+            complete: false,
+        });
+        Exchange {
+            clock,
+            started: Instant::now(),
+            record,
+            log: router.log.clone(),
+        }
+    }
+
+    fn attach(mut self, res: &mut Response<Body>) {
+        if let Some(record) = &mut self.record {
+            record.status = res.status().as_u16();
+        }
+        res.body_mut().on_finish(Box::new(self));
+    }
+}
+
+impl Finish for Exchange {
+    fn finish(mut self: Box<Self>, bytes_sent: u64, complete: bool) {
+        if let Some(mut record) = self.record.take() {
+            record.bytes = bytes_sent;
+            record.complete = complete;
+            record.duration = self.started.elapsed();
+            self.log.log(&record);
+        }
+    }
+}
+
+impl Drop for Exchange {
+    /// Runs whether the exchange completed, or its future was dropped before a
+    /// response existed (the client went away), so the clock never leaks a request.
+    fn drop(&mut self) {
+        self.clock.request_finished();
+    }
+}
+
+fn header_bytes<B>(req: &Request<B>, name: header::HeaderName) -> Option<Vec<u8>> {
+    req.headers().get(name).map(|v| v.as_bytes().to_vec())
+}
