@@ -243,12 +243,18 @@ mod tests {
     fn bad_values_are_errors() {
         assert!(config(&["99999"]).unwrap_err().contains("invalid port"));
         assert!(config(&["--port", "abc"]).is_err());
-        assert!(config(&["-b", "bad addr!"]).unwrap_err().contains("invalid bind"));
+        assert!(config(&["-b", "bad addr!"])
+            .unwrap_err()
+            .contains("invalid bind"));
         assert!(config(&["--header-timeout", "soon"]).is_err());
         assert!(config(&["--idle-timeout", "0"]).is_err());
         assert!(config(&["--log-format", "xml"]).is_err());
-        assert!(config(&["./a", "-d", "./b"]).unwrap_err().contains("not both"));
-        assert!(config(&["9000", "-p", "9001"]).unwrap_err().contains("two different"));
+        assert!(config(&["./a", "-d", "./b"])
+            .unwrap_err()
+            .contains("not both"));
+        assert!(config(&["9000", "-p", "9001"])
+            .unwrap_err()
+            .contains("two different"));
     }
 
     #[test]

@@ -158,7 +158,9 @@ impl Root {
             let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
             match rustix::fs::openat2(&self.dir, rel, flags, Mode::empty(), resolve) {
                 Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
-                    tracing::warn!("openat2 is unavailable; resolving paths component by component");
+                    tracing::warn!(
+                        "openat2 is unavailable; resolving paths component by component"
+                    );
                     self.use_openat2.store(false, Ordering::Relaxed);
                 }
                 Err(rustix::io::Errno::AGAIN) => {

@@ -173,7 +173,9 @@ fn html_entry(entry: &Entry, out: &mut String) {
         "<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td>\
          <td class=\"s\" title=\"{} bytes\">{size}</td><td>{}</td></tr>",
         entry.size,
-        mtime_text(entry.mtime).replacen('T', " ", 1).trim_end_matches('Z'),
+        mtime_text(entry.mtime)
+            .replacen('T', " ", 1)
+            .trim_end_matches('Z'),
     );
 }
 
@@ -288,8 +290,14 @@ mod tests {
         );
         let page = render(&listing);
         assert!(page.contains("href=\"../\""));
-        assert!(page.contains("&lt;b&gt;&amp;&quot;x&quot; #?.txt"), "{page}");
-        assert!(page.contains("href=\"%3Cb%3E%26%22x%22%20%23%3F.txt\""), "{page}");
+        assert!(
+            page.contains("&lt;b&gt;&amp;&quot;x&quot; #?.txt"),
+            "{page}"
+        );
+        assert!(
+            page.contains("href=\"%3Cb%3E%26%22x%22%20%23%3F.txt\""),
+            "{page}"
+        );
         assert!(!page.contains("<b>"));
         assert!(page.contains("2.0 KiB"));
     }
@@ -298,7 +306,10 @@ mod tests {
     fn json_is_valid_and_complete() {
         let listing = Listing::new(
             SitePath::root(),
-            vec![entry("d", EntryKind::Dir), entry("\"q\".txt", EntryKind::File)],
+            vec![
+                entry("d", EntryKind::Dir),
+                entry("\"q\".txt", EntryKind::File),
+            ],
             Format::Json,
         );
         let v: serde_json::Value = serde_json::from_str(&render(&listing)).unwrap();

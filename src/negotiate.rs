@@ -54,7 +54,9 @@ mod tests {
         assert!(json("application/json"));
         assert!(json("application/json, text/html;q=0.9"));
         assert!(json("application/*"));
-        assert!(!json("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"));
+        assert!(!json(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        ));
         assert!(!json("*/*"));
         assert!(!json("application/json;q=0, */*"));
         assert!(!json("text/html, application/json"));

@@ -13,7 +13,11 @@ use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHAN
 /// Characters left as they are when a segment is written back into a URL: the RFC 3986
 /// unreserved set. Everything else is percent-encoded, which keeps hrefs and `Location`
 /// values safe to embed in HTML and headers.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Why a request path was refused; each maps to one status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +234,11 @@ mod tests {
             "/..\\etc",
         ];
         for raw in not_found {
-            assert_eq!(SitePath::parse(raw, true), Err(PathError::NotFound), "{raw}");
+            assert_eq!(
+                SitePath::parse(raw, true),
+                Err(PathError::NotFound),
+                "{raw}"
+            );
         }
     }
 
@@ -253,7 +261,11 @@ mod tests {
     #[test]
     fn hidden_names_are_refused_unless_allowed() {
         for raw in ["/.env", "/.git/config", "/a/.secret", "/a/.well-known/x"] {
-            assert_eq!(SitePath::parse(raw, false), Err(PathError::NotFound), "{raw}");
+            assert_eq!(
+                SitePath::parse(raw, false),
+                Err(PathError::NotFound),
+                "{raw}"
+            );
             assert!(SitePath::parse(raw, true).is_ok(), "{raw}");
         }
         assert!(SitePath::parse("/.well-known/acme", false).is_ok());
