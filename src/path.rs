@@ -1,8 +1,8 @@
 //! Request paths, parsed once into a form that cannot name anything outside the root.
 //!
 //! A [`SitePath`] is the only way a request path reaches the file system: it holds
-//! percent-decoded segments, none of which is empty, `.`, `..`, or contains `/`, `\`
-//! or NUL. Everything downstream can therefore join segments without re-checking.
+//! percent-decoded segments, none of which is empty, `.`, `..`, or contains `/` or
+//! NUL. (`\` is an ordinary file-name byte on Unix and is resolved as one.) Everything downstream can therefore join segments without re-checking.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -24,8 +24,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 pub enum PathError {
     /// The path is malformed (NUL byte, climbs above the root, not origin-form): 400.
     BadRequest,
-    /// The path could name nothing we serve (an encoded `/` or `\` inside a segment,
-    /// or a hidden name while hidden files are off): 404.
+    /// The path could name nothing we serve (an encoded `/` inside a segment, or a
+    /// hidden name while hidden files are off): 404.
     NotFound,
 }
 
@@ -65,7 +65,7 @@ impl SitePath {
                     }
                 }
                 name => {
-                    if name.contains(&b'/') || name.contains(&b'\\') {
+                    if name.contains(&b'/') {
                         return Err(PathError::NotFound);
                     }
                     segments.push(decoded);
@@ -225,13 +225,9 @@ mod tests {
         let not_found = [
             "/..%2fetc/passwd",
             "/..%2Fetc",
-            "/..%5cetc",
-            "/..%5Cetc",
             "/a%2f..%2f..%2fx",
             "/file.txt%2f",
             "/%2fetc/passwd",
-            "/%5cetc",
-            "/..\\etc",
         ];
         for raw in not_found {
             assert_eq!(
@@ -239,6 +235,12 @@ mod tests {
                 Err(PathError::NotFound),
                 "{raw}"
             );
+        }
+        // A backslash is a literal byte of one name, never a separator.
+        for raw in ["/..%5cetc", "/..%5C..%5Cx", "/..\\etc"] {
+            let p = SitePath::parse(raw, true).unwrap();
+            assert_eq!(p.segments.len(), 1, "{raw}");
+            assert!(p.segments[0].contains(&b'\\'), "{raw}");
         }
     }
 

@@ -1,0 +1,629 @@
+//! Shared harness for the wharf integration tests: starting the server binary,
+//! collecting its output, and a small raw HTTP/1.x client built on `httparse`.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Read/write timeout for every client socket.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for an access-log line to show up.
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server may take to print its listening banner.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a process that is expected to exit on its own may run.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Interval between two checks of a polled condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+type Lines = Arc<Mutex<Vec<String>>>;
+
+/// Poll `f` until it returns `Some`, or give up after `timeout`.
+pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = f() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Read `reader` line by line into `lines` until EOF (line terminators stripped).
+fn drain_lines<R: Read + Send + 'static>(reader: R, lines: Lines) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if line.ends_with(b"\n") {
+                        line.pop();
+                        if line.ends_with(b"\r") {
+                            line.pop();
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    lines.lock().unwrap().push(text);
+                }
+            }
+        }
+    })
+}
+
+fn wharf_command<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    cmd.args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
+/// A running wharf process. Killed when dropped.
+pub struct Server {
+    child: Child,
+    addr: String,
+    banner: String,
+    stdout: Lines,
+    stderr: Lines,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// `wharf ROOT --port 0 -b 127.0.0.1 EXTRA_ARGS...`
+    pub fn start(root: &Path, extra_args: &[&str]) -> Server {
+        let mut args: Vec<&OsStr> = vec![
+            root.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+            OsStr::new("-b"),
+            OsStr::new("127.0.0.1"),
+        ];
+        args.extend(extra_args.iter().map(OsStr::new));
+        Server::spawn(&args, None)
+    }
+
+    /// Start wharf with exactly `args`, optionally in `cwd`, and wait for the
+    /// `wharf: serving ... at http://HOST:PORT/` banner on stderr.
+    pub fn spawn<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Server {
+        let mut child = wharf_command(args, cwd).spawn().expect("spawn wharf");
+        let stdout = Lines::default();
+        let stderr = Lines::default();
+        let readers = vec![
+            drain_lines(child.stdout.take().unwrap(), stdout.clone()),
+            drain_lines(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let banner = loop {
+            let found = stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| line.contains("http://"))
+                .cloned();
+            if let Some(line) = found {
+                break line;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                for reader in readers {
+                    reader.join().unwrap();
+                }
+                panic!(
+                    "wharf exited ({status}) before listening; stderr: {:?}",
+                    stderr.lock().unwrap()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "wharf printed no listening banner; stderr: {:?}",
+                    stderr.lock().unwrap()
+                );
+            }
+            thread::sleep(POLL_INTERVAL);
+        };
+        let addr = banner_address(&banner);
+        Server {
+            child,
+            addr,
+            banner,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    /// `host:port` to connect to, e.g. `127.0.0.1:41234` or `[::1]:41234`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.addr
+            .parse()
+            .expect("banner address is a socket address")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket_addr().port()
+    }
+
+    /// The stderr line that announced the listener.
+    pub fn banner(&self) -> &str {
+        &self.banner
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Snapshot of every stdout (access log) line so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Snapshot of every stderr line so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Poll stdout until a line satisfies `predicate`; panics after `timeout`.
+    pub fn wait_for_log_line(&self, predicate: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        poll_until(timeout, || {
+            self.stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| predicate(line))
+                .cloned()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no matching access-log line within {timeout:?}; stdout: {:?}",
+                self.stdout_lines()
+            )
+        })
+    }
+
+    /// `wait_for_log_line` with the default deadline.
+    pub fn wait_for_log(&self, predicate: impl Fn(&str) -> bool) -> String {
+        self.wait_for_log_line(predicate, LOG_TIMEOUT)
+    }
+
+    /// Send a signal such as `"TERM"` or `"INT"` with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed: {status}");
+    }
+
+    /// Poll for process exit; `None` if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        poll_until(timeout, || self.child.try_wait().unwrap())
+    }
+
+    /// Wait (up to 15 s) for the process to exit on its own, then for its
+    /// output pipes to be fully drained. Panics if it does not exit.
+    pub fn expect_exit(&mut self) -> ExitStatus {
+        let status = self.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "wharf did not exit within {EXIT_TIMEOUT:?}; stderr: {:?}",
+                self.stderr_lines()
+            )
+        });
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Extract `host:port` from `wharf: serving /root at http://host:port/`.
+fn banner_address(line: &str) -> String {
+    let start = line.find("http://").expect("banner has a URL") + "http://".len();
+    let rest = &line[start..];
+    let end = rest.find('/').unwrap_or(rest.len());
+    rest[..end].trim().to_string()
+}
+
+/// Result of running wharf to completion.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run wharf with `args` and wait (up to 15 s) for it to exit by itself.
+pub fn run_to_exit<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Finished {
+    let mut child = wharf_command(args, cwd).spawn().expect("spawn wharf");
+    let collect = |mut reader: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = reader.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = collect(Box::new(child.stdout.take().unwrap()));
+    let stderr = collect(Box::new(child.stderr.take().unwrap()));
+    let status = poll_until(EXIT_TIMEOUT, || child.try_wait().unwrap());
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "wharf {:?} kept running; expected it to exit. stderr: {:?}",
+            args.iter()
+                .map(|a| a.as_ref().to_owned())
+                .collect::<Vec<_>>(),
+            stderr.join().unwrap()
+        );
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP client
+// ---------------------------------------------------------------------------
+
+/// One parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    pub reason: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// First header with this name (case-insensitive), lossily decoded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers_all(name).into_iter().next()
+    }
+
+    /// Every header with this name (case-insensitive), in order.
+    pub fn headers_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `Content-Length` parsed as a number.
+    pub fn content_length(&self) -> Option<usize> {
+        self.header("content-length").map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("bad Content-Length {v:?}"))
+        })
+    }
+
+    fn is_chunked(&self) -> bool {
+        self.headers_all("transfer-encoding")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("chunked"))
+    }
+}
+
+/// A connection that reads responses one at a time, keeping any bytes that
+/// belong to later responses (keep-alive, pipelining).
+pub struct Conn<S = TcpStream> {
+    stream: S,
+    buf: Vec<u8>,
+}
+
+/// Connect to `addr` with 10 s read/write timeouts.
+pub fn connect(addr: &str) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+impl Conn<TcpStream> {
+    pub fn open(server: &Server) -> Self {
+        Conn::new(connect(server.addr()))
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write request");
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Read and discard until the peer closes the connection. `true` if it
+    /// closed (EOF or reset), `false` if the read timed out first.
+    pub fn wait_for_close(&mut self) -> bool {
+        self.buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if is_timeout(&e) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl<S: Read> Conn<S> {
+    pub fn new(stream: S) -> Self {
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Read one response head (status line and headers); `body` is empty.
+    pub fn read_head(&mut self) -> io::Result<Response> {
+        loop {
+            if !self.buf.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; 128];
+                let mut parsed = httparse::Response::new(&mut headers);
+                match parsed.parse(&self.buf) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let response = Response {
+                            status: parsed.code.unwrap(),
+                            version: parsed.version.unwrap(),
+                            reason: parsed.reason.unwrap_or("").to_string(),
+                            headers: parsed
+                                .headers
+                                .iter()
+                                .map(|h| (h.name.to_string(), h.value.to_vec()))
+                                .collect(),
+                            body: Vec::new(),
+                        };
+                        self.buf.drain(..len);
+                        return Ok(response);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "unparsable response head ({e}): {:?}",
+                                String::from_utf8_lossy(&self.buf)
+                            ),
+                        ))
+                    }
+                }
+            }
+            if self.fill()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before a complete response head (got {:?})",
+                        String::from_utf8_lossy(&self.buf)
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Read the body belonging to `head` into `head.body`. HEAD responses and
+    /// 1xx/204/304 have no body.
+    pub fn read_body(&mut self, head: &mut Response, is_head_request: bool) -> io::Result<()> {
+        if is_head_request || head.status < 200 || head.status == 204 || head.status == 304 {
+            return Ok(());
+        }
+        head.body = if head.is_chunked() {
+            self.read_chunked()?
+        } else if let Some(len) = head.content_length() {
+            self.read_exact_bytes(len)?
+        } else {
+            self.read_to_eof()?
+        };
+        Ok(())
+    }
+
+    pub fn try_read_response(&mut self, is_head_request: bool) -> io::Result<Response> {
+        let mut response = self.read_head()?;
+        self.read_body(&mut response, is_head_request)?;
+        Ok(response)
+    }
+
+    /// Read one complete response; panics on I/O or parse errors.
+    pub fn read_response(&mut self, is_head_request: bool) -> Response {
+        self.try_read_response(is_head_request)
+            .unwrap_or_else(|e| panic!("reading response: {e}"))
+    }
+
+    /// Read exactly `n` bytes (from the buffer first, then the stream).
+    pub fn read_exact_bytes(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        let from_buf = n.min(self.buf.len());
+        let mut out: Vec<u8> = self.buf.drain(..from_buf).collect();
+        if out.len() < n {
+            let start = out.len();
+            out.resize(n, 0);
+            self.stream.read_exact(&mut out[start..])?;
+        }
+        Ok(out)
+    }
+
+    pub fn read_to_eof(&mut self) -> io::Result<Vec<u8>> {
+        let mut out = std::mem::take(&mut self.buf);
+        self.stream.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn read_line(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let mut line: Vec<u8> = self.buf.drain(..pos + 2).collect();
+                line.truncate(pos);
+                return Ok(line);
+            }
+            if self.fill()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside chunked body",
+                ));
+            }
+        }
+    }
+
+    fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let line = String::from_utf8_lossy(&line);
+            let size_text = line.split(';').next().unwrap().trim();
+            let size = usize::from_str_radix(size_text, 16).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad chunk size {line:?}"),
+                )
+            })?;
+            if size == 0 {
+                // Trailer section, terminated by an empty line.
+                while !self.read_line()?.is_empty() {}
+                return Ok(body);
+            }
+            body.extend(self.read_exact_bytes(size)?);
+            if !self.read_line()?.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "chunk not followed by CRLF",
+                ));
+            }
+        }
+    }
+}
+
+/// Parse the first response contained in `bytes`.
+pub fn parse_response(bytes: &[u8], is_head_request: bool) -> Response {
+    Conn::new(bytes).read_response(is_head_request)
+}
+
+/// Connect, write `request` in one go and read until the server closes.
+/// A reset after some bytes arrived is treated like EOF; a timeout panics.
+pub fn send_raw_to(addr: &str, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(addr);
+    // The server may reject the request and close before reading all of it.
+    let _ = stream.write_all(request);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if is_timeout(&e) => panic!(
+                "server neither answered nor closed within {IO_TIMEOUT:?}; got {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+            Err(_) if !out.is_empty() => return out,
+            Err(e) => panic!("reading raw response: {e}"),
+        }
+    }
+}
+
+impl Server {
+    /// See [`send_raw_to`].
+    pub fn send_raw(&self, request: &[u8]) -> Vec<u8> {
+        send_raw_to(self.addr(), request)
+    }
+
+    /// Send `request` on a fresh connection and parse one response.
+    pub fn exchange(&self, request: &[u8], is_head_request: bool) -> Response {
+        let mut conn = Conn::open(self);
+        // The server may answer (e.g. 431) and close before reading everything.
+        let _ = conn.stream.write_all(request);
+        conn.read_response(is_head_request)
+    }
+}
+
+/// Build `METHOD TARGET HTTP/1.1` with Host and `Connection: close` plus `extra` headers.
+pub fn request_bytes(method: &str, target: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\n");
+    for (name, value) in extra {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+/// `METHOD path` with `Connection: close`, plus `extra` headers.
+pub fn request(server: &Server, method: &str, path: &str, extra: &[(&str, &str)]) -> Response {
+    server.exchange(&request_bytes(method, path, extra), method == "HEAD")
+}
+
+/// `GET path HTTP/1.1` with `Host: localhost` and `Connection: close`.
+pub fn get(server: &Server, path: &str) -> Response {
+    request(server, "GET", path, &[])
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+/// Write `contents` to `root/rel`, creating parent directories.
+pub fn write_file(root: &Path, rel: &str, contents: impl AsRef<[u8]>) {
+    let path = root.join(rel);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(&path, contents).unwrap();
+}
+
+/// A temp dir with an empty `root/` subdirectory; returns (guard, root path).
+pub fn temp_root() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    fs::create_dir(&root).unwrap();
+    (tmp, root)
+}

@@ -1,0 +1,438 @@
+//! Directory listings: HTML structure, ordering, escaping, link round-trips,
+//! JSON variant, and very large directories.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::path::Path;
+use std::thread;
+
+const HTML: &str = "text/html; charset=utf-8";
+
+/// Names that need escaping in HTML and/or percent-encoding in URLs.
+const SPECIAL_NAMES: &[&str] = &[
+    "sp ace.txt",
+    "q?mark.txt",
+    "hash#tag.txt",
+    "amp&er.txt",
+    "<b>.txt",
+    "quo\"te.txt",
+    "apos'.txt",
+    "pct%.txt",
+    "pct%41.txt",
+    "semi;colon.txt",
+    "plus+.txt",
+    "é.txt",
+    "日本.txt",
+    "&amp;.txt",
+];
+
+// ---------------------------------------------------------------------------
+// Tiny HTML/URL helpers that mimic what a browser does with a listing link.
+// ---------------------------------------------------------------------------
+
+/// Every `href="..."` attribute value, raw (still HTML-escaped), in order.
+fn raw_hrefs(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("href=\"") {
+        rest = &rest[start + "href=\"".len()..];
+        let end = rest.find('"').expect("unterminated href attribute");
+        out.push(rest[..end].to_string());
+        rest = &rest[end + 1..];
+    }
+    out
+}
+
+fn html_unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let Some(semi) = rest.find(';') else { break };
+        let entity = &rest[1..semi];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ if entity.starts_with("#x") || entity.starts_with("#X") => {
+                u32::from_str_radix(&entity[2..], 16)
+                    .ok()
+                    .and_then(char::from_u32)
+            }
+            _ if entity.starts_with('#') => entity[1..].parse().ok().and_then(char::from_u32),
+            _ => None,
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[semi + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(hi * 16 + lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encode what a browser would before putting a URL on the wire.
+fn encode_for_wire(s: &str) -> String {
+    let mut out = String::new();
+    for &b in s.as_bytes() {
+        if b <= b' ' || b >= 0x7f || b"\"<>`".contains(&b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+fn has_scheme(href: &str) -> bool {
+    let Some(colon) = href.find(':') else {
+        return false;
+    };
+    let scheme = &href[..colon];
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+}
+
+fn remove_dot_segments(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut out: Vec<&str> = Vec::new();
+    for (i, segment) in segments.iter().enumerate().skip(1) {
+        let last = i == segments.len() - 1;
+        match *segment {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// Resolve an (unescaped) href against the directory URL `base` (ending in
+/// `/`) the way a browser would for an http URL. Returns the request target
+/// (path and query, not yet wire-encoded), or `None` if it leaves the site.
+fn resolve(base: &str, href: &str) -> Option<String> {
+    let href = href.trim_matches(|c: char| c <= ' ');
+    let href: String = href
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let href = href.split('#').next().unwrap().to_string();
+    let (path, query) = match href.find('?') {
+        Some(q) => (href[..q].to_string(), Some(href[q..].to_string())),
+        None => (href.clone(), None),
+    };
+    // Browsers treat `\` as `/` in http(s) URL paths.
+    let path = path.replace('\\', "/");
+    if has_scheme(&path) || path.starts_with("//") {
+        return None;
+    }
+    let joined = if path.starts_with('/') {
+        path
+    } else {
+        format!("{base}{path}")
+    };
+    Some(remove_dot_segments(&joined) + query.as_deref().unwrap_or(""))
+}
+
+/// The child entries a listing links to, in document order: (name, is_dir).
+fn listing_entries(html: &str, base: &str) -> Vec<(String, bool)> {
+    let mut entries: Vec<(String, bool)> = Vec::new();
+    for href in raw_hrefs(html) {
+        let Some(target) = resolve(base, &html_unescape(&href)) else {
+            continue;
+        };
+        let path = target.split('?').next().unwrap();
+        let Some(rest) = path.strip_prefix(base) else {
+            continue;
+        };
+        let (segment, is_dir) = match rest.strip_suffix('/') {
+            Some(s) => (s, true),
+            None => (rest, false),
+        };
+        if segment.is_empty() || segment.contains('/') {
+            continue;
+        }
+        let entry = (percent_decode(segment), is_dir);
+        if !entries.contains(&entry) {
+            entries.push(entry);
+        }
+    }
+    entries
+}
+
+/// Follow every child link of the listing at `base`; returns the set of file
+/// bodies reached (each fixture file contains its own name).
+fn follow_links(server: &Server, base: &str) -> BTreeSet<String> {
+    let listing = get(server, base);
+    assert_eq!(listing.status, 200);
+    let html = listing.body_text();
+    let mut reached = BTreeSet::new();
+    for href in raw_hrefs(&html) {
+        let href = html_unescape(&href);
+        let Some(target) = resolve(base, &href) else {
+            continue;
+        };
+        let path = target.split('?').next().unwrap();
+        let Some(rest) = path.strip_prefix(base) else {
+            continue;
+        };
+        if rest.is_empty() || rest.trim_end_matches('/').contains('/') {
+            continue;
+        }
+        let wire = encode_for_wire(&target);
+        let response = get(server, &wire);
+        assert_eq!(
+            response.status, 200,
+            "link href=\"{href}\" (requested as {wire}) is broken"
+        );
+        reached.insert(response.body_text());
+    }
+    reached
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn fixture(root: &Path) {
+    write_file(root, "top.txt", "top");
+    write_file(root, "sorted/zz.txt", "zz");
+    write_file(root, "sorted/aa.txt", "aa");
+    write_file(root, "sorted/kk.txt", "kk");
+    fs::create_dir_all(root.join("sorted/mdir")).unwrap();
+    fs::create_dir_all(root.join("sorted/bdir")).unwrap();
+    for name in SPECIAL_NAMES {
+        write_file(root, &format!("special/{name}"), name);
+    }
+    write_file(root, "json/a.txt", "a");
+    write_file(root, "json/b.txt", "b");
+    write_file(root, "json/.secret", "hidden");
+    fs::create_dir_all(root.join("json/adir")).unwrap();
+}
+
+fn start() -> (tempfile::TempDir, Server) {
+    let (tmp, root) = temp_root();
+    fixture(&root);
+    let server = Server::start(&root, &[]);
+    (tmp, server)
+}
+
+#[test]
+fn listing_is_html_with_parent_link() {
+    let (_tmp, server) = start();
+    let response = get(&server, "/sorted/");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type").as_deref(), Some(HTML));
+    let hrefs: Vec<String> = raw_hrefs(&response.body_text())
+        .iter()
+        .map(|h| html_unescape(h))
+        .collect();
+    assert!(
+        hrefs.iter().any(|h| h == "../"),
+        "listing lacks a ../ link: {hrefs:?}"
+    );
+}
+
+#[test]
+fn root_listing_has_no_parent_link() {
+    let (_tmp, server) = start();
+    let response = get(&server, "/");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type").as_deref(), Some(HTML));
+    let html = response.body_text();
+    assert!(
+        !html.contains("href=\"../\""),
+        "root listing has a ../ link"
+    );
+    let entries = listing_entries(&html, "/");
+    assert!(
+        entries.contains(&("top.txt".to_string(), false)),
+        "root listing should link top.txt: {entries:?}"
+    );
+}
+
+#[test]
+fn listing_puts_directories_first_sorted_by_name() {
+    let (_tmp, server) = start();
+    let html = get(&server, "/sorted/").body_text();
+    let entries = listing_entries(&html, "/sorted/");
+    let expected: Vec<(String, bool)> = [
+        ("bdir", true),
+        ("mdir", true),
+        ("aa.txt", false),
+        ("kk.txt", false),
+        ("zz.txt", false),
+    ]
+    .iter()
+    .map(|(n, d)| (n.to_string(), *d))
+    .collect();
+    assert_eq!(entries, expected);
+}
+
+#[test]
+fn listing_escapes_special_names() {
+    let (_tmp, server) = start();
+    let html = get(&server, "/special/").body_text();
+    assert!(html.contains("&lt;"), "'<' in a name should appear as &lt;");
+    assert!(!html.contains("<b>.txt"), "raw '<b>.txt' markup in listing");
+    assert!(
+        !html.contains("quo\"te.txt\""),
+        "unescaped quote in an attribute"
+    );
+    assert!(
+        html.contains("日本") || html.contains("&#"),
+        "non-ASCII name missing"
+    );
+}
+
+#[test]
+fn every_listing_link_serves_the_named_file() {
+    let (_tmp, server) = start();
+    let reached = follow_links(&server, "/special/");
+    assert_eq!(reached, names(SPECIAL_NAMES));
+}
+
+#[test]
+fn listing_links_survive_browser_url_parsing() {
+    // A relative href "a:b.txt" is a URL with scheme "a:", and browsers strip
+    // leading spaces and tabs; links must be written so none of that happens.
+    let (_tmp, root) = temp_root();
+    let tricky = ["a:b.txt", " lead.txt", "tab\there.txt", "trail.txt "];
+    for name in tricky {
+        write_file(&root, &format!("tricky/{name}"), name);
+    }
+    let server = Server::start(&root, &[]);
+    let reached = follow_links(&server, "/tricky/");
+    assert_eq!(reached, names(&tricky));
+}
+
+#[test]
+fn listed_backslash_names_are_reachable() {
+    // Browsers turn "\" into "/" in http URLs, so the link must encode it,
+    // and whatever the listing links to must then be served.
+    let (_tmp, root) = temp_root();
+    write_file(&root, "bs/back\\slash.txt", "back\\slash.txt");
+    write_file(&root, "bs/plain.txt", "plain.txt");
+    let server = Server::start(&root, &[]);
+    let reached = follow_links(&server, "/bs/");
+    assert_eq!(reached, names(&["back\\slash.txt", "plain.txt"]));
+}
+
+#[test]
+fn json_listing_when_requested() {
+    let (_tmp, server) = start();
+    let response = request(&server, "GET", "/json/", &[("Accept", "application/json")]);
+    assert_eq!(response.status, 200);
+    let content_type = response.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "Content-Type: {content_type:?}"
+    );
+    let body: String = response
+        .body_text()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    assert!(
+        body.starts_with('[') || body.starts_with('{'),
+        "not JSON: {body}"
+    );
+    assert_eq!(body.matches("\"name\":").count(), 3, "entries: {body}");
+    for name in ["a.txt", "b.txt", "adir"] {
+        assert!(
+            body.contains(&format!("\"name\":\"{name}\"")),
+            "{name} missing: {body}"
+        );
+    }
+    assert!(body.contains("\"type\":\"dir\""), "{body}");
+    assert!(body.contains("\"type\":\"file\""), "{body}");
+    assert!(!body.contains(".secret"), "dotfile listed: {body}");
+}
+
+#[test]
+fn browser_accept_header_gets_html() {
+    let (_tmp, server) = start();
+    let response = request(
+        &server,
+        "GET",
+        "/json/",
+        &[("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type").as_deref(), Some(HTML));
+}
+
+#[test]
+fn huge_directory_lists_without_blocking_other_requests() {
+    const COUNT: usize = 100_000;
+    let (_tmp, root) = temp_root();
+    write_file(&root, "small.txt", "small");
+    let big = root.join("big");
+    fs::create_dir(&big).unwrap();
+    // Spread file creation over a few threads to keep the test quick.
+    thread::scope(|scope| {
+        for part in 0..4 {
+            let big = &big;
+            scope.spawn(move || {
+                for i in (part..COUNT).step_by(4) {
+                    File::create(big.join(format!("f{i:06}"))).unwrap();
+                }
+            });
+        }
+    });
+    let server = Server::start(&root, &[]);
+
+    let mut listing = Conn::open(&server);
+    listing.send(&request_bytes("GET", "/big/", &[]));
+    // While that listing is in flight, another connection is served.
+    let small = get(&server, "/small.txt");
+    assert_eq!(small.status, 200);
+    assert_eq!(small.body, b"small");
+
+    let response = listing.read_response(false);
+    assert_eq!(response.status, 200);
+    let links = response.body_text().matches("href=").count();
+    assert!(links >= COUNT, "only {links} links for {COUNT} files");
+}

@@ -1,0 +1,194 @@
+//! Access log on stdout: formats, escaping, and --quiet.
+
+mod common;
+
+use common::*;
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+fn start(extra: &[&str]) -> (tempfile::TempDir, Server) {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "hello");
+    write_file(&root, "b.txt", "bee");
+    let server = Server::start(&root, extra);
+    (tmp, server)
+}
+
+/// `127.0.0.1 - - [dd/Mon/yyyy:HH:MM:SS +0000] ...`
+fn assert_clf_prefix(line: &str) {
+    let rest = line
+        .strip_prefix("127.0.0.1 - - [")
+        .unwrap_or_else(|| panic!("line does not start with '127.0.0.1 - - [': {line:?}"));
+    let end = rest
+        .find(']')
+        .unwrap_or_else(|| panic!("no ']' in {line:?}"));
+    let ts = &rest[..end];
+    let b = ts.as_bytes();
+    let digits = |from: usize, to: usize| b[from..to].iter().all(u8::is_ascii_digit);
+    let ok = ts.is_ascii()
+        && b.len() == 26
+        && digits(0, 2)
+        && b[2] == b'/'
+        && MONTHS.contains(&&ts[3..6])
+        && b[6] == b'/'
+        && digits(7, 11)
+        && b[11] == b':'
+        && digits(12, 14)
+        && b[14] == b':'
+        && digits(15, 17)
+        && b[17] == b':'
+        && digits(18, 20)
+        && &ts[20..] == " +0000";
+    assert!(ok, "timestamp {ts:?} is not dd/Mon/yyyy:HH:MM:SS +0000");
+    assert!(rest[end..].starts_with("] \""), "after timestamp: {line:?}");
+}
+
+#[test]
+fn default_log_is_combined_format() {
+    let (_tmp, server) = start(&[]);
+    let response = request(
+        &server,
+        "GET",
+        "/a.txt",
+        &[
+            ("User-Agent", "curl-test"),
+            ("Referer", "http://example.com/start"),
+        ],
+    );
+    assert_eq!(response.status, 200);
+    let line = server.wait_for_log(|l| l.contains("/a.txt"));
+    assert_clf_prefix(&line);
+    assert!(
+        line.contains("\"GET /a.txt HTTP/1.1\" 200 5 \"http://example.com/start\" \"curl-test\""),
+        "combined line: {line:?}"
+    );
+    assert!(line.ends_with("\"curl-test\""), "combined line: {line:?}");
+}
+
+#[test]
+fn missing_referer_and_user_agent_are_dashes() {
+    let (_tmp, server) = start(&[]);
+    assert_eq!(get(&server, "/b.txt").status, 200);
+    let line = server.wait_for_log(|l| l.contains("/b.txt"));
+    assert_clf_prefix(&line);
+    assert!(
+        line.ends_with("\"GET /b.txt HTTP/1.1\" 200 3 \"-\" \"-\""),
+        "line: {line:?}"
+    );
+}
+
+#[test]
+fn one_line_per_request_with_status() {
+    let (_tmp, server) = start(&[]);
+    assert_eq!(get(&server, "/a.txt").status, 200);
+    assert_eq!(get(&server, "/missing.txt").status, 404);
+    server.wait_for_log(|l| l.contains("/a.txt"));
+    let missing = server.wait_for_log(|l| l.contains("/missing.txt"));
+    assert!(
+        missing.contains("\"GET /missing.txt HTTP/1.1\" 404 "),
+        "404 line: {missing:?}"
+    );
+    let lines = server.stdout_lines();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("/a.txt")).count(),
+        1,
+        "lines: {lines:?}"
+    );
+}
+
+#[test]
+fn common_format_omits_referer_and_user_agent() {
+    let (_tmp, server) = start(&["--log-format", "common"]);
+    let response = request(&server, "GET", "/a.txt", &[("User-Agent", "curl-test")]);
+    assert_eq!(response.status, 200);
+    let line = server.wait_for_log(|l| l.contains("/a.txt"));
+    assert_clf_prefix(&line);
+    assert!(
+        line.ends_with("\"GET /a.txt HTTP/1.1\" 200 5"),
+        "common line: {line:?}"
+    );
+    assert!(!line.contains("curl-test"), "common line: {line:?}");
+}
+
+#[test]
+fn json_format_writes_one_object_per_line() {
+    let (_tmp, server) = start(&["--log-format", "json"]);
+    let response = request(&server, "GET", "/a.txt", &[("User-Agent", "curl-test")]);
+    assert_eq!(response.status, 200);
+    let line = server.wait_for_log(|l| l.contains("a.txt"));
+    let trimmed = line.trim();
+    assert!(
+        trimmed.starts_with('{') && trimmed.ends_with('}'),
+        "json line: {line:?}"
+    );
+    let compact: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(compact.contains("\"status\":200"), "json line: {line:?}");
+    assert!(
+        compact.contains("\"/a.txt"),
+        "json line lacks the path: {line:?}"
+    );
+    assert!(
+        compact.contains("curl-test"),
+        "json line lacks the user agent: {line:?}"
+    );
+}
+
+#[test]
+fn control_characters_are_escaped_in_log() {
+    let (_tmp, server) = start(&[]);
+    assert_eq!(get(&server, "/%1b[31m").status, 404);
+    let mut ua_request =
+        b"GET /b.txt HTTP/1.1\r\nHost: localhost\r\nUser-Agent: x\x1b[31my\r\n".to_vec();
+    ua_request.extend_from_slice(b"Connection: close\r\n\r\n");
+    let ua_response = server.exchange(&ua_request, false);
+
+    server.wait_for_log(|l| l.contains("[31m") && !l.contains("/b.txt"));
+    if ua_response.status == 200 {
+        server.wait_for_log(|l| l.contains("/b.txt"));
+    } else {
+        assert_eq!(ua_response.status, 400, "raw ESC in User-Agent");
+    }
+    for line in server.stdout_lines() {
+        assert!(!line.contains('\x1b'), "raw ESC in log line {line:?}");
+    }
+}
+
+#[test]
+fn quotes_in_user_agent_cannot_forge_fields() {
+    let (_tmp, server) = start(&[]);
+    let response = request(
+        &server,
+        "GET",
+        "/a.txt",
+        &[("User-Agent", "evil\" \"forged")],
+    );
+    assert_eq!(response.status, 200);
+    let line = server.wait_for_log(|l| l.contains("/a.txt"));
+    assert!(
+        !line.contains("evil\" \"forged"),
+        "unescaped quotes in log line {line:?}"
+    );
+}
+
+#[test]
+fn quiet_disables_access_log() {
+    let (_tmp, mut server) = start(&["--quiet"]);
+    assert_eq!(get(&server, "/a.txt").status, 200);
+    assert_eq!(get(&server, "/missing").status, 404);
+    server.signal("TERM");
+    let status = server.expect_exit();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(server.stdout_lines(), Vec::<String>::new());
+}
+
+#[test]
+fn short_quiet_flag_disables_access_log() {
+    let (_tmp, mut server) = start(&["-q"]);
+    assert_eq!(get(&server, "/a.txt").status, 200);
+    server.signal("TERM");
+    let status = server.expect_exit();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(server.stdout_lines(), Vec::<String>::new());
+}

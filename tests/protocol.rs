@@ -1,0 +1,322 @@
+//! HTTP/1.x protocol handling over raw sockets.
+
+mod common;
+
+use common::*;
+
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+const HTML: &str = "text/html; charset=utf-8";
+
+fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "hello");
+    write_file(&root, "b.txt", "second file");
+    write_file(&root, "c.txt", "third");
+    write_file(&root, "dir/x.txt", "x");
+    (tmp, root)
+}
+
+fn start(extra: &[&str]) -> (tempfile::TempDir, Server) {
+    let (tmp, root) = fixture();
+    let server = Server::start(&root, extra);
+    (tmp, server)
+}
+
+fn raw(server: &Server, request: &str) -> Response {
+    server.exchange(request.as_bytes(), false)
+}
+
+#[test]
+fn keep_alive_serves_two_requests_on_one_connection() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let first = conn.read_response(false);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, b"hello");
+    conn.send(b"GET /b.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let second = conn.read_response(false);
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, b"second file");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    conn.send(
+        b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n\
+          GET /b.txt HTTP/1.1\r\nHost: localhost\r\n\r\n\
+          GET /c.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    for expected in [&b"hello"[..], b"second file", b"third"] {
+        let response = conn.read_response(false);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, expected);
+    }
+}
+
+#[test]
+fn http10_connection_closes_after_response() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.0\r\n\r\n");
+    let response = conn.read_response(false);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"hello");
+    let rest = conn
+        .read_to_eof()
+        .expect("server should close the HTTP/1.0 connection");
+    assert!(rest.is_empty(), "unexpected bytes after response: {rest:?}");
+}
+
+#[test]
+fn http10_keep_alive_keeps_connection_open() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let first = conn.read_response(false);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, b"hello");
+    conn.send(b"GET /b.txt HTTP/1.0\r\n\r\n");
+    let second = conn
+        .try_read_response(false)
+        .expect("second request on an HTTP/1.0 keep-alive connection");
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, b"second file");
+}
+
+#[test]
+fn http11_without_host_is_bad_request() {
+    let (_tmp, server) = start(&[]);
+    let response = raw(&server, "GET /a.txt HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(response.status, 400);
+}
+
+#[test]
+fn duplicate_host_is_bad_request() {
+    let (_tmp, server) = start(&[]);
+    let response = raw(
+        &server,
+        "GET /a.txt HTTP/1.1\r\nHost: localhost\r\nHost: other\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 400);
+}
+
+#[test]
+fn http10_without_host_is_served() {
+    let (_tmp, server) = start(&[]);
+    let response = raw(&server, "GET /a.txt HTTP/1.0\r\n\r\n");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"hello");
+}
+
+#[test]
+fn long_request_target_is_uri_too_long() {
+    let (_tmp, server) = start(&[]);
+    let target = format!("/{}", "a".repeat(9000));
+    let response = server.exchange(&request_bytes("GET", &target, &[]), false);
+    assert_eq!(response.status, 414);
+}
+
+#[test]
+fn oversized_header_is_rejected() {
+    let (_tmp, server) = start(&[]);
+    let big = "x".repeat(17_000);
+    let response = server.exchange(&request_bytes("GET", "/a.txt", &[("X-Big", &big)]), false);
+    assert_eq!(response.status, 431);
+}
+
+#[test]
+fn many_headers_over_limit_are_rejected() {
+    let (_tmp, server) = start(&[]);
+    let value = "y".repeat(500);
+    let names: Vec<String> = (0..40).map(|i| format!("X-Filler-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), value.as_str())).collect();
+    let response = server.exchange(&request_bytes("GET", "/a.txt", &headers), false);
+    assert_eq!(response.status, 431);
+}
+
+#[test]
+fn max_header_size_flag_raises_limit() {
+    let (_tmp, server) = start(&["--max-header-size", "32768"]);
+    let big = "x".repeat(20_000);
+    let response = server.exchange(&request_bytes("GET", "/a.txt", &[("X-Big", &big)]), false);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"hello");
+}
+
+#[test]
+fn unsupported_methods_get_405_with_allow() {
+    let (_tmp, server) = start(&[]);
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let response = request(&server, method, "/a.txt", &[("Content-Length", "0")]);
+        assert_eq!(response.status, 405, "{method}");
+        assert_eq!(response.header("allow").as_deref(), Some(ALLOW), "{method}");
+    }
+}
+
+#[test]
+fn options_on_file_lists_allowed_methods() {
+    let (_tmp, server) = start(&[]);
+    let response = request(&server, "OPTIONS", "/a.txt", &[]);
+    assert_eq!(response.status, 204);
+    assert_eq!(response.header("allow").as_deref(), Some(ALLOW));
+}
+
+#[test]
+fn options_asterisk_is_no_content() {
+    let (_tmp, server) = start(&[]);
+    let response = request(&server, "OPTIONS", "*", &[]);
+    assert_eq!(response.status, 204);
+}
+
+#[test]
+fn malformed_request_lines_are_bad_request() {
+    let (_tmp, server) = start(&[]);
+    let requests = [
+        "GARBAGE\r\n\r\n",
+        "GET / HTTP/1.1 extra\r\nHost: localhost\r\n\r\n",
+        "GET / HTTX/1.1\r\nHost: localhost\r\n\r\n",
+    ];
+    for request in requests {
+        let bytes = server.send_raw(request.as_bytes());
+        let response = parse_response(&bytes, false);
+        assert_eq!(response.status, 400, "{request:?}");
+    }
+}
+
+#[test]
+fn unsupported_http_versions_are_rejected() {
+    let (_tmp, server) = start(&[]);
+    for version in ["HTTP/2.0", "HTTP/3.0"] {
+        let request = format!("GET /a.txt {version}\r\nHost: localhost\r\n\r\n");
+        let bytes = server.send_raw(request.as_bytes());
+        let response = parse_response(&bytes, false);
+        assert!(
+            matches!(response.status, 400 | 505),
+            "{version}: got {}",
+            response.status
+        );
+    }
+}
+
+#[test]
+fn error_responses_are_html_with_exact_length() {
+    let (_tmp, server) = start(&[]);
+    let cases = [
+        (request(&server, "GET", "/missing.txt", &[]), 404),
+        (
+            request(&server, "POST", "/a.txt", &[("Content-Length", "0")]),
+            405,
+        ),
+        (request(&server, "GET", "/a.txt%00", &[]), 400),
+    ];
+    for (response, status) in cases {
+        assert_eq!(response.status, status);
+        assert_eq!(
+            response.header("content-type").as_deref(),
+            Some(HTML),
+            "{status}"
+        );
+        assert_eq!(
+            response.content_length(),
+            Some(response.body.len()),
+            "{status}: Content-Length vs body"
+        );
+    }
+}
+
+#[test]
+fn error_body_does_not_echo_path() {
+    let (_tmp, server) = start(&[]);
+    let encoded = get(&server, "/%3Cscript%3Ealert(1)%3C/script%3E");
+    assert_eq!(encoded.status, 404);
+    let rawish = get(&server, "/<script>alert(1)</script>");
+    assert!(
+        matches!(rawish.status, 400 | 404),
+        "raw markup: {}",
+        rawish.status
+    );
+    for response in [encoded, rawish] {
+        let body = response.body_text();
+        assert!(!body.contains("<script>"), "body echoes markup: {body}");
+        assert!(!body.contains("alert(1)"), "body echoes path: {body}");
+    }
+}
+
+#[test]
+fn crlf_in_path_cannot_inject_headers() {
+    let (_tmp, root) = fixture();
+    // A directory whose name contains CRLF gets a redirect built from the path.
+    std::fs::create_dir(root.join("x\r\nX-Injected: yes")).unwrap();
+    let server = Server::start(&root, &[]);
+    for target in [
+        "/dir%0d%0aX-Injected:%20yes",
+        "/x%0d%0aX-Injected:%20yes",
+        "/dir?%0d%0aX-Injected:%20yes",
+        "/dir%0aX-Injected:%20yes",
+    ] {
+        let response = get(&server, target);
+        assert!(
+            response.headers_all("x-injected").is_empty(),
+            "{target}: injected header"
+        );
+        for (name, value) in &response.headers {
+            assert!(
+                !value.contains(&b'\r') && !value.contains(&b'\n'),
+                "{target}: CR/LF in header {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn slow_header_client_is_disconnected() {
+    let (_tmp, server) = start(&["--header-timeout", "1"]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET / HTTP/1.1\r\n");
+    assert!(
+        conn.wait_for_close(),
+        "server kept a connection with an incomplete header open"
+    );
+}
+
+#[test]
+fn slow_clients_do_not_block_others() {
+    let (_tmp, server) = start(&[]);
+    let slow: Vec<Conn> = (0..50)
+        .map(|_| {
+            let mut conn = Conn::open(&server);
+            conn.send(b"GET / HTTP/1.1\r\n");
+            conn
+        })
+        .collect();
+    let response = get(&server, "/a.txt");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"hello");
+    drop(slow);
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed() {
+    let (_tmp, server) = start(&["--idle-timeout", "1"]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let response = conn.read_response(false);
+    assert_eq!(response.status, 200);
+    assert!(conn.wait_for_close(), "idle connection was not closed");
+}
+
+#[test]
+fn request_split_across_writes_is_served() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    let request = b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for chunk in request.chunks(7) {
+        conn.send(chunk);
+    }
+    let response = conn.read_response(false);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"hello");
+}

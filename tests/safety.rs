@@ -1,0 +1,175 @@
+//! Nothing outside the root (or hidden inside it) is ever served.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::symlink;
+
+const SECRET: &str = "TOPSECRET";
+
+/// tmp/secret.txt and tmp/outside/secret2.txt live outside tmp/root.
+fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (tmp, root) = temp_root();
+    write_file(tmp.path(), "secret.txt", SECRET);
+    write_file(tmp.path(), "outside/secret2.txt", SECRET);
+    write_file(&root, "a.txt", "hello");
+    write_file(&root, "sub/b.txt", "bee");
+    write_file(&root, ".env", "DOTENV");
+    write_file(&root, ".git/config", "[core]");
+    write_file(&root, ".well-known/x.txt", "well known");
+    symlink("../secret.txt", root.join("rel_secret_link")).unwrap();
+    symlink(tmp.path().join("secret.txt"), root.join("abs_secret_link")).unwrap();
+    symlink("a.txt", root.join("alias.txt")).unwrap();
+    symlink("../a.txt", root.join("sub/up_alias.txt")).unwrap();
+    symlink("../outside", root.join("outdir")).unwrap();
+    (tmp, root)
+}
+
+fn assert_refused(response: &Response, what: &str) {
+    assert!(
+        matches!(response.status, 400 | 404),
+        "{what}: expected 400 or 404, got {}",
+        response.status
+    );
+    assert!(
+        !response.body_text().contains(SECRET),
+        "{what}: secret leaked in body"
+    );
+}
+
+fn raw_get(server: &Server, target: &str) -> Response {
+    server.exchange(&request_bytes("GET", target, &[]), false)
+}
+
+#[test]
+fn traversal_attempts_never_escape_root() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let targets = [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/..%2fsecret.txt",
+        "/..%2Fsecret.txt",
+        "/..%5csecret.txt",
+        "/..\\secret.txt",
+        "/%252e%252e/secret.txt",
+        "/sub/../../secret.txt",
+        "/sub/%2e%2e/%2e%2e/secret.txt",
+        "/sub/..%2f..%2fsecret.txt",
+        "/.%2e/secret.txt",
+        "/%2e./secret.txt",
+        "/./../secret.txt",
+        "/../../../../../../../../etc/passwd",
+        "/%c0%ae%c0%ae/secret.txt",
+        "/..;/secret.txt",
+        "http://localhost/../secret.txt",
+        "http://localhost/%2e%2e/secret.txt",
+    ];
+    for target in targets {
+        assert_refused(&raw_get(&server, target), target);
+    }
+}
+
+#[test]
+fn nul_byte_in_path_is_bad_request() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let response = get(&server, "/a.txt%00.html");
+    assert_eq!(response.status, 400);
+    assert!(!response.body_text().contains("hello"));
+}
+
+#[test]
+fn symlink_to_outside_file_is_not_followed_by_default() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    for path in ["/rel_secret_link", "/abs_secret_link"] {
+        let response = get(&server, path);
+        assert_eq!(response.status, 404, "{path}");
+        assert!(!response.body_text().contains(SECRET), "{path}");
+    }
+}
+
+#[test]
+fn follow_symlinks_flag_serves_outside_target() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &["--follow-symlinks"]);
+    for path in ["/rel_secret_link", "/abs_secret_link"] {
+        let response = get(&server, path);
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(response.body_text(), SECRET, "{path}");
+    }
+}
+
+#[test]
+fn symlink_within_root_is_served() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    for path in ["/alias.txt", "/sub/up_alias.txt"] {
+        let response = get(&server, path);
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(response.body, b"hello", "{path}");
+    }
+}
+
+#[test]
+fn symlinked_directory_leaving_root_is_not_served() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let response = get(&server, "/outdir/secret2.txt");
+    assert_eq!(response.status, 404);
+    assert!(!response.body_text().contains(SECRET));
+    let listing = get(&server, "/outdir/");
+    assert_ne!(listing.status, 200, "listing of a directory outside root");
+    assert!(!listing.body_text().contains("secret2.txt"));
+}
+
+#[test]
+fn dotfiles_are_hidden_by_default() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    for path in ["/.env", "/.git/config", "/.git/", "/%2eenv", "/sub/../.env"] {
+        let response = raw_get(&server, path);
+        assert!(
+            matches!(response.status, 400 | 404),
+            "{path}: got {}",
+            response.status
+        );
+        assert!(!response.body_text().contains("DOTENV"), "{path}");
+    }
+    let listing = get(&server, "/").body_text();
+    assert!(!listing.contains(".env"), "root listing shows .env");
+    assert!(!listing.contains(".git"), "root listing shows .git");
+    assert!(listing.contains("a.txt"), "root listing lacks a.txt");
+}
+
+#[test]
+fn well_known_is_served() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let response = get(&server, "/.well-known/x.txt");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"well known");
+}
+
+#[test]
+fn hidden_flag_serves_and_lists_dotfiles() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &["--hidden"]);
+    let response = get(&server, "/.env");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"DOTENV");
+    let listing = get(&server, "/").body_text();
+    assert!(listing.contains(".env"), "listing with --hidden lacks .env");
+}
+
+#[test]
+fn root_itself_is_resolved_safely_when_given_with_dots() {
+    // ROOT given as a path containing `..` still confines requests to it.
+    let (tmp, _root) = fixture();
+    let dotted = tmp.path().join("outside/../root");
+    let server = Server::start(&dotted, &[]);
+    assert_eq!(get(&server, "/a.txt").body, b"hello");
+    assert_refused(&raw_get(&server, "/../secret.txt"), "dotted root");
+}

@@ -1,0 +1,92 @@
+//! Graceful shutdown on SIGTERM / SIGINT.
+
+mod common;
+
+use common::*;
+use std::net::TcpStream;
+use std::time::Duration;
+
+const BIG_LEN: usize = 64 * 1024 * 1024;
+
+fn big_content() -> Vec<u8> {
+    (0..BIG_LEN).map(|i| (i % 251) as u8).collect()
+}
+
+fn exits_cleanly_on(signal: &str) {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "hello");
+    let mut server = Server::start(&root, &[]);
+    // Make sure the server is fully up (and serving) before signalling it.
+    assert_eq!(get(&server, "/a.txt").status, 200);
+    server.signal(signal);
+    let status = server.expect_exit();
+    assert!(status.success(), "SIG{signal}: exit status {status}");
+    let stderr = server.stderr_lines().join("\n");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
+
+#[test]
+fn sigterm_exits_with_status_zero() {
+    exits_cleanly_on("TERM");
+}
+
+#[test]
+fn sigint_exits_with_status_zero() {
+    exits_cleanly_on("INT");
+}
+
+#[test]
+fn idle_keep_alive_connection_does_not_delay_exit_past_grace() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "hello");
+    let mut server = Server::start(&root, &["--grace-period", "2s"]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(conn.read_response(false).status, 200);
+    // The connection stays open and idle while the server shuts down.
+    server.signal("TERM");
+    let status = server.expect_exit();
+    assert!(status.success(), "exit status {status}");
+    drop(conn);
+}
+
+#[test]
+fn in_flight_download_completes_after_sigterm() {
+    let (_tmp, root) = temp_root();
+    let content = big_content();
+    write_file(&root, "big.bin", &content);
+    let mut server = Server::start(&root, &[]);
+    let addr = server.socket_addr();
+
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/big.bin", &[]));
+    let mut head = conn.read_head().expect("response head");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.content_length(), Some(BIG_LEN));
+    let start = conn.read_exact_bytes(4096).expect("first bytes of body");
+
+    server.signal("TERM");
+
+    // The listener goes away while the download is still unfinished.
+    let refused = poll_until(Duration::from_secs(10), || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            .is_err()
+            .then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "new connections still accepted after SIGTERM"
+    );
+
+    // ... yet the in-flight response is delivered in full.
+    let rest = conn
+        .read_exact_bytes(BIG_LEN - start.len())
+        .expect("rest of the in-flight body after SIGTERM");
+    head.body = [start, rest].concat();
+    assert!(head.body == content, "in-flight body corrupted");
+    let tail = conn.read_to_eof().unwrap_or_default();
+    assert!(tail.is_empty(), "{} extra bytes after the body", tail.len());
+
+    let status = server.expect_exit();
+    assert!(status.success(), "exit status {status}");
+}
