@@ -68,6 +68,15 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT", default_value = "combined")]
     log_format: LogFormat,
 
+    /// Do not compress responses on the fly (precompressed .br/.zst/.gz files next to
+    /// the originals are still served).
+    #[arg(long)]
+    no_compress: bool,
+
+    /// Memory for caching responses compressed on the fly, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    compress_cache_size: usize,
+
     /// Do not write the access log.
     #[arg(short, long)]
     quiet: bool,
@@ -96,6 +105,10 @@ pub struct Config {
     pub max_header_size: usize,
     /// Largest request target, in bytes; longer gets 414.
     pub max_target_len: usize,
+    /// No on-the-fly compression.
+    pub no_compress: bool,
+    /// Bytes of compressed variants kept in memory.
+    pub compress_cache_size: usize,
     /// Access-log format.
     pub log_format: LogFormat,
     /// No access log.
@@ -151,6 +164,8 @@ impl Cli {
             idle_timeout: self.idle_timeout,
             max_header_size: self.max_header_size as usize,
             max_target_len: MAX_TARGET_LEN,
+            no_compress: self.no_compress,
+            compress_cache_size: self.compress_cache_size,
             log_format: self.log_format,
             quiet: self.quiet,
             grace_period: self.grace_period,

@@ -10,13 +10,18 @@ compile_error!("wharf needs a Unix-like system (it resolves paths with openat/op
 
 pub mod access_log;
 pub mod body;
+pub mod compress;
+pub mod conditional;
 pub mod config;
 pub mod connection;
+pub mod etag;
 pub mod fs;
 pub mod listing;
 pub mod mime;
 pub mod negotiate;
 pub mod path;
+pub mod range;
+pub mod representation;
 pub mod response;
 pub mod router;
 pub mod server;

@@ -71,3 +71,138 @@ mod tests {
         assert_eq!(media_quality(Some(&v), "text/html"), 0.1);
     }
 }
+
+/// A representation's possible content codings, in the server's order of preference
+/// among equally acceptable ones: smaller output first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// `br`.
+    Brotli,
+    /// `zstd`.
+    Zstd,
+    /// `gzip`.
+    Gzip,
+    /// No coding.
+    Identity,
+}
+
+impl Encoding {
+    /// Every encoding, in server preference order.
+    pub const ALL: [Encoding; 4] = [
+        Encoding::Brotli,
+        Encoding::Zstd,
+        Encoding::Gzip,
+        Encoding::Identity,
+    ];
+
+    /// The content-coding token (`identity` for none).
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Brotli => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+            Encoding::Identity => "identity",
+        }
+    }
+}
+
+/// The encodings `accept_encoding` allows, best first (RFC 9110 §12.5.3): by q-value,
+/// then by server preference. A coding is acceptable when named with q > 0, or covered
+/// by `*` with q > 0; identity is acceptable unless `identity;q=0`, or `*;q=0` without
+/// an `identity` entry, excludes it; when the client does not name it, it ranks last.
+/// Without the header only identity is offered, as
+/// clients that do not send it rarely decode anything.
+pub fn encoding_preferences(accept_encoding: Option<&HeaderValue>) -> Vec<Encoding> {
+    let Some(value) = accept_encoding else {
+        return vec![Encoding::Identity];
+    };
+    let Ok(value) = value.to_str() else {
+        return vec![Encoding::Identity];
+    };
+    let mut explicit: [Option<f32>; 4] = [None; 4];
+    let mut star: Option<f32> = None;
+    for item in value.split(',') {
+        let mut params = item.split(';');
+        let token = params.next().unwrap_or("").trim().to_ascii_lowercase();
+        if token.is_empty() {
+            continue;
+        }
+        let q = params
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+            })
+            .next()
+            .map_or(Some(1.0), |q| {
+                q.parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q))
+            });
+        // A malformed q-value makes the entry unusable; skip it.
+        let Some(q) = q else { continue };
+        let slot = match token.as_str() {
+            "br" => Some(0),
+            "zstd" => Some(1),
+            "gzip" | "x-gzip" => Some(2),
+            "identity" => Some(3),
+            "*" => {
+                star = Some(q);
+                None
+            }
+            _ => None,
+        };
+        if let Some(i) = slot {
+            explicit[i] = Some(explicit[i].map_or(q, |old: f32| old.max(q)));
+        }
+    }
+    let mut ranked: Vec<(f32, usize, Encoding)> = Encoding::ALL
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &enc)| {
+            let q = match (explicit[i], star) {
+                (Some(q), _) => q,
+                (None, Some(q)) => q,
+                // Implicitly acceptable, but below anything the client named.
+                (None, None) if enc == Encoding::Identity => f32::MIN_POSITIVE,
+                (None, None) => 0.0,
+            };
+            (q > 0.0).then_some((q, i, enc))
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    ranked.into_iter().map(|(_, _, enc)| enc).collect()
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+    use Encoding::*;
+
+    fn prefs(value: &str) -> Vec<Encoding> {
+        encoding_preferences(Some(&HeaderValue::from_str(value).unwrap()))
+    }
+
+    #[test]
+    fn q_values_then_server_preference() {
+        assert_eq!(
+            prefs("gzip, deflate, br, zstd"),
+            [Brotli, Zstd, Gzip, Identity]
+        );
+        assert_eq!(prefs("gzip;q=1, br;q=0.5"), [Gzip, Brotli, Identity]);
+        assert_eq!(prefs("gzip;q=0.5, identity"), [Identity, Gzip]);
+        assert_eq!(prefs("br;q=0, gzip"), [Gzip, Identity]);
+        assert_eq!(prefs(""), [Identity]);
+        assert_eq!(encoding_preferences(None), [Identity]);
+        assert_eq!(prefs("x-gzip"), [Gzip, Identity]);
+        assert_eq!(prefs("GZIP;Q=0.8"), [Gzip, Identity]);
+    }
+
+    #[test]
+    fn identity_and_star_are_honoured() {
+        assert_eq!(prefs("identity;q=0"), Vec::<Encoding>::new());
+        assert_eq!(prefs("gzip, identity;q=0"), [Gzip]);
+        assert_eq!(prefs("*"), [Brotli, Zstd, Gzip, Identity]);
+        assert_eq!(prefs("*;q=0"), Vec::<Encoding>::new());
+        assert_eq!(prefs("*;q=0, identity"), [Identity]);
+        assert_eq!(prefs("br, *;q=0"), [Brotli]);
+        assert_eq!(prefs("gzip;q=abc"), [Identity]);
+    }
+}

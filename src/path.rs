@@ -114,6 +114,16 @@ impl SitePath {
         }
     }
 
+    /// This path with `suffix` appended to its last segment (`app.js` → `app.js.gz`),
+    /// for precompressed sidecars. The root has no last segment and stays as it is.
+    pub fn with_suffix(&self, suffix: &[u8]) -> SitePath {
+        let mut path = self.clone();
+        if let Some(last) = path.segments.last_mut() {
+            last.extend_from_slice(suffix);
+        }
+        path
+    }
+
     /// A relative file-system path (empty for the root), for opening beneath the root fd.
     pub fn relative_fs_path(&self) -> PathBuf {
         let mut path = PathBuf::new();

@@ -19,8 +19,10 @@ use hyper::body::Incoming;
 
 use crate::access_log::{AccessLog, Record};
 use crate::body::{Body, Finish};
+use crate::compress::VariantCache;
 use crate::config::Config;
 use crate::connection::Clock;
+use crate::etag::EtagCache;
 use crate::fs::Root;
 use crate::path::{PathError, SitePath};
 use crate::response;
@@ -38,13 +40,26 @@ pub struct Router {
     pub config: Config,
     /// Where exchanges are logged.
     pub log: AccessLog,
+    /// Content hashes of files, for ETags.
+    pub etags: EtagCache,
+    /// Responses compressed on the fly.
+    pub variants: VariantCache,
 }
+
+/// ETags remembered; each entry is about 100 bytes.
+const ETAG_CACHE_ENTRIES: usize = 64 * 1024;
 
 impl Router {
     /// Builds the router; fails (for a startup message) when the root cannot be opened.
     pub fn new(config: Config, log: AccessLog) -> Result<Router, String> {
         let root = Root::open_dir(&config.root, config.follow_symlinks)?;
-        Ok(Router { root, config, log })
+        Ok(Router {
+            root,
+            etags: EtagCache::new(ETAG_CACHE_ENTRIES),
+            variants: VariantCache::new(config.compress_cache_size),
+            config,
+            log,
+        })
     }
 
     /// Answers one request. Never fails: every problem is a status code.
