@@ -627,3 +627,162 @@ pub fn temp_root() -> (tempfile::TempDir, std::path::PathBuf) {
     fs::create_dir(&root).unwrap();
     (tmp, root)
 }
+
+// ---------------------------------------------------------------------------
+// HTTP caching and compression helpers
+// ---------------------------------------------------------------------------
+
+/// Send `METHOD path` (with `Connection: close`) and read until the server
+/// closes. Returns the parsed head and every byte after it exactly as sent
+/// (not de-chunked), so a test can compare `Content-Length` with what arrived.
+pub fn request_raw(
+    server: &Server,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (Response, Vec<u8>) {
+    let raw = server.send_raw(&request_bytes(method, path, extra));
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete response head in {:?}",
+                String::from_utf8_lossy(&raw)
+            )
+        })
+        + 4;
+    let head = parse_response(&raw[..end], true);
+    (head, raw[end..].to_vec())
+}
+
+/// `UNIX_EPOCH + secs`.
+pub fn unix_time(secs: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// IMF-fixdate for `t`, e.g. `Tue, 14 Nov 2023 22:13:20 GMT`.
+pub fn http_date(t: std::time::SystemTime) -> String {
+    httpdate::fmt_http_date(t)
+}
+
+/// Set the modification time of `path` (std only: `File::set_modified`).
+pub fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {path:?} to set its mtime: {e}"))
+        .set_modified(t)
+        .unwrap_or_else(|e| panic!("set mtime of {path:?}: {e}"));
+}
+
+/// Roughly `len` bytes of repetitive (highly compressible) text; `seed` makes
+/// different fixtures distinguishable.
+pub fn compressible_text(seed: &str, len: usize) -> String {
+    let mut out = String::with_capacity(len + 80);
+    let mut i = 0usize;
+    while out.len() < len {
+        out.push_str(&format!(
+            "{seed} line {i:05}: the quick brown fox jumps over the lazy dog\n"
+        ));
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// `len` pseudo-random bytes (deterministic per `seed`); every offset differs
+/// from its neighbours often enough that a misplaced range shows.
+pub fn pseudo_random_bytes(seed: u32, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn gzip_compress(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+pub fn brotli_compress(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+        writer.write_all(data).unwrap();
+    }
+    out
+}
+
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("body is not valid gzip ({} bytes): {e}", data.len()));
+    out
+}
+
+pub fn unbrotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::Decompressor::new(data, 4096)
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("body is not valid brotli ({} bytes): {e}", data.len()));
+    out
+}
+
+pub fn unzstd(data: &[u8]) -> Vec<u8> {
+    zstd::decode_all(data)
+        .unwrap_or_else(|e| panic!("body is not valid zstd ({} bytes): {e}", data.len()))
+}
+
+/// The body with its `Content-Encoding` removed (identity when absent).
+pub fn decoded_body(response: &Response) -> Vec<u8> {
+    match response
+        .header("content-encoding")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("identity") => response.body.clone(),
+        Some("gzip") => gunzip(&response.body),
+        Some("br") => unbrotli(&response.body),
+        Some("zstd") => unzstd(&response.body),
+        Some(other) => panic!("unexpected Content-Encoding {other:?}"),
+    }
+}
+
+/// Whether some `Vary` field lists `Accept-Encoding` (case-insensitive).
+pub fn varies_on_accept_encoding(response: &Response) -> bool {
+    response.headers_all("vary").iter().any(|v| {
+        v.split(',')
+            .any(|token| token.trim().eq_ignore_ascii_case("accept-encoding"))
+    })
+}
+
+/// The `ETag`, asserted to be present, single and strong (`"etagc*"`).
+pub fn strong_etag(response: &Response) -> String {
+    let tags = response.headers_all("etag");
+    assert_eq!(
+        tags.len(),
+        1,
+        "expected exactly one ETag on the {} response, got {tags:?}",
+        response.status
+    );
+    let tag = tags[0].clone();
+    let inner = tag
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("ETag is not a strong quoted entity-tag: {tag:?}"));
+    assert!(
+        inner
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80),
+        "ETag has characters outside etagc: {tag:?}"
+    );
+    tag
+}

@@ -1,0 +1,566 @@
+//! Content codings (RFC 9110 §8.4, §12.5.3): Accept-Encoding negotiation, on-the-fly
+//! br/zstd/gzip, types that are never compressed, ranges of a compressed representation,
+//! the variant cache, `--no-compress`, and precompressed `.gz`/`.br` sidecars.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+/// 2023-11-14T22:13:20Z: the mtime of every fixture file.
+const T0: u64 = 1_700_000_000;
+const TEXT_LEN: usize = 20 * 1024;
+
+/// Files that must never be compressed; their (repetitive) content would compress well.
+const INCOMPRESSIBLE: [&str; 6] = [
+    "img.png",
+    "photo.jpg",
+    "movie.mp4",
+    "archive.zip",
+    "bundle.gz",
+    "font.woff2",
+];
+
+fn text() -> String {
+    compressible_text("compression", TEXT_LEN)
+}
+
+fn script() -> String {
+    compressible_text("console.log('from app.js');", TEXT_LEN)
+}
+
+fn gz_sidecar_text() -> String {
+    "console.log('from sidecar');\n".repeat(300)
+}
+
+fn br_sidecar_text() -> String {
+    "console.log('from brotli sidecar');\n".repeat(300)
+}
+
+fn fixture(root: &Path) {
+    write_file(root, "big.txt", text());
+    write_file(root, "other.txt", compressible_text("other", TEXT_LEN));
+    write_file(root, "app.js", script());
+    write_file(
+        root,
+        "style.css",
+        compressible_text("p { color: red }", TEXT_LEN),
+    );
+    write_file(root, "huge.txt", compressible_text("huge", 600 * 1024));
+    for name in INCOMPRESSIBLE {
+        write_file(root, name, compressible_text(name, TEXT_LEN));
+    }
+    write_file(
+        root,
+        "app.js.gz",
+        gzip_compress(gz_sidecar_text().as_bytes()),
+    );
+    write_file(
+        root,
+        "app.js.br",
+        brotli_compress(br_sidecar_text().as_bytes()),
+    );
+    for entry in std::fs::read_dir(root).unwrap() {
+        set_mtime(&entry.unwrap().path(), unix_time(T0));
+    }
+}
+
+fn start_with(args: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Server) {
+    let (tmp, root) = temp_root();
+    fixture(&root);
+    let server = Server::start(&root, args);
+    (tmp, root, server)
+}
+
+fn start() -> (tempfile::TempDir, Server) {
+    let (tmp, _root, server) = start_with(&[]);
+    (tmp, server)
+}
+
+fn get_encoded(server: &Server, path: &str, accept_encoding: &str) -> Response {
+    let response = request(server, "GET", path, &[("Accept-Encoding", accept_encoding)]);
+    assert_eq!(
+        response.status, 200,
+        "GET {path} with Accept-Encoding: {accept_encoding}"
+    );
+    response
+}
+
+fn content_encoding(response: &Response) -> Option<String> {
+    response
+        .header("content-encoding")
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// GET /big.txt with `accept_encoding`; asserts `Content-Encoding` is `expected`
+/// (`None`: no header) and that the body decodes to the file.
+fn assert_negotiates(server: &Server, accept_encoding: &str, expected: Option<&str>) {
+    let response = get_encoded(server, "/big.txt", accept_encoding);
+    assert_eq!(
+        content_encoding(&response).as_deref(),
+        expected,
+        "Content-Encoding for Accept-Encoding: {accept_encoding:?}"
+    );
+    assert_eq!(
+        decoded_body(&response),
+        text().as_bytes(),
+        "decoded body for Accept-Encoding: {accept_encoding:?}"
+    );
+    assert!(
+        varies_on_accept_encoding(&response),
+        "Vary for Accept-Encoding: {accept_encoding:?}: {:?}",
+        response.headers_all("vary")
+    );
+}
+
+// --- Each coding --------------------------------------------------------------------
+
+#[test]
+fn gzip_is_served_when_accepted() {
+    let (_tmp, server) = start();
+    let response = get_encoded(&server, "/big.txt", "gzip");
+    assert_eq!(content_encoding(&response).as_deref(), Some("gzip"));
+    assert!(response.body.len() < TEXT_LEN / 2, "gzip body not smaller");
+    assert_eq!(gunzip(&response.body), text().as_bytes());
+    assert_eq!(
+        response.header("content-type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert!(varies_on_accept_encoding(&response));
+}
+
+#[test]
+fn brotli_is_served_when_accepted() {
+    let (_tmp, server) = start();
+    let response = get_encoded(&server, "/big.txt", "br");
+    assert_eq!(content_encoding(&response).as_deref(), Some("br"));
+    assert!(response.body.len() < TEXT_LEN / 2, "br body not smaller");
+    assert_eq!(unbrotli(&response.body), text().as_bytes());
+    assert!(varies_on_accept_encoding(&response));
+}
+
+#[test]
+fn zstd_is_served_when_accepted() {
+    let (_tmp, server) = start();
+    let response = get_encoded(&server, "/big.txt", "zstd");
+    assert_eq!(content_encoding(&response).as_deref(), Some("zstd"));
+    assert!(response.body.len() < TEXT_LEN / 2, "zstd body not smaller");
+    assert_eq!(unzstd(&response.body), text().as_bytes());
+    assert!(varies_on_accept_encoding(&response));
+}
+
+#[test]
+fn javascript_and_css_are_compressed() {
+    let (_tmp, server) = start();
+    // app.js has sidecars for gzip and br only, so zstd is compressed on the fly.
+    for (path, coding) in [("/style.css", "gzip"), ("/app.js", "zstd")] {
+        let response = get_encoded(&server, path, coding);
+        assert_eq!(
+            content_encoding(&response).as_deref(),
+            Some(coding),
+            "{path}"
+        );
+        let plain = get(&server, path);
+        assert_eq!(decoded_body(&response), plain.body, "{path}");
+    }
+}
+
+// --- Negotiation ----------------------------------------------------------------------
+
+#[test]
+fn server_preference_breaks_ties_br_then_zstd_then_gzip() {
+    let (_tmp, server) = start();
+    assert_negotiates(&server, "gzip, br", Some("br"));
+    assert_negotiates(&server, "gzip, zstd, br", Some("br"));
+    assert_negotiates(&server, "gzip, zstd", Some("zstd"));
+    assert_negotiates(&server, "gzip;q=0.5, br;q=0.5", Some("br"));
+}
+
+#[test]
+fn q_values_beat_server_preference() {
+    let (_tmp, server) = start();
+    assert_negotiates(&server, "br;q=0.5, gzip", Some("gzip"));
+    assert_negotiates(&server, "gzip;q=0.8, zstd;q=0.9, br;q=0.1", Some("zstd"));
+    assert_negotiates(&server, "br;q=0.3, identity;q=0.9", None);
+}
+
+#[test]
+fn q_zero_refuses_a_coding() {
+    let (_tmp, server) = start();
+    assert_negotiates(&server, "gzip;q=0", None);
+    assert_negotiates(&server, "br;q=0, gzip", Some("gzip"));
+    assert_negotiates(&server, "*, br;q=0, zstd;q=0", Some("gzip"));
+}
+
+#[test]
+fn refused_identity_still_allows_gzip() {
+    let (_tmp, server) = start();
+    assert_negotiates(&server, "identity;q=0, gzip", Some("gzip"));
+}
+
+#[test]
+fn wildcard_accepts_some_coding() {
+    let (_tmp, server) = start();
+    let response = get_encoded(&server, "/big.txt", "*");
+    let coding = content_encoding(&response);
+    assert!(
+        matches!(coding.as_deref(), Some("br" | "zstd" | "gzip")),
+        "Accept-Encoding: * gave Content-Encoding {coding:?}"
+    );
+    assert_eq!(decoded_body(&response), text().as_bytes());
+}
+
+#[test]
+fn coding_names_are_case_insensitive() {
+    let (_tmp, server) = start();
+    assert_negotiates(&server, "GZip", Some("gzip"));
+}
+
+#[test]
+fn no_accept_encoding_is_identity_with_vary() {
+    let (_tmp, server) = start();
+    let response = get(&server, "/big.txt");
+    assert_eq!(response.status, 200);
+    assert_eq!(content_encoding(&response), None);
+    assert_eq!(response.body, text().as_bytes());
+    assert!(
+        varies_on_accept_encoding(&response),
+        "Vary: {:?}",
+        response.headers_all("vary")
+    );
+}
+
+#[test]
+fn nothing_acceptable_is_406() {
+    let (_tmp, server) = start();
+    for (path, accept_encoding) in [
+        ("/img.png", "identity;q=0"),
+        ("/img.png", "*;q=0"),
+        ("/big.txt", "identity;q=0"),
+        ("/big.txt", "*;q=0"),
+    ] {
+        let response = request(
+            &server,
+            "GET",
+            path,
+            &[("Accept-Encoding", accept_encoding)],
+        );
+        assert_eq!(
+            response.status, 406,
+            "GET {path} with Accept-Encoding: {accept_encoding}"
+        );
+    }
+}
+
+// --- What is never compressed ------------------------------------------------------
+
+#[test]
+fn already_compressed_types_are_not_compressed() {
+    let (_tmp, server) = start();
+    for name in INCOMPRESSIBLE {
+        let path = format!("/{name}");
+        let response = get_encoded(&server, &path, "br, zstd, gzip");
+        assert_eq!(content_encoding(&response), None, "{path} was compressed");
+        assert_eq!(
+            response.body,
+            compressible_text(name, TEXT_LEN).as_bytes(),
+            "{path}"
+        );
+    }
+}
+
+// --- Lengths, HEAD, ranges, caching -------------------------------------------------
+
+#[test]
+fn content_length_is_the_compressed_length() {
+    let (_tmp, server) = start();
+    for coding in ["gzip", "br", "zstd"] {
+        let (head, body) = request_raw(&server, "GET", "/big.txt", &[("Accept-Encoding", coding)]);
+        assert_eq!(head.status, 200);
+        assert_eq!(content_encoding(&head).as_deref(), Some(coding));
+        assert_eq!(
+            head.content_length(),
+            Some(body.len()),
+            "{coding}: Content-Length vs bytes received"
+        );
+    }
+}
+
+#[test]
+fn head_matches_get_for_a_compressed_response() {
+    let (_tmp, server) = start();
+    for coding in ["gzip", "br", "zstd"] {
+        let got = get_encoded(&server, "/big.txt", coding);
+        let (head, rest) = request_raw(&server, "HEAD", "/big.txt", &[("Accept-Encoding", coding)]);
+        assert_eq!(head.status, 200, "{coding}");
+        assert!(rest.is_empty(), "{coding}: HEAD response has a body");
+        assert_eq!(content_encoding(&head).as_deref(), Some(coding));
+        assert_eq!(head.content_length(), Some(got.body.len()), "{coding}");
+        assert_eq!(head.header("etag"), got.header("etag"), "{coding}");
+        assert!(varies_on_accept_encoding(&head), "{coding}");
+    }
+}
+
+#[test]
+fn range_applies_to_the_compressed_representation() {
+    let (_tmp, server) = start();
+    let full = get_encoded(&server, "/big.txt", "gzip");
+    assert_eq!(content_encoding(&full).as_deref(), Some("gzip"));
+    let total = full.body.len();
+
+    for (range, first, last) in [
+        ("bytes=0-9", 0, 9),
+        ("bytes=100-199", 100, 199),
+        ("bytes=-10", total - 10, total - 1),
+    ] {
+        let response = request(
+            &server,
+            "GET",
+            "/big.txt",
+            &[("Accept-Encoding", "gzip"), ("Range", range)],
+        );
+        assert_eq!(response.status, 206, "{range}");
+        assert_eq!(
+            content_encoding(&response).as_deref(),
+            Some("gzip"),
+            "{range}"
+        );
+        assert_eq!(
+            response.header("content-range"),
+            Some(format!("bytes {first}-{last}/{total}")),
+            "{range}"
+        );
+        assert_eq!(response.body, &full.body[first..=last], "{range}");
+        assert_eq!(response.header("etag"), full.header("etag"), "{range}");
+        assert!(varies_on_accept_encoding(&response), "{range}");
+    }
+}
+
+#[test]
+fn repeated_requests_get_identical_compressed_bytes() {
+    let (_tmp, server) = start();
+    for coding in ["gzip", "br", "zstd"] {
+        let first = get_encoded(&server, "/big.txt", coding);
+        for _ in 0..3 {
+            let again = get_encoded(&server, "/big.txt", coding);
+            assert_eq!(again.body, first.body, "{coding} bytes changed");
+            assert_eq!(
+                strong_etag(&again),
+                strong_etag(&first),
+                "{coding} ETag changed"
+            );
+        }
+    }
+}
+
+#[test]
+fn tiny_compress_cache_still_serves_consistent_variants() {
+    let (_tmp, root, server) = start_with(&["--compress-cache-size", "1024"]);
+    let other = std::fs::read(root.join("other.txt")).unwrap();
+    let big_first = get_encoded(&server, "/big.txt", "gzip");
+    let other_first = get_encoded(&server, "/other.txt", "gzip");
+    let big_again = get_encoded(&server, "/big.txt", "gzip");
+    let other_again = get_encoded(&server, "/other.txt", "gzip");
+    assert_eq!(gunzip(&big_first.body), text().as_bytes());
+    assert_eq!(gunzip(&other_first.body), other);
+    // A strong ETag promises identical bytes, evicted or not.
+    for (first, again) in [(&big_first, &big_again), (&other_first, &other_again)] {
+        assert_eq!(strong_etag(again), strong_etag(first));
+        assert_eq!(again.body, first.body);
+    }
+    let range = request(
+        &server,
+        "GET",
+        "/big.txt",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")],
+    );
+    assert_eq!(range.status, 206);
+    assert_eq!(range.body, &big_first.body[..10]);
+}
+
+#[test]
+fn large_file_body_decodes_to_the_file_whatever_the_coding() {
+    let (_tmp, root, server) = start_with(&[]);
+    let huge = std::fs::read(root.join("huge.txt")).unwrap();
+    for coding in ["gzip", "br", "zstd"] {
+        let (head, body) = request_raw(&server, "GET", "/huge.txt", &[("Accept-Encoding", coding)]);
+        assert_eq!(head.status, 200, "{coding}");
+        let mut response = head;
+        if let Some(len) = response.content_length() {
+            assert_eq!(
+                len,
+                body.len(),
+                "{coding}: Content-Length vs bytes received"
+            );
+            response.body = body;
+        } else {
+            response = request(&server, "GET", "/huge.txt", &[("Accept-Encoding", coding)]);
+        }
+        let served = content_encoding(&response);
+        assert!(
+            served.is_none() || served.as_deref() == Some(coding),
+            "asked for {coding}, got {served:?}"
+        );
+        assert!(
+            decoded_body(&response) == huge,
+            "{coding}: decoded body differs"
+        );
+    }
+}
+
+// --- --no-compress ---------------------------------------------------------------------
+
+#[test]
+fn no_compress_serves_identity() {
+    let (_tmp, _root, server) = start_with(&["--no-compress"]);
+    for coding in ["gzip", "br", "zstd", "*"] {
+        let response = get_encoded(&server, "/big.txt", coding);
+        assert_eq!(content_encoding(&response), None, "{coding}");
+        assert_eq!(response.body, text().as_bytes(), "{coding}");
+    }
+}
+
+// --- Precompressed sidecars ------------------------------------------------------------
+
+fn assert_sidecar(response: &Response, coding: &str, expected_text: &str) {
+    assert_eq!(content_encoding(response).as_deref(), Some(coding));
+    assert_eq!(
+        decoded_body(response),
+        expected_text.as_bytes(),
+        "{coding}: not the sidecar's content"
+    );
+    assert_eq!(
+        response.header("content-type").as_deref(),
+        Some("text/javascript; charset=utf-8"),
+        "{coding}: Content-Type"
+    );
+    assert!(
+        varies_on_accept_encoding(response),
+        "{coding}: Vary {:?}",
+        response.headers_all("vary")
+    );
+    assert_eq!(
+        response.content_length(),
+        Some(response.body.len()),
+        "{coding}: Content-Length"
+    );
+    strong_etag(response);
+}
+
+#[test]
+fn gzip_sidecar_is_served_for_gzip() {
+    let (_tmp, server) = start();
+    let response = get_encoded(&server, "/app.js", "gzip");
+    assert_sidecar(&response, "gzip", &gz_sidecar_text());
+}
+
+#[test]
+fn brotli_sidecar_is_served_for_br() {
+    let (_tmp, server) = start();
+    let response = get_encoded(&server, "/app.js", "br");
+    assert_sidecar(&response, "br", &br_sidecar_text());
+    let response = get_encoded(&server, "/app.js", "gzip, br");
+    assert_sidecar(&response, "br", &br_sidecar_text());
+}
+
+#[test]
+fn sidecar_has_its_own_etag() {
+    let (_tmp, server) = start();
+    let identity = get(&server, "/app.js");
+    assert_eq!(identity.body, script().as_bytes());
+    let gz = get_encoded(&server, "/app.js", "gzip");
+    let br = get_encoded(&server, "/app.js", "br");
+    let tags = [strong_etag(&identity), strong_etag(&gz), strong_etag(&br)];
+    assert_ne!(tags[0], tags[1]);
+    assert_ne!(tags[0], tags[2]);
+    assert_ne!(tags[1], tags[2]);
+
+    let response = request(
+        &server,
+        "GET",
+        "/app.js",
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &tags[1])],
+    );
+    assert_eq!(response.status, 304, "If-None-Match with the sidecar ETag");
+    assert_eq!(response.header("etag").as_deref(), Some(tags[1].as_str()));
+}
+
+#[test]
+fn sidecars_are_served_with_no_compress() {
+    let (_tmp, _root, server) = start_with(&["--no-compress"]);
+    assert_sidecar(
+        &get_encoded(&server, "/app.js", "gzip"),
+        "gzip",
+        &gz_sidecar_text(),
+    );
+    assert_sidecar(
+        &get_encoded(&server, "/app.js", "br"),
+        "br",
+        &br_sidecar_text(),
+    );
+    // No .zst sidecar and no on-the-fly compression: identity.
+    let response = get_encoded(&server, "/app.js", "zstd");
+    assert_eq!(content_encoding(&response), None);
+    assert_eq!(response.body, script().as_bytes());
+}
+
+#[test]
+fn without_a_sidecar_for_the_coding_the_original_is_used() {
+    let (_tmp, server) = start();
+    // zstd: compressed on the fly from app.js itself, not from a sidecar.
+    let response = get_encoded(&server, "/app.js", "zstd");
+    assert_eq!(decoded_body(&response), script().as_bytes());
+    // Identity is app.js itself.
+    let response = get(&server, "/app.js");
+    assert_eq!(response.body, script().as_bytes());
+}
+
+#[test]
+fn sidecars_are_listed_as_ordinary_files() {
+    let (_tmp, root, server) = start_with(&[]);
+    let response = request(&server, "GET", "/", &[("Accept", "application/json")]);
+    assert_eq!(response.status, 200);
+    let listing: serde_json::Value = serde_json::from_slice(&decoded_body(&response))
+        .unwrap_or_else(|e| panic!("listing is not JSON ({e}): {}", response.body_text()));
+    let entries = listing["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no entries array: {listing}"));
+    for name in ["app.js", "app.js.gz", "app.js.br"] {
+        let entry = entries
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {listing}"));
+        assert_eq!(entry["type"], "file", "{name}: {entry}");
+        let size = std::fs::metadata(root.join(name)).unwrap().len();
+        assert_eq!(entry["size"].as_u64(), Some(size), "{name}: {entry}");
+    }
+}
+
+#[test]
+fn sidecar_requested_directly_is_served_as_is() {
+    let (_tmp, root, server) = start_with(&[]);
+    for (name, accept_encoding) in [
+        ("app.js.gz", None),
+        ("app.js.gz", Some("gzip")),
+        ("app.js.br", Some("br, gzip")),
+    ] {
+        let path = format!("/{name}");
+        let headers: Vec<(&str, &str)> = accept_encoding
+            .map(|v| vec![("Accept-Encoding", v)])
+            .unwrap_or_default();
+        let response = request(&server, "GET", &path, &headers);
+        let what = format!("{path} with Accept-Encoding {accept_encoding:?}");
+        assert_eq!(response.status, 200, "{what}");
+        assert_eq!(content_encoding(&response), None, "{what}");
+        assert_eq!(
+            response.body,
+            std::fs::read(root.join(name)).unwrap(),
+            "{what}"
+        );
+        let content_type = response.header("content-type").unwrap_or_default();
+        assert!(
+            !content_type.starts_with("text/javascript"),
+            "{what}: Content-Type {content_type:?}"
+        );
+    }
+}
