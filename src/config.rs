@@ -43,6 +43,10 @@ pub struct Cli {
     #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1")]
     bind: String,
 
+    /// Worker threads, each running its own event loop [default: number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
+
     /// Follow symlinks that point outside the served folder.
     #[arg(long)]
     follow_symlinks: bool,
@@ -77,6 +81,11 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
     compress_cache_size: usize,
 
+    /// Memory for the cache of ready responses (small files, compressed variants,
+    /// listings), in bytes; 0 turns it off.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    cache_size: usize,
+
     /// Do not write the access log.
     #[arg(short, long)]
     quiet: bool,
@@ -93,6 +102,8 @@ pub struct Config {
     pub root: PathBuf,
     /// Every address to listen on.
     pub listen: Vec<SocketAddr>,
+    /// Worker threads.
+    pub workers: usize,
     /// Whether symlinks may lead outside the root.
     pub follow_symlinks: bool,
     /// Whether dotfiles are served and listed.
@@ -109,6 +120,8 @@ pub struct Config {
     pub no_compress: bool,
     /// Bytes of compressed variants kept in memory.
     pub compress_cache_size: usize,
+    /// Bytes of ready responses kept in memory.
+    pub cache_size: usize,
     /// Access-log format.
     pub log_format: LogFormat,
     /// No access log.
@@ -158,6 +171,10 @@ impl Cli {
         Ok(Config {
             root,
             listen: resolve_bind(&self.bind, port)?,
+            workers: self.workers.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            ),
             follow_symlinks: self.follow_symlinks,
             hidden: self.hidden,
             header_timeout: self.header_timeout,
@@ -166,6 +183,7 @@ impl Cli {
             max_target_len: MAX_TARGET_LEN,
             no_compress: self.no_compress,
             compress_cache_size: self.compress_cache_size,
+            cache_size: self.cache_size,
             log_format: self.log_format,
             quiet: self.quiet,
             grace_period: self.grace_period,

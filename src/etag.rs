@@ -11,11 +11,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 use http::HeaderValue;
 use xxhash_rust::xxh3::Xxh3;
+
+use crate::fs::FileState;
 
 /// Bytes hashed per read when a file is not already in memory.
 const HASH_CHUNK: usize = 256 * 1024;
@@ -121,29 +123,6 @@ impl TagList {
     }
 }
 
-/// What identifies one state of one file: if none of it changed, neither did the bytes
-/// (short of deliberate tampering with timestamps, which ctime catches).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FileState {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl FileState {
-    fn of(meta: &std::fs::Metadata) -> FileState {
-        FileState {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
-    }
-}
-
 /// Content hashes of files, keyed by file state, bounded in entries.
 #[derive(Debug)]
 pub struct EtagCache {
@@ -173,8 +152,8 @@ impl EtagCache {
             return Ok(tag.clone());
         }
         let tag = match content {
-            Some(bytes) => EntityTag::from_hash(xxhash_rust::xxh3::xxh3_64(bytes), state.size),
-            None => hash_file(file, state.size)?,
+            Some(bytes) => EntityTag::from_hash(xxhash_rust::xxh3::xxh3_64(bytes), meta.len()),
+            None => hash_file(file, meta.len())?,
         };
         let mut entries = self.lock();
         if entries.len() >= self.capacity {

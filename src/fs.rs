@@ -86,7 +86,56 @@ pub struct Entry {
     pub mtime: Option<SystemTime>,
 }
 
+/// What identifies one state of one file: if none of it changed, neither did the
+/// bytes (a rewrite changes mtime and ctime; a replacement changes the inode; even a
+/// deliberate reset of mtime changes ctime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileState {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileState {
+    /// The state `meta` (from `fstat`) describes.
+    pub fn of(meta: &Metadata) -> FileState {
+        use std::os::unix::fs::MetadataExt;
+        FileState {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn from_stat(st: &rustix::fs::Stat) -> FileState {
+        // Field widths differ between targets; these conversions are lossless on Linux.
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        FileState {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+}
+
 impl Root {
+    /// The current state of what `rel` (relative to the root, as stored from a
+    /// [`SitePath`] that was opened before) names, by one `fstatat`. Used to revalidate
+    /// cached responses: a match means the very file (same inode, same content state)
+    /// that was resolved beneath the root earlier; anything else, including a path that
+    /// now leads elsewhere, is a mismatch and goes back through [`Root::open`].
+    pub fn state_of(&self, rel: &std::ffi::CStr) -> Option<FileState> {
+        rustix::fs::statat(&self.dir, rel, AtFlags::empty())
+            .ok()
+            .map(|st| FileState::from_stat(&st))
+    }
+
     /// Opens `path` as the root to serve.
     ///
     /// Fails with a message fit for a startup error when it is missing, not a

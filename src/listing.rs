@@ -4,10 +4,10 @@
 //! read, and percent-encoded (then HTML-escaped) as the href, so that following any
 //! link fetches exactly that file whatever bytes its name holds.
 //!
-//! Small listings are rendered at once and sent with a Content-Length. Large ones are
-//! rendered on the blocking pool into a bounded channel, a chunk at a time, so a
-//! directory of 100,000 entries neither holds its whole page in memory nor occupies
-//! an async worker while it is written.
+//! Listings of up to 20,000 entries are rendered whole on the blocking pool, sent with a
+//! Content-Length and cached. Larger ones are rendered on the blocking pool into a
+//! bounded channel, a chunk at a time, so a directory of 100,000 entries neither holds
+//! its whole page in memory nor occupies an async worker while it is written.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -20,15 +20,16 @@ use crate::body::Body;
 use crate::fs::{Entry, EntryKind};
 use crate::path::{encode_segment, SitePath};
 
-/// Listings with at most this many entries are rendered inline.
-const INLINE_ENTRIES: usize = 512;
+/// Listings with at most this many entries are rendered whole (on the blocking pool)
+/// and cached; larger ones are streamed.
+const IN_MEMORY_ENTRIES: usize = 20_000;
 /// Size of each chunk a streamed listing sends.
 const CHUNK: usize = 64 * 1024;
 /// Chunks that may wait in the channel for a slow client.
 const CHANNEL_DEPTH: usize = 4;
 
 /// Which representation to render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// `text/html; charset=utf-8`.
     Html,
@@ -67,47 +68,41 @@ impl Listing {
         }
     }
 
-    /// The 200 response, inline or streamed depending on size.
-    pub fn into_response(self) -> Response<Body> {
-        let content_type = match self.format {
-            Format::Html => crate::response::HTML,
-            Format::Json => HeaderValue::from_static("application/json"),
-        };
-        let body = if self.entries.len() <= INLINE_ENTRIES {
-            let mut page = String::new();
-            self.render(|chunk| {
-                page.push_str(chunk);
-                true
-            });
-            Body::bytes(page)
-        } else {
-            let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
-            tokio::task::spawn_blocking(move || {
-                let mut buf = String::with_capacity(CHUNK + 1024);
-                let sent_all = self.render(|chunk| {
-                    buf.push_str(chunk);
-                    if buf.len() < CHUNK {
-                        return true;
-                    }
-                    let full = std::mem::replace(&mut buf, String::with_capacity(CHUNK + 1024));
-                    tx.blocking_send(Ok(Bytes::from(full))).is_ok()
-                });
-                if sent_all && !buf.is_empty() {
-                    let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+    /// Whether this listing is small enough to render whole (and cache).
+    pub fn fits_in_memory(&self) -> bool {
+        self.entries.len() <= IN_MEMORY_ENTRIES
+    }
+
+    /// The whole page.
+    pub fn render_page(&self) -> Bytes {
+        let mut page = String::with_capacity(256 + self.entries.len() * 200);
+        self.render(|chunk| {
+            page.push_str(chunk);
+            true
+        });
+        Bytes::from(page)
+    }
+
+    /// The 200 response, streamed: rendered on the blocking pool into a bounded
+    /// channel, so neither the page nor an async worker is held for it.
+    pub fn into_streamed_response(self) -> Response<Body> {
+        let format = self.format;
+        let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
+        tokio::task::spawn_blocking(move || {
+            let mut buf = String::with_capacity(CHUNK + 1024);
+            let sent_all = self.render(|chunk| {
+                buf.push_str(chunk);
+                if buf.len() < CHUNK {
+                    return true;
                 }
+                let full = std::mem::replace(&mut buf, String::with_capacity(CHUNK + 1024));
+                tx.blocking_send(Ok(Bytes::from(full))).is_ok()
             });
-            Body::channel(rx)
-        };
-        let mut res = Response::new(body);
-        *res.status_mut() = StatusCode::OK;
-        let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, content_type);
-        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-        if let Some(len) = res.body().exact_len() {
-            res.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
-        res
+            if sent_all && !buf.is_empty() {
+                let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+            }
+        });
+        response(Body::channel(rx), format)
     }
 
     /// Renders into `emit`, piece by piece; stops early (returning false) when `emit`
@@ -136,6 +131,28 @@ impl Listing {
             Format::Json => "]}\n",
         })
     }
+}
+
+/// The 200 response for a rendered page.
+pub fn page_response(page: Bytes, format: Format) -> Response<Body> {
+    response(Body::bytes(page), format)
+}
+
+fn response(body: Body, format: Format) -> Response<Body> {
+    let content_type = match format {
+        Format::Html => crate::response::HTML,
+        Format::Json => HeaderValue::from_static("application/json"),
+    };
+    let len = body.exact_len();
+    let mut res = Response::new(body);
+    *res.status_mut() = StatusCode::OK;
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    if let Some(len) = len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    res
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\

@@ -16,28 +16,12 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
-    let config = match cli.into_config() {
-        Ok(config) => config,
-        Err(message) => return fail(&message),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
-    };
-    match runtime.block_on(wharf::run(config)) {
-        Ok(()) => {
-            // Connections still open after the grace period are dropped here.
-            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-            ExitCode::SUCCESS
+    let result = cli.into_config().and_then(wharf::run);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("wharf: {message}");
+            ExitCode::FAILURE
         }
-        Err(message) => fail(&message),
     }
-}
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("wharf: {message}");
-    ExitCode::FAILURE
 }

@@ -96,13 +96,9 @@ pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
 
     let mut res = match ranges {
         RangeRequest::Full => {
-            let mut res = Response::new(Body::from_segments(vec![rep.content.slice(ByteRange {
-                start: 0,
-                end: rep.len,
-            })]));
-            res.headers_mut()
-                .insert(header::CONTENT_TYPE, rep.content_type.clone());
-            res
+            let mut res = Response::new(full_body(&rep));
+            *res.headers_mut() = ok_headers(&rep);
+            return res;
         }
         RangeRequest::Unsatisfiable => {
             let mut res = response::error(StatusCode::RANGE_NOT_SATISFIABLE);
@@ -137,6 +133,39 @@ pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
     }
     validator_headers(headers, &rep);
     res
+}
+
+/// Whether `req` asks nothing of a representation beyond its plain 200: no
+/// precondition and no range. Such requests may be answered with [`ok_headers`] built
+/// in advance.
+pub fn is_plain(req: &Parts) -> bool {
+    let h = &req.headers;
+    !(h.contains_key(header::IF_MATCH)
+        || h.contains_key(header::IF_NONE_MATCH)
+        || h.contains_key(header::IF_MODIFIED_SINCE)
+        || h.contains_key(header::IF_UNMODIFIED_SINCE)
+        || (req.method == Method::GET && h.contains_key(header::RANGE)))
+}
+
+/// The complete header section of the 200 response for `rep`.
+pub fn ok_headers(rep: &Representation) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(header::CONTENT_TYPE, rep.content_type.clone());
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rep.len));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(coding) = rep.encoding {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
+    validator_headers(&mut headers, rep);
+    headers
+}
+
+/// The whole content of `rep` as a body.
+pub fn full_body(rep: &Representation) -> Body {
+    Body::from_segments(vec![rep.content.slice(ByteRange {
+        start: 0,
+        end: rep.len,
+    })])
 }
 
 /// ETag, Last-Modified and Vary: sent on 200, 206 and 304 alike.

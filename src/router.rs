@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 
 use crate::access_log::{AccessLog, Record};
 use crate::body::{Body, Finish};
+use crate::cache::HotCache;
 use crate::compress::VariantCache;
 use crate::config::Config;
 use crate::connection::Clock;
@@ -44,6 +45,8 @@ pub struct Router {
     pub etags: EtagCache,
     /// Responses compressed on the fly.
     pub variants: VariantCache,
+    /// Ready responses for recently requested paths.
+    pub cache: HotCache,
 }
 
 /// ETags remembered; each entry is about 100 bytes.
@@ -57,6 +60,7 @@ impl Router {
             root,
             etags: EtagCache::new(ETAG_CACHE_ENTRIES),
             variants: VariantCache::new(config.compress_cache_size),
+            cache: HotCache::new(config.cache_size),
             config,
             log,
         })

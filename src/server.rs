@@ -22,7 +22,8 @@ use crate::router::Router;
 const BACKLOG: i32 = 1024;
 
 /// Binds one listening socket, reporting failures in words an operator can act on.
-pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+/// Each worker registers its own duplicate of it with its event loop.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
     let fail = |what: &str, e: io::Error| {
         let reason = match e.kind() {
             io::ErrorKind::AddrInUse => "address already in use".to_string(),
@@ -50,7 +51,7 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     socket
         .set_nonblocking(true)
         .map_err(|e| fail("configure", e))?;
-    TcpListener::from_std(socket.into()).map_err(|e| fail("listen on", e))
+    Ok(socket.into())
 }
 
 /// Accepts connections on `listener` until `shutdown` is cancelled.

@@ -1,12 +1,16 @@
 //! The static handler: a file, a directory's index file, a redirect to the
 //! directory's canonical URL, or a listing.
 //!
-//! All file-system work for one request happens in one trip to the blocking pool
-//! (open, fstat, index lookup, ETag, choice of encoding, sidecar lookup, compression on
-//! a cache miss, and for small files the read itself), so the async workers never wait
-//! on the disk or the CPU-heavy parts and a request costs at most one hop.
+//! A request is first offered to the hot cache ([`crate::cache`]), which answers on the
+//! async worker after one `fstatat`. Otherwise all file-system work for the request
+//! happens in one trip to the blocking pool (open, fstat, index lookup, ETag, choice of
+//! encoding, sidecar lookup, compression on a variant-cache miss, the read of files up
+//! to 1 MiB, listing and rendering), so the async workers never wait on the disk or on
+//! CPU-heavy work; what that trip learned is then put in the hot cache.
 
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
@@ -16,9 +20,10 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 
 use crate::body::Body;
+use crate::cache::{FileFill, CACHEABLE_FILE};
 use crate::compress;
-use crate::fs::{Entry, Node, OpenFile};
-use crate::listing::{self, Listing};
+use crate::fs::{FileState, Node, OpenFile};
+use crate::listing::{self, Format, Listing};
 use crate::mime;
 use crate::negotiate::{self, Encoding};
 use crate::path::SitePath;
@@ -26,34 +31,51 @@ use crate::representation::{self, Content, Representation};
 use crate::response;
 use crate::router::Router;
 
-/// Files up to this size are read whole in the same blocking call that opens them.
-const INLINE_READ: u64 = 64 * 1024;
-
 /// Names tried, in order, when a directory is requested.
 const INDEX_FILES: [&[u8]; 2] = [b"index.html", b"index.htm"];
 
 enum Resolved {
-    /// The representation chosen for the client.
-    File(Box<Representation>),
+    /// The representation chosen for the client, and what to cache about the file.
+    File(Box<Representation>, Box<FileFill>),
     /// A file exists, but in no encoding the client accepts.
-    NotAcceptable {
-        negotiated: bool,
-    },
+    NotAcceptable { negotiated: bool },
     /// The directory exists; its canonical URL ends in `/`.
     AddSlash(SitePath),
-    Listing(SitePath, Vec<Entry>),
+    /// A listing rendered whole, and where it came from (for the cache).
+    Page(Bytes, CString, FileState),
+    /// A listing too large to render whole: streamed.
+    Stream(Listing),
 }
 
-/// Answers GET/HEAD/OPTIONS for `path`.
+/// Answers GET/HEAD/OPTIONS for `path`, requested as the raw path `key`.
 pub async fn serve(router: Arc<Router>, req: &Parts, path: SitePath) -> Response<Body> {
-    let json = negotiate::prefers_json(req.headers.get(header::ACCEPT));
+    let key = req.uri.path();
     let encodings = negotiate::encoding_preferences(req.headers.get(header::ACCEPT_ENCODING));
+    let format = || {
+        if negotiate::prefers_json(req.headers.get(header::ACCEPT)) {
+            Format::Json
+        } else {
+            Format::Html
+        }
+    };
+    if let Some(res) = router
+        .cache
+        .respond(&router.root, key, req, &encodings, format)
+    {
+        return res;
+    }
+    let format = format();
     let resolver = Arc::clone(&router);
-    let resolved = tokio::task::spawn_blocking(move || resolve(&resolver, path, &encodings))
-        .await
-        .unwrap_or_else(|join| Err(io::Error::other(join)));
+    let resolved =
+        tokio::task::spawn_blocking(move || resolve(&resolver, path, &encodings, format))
+            .await
+            .unwrap_or_else(|join| Err(io::Error::other(join)));
     match resolved {
-        Ok(Resolved::File(rep)) => representation::respond(req, *rep),
+        Ok(Resolved::File(rep, fill)) => {
+            let res = representation::respond(req, *rep);
+            router.cache.fill_file(key, *fill);
+            res
+        }
         Ok(Resolved::NotAcceptable { negotiated }) => {
             let mut res = response::error(StatusCode::NOT_ACCEPTABLE);
             if negotiated {
@@ -72,19 +94,23 @@ pub async fn serve(router: Arc<Router>, req: &Parts, path: SitePath) -> Response
             }
             response::moved_permanently(&location)
         }
-        Ok(Resolved::Listing(path, entries)) => {
-            let format = if json {
-                listing::Format::Json
-            } else {
-                listing::Format::Html
-            };
-            Listing::new(path, entries, format).into_response()
+        Ok(Resolved::Page(page, dir, state)) => {
+            router
+                .cache
+                .fill_listing(key, dir, state, format, page.clone());
+            listing::page_response(page, format)
         }
+        Ok(Resolved::Stream(listing)) => listing.into_streamed_response(),
         Err(err) => io_error(&err),
     }
 }
 
-fn resolve(router: &Router, path: SitePath, encodings: &[Encoding]) -> io::Result<Resolved> {
+fn resolve(
+    router: &Router,
+    path: SitePath,
+    encodings: &[Encoding],
+    format: Format,
+) -> io::Result<Resolved> {
     let root = &router.root;
     match root.open(&path)? {
         // `/file.txt/` names a directory that does not exist.
@@ -99,14 +125,44 @@ fn resolve(router: &Router, path: SitePath, encodings: &[Encoding]) -> io::Resul
                     return represent(router, &index_path, open, encodings);
                 }
             }
+            let state = FileState::of(&dir.meta);
             let mut entries = root.list(dir, &path)?;
             if !router.config.hidden {
                 entries.retain(|e| !e.name.starts_with(b"."));
             }
             listing::sort(&mut entries);
-            Ok(Resolved::Listing(path, entries))
+            let dir_path = c_path(&path);
+            let listing = Listing::new(path, entries, format);
+            if listing.fits_in_memory() {
+                Ok(Resolved::Page(listing.render_page(), dir_path, state))
+            } else {
+                Ok(Resolved::Stream(listing))
+            }
         }
     }
+}
+
+/// `path` relative to the root, as a C string for `fstatat` (`.` for the root).
+fn c_path(path: &SitePath) -> CString {
+    let rel = path.relative_fs_path();
+    let bytes = if rel.as_os_str().is_empty() {
+        b".".to_vec()
+    } else {
+        rel.as_os_str().as_bytes().to_vec()
+    };
+    // SitePath segments never contain NUL.
+    CString::new(bytes).unwrap_or_default()
+}
+
+/// Reads a whole file when it is small enough to keep in memory.
+fn read_small(open: &OpenFile) -> io::Result<Option<Bytes>> {
+    let len = open.meta.len();
+    if len > CACHEABLE_FILE {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; len as usize];
+    open.file.read_exact_at(&mut buf, 0)?;
+    Ok(Some(Bytes::from(buf)))
 }
 
 /// Chooses the representation of the file at `path` for a client accepting
@@ -120,19 +176,12 @@ fn represent(
     encodings: &[Encoding],
 ) -> io::Result<Resolved> {
     let len = open.meta.len();
-    let small = if len <= INLINE_READ {
-        let mut buf = vec![0u8; len as usize];
-        open.file.read_exact_at(&mut buf, 0)?;
-        Some(Bytes::from(buf))
-    } else {
-        None
-    };
+    let small = read_small(&open)?;
     let content_type = mime::content_type(path.file_name().unwrap_or_default());
     let negotiated = compress::is_compressible(&content_type);
     let etag = router.etags.tag(&open.file, &open.meta, small.as_deref())?;
-    let file = Arc::new(open.file);
     let identity = Representation {
-        content: small.map_or_else(|| Content::File(Arc::clone(&file)), Content::Bytes),
+        content: small.map_or_else(|| Content::File(Arc::new(open.file)), Content::Bytes),
         len,
         content_type,
         etag: Some(etag.clone()),
@@ -140,27 +189,43 @@ fn represent(
         encoding: None,
         negotiated,
     };
+    let mut fill = FileFill {
+        path: c_path(path),
+        state: FileState::of(&open.meta),
+        negotiated,
+        identity: identity.clone(),
+        learned: Vec::new(),
+    };
+    let chosen =
+        |rep: Representation, fill: FileFill| Ok(Resolved::File(Box::new(rep), Box::new(fill)));
     for &encoding in encodings {
         if encoding == Encoding::Identity {
-            return Ok(Resolved::File(Box::new(identity)));
+            return chosen(identity, fill);
         }
         if !negotiated {
             continue;
         }
-        if let Ok(Node::File(sidecar)) = router
-            .root
-            .open(&path.with_suffix(sidecar_suffix(encoding)))
-        {
-            let tag = router.etags.tag(&sidecar.file, &sidecar.meta, None)?;
-            return Ok(Resolved::File(Box::new(Representation {
-                content: Content::File(Arc::new(sidecar.file)),
+        let sidecar_path = path.with_suffix(sidecar_suffix(encoding));
+        if let Ok(Node::File(sidecar)) = router.root.open(&sidecar_path) {
+            let content = read_small(&sidecar)?;
+            let tag = router
+                .etags
+                .tag(&sidecar.file, &sidecar.meta, content.as_deref())?;
+            let rep = Representation {
                 len: sidecar.meta.len(),
+                content: content
+                    .map_or_else(|| Content::File(Arc::new(sidecar.file)), Content::Bytes),
                 etag: Some(tag),
                 encoding: Some(encoding.token()),
                 ..identity
-            })));
+            };
+            let source = (c_path(&sidecar_path), FileState::of(&sidecar.meta));
+            fill.learned
+                .push((encoding, Some((rep.clone(), Some(source)))));
+            return chosen(rep, fill);
         }
         if router.config.no_compress || !(compress::MIN_SIZE..=compress::MAX_SIZE).contains(&len) {
+            fill.learned.push((encoding, None));
             continue;
         }
         let variant =
@@ -174,14 +239,19 @@ fn represent(
                         Ok(Bytes::from(buf))
                     }
                 })?;
-        if let Some(bytes) = variant {
-            return Ok(Resolved::File(Box::new(Representation {
-                len: bytes.len() as u64,
-                content: Content::Bytes(bytes),
-                etag: Some(etag.for_encoding(encoding.token())),
-                encoding: Some(encoding.token()),
-                ..identity
-            })));
+        match variant {
+            Some(bytes) => {
+                let rep = Representation {
+                    len: bytes.len() as u64,
+                    content: Content::Bytes(bytes),
+                    etag: Some(etag.for_encoding(encoding.token())),
+                    encoding: Some(encoding.token()),
+                    ..identity
+                };
+                fill.learned.push((encoding, Some((rep.clone(), None))));
+                return chosen(rep, fill);
+            }
+            None => fill.learned.push((encoding, None)),
         }
     }
     Ok(Resolved::NotAcceptable { negotiated })

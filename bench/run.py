@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""wharf against nginx, same machine, same run, reported as ratios.
+
+Builds wharf in release mode, makes a test site in a temporary folder, starts wharf and
+Debian's nginx (config: bench/nginx.conf) on loopback with each server pinned to CPU 0
+and the load generator to CPU 1, and runs every test interleaved (nginx, wharf, nginx,
+wharf ...) for several rounds. For each test it prints the median throughput, the
+ratio wharf/nginx, and throughput per server CPU-second (the server's own user+system
+time from /proc), so a saturated load generator cannot hide a difference.
+
+Needs: cargo, nginx, wrk (Debian: apt-get install nginx-light wrk). Every server it
+starts listens on 127.0.0.1 and is stopped at the end; every load run is bounded.
+
+Usage: bench/run.py [--rounds N] [--duration SECONDS] [--only TEST[,TEST...]]
+"""
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+BIG = 256 * 1024 * 1024
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, proc, deadline=20.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server did not listen on {port}")
+
+
+def make_site(root):
+    os.makedirs(root)
+    with open(os.path.join(root, "1k.bin"), "wb") as f:
+        f.write(os.urandom(1024))
+    with open(os.path.join(root, "100k.bin"), "wb") as f:
+        f.write(os.urandom(100 * 1024))
+    chunk = os.urandom(1024 * 1024)
+    with open(os.path.join(root, "256m.bin"), "wb") as f:
+        for _ in range(BIG // len(chunk)):
+            f.write(chunk)
+    listing = os.path.join(root, "dir5000")
+    os.makedirs(listing)
+    for i in range(5000):
+        with open(os.path.join(listing, f"file-{i:05d}.txt"), "wb") as f:
+            f.write(b"x" * (i % 97))
+
+
+class Server:
+    def __init__(self, name, argv, port, cwd=None):
+        self.name, self.argv, self.port, self.cwd = name, argv, port, cwd
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU] + self.argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.cwd,
+        )
+        wait_port(self.port, self.proc)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def wrk(url, duration, connections, headers=()):
+    argv = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
+    for h in headers:
+        argv += ["-H", h]
+    out = subprocess.run(argv + [url], check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"{url}: {errors.group(1)} error responses\n{out}")
+    return rps
+
+
+def download(url, count):
+    """Downloads `url` `count` times, reading 1 MiB at a time; returns bytes/second."""
+    host, port = "127.0.0.1", int(url.split(":")[2].split("/")[0])
+    path = "/" + url.split("/", 3)[3]
+    buf = bytearray(1024 * 1024)
+    view = memoryview(buf)
+    total = 0
+    start = time.monotonic()
+    for _ in range(count):
+        with socket.create_connection((host, port)) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode())
+            while True:
+                n = s.recv_into(view)
+                if n == 0:
+                    break
+                total += n
+    elapsed = time.monotonic() - start
+    if total < count * BIG:
+        raise SystemExit(f"short download: {total} bytes")
+    return total / elapsed
+
+
+def idle_connections(port, count):
+    """Opens `count` keep-alive connections, each after one request; returns them."""
+    socks = []
+    req = b"GET /1k.bin HTTP/1.1\r\nHost: b\r\n\r\n"
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(req)
+        socks.append(s)
+    for s in socks:
+        got = b""
+        while b"\r\n\r\n" not in got or len(got) < 1024:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise SystemExit("connection closed during the idle-connection test")
+            got += chunk
+    return socks
+
+
+TESTS = {
+    "1k-keepalive": dict(kind="wrk", path="/1k.bin", connections=50, unit="req/s"),
+    "1k-close": dict(
+        kind="wrk", path="/1k.bin", connections=50, unit="req/s", headers=["Connection: close"]
+    ),
+    "100k-keepalive": dict(kind="wrk", path="/100k.bin", connections=50, unit="req/s"),
+    "listing-5000": dict(kind="wrk", path="/dir5000/", connections=10, unit="req/s"),
+    "256m-download": dict(kind="download", path="/256m.bin", unit="MB/s"),
+}
+
+
+def run_one(server, test, duration):
+    before = cpu_seconds(server.proc.pid)
+    if test["kind"] == "wrk":
+        value = wrk(server.url(test["path"]), duration, test["connections"], test.get("headers", ()))
+        elapsed = duration
+    else:
+        start = time.monotonic()
+        value = download(server.url(test["path"]), 4) / 1e6
+        elapsed = time.monotonic() - start
+    cpu = cpu_seconds(server.proc.pid) - before
+    # Work per server CPU-second: total work done / CPU seconds used.
+    per_cpu = value * elapsed / cpu if cpu > 0 else float("inf")
+    return value, per_cpu, cpu / elapsed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--only", default="", help="comma-separated test names")
+    args = ap.parse_args()
+    for tool in ("nginx", "wrk", "taskset", "cargo"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            raise SystemExit(f"{tool} is required (apt-get install nginx-light wrk)")
+    if os.cpu_count() < 2:
+        raise SystemExit("needs two CPUs: one for the server, one for the load generator")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    sh(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO)
+    wharf_bin = os.path.join(REPO, "target", "release", "wharf")
+    tests = [t for t in TESTS if not args.only or t in args.only.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="wharf-bench-") as tmp:
+        site = os.path.join(tmp, "site")
+        make_site(site)
+        ng_port, wh_port = free_port(), free_port()
+        ng_dir = os.path.join(tmp, "nginx")
+        os.makedirs(ng_dir)
+        with open(os.path.join(HERE, "nginx.conf")) as f:
+            conf = string.Template(f.read()).substitute(PREFIX=ng_dir, PORT=ng_port, ROOT=site)
+        ng_conf = os.path.join(ng_dir, "nginx.conf")
+        with open(ng_conf, "w") as f:
+            f.write(conf)
+        nginx = Server("nginx", ["nginx", "-c", ng_conf, "-p", ng_dir], ng_port)
+        wharf = Server(
+            "wharf",
+            [wharf_bin, site, "-b", "127.0.0.1", "-p", str(wh_port), "--quiet", "--workers", "1"],
+            wh_port,
+        )
+        results = {t: {"nginx": [], "wharf": []} for t in tests}
+        memory = {}
+        try:
+            for server in (nginx, wharf):
+                server.start()
+            # Warm both (page cache, open-file caches, compression caches).
+            for server in (nginx, wharf):
+                for t in tests:
+                    if TESTS[t]["kind"] == "wrk":
+                        wrk(server.url(TESTS[t]["path"]), 1, 4)
+            for r in range(args.rounds):
+                for t in tests:
+                    for server in (nginx, wharf):
+                        results[t][server.name].append(run_one(server, TESTS[t], args.duration))
+                print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+            for server in (nginx, wharf):
+                idle = rss_kib(server.proc.pid)
+                socks = idle_connections(server.port, 10_000)
+                busy = rss_kib(server.proc.pid)
+                for s in socks:
+                    s.close()
+                memory[server.name] = (idle, busy)
+        finally:
+            for server in (nginx, wharf):
+                server.stop()
+
+    print(f"\n{args.rounds} rounds of {args.duration} s; server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}\n")
+    print("| test | nginx | wharf | ratio | nginx per CPU-s | wharf per CPU-s | ratio per CPU-s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for t in tests:
+        unit = TESTS[t]["unit"]
+        med = {
+            name: (
+                statistics.median(v[0] for v in runs),
+                statistics.median(v[1] for v in runs),
+            )
+            for name, runs in results[t].items()
+        }
+        n, w = med["nginx"], med["wharf"]
+        print(
+            f"| {t} ({unit}) | {n[0]:,.0f} | {w[0]:,.0f} | {w[0] / n[0]:.2f}x "
+            f"| {n[1]:,.0f} | {w[1]:,.0f} | {w[1] / n[1]:.2f}x |"
+        )
+    if memory:
+        print("\n| memory | nginx | wharf |")
+        print("| --- | ---: | ---: |")
+        n, w = memory["nginx"], memory["wharf"]
+        print(f"| RSS idle (KiB) | {n[0]:,} | {w[0]:,} |")
+        print(f"| RSS with 10,000 idle keep-alive connections (KiB) | {n[1]:,} | {w[1]:,} |")
+        print(
+            f"| per idle connection (bytes) | {(n[1] - n[0]) * 1024 // 10_000:,} "
+            f"| {(w[1] - w[0]) * 1024 // 10_000:,} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
