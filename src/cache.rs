@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -125,7 +125,7 @@ impl ListingEntry {
 
 #[derive(Debug)]
 enum Entry {
-    File(FileEntry),
+    File(Box<FileEntry>),
     Listing(ListingEntry),
 }
 
@@ -155,6 +155,13 @@ struct Slotted {
     last_used: AtomicU64,
 }
 
+/// A sidecar file: its path relative to the root and its state when read.
+pub type SidecarSource = (CString, FileState);
+
+/// One coding examined by the full path: its representation and, for a sidecar, where
+/// it came from; `None` when the coding is not available for this file.
+pub type Learned = (Encoding, Option<(Representation, Option<SidecarSource>)>);
+
 /// What the full path learned about a file, to be merged into the cache.
 #[derive(Debug)]
 pub struct FileFill {
@@ -167,10 +174,7 @@ pub struct FileFill {
     /// Its identity representation.
     pub identity: Representation,
     /// Codings examined: `Some(rep, sidecar)` when available, `None` when not.
-    pub learned: Vec<(
-        Encoding,
-        Option<(Representation, Option<(CString, FileState)>)>,
-    )>,
+    pub learned: Vec<Learned>,
 }
 
 /// The cache. Shared by every worker; lookups take a shard's read lock only.
@@ -213,9 +217,7 @@ impl HotCache {
     }
 
     fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slotted>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     fn get(&self, key: &str) -> Option<Arc<Entry>> {
@@ -311,13 +313,13 @@ impl HotCache {
                 }
             };
         }
-        let entry = Entry::File(FileEntry {
+        let entry = Entry::File(Box::new(FileEntry {
             path: fill.path,
             state: fill.state,
             negotiated: fill.negotiated,
             identity: Ready::new(fill.identity),
             codings,
-        });
+        }));
         self.insert(key, entry);
     }
 
