@@ -23,6 +23,8 @@ use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::zero_copy::{SendfileQueue, SENDFILE_MIN};
+
 /// How much of a file one blocking read fetches.
 const FILE_CHUNK: u64 = 256 * 1024;
 
@@ -73,6 +75,8 @@ pub struct Body {
     inner: Inner,
     sent: u64,
     on_finish: Option<Box<dyn Finish>>,
+    /// Set when the connection can send file ranges with `sendfile`.
+    sendfile: Option<Arc<SendfileQueue>>,
 }
 
 enum Inner {
@@ -113,6 +117,7 @@ impl Body {
             inner,
             sent: 0,
             on_finish: None,
+            sendfile: None,
         }
     }
 
@@ -127,6 +132,12 @@ impl Body {
     /// Runs `finish` when this body is dropped. Replaces any earlier one.
     pub fn on_finish(&mut self, finish: Box<dyn Finish>) {
         self.on_finish = Some(finish);
+    }
+
+    /// Lets large file ranges go out as `sendfile` placeholders (see
+    /// [`crate::zero_copy`]); only for connections whose transport supports it.
+    pub fn use_sendfile(&mut self, queue: Arc<SendfileQueue>) {
+        self.sendfile = Some(queue);
     }
 
     /// Replaces the content with nothing, keeping the finish hook (for HEAD).
@@ -185,6 +196,7 @@ fn read_range(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
 fn poll_segments(
     queue: &mut VecDeque<Segment>,
     reading: &mut Option<JoinHandle<io::Result<Bytes>>>,
+    sendfile: Option<&SendfileQueue>,
     cx: &mut Context<'_>,
 ) -> Poll<Option<io::Result<Bytes>>> {
     loop {
@@ -213,6 +225,21 @@ fn poll_segments(
                 }
             }
             Some(Segment::File(range)) => {
+                if let Some(zero_copy) = sendfile.filter(|_| range.len >= SENDFILE_MIN) {
+                    if let Some(placeholder) =
+                        zero_copy.placeholder(&range.file, range.offset, range.len)
+                    {
+                        let n = placeholder.len() as u64;
+                        if let Some(Segment::File(range)) = queue.front_mut() {
+                            range.offset += n;
+                            range.len -= n;
+                            if range.len == 0 {
+                                queue.pop_front();
+                            }
+                        }
+                        return Poll::Ready(Some(Ok(placeholder)));
+                    }
+                }
                 let file = Arc::clone(&range.file);
                 let offset = range.offset;
                 // Bounded by FILE_CHUNK, so the cast cannot truncate.
@@ -235,7 +262,9 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         let next = match &mut this.inner {
-            Inner::Segments { queue, reading } => ready!(poll_segments(queue, reading, cx)),
+            Inner::Segments { queue, reading } => {
+                ready!(poll_segments(queue, reading, this.sendfile.as_deref(), cx))
+            }
             Inner::Channel(rx) => ready!(rx.poll_recv(cx)),
         };
         Poll::Ready(next.map(|chunk| {

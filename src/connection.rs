@@ -1,9 +1,9 @@
-//! One accepted connection: protocol settings, timeouts and graceful shutdown.
+//! One accepted connection: protocol settings, timeouts, parking and graceful shutdown.
 //!
 //! hyper parses and writes HTTP/1.x; this module decides how long a connection may
-//! live. A [`Clock`] per connection tracks three phases — waiting idle between
-//! requests, receiving a request head, and answering — and the driver closes the
-//! connection when the current phase's deadline passes:
+//! live and what it holds while it waits. A [`Clock`] per connection tracks three
+//! phases — waiting idle between requests, receiving a request head, and answering —
+//! and the driver acts when the current phase's deadline passes:
 //!
 //! * a new connection, or one that has sent the first bytes of a request, must complete
 //!   the request head within `header_timeout` (slow-loris clients are dropped);
@@ -12,6 +12,12 @@
 //!
 //! hyper's own `header_read_timeout` is not used because its timer also runs while a
 //! keep-alive connection is idle, which would tie the two limits together.
+//!
+//! **Parking.** hyper keeps an 8 KiB read buffer and its protocol state for as long as
+//! a connection lives. A connection idle for [`PARK_AFTER`] is therefore parked: hyper
+//! is asked to finish (it does at once when idle), the socket is taken back, and all
+//! that remains is the socket and a small task waiting for it to become readable,
+//! when a fresh hyper connection takes over. The idle deadline keeps running across.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -22,16 +28,34 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::router::Router;
+use crate::router::{ConnectionService, Router};
+use crate::zero_copy::{SendFile, SendfileQueue};
+
+/// How long a keep-alive connection must be idle before it is parked.
+pub const PARK_AFTER: Duration = Duration::from_millis(100);
 
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
 const BUSY: u8 = 2;
+
+/// A byte stream a connection can run on.
+pub trait Transport: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static {
+    /// Waits until the peer has sent something (or closed) without consuming it; only
+    /// for transports that keep no buffered state of their own.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Transport for tokio::net::TcpStream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+}
 
 /// Per-connection timing state, shared by the I/O wrapper, the service and the driver.
 #[derive(Debug)]
@@ -42,9 +66,13 @@ pub struct Clock {
     phase: AtomicU8,
     /// Milliseconds after `start` when the current phase expires.
     deadline_ms: AtomicU64,
+    /// Milliseconds after `start` when the current idle period began.
+    idle_since_ms: AtomicU64,
     in_flight: AtomicU32,
     /// Bytes of a following request arrived while a response was under way.
     read_while_busy: AtomicBool,
+    /// The last write did not take everything offered: output is still buffered.
+    write_blocked: AtomicBool,
 }
 
 impl Clock {
@@ -55,26 +83,45 @@ impl Clock {
             idle_timeout,
             phase: AtomicU8::new(HEAD),
             deadline_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             read_while_busy: AtomicBool::new(false),
+            write_blocked: AtomicBool::new(false),
         };
         clock.set_deadline(header_timeout);
         clock
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn set_deadline(&self, after: Duration) {
-        let at = self.start.elapsed() + after;
-        let ms = u64::try_from(at.as_millis()).unwrap_or(u64::MAX);
-        self.deadline_ms.store(ms, Ordering::Relaxed);
+        let after = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.deadline_ms
+            .store(self.now_ms().saturating_add(after), Ordering::Relaxed);
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
     }
 
     fn deadline(&self) -> Instant {
-        self.start + Duration::from_millis(self.deadline_ms.load(Ordering::Relaxed))
+        self.at(self.deadline_ms.load(Ordering::Relaxed))
+    }
+
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    /// When an idle connection should be parked.
+    fn park_at(&self) -> Instant {
+        self.at(self.idle_since_ms.load(Ordering::Relaxed)) + PARK_AFTER
     }
 
     /// Bytes arrived from the client.
     fn on_read(&self) {
-        match self.phase.load(Ordering::Relaxed) {
+        match self.phase() {
             IDLE => {
                 self.phase.store(HEAD, Ordering::Relaxed);
                 self.set_deadline(self.header_timeout);
@@ -99,24 +146,34 @@ impl Clock {
                 self.set_deadline(self.header_timeout);
             } else {
                 self.phase.store(IDLE, Ordering::Relaxed);
+                self.idle_since_ms.store(self.now_ms(), Ordering::Relaxed);
                 self.set_deadline(self.idle_timeout);
             }
         }
     }
 }
 
-/// The socket, reporting reads to the connection's [`Clock`].
-struct ClockedIo<T> {
+/// The transport as hyper sees it: replays bytes read by a previous hyper connection,
+/// reports reads to the [`Clock`], and sends `sendfile` placeholders.
+struct ConnIo<T> {
     inner: T,
+    replay: Bytes,
     clock: Arc<Clock>,
+    sendfile: Option<Arc<SendfileQueue>>,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
+impl<T: Transport> AsyncRead for ConnIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.replay.is_empty() {
+            let n = self.replay.len().min(buf.remaining());
+            buf.put_slice(&self.replay[..n]);
+            self.replay.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -126,13 +183,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ClockedIo<T> {
+impl<T: Transport> AsyncWrite for ConnIo<T> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -140,11 +197,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClockedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let result = match &this.sendfile {
+            Some(queue) => queue.poll_write(&mut this.inner, cx, bufs),
+            None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        };
+        let offered: usize = bufs.iter().map(|b| b.len()).sum();
+        let drained = matches!(result, Poll::Ready(Ok(n)) if n == offered);
+        this.clock.write_blocked.store(!drained, Ordering::Relaxed);
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -176,76 +241,185 @@ impl Limits {
     }
 }
 
+/// Everything one connection needs, for its whole life.
+struct Session {
+    remote: SocketAddr,
+    router: Arc<Router>,
+    limits: Limits,
+    shutdown: CancellationToken,
+    clock: Arc<Clock>,
+    sendfile: Option<Arc<SendfileQueue>>,
+}
+
+type Http1Conn<T> = hyper::server::conn::http1::Connection<TokioIo<ConnIo<T>>, ConnectionService>;
+
+/// How one hyper connection over the socket ended.
+enum Ended<T> {
+    /// Closed, timed out, failed, or shut down: drop the socket.
+    Closed,
+    /// Parked while idle: the socket, and any bytes hyper had read but not used.
+    Parked(T, Bytes),
+}
+
 /// Serves one accepted connection until it closes, times out, or shutdown is asked
 /// for and its in-flight response has been sent.
-pub async fn serve<T>(
+pub async fn serve<T: Transport>(
     stream: T,
     remote: SocketAddr,
     router: Arc<Router>,
     limits: Limits,
     shutdown: CancellationToken,
-) where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let clock = Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout));
-    let io = TokioIo::new(ClockedIo {
-        inner: stream,
-        clock: Arc::clone(&clock),
-    });
-    let service = crate::router::ConnectionService::new(router, remote, Arc::clone(&clock));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_buf_size(limits.read_buffer())
-        .keep_alive(true)
-        .half_close(false);
-    let conn = builder.serve_connection(io, service);
-    let mut conn = std::pin::pin!(conn);
-    let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(clock.deadline()));
-    let cancelled = shutdown.cancelled();
-    let mut cancelled = std::pin::pin!(cancelled);
-    let mut closing = false;
-
-    let result = poll_fn(|cx| {
-        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-            return Poll::Ready(result);
+) {
+    let session = Session {
+        remote,
+        clock: Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout)),
+        router,
+        limits,
+        shutdown,
+        sendfile: SendfileQueue::new(),
+    };
+    let mut stream = stream;
+    let mut replay = Bytes::new();
+    loop {
+        match session.run_hyper(stream, replay).await {
+            Ended::Closed => return,
+            Ended::Parked(parked, leftover) => {
+                if leftover.is_empty() && !session.wait_parked(&parked).await {
+                    return;
+                }
+                stream = parked;
+                replay = leftover;
+            }
         }
-        if !closing && cancelled.as_mut().poll(cx).is_ready() {
-            closing = true;
-            conn.as_mut().graceful_shutdown();
-            // hyper closes an idle connection at once; one mid-response finishes first.
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+    }
+}
+
+impl Session {
+    /// Waits while parked; true when the client has something to say.
+    async fn wait_parked<T: Transport>(&self, stream: &T) -> bool {
+        let deadline = tokio::time::sleep_until(self.clock.deadline());
+        tokio::select! {
+            ready = poll_fn(|cx| stream.poll_readable(cx)) => ready.is_ok(),
+            _ = deadline => false,
+            _ = self.shutdown.cancelled() => false,
+        }
+    }
+
+    /// Runs a hyper HTTP/1 connection over `stream` until it ends or is parked.
+    async fn run_hyper<T: Transport>(&self, stream: T, replay: Bytes) -> Ended<T> {
+        let io = TokioIo::new(ConnIo {
+            inner: stream,
+            replay,
+            clock: Arc::clone(&self.clock),
+            sendfile: self.sendfile.clone(),
+        });
+        let service = ConnectionService::new(
+            Arc::clone(&self.router),
+            self.remote,
+            Arc::clone(&self.clock),
+            self.sendfile.clone(),
+        );
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(self.limits.read_buffer())
+            .keep_alive(true)
+            .half_close(false)
+            // Queued writes hand body buffers to ConnIo uncopied (see zero_copy).
+            .writev(true);
+        // Boxed so that a parked connection's task does not keep room for it.
+        let mut conn = Box::new(builder.serve_connection(io, service));
+        let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
+        let cancelled = self.shutdown.cancelled();
+        let mut cancelled = std::pin::pin!(cancelled);
+        let mut closing = false;
+        let mut parking = false;
+
+        // Parking takes the socket back with `poll_without_shutdown`; every other end
+        // goes through `poll`, which flushes what hyper still buffers before the
+        // shutdown.
+        let poll_conn = |conn: &mut Box<Http1Conn<T>>, parking: bool, cx: &mut Context<'_>| {
+            if parking {
+                conn.poll_without_shutdown(cx)
+            } else {
+                Pin::new(&mut **conn).poll(cx)
+            }
+        };
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(result) = poll_conn(&mut conn, parking, cx) {
                 return Poll::Ready(result);
             }
-        }
-        loop {
-            let deadline = clock.deadline();
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
+            if !closing && cancelled.as_mut().poll(cx).is_ready() {
+                closing = true;
+                Pin::new(&mut *conn).graceful_shutdown();
+                // hyper ends an idle connection at once; one mid-response finishes first.
+                if let Poll::Ready(result) = poll_conn(&mut conn, parking, cx) {
+                    return Poll::Ready(result);
+                }
             }
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            match clock.phase.load(Ordering::Relaxed) {
-                // Dropping the connection closes the socket.
-                HEAD => return Poll::Ready(Ok(())),
-                IDLE => {
-                    if !closing {
+            loop {
+                let phase = self.clock.phase();
+                let deadline = self.clock.deadline();
+                let wake = if phase == IDLE && !closing {
+                    deadline.min(self.clock.park_at())
+                } else {
+                    deadline
+                };
+                if timer.deadline() != wake {
+                    timer.as_mut().reset(wake);
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                match phase {
+                    // No deadline while answering; look again once the phase changes.
+                    BUSY => self
+                        .clock
+                        .set_deadline(self.limits.idle_timeout.max(self.limits.header_timeout)),
+                    // Idle past the timeout: ask hyper to end (at once, nothing is in
+                    // flight), flushing and shutting down.
+                    IDLE if !closing && Instant::now() >= deadline => {
                         closing = true;
-                        conn.as_mut().graceful_shutdown();
+                        Pin::new(&mut *conn).graceful_shutdown();
+                        return poll_conn(&mut conn, parking, cx);
                     }
-                    return conn.as_mut().poll(cx);
-                }
-                // No deadline while answering; look again once the phase changes.
-                _ => {
-                    clock.set_deadline(limits.idle_timeout.max(limits.header_timeout));
+                    // Idle long enough to park, once all output has left: hyper ends at
+                    // once and the socket is kept.
+                    IDLE if !closing => {
+                        let draining = self.clock.write_blocked.load(Ordering::Relaxed)
+                            || self.sendfile.as_ref().is_some_and(|q| !q.is_empty());
+                        if draining {
+                            self.clock
+                                .idle_since_ms
+                                .store(self.clock.now_ms(), Ordering::Relaxed);
+                            continue;
+                        }
+                        closing = true;
+                        parking = true;
+                        Pin::new(&mut *conn).graceful_shutdown();
+                        return poll_conn(&mut conn, parking, cx);
+                    }
+                    // A head not finished in time, or still idle past the deadline while
+                    // closing: drop the connection, which closes the socket.
+                    _ => return Poll::Ready(Ok(())),
                 }
             }
+        })
+        .await;
+        if let Err(err) = result {
+            tracing::debug!(remote = %self.remote, "connection ended with an error: {err}");
+            return Ended::Closed;
         }
-    })
-    .await;
-    if let Err(err) = result {
-        tracing::debug!(%remote, "connection ended with an error: {err}");
+        if !parking {
+            return Ended::Closed;
+        }
+        let parts = conn.into_parts();
+        let io = parts.io.into_inner();
+        let mut leftover = parts.read_buf;
+        if leftover.is_empty() {
+            leftover = io.replay;
+        }
+        Ended::Parked(io.inner, leftover)
     }
 }

@@ -27,6 +27,7 @@ pub mod response;
 pub mod router;
 pub mod server;
 pub mod static_files;
+pub mod zero_copy;
 
 use std::net::TcpListener;
 use std::sync::Arc;

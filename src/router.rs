@@ -28,6 +28,7 @@ use crate::fs::Root;
 use crate::path::{PathError, SitePath};
 use crate::response;
 use crate::static_files;
+use crate::zero_copy::SendfileQueue;
 
 /// Methods the static handler answers.
 pub const STATIC_ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -141,15 +142,23 @@ pub struct ConnectionService {
     router: Arc<Router>,
     remote: SocketAddr,
     clock: Arc<Clock>,
+    sendfile: Option<Arc<SendfileQueue>>,
 }
 
 impl ConnectionService {
-    /// A service for the connection from `remote`.
-    pub fn new(router: Arc<Router>, remote: SocketAddr, clock: Arc<Clock>) -> Self {
+    /// A service for the connection from `remote`; `sendfile` when its transport can
+    /// send file ranges itself.
+    pub fn new(
+        router: Arc<Router>,
+        remote: SocketAddr,
+        clock: Arc<Clock>,
+        sendfile: Option<Arc<SendfileQueue>>,
+    ) -> Self {
         ConnectionService {
             router,
             remote,
             clock,
+            sendfile,
         }
     }
 }
@@ -163,6 +172,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         self.clock.request_started();
         let exchange = Exchange::begin(&self.router, &req, self.remote, Arc::clone(&self.clock));
         let router = Arc::clone(&self.router);
+        let sendfile = self.sendfile.clone();
         // The static handlers never read a request body; dropping it lets hyper decide
         // whether the connection can be reused.
         let (parts, _body) = req.into_parts();
@@ -170,6 +180,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             let mut res = router.handle(&parts).await;
             if parts.method == Method::HEAD {
                 strip_body(&mut res);
+            }
+            if let Some(queue) = sendfile {
+                res.body_mut().use_sendfile(queue);
             }
             exchange.attach(&mut res);
             Ok(res)
