@@ -40,6 +40,25 @@ use crate::zero_copy::{SendFile, SendfileQueue};
 /// How long a keep-alive connection must be idle before it is parked.
 pub const PARK_AFTER: Duration = Duration::from_millis(100);
 
+/// Connections parked since the allocator last returned free memory to the system.
+static PARKED_SINCE_TRIM: AtomicU64 = AtomicU64::new(0);
+
+/// Returns memory freed by parked connections to the operating system, when any were
+/// parked since the last call. glibc keeps freed heap pages mapped, so without this a
+/// burst of connections would leave the process at its high-water mark for good. Meant
+/// to run about once a second; a no-op elsewhere than glibc.
+pub fn release_parked_memory() {
+    if PARKED_SINCE_TRIM.swap(0, Ordering::Relaxed) == 0 {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own heap; it has no
+    // preconditions and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 const IDLE: u8 = 0;
 const HEAD: u8 = 1;
 const BUSY: u8 = 2;
@@ -97,9 +116,13 @@ impl Clock {
     }
 
     fn set_deadline(&self, after: Duration) {
+        self.set_deadline_from(self.now_ms(), after);
+    }
+
+    fn set_deadline_from(&self, now_ms: u64, after: Duration) {
         let after = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
         self.deadline_ms
-            .store(self.now_ms().saturating_add(after), Ordering::Relaxed);
+            .store(now_ms.saturating_add(after), Ordering::Relaxed);
     }
 
     fn at(&self, ms: u64) -> Instant {
@@ -145,9 +168,10 @@ impl Clock {
                 self.phase.store(HEAD, Ordering::Relaxed);
                 self.set_deadline(self.header_timeout);
             } else {
+                let now = self.now_ms();
                 self.phase.store(IDLE, Ordering::Relaxed);
-                self.idle_since_ms.store(self.now_ms(), Ordering::Relaxed);
-                self.set_deadline(self.idle_timeout);
+                self.idle_since_ms.store(now, Ordering::Relaxed);
+                self.set_deadline_from(now, self.idle_timeout);
             }
         }
     }
@@ -281,9 +305,11 @@ pub async fn serve<T: Transport>(
     let mut stream = stream;
     let mut replay = Bytes::new();
     loop {
-        match session.run_hyper(stream, replay).await {
+        // Boxed: the hyper phase's state is freed while the connection is parked.
+        match Box::pin(session.run_hyper(stream, replay)).await {
             Ended::Closed => return,
             Ended::Parked(parked, leftover) => {
+                PARKED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
                 if leftover.is_empty() && !session.wait_parked(&parked).await {
                     return;
                 }

@@ -144,7 +144,15 @@ impl Worker {
                 ));
             }
             if let Some(signals) = signals {
+                let trimmer = tokio::spawn(async {
+                    let mut every = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        every.tick().await;
+                        connection::release_parked_memory();
+                    }
+                });
                 signals.wait().await;
+                trimmer.abort();
                 eprintln!(
                     "wharf: shutting down; waiting up to {} for open responses",
                     humantime::format_duration(self.grace)

@@ -202,7 +202,8 @@ fn strip_body(res: &mut Response<Body>) {
 /// What is known of an exchange from its request; completed when its body is dropped.
 struct Exchange {
     clock: Arc<Clock>,
-    started: Instant,
+    /// When the request arrived; only measured when it will be logged.
+    started: Option<Instant>,
     record: Option<Record>,
     log: AccessLog,
 }
@@ -224,7 +225,7 @@ impl Exchange {
         });
         Exchange {
             clock,
-            started: Instant::now(),
+            started: record.as_ref().map(|_| Instant::now()),
             record,
             log: router.log.clone(),
         }
@@ -243,7 +244,7 @@ impl Finish for Exchange {
         if let Some(mut record) = self.record.take() {
             record.bytes = bytes_sent;
             record.complete = complete;
-            record.duration = self.started.elapsed();
+            record.duration = self.started.map(|t| t.elapsed()).unwrap_or_default();
             self.log.log(&record);
         }
     }

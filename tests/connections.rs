@@ -1,0 +1,166 @@
+//! Connection life cycle beyond single requests: connections parked while idle come
+//! back for the next request, and large file bodies sent with sendfile arrive intact,
+//! whole or in ranges.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::*;
+
+/// Blocks until `wait` has passed with nothing from the server, and fails if the
+/// server closed the connection meanwhile.
+fn stay_idle(conn: &Conn<std::net::TcpStream>, wait: Duration) {
+    let stream = conn.stream();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    match (&*stream).read(&mut byte) {
+        Err(e) if is_timeout(&e) => {}
+        Ok(0) => panic!("server closed an idle keep-alive connection"),
+        other => panic!("unexpected read while idle: {other:?}"),
+    }
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+}
+
+#[test]
+fn idle_connection_serves_again_after_being_parked() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "first");
+    write_file(&root, "b.txt", "second");
+    let server = Server::start(&root, &[]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_response(false).body, b"first");
+    // Well past the 100 ms after which an idle connection is parked.
+    stay_idle(&conn, Duration::from_millis(400));
+    conn.send(b"GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_response(false).body, b"second");
+    assert_eq!(conn.read_response(false).body, b"first");
+    stay_idle(&conn, Duration::from_millis(400));
+    // A request arriving in pieces across a park.
+    conn.send(b"GET /b.tx");
+    stay_idle(&conn, Duration::from_millis(200));
+    conn.send(b"t HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_response(false).body, b"second");
+}
+
+#[test]
+fn parked_connection_still_closes_at_the_idle_timeout() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "x");
+    let server = Server::start(&root, &["--idle-timeout", "1"]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_response(false).status, 200);
+    assert!(conn.wait_for_close(), "idle connection was not closed");
+}
+
+fn big_file(root: &std::path::Path) -> Vec<u8> {
+    // Over the 1 MiB in-memory limit, so it is sent from the file.
+    let content = pseudo_random_bytes(7, 3 * 1024 * 1024 + 12_345);
+    write_file(root, "big.bin", &content);
+    content
+}
+
+#[test]
+fn large_files_arrive_intact_whole_and_in_ranges() {
+    let (_tmp, root) = temp_root();
+    let content = big_file(&root);
+    let server = Server::start(&root, &[]);
+    let mut conn = Conn::open(&server);
+    // Whole, twice on one connection (the second from the same open state).
+    for _ in 0..2 {
+        conn.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        let res = conn.read_response(false);
+        assert_eq!(res.status, 200);
+        assert!(res.body == content, "whole body differs");
+    }
+    // A large single range at an odd offset.
+    conn.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=100001-2200002\r\n\r\n");
+    let res = conn.read_response(false);
+    assert_eq!(res.status, 206);
+    assert!(
+        res.body[..] == content[100_001..=2_200_002],
+        "range differs"
+    );
+    // A suffix range that is the tail of the file.
+    conn.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-700000\r\n\r\n");
+    let res = conn.read_response(false);
+    assert!(
+        res.body[..] == content[content.len() - 700_000..],
+        "suffix differs"
+    );
+}
+
+#[test]
+fn multipart_ranges_mix_part_headers_and_large_file_ranges() {
+    let (_tmp, root) = temp_root();
+    let content = big_file(&root);
+    let server = Server::start(&root, &[]);
+    let res = request(
+        &server,
+        "GET",
+        "/big.bin",
+        &[("Range", "bytes=10-200009,1000000-1300000,3000000-")],
+    );
+    assert_eq!(res.status, 206);
+    let ct = res.header("content-type").unwrap();
+    let boundary = ct.split("boundary=").nth(1).expect("boundary").to_string();
+    let delimiter = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut rest = &res.body[..];
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    while let Some(at) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[at + delimiter.len()..];
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let head_end = find(rest, b"\r\n\r\n").expect("part head") + 4;
+        let head = String::from_utf8_lossy(&rest[..head_end]).to_string();
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: bytes "))
+            .expect("Content-Range")
+            .to_string();
+        let (span, _) = range.split_once('/').unwrap();
+        let (a, b) = span.split_once('-').unwrap();
+        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+        let body = &rest[head_end..head_end + (b - a + 1)];
+        assert!(body == &content[a..=b], "part {a}-{b} differs");
+        parts.push((a, b));
+        rest = &rest[head_end + (b - a + 1)..];
+    }
+    assert_eq!(
+        parts,
+        [
+            (10, 200_009),
+            (1_000_000, 1_300_000),
+            (3_000_000, content.len() - 1)
+        ]
+    );
+}
+
+#[test]
+fn a_client_reading_slowly_gets_every_byte() {
+    let (_tmp, root) = temp_root();
+    let content = big_file(&root);
+    let server = Server::start(&root, &[]);
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // Small reads keep the socket buffer full, so sendfile keeps hitting EAGAIN.
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 1500];
+    loop {
+        let n = stream.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let res = parse_response(&raw, false);
+    assert_eq!(res.status, 200);
+    assert!(res.body == content, "slowly read body differs");
+}

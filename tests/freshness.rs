@@ -1,0 +1,171 @@
+//! The response cache never serves a stale or wrong file: every change to a file —
+//! rewrite, same-size rewrite, replacement by rename, truncation, deletion — is seen by
+//! the very next request, and requests running concurrently with the changes only ever
+//! see one whole version.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use common::*;
+
+fn versions() -> Vec<Vec<u8>> {
+    vec![
+        b"version one of the file\n".repeat(40),
+        b"VERSION ONE OF THE FILE\n".repeat(40), // same size, new bytes
+        b"version three, via rename\n".repeat(10),
+        b"4".to_vec(),
+        Vec::new(),
+    ]
+}
+
+/// Requests `/f.txt` in a loop on keep-alive connections until `stop`, recording every
+/// 200 body; any response whose Content-Length disagrees with its body is a failure.
+fn load(server_addr: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Vec<Vec<u8>>>>) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut conn = Conn::new(connect(&server_addr));
+        for _ in 0..50 {
+            conn_send(&mut conn, b"GET /f.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            let res = conn.read_response(false);
+            match res.status {
+                200 => {
+                    assert_eq!(res.content_length(), Some(res.body.len()));
+                    seen.lock().unwrap().push(res.body);
+                }
+                404 => {}
+                other => panic!("unexpected status {other} under load"),
+            }
+        }
+    }
+}
+
+fn conn_send(conn: &mut Conn<std::net::TcpStream>, bytes: &[u8]) {
+    use std::io::Write;
+    conn.stream().write_all(bytes).unwrap();
+}
+
+#[test]
+fn every_change_is_seen_at_once_and_load_never_sees_a_mix() {
+    let (tmp, root) = temp_root();
+    let server = Server::start(&root, &[]);
+    let versions = versions();
+    let file = root.join("f.txt");
+    fs::write(&file, &versions[0]).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let loaders: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, stop, seen) = (server.addr().to_string(), stop.clone(), seen.clone());
+            thread::spawn(move || load(addr, stop, seen))
+        })
+        .collect();
+
+    for round in 0..20 {
+        // Rewrite in place.
+        fs::write(&file, &versions[0]).unwrap();
+        assert_eq!(get(&server, "/f.txt").body, versions[0], "round {round}");
+        // Same size, different bytes.
+        fs::write(&file, &versions[1]).unwrap();
+        assert_eq!(get(&server, "/f.txt").body, versions[1], "round {round}");
+        // Replace by rename (a new inode), as deploy tools do.
+        let staged = tmp.path().join("staged");
+        fs::write(&staged, &versions[2]).unwrap();
+        fs::rename(&staged, &file).unwrap();
+        assert_eq!(get(&server, "/f.txt").body, versions[2], "round {round}");
+        // Truncate in place.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(1)
+            .unwrap();
+        fs::write(&file, &versions[3]).unwrap();
+        assert_eq!(get(&server, "/f.txt").body, versions[3], "round {round}");
+        fs::File::create(&file).unwrap();
+        let empty = get(&server, "/f.txt");
+        assert_eq!((empty.status, empty.body.len()), (200, 0), "round {round}");
+        // Delete.
+        fs::remove_file(&file).unwrap();
+        assert_eq!(get(&server, "/f.txt").status, 404, "round {round}");
+        fs::write(&file, &versions[0]).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loaders {
+        l.join().expect("load thread");
+    }
+    let allowed: HashSet<Vec<u8>> = versions.into_iter().collect();
+    // Truncation to one byte before the rewrite is a legitimate intermediate state.
+    let seen = seen.lock().unwrap();
+    assert!(
+        !seen.is_empty(),
+        "the load threads made no successful requests"
+    );
+    for body in seen.iter() {
+        assert!(
+            allowed.contains(body) || body.as_slice() == b"v",
+            "served a body that was never a whole version: {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+    }
+}
+
+#[test]
+fn compressed_variants_follow_the_file() {
+    let (_tmp, root) = temp_root();
+    let server = Server::start(&root, &[]);
+    let file = root.join("app.js");
+    for round in 0..5 {
+        let text = format!("console.log('round {round}');\n").repeat(200);
+        fs::write(&file, &text).unwrap();
+        let res = request(&server, "GET", "/app.js", &[("Accept-Encoding", "gzip")]);
+        assert_eq!(res.header("content-encoding").as_deref(), Some("gzip"));
+        assert_eq!(gunzip(&res.body), text.as_bytes(), "round {round}");
+    }
+}
+
+#[test]
+fn listings_show_added_and_removed_entries_at_once() {
+    let (_tmp, root) = temp_root();
+    fs::create_dir(root.join("d")).unwrap();
+    let server = Server::start(&root, &[]);
+    for i in 0..10 {
+        let name = format!("entry-{i}.txt");
+        fs::write(root.join("d").join(&name), "x").unwrap();
+        let page = get(&server, "/d/").body_text();
+        assert!(page.contains(&name), "new {name} missing");
+        fs::remove_file(root.join("d").join(&name)).unwrap();
+        let page = get(&server, "/d/").body_text();
+        assert!(!page.contains(&name), "removed {name} still listed");
+    }
+}
+
+#[test]
+fn an_index_file_added_or_removed_takes_effect_at_once() {
+    let (_tmp, root) = temp_root();
+    fs::create_dir(root.join("d")).unwrap();
+    let server = Server::start(&root, &[]);
+    assert!(get(&server, "/d/").body_text().contains("Index of"));
+    fs::write(root.join("d/index.html"), "<p>home</p>").unwrap();
+    assert_eq!(get(&server, "/d/").body, b"<p>home</p>");
+    fs::remove_file(root.join("d/index.html")).unwrap();
+    assert!(get(&server, "/d/").body_text().contains("Index of"));
+}
+
+#[test]
+fn a_file_replaced_by_a_symlink_out_of_the_root_is_not_served_from_cache() {
+    let (tmp, root) = temp_root();
+    fs::write(tmp.path().join("secret.txt"), "TOPSECRET").unwrap();
+    fs::write(root.join("f.txt"), "public").unwrap();
+    let server = Server::start(&root, &[]);
+    assert_eq!(get(&server, "/f.txt").body, b"public");
+    fs::remove_file(root.join("f.txt")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("secret.txt"), root.join("f.txt")).unwrap();
+    let res = get(&server, "/f.txt");
+    assert_eq!(res.status, 404);
+    assert!(!res.body_text().contains("TOPSECRET"));
+}
