@@ -31,6 +31,9 @@ const REGION_LEN: usize = 64 * 1024 * 1024;
 /// File ranges at least this long are sent with `sendfile`; shorter ones are cheaper
 /// to read.
 pub const SENDFILE_MIN: u64 = 64 * 1024;
+/// The most one `sendfile` call is asked to send, as nginx's `sendfile_max_chunk`: a
+/// bounded call keeps other connections on the same event loop served.
+const SENDFILE_CHUNK: usize = 2 * 1024 * 1024;
 
 fn region() -> Option<&'static [u8]> {
     static REGION: OnceLock<Option<&'static [u8]>> = OnceLock::new();
@@ -86,7 +89,8 @@ impl SendFile for tokio::net::TcpStream {
             std::task::ready!(self.poll_write_ready(cx))?;
             let mut off = offset;
             let sent = self.try_io(tokio::io::Interest::WRITABLE, || {
-                rustix::fs::sendfile(self, file, Some(&mut off), len).map_err(io::Error::from)
+                rustix::fs::sendfile(self, file, Some(&mut off), len.min(SENDFILE_CHUNK))
+                    .map_err(io::Error::from)
             });
             match sent {
                 Ok(0) => {
