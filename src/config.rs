@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::access_log::LogFormat;
+use crate::tls::CertSource;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -20,7 +21,9 @@ Examples:
   wharf -d ./site -p 0       serve ./site on a free port (printed at start)
   wharf -b 0.0.0.0 ./site    serve ./site to the whole network (IPv4)
   wharf -b :: ./site         serve ./site on every IPv6 and IPv4 address
-  wharf --log-format json    one JSON object per request on stdout";
+  wharf --log-format json    one JSON object per request on stdout
+  wharf --tls-self-signed    HTTPS on https://localhost:8000/ with a local certificate
+  wharf --tls-cert fullchain.pem --tls-key key.pem -b 0.0.0.0 -p 443 --redirect-http 80";
 
 /// `wharf [ROOT|PORT] [OPTIONS]`: serve a folder over HTTP.
 #[derive(Debug, Parser)]
@@ -46,6 +49,23 @@ pub struct Cli {
     /// Worker threads, each running its own event loop [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a self-signed certificate for localhost, made once and kept in
+    /// ~/.local/state/wharf.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: bool,
+
+    /// Also listen for plain HTTP on this port and redirect every request to HTTPS.
+    #[arg(long, value_name = "PORT")]
+    redirect_http: Option<u16>,
 
     /// Follow symlinks that point outside the served folder.
     #[arg(long)]
@@ -104,6 +124,10 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Worker threads.
     pub workers: usize,
+    /// Where the TLS certificate comes from; `None` serves plain HTTP.
+    pub tls: Option<CertSource>,
+    /// Port of the plain-HTTP listener that redirects to HTTPS.
+    pub redirect_http: Option<u16>,
     /// Whether symlinks may lead outside the root.
     pub follow_symlinks: bool,
     /// Whether dotfiles are served and listed.
@@ -168,7 +192,22 @@ impl Cli {
             (Some(p), _) | (None, Some(p)) => p,
             (None, None) => DEFAULT_PORT,
         };
+        let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+            (Some(cert), Some(key), _) => Some(CertSource::Files { cert, key }),
+            (_, _, true) => Some(CertSource::SelfSigned),
+            _ => None,
+        };
+        if self.redirect_http.is_some() && tls.is_none() {
+            return Err(
+                "--redirect-http needs HTTPS (--tls-cert/--tls-key or --tls-self-signed)".into(),
+            );
+        }
+        if self.redirect_http.is_some_and(|p| p != 0 && p == port) {
+            return Err(format!("--redirect-http {port} is the HTTPS port itself"));
+        }
         Ok(Config {
+            tls,
+            redirect_http: self.redirect_http,
             root,
             listen: resolve_bind(&self.bind, port)?,
             workers: self.workers.map_or_else(

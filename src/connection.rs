@@ -29,13 +29,29 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::router::{ConnectionService, Router};
+use crate::tls::Tls;
 use crate::zero_copy::{SendFile, SendfileQueue};
+
+/// HTTP/2 limits. Streams per connection, as nginx's default.
+const H2_MAX_STREAMS: u32 = 128;
+/// Receive windows: large enough that uploads are not throttled by round trips.
+const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// Bytes a stream may queue for sending, so large downloads keep the pipe full.
+const H2_SEND_BUFFER: usize = 1024 * 1024;
+/// Rapid-reset protection (CVE-2023-44487): streams reset by the client before the
+/// server accepted them; past this the connection is closed with ENHANCE_YOUR_CALM.
+const H2_MAX_PENDING_RESETS: usize = 32;
+/// Streams the server may reset for protocol errors before it gives up on the client.
+const H2_MAX_ERROR_RESETS: usize = 256;
 
 /// How long a keep-alive connection must be idle before it is parked.
 pub const PARK_AFTER: Duration = Duration::from_millis(100);
@@ -65,16 +81,68 @@ const BUSY: u8 = 2;
 
 /// A byte stream a connection can run on.
 pub trait Transport: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static {
-    /// Waits until the peer has sent something (or closed) without consuming it; only
-    /// for transports that keep no buffered state of their own.
+    /// Whether an idle connection can be parked: the transport keeps no buffered
+    /// state of its own, so readiness of the socket is readiness of the stream.
+    const CAN_PARK: bool;
+    /// Whether file bytes can go to the peer unchanged (`sendfile`).
+    const CAN_SENDFILE: bool;
+    /// Waits until the peer has sent something (or closed) without consuming it.
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-impl Transport for tokio::net::TcpStream {
+impl Transport for TcpStream {
+    const CAN_PARK: bool = true;
+    const CAN_SENDFILE: bool = true;
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
     }
 }
+
+/// TLS: rustls buffers records of its own, and the bytes on the wire are encrypted.
+impl Transport for TlsStream<TcpStream> {
+    const CAN_PARK: bool = false;
+    const CAN_SENDFILE: bool = false;
+    fn poll_readable(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+}
+
+impl SendFile for TlsStream<TcpStream> {
+    fn poll_sendfile(
+        &self,
+        _cx: &mut Context<'_>,
+        _file: &std::fs::File,
+        _offset: u64,
+        _len: usize,
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+}
+
+/// What the connections of one listener speak.
+#[derive(Debug, Clone)]
+pub enum ListenerKind {
+    /// HTTP/1.x, and HTTP/2 with prior knowledge (h2c), told apart by the preface.
+    Plain,
+    /// TLS with ALPN (h2 or http/1.1); plain HTTP arriving here is redirected to
+    /// HTTPS on `port`, this listener's own.
+    Tls {
+        /// Certificates and configuration.
+        tls: Tls,
+        /// The port clients reach this listener on.
+        port: u16,
+    },
+    /// Plain HTTP answered with redirects to HTTPS on `https_port`.
+    RedirectToHttps {
+        /// Where the HTTPS listener is.
+        https_port: u16,
+    },
+}
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// TLS records of type handshake start with this byte; a ClientHello is one.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Per-connection timing state, shared by the I/O wrapper, the service and the driver.
 #[derive(Debug)]
@@ -183,6 +251,8 @@ struct ConnIo<T> {
     inner: T,
     replay: Bytes,
     clock: Arc<Clock>,
+    /// HTTP/1 only: HTTP/2 control frames arrive while idle and are no request.
+    report_reads: bool,
     sendfile: Option<Arc<SendfileQueue>>,
 }
 
@@ -196,11 +266,16 @@ impl<T: Transport> AsyncRead for ConnIo<T> {
             let n = self.replay.len().min(buf.remaining());
             buf.put_slice(&self.replay[..n]);
             self.replay.advance(n);
+            if self.replay.is_empty() {
+                // Release the buffer the bytes were read into.
+                self.replay = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        if self.report_reads && matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before
+        {
             self.clock.on_read();
         }
         result
@@ -272,7 +347,8 @@ struct Session {
     limits: Limits,
     shutdown: CancellationToken,
     clock: Arc<Clock>,
-    sendfile: Option<Arc<SendfileQueue>>,
+    /// Answer every request with a redirect to HTTPS on this port.
+    redirect_to: Option<u16>,
 }
 
 type Http1Conn<T> = hyper::server::conn::http1::Connection<TokioIo<ConnIo<T>>, ConnectionService>;
@@ -286,41 +362,205 @@ enum Ended<T> {
 }
 
 /// Serves one accepted connection until it closes, times out, or shutdown is asked
-/// for and its in-flight response has been sent.
-pub async fn serve<T: Transport>(
-    stream: T,
+/// for and its in-flight responses have been sent.
+pub async fn serve(
+    stream: TcpStream,
     remote: SocketAddr,
     router: Arc<Router>,
     limits: Limits,
     shutdown: CancellationToken,
+    kind: ListenerKind,
 ) {
-    let session = Session {
+    let mut session = Session {
         remote,
         clock: Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout)),
         router,
         limits,
         shutdown,
-        sendfile: SendfileQueue::new(),
+        redirect_to: None,
     };
-    let mut stream = stream;
-    let mut replay = Bytes::new();
-    loop {
-        // Boxed: the hyper phase's state is freed while the connection is parked.
-        match Box::pin(session.run_hyper(stream, replay)).await {
-            Ended::Closed => return,
-            Ended::Parked(parked, leftover) => {
-                PARKED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
-                if leftover.is_empty() && !session.wait_parked(&parked).await {
-                    return;
+    let first_bytes = session.clock.deadline();
+    match kind {
+        ListenerKind::Plain => match sniff_h2(&stream, first_bytes).await {
+            Some((true, seen)) => session.run_h2(stream, seen).await,
+            Some((false, seen)) => session.run_http1(stream, seen).await,
+            None => {}
+        },
+        ListenerKind::Tls { tls, port } => match peek_first_byte(&stream, first_bytes).await {
+            Some(TLS_HANDSHAKE) => {
+                let handshake = tls.acceptor().accept(stream);
+                let stream = match tokio::time::timeout_at(first_bytes, handshake).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    session.run_h2(stream, Bytes::new()).await;
+                } else {
+                    session.run_http1(stream, Bytes::new()).await;
                 }
-                stream = parked;
-                replay = leftover;
             }
+            Some(_) => {
+                session.redirect_to = Some(port);
+                session.run_http1(stream, Bytes::new()).await;
+            }
+            None => {}
+        },
+        ListenerKind::RedirectToHttps { https_port } => {
+            session.redirect_to = Some(https_port);
+            session.run_http1(stream, Bytes::new()).await;
         }
     }
 }
 
+/// Reads the first bytes of a plain connection, enough to tell the HTTP/2 preface
+/// from an HTTP/1 request line; returns whether it is HTTP/2, and the bytes read (to
+/// be replayed to the protocol). `None` when the client closed or sent nothing in time.
+async fn sniff_h2(stream: &TcpStream, deadline: Instant) -> Option<(bool, Bytes)> {
+    let mut seen = bytes::BytesMut::with_capacity(4096);
+    let read = async {
+        loop {
+            stream.readable().await.ok()?;
+            match stream.try_read_buf(&mut seen) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return None,
+            }
+            let n = seen.len().min(H2_PREFACE.len());
+            if seen[..n] != H2_PREFACE[..n] {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+        }
+    };
+    let is_h2 = tokio::time::timeout_at(deadline, read)
+        .await
+        .ok()
+        .flatten()?;
+    Some((is_h2, seen.freeze()))
+}
+
+/// The first byte a client sends on the TLS port, without consuming it.
+async fn peek_first_byte(stream: &TcpStream, deadline: Instant) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut byte)).await {
+        Ok(Ok(1)) => Some(byte[0]),
+        _ => None,
+    }
+}
+
 impl Session {
+    /// Serves HTTP/1 on `stream` (starting with bytes already read), parking it between
+    /// requests when the transport allows.
+    async fn run_http1<T: Transport>(&self, stream: T, first: Bytes) {
+        let sendfile = if T::CAN_SENDFILE {
+            SendfileQueue::new()
+        } else {
+            None
+        };
+        let mut stream = stream;
+        let mut replay = first;
+        loop {
+            // Boxed: the hyper phase's state is freed while the connection is parked.
+            match Box::pin(self.run_hyper(stream, replay, sendfile.clone())).await {
+                Ended::Closed => return,
+                Ended::Parked(parked, leftover) => {
+                    PARKED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
+                    if leftover.is_empty() && !self.wait_parked(&parked).await {
+                        return;
+                    }
+                    stream = parked;
+                    replay = leftover;
+                }
+            }
+        }
+    }
+
+    fn service(&self, sendfile: Option<Arc<SendfileQueue>>) -> ConnectionService {
+        ConnectionService::new(
+            Arc::clone(&self.router),
+            self.remote,
+            Arc::clone(&self.clock),
+            sendfile,
+            self.redirect_to,
+        )
+    }
+
+    /// Serves HTTP/2 on `stream` until the client leaves, it idles out, or shutdown.
+    async fn run_h2<T: Transport>(&self, stream: T, first: Bytes) {
+        let io = TokioIo::new(ConnIo {
+            inner: stream,
+            replay: first,
+            clock: Arc::clone(&self.clock),
+            report_reads: false,
+            sendfile: None,
+        });
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(u32::try_from(self.limits.max_header_size).unwrap_or(u32::MAX))
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_send_buf_size(H2_SEND_BUFFER)
+            .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+            .max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
+        let conn = builder.serve_connection(io, self.service(None));
+        let mut conn = std::pin::pin!(conn);
+        let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
+        let cancelled = self.shutdown.cancelled();
+        let mut cancelled = std::pin::pin!(cancelled);
+        let mut closing = false;
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if !closing && cancelled.as_mut().poll(cx).is_ready() {
+                closing = true;
+                // GOAWAY: streams under way finish, no new ones start.
+                conn.as_mut().graceful_shutdown();
+                if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(result);
+                }
+            }
+            loop {
+                let deadline = self.clock.deadline();
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                match self.clock.phase() {
+                    BUSY => self
+                        .clock
+                        .set_deadline(self.limits.idle_timeout.max(self.limits.header_timeout)),
+                    IDLE if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                        return conn.as_mut().poll(cx);
+                    }
+                    // No request within the header timeout, or past the deadline while
+                    // closing: drop the connection.
+                    _ => return Poll::Ready(Ok(())),
+                }
+            }
+        })
+        .await;
+        if let Err(err) = result {
+            tracing::debug!(remote = %self.remote, "HTTP/2 connection ended with an error: {err}");
+        }
+    }
+
     /// Waits while parked; true when the client has something to say.
     async fn wait_parked<T: Transport>(&self, stream: &T) -> bool {
         let deadline = tokio::time::sleep_until(self.clock.deadline());
@@ -332,19 +572,20 @@ impl Session {
     }
 
     /// Runs a hyper HTTP/1 connection over `stream` until it ends or is parked.
-    async fn run_hyper<T: Transport>(&self, stream: T, replay: Bytes) -> Ended<T> {
+    async fn run_hyper<T: Transport>(
+        &self,
+        stream: T,
+        replay: Bytes,
+        sendfile: Option<Arc<SendfileQueue>>,
+    ) -> Ended<T> {
         let io = TokioIo::new(ConnIo {
             inner: stream,
             replay,
             clock: Arc::clone(&self.clock),
-            sendfile: self.sendfile.clone(),
+            report_reads: true,
+            sendfile: sendfile.clone(),
         });
-        let service = ConnectionService::new(
-            Arc::clone(&self.router),
-            self.remote,
-            Arc::clone(&self.clock),
-            self.sendfile.clone(),
-        );
+        let service = self.service(sendfile.clone());
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -387,7 +628,7 @@ impl Session {
             loop {
                 let phase = self.clock.phase();
                 let deadline = self.clock.deadline();
-                let wake = if phase == IDLE && !closing {
+                let wake = if phase == IDLE && !closing && T::CAN_PARK {
                     deadline.min(self.clock.park_at())
                 } else {
                     deadline
@@ -412,9 +653,9 @@ impl Session {
                     }
                     // Idle long enough to park, once all output has left: hyper ends at
                     // once and the socket is kept.
-                    IDLE if !closing => {
+                    IDLE if !closing && T::CAN_PARK => {
                         let draining = self.clock.write_blocked.load(Ordering::Relaxed)
-                            || self.sendfile.as_ref().is_some_and(|q| !q.is_empty());
+                            || sendfile.as_ref().is_some_and(|q| !q.is_empty());
                         if draining {
                             self.clock
                                 .idle_since_ms

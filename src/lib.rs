@@ -17,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod etag;
 pub mod fs;
+pub mod https_redirect;
 pub mod listing;
 pub mod mime;
 pub mod negotiate;
@@ -27,9 +28,10 @@ pub mod response;
 pub mod router;
 pub mod server;
 pub mod static_files;
+pub mod tls;
 pub mod zero_copy;
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +40,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLog;
 use crate::config::Config;
-use crate::connection::Limits;
+use crate::connection::{Limits, ListenerKind};
 use crate::router::Router;
+use crate::tls::Tls;
 
 /// Blocking-pool threads per worker (file I/O, listings, compression).
 const BLOCKING_THREADS_PER_WORKER: usize = 64;
@@ -65,27 +68,14 @@ pub fn run(config: Config) -> Result<(), String> {
         let _guard = main_runtime.enter();
         Signals::install()?
     };
-    let mut listeners = Vec::new();
-    for addr in &config.listen {
-        listeners.push(server::bind(*addr)?);
-    }
-    for listener in &listeners {
-        let local = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the bound address: {e}"))?;
-        eprintln!(
-            "wharf: serving {} at http://{}/",
-            router.root.path().display(),
-            local
-        );
-    }
+    let (listeners, tls) = bind_all(&config, &router)?;
     let limits = Limits {
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
         max_header_size: config.max_header_size,
     };
     let shutdown = CancellationToken::new();
-    let worker = |listeners: Vec<TcpListener>| Worker {
+    let worker = |listeners: Vec<Bound>| Worker {
         listeners,
         router: Arc::clone(&router),
         limits: limits.clone(),
@@ -97,7 +87,7 @@ pub fn run(config: Config) -> Result<(), String> {
     for i in 1..config.workers {
         let dups = listeners
             .iter()
-            .map(TcpListener::try_clone)
+            .map(|(l, kind)| l.try_clone().map(|l| (l, kind.clone())))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("cannot share the listening socket: {e}"))?;
         let w = worker(dups);
@@ -107,7 +97,7 @@ pub fn run(config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(thread);
     }
-    let result = worker(listeners).run(main_runtime, Some(signals));
+    let result = worker(listeners).run(main_runtime, Some((signals, tls)));
     for thread in threads {
         if let Ok(Err(e)) = thread.join() {
             eprintln!("wharf: {e}");
@@ -117,9 +107,71 @@ pub fn run(config: Config) -> Result<(), String> {
     result
 }
 
+/// A listening socket and what its connections speak.
+type Bound = (TcpListener, ListenerKind);
+
+/// Binds every listener the configuration asks for and prints where it serves:
+/// the site on each `--bind` address (HTTPS when TLS is configured), and the
+/// plain-HTTP redirect listeners of `--redirect-http`.
+fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>), String> {
+    let mut site = Vec::new();
+    for addr in &config.listen {
+        let listener = server::bind(*addr)?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        site.push((listener, local));
+    }
+    let tls = match &config.tls {
+        None => None,
+        Some(source) => {
+            let bound: Vec<_> = site.iter().map(|(_, a)| a.ip()).collect();
+            Some(Tls::new(source, &tls::local_names(&bound))?)
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut listeners = Vec::new();
+    for (listener, local) in site {
+        eprintln!(
+            "wharf: serving {} at {scheme}://{local}/",
+            router.root.path().display()
+        );
+        let kind = match &tls {
+            Some(tls) => ListenerKind::Tls {
+                tls: tls.clone(),
+                port: local.port(),
+            },
+            None => ListenerKind::Plain,
+        };
+        listeners.push((listener, kind));
+    }
+    if let Some(tls) = &tls {
+        eprintln!(
+            "wharf: TLS certificate SHA-256 fingerprint {}",
+            tls.fingerprint()
+        );
+    }
+    if let Some(port) = config.redirect_http {
+        let https_port = config.listen.first().map_or(443, |a| a.port());
+        let https_port = match listeners.first() {
+            Some((l, _)) => l.local_addr().map_or(https_port, |a| a.port()),
+            None => https_port,
+        };
+        for addr in &config.listen {
+            let listener = server::bind(SocketAddr::new(addr.ip(), port))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the bound address: {e}"))?;
+            eprintln!("wharf: redirecting http://{local}/ to HTTPS on port {https_port}");
+            listeners.push((listener, ListenerKind::RedirectToHttps { https_port }));
+        }
+    }
+    Ok((listeners, tls))
+}
+
 /// One worker thread: an event loop serving connections from its listeners.
 struct Worker {
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Bound>,
     router: Arc<Router>,
     limits: Limits,
     shutdown: CancellationToken,
@@ -128,11 +180,16 @@ struct Worker {
 
 impl Worker {
     /// Serves until shutdown, then lets open responses finish within the grace period.
-    /// The worker given `signals` is the one that turns SIGINT/SIGTERM into shutdown.
-    fn run(self, runtime: tokio::runtime::Runtime, signals: Option<Signals>) -> Result<(), String> {
+    /// The worker given `signals` is the one that turns SIGINT/SIGTERM into shutdown
+    /// and SIGHUP (or changed certificate files) into a certificate reload.
+    fn run(
+        self,
+        runtime: tokio::runtime::Runtime,
+        signals: Option<(Signals, Option<Tls>)>,
+    ) -> Result<(), String> {
         runtime.block_on(async move {
             let tasks = TaskTracker::new();
-            for listener in self.listeners {
+            for (listener, kind) in self.listeners {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| format!("cannot register the listening socket: {e}"))?;
                 tokio::spawn(server::accept_loop(
@@ -141,18 +198,28 @@ impl Worker {
                     self.limits.clone(),
                     self.shutdown.clone(),
                     tasks.clone(),
+                    kind,
                 ));
             }
-            if let Some(signals) = signals {
-                let trimmer = tokio::spawn(async {
+            if let Some((mut signals, tls)) = signals {
+                let certs = tls.as_ref().map(|t| Arc::clone(t.certs()));
+                let housekeeping = tokio::spawn(async move {
                     let mut every = tokio::time::interval(Duration::from_secs(1));
                     loop {
                         every.tick().await;
                         connection::release_parked_memory();
+                        if let Some(certs) = certs.as_ref().filter(|c| c.files_changed()) {
+                            reload_certificate(certs, "its files changed");
+                        }
                     }
                 });
-                signals.wait().await;
-                trimmer.abort();
+                while let Signal::Reload = signals.wait().await {
+                    match &tls {
+                        Some(tls) => reload_certificate(tls.certs(), "SIGHUP"),
+                        None => eprintln!("wharf: SIGHUP ignored: no TLS certificate to reload"),
+                    }
+                }
+                housekeeping.abort();
                 eprintln!(
                     "wharf: shutting down; waiting up to {} for open responses",
                     humantime::format_duration(self.grace)
@@ -184,10 +251,24 @@ fn build_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// SIGINT and SIGTERM, installed before serving so neither can kill the process.
+fn reload_certificate(certs: &tls::ReloadingCert, why: &str) {
+    match certs.reload() {
+        Ok(()) => eprintln!("wharf: reloaded the TLS certificate ({why})"),
+        Err(e) => eprintln!("wharf: kept the current TLS certificate; reload ({why}) failed: {e}"),
+    }
+}
+
+/// What a signal asks for.
+enum Signal {
+    Shutdown,
+    Reload,
+}
+
+/// SIGINT, SIGTERM and SIGHUP, installed before serving so none can kill the process.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -198,13 +279,16 @@ impl Signals {
             .map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
         let int = signal(SignalKind::interrupt())
             .map_err(|e| format!("cannot install the SIGINT handler: {e}"))?;
-        Ok(Signals { term, int })
+        let hup = signal(SignalKind::hangup())
+            .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+        Ok(Signals { term, int, hup })
     }
 
-    async fn wait(mut self) {
+    async fn wait(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Signal::Shutdown,
+            _ = self.int.recv() => Signal::Shutdown,
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
 }

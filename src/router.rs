@@ -143,22 +143,26 @@ pub struct ConnectionService {
     remote: SocketAddr,
     clock: Arc<Clock>,
     sendfile: Option<Arc<SendfileQueue>>,
+    redirect_to: Option<u16>,
 }
 
 impl ConnectionService {
     /// A service for the connection from `remote`; `sendfile` when its transport can
-    /// send file ranges itself.
+    /// send file ranges itself; `redirect_to` to answer everything with a redirect to
+    /// HTTPS on that port.
     pub fn new(
         router: Arc<Router>,
         remote: SocketAddr,
         clock: Arc<Clock>,
         sendfile: Option<Arc<SendfileQueue>>,
+        redirect_to: Option<u16>,
     ) -> Self {
         ConnectionService {
             router,
             remote,
             clock,
             sendfile,
+            redirect_to,
         }
     }
 }
@@ -173,11 +177,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let exchange = Exchange::begin(&self.router, &req, self.remote, Arc::clone(&self.clock));
         let router = Arc::clone(&self.router);
         let sendfile = self.sendfile.clone();
+        let redirect_to = self.redirect_to;
         // The static handlers never read a request body; dropping it lets hyper decide
         // whether the connection can be reused.
         let (parts, _body) = req.into_parts();
         Box::pin(async move {
-            let mut res = router.handle(&parts).await;
+            let mut res = match redirect_to {
+                Some(port) => crate::https_redirect::respond(&parts, port),
+                None => router.handle(&parts).await,
+            };
             if parts.method == Method::HEAD {
                 strip_body(&mut res);
             }
@@ -214,7 +222,11 @@ impl Exchange {
             remote: remote.ip(),
             time: SystemTime::now(),
             method: req.method().clone(),
-            target: req.uri().to_string(),
+            // HTTP/2 has no request line; log what an HTTP/1 client would have sent.
+            target: match (req.version(), req.uri().path_and_query()) {
+                (Version::HTTP_2, Some(pq)) => pq.as_str().to_string(),
+                _ => req.uri().to_string(),
+            },
             version: req.version(),
             status: 0,
             bytes: 0,

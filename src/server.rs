@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, Limits};
+use crate::connection::{self, Limits, ListenerKind};
 use crate::router::Router;
 
 /// Pending connections the kernel may queue for us.
@@ -61,6 +61,7 @@ pub async fn accept_loop(
     limits: Limits,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    kind: ListenerKind,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -77,6 +78,7 @@ pub async fn accept_loop(
                     Arc::clone(&router),
                     limits.clone(),
                     shutdown.clone(),
+                    kind.clone(),
                 ));
             }
             Err(e) => {

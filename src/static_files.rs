@@ -31,6 +31,9 @@ use crate::representation::{self, Content, Representation};
 use crate::response;
 use crate::router::Router;
 
+/// How often a request is resolved again when its file changes while being read.
+const CHANGED_RETRIES: usize = 3;
+
 /// Names tried, in order, when a directory is requested.
 const INDEX_FILES: [&[u8]; 2] = [b"index.html", b"index.htm"];
 
@@ -66,10 +69,21 @@ pub async fn serve(router: Arc<Router>, req: &Parts, path: SitePath) -> Response
     }
     let format = format();
     let resolver = Arc::clone(&router);
-    let resolved =
-        tokio::task::spawn_blocking(move || resolve(&resolver, path, &encodings, format))
-            .await
-            .unwrap_or_else(|join| Err(io::Error::other(join)));
+    let resolved = tokio::task::spawn_blocking(move || {
+        // A file that shrinks between its fstat and its read is being rewritten: look
+        // again rather than fail, a few times.
+        let mut attempt = 0;
+        loop {
+            match resolve(&resolver, path.clone(), &encodings, format) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && attempt < CHANGED_RETRIES => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|join| Err(io::Error::other(join)));
     match resolved {
         Ok(Resolved::File(rep, fill)) => {
             let res = representation::respond(req, *rep);
@@ -266,11 +280,18 @@ fn sidecar_suffix(encoding: Encoding) -> &'static [u8] {
     }
 }
 
-/// The status for a file-system error: missing → 404, unreadable → 403, else 500.
+/// The status for a file-system error: missing → 404, unreadable → 403, still
+/// changing after retries → 503 (try again), else 500.
 fn io_error(err: &io::Error) -> Response<Body> {
     match err.kind() {
         io::ErrorKind::NotFound => response::error(StatusCode::NOT_FOUND),
         io::ErrorKind::PermissionDenied => response::error(StatusCode::FORBIDDEN),
+        io::ErrorKind::UnexpectedEof => {
+            let mut res = response::error(StatusCode::SERVICE_UNAVAILABLE);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            res
+        }
         _ => {
             tracing::error!("file system error: {err}");
             response::error(StatusCode::INTERNAL_SERVER_ERROR)
