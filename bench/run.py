@@ -8,8 +8,9 @@ wharf ...) for several rounds. For each test it prints the median throughput, th
 ratio wharf/nginx, and throughput per server CPU-second (the server's own user+system
 time from /proc), so a saturated load generator cannot hide a difference.
 
-Needs: cargo, nginx, wrk (Debian: apt-get install nginx-light wrk). Every server it
-starts listens on 127.0.0.1 and is stopped at the end; every load run is bounded.
+Needs: cargo, nginx, wrk, h2load, openssl (Debian: apt-get install nginx-light wrk
+nghttp2-client openssl). Every server it starts listens on 127.0.0.1 and is stopped at
+the end; every load run is bounded.
 
 Usage: bench/run.py [--rounds N] [--duration SECONDS] [--only TEST[,TEST...]]
 """
@@ -92,8 +93,8 @@ def make_site(root):
 
 
 class Server:
-    def __init__(self, name, argv, port, cwd=None):
-        self.name, self.argv, self.port, self.cwd = name, argv, port, cwd
+    def __init__(self, name, argv, port, scheme="http", env=None):
+        self.name, self.argv, self.port, self.scheme, self.env = name, argv, port, scheme, env
         self.proc = None
 
     def start(self):
@@ -101,7 +102,7 @@ class Server:
             ["taskset", "-c", SERVER_CPU] + self.argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            cwd=self.cwd,
+            env=self.env,
         )
         wait_port(self.port, self.proc)
 
@@ -115,7 +116,25 @@ class Server:
                 self.proc.wait()
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def at(self, port, scheme):
+        """The same process, reached on another of its ports."""
+        return _Endpoint(self, port, scheme)
+
+
+class _Endpoint:
+    """Another port of a running server; shares its process (and CPU accounting)."""
+
+    def __init__(self, server, port, scheme):
+        self.server, self.port, self.scheme, self.name = server, port, scheme, server.name
+
+    @property
+    def proc(self):
+        return self.server.proc
+
+    def url(self, path):
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
 
 def wrk(url, duration, connections, headers=()):
@@ -128,6 +147,18 @@ def wrk(url, duration, connections, headers=()):
     if errors:
         raise SystemExit(f"{url}: {errors.group(1)} error responses\n{out}")
     return rps
+
+
+def h2load(url, requests, clients, streams):
+    argv = ["taskset", "-c", CLIENT_CPU, "h2load", f"-n{requests}", f"-c{clients}",
+            f"-m{streams}", url]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    m = re.search(r"finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s", out)
+    status = re.search(r"status codes: (\d+) 2xx", out)
+    if not m or not status or int(status.group(1)) != requests:
+        raise SystemExit(f"{url}: h2load did not complete every request\n{out}")
+    elapsed = float(m.group(1)) / {"us": 1e6, "ms": 1e3, "s": 1.0}[m.group(2)]
+    return float(m.group(3)), elapsed
 
 
 def download(url, count):
@@ -178,6 +209,12 @@ TESTS = {
     "100k-keepalive": dict(kind="wrk", path="/100k.bin", connections=50, unit="req/s"),
     "listing-5000": dict(kind="wrk", path="/dir5000/", connections=10, unit="req/s"),
     "256m-download": dict(kind="download", path="/256m.bin", unit="MB/s"),
+    "h2c-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=False),
+    "h2-tls-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=True),
+    "tls-handshakes": dict(
+        kind="wrk", path="/1k.bin", connections=50, unit="conn/s", tls=True,
+        headers=["Connection: close"],
+    ),
 }
 
 
@@ -186,6 +223,8 @@ def run_one(server, test, duration):
     if test["kind"] == "wrk":
         value = wrk(server.url(test["path"]), duration, test["connections"], test.get("headers", ()))
         elapsed = duration
+    elif test["kind"] == "h2load":
+        value, elapsed = h2load(server.url(test["path"]), 100_000, 50, 10)
     else:
         start = time.monotonic()
         value = download(server.url(test["path"]), 4) / 1e6
@@ -202,9 +241,9 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated test names")
     args = ap.parse_args()
-    for tool in ("nginx", "wrk", "taskset", "cargo"):
+    for tool in ("nginx", "wrk", "h2load", "openssl", "taskset", "cargo"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            raise SystemExit(f"{tool} is required (apt-get install nginx-light wrk)")
+            raise SystemExit(f"{tool} is required (apt-get install nginx-light wrk nghttp2-client)")
     if os.cpu_count() < 2:
         raise SystemExit("needs two CPUs: one for the server, one for the load generator")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -217,20 +256,42 @@ def main():
     with tempfile.TemporaryDirectory(prefix="wharf-bench-") as tmp:
         site = os.path.join(tmp, "site")
         make_site(site)
-        ng_port, wh_port = free_port(), free_port()
+        cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        sh(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+             "-days", "2", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        ports = {name: free_port() for name in ("ng", "ng_h2c", "ng_tls", "wh", "wh_tls")}
         ng_dir = os.path.join(tmp, "nginx")
         os.makedirs(ng_dir)
         with open(os.path.join(HERE, "nginx.conf")) as f:
-            conf = string.Template(f.read()).substitute(PREFIX=ng_dir, PORT=ng_port, ROOT=site)
+            conf = string.Template(f.read()).substitute(
+                PREFIX=ng_dir, PORT=ports["ng"], H2C_PORT=ports["ng_h2c"],
+                TLS_PORT=ports["ng_tls"], CERT=cert, KEY=key, ROOT=site,
+            )
         ng_conf = os.path.join(ng_dir, "nginx.conf")
         with open(ng_conf, "w") as f:
             f.write(conf)
-        nginx = Server("nginx", ["nginx", "-c", ng_conf, "-p", ng_dir], ng_port)
-        wharf = Server(
+        wharf_args = [wharf_bin, site, "-b", "127.0.0.1", "--quiet", "--workers", "1"]
+        nginx = Server("nginx", ["nginx", "-c", ng_conf, "-p", ng_dir], ports["ng"])
+        wharf = Server("wharf", wharf_args + ["-p", str(ports["wh"])], ports["wh"])
+        wharf_tls = Server(
             "wharf",
-            [wharf_bin, site, "-b", "127.0.0.1", "-p", str(wh_port), "--quiet", "--workers", "1"],
-            wh_port,
+            wharf_args + ["-p", str(ports["wh_tls"]), "--tls-cert", cert, "--tls-key", key],
+            ports["wh_tls"],
+            scheme="https",
         )
+        # Which endpoint of which process each kind of test talks to.
+        def endpoints(test):
+            if test.get("tls"):
+                return [nginx.at(ports["ng_tls"], "https"), wharf_tls]
+            if test["kind"] == "h2load":
+                return [nginx.at(ports["ng_h2c"], "http"), wharf]
+            return [nginx, wharf]
+
         results = {t: {"nginx": [], "wharf": []} for t in tests}
         memory = {}
         try:
@@ -246,22 +307,25 @@ def main():
                     s.close()
                 memory[server.name] = (idle, busy)
                 server.stop()
-            for server in (nginx, wharf):
+            for server in (nginx, wharf, wharf_tls):
                 server.start()
-            # Warm both (page cache, open-file caches, wharf's ETag of the big file).
-            for server in (nginx, wharf):
-                for t in tests:
-                    if TESTS[t]["kind"] == "wrk":
-                        wrk(server.url(TESTS[t]["path"]), 1, 4)
+            # Warm everything (page cache, open-file caches, wharf's ETag of the big file).
+            for t in tests:
+                for ep in endpoints(TESTS[t]):
+                    kind = TESTS[t]["kind"]
+                    if kind == "wrk":
+                        wrk(ep.url(TESTS[t]["path"]), 1, 4)
+                    elif kind == "h2load":
+                        h2load(ep.url(TESTS[t]["path"]), 1000, 4, 10)
                     else:
-                        download(server.url(TESTS[t]["path"]), 1)
+                        download(ep.url(TESTS[t]["path"]), 1)
             for r in range(args.rounds):
                 for t in tests:
-                    for server in (nginx, wharf):
-                        results[t][server.name].append(run_one(server, TESTS[t], args.duration))
+                    for ep in endpoints(TESTS[t]):
+                        results[t][ep.name].append(run_one(ep, TESTS[t], args.duration))
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         finally:
-            for server in (nginx, wharf):
+            for server in (nginx, wharf, wharf_tls):
                 server.stop()
 
     print(f"\n{args.rounds} rounds of {args.duration} s; server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}\n")

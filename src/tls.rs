@@ -14,13 +14,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use rustls::crypto::ring as provider;
+use rustls::crypto::aws_lc_rs as provider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
+
+/// TLS sessions remembered for resumption.
+const SESSION_CACHE: usize = 4096;
 
 /// Where the certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +75,10 @@ impl Tls {
                 .with_no_client_auth()
                 .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Resumption, as nginx offers by default: stateless tickets (keys rotate every
+        // 6 hours) and a session cache, so returning clients skip the full handshake.
+        config.ticketer = provider::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             certs,
