@@ -77,7 +77,8 @@ impl Tls {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // Resumption, as nginx offers by default: stateless tickets (keys rotate every
         // 6 hours) and a session cache, so returning clients skip the full handshake.
-        config.ticketer = provider::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
+        config.ticketer =
+            provider::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),

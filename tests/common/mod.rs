@@ -786,3 +786,383 @@ pub fn strong_etag(response: &Response) -> String {
     );
     tag
 }
+
+// ---------------------------------------------------------------------------
+// HTTPS servers, environment, and stderr polling (TLS / HTTP/2 tests)
+// ---------------------------------------------------------------------------
+
+/// Extract `host:port` from `wharf: serving /root at http(s)://host:port/`.
+fn serving_banner_address(line: &str) -> String {
+    let start = line.find("://").expect("banner has a URL") + "://".len();
+    let rest = &line[start..];
+    let end = rest.find('/').unwrap_or(rest.len());
+    rest[..end].trim().to_string()
+}
+
+impl Server {
+    /// `wharf ROOT --port 0 -b 127.0.0.1 EXTRA_ARGS...`, waiting for the
+    /// `wharf: serving ... at http://` or `https://` banner (unlike [`Server::start`],
+    /// which only recognises `http://` and would take a `--redirect-http` line for it).
+    pub fn start_https(root: &Path, extra_args: &[&str]) -> Server {
+        Server::start_with_env(root, extra_args, &[])
+    }
+
+    /// [`Server::start_https`] with extra environment variables for the child.
+    pub fn start_with_env(root: &Path, extra_args: &[&str], env: &[(&str, &OsStr)]) -> Server {
+        let mut args: Vec<&OsStr> = vec![
+            root.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+            OsStr::new("-b"),
+            OsStr::new("127.0.0.1"),
+        ];
+        args.extend(extra_args.iter().map(OsStr::new));
+        Server::spawn_with_env(&args, env)
+    }
+
+    /// Start wharf with exactly `args` and `env` added to its environment, and wait
+    /// for the `wharf: serving ... at http(s)://HOST:PORT/` banner on stderr.
+    pub fn spawn_with_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &OsStr)]) -> Server {
+        let mut cmd = wharf_command(args, None);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        let mut child = cmd.spawn().expect("spawn wharf");
+        let stdout = Lines::default();
+        let stderr = Lines::default();
+        let readers = vec![
+            drain_lines(child.stdout.take().unwrap(), stdout.clone()),
+            drain_lines(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let banner = loop {
+            let found = stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| line.starts_with("wharf: serving ") && line.contains("://"))
+                .cloned();
+            if let Some(line) = found {
+                break line;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                for reader in readers {
+                    reader.join().unwrap();
+                }
+                panic!(
+                    "wharf exited ({status}) before listening; stderr: {:?}",
+                    stderr.lock().unwrap()
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "wharf printed no listening banner; stderr: {:?}",
+                    stderr.lock().unwrap()
+                );
+            }
+            thread::sleep(POLL_INTERVAL);
+        };
+        let addr = serving_banner_address(&banner);
+        Server {
+            child,
+            addr,
+            banner,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    /// Poll stderr until a line satisfies `predicate`; panics after `timeout`.
+    pub fn wait_for_stderr(&self, predicate: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        poll_until(timeout, || {
+            self.stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| predicate(line))
+                .cloned()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no matching stderr line within {timeout:?}; stderr: {:?}",
+                self.stderr_lines()
+            )
+        })
+    }
+
+    /// Poll until stdout holds at least `n` lines; panics after [`LOG_TIMEOUT`].
+    pub fn wait_for_stdout_count(&self, n: usize) -> Vec<String> {
+        poll_until(LOG_TIMEOUT, || {
+            let lines = self.stdout_lines();
+            (lines.len() >= n).then_some(lines)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "expected at least {n} access-log lines within {LOG_TIMEOUT:?}; stdout: {:?}",
+                self.stdout_lines()
+            )
+        })
+    }
+}
+
+/// Async HTTP/1.1, HTTP/2 and TLS clients (hyper + rustls) for the TLS and HTTP/2
+/// tests. Every network step is bounded by [`IO_TIMEOUT`].
+pub mod client {
+    use std::future::Future;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::client::conn::{http1, http2};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncRead, AsyncWrite};
+    use tokio::net::TcpStream;
+    use tokio_rustls::client::TlsStream;
+
+    use super::IO_TIMEOUT;
+
+    /// Await `fut` for at most [`IO_TIMEOUT`]; panics naming `what` when it takes longer.
+    pub async fn timed<F: Future>(what: &str, fut: F) -> F::Output {
+        tokio::time::timeout(IO_TIMEOUT, fut)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no result within {IO_TIMEOUT:?}"))
+    }
+
+    /// A complete response, body collected.
+    #[derive(Debug)]
+    pub struct Reply {
+        pub status: u16,
+        pub version: http::Version,
+        pub headers: http::HeaderMap,
+        pub body: Vec<u8>,
+    }
+
+    impl Reply {
+        /// First value of `name`, lossily decoded.
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        }
+
+        /// Every value of `name`, in order.
+        pub fn headers_all(&self, name: &str) -> Vec<String> {
+            self.headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect()
+        }
+
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+    }
+
+    /// A request with a body (empty when `body` is empty) and extra headers.
+    pub fn build_request(
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> http::Request<Full<Bytes>> {
+        let mut builder = http::Request::builder().method(method).uri(
+            uri.parse::<http::Uri>()
+                .unwrap_or_else(|e| panic!("URI {uri:?}: {e}")),
+        );
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .expect("build request")
+    }
+
+    async fn collect(what: &str, response: http::Response<hyper::body::Incoming>) -> Reply {
+        let (parts, body) = response.into_parts();
+        let body = timed(what, body.collect())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: reading the body: {e}"))
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status: parts.status.as_u16(),
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn tcp(addr: &str) -> TcpStream {
+        timed("TCP connect", TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    }
+
+    /// An HTTP/1 client connection over `io`; its driver runs on a spawned task.
+    pub async fn h1_handshake<T>(io: T) -> http1::SendRequest<Full<Bytes>>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = timed("HTTP/1 handshake", http1::handshake(TokioIo::new(io)))
+            .await
+            .expect("HTTP/1 handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        sender
+    }
+
+    /// An HTTP/2 client connection over `io` (prior knowledge, or after ALPN h2).
+    pub async fn h2_handshake<T>(io: T) -> http2::SendRequest<Full<Bytes>>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = timed(
+            "HTTP/2 handshake",
+            http2::handshake(TokioExecutor::new(), TokioIo::new(io)),
+        )
+        .await
+        .expect("HTTP/2 handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        sender
+    }
+
+    /// Send `request` on an HTTP/1 connection and collect the response.
+    pub async fn h1_send(
+        sender: &mut http1::SendRequest<Full<Bytes>>,
+        request: http::Request<Full<Bytes>>,
+    ) -> Reply {
+        let what = format!("HTTP/1 {} {}", request.method(), request.uri());
+        timed(&what, sender.ready())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: connection not ready: {e}"));
+        let response = timed(&what, sender.send_request(request))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        collect(&what, response).await
+    }
+
+    /// Send `request` on an HTTP/2 connection and collect the response.
+    pub async fn h2_send(
+        sender: &mut http2::SendRequest<Full<Bytes>>,
+        request: http::Request<Full<Bytes>>,
+    ) -> Reply {
+        let what = format!("HTTP/2 {} {}", request.method(), request.uri());
+        timed(&what, sender.ready())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: connection not ready: {e}"));
+        let response = timed(&what, sender.send_request(request))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        collect(&what, response).await
+    }
+
+    /// A certificate and its key, both PEM, plus the certificate's DER.
+    #[derive(Clone)]
+    pub struct TestCert {
+        pub cert_pem: String,
+        pub key_pem: String,
+        pub der: CertificateDer<'static>,
+    }
+
+    /// A self-signed certificate (ECDSA P-256, PKCS#8 key) for `names`.
+    pub fn self_signed(names: &[&str]) -> TestCert {
+        let made = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .expect("rcgen self-signed certificate");
+        TestCert {
+            cert_pem: made.cert.pem(),
+            key_pem: made.key_pair.serialize_pem(),
+            der: made.cert.der().clone(),
+        }
+    }
+
+    /// A self-signed certificate for `localhost` and `127.0.0.1`.
+    pub fn localhost_cert() -> TestCert {
+        self_signed(&["localhost", "127.0.0.1"])
+    }
+
+    /// Write `cert.pem` and `key.pem` into `dir`; returns their paths.
+    pub fn write_cert(dir: &Path, cert: &TestCert) -> (PathBuf, PathBuf) {
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, &cert.cert_pem).unwrap();
+        std::fs::write(&k, &cert.key_pem).unwrap();
+        (c, k)
+    }
+
+    /// A client configuration trusting exactly `roots`, offering `alpn`, limited to
+    /// `versions` (both TLS 1.2 and 1.3 when empty).
+    pub fn client_config(
+        roots: &[CertificateDer<'static>],
+        alpn: &[&[u8]],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
+        let mut store = rustls::RootCertStore::empty();
+        for root in roots {
+            store.add(root.clone()).expect("add trust anchor");
+        }
+        // The crate's own crypto provider (whichever of ring / aws-lc-rs rustls is
+        // built with), so these helpers do not depend on the server's choice.
+        let builder = if versions.is_empty() {
+            rustls::ClientConfig::builder()
+        } else {
+            rustls::ClientConfig::builder_with_protocol_versions(versions)
+        };
+        let mut config = builder.with_root_certificates(store).with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// TLS handshake with `addr`, verifying the certificate for `server_name` (a DNS
+    /// name or an IP address).
+    pub async fn try_tls_connect(
+        addr: &str,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let name = ServerName::try_from(server_name.to_string())
+            .unwrap_or_else(|e| panic!("server name {server_name:?}: {e}"));
+        let tcp = tcp(addr).await;
+        timed(
+            "TLS handshake",
+            tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+        )
+        .await
+    }
+
+    /// [`try_tls_connect`], panicking on failure.
+    pub async fn tls_connect(
+        addr: &str,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> TlsStream<TcpStream> {
+        try_tls_connect(addr, config, server_name)
+            .await
+            .unwrap_or_else(|e| panic!("TLS handshake with {addr} as {server_name:?}: {e}"))
+    }
+
+    /// DER of the leaf certificate the server presented.
+    pub fn peer_leaf(stream: &TlsStream<TcpStream>) -> Vec<u8> {
+        stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .expect("server presented a certificate")
+            .to_vec()
+    }
+
+    /// The ALPN protocol the handshake settled on.
+    pub fn alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
+        stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+    }
+}

@@ -1,0 +1,256 @@
+//! HTTP/2: prior knowledge (h2c) on the plain port, h2 over TLS, many concurrent
+//! streams on one connection, and rapid-reset (CVE-2023-44487) resilience.
+
+mod common;
+
+use std::path::Path;
+
+use bytes::Bytes;
+use common::client::*;
+use common::*;
+use http_body_util::Full;
+use hyper::client::conn::http2::SendRequest;
+
+const A_TXT: &str = "hello over HTTP/2\n";
+/// Distinct files served by the concurrency tests.
+const FILES: usize = 20;
+
+fn file_body(i: usize) -> String {
+    // Sizes differ per file so a mixed-up response cannot pass.
+    format!(
+        "file {i}\n{}",
+        compressible_text(&format!("f{i}"), 100 + i * 997)
+    )
+}
+
+fn fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", A_TXT);
+    for i in 0..FILES {
+        write_file(&root, &format!("many/{i}.txt"), file_body(i));
+    }
+    (tmp, root)
+}
+
+/// An HTTPS server with a fresh certificate; returns the certificate to trust.
+fn start_tls(root: &Path, tmp: &Path) -> (Server, TestCert) {
+    let cert = localhost_cert();
+    let (c, k) = write_cert(tmp, &cert);
+    let server = Server::start_https(
+        root,
+        &[
+            "--tls-cert",
+            c.to_str().unwrap(),
+            "--tls-key",
+            k.to_str().unwrap(),
+        ],
+    );
+    (server, cert)
+}
+
+async fn h2c_connect(server: &Server) -> SendRequest<Full<Bytes>> {
+    h2_handshake(tcp(server.addr()).await).await
+}
+
+async fn h2_tls_connect(server: &Server, cert: &TestCert) -> SendRequest<Full<Bytes>> {
+    let config = client_config(std::slice::from_ref(&cert.der), &[b"h2"], &[]);
+    let stream = tls_connect(server.addr(), config, "localhost").await;
+    assert_eq!(alpn(&stream).as_deref(), Some(&b"h2"[..]), "ALPN");
+    h2_handshake(stream).await
+}
+
+async fn h2_get(sender: &mut SendRequest<Full<Bytes>>, base: &str, path: &str) -> Reply {
+    h2_send(
+        sender,
+        build_request("GET", &format!("{base}{path}"), &[], b""),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_get() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let base = format!("http://localhost:{}", server.port());
+    let mut h2 = h2c_connect(&server).await;
+    let reply = h2_get(&mut h2, &base, "/a.txt").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    assert_eq!(reply.text(), A_TXT);
+    assert_eq!(
+        reply.header("content-type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    // A second request on the same connection.
+    let again = h2_get(&mut h2, &base, "/many/3.txt").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.text(), file_body(3));
+    let missing = h2_get(&mut h2, &base, "/nope.txt").await;
+    assert_eq!(missing.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_port_serves_http1_and_h2c_side_by_side() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let base = format!("http://localhost:{}", server.port());
+    let mut h2 = h2c_connect(&server).await;
+    assert_eq!(h2_get(&mut h2, &base, "/a.txt").await.text(), A_TXT);
+
+    // Raw HTTP/1.1 on the same port, while the h2c connection stays open.
+    let response = get(&server, "/a.txt");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.version, 1, "answered as HTTP/1.1");
+    assert_eq!(response.body, A_TXT.as_bytes());
+
+    // hyper's HTTP/1 client too.
+    let mut h1 = h1_handshake(tcp(server.addr()).await).await;
+    let host = format!("localhost:{}", server.port());
+    let reply = h1_send(
+        &mut h1,
+        build_request("GET", "/many/1.txt", &[("host", &host)], b""),
+    )
+    .await;
+    assert_eq!(reply.version, http::Version::HTTP_11);
+    assert_eq!(reply.text(), file_body(1));
+
+    // And the h2c connection still works afterwards.
+    assert_eq!(
+        h2_get(&mut h2, &base, "/many/2.txt").await.text(),
+        file_body(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_over_tls_get() {
+    let (tmp, root) = fixture();
+    let (server, cert) = start_tls(&root, tmp.path());
+    let base = format!("https://localhost:{}", server.port());
+    let mut h2 = h2_tls_connect(&server, &cert).await;
+    let reply = h2_get(&mut h2, &base, "/a.txt").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    assert_eq!(reply.text(), A_TXT);
+    let again = h2_get(&mut h2, &base, "/many/7.txt").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.text(), file_body(7));
+}
+
+/// `count` GETs at once on one connection, spread over the fixture files; every
+/// response must carry its own file.
+async fn many_concurrent_streams(sender: SendRequest<Full<Bytes>>, base: &str, count: usize) {
+    let mut tasks = Vec::with_capacity(count);
+    for n in 0..count {
+        let mut sender = sender.clone();
+        let i = n % FILES;
+        let uri = format!("{base}/many/{i}.txt");
+        tasks.push(tokio::spawn(async move {
+            let reply = h2_send(&mut sender, build_request("GET", &uri, &[], b"")).await;
+            (n, i, reply)
+        }));
+    }
+    let mut done = 0;
+    for task in tasks {
+        let (n, i, reply) = timed("concurrent stream", task)
+            .await
+            .expect("request task panicked");
+        assert_eq!(reply.status, 200, "stream {n} for /many/{i}.txt");
+        assert_eq!(reply.version, http::Version::HTTP_2, "stream {n}");
+        assert!(
+            reply.body == file_body(i).as_bytes(),
+            "stream {n}: wrong body for /many/{i}.txt ({} bytes, expected {})",
+            reply.body.len(),
+            file_body(i).len()
+        );
+        done += 1;
+    }
+    assert_eq!(done, count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_streams_on_h2c() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &["--quiet"]);
+    let base = format!("http://localhost:{}", server.port());
+    let h2 = h2c_connect(&server).await;
+    many_concurrent_streams(h2, &base, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_streams_on_h2_over_tls() {
+    let (tmp, root) = fixture();
+    let (server, cert) = start_tls(&root, tmp.path());
+    let base = format!("https://localhost:{}", server.port());
+    let h2 = h2_tls_connect(&server, &cert).await;
+    many_concurrent_streams(h2, &base, 200).await;
+}
+
+/// Open and at once cancel `count` streams on one h2c connection with the `h2`
+/// crate. Returns how many resets were sent before the server refused more (a
+/// GOAWAY from the server is an acceptable defence).
+async fn rapid_reset(server: &Server, count: usize) -> usize {
+    let io = tcp(server.addr()).await;
+    let (send, conn) = timed("h2 handshake", h2::client::handshake(io))
+        .await
+        .expect("h2 handshake");
+    let driver = tokio::spawn(conn);
+    let uri = format!("http://localhost:{}/a.txt", server.port());
+    let mut sent = 0;
+    let mut handle = Some(send);
+    while sent < count {
+        let Some(send) = handle.take() else { break };
+        // An error means the server closed the connection (GOAWAY).
+        let Ok(mut send) = timed("h2 ready", send.ready()).await else {
+            break;
+        };
+        let request = http::Request::get(&uri).body(()).unwrap();
+        let Ok((response, mut stream)) = send.send_request(request, true) else {
+            break;
+        };
+        stream.send_reset(h2::Reason::CANCEL);
+        drop(response);
+        sent += 1;
+        handle = Some(send);
+    }
+    drop(handle);
+    // The connection ends: either the server sent GOAWAY, or we dropped our handle.
+    let _ = timed("abusive connection to end", driver).await;
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_does_not_take_the_server_down() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &["--quiet"]);
+    let sent = rapid_reset(&server, 500).await;
+    assert!(sent > 0, "not a single stream could be opened and reset");
+    eprintln!("rapid reset: {sent} streams opened and reset before the connection ended");
+
+    // A fresh HTTP/2 connection is served normally.
+    let base = format!("http://localhost:{}", server.port());
+    let mut h2 = h2c_connect(&server).await;
+    let reply = h2_get(&mut h2, &base, "/a.txt").await;
+    assert_eq!(reply.status, 200, "after {sent} rapid resets");
+    assert_eq!(reply.text(), A_TXT);
+    // And so is HTTP/1.1.
+    let response = get(&server, "/a.txt");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, A_TXT.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_connections_in_a_row_leave_other_clients_served() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &["--quiet"]);
+    let base = format!("http://localhost:{}", server.port());
+    // A well-behaved client connected before the abuse keeps being served.
+    let mut good = h2c_connect(&server).await;
+    assert_eq!(h2_get(&mut good, &base, "/a.txt").await.text(), A_TXT);
+    for round in 0..3 {
+        let sent = rapid_reset(&server, 500).await;
+        assert!(sent > 0, "round {round}: no stream opened");
+        let reply = h2_get(&mut good, &base, &format!("/many/{round}.txt")).await;
+        assert_eq!(reply.status, 200, "round {round}");
+        assert_eq!(reply.text(), file_body(round), "round {round}");
+    }
+}
