@@ -379,17 +379,21 @@ pub async fn serve(
         shutdown,
         redirect_to: None,
     };
+    // Each protocol's state is boxed, so that a connection's task is only as large as
+    // what it is doing now (a parked HTTP/1 connection holds no HTTP/2 or TLS state).
     let first_bytes = session.clock.deadline();
     match kind {
-        ListenerKind::Plain => match sniff_h2(&stream, first_bytes).await {
-            Some((true, seen)) => session.run_h2(stream, seen).await,
-            Some((false, seen)) => session.run_http1(stream, seen).await,
+        ListenerKind::Plain => match Box::pin(sniff_h2(&stream, first_bytes)).await {
+            Some((true, seen)) => Box::pin(session.run_h2(stream, seen)).await,
+            Some((false, seen)) => Box::pin(session.run_http1(stream, seen)).await,
             None => {}
         },
-        ListenerKind::Tls { tls, port } => match peek_first_byte(&stream, first_bytes).await {
+        ListenerKind::Tls { tls, port } => match Box::pin(peek_first_byte(&stream, first_bytes))
+            .await
+        {
             Some(TLS_HANDSHAKE) => {
                 let handshake = tls.acceptor().accept(stream);
-                let stream = match tokio::time::timeout_at(first_bytes, handshake).await {
+                let stream = match Box::pin(tokio::time::timeout_at(first_bytes, handshake)).await {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {
                         tracing::debug!(%remote, "TLS handshake failed: {e}");
@@ -401,52 +405,51 @@ pub async fn serve(
                     }
                 };
                 if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    session.run_h2(stream, Bytes::new()).await;
+                    Box::pin(session.run_h2(stream, Bytes::new())).await;
                 } else {
-                    session.run_http1(stream, Bytes::new()).await;
+                    Box::pin(session.run_http1(stream, Bytes::new())).await;
                 }
             }
             Some(_) => {
                 session.redirect_to = Some(port);
-                session.run_http1(stream, Bytes::new()).await;
+                Box::pin(session.run_http1(stream, Bytes::new())).await;
             }
             None => {}
         },
         ListenerKind::RedirectToHttps { https_port } => {
             session.redirect_to = Some(https_port);
-            session.run_http1(stream, Bytes::new()).await;
+            Box::pin(session.run_http1(stream, Bytes::new())).await;
         }
     }
 }
 
 /// Reads the first bytes of a plain connection, enough to tell the HTTP/2 preface
-/// from an HTTP/1 request line; returns whether it is HTTP/2, and the bytes read (to
-/// be replayed to the protocol). `None` when the client closed or sent nothing in time.
+/// from an HTTP/1 request line; returns whether it is HTTP/2 and the bytes read, which
+/// the protocol then gets replayed (so detection costs no extra system call). `None`
+/// when the client closed or sent nothing in time.
 async fn sniff_h2(stream: &TcpStream, deadline: Instant) -> Option<(bool, Bytes)> {
-    let mut seen = bytes::BytesMut::with_capacity(4096);
     let read = async {
+        let mut seen: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 2048];
         loop {
             stream.readable().await.ok()?;
-            match stream.try_read_buf(&mut seen) {
+            let n = match stream.try_read(&mut buf) {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(_) => return None,
+            };
+            seen.extend_from_slice(&buf[..n]);
+            let k = seen.len().min(H2_PREFACE.len());
+            if seen[..k] != H2_PREFACE[..k] {
+                return Some((false, Bytes::from(seen)));
             }
-            let n = seen.len().min(H2_PREFACE.len());
-            if seen[..n] != H2_PREFACE[..n] {
-                return Some(false);
-            }
-            if n == H2_PREFACE.len() {
-                return Some(true);
+            if k == H2_PREFACE.len() {
+                return Some((true, Bytes::from(seen)));
             }
         }
     };
-    let is_h2 = tokio::time::timeout_at(deadline, read)
-        .await
-        .ok()
-        .flatten()?;
-    Some((is_h2, seen.freeze()))
+    tokio::time::timeout_at(deadline, read).await.ok().flatten()
 }
 
 /// The first byte a client sends on the TLS port, without consuming it.
