@@ -27,35 +27,66 @@ Examples:
 
 /// `wharf [ROOT|PORT] [OPTIONS]`: serve a folder over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, about, after_help = EXAMPLES)]
+#[command(name = "wharf", version, about, after_help = EXAMPLES, args_override_self = true)]
 pub struct Cli {
+    /// Read settings from this TOML file (command-line flags and WHARF_* variables
+    /// override it).
+    #[arg(long, value_name = "FILE", env = "WHARF_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration, where each value came from, and a security
+    /// summary, then exit.
+    #[arg(long)]
+    pub explain: bool,
+
     /// Folder to serve (default: the current folder). A lone number that is not an
     /// existing folder is the port, as with `python3 -m http.server 9000`.
     #[arg(value_name = "ROOT|PORT")]
     target: Option<OsString>,
 
     /// Folder to serve (like python3 -m http.server --directory).
-    #[arg(short = 'd', long = "directory", value_name = "DIR")]
+    #[arg(
+        short = 'd',
+        long = "directory",
+        value_name = "DIR",
+        env = "WHARF_ROOT"
+    )]
     directory: Option<PathBuf>,
 
     /// TCP port to listen on; 0 picks a free port [default: 8000].
-    #[arg(short, long, value_name = "PORT")]
+    #[arg(short, long, value_name = "PORT", env = "WHARF_PORT")]
     port: Option<u16>,
 
     /// Address to listen on: an IPv4 or IPv6 address (0.0.0.0, ::) or a host name.
-    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1")]
+    #[arg(
+        short,
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1",
+        env = "WHARF_BIND"
+    )]
     bind: String,
 
     /// Worker threads, each running its own event loop [default: number of CPUs].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), env = "WHARF_WORKERS")]
     workers: Option<u16>,
 
     /// Serve HTTPS with this certificate chain (PEM, leaf first).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "WHARF_TLS_CERT"
+    )]
     tls_cert: Option<PathBuf>,
 
     /// Private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "WHARF_TLS_KEY"
+    )]
     tls_key: Option<PathBuf>,
 
     /// Serve HTTPS with a self-signed certificate for localhost, made once and kept in
@@ -64,54 +95,59 @@ pub struct Cli {
     tls_self_signed: bool,
 
     /// Also listen for plain HTTP on this port and redirect every request to HTTPS.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", env = "WHARF_REDIRECT_HTTP")]
     redirect_http: Option<u16>,
 
     /// Follow symlinks that point outside the served folder.
-    #[arg(long)]
+    #[arg(long, env = "WHARF_FOLLOW_SYMLINKS", value_parser = clap::builder::BoolishValueParser::new())]
     follow_symlinks: bool,
 
     /// Serve and list dotfiles and dot-directories.
-    #[arg(long)]
+    #[arg(long, env = "WHARF_HIDDEN", value_parser = clap::builder::BoolishValueParser::new())]
     hidden: bool,
 
     /// Drop a client that has not sent a complete request head within this time.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout, env = "WHARF_HEADER_TIMEOUT")]
     header_timeout: Duration,
 
     /// Close a keep-alive connection idle for this long.
-    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_timeout, env = "WHARF_IDLE_TIMEOUT")]
     idle_timeout: Duration,
 
     /// Largest request header section accepted, in bytes; larger gets 431.
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
-          value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+          value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024), env = "WHARF_MAX_HEADER_SIZE")]
     max_header_size: u32,
 
     /// Access-log format on stdout.
-    #[arg(long, value_name = "FORMAT", default_value = "combined")]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "combined",
+        env = "WHARF_LOG_FORMAT"
+    )]
     log_format: LogFormat,
 
     /// Do not compress responses on the fly (precompressed .br/.zst/.gz files next to
     /// the originals are still served).
-    #[arg(long)]
+    #[arg(long, env = "WHARF_NO_COMPRESS", value_parser = clap::builder::BoolishValueParser::new())]
     no_compress: bool,
 
     /// Memory for caching responses compressed on the fly, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, env = "WHARF_COMPRESS_CACHE_SIZE")]
     compress_cache_size: usize,
 
     /// Memory for the cache of ready responses (small files, compressed variants,
     /// listings), in bytes; 0 turns it off.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, env = "WHARF_CACHE_SIZE")]
     cache_size: usize,
 
     /// Do not write the access log.
-    #[arg(short, long)]
+    #[arg(short, long, env = "WHARF_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     quiet: bool,
 
     /// On SIGINT/SIGTERM, how long in-flight responses may take to finish.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "WHARF_GRACE_PERIOD")]
     grace_period: Duration,
 }
 

@@ -14,6 +14,7 @@ pub mod cache;
 pub mod compress;
 pub mod conditional;
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod etag;
 pub mod fs;

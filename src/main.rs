@@ -1,13 +1,18 @@
-//! The `wharf` command: parse the command line, run the server, and turn every startup
-//! failure into one line on stderr and a non-zero exit.
+//! The `wharf` command: gather the settings (command line, environment, config file),
+//! run the server, and turn every startup failure into one line on stderr and a
+//! non-zero exit.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use wharf::config::Cli;
+use wharf::config_file::{self, LayerError};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let layered = match config_file::parse(std::env::args_os().collect()) {
+        Ok(layered) => layered,
+        // Usage errors, --help and --version, worded and exited by clap.
+        Err(LayerError::Clap(e)) => e.exit(),
+        Err(LayerError::File(message)) => return fail(&message),
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -16,12 +21,23 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
-    let result = cli.into_config().and_then(wharf::run);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("wharf: {message}");
-            ExitCode::FAILURE
-        }
+    let explain = layered.cli.explain;
+    let sources = layered.sources;
+    let config = match layered.cli.into_config() {
+        Ok(config) => config,
+        Err(message) => return fail(&message),
+    };
+    if explain {
+        print!("{}", config_file::explain(&config, &sources));
+        return ExitCode::SUCCESS;
     }
+    match wharf::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("wharf: {message}");
+    ExitCode::FAILURE
 }
