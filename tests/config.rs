@@ -1,0 +1,223 @@
+//! The configuration file and WHARF_* variables, against the real binary: values take
+//! effect, precedence is command line > environment > file > defaults, every invalid
+//! configuration is one clear error naming file, line and key, and `--explain` tells
+//! what is exposed.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+/// Runs wharf to completion with `args` and `env` (nothing else from WHARF_*).
+fn run(args: &[&OsStr], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    cmd.args(args).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("WHARF_") {
+            cmd.env_remove(name);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run wharf")
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("wharf.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn settings_in_the_file_take_effect() {
+    let (tmp, root) = temp_root();
+    write_file(&root, ".env", "SECRET=1");
+    let config = write_config(
+        tmp.path(),
+        "root = \"root\"\nport = 0\nbind = \"127.0.0.1\"\nhidden = true\nlog-format = \"common\"\n",
+    );
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    let res = get(&server, "/.env");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "SECRET=1"));
+    let line = server.wait_for_log(|l| l.contains("GET /.env"));
+    assert!(line.ends_with("200 8"), "common format expected: {line}");
+}
+
+#[test]
+fn environment_alone_configures_the_server() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "from env");
+    let server = Server::spawn_with_env(
+        &[OsStr::new("-b"), OsStr::new("127.0.0.1")],
+        &[
+            ("WHARF_ROOT", root.as_os_str()),
+            ("WHARF_PORT", OsStr::new("0")),
+        ],
+    );
+    assert_eq!(get(&server, "/a.txt").body_text(), "from env");
+}
+
+#[test]
+fn command_line_beats_environment_beats_file() {
+    let (tmp, _root) = temp_root();
+    let config = write_config(
+        tmp.path(),
+        "port = 7001\nheader-timeout = \"3s\"\nidle-timeout = \"30s\"\nquiet = true\n",
+    );
+    let out = run(
+        &[
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("-p"),
+            OsStr::new("7003"),
+            OsStr::new("--explain"),
+        ],
+        &[("WHARF_PORT", "7002"), ("WHARF_HEADER_TIMEOUT", "4s")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    let row = |key: &str| {
+        report
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} row in:\n{report}"))
+            .to_string()
+    };
+    assert!(
+        row("listen").contains("127.0.0.1:7003"),
+        "{}",
+        row("listen")
+    );
+    assert!(
+        row("listen").contains("port: command line"),
+        "{}",
+        row("listen")
+    );
+    assert!(
+        row("header-timeout").contains("4s"),
+        "{}",
+        row("header-timeout")
+    );
+    assert!(row("header-timeout").contains("WHARF_HEADER_TIMEOUT"));
+    assert!(row("idle-timeout").contains("30s") && row("idle-timeout").contains("wharf.toml:3"));
+    assert!(row("quiet").contains("on") && row("quiet").contains("wharf.toml:4"));
+    assert!(
+        row("grace-period").contains("(default)"),
+        "{}",
+        row("grace-period")
+    );
+}
+
+#[test]
+fn invalid_configurations_name_file_line_and_key() {
+    let cases = [
+        ("port = 1\nprot = 8000\n", ":2: unknown key \"prot\""),
+        (
+            "hidden = true\nport = \"abc\"\n",
+            ":2: key \"port\": invalid value 'abc'",
+        ),
+        ("\n\nport = 70000\n", ":3: key \"port\":"),
+        (
+            "log-format = \"xml\"\n",
+            ":1: key \"log-format\": invalid value 'xml'",
+        ),
+        (
+            "header-timeout = \"soon\"\n",
+            ":1: key \"header-timeout\": invalid value 'soon'",
+        ),
+        ("idle-timeout = 0\n", ":1: key \"idle-timeout\":"),
+        ("max-header-size = 10\n", ":1: key \"max-header-size\":"),
+        ("workers = 0\n", ":1: key \"workers\":"),
+        (
+            "hidden = \"yes\"\n",
+            ":1: key \"hidden\": expected true or false",
+        ),
+        (
+            "bind = [1, 2]\n",
+            ":1: key \"bind\": expected a string or a number",
+        ),
+        ("bind = \"not an address!\"\n", "invalid bind address"),
+        ("redirect-http = 8080\n", "needs HTTPS"),
+        ("port = = 1\n", ":1:"),
+        ("[section]\nkey = 1\n", "unknown key \"section\""),
+    ];
+    for (content, expected) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = write_config(tmp.path(), content);
+        let out = run(&[OsStr::new("--config"), config.as_os_str()], &[]);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{content:?} was accepted");
+        assert!(stderr.contains(expected), "{content:?}: {stderr}");
+        assert!(stderr.starts_with("wharf: "), "{content:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{content:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"));
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let out = run(
+        &[
+            OsStr::new("--config"),
+            OsStr::new("/nonexistent/wharf.toml"),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr)
+        .starts_with("wharf: cannot read configuration file /nonexistent/wharf.toml"));
+}
+
+#[test]
+fn the_example_configuration_loads() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("wharf.example.toml");
+    let out = run(
+        &[
+            OsStr::new("--config"),
+            example.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("Effective configuration:"), "{report}");
+    assert!(report.contains("Security summary:"), "{report}");
+}
+
+#[test]
+fn explain_tells_what_is_exposed() {
+    let (_tmp, root) = temp_root();
+    let out = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("-b"),
+            OsStr::new("0.0.0.0"),
+            OsStr::new("--hidden"),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    let report = text(&out.stdout);
+    assert!(report.contains("every network interface"), "{report}");
+    assert!(report.contains("not encrypted"), "{report}");
+    assert!(report.contains("served and listed (--hidden)"), "{report}");
+    assert!(report.contains("refused (404)"), "{report}");
+    let local = run(&[root.as_os_str(), OsStr::new("--explain")], &[]);
+    let report = text(&local.stdout);
+    assert!(report.contains("this machine only"), "{report}");
+    assert!(!report.contains("not encrypted"), "{report}");
+}
