@@ -188,6 +188,8 @@ pub struct Config {
     pub quiet: bool,
     /// Time allowed for in-flight responses at shutdown.
     pub grace_period: Duration,
+    /// Path rules, error pages and header presets from the configuration file.
+    pub site: crate::rules::Site,
 }
 
 /// The longest request target accepted, as nginx's default large header buffer (8 KiB).
@@ -262,6 +264,7 @@ impl Cli {
             log_format: self.log_format,
             quiet: self.quiet,
             grace_period: self.grace_period,
+            site: crate::rules::Site::default(),
         })
     }
 }

@@ -16,7 +16,12 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
+use http::header::{HeaderName, HeaderValue};
+use http::StatusCode;
+use ipnet::IpNet;
+
 use crate::config::{Cli, Config};
+use crate::rules::{Glob, Redirect, Rule, Site};
 
 /// How a setting is written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +170,8 @@ impl std::fmt::Display for Source {
 pub struct Layered {
     /// The merged arguments.
     pub cli: Cli,
+    /// Path rules, error pages and header presets (file only).
+    pub site: Site,
     /// `(key, source)` for every setting, in a stable order.
     pub sources: Vec<(&'static str, Source)>,
 }
@@ -206,10 +213,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
         return Ok(Layered {
             cli: first,
             sources,
+            site: Site::default(),
         });
     };
     let positional = matches.value_source("target") == Some(ValueSource::CommandLine);
-    let entries = read_file(&path)?;
+    let (entries, site) = read_file(&path)?;
     let mut merged: Vec<OsString> = vec![args.first().cloned().unwrap_or_else(|| "wharf".into())];
     for entry in entries {
         let setting = entry.setting;
@@ -228,7 +236,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
         .try_get_matches_from(&merged)
         .map_err(LayerError::Clap)?;
     let cli = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
-    Ok(Layered { cli, sources })
+    Ok(Layered { cli, sources, site })
 }
 
 fn env_name(id: &str) -> String {
@@ -247,7 +255,7 @@ struct Entry {
 
 /// Reads and checks the file: TOML syntax, known keys, types, and each value through
 /// the same parser as its flag. Errors name the file, the line and the key.
-fn read_file(path: &Path) -> Result<Vec<Entry>, LayerError> {
+fn read_file(path: &Path) -> Result<(Vec<Entry>, Site), LayerError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| LayerError::File(format!("cannot read configuration file {shown}: {e}")))?;
@@ -263,15 +271,22 @@ fn read_file(path: &Path) -> Result<Vec<Entry>, LayerError> {
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut entries = Vec::new();
+    let mut site = Site::default();
     for (key, value) in &table {
         let line = key_line(&text, key);
+        if SITE_KEYS.contains(&key.as_str()) {
+            site_entry(&mut site, key, value, &text)
+                .map_err(|(line, m)| LayerError::File(format!("{shown}:{line}: {m}")))?;
+            continue;
+        }
         let fail =
             |what: String| LayerError::File(format!("{shown}:{line}: key \"{key}\": {what}"));
         let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
             let known: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
             return Err(LayerError::File(format!(
-                "{shown}:{line}: unknown key \"{key}\" (known keys: {})",
-                known.join(", ")
+                "{shown}:{line}: unknown key \"{key}\" (known keys: {}, {})",
+                known.join(", "),
+                SITE_KEYS.join(", ")
             )));
         };
         let flag = format!("--{}", setting.id.replace('_', "-"));
@@ -320,7 +335,221 @@ fn read_file(path: &Path) -> Result<Vec<Entry>, LayerError> {
             args,
         });
     }
-    Ok(entries)
+    Ok((entries, site))
+}
+
+/// File-only keys: they describe the site rather than the server.
+const SITE_KEYS: &[&str] = &["rule", "error-pages", "security-headers"];
+
+type SiteError = (usize, String);
+
+/// Reads one site-level key into `site`.
+fn site_entry(
+    site: &mut Site,
+    key: &str,
+    value: &toml::Value,
+    text: &str,
+) -> Result<(), SiteError> {
+    let line = key_line(text, key);
+    match (key, value) {
+        ("security-headers", toml::Value::Boolean(on)) => site.security_headers = *on,
+        ("security-headers", other) => {
+            return Err((
+                line,
+                format!(
+                    "key \"security-headers\": expected true or false, found {}",
+                    other.type_str()
+                ),
+            ))
+        }
+        ("error-pages", toml::Value::Table(pages)) => {
+            let base = section_line(text, "[error-pages]", 0);
+            for (code, page) in pages {
+                let line = line_in_section(text, base, code);
+                let status = code
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .filter(|s| s.is_client_error() || s.is_server_error())
+                    .ok_or((
+                        line,
+                        format!("key \"error-pages.{code}\": not a 4xx or 5xx status"),
+                    ))?;
+                let page = page.as_str().filter(|p| p.starts_with('/')).ok_or((
+                    line,
+                    format!("key \"error-pages.{code}\": expected a path starting with /"),
+                ))?;
+                site.error_pages.push((status, page.to_string()));
+            }
+        }
+        ("error-pages", _) => {
+            return Err((
+                line,
+                "key \"error-pages\": expected a table of status = \"/page.html\"".into(),
+            ))
+        }
+        ("rule", toml::Value::Array(rules)) => {
+            for (i, rule) in rules.iter().enumerate() {
+                let base = section_line(text, "[[rule]]", i);
+                let toml::Value::Table(rule) = rule else {
+                    return Err((base, "key \"rule\": each rule is a [[rule]] table".into()));
+                };
+                site.rules.push(parse_rule(rule, text, base)?);
+            }
+        }
+        _ => return Err((line, format!("key \"{key}\": expected [[{key}]] tables"))),
+    }
+    Ok(())
+}
+
+const RULE_KEYS: &[&str] = &[
+    "path", "headers", "redirect", "status", "rewrite", "spa", "allow", "deny",
+];
+
+fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteError> {
+    let at = |key: &str| line_in_section(text, base, key);
+    let string = |key: &str| -> Result<Option<String>, SiteError> {
+        match rule.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err((
+                at(key),
+                format!(
+                    "key \"rule.{key}\": expected a string, found {}",
+                    other.type_str()
+                ),
+            )),
+        }
+    };
+    if let Some(key) = rule.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
+        return Err((
+            at(key),
+            format!(
+                "unknown key \"rule.{key}\" (known: {})",
+                RULE_KEYS.join(", ")
+            ),
+        ));
+    }
+    let path = string("path")?.ok_or((
+        base,
+        "key \"rule.path\": every rule needs a path".to_string(),
+    ))?;
+    let path = Glob::parse(&path).map_err(|e| (at("path"), format!("key \"rule.path\": {e}")))?;
+    let mut headers = Vec::new();
+    match rule.get("headers") {
+        None => {}
+        Some(toml::Value::Table(h)) => {
+            for (name, value) in h {
+                let bad = |what: String| (at("headers"), format!("key \"rule.headers\": {what}"));
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| bad(format!("invalid header name {name:?}")))?;
+                let value = value
+                    .as_str()
+                    .and_then(|v| HeaderValue::from_str(v).ok())
+                    .ok_or_else(|| bad(format!("invalid value for {name}")))?;
+                headers.push((name, value));
+            }
+        }
+        Some(_) => {
+            return Err((
+                at("headers"),
+                "key \"rule.headers\": expected a table of name = \"value\"".into(),
+            ))
+        }
+    }
+    let status = match rule.get("status") {
+        None => None,
+        Some(toml::Value::Integer(code)) => Some(
+            u16::try_from(*code)
+                .ok()
+                .filter(|c| [301, 302, 303, 307, 308].contains(c))
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .ok_or((
+                    at("status"),
+                    format!("key \"rule.status\": {code} is not a redirect status (301, 302, 303, 307, 308)"),
+                ))?,
+        ),
+        Some(_) => return Err((at("status"), "key \"rule.status\": expected a number".into())),
+    };
+    let redirect = string("redirect")?.map(|to| Redirect {
+        to,
+        status: status.unwrap_or(StatusCode::FOUND),
+    });
+    if status.is_some() && redirect.is_none() {
+        return Err((
+            at("status"),
+            "key \"rule.status\": only meaningful with redirect".into(),
+        ));
+    }
+    let local = |key: &str| -> Result<Option<String>, SiteError> {
+        match string(key)? {
+            Some(p) if !p.starts_with('/') => Err((
+                at(key),
+                format!("key \"rule.{key}\": expected a path starting with /"),
+            )),
+            other => Ok(other),
+        }
+    };
+    let nets = |key: &str| -> Result<Vec<IpNet>, SiteError> {
+        let Some(value) = rule.get(key) else {
+            return Ok(Vec::new());
+        };
+        let toml::Value::Array(items) = value else {
+            return Err((
+                at(key),
+                format!("key \"rule.{key}\": expected a list of addresses or networks"),
+            ));
+        };
+        items
+            .iter()
+            .map(|item| {
+                let s = item.as_str().unwrap_or("");
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        (
+                            at(key),
+                            format!(
+                                "key \"rule.{key}\": {s:?} is not an IP address or CIDR network"
+                            ),
+                        )
+                    })
+            })
+            .collect()
+    };
+    Ok(Rule {
+        path,
+        headers,
+        redirect,
+        rewrite: local("rewrite")?,
+        spa: local("spa")?,
+        allow: nets("allow")?,
+        deny: nets("deny")?,
+    })
+}
+
+/// The line of the `n`-th occurrence of a table header such as `[[rule]]`.
+fn section_line(text: &str, header: &str, n: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == header)
+        .nth(n)
+        .map_or(1, |(i, _)| i + 1)
+}
+
+/// The line where `key` is set inside the section starting at line `base`.
+fn line_in_section(text: &str, base: usize, key: &str) -> usize {
+    for (i, line) in text.lines().enumerate().skip(base) {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            break;
+        }
+        let name = t.split('=').next().unwrap_or("").trim().trim_matches('"');
+        if t.contains('=') && name == key {
+            return i + 1;
+        }
+    }
+    base
 }
 
 /// 1-based line of byte offset `at`.

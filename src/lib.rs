@@ -27,6 +27,7 @@ pub mod range;
 pub mod representation;
 pub mod response;
 pub mod router;
+pub mod rules;
 pub mod server;
 pub mod static_files;
 pub mod tls;

@@ -23,10 +23,11 @@ fn main() -> ExitCode {
         .init();
     let explain = layered.cli.explain;
     let sources = layered.sources;
-    let config = match layered.cli.into_config() {
+    let mut config = match layered.cli.into_config() {
         Ok(config) => config,
         Err(message) => return fail(&message),
     };
+    config.site = layered.site;
     if explain {
         print!("{}", config_file::explain(&config, &sources));
         return ExitCode::SUCCESS;

@@ -37,7 +37,12 @@ pub fn html(status: StatusCode, page: String) -> Response<Body> {
 /// 301 to `location`, which the caller built from a parsed path (never from raw
 /// request bytes), so it always starts with a single `/`.
 pub fn moved_permanently(location: &str) -> Response<Body> {
-    let mut res = error(StatusCode::MOVED_PERMANENTLY);
+    redirect(StatusCode::MOVED_PERMANENTLY, location)
+}
+
+/// A redirect with `status` to `location`.
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut res = error(status);
     match HeaderValue::try_from(location) {
         Ok(value) => {
             res.headers_mut().insert(header::LOCATION, value);

@@ -7,12 +7,12 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -27,6 +27,7 @@ use crate::etag::EtagCache;
 use crate::fs::Root;
 use crate::path::{PathError, SitePath};
 use crate::response;
+use crate::rules;
 use crate::static_files;
 use crate::zero_copy::SendfileQueue;
 
@@ -67,13 +68,21 @@ impl Router {
         })
     }
 
-    /// Answers one request. Never fails: every problem is a status code.
-    pub async fn handle(self: Arc<Self>, req: &Parts) -> Response<Body> {
+    /// Answers one request from `remote`. Never fails: every problem is a status code.
+    pub async fn handle(self: Arc<Self>, req: &Parts, remote: IpAddr) -> Response<Body> {
+        if self.config.site.is_empty() {
+            return self.handle_path(req, req.uri.path()).await;
+        }
+        self.handle_with_rules(req, remote).await
+    }
+
+    /// The request as if its path were `path` (the request's own, or a rewrite).
+    async fn handle_path(self: Arc<Self>, req: &Parts, path: &str) -> Response<Body> {
         if let Some(status) = self.reject(req) {
             return response::error(status);
         }
         let method = &req.method;
-        if req.uri.path() == "*" {
+        if path == "*" {
             return if method == Method::OPTIONS {
                 response::options(STATIC_ALLOW)
             } else {
@@ -84,14 +93,118 @@ impl Router {
         if !is_read && method != Method::OPTIONS {
             return response::method_not_allowed(STATIC_ALLOW);
         }
-        let path = match SitePath::parse(req.uri.path(), self.config.hidden) {
-            Ok(path) => path,
+        let site_path = match SitePath::parse(path, self.config.hidden) {
+            Ok(site_path) => site_path,
             Err(PathError::BadRequest) => return response::error(StatusCode::BAD_REQUEST),
             Err(PathError::NotFound) => return response::error(StatusCode::NOT_FOUND),
         };
-        let mut res = static_files::serve(Arc::clone(&self), req, path).await;
+        let mut res = static_files::serve(Arc::clone(&self), req, site_path, path).await;
         if method == Method::OPTIONS && res.status().is_success() {
             res = response::options(STATIC_ALLOW);
+        }
+        res
+    }
+
+    /// The request with the configuration file's rules applied around the handler:
+    /// access lists, then a redirect, or a rewrite, the handler and the SPA fallback;
+    /// then the custom error page and the rules' headers.
+    async fn handle_with_rules(self: Arc<Self>, req: &Parts, remote: IpAddr) -> Response<Body> {
+        let site = &self.config.site;
+        let path = req.uri.path();
+        let matched = site.matching(path);
+        let mut res = if matched.iter().any(|(rule, _)| !rule.admits(remote)) {
+            response::error(StatusCode::FORBIDDEN)
+        } else if let Some((redirect, caps)) = matched
+            .iter()
+            .find_map(|(rule, caps)| rule.redirect.as_ref().map(|r| (r, caps)))
+        {
+            let mut to = rules::expand(&redirect.to, caps);
+            if let (Some(query), false) = (req.uri.query(), to.contains('?')) {
+                to.push('?');
+                to.push_str(query);
+            }
+            response::redirect(redirect.status, &to)
+        } else {
+            let rewritten = matched
+                .iter()
+                .find_map(|(rule, caps)| rule.rewrite.as_ref().map(|t| rules::expand(t, caps)));
+            let target = rewritten.as_deref().unwrap_or(path);
+            let mut res = Arc::clone(&self).handle_path(req, target).await;
+            if res.status() == StatusCode::NOT_FOUND && wants_a_page(req) {
+                if let Some(spa) = matched.iter().find_map(|(rule, _)| rule.spa.as_deref()) {
+                    let fallback = Arc::clone(&self).handle_path(req, spa).await;
+                    if fallback.status().is_success()
+                        || fallback.status() == StatusCode::NOT_MODIFIED
+                    {
+                        res = fallback;
+                    }
+                }
+            }
+            res
+        };
+        let status = res.status();
+        if status.is_client_error() || status.is_server_error() {
+            if let Some(page) = site.error_page(status) {
+                res = Arc::clone(&self).error_page(req, page, res).await;
+            }
+        }
+        for (rule, _) in &matched {
+            for (name, value) in &rule.headers {
+                res.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        if site.security_headers {
+            let headers = res.headers_mut();
+            for (name, value) in SECURITY_HEADERS {
+                headers.insert(name.clone(), HeaderValue::from_static(value));
+            }
+            if self.config.tls.is_some() {
+                headers.insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000"),
+                );
+            }
+        }
+        res
+    }
+
+    /// `original` (an error) with its body replaced by the custom page at `page`; the
+    /// status and the headers that explain the error (Allow, Content-Range,
+    /// Retry-After, Vary) stay.
+    async fn error_page(
+        self: Arc<Self>,
+        req: &Parts,
+        page: &str,
+        original: Response<Body>,
+    ) -> Response<Body> {
+        let mut fetch = http::Request::get(page).body(()).map(|r| r.into_parts().0);
+        if let Ok(fetch) = &mut fetch {
+            if let Some(ae) = req.headers.get(header::ACCEPT_ENCODING) {
+                fetch.headers.insert(header::ACCEPT_ENCODING, ae.clone());
+            }
+            fetch
+                .headers
+                .insert(header::HOST, HeaderValue::from_static("localhost"));
+        }
+        let Ok(fetch) = fetch else { return original };
+        let mut res = self.handle_path(&fetch, page).await;
+        if res.status() != StatusCode::OK {
+            return original;
+        }
+        *res.status_mut() = original.status();
+        let headers = res.headers_mut();
+        for name in [header::ETAG, header::LAST_MODIFIED, header::ACCEPT_RANGES] {
+            headers.remove(name);
+        }
+        for name in [
+            header::ALLOW,
+            header::CONTENT_RANGE,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+        ] {
+            if let Some(value) = original.headers().get(&name) {
+                headers.insert(name, value.clone());
+            }
         }
         res
     }
@@ -120,6 +233,35 @@ impl Router {
         }
         None
     }
+}
+
+/// The security-headers preset (HSTS is added only when serving TLS).
+const SECURITY_HEADERS: &[(HeaderName, &str)] = &[
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+    (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'self'"),
+];
+
+/// A GET or HEAD that asks for HTML by name, as browsers navigating do; scripts asking
+/// for `*/*` do not count, so a missing asset stays a 404 under an SPA fallback.
+fn wants_a_page(req: &Parts) -> bool {
+    (req.method == Method::GET || req.method == Method::HEAD)
+        && req
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| {
+                accept.split(',').any(|range| {
+                    range
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case("text/html")
+                }) && crate::negotiate::media_quality(req.headers.get(header::ACCEPT), "text/html")
+                    > 0.0
+            })
 }
 
 /// An empty Host is allowed (RFC 9112 §3.2); anything else must be a valid authority.
@@ -178,13 +320,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let router = Arc::clone(&self.router);
         let sendfile = self.sendfile.clone();
         let redirect_to = self.redirect_to;
+        let remote = self.remote.ip();
         // The static handlers never read a request body; dropping it lets hyper decide
         // whether the connection can be reused.
         let (parts, _body) = req.into_parts();
         Box::pin(async move {
             let mut res = match redirect_to {
                 Some(port) => crate::https_redirect::respond(&parts, port),
-                None => router.handle(&parts).await,
+                None => router.handle(&parts, remote).await,
             };
             if parts.method == Method::HEAD {
                 strip_body(&mut res);

@@ -50,9 +50,9 @@ enum Resolved {
     Stream(Listing),
 }
 
-/// Answers GET/HEAD/OPTIONS for `path`, requested as the raw path `key`.
-pub async fn serve(router: Arc<Router>, req: &Parts, path: SitePath) -> Response<Body> {
-    let key = req.uri.path();
+/// Answers GET/HEAD/OPTIONS for `path`, requested as the raw path `key` (the
+/// request's own, or what a rule rewrote it to).
+pub async fn serve(router: Arc<Router>, req: &Parts, path: SitePath, key: &str) -> Response<Body> {
     let encodings = negotiate::encoding_preferences(req.headers.get(header::ACCEPT_ENCODING));
     let format = || {
         if negotiate::prefers_json(req.headers.get(header::ACCEPT)) {
