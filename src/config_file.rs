@@ -21,7 +21,8 @@ use http::StatusCode;
 use ipnet::IpNet;
 
 use crate::config::{Cli, Config};
-use crate::rules::{Glob, Redirect, Rule, Site};
+use crate::cors::Cors;
+use crate::rules::{AuthRule, Glob, Redirect, Rule, Site};
 
 /// How a setting is written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,11 +336,30 @@ fn read_file(path: &Path) -> Result<(Vec<Entry>, Site), LayerError> {
             args,
         });
     }
+    for (i, rule) in site.rules.iter().enumerate() {
+        let line = line_in_section(&text, section_line(&text, "[[rule]]", i), "auth");
+        let missing = match &rule.auth {
+            None => None,
+            Some(_) if site.users.is_empty() => {
+                Some("auth needs users: add a [users] table".to_string())
+            }
+            Some(AuthRule::Users(names)) => names
+                .iter()
+                .find(|n| !site.users.contains(n))
+                .map(|n| format!("auth names \"{n}\", who is not in [users]")),
+            Some(AuthRule::AnyUser) => None,
+        };
+        if let Some(message) = missing {
+            return Err(LayerError::File(format!(
+                "{shown}:{line}: key \"rule.auth\": {message}"
+            )));
+        }
+    }
     Ok((entries, site))
 }
 
 /// File-only keys: they describe the site rather than the server.
-const SITE_KEYS: &[&str] = &["rule", "error-pages", "security-headers"];
+const SITE_KEYS: &[&str] = &["rule", "error-pages", "security-headers", "users"];
 
 type SiteError = (usize, String);
 
@@ -382,6 +402,28 @@ fn site_entry(
                 site.error_pages.push((status, page.to_string()));
             }
         }
+        ("users", toml::Value::Table(users)) => {
+            let base = section_line(text, "[users]", 0);
+            let mut hashes = std::collections::HashMap::new();
+            for (name, hash) in users {
+                let line = line_in_section(text, base, name);
+                let hash = hash.as_str().ok_or((
+                    line,
+                    format!("key \"users.{name}\": expected a password hash string"),
+                ))?;
+                hashes.insert(name.clone(), hash.to_string());
+            }
+            site.users = std::sync::Arc::new(
+                crate::auth::Users::new(hashes)
+                    .map_err(|e| (base, format!("key \"users\": {e}")))?,
+            );
+        }
+        ("users", _) => {
+            return Err((
+                line,
+                "key \"users\": expected a table of name = \"hash\"".into(),
+            ))
+        }
         ("error-pages", _) => {
             return Err((
                 line,
@@ -403,7 +445,7 @@ fn site_entry(
 }
 
 const RULE_KEYS: &[&str] = &[
-    "path", "headers", "redirect", "status", "rewrite", "spa", "allow", "deny",
+    "path", "headers", "redirect", "status", "rewrite", "spa", "allow", "deny", "cors", "auth",
 ];
 
 fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteError> {
@@ -517,6 +559,91 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
             })
             .collect()
     };
+    let strings = |table: &toml::Table, key: &str| -> Result<Vec<String>, SiteError> {
+        match table.get(key) {
+            None => Ok(Vec::new()),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(String::from).ok_or((
+                        at("cors"),
+                        format!("key \"rule.cors.{key}\": expected a list of strings"),
+                    ))
+                })
+                .collect(),
+            Some(_) => Err((
+                at("cors"),
+                format!("key \"rule.cors.{key}\": expected a list of strings"),
+            )),
+        }
+    };
+    let cors = match rule.get("cors") {
+        None => None,
+        Some(toml::Value::Table(t)) => {
+            if let Some(k) = t.keys().find(|k| {
+                !["origins", "methods", "headers", "credentials", "max-age"].contains(&k.as_str())
+            }) {
+                return Err((at("cors"), format!("unknown key \"rule.cors.{k}\" (known: origins, methods, headers, credentials, max-age)")));
+            }
+            let credentials = match t.get("credentials") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(_) => {
+                    return Err((
+                        at("cors"),
+                        "key \"rule.cors.credentials\": expected true or false".into(),
+                    ))
+                }
+            };
+            let max_age = match t.get("max-age") {
+                None => None,
+                Some(toml::Value::Integer(n)) => Some(u32::try_from(*n).map_err(|_| {
+                    (
+                        at("cors"),
+                        "key \"rule.cors.max-age\": expected seconds (0 or more)".to_string(),
+                    )
+                })?),
+                Some(_) => {
+                    return Err((
+                        at("cors"),
+                        "key \"rule.cors.max-age\": expected a number of seconds".into(),
+                    ))
+                }
+            };
+            Some(
+                Cors::new(
+                    &strings(t, "origins")?,
+                    &strings(t, "methods")?,
+                    &strings(t, "headers")?,
+                    credentials,
+                    max_age,
+                )
+                .map_err(|e| (at("cors"), format!("key \"rule.cors\": {e}")))?,
+            )
+        }
+        Some(_) => return Err((at("cors"), "key \"rule.cors\": expected a table".into())),
+    };
+    let auth = match rule.get("auth") {
+        None | Some(toml::Value::Boolean(false)) => None,
+        Some(toml::Value::Boolean(true)) => Some(AuthRule::AnyUser),
+        Some(toml::Value::Array(items)) => Some(AuthRule::Users(
+            items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(String::from).ok_or((
+                        at("auth"),
+                        "key \"rule.auth\": expected true or a list of user names".to_string(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        )),
+        Some(_) => {
+            return Err((
+                at("auth"),
+                "key \"rule.auth\": expected true or a list of user names".into(),
+            ))
+        }
+    };
     Ok(Rule {
         path,
         headers,
@@ -525,6 +652,8 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
         spa: local("spa")?,
         allow: nets("allow")?,
         deny: nets("deny")?,
+        cors,
+        auth,
     })
 }
 

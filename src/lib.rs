@@ -9,6 +9,7 @@
 compile_error!("wharf needs a Unix-like system (it resolves paths with openat/openat2)");
 
 pub mod access_log;
+pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod compress;
@@ -16,6 +17,7 @@ pub mod conditional;
 pub mod config;
 pub mod config_file;
 pub mod connection;
+pub mod cors;
 pub mod etag;
 pub mod fs;
 pub mod https_redirect;

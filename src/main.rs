@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use wharf::config_file::{self, LayerError};
 
 fn main() -> ExitCode {
-    let layered = match config_file::parse(std::env::args_os().collect()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "hash-password") {
+        return hash_password();
+    }
+    let layered = match config_file::parse(args) {
         Ok(layered) => layered,
         // Usage errors, --help and --version, worded and exited by clap.
         Err(LayerError::Clap(e)) => e.exit(),
@@ -35,6 +39,48 @@ fn main() -> ExitCode {
     match wharf::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
+    }
+}
+
+/// `wharf hash-password`: reads a password (one line of standard input, not echoed
+/// on a terminal) and prints its argon2id hash for the `[users]` table.
+fn hash_password() -> ExitCode {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut echo_off = None;
+    if interactive {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+        if let Ok(mut term) = rustix::termios::tcgetattr(&stdin) {
+            let saved = term.clone();
+            term.local_modes.remove(rustix::termios::LocalModes::ECHO);
+            if rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &term)
+                .is_ok()
+            {
+                echo_off = Some(saved);
+            }
+        }
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = echo_off {
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
+        eprintln!();
+    }
+    if let Err(e) = read {
+        return fail(&format!("cannot read the password: {e}"));
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return fail("no password given (type it, or pipe it on standard input)");
+    }
+    match wharf::auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot hash the password: {e}")),
     }
 }
 

@@ -18,11 +18,13 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::access_log::{AccessLog, Record};
+use crate::auth::{self, Verdict};
 use crate::body::{Body, Finish};
 use crate::cache::HotCache;
 use crate::compress::VariantCache;
 use crate::config::Config;
 use crate::connection::Clock;
+use crate::cors::Cors;
 use crate::etag::EtagCache;
 use crate::fs::Root;
 use crate::path::{PathError, SitePath};
@@ -112,8 +114,14 @@ impl Router {
         let site = &self.config.site;
         let path = req.uri.path();
         let matched = site.matching(path);
+        let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
         let mut res = if matched.iter().any(|(rule, _)| !rule.admits(remote)) {
             response::error(StatusCode::FORBIDDEN)
+        } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
+            // Preflights carry no credentials: they are answered before authentication.
+            return cors.preflight(req);
+        } else if let Some(refused) = self.authenticate(req, remote, &matched).await {
+            refused
         } else if let Some((redirect, caps)) = matched
             .iter()
             .find_map(|(rule, caps)| rule.redirect.as_ref().map(|r| (r, caps)))
@@ -153,6 +161,9 @@ impl Router {
                 res.headers_mut().insert(name.clone(), value.clone());
             }
         }
+        if let Some(cors) = cors {
+            cors.decorate(req, &mut res);
+        }
         if site.security_headers {
             let headers = res.headers_mut();
             for (name, value) in SECURITY_HEADERS {
@@ -166,6 +177,47 @@ impl Router {
             }
         }
         res
+    }
+
+    /// Checks HTTP Basic credentials when a matching rule asks for them: `None` to go
+    /// on, or the refusal (401 with a challenge, 403 for a user the rule does not
+    /// admit, 429 after too many failures from this client).
+    async fn authenticate(
+        &self,
+        req: &Parts,
+        remote: IpAddr,
+        matched: &[(&rules::Rule, Vec<&str>)],
+    ) -> Option<Response<Body>> {
+        let required: Vec<&rules::AuthRule> = matched
+            .iter()
+            .filter_map(|(r, _)| r.auth.as_ref())
+            .collect();
+        if required.is_empty() {
+            return None;
+        }
+        let users = Arc::clone(&self.config.site.users);
+        let headers = req.headers.clone();
+        let verdict = tokio::task::spawn_blocking(move || users.verify(&headers, remote))
+            .await
+            .unwrap_or(Verdict::Denied);
+        match verdict {
+            Verdict::User(user) if required.iter().all(|r| r.admits(&user)) => None,
+            Verdict::User(_) => Some(response::error(StatusCode::FORBIDDEN)),
+            Verdict::Denied => {
+                let mut res = response::error(StatusCode::UNAUTHORIZED);
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, auth::challenge());
+                Some(res)
+            }
+            Verdict::Throttled => {
+                let mut res = response::error(StatusCode::TOO_MANY_REQUESTS);
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(auth::FAIL_WINDOW.as_secs()),
+                );
+                Some(res)
+            }
+        }
     }
 
     /// `original` (an error) with its body replaced by the custom page at `page`; the

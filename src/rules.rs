@@ -12,6 +12,10 @@ use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use ipnet::IpNet;
 
+use crate::auth::Users;
+use crate::cors::Cors;
+use std::sync::Arc;
+
 /// A path pattern: `*` matches within one segment, `**` across segments; each
 /// wildcard captures what it matched, available to redirects and rewrites as `{1}`,
 /// `{2}`, …. A pattern ending in `/` matches everything below that prefix.
@@ -146,6 +150,29 @@ pub struct Rule {
     pub allow: Vec<IpNet>,
     /// These networks may not.
     pub deny: Vec<IpNet>,
+    /// Cross-origin policy.
+    pub cors: Option<Cors>,
+    /// Who must be authenticated (HTTP Basic) to access.
+    pub auth: Option<AuthRule>,
+}
+
+/// Which users a rule admits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthRule {
+    /// Any user in `[users]`.
+    AnyUser,
+    /// Only these users.
+    Users(Vec<String>),
+}
+
+impl AuthRule {
+    /// Whether `user` (already authenticated) may access.
+    pub fn admits(&self, user: &str) -> bool {
+        match self {
+            AuthRule::AnyUser => true,
+            AuthRule::Users(users) => users.iter().any(|u| u == user),
+        }
+    }
 }
 
 impl Rule {
@@ -177,6 +204,8 @@ pub struct Site {
     pub error_pages: Vec<(StatusCode, String)>,
     /// Add X-Content-Type-Options, Referrer-Policy, a frame policy, and HSTS on TLS.
     pub security_headers: bool,
+    /// Users for HTTP Basic authentication.
+    pub users: Arc<Users>,
 }
 
 impl Site {
@@ -256,6 +285,8 @@ mod tests {
             spa: None,
             allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             deny: vec!["127.0.0.2/32".parse().unwrap()],
+            cors: None,
+            auth: None,
         };
         assert!(rule.admits("127.0.0.1".parse().unwrap()));
         assert!(rule.admits("::ffff:127.0.0.1".parse().unwrap()));
