@@ -1,0 +1,336 @@
+//! HTTP Basic authentication and CORS configured per path rule, against the real
+//! binary with real configuration files.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use common::*;
+
+fn hash(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// A site with /private/ for any user, /admin/ for alice only, and CORS on /api/.
+fn start(tmp: &Path) -> Server {
+    let root = tmp.join("root");
+    for (path, body) in [
+        ("private/p.txt", "private"),
+        ("admin/a.txt", "admin"),
+        ("api/data.json", "{}"),
+        ("open/o.txt", "open"),
+        ("wild/w.txt", "wild"),
+    ] {
+        write_file(&root, path, body);
+    }
+    let config = tmp.join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"root = "root"
+port = 0
+bind = "127.0.0.1"
+
+[[rule]]
+path = "/private/"
+auth = true
+
+[[rule]]
+path = "/admin/"
+auth = ["alice"]
+
+[[rule]]
+path = "/api/"
+cors = {{ origins = ["https://app.example.com", "https://*.example.org"], methods = ["GET", "POST"], headers = ["X-Token"], credentials = true, max-age = 600 }}
+
+[[rule]]
+path = "/wild/"
+cors = {{ origins = ["*"] }}
+
+[users]
+alice = "{}"
+bob = "{}"
+"#,
+            hash("alice-pw"),
+            hash("bob-pw")
+        ),
+    )
+    .unwrap();
+    Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None)
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_and_refuses_empty_input() {
+    let h = hash("secret");
+    assert!(h.starts_with("$argon2id$"), "{h}");
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("hash-password")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("wharf: no password given"));
+}
+
+#[test]
+fn basic_auth_guards_the_rule_paths_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path());
+    let res = get(&server, "/private/p.txt");
+    assert_eq!(res.status, 401);
+    assert_eq!(
+        res.header("www-authenticate").as_deref(),
+        Some("Basic realm=\"wharf\", charset=\"UTF-8\"")
+    );
+    let wrong = request(
+        &server,
+        "GET",
+        "/private/p.txt",
+        &[("Authorization", &basic("alice", "nope"))],
+    );
+    assert_eq!(wrong.status, 401);
+    let unknown = request(
+        &server,
+        "GET",
+        "/private/p.txt",
+        &[("Authorization", &basic("mallory", "x"))],
+    );
+    assert_eq!(unknown.status, 401);
+    let ok = request(
+        &server,
+        "GET",
+        "/private/p.txt",
+        &[("Authorization", &basic("bob", "bob-pw"))],
+    );
+    assert_eq!((ok.status, ok.body_text().as_str()), (200, "private"));
+    // /admin/ names alice only.
+    let bob = request(
+        &server,
+        "GET",
+        "/admin/a.txt",
+        &[("Authorization", &basic("bob", "bob-pw"))],
+    );
+    assert_eq!(bob.status, 403);
+    let alice = request(
+        &server,
+        "GET",
+        "/admin/a.txt",
+        &[("Authorization", &basic("alice", "alice-pw"))],
+    );
+    assert_eq!(alice.status, 200);
+    // Other paths need nothing.
+    assert_eq!(get(&server, "/open/o.txt").status, 200);
+    // Credentials never reach the access log.
+    server.wait_for_log(|l| l.contains("/admin/a.txt") && l.contains(" 200 "));
+    for line in server.stdout_lines() {
+        assert!(
+            !line.contains("alice-pw") && !line.contains("bob-pw"),
+            "{line}"
+        );
+        assert!(!line.contains(&basic("alice", "alice-pw")[6..]), "{line}");
+    }
+}
+
+#[test]
+fn repeated_failures_from_one_client_are_throttled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path());
+    for _ in 0..10 {
+        let res = request(
+            &server,
+            "GET",
+            "/private/p.txt",
+            &[("Authorization", &basic("bob", "wrong"))],
+        );
+        assert_eq!(res.status, 401);
+    }
+    let res = request(
+        &server,
+        "GET",
+        "/private/p.txt",
+        &[("Authorization", &basic("bob", "bob-pw"))],
+    );
+    assert_eq!(res.status, 429);
+    assert_eq!(res.header("retry-after").as_deref(), Some("60"));
+}
+
+#[test]
+fn cors_actual_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path());
+    let allowed = request(
+        &server,
+        "GET",
+        "/api/data.json",
+        &[("Origin", "https://app.example.com")],
+    );
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.header("access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        allowed
+            .header("access-control-allow-credentials")
+            .as_deref(),
+        Some("true")
+    );
+    assert!(allowed
+        .headers_all("vary")
+        .iter()
+        .any(|v| v.contains("Origin")));
+    let sub = request(
+        &server,
+        "GET",
+        "/api/data.json",
+        &[("Origin", "https://a.b.example.org")],
+    );
+    assert_eq!(
+        sub.header("access-control-allow-origin").as_deref(),
+        Some("https://a.b.example.org")
+    );
+    let refused = request(
+        &server,
+        "GET",
+        "/api/data.json",
+        &[("Origin", "https://evil.com")],
+    );
+    assert_eq!(refused.status, 200);
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+    assert!(refused
+        .headers_all("vary")
+        .iter()
+        .any(|v| v.contains("Origin")));
+    let none = get(&server, "/api/data.json");
+    assert!(none
+        .headers_all("vary")
+        .iter()
+        .any(|v| v.contains("Origin")));
+    let star = request(
+        &server,
+        "GET",
+        "/wild/w.txt",
+        &[("Origin", "https://any.where")],
+    );
+    assert_eq!(
+        star.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    // Paths without a cors rule say nothing about CORS.
+    let plain = request(
+        &server,
+        "GET",
+        "/open/o.txt",
+        &[("Origin", "https://app.example.com")],
+    );
+    assert_eq!(plain.header("access-control-allow-origin"), None);
+}
+
+#[test]
+fn cors_preflights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path());
+    let ok = request(
+        &server,
+        "OPTIONS",
+        "/api/data.json",
+        &[
+            ("Origin", "https://app.example.com"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "X-Token, Content-Type"),
+        ],
+    );
+    assert_eq!(ok.status, 204);
+    assert_eq!(
+        ok.header("access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        ok.header("access-control-allow-methods").as_deref(),
+        Some("GET, POST")
+    );
+    assert_eq!(
+        ok.header("access-control-allow-headers").as_deref(),
+        Some("x-token")
+    );
+    assert_eq!(ok.header("access-control-max-age").as_deref(), Some("600"));
+    for (origin, method, headers) in [
+        ("https://evil.com", "GET", ""),
+        ("https://app.example.com", "DELETE", ""),
+        ("https://app.example.com", "GET", "X-Secret"),
+    ] {
+        let mut extra = vec![
+            ("Origin", origin),
+            ("Access-Control-Request-Method", method),
+        ];
+        if !headers.is_empty() {
+            extra.push(("Access-Control-Request-Headers", headers));
+        }
+        let res = request(&server, "OPTIONS", "/api/data.json", &extra);
+        assert_eq!(res.status, 403, "{origin} {method} {headers}");
+        assert_eq!(res.header("access-control-allow-origin"), None);
+    }
+    // A plain OPTIONS is still the ordinary 204 with Allow.
+    let plain = request(&server, "OPTIONS", "/api/data.json", &[]);
+    assert_eq!(plain.status, 204);
+    assert_eq!(plain.header("allow").as_deref(), Some("GET, HEAD, OPTIONS"));
+}
+
+#[test]
+fn invalid_auth_and_cors_configurations_are_refused() {
+    let cases = [
+        ("[[rule]]\npath = \"/p/\"\nauth = true\n", "auth needs users"),
+        (
+            "[[rule]]\npath = \"/p/\"\nauth = [\"carol\"]\n[users]\nalice = \"$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0+Qhk6Jd6eMbAqCwTd0gqMZV0S5M8ZdrJ0CdnwA2rM0\"\n",
+            "\"carol\", who is not in [users]",
+        ),
+        ("[users]\nalice = \"plaintext\"\n", "not a password hash"),
+        ("[[rule]]\npath = \"/a/\"\ncors = { origins = [\"*\"], credentials = true }\n", "cannot be combined with credentials"),
+        ("[[rule]]\npath = \"/a/\"\ncors = { origins = [\"https://x\"], bogus = 1 }\n", "unknown key \"rule.cors.bogus\""),
+        ("[[rule]]\npath = \"/a/\"\ncors = { origins = [] }\n", "list at least one origin"),
+        ("[[rule]]\npath = \"/a/\"\nauth = \"yes\"\n", "expected true or a list of user names"),
+    ];
+    for (content, expected) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("wharf.toml");
+        std::fs::write(&config, content).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args([OsStr::new("--config"), config.as_os_str()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{content:?} accepted");
+        assert!(stderr.contains(expected), "{content:?}: {stderr}");
+        assert!(stderr.contains("wharf.toml:"), "{content:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
