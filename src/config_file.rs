@@ -661,7 +661,7 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
 fn section_line(text: &str, header: &str, n: usize) -> usize {
     text.lines()
         .enumerate()
-        .filter(|(_, l)| l.trim() == header)
+        .filter(|(_, l)| l.split('#').next().unwrap_or("").trim() == header)
         .nth(n)
         .map_or(1, |(i, _)| i + 1)
 }
@@ -805,7 +805,7 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
         };
         let _ = writeln!(
             out,
-            "  - {} is readable by anyone on {scheme}://{addr}/ ({reach}); nothing outside it is served.",
+            "  - {} is served on {scheme}://{addr}/ ({reach}); nothing outside it is.",
             shown_root(config)
         );
     }
@@ -830,6 +830,56 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             "refused (404)"
         }
     );
+    for rule in &config.site.rules {
+        let path = rule.path.as_str();
+        match &rule.auth {
+            Some(crate::rules::AuthRule::AnyUser) => {
+                let _ = writeln!(
+                    out,
+                    "  - {path} needs a user from [users] (HTTP Basic; use HTTPS on open networks)."
+                );
+            }
+            Some(crate::rules::AuthRule::Users(names)) => {
+                let _ = writeln!(
+                    out,
+                    "  - {path} needs one of these users: {} (HTTP Basic).",
+                    names.join(", ")
+                );
+            }
+            None => {}
+        }
+        if !rule.allow.is_empty() || !rule.deny.is_empty() {
+            let list = |nets: &[IpNet]| {
+                nets.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let allowed = if rule.allow.is_empty() {
+                "everyone".to_string()
+            } else {
+                list(&rule.allow)
+            };
+            let denied = if rule.deny.is_empty() {
+                "nobody".to_string()
+            } else {
+                list(&rule.deny)
+            };
+            let _ = writeln!(
+                out,
+                "  - {path} is limited by address: allowed {allowed}; denied {denied} (others get 403)."
+            );
+        }
+        if rule.cors.is_some() {
+            let _ = writeln!(
+                out,
+                "  - {path} may be read by scripts from other origins (CORS rule)."
+            );
+        }
+    }
+    if config.site.security_headers {
+        out.push_str("  - Security headers are added to every response.\n");
+    }
     out.push_str(
         "  - Uploads and other writes: not available; only GET, HEAD and OPTIONS are answered.\n",
     );

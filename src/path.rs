@@ -165,10 +165,38 @@ impl SitePath {
         out
     }
 
+    /// The decoded path that configuration rules match against: `/` plus the segments
+    /// joined with `/`, ending in `/` when the request did. Every spelling of a path
+    /// (percent-encoding, `//`, `.` and `..`) gives the same string, so a rule cannot be
+    /// bypassed by writing the path differently.
+    pub fn rule_path(&self) -> String {
+        let mut out = String::from("/");
+        let names: Vec<String> = self
+            .segments
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        out.push_str(&names.join("/"));
+        if self.trailing_slash && !self.segments.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+
     /// True for the root path.
     pub fn is_root(&self) -> bool {
         self.segments.is_empty()
     }
+}
+
+/// Percent-encodes a decoded path fragment (possibly several segments) for use in a
+/// URL, keeping its `/` separators.
+pub fn encode_path(decoded: &str) -> String {
+    decoded
+        .split('/')
+        .map(|s| encode_segment(s.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Percent-encodes one path segment (a file name) so that it round-trips through
@@ -252,6 +280,27 @@ mod tests {
             assert_eq!(p.segments.len(), 1, "{raw}");
             assert!(p.segments[0].contains(&b'\\'), "{raw}");
         }
+    }
+
+    #[test]
+    fn every_spelling_has_one_rule_path() {
+        for raw in [
+            "/private/s.txt",
+            "/%70rivate/s.txt",
+            "//private/s.txt",
+            "/./private/s.txt",
+            "/x/../private/s.txt",
+            "/private//s.txt",
+        ] {
+            let p = SitePath::parse(raw, false).unwrap();
+            assert_eq!(p.rule_path(), "/private/s.txt", "{raw}");
+        }
+        assert_eq!(
+            SitePath::parse("/a%20b/", false).unwrap().rule_path(),
+            "/a b/"
+        );
+        assert_eq!(SitePath::root().rule_path(), "/");
+        assert_eq!(encode_path("a b/c?d"), "a%20b/c%3Fd");
     }
 
     #[test]

@@ -113,7 +113,16 @@ impl Router {
     async fn handle_with_rules(self: Arc<Self>, req: &Parts, remote: IpAddr) -> Response<Body> {
         let site = &self.config.site;
         let path = req.uri.path();
-        let matched = site.matching(path);
+        // Rules match the decoded, normalised path, never the raw spelling; a path that
+        // does not parse gets its 400/404 from the handler, with no rule applied.
+        let rule_path = SitePath::parse(path, self.config.hidden)
+            .map(|p| p.rule_path())
+            .unwrap_or_default();
+        let matched = if rule_path.is_empty() {
+            Vec::new()
+        } else {
+            site.matching(&rule_path)
+        };
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
         let mut res = if matched.iter().any(|(rule, _)| !rule.admits(remote)) {
             response::error(StatusCode::FORBIDDEN)
@@ -126,16 +135,18 @@ impl Router {
             .iter()
             .find_map(|(rule, caps)| rule.redirect.as_ref().map(|r| (r, caps)))
         {
-            let mut to = rules::expand(&redirect.to, caps);
+            let mut to = rules::expand(&redirect.to, &encoded(caps));
             if let (Some(query), false) = (req.uri.query(), to.contains('?')) {
                 to.push('?');
                 to.push_str(query);
             }
             response::redirect(redirect.status, &to)
         } else {
-            let rewritten = matched
-                .iter()
-                .find_map(|(rule, caps)| rule.rewrite.as_ref().map(|t| rules::expand(t, caps)));
+            let rewritten = matched.iter().find_map(|(rule, caps)| {
+                rule.rewrite
+                    .as_ref()
+                    .map(|t| rules::expand(t, &encoded(caps)))
+            });
             let target = rewritten.as_deref().unwrap_or(path);
             let mut res = Arc::clone(&self).handle_path(req, target).await;
             if res.status() == StatusCode::NOT_FOUND && wants_a_page(req) {
@@ -285,6 +296,11 @@ impl Router {
         }
         None
     }
+}
+
+/// Captures (decoded text) percent-encoded for a URL or path.
+fn encoded(caps: &[&str]) -> Vec<String> {
+    caps.iter().map(|c| crate::path::encode_path(c)).collect()
 }
 
 /// The security-headers preset (HSTS is added only when serving TLS).

@@ -21,6 +21,7 @@ use std::sync::Arc;
 /// `{2}`, …. A pattern ending in `/` matches everything below that prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
+    pattern: String,
     parts: Vec<Part>,
 }
 
@@ -61,7 +62,15 @@ impl Glob {
         } else if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Ok(Glob { parts })
+        Ok(Glob {
+            pattern: pattern.to_string(),
+            parts,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.pattern
     }
 
     /// The captures if `path` matches.
@@ -100,7 +109,7 @@ fn match_parts<'a>(parts: &[Part], path: &'a str, caps: &mut Vec<&'a str>) -> bo
 }
 
 /// Fills `{1}`, `{2}`… in `template` from `caps`.
-pub fn expand(template: &str, caps: &[&str]) -> String {
+pub fn expand<S: AsRef<str>>(template: &str, caps: &[S]) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -111,7 +120,7 @@ pub fn expand(template: &str, caps: &[&str]) -> String {
             Some((n, close))
         }) {
             Some((n, close)) => {
-                out.push_str(caps.get(n.wrapping_sub(1)).copied().unwrap_or(""));
+                out.push_str(caps.get(n.wrapping_sub(1)).map_or("", AsRef::as_ref));
                 rest = &after[close + 1..];
             }
             None => {

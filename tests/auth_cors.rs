@@ -146,6 +146,17 @@ fn basic_auth_guards_the_rule_paths_only() {
         &[("Authorization", &basic("alice", "alice-pw"))],
     );
     assert_eq!(alice.status, 200);
+    // No spelling of the path gets around the rule.
+    for spelling in [
+        "/%70rivate/p.txt",
+        "//private/p.txt",
+        "/./private/p.txt",
+        "/open/../private/p.txt",
+    ] {
+        let res = get(&server, spelling);
+        assert_eq!(res.status, 401, "{spelling}");
+        assert!(!res.body_text().contains("private"), "{spelling}");
+    }
     // Other paths need nothing.
     assert_eq!(get(&server, "/open/o.txt").status, 200);
     // Credentials never reach the access log.
