@@ -22,7 +22,7 @@ use ipnet::IpNet;
 
 use crate::config::{Cli, Config};
 use crate::cors::Cors;
-use crate::rules::{AuthRule, Glob, Redirect, Rule, Site};
+use crate::rules::{AuthRule, Glob, Handler, Redirect, Rule, Site};
 
 /// How a setting is written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,7 +445,8 @@ fn site_entry(
 }
 
 const RULE_KEYS: &[&str] = &[
-    "path", "headers", "redirect", "status", "rewrite", "spa", "allow", "deny", "cors", "auth",
+    "path", "handler", "headers", "redirect", "status", "rewrite", "spa", "allow", "deny", "cors",
+    "auth",
 ];
 
 fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteError> {
@@ -644,7 +645,15 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
             ))
         }
     };
+    let handler = match string("handler")? {
+        None => None,
+        Some(name) => Some(
+            Handler::parse(&name)
+                .map_err(|e| (at("handler"), format!("key \"rule.handler\": {e}")))?,
+        ),
+    };
     Ok(Rule {
+        handler,
         path,
         headers,
         redirect,

@@ -29,7 +29,7 @@ use crate::etag::EtagCache;
 use crate::fs::Root;
 use crate::path::{PathError, SitePath};
 use crate::response;
-use crate::rules;
+use crate::rules::{self, Handler};
 use crate::static_files;
 use crate::zero_copy::SendfileQueue;
 
@@ -100,7 +100,19 @@ impl Router {
             Err(PathError::BadRequest) => return response::error(StatusCode::BAD_REQUEST),
             Err(PathError::NotFound) => return response::error(StatusCode::NOT_FOUND),
         };
-        let mut res = static_files::serve(Arc::clone(&self), req, site_path, path).await;
+        let handler = if self.config.site.rules.is_empty() {
+            Handler::Static
+        } else {
+            self.config
+                .site
+                .matching(&site_path.rule_path())
+                .iter()
+                .find_map(|(rule, _)| rule.handler)
+                .unwrap_or_default()
+        };
+        let mut res = match handler {
+            Handler::Static => static_files::serve(Arc::clone(&self), req, site_path, path).await,
+        };
         if method == Method::OPTIONS && res.status().is_success() {
             res = response::options(STATIC_ALLOW);
         }

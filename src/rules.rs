@@ -142,9 +142,31 @@ pub struct Redirect {
     pub status: StatusCode,
 }
 
+/// Which handler answers requests under a rule. New handlers (uploads, a reverse
+/// proxy, CGI) become variants here and an arm in [`crate::router`]'s dispatch; the
+/// static handler is untouched by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Handler {
+    /// Files, index files and listings from the served folder.
+    #[default]
+    Static,
+}
+
+impl Handler {
+    /// Parses the `handler` value of a rule.
+    pub fn parse(name: &str) -> Result<Handler, String> {
+        match name {
+            "static" => Ok(Handler::Static),
+            other => Err(format!("unknown handler {other:?} (available: static)")),
+        }
+    }
+}
+
 /// One `[[rule]]`.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// The handler for matching requests, when this rule names one.
+    pub handler: Option<Handler>,
     /// Which paths it applies to.
     pub path: Glob,
     /// Response headers added (replacing any of the same name).
@@ -287,6 +309,7 @@ mod tests {
     #[test]
     fn allow_and_deny_lists() {
         let rule = Rule {
+            handler: None,
             path: Glob::parse("/p/").unwrap(),
             headers: vec![],
             redirect: None,

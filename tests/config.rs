@@ -148,6 +148,10 @@ fn invalid_configurations_name_file_line_and_key() {
         ("redirect-http = 8080\n", "needs HTTPS"),
         ("port = = 1\n", ":1:"),
         ("[section]\nkey = 1\n", "unknown key \"section\""),
+        (
+            "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\n",
+            ":3: key \"rule.handler\": unknown handler",
+        ),
     ];
     for (content, expected) in cases {
         let tmp = tempfile::tempdir().unwrap();
