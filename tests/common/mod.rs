@@ -104,7 +104,21 @@ impl Server {
     /// Start wharf with exactly `args`, optionally in `cwd`, and wait for the
     /// `wharf: serving ... at http://HOST:PORT/` banner on stderr.
     pub fn spawn<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Server {
-        let mut child = wharf_command(args, cwd).spawn().expect("spawn wharf");
+        Server::launch(
+            wharf_command(args, cwd),
+            |line| line.contains("http://"),
+            banner_address,
+        )
+    }
+
+    /// Starts `cmd` and waits until a stderr line satisfies `is_banner`; `addr_of`
+    /// extracts the address to connect to from it.
+    fn launch(
+        mut cmd: Command,
+        is_banner: impl Fn(&str) -> bool,
+        addr_of: fn(&str) -> String,
+    ) -> Server {
+        let mut child = cmd.spawn().expect("spawn wharf");
         let stdout = Lines::default();
         let stderr = Lines::default();
         let readers = vec![
@@ -117,7 +131,7 @@ impl Server {
                 .lock()
                 .unwrap()
                 .iter()
-                .find(|line| line.contains("http://"))
+                .find(|line| is_banner(line))
                 .cloned();
             if let Some(line) = found {
                 break line;
@@ -141,7 +155,7 @@ impl Server {
             }
             thread::sleep(POLL_INTERVAL);
         };
-        let addr = banner_address(&banner);
+        let addr = addr_of(&banner);
         Server {
             child,
             addr,
@@ -827,52 +841,11 @@ impl Server {
         for (name, value) in env {
             cmd.env(name, value);
         }
-        let mut child = cmd.spawn().expect("spawn wharf");
-        let stdout = Lines::default();
-        let stderr = Lines::default();
-        let readers = vec![
-            drain_lines(child.stdout.take().unwrap(), stdout.clone()),
-            drain_lines(child.stderr.take().unwrap(), stderr.clone()),
-        ];
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let banner = loop {
-            let found = stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|line| line.starts_with("wharf: serving ") && line.contains("://"))
-                .cloned();
-            if let Some(line) = found {
-                break line;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                for reader in readers {
-                    reader.join().unwrap();
-                }
-                panic!(
-                    "wharf exited ({status}) before listening; stderr: {:?}",
-                    stderr.lock().unwrap()
-                );
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "wharf printed no listening banner; stderr: {:?}",
-                    stderr.lock().unwrap()
-                );
-            }
-            thread::sleep(POLL_INTERVAL);
-        };
-        let addr = serving_banner_address(&banner);
-        Server {
-            child,
-            addr,
-            banner,
-            stdout,
-            stderr,
-            readers,
-        }
+        Server::launch(
+            cmd,
+            |line| line.starts_with("wharf: serving ") && line.contains("://"),
+            serving_banner_address,
+        )
     }
 
     /// Poll stderr until a line satisfies `predicate`; panics after `timeout`.
