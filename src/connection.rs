@@ -385,6 +385,9 @@ pub async fn serve(
     match kind {
         ListenerKind::Plain => match Box::pin(sniff_h2(&stream, first_bytes)).await {
             Some((true, seen)) => Box::pin(session.run_h2(stream, seen)).await,
+            Some((false, seen)) if unsupported_major_version(&seen) => {
+                version_not_supported(stream).await;
+            }
             Some((false, seen)) => Box::pin(session.run_http1(stream, seen)).await,
             None => {}
         },
@@ -450,6 +453,45 @@ async fn sniff_h2(stream: &TcpStream, deadline: Instant) -> Option<(bool, Bytes)
         }
     };
     tokio::time::timeout_at(deadline, read).await.ok().flatten()
+}
+
+/// Whether the request line in `first` is well formed but for a major version above
+/// 1 (`GET / HTTP/2.0`, `HTTP/3.0`), which deserves 505 rather than hyper's 400.
+/// httparse, hyper's own parser, judges the line; only its version is looked at here.
+fn unsupported_major_version(first: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 0];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(first), Err(httparse::Error::Version)) {
+        return false;
+    }
+    let line = first.split(|&b| b == b'\n').next().unwrap_or(first);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut words = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return false;
+    };
+    let well_formed = !method.is_empty() && (target.starts_with(b"/") || target == b"*");
+    well_formed
+        && matches!(
+            version.strip_prefix(b"HTTP/"),
+            Some([b'2'..=b'9', b'.', b'0'..=b'9'])
+        )
+}
+
+/// Answers 505 (the usual small error page) and closes.
+async fn version_not_supported(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let page = crate::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
+    let head = format!(
+        "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        page.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(page.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The first byte a client sends on the TLS port, without consuming it.
@@ -691,5 +733,33 @@ impl Session {
             leftover = io.replay;
         }
         Ended::Parked(io.inner, leftover)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsupported_major_version;
+
+    #[test]
+    fn only_well_formed_lines_with_a_later_major_version_get_505() {
+        for line in [
+            "GET / HTTP/2.0\r\n",
+            "GET /a HTTP/3.0\r\nHost: x\r\n\r\n",
+            "OPTIONS * HTTP/2.0\r\n",
+        ] {
+            assert!(unsupported_major_version(line.as_bytes()), "{line:?}");
+        }
+        for line in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.0\r\n",
+            "GET / HTTX/2.0\r\n",
+            "GET / HTTP/2\r\n",
+            "GET / HTTP/0.9\r\n",
+            "GET /a b HTTP/2.0\r\n",
+            "GARBAGE\r\n\r\n",
+            "GET relative HTTP/2.0\r\n",
+        ] {
+            assert!(!unsupported_major_version(line.as_bytes()), "{line:?}");
+        }
     }
 }

@@ -14,13 +14,17 @@ pub const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8
 
 /// A small HTML page for `status`, with its Content-Length.
 pub fn error(status: StatusCode) -> Response<Body> {
+    html(status, error_page_text(status))
+}
+
+/// The text of the built-in error page for `status`.
+pub fn error_page_text(status: StatusCode) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
     let code = status.as_u16();
-    let page = format!(
+    format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n\
          <body><h1>{code} {reason}</h1><hr><p>wharf</p></body></html>\n"
-    );
-    html(status, page)
+    )
 }
 
 /// An HTML response with an explicit Content-Length.
