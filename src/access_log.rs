@@ -110,6 +110,14 @@ impl AccessLog {
         }
     }
 
+    /// Logs a request that could not be parsed (hyper answered it before it became a
+    /// request): the request is shown as `"-"`, as nginx does.
+    pub fn log_rejected(&self, remote: IpAddr, status: u16) {
+        let Some(tx) = &self.tx else { return };
+        let line = format_rejected(self.format, remote, SystemTime::now(), status);
+        let _ = tx.try_send(Message::Line(line));
+    }
+
     /// Waits (up to `timeout`) until every queued line has been written.
     pub fn flush(&self, timeout: Duration) {
         let Some(tx) = &self.tx else { return };
@@ -187,6 +195,32 @@ pub fn format_record(format: LogFormat, r: &Record) -> String {
             line.push_str(&value.to_string());
         }
     }
+    line.push('\n');
+    line
+}
+
+/// A line for a request that never parsed: no request line, no headers.
+pub fn format_rejected(format: LogFormat, remote: IpAddr, time: SystemTime, status: u16) -> String {
+    let mut line = match format {
+        LogFormat::Json => serde_json::json!({
+            "time": humantime::format_rfc3339_millis(time).to_string(),
+            "remote": remote.to_string(),
+            "method": null,
+            "target": null,
+            "version": null,
+            "status": status,
+            "bytes": 0,
+            "referer": null,
+            "user_agent": null,
+            "complete": true,
+        })
+        .to_string(),
+        LogFormat::Common => format!("{remote} - - [{}] \"-\" {status} 0", clf_time(time)),
+        LogFormat::Combined => format!(
+            "{remote} - - [{}] \"-\" {status} 0 \"-\" \"-\"",
+            clf_time(time)
+        ),
+    };
     line.push('\n');
     line
 }
@@ -270,6 +304,19 @@ mod tests {
     fn common_line_has_no_referer_or_agent() {
         let line = format_record(LogFormat::Common, &record());
         assert!(line.ends_with("HTTP/1.1\" 200 42\n"), "{line}");
+    }
+
+    #[test]
+    fn rejected_requests_have_a_dash_for_the_request() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(971_186_136);
+        let ip = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            format_rejected(LogFormat::Combined, ip, t, 400),
+            "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"-\" 400 0 \"-\" \"-\"\n"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(format_rejected(LogFormat::Json, ip, t, 431).trim_end()).unwrap();
+        assert_eq!(v["status"], 431);
     }
 
     #[test]

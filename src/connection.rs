@@ -386,7 +386,7 @@ pub async fn serve(
         ListenerKind::Plain => match Box::pin(sniff_h2(&stream, first_bytes)).await {
             Some((true, seen)) => Box::pin(session.run_h2(stream, seen)).await,
             Some((false, seen)) if unsupported_major_version(&seen) => {
-                version_not_supported(stream).await;
+                version_not_supported(stream, &session).await;
             }
             Some((false, seen)) => Box::pin(session.run_http1(stream, seen)).await,
             None => {}
@@ -455,6 +455,22 @@ async fn sniff_h2(stream: &TcpStream, deadline: Instant) -> Option<(bool, Bytes)
     tokio::time::timeout_at(deadline, read).await.ok().flatten()
 }
 
+/// The status hyper answered a request head it could not parse with, if that is how
+/// the connection ended (400, or 431/414 for heads beyond its buffer).
+fn rejected_status(err: &hyper::Error) -> Option<u16> {
+    if err.is_parse_too_large() {
+        Some(if err.to_string().contains("URI") {
+            414
+        } else {
+            431
+        })
+    } else if err.is_parse() {
+        Some(400)
+    } else {
+        None
+    }
+}
+
 /// Whether the request line in `first` is well formed but for a major version above
 /// 1 (`GET / HTTP/2.0`, `HTTP/3.0`), which deserves 505 rather than hyper's 400.
 /// httparse, hyper's own parser, judges the line; only its version is looked at here.
@@ -481,7 +497,8 @@ fn unsupported_major_version(first: &[u8]) -> bool {
 }
 
 /// Answers 505 (the usual small error page) and closes.
-async fn version_not_supported(mut stream: TcpStream) {
+async fn version_not_supported(mut stream: TcpStream, session: &Session) {
+    session.router.log.log_rejected(session.remote.ip(), 505);
     use tokio::io::AsyncWriteExt;
     let page = crate::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
     let head = format!(
@@ -720,6 +737,9 @@ impl Session {
         })
         .await;
         if let Err(err) = result {
+            if let Some(status) = rejected_status(&err) {
+                self.router.log.log_rejected(self.remote.ip(), status);
+            }
             tracing::debug!(remote = %self.remote, "connection ended with an error: {err}");
             return Ended::Closed;
         }

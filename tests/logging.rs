@@ -192,3 +192,22 @@ fn short_quiet_flag_disables_access_log() {
     assert!(status.success(), "exit status {status}");
     assert_eq!(server.stdout_lines(), Vec::<String>::new());
 }
+
+#[test]
+fn requests_rejected_before_parsing_are_logged() {
+    let (_tmp, server) = start(&[]);
+    for (raw, status) in [
+        (b"GARBAGE\r\n\r\n".to_vec(), 400),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505),
+    ] {
+        let response = parse_response(&server.send_raw(&raw), false);
+        assert_eq!(response.status, status);
+        let line = server.wait_for_log(|l| l.contains(&format!("\"-\" {status} 0")));
+        assert_clf_prefix(&line);
+    }
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    huge.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(parse_response(&server.send_raw(&huge), false).status, 431);
+    server.wait_for_log(|l| l.contains("\"-\" 431 0"));
+}
