@@ -135,13 +135,35 @@ impl Router {
         } else {
             site.matching(&rule_path)
         };
+        let rewritten = matched.iter().find_map(|(rule, caps)| {
+            rule.rewrite
+                .as_ref()
+                .map(|t| rules::expand(t, &encoded(caps)))
+        });
+        // A rewrite must not lead around the rules of where it lands: the access rules
+        // of the rewritten path are checked as well as the request's own.
+        let landed = rewritten
+            .as_deref()
+            .and_then(|t| SitePath::parse(t, self.config.hidden).ok())
+            .map(|p| p.rule_path())
+            .unwrap_or_default();
+        let landed_rules = if landed.is_empty() {
+            Vec::new()
+        } else {
+            site.matching(&landed)
+        };
+        let guards: Vec<&rules::Rule> = matched
+            .iter()
+            .chain(landed_rules.iter())
+            .map(|(rule, _)| *rule)
+            .collect();
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
-        let mut res = if matched.iter().any(|(rule, _)| !rule.admits(remote)) {
+        let mut res = if guards.iter().any(|rule| !rule.admits(remote)) {
             response::error(StatusCode::FORBIDDEN)
         } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
             // Preflights carry no credentials: they are answered before authentication.
             return cors.preflight(req);
-        } else if let Some(refused) = self.authenticate(req, remote, &matched).await {
+        } else if let Some(refused) = self.authenticate(req, remote, &guards).await {
             refused
         } else if let Some((redirect, caps)) = matched
             .iter()
@@ -154,11 +176,6 @@ impl Router {
             }
             response::redirect(redirect.status, &to)
         } else {
-            let rewritten = matched.iter().find_map(|(rule, caps)| {
-                rule.rewrite
-                    .as_ref()
-                    .map(|t| rules::expand(t, &encoded(caps)))
-            });
             let target = rewritten.as_deref().unwrap_or(path);
             let mut res = Arc::clone(&self).handle_path(req, target).await;
             if res.status() == StatusCode::NOT_FOUND && wants_a_page(req) {
@@ -209,12 +226,10 @@ impl Router {
         &self,
         req: &Parts,
         remote: IpAddr,
-        matched: &[(&rules::Rule, Vec<&str>)],
+        guards: &[&rules::Rule],
     ) -> Option<Response<Body>> {
-        let required: Vec<&rules::AuthRule> = matched
-            .iter()
-            .filter_map(|(r, _)| r.auth.as_ref())
-            .collect();
+        let required: Vec<&rules::AuthRule> =
+            guards.iter().filter_map(|r| r.auth.as_ref()).collect();
         if required.is_empty() {
             return None;
         }

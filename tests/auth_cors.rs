@@ -345,3 +345,37 @@ fn invalid_auth_and_cors_configurations_are_refused() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn a_rewrite_cannot_lead_around_the_rules_where_it_lands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    write_file(&root, "admin/s.txt", "secret");
+    write_file(&root, "versions/a.txt", "doc");
+    let config = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = \"root\"\nport = 0\nbind = \"127.0.0.1\"\n\n[[rule]]\npath = \"/admin/\"\nauth = true\n\n[[rule]]\npath = \"/local/\"\nallow = [\"10.0.0.0/8\"]\n\n[[rule]]\npath = \"/docs/v**\"\nrewrite = \"/versions/{{1}}\"\n\n[users]\nalice = \"{}\"\n",
+            hash("pw")
+        ),
+    )
+    .unwrap();
+    write_file(&root, "local/l.txt", "local");
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    assert_eq!(get(&server, "/docs/v/a.txt").body_text(), "doc");
+    for sneaky in ["/docs/v../admin/s.txt", "/docs/v%2e%2e/admin/s.txt"] {
+        let res = get(&server, sneaky);
+        assert_eq!(res.status, 401, "{sneaky}");
+        assert!(!res.body_text().contains("secret"), "{sneaky}");
+    }
+    let res = get(&server, "/docs/v../local/l.txt");
+    assert_eq!(res.status, 403);
+    let with_user = request(
+        &server,
+        "GET",
+        "/docs/v../admin/s.txt",
+        &[("Authorization", &basic("alice", "pw"))],
+    );
+    assert_eq!(with_user.body_text(), "secret");
+}
