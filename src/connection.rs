@@ -160,6 +160,9 @@ pub struct Clock {
     read_while_busy: AtomicBool,
     /// The last write did not take everything offered: output is still buffered.
     write_blocked: AtomicBool,
+    /// Milliseconds after `start` of the last progress sending a response (a write
+    /// that took bytes, or the start of the request).
+    last_write_ms: AtomicU64,
 }
 
 impl Clock {
@@ -174,6 +177,7 @@ impl Clock {
             in_flight: AtomicU32::new(0),
             read_while_busy: AtomicBool::new(false),
             write_blocked: AtomicBool::new(false),
+            last_write_ms: AtomicU64::new(0),
         };
         clock.set_deadline(header_timeout);
         clock
@@ -222,8 +226,15 @@ impl Clock {
         }
     }
 
+    /// When a response that makes no progress is given up: `send_timeout` after the
+    /// last write that took bytes.
+    fn send_deadline(&self, send_timeout: Duration) -> Instant {
+        self.at(self.last_write_ms.load(Ordering::Relaxed)) + send_timeout
+    }
+
     /// A request head was parsed and handed to the router.
     pub fn request_started(&self) {
+        self.last_write_ms.store(self.now_ms(), Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.phase.store(BUSY, Ordering::Relaxed);
         self.read_while_busy.store(false, Ordering::Relaxed);
@@ -304,6 +315,11 @@ impl<T: Transport> AsyncWrite for ConnIo<T> {
         let offered: usize = bufs.iter().map(|b| b.len()).sum();
         let drained = matches!(result, Poll::Ready(Ok(n)) if n == offered);
         this.clock.write_blocked.store(!drained, Ordering::Relaxed);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.clock
+                .last_write_ms
+                .store(this.clock.now_ms(), Ordering::Relaxed);
+        }
         result
     }
 
@@ -595,23 +611,31 @@ impl Session {
                 }
             }
             loop {
-                let deadline = self.clock.deadline();
+                let phase = self.clock.phase();
+                // Streams under way: the deadline is the send timeout, which any write
+                // that takes bytes moves on.
+                let deadline = if phase == BUSY {
+                    self.clock.send_deadline(self.limits.idle_timeout)
+                } else {
+                    self.clock.deadline()
+                };
                 if timer.deadline() != deadline {
                     timer.as_mut().reset(deadline);
                 }
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                match self.clock.phase() {
-                    BUSY => self
-                        .clock
-                        .set_deadline(self.limits.idle_timeout.max(self.limits.header_timeout)),
+                match phase {
+                    BUSY if Instant::now() < self.clock.send_deadline(self.limits.idle_timeout) => {
+                        continue;
+                    }
                     IDLE if !closing => {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                         return conn.as_mut().poll(cx);
                     }
-                    // No request within the header timeout, or past the deadline while
+                    // No bytes taken for the idle timeout while streams are open, no
+                    // request within the header timeout, or past the deadline while
                     // closing: drop the connection.
                     _ => return Poll::Ready(Ok(())),
                 }
@@ -689,8 +713,17 @@ impl Session {
             }
             loop {
                 let phase = self.clock.phase();
-                let deadline = self.clock.deadline();
-                let wake = if phase == IDLE && !closing && T::CAN_PARK {
+                // A response is still going out while the handler is busy, and also
+                // after its body ended while hyper or sendfile still hold bytes for it.
+                let draining = self.clock.write_blocked.load(Ordering::Relaxed)
+                    || sendfile.as_ref().is_some_and(|q| !q.is_empty());
+                let sending = phase == BUSY || (phase == IDLE && draining);
+                let deadline = if sending {
+                    self.clock.send_deadline(self.limits.idle_timeout)
+                } else {
+                    self.clock.deadline()
+                };
+                let wake = if phase == IDLE && !sending && !closing && T::CAN_PARK {
                     deadline.min(self.clock.park_at())
                 } else {
                     deadline
@@ -701,11 +734,15 @@ impl Session {
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
+                if sending {
+                    // A client that takes no bytes for the idle timeout is dropped
+                    // (nginx's send_timeout); any progress moves the deadline.
+                    if Instant::now() >= self.clock.send_deadline(self.limits.idle_timeout) {
+                        return Poll::Ready(Ok(()));
+                    }
+                    continue;
+                }
                 match phase {
-                    // No deadline while answering; look again once the phase changes.
-                    BUSY => self
-                        .clock
-                        .set_deadline(self.limits.idle_timeout.max(self.limits.header_timeout)),
                     // Idle past the timeout: ask hyper to end (at once, nothing is in
                     // flight), flushing and shutting down.
                     IDLE if !closing && Instant::now() >= deadline => {
@@ -713,17 +750,9 @@ impl Session {
                         Pin::new(&mut *conn).graceful_shutdown();
                         return poll_conn(&mut conn, parking, cx);
                     }
-                    // Idle long enough to park, once all output has left: hyper ends at
-                    // once and the socket is kept.
+                    // Idle long enough to park, all output gone: hyper ends at once and
+                    // the socket is kept.
                     IDLE if !closing && T::CAN_PARK => {
-                        let draining = self.clock.write_blocked.load(Ordering::Relaxed)
-                            || sendfile.as_ref().is_some_and(|q| !q.is_empty());
-                        if draining {
-                            self.clock
-                                .idle_since_ms
-                                .store(self.clock.now_ms(), Ordering::Relaxed);
-                            continue;
-                        }
                         closing = true;
                         parking = true;
                         Pin::new(&mut *conn).graceful_shutdown();
