@@ -117,7 +117,10 @@ impl Users {
         }
     }
 
-    fn throttled(&self, client: IpAddr) -> bool {
+    /// Whether `client` has failed too often lately; cheap, so callers can refuse
+    /// before spending a verification.
+    pub fn throttled(&self, client: IpAddr) -> bool {
+        let client = failure_key(client);
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures
             .get(&client)
@@ -125,6 +128,7 @@ impl Users {
     }
 
     fn record_failure(&self, client: IpAddr) {
+        let client = failure_key(client);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() > 100_000 {
             failures.retain(|_, (_, since)| since.elapsed() < FAIL_WINDOW);
@@ -152,6 +156,21 @@ impl Users {
             }
         }
         remembered.insert(key, Instant::now());
+    }
+}
+
+/// Failures are counted per IPv4 address and per IPv6 /64 (one subscriber's block), so
+/// an attacker cannot get fresh attempts by rotating through one network's addresses.
+fn failure_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
     }
 }
 

@@ -449,6 +449,18 @@ const RULE_KEYS: &[&str] = &[
     "auth",
 ];
 
+/// Headers a rule may not set: they frame the message, and a wrong value would
+/// corrupt the connection.
+const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
 fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteError> {
     let at = |key: &str| line_in_section(text, base, key);
     let string = |key: &str| -> Result<Option<String>, SiteError> {
@@ -486,6 +498,11 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
                 let bad = |what: String| (at("headers"), format!("key \"rule.headers\": {what}"));
                 let name = HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| bad(format!("invalid header name {name:?}")))?;
+                if FRAMING_HEADERS.contains(&name.as_str()) {
+                    return Err(bad(format!(
+                        "{name} describes the message framing, which wharf sets"
+                    )));
+                }
                 let value = value
                     .as_str()
                     .and_then(|v| HeaderValue::from_str(v).ok())

@@ -225,7 +225,11 @@ fn json_entry(entry: &Entry, first: bool, out: &mut String) {
 
 fn mtime_text(mtime: Option<SystemTime>) -> String {
     mtime.map_or_else(String::new, |t| {
-        humantime::format_rfc3339_seconds(t).to_string()
+        if crate::response::is_writable_date(t) {
+            humantime::format_rfc3339_seconds(t).to_string()
+        } else {
+            String::new()
+        }
     })
 }
 

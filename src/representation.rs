@@ -174,7 +174,7 @@ fn validator_headers(headers: &mut HeaderMap, rep: &Representation) {
         headers.insert(header::ETAG, tag.header_value());
     }
     if let Some(modified) = rep.last_modified {
-        if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+        if let Some(value) = response::http_date(modified) {
             headers.insert(header::LAST_MODIFIED, value);
         }
     }

@@ -12,6 +12,20 @@ use crate::body::Body;
 /// `text/html; charset=utf-8`, for every HTML page wharf writes.
 pub const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
+/// Whether `time` can be written as an HTTP-date or RFC 3339 timestamp: from 1970
+/// through 9999. File times outside that (a file dated 1960) are simply not sent.
+pub fn is_writable_date(time: std::time::SystemTime) -> bool {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .is_ok_and(|d| d.as_secs() < 253_402_300_800)
+}
+
+/// The `Last-Modified`-style value for `time`, when it has one.
+pub fn http_date(time: std::time::SystemTime) -> Option<HeaderValue> {
+    is_writable_date(time)
+        .then(|| HeaderValue::from_str(&httpdate::fmt_http_date(time)).ok())
+        .flatten()
+}
+
 /// A small HTML page for `status`, with its Content-Length.
 pub fn error(status: StatusCode) -> Response<Body> {
     html(status, error_page_text(status))

@@ -51,6 +51,8 @@ pub struct Router {
     pub variants: VariantCache,
     /// Ready responses for recently requested paths.
     pub cache: HotCache,
+    /// Password verifications allowed at once.
+    auth_permits: tokio::sync::Semaphore,
 }
 
 /// ETags remembered; each entry is about 100 bytes.
@@ -65,6 +67,9 @@ impl Router {
             etags: EtagCache::new(ETAG_CACHE_ENTRIES),
             variants: VariantCache::new(config.compress_cache_size),
             cache: HotCache::new(config.cache_size),
+            auth_permits: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
             config,
             log,
         })
@@ -234,10 +239,17 @@ impl Router {
             return None;
         }
         let users = Arc::clone(&self.config.site.users);
-        let headers = req.headers.clone();
-        let verdict = tokio::task::spawn_blocking(move || users.verify(&headers, remote))
-            .await
-            .unwrap_or(Verdict::Denied);
+        let verdict = if users.throttled(remote) {
+            Verdict::Throttled
+        } else {
+            // argon2 takes tens of milliseconds and ~19 MiB per check by design: at most
+            // one check per CPU runs at a time, the rest wait their turn.
+            let _permit = self.auth_permits.acquire().await;
+            let headers = req.headers.clone();
+            tokio::task::spawn_blocking(move || users.verify(&headers, remote))
+                .await
+                .unwrap_or(Verdict::Denied)
+        };
         match verdict {
             Verdict::User(user) if required.iter().all(|r| r.admits(&user)) => None,
             Verdict::User(_) => Some(response::error(StatusCode::FORBIDDEN)),
@@ -436,9 +448,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     }
 }
 
-/// HEAD: the headers GET would send, including Content-Length, and no body.
+/// HEAD: the headers GET would send, including Content-Length, and no body. Responses
+/// that have no content by definition (304, 204) get no Content-Length either.
 fn strip_body(res: &mut Response<Body>) {
-    if let Some(len) = res.body().exact_len() {
+    let contentless = matches!(
+        res.status(),
+        StatusCode::NOT_MODIFIED | StatusCode::NO_CONTENT
+    );
+    if let Some(len) = res.body().exact_len().filter(|_| !contentless) {
         res.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }

@@ -166,6 +166,8 @@ fn if_none_match_with_the_current_etag_is_304_for_get_and_head() {
     for method in ["GET", "HEAD"] {
         let response = request(&fx.server, method, "/a.txt", &[("If-None-Match", &fx.etag)]);
         assert_status(&response, 304, &format!("{method} If-None-Match: current"));
+        // A 304 carries no representation metadata such as Content-Length.
+        assert_eq!(response.header("content-length"), None, "{method}");
     }
 }
 

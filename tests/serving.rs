@@ -273,3 +273,23 @@ fn file_removed_after_start_is_not_found() {
     fs::remove_file(root.join("noext")).unwrap();
     assert_eq!(get(&server, "/noext").status, 404);
 }
+
+#[test]
+fn files_dated_before_1970_are_served_without_last_modified() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "old.txt", "vintage");
+    let then = std::time::UNIX_EPOCH - Duration::from_secs(10 * 365 * 24 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(root.join("old.txt"))
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+    let server = Server::start(&root, &[]);
+    let res = get(&server, "/old.txt");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "vintage"));
+    assert_eq!(res.header("last-modified"), None);
+    let listing = get(&server, "/");
+    assert_eq!(listing.status, 200);
+    assert!(listing.body_text().contains("old.txt"));
+}
