@@ -88,6 +88,8 @@ pub enum Slot {
 /// A cached file: its identity representation and what is known of its codings.
 #[derive(Debug)]
 pub struct FileEntry {
+    /// See [`FileFill::index_of`].
+    pub index_of: Option<(CString, FileState)>,
     /// The file, relative to the root.
     pub path: CString,
     /// Its state when cached.
@@ -165,6 +167,9 @@ pub type Learned = (Encoding, Option<(Representation, Option<SidecarSource>)>);
 /// What the full path learned about a file, to be merged into the cache.
 #[derive(Debug)]
 pub struct FileFill {
+    /// For a directory's index file: the directory and its state, which must not
+    /// change either (another index file may have appeared).
+    pub index_of: Option<(CString, FileState)>,
     /// The file, relative to the root.
     pub path: CString,
     /// Its state as opened.
@@ -256,6 +261,11 @@ impl HotCache {
         if root.state_of(&file.path) != Some(file.state) {
             return None;
         }
+        if let Some((dir, state)) = &file.index_of {
+            if root.state_of(dir) != Some(*state) {
+                return None;
+            }
+        }
         for &encoding in encodings {
             let Some(i) = coding_index(encoding) else {
                 return Some(file.identity.respond(req));
@@ -288,7 +298,8 @@ impl HotCache {
         // Keep what an earlier request learned about the same file state.
         if let Some(old) = self.get(key) {
             if let Entry::File(old) = &*old {
-                if old.state == fill.state && old.path == fill.path {
+                if old.state == fill.state && old.path == fill.path && old.index_of == fill.index_of
+                {
                     for (i, slot) in old.codings.iter().enumerate() {
                         codings[i] = match slot {
                             Slot::Unknown => Slot::Unknown,
@@ -314,6 +325,7 @@ impl HotCache {
             };
         }
         let entry = Entry::File(Box::new(FileEntry {
+            index_of: fill.index_of,
             path: fill.path,
             state: fill.state,
             negotiated: fill.negotiated,

@@ -129,23 +129,26 @@ fn resolve(
     match root.open(&path)? {
         // `/file.txt/` names a directory that does not exist.
         Node::File(_) if path.has_trailing_slash() => Err(io::ErrorKind::NotFound.into()),
-        Node::File(open) => represent(router, &path, open, encodings),
+        Node::File(open) => represent(router, &path, open, encodings, None),
         Node::Dir(_) if !path.has_trailing_slash() => Ok(Resolved::AddSlash(path)),
         Node::Dir(dir) => {
+            let dir_state = (c_path(&path), FileState::of(&dir.meta));
             for index in INDEX_FILES {
                 let index_path = path.join(index);
                 // A directory called index.html is not an index.
                 if let Ok(Node::File(open)) = root.open(&index_path) {
-                    return represent(router, &index_path, open, encodings);
+                    // Cached with the directory's state too: another index file
+                    // appearing changes it.
+                    return represent(router, &index_path, open, encodings, Some(dir_state));
                 }
             }
-            let state = FileState::of(&dir.meta);
+            let state = dir_state.1;
             let mut entries = root.list(dir, &path)?;
             if !router.config.hidden {
                 entries.retain(|e| !e.name.starts_with(b"."));
             }
             listing::sort(&mut entries);
-            let dir_path = c_path(&path);
+            let dir_path = dir_state.0;
             let listing = Listing::new(path, entries, format);
             if listing.fits_in_memory() {
                 Ok(Resolved::Page(listing.render_page(), dir_path, state))
@@ -188,6 +191,7 @@ fn represent(
     path: &SitePath,
     open: OpenFile,
     encodings: &[Encoding],
+    index_of: Option<(CString, FileState)>,
 ) -> io::Result<Resolved> {
     let len = open.meta.len();
     let small = read_small(&open)?;
@@ -204,6 +208,7 @@ fn represent(
         negotiated,
     };
     let mut fill = FileFill {
+        index_of,
         path: c_path(path),
         state: FileState::of(&open.meta),
         negotiated,

@@ -85,6 +85,12 @@ impl SendFile for tokio::net::TcpStream {
         offset: u64,
         len: usize,
     ) -> Poll<io::Result<usize>> {
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (cx, file, offset, len);
+            return Poll::Ready(Err(io::ErrorKind::Unsupported.into()));
+        }
+        #[cfg(target_os = "linux")]
         loop {
             std::task::ready!(self.poll_write_ready(cx))?;
             let mut off = offset;
@@ -121,8 +127,12 @@ pub struct SendfileQueue {
 }
 
 impl SendfileQueue {
-    /// A queue for one connection, or `None` when placeholders are unavailable.
+    /// A queue for one connection, or `None` when placeholders or `sendfile(2)` are
+    /// unavailable (outside Linux, file bodies are read with `pread` instead).
     pub fn new() -> Option<Arc<SendfileQueue>> {
+        if !cfg!(target_os = "linux") {
+            return None;
+        }
         region().map(|_| Arc::new(SendfileQueue::default()))
     }
 

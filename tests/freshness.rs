@@ -171,3 +171,15 @@ fn a_file_replaced_by_a_symlink_out_of_the_root_is_not_served_from_cache() {
     assert_eq!(res.status, 404);
     assert!(!res.body_text().contains("TOPSECRET"));
 }
+
+#[test]
+fn a_preferred_index_file_appearing_takes_over_at_once() {
+    let (_tmp, root) = temp_root();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/index.htm"), "old index").unwrap();
+    let server = Server::start(&root, &[]);
+    assert_eq!(get(&server, "/d/").body, b"old index");
+    assert_eq!(get(&server, "/d/").body, b"old index");
+    fs::write(root.join("d/index.html"), "new index").unwrap();
+    assert_eq!(get(&server, "/d/").body, b"new index");
+}
