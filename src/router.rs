@@ -78,13 +78,18 @@ impl Router {
     /// Answers one request from `remote`. Never fails: every problem is a status code.
     pub async fn handle(self: Arc<Self>, req: &Parts, remote: IpAddr) -> Response<Body> {
         if self.config.site.is_empty() {
-            return self.handle_path(req, req.uri.path()).await;
+            return self.handle_path(req, req.uri.path(), Handler::Static).await;
         }
         self.handle_with_rules(req, remote).await
     }
 
     /// The request as if its path were `path` (the request's own, or a rewrite).
-    async fn handle_path(self: Arc<Self>, req: &Parts, path: &str) -> Response<Body> {
+    async fn handle_path(
+        self: Arc<Self>,
+        req: &Parts,
+        path: &str,
+        handler: Handler,
+    ) -> Response<Body> {
         if let Some(status) = self.reject(req) {
             return response::error(status);
         }
@@ -104,16 +109,6 @@ impl Router {
             Ok(site_path) => site_path,
             Err(PathError::BadRequest) => return response::error(StatusCode::BAD_REQUEST),
             Err(PathError::NotFound) => return response::error(StatusCode::NOT_FOUND),
-        };
-        let handler = if self.config.site.rules.is_empty() {
-            Handler::Static
-        } else {
-            self.config
-                .site
-                .matching(&site_path.rule_path())
-                .iter()
-                .find_map(|(rule, _)| rule.handler)
-                .unwrap_or_default()
         };
         let mut res = match handler {
             Handler::Static => static_files::serve(Arc::clone(&self), req, site_path, path).await,
@@ -182,10 +177,18 @@ impl Router {
             response::redirect(redirect.status, &to)
         } else {
             let target = rewritten.as_deref().unwrap_or(path);
-            let mut res = Arc::clone(&self).handle_path(req, target).await;
+            // The handler of the path actually served: the rewrite's target, if any.
+            let served_rules = if rewritten.is_some() {
+                &landed_rules
+            } else {
+                &matched
+            };
+            let handler = first_handler(served_rules);
+            let mut res = Arc::clone(&self).handle_path(req, target, handler).await;
             if res.status() == StatusCode::NOT_FOUND && wants_a_page(req) {
                 if let Some(spa) = matched.iter().find_map(|(rule, _)| rule.spa.as_deref()) {
-                    let fallback = Arc::clone(&self).handle_path(req, spa).await;
+                    let handler = self.handler_for(spa);
+                    let fallback = Arc::clone(&self).handle_path(req, spa, handler).await;
                     if fallback.status().is_success()
                         || fallback.status() == StatusCode::NOT_MODIFIED
                     {
@@ -222,6 +225,13 @@ impl Router {
             }
         }
         res
+    }
+
+    /// The handler the rules assign to `path` (static when none names one).
+    fn handler_for(&self, path: &str) -> Handler {
+        SitePath::parse(path, self.config.hidden)
+            .map(|p| first_handler(&self.config.site.matching(&p.rule_path())))
+            .unwrap_or_default()
     }
 
     /// Checks HTTP Basic credentials when a matching rule asks for them: `None` to go
@@ -289,7 +299,8 @@ impl Router {
                 .insert(header::HOST, HeaderValue::from_static("localhost"));
         }
         let Ok(fetch) = fetch else { return original };
-        let mut res = self.handle_path(&fetch, page).await;
+        let handler = self.handler_for(page);
+        let mut res = self.handle_path(&fetch, page, handler).await;
         if res.status() != StatusCode::OK {
             return original;
         }
@@ -335,6 +346,14 @@ impl Router {
         }
         None
     }
+}
+
+/// The first handler named by `rules` (static when none is).
+fn first_handler(rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
+    rules
+        .iter()
+        .find_map(|(rule, _)| rule.handler)
+        .unwrap_or_default()
 }
 
 /// Captures (decoded text) percent-encoded for a URL or path.
