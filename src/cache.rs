@@ -26,6 +26,7 @@ use bytes::Bytes;
 use http::header::HeaderMap;
 use http::request::Parts;
 use http::Response;
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::body::Body;
 use crate::fs::{FileState, Root};
@@ -184,8 +185,10 @@ pub struct FileFill {
 
 /// The cache. Shared by every worker; lookups take a shard's read lock only.
 pub struct HotCache {
-    shards: Vec<RwLock<HashMap<Box<str>, Slotted>>>,
-    hasher: std::collections::hash_map::RandomState,
+    shards: Vec<RwLock<HashMap<Box<str>, Slotted, Xxh3Builder>>>,
+    /// Picks the shard; seeded apart from the shards' own maps, whose buckets would
+    /// otherwise all share the bits that chose the shard.
+    hasher: Xxh3Builder,
     bytes: AtomicUsize,
     capacity: usize,
     tick: AtomicU64,
@@ -198,6 +201,13 @@ impl std::fmt::Debug for HotCache {
             .field("capacity", &self.capacity)
             .finish()
     }
+}
+
+/// xxh3 (paths are short; SipHash showed in profiles) with a per-process random seed,
+/// so that clients cannot aim requests at one bucket.
+fn random_seeded() -> Xxh3Builder {
+    let seed = std::collections::hash_map::RandomState::new().hash_one(0u64);
+    Xxh3Builder::new().with_seed(seed)
 }
 
 fn coding_index(encoding: Encoding) -> Option<usize> {
@@ -213,15 +223,17 @@ impl HotCache {
     /// A cache of at most `capacity` bytes; 0 disables it.
     pub fn new(capacity: usize) -> HotCache {
         HotCache {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            hasher: Default::default(),
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(random_seeded())))
+                .collect(),
+            hasher: random_seeded(),
             bytes: AtomicUsize::new(0),
             capacity,
             tick: AtomicU64::new(0),
         }
     }
 
-    fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slotted>> {
+    fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slotted, Xxh3Builder>> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 

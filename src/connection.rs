@@ -36,6 +36,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::lazy_tcp::LazyTcp;
 use crate::router::{ConnectionService, Router};
 use crate::tls::Tls;
 use crate::zero_copy::{SendFile, SendfileQueue};
@@ -87,14 +88,29 @@ pub trait Transport: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static 
     /// Whether file bytes can go to the peer unchanged (`sendfile`).
     const CAN_SENDFILE: bool;
     /// Waits until the peer has sent something (or closed) without consuming it.
-    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Turns Nagle's algorithm off, so the last small segment of a response is not
+    /// held back waiting for the client's acknowledgement.
+    fn set_nodelay(&self);
+    /// Ends the sending side before the transport is dropped.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self).poll_shutdown(cx)
+    }
 }
 
-impl Transport for TcpStream {
+impl Transport for LazyTcp {
     const CAN_PARK: bool = true;
     const CAN_SENDFILE: bool = true;
-    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_read_ready(cx)
+    }
+    fn set_nodelay(&self) {
+        let _ = LazyTcp::set_nodelay(self);
+    }
+    /// Nothing: the socket is closed right after, and `close` sends the FIN (and
+    /// anything Nagle still held) itself, one system call fewer per connection.
+    fn poll_finish(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -102,14 +118,17 @@ impl Transport for TcpStream {
 impl Transport for TlsStream<TcpStream> {
     const CAN_PARK: bool = false;
     const CAN_SENDFILE: bool = false;
-    fn poll_readable(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_readable(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
+    fn set_nodelay(&self) {
+        let _ = self.get_ref().0.set_nodelay(true);
     }
 }
 
 impl SendFile for TlsStream<TcpStream> {
     fn poll_sendfile(
-        &self,
+        &mut self,
         _cx: &mut Context<'_>,
         _file: &std::fs::File,
         _offset: u64,
@@ -163,6 +182,12 @@ pub struct Clock {
     /// Milliseconds after `start` of the last progress sending a response (a write
     /// that took bytes, or the start of the request).
     last_write_ms: AtomicU64,
+    /// A request expects the connection to stay open: Nagle's algorithm must go before
+    /// its response is written. A connection that closes after one response never
+    /// pays for the system call, since `close` flushes.
+    wants_nodelay: AtomicBool,
+    /// TCP_NODELAY is on already.
+    nodelay: AtomicBool,
 }
 
 impl Clock {
@@ -178,6 +203,8 @@ impl Clock {
             read_while_busy: AtomicBool::new(false),
             write_blocked: AtomicBool::new(false),
             last_write_ms: AtomicU64::new(0),
+            wants_nodelay: AtomicBool::new(false),
+            nodelay: AtomicBool::new(false),
         };
         clock.set_deadline(header_timeout);
         clock
@@ -232,8 +259,12 @@ impl Clock {
         self.at(self.last_write_ms.load(Ordering::Relaxed)) + send_timeout
     }
 
-    /// A request head was parsed and handed to the router.
-    pub fn request_started(&self) {
+    /// A request head was parsed and handed to the router; `keep_alive` when the
+    /// client expects the connection to stay open after the response.
+    pub fn request_started(&self, keep_alive: bool) {
+        if keep_alive && !self.nodelay.swap(true, Ordering::Relaxed) {
+            self.wants_nodelay.store(true, Ordering::Relaxed);
+        }
         self.last_write_ms.store(self.now_ms(), Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.phase.store(BUSY, Ordering::Relaxed);
@@ -308,6 +339,9 @@ impl<T: Transport> AsyncWrite for ConnIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.clock.wants_nodelay.swap(false, Ordering::Relaxed) {
+            this.inner.set_nodelay();
+        }
         let result = match &this.sendfile {
             Some(queue) => queue.poll_write(&mut this.inner, cx, bufs),
             None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
@@ -332,7 +366,7 @@ impl<T: Transport> AsyncWrite for ConnIo<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        self.inner.poll_finish(cx)
     }
 }
 
@@ -380,7 +414,7 @@ enum Ended<T> {
 /// Serves one accepted connection until it closes, times out, or shutdown is asked
 /// for and its in-flight responses have been sent.
 pub async fn serve(
-    stream: TcpStream,
+    stream: LazyTcp,
     remote: SocketAddr,
     router: Arc<Router>,
     limits: Limits,
@@ -398,8 +432,9 @@ pub async fn serve(
     // Each protocol's state is boxed, so that a connection's task is only as large as
     // what it is doing now (a parked HTTP/1 connection holds no HTTP/2 or TLS state).
     let first_bytes = session.clock.deadline();
+    let mut stream = stream;
     match kind {
-        ListenerKind::Plain => match Box::pin(sniff_h2(&stream, first_bytes)).await {
+        ListenerKind::Plain => match Box::pin(sniff_h2(&mut stream, first_bytes)).await {
             Some((true, seen)) => Box::pin(session.run_h2(stream, seen)).await,
             Some((false, seen)) if unsupported_major_version(&seen) => {
                 version_not_supported(stream, &session).await;
@@ -407,34 +442,41 @@ pub async fn serve(
             Some((false, seen)) => Box::pin(session.run_http1(stream, seen)).await,
             None => {}
         },
-        ListenerKind::Tls { tls, port } => match Box::pin(peek_first_byte(&stream, first_bytes))
-            .await
-        {
-            Some(TLS_HANDSHAKE) => {
-                let handshake = tls.acceptor().accept(stream);
-                let stream = match Box::pin(tokio::time::timeout_at(first_bytes, handshake)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, "TLS handshake failed: {e}");
+        ListenerKind::Tls { tls, port } => {
+            match Box::pin(peek_first_byte(&mut stream, first_bytes)).await {
+                Some(TLS_HANDSHAKE) => {
+                    let Ok(stream) = stream.into_registered() else {
                         return;
+                    };
+                    // The handshake's flights must not wait on Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    session.clock.nodelay.store(true, Ordering::Relaxed);
+                    let handshake = tls.acceptor().accept(stream);
+                    let stream =
+                        match Box::pin(tokio::time::timeout_at(first_bytes, handshake)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%remote, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%remote, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        Box::pin(session.run_h2(stream, Bytes::new())).await;
+                    } else {
+                        Box::pin(session.run_http1(stream, Bytes::new())).await;
                     }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
-                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    Box::pin(session.run_h2(stream, Bytes::new())).await;
-                } else {
+                }
+                Some(_) => {
+                    session.redirect_to = Some(port);
                     Box::pin(session.run_http1(stream, Bytes::new())).await;
                 }
+                None => {}
             }
-            Some(_) => {
-                session.redirect_to = Some(port);
-                Box::pin(session.run_http1(stream, Bytes::new())).await;
-            }
-            None => {}
-        },
+        }
         ListenerKind::RedirectToHttps { https_port } => {
             session.redirect_to = Some(https_port);
             Box::pin(session.run_http1(stream, Bytes::new())).await;
@@ -442,21 +484,40 @@ pub async fn serve(
     }
 }
 
+/// Keeps `timer` due no later than `wake` and polls it; true once `wake` has passed.
+///
+/// Deadlines move on with every request, but the timer is only moved earlier: when it
+/// fires before a deadline that was pushed back, it is set again then. A busy
+/// connection so touches the timer wheel about once per deadline period instead of
+/// twice per request.
+fn rearm(timer: &mut Pin<Box<Sleep>>, wake: Instant, cx: &mut Context<'_>) -> bool {
+    if wake < timer.deadline() {
+        timer.as_mut().reset(wake);
+    }
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if Instant::now() >= wake {
+            return true;
+        }
+        timer.as_mut().reset(wake);
+    }
+}
+
 /// Reads the first bytes of a plain connection, enough to tell the HTTP/2 preface
 /// from an HTTP/1 request line; returns whether it is HTTP/2 and the bytes read, which
 /// the protocol then gets replayed (so detection costs no extra system call). `None`
 /// when the client closed or sent nothing in time.
-async fn sniff_h2(stream: &TcpStream, deadline: Instant) -> Option<(bool, Bytes)> {
+async fn sniff_h2(stream: &mut LazyTcp, deadline: Instant) -> Option<(bool, Bytes)> {
+    use tokio::io::AsyncReadExt;
     let read = async {
         let mut seen: Vec<u8> = Vec::new();
         let mut buf = [0u8; 2048];
         loop {
-            stream.readable().await.ok()?;
-            let n = match stream.try_read(&mut buf) {
-                Ok(0) => return None,
+            let n = match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return None,
             };
             seen.extend_from_slice(&buf[..n]);
             let k = seen.len().min(H2_PREFACE.len());
@@ -513,7 +574,7 @@ fn unsupported_major_version(first: &[u8]) -> bool {
 }
 
 /// Answers 505 (the usual small error page) and closes.
-async fn version_not_supported(mut stream: TcpStream, session: &Session) {
+async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
     session.router.log.log_rejected(session.remote.ip(), 505);
     use tokio::io::AsyncWriteExt;
     let page = crate::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
@@ -528,8 +589,9 @@ async fn version_not_supported(mut stream: TcpStream, session: &Session) {
 }
 
 /// The first byte a client sends on the TLS port, without consuming it.
-async fn peek_first_byte(stream: &TcpStream, deadline: Instant) -> Option<u8> {
+async fn peek_first_byte(stream: &mut LazyTcp, deadline: Instant) -> Option<u8> {
     let mut byte = [0u8; 1];
+    let stream = stream.registered().ok()?;
     match tokio::time::timeout_at(deadline, stream.peek(&mut byte)).await {
         Ok(Ok(1)) => Some(byte[0]),
         _ => None,
@@ -553,7 +615,8 @@ impl Session {
                 Ended::Closed => return,
                 Ended::Parked(parked, leftover) => {
                     PARKED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
-                    if leftover.is_empty() && !self.wait_parked(&parked).await {
+                    let mut parked = parked;
+                    if leftover.is_empty() && !self.wait_parked(&mut parked).await {
                         return;
                     }
                     stream = parked;
@@ -575,6 +638,10 @@ impl Session {
 
     /// Serves HTTP/2 on `stream` until the client leaves, it idles out, or shutdown.
     async fn run_h2<T: Transport>(&self, stream: T, first: Bytes) {
+        // Every HTTP/2 connection is long-lived: frames must not wait on Nagle.
+        if !self.clock.nodelay.swap(true, Ordering::Relaxed) {
+            stream.set_nodelay();
+        }
         let io = TokioIo::new(ConnIo {
             inner: stream,
             replay: first,
@@ -619,10 +686,7 @@ impl Session {
                 } else {
                     self.clock.deadline()
                 };
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                if timer.as_mut().poll(cx).is_pending() {
+                if !rearm(&mut timer, deadline, cx) {
                     return Poll::Pending;
                 }
                 match phase {
@@ -648,7 +712,7 @@ impl Session {
     }
 
     /// Waits while parked; true when the client has something to say.
-    async fn wait_parked<T: Transport>(&self, stream: &T) -> bool {
+    async fn wait_parked<T: Transport>(&self, stream: &mut T) -> bool {
         let deadline = tokio::time::sleep_until(self.clock.deadline());
         tokio::select! {
             ready = poll_fn(|cx| stream.poll_readable(cx)) => ready.is_ok(),
@@ -678,7 +742,10 @@ impl Session {
             .header_read_timeout(None)
             .max_buf_size(self.limits.read_buffer())
             .keep_alive(true)
-            .half_close(false)
+            // A client may shut down its sending side once its request is out and
+            // still wait for the answer (RFC 9112 §9.6); hyper then also skips a read
+            // per request that only looks for such an end.
+            .half_close(true)
             // Queued writes hand body buffers to ConnIo uncopied (see zero_copy).
             .writev(true);
         // Boxed so that a parked connection's task does not keep room for it.
@@ -728,10 +795,7 @@ impl Session {
                 } else {
                     deadline
                 };
-                if timer.deadline() != wake {
-                    timer.as_mut().reset(wake);
-                }
-                if timer.as_mut().poll(cx).is_pending() {
+                if !rearm(&mut timer, wake, cx) {
                     return Poll::Pending;
                 }
                 if sending {

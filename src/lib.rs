@@ -21,6 +21,7 @@ pub mod cors;
 pub mod etag;
 pub mod fs;
 pub mod https_redirect;
+pub mod lazy_tcp;
 pub mod listing;
 pub mod mime;
 pub mod negotiate;
@@ -194,8 +195,15 @@ impl Worker {
         runtime.block_on(async move {
             let tasks = TaskTracker::new();
             for (listener, kind) in self.listeners {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .map_err(|e| format!("cannot register the listening socket: {e}"))?;
+                // SAFETY: a std TcpListener owns its descriptor: it stays open, and
+                // `as_raw_fd` returns the same one, for as long as the AsyncFd holds it.
+                let listener = unsafe {
+                    tokio::io::unix::AsyncFd::register_with_interest(
+                        listener,
+                        tokio::io::Interest::READABLE,
+                    )
+                }
+                .map_err(|e| format!("cannot register the listening socket: {e}"))?;
                 tokio::spawn(server::accept_loop(
                     listener,
                     Arc::clone(&self.router),

@@ -112,18 +112,18 @@ impl Encoding {
 /// an `identity` entry, excludes it; when the client does not name it, it ranks last.
 /// Without the header only identity is offered, as
 /// clients that do not send it rarely decode anything.
-pub fn encoding_preferences(accept_encoding: Option<&HeaderValue>) -> Vec<Encoding> {
+pub fn encoding_preferences(accept_encoding: Option<&HeaderValue>) -> Preferences {
     let Some(value) = accept_encoding else {
-        return vec![Encoding::Identity];
+        return Preferences::identity();
     };
     let Ok(value) = value.to_str() else {
-        return vec![Encoding::Identity];
+        return Preferences::identity();
     };
     let mut explicit: [Option<f32>; 4] = [None; 4];
     let mut star: Option<f32> = None;
     for item in value.split(',') {
         let mut params = item.split(';');
-        let token = params.next().unwrap_or("").trim().to_ascii_lowercase();
+        let token = params.next().unwrap_or("").trim();
         if token.is_empty() {
             continue;
         }
@@ -138,37 +138,67 @@ pub fn encoding_preferences(accept_encoding: Option<&HeaderValue>) -> Vec<Encodi
             });
         // A malformed q-value makes the entry unusable; skip it.
         let Some(q) = q else { continue };
-        let slot = match token.as_str() {
-            "br" => Some(0),
-            "zstd" => Some(1),
-            "gzip" | "x-gzip" => Some(2),
-            "identity" => Some(3),
-            "*" => {
+        let is = |name: &str| token.eq_ignore_ascii_case(name);
+        let slot = if is("br") {
+            Some(0)
+        } else if is("zstd") {
+            Some(1)
+        } else if is("gzip") || is("x-gzip") {
+            Some(2)
+        } else if is("identity") {
+            Some(3)
+        } else {
+            if token == "*" {
                 star = Some(q);
-                None
             }
-            _ => None,
+            None
         };
         if let Some(i) = slot {
             explicit[i] = Some(explicit[i].map_or(q, |old: f32| old.max(q)));
         }
     }
-    let mut ranked: Vec<(f32, usize, Encoding)> = Encoding::ALL
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &enc)| {
-            let q = match (explicit[i], star) {
-                (Some(q), _) => q,
-                (None, Some(q)) => q,
-                // Implicitly acceptable, but below anything the client named.
-                (None, None) if enc == Encoding::Identity => f32::MIN_POSITIVE,
-                (None, None) => 0.0,
-            };
-            (q > 0.0).then_some((q, i, enc))
-        })
-        .collect();
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    ranked.into_iter().map(|(_, _, enc)| enc).collect()
+    let quality = |i: usize| match (explicit[i], star) {
+        (Some(q), _) => q,
+        (None, Some(q)) => q,
+        // Implicitly acceptable, but below anything the client named.
+        (None, None) if Encoding::ALL[i] == Encoding::Identity => f32::MIN_POSITIVE,
+        (None, None) => 0.0,
+    };
+    let mut order = [0usize, 1, 2, 3];
+    // Stable: equal q-values keep the server's order.
+    order.sort_by(|&a, &b| quality(b).total_cmp(&quality(a)));
+    let mut prefs = Preferences {
+        list: Encoding::ALL,
+        len: 0,
+    };
+    for i in order.into_iter().filter(|&i| quality(i) > 0.0) {
+        prefs.list[prefs.len] = Encoding::ALL[i];
+        prefs.len += 1;
+    }
+    prefs
+}
+
+/// Acceptable encodings, best first; at most one of each, so it lives on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct Preferences {
+    list: [Encoding; 4],
+    len: usize,
+}
+
+impl Preferences {
+    fn identity() -> Preferences {
+        Preferences {
+            list: [Encoding::Identity; 4],
+            len: 1,
+        }
+    }
+}
+
+impl std::ops::Deref for Preferences {
+    type Target = [Encoding];
+    fn deref(&self) -> &[Encoding] {
+        &self.list[..self.len]
+    }
 }
 
 #[cfg(test)]
@@ -177,7 +207,7 @@ mod encoding_tests {
     use Encoding::*;
 
     fn prefs(value: &str) -> Vec<Encoding> {
-        encoding_preferences(Some(&HeaderValue::from_str(value).unwrap()))
+        encoding_preferences(Some(&HeaderValue::from_str(value).unwrap())).to_vec()
     }
 
     #[test]
@@ -190,7 +220,7 @@ mod encoding_tests {
         assert_eq!(prefs("gzip;q=0.5, identity"), [Identity, Gzip]);
         assert_eq!(prefs("br;q=0, gzip"), [Gzip, Identity]);
         assert_eq!(prefs(""), [Identity]);
-        assert_eq!(encoding_preferences(None), [Identity]);
+        assert_eq!(*encoding_preferences(None), [Identity]);
         assert_eq!(prefs("x-gzip"), [Gzip, Identity]);
         assert_eq!(prefs("GZIP;Q=0.8"), [Gzip, Identity]);
     }

@@ -75,12 +75,46 @@ impl Router {
         })
     }
 
-    /// Answers one request from `remote`. Never fails: every problem is a status code.
-    pub async fn handle(self: Arc<Self>, req: &Parts, remote: IpAddr) -> Response<Body> {
-        if self.config.site.is_empty() {
-            return self.handle_path(req, req.uri.path(), Handler::Static).await;
+    /// What can be decided about a request without waiting: the answer itself for
+    /// a bad request, a redirect or a hot-cache hit (so the common case never builds
+    /// or boxes the async handler's state), or what is left to do.
+    fn answer_now(&self, req: &Parts) -> Answer {
+        if !self.config.site.is_empty() {
+            return Answer::WithRules;
         }
-        self.handle_with_rules(req, remote).await
+        let path = req.uri.path();
+        match self.route(req, path) {
+            Route::Done(res) => Answer::Now(res),
+            Route::Static(site_path) => match static_files::from_cache(self, req, path) {
+                Some(res) => Answer::Now(options_answer(req, res)),
+                None => Answer::Uncached(site_path),
+            },
+        }
+    }
+
+    /// The checks and parsing every handler needs first: the request's own problems
+    /// (RFC 9112 checks, `*`, methods, a path that does not parse) are answered here.
+    fn route(&self, req: &Parts, path: &str) -> Route {
+        if let Some(status) = self.reject(req) {
+            return Route::Done(response::error(status));
+        }
+        let method = &req.method;
+        if path == "*" {
+            return Route::Done(if method == Method::OPTIONS {
+                response::options(STATIC_ALLOW)
+            } else {
+                response::error(StatusCode::BAD_REQUEST)
+            });
+        }
+        let is_read = method == Method::GET || method == Method::HEAD;
+        if !is_read && method != Method::OPTIONS {
+            return Route::Done(response::method_not_allowed(STATIC_ALLOW));
+        }
+        match SitePath::parse(path, self.config.hidden) {
+            Ok(site_path) => Route::Static(site_path),
+            Err(PathError::BadRequest) => Route::Done(response::error(StatusCode::BAD_REQUEST)),
+            Err(PathError::NotFound) => Route::Done(response::error(StatusCode::NOT_FOUND)),
+        }
     }
 
     /// The request as if its path were `path` (the request's own, or a rewrite).
@@ -90,33 +124,14 @@ impl Router {
         path: &str,
         handler: Handler,
     ) -> Response<Body> {
-        if let Some(status) = self.reject(req) {
-            return response::error(status);
-        }
-        let method = &req.method;
-        if path == "*" {
-            return if method == Method::OPTIONS {
-                response::options(STATIC_ALLOW)
-            } else {
-                response::error(StatusCode::BAD_REQUEST)
-            };
-        }
-        let is_read = method == Method::GET || method == Method::HEAD;
-        if !is_read && method != Method::OPTIONS {
-            return response::method_not_allowed(STATIC_ALLOW);
-        }
-        let site_path = match SitePath::parse(path, self.config.hidden) {
-            Ok(site_path) => site_path,
-            Err(PathError::BadRequest) => return response::error(StatusCode::BAD_REQUEST),
-            Err(PathError::NotFound) => return response::error(StatusCode::NOT_FOUND),
+        let site_path = match self.route(req, path) {
+            Route::Done(res) => return res,
+            Route::Static(site_path) => site_path,
         };
-        let mut res = match handler {
+        let res = match handler {
             Handler::Static => static_files::serve(Arc::clone(&self), req, site_path, path).await,
         };
-        if method == Method::OPTIONS && res.status().is_success() {
-            res = response::options(STATIC_ALLOW);
-        }
-        res
+        options_answer(req, res)
     }
 
     /// The request with the configuration file's rules applied around the handler:
@@ -348,6 +363,33 @@ impl Router {
     }
 }
 
+/// What [`Router::answer_now`] could decide.
+enum Answer {
+    /// The response, ready.
+    Now(Response<Body>),
+    /// A static path the hot cache could not answer: the blocking pool must.
+    Uncached(SitePath),
+    /// The site has rules, which may authenticate (and so wait): all of it is async.
+    WithRules,
+}
+
+/// What [`Router::route`] found.
+enum Route {
+    /// The request is answered already (an error, or `OPTIONS *`).
+    Done(Response<Body>),
+    /// A path the static handler should serve.
+    Static(SitePath),
+}
+
+/// OPTIONS on a path that exists lists the methods; any other answer stands.
+fn options_answer(req: &Parts, res: Response<Body>) -> Response<Body> {
+    if req.method == Method::OPTIONS && res.status().is_success() {
+        response::options(STATIC_ALLOW)
+    } else {
+        res
+    }
+}
+
 /// The first handler named by `rules` (static when none is).
 fn first_handler(rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
     rules
@@ -438,32 +480,101 @@ impl ConnectionService {
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Reply;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.clock.request_started();
+    fn call(&self, req: Request<Incoming>) -> Reply {
+        self.clock.request_started(keeps_alive(&req));
         let exchange = Exchange::begin(&self.router, &req, self.remote, Arc::clone(&self.clock));
-        let router = Arc::clone(&self.router);
-        let sendfile = self.sendfile.clone();
-        let redirect_to = self.redirect_to;
-        let remote = self.remote.ip();
         // The static handlers never read a request body; dropping it lets hyper decide
         // whether the connection can be reused.
         let (parts, _body) = req.into_parts();
-        Box::pin(async move {
-            let mut res = match redirect_to {
-                Some(port) => crate::https_redirect::respond(&parts, port),
-                None => router.handle(&parts, remote).await,
-            };
-            if parts.method == Method::HEAD {
-                strip_body(&mut res);
-            }
-            if let Some(queue) = sendfile {
-                res.body_mut().use_sendfile(queue);
-            }
-            exchange.attach(&mut res);
-            Ok(res)
-        })
+        let answer = match self.redirect_to {
+            Some(port) => Answer::Now(crate::https_redirect::respond(&parts, port)),
+            None => self.router.answer_now(&parts),
+        };
+        let finish = Finishing {
+            head: parts.method == Method::HEAD,
+            sendfile: self.sendfile.clone(),
+            exchange,
+        };
+        let router = Arc::clone(&self.router);
+        let remote = self.remote.ip();
+        match answer {
+            Answer::Now(res) => Reply::Now(Some(finish.apply(res))),
+            Answer::Uncached(site_path) => Reply::Later(Box::pin(async move {
+                let path = parts.uri.path();
+                let res = static_files::serve_uncached(router, &parts, site_path, path).await;
+                finish.apply(options_answer(&parts, res))
+            })),
+            Answer::WithRules => Reply::Later(Box::pin(async move {
+                let res = router.handle_with_rules(&parts, remote).await;
+                finish.apply(res)
+            })),
+        }
+    }
+}
+
+/// The future of one exchange: ready at once when the router could answer without
+/// waiting, which is the common case and costs no allocation.
+pub enum Reply {
+    /// Answered; taken by the first poll.
+    Now(Option<Response<Body>>),
+    /// Waiting on the disk, the blocking pool or a password check.
+    Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl Future for Reply {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Reply::Now(res) => match res.take() {
+                Some(res) => std::task::Poll::Ready(Ok(res)),
+                None => std::task::Poll::Pending,
+            },
+            Reply::Later(fut) => fut.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// What every response gets on its way out, whichever way it was produced.
+struct Finishing {
+    head: bool,
+    sendfile: Option<Arc<SendfileQueue>>,
+    exchange: Exchange,
+}
+
+impl Finishing {
+    fn apply(self, mut res: Response<Body>) -> Response<Body> {
+        if self.head {
+            strip_body(&mut res);
+        }
+        if let Some(queue) = self.sendfile {
+            res.body_mut().use_sendfile(queue);
+        }
+        self.exchange.attach(&mut res);
+        res
+    }
+}
+
+/// Whether the client expects the connection to stay open after this exchange: HTTP/2
+/// always, HTTP/1.1 unless it says `close`, HTTP/1.0 only when it asks (RFC 9112 §9.3).
+fn keeps_alive<B>(req: &Request<B>) -> bool {
+    let says = |token: &str| {
+        req.headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    match req.version() {
+        Version::HTTP_10 | Version::HTTP_09 => says("keep-alive"),
+        Version::HTTP_11 => !says("close"),
+        _ => true,
     }
 }
 

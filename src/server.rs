@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, Limits, ListenerKind};
+use crate::lazy_tcp::{self, LazyTcp};
 use crate::router::Router;
 
 /// Pending connections the kernel may queue for us.
@@ -48,15 +49,47 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
         .bind(&addr.into())
         .map_err(|e| fail("listen on", e))?;
     socket.listen(BACKLOG).map_err(|e| fail("listen on", e))?;
+    defer_accept(&socket);
     socket
         .set_nonblocking(true)
         .map_err(|e| fail("configure", e))?;
     Ok(socket.into())
 }
 
-/// Accepts connections on `listener` until `shutdown` is cancelled.
+/// Seconds the kernel may hold a new connection back until its first bytes arrive.
+#[cfg(target_os = "linux")]
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
+/// Asks the kernel to hand over connections once the client's first bytes are in
+/// (`TCP_DEFER_ACCEPT`, nginx's `deferred`): every client speaks first in HTTP and
+/// TLS, so a connection is accepted with its request already readable and is usually
+/// answered without waiting on the event loop at all. A client that stays silent is
+/// still handed over after about a second, and then meets the header timeout.
+/// Best effort: without it connections are accepted at once.
+fn defer_accept(socket: &Socket) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt reads exactly `size_of::<c_int>()` bytes from a valid
+        // pointer to a local integer, on a socket this function borrows.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&DEFER_ACCEPT_SECS as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
+}
+
+/// Accepts connections on `listener` until `shutdown` is cancelled. Accepted sockets
+/// are not registered with the event loop until they must wait (see `lazy_tcp`).
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: AsyncFd<std::net::TcpListener>,
     router: Arc<Router>,
     limits: Limits,
     shutdown: CancellationToken,
@@ -67,11 +100,12 @@ pub async fn accept_loop(
         let accepted = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener) => accepted,
         };
         match accepted {
+            // TCP_NODELAY is set later, only on connections that outlive one response
+            // (see `connection`).
             Ok((stream, remote)) => {
-                let _ = stream.set_nodelay(true);
                 tasks.spawn(connection::serve(
                     stream,
                     remote,
@@ -89,6 +123,17 @@ pub async fn accept_loop(
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
+        }
+    }
+}
+
+/// The next connection on `listener`.
+async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<(LazyTcp, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        match ready.try_io(|l| lazy_tcp::accept(l.get_ref())) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
         }
     }
 }

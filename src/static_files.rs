@@ -51,23 +51,42 @@ enum Resolved {
 }
 
 /// Answers GET/HEAD/OPTIONS for `path`, requested as the raw path `key` (the
-/// request's own, or what a rule rewrote it to).
+/// request's own, or what a rule rewrote it to): from the hot cache when it can,
+/// otherwise with a trip to the blocking pool.
 pub async fn serve(router: Arc<Router>, req: &Parts, path: SitePath, key: &str) -> Response<Body> {
-    let encodings = negotiate::encoding_preferences(req.headers.get(header::ACCEPT_ENCODING));
-    let format = || {
-        if negotiate::prefers_json(req.headers.get(header::ACCEPT)) {
-            Format::Json
-        } else {
-            Format::Html
-        }
-    };
-    if let Some(res) = router
-        .cache
-        .respond(&router.root, key, req, &encodings, format)
-    {
-        return res;
+    match from_cache(&router, req, key) {
+        Some(res) => res,
+        None => Box::pin(serve_uncached(router, req, path, key)).await,
     }
-    let format = format();
+}
+
+/// The answer the hot cache holds for `key`, revalidated; `None` on a miss. Never
+/// blocks beyond one `fstatat`, so it may run on an async worker.
+pub fn from_cache(router: &Router, req: &Parts, key: &str) -> Option<Response<Body>> {
+    let encodings = negotiate::encoding_preferences(req.headers.get(header::ACCEPT_ENCODING));
+    router
+        .cache
+        .respond(&router.root, key, req, &encodings, || listing_format(req))
+}
+
+fn listing_format(req: &Parts) -> Format {
+    if negotiate::prefers_json(req.headers.get(header::ACCEPT)) {
+        Format::Json
+    } else {
+        Format::Html
+    }
+}
+
+/// The full path, after a cache miss: everything that touches the disk happens in one
+/// blocking task, and what it learned fills the cache.
+pub async fn serve_uncached(
+    router: Arc<Router>,
+    req: &Parts,
+    path: SitePath,
+    key: &str,
+) -> Response<Body> {
+    let encodings = negotiate::encoding_preferences(req.headers.get(header::ACCEPT_ENCODING));
+    let format = listing_format(req);
     let resolver = Arc::clone(&router);
     let resolved = tokio::task::spawn_blocking(move || {
         // A file that shrinks between its fstat and its read is being rewritten: look

@@ -69,7 +69,7 @@ pub trait SendFile {
     /// Sends up to `len` bytes of `file` from `offset` straight to the peer; returns how
     /// many were sent. Must register for writability when it would block.
     fn poll_sendfile(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         file: &File,
         offset: u64,
@@ -77,37 +77,48 @@ pub trait SendFile {
     ) -> Poll<io::Result<usize>>;
 }
 
+/// One `sendfile(2)` call on a non-blocking socket, at most [`SENDFILE_CHUNK`] bytes;
+/// `WouldBlock` when the socket's buffer is full.
+pub fn sendfile_now(
+    socket: impl std::os::fd::AsFd,
+    file: &File,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (socket, file, offset, len);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let mut off = offset;
+        match rustix::fs::sendfile(socket, file, Some(&mut off), len.min(SENDFILE_CHUNK)) {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while it was being sent",
+            )),
+            Ok(n) => Ok(n),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 impl SendFile for tokio::net::TcpStream {
     fn poll_sendfile(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         file: &File,
         offset: u64,
         len: usize,
     ) -> Poll<io::Result<usize>> {
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (cx, file, offset, len);
-            return Poll::Ready(Err(io::ErrorKind::Unsupported.into()));
-        }
-        #[cfg(target_os = "linux")]
         loop {
             std::task::ready!(self.poll_write_ready(cx))?;
-            let mut off = offset;
-            let sent = self.try_io(tokio::io::Interest::WRITABLE, || {
-                rustix::fs::sendfile(self, file, Some(&mut off), len.min(SENDFILE_CHUNK))
-                    .map_err(io::Error::from)
-            });
-            match sent {
-                Ok(0) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while it was being sent",
-                    )))
-                }
-                Ok(n) => return Poll::Ready(Ok(n)),
+            match self.try_io(tokio::io::Interest::WRITABLE, || {
+                sendfile_now(&*self, file, offset, len)
+            }) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                other => return Poll::Ready(other),
             }
         }
     }

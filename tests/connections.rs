@@ -1,6 +1,7 @@
 //! Connection life cycle beyond single requests: connections parked while idle come
-//! back for the next request, and large file bodies sent with sendfile arrive intact,
-//! whole or in ranges.
+//! back for the next request, clients that half-close or wait before speaking are
+//! answered, and large file bodies sent with sendfile arrive intact, whole or in
+//! ranges.
 
 mod common;
 
@@ -54,6 +55,59 @@ fn parked_connection_still_closes_at_the_idle_timeout() {
     conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(conn.read_response(false).status, 200);
     assert!(conn.wait_for_close(), "idle connection was not closed");
+}
+
+#[test]
+fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "half");
+    std::fs::write(root.join("big.bin"), vec![7u8; 3 * 1024 * 1024]).unwrap();
+    let server = Server::start(&root, &[]);
+    // Twice each: the first answer takes the full path, the second the cache.
+    for (path, len) in [
+        ("/a.txt", 4),
+        ("/a.txt", 4),
+        ("/big.bin", 3 << 20),
+        ("/big.bin", 3 << 20),
+    ] {
+        let mut conn = Conn::open(&server);
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        conn.stream().shutdown(std::net::Shutdown::Write).unwrap();
+        let response = conn.read_response(false);
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(response.body.len(), len, "{path}");
+        assert!(
+            conn.wait_for_close(),
+            "{path}: connection left open after EOF"
+        );
+    }
+}
+
+#[test]
+fn a_client_that_waits_before_sending_is_served() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "late");
+    let server = Server::start(&root, &[]);
+    let mut conn = Conn::open(&server);
+    // Past the second for which the kernel may hold a silent connection back from
+    // accept: the connection is then accepted empty and must wait for its request.
+    stay_idle(&conn, Duration::from_millis(1500));
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_response(false).body, b"late");
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(conn.read_response(false).body, b"late");
+    assert!(conn.wait_for_close());
+}
+
+#[test]
+fn a_silent_client_is_dropped_after_the_header_timeout() {
+    let (_tmp, root) = temp_root();
+    let server = Server::start(&root, &["--header-timeout", "1"]);
+    let mut conn = Conn::open(&server);
+    assert!(
+        conn.wait_for_close(),
+        "a client that sends nothing was kept"
+    );
 }
 
 fn big_file(root: &std::path::Path) -> Vec<u8> {
