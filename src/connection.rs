@@ -15,9 +15,10 @@
 //!
 //! **Parking.** hyper keeps an 8 KiB read buffer and its protocol state for as long as
 //! a connection lives. A connection idle for [`PARK_AFTER`] is therefore parked: hyper
-//! is asked to finish (it does at once when idle), the socket is taken back, and all
-//! that remains is the socket and a small task waiting for it to become readable,
-//! when a fresh hyper connection takes over. The idle deadline keeps running across.
+//! is asked to finish (it does at once when idle), the socket is taken back, the task
+//! ends, and the socket waits in the worker's [`ParkingLot`] until the client speaks,
+//! when [`resume`] gives it a fresh task and hyper connection. The idle deadline keeps
+//! running across. Without a lot (outside Linux) the task stays and waits itself.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -35,8 +36,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::lazy_tcp::LazyTcp;
+use crate::parking::{Parked, ParkingLot};
 use crate::router::{ConnectionService, Router};
 use crate::tls::Tls;
 use crate::zero_copy::{SendFile, SendfileQueue};
@@ -92,6 +95,9 @@ pub trait Transport: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static 
     /// Turns Nagle's algorithm off, so the last small segment of a response is not
     /// held back waiting for the client's acknowledgement.
     fn set_nodelay(&self);
+    /// The socket alone, out of any event loop, for the parking lot; `None` for
+    /// transports that cannot park (or a socket that failed on the way).
+    fn into_std(self) -> Option<std::net::TcpStream>;
     /// Ends the sending side before the transport is dropped.
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(self).poll_shutdown(cx)
@@ -106,6 +112,9 @@ impl Transport for LazyTcp {
     }
     fn set_nodelay(&self) {
         let _ = LazyTcp::set_nodelay(self);
+    }
+    fn into_std(self) -> Option<std::net::TcpStream> {
+        LazyTcp::into_std(self).ok()
     }
     /// Nothing: the socket is closed right after, and `close` sends the FIN (and
     /// anything Nagle still held) itself, one system call fewer per connection.
@@ -123,6 +132,9 @@ impl Transport for TlsStream<TcpStream> {
     }
     fn set_nodelay(&self) {
         let _ = self.get_ref().0.set_nodelay(true);
+    }
+    fn into_std(self) -> Option<std::net::TcpStream> {
+        None
     }
 }
 
@@ -393,12 +405,25 @@ impl Limits {
 /// Everything one connection needs, for its whole life.
 struct Session {
     remote: SocketAddr,
-    router: Arc<Router>,
-    limits: Limits,
-    shutdown: CancellationToken,
+    shared: Arc<Shared>,
     clock: Arc<Clock>,
     /// Answer every request with a redirect to HTTPS on this port.
     redirect_to: Option<u16>,
+}
+
+/// What every connection of one worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Answers requests.
+    pub router: Arc<Router>,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// The worker's connection tasks, waited for on shutdown.
+    pub tasks: TaskTracker,
+    /// Where idle connections wait, when the platform has one (see `parking`).
+    pub lot: Option<Arc<ParkingLot>>,
 }
 
 type Http1Conn<T> = hyper::server::conn::http1::Connection<TokioIo<ConnIo<T>>, ConnectionService>;
@@ -413,73 +438,96 @@ enum Ended<T> {
 
 /// Serves one accepted connection until it closes, times out, or shutdown is asked
 /// for and its in-flight responses have been sent.
-pub async fn serve(
-    stream: LazyTcp,
-    remote: SocketAddr,
-    router: Arc<Router>,
-    limits: Limits,
-    shutdown: CancellationToken,
-    kind: ListenerKind,
-) {
-    let mut session = Session {
-        remote,
-        clock: Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout)),
-        router,
-        limits,
-        shutdown,
-        redirect_to: None,
-    };
+pub async fn serve(stream: LazyTcp, remote: SocketAddr, shared: Arc<Shared>, kind: ListenerKind) {
+    let session = Session::new(remote, shared, None);
     // Each protocol's state is boxed, so that a connection's task is only as large as
-    // what it is doing now (a parked HTTP/1 connection holds no HTTP/2 or TLS state).
-    let first_bytes = session.clock.deadline();
-    let mut stream = stream;
+    // what it is doing now.
     match kind {
-        ListenerKind::Plain => match Box::pin(sniff_h2(&mut stream, first_bytes)).await {
-            Some((true, seen)) => Box::pin(session.run_h2(stream, seen)).await,
-            Some((false, seen)) if unsupported_major_version(&seen) => {
-                version_not_supported(stream, &session).await;
-            }
-            Some((false, seen)) => Box::pin(session.run_http1(stream, seen)).await,
-            None => {}
-        },
-        ListenerKind::Tls { tls, port } => {
-            match Box::pin(peek_first_byte(&mut stream, first_bytes)).await {
-                Some(TLS_HANDSHAKE) => {
-                    let Ok(stream) = stream.into_registered() else {
-                        return;
-                    };
-                    // The handshake's flights must not wait on Nagle's algorithm.
-                    let _ = stream.set_nodelay(true);
-                    session.clock.nodelay.store(true, Ordering::Relaxed);
-                    let handshake = tls.acceptor().accept(stream);
-                    let stream =
-                        match Box::pin(tokio::time::timeout_at(first_bytes, handshake)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%remote, "TLS handshake failed: {e}");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%remote, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        Box::pin(session.run_h2(stream, Bytes::new())).await;
-                    } else {
-                        Box::pin(session.run_http1(stream, Bytes::new())).await;
-                    }
-                }
-                Some(_) => {
-                    session.redirect_to = Some(port);
-                    Box::pin(session.run_http1(stream, Bytes::new())).await;
-                }
-                None => {}
-            }
-        }
+        ListenerKind::Plain => Box::pin(session.serve_plain(stream)).await,
+        ListenerKind::Tls { tls, port } => Box::pin(session.serve_tls(stream, tls, port)).await,
         ListenerKind::RedirectToHttps { https_port } => {
-            session.redirect_to = Some(https_port);
+            let session = Session {
+                redirect_to: Some(https_port),
+                ..session
+            };
             Box::pin(session.run_http1(stream, Bytes::new())).await;
+        }
+    }
+}
+
+/// Serves a connection the parking lot hands back: its client has spoken again.
+pub async fn resume(parked: Parked, shared: Arc<Shared>) {
+    let session = Session::new(parked.remote, shared, parked.redirect_to);
+    // Set before it was first parked: a parked connection is a kept-alive one.
+    session.clock.nodelay.store(true, Ordering::Relaxed);
+    Box::pin(session.run_http1(LazyTcp::new(parked.socket), Bytes::new())).await;
+}
+
+impl Session {
+    fn new(remote: SocketAddr, shared: Arc<Shared>, redirect_to: Option<u16>) -> Session {
+        let limits = &shared.limits;
+        Session {
+            remote,
+            clock: Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout)),
+            shared,
+            redirect_to,
+        }
+    }
+
+    /// A plain listener: HTTP/1, or HTTP/2 with prior knowledge.
+    async fn serve_plain(self, mut stream: LazyTcp) {
+        let first_bytes = self.clock.deadline();
+        match Box::pin(sniff_h2(&mut stream, first_bytes)).await {
+            Some((true, seen)) => Box::pin(self.run_h2(stream, seen)).await,
+            Some((false, seen)) if unsupported_major_version(&seen) => {
+                Box::pin(version_not_supported(stream, &self)).await;
+            }
+            Some((false, seen)) => Box::pin(self.run_http1(stream, seen)).await,
+            None => {}
+        }
+    }
+
+    /// A TLS listener: the handshake, then HTTP/2 or HTTP/1 as ALPN chose; plain HTTP
+    /// arriving here is redirected to HTTPS on `port`.
+    async fn serve_tls(self, mut stream: LazyTcp, tls: Tls, port: u16) {
+        let first_bytes = self.clock.deadline();
+        match Box::pin(peek_first_byte(&mut stream, first_bytes)).await {
+            Some(TLS_HANDSHAKE) => {}
+            Some(_) => {
+                let session = Session {
+                    redirect_to: Some(port),
+                    ..self
+                };
+                return Box::pin(session.run_http1(stream, Bytes::new())).await;
+            }
+            None => return,
+        }
+        let Ok(stream) = stream.into_registered() else {
+            return;
+        };
+        // The handshake's flights must not wait on Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        self.clock.nodelay.store(true, Ordering::Relaxed);
+        let handshake = Box::pin(tokio::time::timeout_at(
+            first_bytes,
+            tls.acceptor().accept(stream),
+        ));
+        let remote = self.remote;
+        let stream = match handshake.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%remote, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            Box::pin(self.run_h2(stream, Bytes::new())).await;
+        } else {
+            Box::pin(self.run_http1(stream, Bytes::new())).await;
         }
     }
 }
@@ -575,7 +623,11 @@ fn unsupported_major_version(first: &[u8]) -> bool {
 
 /// Answers 505 (the usual small error page) and closes.
 async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
-    session.router.log.log_rejected(session.remote.ip(), 505);
+    session
+        .shared
+        .router
+        .log
+        .log_rejected(session.remote.ip(), 505);
     use tokio::io::AsyncWriteExt;
     let page = crate::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
     let head = format!(
@@ -616,8 +668,22 @@ impl Session {
                 Ended::Parked(parked, leftover) => {
                     PARKED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
                     let mut parked = parked;
-                    if leftover.is_empty() && !self.wait_parked(&mut parked).await {
-                        return;
+                    if leftover.is_empty() {
+                        if let Some(lot) = &self.shared.lot {
+                            // The task ends here; the lot keeps the socket.
+                            if let Some(socket) = parked.into_std() {
+                                let parked = Parked {
+                                    socket,
+                                    remote: self.remote,
+                                    redirect_to: self.redirect_to,
+                                };
+                                lot.park(parked, self.clock.deadline());
+                            }
+                            return;
+                        }
+                        if !self.wait_parked(&mut parked).await {
+                            return;
+                        }
                     }
                     stream = parked;
                     replay = leftover;
@@ -628,7 +694,7 @@ impl Session {
 
     fn service(&self, sendfile: Option<Arc<SendfileQueue>>) -> ConnectionService {
         ConnectionService::new(
-            Arc::clone(&self.router),
+            Arc::clone(&self.shared.router),
             self.remote,
             Arc::clone(&self.clock),
             sendfile,
@@ -653,7 +719,9 @@ impl Session {
         builder
             .timer(TokioTimer::new())
             .max_concurrent_streams(H2_MAX_STREAMS)
-            .max_header_list_size(u32::try_from(self.limits.max_header_size).unwrap_or(u32::MAX))
+            .max_header_list_size(
+                u32::try_from(self.shared.limits.max_header_size).unwrap_or(u32::MAX),
+            )
             .initial_stream_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_send_buf_size(H2_SEND_BUFFER)
@@ -662,7 +730,7 @@ impl Session {
         let conn = builder.serve_connection(io, self.service(None));
         let mut conn = std::pin::pin!(conn);
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
-        let cancelled = self.shutdown.cancelled();
+        let cancelled = self.shared.shutdown.cancelled();
         let mut cancelled = std::pin::pin!(cancelled);
         let mut closing = false;
         let result = poll_fn(|cx| {
@@ -682,7 +750,7 @@ impl Session {
                 // Streams under way: the deadline is the send timeout, which any write
                 // that takes bytes moves on.
                 let deadline = if phase == BUSY {
-                    self.clock.send_deadline(self.limits.idle_timeout)
+                    self.clock.send_deadline(self.shared.limits.idle_timeout)
                 } else {
                     self.clock.deadline()
                 };
@@ -690,7 +758,9 @@ impl Session {
                     return Poll::Pending;
                 }
                 match phase {
-                    BUSY if Instant::now() < self.clock.send_deadline(self.limits.idle_timeout) => {
+                    BUSY if Instant::now()
+                        < self.clock.send_deadline(self.shared.limits.idle_timeout) =>
+                    {
                         continue;
                     }
                     IDLE if !closing => {
@@ -717,7 +787,7 @@ impl Session {
         tokio::select! {
             ready = poll_fn(|cx| stream.poll_readable(cx)) => ready.is_ok(),
             _ = deadline => false,
-            _ = self.shutdown.cancelled() => false,
+            _ = self.shared.shutdown.cancelled() => false,
         }
     }
 
@@ -740,7 +810,7 @@ impl Session {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(None)
-            .max_buf_size(self.limits.read_buffer())
+            .max_buf_size(self.shared.limits.read_buffer())
             .keep_alive(true)
             // A client may shut down its sending side once its request is out and
             // still wait for the answer (RFC 9112 §9.6); hyper then also skips a read
@@ -751,7 +821,7 @@ impl Session {
         // Boxed so that a parked connection's task does not keep room for it.
         let mut conn = Box::new(builder.serve_connection(io, service));
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
-        let cancelled = self.shutdown.cancelled();
+        let cancelled = self.shared.shutdown.cancelled();
         let mut cancelled = std::pin::pin!(cancelled);
         let mut closing = false;
         let mut parking = false;
@@ -786,7 +856,7 @@ impl Session {
                     || sendfile.as_ref().is_some_and(|q| !q.is_empty());
                 let sending = phase == BUSY || (phase == IDLE && draining);
                 let deadline = if sending {
-                    self.clock.send_deadline(self.limits.idle_timeout)
+                    self.clock.send_deadline(self.shared.limits.idle_timeout)
                 } else {
                     self.clock.deadline()
                 };
@@ -801,7 +871,7 @@ impl Session {
                 if sending {
                     // A client that takes no bytes for the idle timeout is dropped
                     // (nginx's send_timeout); any progress moves the deadline.
-                    if Instant::now() >= self.clock.send_deadline(self.limits.idle_timeout) {
+                    if Instant::now() >= self.clock.send_deadline(self.shared.limits.idle_timeout) {
                         return Poll::Ready(Ok(()));
                     }
                     continue;
@@ -831,7 +901,10 @@ impl Session {
         .await;
         if let Err(err) = result {
             if let Some(status) = rejected_status(&err) {
-                self.router.log.log_rejected(self.remote.ip(), status);
+                self.shared
+                    .router
+                    .log
+                    .log_rejected(self.remote.ip(), status);
             }
             tracing::debug!(remote = %self.remote, "connection ended with an error: {err}");
             return Ended::Closed;

@@ -69,6 +69,15 @@ impl LazyTcp {
         }
     }
 
+    /// The socket alone, out of the event loop (non-blocking still), for parking.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        match self.state {
+            State::Direct(s) => Ok(s),
+            State::Registered(s) => s.into_std(),
+            State::Failed => Err(failed()),
+        }
+    }
+
     /// Turns Nagle's algorithm off.
     pub fn set_nodelay(&self) -> io::Result<()> {
         match &self.state {

@@ -25,6 +25,7 @@ pub mod lazy_tcp;
 pub mod listing;
 pub mod mime;
 pub mod negotiate;
+pub mod parking;
 pub mod path;
 pub mod range;
 pub mod representation;
@@ -46,6 +47,7 @@ use tokio_util::task::TaskTracker;
 use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::connection::{Limits, ListenerKind};
+use crate::parking::ParkingLot;
 use crate::router::Router;
 use crate::tls::Tls;
 
@@ -194,6 +196,20 @@ impl Worker {
     ) -> Result<(), String> {
         runtime.block_on(async move {
             let tasks = TaskTracker::new();
+            let shared = Arc::new(connection::Shared {
+                router: Arc::clone(&self.router),
+                limits: self.limits.clone(),
+                shutdown: self.shutdown.clone(),
+                tasks: tasks.clone(),
+                lot: ParkingLot::new(),
+            });
+            if let Some(lot) = &shared.lot {
+                let resumed = Arc::clone(&shared);
+                tokio::spawn(Arc::clone(lot).run(self.shutdown.clone(), move |parked| {
+                    let shared = Arc::clone(&resumed);
+                    resumed.tasks.spawn(connection::resume(parked, shared));
+                }));
+            }
             for (listener, kind) in self.listeners {
                 // SAFETY: a std TcpListener owns its descriptor: it stays open, and
                 // `as_raw_fd` returns the same one, for as long as the AsyncFd holds it.
@@ -204,14 +220,7 @@ impl Worker {
                     )
                 }
                 .map_err(|e| format!("cannot register the listening socket: {e}"))?;
-                tokio::spawn(server::accept_loop(
-                    listener,
-                    Arc::clone(&self.router),
-                    self.limits.clone(),
-                    self.shutdown.clone(),
-                    tasks.clone(),
-                    kind,
-                ));
+                tokio::spawn(server::accept_loop(listener, Arc::clone(&shared), kind));
             }
             if let Some((mut signals, tls)) = signals {
                 let certs = tls.as_ref().map(|t| Arc::clone(t.certs()));

@@ -12,12 +12,9 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, Limits, ListenerKind};
+use crate::connection::{self, ListenerKind, Shared};
 use crate::lazy_tcp::{self, LazyTcp};
-use crate::router::Router;
 
 /// Pending connections the kernel may queue for us.
 const BACKLOG: i32 = 1024;
@@ -90,28 +87,23 @@ fn defer_accept(socket: &Socket) {
 /// are not registered with the event loop until they must wait (see `lazy_tcp`).
 pub async fn accept_loop(
     listener: AsyncFd<std::net::TcpListener>,
-    router: Arc<Router>,
-    limits: Limits,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+    shared: Arc<Shared>,
     kind: ListenerKind,
 ) {
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return,
             accepted = accept(&listener) => accepted,
         };
         match accepted {
             // TCP_NODELAY is set later, only on connections that outlive one response
             // (see `connection`).
             Ok((stream, remote)) => {
-                tasks.spawn(connection::serve(
+                shared.tasks.spawn(connection::serve(
                     stream,
                     remote,
-                    Arc::clone(&router),
-                    limits.clone(),
-                    shutdown.clone(),
+                    Arc::clone(&shared),
                     kind.clone(),
                 ));
             }
@@ -119,7 +111,7 @@ pub async fn accept_loop(
                 // Out of file descriptors or similar: back off instead of spinning.
                 tracing::warn!("accept failed: {e}");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shared.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }

@@ -47,6 +47,59 @@ fn idle_connection_serves_again_after_being_parked() {
 }
 
 #[test]
+fn many_parked_connections_each_come_back() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "first");
+    write_file(&root, "b.txt", "second");
+    let server = Server::start(&root, &[]);
+    let mut conns: Vec<Conn> = (0..200).map(|_| Conn::open(&server)).collect();
+    for conn in &mut conns {
+        conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(conn.read_response(false).body, b"first");
+    }
+    stay_idle(&conns[0], Duration::from_millis(400));
+    // Every connection is parked now; they come back in another order.
+    for conn in conns.iter_mut().rev() {
+        conn.send(b"GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    for conn in &mut conns {
+        assert_eq!(conn.read_response(false).body, b"second");
+    }
+    // Parked a second time, then the client hangs up after one last request.
+    stay_idle(&conns[0], Duration::from_millis(400));
+    for conn in &mut conns {
+        conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        conn.stream().shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    for conn in &mut conns {
+        assert_eq!(conn.read_response(false).body, b"first");
+        assert!(conn.wait_for_close());
+    }
+}
+
+#[test]
+fn parked_connections_close_at_shutdown() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "x");
+    let mut server = Server::start(&root, &["--grace-period", "30s"]);
+    let mut conns: Vec<Conn> = (0..20).map(|_| Conn::open(&server)).collect();
+    for conn in &mut conns {
+        conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(conn.read_response(false).status, 200);
+    }
+    stay_idle(&conns[0], Duration::from_millis(400));
+    server.signal("TERM");
+    // Idle connections hold nothing up: no waiting for the 30 s grace period.
+    for conn in &mut conns {
+        assert!(
+            conn.wait_for_close(),
+            "a parked connection outlived shutdown"
+        );
+    }
+    assert!(server.expect_exit().success());
+}
+
+#[test]
 fn parked_connection_still_closes_at_the_idle_timeout() {
     let (_tmp, root) = temp_root();
     write_file(&root, "a.txt", "x");
