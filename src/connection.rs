@@ -179,6 +179,8 @@ const TLS_HANDSHAKE: u8 = 0x16;
 #[derive(Debug)]
 pub struct Clock {
     start: Instant,
+    /// `start` on the coarse clock, which timestamps the connection's events.
+    start_coarse: Duration,
     header_timeout: Duration,
     idle_timeout: Duration,
     phase: AtomicU8,
@@ -206,6 +208,7 @@ impl Clock {
     fn new(header_timeout: Duration, idle_timeout: Duration) -> Clock {
         let clock = Clock {
             start: Instant::now(),
+            start_coarse: coarse_now(),
             header_timeout,
             idle_timeout,
             phase: AtomicU8::new(HEAD),
@@ -223,7 +226,8 @@ impl Clock {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = coarse_now().saturating_sub(self.start_coarse);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn set_deadline(&self, after: Duration) {
@@ -296,6 +300,25 @@ impl Clock {
                 self.set_deadline_from(now, self.idle_timeout);
             }
         }
+    }
+}
+
+/// Monotonic time from the kernel's coarse clock: a few milliseconds of resolution,
+/// plenty for timeouts counted in seconds, and several times cheaper to read than the
+/// precise clock (it is read three times per request).
+fn coarse_now() -> Duration {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        EPOCH.get_or_init(std::time::Instant::now).elapsed()
     }
 }
 
@@ -532,6 +555,26 @@ impl Session {
     }
 }
 
+/// Whether shutdown was asked for. The wait for it is polled once, which leaves the
+/// task's waker registered with the token (the wait stays alive, so it stays
+/// registered); later polls only read the flag, where polling the wait again would take
+/// the token's lock on every poll of the connection.
+fn shutting_down(
+    token: &CancellationToken,
+    wait: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+    registered: &mut bool,
+    cx: &mut Context<'_>,
+) -> bool {
+    if token.is_cancelled() {
+        return true;
+    }
+    if *registered {
+        return false;
+    }
+    *registered = true;
+    wait.poll(cx).is_ready()
+}
+
 /// Keeps `timer` due no later than `wake` and polls it; true once `wake` has passed.
 ///
 /// Deadlines move on with every request, but the timer is only moved earlier: when it
@@ -732,12 +775,20 @@ impl Session {
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
         let cancelled = self.shared.shutdown.cancelled();
         let mut cancelled = std::pin::pin!(cancelled);
+        let mut registered = false;
         let mut closing = false;
         let result = poll_fn(|cx| {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(result);
             }
-            if !closing && cancelled.as_mut().poll(cx).is_ready() {
+            if !closing
+                && shutting_down(
+                    &self.shared.shutdown,
+                    cancelled.as_mut(),
+                    &mut registered,
+                    cx,
+                )
+            {
                 closing = true;
                 // GOAWAY: streams under way finish, no new ones start.
                 conn.as_mut().graceful_shutdown();
@@ -823,6 +874,7 @@ impl Session {
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
         let cancelled = self.shared.shutdown.cancelled();
         let mut cancelled = std::pin::pin!(cancelled);
+        let mut registered = false;
         let mut closing = false;
         let mut parking = false;
 
@@ -840,7 +892,14 @@ impl Session {
             if let Poll::Ready(result) = poll_conn(&mut conn, parking, cx) {
                 return Poll::Ready(result);
             }
-            if !closing && cancelled.as_mut().poll(cx).is_ready() {
+            if !closing
+                && shutting_down(
+                    &self.shared.shutdown,
+                    cancelled.as_mut(),
+                    &mut registered,
+                    cx,
+                )
+            {
                 closing = true;
                 Pin::new(&mut *conn).graceful_shutdown();
                 // hyper ends an idle connection at once; one mid-response finishes first.
