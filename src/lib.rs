@@ -35,6 +35,7 @@ pub mod rules;
 pub mod server;
 pub mod static_files;
 pub mod tls;
+pub mod tls_crypto;
 pub mod zero_copy;
 
 use std::net::{SocketAddr, TcpListener};

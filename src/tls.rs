@@ -68,12 +68,11 @@ impl Tls {
             seen: RwLock::new(file_times(source)),
             source: source.clone(),
         });
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
-                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .map_err(|e| format!("TLS configuration: {e}"))?
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
+        let mut config = ServerConfig::builder_with_provider(crate::tls_crypto::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS configuration: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         // Resumption, as nginx offers by default: stateless tickets (keys rotate every
         // 6 hours) and a session cache, so returning clients skip the full handshake.

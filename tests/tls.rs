@@ -180,6 +180,57 @@ async fn tls12_and_tls13_are_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returning_clients_resume_their_session() {
+    let (_tmp, root, tls) = fixture();
+    let cert = localhost_cert();
+    let server = start_with_cert(&root, &tls, &cert, &[]);
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        // One configuration, so one session store, for both connections; with each
+        // of the server's key-schedule hashes in TLS 1.3.
+        for suite in [
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+        ] {
+            let mut provider = rustls::crypto::CryptoProvider::get_default()
+                .map(|p| (**p).clone())
+                .unwrap_or_else(|| (**client_config(&[], &[], &[]).crypto_provider()).clone());
+            provider
+                .cipher_suites
+                .retain(|s| s.version() != &rustls::version::TLS13 || s.suite() == suite);
+            let mut store = rustls::RootCertStore::empty();
+            store.add(cert.der.clone()).unwrap();
+            let mut config =
+                rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+                    .with_protocol_versions(&[version])
+                    .unwrap()
+                    .with_root_certificates(store)
+                    .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let config = std::sync::Arc::new(config);
+            let mut kinds = Vec::new();
+            for _ in 0..2 {
+                let stream = tls_connect(server.addr(), config.clone(), "localhost").await;
+                kinds.push(stream.get_ref().1.handshake_kind());
+                // Reading the answer also takes in the session tickets (TLS 1.3).
+                let reply = h1_get_over(stream, &server, "/a.txt").await;
+                assert_eq!(reply.text(), A_TXT);
+            }
+            assert_eq!(
+                kinds,
+                [
+                    Some(rustls::HandshakeKind::Full),
+                    Some(rustls::HandshakeKind::Resumed)
+                ],
+                "{version:?} {suite:?}"
+            );
+            if version == &rustls::version::TLS12 {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_certificate_is_rejected_by_the_client() {
     // Guards the tests above: the client really verifies what the server presents.
     let (_tmp, root, tls) = fixture();
