@@ -202,6 +202,9 @@ pub struct Clock {
     wants_nodelay: AtomicBool,
     /// TCP_NODELAY is on already.
     nodelay: AtomicBool,
+    /// The latest request came with a body, which the handlers never read: if the
+    /// connection closes after it, the client may still be sending (see `linger`).
+    unread_body: AtomicBool,
 }
 
 impl Clock {
@@ -220,6 +223,7 @@ impl Clock {
             last_write_ms: AtomicU64::new(0),
             wants_nodelay: AtomicBool::new(false),
             nodelay: AtomicBool::new(false),
+            unread_body: AtomicBool::new(false),
         };
         clock.set_deadline(header_timeout);
         clock
@@ -276,8 +280,10 @@ impl Clock {
     }
 
     /// A request head was parsed and handed to the router; `keep_alive` when the
-    /// client expects the connection to stay open after the response.
-    pub fn request_started(&self, keep_alive: bool) {
+    /// client expects the connection to stay open after the response, `has_body` when
+    /// a request body follows the head.
+    pub fn request_started(&self, keep_alive: bool, has_body: bool) {
+        self.unread_body.store(has_body, Ordering::Relaxed);
         if keep_alive && !self.nodelay.swap(true, Ordering::Relaxed) {
             self.wants_nodelay.store(true, Ordering::Relaxed);
         }
@@ -418,10 +424,13 @@ pub struct Limits {
 
 impl Limits {
     /// hyper's read buffer must hold a whole request head. It is sized above our own
-    /// limits so that the router, not hyper, answers most oversized heads, with a
-    /// proper error page; anything beyond it still gets hyper's bare 431.
+    /// limits so that the router, not hyper, answers oversized heads, with a proper
+    /// error page: request targets up to 64 KiB (CPython's line limit) get 414 rather
+    /// than a 431 for the whole head; only heads beyond that get hyper's bare 431. The
+    /// buffer grows only as a client actually sends, and a head must be complete within
+    /// the header timeout.
     fn read_buffer(&self) -> usize {
-        (self.max_header_size + crate::config::MAX_TARGET_LEN + 4096).max(8192)
+        self.max_header_size + 64 * 1024 + 4096
     }
 }
 
@@ -455,6 +464,10 @@ type Http1Conn<T> = hyper::server::conn::http1::Connection<TokioIo<ConnIo<T>>, C
 enum Ended<T> {
     /// Closed, timed out, failed, or shut down: drop the socket.
     Closed,
+    /// Answered, but the client may still be sending (a body nobody read, or a head
+    /// hyper rejected): close gently, or the unread bytes make the kernel reset the
+    /// connection and the client may lose the answer.
+    Linger(T),
     /// Parked while idle: the socket, and any bytes hyper had read but not used.
     Parked(T, Bytes),
 }
@@ -573,6 +586,35 @@ fn shutting_down(
     }
     *registered = true;
     wait.poll(cx).is_ready()
+}
+
+/// How long a lingering close waits in all, and for each read (nginx's
+/// `lingering_time` and `lingering_timeout`).
+const LINGER_TOTAL: Duration = Duration::from_secs(30);
+const LINGER_QUIET: Duration = Duration::from_secs(5);
+
+/// Closes a connection whose client may still be sending, as nginx's lingering close
+/// does: the answer is already in the socket; the FIN follows it, and what the client
+/// still sends is read and dropped until it closes its side, goes quiet, or the time
+/// is up. Closing with unread bytes instead makes the kernel answer with a reset,
+/// which can destroy the answer before the client has read it.
+async fn linger(mut stream: LazyTcp, shutdown: &CancellationToken) {
+    use tokio::io::AsyncReadExt;
+    if stream.shutdown_write().is_err() {
+        return;
+    }
+    let give_up = Instant::now() + LINGER_TOTAL;
+    let mut sink = vec![0u8; 4096];
+    loop {
+        let quiet = (Instant::now() + LINGER_QUIET).min(give_up);
+        tokio::select! {
+            read = tokio::time::timeout_at(quiet, stream.read(&mut sink)) => match read {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => return,
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Keeps `timer` due no later than `wake` and polls it; true once `wake` has passed.
@@ -708,6 +750,12 @@ impl Session {
             // Boxed: the hyper phase's state is freed while the connection is parked.
             match Box::pin(self.run_hyper(stream, replay, sendfile.clone())).await {
                 Ended::Closed => return,
+                Ended::Linger(stream) => {
+                    if let Some(socket) = stream.into_std() {
+                        linger(LazyTcp::new(socket), &self.shared.shutdown).await;
+                    }
+                    return;
+                }
                 Ended::Parked(parked, leftover) => {
                     PARKED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
                     let mut parked = parked;
@@ -877,6 +925,8 @@ impl Session {
         let mut registered = false;
         let mut closing = false;
         let mut parking = false;
+        // Ended by a timeout rather than by hyper: nothing was answered.
+        let mut dropped = false;
 
         // Parking takes the socket back with `poll_without_shutdown`; every other end
         // goes through `poll`, which flushes what hyper still buffers before the
@@ -931,6 +981,7 @@ impl Session {
                     // A client that takes no bytes for the idle timeout is dropped
                     // (nginx's send_timeout); any progress moves the deadline.
                     if Instant::now() >= self.clock.send_deadline(self.shared.limits.idle_timeout) {
+                        dropped = true;
                         return Poll::Ready(Ok(()));
                     }
                     continue;
@@ -953,22 +1004,32 @@ impl Session {
                     }
                     // A head not finished in time, or still idle past the deadline while
                     // closing: drop the connection, which closes the socket.
-                    _ => return Poll::Ready(Ok(())),
+                    _ => {
+                        dropped = true;
+                        return Poll::Ready(Ok(()));
+                    }
                 }
             }
         })
         .await;
-        if let Err(err) = result {
-            if let Some(status) = rejected_status(&err) {
-                self.shared
-                    .router
-                    .log
-                    .log_rejected(self.remote.ip(), status);
+        let linger = match &result {
+            Err(err) => {
+                tracing::debug!(remote = %self.remote, "connection ended with an error: {err}");
+                let rejected = rejected_status(err);
+                if let Some(status) = rejected {
+                    self.shared
+                        .router
+                        .log
+                        .log_rejected(self.remote.ip(), status);
+                }
+                rejected.is_some()
             }
-            tracing::debug!(remote = %self.remote, "connection ended with an error: {err}");
-            return Ended::Closed;
+            Ok(()) => !parking && !dropped && self.clock.unread_body.load(Ordering::Relaxed),
+        };
+        if linger {
+            return Ended::Linger(conn.into_parts().io.into_inner().inner);
         }
-        if !parking {
+        if result.is_err() || !parking {
             return Ended::Closed;
         }
         let parts = conn.into_parts();

@@ -78,6 +78,16 @@ impl LazyTcp {
         }
     }
 
+    /// Sends the FIN after what was written; reading stays open.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        let how = std::net::Shutdown::Write;
+        match &self.state {
+            State::Direct(s) => s.shutdown(how),
+            State::Registered(s) => socket2::SockRef::from(s).shutdown(how),
+            State::Failed => Err(failed()),
+        }
+    }
+
     /// Turns Nagle's algorithm off.
     pub fn set_nodelay(&self) -> io::Result<()> {
         match &self.state {

@@ -142,7 +142,7 @@ impl ParkingLot {
             closes_at,
         });
         lot.expiry.push_back((key, generation));
-        if lot.expiry.len() - lot.stale == 1 {
+        if lot.expiry.len().saturating_sub(lot.stale) == 1 {
             self.first_parked.notify_one();
         }
     }

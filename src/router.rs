@@ -483,7 +483,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Future = Reply;
 
     fn call(&self, req: Request<Incoming>) -> Reply {
-        self.clock.request_started(keeps_alive(&req));
+        let has_body = !http_body::Body::is_end_stream(req.body());
+        self.clock.request_started(keeps_alive(&req), has_body);
         let exchange = Exchange::begin(&self.router, &req, self.remote, Arc::clone(&self.clock));
         // The static handlers never read a request body; dropping it lets hyper decide
         // whether the connection can be reused.

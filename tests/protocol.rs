@@ -157,6 +157,41 @@ fn unsupported_methods_get_405_with_allow() {
 }
 
 #[test]
+fn an_unread_request_body_does_not_cost_the_client_its_answer() {
+    let (_tmp, server) = start(&[]);
+    // The client is still sending a body the server never reads when the answer is
+    // complete; closing with those bytes unread would reset the connection and the
+    // client would see an error instead of the 405.
+    for _ in 0..3 {
+        let mut conn = Conn::open(&server);
+        let head = "POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n";
+        conn.send(head.as_bytes());
+        conn.send(&vec![b'x'; 1_000_000]);
+        let response = conn
+            .try_read_response(false)
+            .expect("the 405 arrives intact");
+        assert_eq!(response.status, 405);
+        assert_eq!(response.header("allow").as_deref(), Some(ALLOW));
+    }
+}
+
+#[test]
+fn request_lines_up_to_64_kib_get_414_not_431() {
+    let (_tmp, server) = start(&[]);
+    for len in [9_000, 30_000, 65_000, 70_000] {
+        let target = format!("/{}", "a".repeat(len));
+        let response = server.exchange(&request_bytes("GET", &target, &[]), false);
+        assert_eq!(response.status, 414, "target of {len} bytes");
+    }
+    // Headers past the limit are still 431, whatever the size.
+    for len in [20_000, 100_000] {
+        let big = "x".repeat(len);
+        let response = server.exchange(&request_bytes("GET", "/a.txt", &[("X-Big", &big)]), false);
+        assert_eq!(response.status, 431, "header of {len} bytes");
+    }
+}
+
+#[test]
 fn options_on_file_lists_allowed_methods() {
     let (_tmp, server) = start(&[]);
     let response = request(&server, "OPTIONS", "/a.txt", &[]);
