@@ -95,9 +95,9 @@ pub trait Transport: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static 
     /// Turns Nagle's algorithm off, so the last small segment of a response is not
     /// held back waiting for the client's acknowledgement.
     fn set_nodelay(&self);
-    /// The socket alone, out of any event loop, for the parking lot; `None` for
-    /// transports that cannot park (or a socket that failed on the way).
-    fn into_std(self) -> Option<std::net::TcpStream>;
+    /// The plain socket underneath, for parking and lingering; `None` for transports
+    /// that keep state of their own (TLS).
+    fn into_lazy(self) -> Option<LazyTcp>;
     /// Ends the sending side before the transport is dropped.
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(self).poll_shutdown(cx)
@@ -113,8 +113,8 @@ impl Transport for LazyTcp {
     fn set_nodelay(&self) {
         let _ = LazyTcp::set_nodelay(self);
     }
-    fn into_std(self) -> Option<std::net::TcpStream> {
-        LazyTcp::into_std(self).ok()
+    fn into_lazy(self) -> Option<LazyTcp> {
+        Some(self)
     }
     /// Nothing: the socket is closed right after, and `close` sends the FIN (and
     /// anything Nagle still held) itself, one system call fewer per connection.
@@ -133,7 +133,7 @@ impl Transport for TlsStream<TcpStream> {
     fn set_nodelay(&self) {
         let _ = self.get_ref().0.set_nodelay(true);
     }
-    fn into_std(self) -> Option<std::net::TcpStream> {
+    fn into_lazy(self) -> Option<LazyTcp> {
         None
     }
 }
@@ -349,6 +349,12 @@ impl<T: Transport> AsyncRead for ConnIo<T> {
             let n = self.replay.len().min(buf.remaining());
             buf.put_slice(&self.replay[..n]);
             self.replay.advance(n);
+            // Bytes of a request read before (pipelined, or across a park) start its
+            // head as much as fresh ones: the header timeout applies, and the
+            // connection is not idle.
+            if self.report_reads && n > 0 {
+                self.clock.on_read();
+            }
             if self.replay.is_empty() {
                 // Release the buffer the bytes were read into.
                 self.replay = Bytes::new();
@@ -751,8 +757,8 @@ impl Session {
             match Box::pin(self.run_hyper(stream, replay, sendfile.clone())).await {
                 Ended::Closed => return,
                 Ended::Linger(stream) => {
-                    if let Some(socket) = stream.into_std() {
-                        linger(LazyTcp::new(socket), &self.shared.shutdown).await;
+                    if let Some(stream) = stream.into_lazy() {
+                        linger(stream, &self.shared.shutdown).await;
                     }
                     return;
                 }
@@ -762,7 +768,7 @@ impl Session {
                     if leftover.is_empty() {
                         if let Some(lot) = &self.shared.lot {
                             // The task ends here; the lot keeps the socket.
-                            if let Some(socket) = parked.into_std() {
+                            if let Some(Ok(socket)) = parked.into_lazy().map(LazyTcp::into_std) {
                                 let parked = Parked {
                                     socket,
                                     remote: self.remote,
@@ -1024,7 +1030,9 @@ impl Session {
                 }
                 rejected.is_some()
             }
-            Ok(()) => !parking && !dropped && self.clock.unread_body.load(Ordering::Relaxed),
+            // Closed by hyper itself after a request with a body (not by a timeout or
+            // shutdown of ours, when the client has gone quiet).
+            Ok(()) => !closing && !dropped && self.clock.unread_body.load(Ordering::Relaxed),
         };
         if linger {
             return Ended::Linger(conn.into_parts().io.into_inner().inner);

@@ -8,8 +8,8 @@
 //! exchange answered from the hot cache then costs accept, read, `fstatat`, write and
 //! close: no epoll bookkeeping at all.
 //!
-//! Once registered, the connection stays registered and behaves exactly as a
-//! [`tokio::net::TcpStream`].
+//! Once registered, the connection behaves exactly as a [`tokio::net::TcpStream`]; it
+//! leaves the event loop again only when it is parked (see `parking`).
 
 use std::fs::File;
 use std::io::{self, IoSlice, Write};

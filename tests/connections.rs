@@ -100,6 +100,30 @@ fn parked_connections_close_at_shutdown() {
 }
 
 #[test]
+fn a_partial_head_behind_a_pipelined_request_meets_the_header_timeout() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "first");
+    write_file(&root, "b.txt", "second");
+    let server = Server::start(&root, &["--header-timeout", "1", "--idle-timeout", "60"]);
+    // The second request's first bytes arrive with the first request: the connection
+    // is mid-head, not idle, and is neither parked nor given the idle timeout.
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /b.tx");
+    assert_eq!(conn.read_response(false).body, b"first");
+    assert!(
+        conn.wait_for_close(),
+        "an unfinished head was kept past the header timeout"
+    );
+    // Finished in time, the same pipelining works.
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /b.tx");
+    assert_eq!(conn.read_response(false).body, b"first");
+    stay_idle(&conn, Duration::from_millis(300));
+    conn.send(b"t HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_response(false).body, b"second");
+}
+
+#[test]
 fn parked_connection_still_closes_at_the_idle_timeout() {
     let (_tmp, root) = temp_root();
     write_file(&root, "a.txt", "x");
