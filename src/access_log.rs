@@ -2,9 +2,13 @@
 //!
 //! Lines are formatted on the connection's task and written by one dedicated thread,
 //! so a slow terminal or pipe never blocks request handling until the (bounded) queue
-//! fills. Every byte that came from the client is escaped before it is written: a
-//! request can never put a control sequence on the operator's terminal.
+//! fills. A worker's event loop collects its lines and hands them to the writer in
+//! batches, when it is about to wait for events or when a batch fills: waking the
+//! writer for every line cost more than serving a small file. Every byte that came
+//! from the client is escaped before it is written: a request can never put a control
+//! sequence on the operator's terminal.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -13,8 +17,17 @@ use std::time::{Duration, SystemTime};
 
 use http::{Method, Version};
 
-/// How many formatted lines may wait for the writer before callers wait for it.
+/// How many messages (lines, or batches of lines) may wait for the writer before
+/// callers wait for it.
 const QUEUE: usize = 16 * 1024;
+/// Bytes of lines an event loop collects before it hands them to the writer anyway.
+const BATCH_BYTES: usize = 32 * 1024;
+
+thread_local! {
+    /// Lines formatted on this thread and not yet handed to the writer; `None` on
+    /// threads that do not batch (see [`AccessLog::batch_on_this_thread`]).
+    static PENDING: RefCell<Option<String>> = const { RefCell::new(None) };
+}
 
 /// The access-log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -99,23 +112,69 @@ impl AccessLog {
 
     /// Queues one record.
     pub fn log(&self, record: &Record) {
-        let Some(tx) = &self.tx else { return };
-        let line = format_record(self.format, record);
-        match tx.try_send(Message::Line(line)) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            // Back-pressure rather than unbounded memory when stdout is slow.
-            Err(TrySendError::Full(msg)) => {
-                let _ = tx.send(msg);
-            }
-        }
+        self.emit(|out| format_record_into(out, self.format, record));
     }
 
     /// Logs a request that could not be parsed (hyper answered it before it became a
     /// request): the request is shown as `"-"`, as nginx does.
     pub fn log_rejected(&self, remote: IpAddr, status: u16) {
+        self.emit(|out| format_rejected_into(out, self.format, remote, SystemTime::now(), status));
+    }
+
+    /// Makes the calling thread collect its lines instead of handing each to the
+    /// writer. The thread must then call [`AccessLog::hand_over`] whenever it goes idle
+    /// (an event loop does, before it waits for events) and before it ends.
+    pub fn batch_on_this_thread(&self) {
+        if self.tx.is_some() {
+            PENDING.with(|p| *p.borrow_mut() = Some(String::with_capacity(BATCH_BYTES)));
+        }
+    }
+
+    /// Hands the lines this thread collected to the writer.
+    pub fn hand_over(&self) {
+        let batch = PENDING.with(|p| {
+            p.borrow_mut()
+                .as_mut()
+                .filter(|buf| !buf.is_empty())
+                .map(|buf| std::mem::replace(buf, String::with_capacity(BATCH_BYTES)))
+        });
+        if let Some(batch) = batch {
+            self.send(Message::Line(batch));
+        }
+    }
+
+    /// Formats one line, into this thread's batch or as a message of its own.
+    fn emit(&self, format: impl FnOnce(&mut String)) {
+        if self.tx.is_none() {
+            return;
+        }
+        let mut format = Some(format);
+        let full = PENDING.with(|p| {
+            let mut pending = p.borrow_mut();
+            let buf = pending.as_mut()?;
+            (format.take()?)(buf);
+            (buf.len() >= BATCH_BYTES)
+                .then(|| std::mem::replace(buf, String::with_capacity(BATCH_BYTES)))
+        });
+        if let Some(format) = format {
+            let mut line = String::with_capacity(192);
+            format(&mut line);
+            self.send(Message::Line(line));
+        } else if let Some(batch) = full {
+            self.send(Message::Line(batch));
+        }
+    }
+
+    /// Queues a message; back-pressure rather than unbounded memory when stdout is
+    /// slow.
+    fn send(&self, msg: Message) {
         let Some(tx) = &self.tx else { return };
-        let line = format_rejected(self.format, remote, SystemTime::now(), status);
-        let _ = tx.try_send(Message::Line(line));
+        match tx.try_send(msg) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(msg)) => {
+                let _ = tx.send(msg);
+            }
+        }
     }
 
     /// Waits (up to `timeout`) until every queued line has been written.
@@ -151,31 +210,31 @@ fn write_lines(rx: Receiver<Message>, out: impl Write) {
 
 /// Formats a record as one line, newline included.
 pub fn format_record(format: LogFormat, r: &Record) -> String {
-    let request = format!(
-        "{} {} {:?}",
-        escape(r.method.as_str().as_bytes()),
-        escape(r.target.as_bytes()),
-        r.version
-    );
-    let mut line = String::with_capacity(160);
+    let mut line = String::with_capacity(192);
+    format_record_into(&mut line, format, r);
+    line
+}
+
+/// Appends a record's line, newline included, to `out`.
+pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
     match format {
         LogFormat::Common | LogFormat::Combined => {
-            let _ = write!(
-                line,
-                "{} - - [{}] \"{}\" {} {}",
-                r.remote,
-                clf_time(r.time),
-                request,
-                r.status,
-                r.bytes
-            );
+            let _ = write!(out, "{} - - [", r.remote);
+            push_clf_time(out, r.time);
+            out.push_str("] \"");
+            escape_into(out, r.method.as_str().as_bytes());
+            out.push(' ');
+            escape_into(out, r.target.as_bytes());
+            let _ = write!(out, " {:?}\" {} {}", r.version, r.status, r.bytes);
             if format == LogFormat::Combined {
-                let _ = write!(
-                    line,
-                    " \"{}\" \"{}\"",
-                    header_field(&r.referer),
-                    header_field(&r.user_agent)
-                );
+                for field in [&r.referer, &r.user_agent] {
+                    out.push_str(" \"");
+                    match field {
+                        Some(value) => escape_into(out, value),
+                        None => out.push('-'),
+                    }
+                    out.push('"');
+                }
             }
         }
         LogFormat::Json => {
@@ -192,41 +251,52 @@ pub fn format_record(format: LogFormat, r: &Record) -> String {
                 "duration_ms": r.duration.as_secs_f64() * 1000.0,
                 "complete": r.complete,
             });
-            line.push_str(&value.to_string());
+            let _ = write!(out, "{value}");
         }
     }
-    line.push('\n');
-    line
+    out.push('\n');
 }
 
 /// A line for a request that never parsed: no request line, no headers.
 pub fn format_rejected(format: LogFormat, remote: IpAddr, time: SystemTime, status: u16) -> String {
-    let mut line = match format {
-        LogFormat::Json => serde_json::json!({
-            "time": humantime::format_rfc3339_millis(time).to_string(),
-            "remote": remote.to_string(),
-            "method": null,
-            "target": null,
-            "version": null,
-            "status": status,
-            "bytes": 0,
-            "referer": null,
-            "user_agent": null,
-            "complete": true,
-        })
-        .to_string(),
-        LogFormat::Common => format!("{remote} - - [{}] \"-\" {status} 0", clf_time(time)),
-        LogFormat::Combined => format!(
-            "{remote} - - [{}] \"-\" {status} 0 \"-\" \"-\"",
-            clf_time(time)
-        ),
-    };
-    line.push('\n');
+    let mut line = String::with_capacity(96);
+    format_rejected_into(&mut line, format, remote, time, status);
     line
 }
 
-fn header_field(value: &Option<Vec<u8>>) -> String {
-    value.as_deref().map_or_else(|| "-".to_string(), escape)
+fn format_rejected_into(
+    out: &mut String,
+    format: LogFormat,
+    remote: IpAddr,
+    time: SystemTime,
+    status: u16,
+) {
+    match format {
+        LogFormat::Json => {
+            let value = serde_json::json!({
+                "time": humantime::format_rfc3339_millis(time).to_string(),
+                "remote": remote.to_string(),
+                "method": null,
+                "target": null,
+                "version": null,
+                "status": status,
+                "bytes": 0,
+                "referer": null,
+                "user_agent": null,
+                "complete": true,
+            });
+            let _ = write!(out, "{value}");
+        }
+        LogFormat::Common | LogFormat::Combined => {
+            let _ = write!(out, "{remote} - - [");
+            push_clf_time(out, time);
+            let _ = write!(out, "] \"-\" {status} 0");
+            if format == LogFormat::Combined {
+                out.push_str(" \"-\" \"-\"");
+            }
+        }
+    }
+    out.push('\n');
 }
 
 /// Escapes client bytes for a log line: printable ASCII stays, `"` and `\` are
@@ -234,6 +304,12 @@ fn header_field(value: &Option<Vec<u8>>) -> String {
 /// as nginx does.
 pub fn escape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
+    escape_into(&mut out, bytes);
+    out
+}
+
+/// [`escape`], appending to `out`.
+fn escape_into(out: &mut String, bytes: &[u8]) {
     for &b in bytes {
         match b {
             b'"' => out.push_str("\\\""),
@@ -244,7 +320,23 @@ pub fn escape(bytes: &[u8]) -> String {
             }
         }
     }
-    out
+}
+
+/// Appends [`clf_time`] of `time`, formatted once per second per thread.
+fn push_clf_time(out: &mut String, time: SystemTime) {
+    thread_local! {
+        static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, clf_time(time));
+        }
+        out.push_str(&last.1);
+    });
 }
 
 /// `[10/Oct/2000:13:55:36 +0000]`-style time, always in UTC.

@@ -71,7 +71,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let router = Arc::new(Router::new(config.clone(), log.clone())?);
     // Signal handlers go in first, on the runtime that will poll them, so a signal sent
     // as soon as the URL is printed already means "shut down".
-    let main_runtime = build_runtime()?;
+    let main_runtime = build_runtime(&log)?;
     let signals = {
         let _guard = main_runtime.enter();
         Signals::install()?
@@ -101,7 +101,10 @@ pub fn run(config: Config) -> Result<(), String> {
         let w = worker(dups);
         let thread = std::thread::Builder::new()
             .name(format!("wharf-worker-{i}"))
-            .spawn(move || w.run(build_runtime()?, None))
+            .spawn(move || {
+                let runtime = build_runtime(&w.router.log)?;
+                w.run(runtime, None)
+            })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(thread);
     }
@@ -195,6 +198,8 @@ impl Worker {
         runtime: tokio::runtime::Runtime,
         signals: Option<(Signals, Option<Tls>)>,
     ) -> Result<(), String> {
+        let log = self.router.log.clone();
+        log.batch_on_this_thread();
         runtime.block_on(async move {
             let tasks = TaskTracker::new();
             let shared = Arc::new(connection::Shared {
@@ -261,13 +266,18 @@ impl Worker {
         })?;
         // Connections still open after the grace period are dropped here.
         runtime.shutdown_timeout(Duration::from_millis(100));
+        log.hand_over();
         Ok(())
     }
 }
 
-fn build_runtime() -> Result<tokio::runtime::Runtime, String> {
+/// One worker's event loop. Before it waits for events it hands the access-log lines
+/// it collected to the log's writer (see `access_log`).
+fn build_runtime(log: &AccessLog) -> Result<tokio::runtime::Runtime, String> {
+    let log = log.clone();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(move || log.hand_over())
         .max_blocking_threads(BLOCKING_THREADS_PER_WORKER)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))

@@ -173,6 +173,45 @@ fn quotes_in_user_agent_cannot_forge_fields() {
 }
 
 #[test]
+fn every_request_of_a_burst_is_logged_once_even_at_exit() {
+    let (_tmp, mut server) = start(&["--workers", "2"]);
+    // Keep-alive connections in parallel, so lines are collected on both workers and
+    // handed over in batches.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = server.addr().to_string();
+            std::thread::spawn(move || {
+                let mut conn = Conn::new(connect(&addr));
+                for i in 0..300 {
+                    conn.send(
+                        format!("GET /a.txt?t{t}-{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+                    );
+                    assert_eq!(conn.read_response(false).status, 200);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // The last lines must reach stdout before the process exits.
+    server.signal("TERM");
+    assert!(server.expect_exit().success());
+    let lines = server.stdout_lines();
+    for t in 0..4 {
+        for i in 0..300 {
+            let needle = format!("/a.txt?t{t}-{i} ");
+            let n = lines.iter().filter(|l| l.contains(&needle)).count();
+            assert_eq!(n, 1, "{needle}: {n} lines");
+        }
+    }
+    assert!(
+        lines.iter().all(|l| l.ends_with('"')),
+        "a line was cut or merged"
+    );
+}
+
+#[test]
 fn quiet_disables_access_log() {
     let (_tmp, mut server) = start(&["--quiet"]);
     assert_eq!(get(&server, "/a.txt").status, 200);
