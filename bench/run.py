@@ -93,17 +93,21 @@ def make_site(root):
 
 
 class Server:
-    def __init__(self, name, argv, port, scheme="http", env=None):
+    def __init__(self, name, argv, port, scheme="http", env=None, stdout=None):
         self.name, self.argv, self.port, self.scheme, self.env = name, argv, port, scheme, env
+        self.stdout = stdout
         self.proc = None
 
     def start(self):
+        out = open(self.stdout, "ab") if self.stdout else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU] + self.argv,
-            stdout=subprocess.DEVNULL,
+            stdout=out,
             stderr=subprocess.DEVNULL,
             env=self.env,
         )
+        if self.stdout:
+            out.close()
         wait_port(self.port, self.proc)
 
     def stop(self):
@@ -203,6 +207,7 @@ def idle_connections(port, count):
 
 TESTS = {
     "1k-keepalive": dict(kind="wrk", path="/1k.bin", connections=50, unit="req/s"),
+    "1k-logged": dict(kind="wrk", path="/1k.bin", connections=50, unit="req/s", logged=True),
     "1k-close": dict(
         kind="wrk", path="/1k.bin", connections=50, unit="req/s", headers=["Connection: close"]
     ),
@@ -264,13 +269,17 @@ def main():
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        ports = {name: free_port() for name in ("ng", "ng_h2c", "ng_tls", "wh", "wh_tls")}
+        ports = {
+            name: free_port()
+            for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "wh", "wh_tls", "wh_log")
+        }
         ng_dir = os.path.join(tmp, "nginx")
         os.makedirs(ng_dir)
         with open(os.path.join(HERE, "nginx.conf")) as f:
             conf = string.Template(f.read()).substitute(
                 PREFIX=ng_dir, PORT=ports["ng"], H2C_PORT=ports["ng_h2c"],
-                TLS_PORT=ports["ng_tls"], CERT=cert, KEY=key, ROOT=site,
+                TLS_PORT=ports["ng_tls"], LOG_PORT=ports["ng_log"], CERT=cert, KEY=key,
+                ROOT=site,
             )
         ng_conf = os.path.join(ng_dir, "nginx.conf")
         with open(ng_conf, "w") as f:
@@ -284,8 +293,18 @@ def main():
             ports["wh_tls"],
             scheme="https",
         )
+        # Logging as shipped: wharf's default Combined log to stdout, into a file as
+        # nginx's access log goes into one.
+        wharf_log = Server(
+            "wharf",
+            [wharf_bin, site, "-b", "127.0.0.1", "--workers", "1", "-p", str(ports["wh_log"])],
+            ports["wh_log"],
+            stdout=os.path.join(tmp, "wharf-access.log"),
+        )
         # Which endpoint of which process each kind of test talks to.
         def endpoints(test):
+            if test.get("logged"):
+                return [nginx.at(ports["ng_log"], "http"), wharf_log]
             if test.get("tls"):
                 return [nginx.at(ports["ng_tls"], "https"), wharf_tls]
             if test["kind"] == "h2load":
@@ -307,7 +326,7 @@ def main():
                     s.close()
                 memory[server.name] = (idle, busy)
                 server.stop()
-            for server in (nginx, wharf, wharf_tls):
+            for server in (nginx, wharf, wharf_tls, wharf_log):
                 server.start()
             # Warm everything (page cache, open-file caches, wharf's ETag of the big file).
             for t in tests:
@@ -325,7 +344,7 @@ def main():
                         results[t][ep.name].append(run_one(ep, TESTS[t], args.duration))
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         finally:
-            for server in (nginx, wharf, wharf_tls):
+            for server in (nginx, wharf, wharf_tls, wharf_log):
                 server.stop()
 
     print(f"\n{args.rounds} rounds of {args.duration} s; server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}\n")
