@@ -21,6 +21,7 @@ pub mod cors;
 pub mod etag;
 pub mod fs;
 pub mod https_redirect;
+pub mod inflight;
 pub mod lazy_tcp;
 pub mod listing;
 pub mod mime;

@@ -51,6 +51,8 @@ pub struct Router {
     pub variants: VariantCache,
     /// Ready responses for recently requested paths.
     pub cache: HotCache,
+    /// Cache misses under way, one per path.
+    pub inflight: crate::inflight::InFlight,
     /// Password verifications allowed at once.
     auth_permits: tokio::sync::Semaphore,
 }
@@ -67,6 +69,7 @@ impl Router {
             etags: EtagCache::new(ETAG_CACHE_ENTRIES),
             variants: VariantCache::new(config.compress_cache_size),
             cache: HotCache::new(config.cache_size),
+            inflight: Default::default(),
             auth_permits: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),

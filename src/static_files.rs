@@ -85,6 +85,14 @@ pub async fn serve_uncached(
     path: SitePath,
     key: &str,
 ) -> Response<Body> {
+    // One miss per path at a time; a request that waited finds the first one's work
+    // in the cache. The turn is held until the cache is filled, at the end.
+    let mut turn = router.inflight.enter(key);
+    if turn.wait().await {
+        if let Some(res) = from_cache(&router, req, key) {
+            return res;
+        }
+    }
     let encodings = negotiate::encoding_preferences(req.headers.get(header::ACCEPT_ENCODING));
     let format = listing_format(req);
     let resolver = Arc::clone(&router);

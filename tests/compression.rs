@@ -113,6 +113,37 @@ fn assert_negotiates(server: &Server, accept_encoding: &str, expected: Option<&s
     );
 }
 
+#[test]
+fn a_crowd_of_first_requests_gets_one_consistent_answer() {
+    // Cold cache, many clients at once, mixed codings: each gets the file whole and
+    // correctly encoded, and all requests for one coding get the same bytes and tag
+    // (the first computes, the others wait for it and answer from the cache).
+    let (_tmp, server) = start();
+    let codings = ["br", "gzip", "zstd", "identity"];
+    let answers: Vec<(&str, Response)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let coding = codings[i % codings.len()];
+                let server = &server;
+                scope.spawn(move || (coding, get_encoded(server, "/big.txt", coding)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for coding in codings {
+        let same: Vec<&Response> = answers
+            .iter()
+            .filter(|(c, _)| *c == coding)
+            .map(|(_, r)| r)
+            .collect();
+        for response in &same {
+            assert_eq!(decoded_body(response), text().as_bytes(), "{coding}");
+            assert_eq!(response.header("etag"), same[0].header("etag"), "{coding}");
+            assert_eq!(response.body, same[0].body, "{coding}");
+        }
+    }
+}
+
 // --- Each coding --------------------------------------------------------------------
 
 #[test]
