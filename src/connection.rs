@@ -574,24 +574,36 @@ impl Session {
     }
 }
 
-/// Whether shutdown was asked for. The wait for it is polled once, which leaves the
-/// task's waker registered with the token (the wait stays alive, so it stays
-/// registered); later polls only read the flag, where polling the wait again would take
-/// the token's lock on every poll of the connection.
-fn shutting_down(
-    token: &CancellationToken,
-    wait: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
-    registered: &mut bool,
-    cx: &mut Context<'_>,
-) -> bool {
-    if token.is_cancelled() {
-        return true;
+/// Tells a connection's driver that shutdown was asked for. The wait is polled once,
+/// which leaves the task's waker registered with the token (the wait stays alive, so it
+/// stays registered); later polls only read the flag, where polling the wait again
+/// would take the token's lock on every poll of the connection.
+struct ShutdownWatch<'a> {
+    token: &'a CancellationToken,
+    wait: Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>,
+    registered: bool,
+}
+
+impl<'a> ShutdownWatch<'a> {
+    fn new(token: &'a CancellationToken) -> Self {
+        ShutdownWatch {
+            token,
+            wait: Box::pin(token.cancelled()),
+            registered: false,
+        }
     }
-    if *registered {
-        return false;
+
+    /// Whether shutdown was asked for; registers `cx`'s waker the first time.
+    fn asked(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.token.is_cancelled() {
+            return true;
+        }
+        if self.registered {
+            return false;
+        }
+        self.registered = true;
+        self.wait.as_mut().poll(cx).is_ready()
     }
-    *registered = true;
-    wait.poll(cx).is_ready()
 }
 
 /// How long a lingering close waits in all, and for each read (nginx's
@@ -827,22 +839,13 @@ impl Session {
         let conn = builder.serve_connection(io, self.service(None));
         let mut conn = std::pin::pin!(conn);
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
-        let cancelled = self.shared.shutdown.cancelled();
-        let mut cancelled = std::pin::pin!(cancelled);
-        let mut registered = false;
+        let mut shutdown = ShutdownWatch::new(&self.shared.shutdown);
         let mut closing = false;
         let result = poll_fn(|cx| {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(result);
             }
-            if !closing
-                && shutting_down(
-                    &self.shared.shutdown,
-                    cancelled.as_mut(),
-                    &mut registered,
-                    cx,
-                )
-            {
+            if !closing && shutdown.asked(cx) {
                 closing = true;
                 // GOAWAY: streams under way finish, no new ones start.
                 conn.as_mut().graceful_shutdown();
@@ -926,9 +929,7 @@ impl Session {
         // Boxed so that a parked connection's task does not keep room for it.
         let mut conn = Box::new(builder.serve_connection(io, service));
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
-        let cancelled = self.shared.shutdown.cancelled();
-        let mut cancelled = std::pin::pin!(cancelled);
-        let mut registered = false;
+        let mut shutdown = ShutdownWatch::new(&self.shared.shutdown);
         let mut closing = false;
         let mut parking = false;
         // Ended by a timeout rather than by hyper: nothing was answered.
@@ -948,14 +949,7 @@ impl Session {
             if let Poll::Ready(result) = poll_conn(&mut conn, parking, cx) {
                 return Poll::Ready(result);
             }
-            if !closing
-                && shutting_down(
-                    &self.shared.shutdown,
-                    cancelled.as_mut(),
-                    &mut registered,
-                    cx,
-                )
-            {
+            if !closing && shutdown.asked(cx) {
                 closing = true;
                 Pin::new(&mut *conn).graceful_shutdown();
                 // hyper ends an idle connection at once; one mid-response finishes first.

@@ -48,11 +48,10 @@ impl LazyTcp {
 
     /// The tokio stream, registering the socket first if needed.
     pub fn registered(&mut self) -> io::Result<&mut TcpStream> {
-        if let State::Direct(_) = self.state {
-            let State::Direct(std) = std::mem::replace(&mut self.state, State::Failed) else {
-                unreachable!("checked above");
-            };
-            self.state = State::Registered(TcpStream::from_std(std)?);
+        if matches!(self.state, State::Direct(_)) {
+            if let State::Direct(std) = std::mem::replace(&mut self.state, State::Failed) {
+                self.state = State::Registered(TcpStream::from_std(std)?);
+            }
         }
         match &mut self.state {
             State::Registered(stream) => Ok(stream),
