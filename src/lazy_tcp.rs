@@ -180,12 +180,9 @@ impl AsyncWrite for LazyTcp {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.state {
-            State::Direct(s) => Poll::Ready(s.shutdown(std::net::Shutdown::Write)),
-            State::Registered(s) => Pin::new(s).poll_shutdown(cx),
-            State::Failed => Poll::Ready(Err(failed())),
-        }
+    /// A TCP shutdown never waits (tokio's own is the same single call).
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_write())
     }
 }
 
