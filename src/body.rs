@@ -1,6 +1,7 @@
 //! The response body every handler returns.
 //!
-//! A body is a queue of [`Segment`]s — bytes in memory or a byte range of an open file —
+//! A body is one piece of bytes (kept inline: the common case costs no allocation), a
+//! queue of [`Segment`]s — bytes in memory or a byte range of an open file —
 //! or a bounded channel of chunks produced elsewhere (a streamed listing). Keeping file
 //! ranges symbolic until the moment they are sent is what lets ranges, multipart
 //! responses and a future zero-copy path reuse handlers unchanged.
@@ -80,6 +81,9 @@ pub struct Body {
 }
 
 enum Inner {
+    /// At most one piece of bytes: the common case (a cached file, an error page),
+    /// kept inline so that it costs no allocation.
+    One(Option<Bytes>),
     Segments {
         queue: VecDeque<Segment>,
         reading: Option<JoinHandle<io::Result<Bytes>>>,
@@ -90,16 +94,23 @@ enum Inner {
 impl Body {
     /// A body with no bytes.
     pub fn empty() -> Body {
-        Body::from_segments(Vec::new())
+        Body::with(Inner::One(None))
     }
 
     /// A body of bytes in memory.
     pub fn bytes(bytes: impl Into<Bytes>) -> Body {
-        Body::from_segments(vec![Segment::Bytes(bytes.into())])
+        let bytes = bytes.into();
+        Body::with(Inner::One((!bytes.is_empty()).then_some(bytes)))
     }
 
     /// A body made of the given segments, sent in order.
     pub fn from_segments(segments: Vec<Segment>) -> Body {
+        if let [Segment::Bytes(_)] | [] = segments.as_slice() {
+            return match segments.into_iter().next() {
+                Some(Segment::Bytes(bytes)) => Body::bytes(bytes),
+                _ => Body::empty(),
+            };
+        }
         let queue = segments.into_iter().filter(|s| s.len() > 0).collect();
         Body::with(Inner::Segments {
             queue,
@@ -124,6 +135,7 @@ impl Body {
     /// The exact length, when it is known before sending.
     pub fn exact_len(&self) -> Option<u64> {
         match &self.inner {
+            Inner::One(bytes) => Some(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Inner::Segments { queue, .. } => Some(queue.iter().map(Segment::len).sum()),
             Inner::Channel(_) => None,
         }
@@ -142,14 +154,12 @@ impl Body {
 
     /// Replaces the content with nothing, keeping the finish hook (for HEAD).
     pub fn clear(&mut self) {
-        self.inner = Inner::Segments {
-            queue: VecDeque::new(),
-            reading: None,
-        };
+        self.inner = Inner::One(None);
     }
 
     fn is_done(&self) -> bool {
         match &self.inner {
+            Inner::One(bytes) => bytes.is_none(),
             Inner::Segments { queue, reading } => queue.is_empty() && reading.is_none(),
             Inner::Channel(rx) => rx.is_closed() && rx.is_empty(),
         }
@@ -262,6 +272,7 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         let next = match &mut this.inner {
+            Inner::One(bytes) => bytes.take().map(Ok),
             Inner::Segments { queue, reading } => {
                 ready!(poll_segments(queue, reading, this.sendfile.as_deref(), cx))
             }
@@ -276,7 +287,10 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(&self.inner, Inner::Segments { queue, reading } if queue.is_empty() && reading.is_none())
+        match &self.inner {
+            Inner::Channel(_) => false,
+            _ => self.is_done(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -326,6 +340,27 @@ mod tests {
         tmp.write_all(b"short").unwrap();
         let body = Body::from_segments(vec![Segment::File(FileRange::new(Arc::new(tmp), 0, 100))]);
         assert!(body.collect().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn one_piece_and_empty_bodies_report_their_length_and_end() {
+        use http_body::Body as _;
+        let one = Body::from_segments(vec![Segment::Bytes(Bytes::from_static(b"abc"))]);
+        assert_eq!(one.exact_len(), Some(3));
+        assert!(!one.is_end_stream());
+        assert_eq!(&one.collect().await.unwrap().to_bytes()[..], b"abc");
+        for empty in [
+            Body::empty(),
+            Body::bytes(""),
+            Body::from_segments(Vec::new()),
+        ] {
+            assert_eq!(empty.exact_len(), Some(0));
+            assert!(empty.is_end_stream());
+        }
+        let mut cleared = Body::bytes("gone");
+        cleared.clear();
+        assert!(cleared.is_end_stream());
+        assert_eq!(cleared.collect().await.unwrap().to_bytes().len(), 0);
     }
 
     #[tokio::test]
