@@ -6,7 +6,9 @@
 //! sidecar is what it serves): if the device, inode, size, mtime or ctime differ — the
 //! file was written, truncated, replaced, or deleted — the entry is ignored and the
 //! request takes the full path through [`crate::fs::Root::open`], which refreshes it.
-//! A file is therefore never served stale. Listings are the exception: they are
+//! An answer that rests on a sidecar's absence (identity or an on-the-fly variant for a
+//! client that would take the sidecar) also checks the directory's state, which any
+//! file added to it changes. A file is therefore never served stale. Listings are the exception: they are
 //! revalidated against the directory's own state (entries added, removed or renamed
 //! show at once) and re-rendered at least every [`LISTING_TTL`], the bound on how stale
 //! a listed size or modification time may be.
@@ -90,6 +92,8 @@ pub enum Slot {
 pub struct FileEntry {
     /// See [`FileFill::index_of`].
     pub index_of: Option<(CString, FileState)>,
+    /// See [`FileFill::dir`].
+    pub dir: Option<(CString, FileState)>,
     /// The file, relative to the root.
     pub path: CString,
     /// Its state when cached.
@@ -170,6 +174,10 @@ pub struct FileFill {
     /// For a directory's index file: the directory and its state, which must not
     /// change either (another index file may have appeared).
     pub index_of: Option<(CString, FileState)>,
+    /// For a negotiable file: its directory and the directory's state before sidecars
+    /// were looked for. What the cache knows of a coding without a sidecar ("none",
+    /// "compressed on the fly") holds only while no file was added to the directory.
+    pub dir: Option<(CString, FileState)>,
     /// The file, relative to the root.
     pub path: CString,
     /// Its state as opened.
@@ -297,7 +305,7 @@ impl HotCache {
                 let format = format();
                 return listing
                     .page(root, format)
-                    .map(|page| listing::page_response(page, format));
+                    .map(|page| listing::page_response(req, page, format));
             }
         };
         if root.state_of(&file.path) != Some(file.state) {
@@ -308,8 +316,19 @@ impl HotCache {
                 return None;
             }
         }
+        // Whether the answer rests on a sidecar being absent, which only the
+        // directory's state can vouch for: a sidecar may have appeared since.
+        let mut without_sidecar = false;
+        let dir_unchanged = || {
+            file.dir
+                .as_ref()
+                .is_some_and(|(dir, state)| root.state_of(dir) == Some(*state))
+        };
         for &encoding in encodings {
             let Some(i) = coding_index(encoding) else {
+                if without_sidecar && !dir_unchanged() {
+                    return None;
+                }
                 return Some(file.identity.respond(req));
             };
             if !file.negotiated {
@@ -317,10 +336,15 @@ impl HotCache {
             }
             match &file.codings[i] {
                 Slot::Unknown => return None,
-                Slot::Unavailable => continue,
-                Slot::Derived(ready) => return Some(ready.respond(req)),
+                Slot::Unavailable => without_sidecar = true,
+                Slot::Derived(ready) => {
+                    if !dir_unchanged() {
+                        return None;
+                    }
+                    return Some(ready.respond(req));
+                }
                 Slot::Sidecar(ready, path, state) => {
-                    if root.state_of(path) != Some(*state) {
+                    if root.state_of(path) != Some(*state) || without_sidecar && !dir_unchanged() {
                         return None;
                     }
                     return Some(ready.respond(req));
@@ -340,7 +364,10 @@ impl HotCache {
         // Keep what an earlier request learned about the same file state.
         if let Some(old) = self.get(key) {
             if let Entry::File(old) = &*old {
-                if old.state == fill.state && old.path == fill.path && old.index_of == fill.index_of
+                if old.state == fill.state
+                    && old.path == fill.path
+                    && old.index_of == fill.index_of
+                    && old.dir == fill.dir
                 {
                     for (i, slot) in old.codings.iter().enumerate() {
                         codings[i] = match slot {
@@ -368,6 +395,7 @@ impl HotCache {
         }
         let entry = Entry::File(Box::new(FileEntry {
             index_of: fill.index_of,
+            dir: fill.dir,
             path: fill.path,
             state: fill.state,
             negotiated: fill.negotiated,

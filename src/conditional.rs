@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap};
-use http::{HeaderValue, Method};
+use http::Method;
 
 use crate::etag::{EntityTag, TagList};
 
@@ -36,12 +36,13 @@ pub fn evaluate(method: &Method, headers: &HeaderMap, v: Validators<'_>) -> Prec
     let read = method == Method::GET || method == Method::HEAD;
     // 1. If-Match: strong comparison; else 2. If-Unmodified-Since.
     if let Some(list) = TagList::parse(headers.get_all(header::IF_MATCH).iter()) {
-        let ok = v.etag.is_some_and(|tag| list.matches_strong(tag));
+        // `*` matches any current representation, even one without a tag.
+        let ok = list == TagList::Any || v.etag.is_some_and(|tag| list.matches_strong(tag));
         if !ok {
             return Precondition::Failed;
         }
     } else if let (Some(since), Some(modified)) = (
-        http_date(headers.get(header::IF_UNMODIFIED_SINCE)),
+        http_date(headers, &header::IF_UNMODIFIED_SINCE),
         v.last_modified,
     ) {
         if whole_seconds(modified) > since {
@@ -50,7 +51,7 @@ pub fn evaluate(method: &Method, headers: &HeaderMap, v: Validators<'_>) -> Prec
     }
     // 3. If-None-Match: weak comparison; else 4. If-Modified-Since (GET/HEAD only).
     if let Some(list) = TagList::parse(headers.get_all(header::IF_NONE_MATCH).iter()) {
-        if v.etag.is_some_and(|tag| list.matches_weak(tag)) {
+        if list == TagList::Any || v.etag.is_some_and(|tag| list.matches_weak(tag)) {
             return if read {
                 Precondition::NotModified
             } else {
@@ -59,7 +60,7 @@ pub fn evaluate(method: &Method, headers: &HeaderMap, v: Validators<'_>) -> Prec
         }
     } else if read {
         if let (Some(since), Some(modified)) = (
-            http_date(headers.get(header::IF_MODIFIED_SINCE)),
+            http_date(headers, &header::IF_MODIFIED_SINCE),
             v.last_modified,
         ) {
             if whole_seconds(modified) <= since {
@@ -70,27 +71,55 @@ pub fn evaluate(method: &Method, headers: &HeaderMap, v: Validators<'_>) -> Prec
     Precondition::Proceed
 }
 
-/// Whether an If-Range value lets a Range request through: a strong tag equal to ours,
-/// or an HTTP-date equal to our Last-Modified (RFC 9110 §13.1.5). Anything else,
-/// including a weak tag or a malformed value, means "send the whole representation".
-pub fn if_range_matches(value: &HeaderValue, v: Validators<'_>) -> bool {
+/// Whether a Range request may be answered with parts: when it has no If-Range, or
+/// one whose value is a single strong tag equal to ours, or an HTTP-date equal to a
+/// Last-Modified that is a strong validator (RFC 9110 §13.1.5). Anything else — a weak
+/// tag, a list, several field lines, a date within the second of the modification, a
+/// malformed value — means "send the whole representation".
+pub fn range_allowed(headers: &HeaderMap, v: Validators<'_>) -> bool {
+    let mut lines = headers.get_all(header::IF_RANGE).into_iter();
+    let Some(value) = lines.next() else {
+        return true;
+    };
+    if lines.next().is_some() {
+        return false;
+    }
     let Ok(text) = value.to_str() else {
         return false;
     };
     let text = text.trim();
     if text.starts_with('"') || text.starts_with("W/") {
-        return TagList::parse(std::iter::once(value)).is_some_and(|list| {
-            !matches!(list, TagList::Any) && v.etag.is_some_and(|t| list.matches_strong(t))
-        });
+        return match TagList::parse(std::iter::once(value)) {
+            Some(TagList::Tags(tags)) if tags.len() == 1 => v
+                .etag
+                .is_some_and(|ours| TagList::Tags(tags).matches_strong(ours)),
+            _ => false,
+        };
     }
     match (httpdate::parse_http_date(text), v.last_modified) {
-        (Ok(date), Some(modified)) => whole_seconds(modified) == date,
+        (Ok(date), Some(modified)) => {
+            whole_seconds(modified) == date && is_strong_date(modified, SystemTime::now())
+        }
         _ => false,
     }
 }
 
-fn http_date(value: Option<&HeaderValue>) -> Option<SystemTime> {
-    httpdate::parse_http_date(value?.to_str().ok()?.trim()).ok()
+/// A Last-Modified time is a strong validator only when the response's Date is at
+/// least a second after it (RFC 9110 §8.8.2.2): within the same second the file may
+/// have changed again without the date showing it.
+fn is_strong_date(modified: SystemTime, now: SystemTime) -> bool {
+    whole_seconds(now) >= whole_seconds(modified) + Duration::from_secs(1)
+}
+
+/// The date in a single-valued date field; `None` when it is missing, malformed, or
+/// sent more than once (a list, which RFC 9110 §13.1.3-4 says to ignore).
+fn http_date(headers: &HeaderMap, name: &header::HeaderName) -> Option<SystemTime> {
+    let mut lines = headers.get_all(name).into_iter();
+    let value = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    httpdate::parse_http_date(value.to_str().ok()?.trim()).ok()
 }
 
 /// HTTP dates have one-second resolution; compare at that resolution.
@@ -104,6 +133,7 @@ pub fn whole_seconds(time: SystemTime) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -197,6 +227,21 @@ mod tests {
             ),
             Failed
         );
+        // A date field sent twice is a list, and ignored.
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-modified-since", AT), ("if-modified-since", BEFORE)]
+            ),
+            Proceed
+        );
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-unmodified-since", BEFORE), ("if-unmodified-since", AT)]
+            ),
+            Proceed
+        );
         // Malformed If-None-Match is ignored, so If-Modified-Since applies.
         assert_eq!(
             eval(
@@ -208,20 +253,62 @@ mod tests {
     }
 
     #[test]
+    fn without_validators_only_a_star_can_match() {
+        let none = Validators {
+            etag: None,
+            last_modified: None,
+        };
+        let eval = |pairs: &[(&str, &str)]| evaluate(&Method::GET, &headers(pairs), none);
+        use Precondition::*;
+        assert_eq!(eval(&[]), Proceed);
+        assert_eq!(eval(&[("if-match", "*")]), Proceed);
+        assert_eq!(eval(&[("if-match", "\"a\"")]), Failed);
+        assert_eq!(eval(&[("if-none-match", "*")]), NotModified);
+        assert_eq!(eval(&[("if-none-match", "\"a\"")]), Proceed);
+        assert_eq!(eval(&[("if-modified-since", AT)]), Proceed);
+        assert_eq!(eval(&[("if-unmodified-since", BEFORE)]), Proceed);
+    }
+
+    #[test]
     fn if_range_needs_a_strong_match_or_the_exact_date() {
         let t = tag();
         let v = Validators {
             etag: Some(&t),
             last_modified: Some(UNIX_EPOCH + Duration::from_secs(MODIFIED)),
         };
-        let hv = |s: &str| HeaderValue::from_str(s).unwrap();
-        assert!(if_range_matches(&t.header_value(), v));
-        let weak = format!("W/{}", t.header_value().to_str().unwrap());
-        assert!(!if_range_matches(&hv(&weak), v));
-        assert!(!if_range_matches(&hv("\"other\""), v));
-        assert!(if_range_matches(&hv(AT), v));
-        assert!(!if_range_matches(&hv(BEFORE), v));
-        assert!(!if_range_matches(&hv("*"), v));
-        assert!(!if_range_matches(&hv("nonsense"), v));
+        let ours = t.header_value();
+        let ours = ours.to_str().unwrap();
+        let allowed = |lines: &[&str]| {
+            range_allowed(
+                &headers(&lines.iter().map(|l| ("if-range", *l)).collect::<Vec<_>>()),
+                v,
+            )
+        };
+        assert!(allowed(&[]));
+        assert!(allowed(&[ours]));
+        assert!(!allowed(&[&format!("W/{ours}")]));
+        assert!(!allowed(&["\"other\""]));
+        assert!(!allowed(&[&format!("\"a\", {ours}")]));
+        assert!(!allowed(&[&format!("{ours}, \"a\"")]));
+        assert!(!allowed(&[ours, ours]));
+        assert!(allowed(&[AT]));
+        assert!(!allowed(&[BEFORE]));
+        assert!(!allowed(&["*"]));
+        assert!(!allowed(&["nonsense"]));
+    }
+
+    #[test]
+    fn a_modification_time_within_the_current_second_is_weak() {
+        let now = SystemTime::now();
+        assert!(!is_strong_date(now, now));
+        assert!(!is_strong_date(now, now + Duration::from_millis(1)));
+        assert!(is_strong_date(now, now + Duration::from_secs(2)));
+        let t = tag();
+        let v = Validators {
+            etag: Some(&t),
+            last_modified: Some(now),
+        };
+        let date = httpdate::fmt_http_date(now);
+        assert!(!range_allowed(&headers(&[("if-range", &date)]), v));
     }
 }

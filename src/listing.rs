@@ -14,9 +14,11 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::{Response, StatusCode};
 
 use crate::body::Body;
+use crate::conditional::{self, Precondition, Validators};
 use crate::fs::{Entry, EntryKind};
 use crate::path::{encode_segment, SitePath};
 
@@ -85,7 +87,10 @@ impl Listing {
 
     /// The 200 response, streamed: rendered on the blocking pool into a bounded
     /// channel, so neither the page nor an async worker is held for it.
-    pub fn into_streamed_response(self) -> Response<Body> {
+    pub fn into_streamed_response(self, req: &Parts) -> Response<Body> {
+        if let Some(res) = unmet_precondition(req) {
+            return res;
+        }
         let format = self.format;
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
         tokio::task::spawn_blocking(move || {
@@ -134,8 +139,29 @@ impl Listing {
 }
 
 /// The 200 response for a rendered page.
-pub fn page_response(page: Bytes, format: Format) -> Response<Body> {
-    response(Body::bytes(page), format)
+pub fn page_response(req: &Parts, page: Bytes, format: Format) -> Response<Body> {
+    unmet_precondition(req).unwrap_or_else(|| response(Body::bytes(page), format))
+}
+
+/// The answer to a listing request whose preconditions fail. A listing has no
+/// validators, so only `*` can match it (RFC 9110 §13.1.1-2): `If-None-Match: *` gets
+/// 304, an `If-Match` naming tags 412; date conditions do not apply.
+fn unmet_precondition(req: &Parts) -> Option<Response<Body>> {
+    let none = Validators {
+        etag: None,
+        last_modified: None,
+    };
+    match conditional::evaluate(&req.method, &req.headers, none) {
+        Precondition::Proceed => None,
+        Precondition::NotModified => {
+            let mut res = Response::new(Body::empty());
+            *res.status_mut() = StatusCode::NOT_MODIFIED;
+            res.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
+            Some(res)
+        }
+        Precondition::Failed => Some(crate::response::error(StatusCode::PRECONDITION_FAILED)),
+    }
 }
 
 fn response(body: Body, format: Format) -> Response<Body> {

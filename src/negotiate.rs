@@ -1,17 +1,30 @@
 //! Content negotiation on request headers (RFC 9110 §12).
 
-use http::HeaderValue;
+use http::header::{self, HeaderMap, HeaderName};
 
-/// The q-value `accept` gives `media_type` (e.g. `application/json`): that of the most
-/// specific matching range (`type/subtype` over `type/*` over `*/*`), 0 if none matches.
-/// A missing header accepts everything (q = 1).
-pub fn media_quality(accept: Option<&HeaderValue>, media_type: &str) -> f32 {
-    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+/// The members of a list-based field, across all its field lines: several lines are
+/// one comma-separated list (RFC 9110 §5.3). Lines that are not text are skipped.
+pub fn list_members<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+}
+
+/// The q-value the request's Accept gives `media_type` (e.g. `application/json`): that
+/// of the most specific matching range (`type/subtype` over `type/*` over `*/*`), 0 if
+/// none matches. A missing header accepts everything (q = 1).
+pub fn media_quality(headers: &HeaderMap, media_type: &str) -> f32 {
+    if !headers.contains_key(header::ACCEPT) {
         return 1.0;
-    };
+    }
     let (ty, _) = media_type.split_once('/').unwrap_or((media_type, ""));
     let mut best: Option<(u8, f32)> = None;
-    for item in accept.split(',') {
+    for item in list_members(headers, &header::ACCEPT) {
         let mut params = item.split(';');
         let range = params.next().unwrap_or("").trim().to_ascii_lowercase();
         let specificity = if range == media_type {
@@ -36,17 +49,26 @@ pub fn media_quality(accept: Option<&HeaderValue>, media_type: &str) -> f32 {
 }
 
 /// Whether a listing should be JSON: the client rates `application/json` above HTML.
-pub fn prefers_json(accept: Option<&HeaderValue>) -> bool {
-    let json = media_quality(accept, "application/json");
-    json > 0.0 && json > media_quality(accept, "text/html")
+pub fn prefers_json(headers: &HeaderMap) -> bool {
+    let json = media_quality(headers, "application/json");
+    json > 0.0 && json > media_quality(headers, "text/html")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
-    fn json(accept: &str) -> bool {
-        prefers_json(Some(&HeaderValue::from_str(accept).unwrap()))
+    fn accept(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(header::ACCEPT, HeaderValue::from_str(line).unwrap());
+        }
+        headers
+    }
+
+    fn json(value: &str) -> bool {
+        prefers_json(&accept(&[value]))
     }
 
     #[test]
@@ -60,15 +82,19 @@ mod tests {
         assert!(!json("*/*"));
         assert!(!json("application/json;q=0, */*"));
         assert!(!json("text/html, application/json"));
-        assert!(!prefers_json(None));
+        assert!(!prefers_json(&HeaderMap::new()));
+        assert!(prefers_json(&accept(&[
+            "text/html;q=0.5",
+            "application/json"
+        ])));
     }
 
     #[test]
     fn most_specific_range_wins() {
-        let v = HeaderValue::from_static("*/*;q=0.1, application/*;q=0.5, application/json;q=0.9");
-        assert_eq!(media_quality(Some(&v), "application/json"), 0.9);
-        assert_eq!(media_quality(Some(&v), "application/xml"), 0.5);
-        assert_eq!(media_quality(Some(&v), "text/html"), 0.1);
+        let v = accept(&["*/*;q=0.1, application/*;q=0.5, application/json;q=0.9"]);
+        assert_eq!(media_quality(&v, "application/json"), 0.9);
+        assert_eq!(media_quality(&v, "application/xml"), 0.5);
+        assert_eq!(media_quality(&v, "text/html"), 0.1);
     }
 }
 
@@ -111,17 +137,15 @@ impl Encoding {
 /// by `*` with q > 0; identity is acceptable unless `identity;q=0`, or `*;q=0` without
 /// an `identity` entry, excludes it; when the client does not name it, it ranks last.
 /// Without the header only identity is offered, as
-/// clients that do not send it rarely decode anything.
-pub fn encoding_preferences(accept_encoding: Option<&HeaderValue>) -> Preferences {
-    let Some(value) = accept_encoding else {
+/// clients that do not send it rarely decode anything. Several field lines count as
+/// one list.
+pub fn encoding_preferences(headers: &HeaderMap) -> Preferences {
+    if !headers.contains_key(header::ACCEPT_ENCODING) {
         return Preferences::identity();
-    };
-    let Ok(value) = value.to_str() else {
-        return Preferences::identity();
-    };
+    }
     let mut explicit: [Option<f32>; 4] = [None; 4];
     let mut star: Option<f32> = None;
-    for item in value.split(',') {
+    for item in list_members(headers, &header::ACCEPT_ENCODING) {
         let mut params = item.split(';');
         let token = params.next().unwrap_or("").trim();
         if token.is_empty() {
@@ -204,10 +228,29 @@ impl std::ops::Deref for Preferences {
 #[cfg(test)]
 mod encoding_tests {
     use super::*;
+    use http::HeaderValue;
     use Encoding::*;
 
+    fn lines(values: &[&str]) -> Vec<Encoding> {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        encoding_preferences(&headers).to_vec()
+    }
+
     fn prefs(value: &str) -> Vec<Encoding> {
-        encoding_preferences(Some(&HeaderValue::from_str(value).unwrap())).to_vec()
+        lines(&[value])
+    }
+
+    #[test]
+    fn several_field_lines_are_one_list() {
+        assert_eq!(lines(&["identity;q=0", "gzip"]), [Gzip]);
+        assert_eq!(lines(&["gzip", "br"]), [Brotli, Gzip, Identity]);
+        assert_eq!(lines(&["foo", "gzip"]), [Gzip, Identity]);
     }
 
     #[test]
@@ -220,7 +263,7 @@ mod encoding_tests {
         assert_eq!(prefs("gzip;q=0.5, identity"), [Identity, Gzip]);
         assert_eq!(prefs("br;q=0, gzip"), [Gzip, Identity]);
         assert_eq!(prefs(""), [Identity]);
-        assert_eq!(*encoding_preferences(None), [Identity]);
+        assert_eq!(*encoding_preferences(&HeaderMap::new()), [Identity]);
         assert_eq!(prefs("x-gzip"), [Gzip, Identity]);
         assert_eq!(prefs("GZIP;Q=0.8"), [Gzip, Identity]);
     }

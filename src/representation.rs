@@ -81,11 +81,10 @@ pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
     }
 
     let ranges = match req.headers.get(header::RANGE) {
-        Some(value) if req.method == Method::GET => {
-            let honoured = req
-                .headers
-                .get(header::IF_RANGE)
-                .is_none_or(|if_range| conditional::if_range_matches(if_range, validators));
+        // An empty representation has no range to send: ranges are ignored (as nginx
+        // does; RFC 9110 §14.2 lets a server ignore Range), never a 416.
+        Some(value) if req.method == Method::GET && rep.len > 0 => {
+            let honoured = conditional::range_allowed(&req.headers, validators);
             match value.to_str() {
                 Ok(text) if honoured => range::parse(text, rep.len),
                 _ => RangeRequest::Full,

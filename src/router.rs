@@ -27,6 +27,7 @@ use crate::connection::Clock;
 use crate::cors::Cors;
 use crate::etag::EtagCache;
 use crate::fs::Root;
+use crate::negotiate;
 use crate::path::{PathError, SitePath};
 use crate::response;
 use crate::rules::{self, Handler};
@@ -418,21 +419,15 @@ const SECURITY_HEADERS: &[(HeaderName, &str)] = &[
 /// for `*/*` do not count, so a missing asset stays a 404 under an SPA fallback.
 fn wants_a_page(req: &Parts) -> bool {
     (req.method == Method::GET || req.method == Method::HEAD)
-        && req
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| {
-                accept.split(',').any(|range| {
-                    range
-                        .split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .eq_ignore_ascii_case("text/html")
-                }) && crate::negotiate::media_quality(req.headers.get(header::ACCEPT), "text/html")
-                    > 0.0
-            })
+        && negotiate::list_members(&req.headers, &header::ACCEPT).any(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("text/html")
+        })
+        && negotiate::media_quality(&req.headers, "text/html") > 0.0
 }
 
 /// An empty Host is allowed (RFC 9112 §3.2); anything else must be a valid authority.

@@ -13,6 +13,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header;
@@ -41,7 +42,7 @@ enum Resolved {
     /// The representation chosen for the client, and what to cache about the file.
     File(Box<Representation>, Box<FileFill>),
     /// A file exists, but in no encoding the client accepts.
-    NotAcceptable { negotiated: bool },
+    NotAcceptable,
     /// The directory exists; its canonical URL ends in `/`.
     AddSlash(SitePath),
     /// A listing rendered whole, and where it came from (for the cache).
@@ -63,14 +64,14 @@ pub async fn serve(router: Arc<Router>, req: &Parts, path: SitePath, key: &str) 
 /// The answer the hot cache holds for `key`, revalidated; `None` on a miss. Never
 /// blocks beyond one `fstatat`, so it may run on an async worker.
 pub fn from_cache(router: &Router, req: &Parts, key: &str) -> Option<Response<Body>> {
-    let encodings = negotiate::encoding_preferences(req.headers.get(header::ACCEPT_ENCODING));
+    let encodings = negotiate::encoding_preferences(&req.headers);
     router
         .cache
         .respond(&router.root, key, req, &encodings, || listing_format(req))
 }
 
 fn listing_format(req: &Parts) -> Format {
-    if negotiate::prefers_json(req.headers.get(header::ACCEPT)) {
+    if negotiate::prefers_json(&req.headers) {
         Format::Json
     } else {
         Format::Html
@@ -93,7 +94,7 @@ pub async fn serve_uncached(
             return res;
         }
     }
-    let encodings = negotiate::encoding_preferences(req.headers.get(header::ACCEPT_ENCODING));
+    let encodings = negotiate::encoding_preferences(&req.headers);
     let format = listing_format(req);
     let resolver = Arc::clone(&router);
     let resolved = tokio::task::spawn_blocking(move || {
@@ -117,14 +118,13 @@ pub async fn serve_uncached(
             router.cache.fill_file(key, *fill);
             res
         }
-        Ok(Resolved::NotAcceptable { negotiated }) => {
+        Ok(Resolved::NotAcceptable) => {
+            // Whatever the file's type, this answer came from Accept-Encoding.
             let mut res = response::error(StatusCode::NOT_ACCEPTABLE);
-            if negotiated {
-                res.headers_mut().insert(
-                    header::VARY,
-                    header::HeaderValue::from_static("Accept-Encoding"),
-                );
-            }
+            res.headers_mut().insert(
+                header::VARY,
+                header::HeaderValue::from_static("Accept-Encoding"),
+            );
             res
         }
         Ok(Resolved::AddSlash(path)) => {
@@ -139,9 +139,9 @@ pub async fn serve_uncached(
             router
                 .cache
                 .fill_listing(key, dir, state, format, page.clone());
-            listing::page_response(page, format)
+            listing::page_response(req, page, format)
         }
-        Ok(Resolved::Stream(listing)) => listing.into_streamed_response(),
+        Ok(Resolved::Stream(listing)) => listing.into_streamed_response(req),
         Err(err) => io_error(&err),
     }
 }
@@ -224,19 +224,27 @@ fn represent(
     let small = read_small(&open)?;
     let content_type = mime::content_type(path.file_name().unwrap_or_default());
     let negotiated = compress::is_compressible(&content_type);
+    let file_path = c_path(path);
+    // Taken before any sidecar is looked for, so that a sidecar created from here on
+    // changes the directory after this snapshot and the cache notices it.
+    let dir = negotiated
+        .then(|| parent_dir(&file_path))
+        .and_then(|dir| Some((router.root.state_of(&dir)?, dir)))
+        .map(|(state, dir)| (dir, state));
     let etag = router.etags.tag(&open.file, &open.meta, small.as_deref())?;
     let identity = Representation {
         content: small.map_or_else(|| Content::File(Arc::new(open.file)), Content::Bytes),
         len,
         content_type,
         etag: Some(etag.clone()),
-        last_modified: open.meta.modified().ok(),
+        last_modified: last_modified(&open.meta),
         encoding: None,
         negotiated,
     };
     let mut fill = FileFill {
         index_of,
-        path: c_path(path),
+        dir,
+        path: file_path,
         state: FileState::of(&open.meta),
         negotiated,
         identity: identity.clone(),
@@ -262,6 +270,8 @@ fn represent(
                 content: content
                     .map_or_else(|| Content::File(Arc::new(sidecar.file)), Content::Bytes),
                 etag: Some(tag),
+                // The sidecar is the representation sent: its own modification time.
+                last_modified: last_modified(&sidecar.meta),
                 encoding: Some(encoding.token()),
                 ..identity
             };
@@ -300,7 +310,24 @@ fn represent(
             None => fill.learned.push((encoding, None)),
         }
     }
-    Ok(Resolved::NotAcceptable { negotiated })
+    Ok(Resolved::NotAcceptable)
+}
+
+/// A file's modification time as a Last-Modified value: never later than now (RFC 9110
+/// §8.8.2.1 forbids a Last-Modified after the response's Date; a file stamped in the
+/// future gets the time it was first served).
+fn last_modified(meta: &std::fs::Metadata) -> Option<SystemTime> {
+    meta.modified().ok().map(|m| m.min(SystemTime::now()))
+}
+
+/// The directory holding the file at `path` (relative to the root).
+fn parent_dir(path: &CString) -> CString {
+    let bytes = path.as_bytes();
+    match bytes.iter().rposition(|&b| b == b'/') {
+        // A prefix of a CString holds no NUL.
+        Some(slash) => CString::new(&bytes[..slash]).unwrap_or_default(),
+        None => c".".to_owned(),
+    }
 }
 
 fn sidecar_suffix(encoding: Encoding) -> &'static [u8] {

@@ -280,6 +280,11 @@ fn nothing_acceptable_is_406() {
             response.status, 406,
             "GET {path} with Accept-Encoding: {accept_encoding}"
         );
+        assert!(
+            varies_on_accept_encoding(&response),
+            "406 for {path} without Vary: {:?}",
+            response.headers_all("vary")
+        );
     }
 }
 
@@ -544,6 +549,57 @@ fn without_a_sidecar_for_the_coding_the_original_is_used() {
     // Identity is app.js itself.
     let response = get(&server, "/app.js");
     assert_eq!(response.body, script().as_bytes());
+}
+
+#[test]
+fn a_sidecar_that_appears_later_is_served_at_once() {
+    let (_tmp, root, server) = start_with(&[]);
+    // other.txt is compressed on the fly; short.txt is too small to compress, so a
+    // gzip client gets identity. Both answers are cached, twice over.
+    write_file(&root, "short.txt", "tiny text\n");
+    for _ in 0..2 {
+        let response = get_encoded(&server, "/other.txt", "gzip");
+        assert_eq!(content_encoding(&response).as_deref(), Some("gzip"));
+        let response = get_encoded(&server, "/short.txt", "gzip");
+        assert_eq!(content_encoding(&response), None);
+    }
+    let later = "console.log('a sidecar made later');\n".repeat(50);
+    write_file(&root, "other.txt.gz", gzip_compress(later.as_bytes()));
+    write_file(&root, "short.txt.gz", gzip_compress(later.as_bytes()));
+    for path in ["/other.txt", "/short.txt"] {
+        let response = get_encoded(&server, path, "gzip");
+        assert_eq!(
+            content_encoding(&response).as_deref(),
+            Some("gzip"),
+            "{path}"
+        );
+        assert_eq!(
+            decoded_body(&response),
+            later.as_bytes(),
+            "{path}: not the new sidecar"
+        );
+    }
+    // Clients that never take the sidecar still get the file.
+    assert_eq!(get(&server, "/short.txt").body, b"tiny text\n");
+}
+
+#[test]
+fn a_sidecar_has_its_own_last_modified() {
+    let (_tmp, root, server) = start_with(&[]);
+    let sidecar_time = unix_time(T0 + 86_400);
+    set_mtime(&root.join("app.js.gz"), sidecar_time);
+    let response = get_encoded(&server, "/app.js", "gzip");
+    assert_sidecar(&response, "gzip", &gz_sidecar_text());
+    assert_eq!(
+        response.header("last-modified"),
+        Some(http_date(sidecar_time)),
+        "the sidecar's modification time"
+    );
+    let response = get(&server, "/app.js");
+    assert_eq!(
+        response.header("last-modified"),
+        Some(http_date(unix_time(T0)))
+    );
 }
 
 #[test]

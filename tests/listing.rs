@@ -436,3 +436,25 @@ fn huge_directory_lists_without_blocking_other_requests() {
     let links = response.body_text().matches("href=").count();
     assert!(links >= COUNT, "only {links} links for {COUNT} files");
 }
+
+#[test]
+fn listings_answer_star_preconditions() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "d/a.txt", "a");
+    let server = Server::start(&root, &[]);
+    for accept in ["text/html", "application/json"] {
+        let with = |name: &str, value: &str| {
+            request(&server, "GET", "/d/", &[("Accept", accept), (name, value)])
+        };
+        let response = with("If-None-Match", "*");
+        assert_eq!(response.status, 304, "{accept}: If-None-Match: *");
+        assert!(response.body.is_empty());
+        assert_eq!(
+            with("If-Match", "\"nope\"").status,
+            412,
+            "{accept}: If-Match"
+        );
+        assert_eq!(with("If-Match", "*").status, 200, "{accept}: If-Match: *");
+        assert_eq!(with("If-None-Match", "\"nope\"").status, 200, "{accept}");
+    }
+}

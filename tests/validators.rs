@@ -58,6 +58,21 @@ fn every_file_response_has_last_modified_and_strong_etag() {
 }
 
 #[test]
+fn a_modification_time_in_the_future_is_not_sent_as_last_modified() {
+    let future = std::time::SystemTime::now() + std::time::Duration::from_secs(10 * 365 * 86_400);
+    let (_tmp, root, server) = start_with(&[("future.txt", b"from the future", T0)]);
+    set_mtime(&root.join("future.txt"), future);
+    for _ in 0..2 {
+        let response = get_ok(&server, "/future.txt");
+        let modified = response.header("last-modified").expect("Last-Modified");
+        let date = response.header("date").expect("Date");
+        let modified = httpdate::parse_http_date(&modified).expect("an HTTP date");
+        let date = httpdate::parse_http_date(&date).expect("an HTTP date");
+        assert!(modified <= date, "Last-Modified after Date");
+    }
+}
+
+#[test]
 fn head_carries_the_same_validators_as_get() {
     let text = compressible_text("head", 2000);
     let (_tmp, _root, server) = start_with(&[("a.txt", text.as_bytes(), T0)]);
