@@ -22,11 +22,23 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Why a request path was refused; each maps to one status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
-    /// The path is malformed (NUL byte, climbs above the root, not origin-form): 400.
+    /// The path is malformed (NUL byte, a stray `%`, climbs above the root, not
+    /// origin-form): 400.
     BadRequest,
     /// The path could name nothing we serve (an encoded `/` inside a segment, or a
     /// hidden name while hidden files are off): 404.
     NotFound,
+}
+
+/// Whether every `%` starts a two-digit hex escape (RFC 3986 §2.1); a stray `%` makes
+/// the target invalid, which nginx also answers with 400.
+fn well_encoded(raw: &[u8]) -> bool {
+    raw.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || raw
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 /// A decoded, normalised request path below the served root.
@@ -49,6 +61,9 @@ impl SitePath {
         }
         let mut segments: Vec<Vec<u8>> = Vec::new();
         let mut trailing_slash = true;
+        if !well_encoded(raw.as_bytes()) {
+            return Err(PathError::BadRequest);
+        }
         for raw_segment in raw[1..].split('/') {
             trailing_slash = raw_segment.is_empty();
             let decoded: Vec<u8> = percent_decode(raw_segment.as_bytes()).collect();
@@ -249,6 +264,9 @@ mod tests {
             "/a%00b",
             "/%00",
             "/a/%00/..",
+            "/index%zz.txt",
+            "/50%",
+            "/%4",
             "relative/path",
             "",
             "*",

@@ -81,9 +81,11 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
 
 /// 204 to OPTIONS, listing what the resource supports.
 pub fn options(allow: &'static str) -> Response<Body> {
+    // 200 with `Content-Length: 0`, not 204: RFC 9110 §9.3.7 asks a contentless
+    // OPTIONS answer for that field, which a 204 may not carry.
     let mut res = Response::new(Body::empty());
-    *res.status_mut() = StatusCode::NO_CONTENT;
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    let headers = res.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     res
 }

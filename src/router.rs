@@ -83,6 +83,10 @@ impl Router {
     /// a bad request, a redirect or a hot-cache hit (so the common case never builds
     /// or boxes the async handler's state), or what is left to do.
     fn answer_now(&self, req: &Parts) -> Answer {
+        // The request's own problems come before any rule or handler sees it.
+        if let Some(status) = self.reject(req) {
+            return Answer::Now(response::error(status));
+        }
         if !self.config.site.is_empty() {
             return Answer::WithRules;
         }
@@ -96,12 +100,9 @@ impl Router {
         }
     }
 
-    /// The checks and parsing every handler needs first: the request's own problems
-    /// (RFC 9112 checks, `*`, methods, a path that does not parse) are answered here.
+    /// The checks and parsing every handler needs first (`*`, methods, a path that
+    /// does not parse); the request's own problems were answered by `reject` before.
     fn route(&self, req: &Parts, path: &str) -> Route {
-        if let Some(status) = self.reject(req) {
-            return Route::Done(response::error(status));
-        }
         let method = &req.method;
         if path == "*" {
             return Route::Done(if method == Method::OPTIONS {
@@ -112,7 +113,13 @@ impl Router {
         }
         let is_read = method == Method::GET || method == Method::HEAD;
         if !is_read && method != Method::OPTIONS {
-            return Route::Done(response::method_not_allowed(STATIC_ALLOW));
+            // A method defined by RFC 9110 or RFC 5789 is known, just not allowed
+            // here: 405. Anything else is not implemented (RFC 9110 §9.1): 501.
+            return Route::Done(if KNOWN_METHODS.contains(method) {
+                response::method_not_allowed(STATIC_ALLOW)
+            } else {
+                response::error(StatusCode::NOT_IMPLEMENTED)
+            });
         }
         match SitePath::parse(path, self.config.hidden) {
             Ok(site_path) => Route::Static(site_path),
@@ -352,6 +359,17 @@ impl Router {
             (Some(host), None) if !valid_host(host) => return Some(StatusCode::BAD_REQUEST),
             _ => {}
         }
+        // Userinfo in an http(s) target is an error (RFC 9110 §4.2.4).
+        if req
+            .uri
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'))
+        {
+            return Some(StatusCode::BAD_REQUEST);
+        }
+        if let Some(status) = transfer_coding_problem(req) {
+            return Some(status);
+        }
         if target_len(req) > self.config.max_target_len {
             return Some(StatusCode::URI_TOO_LONG);
         }
@@ -430,9 +448,84 @@ fn wants_a_page(req: &Parts) -> bool {
         && negotiate::media_quality(&req.headers, "text/html") > 0.0
 }
 
-/// An empty Host is allowed (RFC 9112 §3.2); anything else must be a valid authority.
+/// Methods this server knows, whether or not a resource allows them.
+const KNOWN_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::TRACE,
+    Method::CONNECT,
+];
+
+/// Host is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP literal in
+/// brackets, or a reg-name / IPv4 address (unreserved, pct-encoded, sub-delims), then
+/// an optional port of digits. No userinfo. An empty Host is allowed.
 fn valid_host(value: &HeaderValue) -> bool {
-    value.is_empty() || http::uri::Authority::try_from(value.as_bytes()).is_ok()
+    let bytes = value.as_bytes();
+    let (host_ok, rest) = if let Some(literal) = bytes.strip_prefix(b"[") {
+        match literal.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let inside = std::str::from_utf8(&literal[..end]).unwrap_or("");
+                (
+                    inside.parse::<std::net::Ipv6Addr>().is_ok(),
+                    &literal[end + 1..],
+                )
+            }
+            None => (false, &b""[..]),
+        }
+    } else {
+        let end = bytes.iter().position(|&b| b == b':').unwrap_or(bytes.len());
+        (is_reg_name(&bytes[..end]), &bytes[end..])
+    };
+    let port_ok = match rest.split_first() {
+        None => true,
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    host_ok && port_ok
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                let hex = name.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+/// What is wrong with the request's transfer codings, if anything: hyper accepts any
+/// list that ends in `chunked`, but a coding it cannot decode is not implemented
+/// (RFC 9112 §6.1: 501), and `chunked` applied twice is malformed (§7: 400).
+fn transfer_coding_problem(req: &Parts) -> Option<StatusCode> {
+    if !req.headers.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    let mut chunked = 0;
+    for coding in negotiate::list_members(&req.headers, &header::TRANSFER_ENCODING) {
+        match coding.trim() {
+            "" => {}
+            c if c.eq_ignore_ascii_case("chunked") => chunked += 1,
+            _ => return Some(StatusCode::NOT_IMPLEMENTED),
+        }
+    }
+    (chunked != 1).then_some(StatusCode::BAD_REQUEST)
 }
 
 fn target_len(req: &Parts) -> usize {

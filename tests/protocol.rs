@@ -157,6 +157,91 @@ fn unsupported_methods_get_405_with_allow() {
 }
 
 #[test]
+fn unknown_methods_are_not_implemented() {
+    let (_tmp, server) = start(&[]);
+    for method in ["FOO", "get", "PROPFIND"] {
+        let response = raw(
+            &server,
+            &format!("{method} /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(response.status, 501, "{method}");
+    }
+    for method in ["TRACE", "CONNECT"] {
+        let target = if method == "CONNECT" {
+            "localhost:80"
+        } else {
+            "/a.txt"
+        };
+        let response = raw(
+            &server,
+            &format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(
+            matches!(response.status, 400 | 405),
+            "{method}: {}",
+            response.status
+        );
+    }
+}
+
+#[test]
+fn hosts_and_targets_with_userinfo_or_bad_ports_are_bad_requests() {
+    let (_tmp, server) = start(&[]);
+    let ask = |host: &str, target: &str| {
+        raw(
+            &server,
+            &format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+        .status
+    };
+    for host in ["u@x", "x:abc", "x:8o", "[::1", "[::1]x", "[nope]:80", "a b"] {
+        assert_eq!(ask(host, "/a.txt"), 400, "Host: {host}");
+    }
+    for host in [
+        "localhost",
+        "localhost:8000",
+        "127.0.0.1:1",
+        "[::1]:80",
+        "a%20b",
+        "x:",
+    ] {
+        assert_eq!(ask(host, "/a.txt"), 200, "Host: {host}");
+    }
+    assert_eq!(ask("x", "http://u@x/a.txt"), 400, "userinfo in the target");
+    assert_eq!(ask("x", "http://x/a.txt"), 200, "absolute form");
+}
+
+#[test]
+fn transfer_codings_other_than_one_chunked_are_refused() {
+    let (_tmp, server) = start(&[]);
+    let send = |codings: &[&str]| {
+        let lines: String = codings
+            .iter()
+            .map(|c| format!("Transfer-Encoding: {c}\r\n"))
+            .collect();
+        raw(
+            &server,
+            &format!("GET /a.txt HTTP/1.1\r\nHost: x\r\n{lines}\r\n0\r\n\r\n"),
+        )
+        .status
+    };
+    assert_eq!(send(&["gzip, chunked"]), 501);
+    assert_eq!(send(&["gzip", "chunked"]), 501);
+    assert_eq!(send(&["chunked", "chunked"]), 400);
+    assert_eq!(send(&["chunked, chunked"]), 400);
+    assert_eq!(send(&["chunked"]), 200);
+}
+
+#[test]
+fn stray_percent_signs_in_the_path_are_bad_requests() {
+    let (_tmp, server) = start(&[]);
+    for target in ["/index%zz.txt", "/a.txt%", "/%4"] {
+        assert_eq!(request(&server, "GET", target, &[]).status, 400, "{target}");
+    }
+    assert_eq!(request(&server, "GET", "/%61.txt", &[]).status, 200);
+}
+
+#[test]
 fn an_unread_request_body_does_not_cost_the_client_its_answer() {
     let (_tmp, server) = start(&[]);
     // The client is still sending a body the server never reads when the answer is
@@ -195,15 +280,18 @@ fn request_lines_up_to_64_kib_get_414_not_431() {
 fn options_on_file_lists_allowed_methods() {
     let (_tmp, server) = start(&[]);
     let response = request(&server, "OPTIONS", "/a.txt", &[]);
-    assert_eq!(response.status, 204);
+    assert_eq!(response.status, 200);
     assert_eq!(response.header("allow").as_deref(), Some(ALLOW));
+    assert_eq!(response.content_length(), Some(0));
 }
 
 #[test]
-fn options_asterisk_is_no_content() {
+fn options_asterisk_is_empty_with_content_length_zero() {
     let (_tmp, server) = start(&[]);
     let response = request(&server, "OPTIONS", "*", &[]);
-    assert_eq!(response.status, 204);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.content_length(), Some(0));
+    assert!(response.body.is_empty());
 }
 
 #[test]
