@@ -524,7 +524,7 @@ impl Session {
             Some((false, seen)) if unsupported_major_version(&seen) => {
                 Box::pin(version_not_supported(stream, &self)).await;
             }
-            Some((false, seen)) => Box::pin(self.run_http1(stream, seen)).await,
+            Some((false, seen)) => Box::pin(self.run_http1(stream, as_http_11(seen))).await,
             None => {}
         }
     }
@@ -722,6 +722,38 @@ fn unsupported_major_version(first: &[u8]) -> bool {
             version.strip_prefix(b"HTTP/"),
             Some([b'2'..=b'9', b'.', b'0'..=b'9'])
         )
+}
+
+/// The first bytes with an `HTTP/1.2`..`HTTP/1.9` request line read as `HTTP/1.1`:
+/// RFC 9110 §2.5 asks a server to process a later minor version as the highest it
+/// speaks, but httparse, hyper's parser, knows only 1.0 and 1.1. Only the connection's
+/// first request line can be seen here; a later one with such a version gets hyper's
+/// 400, as with nginx before 1.25.
+fn as_http_11(first: Bytes) -> Bytes {
+    let mut headers = [httparse::EMPTY_HEADER; 0];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(&first), Err(httparse::Error::Version)) {
+        return first;
+    }
+    let line = first.split(|&b| b == b'\n').next().unwrap_or(&first);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut words = line.split(|&b| b == b' ');
+    let (
+        Some(method),
+        Some(target),
+        Some(
+            b"HTTP/1.2" | b"HTTP/1.3" | b"HTTP/1.4" | b"HTTP/1.5" | b"HTTP/1.6" | b"HTTP/1.7"
+            | b"HTTP/1.8" | b"HTTP/1.9",
+        ),
+        None,
+    ) = (words.next(), words.next(), words.next(), words.next())
+    else {
+        return first;
+    };
+    let minor = method.len() + 1 + target.len() + 1 + "HTTP/1.".len();
+    let mut bytes = first.to_vec();
+    bytes[minor] = b'1';
+    Bytes::from(bytes)
 }
 
 /// Answers 505 (the usual small error page) and closes.
@@ -1047,7 +1079,28 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::unsupported_major_version;
+    use super::{as_http_11, unsupported_major_version};
+    use bytes::Bytes;
+
+    #[test]
+    fn later_minor_versions_are_read_as_1_1() {
+        let read = |s: &'static str| as_http_11(Bytes::from_static(s.as_bytes()));
+        assert_eq!(
+            read("GET / HTTP/1.2\r\nHost: x\r\n\r\n"),
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        assert_eq!(read("OPTIONS * HTTP/1.9\r\n"), "OPTIONS * HTTP/1.1\r\n");
+        for same in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.0\r\n",
+            "GET / HTTP/1.10\r\n",
+            "GET / HTTP/2.0\r\n",
+            "GET /a b HTTP/1.2\r\n",
+            "GET / HTTP/1.",
+        ] {
+            assert_eq!(read(same), same, "{same:?}");
+        }
+    }
 
     #[test]
     fn only_well_formed_lines_with_a_later_major_version_get_505() {

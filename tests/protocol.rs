@@ -157,6 +157,22 @@ fn unsupported_methods_get_405_with_allow() {
 }
 
 #[test]
+fn a_later_minor_version_is_served_as_http_1_1() {
+    let (_tmp, server) = start(&[]);
+    for version in ["HTTP/1.2", "HTTP/1.9"] {
+        let bytes = server.send_raw(
+            format!("GET /a.txt {version}\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert!(
+            bytes.starts_with(b"HTTP/1.1 200 "),
+            "{version}: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+#[test]
 fn unknown_methods_are_not_implemented() {
     let (_tmp, server) = start(&[]);
     for method in ["FOO", "get", "PROPFIND"] {
