@@ -297,13 +297,23 @@ fn resolve_bind(bind: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-/// A duration: plain seconds (`10`, `1.5`) or with a unit (`500ms`, `10s`, `2m`).
+/// The longest duration accepted: deadlines are instants, and a deadline beyond what
+/// the clock can represent would be an overflow, not a very long wait.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A duration: plain seconds (`10`, `1.5`) or with a unit (`500ms`, `10s`, `2m`), at
+/// most a year.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    if let Ok(secs) = s.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"));
+    let d = if let Ok(secs) = s.parse::<f64>() {
+        Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|_| format!("invalid duration {s:?}: use e.g. 10, 10s, 500ms or 2m"))?
+    };
+    if d > MAX_DURATION {
+        return Err(format!("duration {s:?} is too long: at most 365 days"));
     }
-    humantime::parse_duration(s)
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 10, 10s, 500ms or 2m"))
+    Ok(d)
 }
 
 /// A duration that must be positive: a zero timeout would drop every client.
@@ -324,6 +334,16 @@ mod tests {
         Cli::try_parse_from(argv)
             .map_err(|e| e.to_string())?
             .into_config()
+    }
+
+    #[test]
+    fn durations_beyond_a_year_are_refused() {
+        for flag in ["--idle-timeout", "--header-timeout", "--grace-period"] {
+            for value in ["9223372036854775807s", "18446744073709551615s", "366d", "1e30"] {
+                assert!(config(&[flag, value]).is_err(), "{flag} {value}");
+            }
+            assert!(config(&[flag, "365d"]).is_ok(), "{flag} 365d");
+        }
     }
 
     #[test]
