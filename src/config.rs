@@ -339,7 +339,12 @@ mod tests {
     #[test]
     fn durations_beyond_a_year_are_refused() {
         for flag in ["--idle-timeout", "--header-timeout", "--grace-period"] {
-            for value in ["9223372036854775807s", "18446744073709551615s", "366d", "1e30"] {
+            for value in [
+                "9223372036854775807s",
+                "18446744073709551615s",
+                "366d",
+                "1e30",
+            ] {
                 assert!(config(&[flag, value]).is_err(), "{flag} {value}");
             }
             assert!(config(&[flag, "365d"]).is_ok(), "{flag} 365d");

@@ -211,8 +211,9 @@ impl Router {
             };
             let handler = first_handler(served_rules);
             let mut res = Arc::clone(&self).handle_path(req, target, handler).await;
-            if res.status() == StatusCode::NOT_FOUND && wants_a_page(req) {
-                if let Some(spa) = matched.iter().find_map(|(rule, _)| rule.spa.as_deref()) {
+            let spa = matched.iter().find_map(|(rule, _)| rule.spa.as_deref());
+            if let (Some(spa), StatusCode::NOT_FOUND) = (spa, res.status()) {
+                if wants_a_page(req) {
                     let handler = self.handler_for(spa);
                     let fallback = Arc::clone(&self).handle_path(req, spa, handler).await;
                     if fallback.status().is_success()
@@ -221,6 +222,9 @@ impl Router {
                         res = fallback;
                     }
                 }
+                // Page or 404 was decided by Accept: caches must key on it.
+                res.headers_mut()
+                    .append(header::VARY, HeaderValue::from_static("Accept"));
             }
             res
         };
@@ -230,9 +234,13 @@ impl Router {
                 res = Arc::clone(&self).error_page(req, page, res).await;
             }
         }
-        for (rule, _) in &matched {
-            for (name, value) in &rule.headers {
-                res.headers_mut().insert(name.clone(), value.clone());
+        // As nginx's add_header: on successes, redirects and 304, never on errors, so
+        // that e.g. a year-long Cache-Control never pins a 404.
+        if adds_rule_headers(res.status()) {
+            for (rule, _) in &matched {
+                for (name, value) in &rule.headers {
+                    res.headers_mut().insert(name.clone(), value.clone());
+                }
             }
         }
         if let Some(cors) = cors {
@@ -446,6 +454,15 @@ fn wants_a_page(req: &Parts) -> bool {
                 .eq_ignore_ascii_case("text/html")
         })
         && negotiate::media_quality(&req.headers, "text/html") > 0.0
+}
+
+/// The statuses a rule's `headers` are added to (nginx's `add_header` without
+/// `always`).
+fn adds_rule_headers(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
 }
 
 /// Methods this server knows, whether or not a resource allows them.

@@ -83,7 +83,7 @@ fn assert_no_security_headers(res: &Response, what: &str) {
 // --- headers ---------------------------------------------------------------------
 
 #[test]
-fn rule_headers_apply_to_matching_paths_on_every_status() {
+fn rule_headers_apply_to_matching_paths_but_not_to_errors() {
     let (_tmp, server) = start_site(
         "[[rule]]\npath = \"/assets/*\"\nheaders = { \"Cache-Control\" = \"public, max-age=31536000, immutable\", \"X-Asset\" = \"yes\" }\n",
         &[
@@ -101,10 +101,19 @@ fn rule_headers_apply_to_matching_paths_on_every_status() {
     assert_header(&res, "Cache-Control", cache, "GET /assets/x.css");
     assert_header(&res, "X-Asset", "yes", "GET /assets/x.css");
 
+    // A year-long Cache-Control must never pin an error (nginx's add_header).
     let res = get(&server, "/assets/missing.css");
     assert_eq!(res.status, 404);
-    assert_header(&res, "Cache-Control", cache, "GET /assets/missing.css");
-    assert_header(&res, "X-Asset", "yes", "GET /assets/missing.css");
+    assert_eq!(res.header("X-Asset"), None, "GET /assets/missing.css");
+    assert_ne!(res.header("Cache-Control").as_deref(), Some(cache));
+    let res = request(&server, "POST", "/assets/x.css", &[("Content-Length", "0")]);
+    assert_eq!(res.status, 405);
+    assert_eq!(res.header("X-Asset"), None, "POST /assets/x.css");
+
+    let etag = get(&server, "/assets/x.css").header("etag").expect("ETag");
+    let res = request(&server, "GET", "/assets/x.css", &[("If-None-Match", &etag)]);
+    assert_eq!(res.status, 304);
+    assert_header(&res, "X-Asset", "yes", "304 for /assets/x.css");
 
     let (res, rest) = head_raw(&server, "/assets/x.css", &[]);
     assert_eq!(res.status, 200);
@@ -256,10 +265,22 @@ fn spa_fallback_answers_page_requests_only() {
     );
     assert_eq!(res.status, 200, "browser navigation to a client route");
     assert_eq!(res.body_text(), APP_INDEX);
+    let varies_on_accept = |res: &Response| {
+        res.headers_all("vary")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("accept"))
+    };
+    assert!(
+        varies_on_accept(&res),
+        "fallback: {:?}",
+        res.headers_all("vary")
+    );
 
     let res = request(&server, "GET", "/app/some/route", &[("Accept", "*/*")]);
     assert_eq!(res.status, 404, "Accept */* does not name text/html");
     assert_ne!(res.body_text(), APP_INDEX);
+    assert!(varies_on_accept(&res), "404: {:?}", res.headers_all("vary"));
 
     let res = get(&server, "/app/missing.js");
     assert_eq!(res.status, 404, "no Accept header");
