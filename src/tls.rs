@@ -73,7 +73,9 @@ impl Tls {
             .map_err(|e| format!("TLS configuration: {e}"))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // http/1.0 too: a client offering only that would otherwise get a fatal
+        // no_application_protocol alert; it is served by the HTTP/1 side.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
         // Resumption, as nginx offers by default: stateless tickets (keys rotate every
         // 6 hours) and a session cache, so returning clients skip the full handshake.
         config.ticketer =

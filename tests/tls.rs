@@ -143,6 +143,19 @@ async fn alpn_http11_negotiates_http11() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_http10_alone_is_served_over_http1() {
+    let (_tmp, root, tls) = fixture();
+    let cert = localhost_cert();
+    let server = start_with_cert(&root, &tls, &cert, &[]);
+    let config = client_config(&roots(&cert), &[b"http/1.0"], &[]);
+    let stream = tls_connect(server.addr(), config, "localhost").await;
+    assert_eq!(alpn(&stream).as_deref(), Some(&b"http/1.0"[..]));
+    let reply = h1_get_over(stream, &server, "/a.txt").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), A_TXT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpn_prefers_h2_when_both_offered() {
     let (_tmp, root, tls) = fixture();
     let cert = localhost_cert();
