@@ -237,17 +237,21 @@ pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
                 }
             }
         }
+        // JSON strings carry the values themselves: serde_json escapes quotes,
+        // backslashes and control characters (no raw escape sequence reaches a
+        // terminal); bytes that are not UTF-8 become U+FFFD.
         LogFormat::Json => {
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
             let value = serde_json::json!({
                 "time": humantime::format_rfc3339_millis(r.time).to_string(),
                 "remote": r.remote.to_string(),
-                "method": escape(r.method.as_str().as_bytes()),
-                "target": escape(r.target.as_bytes()),
+                "method": r.method.as_str(),
+                "target": r.target,
                 "version": format!("{:?}", r.version),
                 "status": r.status,
                 "bytes": r.bytes,
-                "referer": r.referer.as_deref().map(escape),
-                "user_agent": r.user_agent.as_deref().map(escape),
+                "referer": r.referer.as_deref().map(text),
+                "user_agent": r.user_agent.as_deref().map(text),
                 "duration_ms": r.duration.as_secs_f64() * 1000.0,
                 "complete": r.complete,
             });
@@ -416,8 +420,8 @@ mod tests {
         let line = format_record(LogFormat::Json, &record());
         let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(v["status"], 200);
-        assert_eq!(v["target"], "/a%1b[31m\\x1B\\\"x");
-        assert_eq!(v["user_agent"], "curl/8\\x1B[0m \\xFF");
+        assert_eq!(v["target"], "/a%1b[31m\u{1b}\"x");
+        assert_eq!(v["user_agent"], "curl/8\u{1b}[0m \u{fffd}");
         assert!(!line.trim_end().contains('\n') && !line.contains('\u{1b}'));
     }
 }
