@@ -238,15 +238,24 @@ pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
             }
         }
         // JSON strings carry the values themselves: serde_json escapes quotes,
-        // backslashes and control characters (no raw escape sequence reaches a
-        // terminal); bytes that are not UTF-8 become U+FFFD.
+        // backslashes and C0 controls; DEL and C1 controls (U+009B is a one-character
+        // CSI to some terminals), which it would write raw, and bytes that are not
+        // UTF-8 become U+FFFD. No escape sequence reaches a terminal.
         LogFormat::Json => {
-            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            let text = |bytes: &[u8]| -> String {
+                String::from_utf8_lossy(bytes)
+                    .chars()
+                    .map(|c| match c {
+                        '\u{7f}'..='\u{9f}' => '\u{fffd}',
+                        c => c,
+                    })
+                    .collect()
+            };
             let value = serde_json::json!({
                 "time": humantime::format_rfc3339_millis(r.time).to_string(),
                 "remote": r.remote.to_string(),
-                "method": r.method.as_str(),
-                "target": r.target,
+                "method": text(r.method.as_str().as_bytes()),
+                "target": text(r.target.as_bytes()),
                 "version": format!("{:?}", r.version),
                 "status": r.status,
                 "bytes": r.bytes,
@@ -423,5 +432,16 @@ mod tests {
         assert_eq!(v["target"], "/a%1b[31m\u{1b}\"x");
         assert_eq!(v["user_agent"], "curl/8\u{1b}[0m \u{fffd}");
         assert!(!line.trim_end().contains('\n') && !line.contains('\u{1b}'));
+        let csi = Record {
+            user_agent: Some("a\u{9b}31m\u{7f}".as_bytes().to_vec()),
+            ..record()
+        };
+        let line = format_record(LogFormat::Json, &csi);
+        assert!(
+            !line.contains('\u{9b}') && !line.contains('\u{7f}'),
+            "{line:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["user_agent"], "a\u{fffd}31m\u{fffd}");
     }
 }

@@ -33,6 +33,10 @@ pub struct Validators<'a> {
 /// Evaluates If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since, in
 /// that order. Malformed fields are ignored, never an error.
 pub fn evaluate(method: &Method, headers: &HeaderMap, v: Validators<'_>) -> Precondition {
+    // RFC 9110 §13.2.1: preconditions are ignored for CONNECT, OPTIONS and TRACE.
+    if [Method::OPTIONS, Method::CONNECT, Method::TRACE].contains(method) {
+        return Precondition::Proceed;
+    }
     let read = method == Method::GET || method == Method::HEAD;
     // 1. If-Match: strong comparison; else 2. If-Unmodified-Since.
     if let Some(list) = TagList::parse(headers.get_all(header::IF_MATCH).iter()) {
@@ -267,6 +271,9 @@ mod tests {
         assert_eq!(eval(&[("if-none-match", "\"a\"")]), Proceed);
         assert_eq!(eval(&[("if-modified-since", AT)]), Proceed);
         assert_eq!(eval(&[("if-unmodified-since", BEFORE)]), Proceed);
+        let options = |pairs: &[(&str, &str)]| evaluate(&Method::OPTIONS, &headers(pairs), none);
+        assert_eq!(options(&[("if-match", "\"a\"")]), Proceed);
+        assert_eq!(options(&[("if-none-match", "*")]), Proceed);
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl SendFile for TlsStream<TcpStream> {
 pub enum ListenerKind {
     /// HTTP/1.x, and HTTP/2 with prior knowledge (h2c), told apart by the preface.
     Plain,
-    /// TLS with ALPN (h2 or http/1.1); plain HTTP arriving here is redirected to
+    /// TLS with ALPN (h2, or HTTP/1); plain HTTP arriving here is redirected to
     /// HTTPS on `port`, this listener's own.
     Tls {
         /// Certificates and configuration.
@@ -727,8 +727,8 @@ fn unsupported_major_version(first: &[u8]) -> bool {
 /// The first bytes with an `HTTP/1.2`..`HTTP/1.9` request line read as `HTTP/1.1`:
 /// RFC 9110 §2.5 asks a server to process a later minor version as the highest it
 /// speaks, but httparse, hyper's parser, knows only 1.0 and 1.1. Only the connection's
-/// first request line can be seen here; a later one with such a version gets hyper's
-/// 400, as with nginx before 1.25.
+/// first request line on a plain-HTTP connection can be seen here (the bytes read to
+/// tell HTTP/2 from HTTP/1); a later one, or one over TLS, gets hyper's 400.
 fn as_http_11(first: Bytes) -> Bytes {
     let mut headers = [httparse::EMPTY_HEADER; 0];
     let mut req = httparse::Request::new(&mut headers);

@@ -85,7 +85,7 @@ impl Listing {
         Bytes::from(page)
     }
 
-    /// The 200 response, streamed: rendered on the blocking pool into a bounded
+    /// The response (200, or what a precondition decides), streamed: rendered on the blocking pool into a bounded
     /// channel, so neither the page nor an async worker is held for it.
     pub fn into_streamed_response(self, req: &Parts) -> Response<Body> {
         if let Some(res) = unmet_precondition(req) {
@@ -138,7 +138,7 @@ impl Listing {
     }
 }
 
-/// The 200 response for a rendered page.
+/// The response for a rendered page: 200, or what a precondition decides.
 pub fn page_response(req: &Parts, page: Bytes, format: Format) -> Response<Body> {
     unmet_precondition(req).unwrap_or_else(|| response(Body::bytes(page), format))
 }

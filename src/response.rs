@@ -79,7 +79,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     res
 }
 
-/// 204 to OPTIONS, listing what the resource supports.
+/// The answer to OPTIONS, listing what the resource supports.
 pub fn options(allow: &'static str) -> Response<Body> {
     // 200 with `Content-Length: 0`, not 204: RFC 9110 §9.3.7 asks a contentless
     // OPTIONS answer for that field, which a 204 may not carry.

@@ -1,7 +1,8 @@
 //! From a parsed request to exactly one handler, and back.
 //!
 //! The router owns everything that is the same for every handler: the request checks
-//! RFC 9112 asks of a server (Host, target length, header size), the method policy,
+//! RFC 9112 asks of a server (Host, userinfo, transfer codings, target length, header
+//! size), the method policy,
 //! parsing the path into a [`SitePath`], HEAD (same headers, no body), and the end of
 //! each exchange (the access-log line and the connection clock).
 
@@ -325,8 +326,8 @@ impl Router {
     ) -> Response<Body> {
         let mut fetch = http::Request::get(page).body(()).map(|r| r.into_parts().0);
         if let Ok(fetch) = &mut fetch {
-            if let Some(ae) = req.headers.get(header::ACCEPT_ENCODING) {
-                fetch.headers.insert(header::ACCEPT_ENCODING, ae.clone());
+            for ae in req.headers.get_all(header::ACCEPT_ENCODING) {
+                fetch.headers.append(header::ACCEPT_ENCODING, ae.clone());
             }
             fetch
                 .headers
@@ -352,6 +353,11 @@ impl Router {
             if let Some(value) = original.headers().get(&name) {
                 headers.insert(name, value.clone());
             }
+        }
+        // What the error depended on (e.g. Accept, for an SPA fallback's 404) still
+        // varies the answer, along with what the page's own negotiation added.
+        for value in original.headers().get_all(header::VARY) {
+            headers.append(header::VARY, value.clone());
         }
         res
     }

@@ -315,7 +315,8 @@ fn represent(
 
 /// A file's modification time as a Last-Modified value: never later than now (RFC 9110
 /// §8.8.2.1 forbids a Last-Modified after the response's Date; a file stamped in the
-/// future gets the time it was first served).
+/// future gets the time its representation was built, i.e. when it was cached, or
+/// each request for files too large to cache).
 fn last_modified(meta: &std::fs::Metadata) -> Option<SystemTime> {
     meta.modified().ok().map(|m| m.min(SystemTime::now()))
 }

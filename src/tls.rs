@@ -54,7 +54,7 @@ impl std::fmt::Debug for Tls {
 
 impl Tls {
     /// Loads the certificate and builds the rustls configuration (TLS 1.2 and 1.3,
-    /// ALPN `h2` then `http/1.1`). `names` are the hosts a self-signed certificate must
+    /// ALPN `h2`, `http/1.1`, `http/1.0`). `names` are the hosts a self-signed certificate must
     /// cover. Returns a one-line error for startup.
     pub fn new(source: &CertSource, names: &[String]) -> Result<Tls, String> {
         let (cert, key) = match source {

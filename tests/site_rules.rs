@@ -756,3 +756,22 @@ fn a_valid_rule_file_loads() {
     );
     assert!(out.status.success(), "{}", out.stderr);
 }
+
+#[test]
+fn a_custom_404_keeps_the_vary_of_the_spa_decision() {
+    let (_tmp, server) = start_site(
+        "[error-pages]\n404 = \"/404.html\"\n[[rule]]\npath = \"/app/\"\nspa = \"/app/index.html\"\n",
+        &[("app/index.html", "<p>app</p>"), ("404.html", "<p>custom 404</p>")],
+    );
+    let res = request(&server, "GET", "/app/missing.js", &[("Accept", "*/*")]);
+    assert_eq!(res.status, 404);
+    assert_eq!(res.body_text(), "<p>custom 404</p>");
+    assert!(
+        res.headers_all("vary")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("accept")),
+        "Vary: {:?}",
+        res.headers_all("vary")
+    );
+}
