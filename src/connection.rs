@@ -699,21 +699,28 @@ fn rejected_status(err: &hyper::Error) -> Option<u16> {
     }
 }
 
-/// Whether the request line in `first` is well formed but for a major version above
-/// 1 (`GET / HTTP/2.0`, `HTTP/3.0`), which deserves 505 rather than hyper's 400.
-/// httparse, hyper's own parser, judges the line; only its version is looked at here.
-fn unsupported_major_version(first: &[u8]) -> bool {
+/// The method, target and version of the request line in `first` when httparse,
+/// hyper's own parser, refuses that line for its version alone; `None` otherwise.
+fn line_with_refused_version(first: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let mut headers = [httparse::EMPTY_HEADER; 0];
     let mut req = httparse::Request::new(&mut headers);
     if !matches!(req.parse(first), Err(httparse::Error::Version)) {
-        return false;
+        return None;
     }
     let line = first.split(|&b| b == b'\n').next().unwrap_or(first);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut words = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (words.next(), words.next(), words.next(), words.next())
-    else {
+    match (words.next(), words.next(), words.next(), words.next()) {
+        (Some(method), Some(target), Some(version), None) => Some((method, target, version)),
+        _ => None,
+    }
+}
+
+/// Whether the request line in `first` is well formed but for a major version above
+/// 1 (`GET / HTTP/2.0`, `HTTP/3.0`), which deserves 505 rather than hyper's 400.
+/// httparse, hyper's own parser, judges the line; only its version is looked at here.
+fn unsupported_major_version(first: &[u8]) -> bool {
+    let Some((method, target, version)) = line_with_refused_version(first) else {
         return false;
     };
     let well_formed = !method.is_empty() && (target.starts_with(b"/") || target == b"*");
@@ -730,23 +737,12 @@ fn unsupported_major_version(first: &[u8]) -> bool {
 /// first request line on a plain-HTTP connection can be seen here (the bytes read to
 /// tell HTTP/2 from HTTP/1); a later one, or one over TLS, gets hyper's 400.
 fn as_http_11(first: Bytes) -> Bytes {
-    let mut headers = [httparse::EMPTY_HEADER; 0];
-    let mut req = httparse::Request::new(&mut headers);
-    if !matches!(req.parse(&first), Err(httparse::Error::Version)) {
-        return first;
-    }
-    let line = first.split(|&b| b == b'\n').next().unwrap_or(&first);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let mut words = line.split(|&b| b == b' ');
-    let (
-        Some(method),
-        Some(target),
-        Some(
-            b"HTTP/1.2" | b"HTTP/1.3" | b"HTTP/1.4" | b"HTTP/1.5" | b"HTTP/1.6" | b"HTTP/1.7"
-            | b"HTTP/1.8" | b"HTTP/1.9",
-        ),
-        None,
-    ) = (words.next(), words.next(), words.next(), words.next())
+    let Some((
+        method,
+        target,
+        b"HTTP/1.2" | b"HTTP/1.3" | b"HTTP/1.4" | b"HTTP/1.5" | b"HTTP/1.6" | b"HTTP/1.7"
+        | b"HTTP/1.8" | b"HTTP/1.9",
+    )) = line_with_refused_version(&first)
     else {
         return first;
     };
