@@ -772,9 +772,14 @@ pub fn decoded_body(response: &Response) -> Vec<u8> {
 
 /// Whether some `Vary` field lists `Accept-Encoding` (case-insensitive).
 pub fn varies_on_accept_encoding(response: &Response) -> bool {
+    varies_on(response, "accept-encoding")
+}
+
+/// Whether any `Vary` line names `field`.
+pub fn varies_on(response: &Response, field: &str) -> bool {
     response.headers_all("vary").iter().any(|v| {
         v.split(',')
-            .any(|token| token.trim().eq_ignore_ascii_case("accept-encoding"))
+            .any(|token| token.trim().eq_ignore_ascii_case(field))
     })
 }
 
