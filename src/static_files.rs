@@ -227,10 +227,10 @@ fn represent(
     let file_path = c_path(path);
     // Taken before any sidecar is looked for, so that a sidecar created from here on
     // changes the directory after this snapshot and the cache notices it.
-    let dir = negotiated
-        .then(|| parent_dir(&file_path))
-        .and_then(|dir| Some((router.root.state_of(&dir)?, dir)))
-        .map(|(state, dir)| (dir, state));
+    let dir = negotiated.then(|| parent_dir(&file_path)).and_then(|dir| {
+        let state = router.root.state_of(&dir)?;
+        Some((dir, state))
+    });
     let etag = router.etags.tag(&open.file, &open.meta, small.as_deref())?;
     let identity = Representation {
         content: small.map_or_else(|| Content::File(Arc::new(open.file)), Content::Bytes),
