@@ -205,6 +205,9 @@ pub struct Clock {
     /// The latest request came with a body, which the handlers never read: if the
     /// connection closes after it, the client may still be sending (see `linger`).
     unread_body: AtomicBool,
+    /// The next response head answers an HTTP/1.0 request and will be the first
+    /// bytes of the next write; [`ConnIo`] sends its status line as HTTP/1.1.
+    restamp_head: AtomicBool,
 }
 
 impl Clock {
@@ -224,6 +227,7 @@ impl Clock {
             wants_nodelay: AtomicBool::new(false),
             nodelay: AtomicBool::new(false),
             unread_body: AtomicBool::new(false),
+            restamp_head: AtomicBool::new(false),
         };
         clock.set_deadline(header_timeout);
         clock
@@ -277,6 +281,19 @@ impl Clock {
     /// last write that took bytes.
     fn send_deadline(&self, send_timeout: Duration) -> Instant {
         self.at(self.last_write_ms.load(Ordering::Relaxed)) + send_timeout
+    }
+
+    /// An HTTP/1.0 request was parsed; called before [`Clock::request_started`].
+    ///
+    /// hyper labels every response to such a request `HTTP/1.0`, while RFC 9110 §6.2
+    /// asks for the highest version the server speaks, as nginx sends. The label can
+    /// be changed safely only when this response's head will start the next write:
+    /// no earlier response is still being produced or waiting to be sent. Otherwise
+    /// (pipelined requests behind a slow reader) the response keeps hyper's label.
+    pub fn answering_http10(&self) {
+        let nothing_pending = self.in_flight.load(Ordering::Relaxed) == 0
+            && !self.write_blocked.load(Ordering::Relaxed);
+        self.restamp_head.store(nothing_pending, Ordering::Relaxed);
     }
 
     /// A request head was parsed and handed to the router; `keep_alive` when the
@@ -337,6 +354,62 @@ struct ConnIo<T> {
     /// HTTP/1 only: HTTP/2 control frames arrive while idle and are no request.
     report_reads: bool,
     sendfile: Option<Arc<SendfileQueue>>,
+    restamp: Restamp,
+}
+
+/// Sends the status line hyper writes as `HTTP/1.0` as `HTTP/1.1` instead, once
+/// [`Clock::answering_http10`] has found that the head starts the next write.
+#[derive(Debug, Default)]
+struct Restamp {
+    /// Where, in the bytes still to be written, the minor version digit is.
+    at: Option<usize>,
+}
+
+impl Restamp {
+    /// The status line hyper writes for responses to HTTP/1.0 requests.
+    const HTTP10: &'static [u8] = b"HTTP/1.0 ";
+    /// Where its minor version digit is.
+    const MINOR_DIGIT: usize = 7;
+
+    /// Expects `bufs`, about to be written, to start with the head to re-stamp.
+    fn arm(&mut self, bufs: &[io::IoSlice<'_>]) {
+        if bufs.first().is_some_and(|b| b.starts_with(Self::HTTP10)) {
+            self.at = Some(Self::MINOR_DIGIT);
+        }
+    }
+
+    /// What to write instead of `bufs`: the same bytes with the digit changed, or
+    /// `None` when nothing is to change.
+    fn apply<'b>(&mut self, bufs: &'b [io::IoSlice<'_>]) -> Option<Vec<io::IoSlice<'b>>> {
+        let at = self.at?;
+        let Some((first, rest)) = bufs.split_first() else {
+            self.at = None;
+            return None;
+        };
+        let first: &'b [u8] = first;
+        if first.get(at) != Some(&b'0') {
+            self.at = None;
+            return None;
+        }
+        let mut out = Vec::with_capacity(bufs.len() + 2);
+        out.extend(
+            [&first[..at], b"1".as_slice(), &first[at + 1..]]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .map(io::IoSlice::new),
+        );
+        out.extend(rest.iter().map(|b| io::IoSlice::new(b)));
+        Some(out)
+    }
+
+    /// `written` bytes went out (`None`: the write failed or was refused).
+    fn advance(&mut self, written: Option<usize>) {
+        self.at = match (self.at, written) {
+            // The digit is still ahead when the write stopped short of it.
+            (Some(at), Some(n)) if n <= at => Some(at - n),
+            _ => None,
+        };
+    }
 }
 
 impl<T: Transport> AsyncRead for ConnIo<T> {
@@ -389,6 +462,12 @@ impl<T: Transport> AsyncWrite for ConnIo<T> {
         if this.clock.wants_nodelay.swap(false, Ordering::Relaxed) {
             this.inner.set_nodelay();
         }
+        if this.clock.restamp_head.load(Ordering::Relaxed) {
+            this.clock.restamp_head.store(false, Ordering::Relaxed);
+            this.restamp.arm(bufs);
+        }
+        let patched = this.restamp.apply(bufs);
+        let bufs = patched.as_deref().unwrap_or(bufs);
         let result = match &this.sendfile {
             Some(queue) => queue.poll_write(&mut this.inner, cx, bufs),
             None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
@@ -396,6 +475,13 @@ impl<T: Transport> AsyncWrite for ConnIo<T> {
         let offered: usize = bufs.iter().map(|b| b.len()).sum();
         let drained = matches!(result, Poll::Ready(Ok(n)) if n == offered);
         this.clock.write_blocked.store(!drained, Ordering::Relaxed);
+        if patched.is_some() {
+            match result {
+                Poll::Ready(Ok(n)) => this.restamp.advance(Some(n)),
+                Poll::Ready(Err(_)) => this.restamp.advance(None),
+                Poll::Pending => {}
+            }
+        }
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             this.clock
                 .last_write_ms
@@ -852,6 +938,7 @@ impl Session {
             clock: Arc::clone(&self.clock),
             report_reads: false,
             sendfile: None,
+            restamp: Restamp::default(),
         });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
@@ -941,6 +1028,7 @@ impl Session {
             clock: Arc::clone(&self.clock),
             report_reads: true,
             sendfile: sendfile.clone(),
+            restamp: Restamp::default(),
         });
         let service = self.service(sendfile.clone());
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -1075,8 +1163,72 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::{as_http_11, unsupported_major_version};
+    use super::{as_http_11, unsupported_major_version, Restamp};
     use bytes::Bytes;
+    use std::io::IoSlice;
+
+    /// Writes `bufs` through a [`Restamp`] `step` bytes at a time, as a socket taking
+    /// short writes would, and returns what reached the wire.
+    fn write_restamped(bufs: &[&[u8]], step: usize) -> Vec<u8> {
+        let all: Vec<u8> = bufs.concat();
+        let mut restamp = Restamp::default();
+        let mut sent = 0;
+        let mut wire = Vec::new();
+        while sent < all.len() {
+            // hyper offers what is left, from the first unsent byte.
+            let rest = &all[sent..];
+            let offered = [IoSlice::new(rest)];
+            if sent == 0 {
+                restamp.arm(&offered);
+            }
+            let patched = restamp.apply(&offered);
+            let bytes: Vec<u8> = patched
+                .as_deref()
+                .unwrap_or(&offered)
+                .iter()
+                .flat_map(|b| b.iter().copied())
+                .collect();
+            let n = step.min(bytes.len());
+            wire.extend_from_slice(&bytes[..n]);
+            if patched.is_some() {
+                restamp.advance(Some(n));
+            }
+            sent += n;
+        }
+        wire
+    }
+
+    #[test]
+    fn http10_status_lines_go_out_as_http11_whatever_the_write_sizes() {
+        let head: &[u8] = b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n";
+        let expected = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi".to_vec();
+        for step in [1, 3, 7, 8, 9, 100] {
+            assert_eq!(
+                write_restamped(&[head, b"hi"], step),
+                expected,
+                "step {step}"
+            );
+        }
+        // Only a status line is touched, and only an HTTP/1.0 one.
+        for other in [
+            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+            b"HTTP/1.0",
+            b"hello, HTTP/1.0 ",
+        ] {
+            assert_eq!(write_restamped(&[other], 4), other);
+        }
+    }
+
+    #[test]
+    fn restamping_changes_one_byte_across_all_buffers() {
+        let (head, body) = (&b"HTTP/1.0 404 Not Found\r\n\r\n"[..], &b"HTTP/1.0 "[..]);
+        let offered = [IoSlice::new(head), IoSlice::new(body)];
+        let mut restamp = Restamp::default();
+        restamp.arm(&offered);
+        let patched = restamp.apply(&offered).expect("armed on a status line");
+        let bytes: Vec<u8> = patched.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(bytes, b"HTTP/1.1 404 Not Found\r\n\r\nHTTP/1.0 ");
+    }
 
     #[test]
     fn later_minor_versions_are_read_as_1_1() {

@@ -598,7 +598,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, req: Request<Incoming>) -> Reply {
         let has_body = !http_body::Body::is_end_stream(req.body());
-        self.clock.request_started(keeps_alive(&req), has_body);
+        let keep_alive = keeps_alive(&req);
+        let http10 = req.version() == Version::HTTP_10;
+        if http10 {
+            self.clock.answering_http10();
+        }
+        self.clock.request_started(keep_alive, has_body);
         let exchange = Exchange::begin(&self.router, &req, self.remote, Arc::clone(&self.clock));
         // The static handlers never read a request body; dropping it lets hyper decide
         // whether the connection can be reused.
@@ -609,6 +614,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         };
         let finish = Finishing {
             head: parts.method == Method::HEAD,
+            says_close: http10 && !keep_alive,
             sendfile: self.sendfile.clone(),
             exchange,
         };
@@ -658,6 +664,9 @@ impl Future for Reply {
 /// What every response gets on its way out, whichever way it was produced.
 struct Finishing {
     head: bool,
+    /// An HTTP/1.0 client that did not ask for keep-alive: its response, labelled
+    /// HTTP/1.1, says the connection closes, as a 1.1 client would be told.
+    says_close: bool,
     sendfile: Option<Arc<SendfileQueue>>,
     exchange: Exchange,
 }
@@ -666,6 +675,10 @@ impl Finishing {
     fn apply(self, mut res: Response<Body>) -> Response<Body> {
         if self.head {
             strip_body(&mut res);
+        }
+        if self.says_close {
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(queue) = self.sendfile {
             res.body_mut().use_sendfile(queue);

@@ -64,6 +64,10 @@ fn http10_connection_closes_after_response() {
     let response = conn.read_response(false);
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"hello");
+    // RFC 9110 §6.2: the response carries the highest version the server speaks, and
+    // says the connection closes, as it would to an HTTP/1.1 client.
+    assert_eq!(response.version, 1, "status line of {response:?}");
+    assert_eq!(response.header("connection").as_deref(), Some("close"));
     let rest = conn
         .read_to_eof()
         .expect("server should close the HTTP/1.0 connection");
@@ -78,12 +82,37 @@ fn http10_keep_alive_keeps_connection_open() {
     let first = conn.read_response(false);
     assert_eq!(first.status, 200);
     assert_eq!(first.body, b"hello");
+    assert_eq!(first.version, 1);
+    assert_eq!(first.header("connection").as_deref(), Some("keep-alive"));
     conn.send(b"GET /b.txt HTTP/1.0\r\n\r\n");
     let second = conn
         .try_read_response(false)
         .expect("second request on an HTTP/1.0 keep-alive connection");
     assert_eq!(second.status, 200);
     assert_eq!(second.body, b"second file");
+}
+
+#[test]
+fn pipelined_http10_responses_are_labelled_http11() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    conn.send(
+        b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+          HEAD /b.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+          GET /missing HTTP/1.0\r\n\r\n",
+    );
+    let first = conn.read_response(false);
+    let second = conn.read_response(true);
+    let third = conn.read_response(false);
+    assert_eq!((first.status, first.body.as_slice()), (200, &b"hello"[..]));
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("content-length").as_deref(), Some("11"));
+    assert_eq!(third.status, 404);
+    for r in [&first, &second, &third] {
+        assert_eq!(r.version, 1, "status line of {r:?}");
+    }
+    assert_eq!(third.header("connection").as_deref(), Some("close"));
+    assert!(conn.read_to_eof().is_ok_and(|rest| rest.is_empty()));
 }
 
 #[test]
