@@ -5,7 +5,7 @@
 
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -42,7 +42,7 @@ pub struct Cli {
     /// Folder to serve (default: the current folder). A lone number that is not an
     /// existing folder is the port, as with `python3 -m http.server 9000`.
     #[arg(value_name = "ROOT|PORT")]
-    target: Option<OsString>,
+    pub target: Option<OsString>,
 
     /// Folder to serve (like python3 -m http.server --directory).
     #[arg(
@@ -197,6 +197,15 @@ pub const MAX_TARGET_LEN: usize = 8 * 1024;
 
 const DEFAULT_PORT: u16 = 8000;
 
+/// Whether the positional ROOT|PORT argument is a port: all digits, and no folder of
+/// that name exists (as `python3 -m http.server 9000`).
+pub fn target_is_port(target: &std::ffi::OsStr) -> bool {
+    target
+        .to_str()
+        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        && !Path::new(target).is_dir()
+}
+
 impl Cli {
     /// Resolves the command line into a [`Config`], or a one-line error.
     pub fn into_config(self) -> Result<Config, String> {
@@ -204,11 +213,8 @@ impl Cli {
             (None, dir) => (dir.unwrap_or_else(|| PathBuf::from(".")), None),
             (Some(target), dir) => {
                 let as_path = PathBuf::from(&target);
-                let port = target.to_str().and_then(|s| {
-                    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
-                });
-                match port {
-                    Some(digits) if !as_path.is_dir() => {
+                match target.to_str().filter(|_| target_is_port(&target)) {
+                    Some(digits) => {
                         let port = digits.parse::<u16>().map_err(|_| {
                             format!("invalid port {digits}: must be between 0 and 65535")
                         })?;

@@ -210,6 +210,17 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
             (s.key, source)
         })
         .collect();
+    // The positional ROOT|PORT is the command line's word on one of the two.
+    let positional = first.target.as_deref().map(|target| {
+        if crate::config::target_is_port(target) {
+            "port"
+        } else {
+            "root"
+        }
+    });
+    if let Some(slot) = sources.iter_mut().find(|(k, _)| Some(*k) == positional) {
+        slot.1 = Source::CommandLine;
+    }
     let Some(path) = first.config.clone() else {
         return Ok(Layered {
             cli: first,
@@ -217,14 +228,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
             site: Site::default(),
         });
     };
-    let positional = matches.value_source("target") == Some(ValueSource::CommandLine);
     let (entries, site) = read_file(&path)?;
     let mut merged: Vec<OsString> = vec![args.first().cloned().unwrap_or_else(|| "wharf".into())];
     for entry in entries {
         let setting = entry.setting;
-        // The command line's ROOT|PORT decides both folder and port.
-        let shadowed = positional && matches!(setting.key, "root" | "port");
-        if explicit(setting.id) || shadowed {
+        if explicit(setting.id) || positional == Some(setting.key) {
             continue;
         }
         merged.extend(entry.args);
@@ -669,13 +677,28 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
                 .map_err(|e| (at("handler"), format!("key \"rule.handler\": {e}")))?,
         ),
     };
+    let rewrite = local("rewrite")?;
+    let spa = local("spa")?;
+    // A redirect answers before any file is looked at: a rewrite or fallback beside it
+    // would never apply.
+    if redirect.is_some() {
+        if let Some(key) = ["rewrite", "spa"]
+            .into_iter()
+            .find(|k| rule.contains_key(*k))
+        {
+            return Err((
+                at(key),
+                format!("key \"rule.{key}\": a rule that redirects serves nothing, so it cannot {key} too"),
+            ));
+        }
+    }
     Ok(Rule {
         handler,
         path,
         headers,
         redirect,
-        rewrite: local("rewrite")?,
-        spa: local("spa")?,
+        rewrite,
+        spa,
         allow: nets("allow")?,
         deny: nets("deny")?,
         cors,
@@ -808,8 +831,11 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             } else {
                 format!("bind: {b}; port: {p}")
             }
-        } else if name == "tls" && config.tls.is_none() {
-            source("tls-self-signed")
+        } else if name == "tls" {
+            match config.tls {
+                Some(crate::tls::CertSource::SelfSigned) => source("tls-self-signed"),
+                _ => source("tls-cert"),
+            }
         } else {
             source(key)
         };

@@ -56,6 +56,42 @@ use crate::tls::Tls;
 /// Blocking-pool threads per worker (file I/O, listings, compression).
 const BLOCKING_THREADS_PER_WORKER: usize = 64;
 
+/// Checks what `--explain` can check without listening: the root opens as a folder
+/// and the certificate files load. Returns what is worth a warning (see
+/// [`site_warnings`]), or the error `run` would stop with.
+pub fn check(config: &Config) -> Result<Vec<String>, String> {
+    let router = Router::new(config.clone(), AccessLog::quiet())?;
+    if let Some(tls::CertSource::Files { cert, key }) = &config.tls {
+        tls::load(cert, key)?;
+    }
+    Ok(site_warnings(&router))
+}
+
+/// Settings that are valid but probably not what the operator meant: custom error
+/// pages that are not a file under the root (the plain page is sent instead).
+pub fn site_warnings(router: &Router) -> Vec<String> {
+    let hidden = router.config.hidden;
+    router
+        .config
+        .site
+        .error_pages
+        .iter()
+        .filter(|(_, page)| {
+            let found = path::SitePath::parse(page, hidden)
+                .ok()
+                .and_then(|p| router.root.open(&p).ok());
+            !matches!(found, Some(fs::Node::File(_)))
+        })
+        .map(|(status, page)| {
+            format!(
+                "error page for {}: {page} is not a file under {}",
+                status.as_u16(),
+                router.root.path().display()
+            )
+        })
+        .collect()
+}
+
 /// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.
 ///
 /// Each of `config.workers` threads runs its own single-threaded event loop and
@@ -70,6 +106,9 @@ pub fn run(config: Config) -> Result<(), String> {
         AccessLog::stdout(config.log_format)
     };
     let router = Arc::new(Router::new(config.clone(), log.clone())?);
+    for warning in site_warnings(&router) {
+        tracing::warn!("{warning}");
+    }
     // Signal handlers go in first, on the runtime that will poll them, so a signal sent
     // as soon as the URL is printed already means "shut down".
     let main_runtime = build_runtime(&log)?;

@@ -35,7 +35,17 @@ fn main() -> ExitCode {
     config.site = layered.site;
     if explain {
         print!("{}", config_file::explain(&config, &sources));
-        return ExitCode::SUCCESS;
+        // Then what starting would find: a root that is no folder, a certificate
+        // that does not load.
+        return match wharf::check(&config) {
+            Ok(warnings) => {
+                for warning in warnings {
+                    println!("warning: {warning}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(message) => fail(&message),
+        };
     }
     match wharf::run(config) {
         Ok(()) => ExitCode::SUCCESS,

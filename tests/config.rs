@@ -152,6 +152,14 @@ fn invalid_configurations_name_file_line_and_key() {
             "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\n",
             ":3: key \"rule.handler\": unknown handler",
         ),
+        (
+            "[[rule]]\npath = \"/old/*\"\nredirect = \"/new/{1}\"\nrewrite = \"/x\"\n",
+            ":4: key \"rule.rewrite\": a rule that redirects serves nothing",
+        ),
+        (
+            "[[rule]]\npath = \"/app/*\"\nspa = \"/index.html\"\nredirect = \"/\"\n",
+            ":3: key \"rule.spa\": a rule that redirects serves nothing",
+        ),
     ];
     for (content, expected) in cases {
         let tmp = tempfile::tempdir().unwrap();
@@ -224,4 +232,105 @@ fn explain_tells_what_is_exposed() {
     let report = text(&local.stdout);
     assert!(report.contains("this machine only"), "{report}");
     assert!(!report.contains("not encrypted"), "{report}");
+}
+
+#[test]
+fn explain_names_the_positional_argument_as_the_source() {
+    let (tmp, root) = temp_root();
+    let config = write_config(tmp.path(), "port = 7005\n");
+    let folder = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    assert!(folder.status.success(), "{}", text(&folder.stderr));
+    let report = text(&folder.stdout);
+    let root_row = report.lines().find(|l| l.contains(" root ")).unwrap_or("");
+    assert!(root_row.ends_with("(command line)"), "{report}");
+    // The positional folder leaves the file's port in force.
+    assert!(report.contains("127.0.0.1:7005"), "{report}");
+    assert!(report.contains("port: "), "{report}");
+    let port = run(&[OsStr::new("7006"), OsStr::new("--explain")], &[]);
+    let report = text(&port.stdout);
+    assert!(
+        report.contains("127.0.0.1:7006") && report.contains("port: command line"),
+        "{report}"
+    );
+    let tls = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("--tls-self-signed"),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    let report = text(&tls.stdout);
+    let tls_row = report.lines().find(|l| l.contains(" tls ")).unwrap_or("");
+    assert!(
+        tls_row.contains("self-signed") && tls_row.ends_with("(command line)"),
+        "{report}"
+    );
+}
+
+#[test]
+fn explain_fails_on_what_would_stop_the_server() {
+    let (tmp, root) = temp_root();
+    let missing = tmp.path().join("missing");
+    let out = run(&[missing.as_os_str(), OsStr::new("--explain")], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    let not_a_key = root.join("a.txt");
+    write_file(&root, "a.txt", "not a key");
+    let out = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("--tls-cert"),
+            not_a_key.as_os_str(),
+            OsStr::new("--tls-key"),
+            not_a_key.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("wharf: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_error_page_is_a_warning() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "404.html", "custom");
+    let config = write_config(
+        tmp.path(),
+        "[error-pages]\n404 = \"/404.html\"\n500 = \"/oops.html\"\n",
+    );
+    let out = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let warnings: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("500: /oops.html"), "{warnings:?}");
 }
