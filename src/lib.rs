@@ -163,16 +163,29 @@ type Bound = (TcpListener, ListenerKind);
 
 /// Binds every listener the configuration asks for and prints where it serves:
 /// the site on each `--bind` address (HTTPS when TLS is configured), and the
-/// plain-HTTP redirect listeners of `--redirect-http`.
+/// plain-HTTP redirect listeners of `--redirect-http`. Nothing is printed unless
+/// every socket could be bound.
 fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>), String> {
-    let mut site = Vec::new();
-    for addr in &config.listen {
-        let listener = server::bind(*addr)?;
+    let bind = |addr: SocketAddr| -> Result<(TcpListener, SocketAddr), String> {
+        let listener = server::bind(addr)?;
         let local = listener
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
-        site.push((listener, local));
-    }
+        Ok((listener, local))
+    };
+    let site = config
+        .listen
+        .iter()
+        .map(|addr| bind(*addr))
+        .collect::<Result<Vec<_>, _>>()?;
+    let redirects = match config.redirect_http {
+        None => Vec::new(),
+        Some(port) => config
+            .listen
+            .iter()
+            .map(|addr| bind(SocketAddr::new(addr.ip(), port)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let tls = match &config.tls {
         None => None,
         Some(source) => {
@@ -181,6 +194,8 @@ fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>
         }
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Redirects go to the port the first site listener got (it may have been 0).
+    let https_port = site.first().map_or(443, |(_, local)| local.port());
     let mut listeners = Vec::new();
     for (listener, local) in site {
         eprintln!(
@@ -202,20 +217,9 @@ fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>
             tls.fingerprint()
         );
     }
-    if let Some(port) = config.redirect_http {
-        let https_port = config.listen.first().map_or(443, |a| a.port());
-        let https_port = match listeners.first() {
-            Some((l, _)) => l.local_addr().map_or(https_port, |a| a.port()),
-            None => https_port,
-        };
-        for addr in &config.listen {
-            let listener = server::bind(SocketAddr::new(addr.ip(), port))?;
-            let local = listener
-                .local_addr()
-                .map_err(|e| format!("cannot read the bound address: {e}"))?;
-            eprintln!("wharf: redirecting http://{local}/ to HTTPS on port {https_port}");
-            listeners.push((listener, ListenerKind::RedirectToHttps { https_port }));
-        }
+    for (listener, local) in redirects {
+        eprintln!("wharf: redirecting http://{local}/ to HTTPS on port {https_port}");
+        listeners.push((listener, ListenerKind::RedirectToHttps { https_port }));
     }
     Ok((listeners, tls))
 }

@@ -550,6 +550,17 @@ fn redirect_http_without_tls_is_a_startup_error() {
     assert_startup_error(&root, &["--redirect-http", "0"], "needs HTTPS");
 }
 
+#[test]
+fn redirect_port_in_use_fails_before_announcing_anything() {
+    let (_tmp, root, tls) = fixture();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (cert, key) = write_cert(&tls, &localhost_cert());
+    let mut args = tls_args(&cert, &key);
+    args.extend(["--redirect-http", &port]);
+    assert_startup_error(&root, &args, "address already in use");
+}
+
 // --- hostile and confused clients -----------------------------------------------
 
 #[test]
