@@ -310,6 +310,12 @@ impl Clock {
         self.read_while_busy.store(false, Ordering::Relaxed);
     }
 
+    /// The latest request's body was read to its end: closing after the answer needs
+    /// no lingering.
+    pub fn body_read(&self) {
+        self.unread_body.store(false, Ordering::Relaxed);
+    }
+
     /// A response body was fully sent or abandoned.
     pub fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {

@@ -16,6 +16,7 @@ use std::time::{Instant, SystemTime};
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::access_log::{AccessLog, Record};
@@ -605,9 +606,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         }
         self.clock.request_started(keep_alive, has_body);
         let exchange = Exchange::begin(&self.router, &req, self.remote, Arc::clone(&self.clock));
-        // The static handlers never read a request body; dropping it lets hyper decide
-        // whether the connection can be reused.
-        let (parts, _body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let answer = match self.redirect_to {
             Some(port) => Answer::Now(crate::https_redirect::respond(&parts, port)),
             None => self.router.answer_now(&parts),
@@ -620,19 +619,97 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         };
         let router = Arc::clone(&self.router);
         let remote = self.remote.ip();
-        match answer {
-            Answer::Now(res) => Reply::Now(Some(finish.apply(res))),
-            Answer::Uncached(site_path) => Reply::Later(Box::pin(async move {
-                let path = parts.uri.path();
-                let res = static_files::serve_uncached(router, &parts, site_path, path).await;
-                finish.apply(options_answer(&parts, res))
-            })),
-            Answer::WithRules => Reply::Later(Box::pin(async move {
-                let res = router.handle_with_rules(&parts, remote).await;
-                finish.apply(res)
-            })),
+        if !has_body || !worth_discarding(&parts) {
+            // Dropped unread: hyper then closes the connection after the answer.
+            drop(body);
+            return reply(answer, parts, finish, router, remote);
         }
+        let clock = Arc::clone(&self.clock);
+        Reply::Later(Box::pin(async move {
+            match discard(body).await {
+                Ok(true) => clock.body_read(),
+                Ok(false) => {}
+                Err(_) => {
+                    // The framing is lost: nothing more can be read on this connection.
+                    let mut res = response::error(StatusCode::BAD_REQUEST);
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return finish.apply(res);
+                }
+            }
+            match reply(answer, parts, finish, router, remote).await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            }
+        }))
     }
+}
+
+/// The exchange's future for what `answer_now` decided.
+fn reply(
+    answer: Answer,
+    parts: Parts,
+    finish: Finishing,
+    router: Arc<Router>,
+    remote: IpAddr,
+) -> Reply {
+    match answer {
+        Answer::Now(res) => Reply::Now(Some(finish.apply(res))),
+        Answer::Uncached(site_path) => Reply::Later(Box::pin(async move {
+            let path = parts.uri.path();
+            let res = static_files::serve_uncached(router, &parts, site_path, path).await;
+            finish.apply(options_answer(&parts, res))
+        })),
+        Answer::WithRules => Reply::Later(Box::pin(async move {
+            let res = router.handle_with_rules(&parts, remote).await;
+            finish.apply(res)
+        })),
+    }
+}
+
+/// Request bodies read and dropped, at most: beyond this the connection is closed
+/// after the answer rather than spend the time.
+const DISCARD_LIMIT: u64 = 64 * 1024;
+/// How long a body being discarded may take to arrive.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a request body no handler reads should be read and dropped (as nginx
+/// discards one), so that the connection stays usable and a body that breaks its own
+/// framing is answered 400. Not when the client waits for `100 Continue` (the answer
+/// does not need the body, so it is not invited), nor when the body is announced
+/// larger than [`DISCARD_LIMIT`].
+fn worth_discarding(parts: &Parts) -> bool {
+    let expects = parts.headers.contains_key(header::EXPECT);
+    let too_long = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > DISCARD_LIMIT);
+    !expects && !too_long
+}
+
+/// Reads and drops `body`: true when it was read to its end, an error when its framing
+/// is broken (a malformed chunk, a connection closed short of the announced length).
+/// Gives up quietly past [`DISCARD_LIMIT`] bytes or [`DISCARD_TIME`]; hyper then
+/// closes the connection after the answer.
+async fn discard(mut body: Incoming) -> Result<bool, hyper::Error> {
+    let read = async {
+        let mut seen: u64 = 0;
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            if let Some(data) = frame?.data_ref() {
+                seen += data.len() as u64;
+                if seen > DISCARD_LIMIT {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    };
+    tokio::time::timeout(DISCARD_TIME, read)
+        .await
+        .unwrap_or(Ok(false))
 }
 
 /// The future of one exchange: ready at once when the router could answer without

@@ -306,6 +306,64 @@ fn an_unread_request_body_does_not_cost_the_client_its_answer() {
 }
 
 #[test]
+fn small_request_bodies_are_read_so_the_connection_goes_on() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    // A POST with a body (405), then a GET with a chunked body, then a plain GET:
+    // each body is read and dropped, and the pipelined requests behind are answered.
+    conn.send(
+        b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          GET /b.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\n0\r\n\r\n\
+          GET /c.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    let post = conn.read_response(false);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("connection"), None, "{post:?}");
+    let chunked = conn.read_response(false);
+    assert_eq!(
+        (chunked.status, chunked.body.as_slice()),
+        (200, &b"second file"[..])
+    );
+    let last = conn.read_response(false);
+    assert_eq!((last.status, last.body.as_slice()), (200, &b"third"[..]));
+}
+
+#[test]
+fn a_malformed_chunked_body_is_a_bad_request_and_ends_the_connection() {
+    let (_tmp, server) = start(&[]);
+    for body in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhello world\r\n0\r\n\r\n"] {
+        let mut conn = Conn::open(&server);
+        conn.send(
+            format!(
+                "GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{body}\
+                 GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let response = conn.read_response(false);
+        assert_eq!(response.status, 400, "{body:?}");
+        assert_eq!(response.header("connection").as_deref(), Some("close"));
+        let rest = conn.read_to_eof().expect("the connection closes");
+        assert!(
+            rest.is_empty(),
+            "{body:?}: answered past a lost framing: {rest:?}"
+        );
+    }
+}
+
+#[test]
+fn a_client_waiting_for_100_continue_gets_the_answer_instead() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    conn.send(
+        b"PUT /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let response = conn.read_response(false);
+    assert_eq!(response.status, 405, "{response:?}");
+}
+
+#[test]
 fn request_lines_up_to_64_kib_get_414_not_431() {
     let (_tmp, server) = start(&[]);
     for len in [9_000, 30_000, 65_000, 70_000] {
