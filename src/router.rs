@@ -102,6 +102,19 @@ impl Router {
         }
     }
 
+    /// The answer of plain HTTP to an HTTPS site: the request checks of the site
+    /// itself (a bad or doubled Host is a 400, not somewhere to redirect to), `*` as
+    /// the site answers it, and otherwise the redirect to HTTPS on `https_port`.
+    fn redirect_to_https(&self, req: &Parts, https_port: u16) -> Response<Body> {
+        if let Some(status) = self.reject(req) {
+            return response::error(status);
+        }
+        match self.route(req, req.uri.path()) {
+            Route::Done(res) if req.uri.path() == "*" => res,
+            _ => crate::https_redirect::respond(req, https_port),
+        }
+    }
+
     /// The checks and parsing every handler needs first (`*`, methods, a path that
     /// does not parse); the request's own problems were answered by `reject` before.
     fn route(&self, req: &Parts, path: &str) -> Route {
@@ -608,7 +621,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let exchange = Exchange::begin(&self.router, &req, self.remote, Arc::clone(&self.clock));
         let (parts, body) = req.into_parts();
         let answer = match self.redirect_to {
-            Some(port) => Answer::Now(crate::https_redirect::respond(&parts, port)),
+            Some(port) => Answer::Now(self.router.redirect_to_https(&parts, port)),
             None => self.router.answer_now(&parts),
         };
         let finish = Finishing {

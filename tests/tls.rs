@@ -693,6 +693,39 @@ fn redirect_http_listener_answers_308_to_https() {
     }
 }
 
+#[test]
+fn redirect_http_listener_checks_the_request_first() {
+    let (_tmp, root, tls) = fixture();
+    let server = start_with_cert(&root, &tls, &localhost_cert(), &["--redirect-http", "0"]);
+    let (redirect_addr, _) = redirect_banner(&server);
+    let ask = |request: &str| {
+        let mut conn = Conn::new(connect(&redirect_addr));
+        conn.send(request.as_bytes());
+        conn.read_response(false)
+    };
+    for (request, why) in [
+        (
+            "GET /a HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+            "two Hosts",
+        ),
+        (
+            "GET /a HTTP/1.1\r\nHost: x:abc\r\n\r\n",
+            "a port that is no number",
+        ),
+        ("GET /a HTTP/1.1\r\n\r\n", "no Host"),
+        ("OPTIONS * HTTP/1.1\r\n\r\n", "no Host, asterisk form"),
+    ] {
+        let response = ask(request);
+        assert_eq!(response.status, 400, "{why}: {response:?}");
+        assert_eq!(response.header("location"), None, "{why}");
+    }
+    // The asterisk form is about the server, not a resource: answered, not redirected.
+    let response = ask("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("location"), None);
+    assert!(response.header("allow").is_some());
+}
+
 // --- reloading ------------------------------------------------------------------
 
 fn mtime(path: &Path) -> SystemTime {
