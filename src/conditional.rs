@@ -246,14 +246,16 @@ mod tests {
             ),
             Proceed
         );
-        // Malformed If-None-Match is ignored, so If-Modified-Since applies.
+        // A malformed If-None-Match matches nothing, and If-Modified-Since is then
+        // not evaluated; a malformed If-Match fails.
         assert_eq!(
             eval(
                 Method::GET,
                 &[("if-none-match", "bad"), ("if-modified-since", AT)]
             ),
-            NotModified
+            Proceed
         );
+        assert_eq!(eval(Method::GET, &[("if-match", "bad")]), Failed);
     }
 
     #[test]

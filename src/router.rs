@@ -387,6 +387,20 @@ impl Router {
             (Some(host), None) if !valid_host(host) => return Some(StatusCode::BAD_REQUEST),
             _ => {}
         }
+        // HTTP/2: a Host naming another authority than `:authority` is malformed
+        // (RFC 9113 §8.3.1); one of the two would be believed, and not the same by all.
+        if req.version == Version::HTTP_2 {
+            if let (Some(authority), Some(host)) =
+                (req.uri.authority(), req.headers.get(header::HOST))
+            {
+                if !host
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes())
+                {
+                    return Some(StatusCode::BAD_REQUEST);
+                }
+            }
+        }
         // Userinfo in an http(s) target is an error (RFC 9110 §4.2.4).
         if req
             .uri
@@ -626,7 +640,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         };
         let finish = Finishing {
             head: parts.method == Method::HEAD,
-            says_close: http10 && !keep_alive,
+            http1: matches!(parts.version, Version::HTTP_10 | Version::HTTP_11),
+            client_closes: http10 && !keep_alive,
             sendfile: self.sendfile.clone(),
             exchange,
         };
@@ -642,13 +657,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             match discard(body).await {
                 Ok(true) => clock.body_read(),
                 Ok(false) => {}
-                Err(_) => {
-                    // The framing is lost: nothing more can be read on this connection.
-                    let mut res = response::error(StatusCode::BAD_REQUEST);
-                    res.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    return finish.apply(res);
-                }
+                // The framing is lost: the 400 also ends the connection.
+                Err(_) => return finish.apply(response::error(StatusCode::BAD_REQUEST)),
             }
             match reply(answer, parts, finish, router, remote).await {
                 Ok(res) => res,
@@ -754,9 +764,11 @@ impl Future for Reply {
 /// What every response gets on its way out, whichever way it was produced.
 struct Finishing {
     head: bool,
+    /// HTTP/1.x, where a response can say that the connection closes.
+    http1: bool,
     /// An HTTP/1.0 client that did not ask for keep-alive: its response, labelled
     /// HTTP/1.1, says the connection closes, as a 1.1 client would be told.
-    says_close: bool,
+    client_closes: bool,
     sendfile: Option<Arc<SendfileQueue>>,
     exchange: Exchange,
 }
@@ -766,7 +778,7 @@ impl Finishing {
         if self.head {
             strip_body(&mut res);
         }
-        if self.says_close {
+        if self.http1 && (self.client_closes || ends_connection(res.status())) {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -776,6 +788,23 @@ impl Finishing {
         self.exchange.attach(&mut res);
         res
     }
+}
+
+/// Whether an HTTP/1 connection ends after a response with `status`: a request that
+/// was malformed or too large may have been misread (and what follows it with it), and
+/// after a server fault a fresh connection is the safe retry; nginx closes after the
+/// same statuses.
+fn ends_connection(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::URI_TOO_LONG
+            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            | StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::NOT_IMPLEMENTED
+    )
 }
 
 /// Whether the client expects the connection to stay open after this exchange: HTTP/2

@@ -288,7 +288,10 @@ fn malformed_if_modified_since_is_ignored() {
 }
 
 #[test]
-fn malformed_if_none_match_is_ignored_so_if_modified_since_applies() {
+fn malformed_if_none_match_matches_nothing_and_still_overrides_if_modified_since() {
+    // RFC 9110 §13.2.2: If-Modified-Since is evaluated only when If-None-Match is
+    // absent; a garbled one is present and lists no tag (as nginx and CPython's server
+    // treat it).
     let fx = start();
     let response = get_with(
         &fx,
@@ -297,13 +300,24 @@ fn malformed_if_none_match_is_ignored_so_if_modified_since_applies() {
             ("If-Modified-Since", &last_modified()),
         ],
     );
-    assert_status(
+    assert_full(
         &response,
-        304,
         "If-None-Match: bogus + matching If-Modified-Since",
     );
     let response = get_with(&fx, &[("If-None-Match", "bogus")]);
     assert_full(&response, "If-None-Match: bogus alone");
+}
+
+#[test]
+fn malformed_if_match_fails() {
+    let fx = start();
+    for value in ["garbage", "\"unterminated", "W/x"] {
+        let response = get_with(&fx, &[("If-Match", value)]);
+        assert_status(&response, 412, &format!("If-Match: {value}"));
+    }
+    // A garbled line beside a matching tag: the tag still counts.
+    let response = get_with(&fx, &[("If-Match", "garbage"), ("If-Match", &fx.etag)]);
+    assert_full(&response, "garbled line + matching tag");
 }
 
 // --- Precedence (RFC 9110 §13.2.2) ------------------------------------------

@@ -185,6 +185,30 @@ async fn two_hundred_concurrent_streams_on_h2_over_tls() {
     many_concurrent_streams(h2, &base, 200).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_field_naming_another_authority_is_a_bad_request() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &["--quiet"]);
+    let mut sender = h2c_connect(&server).await;
+    let base = format!("http://localhost:{}", server.port());
+    let url = format!("{base}/a.txt");
+    let same = format!("localhost:{}", server.port());
+    let agreeing = h2_send(
+        &mut sender,
+        build_request("GET", &url, &[("host", &same)], b""),
+    )
+    .await;
+    assert_eq!(agreeing.status, 200);
+    let other = h2_send(
+        &mut sender,
+        build_request("GET", &url, &[("host", "elsewhere.test")], b""),
+    )
+    .await;
+    assert_eq!(other.status, 400);
+    // A stream-level answer: the connection serves on.
+    assert_eq!(h2_get(&mut sender, &base, "/a.txt").await.status, 200);
+}
+
 /// Open and at once cancel `count` streams on one h2c connection with the `h2`
 /// crate. Returns how many resets were sent before the server refused more (a
 /// GOAWAY from the server is an acceptable defence).

@@ -278,6 +278,25 @@ fn transfer_codings_other_than_one_chunked_are_refused() {
 }
 
 #[test]
+fn a_bad_request_ends_the_connection() {
+    let (_tmp, server) = start(&[]);
+    for bad in [
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+    ] {
+        let mut conn = Conn::open(&server);
+        conn.send(format!("{bad}GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let response = conn.read_response(false);
+        assert_eq!(response.status, 400, "{bad:?}");
+        assert_eq!(response.header("connection").as_deref(), Some("close"));
+        let rest = conn.read_to_eof().expect("the connection closes");
+        assert!(rest.is_empty(), "{bad:?}: went on to answer {rest:?}");
+    }
+}
+
+#[test]
 fn stray_percent_signs_in_the_path_are_bad_requests() {
     let (_tmp, server) = start(&[]);
     for target in ["/index%zz.txt", "/a.txt%", "/%4"] {
