@@ -207,15 +207,18 @@ fn html_entry(entry: &Entry, out: &mut String) {
     let href = escape_html(&encode_segment(&entry.name));
     let name = escape_html(&String::from_utf8_lossy(&entry.name));
     let size = if is_dir {
-        "-".to_string()
+        "<td class=\"s\">-</td>".to_string()
     } else {
-        human_size(entry.size)
+        let unit = if entry.size == 1 { "byte" } else { "bytes" };
+        format!(
+            "<td class=\"s\" title=\"{} {unit}\">{}</td>",
+            entry.size,
+            human_size(entry.size)
+        )
     };
     let _ = writeln!(
         out,
-        "<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td>\
-         <td class=\"s\" title=\"{} bytes\">{size}</td><td>{}</td></tr>",
-        entry.size,
+        "<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td>{size}<td>{}</td></tr>",
         mtime_text(entry.mtime)
             .replacen('T', " ", 1)
             .trim_end_matches('Z'),
@@ -347,6 +350,25 @@ mod tests {
         );
         assert!(!page.contains("<b>"));
         assert!(page.contains("2.0 KiB"));
+    }
+
+    #[test]
+    fn exact_sizes_are_titles_of_files_only() {
+        let mut one = entry("one.txt", EntryKind::File);
+        one.size = 1;
+        let listing = Listing::new(
+            SitePath::root(),
+            vec![
+                entry("d", EntryKind::Dir),
+                one,
+                entry("k.bin", EntryKind::File),
+            ],
+            Format::Html,
+        );
+        let page = render(&listing);
+        assert!(page.contains("title=\"1 byte\">1 B<"), "{page}");
+        assert!(page.contains("title=\"2048 bytes\">2.0 KiB<"), "{page}");
+        assert_eq!(page.matches("title=").count(), 2, "{page}");
     }
 
     #[test]
