@@ -854,10 +854,10 @@ async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
     use tokio::io::AsyncWriteExt;
     let page = crate::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
     let head = format!(
-        "HTTP/1.1 505 HTTP Version Not Supported\r\nDate: {}\r\n\
-         Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/html; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n",
+        page.len(),
         httpdate::fmt_http_date(std::time::SystemTime::now()),
-        page.len()
     );
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(page.as_bytes()).await;
