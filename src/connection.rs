@@ -584,7 +584,9 @@ pub async fn serve(stream: LazyTcp, remote: SocketAddr, shared: Arc<Shared>, kin
                 redirect_to: Some(https_port),
                 ..session
             };
-            Box::pin(session.run_http1(stream, Bytes::new())).await;
+            // Spoken to like the site's plain port (h2c, version checks), answered
+            // with redirects.
+            Box::pin(session.serve_plain(stream)).await;
         }
     }
 }
@@ -632,7 +634,7 @@ impl Session {
                     redirect_to: Some(port),
                     ..self
                 };
-                return Box::pin(session.run_http1(stream, Bytes::new())).await;
+                return Box::pin(session.serve_plain(stream)).await;
             }
             None => return,
         }

@@ -726,6 +726,24 @@ fn redirect_http_listener_checks_the_request_first() {
     assert!(response.header("allow").is_some());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_http_listener_redirects_h2c_too() {
+    let (_tmp, root, tls) = fixture();
+    let server = start_with_cert(&root, &tls, &localhost_cert(), &["--redirect-http", "0"]);
+    let (redirect_addr, https_port) = redirect_banner(&server);
+    let mut sender = h2_handshake(tcp(&redirect_addr).await).await;
+    let url = format!(
+        "http://localhost:{}/dir/b.txt?x=1",
+        redirect_addr.rsplit(':').next().unwrap()
+    );
+    let reply = h2_send(&mut sender, build_request("GET", &url, &[], b"")).await;
+    assert_eq!(reply.status, 308);
+    assert_eq!(
+        reply.headers.get("location").and_then(|v| v.to_str().ok()),
+        Some(format!("https://localhost:{https_port}/dir/b.txt?x=1").as_str())
+    );
+}
+
 // --- reloading ------------------------------------------------------------------
 
 fn mtime(path: &Path) -> SystemTime {
