@@ -31,7 +31,8 @@ pub struct Validators<'a> {
 }
 
 /// Evaluates If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since, in
-/// that order. Malformed fields are ignored, never an error.
+/// that order. Malformed dates are ignored; a malformed tag list lists no tag, so a
+/// garbled If-Match fails (see [`TagList::parse`]).
 pub fn evaluate(method: &Method, headers: &HeaderMap, v: Validators<'_>) -> Precondition {
     // RFC 9110 §13.2.1: preconditions are ignored for CONNECT, OPTIONS and TRACE.
     if [Method::OPTIONS, Method::CONNECT, Method::TRACE].contains(method) {

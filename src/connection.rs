@@ -202,8 +202,9 @@ pub struct Clock {
     wants_nodelay: AtomicBool,
     /// TCP_NODELAY is on already.
     nodelay: AtomicBool,
-    /// The latest request came with a body, which the handlers never read: if the
-    /// connection closes after it, the client may still be sending (see `linger`).
+    /// The latest request came with a body left unread, or was refused with a status
+    /// that ends the connection: if the connection closes after it, the client may
+    /// still be sending (see `linger`).
     unread_body: AtomicBool,
     /// The next response head answers an HTTP/1.0 request and will be the first
     /// bytes of the next write; [`ConnIo`] sends its status line as HTTP/1.1.
@@ -311,9 +312,18 @@ impl Clock {
     }
 
     /// The latest request's body was read to its end: closing after the answer needs
-    /// no lingering.
+    /// no lingering, and the bytes that arrived while it was read were that body, not
+    /// the start of another request (the connection goes idle after the answer, not
+    /// under the header timeout).
     pub fn body_read(&self) {
         self.unread_body.store(false, Ordering::Relaxed);
+        self.read_while_busy.store(false, Ordering::Relaxed);
+    }
+
+    /// The connection closes after the answer while the client may still be sending
+    /// (a request judged malformed, with more possibly behind it): it lingers.
+    pub fn closing_on_error(&self) {
+        self.unread_body.store(true, Ordering::Relaxed);
     }
 
     /// A response body was fully sent or abandoned.
@@ -352,7 +362,8 @@ fn coarse_now() -> Duration {
 }
 
 /// The transport as hyper sees it: replays bytes read by a previous hyper connection,
-/// reports reads to the [`Clock`], and sends `sendfile` placeholders.
+/// reports reads to the [`Clock`], sends `sendfile` placeholders, and labels
+/// responses to HTTP/1.0 requests HTTP/1.1 ([`Restamp`]).
 struct ConnIo<T> {
     inner: T,
     replay: Bytes,
@@ -365,6 +376,13 @@ struct ConnIo<T> {
 
 /// Sends the status line hyper writes as `HTTP/1.0` as `HTTP/1.1` instead, once
 /// [`Clock::answering_http10`] has found that the head starts the next write.
+///
+/// That finding rests on how hyper 1.x's HTTP/1 dispatcher writes (checked against
+/// 1.12): one request in flight at a time; a response head is encoded only when no
+/// body bytes are queued, and first in the vectored write; every turn of its loop
+/// flushes before it reads the next request. The tests of pipelined HTTP/1.0 requests
+/// (tests/protocol.rs) and of short writes (below) pin this down. Only a buffer that
+/// begins with `HTTP/1.0 ` is touched, and only its one digit.
 #[derive(Debug, Default)]
 struct Restamp {
     /// Where, in the bytes still to be written, the minor version digit is.
@@ -1228,7 +1246,7 @@ mod tests {
     }
 
     #[test]
-    fn restamping_changes_one_byte_across_all_buffers() {
+    fn restamping_changes_one_byte_in_the_head_only() {
         let (head, body) = (&b"HTTP/1.0 404 Not Found\r\n\r\n"[..], &b"HTTP/1.0 "[..]);
         let offered = [IoSlice::new(head), IoSlice::new(body)];
         let mut restamp = Restamp::default();

@@ -1,6 +1,7 @@
-//! The handler of plain-HTTP connections to an HTTPS site: every request is answered
-//! with a permanent redirect (308, which keeps the method and body) to the same path
-//! on HTTPS. Used by `--redirect-http` and for plain HTTP that reaches the TLS port.
+//! The handler of plain-HTTP connections to an HTTPS site: a request that passes the
+//! site's own checks (`Router::redirect_to_https`) is answered with a permanent
+//! redirect (308, which keeps the method and body) to the same path on HTTPS. Used by
+//! `--redirect-http` and for plain HTTP that reaches the TLS port.
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;

@@ -68,7 +68,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
 }
 
 /// Settings that are valid but probably not what the operator meant: custom error
-/// pages that are not a file under the root (the plain page is sent instead).
+/// pages that name nothing under the root (the plain page is sent instead).
 pub fn site_warnings(router: &Router) -> Vec<String> {
     let hidden = router.config.hidden;
     router
@@ -80,11 +80,12 @@ pub fn site_warnings(router: &Router) -> Vec<String> {
             let found = path::SitePath::parse(page, hidden)
                 .ok()
                 .and_then(|p| router.root.open(&p).ok());
-            !matches!(found, Some(fs::Node::File(_)))
+            // A folder is served by its index file, so it may do.
+            found.is_none()
         })
         .map(|(status, page)| {
             format!(
-                "error page for {}: {page} is not a file under {}",
+                "error page for {}: {page} is not found under {}",
                 status.as_u16(),
                 router.root.path().display()
             )

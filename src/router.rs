@@ -109,10 +109,12 @@ impl Router {
         if let Some(status) = self.reject(req) {
             return response::error(status);
         }
-        match self.route(req, req.uri.path()) {
-            Route::Done(res) if req.uri.path() == "*" => res,
-            _ => crate::https_redirect::respond(req, https_port),
+        if req.uri.path() == "*" {
+            if let Route::Done(res) = self.route(req, "*") {
+                return res;
+            }
         }
+        crate::https_redirect::respond(req, https_port)
     }
 
     /// The checks and parsing every handler needs first (`*`, methods, a path that
@@ -393,10 +395,7 @@ impl Router {
             if let (Some(authority), Some(host)) =
                 (req.uri.authority(), req.headers.get(header::HOST))
             {
-                if !host
-                    .as_bytes()
-                    .eq_ignore_ascii_case(authority.as_str().as_bytes())
-                {
+                if !same_authority(authority, host, req.uri.scheme()) {
                     return Some(StatusCode::BAD_REQUEST);
                 }
             }
@@ -425,6 +424,30 @@ impl Router {
         }
         None
     }
+}
+
+/// Whether a Host field names `authority`: hosts compared without regard to case,
+/// ports with the scheme's default filled in (`example.com` is `example.com:443` over
+/// HTTPS).
+fn same_authority(
+    authority: &http::uri::Authority,
+    host: &HeaderValue,
+    scheme: Option<&http::uri::Scheme>,
+) -> bool {
+    let Ok(host) = http::uri::Authority::try_from(host.as_bytes()) else {
+        return false;
+    };
+    // Something after the host that is no port number.
+    if host.as_str().len() > host.host().len() && host.port_u16().is_none() {
+        return false;
+    }
+    let default = if scheme == Some(&http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    host.host().eq_ignore_ascii_case(authority.host())
+        && host.port_u16().unwrap_or(default) == authority.port_u16().unwrap_or(default)
 }
 
 /// What [`Router::answer_now`] could decide.
@@ -641,14 +664,21 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let finish = Finishing {
             head: parts.method == Method::HEAD,
             http1: matches!(parts.version, Version::HTTP_10 | Version::HTTP_11),
+            http10,
             client_closes: http10 && !keep_alive,
             sendfile: self.sendfile.clone(),
             exchange,
         };
         let router = Arc::clone(&self.router);
         let remote = self.remote.ip();
-        if !has_body || !worth_discarding(&parts) {
-            // Dropped unread: hyper then closes the connection after the answer.
+        // Only HTTP/1 needs the body gone to go on (an HTTP/2 stream's unread body
+        // costs that stream alone), and not when the answer ends the connection anyway.
+        let discard_first = has_body
+            && finish.http1
+            && worth_discarding(&parts)
+            && !matches!(&answer, Answer::Now(res) if ends_connection(res.status()));
+        if !discard_first {
+            // Dropped: on HTTP/1 with a body, hyper then closes after the answer.
             drop(body);
             return reply(answer, parts, finish, router, remote);
         }
@@ -766,6 +796,8 @@ struct Finishing {
     head: bool,
     /// HTTP/1.x, where a response can say that the connection closes.
     http1: bool,
+    /// HTTP/1.0, whose responses hyper frames without chunked coding.
+    http10: bool,
     /// An HTTP/1.0 client that did not ask for keep-alive: its response, labelled
     /// HTTP/1.1, says the connection closes, as a 1.1 client would be told.
     client_closes: bool,
@@ -778,9 +810,20 @@ impl Finishing {
         if self.head {
             strip_body(&mut res);
         }
-        if self.http1 && (self.client_closes || ends_connection(res.status())) {
+        let refused = ends_connection(res.status());
+        // A close-delimited body (length unknown) ends an HTTP/1.0 connection too.
+        let unframed = self.http10 && res.body().exact_len().is_none();
+        if self.http1 && (self.client_closes || refused || unframed) {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            if self.http10 {
+                // So hyper closes, instead of replacing `close` with the `keep-alive`
+                // a 1.0 client asked for; the status line still says HTTP/1.1.
+                *res.version_mut() = Version::HTTP_10;
+            }
+            if refused {
+                self.exchange.clock.closing_on_error();
+            }
         }
         if let Some(queue) = self.sendfile {
             res.body_mut().use_sendfile(queue);
@@ -904,4 +947,28 @@ impl Drop for Exchange {
 
 fn header_bytes<B>(req: &Request<B>, name: header::HeaderName) -> Option<Vec<u8>> {
     req.headers().get(name).map(|v| v.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_authority;
+    use http::uri::{Authority, Scheme};
+    use http::HeaderValue;
+
+    #[test]
+    fn host_and_authority_agree_up_to_case_and_default_port() {
+        let same = |authority: &str, host: &str, scheme: &Scheme| {
+            same_authority(
+                &Authority::try_from(authority).unwrap(),
+                &HeaderValue::from_str(host).unwrap(),
+                Some(scheme),
+            )
+        };
+        assert!(same("example.com", "EXAMPLE.com", &Scheme::HTTPS));
+        assert!(same("example.com", "example.com:443", &Scheme::HTTPS));
+        assert!(same("example.com:80", "example.com", &Scheme::HTTP));
+        assert!(!same("example.com", "example.com:80", &Scheme::HTTPS));
+        assert!(!same("example.com", "other.com", &Scheme::HTTP));
+        assert!(!same("example.com", "example.com:x", &Scheme::HTTP));
+    }
 }

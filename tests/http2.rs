@@ -199,6 +199,14 @@ async fn a_host_field_naming_another_authority_is_a_bad_request() {
     )
     .await;
     assert_eq!(agreeing.status, 200);
+    // The same authority in other letter case.
+    let upper = format!("LOCALHOST:{}", server.port());
+    let reply = h2_send(
+        &mut sender,
+        build_request("GET", &url, &[("host", &upper)], b""),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "Host: {upper}");
     let other = h2_send(
         &mut sender,
         build_request("GET", &url, &[("host", "elsewhere.test")], b""),

@@ -349,6 +349,45 @@ fn small_request_bodies_are_read_so_the_connection_goes_on() {
 }
 
 #[test]
+fn a_body_sent_after_its_head_leaves_the_connection_idle_not_timed_out() {
+    let (_tmp, server) = start(&["--header-timeout", "1s"]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n");
+    // The body follows in a later segment, as browsers send it.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    conn.send(b"hello");
+    assert_eq!(conn.read_response(false).status, 405);
+    // Idle for longer than the header timeout (but well within the idle timeout):
+    // the body's bytes must not have been taken for the start of another request.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    conn.send(b"GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let next = conn
+        .try_read_response(false)
+        .expect("the connection was kept for the next request");
+    assert_eq!(
+        (next.status, next.body.as_slice()),
+        (200, &b"second file"[..])
+    );
+}
+
+#[test]
+fn http10_keep_alive_clients_are_told_when_a_refusal_closes() {
+    let (_tmp, server) = start(&[]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"GET /a%zz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b.txt HTTP/1.0\r\n\r\n");
+    let response = conn.read_response(false);
+    assert_eq!(response.status, 400);
+    assert_eq!(response.version, 1);
+    assert_eq!(
+        response.headers_all("connection"),
+        ["close"],
+        "{response:?}"
+    );
+    let rest = conn.read_to_eof().expect("the connection closes");
+    assert!(rest.is_empty(), "went on to answer {rest:?}");
+}
+
+#[test]
 fn a_malformed_chunked_body_is_a_bad_request_and_ends_the_connection() {
     let (_tmp, server) = start(&[]);
     for body in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhello world\r\n0\r\n\r\n"] {
