@@ -277,6 +277,25 @@ fn transfer_codings_other_than_one_chunked_are_refused() {
     assert_eq!(send(&["chunked"]), 200);
 }
 
+/// Sends `requests` (a refused one, then another behind it) on a fresh connection and
+/// returns the first answer, a 400 that says `Connection: close` and after which the
+/// server closes without answering what followed.
+fn refused_and_closed(server: &Server, requests: &[u8]) -> Response {
+    let mut conn = Conn::open(server);
+    conn.send(requests);
+    let response = conn.read_response(false);
+    let what = String::from_utf8_lossy(requests);
+    assert_eq!(response.status, 400, "{what:?}");
+    assert_eq!(
+        response.headers_all("connection"),
+        ["close"],
+        "{what:?}: {response:?}"
+    );
+    let rest = conn.read_to_eof().expect("the connection closes");
+    assert!(rest.is_empty(), "{what:?}: went on to answer {rest:?}");
+    response
+}
+
 #[test]
 fn a_bad_request_ends_the_connection() {
     let (_tmp, server) = start(&[]);
@@ -286,13 +305,8 @@ fn a_bad_request_ends_the_connection() {
         "GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n",
         "GET /a.txt HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
     ] {
-        let mut conn = Conn::open(&server);
-        conn.send(format!("{bad}GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-        let response = conn.read_response(false);
-        assert_eq!(response.status, 400, "{bad:?}");
-        assert_eq!(response.header("connection").as_deref(), Some("close"));
-        let rest = conn.read_to_eof().expect("the connection closes");
-        assert!(rest.is_empty(), "{bad:?}: went on to answer {rest:?}");
+        let requests = format!("{bad}GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        refused_and_closed(&server, requests.as_bytes());
     }
 }
 
@@ -373,40 +387,22 @@ fn a_body_sent_after_its_head_leaves_the_connection_idle_not_timed_out() {
 #[test]
 fn http10_keep_alive_clients_are_told_when_a_refusal_closes() {
     let (_tmp, server) = start(&[]);
-    let mut conn = Conn::open(&server);
-    conn.send(b"GET /a%zz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b.txt HTTP/1.0\r\n\r\n");
-    let response = conn.read_response(false);
-    assert_eq!(response.status, 400);
-    assert_eq!(response.version, 1);
-    assert_eq!(
-        response.headers_all("connection"),
-        ["close"],
-        "{response:?}"
+    let response = refused_and_closed(
+        &server,
+        b"GET /a%zz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b.txt HTTP/1.0\r\n\r\n",
     );
-    let rest = conn.read_to_eof().expect("the connection closes");
-    assert!(rest.is_empty(), "went on to answer {rest:?}");
+    assert_eq!(response.version, 1);
 }
 
 #[test]
 fn a_malformed_chunked_body_is_a_bad_request_and_ends_the_connection() {
     let (_tmp, server) = start(&[]);
     for body in ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhello world\r\n0\r\n\r\n"] {
-        let mut conn = Conn::open(&server);
-        conn.send(
-            format!(
-                "GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{body}\
-                 GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n"
-            )
-            .as_bytes(),
+        let requests = format!(
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{body}\
+             GET /b.txt HTTP/1.1\r\nHost: t\r\n\r\n"
         );
-        let response = conn.read_response(false);
-        assert_eq!(response.status, 400, "{body:?}");
-        assert_eq!(response.header("connection").as_deref(), Some("close"));
-        let rest = conn.read_to_eof().expect("the connection closes");
-        assert!(
-            rest.is_empty(),
-            "{body:?}: answered past a lost framing: {rest:?}"
-        );
+        refused_and_closed(&server, requests.as_bytes());
     }
 }
 
