@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime};
 
 use http::{Method, Version};
 
-/// How many messages (lines, or batches of lines) may wait for the writer before
-/// callers wait for it.
-const QUEUE: usize = 16 * 1024;
+/// How many messages (lines, or batches of up to [`BATCH_BYTES`]) may wait for the
+/// writer before callers wait for it: at most 32 MiB of lines when stdout is stuck.
+const QUEUE: usize = 1024;
 /// Bytes of lines an event loop collects before it hands them to the writer anyway.
 const BATCH_BYTES: usize = 32 * 1024;
 
