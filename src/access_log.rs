@@ -1,8 +1,10 @@
 //! One line per request on stdout, in Common, Combined or JSON format.
 //!
 //! Lines are formatted on the connection's task and written by one dedicated thread,
-//! so a slow terminal or pipe never blocks request handling until the (bounded) queue
-//! fills. A worker's event loop collects its lines and hands them to the writer in
+//! so a slow terminal or pipe never blocks request handling. When stdout falls so far
+//! behind that the (bounded) queue is full, lines are dropped and counted, and the
+//! count is reported on stderr: a stuck reader of stdout (a pipe nobody drains) costs
+//! log lines, never the server's availability. A worker's event loop collects its lines and hands them to the writer in
 //! batches, when it is about to wait for events or when a batch fills: waking the
 //! writer for every line cost more than serving a small file. Every byte that came
 //! from the client is escaped before it is written: a request can never put a control
@@ -12,13 +14,16 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{Method, Version};
 
 /// How many messages (lines, or batches of up to [`BATCH_BYTES`]) may wait for the
-/// writer before callers wait for it: at most 32 MiB of lines when stdout is stuck.
+/// writer before further lines are dropped: at most 32 MiB of lines when stdout is
+/// stuck.
 const QUEUE: usize = 1024;
 /// Bytes of lines an event loop collects before it hands them to the writer anyway.
 const BATCH_BYTES: usize = 32 * 1024;
@@ -78,18 +83,23 @@ enum Message {
 pub struct AccessLog {
     format: LogFormat,
     tx: Option<SyncSender<Message>>,
+    /// Lines dropped because the queue was full and not yet reported.
+    dropped: Arc<AtomicU64>,
 }
 
 impl AccessLog {
     /// A log that writes to stdout from a background thread.
     pub fn stdout(format: LogFormat) -> AccessLog {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = dropped.clone();
         std::thread::Builder::new()
             .name("wharf-access-log".into())
-            .spawn(move || write_lines(rx, io::stdout()))
+            .spawn(move || write_lines(rx, io::stdout(), &counter))
             .map(|_| AccessLog {
                 format,
                 tx: Some(tx),
+                dropped,
             })
             .unwrap_or_else(|e| {
                 tracing::error!("cannot start the access-log thread, logging disabled: {e}");
@@ -102,6 +112,7 @@ impl AccessLog {
         AccessLog {
             format: LogFormat::Combined,
             tx: None,
+            dropped: Arc::default(),
         }
     }
 
@@ -165,29 +176,50 @@ impl AccessLog {
         }
     }
 
-    /// Queues a message; back-pressure rather than unbounded memory when stdout is
-    /// slow.
+    /// Queues a message, or counts its lines as dropped when the queue is full: an
+    /// event loop must not wait for whoever reads stdout.
     fn send(&self, msg: Message) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(msg) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(msg)) => {
-                let _ = tx.send(msg);
-            }
+        if let Err(TrySendError::Full(Message::Line(lines))) = tx.try_send(msg) {
+            let n = lines.bytes().filter(|&b| b == b'\n').count();
+            self.dropped.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
-    /// Waits (up to `timeout`) until every queued line has been written.
+    /// Waits (up to `timeout`) until every queued line has been written; says on
+    /// stderr how many lines were dropped and not yet reported.
     pub fn flush(&self, timeout: Duration) {
         let Some(tx) = &self.tx else { return };
+        let deadline = Instant::now() + timeout;
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        if tx.send(Message::Flush(ack_tx)).is_ok() {
-            let _ = ack_rx.recv_timeout(timeout);
+        let mut flush = Message::Flush(ack_tx);
+        // The queue may be full of lines for a stdout that is not being read.
+        loop {
+            match tx.try_send(flush) {
+                Ok(()) => {
+                    let _ = ack_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+                    break;
+                }
+                Err(TrySendError::Full(msg)) if Instant::now() < deadline => {
+                    flush = msg;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => break,
+            }
         }
+        report_dropped(&self.dropped);
     }
 }
 
-fn write_lines(rx: Receiver<Message>, out: impl Write) {
+/// Says on stderr how many lines were dropped since the last report, if any.
+fn report_dropped(dropped: &AtomicU64) {
+    let n = dropped.swap(0, Ordering::Relaxed);
+    if n > 0 {
+        tracing::warn!("{n} access log lines dropped: stdout was not being read fast enough");
+    }
+}
+
+fn write_lines(rx: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
     let mut out = io::BufWriter::new(out);
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
@@ -205,6 +237,7 @@ fn write_lines(rx: Receiver<Message>, out: impl Write) {
             next = rx.try_recv().ok();
         }
         let _ = out.flush();
+        report_dropped(dropped);
     }
 }
 

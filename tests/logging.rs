@@ -212,6 +212,30 @@ fn every_request_of_a_burst_is_logged_once_even_at_exit() {
 }
 
 #[test]
+fn a_stdout_nobody_reads_costs_log_lines_not_answers() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "hello");
+    let mut server = Server::start_with_stdout_unread(&root, &["--workers", "1"]);
+    // Far more lines than the pipe, the writer's buffer and the queue hold together:
+    // if the event loop waited for stdout, a request would time out.
+    let mut conn = Conn::new(connect(server.addr()));
+    for i in 0..5000 {
+        conn.send(format!("GET /a.txt?{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        assert_eq!(conn.read_response(false).status, 200, "request {i}");
+    }
+    server.signal("TERM");
+    assert!(server.expect_exit().success());
+    let stderr = server.stderr_lines();
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("access log lines dropped")),
+        "no report of dropped lines: {stderr:?}"
+    );
+    drop(tmp);
+}
+
+#[test]
 fn quiet_disables_access_log() {
     let (_tmp, mut server) = start(&["--quiet"]);
     assert_eq!(get(&server, "/a.txt").status, 200);

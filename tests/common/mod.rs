@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -85,6 +85,8 @@ pub struct Server {
     stdout: Lines,
     stderr: Lines,
     readers: Vec<JoinHandle<()>>,
+    /// wharf's stdout when it is deliberately left unread.
+    _unread_stdout: Option<ChildStdout>,
 }
 
 impl Server {
@@ -108,6 +110,26 @@ impl Server {
             wharf_command(args, cwd),
             |line| line.contains("http://"),
             banner_address,
+            true,
+        )
+    }
+
+    /// Like [`Server::start`], but nothing ever reads wharf's stdout: once the pipe
+    /// is full, every write to it blocks.
+    pub fn start_with_stdout_unread(root: &Path, extra_args: &[&str]) -> Server {
+        let mut args: Vec<&OsStr> = vec![
+            root.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("0"),
+            OsStr::new("-b"),
+            OsStr::new("127.0.0.1"),
+        ];
+        args.extend(extra_args.iter().map(OsStr::new));
+        Server::launch(
+            wharf_command(&args, None),
+            |line| line.contains("http://"),
+            banner_address,
+            false,
         )
     }
 
@@ -117,14 +139,16 @@ impl Server {
         mut cmd: Command,
         is_banner: impl Fn(&str) -> bool,
         addr_of: fn(&str) -> String,
+        drain_stdout: bool,
     ) -> Server {
         let mut child = cmd.spawn().expect("spawn wharf");
         let stdout = Lines::default();
         let stderr = Lines::default();
-        let readers = vec![
-            drain_lines(child.stdout.take().unwrap(), stdout.clone()),
-            drain_lines(child.stderr.take().unwrap(), stderr.clone()),
-        ];
+        let mut readers = vec![drain_lines(child.stderr.take().unwrap(), stderr.clone())];
+        let mut unread_stdout = child.stdout.take();
+        if drain_stdout {
+            readers.push(drain_lines(unread_stdout.take().unwrap(), stdout.clone()));
+        }
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let banner = loop {
             let found = stderr
@@ -163,6 +187,7 @@ impl Server {
             stdout,
             stderr,
             readers,
+            _unread_stdout: unread_stdout,
         }
     }
 
@@ -850,6 +875,7 @@ impl Server {
             cmd,
             |line| line.starts_with("wharf: serving ") && line.contains("://"),
             serving_banner_address,
+            true,
         )
     }
 
