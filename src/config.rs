@@ -91,7 +91,8 @@ pub struct Cli {
 
     /// Serve HTTPS with a self-signed certificate for localhost, made once and kept in
     /// ~/.local/state/wharf.
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], env = "WHARF_TLS_SELF_SIGNED",
+          value_parser = clap::builder::BoolishValueParser::new())]
     tls_self_signed: bool,
 
     /// Also listen for plain HTTP on this port and redirect every request to HTTPS.
@@ -190,6 +191,9 @@ pub struct Config {
     pub grace_period: Duration,
     /// Path rules, error pages and header presets from the configuration file.
     pub site: crate::rules::Site,
+    /// Files holding wharf's own secrets (the configuration file, the TLS private
+    /// key): never served or listed, even when they lie under the root.
+    pub withheld: Vec<PathBuf>,
 }
 
 /// The longest request target accepted, as nginx's default large header buffer (8 KiB).
@@ -249,7 +253,17 @@ impl Cli {
         if self.redirect_http.is_some_and(|p| p != 0 && p == port) {
             return Err(format!("--redirect-http {port} is the HTTPS port itself"));
         }
+        let withheld = self
+            .config
+            .into_iter()
+            .chain(match &tls {
+                Some(CertSource::Files { key, .. }) => Some(key.clone()),
+                Some(CertSource::SelfSigned) => crate::tls::self_signed_key_path(),
+                None => None,
+            })
+            .collect();
         Ok(Config {
+            withheld,
             tls,
             redirect_http: self.redirect_http,
             root,

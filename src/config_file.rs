@@ -957,6 +957,24 @@ mod tests {
         (dir, path)
     }
 
+    #[test]
+    fn every_file_setting_is_also_a_flag_and_a_variable() {
+        let command = Cli::command();
+        for setting in SETTINGS {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id() == setting.id)
+                .unwrap_or_else(|| panic!("{}: no flag", setting.key));
+            assert!(arg.get_long().is_some(), "{}: no long flag", setting.key);
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(env_name(setting.id).as_str()),
+                "{}",
+                setting.key
+            );
+        }
+    }
+
     fn run(path: &Path, extra: &[&str]) -> Result<Layered, String> {
         let mut args: Vec<OsString> = vec!["wharf".into(), "--config".into(), path.into()];
         args.extend(extra.iter().map(OsString::from));

@@ -35,6 +35,9 @@ pub struct Root {
     follow_symlinks: bool,
     /// Cleared the first time the kernel says `openat2` is not available.
     use_openat2: AtomicBool,
+    /// Files never opened or listed, whatever path leads to them (see
+    /// [`Root::withholding`]).
+    withheld: Vec<PathBuf>,
 }
 
 /// What a path names: a regular file or a directory, already open. Anything else
@@ -161,7 +164,27 @@ impl Root {
             path,
             follow_symlinks,
             use_openat2: AtomicBool::new(cfg!(target_os = "linux")),
+            withheld: Vec::new(),
         })
+    }
+
+    /// Never serves nor lists the files at `paths` (wharf's configuration file and TLS
+    /// key), by any name or link under the root: the file each path names is looked
+    /// up when a file is opened, so a key replaced on disk stays withheld too. This
+    /// costs a `stat` per path on a cache miss, and nothing when `paths` is empty.
+    pub fn withholding(mut self, paths: Vec<PathBuf>) -> Root {
+        self.withheld = paths;
+        self
+    }
+
+    /// The (device, inode) of every withheld file that exists now.
+    fn withheld_ids(&self) -> Vec<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.withheld
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect()
     }
 
     /// The canonical path of the root, for messages.
@@ -178,6 +201,11 @@ impl Root {
         let file = File::from(fd);
         let meta = file.metadata()?;
         if meta.is_file() {
+            use std::os::unix::fs::MetadataExt;
+            if !self.withheld.is_empty() && self.withheld_ids().contains(&(meta.dev(), meta.ino()))
+            {
+                return Err(not_found());
+            }
             Ok(Node::File(OpenFile { file, meta }))
         } else if meta.is_dir() {
             Ok(Node::Dir(OpenDir {
@@ -228,18 +256,22 @@ impl Root {
         let dir_fd = dir.fd.try_clone()?;
         let mut reader = Dir::new(dir.fd).map_err(io::Error::from)?;
         let mut entries = Vec::new();
+        let withheld = self.withheld_ids();
         while let Some(entry) = reader.read() {
             let entry = entry.map_err(io::Error::from)?;
             let name = entry.file_name().to_bytes();
             if name == b"." || name == b".." {
                 continue;
             }
-            let found = match entry.file_type() {
-                FileType::Symlink | FileType::Unknown => self.describe_link(path, name),
-                _ => rustix::fs::statat(&dir_fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
-                    .ok()
-                    .and_then(|st| describe_stat(name, &st)),
+            let stat = match entry.file_type() {
+                FileType::Symlink | FileType::Unknown => self.stat_link(path, name),
+                _ => rustix::fs::statat(&dir_fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW).ok(),
             };
+            // Field widths differ between targets; lossless on Linux.
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            let found = stat
+                .filter(|st| !withheld.contains(&(st.st_dev as u64, st.st_ino as u64)))
+                .and_then(|st| describe_stat(name, &st));
             if let Some(e) = found {
                 entries.push(e);
             }
@@ -247,12 +279,11 @@ impl Root {
         Ok(entries)
     }
 
-    /// Describes a symlink (or an entry of unknown type) by resolving it the same way a
+    /// Stats a symlink (or an entry of unknown type) by resolving it the same way a
     /// request for it would be, so a link that leaves the root is not listed.
-    fn describe_link(&self, dir: &SitePath, name: &[u8]) -> Option<Entry> {
+    fn stat_link(&self, dir: &SitePath, name: &[u8]) -> Option<rustix::fs::Stat> {
         let fd = self.open_fd(&dir.join(name).relative_fs_path()).ok()?;
-        let st = rustix::fs::fstat(&fd).ok()?;
-        describe_stat(name, &st)
+        rustix::fs::fstat(&fd).ok()
     }
 }
 

@@ -66,7 +66,8 @@ const ETAG_CACHE_ENTRIES: usize = 64 * 1024;
 impl Router {
     /// Builds the router; fails (for a startup message) when the root cannot be opened.
     pub fn new(config: Config, log: AccessLog) -> Result<Router, String> {
-        let root = Root::open_dir(&config.root, config.follow_symlinks)?;
+        let root = Root::open_dir(&config.root, config.follow_symlinks)?
+            .withholding(config.withheld.clone());
         Ok(Router {
             root,
             etags: EtagCache::new(ETAG_CACHE_ENTRIES),

@@ -224,12 +224,20 @@ fn state_dir() -> Result<PathBuf, String> {
     }
 }
 
+/// Where the self-signed certificate's private key is kept, when there is a place.
+pub fn self_signed_key_path() -> Option<PathBuf> {
+    state_dir().ok().map(|dir| dir.join(SELF_SIGNED_KEY))
+}
+
+/// File name of the self-signed certificate's key in [`state_dir`].
+const SELF_SIGNED_KEY: &str = "self-signed-key.pem";
+
 /// Returns the paths of a self-signed certificate for `names`, made now unless one
 /// for exactly these names is already kept.
 fn self_signed(names: &[String]) -> Result<(PathBuf, PathBuf), String> {
     let dir = state_dir()?;
     let cert = dir.join("self-signed-cert.pem");
-    let key = dir.join("self-signed-key.pem");
+    let key = dir.join(SELF_SIGNED_KEY);
     let names_file = dir.join("self-signed-names.txt");
     let wanted = names.join("\n");
     let kept = std::fs::read_to_string(&names_file).ok();

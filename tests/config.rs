@@ -52,6 +52,31 @@ fn settings_in_the_file_take_effect() {
 }
 
 #[test]
+fn the_configuration_file_is_never_served_from_the_folder_it_configures() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "public");
+    let config = write_config(
+        &root,
+        "root = \".\"\nport = 0\nbind = \"127.0.0.1\"\n[users]\nadmin = \"$argon2id$v=19$m=19456,t=2,p=1$bzBbXuTeqoof7ZHvwCPXQg$/XkfcwCQCm4bgi4u/ULHoinGWKSNKuYKNLru7JYdWtg\"\n",
+    );
+    std::os::unix::fs::symlink("wharf.toml", root.join("alias.txt")).unwrap();
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    let auth = [("Authorization", "Basic YWRtaW46Y2hhbmdlLW1l")];
+    for path in ["/wharf.toml", "/alias.txt", "/./wharf.toml"] {
+        let res = request(&server, "GET", path, &auth);
+        assert_eq!(res.status, 404, "GET {path}: {}", res.body_text());
+    }
+    let listing = request(&server, "GET", "/", &auth);
+    assert_eq!(listing.status, 200);
+    assert!(!listing.body_text().contains("wharf.toml"), "listed");
+    assert!(!listing.body_text().contains("alias.txt"), "listed");
+    assert_eq!(
+        request(&server, "GET", "/a.txt", &auth).body_text(),
+        "public"
+    );
+}
+
+#[test]
 fn environment_alone_configures_the_server() {
     let (_tmp, root) = temp_root();
     write_file(&root, "a.txt", "from env");

@@ -257,6 +257,35 @@ async fn untrusted_certificate_is_rejected_by_the_client() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_key_inside_the_served_folder_is_never_served() {
+    let (_tmp, root, _tls) = fixture();
+    let cert = localhost_cert();
+    // `wharf --tls-cert cert.pem --tls-key key.pem .`: both files in the folder served.
+    let server = start_with_cert(&root, &root, &cert, &[]);
+    let trust = roots(&cert);
+    let get = |path: &'static str| {
+        let config = client_config(&trust, &[b"http/1.1"], &[]);
+        let server = &server;
+        async move {
+            let stream = tls_connect(server.addr(), config, "localhost").await;
+            h1_get_over(stream, server, path).await
+        }
+    };
+    assert!(root.join("key.pem").is_file());
+    assert_eq!(get("/key.pem").await.status, 404, "GET /key.pem");
+    let listing = get("/").await;
+    assert_eq!(listing.status, 200);
+    assert!(
+        !listing.text().contains("key.pem"),
+        "the key is listed: {}",
+        listing.text()
+    );
+    // The certificate is public and stays served.
+    assert_eq!(get("/cert.pem").await.status, 200);
+    assert_eq!(get("/a.txt").await.status, 200);
+}
+
 // --- key formats and chains -----------------------------------------------------
 
 /// Run openssl in `dir`. `None` when openssl cannot be started at all; panics when it
