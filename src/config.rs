@@ -23,7 +23,8 @@ Examples:
   wharf -b :: ./site         serve ./site on every IPv6 and IPv4 address
   wharf --log-format json    one JSON object per request on stdout
   wharf --tls-self-signed    HTTPS on https://localhost:8000/ with a local certificate
-  wharf --tls-cert fullchain.pem --tls-key key.pem -b 0.0.0.0 -p 443 --redirect-http 80";
+  wharf --tls-cert fullchain.pem --tls-key key.pem -b 0.0.0.0 -p 443 --redirect-http 80
+  wharf hash-password        read a password, print its hash for the [users] table";
 
 /// `wharf [ROOT|PORT] [OPTIONS]`: serve a folder over HTTP.
 #[derive(Debug, Parser)]

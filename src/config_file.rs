@@ -22,7 +22,7 @@ use ipnet::IpNet;
 
 use crate::config::{Cli, Config};
 use crate::cors::Cors;
-use crate::rules::{AuthRule, Glob, Handler, Redirect, Rule, Site};
+use crate::rules::{placeholders, AuthRule, Glob, Handler, Redirect, Rule, Site};
 
 /// How a setting is written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -679,6 +679,23 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
     };
     let rewrite = local("rewrite")?;
     let spa = local("spa")?;
+    // A capture the path cannot yield would silently expand to nothing.
+    for (key, template) in [
+        ("redirect", redirect.as_ref().map(|r| &r.to)),
+        ("rewrite", rewrite.as_ref()),
+    ] {
+        let Some(template) = template else { continue };
+        let count = path.wildcards();
+        if let Some(n) = placeholders(template).find(|&n| n == 0 || n > count) {
+            return Err((
+                at(key),
+                format!(
+                    "key \"rule.{key}\": {{{n}}} names no capture: the path {:?} has {count} wildcard(s)",
+                    path.as_str()
+                ),
+            ));
+        }
+    }
     // A redirect answers before any file is looked at: a rewrite or fallback beside it
     // would never apply.
     if redirect.is_some() {

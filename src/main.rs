@@ -9,7 +9,17 @@ use wharf::config_file::{self, LayerError};
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "hash-password") {
-        return hash_password();
+        return match args.get(2).and_then(|a| a.to_str()) {
+            None => hash_password(),
+            Some("-h" | "--help") => {
+                println!("{HASH_PASSWORD_HELP}");
+                ExitCode::SUCCESS
+            }
+            Some(other) => fail(&format!(
+                "hash-password takes no arguments (got {other:?}); it reads the password \
+                 from standard input"
+            )),
+        };
     }
     let layered = match config_file::parse(args) {
         Ok(layered) => layered,
@@ -52,6 +62,14 @@ fn main() -> ExitCode {
         Err(message) => fail(&message),
     }
 }
+
+const HASH_PASSWORD_HELP: &str = "\
+Read a password and print its argon2id hash, for the [users] table of a configuration file.
+
+Usage: wharf hash-password
+
+The password is read from the terminal without echoing it, or as one line of standard
+input:  echo 'secret' | wharf hash-password";
 
 /// `wharf hash-password`: reads a password (one line of standard input, not echoed
 /// on a terminal) and prints its argon2id hash for the `[users]` table.

@@ -213,12 +213,8 @@ impl Router {
             .iter()
             .find_map(|(rule, caps)| rule.redirect.as_ref().map(|r| (r, caps)))
         {
-            let mut to = rules::expand(&redirect.to, &encoded(caps));
-            if let (Some(query), false) = (req.uri.query(), to.contains('?')) {
-                to.push('?');
-                to.push_str(query);
-            }
-            response::redirect(redirect.status, &to)
+            let to = rules::expand(&redirect.to, &encoded(caps));
+            response::redirect(redirect.status, &keep_query(to, req.uri.query()))
         } else {
             let target = rewritten.as_deref().unwrap_or(path);
             // The handler of the path actually served: the rewrite's target, if any.
@@ -489,6 +485,21 @@ fn first_handler(rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
 /// Captures (decoded text) percent-encoded for a URL or path.
 fn encoded(caps: &[&str]) -> Vec<String> {
     caps.iter().map(|c| crate::path::encode_path(c)).collect()
+}
+
+/// A redirect target with the request's query kept, as nginx's `rewrite` does: after
+/// the target's own query with `&`, or as the query when it has none; a target ending
+/// in `?` asks for the request's query to be dropped.
+fn keep_query(mut to: String, query: Option<&str>) -> String {
+    if to.ends_with('?') {
+        to.pop();
+        return to;
+    }
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        to.push(if to.contains('?') { '&' } else { '?' });
+        to.push_str(query);
+    }
+    to
 }
 
 /// The security-headers preset (HSTS is added only when serving TLS).

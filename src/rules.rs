@@ -73,6 +73,15 @@ impl Glob {
         &self.pattern
     }
 
+    /// How many captures a match yields (one per `*` or `**`, and the implicit `**`
+    /// of a trailing `/`).
+    pub fn wildcards(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| !matches!(p, Part::Literal(_)))
+            .count()
+    }
+
     /// The captures if `path` matches.
     ///
     /// Runs in O(parts × path length) whatever the pattern: a table of which suffixes
@@ -138,6 +147,14 @@ impl Glob {
         }
         Some(caps)
     }
+}
+
+/// The capture numbers `{n}` that `template` refers to, as [`expand`] reads them.
+pub fn placeholders(template: &str) -> impl Iterator<Item = usize> + '_ {
+    template.split('{').skip(1).filter_map(|after| {
+        let close = after.find('}')?;
+        after[..close].parse().ok()
+    })
 }
 
 /// Fills `{1}`, `{2}`… in `template` from `caps`.

@@ -101,6 +101,28 @@ fn hash_password_prints_an_argon2id_hash_and_refuses_empty_input() {
 }
 
 #[test]
+fn hash_password_has_help_and_refuses_arguments() {
+    let run = |arg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["hash-password", arg])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let help = run("--help");
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: wharf hash-password"));
+    let extra = run("secret");
+    assert_eq!(extra.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&extra.stderr).contains("takes no arguments"));
+    let listed = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("wharf hash-password"));
+}
+
+#[test]
 fn basic_auth_guards_the_rule_paths_only() {
     let tmp = tempfile::tempdir().unwrap();
     let server = start(tmp.path());

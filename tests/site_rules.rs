@@ -167,7 +167,8 @@ fn redirects_fill_captures_keep_the_query_and_use_the_configured_status() {
          [[rule]]\npath = \"/t/*/*\"\nredirect = \"/tt/{2}/{1}\"\nstatus = 307\n\
          [[rule]]\npath = \"/p/*\"\nredirect = \"/pp/{1}\"\nstatus = 308\n\
          [[rule]]\npath = \"/q/*\"\nredirect = \"/search?term={1}\"\nstatus = 302\n\
-         [[rule]]\npath = \"/ext/**\"\nredirect = \"https://example.com/{1}\"\nstatus = 301\n",
+         [[rule]]\npath = \"/ext/**\"\nredirect = \"https://example.com/{1}\"\nstatus = 301\n\
+         [[rule]]\npath = \"/drop/*\"\nredirect = \"/dropped/{1}?\"\n",
         &[("a.txt", "a")],
     );
     let cases = [
@@ -178,7 +179,12 @@ fn redirects_fill_captures_keep_the_query_and_use_the_configured_status() {
         ("/see/s", 303, "/other/s"),
         ("/t/one/two?k=v", 307, "/tt/two/one?k=v"),
         ("/p/page.html", 308, "/pp/page.html"),
-        ("/q/abc?x=1", 302, "/search?term=abc"),
+        // The target's own query first, then the request's (as nginx's rewrite).
+        ("/q/abc?x=1", 302, "/search?term=abc&x=1"),
+        ("/q/abc", 302, "/search?term=abc"),
+        // A target ending in `?` drops the request's query.
+        ("/drop/d?x=1", 302, "/dropped/d"),
+        ("/drop/d", 302, "/dropped/d"),
         ("/ext/a/b?x=1", 301, "https://example.com/a/b?x=1"),
     ];
     for (target, status, location) in cases {
@@ -649,6 +655,16 @@ fn invalid_rules_name_file_line_and_key() {
             second("path = \"/old/*\"\nstatus = 301\n"),
             9,
             vec!["rule.status", "only meaningful with redirect"],
+        ),
+        (
+            second("path = \"/old/*\"\nredirect = \"/new/{2}\"\n"),
+            9,
+            vec!["rule.redirect", "{2} names no capture", "has 1 wildcard"],
+        ),
+        (
+            second("path = \"/exact\"\nrewrite = \"/p/{1}.html\"\n"),
+            9,
+            vec!["rule.rewrite", "{1} names no capture", "has 0 wildcard"],
         ),
         (
             second("path = \"/p/\"\nallow = [\"nonsense\"]\n"),
