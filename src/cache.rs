@@ -79,6 +79,8 @@ impl Ready {
 pub enum Slot {
     /// Not looked at yet: a request preferring it takes the full path.
     Unknown,
+    /// No sidecar, and whether an on-the-fly variant is worth it is not known yet.
+    NoSidecar,
     /// Neither a sidecar nor a useful on-the-fly variant exists.
     Unavailable,
     /// Compressed on the fly from the identity content.
@@ -164,9 +166,21 @@ struct Slotted {
 /// A sidecar file: its path relative to the root and its state when read.
 pub type SidecarSource = (CString, FileState);
 
-/// One coding examined by the full path: its representation and, for a sidecar, where
-/// it came from; `None` when the coding is not available for this file.
-pub type Learned = (Encoding, Option<(Representation, Option<SidecarSource>)>);
+/// One coding examined by the full path, and what was found for it.
+pub type Learned = (Encoding, Found);
+
+/// What the full path found for one coding of a file.
+#[derive(Debug)]
+pub enum Found {
+    /// No sidecar; on-the-fly compression was not tried.
+    NoSidecar,
+    /// Neither a sidecar nor a useful on-the-fly variant.
+    Unavailable,
+    /// Compressed on the fly.
+    Derived(Representation),
+    /// A precompressed sidecar file and where it came from.
+    Sidecar(Representation, SidecarSource),
+}
 
 /// What the full path learned about a file, to be merged into the cache.
 #[derive(Debug)]
@@ -186,7 +200,8 @@ pub struct FileFill {
     pub negotiated: bool,
     /// Its identity representation.
     pub identity: Representation,
-    /// Codings examined: `Some(rep, sidecar)` when available, `None` when not.
+    /// Codings examined, in the order they were; a later finding for a coding
+    /// replaces an earlier one.
     pub learned: Vec<Learned>,
 }
 
@@ -324,6 +339,29 @@ impl HotCache {
                 .as_ref()
                 .is_some_and(|(dir, state)| root.state_of(dir) == Some(*state))
         };
+        // As the full path chooses: first a sidecar for any coding preferred to
+        // identity, then the first of them that can be had at all.
+        if file.negotiated {
+            for &encoding in encodings {
+                let Some(i) = coding_index(encoding) else {
+                    break;
+                };
+                match &file.codings[i] {
+                    Slot::Unknown => return None,
+                    Slot::Sidecar(ready, path, state) => {
+                        if root.state_of(path) != Some(*state)
+                            || without_sidecar && !dir_unchanged()
+                        {
+                            return None;
+                        }
+                        return Some(ready.respond(req));
+                    }
+                    Slot::NoSidecar | Slot::Unavailable | Slot::Derived(_) => {
+                        without_sidecar = true;
+                    }
+                }
+            }
+        }
         for &encoding in encodings {
             let Some(i) = coding_index(encoding) else {
                 if without_sidecar && !dir_unchanged() {
@@ -335,20 +373,14 @@ impl HotCache {
                 continue;
             }
             match &file.codings[i] {
-                Slot::Unknown => return None,
-                Slot::Unavailable => without_sidecar = true,
+                Slot::Unavailable => {}
                 Slot::Derived(ready) => {
                     if !dir_unchanged() {
                         return None;
                     }
                     return Some(ready.respond(req));
                 }
-                Slot::Sidecar(ready, path, state) => {
-                    if root.state_of(path) != Some(*state) || without_sidecar && !dir_unchanged() {
-                        return None;
-                    }
-                    return Some(ready.respond(req));
-                }
+                Slot::Unknown | Slot::NoSidecar | Slot::Sidecar(..) => return None,
             }
         }
         // Nothing acceptable: the full path words the 406.
@@ -372,6 +404,7 @@ impl HotCache {
                     for (i, slot) in old.codings.iter().enumerate() {
                         codings[i] = match slot {
                             Slot::Unknown => Slot::Unknown,
+                            Slot::NoSidecar => Slot::NoSidecar,
                             Slot::Unavailable => Slot::Unavailable,
                             Slot::Derived(r) => Slot::Derived(Arc::clone(r)),
                             Slot::Sidecar(r, p, s) => Slot::Sidecar(Arc::clone(r), p.clone(), *s),
@@ -385,10 +418,19 @@ impl HotCache {
                 continue;
             };
             codings[i] = match learned {
-                None => Slot::Unavailable,
-                Some((rep, _)) if !matches!(rep.content, Content::Bytes(_)) => Slot::Unknown,
-                Some((rep, None)) => Slot::Derived(Arc::new(Ready::new(rep))),
-                Some((rep, Some((path, state)))) => {
+                // Says less than what an earlier request learned of the same state.
+                Found::NoSidecar => match std::mem::replace(&mut codings[i], Slot::Unknown) {
+                    known @ (Slot::Unavailable | Slot::Derived(_)) => known,
+                    _ => Slot::NoSidecar,
+                },
+                Found::Unavailable => Slot::Unavailable,
+                Found::Derived(rep) | Found::Sidecar(rep, _)
+                    if !matches!(rep.content, Content::Bytes(_)) =>
+                {
+                    Slot::Unknown
+                }
+                Found::Derived(rep) => Slot::Derived(Arc::new(Ready::new(rep))),
+                Found::Sidecar(rep, (path, state)) => {
                     Slot::Sidecar(Arc::new(Ready::new(rep)), path, state)
                 }
             };

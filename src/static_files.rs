@@ -21,7 +21,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 
 use crate::body::Body;
-use crate::cache::{FileFill, CACHEABLE_FILE};
+use crate::cache::{FileFill, Found, CACHEABLE_FILE};
 use crate::compress;
 use crate::fs::{FileState, Node, OpenFile};
 use crate::listing::{self, Format, Listing};
@@ -210,9 +210,10 @@ fn read_small(open: &OpenFile) -> io::Result<Option<Bytes>> {
 }
 
 /// Chooses the representation of the file at `path` for a client accepting
-/// `encodings` (best first): for each acceptable coding, a precompressed sidecar
-/// (`app.js.br`, `.zst`, `.gz`) if one exists, else a variant compressed on the fly
-/// (cached); identity when it comes first or nothing better exists.
+/// `encodings` (best first): a precompressed sidecar (`app.js.br`, `.zst`, `.gz`) for
+/// the first coding preferred to identity that has one; else the first coding that
+/// can be compressed on the fly (cached); identity when it comes first or nothing
+/// better exists.
 fn represent(
     router: &Router,
     path: &SitePath,
@@ -252,13 +253,10 @@ fn represent(
     };
     let chosen =
         |rep: Representation, fill: FileFill| Ok(Resolved::File(Box::new(rep), Box::new(fill)));
-    for &encoding in encodings {
-        if encoding == Encoding::Identity {
-            return chosen(identity, fill);
-        }
-        if !negotiated {
-            continue;
-        }
+    // A sidecar for any coding the client prefers to identity comes first: the site
+    // shipped it (often more tightly compressed than on the fly), and it costs no CPU.
+    let sidecar_turn = encodings.iter().take_while(|&&e| e != Encoding::Identity);
+    for &encoding in sidecar_turn.filter(|_| negotiated) {
         let sidecar_path = path.with_suffix(sidecar_suffix(encoding));
         if let Ok(Node::File(sidecar)) = router.root.open(&sidecar_path) {
             let content = read_small(&sidecar)?;
@@ -277,11 +275,20 @@ fn represent(
             };
             let source = (c_path(&sidecar_path), FileState::of(&sidecar.meta));
             fill.learned
-                .push((encoding, Some((rep.clone(), Some(source)))));
+                .push((encoding, Found::Sidecar(rep.clone(), source)));
             return chosen(rep, fill);
         }
+        fill.learned.push((encoding, Found::NoSidecar));
+    }
+    for &encoding in encodings {
+        if encoding == Encoding::Identity {
+            return chosen(identity, fill);
+        }
+        if !negotiated {
+            continue;
+        }
         if router.config.no_compress || !(compress::MIN_SIZE..=compress::MAX_SIZE).contains(&len) {
-            fill.learned.push((encoding, None));
+            fill.learned.push((encoding, Found::Unavailable));
             continue;
         }
         let variant =
@@ -304,10 +311,10 @@ fn represent(
                     encoding: Some(encoding.token()),
                     ..identity
                 };
-                fill.learned.push((encoding, Some((rep.clone(), None))));
+                fill.learned.push((encoding, Found::Derived(rep.clone())));
                 return chosen(rep, fill);
             }
-            None => fill.learned.push((encoding, None)),
+            None => fill.learned.push((encoding, Found::Unavailable)),
         }
     }
     Ok(Resolved::NotAcceptable)

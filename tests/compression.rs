@@ -541,6 +541,44 @@ fn sidecars_are_served_with_no_compress() {
 }
 
 #[test]
+fn a_sidecar_beats_compressing_on_the_fly_for_a_coding_ranked_as_high_or_higher() {
+    let (_tmp, root, server) = start_with(&[]);
+    // Only a .gz: a browser's list (every coding at q=1, br first by server preference)
+    // gets the shipped file, not brotli made on the fly; twice, so the cache agrees.
+    std::fs::remove_file(root.join("app.js.br")).unwrap();
+    for accept in ["gzip, deflate, br, zstd", "br;q=1, gzip;q=0.5", "br, gzip"] {
+        for round in 0..2 {
+            let response = get_encoded(&server, "/app.js", accept);
+            assert_eq!(
+                content_encoding(&response).as_deref(),
+                Some("gzip"),
+                "{accept}, round {round}"
+            );
+            assert_sidecar(&response, "gzip", &gz_sidecar_text());
+        }
+    }
+    // Identity ranked above gzip: the file itself.
+    for round in 0..2 {
+        let response = get_encoded(&server, "/app.js", "identity, gzip;q=0.5");
+        assert_eq!(content_encoding(&response), None, "round {round}");
+        assert_eq!(response.body, script().as_bytes());
+    }
+    // Without the sidecar, brotli is made on the fly again.
+    std::fs::remove_file(root.join("app.js.gz")).unwrap();
+    let response = get_encoded(&server, "/app.js", "gzip, deflate, br, zstd");
+    assert_eq!(content_encoding(&response).as_deref(), Some("br"));
+    assert_eq!(decoded_body(&response), script().as_bytes());
+    // And a sidecar that appears is preferred at once, over the cached brotli.
+    write_file(
+        &root,
+        "app.js.gz",
+        gzip_compress(gz_sidecar_text().as_bytes()),
+    );
+    let response = get_encoded(&server, "/app.js", "gzip, deflate, br, zstd");
+    assert_sidecar(&response, "gzip", &gz_sidecar_text());
+}
+
+#[test]
 fn without_a_sidecar_for_the_coding_the_original_is_used() {
     let (_tmp, server) = start();
     // zstd: compressed on the fly from app.js itself, not from a sidecar.
