@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 use crate::lazy_tcp::LazyTcp;
 use crate::parking::{Parked, ParkingLot};
 use crate::router::{ConnectionService, Router};
+use crate::server::SILENT_BEFORE_ACCEPT;
 use crate::tls::Tls;
 use crate::zero_copy::{SendFile, SendfileQueue};
 
@@ -259,6 +260,15 @@ impl Clock {
 
     fn phase(&self) -> u8 {
         self.phase.load(Ordering::Relaxed)
+    }
+
+    /// The connection was accepted with nothing to read: the kernel held it back
+    /// for [`SILENT_BEFORE_ACCEPT`] first, which counts against its header timeout.
+    fn accepted_silent(&self) {
+        let waited = u64::try_from(SILENT_BEFORE_ACCEPT.as_millis()).unwrap_or(0);
+        let deadline = self.deadline_ms.load(Ordering::Relaxed);
+        self.deadline_ms
+            .store(deadline.saturating_sub(waited), Ordering::Relaxed);
     }
 
     /// When an idle connection should be parked.
@@ -630,8 +640,7 @@ impl Session {
 
     /// A plain listener: HTTP/1, or HTTP/2 with prior knowledge.
     async fn serve_plain(self, mut stream: LazyTcp) {
-        let first_bytes = self.clock.deadline();
-        match Box::pin(sniff_h2(&mut stream, first_bytes)).await {
+        match Box::pin(sniff_h2(&mut stream, &self.clock)).await {
             Some((true, seen)) => Box::pin(self.run_h2(stream, seen)).await,
             Some((false, seen)) if unsupported_major_version(&seen) => {
                 Box::pin(version_not_supported(stream, &self)).await;
@@ -644,8 +653,7 @@ impl Session {
     /// A TLS listener: the handshake, then HTTP/2 or HTTP/1 as ALPN chose; plain HTTP
     /// arriving here is redirected to HTTPS on `port`.
     async fn serve_tls(self, mut stream: LazyTcp, tls: Tls, port: u16) {
-        let first_bytes = self.clock.deadline();
-        match Box::pin(peek_first_byte(&mut stream, first_bytes)).await {
+        match Box::pin(peek_first_byte(&mut stream, &self.clock)).await {
             Some(TLS_HANDSHAKE) => {}
             Some(_) => {
                 let session = Session {
@@ -663,7 +671,7 @@ impl Session {
         let _ = stream.set_nodelay(true);
         self.clock.nodelay.store(true, Ordering::Relaxed);
         let handshake = Box::pin(tokio::time::timeout_at(
-            first_bytes,
+            self.clock.deadline(),
             tls.acceptor().accept(stream),
         ));
         let remote = self.remote;
@@ -771,9 +779,11 @@ fn rearm(timer: &mut Pin<Box<Sleep>>, wake: Instant, cx: &mut Context<'_>) -> bo
 /// Reads the first bytes of a plain connection, enough to tell the HTTP/2 preface
 /// from an HTTP/1 request line; returns whether it is HTTP/2 and the bytes read, which
 /// the protocol then gets replayed (so detection costs no extra system call). `None`
-/// when the client closed or sent nothing in time.
-async fn sniff_h2(stream: &mut LazyTcp, deadline: Instant) -> Option<(bool, Bytes)> {
+/// when the client closed or sent nothing before the header deadline.
+async fn sniff_h2(stream: &mut LazyTcp, clock: &Clock) -> Option<(bool, Bytes)> {
     use tokio::io::AsyncReadExt;
+    let fresh = stream.is_direct();
+    let heard = AtomicBool::new(false);
     let read = async {
         let mut seen: Vec<u8> = Vec::new();
         let mut buf = [0u8; 2048];
@@ -782,6 +792,7 @@ async fn sniff_h2(stream: &mut LazyTcp, deadline: Instant) -> Option<(bool, Byte
                 Ok(0) | Err(_) => return None,
                 Ok(n) => n,
             };
+            heard.store(true, Ordering::Relaxed);
             seen.extend_from_slice(&buf[..n]);
             let k = seen.len().min(H2_PREFACE.len());
             if seen[..k] != H2_PREFACE[..k] {
@@ -792,7 +803,19 @@ async fn sniff_h2(stream: &mut LazyTcp, deadline: Instant) -> Option<(bool, Byte
             }
         }
     };
-    tokio::time::timeout_at(deadline, read).await.ok().flatten()
+    let mut read = std::pin::pin!(read);
+    // The first read is a direct one: it finds the request, or finds nothing when
+    // the kernel gave up holding a silent connection back.
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        return done;
+    }
+    if fresh && !heard.load(Ordering::Relaxed) {
+        clock.accepted_silent();
+    }
+    tokio::time::timeout_at(clock.deadline(), read)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The status hyper answered a request head it could not parse with, if that is how
@@ -885,10 +908,16 @@ async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
 }
 
 /// The first byte a client sends on the TLS port, without consuming it.
-async fn peek_first_byte(stream: &mut LazyTcp, deadline: Instant) -> Option<u8> {
+async fn peek_first_byte(stream: &mut LazyTcp, clock: &Clock) -> Option<u8> {
     let mut byte = [0u8; 1];
+    match stream.peek_now(&mut byte) {
+        Some(Ok(1)) => return Some(byte[0]),
+        Some(_) => return None,
+        // Nothing yet: the kernel gave up holding a silent connection back.
+        None => clock.accepted_silent(),
+    }
     let stream = stream.registered().ok()?;
-    match tokio::time::timeout_at(deadline, stream.peek(&mut byte)).await {
+    match tokio::time::timeout_at(clock.deadline(), stream.peek(&mut byte)).await {
         Ok(Ok(1)) => Some(byte[0]),
         _ => None,
     }

@@ -96,6 +96,17 @@ impl LazyTcp {
         }
     }
 
+    /// Whether the socket is still outside the event loop (nothing has had to wait).
+    pub fn is_direct(&self) -> bool {
+        matches!(self.state, State::Direct(_))
+    }
+
+    /// Peeks at what the peer has sent, without waiting: `None` when nothing is there
+    /// yet (the socket is then registered, ready to wait).
+    pub fn peek_now(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        self.direct(|s| s.peek(buf))
+    }
+
     /// Waits until the peer has sent something (or closed), without consuming it.
     pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.registered()?.poll_read_ready(cx)

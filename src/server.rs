@@ -57,6 +57,15 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
 #[cfg(target_os = "linux")]
 const DEFER_ACCEPT_SECS: libc::c_int = 1;
 
+/// How long a connection that is accepted with nothing to read has already waited
+/// in the kernel (see [`defer_accept`]): its header timeout has run that long.
+#[cfg(target_os = "linux")]
+pub const SILENT_BEFORE_ACCEPT: std::time::Duration =
+    std::time::Duration::from_secs(DEFER_ACCEPT_SECS as u64);
+/// Connections are accepted at once where `TCP_DEFER_ACCEPT` is not used.
+#[cfg(not(target_os = "linux"))]
+pub const SILENT_BEFORE_ACCEPT: std::time::Duration = std::time::Duration::ZERO;
+
 /// Asks the kernel to hand over connections once the client's first bytes are in
 /// (`TCP_DEFER_ACCEPT`, nginx's `deferred`): every client speaks first in HTTP and
 /// TLS, so a connection is accepted with its request already readable and is usually

@@ -187,6 +187,23 @@ fn a_silent_client_is_dropped_after_the_header_timeout() {
     );
 }
 
+#[test]
+fn a_silent_client_gets_the_header_timeout_from_when_it_connected() {
+    let (_tmp, root) = temp_root();
+    let server = Server::start(&root, &["--header-timeout", "1"]);
+    let mut conn = Conn::open(&server);
+    // The kernel holds a silent connection back from accept for about a second; that
+    // second is part of its header timeout, not added to it (which would close it
+    // after about two).
+    conn.stream()
+        .set_read_timeout(Some(Duration::from_millis(1700)))
+        .unwrap();
+    assert!(
+        conn.wait_for_close(),
+        "a silent client was kept past its header timeout"
+    );
+}
+
 fn big_file(root: &std::path::Path) -> Vec<u8> {
     // Over the 1 MiB in-memory limit, so it is sent from the file.
     let content = pseudo_random_bytes(7, 3 * 1024 * 1024 + 12_345);

@@ -604,6 +604,21 @@ fn silent_client_is_dropped_after_the_header_timeout() {
 }
 
 #[test]
+fn silent_client_gets_the_header_timeout_from_when_it_connected() {
+    let (_tmp, root, tls) = fixture();
+    let server = start_with_cert(&root, &tls, &localhost_cert(), &["--header-timeout", "1"]);
+    let mut conn = Conn::open(&server);
+    // Not the kernel's second of deferred accept plus the timeout.
+    conn.stream()
+        .set_read_timeout(Some(Duration::from_millis(1700)))
+        .unwrap();
+    assert!(
+        conn.wait_for_close(),
+        "a silent TLS client was kept past its header timeout"
+    );
+}
+
+#[test]
 fn partial_client_hello_is_dropped_after_the_header_timeout() {
     let (_tmp, root, tls) = fixture();
     let server = start_with_cert(&root, &tls, &localhost_cert(), &["--header-timeout", "1"]);
