@@ -5,9 +5,11 @@
 //! connection to its own task. On shutdown the listeners close first, then open
 //! connections finish their in-flight response within the grace period.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -109,12 +111,19 @@ pub async fn accept_loop(
             // TCP_NODELAY is set later, only on connections that outlive one response
             // (see `connection`).
             Ok((stream, remote)) => {
-                shared.tasks.spawn(connection::serve(
+                let mut conn = Box::pin(connection::serve(
                     stream,
                     remote,
                     Arc::clone(&shared),
                     kind.clone(),
                 ));
+                // Polled here first: a connection whose request is already in and
+                // answered from the cache is done in this one poll, without a task.
+                // Only one that has to wait gets a task of its own.
+                let first = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
+                if first.is_pending() {
+                    shared.tasks.spawn(conn);
+                }
             }
             Err(e) => {
                 // Out of file descriptors or similar: back off instead of spinning.
