@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -187,40 +188,52 @@ impl AccessLog {
     }
 
     /// Waits (up to `timeout`) until every queued line has been written; says on
-    /// stderr how many lines were dropped and not yet reported.
+    /// stderr how many lines were dropped and not yet reported, unless stderr is the
+    /// very pipe that stopped taking lines (the report would never finish).
     pub fn flush(&self, timeout: Duration) {
         let Some(tx) = &self.tx else { return };
         let deadline = Instant::now() + timeout;
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
         let mut flush = Message::Flush(ack_tx);
         // The queue may be full of lines for a stdout that is not being read.
-        loop {
+        let flushed = loop {
             match tx.try_send(flush) {
                 Ok(()) => {
-                    let _ = ack_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-                    break;
+                    break ack_rx
+                        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                        .is_ok();
                 }
                 Err(TrySendError::Full(msg)) if Instant::now() < deadline => {
                     flush = msg;
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(_) => break,
+                Err(_) => break false,
+            }
+        };
+        if flushed || !stderr_is_stdout() {
+            let n = self.dropped.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                tracing::warn!("{n} access log lines dropped: stdout was not being read");
             }
         }
-        report_dropped(&self.dropped);
     }
 }
 
-/// Says on stderr how many lines were dropped since the last report, if any.
-fn report_dropped(dropped: &AtomicU64) {
-    let n = dropped.swap(0, Ordering::Relaxed);
-    if n > 0 {
-        tracing::warn!("{n} access log lines dropped: stdout was not being read fast enough");
-    }
+/// Whether stderr and stdout are the same file or pipe (`2>&1`).
+fn stderr_is_stdout() -> bool {
+    let id = |fd: std::os::fd::BorrowedFd<'_>| {
+        rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
+    };
+    let (out, err) = (id(io::stdout().as_fd()), id(io::stderr().as_fd()));
+    out.is_none() || out == err
 }
+
+/// The least time between two reports of dropped lines from the writer.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 fn write_lines(rx: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
     let mut out = io::BufWriter::new(out);
+    let mut last_report: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         // Write everything already queued, then flush once.
@@ -237,7 +250,16 @@ fn write_lines(rx: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
             next = rx.try_recv().ok();
         }
         let _ = out.flush();
-        report_dropped(dropped);
+        // Stdout moves again: say what was lost, at most every few seconds.
+        if last_report.is_none_or(|t| t.elapsed() >= DROP_REPORT_EVERY) {
+            let n = dropped.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                tracing::warn!(
+                    "{n} access log lines dropped: stdout was not being read fast enough"
+                );
+                last_report = Some(Instant::now());
+            }
+        }
     }
 }
 

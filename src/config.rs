@@ -91,8 +91,8 @@ pub struct Cli {
     tls_key: Option<PathBuf>,
 
     /// Serve HTTPS with a self-signed certificate for localhost, made once and kept in
-    /// ~/.local/state/wharf.
-    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"], env = "WHARF_TLS_SELF_SIGNED",
+    /// $XDG_STATE_HOME/wharf or ~/.local/state/wharf.
+    #[arg(long, env = "WHARF_TLS_SELF_SIGNED",
           value_parser = clap::builder::BoolishValueParser::new())]
     tls_self_signed: bool,
 
@@ -241,8 +241,13 @@ impl Cli {
             (Some(p), _) | (None, Some(p)) => p,
             (None, None) => DEFAULT_PORT,
         };
+        // Checked here rather than by clap, which would also count
+        // WHARF_TLS_SELF_SIGNED=0 as the flag given.
         let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
-            (Some(cert), Some(key), _) => Some(CertSource::Files { cert, key }),
+            (Some(_), _, true) | (_, Some(_), true) => {
+                return Err("--tls-self-signed cannot be combined with --tls-cert/--tls-key".into())
+            }
+            (Some(cert), Some(key), false) => Some(CertSource::Files { cert, key }),
             (_, _, true) => Some(CertSource::SelfSigned),
             _ => None,
         };

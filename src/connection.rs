@@ -41,7 +41,7 @@ use tokio_util::task::TaskTracker;
 use crate::lazy_tcp::LazyTcp;
 use crate::parking::{Parked, ParkingLot};
 use crate::router::{ConnectionService, Router};
-use crate::server::SILENT_BEFORE_ACCEPT;
+use crate::server::{held_back_before_accept, SILENT_BEFORE_ACCEPT};
 use crate::tls::Tls;
 use crate::zero_copy::{SendFile, SendfileQueue};
 
@@ -782,7 +782,7 @@ fn rearm(timer: &mut Pin<Box<Sleep>>, wake: Instant, cx: &mut Context<'_>) -> bo
 /// when the client closed or sent nothing before the header deadline.
 async fn sniff_h2(stream: &mut LazyTcp, clock: &Clock) -> Option<(bool, Bytes)> {
     use tokio::io::AsyncReadExt;
-    let fresh = stream.is_direct();
+    let fresh = stream.is_direct().then(|| stream.raw_fd()).flatten();
     let heard = AtomicBool::new(false);
     let read = async {
         let mut seen: Vec<u8> = Vec::new();
@@ -809,8 +809,11 @@ async fn sniff_h2(stream: &mut LazyTcp, clock: &Clock) -> Option<(bool, Bytes)> 
     if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
         return done;
     }
-    if fresh && !heard.load(Ordering::Relaxed) {
-        clock.accepted_silent();
+    // `stream` is still open: the read future borrows it.
+    if let Some(fd) = fresh.filter(|_| !heard.load(Ordering::Relaxed)) {
+        if held_back_before_accept(fd) {
+            clock.accepted_silent();
+        }
     }
     tokio::time::timeout_at(clock.deadline(), read)
         .await
@@ -910,11 +913,16 @@ async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
 /// The first byte a client sends on the TLS port, without consuming it.
 async fn peek_first_byte(stream: &mut LazyTcp, clock: &Clock) -> Option<u8> {
     let mut byte = [0u8; 1];
+    let fresh = stream.is_direct();
     match stream.peek_now(&mut byte) {
         Some(Ok(1)) => return Some(byte[0]),
         Some(_) => return None,
-        // Nothing yet: the kernel gave up holding a silent connection back.
-        None => clock.accepted_silent(),
+        // Nothing yet: perhaps the kernel gave up holding a silent connection back.
+        None => {
+            if fresh && stream.raw_fd().is_some_and(held_back_before_accept) {
+                clock.accepted_silent();
+            }
+        }
     }
     let stream = stream.registered().ok()?;
     match tokio::time::timeout_at(clock.deadline(), stream.peek(&mut byte)).await {

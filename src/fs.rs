@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
@@ -37,7 +38,42 @@ pub struct Root {
     use_openat2: AtomicBool,
     /// Files never opened or listed, whatever path leads to them (see
     /// [`Root::withholding`]).
-    withheld: Vec<PathBuf>,
+    withheld: Withheld,
+}
+
+/// wharf's own secret files, by path and by every identity they have had.
+#[derive(Debug, Default)]
+struct Withheld {
+    paths: Vec<PathBuf>,
+    /// Every (device, inode) the paths have named since startup: the file actually
+    /// loaded stays withheld after a rename moved it aside (an editor's backup, a
+    /// rotated key), and so does one opened just before such a rename.
+    seen: Mutex<Vec<(u64, u64)>>,
+}
+
+impl Withheld {
+    /// What the paths name now, added to what they named before; all of it.
+    fn ids(&self) -> Vec<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for meta in self.paths.iter().filter_map(|p| std::fs::metadata(p).ok()) {
+            let id = (meta.dev(), meta.ino());
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+        }
+        seen.clone()
+    }
+}
+
+/// Extensions of precompressed copies: `wharf.toml.gz` is withheld with `wharf.toml`.
+const COMPRESSED_COPY: [&str; 3] = ["gz", "br", "zst"];
+
+/// The name of what `name` would be a compressed copy of, if it is one.
+fn compressed_stem(name: &[u8]) -> Option<&[u8]> {
+    let dot = name.iter().rposition(|&b| b == b'.')?;
+    let ext = std::str::from_utf8(&name[dot + 1..]).ok()?;
+    COMPRESSED_COPY.contains(&ext).then_some(&name[..dot])
 }
 
 /// What a path names: a regular file or a directory, already open. Anything else
@@ -164,27 +200,21 @@ impl Root {
             path,
             follow_symlinks,
             use_openat2: AtomicBool::new(cfg!(target_os = "linux")),
-            withheld: Vec::new(),
+            withheld: Withheld::default(),
         })
     }
 
     /// Never serves nor lists the files at `paths` (wharf's configuration file and TLS
-    /// key), by any name or link under the root: the file each path names is looked
-    /// up when a file is opened, so a key replaced on disk stays withheld too. This
-    /// costs a `stat` per path on a cache miss, and nothing when `paths` is empty.
+    /// key) or their compressed copies (`.gz`, `.br`, `.zst`), by any name or link
+    /// under the root. What each path names is looked up again whenever a file is
+    /// opened or a folder listed, so a key replaced on disk stays withheld too, and
+    /// what it named before is remembered. This costs a `stat` per path for each
+    /// file opened on a cache miss, and nothing when `paths` is empty.
     pub fn withholding(mut self, paths: Vec<PathBuf>) -> Root {
-        self.withheld = paths;
+        self.withheld.paths = paths;
+        // What was loaded at startup, before anything can move it.
+        self.withheld.ids();
         self
-    }
-
-    /// The (device, inode) of every withheld file that exists now.
-    fn withheld_ids(&self) -> Vec<(u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        self.withheld
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| (m.dev(), m.ino()))
-            .collect()
     }
 
     /// The canonical path of the root, for messages.
@@ -201,9 +231,7 @@ impl Root {
         let file = File::from(fd);
         let meta = file.metadata()?;
         if meta.is_file() {
-            use std::os::unix::fs::MetadataExt;
-            if !self.withheld.is_empty() && self.withheld_ids().contains(&(meta.dev(), meta.ino()))
-            {
+            if !self.withheld.paths.is_empty() && self.is_withheld(path, &meta) {
                 return Err(not_found());
             }
             Ok(Node::File(OpenFile { file, meta }))
@@ -215,6 +243,22 @@ impl Root {
         } else {
             Err(not_found())
         }
+    }
+
+    /// Whether the file opened at `path` (with `meta`) is a withheld one or a
+    /// compressed copy of one.
+    fn is_withheld(&self, path: &SitePath, meta: &Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let ids = self.withheld.ids();
+        if ids.contains(&(meta.dev(), meta.ino())) {
+            return true;
+        }
+        let rel = path.relative_fs_path();
+        let stem = compressed_stem(rel.as_os_str().as_bytes())
+            .map(|stem| Path::new(std::ffi::OsStr::from_bytes(stem)));
+        stem.and_then(|stem| self.open_fd(stem).ok())
+            .and_then(|fd| rustix::fs::fstat(&fd).ok())
+            .is_some_and(|st| ids.contains(&stat_id(&st)))
     }
 
     fn open_fd(&self, rel: &Path) -> io::Result<OwnedFd> {
@@ -256,7 +300,11 @@ impl Root {
         let dir_fd = dir.fd.try_clone()?;
         let mut reader = Dir::new(dir.fd).map_err(io::Error::from)?;
         let mut entries = Vec::new();
-        let withheld = self.withheld_ids();
+        let withheld = if self.withheld.paths.is_empty() {
+            Vec::new()
+        } else {
+            self.withheld.ids()
+        };
         while let Some(entry) = reader.read() {
             let entry = entry.map_err(io::Error::from)?;
             let name = entry.file_name().to_bytes();
@@ -267,10 +315,15 @@ impl Root {
                 FileType::Symlink | FileType::Unknown => self.stat_link(path, name),
                 _ => rustix::fs::statat(&dir_fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW).ok(),
             };
-            // Field widths differ between targets; lossless on Linux.
-            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            let is_withheld = |st: &rustix::fs::Stat| {
+                withheld.contains(&stat_id(st))
+                    || compressed_stem(name).is_some_and(|stem| {
+                        rustix::fs::statat(&dir_fd, stem, AtFlags::empty())
+                            .is_ok_and(|st| withheld.contains(&stat_id(&st)))
+                    })
+            };
             let found = stat
-                .filter(|st| !withheld.contains(&(st.st_dev as u64, st.st_ino as u64)))
+                .filter(|st| withheld.is_empty() || !is_withheld(st))
                 .and_then(|st| describe_stat(name, &st));
             if let Some(e) = found {
                 entries.push(e);
@@ -285,6 +338,13 @@ impl Root {
         let fd = self.open_fd(&dir.join(name).relative_fs_path()).ok()?;
         rustix::fs::fstat(&fd).ok()
     }
+}
+
+/// The (device, inode) a stat describes.
+fn stat_id(st: &rustix::fs::Stat) -> (u64, u64) {
+    // Field widths differ between targets; lossless on Linux.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    (st.st_dev as u64, st.st_ino as u64)
 }
 
 fn describe_stat(name: &[u8], st: &rustix::fs::Stat) -> Option<Entry> {

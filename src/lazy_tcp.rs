@@ -101,6 +101,16 @@ impl LazyTcp {
         matches!(self.state, State::Direct(_))
     }
 
+    /// The socket's descriptor number, for a `getsockopt`.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match &self.state {
+            State::Direct(s) => Some(s.as_raw_fd()),
+            State::Registered(s) => Some(s.as_raw_fd()),
+            State::Failed => None,
+        }
+    }
+
     /// Peeks at what the peer has sent, without waiting: `None` when nothing is there
     /// yet (the socket is then registered, ready to wait).
     pub fn peek_now(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {

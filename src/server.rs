@@ -68,11 +68,45 @@ pub const SILENT_BEFORE_ACCEPT: std::time::Duration =
 #[cfg(not(target_os = "linux"))]
 pub const SILENT_BEFORE_ACCEPT: std::time::Duration = std::time::Duration::ZERO;
 
+/// Whether the accepted connection on `socket`, found with nothing to read, was held
+/// back by the kernel first: its SYN-ACK was sent again, which is how
+/// `TCP_DEFER_ACCEPT` waits (a lost SYN-ACK costs the client the same second). Not so
+/// for connections accepted at once (deferral unavailable, SYN cookies), whose
+/// header timeout must not be shortened. One `getsockopt`, on silent connections only.
+/// `socket` must be an open socket the caller holds (a stale number only makes the
+/// call fail or describe another socket).
+pub fn held_back_before_accept(socket: std::os::fd::RawFd) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: all-zero bytes are a valid `tcp_info` (plain integers).
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `info`, a local of that
+        // size, for a socket this function borrows.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        rc == 0 && info.tcpi_total_retrans > 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        false
+    }
+}
+
 /// Asks the kernel to hand over connections once the client's first bytes are in
 /// (`TCP_DEFER_ACCEPT`, nginx's `deferred`): every client speaks first in HTTP and
 /// TLS, so a connection is accepted with its request already readable and is usually
 /// answered without waiting on the event loop at all. A client that stays silent is
-/// still handed over after about a second, and then meets the header timeout.
+/// still handed over after about a second, which counts against its header timeout
+/// (see [`held_back_before_accept`]).
 /// Best effort: without it connections are accepted at once.
 fn defer_accept(socket: &Socket) {
     #[cfg(target_os = "linux")]

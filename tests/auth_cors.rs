@@ -115,6 +115,8 @@ fn hash_password_has_help_and_refuses_arguments() {
     let extra = run("secret");
     assert_eq!(extra.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&extra.stderr).contains("takes no arguments"));
+    // Most likely the password itself: never echoed.
+    assert!(!String::from_utf8_lossy(&extra.stderr).contains("secret"));
     let listed = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .arg("--help")
         .output()

@@ -60,20 +60,53 @@ fn the_configuration_file_is_never_served_from_the_folder_it_configures() {
         "root = \".\"\nport = 0\nbind = \"127.0.0.1\"\n[users]\nadmin = \"$argon2id$v=19$m=19456,t=2,p=1$bzBbXuTeqoof7ZHvwCPXQg$/XkfcwCQCm4bgi4u/ULHoinGWKSNKuYKNLru7JYdWtg\"\n",
     );
     std::os::unix::fs::symlink("wharf.toml", root.join("alias.txt")).unwrap();
+    // A deploy step that precompresses the whole folder.
+    write_file(&root, "wharf.toml.gz", gzip_compress(b"[users]"));
     let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
-    let auth = [("Authorization", "Basic YWRtaW46Y2hhbmdlLW1l")];
-    for path in ["/wharf.toml", "/alias.txt", "/./wharf.toml"] {
-        let res = request(&server, "GET", path, &auth);
-        assert_eq!(res.status, 404, "GET {path}: {}", res.body_text());
+    let withheld = |paths: &[&str]| {
+        for path in paths {
+            let res = get(&server, path);
+            assert_eq!(res.status, 404, "GET {path}: {}", res.body_text());
+            let gz = request(&server, "GET", path, &[("Accept-Encoding", "gzip")]);
+            assert_eq!(gz.status, 404, "GET {path} (gzip): {}", gz.body_text());
+        }
+        let listing = get(&server, "/").body_text();
+        for path in paths {
+            assert!(!listing.contains(&path[1..]), "{path} listed: {listing}");
+        }
+    };
+    withheld(&["/wharf.toml", "/alias.txt", "/wharf.toml.gz"]);
+    assert_eq!(get(&server, "/./wharf.toml").status, 404);
+    // Saved by an editor that renames the old file aside: the file wharf read stays
+    // withheld under its new name, and the new file under the old one.
+    std::fs::rename(&config, root.join("wharf.toml~")).unwrap();
+    write_file(&root, "wharf.toml", "port = 0\n");
+    withheld(&["/wharf.toml", "/wharf.toml~"]);
+    assert_eq!(get(&server, "/a.txt").body_text(), "public");
+}
+
+#[test]
+fn a_false_tls_self_signed_variable_leaves_certificate_files_alone() {
+    let args = [
+        OsStr::new("--tls-cert"),
+        OsStr::new("/nonexistent/c.pem"),
+        OsStr::new("--tls-key"),
+        OsStr::new("/nonexistent/k.pem"),
+        OsStr::new("--explain"),
+    ];
+    for off in ["0", "false", "no"] {
+        let out = run(&args, &[("WHARF_TLS_SELF_SIGNED", off)]);
+        let report = text(&out.stdout);
+        assert!(
+            report.contains("/nonexistent/c.pem"),
+            "{off}: {report}{}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains("combined"), "{off}");
     }
-    let listing = request(&server, "GET", "/", &auth);
-    assert_eq!(listing.status, 200);
-    assert!(!listing.body_text().contains("wharf.toml"), "listed");
-    assert!(!listing.body_text().contains("alias.txt"), "listed");
-    assert_eq!(
-        request(&server, "GET", "/a.txt", &auth).body_text(),
-        "public"
-    );
+    let on = run(&args, &[("WHARF_TLS_SELF_SIGNED", "1")]);
+    assert_eq!(on.status.code(), Some(1));
+    assert!(text(&on.stderr).contains("--tls-self-signed cannot be combined"));
 }
 
 #[test]

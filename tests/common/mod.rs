@@ -705,10 +705,12 @@ pub fn http_date(t: std::time::SystemTime) -> String {
     httpdate::fmt_http_date(t)
 }
 
-/// Set the modification time of `path` (std only: `File::set_modified`).
+/// Set the modification time of `path`, a file or a folder (std only:
+/// `File::set_modified`, which needs no write access from the owner).
 pub fn set_mtime(path: &Path, t: std::time::SystemTime) {
     fs::File::options()
-        .write(true)
+        .read(path.is_dir())
+        .write(!path.is_dir())
         .open(path)
         .unwrap_or_else(|e| panic!("open {path:?} to set its mtime: {e}"))
         .set_modified(t)
