@@ -452,15 +452,7 @@ async fn full_chain_with_intermediate_ca_loads() {
 /// Run wharf on `root` with `extra` and expect a clean one-line `wharf: ` error
 /// containing `needle`.
 fn assert_startup_error(root: &Path, extra: &[&str], needle: &str) {
-    let mut args: Vec<&OsStr> = vec![
-        root.as_os_str(),
-        OsStr::new("--port"),
-        OsStr::new("0"),
-        OsStr::new("-b"),
-        OsStr::new("127.0.0.1"),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    let run = run_to_exit(&args, None);
+    let run = run_to_exit(&loopback_args(root, extra), None);
     let what = format!("wharf {extra:?}");
     assert!(
         !run.status.success(),
@@ -609,11 +601,8 @@ fn silent_client_gets_the_header_timeout_from_when_it_connected() {
     let server = start_with_cert(&root, &tls, &localhost_cert(), &["--header-timeout", "1"]);
     let mut conn = Conn::open(&server);
     // Not the kernel's second of deferred accept plus the timeout.
-    conn.stream()
-        .set_read_timeout(Some(Duration::from_millis(1700)))
-        .unwrap();
     assert!(
-        conn.wait_for_close(),
+        conn.wait_for_close_within(Duration::from_millis(1700)),
         "a silent TLS client was kept past its header timeout"
     );
 }

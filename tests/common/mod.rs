@@ -77,6 +77,20 @@ fn wharf_command<S: AsRef<OsStr>>(args: &[S], cwd: Option<&Path>) -> Command {
     cmd
 }
 
+/// `ROOT --port 0 -b 127.0.0.1 EXTRA...`: the arguments of a wharf serving `root` on
+/// a free loopback port.
+pub fn loopback_args<'a>(root: &'a Path, extra: &[&'a str]) -> Vec<&'a OsStr> {
+    let mut args: Vec<&OsStr> = vec![
+        root.as_os_str(),
+        OsStr::new("--port"),
+        OsStr::new("0"),
+        OsStr::new("-b"),
+        OsStr::new("127.0.0.1"),
+    ];
+    args.extend(extra.iter().map(|arg| OsStr::new(*arg)));
+    args
+}
+
 /// A running wharf process. Killed when dropped.
 pub struct Server {
     child: Child,
@@ -92,14 +106,7 @@ pub struct Server {
 impl Server {
     /// `wharf ROOT --port 0 -b 127.0.0.1 EXTRA_ARGS...`
     pub fn start(root: &Path, extra_args: &[&str]) -> Server {
-        let mut args: Vec<&OsStr> = vec![
-            root.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("0"),
-            OsStr::new("-b"),
-            OsStr::new("127.0.0.1"),
-        ];
-        args.extend(extra_args.iter().map(OsStr::new));
+        let args = loopback_args(root, extra_args);
         Server::spawn(&args, None)
     }
 
@@ -117,14 +124,7 @@ impl Server {
     /// Like [`Server::start`], but nothing ever reads wharf's stdout: once the pipe
     /// is full, every write to it blocks.
     pub fn start_with_stdout_unread(root: &Path, extra_args: &[&str]) -> Server {
-        let mut args: Vec<&OsStr> = vec![
-            root.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("0"),
-            OsStr::new("-b"),
-            OsStr::new("127.0.0.1"),
-        ];
-        args.extend(extra_args.iter().map(OsStr::new));
+        let args = loopback_args(root, extra_args);
         Server::launch(
             wharf_command(&args, None),
             |line| line.contains("http://"),
@@ -408,6 +408,12 @@ impl Conn<TcpStream> {
 
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// Like [`Conn::wait_for_close`], giving up after `limit` instead.
+    pub fn wait_for_close_within(&mut self, limit: Duration) -> bool {
+        self.stream.set_read_timeout(Some(limit)).unwrap();
+        self.wait_for_close()
     }
 
     /// Read and discard until the peer closes the connection. `true` if it
@@ -855,14 +861,7 @@ impl Server {
 
     /// [`Server::start_https`] with extra environment variables for the child.
     pub fn start_with_env(root: &Path, extra_args: &[&str], env: &[(&str, &OsStr)]) -> Server {
-        let mut args: Vec<&OsStr> = vec![
-            root.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("0"),
-            OsStr::new("-b"),
-            OsStr::new("127.0.0.1"),
-        ];
-        args.extend(extra_args.iter().map(OsStr::new));
+        let args = loopback_args(root, extra_args);
         Server::spawn_with_env(&args, env)
     }
 
