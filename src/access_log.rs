@@ -4,8 +4,8 @@
 //! so a slow terminal or pipe never blocks request handling. When stdout falls so far
 //! behind that the (bounded) queue is full, lines are dropped and counted, and the
 //! count is reported on stderr: a stuck reader of stdout (a pipe nobody drains) costs
-//! log lines, never the server's availability. A worker's event loop collects its lines and hands them to the writer in
-//! batches, when it is about to wait for events or when a batch fills: waking the
+//! log lines, never the server's availability. A worker's event loop collects its
+//! lines and hands them to the writer in batches, when it is about to wait for events or when a batch fills: waking the
 //! writer for every line cost more than serving a small file. Every byte that came
 //! from the client is escaped before it is written: a request can never put a control
 //! sequence on the operator's terminal.
@@ -211,12 +211,18 @@ impl AccessLog {
             }
         };
         if flushed || !stderr_is_stdout() {
-            let n = self.dropped.swap(0, Ordering::Relaxed);
-            if n > 0 {
-                tracing::warn!("{n} access log lines dropped: stdout was not being read");
-            }
+            report_dropped(&self.dropped);
         }
     }
+}
+
+/// Says on stderr how many lines were dropped since the last report; whether any were.
+fn report_dropped(dropped: &AtomicU64) -> bool {
+    let n = dropped.swap(0, Ordering::Relaxed);
+    if n > 0 {
+        tracing::warn!("{n} access log lines dropped: stdout was not being read fast enough");
+    }
+    n > 0
 }
 
 /// Whether stderr and stdout are the same file or pipe (`2>&1`).
@@ -251,14 +257,8 @@ fn write_lines(rx: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
         }
         let _ = out.flush();
         // Stdout moves again: say what was lost, at most every few seconds.
-        if last_report.is_none_or(|t| t.elapsed() >= DROP_REPORT_EVERY) {
-            let n = dropped.swap(0, Ordering::Relaxed);
-            if n > 0 {
-                tracing::warn!(
-                    "{n} access log lines dropped: stdout was not being read fast enough"
-                );
-                last_report = Some(Instant::now());
-            }
+        if last_report.is_none_or(|t| t.elapsed() >= DROP_REPORT_EVERY) && report_dropped(dropped) {
+            last_report = Some(Instant::now());
         }
     }
 }
