@@ -1,43 +1,22 @@
 //! wharf: serve a folder over HTTP, safely.
 //!
-//! A request flows one way: [`server`] (listeners) → [`connection`] (protocol, limits,
-//! timeouts) → [`router`] (request checks, path parsing, one handler) →
-//! [`static_files`] / [`listing`] → a [`body::Body`]. Only [`fs`] opens anything under
-//! the served root. ARCHITECTURE.md describes the whole.
+//! A request flows one way: [`net`] (listeners, connections, protocols, timeouts) →
+//! [`site`] (request checks, method policy, rules) → one of [`handlers`] (through
+//! their seam) → a [`http::body::Body`] back out. [`http`] holds the pieces every
+//! layer speaks, [`fs`] is the one resolver of paths under the served root, [`log`]
+//! the access log; [`config`] builds every layer's settings, and this file wires
+//! them together. ARCHITECTURE.md describes the whole.
 
 #[cfg(not(unix))]
 compile_error!("wharf needs a Unix-like system (it resolves paths with openat/openat2)");
 
-pub mod access_log;
-pub mod auth;
-pub mod body;
-pub mod cache;
-pub mod compress;
-pub mod conditional;
 pub mod config;
-pub mod config_file;
-pub mod connection;
-pub mod cors;
-pub mod etag;
 pub mod fs;
-pub mod https_redirect;
-pub mod inflight;
-pub mod lazy_tcp;
-pub mod listing;
-pub mod mime;
-pub mod negotiate;
-pub mod parking;
-pub mod path;
-pub mod range;
-pub mod representation;
-pub mod response;
-pub mod router;
-pub mod rules;
-pub mod server;
-pub mod static_files;
-pub mod tls;
-pub mod tls_crypto;
-pub mod zero_copy;
+pub mod handlers;
+pub mod http;
+pub mod log;
+pub mod net;
+pub mod site;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -46,51 +25,55 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::access_log::AccessLog;
-use crate::config::Config;
-use crate::connection::{Limits, ListenerKind};
-use crate::parking::ParkingLot;
-use crate::router::Router;
-use crate::tls::Tls;
+use crate::config::cli::Config;
+use crate::fs::Root;
+use crate::handlers::static_files::{self, StaticFiles};
+use crate::handlers::Handlers;
+use crate::log::access::AccessLog;
+use crate::net::connection::{Limits, ListenerKind};
+use crate::net::parking::ParkingLot;
+use crate::net::tls::{self, Tls};
+use crate::site::checks::HeadLimits;
+use crate::site::{router, Router};
 
 /// Blocking-pool threads per worker (file I/O, listings, compression).
 const BLOCKING_THREADS_PER_WORKER: usize = 64;
 
 /// Checks what `--explain` can check without listening: the root opens as a folder
 /// and the certificate files load. Returns what is worth a warning (see
-/// [`site_warnings`]), or the error `run` would stop with.
+/// [`Router::warnings`]), or the error `run` would stop with.
 pub fn check(config: &Config) -> Result<Vec<String>, String> {
-    let router = Router::new(config.clone(), AccessLog::quiet())?;
+    let router = build_router(config, AccessLog::quiet())?;
     if let Some(tls::CertSource::Files { cert, key }) = &config.tls {
         tls::load(cert, key)?;
     }
-    Ok(site_warnings(&router))
+    Ok(router.warnings())
 }
 
-/// Settings that are valid but probably not what the operator meant: custom error
-/// pages that name nothing under the root (the plain page is sent instead).
-pub fn site_warnings(router: &Router) -> Vec<String> {
-    let hidden = router.config.hidden;
-    router
-        .config
-        .site
-        .error_pages
-        .iter()
-        .filter(|(_, page)| {
-            let found = path::SitePath::parse(page, hidden)
-                .ok()
-                .and_then(|p| router.root.open(&p).ok());
-            // A folder is served by its index file, so it may do.
-            found.is_none()
-        })
-        .map(|(status, page)| {
-            format!(
-                "error page for {}: {page} is not found under {}",
-                status.as_u16(),
-                router.root.path().display()
-            )
-        })
-        .collect()
+/// The site and its handlers as `config` describes them; fails (for a startup
+/// message) when the root cannot be opened.
+pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
+    let root =
+        Root::open_dir(&config.root, config.follow_symlinks)?.withholding(config.withheld.clone());
+    let static_files = StaticFiles::new(
+        root,
+        static_files::Settings {
+            hidden: config.hidden,
+            no_compress: config.no_compress,
+            cache_size: config.cache_size,
+            compress_cache_size: config.compress_cache_size,
+        },
+    );
+    let settings = router::Settings {
+        hidden: config.hidden,
+        limits: HeadLimits {
+            max_target_len: config.max_target_len,
+            max_header_size: config.max_header_size,
+        },
+        https: config.tls.is_some(),
+        rules: config.site.clone(),
+    };
+    Ok(Router::new(settings, Handlers::new(static_files), log))
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.
@@ -106,8 +89,8 @@ pub fn run(config: Config) -> Result<(), String> {
     } else {
         AccessLog::stdout(config.log_format)
     };
-    let router = Arc::new(Router::new(config.clone(), log.clone())?);
-    for warning in site_warnings(&router) {
+    let router = Arc::new(build_router(&config, log.clone())?);
+    for warning in router.warnings() {
         tracing::warn!("{warning}");
     }
     // Signal handlers go in first, on the runtime that will poll them, so a signal sent
@@ -143,7 +126,7 @@ pub fn run(config: Config) -> Result<(), String> {
         let thread = std::thread::Builder::new()
             .name(format!("wharf-worker-{i}"))
             .spawn(move || {
-                let runtime = build_runtime(&w.router.log)?;
+                let runtime = build_runtime(w.router.log())?;
                 w.run(runtime, None)
             })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
@@ -168,7 +151,7 @@ type Bound = (TcpListener, ListenerKind);
 /// every socket could be bound.
 fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>), String> {
     let bind = |addr: SocketAddr| -> Result<(TcpListener, SocketAddr), String> {
-        let listener = server::bind(addr)?;
+        let listener = net::listener::bind(addr)?;
         let local = listener
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
@@ -201,7 +184,7 @@ fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>
     for (listener, local) in site {
         eprintln!(
             "wharf: serving {} at {scheme}://{local}/",
-            router.root.path().display()
+            router.root().path().display()
         );
         let kind = match &tls {
             Some(tls) => ListenerKind::Tls {
@@ -243,11 +226,11 @@ impl Worker {
         runtime: tokio::runtime::Runtime,
         signals: Option<(Signals, Option<Tls>)>,
     ) -> Result<(), String> {
-        let log = self.router.log.clone();
+        let log = self.router.log().clone();
         log.batch_on_this_thread();
         runtime.block_on(async move {
             let tasks = TaskTracker::new();
-            let shared = Arc::new(connection::Shared {
+            let shared = Arc::new(net::connection::Shared {
                 router: Arc::clone(&self.router),
                 limits: self.limits.clone(),
                 shutdown: self.shutdown.clone(),
@@ -258,7 +241,7 @@ impl Worker {
                 let resumed = Arc::clone(&shared);
                 tokio::spawn(Arc::clone(lot).run(self.shutdown.clone(), move |parked| {
                     let shared = Arc::clone(&resumed);
-                    resumed.tasks.spawn(connection::resume(parked, shared));
+                    resumed.tasks.spawn(net::connection::resume(parked, shared));
                 }));
             }
             for (listener, kind) in self.listeners {
@@ -271,7 +254,11 @@ impl Worker {
                     )
                 }
                 .map_err(|e| format!("cannot register the listening socket: {e}"))?;
-                tokio::spawn(server::accept_loop(listener, Arc::clone(&shared), kind));
+                tokio::spawn(net::listener::accept_loop(
+                    listener,
+                    Arc::clone(&shared),
+                    kind,
+                ));
             }
             if let Some((mut signals, tls)) = signals {
                 let certs = tls.as_ref().map(|t| Arc::clone(t.certs()));
@@ -279,7 +266,7 @@ impl Worker {
                     let mut every = tokio::time::interval(Duration::from_secs(1));
                     loop {
                         every.tick().await;
-                        connection::release_parked_memory();
+                        net::connection::release_parked_memory();
                         if let Some(certs) = certs.as_ref().filter(|c| c.files_changed()) {
                             reload_certificate(certs, "its files changed");
                         }

@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-use wharf::config_file::{self, LayerError};
+use wharf::config::explain;
+use wharf::config::file::{self, LayerError};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let layered = match config_file::parse(args) {
+    let layered = match file::parse(args) {
         Ok(layered) => layered,
         // Usage errors, --help and --version, worded and exited by clap.
         Err(LayerError::Clap(e)) => e.exit(),
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
     };
     config.site = layered.site;
     if explain {
-        print!("{}", config_file::explain(&config, &sources));
+        print!("{}", explain::explain(&config, &sources));
         // Then what starting would find: a root that is no folder, a certificate
         // that does not load.
         return match wharf::check(&config) {
@@ -104,7 +105,7 @@ fn hash_password() -> ExitCode {
     if password.is_empty() {
         return fail("no password given (type it, or pipe it on standard input)");
     }
-    match wharf::auth::hash_password(password) {
+    match wharf::site::auth::hash_password(password) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS

@@ -1,0 +1,429 @@
+//! Command-line parsing and the validated settings the server runs with.
+//!
+//! [`Cli`] is what the user typed; [`Config`] is what it means, with every value checked
+//! once here so the rest of the server never re-validates.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::log::access::LogFormat;
+use crate::net::tls::CertSource;
+
+const EXAMPLES: &str = "\
+Examples:
+  wharf                      serve the current folder on http://127.0.0.1:8000/
+  wharf ./site               serve ./site
+  wharf 9000                 serve the current folder on port 9000
+  wharf -d ./site -p 0       serve ./site on a free port (printed at start)
+  wharf -b 0.0.0.0 ./site    serve ./site to the whole network (IPv4)
+  wharf -b :: ./site         serve ./site on every IPv6 and IPv4 address
+  wharf --log-format json    one JSON object per request on stdout
+  wharf --tls-self-signed    HTTPS on https://localhost:8000/ with a local certificate
+  wharf --tls-cert fullchain.pem --tls-key key.pem -b 0.0.0.0 -p 443 --redirect-http 80
+  wharf hash-password        read a password, print its hash for the [users] table";
+
+/// `wharf [ROOT|PORT] [OPTIONS]`: serve a folder over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about, after_help = EXAMPLES, args_override_self = true)]
+pub struct Cli {
+    /// Read settings from this TOML file (command-line flags and WHARF_* variables
+    /// override it).
+    #[arg(long, value_name = "FILE", env = "WHARF_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration, where each value came from, and a security
+    /// summary, then exit.
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Folder to serve (default: the current folder). A lone number that is not an
+    /// existing folder is the port, as with `python3 -m http.server 9000`.
+    #[arg(value_name = "ROOT|PORT")]
+    pub target: Option<OsString>,
+
+    /// Folder to serve (like python3 -m http.server --directory).
+    #[arg(
+        short = 'd',
+        long = "directory",
+        value_name = "DIR",
+        env = "WHARF_ROOT"
+    )]
+    directory: Option<PathBuf>,
+
+    /// TCP port to listen on; 0 picks a free port [default: 8000].
+    #[arg(short, long, value_name = "PORT", env = "WHARF_PORT")]
+    port: Option<u16>,
+
+    /// Address to listen on: an IPv4 or IPv6 address (0.0.0.0, ::) or a host name.
+    #[arg(
+        short,
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1",
+        env = "WHARF_BIND"
+    )]
+    bind: String,
+
+    /// Worker threads, each running its own event loop [default: number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), env = "WHARF_WORKERS")]
+    workers: Option<u16>,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "WHARF_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "WHARF_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a self-signed certificate for localhost, made once and kept in
+    /// $XDG_STATE_HOME/wharf or ~/.local/state/wharf.
+    #[arg(long, env = "WHARF_TLS_SELF_SIGNED",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    tls_self_signed: bool,
+
+    /// Also listen for plain HTTP on this port and redirect every request to HTTPS.
+    #[arg(long, value_name = "PORT", env = "WHARF_REDIRECT_HTTP")]
+    redirect_http: Option<u16>,
+
+    /// Follow symlinks that point outside the served folder.
+    #[arg(long, env = "WHARF_FOLLOW_SYMLINKS", value_parser = clap::builder::BoolishValueParser::new())]
+    follow_symlinks: bool,
+
+    /// Serve and list dotfiles and dot-directories.
+    #[arg(long, env = "WHARF_HIDDEN", value_parser = clap::builder::BoolishValueParser::new())]
+    hidden: bool,
+
+    /// Drop a client that has not sent a complete request head within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout, env = "WHARF_HEADER_TIMEOUT")]
+    header_timeout: Duration,
+
+    /// Close a keep-alive connection idle for this long.
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_timeout, env = "WHARF_IDLE_TIMEOUT")]
+    idle_timeout: Duration,
+
+    /// Largest request header section accepted, in bytes; larger gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024), env = "WHARF_MAX_HEADER_SIZE")]
+    max_header_size: u32,
+
+    /// Access-log format on stdout.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "combined",
+        env = "WHARF_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+
+    /// Do not compress responses on the fly (precompressed .br/.zst/.gz files next to
+    /// the originals are still served).
+    #[arg(long, env = "WHARF_NO_COMPRESS", value_parser = clap::builder::BoolishValueParser::new())]
+    no_compress: bool,
+
+    /// Memory for caching responses compressed on the fly, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, env = "WHARF_COMPRESS_CACHE_SIZE")]
+    compress_cache_size: usize,
+
+    /// Memory for the cache of ready responses (small files, compressed variants,
+    /// listings), in bytes; 0 turns it off.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, env = "WHARF_CACHE_SIZE")]
+    cache_size: usize,
+
+    /// Do not write the access log.
+    #[arg(short, long, env = "WHARF_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
+    quiet: bool,
+
+    /// On SIGINT/SIGTERM, how long in-flight responses may take to finish.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "WHARF_GRACE_PERIOD")]
+    grace_period: Duration,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The folder served.
+    pub root: PathBuf,
+    /// Every address to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads.
+    pub workers: usize,
+    /// Where the TLS certificate comes from; `None` serves plain HTTP.
+    pub tls: Option<CertSource>,
+    /// Port of the plain-HTTP listener that redirects to HTTPS.
+    pub redirect_http: Option<u16>,
+    /// Whether symlinks may lead outside the root.
+    pub follow_symlinks: bool,
+    /// Whether dotfiles are served and listed.
+    pub hidden: bool,
+    /// Deadline for a complete request head.
+    pub header_timeout: Duration,
+    /// Deadline for an idle keep-alive connection.
+    pub idle_timeout: Duration,
+    /// Largest request header section, in bytes.
+    pub max_header_size: usize,
+    /// Largest request target, in bytes; longer gets 414.
+    pub max_target_len: usize,
+    /// No on-the-fly compression.
+    pub no_compress: bool,
+    /// Bytes of compressed variants kept in memory.
+    pub compress_cache_size: usize,
+    /// Bytes of ready responses kept in memory.
+    pub cache_size: usize,
+    /// Access-log format.
+    pub log_format: LogFormat,
+    /// No access log.
+    pub quiet: bool,
+    /// Time allowed for in-flight responses at shutdown.
+    pub grace_period: Duration,
+    /// Path rules, error pages and header presets from the configuration file.
+    pub site: crate::site::rules::Site,
+    /// Files holding wharf's own secrets (the configuration file, the TLS private
+    /// key): never served or listed, even when they lie under the root.
+    pub withheld: Vec<PathBuf>,
+}
+
+/// The longest request target accepted, as nginx's default large header buffer (8 KiB).
+pub const MAX_TARGET_LEN: usize = 8 * 1024;
+
+const DEFAULT_PORT: u16 = 8000;
+
+/// Whether the positional ROOT|PORT argument is a port: all digits, and no folder of
+/// that name exists (as `python3 -m http.server 9000`).
+pub fn target_is_port(target: &std::ffi::OsStr) -> bool {
+    target
+        .to_str()
+        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        && !Path::new(target).is_dir()
+}
+
+impl Cli {
+    /// Resolves the command line into a [`Config`], or a one-line error.
+    pub fn into_config(self) -> Result<Config, String> {
+        let (root, positional_port) = match (self.target, self.directory) {
+            (None, dir) => (dir.unwrap_or_else(|| PathBuf::from(".")), None),
+            (Some(target), dir) => {
+                let as_path = PathBuf::from(&target);
+                match target.to_str().filter(|_| target_is_port(&target)) {
+                    Some(digits) => {
+                        let port = digits.parse::<u16>().map_err(|_| {
+                            format!("invalid port {digits}: must be between 0 and 65535")
+                        })?;
+                        (dir.unwrap_or_else(|| PathBuf::from(".")), Some(port))
+                    }
+                    _ if dir.is_some() => {
+                        return Err(
+                            "give the folder either as ROOT or with --directory, not both".into(),
+                        )
+                    }
+                    _ => (as_path, None),
+                }
+            }
+        };
+        let port = match (self.port, positional_port) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!("two different ports given: {b} and --port {a}"))
+            }
+            (Some(p), _) | (None, Some(p)) => p,
+            (None, None) => DEFAULT_PORT,
+        };
+        // Checked here rather than by clap, which would also count
+        // WHARF_TLS_SELF_SIGNED=0 as the flag given.
+        let tls = match (self.tls_cert, self.tls_key, self.tls_self_signed) {
+            (Some(_), _, true) | (_, Some(_), true) => {
+                return Err("--tls-self-signed cannot be combined with --tls-cert/--tls-key".into())
+            }
+            (Some(cert), Some(key), false) => Some(CertSource::Files { cert, key }),
+            (_, _, true) => Some(CertSource::SelfSigned),
+            _ => None,
+        };
+        if self.redirect_http.is_some() && tls.is_none() {
+            return Err(
+                "--redirect-http needs HTTPS (--tls-cert/--tls-key or --tls-self-signed)".into(),
+            );
+        }
+        if self.redirect_http.is_some_and(|p| p != 0 && p == port) {
+            return Err(format!("--redirect-http {port} is the HTTPS port itself"));
+        }
+        let withheld = self
+            .config
+            .into_iter()
+            .chain(match &tls {
+                Some(CertSource::Files { key, .. }) => Some(key.clone()),
+                Some(CertSource::SelfSigned) => crate::net::tls::self_signed_key_path(),
+                None => None,
+            })
+            .collect();
+        Ok(Config {
+            withheld,
+            tls,
+            redirect_http: self.redirect_http,
+            root,
+            listen: resolve_bind(&self.bind, port)?,
+            workers: self.workers.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                usize::from,
+            ),
+            follow_symlinks: self.follow_symlinks,
+            hidden: self.hidden,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_header_size: self.max_header_size as usize,
+            max_target_len: MAX_TARGET_LEN,
+            no_compress: self.no_compress,
+            compress_cache_size: self.compress_cache_size,
+            cache_size: self.cache_size,
+            log_format: self.log_format,
+            quiet: self.quiet,
+            grace_period: self.grace_period,
+            site: crate::site::rules::Site::default(),
+        })
+    }
+}
+
+/// Turns `--bind` into socket addresses: an IP literal (brackets allowed for IPv6) or a
+/// host name resolved once at startup (`localhost` gives both 127.0.0.1 and ::1).
+fn resolve_bind(bind: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let literal = bind.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let valid_name = !bind.is_empty()
+        && bind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid_name {
+        return Err(format!(
+            "invalid bind address {bind:?}: expected an IP address or a host name"
+        ));
+    }
+    let mut addrs: Vec<SocketAddr> = (bind, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve bind address {bind}: {e}"))?
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("bind address {bind} resolves to no address"));
+    }
+    Ok(addrs)
+}
+
+/// The longest duration accepted: deadlines are instants, and a deadline beyond what
+/// the clock can represent would be an overflow, not a very long wait.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A duration: plain seconds (`10`, `1.5`) or with a unit (`500ms`, `10s`, `2m`), at
+/// most a year.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = if let Ok(secs) = s.parse::<f64>() {
+        Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|_| format!("invalid duration {s:?}: use e.g. 10, 10s, 500ms or 2m"))?
+    };
+    if d > MAX_DURATION {
+        return Err(format!("duration {s:?} is too long: at most 365 days"));
+    }
+    Ok(d)
+}
+
+/// A duration that must be positive: a zero timeout would drop every client.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("a timeout must be longer than zero".into()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["wharf"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .into_config()
+    }
+
+    #[test]
+    fn durations_beyond_a_year_are_refused() {
+        for flag in ["--idle-timeout", "--header-timeout", "--grace-period"] {
+            for value in [
+                "9223372036854775807s",
+                "18446744073709551615s",
+                "366d",
+                "1e30",
+            ] {
+                assert!(config(&[flag, value]).is_err(), "{flag} {value}");
+            }
+            assert!(config(&[flag, "365d"]).is_ok(), "{flag} 365d");
+        }
+    }
+
+    #[test]
+    fn a_lone_number_is_the_port() {
+        let c = config(&["9000"]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:9000".parse().unwrap()]);
+        assert_eq!(c.root, PathBuf::from("."));
+    }
+
+    #[test]
+    fn an_existing_numeric_folder_is_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("123");
+        std::fs::create_dir(&dir).unwrap();
+        let c = config(&[dir.to_str().unwrap()]).unwrap();
+        assert_eq!(c.root, dir);
+        assert_eq!(c.listen[0].port(), 8000);
+    }
+
+    #[test]
+    fn python_style_directory_and_port() {
+        let c = config(&["-d", "/srv", "8080", "-b", "::"]).unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv"));
+        assert_eq!(c.listen, vec!["[::]:8080".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(config(&["99999"]).unwrap_err().contains("invalid port"));
+        assert!(config(&["--port", "abc"]).is_err());
+        assert!(config(&["-b", "bad addr!"])
+            .unwrap_err()
+            .contains("invalid bind"));
+        assert!(config(&["--header-timeout", "soon"]).is_err());
+        assert!(config(&["--idle-timeout", "0"]).is_err());
+        assert!(config(&["--log-format", "xml"]).is_err());
+        assert!(config(&["./a", "-d", "./b"])
+            .unwrap_err()
+            .contains("not both"));
+        assert!(config(&["9000", "-p", "9001"])
+            .unwrap_err()
+            .contains("two different"));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("-1").is_err());
+    }
+}

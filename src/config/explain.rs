@@ -1,0 +1,220 @@
+//! `--explain`: every effective setting with where it came from, then what is exposed
+//! and how it is limited, in plain words.
+
+use std::fmt::Write as _;
+
+use ipnet::IpNet;
+
+use crate::config::cli::Config;
+use crate::config::file::Source;
+
+fn shown_root(config: &Config) -> String {
+    std::fs::canonicalize(&config.root)
+        .unwrap_or_else(|_| config.root.clone())
+        .display()
+        .to_string()
+}
+
+/// The `--explain` report: every effective value with its source, then what is exposed
+/// and how it is limited, in plain words.
+pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
+    let source = |key: &str| {
+        sources
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or_else(|| "default".to_string(), |(_, s)| s.to_string())
+    };
+    let dur = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let onoff = |b: bool| if b { "on" } else { "off" }.to_string();
+    let tls = match &config.tls {
+        None => "off".to_string(),
+        Some(crate::net::tls::CertSource::SelfSigned) => "self-signed".to_string(),
+        Some(crate::net::tls::CertSource::Files { cert, key }) => {
+            format!("{} + {}", cert.display(), key.display())
+        }
+    };
+    let listen: Vec<String> = config.listen.iter().map(ToString::to_string).collect();
+    let rows: Vec<(&str, String, &str)> = vec![
+        ("root", shown_root(config), "root"),
+        ("listen", listen.join(", "), "bind"),
+        ("workers", config.workers.to_string(), "workers"),
+        ("tls", tls, "tls-cert"),
+        (
+            "redirect-http",
+            config.redirect_http.map_or("off".into(), |p| p.to_string()),
+            "redirect-http",
+        ),
+        (
+            "follow-symlinks",
+            onoff(config.follow_symlinks),
+            "follow-symlinks",
+        ),
+        ("hidden", onoff(config.hidden), "hidden"),
+        (
+            "header-timeout",
+            dur(config.header_timeout),
+            "header-timeout",
+        ),
+        ("idle-timeout", dur(config.idle_timeout), "idle-timeout"),
+        (
+            "max-header-size",
+            config.max_header_size.to_string(),
+            "max-header-size",
+        ),
+        (
+            "log-format",
+            format!("{:?}", config.log_format).to_lowercase(),
+            "log-format",
+        ),
+        ("quiet", onoff(config.quiet), "quiet"),
+        ("no-compress", onoff(config.no_compress), "no-compress"),
+        (
+            "compress-cache-size",
+            config.compress_cache_size.to_string(),
+            "compress-cache-size",
+        ),
+        ("cache-size", config.cache_size.to_string(), "cache-size"),
+        ("grace-period", dur(config.grace_period), "grace-period"),
+    ];
+    let mut out = String::from("Effective configuration:\n");
+    for (name, value, key) in rows {
+        let from = if name == "listen" {
+            let (b, p) = (source("bind"), source("port"));
+            if b == p {
+                b
+            } else {
+                format!("bind: {b}; port: {p}")
+            }
+        } else if name == "tls" {
+            match config.tls {
+                Some(crate::net::tls::CertSource::SelfSigned) => source("tls-self-signed"),
+                _ => source("tls-cert"),
+            }
+        } else {
+            source(key)
+        };
+        let _ = writeln!(out, "  {name:<20} {value:<40} ({from})");
+    }
+    out.push_str("\nSecurity summary:\n");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for addr in &config.listen {
+        let reach = if addr.ip().is_loopback() {
+            "this machine only"
+        } else if addr.ip().is_unspecified() {
+            "every network interface: anyone who can reach this machine"
+        } else {
+            "that address's network"
+        };
+        let _ = writeln!(
+            out,
+            "  - {} is served on {scheme}://{addr}/ ({reach}); nothing outside it is.",
+            shown_root(config)
+        );
+    }
+    if config.tls.is_none() && config.listen.iter().any(|a| !a.ip().is_loopback()) {
+        out.push_str("  - Traffic is not encrypted (no TLS) on a non-loopback address.\n");
+    }
+    let _ = writeln!(
+        out,
+        "  - Dotfiles and dot-directories: {}.",
+        if config.hidden {
+            "served and listed (--hidden)"
+        } else {
+            "hidden (404), except /.well-known/"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  - Symlinks leading outside the folder: {}.",
+        if config.follow_symlinks {
+            "followed (--follow-symlinks)"
+        } else {
+            "refused (404)"
+        }
+    );
+    for rule in &config.site.rules {
+        let path = rule.path.as_str();
+        match &rule.auth {
+            Some(crate::site::rules::AuthRule::AnyUser) => {
+                let _ = writeln!(
+                    out,
+                    "  - {path} needs a user from [users] (HTTP Basic; use HTTPS on open networks)."
+                );
+            }
+            Some(crate::site::rules::AuthRule::Users(names)) => {
+                let _ = writeln!(
+                    out,
+                    "  - {path} needs one of these users: {} (HTTP Basic).",
+                    names.join(", ")
+                );
+            }
+            None => {}
+        }
+        if !rule.allow.is_empty() || !rule.deny.is_empty() {
+            let list = |nets: &[IpNet]| {
+                nets.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let allowed = if rule.allow.is_empty() {
+                "everyone".to_string()
+            } else {
+                list(&rule.allow)
+            };
+            let denied = if rule.deny.is_empty() {
+                "nobody".to_string()
+            } else {
+                list(&rule.deny)
+            };
+            let _ = writeln!(
+                out,
+                "  - {path} is limited by address: allowed {allowed}; denied {denied} (others get 403)."
+            );
+        }
+        if rule.cors.is_some() {
+            let _ = writeln!(
+                out,
+                "  - {path} may be read by scripts from other origins (CORS rule)."
+            );
+        }
+    }
+    if config.site.security_headers {
+        out.push_str("  - Security headers are added to every response.\n");
+    }
+    out.push_str(
+        "  - Uploads and other writes: not available; only GET, HEAD and OPTIONS are answered.\n",
+    );
+    let _ = writeln!(
+        out,
+        "  - Limits: request head within {}, idle connections closed after {}, header section {} bytes, request target {} bytes.",
+        dur(config.header_timeout),
+        dur(config.idle_timeout),
+        config.max_header_size,
+        config.max_target_len
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::tests::{run, write};
+
+    #[test]
+    fn explain_reports_sources_and_exposure() {
+        let (_d, path) = write("bind = \"0.0.0.0\"\nhidden = true\n");
+        let layered = run(&path, &["-p", "8123"]).unwrap();
+        let sources = layered.sources.clone();
+        let config = layered.cli.into_config().unwrap();
+        let text = explain(&config, &sources);
+        assert!(text.contains("0.0.0.0:8123"), "{text}");
+        assert!(text.contains("every network interface"), "{text}");
+        assert!(text.contains("not encrypted"), "{text}");
+        assert!(text.contains("served and listed"), "{text}");
+    }
+}

@@ -1,0 +1,370 @@
+//! The configuration file's site tables — `[[rule]]`, `[error-pages]`, `[users]` and
+//! `security-headers` — read into a [`Site`]: globs, handlers, redirects, rewrites,
+//! headers, address lists, CORS and auth, each checked with errors that name the
+//! file's line.
+
+use http::header::{HeaderName, HeaderValue};
+use http::StatusCode;
+use ipnet::IpNet;
+
+use crate::config::lines::{key_line, line_in_section, section_line};
+use crate::handlers::Handler;
+use crate::site::cors::Cors;
+use crate::site::rules::{placeholders, AuthRule, Glob, Redirect, Rule, Site};
+
+/// File-only keys: they describe the site rather than the server.
+pub(super) const SITE_KEYS: &[&str] = &["rule", "error-pages", "security-headers", "users"];
+
+pub(super) type SiteError = (usize, String);
+
+/// Reads one site-level key into `site`.
+pub(super) fn site_entry(
+    site: &mut Site,
+    key: &str,
+    value: &toml::Value,
+    text: &str,
+) -> Result<(), SiteError> {
+    let line = key_line(text, key);
+    match (key, value) {
+        ("security-headers", toml::Value::Boolean(on)) => site.security_headers = *on,
+        ("security-headers", other) => {
+            return Err((
+                line,
+                format!(
+                    "key \"security-headers\": expected true or false, found {}",
+                    other.type_str()
+                ),
+            ))
+        }
+        ("error-pages", toml::Value::Table(pages)) => {
+            let base = section_line(text, "[error-pages]", 0);
+            for (code, page) in pages {
+                let line = line_in_section(text, base, code);
+                let status = code
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .filter(|s| s.is_client_error() || s.is_server_error())
+                    .ok_or((
+                        line,
+                        format!("key \"error-pages.{code}\": not a 4xx or 5xx status"),
+                    ))?;
+                let page = page.as_str().filter(|p| p.starts_with('/')).ok_or((
+                    line,
+                    format!("key \"error-pages.{code}\": expected a path starting with /"),
+                ))?;
+                site.error_pages.push((status, page.to_string()));
+            }
+        }
+        ("users", toml::Value::Table(users)) => {
+            let base = section_line(text, "[users]", 0);
+            let mut hashes = std::collections::HashMap::new();
+            for (name, hash) in users {
+                let line = line_in_section(text, base, name);
+                let hash = hash.as_str().ok_or((
+                    line,
+                    format!("key \"users.{name}\": expected a password hash string"),
+                ))?;
+                hashes.insert(name.clone(), hash.to_string());
+            }
+            site.users = std::sync::Arc::new(
+                crate::site::auth::Users::new(hashes)
+                    .map_err(|e| (base, format!("key \"users\": {e}")))?,
+            );
+        }
+        ("users", _) => {
+            return Err((
+                line,
+                "key \"users\": expected a table of name = \"hash\"".into(),
+            ))
+        }
+        ("error-pages", _) => {
+            return Err((
+                line,
+                "key \"error-pages\": expected a table of status = \"/page.html\"".into(),
+            ))
+        }
+        ("rule", toml::Value::Array(rules)) => {
+            for (i, rule) in rules.iter().enumerate() {
+                let base = section_line(text, "[[rule]]", i);
+                let toml::Value::Table(rule) = rule else {
+                    return Err((base, "key \"rule\": each rule is a [[rule]] table".into()));
+                };
+                site.rules.push(parse_rule(rule, text, base)?);
+            }
+        }
+        _ => return Err((line, format!("key \"{key}\": expected [[{key}]] tables"))),
+    }
+    Ok(())
+}
+
+const RULE_KEYS: &[&str] = &[
+    "path", "handler", "headers", "redirect", "status", "rewrite", "spa", "allow", "deny", "cors",
+    "auth",
+];
+
+/// Headers a rule may not set: they frame the message, and a wrong value would
+/// corrupt the connection.
+const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteError> {
+    let at = |key: &str| line_in_section(text, base, key);
+    let string = |key: &str| -> Result<Option<String>, SiteError> {
+        match rule.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err((
+                at(key),
+                format!(
+                    "key \"rule.{key}\": expected a string, found {}",
+                    other.type_str()
+                ),
+            )),
+        }
+    };
+    if let Some(key) = rule.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
+        return Err((
+            at(key),
+            format!(
+                "unknown key \"rule.{key}\" (known: {})",
+                RULE_KEYS.join(", ")
+            ),
+        ));
+    }
+    let path = string("path")?.ok_or((
+        base,
+        "key \"rule.path\": every rule needs a path".to_string(),
+    ))?;
+    let path = Glob::parse(&path).map_err(|e| (at("path"), format!("key \"rule.path\": {e}")))?;
+    let mut headers = Vec::new();
+    match rule.get("headers") {
+        None => {}
+        Some(toml::Value::Table(h)) => {
+            for (name, value) in h {
+                let bad = |what: String| (at("headers"), format!("key \"rule.headers\": {what}"));
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| bad(format!("invalid header name {name:?}")))?;
+                if FRAMING_HEADERS.contains(&name.as_str()) {
+                    return Err(bad(format!(
+                        "{name} describes the message framing, which wharf sets"
+                    )));
+                }
+                let value = value
+                    .as_str()
+                    .and_then(|v| HeaderValue::from_str(v).ok())
+                    .ok_or_else(|| bad(format!("invalid value for {name}")))?;
+                headers.push((name, value));
+            }
+        }
+        Some(_) => {
+            return Err((
+                at("headers"),
+                "key \"rule.headers\": expected a table of name = \"value\"".into(),
+            ))
+        }
+    }
+    let status = match rule.get("status") {
+        None => None,
+        Some(toml::Value::Integer(code)) => Some(
+            u16::try_from(*code)
+                .ok()
+                .filter(|c| [301, 302, 303, 307, 308].contains(c))
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .ok_or((
+                    at("status"),
+                    format!("key \"rule.status\": {code} is not a redirect status (301, 302, 303, 307, 308)"),
+                ))?,
+        ),
+        Some(_) => return Err((at("status"), "key \"rule.status\": expected a number".into())),
+    };
+    let redirect = string("redirect")?.map(|to| Redirect {
+        to,
+        status: status.unwrap_or(StatusCode::FOUND),
+    });
+    if status.is_some() && redirect.is_none() {
+        return Err((
+            at("status"),
+            "key \"rule.status\": only meaningful with redirect".into(),
+        ));
+    }
+    let local = |key: &str| -> Result<Option<String>, SiteError> {
+        match string(key)? {
+            Some(p) if !p.starts_with('/') => Err((
+                at(key),
+                format!("key \"rule.{key}\": expected a path starting with /"),
+            )),
+            other => Ok(other),
+        }
+    };
+    let nets = |key: &str| -> Result<Vec<IpNet>, SiteError> {
+        let Some(value) = rule.get(key) else {
+            return Ok(Vec::new());
+        };
+        let toml::Value::Array(items) = value else {
+            return Err((
+                at(key),
+                format!("key \"rule.{key}\": expected a list of addresses or networks"),
+            ));
+        };
+        items
+            .iter()
+            .map(|item| {
+                let s = item.as_str().unwrap_or("");
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        (
+                            at(key),
+                            format!(
+                                "key \"rule.{key}\": {s:?} is not an IP address or CIDR network"
+                            ),
+                        )
+                    })
+            })
+            .collect()
+    };
+    let strings = |table: &toml::Table, key: &str| -> Result<Vec<String>, SiteError> {
+        match table.get(key) {
+            None => Ok(Vec::new()),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(String::from).ok_or((
+                        at("cors"),
+                        format!("key \"rule.cors.{key}\": expected a list of strings"),
+                    ))
+                })
+                .collect(),
+            Some(_) => Err((
+                at("cors"),
+                format!("key \"rule.cors.{key}\": expected a list of strings"),
+            )),
+        }
+    };
+    let cors = match rule.get("cors") {
+        None => None,
+        Some(toml::Value::Table(t)) => {
+            if let Some(k) = t.keys().find(|k| {
+                !["origins", "methods", "headers", "credentials", "max-age"].contains(&k.as_str())
+            }) {
+                return Err((at("cors"), format!("unknown key \"rule.cors.{k}\" (known: origins, methods, headers, credentials, max-age)")));
+            }
+            let credentials = match t.get("credentials") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(_) => {
+                    return Err((
+                        at("cors"),
+                        "key \"rule.cors.credentials\": expected true or false".into(),
+                    ))
+                }
+            };
+            let max_age = match t.get("max-age") {
+                None => None,
+                Some(toml::Value::Integer(n)) => Some(u32::try_from(*n).map_err(|_| {
+                    (
+                        at("cors"),
+                        "key \"rule.cors.max-age\": expected seconds (0 or more)".to_string(),
+                    )
+                })?),
+                Some(_) => {
+                    return Err((
+                        at("cors"),
+                        "key \"rule.cors.max-age\": expected a number of seconds".into(),
+                    ))
+                }
+            };
+            Some(
+                Cors::new(
+                    &strings(t, "origins")?,
+                    &strings(t, "methods")?,
+                    &strings(t, "headers")?,
+                    credentials,
+                    max_age,
+                )
+                .map_err(|e| (at("cors"), format!("key \"rule.cors\": {e}")))?,
+            )
+        }
+        Some(_) => return Err((at("cors"), "key \"rule.cors\": expected a table".into())),
+    };
+    let auth = match rule.get("auth") {
+        None | Some(toml::Value::Boolean(false)) => None,
+        Some(toml::Value::Boolean(true)) => Some(AuthRule::AnyUser),
+        Some(toml::Value::Array(items)) => Some(AuthRule::Users(
+            items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(String::from).ok_or((
+                        at("auth"),
+                        "key \"rule.auth\": expected true or a list of user names".to_string(),
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        )),
+        Some(_) => {
+            return Err((
+                at("auth"),
+                "key \"rule.auth\": expected true or a list of user names".into(),
+            ))
+        }
+    };
+    let handler = match string("handler")? {
+        None => None,
+        Some(name) => Some(
+            Handler::parse(&name)
+                .map_err(|e| (at("handler"), format!("key \"rule.handler\": {e}")))?,
+        ),
+    };
+    let rewrite = local("rewrite")?;
+    let spa = local("spa")?;
+    // A capture the path cannot yield would silently expand to nothing.
+    for (key, template) in [
+        ("redirect", redirect.as_ref().map(|r| &r.to)),
+        ("rewrite", rewrite.as_ref()),
+    ] {
+        let Some(template) = template else { continue };
+        let count = path.wildcards();
+        if let Some(n) = placeholders(template).find(|&n| n == 0 || n > count) {
+            return Err((
+                at(key),
+                format!(
+                    "key \"rule.{key}\": {{{n}}} names no capture: the path {:?} has {count} wildcard(s)",
+                    path.as_str()
+                ),
+            ));
+        }
+    }
+    // A redirect answers before any file is looked at: a rewrite or fallback beside it
+    // would never apply.
+    if redirect.is_some() {
+        if let Some(key) = ["rewrite", "spa"]
+            .into_iter()
+            .find(|k| rule.contains_key(*k))
+        {
+            return Err((
+                at(key),
+                format!("key \"rule.{key}\": a rule that redirects serves nothing, so it cannot {key} too"),
+            ));
+        }
+    }
+    Ok(Rule {
+        handler,
+        path,
+        headers,
+        redirect,
+        rewrite,
+        spa,
+        allow: nets("allow")?,
+        deny: nets("deny")?,
+        cors,
+        auth,
+    })
+}

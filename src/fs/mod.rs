@@ -1,0 +1,565 @@
+//! The only code that opens anything under the served root.
+//!
+//! Every handler asks [`Root`] for a [`SitePath`]; nothing else joins request data onto
+//! a file-system path. Resolution is done by the kernel where it can be: on Linux,
+//! `openat2(2)` with `RESOLVE_BENEATH` refuses any path, `..` or symlink that would leave
+//! the root fd, atomically, so a file swapped for a symlink between a check and an open
+//! cannot escape. Where `openat2` is unavailable (old kernels, seccomp filters, other
+//! Unixes) a component-by-component walk with `O_NOFOLLOW`, expanding symlinks by hand
+//! from directory fds, gives the same guarantee.
+//!
+//! All functions here block; callers run them on the blocking pool.
+
+use std::collections::VecDeque;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+
+use crate::http::path::SitePath;
+
+/// How many symlinks one resolution may expand before it is refused, as Linux's own
+/// limit (`MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// The served directory, held open, plus the policy for leaving it.
+#[derive(Debug)]
+pub struct Root {
+    dir: OwnedFd,
+    path: PathBuf,
+    follow_symlinks: bool,
+    /// Cleared the first time the kernel says `openat2` is not available.
+    use_openat2: AtomicBool,
+    /// Files never opened or listed, whatever path leads to them (see
+    /// [`Root::withholding`]).
+    withheld: Withheld,
+}
+
+/// wharf's own secret files, by path and by every identity they have had.
+#[derive(Debug, Default)]
+struct Withheld {
+    paths: Vec<PathBuf>,
+    /// Every (device, inode) the paths have named since startup: the file actually
+    /// loaded stays withheld after a rename moved it aside (an editor's backup, a
+    /// rotated key), and so does one opened just before such a rename.
+    seen: Mutex<Vec<(u64, u64)>>,
+}
+
+impl Withheld {
+    /// What the paths name now, added to what they named before; all of it (nothing,
+    /// and no system call, when there are no paths).
+    fn ids(&self) -> Vec<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        if self.paths.is_empty() {
+            return Vec::new();
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for meta in self.paths.iter().filter_map(|p| std::fs::metadata(p).ok()) {
+            let id = (meta.dev(), meta.ino());
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+        }
+        seen.clone()
+    }
+}
+
+/// Extensions of precompressed copies: `wharf.toml.gz` is withheld with `wharf.toml`.
+const COMPRESSED_COPY: [&str; 3] = ["gz", "br", "zst"];
+
+/// The name of what `name` would be a compressed copy of, if it is one.
+fn compressed_stem(name: &[u8]) -> Option<&[u8]> {
+    let dot = name.iter().rposition(|&b| b == b'.')?;
+    let ext = std::str::from_utf8(&name[dot + 1..]).ok()?;
+    COMPRESSED_COPY.contains(&ext).then_some(&name[..dot])
+}
+
+/// What a path names: a regular file or a directory, already open. Anything else
+/// (FIFOs, sockets, devices) is reported as not found.
+#[derive(Debug)]
+pub enum Node {
+    /// A regular file.
+    File(OpenFile),
+    /// A directory, opened for reading its entries.
+    Dir(OpenDir),
+}
+
+/// A regular file opened read-only, with the metadata read from the same descriptor.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The open file; reads use positional I/O so it can be shared.
+    pub file: File,
+    /// `fstat` of `file`, so size and mtime describe exactly what will be read.
+    pub meta: Metadata,
+}
+
+/// A directory opened read-only.
+#[derive(Debug)]
+pub struct OpenDir {
+    fd: OwnedFd,
+    /// `fstat` of the directory.
+    pub meta: Metadata,
+}
+
+/// What a listed directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryKind {
+    /// Sorted first in listings.
+    Dir,
+    /// A regular file (or a symlink to one inside the root).
+    File,
+}
+
+/// One directory entry, as listings show it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The raw file name bytes.
+    pub name: Vec<u8>,
+    /// Directory or file.
+    pub kind: EntryKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Modification time, when the file system reports one.
+    pub mtime: Option<SystemTime>,
+}
+
+/// What identifies one state of one file: if none of it changed, neither did the
+/// bytes (a rewrite changes mtime and ctime; a replacement changes the inode; even a
+/// deliberate reset of mtime changes ctime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileState {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileState {
+    /// The state `meta` (from `fstat`) describes.
+    pub fn of(meta: &Metadata) -> FileState {
+        use std::os::unix::fs::MetadataExt;
+        FileState {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn from_stat(st: &rustix::fs::Stat) -> FileState {
+        // Field widths differ between targets; these conversions are lossless on Linux.
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        FileState {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
+}
+
+impl Root {
+    /// The current state of what `rel` (relative to the root, as stored from a
+    /// [`SitePath`] that was opened before) names, by one `fstatat`. Used to revalidate
+    /// cached responses: a match means the very file (same inode, same content state)
+    /// that was resolved beneath the root earlier; anything else, including a path that
+    /// now leads elsewhere, is a mismatch and goes back through [`Root::open`].
+    pub fn state_of(&self, rel: &std::ffi::CStr) -> Option<FileState> {
+        rustix::fs::statat(&self.dir, rel, AtFlags::empty())
+            .ok()
+            .map(|st| FileState::from_stat(&st))
+    }
+
+    /// Opens `path` as the root to serve.
+    ///
+    /// Fails with a message fit for a startup error when it is missing, not a
+    /// directory, or unreadable.
+    pub fn open_dir(path: &Path, follow_symlinks: bool) -> Result<Root, String> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => format!("root directory {shown} does not exist"),
+            _ => format!("cannot open root directory {shown}: {e}"),
+        })?;
+        if !meta.is_dir() {
+            return Err(format!("root {shown} is not a directory"));
+        }
+        let dir = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open root directory {shown}: {e}"))?;
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Ok(Root {
+            dir,
+            path,
+            follow_symlinks,
+            use_openat2: AtomicBool::new(cfg!(target_os = "linux")),
+            withheld: Withheld::default(),
+        })
+    }
+
+    /// Never serves nor lists the files at `paths` (wharf's configuration file and TLS
+    /// key) or their compressed copies (`.gz`, `.br`, `.zst`), by any name or link
+    /// under the root. What each path names is looked up again whenever a file is
+    /// opened or a folder listed, so a key replaced on disk stays withheld too, and
+    /// what it named before is remembered. This costs a `stat` per path for each
+    /// file opened on a cache miss, and nothing when `paths` is empty.
+    pub fn withholding(mut self, paths: Vec<PathBuf>) -> Root {
+        self.withheld.paths = paths;
+        // What was loaded at startup, before anything can move it.
+        self.withheld.ids();
+        self
+    }
+
+    /// The canonical path of the root, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens what `path` names, never leaving the root unless symlinks may be followed.
+    ///
+    /// Escapes, loops and special files come back as `NotFound`, so a client learns
+    /// nothing about what lies outside the root.
+    pub fn open(&self, path: &SitePath) -> io::Result<Node> {
+        let fd = self.open_fd(&path.relative_fs_path())?;
+        let file = File::from(fd);
+        let meta = file.metadata()?;
+        if meta.is_file() {
+            if self.is_withheld(path, &meta) {
+                return Err(not_found());
+            }
+            Ok(Node::File(OpenFile { file, meta }))
+        } else if meta.is_dir() {
+            Ok(Node::Dir(OpenDir {
+                fd: file.into(),
+                meta,
+            }))
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// Whether the file opened at `path` (with `meta`) is a withheld one or a
+    /// compressed copy of one.
+    fn is_withheld(&self, path: &SitePath, meta: &Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let ids = self.withheld.ids();
+        if ids.is_empty() {
+            return false;
+        }
+        if ids.contains(&(meta.dev(), meta.ino())) {
+            return true;
+        }
+        let rel = path.relative_fs_path();
+        let stem = compressed_stem(rel.as_os_str().as_bytes())
+            .map(|stem| Path::new(std::ffi::OsStr::from_bytes(stem)));
+        stem.and_then(|stem| self.open_fd(stem).ok())
+            .and_then(|fd| rustix::fs::fstat(&fd).ok())
+            .is_some_and(|st| ids.contains(&stat_id(&st)))
+    }
+
+    fn open_fd(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+        if self.follow_symlinks {
+            // `rel` holds no `..` (see SitePath), so only a symlink can lead out, and
+            // the operator has allowed exactly that.
+            return rustix::fs::openat(&self.dir, rel, flags, Mode::empty()).map_err(map_err);
+        }
+        #[cfg(target_os = "linux")]
+        if self.use_openat2.load(Ordering::Relaxed) {
+            use rustix::fs::ResolveFlags;
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+            match rustix::fs::openat2(&self.dir, rel, flags, Mode::empty(), resolve) {
+                Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
+                    tracing::warn!(
+                        "openat2 is unavailable; resolving paths component by component"
+                    );
+                    self.use_openat2.store(false, Ordering::Relaxed);
+                }
+                Err(rustix::io::Errno::AGAIN) => {
+                    // The kernel saw a concurrent rename and refuses to guess; the walk
+                    // below is just as strict.
+                }
+                other => return other.map_err(map_err),
+            }
+        }
+        walk_beneath(&self.dir, rel, flags).map_err(map_err)
+    }
+
+    /// Lists a directory opened by [`Root::open`]. `path` is where it was found, so
+    /// that symlinked entries are listed only when they resolve inside the root.
+    pub fn list(&self, dir: OpenDir, path: &SitePath) -> io::Result<Vec<Entry>> {
+        let dir_fd = dir.fd.try_clone()?;
+        let mut reader = Dir::new(dir.fd).map_err(io::Error::from)?;
+        let mut entries = Vec::new();
+        let withheld = self.withheld.ids();
+        while let Some(entry) = reader.read() {
+            let entry = entry.map_err(io::Error::from)?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let stat = match entry.file_type() {
+                FileType::Symlink | FileType::Unknown => self.stat_link(path, name),
+                _ => rustix::fs::statat(&dir_fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW).ok(),
+            };
+            let is_withheld = |st: &rustix::fs::Stat| {
+                withheld.contains(&stat_id(st))
+                    || compressed_stem(name).is_some_and(|stem| {
+                        rustix::fs::statat(&dir_fd, stem, AtFlags::empty())
+                            .is_ok_and(|st| withheld.contains(&stat_id(&st)))
+                    })
+            };
+            let found = stat
+                .filter(|st| withheld.is_empty() || !is_withheld(st))
+                .and_then(|st| describe_stat(name, &st));
+            if let Some(e) = found {
+                entries.push(e);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Stats a symlink (or an entry of unknown type) by resolving it the same way a
+    /// request for it would be, so a link that leaves the root is not listed.
+    fn stat_link(&self, dir: &SitePath, name: &[u8]) -> Option<rustix::fs::Stat> {
+        let fd = self.open_fd(&dir.join(name).relative_fs_path()).ok()?;
+        rustix::fs::fstat(&fd).ok()
+    }
+}
+
+/// The (device, inode) a stat describes.
+fn stat_id(st: &rustix::fs::Stat) -> (u64, u64) {
+    // Field widths differ between targets; lossless on Linux.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+fn describe_stat(name: &[u8], st: &rustix::fs::Stat) -> Option<Entry> {
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => EntryKind::Dir,
+        FileType::RegularFile => EntryKind::File,
+        _ => return None,
+    };
+    let mtime = u64::try_from(st.st_mtime)
+        .ok()
+        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+    Some(Entry {
+        name: name.to_vec(),
+        kind,
+        size: if kind == EntryKind::File {
+            u64::try_from(st.st_size).unwrap_or(0)
+        } else {
+            0
+        },
+        mtime,
+    })
+}
+
+/// Resolves `rel` beneath `root` one component at a time. Every component is opened with
+/// `O_NOFOLLOW` relative to the fd of its parent; a symlink is read and its target
+/// pushed back onto the queue, and `..` pops back to the parent fd. An absolute
+/// target or a `..` at the root is an escape and fails with `EXDEV`, as `openat2` does.
+fn walk_beneath(root: &OwnedFd, rel: &Path, last_flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    use rustix::io::Errno;
+
+    let mut pending: VecDeque<Vec<u8>> = components(rel.as_os_str().as_bytes());
+    let mut parents: Vec<OwnedFd> = Vec::new();
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        match name.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
+                if parents.pop().is_none() {
+                    return Err(Errno::XDEV);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let at = parents.last().map_or(root.as_fd(), |fd| fd.as_fd());
+        let is_last = pending.iter().all(|c| c.is_empty() || c == b".");
+        let flags = if is_last {
+            last_flags | OFlags::NOFOLLOW
+        } else {
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW
+        };
+        match rustix::fs::openat(at, name.as_slice(), flags, Mode::empty()) {
+            Ok(fd) if is_last => return Ok(fd),
+            Ok(fd) => parents.push(fd),
+            Err(err @ (Errno::LOOP | Errno::NOTDIR | Errno::MLINK)) => {
+                let target = match rustix::fs::readlinkat(at, name.as_slice(), Vec::new()) {
+                    Ok(target) => target.into_bytes(),
+                    Err(_) => return Err(err),
+                };
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(Errno::LOOP);
+                }
+                if target.starts_with(b"/") {
+                    return Err(Errno::XDEV);
+                }
+                for component in components(&target).into_iter().rev() {
+                    pending.push_front(component);
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    // Every component was consumed by directories: reopen the last one for reading.
+    let at = parents.last().map_or(root.as_fd(), |fd| fd.as_fd());
+    rustix::fs::openat(at, ".", last_flags, Mode::empty())
+}
+
+fn components(path: &[u8]) -> VecDeque<Vec<u8>> {
+    path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect()
+}
+
+/// Folds every "this path leads nowhere we serve" errno into `NotFound`, so escapes and
+/// loops are indistinguishable from absent files.
+fn map_err(err: rustix::io::Errno) -> io::Error {
+    use rustix::io::Errno;
+    match err {
+        Errno::NOENT
+        | Errno::NOTDIR
+        | Errno::XDEV
+        | Errno::LOOP
+        | Errno::NAMETOOLONG
+        | Errno::MLINK
+        | Errno::NXIO => not_found(),
+        other => io::Error::from(other),
+    }
+}
+
+fn not_found() -> io::Error {
+    io::Error::from(io::ErrorKind::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn fixture() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::write(tmp.path().join("secret.txt"), "TOPSECRET").unwrap();
+        std::fs::write(root.join("a.txt"), "a").unwrap();
+        std::fs::write(root.join("sub/deeper/b.txt"), "b").unwrap();
+        symlink("../secret.txt", root.join("out")).unwrap();
+        symlink(tmp.path().join("secret.txt"), root.join("abs")).unwrap();
+        symlink("..", root.join("up")).unwrap();
+        symlink("a.txt", root.join("in")).unwrap();
+        symlink("../a.txt", root.join("sub/back")).unwrap();
+        symlink("sub/deeper", root.join("deep")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        (tmp, root)
+    }
+
+    fn read(root: &Root, url: &str) -> io::Result<String> {
+        match root.open(&SitePath::parse(url, true).unwrap())? {
+            Node::File(f) => {
+                let mut s = String::new();
+                io::Read::read_to_string(&mut &f.file, &mut s)?;
+                Ok(s)
+            }
+            Node::Dir(_) => Ok("<dir>".into()),
+        }
+    }
+
+    /// Both resolvers must agree on every case, so the fallback is tested directly.
+    fn check_resolver(root: &Root) {
+        assert_eq!(read(root, "/a.txt").unwrap(), "a");
+        assert_eq!(read(root, "/in").unwrap(), "a");
+        assert_eq!(read(root, "/sub/back").unwrap(), "a");
+        assert_eq!(read(root, "/deep/b.txt").unwrap(), "b");
+        assert_eq!(read(root, "/sub").unwrap(), "<dir>");
+        assert_eq!(read(root, "/").unwrap(), "<dir>");
+        for escape in ["/out", "/abs", "/up/secret.txt", "/up", "/loop", "/missing"] {
+            let err = read(root, escape).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::NotFound, "{escape}");
+        }
+    }
+
+    #[test]
+    fn kernel_resolution_stays_beneath_root() {
+        let (_tmp, dir) = fixture();
+        check_resolver(&Root::open_dir(&dir, false).unwrap());
+    }
+
+    #[test]
+    fn fallback_walk_stays_beneath_root() {
+        let (_tmp, dir) = fixture();
+        let root = Root::open_dir(&dir, false).unwrap();
+        root.use_openat2.store(false, Ordering::Relaxed);
+        check_resolver(&root);
+    }
+
+    #[test]
+    fn follow_symlinks_allows_leaving_root() {
+        let (_tmp, dir) = fixture();
+        let root = Root::open_dir(&dir, true).unwrap();
+        assert_eq!(read(&root, "/out").unwrap(), "TOPSECRET");
+    }
+
+    #[test]
+    fn special_files_are_not_found() {
+        let (_tmp, dir) = fixture();
+        let fifo = dir.join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let root = Root::open_dir(&dir, false).unwrap();
+        let err = read(&root, "/fifo").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn listing_skips_links_that_leave_root() {
+        let (_tmp, dir) = fixture();
+        let root = Root::open_dir(&dir, false).unwrap();
+        let Node::Dir(d) = root.open(&SitePath::root()).unwrap() else {
+            panic!("root is a directory")
+        };
+        let mut names: Vec<String> = root
+            .list(d, &SitePath::root())
+            .unwrap()
+            .into_iter()
+            .map(|e| String::from_utf8(e.name).unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.txt", "deep", "in", "sub"]);
+    }
+
+    #[test]
+    fn startup_errors_name_the_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = Root::open_dir(&tmp.path().join("nope"), false).unwrap_err();
+        assert!(missing.contains("does not exist"), "{missing}");
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        let not_dir = Root::open_dir(&file, false).unwrap_err();
+        assert!(not_dir.contains("not a directory"), "{not_dir}");
+    }
+}

@@ -1,0 +1,531 @@
+//! The hot cache: ready-to-send responses for recently requested paths.
+//!
+//! A hit answers on the async worker with no trip to the blocking pool: the entry holds
+//! the representation in memory and its 200 header section pre-built. Every hit is
+//! revalidated with one `fstatat` of the file it came from (and of the sidecar, when a
+//! sidecar is what it serves): if the device, inode, size, mtime or ctime differ — the
+//! file was written, truncated, replaced, or deleted — the entry is ignored and the
+//! request takes the full path through [`crate::fs::Root::open`], which refreshes it.
+//! An answer that rests on a sidecar's absence (identity or an on-the-fly variant for a
+//! client that would take the sidecar) also checks the directory's state, which any
+//! file added to it changes. A file is therefore never served stale. Listings are the exception: they are
+//! revalidated against the directory's own state (entries added, removed or renamed
+//! show at once) and re-rendered at least every [`LISTING_TTL`], the bound on how stale
+//! a listed size or modification time may be.
+//!
+//! Only representations whose bytes are in memory (files up to
+//! [`CACHEABLE_FILE`], compressed variants, listings) are cached; the cache is bounded
+//! in bytes and evicts the least recently used entries.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::HeaderMap;
+use http::request::Parts;
+use http::Response;
+
+use crate::fs::{FileState, Root};
+use crate::handlers::static_files::listing::{self, Format};
+use crate::http::body::Body;
+use crate::http::negotiate::Encoding;
+use crate::http::representation::{self, Content, Representation};
+
+/// Files up to this size are read into memory and may be cached.
+pub const CACHEABLE_FILE: u64 = 1024 * 1024;
+/// The longest a cached listing is served before it is rendered again.
+pub const LISTING_TTL: Duration = Duration::from_secs(1);
+const SHARDS: usize = 16;
+/// Rough per-entry overhead counted against the byte budget.
+const ENTRY_OVERHEAD: usize = 512;
+
+/// One representation, ready to send.
+#[derive(Debug)]
+pub struct Ready {
+    rep: Representation,
+    headers: HeaderMap,
+}
+
+impl Ready {
+    fn new(rep: Representation) -> Ready {
+        let headers = representation::ok_headers(&rep);
+        Ready { rep, headers }
+    }
+
+    fn size(&self) -> usize {
+        match &self.rep.content {
+            Content::Bytes(b) => b.len(),
+            Content::File(_) => 0,
+        }
+    }
+
+    fn respond(&self, req: &Parts) -> Response<Body> {
+        if representation::is_plain(req) {
+            let mut res = Response::new(representation::full_body(&self.rep));
+            *res.headers_mut() = self.headers.clone();
+            res
+        } else {
+            representation::respond(req, self.rep.clone())
+        }
+    }
+}
+
+/// What is known about one coding of a cached file.
+#[derive(Debug)]
+pub enum Slot {
+    /// Not looked at yet: a request preferring it takes the full path.
+    Unknown,
+    /// No sidecar, and whether an on-the-fly variant is worth it is not known yet.
+    NoSidecar,
+    /// Neither a sidecar nor a useful on-the-fly variant exists.
+    Unavailable,
+    /// Compressed on the fly from the identity content.
+    Derived(Arc<Ready>),
+    /// A precompressed sidecar file, revalidated on its own.
+    Sidecar(Arc<Ready>, CString, FileState),
+}
+
+/// A cached file: its identity representation and what is known of its codings.
+#[derive(Debug)]
+pub struct FileEntry {
+    /// See [`FileFill::index_of`].
+    pub index_of: Option<(CString, FileState)>,
+    /// See [`FileFill::dir`].
+    pub dir: Option<(CString, FileState)>,
+    /// The file, relative to the root.
+    pub path: CString,
+    /// Its state when cached.
+    pub state: FileState,
+    /// Whether its type is negotiable (compressible).
+    pub negotiated: bool,
+    identity: Ready,
+    /// Brotli, zstd, gzip, in [`Encoding::ALL`] order.
+    codings: [Slot; 3],
+}
+
+/// A cached listing of one directory.
+#[derive(Debug)]
+pub struct ListingEntry {
+    dir: CString,
+    state: FileState,
+    rendered: Instant,
+    html: Option<Bytes>,
+    json: Option<Bytes>,
+}
+
+impl ListingEntry {
+    /// The page in the wanted format, if rendered recently enough for a directory that
+    /// has not changed since.
+    fn page(&self, root: &Root, format: Format) -> Option<Bytes> {
+        if self.rendered.elapsed() >= LISTING_TTL || root.state_of(&self.dir) != Some(self.state) {
+            return None;
+        }
+        match format {
+            Format::Json => self.json.clone(),
+            Format::Html => self.html.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Entry {
+    File(Box<FileEntry>),
+    Listing(ListingEntry),
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        ENTRY_OVERHEAD
+            + match self {
+                Entry::File(f) => {
+                    f.identity.size()
+                        + f.codings
+                            .iter()
+                            .map(|s| match s {
+                                Slot::Derived(r) | Slot::Sidecar(r, ..) => r.size(),
+                                _ => 0,
+                            })
+                            .sum::<usize>()
+                }
+                Entry::Listing(l) => {
+                    l.html.as_ref().map_or(0, Bytes::len) + l.json.as_ref().map_or(0, Bytes::len)
+                }
+            }
+    }
+}
+
+struct Slotted {
+    entry: Arc<Entry>,
+    last_used: AtomicU64,
+}
+
+/// A sidecar file: its path relative to the root and its state when read.
+pub type SidecarSource = (CString, FileState);
+
+/// One coding examined by the full path, and what was found for it.
+pub type Learned = (Encoding, Found);
+
+/// What the full path found for one coding of a file.
+#[derive(Debug)]
+pub enum Found {
+    /// No sidecar; on-the-fly compression was not tried.
+    NoSidecar,
+    /// Neither a sidecar nor a useful on-the-fly variant.
+    Unavailable,
+    /// Compressed on the fly.
+    Derived(Representation),
+    /// A precompressed sidecar file and where it came from.
+    Sidecar(Representation, SidecarSource),
+}
+
+/// What the full path learned about a file, to be merged into the cache.
+#[derive(Debug)]
+pub struct FileFill {
+    /// For a directory's index file: the directory and its state, which must not
+    /// change either (another index file may have appeared).
+    pub index_of: Option<(CString, FileState)>,
+    /// For a negotiable file: its directory and the directory's state before sidecars
+    /// were looked for. What the cache knows of a coding without a sidecar ("none",
+    /// "compressed on the fly") holds only while no file was added to the directory.
+    pub dir: Option<(CString, FileState)>,
+    /// The file, relative to the root.
+    pub path: CString,
+    /// Its state as opened.
+    pub state: FileState,
+    /// Whether its type is negotiable.
+    pub negotiated: bool,
+    /// Its identity representation.
+    pub identity: Representation,
+    /// Codings examined, in the order they were; a later finding for a coding
+    /// replaces an earlier one.
+    pub learned: Vec<Learned>,
+}
+
+/// The cache. Shared by every worker; lookups take a shard's read lock only.
+pub struct HotCache {
+    shards: Vec<RwLock<HashMap<Box<str>, Slotted, KeyHasher>>>,
+    /// Picks the shard; seeded apart from the shards' own maps, whose buckets would
+    /// otherwise all share the bits that chose the shard.
+    hasher: KeyHasher,
+    bytes: AtomicUsize,
+    capacity: usize,
+    tick: AtomicU64,
+}
+
+impl std::fmt::Debug for HotCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotCache")
+            .field("bytes", &self.bytes.load(Ordering::Relaxed))
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+/// Hashes cache keys with one-shot xxh3 and a per-process random seed, so that clients
+/// cannot aim requests at one bucket. (SipHash, and xxh3's streaming hasher, showed in
+/// profiles of the 1 KiB test; a path is hashed in one call.)
+#[derive(Debug, Clone, Copy)]
+struct KeyHasher {
+    seed: u64,
+}
+
+impl BuildHasher for KeyHasher {
+    type Hasher = OneShot;
+    fn build_hasher(&self) -> OneShot {
+        OneShot { hash: self.seed }
+    }
+}
+
+/// Folds each `write` into the hash with one xxh3 call: a `str` key arrives as one
+/// write of its bytes and one terminator byte.
+struct OneShot {
+    hash: u64,
+}
+
+impl std::hash::Hasher for OneShot {
+    fn write(&mut self, bytes: &[u8]) {
+        self.hash = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.hash);
+    }
+    fn write_u8(&mut self, byte: u8) {
+        self.hash = self.hash.rotate_left(8) ^ u64::from(byte);
+    }
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+fn random_seeded() -> KeyHasher {
+    let seed = std::collections::hash_map::RandomState::new().hash_one(0u64);
+    KeyHasher { seed }
+}
+
+fn coding_index(encoding: Encoding) -> Option<usize> {
+    match encoding {
+        Encoding::Brotli => Some(0),
+        Encoding::Zstd => Some(1),
+        Encoding::Gzip => Some(2),
+        Encoding::Identity => None,
+    }
+}
+
+impl HotCache {
+    /// A cache of at most `capacity` bytes; 0 disables it.
+    pub fn new(capacity: usize) -> HotCache {
+        HotCache {
+            shards: (0..SHARDS)
+                .map(|_| RwLock::new(HashMap::with_hasher(random_seeded())))
+                .collect(),
+            hasher: random_seeded(),
+            bytes: AtomicUsize::new(0),
+            capacity,
+            tick: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slotted, KeyHasher>> {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        let slotted = shard.get(key)?;
+        slotted
+            .last_used
+            .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        Some(Arc::clone(&slotted.entry))
+    }
+
+    /// Answers a request for the raw path `key` from the cache, if a valid entry can.
+    /// `encodings` is the client's acceptable encodings, best first; `json` whether a
+    /// listing should be JSON.
+    pub fn respond(
+        &self,
+        root: &Root,
+        key: &str,
+        req: &Parts,
+        encodings: &[Encoding],
+        format: impl FnOnce() -> Format,
+    ) -> Option<Response<Body>> {
+        let entry = self.get(key)?;
+        let file = match &*entry {
+            Entry::File(file) => file,
+            Entry::Listing(listing) => {
+                let format = format();
+                return listing
+                    .page(root, format)
+                    .map(|page| listing::page_response(req, page, format));
+            }
+        };
+        if root.state_of(&file.path) != Some(file.state) {
+            return None;
+        }
+        if let Some((dir, state)) = &file.index_of {
+            if root.state_of(dir) != Some(*state) {
+                return None;
+            }
+        }
+        // Whether the answer rests on a sidecar being absent, which only the
+        // directory's state can vouch for: a sidecar may have appeared since.
+        let mut without_sidecar = false;
+        let dir_unchanged = || {
+            file.dir
+                .as_ref()
+                .is_some_and(|(dir, state)| root.state_of(dir) == Some(*state))
+        };
+        // As the full path chooses: first a sidecar for any coding preferred to
+        // identity, then the first of them that can be had at all.
+        if file.negotiated {
+            for &encoding in encodings {
+                let Some(i) = coding_index(encoding) else {
+                    break;
+                };
+                match &file.codings[i] {
+                    Slot::Unknown => return None,
+                    Slot::Sidecar(ready, path, state) => {
+                        if root.state_of(path) != Some(*state)
+                            || without_sidecar && !dir_unchanged()
+                        {
+                            return None;
+                        }
+                        return Some(ready.respond(req));
+                    }
+                    Slot::NoSidecar | Slot::Unavailable | Slot::Derived(_) => {
+                        without_sidecar = true;
+                    }
+                }
+            }
+        }
+        for &encoding in encodings {
+            let Some(i) = coding_index(encoding) else {
+                if without_sidecar && !dir_unchanged() {
+                    return None;
+                }
+                return Some(file.identity.respond(req));
+            };
+            if !file.negotiated {
+                continue;
+            }
+            match &file.codings[i] {
+                Slot::Unavailable => {}
+                Slot::Derived(ready) => {
+                    if !dir_unchanged() {
+                        return None;
+                    }
+                    return Some(ready.respond(req));
+                }
+                Slot::Unknown | Slot::NoSidecar | Slot::Sidecar(..) => return None,
+            }
+        }
+        // Nothing acceptable: the full path words the 406.
+        None
+    }
+
+    /// Records what the full path learned about a file served for `key`.
+    pub fn fill_file(&self, key: &str, fill: FileFill) {
+        if self.capacity == 0 || !matches!(fill.identity.content, Content::Bytes(_)) {
+            return;
+        }
+        let mut codings = [Slot::Unknown, Slot::Unknown, Slot::Unknown];
+        // Keep what an earlier request learned about the same file state.
+        if let Some(old) = self.get(key) {
+            if let Entry::File(old) = &*old {
+                if old.state == fill.state
+                    && old.path == fill.path
+                    && old.index_of == fill.index_of
+                    && old.dir == fill.dir
+                {
+                    for (i, slot) in old.codings.iter().enumerate() {
+                        codings[i] = match slot {
+                            Slot::Unknown => Slot::Unknown,
+                            Slot::NoSidecar => Slot::NoSidecar,
+                            Slot::Unavailable => Slot::Unavailable,
+                            Slot::Derived(r) => Slot::Derived(Arc::clone(r)),
+                            Slot::Sidecar(r, p, s) => Slot::Sidecar(Arc::clone(r), p.clone(), *s),
+                        };
+                    }
+                }
+            }
+        }
+        for (encoding, learned) in fill.learned {
+            let Some(i) = coding_index(encoding) else {
+                continue;
+            };
+            codings[i] = match learned {
+                // Says less than what an earlier request learned of the same state.
+                Found::NoSidecar => match std::mem::replace(&mut codings[i], Slot::Unknown) {
+                    known @ (Slot::Unavailable | Slot::Derived(_)) => known,
+                    _ => Slot::NoSidecar,
+                },
+                Found::Unavailable => Slot::Unavailable,
+                Found::Derived(rep) | Found::Sidecar(rep, _)
+                    if !matches!(rep.content, Content::Bytes(_)) =>
+                {
+                    Slot::Unknown
+                }
+                Found::Derived(rep) => Slot::Derived(Arc::new(Ready::new(rep))),
+                Found::Sidecar(rep, (path, state)) => {
+                    Slot::Sidecar(Arc::new(Ready::new(rep)), path, state)
+                }
+            };
+        }
+        let entry = Entry::File(Box::new(FileEntry {
+            index_of: fill.index_of,
+            dir: fill.dir,
+            path: fill.path,
+            state: fill.state,
+            negotiated: fill.negotiated,
+            identity: Ready::new(fill.identity),
+            codings,
+        }));
+        self.insert(key, entry);
+    }
+
+    /// Records a rendered listing of `dir` (state `state`) for `key`.
+    pub fn fill_listing(
+        &self,
+        key: &str,
+        dir: CString,
+        state: FileState,
+        format: Format,
+        page: Bytes,
+    ) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entry = ListingEntry {
+            dir,
+            state,
+            rendered: Instant::now(),
+            html: None,
+            json: None,
+        };
+        if let Some(old) = self.get(key) {
+            if let Entry::Listing(old) = &*old {
+                if old.state == state && old.rendered.elapsed() < LISTING_TTL {
+                    entry.rendered = old.rendered;
+                    entry.html = old.html.clone();
+                    entry.json = old.json.clone();
+                }
+            }
+        }
+        match format {
+            Format::Json => entry.json = Some(page),
+            Format::Html => entry.html = Some(page),
+        }
+        self.insert(key, Entry::Listing(entry));
+    }
+
+    fn insert(&self, key: &str, entry: Entry) {
+        let size = entry.size();
+        if size > self.capacity / 4 {
+            return;
+        }
+        let slotted = Slotted {
+            entry: Arc::new(entry),
+            last_used: AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed)),
+        };
+        {
+            let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = shard.insert(key.into(), slotted) {
+                self.bytes.fetch_sub(old.entry.size(), Ordering::Relaxed);
+            }
+        }
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.evict();
+    }
+
+    /// Drops least recently used entries, a shard at a time, until under budget.
+    fn evict(&self) {
+        let mut start = self.tick.load(Ordering::Relaxed) as usize;
+        let mut idle_passes = 0;
+        while self.bytes.load(Ordering::Relaxed) > self.capacity && idle_passes < SHARDS {
+            start = start.wrapping_add(1);
+            let mut shard = self.shards[start % SHARDS]
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            let oldest = shard
+                .iter()
+                .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone());
+            match oldest.and_then(|key| shard.remove(&key)) {
+                Some(old) => {
+                    idle_passes = 0;
+                    self.bytes.fetch_sub(old.entry.size(), Ordering::Relaxed);
+                }
+                None => idle_passes += 1,
+            }
+        }
+    }
+
+    /// Bytes currently accounted.
+    pub fn size(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,119 @@
+//! Content hashes of files, for their ETags ([`EntityTag`]): hashing costs one read
+//! of the file, so results are cached per file identity and state — (device, inode,
+//! size, mtime, ctime) — and recomputed only when one of those changes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::fs::FileState;
+use crate::http::etag::EntityTag;
+
+/// Bytes hashed per read when a file is not already in memory.
+const HASH_CHUNK: usize = 256 * 1024;
+
+/// Content hashes of files, keyed by file state, bounded in entries.
+#[derive(Debug)]
+pub struct EtagCache {
+    entries: Mutex<HashMap<FileState, EntityTag>>,
+    capacity: usize,
+}
+
+impl EtagCache {
+    /// A cache holding at most `capacity` tags.
+    pub fn new(capacity: usize) -> EtagCache {
+        EtagCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The tag for `file`, hashing it (or `content`, when the caller already read the
+    /// whole file) unless a tag for this exact file state is cached. Blocks.
+    pub fn tag(
+        &self,
+        file: &File,
+        meta: &std::fs::Metadata,
+        content: Option<&[u8]>,
+    ) -> io::Result<EntityTag> {
+        let state = FileState::of(meta);
+        if let Some(tag) = self.lock().get(&state) {
+            return Ok(tag.clone());
+        }
+        let tag = match content {
+            Some(bytes) => EntityTag::of_content(bytes),
+            None => hash_file(file, meta.len())?,
+        };
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity {
+            // Entries stay valid forever (a new state is a new key), so dropping any of
+            // them is only a cost, never a correctness issue; drop half.
+            let keep = self.capacity / 2;
+            let mut n = 0;
+            entries.retain(|_, _| {
+                n += 1;
+                n <= keep
+            });
+        }
+        entries.insert(state, tag.clone());
+        Ok(tag)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileState, EntityTag>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn hash_file(file: &File, size: u64) -> io::Result<EntityTag> {
+    let mut hasher = Xxh3::new();
+    let mut buf = vec![0u8; HASH_CHUNK];
+    let mut offset = 0u64;
+    while offset < size {
+        let n = file.read_at(&mut buf, offset)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(EntityTag::from_hash(hasher.digest(), offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn same_bytes_same_tag_across_copies_and_touch() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = EtagCache::new(8);
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, vec![7u8; 600_000]).unwrap();
+        std::fs::copy(&a, &b).unwrap();
+        let tag = |p: &std::path::Path| {
+            let f = File::open(p).unwrap();
+            cache.tag(&f, &f.metadata().unwrap(), None).unwrap()
+        };
+        let first = tag(&a);
+        assert_eq!(tag(&b), first);
+        // Same content read in memory hashes the same.
+        let f = File::open(&a).unwrap();
+        let mem = EtagCache::new(1)
+            .tag(&f, &f.metadata().unwrap(), Some(&vec![7u8; 600_000]))
+            .unwrap();
+        assert_eq!(mem, first);
+        // A content change (same size) changes the tag.
+        let mut w = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        w.write_all(b"x").unwrap();
+        drop(w);
+        assert_ne!(tag(&a), first);
+    }
+}

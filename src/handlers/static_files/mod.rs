@@ -1,0 +1,435 @@
+//! The static handler: a file, a directory's index file, a redirect to the
+//! directory's canonical URL, or a listing.
+//!
+//! A request is first offered to the hot cache ([`cache`]), which answers on the
+//! async worker after one `fstatat`. Otherwise all file-system work for the request
+//! happens in one trip to the blocking pool (open, fstat, index lookup, ETag, choice of
+//! encoding, sidecar lookup, compression on a variant-cache miss, the read of files up
+//! to 1 MiB, listing and rendering), so the async workers never wait on the disk or on
+//! CPU-heavy work; what that trip learned is then put in the hot cache.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header;
+use http::request::Parts;
+use http::{Response, StatusCode};
+
+pub mod cache;
+pub mod compress;
+pub mod etag_cache;
+pub mod inflight;
+pub mod listing;
+
+use http::Method;
+
+use crate::fs::{FileState, Node, OpenFile, Root};
+use crate::handlers::Request;
+use crate::http::body::Body;
+use crate::http::mime;
+use crate::http::negotiate::{self, Encoding};
+use crate::http::path::SitePath;
+use crate::http::representation::{self, Content, Representation};
+use crate::http::response;
+use cache::{FileFill, Found, HotCache, CACHEABLE_FILE};
+use compress::VariantCache;
+use etag_cache::EtagCache;
+use inflight::InFlight;
+use listing::{Format, Listing};
+
+/// Methods the static handler answers.
+pub const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// Whether the static handler answers `method`.
+pub fn allows(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// ETags remembered; each entry is about 100 bytes.
+const ETAG_CACHE_ENTRIES: usize = 64 * 1024;
+
+/// What the static handler is told at startup.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whether dotfiles are listed (they are served or refused by [`SitePath`]).
+    pub hidden: bool,
+    /// No on-the-fly compression.
+    pub no_compress: bool,
+    /// Bytes of ready responses kept in memory.
+    pub cache_size: usize,
+    /// Bytes of compressed variants kept in memory.
+    pub compress_cache_size: usize,
+}
+
+/// The static handler's state, shared by every request.
+#[derive(Debug)]
+pub struct StaticFiles {
+    /// The served folder.
+    root: Root,
+    settings: Settings,
+    /// Content hashes of files, for ETags.
+    etags: EtagCache,
+    /// Responses compressed on the fly.
+    variants: VariantCache,
+    /// Ready responses for recently requested paths.
+    cache: HotCache,
+    /// Cache misses under way, one per path.
+    inflight: InFlight,
+}
+
+/// How often a request is resolved again when its file changes while being read.
+const CHANGED_RETRIES: usize = 3;
+
+/// Names tried, in order, when a directory is requested.
+const INDEX_FILES: [&[u8]; 2] = [b"index.html", b"index.htm"];
+
+enum Resolved {
+    /// The representation chosen for the client, and what to cache about the file.
+    File(Box<Representation>, Box<FileFill>),
+    /// A file exists, but in no encoding the client accepts.
+    NotAcceptable,
+    /// The directory exists; its canonical URL ends in `/`.
+    AddSlash(SitePath),
+    /// A listing rendered whole, and where it came from (for the cache).
+    Page(Bytes, CString, FileState),
+    /// A listing too large to render whole: streamed.
+    Stream(Listing),
+}
+
+impl StaticFiles {
+    /// The handler serving `root`.
+    pub fn new(root: Root, settings: Settings) -> StaticFiles {
+        StaticFiles {
+            root,
+            etags: EtagCache::new(ETAG_CACHE_ENTRIES),
+            variants: VariantCache::new(settings.compress_cache_size),
+            cache: HotCache::new(settings.cache_size),
+            inflight: InFlight::default(),
+            settings,
+        }
+    }
+
+    /// The served folder.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The answer the hot cache holds for `key` (the raw request path, or what a rule
+    /// rewrote it to), revalidated; `None` on a miss. Never blocks beyond one
+    /// `fstatat`, so it may run on an async worker.
+    pub fn from_cache(&self, req: &Parts, key: &str) -> Option<Response<Body>> {
+        let encodings = negotiate::encoding_preferences(&req.headers);
+        self.cache
+            .respond(&self.root, key, req, &encodings, || listing_format(req))
+    }
+
+    /// The full path, after a cache miss: everything that touches the disk happens in
+    /// one blocking task, and what it learned fills the cache. The request body, if
+    /// any, is not wanted: it is dropped unread.
+    pub async fn serve_uncached(self: Arc<Self>, req: Request<'_>) -> Response<Body> {
+        let Request {
+            head, path, target, ..
+        } = req;
+        self.serve_path(head, path, target).await
+    }
+}
+
+fn listing_format(req: &Parts) -> Format {
+    if negotiate::prefers_json(&req.headers) {
+        Format::Json
+    } else {
+        Format::Html
+    }
+}
+
+impl StaticFiles {
+    async fn serve_path(self: Arc<Self>, req: &Parts, path: SitePath, key: &str) -> Response<Body> {
+        let files = self;
+        // One miss per path at a time; a request that waited finds the first one's work
+        // in the cache. The turn is held until the cache is filled, at the end.
+        let mut turn = files.inflight.enter(key);
+        if turn.wait().await {
+            if let Some(res) = files.from_cache(req, key) {
+                return res;
+            }
+        }
+        let encodings = negotiate::encoding_preferences(&req.headers);
+        let format = listing_format(req);
+        let resolver = Arc::clone(&files);
+        let resolved = tokio::task::spawn_blocking(move || {
+            // A file that shrinks between its fstat and its read is being rewritten: look
+            // again rather than fail, a few times.
+            let mut attempt = 0;
+            loop {
+                match resolve(&resolver, path.clone(), &encodings, format) {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::UnexpectedEof
+                            && attempt < CHANGED_RETRIES =>
+                    {
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(join)));
+        match resolved {
+            Ok(Resolved::File(rep, fill)) => {
+                let res = representation::respond(req, *rep);
+                files.cache.fill_file(key, *fill);
+                res
+            }
+            Ok(Resolved::NotAcceptable) => {
+                // Whatever the file's type, this answer came from Accept-Encoding.
+                let mut res = response::error(StatusCode::NOT_ACCEPTABLE);
+                res.headers_mut().insert(
+                    header::VARY,
+                    header::HeaderValue::from_static("Accept-Encoding"),
+                );
+                res
+            }
+            Ok(Resolved::AddSlash(path)) => {
+                let mut location = path.to_url(true);
+                if let Some(query) = req.uri.query() {
+                    location.push('?');
+                    location.push_str(query);
+                }
+                response::moved_permanently(&location)
+            }
+            Ok(Resolved::Page(page, dir, state)) => {
+                files
+                    .cache
+                    .fill_listing(key, dir, state, format, page.clone());
+                listing::page_response(req, page, format)
+            }
+            Ok(Resolved::Stream(listing)) => listing.into_streamed_response(req),
+            Err(err) => io_error(&err),
+        }
+    }
+}
+
+fn resolve(
+    files: &StaticFiles,
+    path: SitePath,
+    encodings: &[Encoding],
+    format: Format,
+) -> io::Result<Resolved> {
+    let root = &files.root;
+    match root.open(&path)? {
+        // `/file.txt/` names a directory that does not exist.
+        Node::File(_) if path.has_trailing_slash() => Err(io::ErrorKind::NotFound.into()),
+        Node::File(open) => represent(files, &path, open, encodings, None),
+        Node::Dir(_) if !path.has_trailing_slash() => Ok(Resolved::AddSlash(path)),
+        Node::Dir(dir) => {
+            let dir_state = (c_path(&path), FileState::of(&dir.meta));
+            for index in INDEX_FILES {
+                let index_path = path.join(index);
+                // A directory called index.html is not an index.
+                if let Ok(Node::File(open)) = root.open(&index_path) {
+                    // Cached with the directory's state too: another index file
+                    // appearing changes it.
+                    return represent(files, &index_path, open, encodings, Some(dir_state));
+                }
+            }
+            let state = dir_state.1;
+            let mut entries = root.list(dir, &path)?;
+            if !files.settings.hidden {
+                entries.retain(|e| !e.name.starts_with(b"."));
+            }
+            listing::sort(&mut entries);
+            let dir_path = dir_state.0;
+            let listing = Listing::new(path, entries, format);
+            if listing.fits_in_memory() {
+                Ok(Resolved::Page(listing.render_page(), dir_path, state))
+            } else {
+                Ok(Resolved::Stream(listing))
+            }
+        }
+    }
+}
+
+/// `path` relative to the root, as a C string for `fstatat` (`.` for the root).
+fn c_path(path: &SitePath) -> CString {
+    let rel = path.relative_fs_path();
+    let bytes = if rel.as_os_str().is_empty() {
+        b".".to_vec()
+    } else {
+        rel.as_os_str().as_bytes().to_vec()
+    };
+    // SitePath segments never contain NUL.
+    CString::new(bytes).unwrap_or_default()
+}
+
+/// Reads a whole file when it is small enough to keep in memory.
+fn read_small(open: &OpenFile) -> io::Result<Option<Bytes>> {
+    let len = open.meta.len();
+    if len > CACHEABLE_FILE {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; len as usize];
+    open.file.read_exact_at(&mut buf, 0)?;
+    Ok(Some(Bytes::from(buf)))
+}
+
+/// Chooses the representation of the file at `path` for a client accepting
+/// `encodings` (best first): a precompressed sidecar (`app.js.br`, `.zst`, `.gz`) for
+/// the first coding preferred to identity that has one; else the first coding that
+/// can be compressed on the fly (cached); identity when it comes first or nothing
+/// better exists.
+fn represent(
+    files: &StaticFiles,
+    path: &SitePath,
+    open: OpenFile,
+    encodings: &[Encoding],
+    index_of: Option<(CString, FileState)>,
+) -> io::Result<Resolved> {
+    let len = open.meta.len();
+    let small = read_small(&open)?;
+    let content_type = mime::content_type(path.file_name().unwrap_or_default());
+    let negotiated = compress::is_compressible(&content_type);
+    let file_path = c_path(path);
+    // Taken before any sidecar is looked for, so that a sidecar created from here on
+    // changes the directory after this snapshot and the cache notices it.
+    let dir = negotiated.then(|| parent_dir(&file_path)).and_then(|dir| {
+        let state = files.root.state_of(&dir)?;
+        Some((dir, state))
+    });
+    let etag = files.etags.tag(&open.file, &open.meta, small.as_deref())?;
+    let identity = Representation {
+        content: small.map_or_else(|| Content::File(Arc::new(open.file)), Content::Bytes),
+        len,
+        content_type,
+        etag: Some(etag.clone()),
+        last_modified: last_modified(&open.meta),
+        encoding: None,
+        negotiated,
+    };
+    let mut fill = FileFill {
+        index_of,
+        dir,
+        path: file_path,
+        state: FileState::of(&open.meta),
+        negotiated,
+        identity: identity.clone(),
+        learned: Vec::new(),
+    };
+    let chosen =
+        |rep: Representation, fill: FileFill| Ok(Resolved::File(Box::new(rep), Box::new(fill)));
+    // A sidecar for any coding the client prefers to identity comes first: the site
+    // shipped it (often more tightly compressed than on the fly), and it costs no CPU.
+    let sidecar_turn = encodings.iter().take_while(|&&e| e != Encoding::Identity);
+    for &encoding in sidecar_turn.filter(|_| negotiated) {
+        let sidecar_path = path.with_suffix(sidecar_suffix(encoding));
+        if let Ok(Node::File(sidecar)) = files.root.open(&sidecar_path) {
+            let content = read_small(&sidecar)?;
+            let tag = files
+                .etags
+                .tag(&sidecar.file, &sidecar.meta, content.as_deref())?;
+            let rep = Representation {
+                len: sidecar.meta.len(),
+                content: content
+                    .map_or_else(|| Content::File(Arc::new(sidecar.file)), Content::Bytes),
+                etag: Some(tag),
+                // The sidecar is the representation sent: its own modification time.
+                last_modified: last_modified(&sidecar.meta),
+                encoding: Some(encoding.token()),
+                ..identity
+            };
+            let source = (c_path(&sidecar_path), FileState::of(&sidecar.meta));
+            fill.learned
+                .push((encoding, Found::Sidecar(rep.clone(), source)));
+            return chosen(rep, fill);
+        }
+        fill.learned.push((encoding, Found::NoSidecar));
+    }
+    for &encoding in encodings {
+        if encoding == Encoding::Identity {
+            return chosen(identity, fill);
+        }
+        if !negotiated {
+            continue;
+        }
+        if files.settings.no_compress || !(compress::MIN_SIZE..=compress::MAX_SIZE).contains(&len) {
+            fill.learned.push((encoding, Found::Unavailable));
+            continue;
+        }
+        let variant =
+            files
+                .variants
+                .get_or_encode(&etag, encoding, || match &identity.content {
+                    Content::Bytes(bytes) => Ok(bytes.clone()),
+                    Content::File(file) => {
+                        let mut buf = vec![0u8; len as usize];
+                        file.read_exact_at(&mut buf, 0)?;
+                        Ok(Bytes::from(buf))
+                    }
+                })?;
+        match variant {
+            Some(bytes) => {
+                let rep = Representation {
+                    len: bytes.len() as u64,
+                    content: Content::Bytes(bytes),
+                    etag: Some(etag.for_encoding(encoding.token())),
+                    encoding: Some(encoding.token()),
+                    ..identity
+                };
+                fill.learned.push((encoding, Found::Derived(rep.clone())));
+                return chosen(rep, fill);
+            }
+            None => fill.learned.push((encoding, Found::Unavailable)),
+        }
+    }
+    Ok(Resolved::NotAcceptable)
+}
+
+/// A file's modification time as a Last-Modified value: never later than now (RFC 9110
+/// §8.8.2.1 forbids a Last-Modified after the response's Date; a file stamped in the
+/// future gets the time its representation was built, i.e. when it was cached, or
+/// each request for files too large to cache).
+fn last_modified(meta: &std::fs::Metadata) -> Option<SystemTime> {
+    meta.modified().ok().map(|m| m.min(SystemTime::now()))
+}
+
+/// The directory holding the file at `path` (relative to the root).
+fn parent_dir(path: &CString) -> CString {
+    let bytes = path.as_bytes();
+    match bytes.iter().rposition(|&b| b == b'/') {
+        // A prefix of a CString holds no NUL.
+        Some(slash) => CString::new(&bytes[..slash]).unwrap_or_default(),
+        None => c".".to_owned(),
+    }
+}
+
+fn sidecar_suffix(encoding: Encoding) -> &'static [u8] {
+    match encoding {
+        Encoding::Brotli => b".br",
+        Encoding::Zstd => b".zst",
+        Encoding::Gzip => b".gz",
+        Encoding::Identity => b"",
+    }
+}
+
+/// The status for a file-system error: missing → 404, unreadable → 403, still
+/// changing after retries → 503 (try again), else 500.
+fn io_error(err: &io::Error) -> Response<Body> {
+    match err.kind() {
+        io::ErrorKind::NotFound => response::error(StatusCode::NOT_FOUND),
+        io::ErrorKind::PermissionDenied => response::error(StatusCode::FORBIDDEN),
+        io::ErrorKind::UnexpectedEof => {
+            let mut res = response::error(StatusCode::SERVICE_UNAVAILABLE);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            res
+        }
+        _ => {
+            tracing::error!("file system error: {err}");
+            response::error(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}

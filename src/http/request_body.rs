@@ -1,0 +1,61 @@
+//! The request body as handlers receive it: a stream of chunks read from the
+//! connection only as the handler asks for them.
+//!
+//! hyper reads a body's bytes from the socket when the body is polled, not before, so
+//! a handler that writes each chunk somewhere before asking for the next one holds at
+//! most one chunk in memory, and a slow consumer slows the client through TCP's flow
+//! control (HTTP/1) or the stream's window (HTTP/2). Dropping the body unread is how a
+//! handler says it does not want it: on HTTP/1 hyper then closes the connection after
+//! the response instead of reading what is left.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// A request's body, or nothing (no body, or one already read and dropped).
+#[derive(Debug, Default)]
+pub struct RequestBody {
+    incoming: Option<Incoming>,
+}
+
+impl RequestBody {
+    /// The body hyper is receiving.
+    pub fn new(incoming: Incoming) -> RequestBody {
+        RequestBody {
+            incoming: Some(incoming),
+        }
+    }
+
+    /// No body: the request had none, or it was already read.
+    pub fn empty() -> RequestBody {
+        RequestBody::default()
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().incoming {
+            Some(incoming) => Pin::new(incoming).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}

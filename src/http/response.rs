@@ -1,0 +1,91 @@
+//! Responses that are the same whichever handler produces them: error pages,
+//! redirects, OPTIONS and 405.
+//!
+//! Error pages are fixed text chosen by status alone: they never echo anything from
+//! the request, so they cannot reflect markup or header bytes back to a client.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::http::body::Body;
+
+/// `text/html; charset=utf-8`, for every HTML page wharf writes.
+pub const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+
+/// Whether `time` can be written as an HTTP-date or RFC 3339 timestamp: from 1970
+/// through 9999. File times outside that (a file dated 1960) are simply not sent.
+pub fn is_writable_date(time: std::time::SystemTime) -> bool {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .is_ok_and(|d| d.as_secs() < 253_402_300_800)
+}
+
+/// The `Last-Modified`-style value for `time`, when it has one.
+pub fn http_date(time: std::time::SystemTime) -> Option<HeaderValue> {
+    is_writable_date(time)
+        .then(|| HeaderValue::from_str(&httpdate::fmt_http_date(time)).ok())
+        .flatten()
+}
+
+/// A small HTML page for `status`, with its Content-Length.
+pub fn error(status: StatusCode) -> Response<Body> {
+    html(status, error_page_text(status))
+}
+
+/// The text of the built-in error page for `status`.
+pub fn error_page_text(status: StatusCode) -> String {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let code = status.as_u16();
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n\
+         <body><h1>{code} {reason}</h1><hr><p>wharf</p></body></html>\n"
+    )
+}
+
+/// An HTML response with an explicit Content-Length.
+pub fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HTML);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+    *res.body_mut() = Body::bytes(page);
+    res
+}
+
+/// 301 to `location`, which the caller built from a parsed path (never from raw
+/// request bytes), so it always starts with a single `/`.
+pub fn moved_permanently(location: &str) -> Response<Body> {
+    redirect(StatusCode::MOVED_PERMANENTLY, location)
+}
+
+/// A redirect with `status` to `location`.
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut res = error(status);
+    match HeaderValue::try_from(location) {
+        Ok(value) => {
+            res.headers_mut().insert(header::LOCATION, value);
+            res
+        }
+        // Unreachable for locations made by SitePath; refuse rather than send a bad header.
+        Err(_) => error(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// 405 with the methods the resource does support.
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut res = error(StatusCode::METHOD_NOT_ALLOWED);
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// The answer to OPTIONS, listing what the resource supports.
+pub fn options(allow: &'static str) -> Response<Body> {
+    // 200 with `Content-Length: 0`, not 204: RFC 9110 §9.3.7 asks a contentless
+    // OPTIONS answer for that field, which a 204 may not carry.
+    let mut res = Response::new(Body::empty());
+    let headers = res.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    res
+}

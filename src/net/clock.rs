@@ -1,0 +1,216 @@
+//! The per-connection [`Clock`]: which phase a connection is in (idle between
+//! requests, receiving a head, answering), when that phase expires, and the small
+//! facts about the latest exchange that the connection's driver and I/O wrapper act
+//! on (body left unread, Nagle to turn off, an HTTP/1.0 head to re-stamp).
+//!
+//! Shared by the I/O wrapper, the service and the driver of one connection; knows
+//! nothing of sockets or HTTP.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::net::deferred_accept::SILENT_BEFORE_ACCEPT;
+
+/// How long a keep-alive connection must be idle before it is parked.
+pub const PARK_AFTER: Duration = Duration::from_millis(100);
+
+pub(super) const IDLE: u8 = 0;
+pub(super) const HEAD: u8 = 1;
+pub(super) const BUSY: u8 = 2;
+
+/// Per-connection timing state, shared by the I/O wrapper, the service and the driver.
+#[derive(Debug)]
+pub struct Clock {
+    start: Instant,
+    /// `start` on the coarse clock, which timestamps the connection's events.
+    start_coarse: Duration,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    phase: AtomicU8,
+    /// Milliseconds after `start` when the current phase expires.
+    deadline_ms: AtomicU64,
+    /// Milliseconds after `start` when the current idle period began.
+    idle_since_ms: AtomicU64,
+    in_flight: AtomicU32,
+    /// Bytes of a following request arrived while a response was under way.
+    read_while_busy: AtomicBool,
+    /// The last write did not take everything offered: output is still buffered.
+    pub(super) write_blocked: AtomicBool,
+    /// Milliseconds after `start` of the last progress sending a response (a write
+    /// that took bytes, or the start of the request).
+    pub(super) last_write_ms: AtomicU64,
+    /// A request expects the connection to stay open: Nagle's algorithm must go before
+    /// its response is written. A connection that closes after one response never
+    /// pays for the system call, since `close` flushes.
+    pub(super) wants_nodelay: AtomicBool,
+    /// TCP_NODELAY is on already.
+    pub(super) nodelay: AtomicBool,
+    /// The latest request came with a body left unread, or was refused with a status
+    /// that ends the connection: if the connection closes after it, the client may
+    /// still be sending (see `linger`).
+    pub(super) unread_body: AtomicBool,
+    /// The next response head answers an HTTP/1.0 request and will be the first
+    /// bytes of the next write; [`ConnIo`] sends its status line as HTTP/1.1.
+    pub(super) restamp_head: AtomicBool,
+}
+
+impl Clock {
+    pub(super) fn new(header_timeout: Duration, idle_timeout: Duration) -> Clock {
+        let clock = Clock {
+            start: Instant::now(),
+            start_coarse: coarse_now(),
+            header_timeout,
+            idle_timeout,
+            phase: AtomicU8::new(HEAD),
+            deadline_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            read_while_busy: AtomicBool::new(false),
+            write_blocked: AtomicBool::new(false),
+            last_write_ms: AtomicU64::new(0),
+            wants_nodelay: AtomicBool::new(false),
+            nodelay: AtomicBool::new(false),
+            unread_body: AtomicBool::new(false),
+            restamp_head: AtomicBool::new(false),
+        };
+        clock.set_deadline(header_timeout);
+        clock
+    }
+
+    pub(super) fn now_ms(&self) -> u64 {
+        let elapsed = coarse_now().saturating_sub(self.start_coarse);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn set_deadline(&self, after: Duration) {
+        self.set_deadline_from(self.now_ms(), after);
+    }
+
+    fn set_deadline_from(&self, now_ms: u64, after: Duration) {
+        let after = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.deadline_ms
+            .store(now_ms.saturating_add(after), Ordering::Relaxed);
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    pub(super) fn deadline(&self) -> Instant {
+        self.at(self.deadline_ms.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Relaxed)
+    }
+
+    /// The connection was accepted with nothing to read: the kernel held it back
+    /// for [`SILENT_BEFORE_ACCEPT`] first, which counts against its header timeout.
+    pub(super) fn accepted_silent(&self) {
+        let waited = u64::try_from(SILENT_BEFORE_ACCEPT.as_millis()).unwrap_or(0);
+        let deadline = self.deadline_ms.load(Ordering::Relaxed);
+        self.deadline_ms
+            .store(deadline.saturating_sub(waited), Ordering::Relaxed);
+    }
+
+    /// When an idle connection should be parked.
+    pub(super) fn park_at(&self) -> Instant {
+        self.at(self.idle_since_ms.load(Ordering::Relaxed)) + PARK_AFTER
+    }
+
+    /// Bytes arrived from the client.
+    pub(super) fn on_read(&self) {
+        match self.phase() {
+            IDLE => {
+                self.phase.store(HEAD, Ordering::Relaxed);
+                self.set_deadline(self.header_timeout);
+            }
+            BUSY => self.read_while_busy.store(true, Ordering::Relaxed),
+            _ => {}
+        }
+    }
+
+    /// When a response that makes no progress is given up: `send_timeout` after the
+    /// last write that took bytes.
+    pub(super) fn send_deadline(&self, send_timeout: Duration) -> Instant {
+        self.at(self.last_write_ms.load(Ordering::Relaxed)) + send_timeout
+    }
+
+    /// An HTTP/1.0 request was parsed; called before [`Clock::request_started`].
+    ///
+    /// hyper labels every response to such a request `HTTP/1.0`, while RFC 9110 §6.2
+    /// asks for the highest version the server speaks, as nginx sends. The label can
+    /// be changed safely only when this response's head will start the next write:
+    /// no earlier response is still being produced or waiting to be sent. Otherwise
+    /// (pipelined requests behind a slow reader) the response keeps hyper's label.
+    pub fn answering_http10(&self) {
+        let nothing_pending = self.in_flight.load(Ordering::Relaxed) == 0
+            && !self.write_blocked.load(Ordering::Relaxed);
+        self.restamp_head.store(nothing_pending, Ordering::Relaxed);
+    }
+
+    /// A request head was parsed and handed to the router; `keep_alive` when the
+    /// client expects the connection to stay open after the response, `has_body` when
+    /// a request body follows the head.
+    pub fn request_started(&self, keep_alive: bool, has_body: bool) {
+        self.unread_body.store(has_body, Ordering::Relaxed);
+        if keep_alive && !self.nodelay.swap(true, Ordering::Relaxed) {
+            self.wants_nodelay.store(true, Ordering::Relaxed);
+        }
+        self.last_write_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.phase.store(BUSY, Ordering::Relaxed);
+        self.read_while_busy.store(false, Ordering::Relaxed);
+    }
+
+    /// The latest request's body was read to its end: closing after the answer needs
+    /// no lingering, and the bytes that arrived while it was read were that body, not
+    /// the start of another request (the connection goes idle after the answer, not
+    /// under the header timeout).
+    pub fn body_read(&self) {
+        self.unread_body.store(false, Ordering::Relaxed);
+        self.read_while_busy.store(false, Ordering::Relaxed);
+    }
+
+    /// The connection closes after the answer while the client may still be sending
+    /// (a request judged malformed, with more possibly behind it): it lingers.
+    pub fn closing_on_error(&self) {
+        self.unread_body.store(true, Ordering::Relaxed);
+    }
+
+    /// A response body was fully sent or abandoned.
+    pub fn request_finished(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            if self.read_while_busy.swap(false, Ordering::Relaxed) {
+                self.phase.store(HEAD, Ordering::Relaxed);
+                self.set_deadline(self.header_timeout);
+            } else {
+                let now = self.now_ms();
+                self.phase.store(IDLE, Ordering::Relaxed);
+                self.idle_since_ms.store(now, Ordering::Relaxed);
+                self.set_deadline_from(now, self.idle_timeout);
+            }
+        }
+    }
+}
+
+/// Monotonic time from the kernel's coarse clock: a few milliseconds of resolution,
+/// plenty for timeouts counted in seconds, and several times cheaper to read than the
+/// precise clock (it is read three times per request).
+fn coarse_now() -> Duration {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        EPOCH.get_or_init(std::time::Instant::now).elapsed()
+    }
+}

@@ -1,0 +1,672 @@
+//! One accepted connection: protocol settings, timeouts, parking and graceful shutdown.
+//!
+//! hyper parses and writes HTTP/1.x; this module decides how long a connection may
+//! live and what it holds while it waits. A [`Clock`] per connection tracks three
+//! phases — waiting idle between requests, receiving a request head, and answering —
+//! and the driver acts when the current phase's deadline passes:
+//!
+//! * a new connection, or one that has sent the first bytes of a request, must complete
+//!   the request head within `header_timeout` (slow-loris clients are dropped);
+//! * a keep-alive connection with nothing to say is closed after `idle_timeout`;
+//! * while a response is being produced or sent, neither applies.
+//!
+//! hyper's own `header_read_timeout` is not used because its timer also runs while a
+//! keep-alive connection is idle, which would tie the two limits together.
+//!
+//! **Parking.** hyper keeps an 8 KiB read buffer and its protocol state for as long as
+//! a connection lives. A connection idle for [`PARK_AFTER`](crate::net::clock::PARK_AFTER) is therefore parked: hyper
+//! is asked to finish (it does at once when idle), the socket is taken back, the task
+//! ends, and the socket waits in the worker's [`ParkingLot`] until the client speaks,
+//! when [`resume`] gives it a fresh task and hyper connection. The idle deadline keeps
+//! running across. Without a lot (outside Linux) the task stays and waits itself.
+
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::zero_copy::SendfileQueue;
+use crate::net::clock::{Clock, BUSY, IDLE};
+use crate::net::detect::{
+    as_http_11, peek_first_byte, sniff_h2, unsupported_major_version, TLS_HANDSHAKE,
+};
+use crate::net::io::{ConnIo, Restamp, Transport};
+use crate::net::lazy_tcp::LazyTcp;
+use crate::net::parking::{Parked, ParkingLot};
+use crate::net::service::ConnectionService;
+use crate::net::tls::Tls;
+use crate::site::router::Peer;
+use crate::site::Router;
+
+/// HTTP/2 limits. Streams per connection, as nginx's default.
+const H2_MAX_STREAMS: u32 = 128;
+/// Receive windows: large enough that uploads are not throttled by round trips.
+const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// Bytes a stream may queue for sending, so large downloads keep the pipe full.
+const H2_SEND_BUFFER: usize = 1024 * 1024;
+/// Rapid-reset protection (CVE-2023-44487): streams reset by the client before the
+/// server accepted them; past this the connection is closed with ENHANCE_YOUR_CALM.
+const H2_MAX_PENDING_RESETS: usize = 32;
+/// Streams the server may reset for protocol errors before it gives up on the client.
+const H2_MAX_ERROR_RESETS: usize = 256;
+
+/// Connections parked since the allocator last returned free memory to the system.
+static PARKED_SINCE_TRIM: AtomicU64 = AtomicU64::new(0);
+
+/// Returns memory freed by parked connections to the operating system, when any were
+/// parked since the last call. glibc keeps freed heap pages mapped, so without this a
+/// burst of connections would leave the process at its high-water mark for good. Meant
+/// to run about once a second; a no-op elsewhere than glibc.
+pub fn release_parked_memory() {
+    if PARKED_SINCE_TRIM.swap(0, Ordering::Relaxed) == 0 {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims glibc's own heap; it has no
+    // preconditions and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// What the connections of one listener speak.
+#[derive(Debug, Clone)]
+pub enum ListenerKind {
+    /// HTTP/1.x, and HTTP/2 with prior knowledge (h2c), told apart by the preface.
+    Plain,
+    /// TLS with ALPN (h2, or HTTP/1); plain HTTP arriving here is redirected to
+    /// HTTPS on `port`, this listener's own.
+    Tls {
+        /// Certificates and configuration.
+        tls: Tls,
+        /// The port clients reach this listener on.
+        port: u16,
+    },
+    /// Plain HTTP answered with redirects to HTTPS on `https_port`.
+    RedirectToHttps {
+        /// Where the HTTPS listener is.
+        https_port: u16,
+    },
+}
+
+/// Protocol limits applied to every connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// See [`crate::config::cli::Config::header_timeout`].
+    pub header_timeout: Duration,
+    /// See [`crate::config::cli::Config::idle_timeout`].
+    pub idle_timeout: Duration,
+    /// See [`crate::config::cli::Config::max_header_size`].
+    pub max_header_size: usize,
+}
+
+impl Limits {
+    /// hyper's read buffer must hold a whole request head. It is sized above our own
+    /// limits so that the router, not hyper, answers oversized heads, with a proper
+    /// error page: request targets up to 64 KiB (CPython's line limit) get 414 rather
+    /// than a 431 for the whole head; only heads beyond that get hyper's bare 431. The
+    /// buffer grows only as a client actually sends, and a head must be complete within
+    /// the header timeout.
+    fn read_buffer(&self) -> usize {
+        self.max_header_size + 64 * 1024 + 4096
+    }
+}
+
+/// Everything one connection needs, for its whole life.
+struct Session {
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    clock: Arc<Clock>,
+    /// Answer every request with a redirect to HTTPS on this port.
+    redirect_to: Option<u16>,
+}
+
+/// What every connection of one worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Answers requests.
+    pub router: Arc<Router>,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// The worker's connection tasks, waited for on shutdown.
+    pub tasks: TaskTracker,
+    /// Where idle connections wait, when the platform has one (see `parking`).
+    pub lot: Option<Arc<ParkingLot>>,
+}
+
+type Http1Conn<T> = hyper::server::conn::http1::Connection<TokioIo<ConnIo<T>>, ConnectionService>;
+
+/// How one hyper connection over the socket ended.
+enum Ended<T> {
+    /// Closed, timed out, failed, or shut down: drop the socket.
+    Closed,
+    /// Answered, but the client may still be sending (a body nobody read, or a head
+    /// hyper rejected): close gently, or the unread bytes make the kernel reset the
+    /// connection and the client may lose the answer.
+    Linger(T),
+    /// Parked while idle: the socket, and any bytes hyper had read but not used.
+    Parked(T, Bytes),
+}
+
+/// Serves one accepted connection until it closes, times out, or shutdown is asked
+/// for and its in-flight responses have been sent.
+pub async fn serve(stream: LazyTcp, remote: SocketAddr, shared: Arc<Shared>, kind: ListenerKind) {
+    let session = Session::new(remote, shared, None);
+    // Each protocol's state is boxed, so that a connection's task is only as large as
+    // what it is doing now.
+    match kind {
+        ListenerKind::Plain => Box::pin(session.serve_plain(stream)).await,
+        ListenerKind::Tls { tls, port } => Box::pin(session.serve_tls(stream, tls, port)).await,
+        ListenerKind::RedirectToHttps { https_port } => {
+            let session = Session {
+                redirect_to: Some(https_port),
+                ..session
+            };
+            // Spoken to like the site's plain port (h2c, version checks), answered
+            // with redirects.
+            Box::pin(session.serve_plain(stream)).await;
+        }
+    }
+}
+
+/// Serves a connection the parking lot hands back: its client has spoken again.
+pub async fn resume(parked: Parked, shared: Arc<Shared>) {
+    let session = Session::new(parked.remote, shared, parked.redirect_to);
+    // Set before it was first parked: a parked connection is a kept-alive one.
+    session.clock.nodelay.store(true, Ordering::Relaxed);
+    Box::pin(session.run_http1(LazyTcp::new(parked.socket), Bytes::new())).await;
+}
+
+impl Session {
+    fn new(remote: SocketAddr, shared: Arc<Shared>, redirect_to: Option<u16>) -> Session {
+        let limits = &shared.limits;
+        Session {
+            remote,
+            clock: Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout)),
+            shared,
+            redirect_to,
+        }
+    }
+
+    /// A plain listener: HTTP/1, or HTTP/2 with prior knowledge.
+    async fn serve_plain(self, mut stream: LazyTcp) {
+        match Box::pin(sniff_h2(&mut stream, &self.clock)).await {
+            Some((true, seen)) => Box::pin(self.run_h2(stream, seen)).await,
+            Some((false, seen)) if unsupported_major_version(&seen) => {
+                Box::pin(version_not_supported(stream, &self)).await;
+            }
+            Some((false, seen)) => Box::pin(self.run_http1(stream, as_http_11(seen))).await,
+            None => {}
+        }
+    }
+
+    /// A TLS listener: the handshake, then HTTP/2 or HTTP/1 as ALPN chose; plain HTTP
+    /// arriving here is redirected to HTTPS on `port`.
+    async fn serve_tls(self, mut stream: LazyTcp, tls: Tls, port: u16) {
+        match Box::pin(peek_first_byte(&mut stream, &self.clock)).await {
+            Some(TLS_HANDSHAKE) => {}
+            Some(_) => {
+                let session = Session {
+                    redirect_to: Some(port),
+                    ..self
+                };
+                return Box::pin(session.serve_plain(stream)).await;
+            }
+            None => return,
+        }
+        let Ok(stream) = stream.into_registered() else {
+            return;
+        };
+        // The handshake's flights must not wait on Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        self.clock.nodelay.store(true, Ordering::Relaxed);
+        let handshake = Box::pin(tokio::time::timeout_at(
+            self.clock.deadline(),
+            tls.acceptor().accept(stream),
+        ));
+        let remote = self.remote;
+        let stream = match handshake.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(%remote, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            Box::pin(self.run_h2(stream, Bytes::new())).await;
+        } else {
+            Box::pin(self.run_http1(stream, Bytes::new())).await;
+        }
+    }
+}
+
+/// Tells a connection's driver that shutdown was asked for. The wait is polled once,
+/// which leaves the task's waker registered with the token (the wait stays alive, so it
+/// stays registered); later polls only read the flag, where polling the wait again
+/// would take the token's lock on every poll of the connection.
+struct ShutdownWatch<'a> {
+    token: &'a CancellationToken,
+    wait: Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>,
+    registered: bool,
+}
+
+impl<'a> ShutdownWatch<'a> {
+    fn new(token: &'a CancellationToken) -> Self {
+        ShutdownWatch {
+            token,
+            wait: Box::pin(token.cancelled()),
+            registered: false,
+        }
+    }
+
+    /// Whether shutdown was asked for; registers `cx`'s waker the first time.
+    fn asked(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.token.is_cancelled() {
+            return true;
+        }
+        if self.registered {
+            return false;
+        }
+        self.registered = true;
+        self.wait.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// How long a lingering close waits in all, and for each read (nginx's
+/// `lingering_time` and `lingering_timeout`).
+const LINGER_TOTAL: Duration = Duration::from_secs(30);
+const LINGER_QUIET: Duration = Duration::from_secs(5);
+
+/// Closes a connection whose client may still be sending, as nginx's lingering close
+/// does: the answer is already in the socket; the FIN follows it, and what the client
+/// still sends is read and dropped until it closes its side, goes quiet, or the time
+/// is up. Closing with unread bytes instead makes the kernel answer with a reset,
+/// which can destroy the answer before the client has read it.
+async fn linger(mut stream: LazyTcp, shutdown: &CancellationToken) {
+    use tokio::io::AsyncReadExt;
+    if stream.shutdown_write().is_err() {
+        return;
+    }
+    let give_up = Instant::now() + LINGER_TOTAL;
+    let mut sink = vec![0u8; 4096];
+    loop {
+        let quiet = (Instant::now() + LINGER_QUIET).min(give_up);
+        tokio::select! {
+            read = tokio::time::timeout_at(quiet, stream.read(&mut sink)) => match read {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => return,
+            },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Keeps `timer` due no later than `wake` and polls it; true once `wake` has passed.
+///
+/// Deadlines move on with every request, but the timer is only moved earlier: when it
+/// fires before a deadline that was pushed back, it is set again then. A busy
+/// connection so touches the timer wheel about once per deadline period instead of
+/// twice per request.
+fn rearm(timer: &mut Pin<Box<Sleep>>, wake: Instant, cx: &mut Context<'_>) -> bool {
+    if wake < timer.deadline() {
+        timer.as_mut().reset(wake);
+    }
+    loop {
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if Instant::now() >= wake {
+            return true;
+        }
+        timer.as_mut().reset(wake);
+    }
+}
+
+/// The status hyper answered a request head it could not parse with, if that is how
+/// the connection ended (400, or 431/414 for heads beyond its buffer).
+fn rejected_status(err: &hyper::Error) -> Option<u16> {
+    if err.is_parse_too_large() {
+        Some(if err.to_string().contains("URI") {
+            414
+        } else {
+            431
+        })
+    } else if err.is_parse() {
+        Some(400)
+    } else {
+        None
+    }
+}
+
+/// Answers 505 (the usual small error page) and closes.
+async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
+    session
+        .shared
+        .router
+        .log()
+        .log_rejected(session.remote.ip(), 505);
+    use tokio::io::AsyncWriteExt;
+    let page = crate::http::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
+    let head = format!(
+        "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/html; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n",
+        page.len(),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(page.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+impl Session {
+    /// Serves HTTP/1 on `stream` (starting with bytes already read), parking it between
+    /// requests when the transport allows.
+    async fn run_http1<T: Transport>(&self, stream: T, first: Bytes) {
+        let sendfile = if T::CAN_SENDFILE {
+            SendfileQueue::new()
+        } else {
+            None
+        };
+        let mut stream = stream;
+        let mut replay = first;
+        loop {
+            // Boxed: the hyper phase's state is freed while the connection is parked.
+            match Box::pin(self.run_hyper(stream, replay, sendfile.clone())).await {
+                Ended::Closed => return,
+                Ended::Linger(stream) => {
+                    if let Some(stream) = stream.into_lazy() {
+                        linger(stream, &self.shared.shutdown).await;
+                    }
+                    return;
+                }
+                Ended::Parked(parked, leftover) => {
+                    PARKED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
+                    let mut parked = parked;
+                    if leftover.is_empty() {
+                        if let Some(lot) = &self.shared.lot {
+                            // The task ends here; the lot keeps the socket.
+                            if let Some(Ok(socket)) = parked.into_lazy().map(LazyTcp::into_std) {
+                                let parked = Parked {
+                                    socket,
+                                    remote: self.remote,
+                                    redirect_to: self.redirect_to,
+                                };
+                                lot.park(parked, self.clock.deadline());
+                            }
+                            return;
+                        }
+                        if !self.wait_parked(&mut parked).await {
+                            return;
+                        }
+                    }
+                    stream = parked;
+                    replay = leftover;
+                }
+            }
+        }
+    }
+
+    fn service<T: Transport>(&self, sendfile: Option<Arc<SendfileQueue>>) -> ConnectionService {
+        let peer = Peer {
+            remote: self.remote,
+            tls: T::SECURE,
+        };
+        ConnectionService::new(
+            Arc::clone(&self.shared.router),
+            peer,
+            Arc::clone(&self.clock),
+            sendfile,
+            self.redirect_to,
+        )
+    }
+
+    /// Serves HTTP/2 on `stream` until the client leaves, it idles out, or shutdown.
+    async fn run_h2<T: Transport>(&self, stream: T, first: Bytes) {
+        // Every HTTP/2 connection is long-lived: frames must not wait on Nagle.
+        if !self.clock.nodelay.swap(true, Ordering::Relaxed) {
+            stream.set_nodelay();
+        }
+        let io = TokioIo::new(ConnIo {
+            inner: stream,
+            replay: first,
+            clock: Arc::clone(&self.clock),
+            report_reads: false,
+            sendfile: None,
+            restamp: Restamp::default(),
+        });
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(
+                u32::try_from(self.shared.limits.max_header_size).unwrap_or(u32::MAX),
+            )
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_send_buf_size(H2_SEND_BUFFER)
+            .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+            .max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
+        let conn = builder.serve_connection(io, self.service::<T>(None));
+        let mut conn = std::pin::pin!(conn);
+        let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
+        let mut shutdown = ShutdownWatch::new(&self.shared.shutdown);
+        let mut closing = false;
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if !closing && shutdown.asked(cx) {
+                closing = true;
+                // GOAWAY: streams under way finish, no new ones start.
+                conn.as_mut().graceful_shutdown();
+                if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(result);
+                }
+            }
+            loop {
+                let phase = self.clock.phase();
+                // Streams under way: the deadline is the send timeout, which any write
+                // that takes bytes moves on.
+                let deadline = if phase == BUSY {
+                    self.clock.send_deadline(self.shared.limits.idle_timeout)
+                } else {
+                    self.clock.deadline()
+                };
+                if !rearm(&mut timer, deadline, cx) {
+                    return Poll::Pending;
+                }
+                match phase {
+                    BUSY if Instant::now()
+                        < self.clock.send_deadline(self.shared.limits.idle_timeout) =>
+                    {
+                        continue;
+                    }
+                    IDLE if !closing => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                        return conn.as_mut().poll(cx);
+                    }
+                    // No bytes taken for the idle timeout while streams are open, no
+                    // request within the header timeout, or past the deadline while
+                    // closing: drop the connection.
+                    _ => return Poll::Ready(Ok(())),
+                }
+            }
+        })
+        .await;
+        if let Err(err) = result {
+            tracing::debug!(remote = %self.remote, "HTTP/2 connection ended with an error: {err}");
+        }
+    }
+
+    /// Waits while parked; true when the client has something to say.
+    async fn wait_parked<T: Transport>(&self, stream: &mut T) -> bool {
+        let deadline = tokio::time::sleep_until(self.clock.deadline());
+        tokio::select! {
+            ready = poll_fn(|cx| stream.poll_readable(cx)) => ready.is_ok(),
+            _ = deadline => false,
+            _ = self.shared.shutdown.cancelled() => false,
+        }
+    }
+
+    /// Runs a hyper HTTP/1 connection over `stream` until it ends or is parked.
+    async fn run_hyper<T: Transport>(
+        &self,
+        stream: T,
+        replay: Bytes,
+        sendfile: Option<Arc<SendfileQueue>>,
+    ) -> Ended<T> {
+        let io = TokioIo::new(ConnIo {
+            inner: stream,
+            replay,
+            clock: Arc::clone(&self.clock),
+            report_reads: true,
+            sendfile: sendfile.clone(),
+            restamp: Restamp::default(),
+        });
+        let service = self.service::<T>(sendfile.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size(self.shared.limits.read_buffer())
+            .keep_alive(true)
+            // A client may shut down its sending side once its request is out and
+            // still wait for the answer (RFC 9112 §9.6); hyper then also skips a read
+            // per request that only looks for such an end.
+            .half_close(true)
+            // Queued writes hand body buffers to ConnIo uncopied (see zero_copy).
+            .writev(true);
+        // Boxed so that a parked connection's task does not keep room for it.
+        let mut conn = Box::new(builder.serve_connection(io, service));
+        let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
+        let mut shutdown = ShutdownWatch::new(&self.shared.shutdown);
+        let mut closing = false;
+        let mut parking = false;
+        // Ended by a timeout rather than by hyper: nothing was answered.
+        let mut dropped = false;
+
+        // Parking takes the socket back with `poll_without_shutdown`; every other end
+        // goes through `poll`, which flushes what hyper still buffers before the
+        // shutdown.
+        let poll_conn = |conn: &mut Box<Http1Conn<T>>, parking: bool, cx: &mut Context<'_>| {
+            if parking {
+                conn.poll_without_shutdown(cx)
+            } else {
+                Pin::new(&mut **conn).poll(cx)
+            }
+        };
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(result) = poll_conn(&mut conn, parking, cx) {
+                return Poll::Ready(result);
+            }
+            if !closing && shutdown.asked(cx) {
+                closing = true;
+                Pin::new(&mut *conn).graceful_shutdown();
+                // hyper ends an idle connection at once; one mid-response finishes first.
+                if let Poll::Ready(result) = poll_conn(&mut conn, parking, cx) {
+                    return Poll::Ready(result);
+                }
+            }
+            loop {
+                let phase = self.clock.phase();
+                // A response is still going out while the handler is busy, and also
+                // after its body ended while hyper or sendfile still hold bytes for it.
+                let draining = self.clock.write_blocked.load(Ordering::Relaxed)
+                    || sendfile.as_ref().is_some_and(|q| !q.is_empty());
+                let sending = phase == BUSY || (phase == IDLE && draining);
+                let deadline = if sending {
+                    self.clock.send_deadline(self.shared.limits.idle_timeout)
+                } else {
+                    self.clock.deadline()
+                };
+                let wake = if phase == IDLE && !sending && !closing && T::CAN_PARK {
+                    deadline.min(self.clock.park_at())
+                } else {
+                    deadline
+                };
+                if !rearm(&mut timer, wake, cx) {
+                    return Poll::Pending;
+                }
+                if sending {
+                    // A client that takes no bytes for the idle timeout is dropped
+                    // (nginx's send_timeout); any progress moves the deadline.
+                    if Instant::now() >= self.clock.send_deadline(self.shared.limits.idle_timeout) {
+                        dropped = true;
+                        return Poll::Ready(Ok(()));
+                    }
+                    continue;
+                }
+                match phase {
+                    // Idle past the timeout: ask hyper to end (at once, nothing is in
+                    // flight), flushing and shutting down.
+                    IDLE if !closing && Instant::now() >= deadline => {
+                        closing = true;
+                        Pin::new(&mut *conn).graceful_shutdown();
+                        return poll_conn(&mut conn, parking, cx);
+                    }
+                    // Idle long enough to park, all output gone: hyper ends at once and
+                    // the socket is kept.
+                    IDLE if !closing && T::CAN_PARK => {
+                        closing = true;
+                        parking = true;
+                        Pin::new(&mut *conn).graceful_shutdown();
+                        return poll_conn(&mut conn, parking, cx);
+                    }
+                    // A head not finished in time, or still idle past the deadline while
+                    // closing: drop the connection, which closes the socket.
+                    _ => {
+                        dropped = true;
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+            }
+        })
+        .await;
+        let linger = match &result {
+            Err(err) => {
+                tracing::debug!(remote = %self.remote, "connection ended with an error: {err}");
+                let rejected = rejected_status(err);
+                if let Some(status) = rejected {
+                    self.shared
+                        .router
+                        .log()
+                        .log_rejected(self.remote.ip(), status);
+                }
+                rejected.is_some()
+            }
+            // Closed by hyper itself after a request with a body (not by a timeout or
+            // shutdown of ours, when the client has gone quiet).
+            Ok(()) => !closing && !dropped && self.clock.unread_body.load(Ordering::Relaxed),
+        };
+        if linger {
+            return Ended::Linger(conn.into_parts().io.into_inner().inner);
+        }
+        if result.is_err() || !parking {
+            return Ended::Closed;
+        }
+        let parts = conn.into_parts();
+        let io = parts.io.into_inner();
+        let mut leftover = parts.read_buf;
+        if leftover.is_empty() {
+            leftover = io.replay;
+        }
+        Ended::Parked(io.inner, leftover)
+    }
+}

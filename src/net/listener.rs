@@ -1,0 +1,111 @@
+//! Listening sockets, the accept loop, and shutdown.
+//!
+//! Each listener is bound with SO_REUSEADDR (a restart binds at once even with
+//! connections in TIME_WAIT), accepts until shutdown is asked for, and hands every
+//! connection to its own task. On shutdown the listeners close first, then open
+//! connections finish their in-flight response within the grace period.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+use crate::net::connection::{self, ListenerKind, Shared};
+use crate::net::deferred_accept::defer_accept;
+use crate::net::lazy_tcp::{self, LazyTcp};
+
+/// Pending connections the kernel may queue for us.
+const BACKLOG: i32 = 1024;
+
+/// Binds one listening socket, reporting failures in words an operator can act on.
+/// Each worker registers its own duplicate of it with its event loop.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    let fail = |what: &str, e: io::Error| {
+        let reason = match e.kind() {
+            io::ErrorKind::AddrInUse => "address already in use".to_string(),
+            io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges)".to_string()
+            }
+            io::ErrorKind::AddrNotAvailable => "address not available on this machine".to_string(),
+            _ => e.to_string(),
+        };
+        format!("cannot {what} {addr}: {reason}")
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| fail("create a socket for", e))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| fail("configure", e))?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // `::` serves IPv4 too, as Python's server does.
+        let _ = socket.set_only_v6(false);
+    }
+    socket
+        .bind(&addr.into())
+        .map_err(|e| fail("listen on", e))?;
+    socket.listen(BACKLOG).map_err(|e| fail("listen on", e))?;
+    defer_accept(&socket);
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| fail("configure", e))?;
+    Ok(socket.into())
+}
+
+/// Accepts connections on `listener` until `shutdown` is cancelled. Accepted sockets
+/// are not registered with the event loop until they must wait (see `lazy_tcp`).
+pub async fn accept_loop(
+    listener: AsyncFd<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    kind: ListenerKind,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            accepted = accept(&listener) => accepted,
+        };
+        match accepted {
+            // TCP_NODELAY is set later, only on connections that outlive one response
+            // (see `connection`).
+            Ok((stream, remote)) => {
+                let mut conn = Box::pin(connection::serve(
+                    stream,
+                    remote,
+                    Arc::clone(&shared),
+                    kind.clone(),
+                ));
+                // Polled here first: a connection whose request is already in and
+                // answered from the cache is done in this one poll, without a task.
+                // Only one that has to wait gets a task of its own.
+                let first = std::future::poll_fn(|cx| Poll::Ready(conn.as_mut().poll(cx))).await;
+                if first.is_pending() {
+                    shared.tasks.spawn(conn);
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The next connection on `listener`.
+async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<(LazyTcp, SocketAddr)> {
+    loop {
+        let mut ready = listener.readable().await?;
+        match ready.try_io(|l| lazy_tcp::accept(l.get_ref())) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! TLS with rustls: certificates from PEM files or made on the spot, reloaded without a
+//! restart.
+//!
+//! A [`Tls`] holds the rustls configuration. Its certificate comes from a
+//! [`ReloadingCert`] resolver, so a reload (SIGHUP, or the files changing) swaps the
+//! certificate for new handshakes while open connections carry on. A certificate that
+//! fails to load — missing file, bad PEM, a key that does not match — is refused with
+//! a message and the previous one stays in use; at startup the same failure is fatal.
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use rustls::crypto::aws_lc_rs as provider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+/// TLS sessions remembered for resumption.
+const SESSION_CACHE: usize = 4096;
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// PEM files given by the operator.
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// Private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+        key: PathBuf,
+    },
+    /// A self-signed certificate for local names, kept in a per-user state directory.
+    SelfSigned,
+}
+
+/// The TLS side of a listener.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: TlsAcceptor,
+    certs: Arc<ReloadingCert>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("certs", &self.certs).finish()
+    }
+}
+
+impl Tls {
+    /// Loads the certificate and builds the rustls configuration (TLS 1.2 and 1.3,
+    /// ALPN `h2`, `http/1.1`, `http/1.0`). `names` are the hosts a self-signed certificate must
+    /// cover. Returns a one-line error for startup.
+    pub fn new(source: &CertSource, names: &[String]) -> Result<Tls, String> {
+        let (cert, key) = match source {
+            CertSource::Files { cert, key } => (cert.clone(), key.clone()),
+            CertSource::SelfSigned => self_signed(names)?,
+        };
+        let certs = Arc::new(ReloadingCert {
+            current: RwLock::new(Arc::new(load(&cert, &key)?)),
+            cert,
+            key,
+            seen: RwLock::new(file_times(source)),
+            source: source.clone(),
+        });
+        let mut config = ServerConfig::builder_with_provider(crate::net::tls_crypto::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS configuration: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
+        // http/1.0 too: a client offering only that would otherwise get a fatal
+        // no_application_protocol alert; it is served by the HTTP/1 side.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
+        // Resumption, as nginx offers by default: stateless tickets (keys rotate every
+        // 6 hours) and a session cache, so returning clients skip the full handshake.
+        config.ticketer =
+            provider::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
+        Ok(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            certs,
+        })
+    }
+
+    /// The acceptor for new connections.
+    pub fn acceptor(&self) -> &TlsAcceptor {
+        &self.acceptor
+    }
+
+    /// The certificate resolver, for reloads.
+    pub fn certs(&self) -> &Arc<ReloadingCert> {
+        &self.certs
+    }
+
+    /// SHA-256 fingerprint of the leaf certificate, as browsers show it.
+    pub fn fingerprint(&self) -> String {
+        let current = self.certs.current();
+        current
+            .cert
+            .first()
+            .map_or_else(String::new, |leaf| fingerprint(leaf))
+    }
+}
+
+/// The certificate in use, and how to load it again.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+    cert: PathBuf,
+    key: PathBuf,
+    source: CertSource,
+    /// Modification times of the files when last loaded.
+    seen: RwLock<Option<(SystemTime, SystemTime)>>,
+}
+
+impl ReloadingCert {
+    fn current(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Loads the files again; on success new handshakes use the new certificate, on
+    /// failure the old one stays and the error is returned.
+    pub fn reload(&self) -> Result<(), String> {
+        let fresh = load(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        *self.seen.write().unwrap_or_else(|p| p.into_inner()) = file_times(&self.source);
+        Ok(())
+    }
+
+    /// Whether the certificate or key file changed since the last load.
+    pub fn files_changed(&self) -> bool {
+        let now = file_times(&self.source);
+        now.is_some() && now != *self.seen.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+fn file_times(source: &CertSource) -> Option<(SystemTime, SystemTime)> {
+    let CertSource::Files { cert, key } = source else {
+        return None;
+    };
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((mtime(cert)?, mtime(key)?))
+}
+
+/// Loads a certificate chain and its key, checking that they belong together.
+pub fn load(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, String> {
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => format!("TLS {what} file {} does not exist", path.display()),
+            _ => format!("cannot read TLS {what} file {}: {e}", path.display()),
+        })
+    };
+    let cert_pem = read(cert_path, "certificate")?;
+    let key_pem = read(key_path, "key")?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "TLS certificate file {} is not valid PEM: {e}",
+                cert_path.display()
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(format!(
+            "TLS certificate file {} holds no certificate",
+            cert_path.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        format!(
+            "TLS key file {} holds no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}",
+            key_path.display()
+        )
+    })?;
+    let signing_key = provider::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("TLS key file {}: unsupported key: {e}", key_path.display()))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(|e| {
+        format!(
+            "TLS key {} does not match certificate {}: {e}",
+            key_path.display(),
+            cert_path.display()
+        )
+    })?;
+    Ok(certified)
+}
+
+/// The names a self-signed certificate covers: loopback names plus the bound address.
+pub fn local_names(bound: &[IpAddr]) -> Vec<String> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    for ip in bound {
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
+    }
+    names
+}
+
+/// The per-user directory where the self-signed certificate is kept, so a browser's
+/// exception for it survives restarts: `$XDG_STATE_HOME/wharf`, else
+/// `~/.local/state/wharf`.
+fn state_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("wharf"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/wharf")),
+        None => {
+            Err("--tls-self-signed needs HOME or XDG_STATE_HOME to keep its certificate".into())
+        }
+    }
+}
+
+/// Where the self-signed certificate's private key is kept, when there is a place.
+pub fn self_signed_key_path() -> Option<PathBuf> {
+    state_dir().ok().map(|dir| dir.join(SELF_SIGNED_KEY))
+}
+
+/// File name of the self-signed certificate's key in [`state_dir`].
+const SELF_SIGNED_KEY: &str = "self-signed-key.pem";
+
+/// Returns the paths of a self-signed certificate for `names`, made now unless one
+/// for exactly these names is already kept.
+fn self_signed(names: &[String]) -> Result<(PathBuf, PathBuf), String> {
+    let dir = state_dir()?;
+    let cert = dir.join("self-signed-cert.pem");
+    let key = dir.join(SELF_SIGNED_KEY);
+    let names_file = dir.join("self-signed-names.txt");
+    let wanted = names.join("\n");
+    let kept = std::fs::read_to_string(&names_file).ok();
+    if kept.as_deref() == Some(wanted.as_str()) && load(&cert, &key).is_ok() {
+        return Ok((cert, key));
+    }
+    let made = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+    let fail = |e: io::Error| {
+        format!(
+            "cannot store the self-signed certificate in {}: {e}",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    write_private(&key, made.key_pair.serialize_pem().as_bytes()).map_err(fail)?;
+    std::fs::write(&cert, made.cert.pem()).map_err(fail)?;
+    std::fs::write(&names_file, wanted).map_err(fail)?;
+    Ok((cert, key))
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// `AB:CD:…` SHA-256 of a DER certificate.
+pub fn fingerprint(der: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    let mut out = String::with_capacity(95);
+    for (i, b) in digest.as_ref().iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        let _ = write!(out, "{b:02X}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path) -> (PathBuf, PathBuf) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&c, made.cert.pem()).unwrap();
+        std::fs::write(&k, made.key_pair.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn loads_a_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = write_pair(dir.path());
+        assert!(load(&c, &k).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_inputs_with_clear_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = write_pair(dir.path());
+        let other = tempfile::tempdir().unwrap();
+        let (_, k2) = write_pair(other.path());
+        let err = |r: Result<CertifiedKey, String>| r.err().unwrap();
+        assert!(err(load(&dir.path().join("no.pem"), &k)).contains("does not exist"));
+        assert!(err(load(&c, &k2)).contains("does not match"));
+        let garbage = dir.path().join("g.pem");
+        std::fs::write(&garbage, "not pem at all").unwrap();
+        assert!(err(load(&garbage, &k)).contains("holds no certificate"));
+        assert!(err(load(&c, &garbage)).contains("no usable private key"));
+        let broken = dir.path().join("b.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(err(load(&broken, &k)).contains("not valid PEM"));
+    }
+
+    #[test]
+    fn fingerprints_look_like_browsers_show_them() {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let fp = fingerprint(made.cert.der());
+        assert_eq!(fp.len(), 95);
+        assert_eq!(fp.matches(':').count(), 31);
+    }
+
+    #[test]
+    fn local_names_cover_loopback_and_the_bound_address() {
+        let names = local_names(&["0.0.0.0".parse().unwrap(), "192.0.2.7".parse().unwrap()]);
+        assert_eq!(names, ["localhost", "127.0.0.1", "::1", "192.0.2.7"]);
+    }
+}

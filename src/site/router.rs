@@ -1,0 +1,574 @@
+//! From a parsed request to exactly one handler, and back.
+//!
+//! The router owns what is the same for every handler: the request checks
+//! ([`checks`]), the method policy (405 with the handler's `Allow`, 501 for unknown
+//! methods), parsing the path into a [`SitePath`], `OPTIONS`, and with a configuration
+//! file the rules around the handler. It reaches handlers only through
+//! [`Handlers`]' seam.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+
+use crate::handlers::{Handler, Handlers, Request};
+use crate::http::body::Body;
+use crate::http::negotiate;
+use crate::http::path::{PathError, SitePath};
+use crate::http::request_body::RequestBody;
+use crate::http::response;
+use crate::log::access::AccessLog;
+use crate::site::auth::{self, Verdict};
+use crate::site::checks::{self, HeadLimits};
+use crate::site::cors::Cors;
+use crate::site::rules::{self, Site};
+
+/// What the site is told at startup.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whether dotfiles are served (else their paths are 404).
+    pub hidden: bool,
+    /// Limits on the request head.
+    pub limits: HeadLimits,
+    /// Whether the site is served over HTTPS (for HSTS).
+    pub https: bool,
+    /// Path rules, error pages and header presets from the configuration file.
+    pub rules: Site,
+}
+
+/// Shared, immutable state for every request.
+#[derive(Debug)]
+pub struct Router {
+    settings: Settings,
+    handlers: Handlers,
+    /// Where exchanges are logged.
+    log: AccessLog,
+    /// Password verifications allowed at once.
+    auth_permits: tokio::sync::Semaphore,
+}
+
+/// Who sent a request, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// What [`Router::answer_now`] could decide.
+pub enum Answer {
+    /// The response, ready.
+    Now(Response<Body>),
+    /// What is left to do, by [`Router::answer`].
+    Later(Pending),
+}
+
+/// A request [`Router::answer_now`] could not answer without waiting.
+pub struct Pending(Left);
+
+enum Left {
+    /// A static path the hot cache could not answer: the blocking pool must.
+    Uncached(SitePath),
+    /// The site has rules, which may authenticate (and so wait): all of it is async.
+    WithRules,
+}
+
+impl Router {
+    /// The site answering with `handlers`, logging to `log`.
+    pub fn new(settings: Settings, handlers: Handlers, log: AccessLog) -> Router {
+        Router {
+            settings,
+            handlers,
+            log,
+            auth_permits: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
+        }
+    }
+
+    /// The served folder.
+    pub fn root(&self) -> &crate::fs::Root {
+        self.handlers.root()
+    }
+
+    /// Where exchanges are logged.
+    pub fn log(&self) -> &AccessLog {
+        &self.log
+    }
+
+    /// Settings that are valid but probably not what the operator meant: custom error
+    /// pages that name nothing under the root (the plain page is sent instead).
+    pub fn warnings(&self) -> Vec<String> {
+        let root = self.handlers.root();
+        self.settings
+            .rules
+            .error_pages
+            .iter()
+            .filter(|(_, page)| {
+                let found = SitePath::parse(page, self.settings.hidden)
+                    .ok()
+                    .and_then(|p| root.open(&p).ok());
+                // A folder is served by its index file, so it may do.
+                found.is_none()
+            })
+            .map(|(status, page)| {
+                format!(
+                    "error page for {}: {page} is not found under {}",
+                    status.as_u16(),
+                    root.path().display()
+                )
+            })
+            .collect()
+    }
+
+    /// What can be decided about a request without waiting: the answer itself for
+    /// a bad request, a redirect or a hot-cache hit (so the common case never builds
+    /// or boxes the async handler's state), or what is left to do.
+    pub fn answer_now(&self, req: &Parts) -> Answer {
+        // The request's own problems come before any rule or handler sees it.
+        if let Some(status) = checks::reject(req, &self.settings.limits) {
+            return Answer::Now(response::error(status));
+        }
+        if !self.settings.rules.is_empty() {
+            return Answer::Later(Pending(Left::WithRules));
+        }
+        let path = req.uri.path();
+        let handler = Handler::default();
+        match self.route(req, path, &handler) {
+            Route::Done(res) => Answer::Now(res),
+            Route::Path(site_path) => match self.handlers.ready(&handler, req, path) {
+                Some(res) => Answer::Now(options_answer(req, res, &handler)),
+                None => Answer::Later(Pending(Left::Uncached(site_path))),
+            },
+        }
+    }
+
+    /// The answer to what [`Router::answer_now`] left pending.
+    pub async fn answer(
+        self: Arc<Self>,
+        pending: Pending,
+        req: &Parts,
+        body: RequestBody,
+        peer: Peer,
+    ) -> Response<Body> {
+        match pending.0 {
+            Left::Uncached(path) => {
+                let handler = Handler::default();
+                let request = Request {
+                    head: req,
+                    path,
+                    target: req.uri.path(),
+                    body,
+                    remote: peer.remote,
+                    tls: peer.tls,
+                };
+                let res = self.handlers.respond(&handler, request).await;
+                options_answer(req, res, &handler)
+            }
+            Left::WithRules => self.handle_with_rules(req, body, peer).await,
+        }
+    }
+
+    /// Whether the handler that will answer `pending` reads the request body (else the
+    /// connection layer disposes of it). With rules, that is the handler the rules
+    /// assign to the request's own path.
+    pub fn reads_body(&self, pending: &Pending, req: &Parts) -> bool {
+        match &pending.0 {
+            Left::Uncached(_) => Handler::default().reads_body(),
+            Left::WithRules => self.handler_for(req.uri.path()).reads_body(),
+        }
+    }
+
+    /// The answer of plain HTTP to an HTTPS site: the request checks of the site
+    /// itself (a bad or doubled Host is a 400, not somewhere to redirect to), `*` as
+    /// the site answers it, and otherwise the redirect to HTTPS on `https_port`.
+    pub fn redirect_to_https(&self, req: &Parts, https_port: u16) -> Response<Body> {
+        if let Some(status) = checks::reject(req, &self.settings.limits) {
+            return response::error(status);
+        }
+        if req.uri.path() == "*" {
+            if let Route::Done(res) = self.route(req, "*", &Handler::default()) {
+                return res;
+            }
+        }
+        crate::site::https_redirect::respond(req, https_port)
+    }
+
+    /// The checks and parsing every handler needs first (`*`, methods `handler`
+    /// answers, a path that does not parse). The request's own problems were
+    /// answered by `checks::reject` before.
+    fn route(&self, req: &Parts, path: &str, handler: &Handler) -> Route {
+        let method = &req.method;
+        if path == "*" {
+            return Route::Done(if method == Method::OPTIONS {
+                response::options(handler.allow())
+            } else {
+                response::error(StatusCode::BAD_REQUEST)
+            });
+        }
+        if !handler.allows(method) {
+            // A method defined by RFC 9110 or RFC 5789 is known, just not allowed
+            // here: 405. Anything else is not implemented (RFC 9110 §9.1): 501.
+            return Route::Done(if KNOWN_METHODS.contains(method) {
+                response::method_not_allowed(handler.allow())
+            } else {
+                response::error(StatusCode::NOT_IMPLEMENTED)
+            });
+        }
+        match SitePath::parse(path, self.settings.hidden) {
+            Ok(site_path) => Route::Path(site_path),
+            Err(PathError::BadRequest) => Route::Done(response::error(StatusCode::BAD_REQUEST)),
+            Err(PathError::NotFound) => Route::Done(response::error(StatusCode::NOT_FOUND)),
+        }
+    }
+
+    /// The request as if its path were `path` (the request's own, or a rewrite),
+    /// answered by `handler`.
+    async fn handle_path(
+        &self,
+        req: &Parts,
+        path: &str,
+        handler: &Handler,
+        body: RequestBody,
+        peer: Peer,
+    ) -> Response<Body> {
+        let site_path = match self.route(req, path, handler) {
+            Route::Done(res) => return res,
+            Route::Path(site_path) => site_path,
+        };
+        let res = match self.handlers.ready(handler, req, path) {
+            Some(res) => res,
+            None => {
+                let request = Request {
+                    head: req,
+                    path: site_path,
+                    target: path,
+                    body,
+                    remote: peer.remote,
+                    tls: peer.tls,
+                };
+                Box::pin(self.handlers.respond(handler, request)).await
+            }
+        };
+        options_answer(req, res, handler)
+    }
+
+    /// The request with the configuration file's rules applied around the handler:
+    /// access lists, then a redirect, or a rewrite, the handler and the SPA fallback;
+    /// then the custom error page and the rules' headers.
+    async fn handle_with_rules(
+        self: Arc<Self>,
+        req: &Parts,
+        body: RequestBody,
+        peer: Peer,
+    ) -> Response<Body> {
+        let remote = peer.remote.ip();
+        let site = &self.settings.rules;
+        let path = req.uri.path();
+        // Rules match the decoded, normalised path, never the raw spelling; a path that
+        // does not parse gets its 400/404 from the handler, with no rule applied.
+        let rule_path = SitePath::parse(path, self.settings.hidden)
+            .map(|p| p.rule_path())
+            .unwrap_or_default();
+        let matched = if rule_path.is_empty() {
+            Vec::new()
+        } else {
+            site.matching(&rule_path)
+        };
+        let rewritten = matched.iter().find_map(|(rule, caps)| {
+            rule.rewrite
+                .as_ref()
+                .map(|t| rules::expand(t, &encoded(caps)))
+        });
+        // A rewrite must not lead around the rules of where it lands: the access rules
+        // of the rewritten path are checked as well as the request's own.
+        let landed = rewritten
+            .as_deref()
+            .and_then(|t| SitePath::parse(t, self.settings.hidden).ok())
+            .map(|p| p.rule_path())
+            .unwrap_or_default();
+        let landed_rules = if landed.is_empty() {
+            Vec::new()
+        } else {
+            site.matching(&landed)
+        };
+        let guards: Vec<&rules::Rule> = matched
+            .iter()
+            .chain(landed_rules.iter())
+            .map(|(rule, _)| *rule)
+            .collect();
+        let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
+        let mut res = if guards.iter().any(|rule| !rule.admits(remote)) {
+            response::error(StatusCode::FORBIDDEN)
+        } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
+            // Preflights carry no credentials: they are answered before authentication.
+            return cors.preflight(req);
+        } else if let Some(refused) = self.authenticate(req, remote, &guards).await {
+            refused
+        } else if let Some((redirect, caps)) = matched
+            .iter()
+            .find_map(|(rule, caps)| rule.redirect.as_ref().map(|r| (r, caps)))
+        {
+            let to = rules::expand(&redirect.to, &encoded(caps));
+            response::redirect(redirect.status, &keep_query(to, req.uri.query()))
+        } else {
+            let target = rewritten.as_deref().unwrap_or(path);
+            // The handler of the path actually served: the rewrite's target, if any.
+            let served_rules = if rewritten.is_some() {
+                &landed_rules
+            } else {
+                &matched
+            };
+            let handler = first_handler(served_rules);
+            let mut res = self.handle_path(req, target, &handler, body, peer).await;
+            let spa = matched.iter().find_map(|(rule, _)| rule.spa.as_deref());
+            if let (Some(spa), StatusCode::NOT_FOUND) = (spa, res.status()) {
+                if wants_a_page(req) {
+                    let handler = self.handler_for(spa);
+                    let fallback = self
+                        .handle_path(req, spa, &handler, RequestBody::empty(), peer)
+                        .await;
+                    if fallback.status().is_success()
+                        || fallback.status() == StatusCode::NOT_MODIFIED
+                    {
+                        res = fallback;
+                    }
+                }
+                // Page or 404 was decided by Accept: caches must key on it.
+                res.headers_mut()
+                    .append(header::VARY, HeaderValue::from_static("Accept"));
+            }
+            res
+        };
+        let status = res.status();
+        if status.is_client_error() || status.is_server_error() {
+            if let Some(page) = site.error_page(status) {
+                res = self.error_page(req, page, res, peer).await;
+            }
+        }
+        // As nginx's add_header: on successes, redirects and 304, never on errors, so
+        // that e.g. a year-long Cache-Control never pins a 404.
+        if adds_rule_headers(res.status()) {
+            for (rule, _) in &matched {
+                for (name, value) in &rule.headers {
+                    res.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(cors) = cors {
+            cors.decorate(req, &mut res);
+        }
+        if site.security_headers {
+            let headers = res.headers_mut();
+            for (name, value) in SECURITY_HEADERS {
+                headers.insert(name.clone(), HeaderValue::from_static(value));
+            }
+            if self.settings.https {
+                headers.insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000"),
+                );
+            }
+        }
+        res
+    }
+
+    /// The handler the rules assign to `path` (static when none names one).
+    fn handler_for(&self, path: &str) -> Handler {
+        SitePath::parse(path, self.settings.hidden)
+            .map(|p| first_handler(&self.settings.rules.matching(&p.rule_path())))
+            .unwrap_or_default()
+    }
+
+    /// Checks HTTP Basic credentials when a matching rule asks for them: `None` to go
+    /// on, or the refusal (401 with a challenge, 403 for a user the rule does not
+    /// admit, 429 after too many failures from this client).
+    async fn authenticate(
+        &self,
+        req: &Parts,
+        remote: IpAddr,
+        guards: &[&rules::Rule],
+    ) -> Option<Response<Body>> {
+        let required: Vec<&rules::AuthRule> =
+            guards.iter().filter_map(|r| r.auth.as_ref()).collect();
+        if required.is_empty() {
+            return None;
+        }
+        let users = Arc::clone(&self.settings.rules.users);
+        let verdict = if users.throttled(remote) {
+            Verdict::Throttled
+        } else {
+            // argon2 takes tens of milliseconds and ~19 MiB per check by design: at most
+            // one check per CPU runs at a time, the rest wait their turn.
+            let _permit = self.auth_permits.acquire().await;
+            let headers = req.headers.clone();
+            tokio::task::spawn_blocking(move || users.verify(&headers, remote))
+                .await
+                .unwrap_or(Verdict::Denied)
+        };
+        match verdict {
+            Verdict::User(user) if required.iter().all(|r| r.admits(&user)) => None,
+            Verdict::User(_) => Some(response::error(StatusCode::FORBIDDEN)),
+            Verdict::Denied => {
+                let mut res = response::error(StatusCode::UNAUTHORIZED);
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, auth::challenge());
+                Some(res)
+            }
+            Verdict::Throttled => {
+                let mut res = response::error(StatusCode::TOO_MANY_REQUESTS);
+                res.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(auth::FAIL_WINDOW.as_secs()),
+                );
+                Some(res)
+            }
+        }
+    }
+
+    /// `original` (an error) with its body replaced by the custom page at `page`; the
+    /// status and the headers that explain the error (Allow, Content-Range,
+    /// Retry-After, Vary) stay.
+    async fn error_page(
+        &self,
+        req: &Parts,
+        page: &str,
+        original: Response<Body>,
+        peer: Peer,
+    ) -> Response<Body> {
+        let mut fetch = http::Request::get(page).body(()).map(|r| r.into_parts().0);
+        if let Ok(fetch) = &mut fetch {
+            for ae in req.headers.get_all(header::ACCEPT_ENCODING) {
+                fetch.headers.append(header::ACCEPT_ENCODING, ae.clone());
+            }
+            fetch
+                .headers
+                .insert(header::HOST, HeaderValue::from_static("localhost"));
+        }
+        let Ok(fetch) = fetch else { return original };
+        let handler = self.handler_for(page);
+        let mut res = self
+            .handle_path(&fetch, page, &handler, RequestBody::empty(), peer)
+            .await;
+        if res.status() != StatusCode::OK {
+            return original;
+        }
+        *res.status_mut() = original.status();
+        let headers = res.headers_mut();
+        for name in [header::ETAG, header::LAST_MODIFIED, header::ACCEPT_RANGES] {
+            headers.remove(name);
+        }
+        for name in [
+            header::ALLOW,
+            header::CONTENT_RANGE,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+        ] {
+            if let Some(value) = original.headers().get(&name) {
+                headers.insert(name, value.clone());
+            }
+        }
+        // What the error depended on (e.g. Accept, for an SPA fallback's 404) still
+        // varies the answer, along with what the page's own negotiation added.
+        for value in original.headers().get_all(header::VARY) {
+            headers.append(header::VARY, value.clone());
+        }
+        res
+    }
+}
+
+/// What [`Router::route`] found.
+enum Route {
+    /// The request is answered already (an error, or `OPTIONS *`).
+    Done(Response<Body>),
+    /// The parsed path, for the handler.
+    Path(SitePath),
+}
+
+/// OPTIONS on a path that exists lists the methods `handler` answers; any other
+/// answer stands.
+fn options_answer(req: &Parts, res: Response<Body>, handler: &Handler) -> Response<Body> {
+    if req.method == Method::OPTIONS && res.status().is_success() {
+        response::options(handler.allow())
+    } else {
+        res
+    }
+}
+
+/// The first handler named by `rules` (static when none is).
+fn first_handler(rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
+    rules
+        .iter()
+        .find_map(|(rule, _)| rule.handler.clone())
+        .unwrap_or_default()
+}
+
+/// Captures (decoded text) percent-encoded for a URL or path.
+fn encoded(caps: &[&str]) -> Vec<String> {
+    caps.iter()
+        .map(|c| crate::http::path::encode_path(c))
+        .collect()
+}
+
+/// A redirect target with the request's query kept, as nginx's `rewrite` does: after
+/// the target's own query with `&`, or as the query when it has none; a target ending
+/// in `?` asks for the request's query to be dropped.
+fn keep_query(mut to: String, query: Option<&str>) -> String {
+    if to.ends_with('?') {
+        to.pop();
+        return to;
+    }
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        to.push(if to.contains('?') { '&' } else { '?' });
+        to.push_str(query);
+    }
+    to
+}
+
+/// The security-headers preset (HSTS is added only when serving TLS).
+const SECURITY_HEADERS: &[(HeaderName, &str)] = &[
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+    (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'self'"),
+];
+
+/// A GET or HEAD that asks for HTML by name, as browsers navigating do; scripts asking
+/// for `*/*` do not count, so a missing asset stays a 404 under an SPA fallback.
+fn wants_a_page(req: &Parts) -> bool {
+    (req.method == Method::GET || req.method == Method::HEAD)
+        && negotiate::list_members(&req.headers, &header::ACCEPT).any(|range| {
+            range
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("text/html")
+        })
+        && negotiate::media_quality(&req.headers, "text/html") > 0.0
+}
+
+/// The statuses a rule's `headers` are added to (nginx's `add_header` without
+/// `always`).
+fn adds_rule_headers(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
+}
+
+/// Methods this server knows, whether or not a resource allows them.
+const KNOWN_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::TRACE,
+    Method::CONNECT,
+];
