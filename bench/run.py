@@ -13,6 +13,12 @@ nghttp2-client openssl). Every server it starts listens on 127.0.0.1 and is stop
 the end; every load run is bounded.
 
 Usage: bench/run.py [--rounds N] [--duration SECONDS] [--only TEST[,TEST...]]
+       bench/run.py --ab OLD_WHARF_BINARY [--rounds N] [--duration SECONDS] [--only ...]
+
+With --ab, the fresh build is run against another wharf binary instead of nginx (an
+A/B of a change: build the old commit, copy its target/release/wharf aside, pass it
+here), on the plain-HTTP tests (default: 1k-keepalive and 1k-close), interleaved the
+same way, and the ratio is new/old.
 """
 
 import argparse
@@ -245,7 +251,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated test names")
+    ap.add_argument("--ab", metavar="OLD_BINARY", help="compare with this wharf build")
     args = ap.parse_args()
+    if args.ab:
+        return ab(args)
     for tool in ("nginx", "wrk", "h2load", "openssl", "taskset", "cargo"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(f"{tool} is required (apt-get install nginx-light wrk nghttp2-client)")
@@ -373,6 +382,65 @@ def main():
         print(
             f"| per idle connection (bytes) | {(n[1] - n[0]) * 1024 // 10_000:,} "
             f"| {(w[1] - w[0]) * 1024 // 10_000:,} |"
+        )
+
+
+def ab(args):
+    """The fresh build against `args.ab`, interleaved, on plain-HTTP wrk tests."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is required (apt-get install wrk)")
+    sh(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO)
+    new_bin = os.path.join(REPO, "target", "release", "wharf")
+    names = args.only.split(",") if args.only else ["1k-keepalive", "1k-close"]
+    for t in names:
+        if TESTS[t]["kind"] != "wrk" or TESTS[t].get("tls") or TESTS[t].get("logged"):
+            raise SystemExit(f"{t}: --ab runs plain-HTTP wrk tests only")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with tempfile.TemporaryDirectory(prefix="wharf-ab-") as tmp:
+        site = os.path.join(tmp, "site")
+        make_site(site)
+        servers = []
+        for name, binary in (("old", args.ab), ("new", new_bin)):
+            port = free_port()
+            argv = [binary, site, "-b", "127.0.0.1", "--quiet", "--workers", "1", "-p", str(port)]
+            servers.append(Server(name, argv, port))
+        results = {t: {"old": [], "new": []} for t in names}
+        try:
+            for server in servers:
+                server.start()
+            for t in names:
+                for server in servers:
+                    wrk(server.url(TESTS[t]["path"]), 1, 4)
+            for r in range(args.rounds):
+                for t in names:
+                    # Alternate which build goes first, so neither always runs warmer.
+                    for server in servers if r % 2 == 0 else servers[::-1]:
+                        results[t][server.name].append(run_one(server, TESTS[t], args.duration))
+                print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            for server in servers:
+                server.stop()
+    print(f"\n{args.rounds} rounds of {args.duration} s; server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}\n")
+    print("| test | old | new | ratio | old per CPU-s | new per CPU-s | ratio per CPU-s | per CPU-s, each round |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for t in names:
+        unit = TESTS[t]["unit"]
+        med = {
+            name: (
+                statistics.median(v[0] for v in runs),
+                statistics.median(v[1] for v in runs),
+            )
+            for name, runs in results[t].items()
+        }
+        o, n = med["old"], med["new"]
+        spread = " ".join(
+            f"{a[1] / 1000:.0f}k/{b[1] / 1000:.0f}k"
+            for a, b in zip(results[t]["old"], results[t]["new"])
+        )
+        print(
+            f"| {t} ({unit}) | {o[0]:,.0f} | {n[0]:,.0f} | {n[0] / o[0]:.2f}x "
+            f"| {o[1]:,.0f} | {n[1]:,.0f} | {n[1] / o[1]:.2f}x | old/new {spread} |"
         )
 
 
