@@ -10,6 +10,7 @@ pub mod auth;
 pub mod checks;
 pub mod cors;
 pub mod https_redirect;
+pub mod methods;
 pub mod router;
 pub mod rules;
 

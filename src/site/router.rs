@@ -23,6 +23,7 @@ use crate::log::access::AccessLog;
 use crate::site::auth::{self, Verdict};
 use crate::site::checks::{self, HeadLimits};
 use crate::site::cors::Cors;
+use crate::site::methods::{self, options_answer};
 use crate::site::rules::{self, Site};
 
 /// What the site is told at startup.
@@ -209,14 +210,8 @@ impl Router {
                 response::error(StatusCode::BAD_REQUEST)
             });
         }
-        if !handler.allows(method) {
-            // A method defined by RFC 9110 or RFC 5789 is known, just not allowed
-            // here: 405. Anything else is not implemented (RFC 9110 §9.1): 501.
-            return Route::Done(if KNOWN_METHODS.contains(method) {
-                response::method_not_allowed(handler.allow())
-            } else {
-                response::error(StatusCode::NOT_IMPLEMENTED)
-            });
+        if let Some(refused) = methods::refuse(method, handler) {
+            return Route::Done(refused);
         }
         match SitePath::parse(path, self.settings.hidden) {
             Ok(site_path) => Route::Path(site_path),
@@ -488,16 +483,6 @@ enum Route {
     Path(SitePath),
 }
 
-/// OPTIONS on a path that exists lists the methods `handler` answers; any other
-/// answer stands.
-fn options_answer(req: &Parts, res: Response<Body>, handler: &Handler) -> Response<Body> {
-    if req.method == Method::OPTIONS && res.status().is_success() {
-        response::options(handler.allow())
-    } else {
-        res
-    }
-}
-
 /// The first handler named by `rules` (static when none is).
 fn first_handler(rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
     rules
@@ -559,16 +544,3 @@ fn adds_rule_headers(status: StatusCode) -> bool {
         200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
     )
 }
-
-/// Methods this server knows, whether or not a resource allows them.
-const KNOWN_METHODS: [Method; 9] = [
-    Method::GET,
-    Method::HEAD,
-    Method::OPTIONS,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::PATCH,
-    Method::TRACE,
-    Method::CONNECT,
-];

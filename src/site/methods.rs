@@ -1,0 +1,46 @@
+//! The method policy: which methods a path answers is its handler's to say; the site
+//! turns the rest into 405 with the handler's `Allow` (a method RFC 9110 or RFC 5789
+//! defines) or 501 (any other, RFC 9110 §9.1), and answers `OPTIONS` with `Allow`.
+
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+
+use crate::handlers::Handler;
+use crate::http::body::Body;
+use crate::http::response;
+
+/// Methods this server knows, whether or not a resource allows them.
+const KNOWN_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::TRACE,
+    Method::CONNECT,
+];
+
+/// The refusal of `method` by `handler`: 405 with its `Allow` for a known method, 501
+/// for an unknown one; `None` when the handler answers it.
+pub fn refuse(method: &Method, handler: &Handler) -> Option<Response<Body>> {
+    if handler.allows(method) {
+        return None;
+    }
+    Some(if KNOWN_METHODS.contains(method) {
+        response::method_not_allowed(handler.allow())
+    } else {
+        response::error(StatusCode::NOT_IMPLEMENTED)
+    })
+}
+
+/// OPTIONS on a path that exists lists the methods `handler` answers; any other
+/// answer stands.
+pub fn options_answer(req: &Parts, res: Response<Body>, handler: &Handler) -> Response<Body> {
+    if req.method == Method::OPTIONS && res.status().is_success() {
+        response::options(handler.allow())
+    } else {
+        res
+    }
+}
