@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::cli::Config;
 use crate::fs::Root;
 use crate::handlers::static_files::{self, StaticFiles};
+use crate::handlers::uploads::{self, Uploads};
 use crate::handlers::Handlers;
 use crate::log::access::AccessLog;
 use crate::net::connection::{Limits, ListenerKind};
@@ -56,12 +57,21 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
     let root =
         Root::open_dir(&config.root, config.follow_symlinks)?.withholding(config.withheld.clone());
     let static_files = StaticFiles::new(
-        root,
+        Arc::new(root),
         static_files::Settings {
             hidden: config.hidden,
             no_compress: config.no_compress,
             cache_size: config.cache_size,
             compress_cache_size: config.compress_cache_size,
+        },
+    );
+    let static_files = Arc::new(static_files);
+    let uploads = Uploads::new(
+        Arc::clone(&static_files),
+        uploads::Settings {
+            hidden: config.hidden,
+            body_timeout: config.idle_timeout,
+            upload_expiry: config.upload_expiry,
         },
     );
     let settings = router::Settings {
@@ -71,9 +81,14 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
             max_header_size: config.max_header_size,
         },
         https: config.tls.is_some(),
+        access: config.access,
         rules: config.site.clone(),
     };
-    Ok(Router::new(settings, Handlers::new(static_files), log))
+    Ok(Router::new(
+        settings,
+        Handlers::new(static_files, uploads),
+        log,
+    ))
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.

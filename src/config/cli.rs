@@ -148,6 +148,23 @@ pub struct Cli {
     #[arg(short, long, env = "WHARF_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     quiet: bool,
 
+    /// Allow writes under the whole folder: PUT, browser and form uploads (POST),
+    /// resumable uploads (tus), and WebDAV's MKCOL, COPY, MOVE, PROPPATCH, LOCK.
+    #[arg(long, env = "WHARF_UPLOAD", value_parser = clap::builder::BoolishValueParser::new())]
+    upload: bool,
+
+    /// Allow DELETE (and moving files away with MOVE) under the whole folder.
+    #[arg(long, env = "WHARF_DELETE", value_parser = clap::builder::BoolishValueParser::new())]
+    delete: bool,
+
+    /// Largest upload accepted, in bytes; a larger one gets 413 and nothing is kept.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024 * 1024, env = "WHARF_MAX_UPLOAD_SIZE")]
+    max_upload_size: u64,
+
+    /// Incomplete resumable uploads are removed after this long.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_timeout, env = "WHARF_UPLOAD_EXPIRY")]
+    upload_expiry: Duration,
+
     /// On SIGINT/SIGTERM, how long in-flight responses may take to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, env = "WHARF_GRACE_PERIOD")]
     grace_period: Duration,
@@ -188,6 +205,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// No access log.
     pub quiet: bool,
+    /// What may be changed under the folder, unless a rule says otherwise.
+    pub access: crate::handlers::Access,
+    /// How long an incomplete resumable upload is kept.
+    pub upload_expiry: Duration,
     /// Time allowed for in-flight responses at shutdown.
     pub grace_period: Duration,
     /// Path rules, error pages and header presets from the configuration file.
@@ -289,6 +310,12 @@ impl Cli {
             cache_size: self.cache_size,
             log_format: self.log_format,
             quiet: self.quiet,
+            access: crate::handlers::Access {
+                upload: self.upload,
+                delete: self.delete,
+                max_upload_size: self.max_upload_size,
+            },
+            upload_expiry: self.upload_expiry,
             grace_period: self.grace_period,
             site: crate::site::rules::Site::default(),
         })

@@ -131,6 +131,26 @@ const SETTINGS: &[Setting] = &[
         kind: Kind::Switch,
     },
     Setting {
+        key: "upload",
+        id: "upload",
+        kind: Kind::Switch,
+    },
+    Setting {
+        key: "delete",
+        id: "delete",
+        kind: Kind::Switch,
+    },
+    Setting {
+        key: "max-upload-size",
+        id: "max_upload_size",
+        kind: Kind::Value,
+    },
+    Setting {
+        key: "upload-expiry",
+        id: "upload_expiry",
+        kind: Kind::Value,
+    },
+    Setting {
         key: "grace-period",
         id: "grace_period",
         kind: Kind::Value,

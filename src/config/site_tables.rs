@@ -99,8 +99,20 @@ pub(super) fn site_entry(
 }
 
 const RULE_KEYS: &[&str] = &[
-    "path", "handler", "headers", "redirect", "status", "rewrite", "spa", "allow", "deny", "cors",
+    "path",
+    "handler",
+    "headers",
+    "redirect",
+    "status",
+    "rewrite",
+    "spa",
+    "allow",
+    "deny",
+    "cors",
     "auth",
+    "upload",
+    "delete",
+    "max-upload-size",
 ];
 
 /// Headers a rule may not set: they frame the message, and a wrong value would
@@ -323,6 +335,29 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
                 .map_err(|e| (at("handler"), format!("key \"rule.handler\": {e}")))?,
         ),
     };
+    let boolean = |key: &str| -> Result<Option<bool>, SiteError> {
+        match rule.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(other) => Err((
+                at(key),
+                format!(
+                    "key \"rule.{key}\": expected true or false, found {}",
+                    other.type_str()
+                ),
+            )),
+        }
+    };
+    let max_upload_size = match rule.get("max-upload-size") {
+        None => None,
+        Some(toml::Value::Integer(n)) if *n >= 0 => u64::try_from(*n).ok(),
+        Some(_) => {
+            return Err((
+                at("max-upload-size"),
+                "key \"rule.max-upload-size\": expected a number of bytes".into(),
+            ))
+        }
+    };
     let rewrite = local("rewrite")?;
     let spa = local("spa")?;
     // A capture the path cannot yield would silently expand to nothing.
@@ -366,5 +401,8 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
         deny: nets("deny")?,
         cors,
         auth,
+        upload: boolean("upload")?,
+        delete: boolean("delete")?,
+        max_upload_size,
     })
 }

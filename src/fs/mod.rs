@@ -22,7 +22,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
-use crate::http::path::SitePath;
+use crate::http::path::{SitePath, RESERVED_PREFIX};
+
+pub mod write;
 
 /// How many symlinks one resolution may expand before it is refused, as Linux's own
 /// limit (`MAXSYMLINKS`).
@@ -311,7 +313,7 @@ impl Root {
         while let Some(entry) = reader.read() {
             let entry = entry.map_err(io::Error::from)?;
             let name = entry.file_name().to_bytes();
-            if name == b"." || name == b".." {
+            if name == b"." || name == b".." || name.starts_with(RESERVED_PREFIX) {
                 continue;
             }
             let stat = match entry.file_type() {

@@ -7,36 +7,63 @@
 //! [`Handler`] names which handler serves a path, carrying the options its rule gave
 //! it; [`Handlers`] holds each handler's shared state and dispatches.
 //!
+//! The static handler's folder is read by `static_files` and changed by `uploads`
+//! (PUT, forms, tus, WebDAV), which share the one [`Root`].
+//!
 //! Handlers depend on [`crate::http`] and [`crate::fs`] only: they never import the
 //! site (rules, auth, the router) or the network layer. Adding one is a folder here,
 //! a [`Handler`] variant with its rule options, and one arm in each `match` below.
 
 pub mod static_files;
+pub mod uploads;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::request::Parts;
 use http::{Method, Response};
 
 use crate::fs::Root;
 use crate::handlers::static_files::StaticFiles;
+use crate::handlers::uploads::Uploads;
 use crate::http::body::Body;
 use crate::http::path::SitePath;
 use crate::http::request_body::RequestBody;
 
 /// Which handler serves a path, with the options its rule gave it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handler {
-    /// Files, index files and listings from the served folder.
-    #[default]
-    Static,
+    /// Files, index files and listings from the served folder; uploads, deletes and
+    /// WebDAV where [`Access`] allows them.
+    Static(Access),
+}
+
+/// What may be changed under a path, from `--upload`, `--delete`,
+/// `--max-upload-size` and the rules' `upload`, `delete`, `max-upload-size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Access {
+    /// Writes: PUT, POST uploads, tus, MKCOL, COPY, MOVE (destination), PROPPATCH,
+    /// LOCK, UNLOCK.
+    pub upload: bool,
+    /// DELETE, and the source side of MOVE.
+    pub delete: bool,
+    /// Largest upload, in bytes.
+    pub max_upload_size: u64,
+}
+
+impl Access {
+    /// Whether anything may be changed.
+    pub fn writes(&self) -> bool {
+        self.upload || self.delete
+    }
 }
 
 impl Handler {
-    /// Parses the `handler` value of a rule.
+    /// Parses the `handler` value of a rule (its options come from the rule's other
+    /// keys, which the site applies).
     pub fn parse(name: &str) -> Result<Handler, String> {
         match name {
-            "static" => Ok(Handler::Static),
+            "static" => Ok(Handler::Static(Access::default())),
             other => Err(format!("unknown handler {other:?} (available: static)")),
         }
     }
@@ -44,24 +71,59 @@ impl Handler {
     /// The methods this handler answers, as an `Allow` value (for `OPTIONS` and 405).
     pub fn allow(&self) -> &'static str {
         match self {
-            Handler::Static => static_files::ALLOW,
+            Handler::Static(access) => uploads::allow(access),
         }
     }
 
-    /// Whether this handler reads request bodies; the bodies of requests it answers
-    /// are otherwise disposed of before it runs.
-    pub fn reads_body(&self) -> bool {
+    /// The answer to `OPTIONS` on a path this handler serves.
+    pub fn options(&self) -> Response<Body> {
         match self {
-            Handler::Static => false,
+            Handler::Static(access) => uploads::options(access),
+        }
+    }
+
+    /// Whether this handler reads the body of a `method` request; the bodies of
+    /// requests it answers are otherwise disposed of before it runs.
+    pub fn reads_body(&self, method: &Method) -> bool {
+        match self {
+            Handler::Static(access) => self.allows(method) && uploads::reads_body(access, method),
         }
     }
 
     /// Whether this handler answers `method` (others get 405 or 501 from the site).
     pub fn allows(&self, method: &Method) -> bool {
         match self {
-            Handler::Static => static_files::allows(method),
+            Handler::Static(access) => {
+                static_files::allows(method) || uploads::allows(access, method)
+            }
         }
     }
+
+    /// Whether `method` is one this handler defines, allowed here or not (WebDAV's
+    /// methods where changes are on): 405 rather than 501 when refused.
+    pub fn knows(&self, method: &Method) -> bool {
+        match self {
+            Handler::Static(access) => access.writes() && uploads::is_dav_method(method),
+        }
+    }
+
+    /// Whether `method` changes what is under the path (refusals of its path are
+    /// then 403 or 400 rather than 404).
+    pub fn writes(&self, method: &Method) -> bool {
+        match self {
+            Handler::Static(_) => uploads::changes(method),
+        }
+    }
+}
+
+/// The other end of a COPY or MOVE (RFC 4918 §10.3), checked by the site like the
+/// request's own path.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// The path named by the `Destination` header.
+    pub path: SitePath,
+    /// What the rules allow there.
+    pub access: Access,
 }
 
 /// One request as a handler sees it.
@@ -79,19 +141,23 @@ pub struct Request<'a> {
     pub remote: SocketAddr,
     /// Whether the request came over TLS.
     pub tls: bool,
+    /// For COPY and MOVE, where to; `None` when the header is missing.
+    pub destination: Option<Destination>,
 }
 
 /// The handlers and their shared state, built once at startup.
 #[derive(Debug)]
 pub struct Handlers {
-    static_files: std::sync::Arc<StaticFiles>,
+    static_files: Arc<StaticFiles>,
+    uploads: Arc<Uploads>,
 }
 
 impl Handlers {
-    /// The handlers serving from `static_files`' root.
-    pub fn new(static_files: StaticFiles) -> Handlers {
+    /// The handlers serving from `static_files`' root, changing it through `uploads`.
+    pub fn new(static_files: Arc<StaticFiles>, uploads: Uploads) -> Handlers {
         Handlers {
-            static_files: std::sync::Arc::new(static_files),
+            static_files,
+            uploads: Arc::new(uploads),
         }
     }
 
@@ -105,18 +171,20 @@ impl Handlers {
     /// when it returns `None`, [`Handlers::respond`] gives the answer.
     pub fn ready(&self, handler: &Handler, head: &Parts, target: &str) -> Option<Response<Body>> {
         match handler {
-            Handler::Static => self.static_files.from_cache(head, target),
+            Handler::Static(_) if static_files::allows(&head.method) => {
+                self.static_files.from_cache(head, target)
+            }
+            Handler::Static(_) => None,
         }
     }
 
     /// The answer to `req`, after [`Handlers::ready`] had none.
     pub async fn respond(&self, handler: &Handler, req: Request<'_>) -> Response<Body> {
         match handler {
-            Handler::Static => {
-                std::sync::Arc::clone(&self.static_files)
-                    .serve_uncached(req)
-                    .await
+            Handler::Static(_) if static_files::allows(&req.head.method) => {
+                Arc::clone(&self.static_files).serve_uncached(req).await
             }
+            Handler::Static(access) => Arc::clone(&self.uploads).respond(*access, req).await,
         }
     }
 }

@@ -19,15 +19,22 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Names that belong to wharf itself (temporary and partial uploads): never served,
+/// listed or written by a client, whatever `--hidden` says.
+pub const RESERVED_PREFIX: &[u8] = b".wharf-";
+
 /// Why a request path was refused; each maps to one status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
     /// The path is malformed (NUL byte, a stray `%`, climbs above the root, not
     /// origin-form): 400.
     BadRequest,
-    /// The path could name nothing we serve (an encoded `/` inside a segment, or a
-    /// hidden name while hidden files are off): 404.
+    /// The path could name nothing we serve (a hidden name while hidden files are
+    /// off, or a name reserved by wharf): 404 for a read, 403 for a write.
     NotFound,
+    /// An encoded `/` inside a segment: no file can have that name (404 for a read,
+    /// 400 for a write).
+    SlashInName,
 }
 
 /// Whether every `%` starts a two-digit hex escape (RFC 3986 §2.1); a stray `%` makes
@@ -81,6 +88,9 @@ impl SitePath {
                 }
                 name => {
                     if name.contains(&b'/') {
+                        return Err(PathError::SlashInName);
+                    }
+                    if name.starts_with(RESERVED_PREFIX) {
                         return Err(PathError::NotFound);
                     }
                     segments.push(decoded);
@@ -112,6 +122,21 @@ impl SitePath {
             .iter()
             .enumerate()
             .any(|(i, s)| s.starts_with(b".") && !(i == 0 && s == b".well-known"))
+    }
+
+    /// The decoded segments, outermost first.
+    pub fn segments(&self) -> &[Vec<u8>] {
+        &self.segments
+    }
+
+    /// The folder holding this path, and its last segment; `None` for the root.
+    pub fn split_last(&self) -> Option<(SitePath, &[u8])> {
+        let (last, rest) = self.segments.split_last()?;
+        let parent = SitePath {
+            segments: rest.to_vec(),
+            trailing_slash: true,
+        };
+        Some((parent, last.as_slice()))
     }
 
     /// Whether the request path ended in `/` (after dot-segment removal).

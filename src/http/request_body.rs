@@ -16,16 +16,28 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 /// A request's body, or nothing (no body, or one already read and dropped).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RequestBody {
     incoming: Option<Incoming>,
+    /// Told once the body has been read to its end.
+    on_end: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("incoming", &self.incoming)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestBody {
-    /// The body hyper is receiving.
-    pub fn new(incoming: Incoming) -> RequestBody {
+    /// The body hyper is receiving; `on_end` runs when it has been read to its end
+    /// (the connection then knows no request bytes are pending).
+    pub fn new(incoming: Incoming, on_end: impl FnOnce() + Send + 'static) -> RequestBody {
         RequestBody {
             incoming: Some(incoming),
+            on_end: Some(Box::new(on_end)),
         }
     }
 
@@ -43,10 +55,17 @@ impl http_body::Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().incoming {
+        let this = self.get_mut();
+        let polled = match &mut this.incoming {
             Some(incoming) => Pin::new(incoming).poll_frame(cx),
             None => Poll::Ready(None),
+        };
+        if let Poll::Ready(None) = polled {
+            if let Some(on_end) = this.on_end.take() {
+                on_end();
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -127,7 +127,14 @@ impl Clock {
                 self.phase.store(HEAD, Ordering::Relaxed);
                 self.set_deadline(self.header_timeout);
             }
-            BUSY => self.read_while_busy.store(true, Ordering::Relaxed),
+            BUSY => {
+                self.read_while_busy.store(true, Ordering::Relaxed);
+                // A request body arriving is progress: a long upload is not a
+                // stalled response.
+                if self.unread_body.load(Ordering::Relaxed) {
+                    self.last_write_ms.store(self.now_ms(), Ordering::Relaxed);
+                }
+            }
             _ => {}
         }
     }

@@ -98,7 +98,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             Answer::Later(pending) => has_body && !router.reads_body(pending, &parts),
         };
         if !unwanted {
-            return reply(answer, parts, RequestBody::new(body), finish, router, peer);
+            let clock = Arc::clone(&self.clock);
+            let body = RequestBody::new(body, move || clock.body_read());
+            return reply(answer, parts, body, finish, router, peer);
         }
         // Only HTTP/1 needs the body gone to go on (an HTTP/2 stream's unread body
         // costs that stream alone), and not when the answer ends the connection anyway.

@@ -65,7 +65,7 @@ pub fn reject(req: &Parts, limits: &HeadLimits) -> Option<StatusCode> {
 /// Whether a Host field names `authority`: hosts compared without regard to case,
 /// ports with the scheme's default filled in (`example.com` is `example.com:443` over
 /// HTTPS).
-fn same_authority(
+pub fn same_authority(
     authority: &http::uri::Authority,
     host: &HeaderValue,
     scheme: Option<&http::uri::Scheme>,

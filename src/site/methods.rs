@@ -28,7 +28,7 @@ pub fn refuse(method: &Method, handler: &Handler) -> Option<Response<Body>> {
     if handler.allows(method) {
         return None;
     }
-    Some(if KNOWN_METHODS.contains(method) {
+    Some(if KNOWN_METHODS.contains(method) || handler.knows(method) {
         response::method_not_allowed(handler.allow())
     } else {
         response::error(StatusCode::NOT_IMPLEMENTED)
@@ -39,7 +39,7 @@ pub fn refuse(method: &Method, handler: &Handler) -> Option<Response<Body>> {
 /// answer stands.
 pub fn options_answer(req: &Parts, res: Response<Body>, handler: &Handler) -> Response<Body> {
     if req.method == Method::OPTIONS && res.status().is_success() {
-        response::options(handler.allow())
+        handler.options()
     } else {
         res
     }

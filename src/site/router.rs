@@ -13,7 +13,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 
-use crate::handlers::{Handler, Handlers, Request};
+use crate::handlers::{Access, Destination, Handler, Handlers, Request};
 use crate::http::body::Body;
 use crate::http::negotiate;
 use crate::http::path::{PathError, SitePath};
@@ -35,6 +35,8 @@ pub struct Settings {
     pub limits: HeadLimits,
     /// Whether the site is served over HTTPS (for HSTS).
     pub https: bool,
+    /// What may be changed where no rule says otherwise.
+    pub access: Access,
     /// Path rules, error pages and header presets from the configuration file.
     pub rules: Site,
 }
@@ -137,7 +139,7 @@ impl Router {
             return Answer::Later(Pending(Left::WithRules));
         }
         let path = req.uri.path();
-        let handler = Handler::default();
+        let handler = self.default_handler();
         match self.route(req, path, &handler) {
             Route::Done(res) => Answer::Now(res),
             Route::Path(site_path) => match self.handlers.ready(&handler, req, path) {
@@ -157,7 +159,11 @@ impl Router {
     ) -> Response<Body> {
         match pending.0 {
             Left::Uncached(path) => {
-                let handler = Handler::default();
+                let handler = self.default_handler();
+                let destination = match self.destination(req) {
+                    Ok(d) => d,
+                    Err(status) => return response::error(status),
+                };
                 let request = Request {
                     head: req,
                     path,
@@ -165,6 +171,7 @@ impl Router {
                     body,
                     remote: peer.remote,
                     tls: peer.tls,
+                    destination,
                 };
                 let res = self.handlers.respond(&handler, request).await;
                 options_answer(req, res, &handler)
@@ -178,8 +185,8 @@ impl Router {
     /// assign to the request's own path.
     pub fn reads_body(&self, pending: &Pending, req: &Parts) -> bool {
         match &pending.0 {
-            Left::Uncached(_) => Handler::default().reads_body(),
-            Left::WithRules => self.handler_for(req.uri.path()).reads_body(),
+            Left::Uncached(_) => self.default_handler().reads_body(&req.method),
+            Left::WithRules => self.handler_for(req.uri.path()).reads_body(&req.method),
         }
     }
 
@@ -191,7 +198,7 @@ impl Router {
             return response::error(status);
         }
         if req.uri.path() == "*" {
-            if let Route::Done(res) = self.route(req, "*", &Handler::default()) {
+            if let Route::Done(res) = self.route(req, "*", &self.default_handler()) {
                 return res;
             }
         }
@@ -205,7 +212,7 @@ impl Router {
         let method = &req.method;
         if path == "*" {
             return Route::Done(if method == Method::OPTIONS {
-                response::options(handler.allow())
+                handler.options()
             } else {
                 response::error(StatusCode::BAD_REQUEST)
             });
@@ -215,8 +222,7 @@ impl Router {
         }
         match SitePath::parse(path, self.settings.hidden) {
             Ok(site_path) => Route::Path(site_path),
-            Err(PathError::BadRequest) => Route::Done(response::error(StatusCode::BAD_REQUEST)),
-            Err(PathError::NotFound) => Route::Done(response::error(StatusCode::NOT_FOUND)),
+            Err(e) => Route::Done(response::error(refusal(e, handler.writes(method)))),
         }
     }
 
@@ -237,6 +243,10 @@ impl Router {
         let res = match self.handlers.ready(handler, req, path) {
             Some(res) => res,
             None => {
+                let destination = match self.destination(req) {
+                    Ok(d) => d,
+                    Err(status) => return response::error(status),
+                };
                 let request = Request {
                     head: req,
                     path: site_path,
@@ -244,6 +254,7 @@ impl Router {
                     body,
                     remote: peer.remote,
                     tls: peer.tls,
+                    destination,
                 };
                 Box::pin(self.handlers.respond(handler, request)).await
             }
@@ -290,9 +301,20 @@ impl Router {
         } else {
             site.matching(&landed)
         };
+        // Nor may a COPY or MOVE lead around the rules of its destination.
+        let destination_path = match self.destination(req) {
+            Ok(Some(dest)) => dest.path.rule_path(),
+            _ => String::new(),
+        };
+        let destination_rules = if destination_path.is_empty() {
+            Vec::new()
+        } else {
+            site.matching(&destination_path)
+        };
         let guards: Vec<&rules::Rule> = matched
             .iter()
             .chain(landed_rules.iter())
+            .chain(destination_rules.iter())
             .map(|(rule, _)| *rule)
             .collect();
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
@@ -317,7 +339,7 @@ impl Router {
             } else {
                 &matched
             };
-            let handler = first_handler(served_rules);
+            let handler = self.handler_of(served_rules);
             let mut res = self.handle_path(req, target, &handler, body, peer).await;
             let spa = matched.iter().find_map(|(rule, _)| rule.spa.as_deref());
             if let (Some(spa), StatusCode::NOT_FOUND) = (spa, res.status()) {
@@ -374,8 +396,66 @@ impl Router {
     /// The handler the rules assign to `path` (static when none names one).
     fn handler_for(&self, path: &str) -> Handler {
         SitePath::parse(path, self.settings.hidden)
-            .map(|p| first_handler(&self.settings.rules.matching(&p.rule_path())))
-            .unwrap_or_default()
+            .map(|p| self.handler_of(&self.settings.rules.matching(&p.rule_path())))
+            .unwrap_or_else(|_| self.default_handler())
+    }
+
+    /// The handler where no rule names one: static files, changed as the command
+    /// line allows.
+    fn default_handler(&self) -> Handler {
+        Handler::Static(self.settings.access)
+    }
+
+    /// The handler `rules` (all matching one path) give it: the first one named, or
+    /// the default; what may be changed, each from the first rule that says.
+    fn handler_of(&self, rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
+        let named = rules.iter().find_map(|(rule, _)| rule.handler.clone());
+        match named.unwrap_or_else(|| self.default_handler()) {
+            Handler::Static(_) => {
+                let mut access = self.settings.access;
+                if let Some(upload) = rules.iter().find_map(|(r, _)| r.upload) {
+                    access.upload = upload;
+                }
+                if let Some(delete) = rules.iter().find_map(|(r, _)| r.delete) {
+                    access.delete = delete;
+                }
+                if let Some(max) = rules.iter().find_map(|(r, _)| r.max_upload_size) {
+                    access.max_upload_size = max;
+                }
+                Handler::Static(access)
+            }
+        }
+    }
+
+    /// The destination of a COPY or MOVE (RFC 4918 §10.3), checked as a request path
+    /// is: `Ok(None)` for other methods or no header (the handler answers 400), an
+    /// error response for a destination on another host (502, §9.8.5) or a path no
+    /// request could name.
+    fn destination(&self, req: &Parts) -> Result<Option<Destination>, StatusCode> {
+        if !matches!(req.method.as_str(), "COPY" | "MOVE") {
+            return Ok(None);
+        }
+        let Some(value) = req.headers.get("destination") else {
+            return Ok(None);
+        };
+        let text = value.to_str().map_err(|_| StatusCode::BAD_REQUEST)?;
+        let uri: http::Uri = text.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
+        if let Some(authority) = uri.authority() {
+            // Over HTTP/2 without Host, the request's own `:authority`.
+            let host = req.headers.get(header::HOST);
+            let same = match (host, req.uri.authority()) {
+                (Some(host), _) => checks::same_authority(authority, host, uri.scheme()),
+                (None, Some(own)) => own.as_str().eq_ignore_ascii_case(authority.as_str()),
+                (None, None) => false,
+            };
+            if !same {
+                return Err(StatusCode::BAD_GATEWAY);
+            }
+        }
+        let path =
+            SitePath::parse(uri.path(), self.settings.hidden).map_err(|e| refusal(e, true))?;
+        let Handler::Static(access) = self.handler_for(uri.path());
+        Ok(Some(Destination { path, access }))
     }
 
     /// Checks HTTP Basic credentials when a matching rule asks for them: `None` to go
@@ -483,12 +563,16 @@ enum Route {
     Path(SitePath),
 }
 
-/// The first handler named by `rules` (static when none is).
-fn first_handler(rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
-    rules
-        .iter()
-        .find_map(|(rule, _)| rule.handler.clone())
-        .unwrap_or_default()
+/// The status for a path that does not parse: for a write, a hidden or reserved
+/// name is forbidden and a `/` in a name is malformed; for a read both are simply
+/// not found.
+fn refusal(err: PathError, writing: bool) -> StatusCode {
+    match err {
+        PathError::BadRequest => StatusCode::BAD_REQUEST,
+        PathError::SlashInName if writing => StatusCode::BAD_REQUEST,
+        PathError::NotFound if writing => StatusCode::FORBIDDEN,
+        PathError::SlashInName | PathError::NotFound => StatusCode::NOT_FOUND,
+    }
 }
 
 /// Captures (decoded text) percent-encoded for a URL or path.

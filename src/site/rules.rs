@@ -215,6 +215,12 @@ pub struct Rule {
     pub cors: Option<Cors>,
     /// Who must be authenticated (HTTP Basic) to access.
     pub auth: Option<AuthRule>,
+    /// Whether uploads and other changes are allowed (overrides `--upload`).
+    pub upload: Option<bool>,
+    /// Whether deleting is allowed (overrides `--delete`).
+    pub delete: Option<bool>,
+    /// Largest upload (overrides `--max-upload-size`).
+    pub max_upload_size: Option<u64>,
 }
 
 /// Which users a rule admits.
@@ -373,6 +379,9 @@ mod tests {
             deny: vec!["127.0.0.2/32".parse().unwrap()],
             cors: None,
             auth: None,
+            upload: None,
+            delete: None,
+            max_upload_size: None,
         };
         assert!(rule.admits("127.0.0.1".parse().unwrap()));
         assert!(rule.admits("::ffff:127.0.0.1".parse().unwrap()));

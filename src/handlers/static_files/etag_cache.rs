@@ -63,6 +63,15 @@ impl EtagCache {
         Ok(tag)
     }
 
+    /// Records `tag` for the file state `meta` describes.
+    pub fn remember(&self, meta: &std::fs::Metadata, tag: EntityTag) {
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(FileState::of(meta), tag);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileState, EntityTag>> {
         self.entries
             .lock()

@@ -70,7 +70,7 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct StaticFiles {
     /// The served folder.
-    root: Root,
+    root: Arc<Root>,
     settings: Settings,
     /// Content hashes of files, for ETags.
     etags: EtagCache,
@@ -103,7 +103,7 @@ enum Resolved {
 
 impl StaticFiles {
     /// The handler serving `root`.
-    pub fn new(root: Root, settings: Settings) -> StaticFiles {
+    pub fn new(root: Arc<Root>, settings: Settings) -> StaticFiles {
         StaticFiles {
             root,
             etags: EtagCache::new(ETAG_CACHE_ENTRIES),
@@ -117,6 +117,22 @@ impl StaticFiles {
     /// The served folder.
     pub fn root(&self) -> &Root {
         &self.root
+    }
+
+    /// The served folder, to share with the write side.
+    pub fn root_handle(&self) -> &Arc<Root> {
+        &self.root
+    }
+
+    /// The ETag of the file `open` (its content hash; read once per change). Blocks.
+    pub fn etag(&self, open: &OpenFile) -> io::Result<crate::http::etag::EntityTag> {
+        self.etags.tag(&open.file, &open.meta, None)
+    }
+
+    /// Records `tag` as the ETag of the file whose state `meta` describes (a file
+    /// just written, whose hash was taken as it arrived).
+    pub fn remember_etag(&self, meta: &std::fs::Metadata, tag: crate::http::etag::EntityTag) {
+        self.etags.remember(meta, tag);
     }
 
     /// The answer the hot cache holds for `key` (the raw request path, or what a rule

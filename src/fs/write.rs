@@ -1,0 +1,377 @@
+//! Changing what is under the root: the write side of the one path resolver.
+//!
+//! A folder to write in is resolved exactly as a read is (kernel-confined, symlinks
+//! followed only while they stay beneath the root), and every change is then made
+//! relative to that folder's descriptor by name: a symlink *at* the name is replaced
+//! or removed itself, never followed. New content goes to a temporary file in the
+//! target's folder ([`TempFile`]), is fsynced, and is renamed over the name in one
+//! step, so a reader sees the old file or the new one and never a part; a temporary
+//! file that is not persisted is removed when dropped. wharf's own secrets are never
+//! replaced, moved or removed.
+//!
+//! All functions here block; callers run them on the blocking pool.
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+
+use super::{map_err, stat_id, Root};
+use crate::http::path::{SitePath, RESERVED_PREFIX};
+
+/// Names of temporary files: reserved (never served, listed or written by clients),
+/// recognisable after a crash.
+const TEMP_PREFIX: &str = ".wharf-tmp-";
+
+/// Distinguishes temporary files made by one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A folder under the root, open for changing its entries.
+#[derive(Debug)]
+pub struct WriteDir {
+    fd: Arc<OwnedFd>,
+}
+
+/// What a name in a [`WriteDir`] is, without following a symlink there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryType {
+    /// Nothing by that name.
+    Missing,
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// A symlink or a special file: replaced or removed as an entry.
+    Other,
+}
+
+impl Root {
+    /// Opens the folder `dir` for writing in it; with `create`, missing folders on the
+    /// way are made (as `mkdir -p`). A file where a folder should be is
+    /// `NotADirectory`; a missing folder without `create` is `NotFound`.
+    pub fn write_dir(&self, dir: &SitePath, create: bool) -> io::Result<WriteDir> {
+        match self.open_dir_fd(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create && !dir.is_root() => {}
+            other => return other.map(|fd| WriteDir { fd: Arc::new(fd) }),
+        }
+        // Walk down from the root, making what is missing. Each step resolves its
+        // prefix from the root again, confined as every read is.
+        let mut at = SitePath::root();
+        for name in dir.segments() {
+            let next = at.join(name);
+            match self.open_dir_fd(&next) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let parent = self.open_dir_fd(&at)?;
+                    match rustix::fs::mkdirat(&parent, name.as_slice(), Mode::from_raw_mode(0o755))
+                    {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(map_write_err(e)),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            at = next;
+        }
+        self.open_dir_fd(dir)
+            .map(|fd| WriteDir { fd: Arc::new(fd) })
+    }
+
+    /// The folder `dir`, opened beneath the root; a file there is `NotADirectory`.
+    fn open_dir_fd(&self, dir: &SitePath) -> io::Result<OwnedFd> {
+        let fd = self.open_fd(&dir.relative_fs_path())?;
+        let st = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => Ok(fd),
+            FileType::RegularFile => Err(io::ErrorKind::NotADirectory.into()),
+            _ => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    /// Whether the entry `name` of `dir` is one of wharf's own secrets (or a
+    /// compressed copy of one), which no client may replace, move or remove.
+    pub fn is_secret(&self, dir: &WriteDir, name: &[u8]) -> bool {
+        let ids = self.withheld.ids();
+        if ids.is_empty() {
+            return false;
+        }
+        let named = |n: &[u8]| {
+            rustix::fs::statat(&*dir.fd, n, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| ids.contains(&stat_id(&st)))
+        };
+        named(name) || super::compressed_stem(name).is_some_and(named)
+    }
+
+    /// Whether the tree at `name` in `dir` holds one of wharf's own secrets.
+    pub fn tree_holds_secret(&self, dir: &WriteDir, name: &[u8]) -> io::Result<bool> {
+        if self.is_secret(dir, name) {
+            return Ok(true);
+        }
+        if dir.entry_type(name)? != EntryType::Dir {
+            return Ok(false);
+        }
+        let sub = dir.child(name)?;
+        for entry in sub.names()? {
+            if self.tree_holds_secret(&sub, &entry)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Removes temporary files left by a process that was killed mid-upload: every
+    /// `.wharf-tmp-*` file under the root last changed before `started`. Files of
+    /// uploads under way in this process are newer and stay. Returns how many went.
+    pub fn remove_stale_temps(&self, started: SystemTime) -> usize {
+        let Ok(top) = self.open_dir_fd(&SitePath::root()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        let mut todo = vec![top];
+        while let Some(dir) = todo.pop() {
+            let dir = WriteDir { fd: Arc::new(dir) };
+            let Ok(names) = dir.all_names() else {
+                continue;
+            };
+            for name in names {
+                let Ok(st) =
+                    rustix::fs::statat(&*dir.fd, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                else {
+                    continue;
+                };
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => {
+                        let flags =
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                        if let Ok(fd) =
+                            rustix::fs::openat(&*dir.fd, name.as_slice(), flags, Mode::empty())
+                        {
+                            todo.push(fd);
+                        }
+                    }
+                    FileType::RegularFile if name.starts_with(TEMP_PREFIX.as_bytes()) => {
+                        let mtime = u64::try_from(st.st_mtime).unwrap_or(0);
+                        let changed =
+                            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+                        if changed < started
+                            && rustix::fs::unlinkat(&*dir.fd, name.as_slice(), AtFlags::empty())
+                                .is_ok()
+                        {
+                            removed += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        removed
+    }
+}
+
+impl WriteDir {
+    /// What `name` is here, not following a symlink.
+    pub fn entry_type(&self, name: &[u8]) -> io::Result<EntryType> {
+        match rustix::fs::statat(&*self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(match FileType::from_raw_mode(st.st_mode) {
+                FileType::RegularFile => EntryType::File,
+                FileType::Directory => EntryType::Dir,
+                _ => EntryType::Other,
+            }),
+            Err(rustix::io::Errno::NOENT) => Ok(EntryType::Missing),
+            Err(e) => Err(map_write_err(e)),
+        }
+    }
+
+    /// The folder `name` inside this one (not through a symlink).
+    pub fn child(&self, name: &[u8]) -> io::Result<WriteDir> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::openat(&*self.fd, name, flags, Mode::empty()).map_err(map_write_err)?;
+        Ok(WriteDir { fd: Arc::new(fd) })
+    }
+
+    /// The names in this folder, reserved ones left out.
+    pub fn names(&self) -> io::Result<Vec<Vec<u8>>> {
+        Ok(self
+            .all_names()?
+            .into_iter()
+            .filter(|n| !n.starts_with(RESERVED_PREFIX))
+            .collect())
+    }
+
+    /// Every name in this folder, reserved ones included.
+    fn all_names(&self) -> io::Result<Vec<Vec<u8>>> {
+        let dup = rustix::io::dup(&*self.fd).map_err(io::Error::from)?;
+        let mut reader = Dir::new(dup).map_err(io::Error::from)?;
+        let mut names = Vec::new();
+        while let Some(entry) = reader.read() {
+            let entry = entry.map_err(io::Error::from)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        Ok(names)
+    }
+
+    /// A new, empty temporary file in this folder, removed unless persisted.
+    pub fn temp_file(&self) -> io::Result<TempFile> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let name = format!("{TEMP_PREFIX}{}-{n}-{nanos:08x}", std::process::id());
+            let name = CString::new(name).map_err(io::Error::other)?;
+            match rustix::fs::openat(&*self.fd, &name, flags, Mode::from_raw_mode(0o644)) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        dir: Arc::clone(&self.fd),
+                        name,
+                        file: Arc::new(File::from(fd)),
+                        kept: false,
+                    })
+                }
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(map_write_err(e)),
+            }
+        }
+    }
+
+    /// Makes the folder `name` here; `AlreadyExists` if the name is taken.
+    pub fn mkdir(&self, name: &[u8]) -> io::Result<()> {
+        rustix::fs::mkdirat(&*self.fd, name, Mode::from_raw_mode(0o755)).map_err(map_write_err)
+    }
+
+    /// Removes `name` here: a file or symlink, or a folder with everything in it.
+    pub fn remove(&self, name: &[u8]) -> io::Result<()> {
+        if self.entry_type(name)? == EntryType::Dir {
+            let sub = self.child(name)?;
+            for entry in sub.all_names()? {
+                sub.remove(&entry)?;
+            }
+            rustix::fs::unlinkat(&*self.fd, name, AtFlags::REMOVEDIR).map_err(map_write_err)
+        } else {
+            rustix::fs::unlinkat(&*self.fd, name, AtFlags::empty()).map_err(map_write_err)
+        }
+    }
+
+    /// Renames `name` here to `to_name` in `to`, in one step; with `replace` an entry
+    /// there is replaced (a folder only by a folder, and only an empty one), else the
+    /// rename fails with `AlreadyExists`.
+    pub fn rename(
+        &self,
+        name: &[u8],
+        to: &WriteDir,
+        to_name: &[u8],
+        replace: bool,
+    ) -> io::Result<()> {
+        rename_at(&self.fd, name, &to.fd, to_name, replace)
+    }
+
+    /// Makes what was written to this folder durable (its entries, after a rename).
+    pub fn sync(&self) -> io::Result<()> {
+        rustix::fs::fsync(&*self.fd).map_err(io::Error::from)
+    }
+
+    /// Opens the regular file `name` here for reading (not through a symlink).
+    pub fn open_file(&self, name: &[u8]) -> io::Result<File> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd =
+            rustix::fs::openat(&*self.fd, name, flags, Mode::empty()).map_err(map_write_err)?;
+        Ok(File::from(fd))
+    }
+
+    /// The descriptor, for extended attributes and other per-folder calls.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+/// A temporary file being written in its target's folder.
+#[derive(Debug)]
+pub struct TempFile {
+    dir: Arc<OwnedFd>,
+    name: CString,
+    file: Arc<File>,
+    kept: bool,
+}
+
+impl TempFile {
+    /// The open file, for positional writes.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// The temporary name in its folder.
+    pub fn name(&self) -> &CStr {
+        &self.name
+    }
+
+    /// Makes the content durable and gives it the name `name` in the same folder, in
+    /// one step: an existing file there is replaced when `replace` (else
+    /// `AlreadyExists` and the temporary file is removed). The folder is synced too,
+    /// so the new name survives a crash.
+    pub fn persist(mut self, name: &[u8], replace: bool) -> io::Result<()> {
+        self.file.sync_all()?;
+        rename_at(&self.dir, self.name.to_bytes(), &self.dir, name, replace)?;
+        self.kept = true;
+        rustix::fs::fsync(&*self.dir).map_err(io::Error::from)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = rustix::fs::unlinkat(&*self.dir, &self.name, AtFlags::empty());
+        }
+    }
+}
+
+fn rename_at(
+    from_dir: &OwnedFd,
+    from: &[u8],
+    to_dir: &OwnedFd,
+    to: &[u8],
+    replace: bool,
+) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::RenameFlags;
+        let flags = if replace {
+            RenameFlags::empty()
+        } else {
+            RenameFlags::NOREPLACE
+        };
+        rustix::fs::renameat_with(from_dir, from, to_dir, to, flags).map_err(map_write_err)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        if !replace && rustix::fs::statat(to_dir, to, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        rustix::fs::renameat(from_dir, from, to_dir, to).map_err(map_write_err)
+    }
+}
+
+/// Errors of writing calls, with the kinds callers turn into statuses; what the read
+/// side folds into `NotFound` (escapes) still is.
+fn map_write_err(err: rustix::io::Errno) -> io::Error {
+    use rustix::io::Errno;
+    match err {
+        Errno::EXIST => io::ErrorKind::AlreadyExists.into(),
+        Errno::NOTEMPTY => io::ErrorKind::DirectoryNotEmpty.into(),
+        Errno::ISDIR => io::ErrorKind::IsADirectory.into(),
+        Errno::NOTDIR => io::ErrorKind::NotADirectory.into(),
+        Errno::NOSPC | Errno::DQUOT => io::ErrorKind::StorageFull.into(),
+        Errno::ROFS => io::ErrorKind::ReadOnlyFilesystem.into(),
+        Errno::ACCESS | Errno::PERM => io::ErrorKind::PermissionDenied.into(),
+        other => map_err(other),
+    }
+}

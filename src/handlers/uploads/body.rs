@@ -1,0 +1,151 @@
+//! Streaming a request body to a file: read from the connection only as fast as the
+//! disk takes it, written off the event loop, bounded in size and in memory.
+//!
+//! Chunks are gathered into a buffer of [`WRITE_SIZE`] bytes; a full buffer is
+//! written with one positional write on the blocking pool while the next one fills.
+//! At most two buffers exist per upload, so memory stays at about 512 KiB whatever the
+//! body's size, and when the disk is slower than the client the body is not polled,
+//! hyper stops reading the socket, and TCP's window pushes back on the client.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http_body::Body as _;
+use tokio::task::JoinHandle;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::http::request_body::RequestBody;
+
+/// Bytes written per system call.
+const WRITE_SIZE: usize = 256 * 1024;
+
+/// Why a body did not arrive whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// It grew past the limit.
+    TooLarge,
+    /// The client sent nothing for the idle time.
+    TimedOut,
+    /// The connection broke or the body's framing was invalid.
+    Aborted,
+    /// Writing failed.
+    Disk(std::io::Error),
+}
+
+/// What arrived.
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes written, from `offset`.
+    pub written: u64,
+    /// How the body ended: whole, or why not (what arrived before is written).
+    pub outcome: Result<(), BodyError>,
+}
+
+/// Writes `body` into `file` from `offset`, at most `limit` bytes in all, each chunk
+/// within `idle` of the one before; feeds every byte to `hasher`. What arrived before
+/// a failure is written too (a resumable upload keeps it).
+pub async fn receive(
+    body: &mut RequestBody,
+    file: &Arc<File>,
+    offset: u64,
+    limit: u64,
+    idle: Duration,
+    mut hasher: Option<&mut Xxh3>,
+) -> Received {
+    let mut buf = BytesMut::with_capacity(WRITE_SIZE);
+    let mut written: u64 = 0;
+    let mut pending: Option<JoinHandle<std::io::Result<()>>> = None;
+    let mut at = offset;
+    let outcome = loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
+        let frame = match tokio::time::timeout(idle, frame).await {
+            Err(_) => break Err(BodyError::TimedOut),
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(_))) => break Err(BodyError::Aborted),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if written + (buf.len() + data.len()) as u64 > limit {
+            break Err(BodyError::TooLarge);
+        }
+        if let Some(h) = hasher.as_deref_mut() {
+            h.update(&data);
+        }
+        buf.extend_from_slice(&data);
+        if buf.len() >= WRITE_SIZE {
+            if let Err(e) = finish(pending.take()).await {
+                break Err(BodyError::Disk(e));
+            }
+            let chunk = buf.split().freeze();
+            let len = chunk.len() as u64;
+            let file = Arc::clone(file);
+            let pos = at;
+            pending = Some(tokio::task::spawn_blocking(move || {
+                file.write_all_at(&chunk, pos)
+            }));
+            at += len;
+            written += len;
+        }
+    };
+    // What is buffered is written whatever the outcome, except past the limit.
+    let mut outcome = outcome;
+    if let Err(e) = finish(pending.take()).await {
+        outcome = Err(BodyError::Disk(e));
+    }
+    let keep_rest = !matches!(outcome, Err(BodyError::TooLarge) | Err(BodyError::Disk(_)));
+    if keep_rest && !buf.is_empty() {
+        let chunk = buf.split().freeze();
+        let len = chunk.len() as u64;
+        let file = Arc::clone(file);
+        let pos = at;
+        let done = tokio::task::spawn_blocking(move || file.write_all_at(&chunk, pos)).await;
+        match done {
+            Ok(Ok(())) => written += len,
+            Ok(Err(e)) => outcome = Err(BodyError::Disk(e)),
+            Err(e) => outcome = Err(BodyError::Disk(std::io::Error::other(e))),
+        }
+    }
+    Received { written, outcome }
+}
+
+/// Waits for the write under way, if any.
+async fn finish(pending: Option<JoinHandle<std::io::Result<()>>>) -> std::io::Result<()> {
+    match pending {
+        None => Ok(()),
+        Some(handle) => handle
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+    }
+}
+
+/// Reads a small body (an XML request) whole as text: 413 past `limit` bytes, 408
+/// when it stalls for `idle`, 400 when it breaks off or is not UTF-8.
+pub async fn read_all(
+    body: &mut RequestBody,
+    limit: u64,
+    idle: Duration,
+) -> Result<String, http::StatusCode> {
+    let mut bytes = Vec::new();
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
+        match tokio::time::timeout(idle, frame).await {
+            Err(_) => return Err(http::StatusCode::REQUEST_TIMEOUT),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(http::StatusCode::BAD_REQUEST),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if (bytes.len() + data.len()) as u64 > limit {
+                        return Err(http::StatusCode::PAYLOAD_TOO_LARGE);
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| http::StatusCode::BAD_REQUEST)
+}

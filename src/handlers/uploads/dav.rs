@@ -1,0 +1,263 @@
+//! WebDAV's namespace methods (RFC 4918 §9.3, §9.6, §9.8, §9.9): MKCOL, DELETE,
+//! COPY and MOVE.
+//!
+//! DELETE of a folder removes its whole tree; the root itself is never deleted (403).
+//! COPY and MOVE take their destination from the site, which checked it like the
+//! request's own path (same host, rules, access); an existing destination is
+//! replaced only with `Overwrite: T` (the default), else 412. A file copied is written
+//! to a temporary file and renamed into place, as PUT does; a move is one rename.
+//! Trees holding wharf's own secrets are neither moved nor deleted, and secrets are
+//! left out of copies.
+
+use std::io;
+use std::sync::Arc;
+
+use http::{Response, StatusCode};
+
+use super::{created, empty, has_body, io_status, props, Uploads};
+use crate::fs::write::{EntryType, WriteDir};
+use crate::fs::{Node, Root};
+use crate::handlers::Request;
+use crate::http::body::Body;
+use crate::http::path::{SitePath, RESERVED_PREFIX};
+use crate::http::response;
+
+/// DELETE: a file, or a folder with everything in it.
+pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
+    let Some((parent, name)) = req.path.split_last() else {
+        return response::error(StatusCode::FORBIDDEN);
+    };
+    let name = name.to_vec();
+    let path = req.path.clone();
+    let headers = req.head.headers.clone();
+    let done = up
+        .blocking(move |up| -> Result<(), StatusCode> {
+            let dir = up
+                .root
+                .write_dir(&parent, false)
+                .map_err(|e| io_status(&e))?;
+            if dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Missing {
+                return Err(StatusCode::NOT_FOUND);
+            }
+            if up.locks.blocks_tree(&path, &headers) {
+                return Err(StatusCode::LOCKED);
+            }
+            if up
+                .root
+                .tree_holds_secret(&dir, &name)
+                .map_err(|e| io_status(&e))?
+            {
+                return Err(StatusCode::FORBIDDEN);
+            }
+            dir.remove(&name).map_err(|e| io_status(&e))?;
+            up.locks.forget_tree(&path);
+            Ok(())
+        })
+        .await;
+    match done {
+        Ok(Ok(())) => empty(StatusCode::NO_CONTENT),
+        Ok(Err(status)) => response::error(status),
+        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// MKCOL: a new, empty folder whose parent exists.
+pub async fn mkcol(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
+    // No body format for MKCOL is defined here (RFC 4918 §9.3).
+    if has_body(req.head) {
+        return response::error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let Some((parent, name)) = req.path.split_last() else {
+        return response::method_not_allowed(super::allow(&crate::handlers::Access {
+            upload: true,
+            delete: false,
+            max_upload_size: 0,
+        }));
+    };
+    let name = name.to_vec();
+    let path = req.path.clone();
+    let headers = req.head.headers.clone();
+    let done = up
+        .blocking(move |up| -> Result<(), StatusCode> {
+            let dir = up
+                .root
+                .write_dir(&parent, false)
+                .map_err(|e| match e.kind() {
+                    // The parent must exist (RFC 4918 §9.3.1).
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StatusCode::CONFLICT,
+                    _ => io_status(&e),
+                })?;
+            if dir.entry_type(&name).map_err(|e| io_status(&e))? != EntryType::Missing {
+                return Err(StatusCode::METHOD_NOT_ALLOWED);
+            }
+            if up.locks.blocks(&path, &headers) {
+                return Err(StatusCode::LOCKED);
+            }
+            dir.mkdir(&name).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => StatusCode::METHOD_NOT_ALLOWED,
+                _ => io_status(&e),
+            })
+        })
+        .await;
+    match done {
+        Ok(Ok(())) => created(&req.path, true),
+        Ok(Err(StatusCode::METHOD_NOT_ALLOWED)) => {
+            response::method_not_allowed("GET, HEAD, OPTIONS, PUT, DELETE, PROPFIND")
+        }
+        Ok(Err(status)) => response::error(status),
+        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// COPY or MOVE to the request's destination.
+pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
+    let moving = req.head.method.as_str() == "MOVE";
+    let Some(dest) = req.destination.clone() else {
+        return response::error(StatusCode::BAD_REQUEST);
+    };
+    if !dest.access.upload {
+        return response::error(StatusCode::FORBIDDEN);
+    }
+    let headers = &req.head.headers;
+    let overwrite = match headers.get("overwrite").map(|v| v.as_bytes()) {
+        None | Some(b"T") | Some(b"t") => true,
+        Some(b"F") | Some(b"f") => false,
+        Some(_) => return response::error(StatusCode::BAD_REQUEST),
+    };
+    let deep = match headers.get("depth").map(|v| v.as_bytes()) {
+        None => true,
+        Some(d) if d.eq_ignore_ascii_case(b"infinity") => true,
+        // A move is always of the whole tree (RFC 4918 §9.9.2).
+        Some(b"0") if !moving => false,
+        Some(_) => return response::error(StatusCode::BAD_REQUEST),
+    };
+    let (Some((src_parent, src_name)), Some((dst_parent, dst_name))) =
+        (req.path.split_last(), dest.path.split_last())
+    else {
+        // The root is neither moved nor replaced.
+        return response::error(StatusCode::FORBIDDEN);
+    };
+    // Onto itself, or into itself.
+    if dest.path.segments().starts_with(req.path.segments()) {
+        return response::error(StatusCode::FORBIDDEN);
+    }
+    let (src_name, dst_name) = (src_name.to_vec(), dst_name.to_vec());
+    let (src, dst) = (req.path.clone(), dest.path.clone());
+    let headers = headers.clone();
+    let done = up
+        .blocking(move |up| -> Result<bool, StatusCode> {
+            let src_dir = up
+                .root
+                .write_dir(&src_parent, false)
+                .map_err(|e| io_status(&e))?;
+            if src_dir.entry_type(&src_name).map_err(|e| io_status(&e))? == EntryType::Missing {
+                return Err(StatusCode::NOT_FOUND);
+            }
+            let dst_dir = up
+                .root
+                .write_dir(&dst_parent, false)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StatusCode::CONFLICT,
+                    _ => io_status(&e),
+                })?;
+            if up.root.is_secret(&dst_dir, &dst_name) {
+                return Err(StatusCode::FORBIDDEN);
+            }
+            if moving && up.locks.blocks_tree(&src, &headers) {
+                return Err(StatusCode::LOCKED);
+            }
+            if up.locks.blocks_tree(&dst, &headers) {
+                return Err(StatusCode::LOCKED);
+            }
+            let existed =
+                dst_dir.entry_type(&dst_name).map_err(|e| io_status(&e))? != EntryType::Missing;
+            if existed && !overwrite {
+                return Err(StatusCode::PRECONDITION_FAILED);
+            }
+            if moving {
+                if up
+                    .root
+                    .tree_holds_secret(&src_dir, &src_name)
+                    .map_err(|e| io_status(&e))?
+                {
+                    return Err(StatusCode::FORBIDDEN);
+                }
+                if existed {
+                    dst_dir.remove(&dst_name).map_err(|e| io_status(&e))?;
+                }
+                src_dir
+                    .rename(&src_name, &dst_dir, &dst_name, false)
+                    .map_err(|e| io_status(&e))?;
+                up.locks.forget_tree(&src);
+            } else {
+                if existed {
+                    dst_dir.remove(&dst_name).map_err(|e| io_status(&e))?;
+                }
+                copy_top(&up.root, &src, &dst_dir, &dst_name, deep).map_err(|e| io_status(&e))?;
+            }
+            dst_dir.sync().map_err(|e| io_status(&e))?;
+            Ok(existed)
+        })
+        .await;
+    match done {
+        Ok(Ok(true)) => empty(StatusCode::NO_CONTENT),
+        Ok(Ok(false)) => {
+            let is_dir = dest.path.has_trailing_slash();
+            created(&dest.path, is_dir)
+        }
+        Ok(Err(status)) => response::error(status),
+        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// Copies what `src` names (a file, or a folder: its tree when `deep`) to `name` in
+/// `to`. The source is resolved as a read is, so a link inside the root is copied as
+/// what it names.
+fn copy_top(root: &Root, src: &SitePath, to: &WriteDir, name: &[u8], deep: bool) -> io::Result<()> {
+    match root.open(src)? {
+        Node::File(open) => copy_file(&open.file, to, name),
+        Node::Dir(_) => {
+            let from = root.write_dir(src, false)?;
+            to.mkdir(name)?;
+            let made = to.child(name)?;
+            props::copy_dead_dir(&from, &made);
+            if deep {
+                copy_children(root, &from, &made)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Copies every entry of `from` into `to`, leaving out reserved names, wharf's
+/// secrets and anything but files and folders.
+fn copy_children(root: &Root, from: &WriteDir, to: &WriteDir) -> io::Result<()> {
+    for name in from.names()? {
+        if name.starts_with(RESERVED_PREFIX) || root.is_secret(from, &name) {
+            continue;
+        }
+        match from.entry_type(&name)? {
+            EntryType::File => copy_file(&from.open_file(&name)?, to, &name)?,
+            EntryType::Dir => {
+                let sub = from.child(&name)?;
+                to.mkdir(&name)?;
+                let made = to.child(&name)?;
+                props::copy_dead_dir(&sub, &made);
+                copy_children(root, &sub, &made)?;
+            }
+            EntryType::Other | EntryType::Missing => {}
+        }
+    }
+    Ok(())
+}
+
+/// Copies the content and dead properties of `file` to a new file `name` in `to`,
+/// through a temporary file.
+fn copy_file(file: &std::fs::File, to: &WriteDir, name: &[u8]) -> io::Result<()> {
+    let temp = to.temp_file()?;
+    let mut reader = file;
+    let mut writer: &std::fs::File = temp.file();
+    io::copy(&mut reader, &mut writer)?;
+    props::copy_dead_file(file, temp.file());
+    temp.persist(name, true)
+}

@@ -1,0 +1,230 @@
+//! Changing the served folder: PUT, DELETE, WebDAV (RFC 4918: MKCOL, COPY, MOVE,
+//! PROPFIND, PROPPATCH, LOCK, UNLOCK) and, in later modules, form and resumable
+//! uploads. The write side of the static handler: the same folder, the same
+//! [`Root`], allowed per path by [`Access`].
+//!
+//! Every change goes through [`crate::fs::write`]: confined like every read, new
+//! content in a temporary file in the target's folder, fsynced, renamed into place in
+//! one step, removed on any failure. Request bodies stream to disk with back-pressure
+//! ([`body`]). All file-system work runs on the blocking pool.
+
+pub mod body;
+pub mod dav;
+pub mod locks;
+pub mod props;
+pub mod put;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use crate::fs::Root;
+use crate::handlers::static_files::StaticFiles;
+use crate::handlers::{Access, Request};
+use crate::http::body::Body;
+use crate::http::path::SitePath;
+use crate::http::response;
+
+/// What the write side is told at startup.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whether dotfile names may be written (`--hidden`).
+    pub hidden: bool,
+    /// A request body that sends nothing for this long is abandoned.
+    pub body_timeout: Duration,
+    /// How long an incomplete resumable upload is kept.
+    pub upload_expiry: Duration,
+}
+
+/// The write side's state, shared by every request.
+#[derive(Debug)]
+pub struct Uploads {
+    root: Arc<Root>,
+    /// The read side, whose ETags new files get and whose cache they invalidate.
+    files: Arc<StaticFiles>,
+    settings: Settings,
+    locks: locks::Locks,
+}
+
+impl Uploads {
+    /// The write side of `files`' folder.
+    pub fn new(files: Arc<StaticFiles>, settings: Settings) -> Uploads {
+        Uploads {
+            root: Arc::clone(files.root_handle()),
+            files,
+            settings,
+            locks: locks::Locks::default(),
+        }
+    }
+
+    /// Answers a changing (or WebDAV) request allowed by `access`.
+    pub async fn respond(self: Arc<Self>, access: Access, req: Request<'_>) -> Response<Body> {
+        if let Some(status) = name_problem(&req.path) {
+            return response::error(status);
+        }
+        if req.head.headers.contains_key("if") {
+            let (path, headers) = (req.path.clone(), req.head.headers.clone());
+            match self
+                .blocking(move |up| locks::check_if(up, &path, &headers))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(status)) => return response::error(status),
+                Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+            }
+        }
+        let method = req.head.method.as_str();
+        match method {
+            "PUT" => put::put(self, access, req).await,
+            "DELETE" => dav::delete(self, req).await,
+            "MKCOL" => dav::mkcol(self, req).await,
+            "COPY" | "MOVE" => dav::copy_or_move(self, req).await,
+            "PROPFIND" => props::propfind(self, req).await,
+            "PROPPATCH" => props::proppatch(self, req).await,
+            "LOCK" => locks::lock(self, req).await,
+            "UNLOCK" => locks::unlock(self, req).await,
+            _ => response::method_not_allowed(allow(&access)),
+        }
+    }
+
+    /// Runs `work` on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Uploads) -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(&this))
+            .await
+            .map_err(io::Error::other)
+    }
+}
+
+/// The methods a path with `access` answers.
+pub fn allow(access: &Access) -> &'static str {
+    match (access.upload, access.delete) {
+        (false, false) => "GET, HEAD, OPTIONS",
+        (true, false) => "GET, HEAD, OPTIONS, PUT, MKCOL, COPY, PROPFIND, PROPPATCH, LOCK, UNLOCK",
+        (false, true) => "GET, HEAD, OPTIONS, DELETE, PROPFIND",
+        (true, true) => {
+            "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK"
+        }
+    }
+}
+
+/// Whether a path with `access` answers `method` here (reads are the read side's).
+pub fn allows(access: &Access, method: &Method) -> bool {
+    match method.as_str() {
+        "PUT" | "MKCOL" | "COPY" | "PROPPATCH" | "LOCK" | "UNLOCK" => access.upload,
+        // The source side of a move is a delete; its destination is checked too.
+        "DELETE" | "MOVE" => access.delete,
+        "PROPFIND" => access.writes(),
+        _ => false,
+    }
+}
+
+/// Whether `method`'s body is read (the others' bodies are disposed of).
+pub fn reads_body(_access: &Access, method: &Method) -> bool {
+    matches!(
+        method.as_str(),
+        "PUT" | "MKCOL" | "PROPFIND" | "PROPPATCH" | "LOCK"
+    )
+}
+
+/// Whether `method` is one of WebDAV's (RFC 4918).
+pub fn is_dav_method(method: &Method) -> bool {
+    matches!(
+        method.as_str(),
+        "PROPFIND" | "PROPPATCH" | "MKCOL" | "COPY" | "MOVE" | "LOCK" | "UNLOCK"
+    )
+}
+
+/// Whether `method` changes what is under its path.
+pub fn changes(method: &Method) -> bool {
+    matches!(
+        method.as_str(),
+        "PUT"
+            | "POST"
+            | "PATCH"
+            | "DELETE"
+            | "MKCOL"
+            | "COPY"
+            | "MOVE"
+            | "PROPPATCH"
+            | "LOCK"
+            | "UNLOCK"
+    )
+}
+
+/// `OPTIONS` for a path with `access`: `Allow`, and `DAV: 1, 2` where WebDAV is on
+/// (so file managers offer to mount it).
+pub fn options(access: &Access) -> Response<Body> {
+    let mut res = response::options(allow(access));
+    if access.writes() {
+        res.headers_mut()
+            .insert("dav", HeaderValue::from_static("1, 2"));
+        res.headers_mut()
+            .insert("ms-author-via", HeaderValue::from_static("DAV"));
+    }
+    res
+}
+
+/// A name no file may be given: control characters (a `/` or NUL inside a name is
+/// refused when the path is parsed).
+fn name_problem(path: &SitePath) -> Option<StatusCode> {
+    path.segments()
+        .iter()
+        .any(|s| s.iter().any(|&b| b < 0x20 || b == 0x7f))
+        .then_some(StatusCode::BAD_REQUEST)
+}
+
+/// The status for a failed change.
+fn io_status(err: &io::Error) -> StatusCode {
+    match err.kind() {
+        io::ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        io::ErrorKind::NotADirectory
+        | io::ErrorKind::IsADirectory
+        | io::ErrorKind::DirectoryNotEmpty => StatusCode::CONFLICT,
+        io::ErrorKind::AlreadyExists => StatusCode::PRECONDITION_FAILED,
+        io::ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            StatusCode::FORBIDDEN
+        }
+        _ => {
+            tracing::error!("file system error while writing: {err}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// A response with no body.
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = status;
+    res
+}
+
+/// `201 Created` for a new resource at `path` (a folder when `dir`).
+fn created(path: &SitePath, dir: bool) -> Response<Body> {
+    let mut res = empty(StatusCode::CREATED);
+    if let Ok(location) = HeaderValue::from_str(&path.to_url(dir)) {
+        res.headers_mut().insert(header::LOCATION, location);
+    }
+    res
+}
+
+/// The declared length of the request body, if any.
+fn declared_length(head: &http::request::Parts) -> Option<u64> {
+    head.headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether the request has a body (announced by length or chunked).
+fn has_body(head: &http::request::Parts) -> bool {
+    declared_length(head).is_some_and(|n| n > 0)
+        || head.headers.contains_key(header::TRANSFER_ENCODING)
+}

@@ -1,0 +1,712 @@
+//! WebDAV properties (RFC 4918 §9.1, §9.2, §15): PROPFIND and PROPPATCH.
+//!
+//! Live properties come from the file system (type, length, modification time,
+//! media type, locks). Dead properties — anything a client sets with PROPPATCH — are
+//! kept in the file's own extended attributes (`user.wharf.p.*`), so they move with
+//! the file, survive restarts and need no database; a file system without them answers
+//! 507 for the property. A property's value is stored as XML in which every element
+//! declares its own namespace, so it comes back meaning what was sent.
+//!
+//! PROPFIND answers Depth 0 and 1; `infinity` (also what a missing Depth means) is
+//! refused with 403 and `propfind-finite-depth`, as RFC 4918 §9.1 allows.
+
+use std::fmt::Write as _;
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+use super::body::read_all;
+use super::Uploads;
+use crate::fs::write::WriteDir;
+use crate::fs::{EntryKind, Node};
+use crate::handlers::Request;
+use crate::http::body::Body;
+use crate::http::path::SitePath;
+use crate::http::{mime, response};
+
+/// The DAV: namespace.
+const DAV: &str = "DAV:";
+/// Extended attributes holding dead properties start with this.
+const XATTR_PREFIX: &str = "user.wharf.p.";
+/// Largest PROPFIND/PROPPATCH body read.
+const MAX_XML: u64 = 1024 * 1024;
+
+/// A property name: namespace and local name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropName {
+    ns: String,
+    local: String,
+}
+
+impl PropName {
+    fn dav(local: &str) -> PropName {
+        PropName {
+            ns: DAV.into(),
+            local: local.into(),
+        }
+    }
+
+    /// The extended attribute holding this property.
+    fn xattr(&self) -> String {
+        let raw = format!("{}\n{}", self.ns, self.local);
+        format!(
+            "{XATTR_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        )
+    }
+
+    fn from_xattr(name: &str) -> Option<PropName> {
+        let encoded = name.strip_prefix(XATTR_PREFIX)?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (ns, local) = raw.split_once('\n')?;
+        Some(PropName {
+            ns: ns.into(),
+            local: local.into(),
+        })
+    }
+
+    /// `<p:local xmlns:p="ns">inner</p:local>` (or the empty element).
+    fn element(&self, inner: &str, out: &mut String) {
+        if self.ns == DAV {
+            if inner.is_empty() {
+                let _ = write!(out, "<D:{}/>", self.local);
+            } else {
+                let _ = write!(out, "<D:{0}>{inner}</D:{0}>", self.local);
+            }
+        } else if self.ns.is_empty() {
+            let _ = write!(out, "<{0} xmlns=\"\">{inner}</{0}>", self.local);
+        } else {
+            let ns = escape(&self.ns);
+            let _ = write!(out, "<P:{0} xmlns:P=\"{ns}\">{inner}</P:{0}>", self.local);
+        }
+    }
+}
+
+/// The live properties wharf reports.
+const LIVE: [&str; 7] = [
+    "resourcetype",
+    "getcontentlength",
+    "getcontenttype",
+    "getlastmodified",
+    "displayname",
+    "supportedlock",
+    "lockdiscovery",
+];
+
+/// What a PROPFIND asks for.
+enum Wanted {
+    All,
+    Names,
+    Some(Vec<PropName>),
+}
+
+/// PROPFIND: properties of the resource and, with Depth 1, of its members.
+pub async fn propfind(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
+    let Request {
+        head,
+        path,
+        mut body,
+        ..
+    } = req;
+    let depth_one = match head.headers.get("depth").map(|v| v.as_bytes()) {
+        Some(b"0") => false,
+        Some(b"1") => true,
+        None => return finite_depth(),
+        Some(d) if d.eq_ignore_ascii_case(b"infinity") => return finite_depth(),
+        Some(_) => return response::error(StatusCode::BAD_REQUEST),
+    };
+    let xml = match read_all(&mut body, MAX_XML, up.settings.body_timeout).await {
+        Ok(xml) => xml,
+        Err(status) => return response::error(status),
+    };
+    let wanted = match parse_propfind(&xml) {
+        Some(w) => w,
+        None => return response::error(StatusCode::BAD_REQUEST),
+    };
+    let hidden = up.settings.hidden;
+    let answer = up
+        .blocking(move |up| -> Result<String, StatusCode> {
+            let mut out = multistatus_head();
+            let node = up.root.open(&path).map_err(|e| super::io_status(&e))?;
+            let is_dir = matches!(node, Node::Dir(_));
+            describe(up, &path, is_dir, &wanted, &mut out);
+            if let (true, Node::Dir(dir)) = (depth_one, node) {
+                let mut entries = up.root.list(dir, &path).map_err(|e| super::io_status(&e))?;
+                entries.retain(|e| hidden || !e.name.starts_with(b"."));
+                entries.sort_by(|a, b| a.name.cmp(&b.name));
+                for entry in entries {
+                    let child = path.join(&entry.name);
+                    describe(up, &child, entry.kind == EntryKind::Dir, &wanted, &mut out);
+                }
+            }
+            out.push_str("</D:multistatus>");
+            Ok(out)
+        })
+        .await;
+    match answer {
+        Ok(Ok(xml)) => multistatus(xml),
+        Ok(Err(status)) => response::error(status),
+        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// 403 for a Depth this server does not walk (RFC 4918 §9.1).
+fn finite_depth() -> Response<Body> {
+    let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+               <D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>";
+    xml_response(StatusCode::FORBIDDEN, xml.to_string())
+}
+
+fn multistatus_head() -> String {
+    String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">")
+}
+
+fn multistatus(xml: String) -> Response<Body> {
+    xml_response(StatusCode::MULTI_STATUS, xml)
+}
+
+fn xml_response(status: StatusCode, xml: String) -> Response<Body> {
+    let mut res = Response::new(Body::bytes(xml));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    res
+}
+
+/// One `<D:response>` for the resource at `path`.
+fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &mut String) {
+    let meta = match up.root.open(path) {
+        Ok(Node::File(open)) => open.meta,
+        Ok(Node::Dir(dir)) => dir.meta,
+        Err(_) => return,
+    };
+    let dead = dead_props(up, path);
+    let _ = write!(
+        out,
+        "<D:response><D:href>{}</D:href>",
+        escape(&path.to_url(is_dir))
+    );
+    let mut found = String::new();
+    let mut missing = String::new();
+    let live_value = |name: &str| -> Option<String> {
+        match name {
+            "resourcetype" => Some(if is_dir {
+                "<D:collection/>".into()
+            } else {
+                String::new()
+            }),
+            "getcontentlength" if !is_dir => Some(meta.len().to_string()),
+            "getcontenttype" if !is_dir => {
+                let name = path.file_name().unwrap_or_default();
+                mime::content_type(name).to_str().ok().map(escape)
+            }
+            "getlastmodified" => meta
+                .modified()
+                .ok()
+                .map(|t| httpdate::fmt_http_date(t.min(SystemTime::now()))),
+            "displayname" => Some(escape(&String::from_utf8_lossy(
+                path.file_name().unwrap_or(b""),
+            ))),
+            "supportedlock" => Some(super::locks::SUPPORTED.into()),
+            "lockdiscovery" => Some(up.locks.discovery(path)),
+            _ => None,
+        }
+    };
+    match wanted {
+        Wanted::All | Wanted::Names => {
+            for name in LIVE {
+                if let Some(value) = live_value(name) {
+                    let value = if matches!(wanted, Wanted::Names) {
+                        String::new()
+                    } else {
+                        value
+                    };
+                    PropName::dav(name).element(&value, &mut found);
+                }
+            }
+            for (name, value) in &dead {
+                let value = if matches!(wanted, Wanted::Names) {
+                    ""
+                } else {
+                    value.as_str()
+                };
+                name.element(value, &mut found);
+            }
+        }
+        Wanted::Some(names) => {
+            for name in names {
+                let value = if name.ns == DAV {
+                    live_value(&name.local)
+                } else {
+                    None
+                }
+                .or_else(|| dead.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()));
+                match value {
+                    Some(value) => name.element(&value, &mut found),
+                    None => name.element("", &mut missing),
+                }
+            }
+        }
+    }
+    for (props, status) in [(found, "200 OK"), (missing, "404 Not Found")] {
+        if !props.is_empty() {
+            let _ = write!(
+                out,
+                "<D:propstat><D:prop>{props}</D:prop><D:status>HTTP/1.1 {status}</D:status></D:propstat>"
+            );
+        }
+    }
+    out.push_str("</D:response>");
+}
+
+/// The dead properties of what `path` names.
+fn dead_props(up: &Uploads, path: &SitePath) -> Vec<(PropName, String)> {
+    let Ok(fd) = open_for_props(up, path) else {
+        return Vec::new();
+    };
+    let mut names = vec![0u8; 64 * 1024];
+    let Ok(len) = rustix::fs::flistxattr(&fd, &mut names) else {
+        return Vec::new();
+    };
+    names.truncate(len);
+    let mut out = Vec::new();
+    for raw in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        let Some(prop) = PropName::from_xattr(name) else {
+            continue;
+        };
+        let mut value = vec![0u8; 64 * 1024];
+        if let Ok(n) = rustix::fs::fgetxattr(&fd, name, &mut value) {
+            value.truncate(n);
+            out.push((prop, String::from_utf8_lossy(&value).into_owned()));
+        }
+    }
+    out
+}
+
+/// What `path` names, opened for reading and writing its properties.
+fn open_for_props(up: &Uploads, path: &SitePath) -> io::Result<std::os::fd::OwnedFd> {
+    Ok(match up.root.open(path)? {
+        Node::File(open) => open.file.into(),
+        Node::Dir(_) => up.root.write_dir(path, false)?.fd().try_clone()?,
+    })
+}
+
+/// Copies the dead properties of one file to another (COPY); best effort.
+pub fn copy_dead_file(from: &std::fs::File, to: &std::fs::File) {
+    copy_dead(from.as_fd(), to.as_fd());
+}
+
+/// Copies the dead properties of one folder to another (COPY); best effort.
+pub fn copy_dead_dir(from: &WriteDir, to: &WriteDir) {
+    copy_dead(from.fd().as_fd(), to.fd().as_fd());
+}
+
+fn copy_dead(from: std::os::fd::BorrowedFd<'_>, to: std::os::fd::BorrowedFd<'_>) {
+    let mut names = vec![0u8; 64 * 1024];
+    let Ok(len) = rustix::fs::flistxattr(from, &mut names) else {
+        return;
+    };
+    names.truncate(len);
+    for raw in names
+        .split(|&b| b == 0)
+        .filter(|n| n.starts_with(XATTR_PREFIX.as_bytes()))
+    {
+        let Ok(name) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        let mut value = vec![0u8; 64 * 1024];
+        if let Ok(n) = rustix::fs::fgetxattr(from, name, &mut value) {
+            let _ = rustix::fs::fsetxattr(to, name, &value[..n], rustix::fs::XattrFlags::empty());
+        }
+    }
+}
+
+/// One instruction of a PROPPATCH, in document order.
+enum Change {
+    Set(PropName, String),
+    Remove(PropName),
+}
+
+/// PROPPATCH: sets and removes dead properties, all or none (RFC 4918 §9.2).
+pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
+    let Request {
+        head,
+        path,
+        mut body,
+        ..
+    } = req;
+    let xml = match read_all(&mut body, MAX_XML, up.settings.body_timeout).await {
+        Ok(xml) => xml,
+        Err(status) => return response::error(status),
+    };
+    let Some(changes) = parse_propertyupdate(&xml) else {
+        return response::error(StatusCode::BAD_REQUEST);
+    };
+    let headers = head.headers.clone();
+    let answer = up
+        .blocking(move |up| -> Result<String, StatusCode> {
+            let fd = open_for_props(up, &path).map_err(|e| super::io_status(&e))?;
+            if up.locks.blocks(&path, &headers) {
+                return Err(StatusCode::LOCKED);
+            }
+            let name_of = |c: &Change| match c {
+                Change::Set(n, _) | Change::Remove(n) => n.clone(),
+            };
+            // Live properties are computed, not stored: changing one fails, and then
+            // nothing is changed (424 for the rest).
+            let protected = |n: &PropName| n.ns == DAV;
+            let refused = changes.iter().any(|c| protected(&name_of(c)));
+            let mut results: Vec<(PropName, &str)> = Vec::new();
+            if refused {
+                for c in &changes {
+                    let n = name_of(c);
+                    let status = if protected(&n) {
+                        "403 Forbidden"
+                    } else {
+                        "424 Failed Dependency"
+                    };
+                    results.push((n, status));
+                }
+            } else {
+                let mut failed = None;
+                for c in &changes {
+                    let outcome = match c {
+                        Change::Set(n, value) => rustix::fs::fsetxattr(
+                            &fd,
+                            n.xattr().as_str(),
+                            value.as_bytes(),
+                            rustix::fs::XattrFlags::empty(),
+                        ),
+                        Change::Remove(n) => match rustix::fs::fremovexattr(&fd, n.xattr().as_str()) {
+                            Err(rustix::io::Errno::NODATA) => Ok(()),
+                            other => other,
+                        },
+                    };
+                    if let Err(e) = outcome {
+                        failed = Some((name_of(c), e));
+                        break;
+                    }
+                }
+                for c in &changes {
+                    let n = name_of(c);
+                    let status = match &failed {
+                        None => "200 OK",
+                        Some((f, rustix::io::Errno::NOSPC | rustix::io::Errno::NOTSUP
+                        | rustix::io::Errno::TOOBIG | rustix::io::Errno::RANGE)) if *f == n => {
+                            "507 Insufficient Storage"
+                        }
+                        Some((f, _)) if *f == n => "403 Forbidden",
+                        Some(_) => "424 Failed Dependency",
+                    };
+                    results.push((n, status));
+                }
+            }
+            let is_dir = matches!(up.root.open(&path), Ok(Node::Dir(_)));
+            let mut out = multistatus_head();
+            let _ = write!(
+                out,
+                "<D:response><D:href>{}</D:href>",
+                escape(&path.to_url(is_dir))
+            );
+            for (name, status) in results {
+                let mut prop = String::new();
+                name.element("", &mut prop);
+                let _ = write!(
+                    out,
+                    "<D:propstat><D:prop>{prop}</D:prop><D:status>HTTP/1.1 {status}</D:status></D:propstat>"
+                );
+            }
+            out.push_str("</D:response></D:multistatus>");
+            Ok(out)
+        })
+        .await;
+    match answer {
+        Ok(Ok(xml)) => multistatus(xml),
+        Ok(Err(status)) => response::error(status),
+        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// The namespace an element or attribute resolved to; `None` for an undeclared
+/// prefix (malformed).
+fn namespace(resolved: &ResolveResult<'_>) -> Option<String> {
+    match resolved {
+        ResolveResult::Bound(ns) => Some(String::from_utf8_lossy(ns.as_ref()).into_owned()),
+        ResolveResult::Unbound => Some(String::new()),
+        ResolveResult::Unknown(_) => None,
+    }
+}
+
+/// A reader that refuses what XML Namespaces 1.0 does not allow (`xmlns:p=""`).
+fn reader(xml: &str) -> NsReader<&[u8]> {
+    let mut reader = NsReader::from_str(xml);
+    reader.config_mut().trim_text(false);
+    reader
+}
+
+/// Whether `start` undeclares a prefix (`xmlns:p=""`), which is malformed.
+fn bad_namespace_declaration(start: &quick_xml::events::BytesStart<'_>) -> bool {
+    start.attributes().any(|a| match a {
+        Ok(a) => a.key.as_ref().starts_with(b"xmlns:") && a.value.is_empty(),
+        Err(_) => true,
+    })
+}
+
+/// The PROPFIND body: empty (allprop), `allprop`, `propname` or `prop`; `None` when
+/// it is not well-formed XML or not a `propfind`.
+fn parse_propfind(xml: &str) -> Option<Wanted> {
+    if xml.trim().is_empty() {
+        return Some(Wanted::All);
+    }
+    let mut r = reader(xml);
+    let mut depth = 0usize;
+    let mut seen_root = false;
+    let mut in_prop = false;
+    let mut wanted = None;
+    let mut props = Vec::new();
+    loop {
+        let (resolved, event) = r.read_resolved_event().ok()?;
+        let ns = namespace(&resolved);
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                if bad_namespace_declaration(e) {
+                    return None;
+                }
+                let ns = ns?;
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let is_empty = matches!(event, Event::Empty(_));
+                match depth {
+                    0 => {
+                        if ns != DAV || local != "propfind" {
+                            return None;
+                        }
+                        seen_root = true;
+                    }
+                    1 if ns == DAV => match local.as_str() {
+                        "allprop" => wanted = Some(Wanted::All),
+                        "propname" => wanted = Some(Wanted::Names),
+                        "prop" => {
+                            in_prop = !is_empty;
+                            wanted = Some(Wanted::Some(Vec::new()));
+                        }
+                        _ => {}
+                    },
+                    2 if in_prop => props.push(PropName { ns, local }),
+                    _ => {}
+                }
+                if !is_empty {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => {
+                depth = depth.checked_sub(1)?;
+                if depth == 1 {
+                    in_prop = false;
+                }
+            }
+            Event::Text(ref t) if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) => {
+                return None;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !seen_root || depth != 0 {
+        return None;
+    }
+    match wanted {
+        Some(Wanted::Some(_)) => Some(Wanted::Some(props)),
+        Some(w) => Some(w),
+        None => Some(Wanted::All),
+    }
+}
+
+/// The PROPPATCH body's instructions; `None` when malformed.
+fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
+    let mut r = reader(xml);
+    let mut changes = Vec::new();
+    // Where we are: 0 outside, 1 in propertyupdate, 2 in set/remove, 3 in prop.
+    let mut depth = 0usize;
+    let mut setting = false;
+    let mut seen_root = false;
+    loop {
+        let (resolved, event) = r.read_resolved_event().ok()?;
+        let ns = namespace(&resolved);
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                if bad_namespace_declaration(e) {
+                    return None;
+                }
+                let ns = ns?;
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let is_empty = matches!(event, Event::Empty(_));
+                match depth {
+                    0 if ns == DAV && local == "propertyupdate" => seen_root = true,
+                    0 => return None,
+                    1 if ns == DAV && (local == "set" || local == "remove") => {
+                        setting = local == "set";
+                    }
+                    3 => {
+                        let name = PropName { ns, local };
+                        if setting {
+                            let value = if is_empty {
+                                String::new()
+                            } else {
+                                let value = inner_xml(&mut r)?;
+                                // `inner_xml` consumed the end tag.
+                                changes.push(Change::Set(name, value));
+                                continue;
+                            };
+                            changes.push(Change::Set(name, value));
+                        } else {
+                            if !is_empty {
+                                inner_xml(&mut r)?;
+                                changes.push(Change::Remove(name));
+                                continue;
+                            }
+                            changes.push(Change::Remove(name));
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                if !is_empty {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => depth = depth.checked_sub(1)?,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    (seen_root && depth == 0).then_some(changes)
+}
+
+/// The content of the element just started, up to and including its end tag,
+/// re-written so that every element declares its namespace itself.
+fn inner_xml(r: &mut NsReader<&[u8]>) -> Option<String> {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    loop {
+        let (resolved, event) = r.read_resolved_event().ok()?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                if bad_namespace_declaration(e) {
+                    return None;
+                }
+                let ns = namespace(&resolved)?;
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let _ = write!(out, "<{local} xmlns=\"{}\"", escape(&ns));
+                for attr in e.attributes() {
+                    let attr = attr.ok()?;
+                    let key = attr.key.as_ref();
+                    if key == b"xmlns" || key.starts_with(b"xmlns:") || key.contains(&b':') {
+                        continue;
+                    }
+                    let value = attr.unescape_value().ok()?;
+                    let _ = write!(
+                        out,
+                        " {}=\"{}\"",
+                        String::from_utf8_lossy(key),
+                        escape(&value)
+                    );
+                }
+                if matches!(event, Event::Empty(_)) {
+                    out.push_str("/>");
+                } else {
+                    out.push('>');
+                    depth += 1;
+                }
+            }
+            Event::End(ref e) => {
+                if depth == 0 {
+                    return Some(out);
+                }
+                depth -= 1;
+                let _ = write!(
+                    out,
+                    "</{}>",
+                    String::from_utf8_lossy(e.local_name().as_ref())
+                );
+            }
+            Event::Text(ref t) => out.push_str(&escape(&t.unescape().ok()?)),
+            Event::CData(ref t) => out.push_str(&escape(&String::from_utf8_lossy(t))),
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+/// `text` escaped for XML content and attribute values.
+fn escape(text: &str) -> String {
+    quick_xml::escape::escape(text).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn propfind_bodies() {
+        assert!(matches!(parse_propfind(""), Some(Wanted::All)));
+        let some = parse_propfind(
+            "<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop>\
+             <D:getcontentlength/><x:foo xmlns:x=\"http://example.com/\"/></D:prop></D:propfind>",
+        );
+        match some {
+            Some(Wanted::Some(names)) => {
+                assert_eq!(names[0], PropName::dav("getcontentlength"));
+                assert_eq!(names[1].ns, "http://example.com/");
+                assert_eq!(names[1].local, "foo");
+            }
+            _ => panic!("a prop list"),
+        }
+        for bad in [
+            "<foo>",
+            "<D:propfind xmlns:D=\"DAV:\"><D:prop><bar:foo xmlns:bar=\"\"/></D:prop></D:propfind>",
+            "<D:propfind xmlns:D=\"DAV:\"><x:prop/></D:propfind>",
+            "not xml",
+        ] {
+            assert!(parse_propfind(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_keep_their_namespaces() {
+        let changes = parse_propertyupdate(
+            "<D:propertyupdate xmlns:D=\"DAV:\" xmlns:Z=\"http://z/\"><D:set><D:prop>\
+             <Z:p>a <Z:b attr=\"1\">x&amp;y</Z:b></Z:p></D:prop></D:set>\
+             <D:remove><D:prop><Z:q/></D:prop></D:remove></D:propertyupdate>",
+        )
+        .expect("well-formed");
+        match &changes[..] {
+            [Change::Set(n, v), Change::Remove(r)] => {
+                assert_eq!((n.ns.as_str(), n.local.as_str()), ("http://z/", "p"));
+                assert_eq!(v, "a <b xmlns=\"http://z/\" attr=\"1\">x&amp;y</b>");
+                assert_eq!(r.local, "q");
+            }
+            _ => panic!("one set, one remove"),
+        }
+        let name = PropName {
+            ns: "http://z/".into(),
+            local: "p".into(),
+        };
+        assert_eq!(PropName::from_xattr(&name.xattr()), Some(name));
+    }
+}
