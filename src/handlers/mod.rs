@@ -82,19 +82,20 @@ impl Handler {
         }
     }
 
-    /// Whether this handler reads the body of a `method` request; the bodies of
-    /// requests it answers are otherwise disposed of before it runs.
-    pub fn reads_body(&self, method: &Method) -> bool {
+    /// Whether this handler reads the body of the request `head` starts; the bodies
+    /// of requests it answers are otherwise disposed of before it runs.
+    pub fn reads_body(&self, head: &Parts) -> bool {
         match self {
-            Handler::Static(access) => self.allows(method) && uploads::reads_body(access, method),
+            Handler::Static(access) => self.allows(head) && uploads::reads_body(access, head),
         }
     }
 
-    /// Whether this handler answers `method` (others get 405 or 501 from the site).
-    pub fn allows(&self, method: &Method) -> bool {
+    /// Whether this handler answers the request `head` starts (others get 405 or 501
+    /// from the site).
+    pub fn allows(&self, head: &Parts) -> bool {
         match self {
             Handler::Static(access) => {
-                static_files::allows(method) || uploads::allows(access, method)
+                static_files::allows(&head.method) || uploads::allows(access, head)
             }
         }
     }

@@ -303,14 +303,23 @@ mod tests {
                 "{raw}"
             );
         }
-        let not_found = [
+        // An encoded slash names nothing: 404 for a read, 400 for a write.
+        let slash_in_name = [
             "/..%2fetc/passwd",
             "/..%2Fetc",
             "/a%2f..%2f..%2fx",
             "/file.txt%2f",
             "/%2fetc/passwd",
         ];
-        for raw in not_found {
+        for raw in slash_in_name {
+            assert_eq!(
+                SitePath::parse(raw, true),
+                Err(PathError::SlashInName),
+                "{raw}"
+            );
+        }
+        // wharf's own temporary and partial files are never named by a request.
+        for raw in ["/.wharf-tmp-1", "/a/.wharf-tus/x", "/.wharf-"] {
             assert_eq!(
                 SitePath::parse(raw, true),
                 Err(PathError::NotFound),

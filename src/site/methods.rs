@@ -22,12 +22,13 @@ const KNOWN_METHODS: [Method; 9] = [
     Method::CONNECT,
 ];
 
-/// The refusal of `method` by `handler`: 405 with its `Allow` for a known method, 501
-/// for an unknown one; `None` when the handler answers it.
-pub fn refuse(method: &Method, handler: &Handler) -> Option<Response<Body>> {
-    if handler.allows(method) {
+/// The refusal of the request `head` starts by `handler`: 405 with its `Allow` for a
+/// known method, 501 for an unknown one; `None` when the handler answers it.
+pub fn refuse(head: &Parts, handler: &Handler) -> Option<Response<Body>> {
+    if handler.allows(head) {
         return None;
     }
+    let method = &head.method;
     Some(if KNOWN_METHODS.contains(method) || handler.knows(method) {
         response::method_not_allowed(handler.allow())
     } else {

@@ -185,8 +185,8 @@ impl Router {
     /// assign to the request's own path.
     pub fn reads_body(&self, pending: &Pending, req: &Parts) -> bool {
         match &pending.0 {
-            Left::Uncached(_) => self.default_handler().reads_body(&req.method),
-            Left::WithRules => self.handler_for(req.uri.path()).reads_body(&req.method),
+            Left::Uncached(_) => self.default_handler().reads_body(req),
+            Left::WithRules => self.handler_for(req.uri.path()).reads_body(req),
         }
     }
 
@@ -217,7 +217,7 @@ impl Router {
                 response::error(StatusCode::BAD_REQUEST)
             });
         }
-        if let Some(refused) = methods::refuse(method, handler) {
+        if let Some(refused) = methods::refuse(req, handler) {
             return Route::Done(refused);
         }
         match SitePath::parse(path, self.settings.hidden) {

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::{Method, Response, StatusCode};
 
 use crate::fs::Root;
@@ -114,9 +115,10 @@ pub fn allow(access: &Access) -> &'static str {
     }
 }
 
-/// Whether a path with `access` answers `method` here (reads are the read side's).
-pub fn allows(access: &Access, method: &Method) -> bool {
-    match method.as_str() {
+/// Whether a path with `access` answers the request `head` starts (reads are the
+/// read side's).
+pub fn allows(access: &Access, head: &Parts) -> bool {
+    match head.method.as_str() {
         "PUT" | "MKCOL" | "COPY" | "PROPPATCH" | "LOCK" | "UNLOCK" => access.upload,
         // The source side of a move is a delete; its destination is checked too.
         "DELETE" | "MOVE" => access.delete,
@@ -125,10 +127,11 @@ pub fn allows(access: &Access, method: &Method) -> bool {
     }
 }
 
-/// Whether `method`'s body is read (the others' bodies are disposed of).
-pub fn reads_body(_access: &Access, method: &Method) -> bool {
+/// Whether the body of the request `head` starts is read (the others' are disposed
+/// of).
+pub fn reads_body(_access: &Access, head: &Parts) -> bool {
     matches!(
-        method.as_str(),
+        head.method.as_str(),
         "PUT" | "MKCOL" | "PROPFIND" | "PROPPATCH" | "LOCK"
     )
 }
@@ -216,7 +219,7 @@ fn created(path: &SitePath, dir: bool) -> Response<Body> {
 }
 
 /// The declared length of the request body, if any.
-fn declared_length(head: &http::request::Parts) -> Option<u64> {
+fn declared_length(head: &Parts) -> Option<u64> {
     head.headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -224,7 +227,7 @@ fn declared_length(head: &http::request::Parts) -> Option<u64> {
 }
 
 /// Whether the request has a body (announced by length or chunked).
-fn has_body(head: &http::request::Parts) -> bool {
+fn has_body(head: &Parts) -> bool {
     declared_length(head).is_some_and(|n| n > 0)
         || head.headers.contains_key(header::TRANSFER_ENCODING)
 }
