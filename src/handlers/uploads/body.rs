@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http_body::Body as _;
 use tokio::task::JoinHandle;
 use xxhash_rust::xxh3::Xxh3;
@@ -44,11 +44,41 @@ pub struct Received {
     pub outcome: Result<(), BodyError>,
 }
 
+/// Where uploaded bytes come from: a request body, or one part of a form.
+pub trait Chunks {
+    /// The next piece of data; `None` at the end; `Err` when the stream broke.
+    fn next_chunk(&mut self)
+        -> impl std::future::Future<Output = Option<Result<Bytes, ()>>> + Send;
+}
+
+impl Chunks for RequestBody {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, ()>> {
+        loop {
+            let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *self).poll_frame(cx));
+            match frame.await? {
+                Err(_) => return Some(Err(())),
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                    // Trailers carry no content.
+                }
+            }
+        }
+    }
+}
+
+impl Chunks for multer::Field<'_> {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, ()>> {
+        self.chunk().await.map_err(|_| ()).transpose()
+    }
+}
+
 /// Writes `body` into `file` from `offset`, at most `limit` bytes in all, each chunk
 /// within `idle` of the one before; feeds every byte to `hasher`. What arrived before
 /// a failure is written too (a resumable upload keeps it).
 pub async fn receive(
-    body: &mut RequestBody,
+    body: &mut impl Chunks,
     file: &Arc<File>,
     offset: u64,
     limit: u64,
@@ -60,15 +90,11 @@ pub async fn receive(
     let mut pending: Option<JoinHandle<std::io::Result<()>>> = None;
     let mut at = offset;
     let outcome = loop {
-        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx));
-        let frame = match tokio::time::timeout(idle, frame).await {
+        let data = match tokio::time::timeout(idle, body.next_chunk()).await {
             Err(_) => break Err(BodyError::TimedOut),
             Ok(None) => break Ok(()),
-            Ok(Some(Err(_))) => break Err(BodyError::Aborted),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
+            Ok(Some(Err(()))) => break Err(BodyError::Aborted),
+            Ok(Some(Ok(data))) => data,
         };
         if written + (buf.len() + data.len()) as u64 > limit {
             break Err(BodyError::TooLarge);

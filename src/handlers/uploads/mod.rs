@@ -10,6 +10,7 @@
 
 pub mod body;
 pub mod dav;
+pub mod form;
 pub mod locks;
 pub mod props;
 pub mod put;
@@ -80,6 +81,7 @@ impl Uploads {
         let method = req.head.method.as_str();
         match method {
             "PUT" => put::put(self, access, req).await,
+            "POST" => form::post(self, access, req).await,
             "DELETE" => dav::delete(self, req).await,
             "MKCOL" => dav::mkcol(self, req).await,
             "COPY" | "MOVE" => dav::copy_or_move(self, req).await,
@@ -107,10 +109,12 @@ impl Uploads {
 pub fn allow(access: &Access) -> &'static str {
     match (access.upload, access.delete) {
         (false, false) => "GET, HEAD, OPTIONS",
-        (true, false) => "GET, HEAD, OPTIONS, PUT, MKCOL, COPY, PROPFIND, PROPPATCH, LOCK, UNLOCK",
+        (true, false) => {
+            "GET, HEAD, OPTIONS, PUT, POST, MKCOL, COPY, PROPFIND, PROPPATCH, LOCK, UNLOCK"
+        }
         (false, true) => "GET, HEAD, OPTIONS, DELETE, PROPFIND",
         (true, true) => {
-            "GET, HEAD, OPTIONS, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK"
+            "GET, HEAD, OPTIONS, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK"
         }
     }
 }
@@ -119,7 +123,7 @@ pub fn allow(access: &Access) -> &'static str {
 /// read side's).
 pub fn allows(access: &Access, head: &Parts) -> bool {
     match head.method.as_str() {
-        "PUT" | "MKCOL" | "COPY" | "PROPPATCH" | "LOCK" | "UNLOCK" => access.upload,
+        "PUT" | "POST" | "MKCOL" | "COPY" | "PROPPATCH" | "LOCK" | "UNLOCK" => access.upload,
         // The source side of a move is a delete; its destination is checked too.
         "DELETE" | "MOVE" => access.delete,
         "PROPFIND" => access.writes(),
@@ -132,7 +136,7 @@ pub fn allows(access: &Access, head: &Parts) -> bool {
 pub fn reads_body(_access: &Access, head: &Parts) -> bool {
     matches!(
         head.method.as_str(),
-        "PUT" | "MKCOL" | "PROPFIND" | "PROPPATCH" | "LOCK"
+        "PUT" | "POST" | "MKCOL" | "PROPFIND" | "PROPPATCH" | "LOCK"
     )
 }
 

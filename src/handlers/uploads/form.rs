@@ -1,0 +1,268 @@
+//! Browser and `curl -F` uploads: `POST multipart/form-data` to a folder URL.
+//!
+//! Each file part streams to its own temporary file in the folder (the same path as
+//! PUT: bounded memory, fsync, one rename), under the last component of the name the
+//! client gave. An existing name is never replaced silently: the upload stops with
+//! 409 naming it, unless the form (a field `overwrite` with a true value, before the
+//! files) or the query (`?overwrite=1`) asks for it. Browsers get `303 See Other` back
+//! to the listing; clients asking for `Accept: application/json` get a summary.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::BodyDataStream;
+use xxhash_rust::xxh3::Xxh3;
+
+use super::body::{receive, BodyError};
+use super::{declared_length, io_status, Uploads};
+use crate::fs::write::EntryType;
+use crate::handlers::{Access, Request};
+use crate::http::body::Body;
+use crate::http::etag::EntityTag;
+use crate::http::negotiate;
+use crate::http::path::{SitePath, RESERVED_PREFIX};
+use crate::http::response;
+
+/// One file stored.
+struct Stored {
+    name: Vec<u8>,
+    size: u64,
+}
+
+/// Answers a form POST to the folder `req.path`.
+pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<Body> {
+    let Request {
+        head, path, body, ..
+    } = req;
+    let boundary = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok());
+    let Some(boundary) = boundary else {
+        return response::error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    };
+    if declared_length(head).is_some_and(|n| n > access.max_upload_size) {
+        return response::error(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    // The folder must exist, and be one.
+    let folder = path.clone();
+    let checked = up
+        .blocking(move |up| up.root.write_dir(&folder, false).map(|_| ()))
+        .await;
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return response::method_not_allowed(super::allow(&access))
+        }
+        Ok(Err(e)) => return response::error(io_status(&e)),
+        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+    let mut overwrite = head
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| is_true_pair(kv, "overwrite")));
+    let wants_json = negotiate::prefers_json(&head.headers);
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream(access.max_upload_size));
+    let mut form =
+        multer::Multipart::with_constraints(BodyDataStream::new(body), boundary, constraints);
+    let mut stored: Vec<Stored> = Vec::new();
+    loop {
+        let mut field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(multer::Error::StreamSizeExceeded { .. }) => {
+                return response::error(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            Err(_) => return response::error(StatusCode::BAD_REQUEST),
+        };
+        let Some(raw_name) = field.file_name().map(str::to_string) else {
+            // A plain field: only `overwrite` means something here.
+            if field.name() == Some("overwrite") {
+                let value = field.text().await.unwrap_or_default();
+                overwrite = is_true(value.trim());
+            }
+            continue;
+        };
+        if raw_name.is_empty() {
+            // An empty file input: the browser sends a part with no name.
+            continue;
+        }
+        let Some(name) = file_name(&raw_name, up.settings.hidden) else {
+            return response::error(StatusCode::BAD_REQUEST);
+        };
+        let folder = path.clone();
+        let target = name.clone();
+        let headers = head.headers.clone();
+        let prepared = up
+            .blocking(move |up| -> Result<_, StatusCode> {
+                let dir = up
+                    .root
+                    .write_dir(&folder, false)
+                    .map_err(|e| io_status(&e))?;
+                if up.root.is_secret(&dir, &target) {
+                    return Err(StatusCode::FORBIDDEN);
+                }
+                match dir.entry_type(&target).map_err(|e| io_status(&e))? {
+                    EntryType::Dir => return Err(StatusCode::CONFLICT),
+                    EntryType::Missing => {}
+                    _ if !overwrite => return Err(StatusCode::CONFLICT),
+                    _ => {}
+                }
+                if up.locks.blocks(&folder.join(&target), &headers) {
+                    return Err(StatusCode::LOCKED);
+                }
+                dir.temp_file().map_err(|e| io_status(&e))
+            })
+            .await;
+        let temp = match prepared {
+            Ok(Ok(p)) => p,
+            Ok(Err(StatusCode::CONFLICT)) => return conflict(&name, &stored, &path),
+            Ok(Err(status)) => return response::error(status),
+            Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        };
+        let used: u64 = stored.iter().map(|s| s.size).sum();
+        let mut hasher = Xxh3::new();
+        let received = receive(
+            &mut field,
+            temp.file(),
+            0,
+            access.max_upload_size.saturating_sub(used),
+            up.settings.body_timeout,
+            Some(&mut hasher),
+        )
+        .await;
+        if let Err(e) = received.outcome {
+            return response::error(match e {
+                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Aborted => StatusCode::BAD_REQUEST,
+                BodyError::Disk(e) => io_status(&e),
+            });
+        }
+        let tag = EntityTag::from_hash(hasher.digest(), received.written);
+        let target = name.clone();
+        let persisted = up
+            .blocking(move |up| -> Result<(), StatusCode> {
+                let file = Arc::clone(temp.file());
+                temp.persist(&target, overwrite)
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => StatusCode::CONFLICT,
+                        _ => io_status(&e),
+                    })?;
+                if let Ok(meta) = file.metadata() {
+                    up.files.remember_etag(&meta, tag);
+                }
+                Ok(())
+            })
+            .await;
+        match persisted {
+            Ok(Ok(())) => stored.push(Stored {
+                name,
+                size: received.written,
+            }),
+            Ok(Err(StatusCode::CONFLICT)) => return conflict(&name, &stored, &path),
+            Ok(Err(status)) => return response::error(status),
+            Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+    if wants_json {
+        let mut res = Response::new(Body::bytes(summary(&stored, &path, None)));
+        *res.status_mut() = if stored.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        return res;
+    }
+    let mut res = response::redirect(StatusCode::SEE_OTHER, &path.to_url(true));
+    res.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    res
+}
+
+/// 409 naming the file that exists, with what was stored before it.
+fn conflict(name: &[u8], stored: &[Stored], folder: &SitePath) -> Response<Body> {
+    let mut res = Response::new(Body::bytes(summary(stored, folder, Some(name))));
+    *res.status_mut() = StatusCode::CONFLICT;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// `{"uploaded": [{"name", "size", "href"}], "conflict": name}`.
+fn summary(stored: &[Stored], folder: &SitePath, conflict: Option<&[u8]>) -> String {
+    let uploaded: Vec<serde_json::Value> = stored
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": String::from_utf8_lossy(&s.name),
+                "size": s.size,
+                "href": folder.join(&s.name).to_url(false),
+            })
+        })
+        .collect();
+    let mut out = serde_json::json!({ "uploaded": uploaded });
+    if let Some(name) = conflict {
+        out["conflict"] = serde_json::Value::from(String::from_utf8_lossy(name).into_owned());
+        out["error"] = serde_json::Value::from("a file of that name exists");
+    }
+    out.to_string()
+}
+
+/// The name a part is stored under: the last component of what the client sent (a
+/// browser may send a path), refused when no file may be called that.
+fn file_name(raw: &str, hidden: bool) -> Option<Vec<u8>> {
+    let last = raw.rsplit(['/', '\\']).next()?.trim();
+    let bytes = last.as_bytes();
+    let refused = bytes.is_empty()
+        || last == "."
+        || last == ".."
+        || bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+        || bytes.starts_with(RESERVED_PREFIX)
+        || (!hidden && bytes.starts_with(b"."));
+    (!refused).then(|| bytes.to_vec())
+}
+
+fn is_true(value: &str) -> bool {
+    matches!(value, "1" | "true" | "on" | "yes")
+}
+
+fn is_true_pair(pair: &str, key: &str) -> bool {
+    match pair.split_once('=') {
+        Some((k, v)) => k == key && is_true(v),
+        None => pair == key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_name;
+
+    #[test]
+    fn names_are_reduced_to_their_last_component() {
+        assert_eq!(file_name("a.txt", false).as_deref(), Some(&b"a.txt"[..]));
+        assert_eq!(
+            file_name("dir/sub/a.txt", false).as_deref(),
+            Some(&b"a.txt"[..])
+        );
+        assert_eq!(
+            file_name("C:\\Users\\me\\a.txt", false).as_deref(),
+            Some(&b"a.txt"[..])
+        );
+        for bad in ["", "..", "a/..", "x\u{1}y", ".env", ".wharf-tmp-1", "dir/"] {
+            assert_eq!(file_name(bad, false), None, "{bad:?}");
+        }
+        assert_eq!(file_name(".env", true).as_deref(), Some(&b".env"[..]));
+    }
+}
