@@ -51,6 +51,16 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
     Ok(router.warnings())
 }
 
+/// Whether anything may be written under the root (by flag or by a rule).
+fn writes_anywhere(config: &Config) -> bool {
+    config.access.writes()
+        || config
+            .site
+            .rules
+            .iter()
+            .any(|r| r.upload == Some(true) || r.delete == Some(true))
+}
+
 /// The site and its handlers as `config` describes them; fails (for a startup
 /// message) when the root cannot be opened.
 pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
@@ -104,9 +114,25 @@ pub fn run(config: Config) -> Result<(), String> {
     } else {
         AccessLog::stdout(config.log_format)
     };
+    let started = std::time::SystemTime::now();
     let router = Arc::new(build_router(&config, log.clone())?);
     for warning in router.warnings() {
         tracing::warn!("{warning}");
+    }
+    if writes_anywhere(&config) {
+        // Temporary files of uploads cut short by a crash are removed in the
+        // background: never served meanwhile (their names are reserved), and the walk
+        // must not hold up startup on a large tree.
+        let router = Arc::clone(&router);
+        std::thread::Builder::new()
+            .name("wharf-cleanup".into())
+            .spawn(move || {
+                let removed = router.root().remove_stale_temps(started);
+                if removed > 0 {
+                    tracing::info!("removed {removed} temporary file(s) of interrupted uploads");
+                }
+            })
+            .map_err(|e| format!("cannot start the cleanup thread: {e}"))?;
     }
     // Signal handlers go in first, on the runtime that will poll them, so a signal sent
     // as soon as the URL is printed already means "shut down".

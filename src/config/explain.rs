@@ -15,6 +15,60 @@ fn shown_root(config: &Config) -> String {
         .to_string()
 }
 
+/// Where writes are allowed, and a warning for each place the network can write to
+/// without a password.
+fn writes(config: &Config, out: &mut String) {
+    let open_network = config.listen.iter().any(|a| !a.ip().is_loopback());
+    let what = |upload: bool, delete: bool| match (upload, delete) {
+        (true, true) => "uploads, changes and deletes",
+        (true, false) => "uploads and changes (no deletes)",
+        (false, true) => "deletes",
+        (false, false) => "",
+    };
+    let mut any = false;
+    let mut say = |path: &str, upload: bool, delete: bool, authed: bool| {
+        if !(upload || delete) {
+            return;
+        }
+        any = true;
+        let _ = writeln!(out, "  - {path}: {} allowed.", what(upload, delete));
+        if open_network && !authed {
+            let _ = writeln!(
+                out,
+                "    WARNING: anyone who can reach this server may write under {path} (no auth rule)."
+            );
+        }
+    };
+    let access = config.access;
+    let root_authed = config
+        .site
+        .rules
+        .iter()
+        .any(|r| r.path.as_str() == "/" && r.auth.is_some());
+    say("/ (everything)", access.upload, access.delete, root_authed);
+    for rule in &config.site.rules {
+        if rule.upload.is_some() || rule.delete.is_some() {
+            say(
+                rule.path.as_str(),
+                rule.upload.unwrap_or(access.upload),
+                rule.delete.unwrap_or(access.delete),
+                rule.auth.is_some() || root_authed,
+            );
+        }
+    }
+    if !any {
+        out.push_str(
+            "  - Uploads and other writes: not allowed anywhere (--upload, --delete or a rule's upload/delete turn them on).\n",
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  - Largest upload: {} bytes (--max-upload-size).",
+            access.max_upload_size
+        );
+    }
+}
+
 /// The `--explain` report: every effective value with its source, then what is exposed
 /// and how it is limited, in plain words.
 pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
@@ -186,9 +240,7 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
     if config.site.security_headers {
         out.push_str("  - Security headers are added to every response.\n");
     }
-    out.push_str(
-        "  - Uploads and other writes: not available; only GET, HEAD and OPTIONS are answered.\n",
-    );
+    writes(config, &mut out);
     let _ = writeln!(
         out,
         "  - Limits: request head within {}, idle connections closed after {}, header section {} bytes, request target {} bytes.",
