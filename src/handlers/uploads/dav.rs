@@ -36,7 +36,10 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 .root
                 .write_dir(&parent, false)
                 .map_err(|e| io_status(&e))?;
-            if dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Missing {
+            // wharf's own secrets are not there for clients, as for reads.
+            if dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Missing
+                || up.root.is_secret(&dir, &name)
+            {
                 return Err(StatusCode::NOT_FOUND);
             }
             if up.locks.blocks_tree(&path, &headers) {
@@ -150,7 +153,9 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
                 .root
                 .write_dir(&src_parent, false)
                 .map_err(|e| io_status(&e))?;
-            if src_dir.entry_type(&src_name).map_err(|e| io_status(&e))? == EntryType::Missing {
+            if src_dir.entry_type(&src_name).map_err(|e| io_status(&e))? == EntryType::Missing
+                || up.root.is_secret(&src_dir, &src_name)
+            {
                 return Err(StatusCode::NOT_FOUND);
             }
             let dst_dir = up

@@ -1,0 +1,636 @@
+//! Writes: PUT, form uploads, DELETE, MKCOL, COPY, MOVE — every status the write side
+//! promises, atomicity, failures that leave nothing behind, and bounded memory.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use common::*;
+
+/// `METHOD path` with `body` and `headers`, on a fresh connection.
+fn send(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let has_length = headers.iter().any(|(n, _)| {
+        n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
+    });
+    if !has_length {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    server.exchange(&bytes, method == "HEAD")
+}
+
+fn put(server: &Server, path: &str, body: &[u8]) -> Response {
+    send(server, "PUT", path, &[], body)
+}
+
+/// The reserved temporary files left in `dir`.
+fn temps_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".wharf-tmp-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn writable(root: &Path) -> Server {
+    Server::start(root, &["--upload", "--delete"])
+}
+
+#[test]
+fn put_creates_then_replaces_with_content_etags() {
+    let (_t, root) = temp_root();
+    let server = writable(&root);
+    let created = put(&server, "/docs/new/a.txt", b"hello");
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        created.header("location").as_deref(),
+        Some("/docs/new/a.txt")
+    );
+    let etag = created.header("etag").expect("an ETag");
+    assert_eq!(
+        std::fs::read(root.join("docs/new/a.txt")).unwrap(),
+        b"hello"
+    );
+    let got = get(&server, "/docs/new/a.txt");
+    assert_eq!(got.body, b"hello");
+    assert_eq!(
+        got.header("etag"),
+        Some(etag.clone()),
+        "GET carries the tag PUT gave"
+    );
+
+    let replaced = put(&server, "/docs/new/a.txt", b"world!");
+    assert_eq!(replaced.status, 204);
+    assert_ne!(replaced.header("etag"), Some(etag));
+    assert_eq!(
+        replaced.header("content-length"),
+        None,
+        "a 204 has no length"
+    );
+    assert_eq!(get(&server, "/docs/new/a.txt").body, b"world!");
+    assert!(temps_in(&root.join("docs/new")).is_empty());
+}
+
+#[test]
+fn writes_need_the_flags() {
+    let (_t, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let server = Server::start(&root, &[]);
+    let res = put(&server, "/a.txt", b"x");
+    assert_eq!(res.status, 405);
+    assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(send(&server, "DELETE", "/a.txt", &[], b"").status, 405);
+    let uploads_only = Server::start(&root, &["--upload"]);
+    let res = send(&uploads_only, "DELETE", "/a.txt", &[], b"");
+    assert_eq!(res.status, 405);
+    assert!(!res.header("allow").unwrap().contains("DELETE"));
+    assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), b"a");
+    let options = request(&uploads_only, "OPTIONS", "/", &[]);
+    assert!(options.header("allow").unwrap().contains("PUT"));
+    assert_eq!(options.header("dav").as_deref(), Some("1, 2"));
+}
+
+#[test]
+fn put_preconditions_prevent_lost_updates() {
+    let (_t, root) = temp_root();
+    let server = writable(&root);
+    let etag = put(&server, "/f.txt", b"one").header("etag").unwrap();
+    let star = [("If-None-Match", "*")];
+    assert_eq!(send(&server, "PUT", "/f.txt", &star, b"two").status, 412);
+    assert_eq!(send(&server, "PUT", "/g.txt", &star, b"two").status, 201);
+    let wrong = [("If-Match", "\"nope\"")];
+    assert_eq!(send(&server, "PUT", "/f.txt", &wrong, b"two").status, 412);
+    assert_eq!(
+        send(&server, "PUT", "/missing.txt", &[("If-Match", "*")], b"x").status,
+        412
+    );
+    let old = http_date(unix_time(1_000_000));
+    let since = [("If-Unmodified-Since", old.as_str())];
+    assert_eq!(send(&server, "PUT", "/f.txt", &since, b"two").status, 412);
+    assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"one");
+    let right = [("If-Match", etag.as_str())];
+    assert_eq!(send(&server, "PUT", "/f.txt", &right, b"two").status, 204);
+    assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"two");
+}
+
+#[test]
+fn bad_puts_get_their_statuses() {
+    let (_t, root) = temp_root();
+    write_file(&root, "file.txt", "f");
+    std::fs::create_dir(root.join("dir")).unwrap();
+    let server = writable(&root);
+    let range = [("Content-Range", "bytes 0-1/2")];
+    assert_eq!(send(&server, "PUT", "/x.txt", &range, b"ab").status, 400);
+    assert_eq!(put(&server, "/dir", b"x").status, 409, "onto a folder");
+    assert_eq!(put(&server, "/dir/", b"x").status, 409);
+    assert_eq!(put(&server, "/", b"x").status, 409);
+    assert_eq!(
+        put(&server, "/file.txt/child", b"x").status,
+        409,
+        "under a file"
+    );
+    assert_eq!(
+        put(&server, "/a%2Fb", b"x").status,
+        400,
+        "a slash in a name"
+    );
+    assert_eq!(
+        put(&server, "/bad%01name", b"x").status,
+        400,
+        "a control character"
+    );
+    assert_eq!(put(&server, "/bad%00name", b"x").status, 400, "a NUL");
+    assert_eq!(put(&server, "/.env", b"x").status, 403, "a dotfile");
+    assert_eq!(
+        put(&server, "/.wharf-tmp-1", b"x").status,
+        403,
+        "a reserved name"
+    );
+    assert!(!root.join(".env").exists());
+    assert_eq!(std::fs::read(root.join("file.txt")).unwrap(), b"f");
+    let hidden = Server::start(&root, &["--upload", "--hidden"]);
+    assert_eq!(put(&hidden, "/.env", b"x").status, 201);
+}
+
+#[test]
+fn oversized_bodies_are_refused_and_nothing_is_kept() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload", "--max-upload-size", "1000"]);
+    // Announced too large: refused before any byte is read, so no 100 Continue.
+    let mut conn = Conn::open(&server);
+    conn.send(
+        b"PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let res = conn.read_response(false);
+    assert_eq!(res.status, 413);
+    // Chunked, crossing the limit on the way.
+    let mut body = Vec::new();
+    for _ in 0..3 {
+        body.extend_from_slice(b"190\r\n");
+        body.extend_from_slice(&[b'x'; 400]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let res = send(
+        &server,
+        "PUT",
+        "/big",
+        &[("Transfer-Encoding", "chunked")],
+        &body,
+    );
+    assert_eq!(res.status, 413);
+    assert!(!root.join("big").exists());
+    assert!(
+        poll_until(IO_TIMEOUT, || temps_in(&root).is_empty().then_some(())).is_some(),
+        "temporary file left: {:?}",
+        temps_in(&root)
+    );
+    // Within the limit, chunked: fine.
+    let body = b"5\r\nhello\r\n0\r\n\r\n";
+    let res = send(
+        &server,
+        "PUT",
+        "/small",
+        &[("Transfer-Encoding", "chunked")],
+        body,
+    );
+    assert_eq!(res.status, 201);
+}
+
+#[test]
+fn continue_comes_only_after_auth_and_permission() {
+    let (_t, root) = temp_root();
+    let conf = root.parent().unwrap().join("wharf.toml");
+    // The hash of "secret" is made by the binary itself.
+    let hash = {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"secret\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "[users]\nalice = \"{hash}\"\n[[rule]]\npath = \"/in/\"\nupload = true\nauth = true\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let head = "PUT /in/a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n";
+    // No credentials: 401, and the body is never invited.
+    let mut conn = Conn::open(&server);
+    conn.send(format!("{head}\r\n").as_bytes());
+    assert_eq!(conn.read_response(false).status, 401);
+    // Not writable here: 405.
+    let mut conn = Conn::open(&server);
+    conn.send(
+        b"PUT /out.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(conn.read_response(false).status, 405);
+    // Authenticated and allowed: 100, then the body, then 201.
+    let mut conn = Conn::open(&server);
+    conn.send(format!("{head}Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n").as_bytes());
+    let interim = conn.read_response(false);
+    assert_eq!(interim.status, 100);
+    conn.send(b"hello");
+    assert_eq!(conn.read_response(false).status, 201);
+    assert_eq!(std::fs::read(root.join("in/a.txt")).unwrap(), b"hello");
+}
+
+#[test]
+fn delete_files_and_trees_but_never_the_root() {
+    let (_t, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    write_file(&root, "tree/b/c.txt", "c");
+    let server = writable(&root);
+    assert_eq!(send(&server, "DELETE", "/a.txt", &[], b"").status, 204);
+    assert!(!root.join("a.txt").exists());
+    assert_eq!(send(&server, "DELETE", "/a.txt", &[], b"").status, 404);
+    assert_eq!(send(&server, "DELETE", "/tree/", &[], b"").status, 204);
+    assert!(!root.join("tree").exists());
+    assert_eq!(send(&server, "DELETE", "/", &[], b"").status, 403);
+    assert!(root.exists());
+}
+
+#[test]
+fn mkcol_copy_and_move() {
+    let (_t, root) = temp_root();
+    write_file(&root, "src/f.txt", "data");
+    let server = writable(&root);
+    assert_eq!(send(&server, "MKCOL", "/made", &[], b"").status, 201);
+    assert!(root.join("made").is_dir());
+    assert_eq!(send(&server, "MKCOL", "/made", &[], b"").status, 405);
+    assert_eq!(
+        send(&server, "MKCOL", "/src/f.txt", &[], b"").status,
+        405,
+        "a file is there"
+    );
+    assert_eq!(send(&server, "MKCOL", "/no/parent", &[], b"").status, 409);
+    assert_eq!(send(&server, "MKCOL", "/withbody", &[], b"x").status, 415);
+
+    let to = |p: &str| format!("http://localhost{p}");
+    let copy = |dest: &str, extra: &[(&str, &str)]| {
+        let d = to(dest);
+        let mut h = vec![("Destination", d.as_str())];
+        h.extend_from_slice(extra);
+        send(&server, "COPY", "/src/", &h, b"")
+    };
+    assert_eq!(copy("/copy/", &[]).status, 201);
+    assert_eq!(std::fs::read(root.join("copy/f.txt")).unwrap(), b"data");
+    assert_eq!(copy("/copy/", &[("Overwrite", "F")]).status, 412);
+    assert_eq!(copy("/copy/", &[]).status, 204, "replaced");
+    assert_eq!(copy("/src/inner/", &[]).status, 403, "into itself");
+    assert_eq!(copy("/nowhere/x/", &[]).status, 409, "no parent");
+    let other = [("Destination", "http://elsewhere.example/x")];
+    assert_eq!(send(&server, "COPY", "/src/", &other, b"").status, 502);
+    assert_eq!(
+        send(&server, "COPY", "/src/", &[], b"").status,
+        400,
+        "no destination"
+    );
+
+    let dest = to("/moved.txt");
+    let res = send(
+        &server,
+        "MOVE",
+        "/src/f.txt",
+        &[("Destination", &dest)],
+        b"",
+    );
+    assert_eq!(res.status, 201);
+    assert!(!root.join("src/f.txt").exists());
+    assert_eq!(std::fs::read(root.join("moved.txt")).unwrap(), b"data");
+    assert_eq!(
+        send(
+            &server,
+            "MOVE",
+            "/src/f.txt",
+            &[("Destination", &dest)],
+            b""
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn symlinks_are_replaced_not_followed_and_never_lead_out() {
+    let (tmp, root) = temp_root();
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, "precious").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(tmp.path(), root.join("out")).unwrap();
+    let server = writable(&root);
+    assert_eq!(put(&server, "/link.txt", b"new").status, 204);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+    assert!(
+        !root.join("link.txt").is_symlink(),
+        "the link itself was replaced"
+    );
+    assert_eq!(put(&server, "/out/evil.txt", b"x").status, 404);
+    assert!(!tmp.path().join("evil.txt").exists());
+    assert_eq!(
+        send(&server, "DELETE", "/out/outside.txt", &[], b"").status,
+        404
+    );
+    assert!(outside.exists());
+}
+
+#[test]
+fn wharfs_own_secrets_are_never_written() {
+    let (_t, root) = temp_root();
+    let conf = root.join("wharf.toml");
+    std::fs::write(&conf, "upload = true\ndelete = true\n").unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    assert_eq!(put(&server, "/wharf.toml", b"upload = false").status, 403);
+    assert_eq!(send(&server, "DELETE", "/wharf.toml", &[], b"").status, 404);
+    assert_eq!(send(&server, "DELETE", "/", &[], b"").status, 403);
+    let dest = [("Destination", "http://localhost/stolen.toml")];
+    assert_eq!(send(&server, "MOVE", "/wharf.toml", &dest, b"").status, 404);
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "upload = true\ndelete = true\n"
+    );
+}
+
+#[test]
+fn a_client_gone_mid_upload_leaves_the_old_file() {
+    let (_t, root) = temp_root();
+    write_file(&root, "f.bin", "old");
+    let server = writable(&root);
+    let mut conn = Conn::open(&server);
+    conn.send(b"PUT /f.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    conn.send(&[b'n'; 300_000]);
+    // The temporary file exists while the body arrives…
+    assert!(poll_until(IO_TIMEOUT, || (!temps_in(&root).is_empty()).then_some(())).is_some());
+    drop(conn);
+    // …and goes with the client.
+    assert!(
+        poll_until(IO_TIMEOUT, || temps_in(&root).is_empty().then_some(())).is_some(),
+        "left behind: {:?}",
+        temps_in(&root)
+    );
+    assert_eq!(std::fs::read(root.join("f.bin")).unwrap(), b"old");
+}
+
+#[test]
+fn a_killed_server_leaves_temporaries_that_the_next_start_removes() {
+    let (_t, root) = temp_root();
+    write_file(&root, "keep.txt", "k");
+    let mut server = writable(&root);
+    let mut conn = Conn::open(&server);
+    conn.send(b"PUT /sub/f.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    conn.send(&[b'n'; 300_000]);
+    let sub = root.join("sub");
+    assert!(poll_until(IO_TIMEOUT, || (!temps_in(&sub).is_empty()).then_some(())).is_some());
+    server.signal("KILL");
+    server.expect_exit();
+    let left = temps_in(&sub);
+    assert_eq!(left.len(), 1, "the temporary file outlives the process");
+    // Made before the next start, so it is stale then.
+    set_mtime(&sub.join(&left[0]), unix_time(1_000_000));
+    let again = writable(&root);
+    assert_eq!(get(&again, &format!("/sub/{}", left[0])).status, 404);
+    assert!(
+        poll_until(IO_TIMEOUT, || temps_in(&sub).is_empty().then_some(())).is_some(),
+        "not removed: {:?}",
+        temps_in(&sub)
+    );
+    assert!(!sub.join("f.bin").exists());
+    assert_eq!(get(&again, "/keep.txt").body, b"k");
+}
+
+#[test]
+fn concurrent_puts_leave_one_whole_file() {
+    let (_t, root) = temp_root();
+    let server = writable(&root);
+    let size = 2_000_000usize;
+    let mut a = Conn::open(&server);
+    let mut b = Conn::open(&server);
+    let head = format!("PUT /same.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n");
+    a.send(head.as_bytes());
+    b.send(head.as_bytes());
+    // Interleave the two bodies.
+    for _ in 0..(size / 100_000) {
+        a.send(&[b'a'; 100_000]);
+        b.send(&[b'b'; 100_000]);
+    }
+    let (ra, rb) = (a.read_response(false), b.read_response(false));
+    assert!([201, 204].contains(&ra.status) && [201, 204].contains(&rb.status));
+    let content = std::fs::read(root.join("same.bin")).unwrap();
+    assert_eq!(content.len(), size);
+    assert!(
+        content.iter().all(|&c| c == b'a') || content.iter().all(|&c| c == b'b'),
+        "a mix of both uploads"
+    );
+}
+
+/// A multipart/form-data body with `files` (field name, file name, bytes) and
+/// plain `fields`.
+fn form(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----wharfboundary7MA4YWxk";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (name, file, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn form_uploads_store_files_and_never_overwrite_silently() {
+    let (_t, root) = temp_root();
+    std::fs::create_dir(root.join("inbox")).unwrap();
+    let server = writable(&root);
+    let (ct, body) = form(&[], &[("f", "a.txt", b"A"), ("f", "../../b.txt", b"B")]);
+    let res = send(&server, "POST", "/inbox/", &[("Content-Type", &ct)], &body);
+    assert_eq!(res.status, 303, "browsers go back to the listing");
+    assert_eq!(res.header("location").as_deref(), Some("/inbox/"));
+    assert_eq!(std::fs::read(root.join("inbox/a.txt")).unwrap(), b"A");
+    assert_eq!(
+        std::fs::read(root.join("inbox/b.txt")).unwrap(),
+        b"B",
+        "last component only"
+    );
+
+    let (ct, body) = form(&[], &[("f", "a.txt", b"changed")]);
+    let json = [
+        ("Content-Type", ct.as_str()),
+        ("Accept", "application/json"),
+    ];
+    let res = send(&server, "POST", "/inbox/", &json, &body);
+    assert_eq!(res.status, 409);
+    assert!(res.body_text().contains("a.txt"));
+    assert_eq!(std::fs::read(root.join("inbox/a.txt")).unwrap(), b"A");
+
+    let (ct, body) = form(&[("overwrite", "1")], &[("f", "a.txt", b"changed")]);
+    let json = [
+        ("Content-Type", ct.as_str()),
+        ("Accept", "application/json"),
+    ];
+    let res = send(&server, "POST", "/inbox/", &json, &body);
+    assert_eq!(res.status, 201);
+    let summary: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(summary["uploaded"][0]["name"], "a.txt");
+    assert_eq!(summary["uploaded"][0]["size"], 7);
+    assert_eq!(std::fs::read(root.join("inbox/a.txt")).unwrap(), b"changed");
+
+    let (ct, body) = form(&[], &[("f", ".hidden", b"x")]);
+    assert_eq!(
+        send(&server, "POST", "/inbox/", &[("Content-Type", &ct)], &body).status,
+        400
+    );
+    assert_eq!(
+        send(
+            &server,
+            "POST",
+            "/inbox/",
+            &[("Content-Type", "text/plain")],
+            b"x"
+        )
+        .status,
+        415
+    );
+    assert!(temps_in(&root.join("inbox")).is_empty());
+}
+
+#[test]
+fn a_full_disk_is_507_and_leaves_nothing() {
+    let (_t, root) = temp_root();
+    let small = root.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs for this test"
+        );
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+    let server = writable(&root);
+    let res = put(&server, "/small/big.bin", &vec![7u8; 1024 * 1024]);
+    assert_eq!(res.status, 507);
+    assert!(!small.join("big.bin").exists());
+    assert!(temps_in(&small).is_empty());
+}
+
+#[test]
+fn slow_uploaders_do_not_hold_up_other_requests() {
+    let (_t, root) = temp_root();
+    write_file(&root, "page.html", "<p>hi</p>");
+    let server = Server::start(&root, &["--upload", "--workers", "1"]);
+    let mut trickling = Vec::new();
+    for i in 0..50 {
+        let mut conn = Conn::open(&server);
+        conn.send(
+            format!("PUT /slow/{i}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+                .as_bytes(),
+        );
+        conn.send(&[b's'; 1024]);
+        trickling.push(conn);
+    }
+    // Every upload is still open, waiting for the rest of its body.
+    for _ in 0..3 {
+        assert_eq!(get(&server, "/page.html").status, 200);
+        for conn in &mut trickling {
+            conn.send(&[b's'; 1024]);
+        }
+    }
+    assert!(
+        temps_in(&root.join("slow")).len() >= 40,
+        "the uploads are under way"
+    );
+}
+
+/// Resident memory of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_large_upload_streams_in_bounded_memory() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload", "--max-upload-size", "8589934592"]);
+    let before = rss_kib(server.pid());
+    let total: u64 = 4 * 1024 * 1024 * 1024;
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(format!("PUT /huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {total}\r\n\r\n").as_bytes())
+        .unwrap();
+    let chunk = vec![b'z'; 4 * 1024 * 1024];
+    let mut peak = before;
+    let mut sent = 0u64;
+    while sent < total {
+        stream.write_all(&chunk).unwrap();
+        sent += chunk.len() as u64;
+        if sent % (256 * 1024 * 1024) == 0 {
+            peak = peak.max(rss_kib(server.pid()));
+        }
+    }
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let res = parse_response(&answer, false);
+    assert_eq!(res.status, 201);
+    assert_eq!(
+        std::fs::metadata(root.join("huge.bin")).unwrap().len(),
+        total
+    );
+    let grew = peak.saturating_sub(before);
+    assert!(
+        grew < 32 * 1024,
+        "RSS grew by {grew} KiB during a 4 GiB upload"
+    );
+    std::fs::remove_file(root.join("huge.bin")).unwrap();
+}
