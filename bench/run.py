@@ -147,10 +147,12 @@ class _Endpoint:
         return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
 
-def wrk(url, duration, connections, headers=()):
+def wrk(url, duration, connections, headers=(), script=None):
     argv = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
     for h in headers:
         argv += ["-H", h]
+    if script:
+        argv += ["-s", os.path.join(HERE, script)]
     out = subprocess.run(argv + [url], check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -193,6 +195,30 @@ def download(url, count):
     return total / elapsed
 
 
+BIG_PUT = 1024 * 1024 * 1024
+
+
+def upload(url, size):
+    """PUTs `size` bytes to `url` on one connection; returns bytes/second."""
+    host, port = "127.0.0.1", int(url.split(":")[2].split("/")[0])
+    path = "/" + url.split("/", 3)[3]
+    chunk = b"u" * (4 * 1024 * 1024)
+    start = time.monotonic()
+    with socket.create_connection((host, port)) as s:
+        s.sendall(f"PUT {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n"
+                  f"Content-Length: {size}\r\n\r\n".encode())
+        sent = 0
+        while sent < size:
+            s.sendall(chunk)
+            sent += len(chunk)
+        answer = s.recv(4096)
+    elapsed = time.monotonic() - start
+    status = int(answer.split(b" ", 2)[1])
+    if status not in (200, 201, 204):
+        raise SystemExit(f"{url}: PUT answered {status}")
+    return size / elapsed
+
+
 def idle_connections(port, count):
     """Opens `count` keep-alive connections, each after one request; returns them."""
     socks = []
@@ -222,6 +248,9 @@ TESTS = {
     "256m-download": dict(kind="download", path="/256m.bin", unit="MB/s"),
     "h2c-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=False),
     "h2-tls-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=True),
+    "put-1g": dict(kind="put", path="/big.bin", unit="MB/s", upload=True),
+    "put-4k": dict(kind="wrk", path="/", connections=10, unit="req/s", upload=True,
+                   script="put4k.lua"),
     "tls-handshakes": dict(
         kind="wrk", path="/1k.bin", connections=50, unit="conn/s", tls=True,
         headers=["Connection: close"],
@@ -232,10 +261,15 @@ TESTS = {
 def run_one(server, test, duration):
     before = cpu_seconds(server.proc.pid)
     if test["kind"] == "wrk":
-        value = wrk(server.url(test["path"]), duration, test["connections"], test.get("headers", ()))
+        value = wrk(server.url(test["path"]), duration, test["connections"],
+                    test.get("headers", ()), test.get("script"))
         elapsed = duration
     elif test["kind"] == "h2load":
         value, elapsed = h2load(server.url(test["path"]), 100_000, 50, 10)
+    elif test["kind"] == "put":
+        start = time.monotonic()
+        value = upload(server.url(test["path"]), BIG_PUT) / 1e6
+        elapsed = time.monotonic() - start
     else:
         start = time.monotonic()
         value = download(server.url(test["path"]), 4) / 1e6
@@ -280,15 +314,18 @@ def main():
         )
         ports = {
             name: free_port()
-            for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "wh", "wh_tls", "wh_log")
+            for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "ng_put", "wh", "wh_tls", "wh_log",
+                         "wh_put")
         }
+        uploads = os.path.join(tmp, "uploads")
+        os.makedirs(os.path.join(uploads, ".nginx-body"))
         ng_dir = os.path.join(tmp, "nginx")
         os.makedirs(ng_dir)
         with open(os.path.join(HERE, "nginx.conf")) as f:
             conf = string.Template(f.read()).substitute(
                 PREFIX=ng_dir, PORT=ports["ng"], H2C_PORT=ports["ng_h2c"],
                 TLS_PORT=ports["ng_tls"], LOG_PORT=ports["ng_log"], CERT=cert, KEY=key,
-                ROOT=site,
+                ROOT=site, PUT_PORT=ports["ng_put"], UPLOAD_ROOT=uploads,
             )
         ng_conf = os.path.join(ng_dir, "nginx.conf")
         with open(ng_conf, "w") as f:
@@ -310,8 +347,17 @@ def main():
             ports["wh_log"],
             stdout=os.path.join(tmp, "wharf-access.log"),
         )
+        wharf_put = Server(
+            "wharf",
+            [wharf_bin, uploads, "-b", "127.0.0.1", "--quiet", "--workers", "1", "--upload",
+             "--max-upload-size", str(2 * 1024 ** 3), "-p", str(ports["wh_put"])],
+            ports["wh_put"],
+        )
+
         # Which endpoint of which process each kind of test talks to.
         def endpoints(test):
+            if test.get("upload"):
+                return [nginx.at(ports["ng_put"], "http"), wharf_put]
             if test.get("logged"):
                 return [nginx.at(ports["ng_log"], "http"), wharf_log]
             if test.get("tls"):
@@ -335,14 +381,17 @@ def main():
                     s.close()
                 memory[server.name] = (idle, busy)
                 server.stop()
-            for server in (nginx, wharf, wharf_tls, wharf_log):
+            for server in (nginx, wharf, wharf_tls, wharf_log, wharf_put):
                 server.start()
             # Warm everything (page cache, open-file caches, wharf's ETag of the big file).
             for t in tests:
                 for ep in endpoints(TESTS[t]):
                     kind = TESTS[t]["kind"]
+                    if kind == "put":
+                        continue
                     if kind == "wrk":
-                        wrk(ep.url(TESTS[t]["path"]), 1, 4)
+                        wrk(ep.url(TESTS[t]["path"]), 1, 4, TESTS[t].get("headers", ()),
+                            TESTS[t].get("script"))
                     elif kind == "h2load":
                         h2load(ep.url(TESTS[t]["path"]), 1000, 4, 10)
                     else:
@@ -353,7 +402,7 @@ def main():
                         results[t][ep.name].append(run_one(ep, TESTS[t], args.duration))
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         finally:
-            for server in (nginx, wharf, wharf_tls, wharf_log):
+            for server in (nginx, wharf, wharf_tls, wharf_log, wharf_put):
                 server.stop()
 
     print(f"\n{args.rounds} rounds of {args.duration} s; server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}\n")

@@ -64,9 +64,23 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
             if up.locks.blocks(&target, &headers) {
                 return Err(StatusCode::LOCKED);
             }
-            // Preconditions, against what a GET would serve now.
-            let verdict = match up.root.open(&target) {
-                Ok(Node::File(open)) => {
+            // Preconditions, against what a GET would serve now (only when asked: the
+            // current file's tag costs a read of it).
+            let asks = [
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                header::IF_UNMODIFIED_SINCE,
+            ]
+            .iter()
+            .any(|h| headers.contains_key(h));
+            let current = if asks {
+                Some(up.root.open(&target))
+            } else {
+                None
+            };
+            let verdict = match current {
+                None => Precondition::Proceed,
+                Some(Ok(Node::File(open))) => {
                     let tag = up.files.etag(&open).map_err(|e| io_status(&e))?;
                     let validators = Validators {
                         etag: Some(&tag),
