@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 
@@ -633,4 +634,58 @@ fn a_large_upload_streams_in_bounded_memory() {
         "RSS grew by {grew} KiB during a 4 GiB upload"
     );
     std::fs::remove_file(root.join("huge.bin")).unwrap();
+}
+
+/// Pacing of a deliberately slow client (the behaviour under test, not a wait for the
+/// server): six pieces, 400 ms apart, so the upload lasts well past a 1 s idle timeout.
+const PIECES: usize = 6;
+const PACE: Duration = Duration::from_millis(400);
+
+#[test]
+fn a_slow_upload_outlives_the_idle_timeout_while_bytes_keep_coming() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload", "--idle-timeout", "1s"]);
+    let mut conn = Conn::open(&server);
+    conn.send(
+        format!(
+            "PUT /slow.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            PIECES * 1000
+        )
+        .as_bytes(),
+    );
+    for _ in 0..PIECES {
+        conn.send(&[b'x'; 1000]);
+        std::thread::sleep(PACE);
+    }
+    assert_eq!(conn.read_response(false).status, 201);
+    assert_eq!(
+        std::fs::metadata(root.join("slow.bin")).unwrap().len(),
+        (PIECES * 1000) as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_over_h2_outlives_the_idle_timeout() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload", "--idle-timeout", "1s"]);
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let req = http::Request::put(format!("http://{}/slow.bin", server.addr()))
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(req, false).unwrap();
+    for _ in 0..PIECES {
+        stream
+            .send_data(bytes::Bytes::from(vec![b'y'; 1000]), false)
+            .unwrap();
+        tokio::time::sleep(PACE).await;
+    }
+    stream.send_data(bytes::Bytes::new(), true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        std::fs::metadata(root.join("slow.bin")).unwrap().len(),
+        (PIECES * 1000) as u64
+    );
 }

@@ -38,8 +38,8 @@ pub struct Clock {
     read_while_busy: AtomicBool,
     /// The last write did not take everything offered: output is still buffered.
     pub(super) write_blocked: AtomicBool,
-    /// Milliseconds after `start` of the last progress sending a response (a write
-    /// that took bytes, or the start of the request).
+    /// Milliseconds after `start` of the last progress of an exchange: a write that
+    /// took bytes, request body bytes arriving, or the start of the request.
     pub(super) last_write_ms: AtomicU64,
     /// A request expects the connection to stay open: Nagle's algorithm must go before
     /// its response is written. A connection that closes after one response never
@@ -136,6 +136,15 @@ impl Clock {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Bytes arrived on an HTTP/2 connection, where they may be any stream's (or
+    /// control frames): while streams are under way they count as progress, so a
+    /// long upload is not taken for a stalled response.
+    pub(super) fn on_stream_read(&self) {
+        if self.phase() == BUSY {
+            self.last_write_ms.store(self.now_ms(), Ordering::Relaxed);
         }
     }
 

@@ -188,9 +188,13 @@ impl<T: Transport> AsyncRead for ConnIo<T> {
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if self.report_reads && matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before
-        {
-            self.clock.on_read();
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if self.report_reads {
+                self.clock.on_read();
+            } else {
+                // HTTP/2: frames of a stream's body are progress of that stream.
+                self.clock.on_stream_read();
+            }
         }
         result
     }
