@@ -35,6 +35,18 @@ pub enum BodyError {
     Disk(std::io::Error),
 }
 
+impl BodyError {
+    /// The status that answers a body that did not arrive whole.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            BodyError::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TimedOut => http::StatusCode::REQUEST_TIMEOUT,
+            BodyError::Aborted => http::StatusCode::BAD_REQUEST,
+            BodyError::Disk(e) => super::io_status(e),
+        }
+    }
+}
+
 /// What arrived.
 #[derive(Debug)]
 pub struct Received {

@@ -14,7 +14,7 @@ use http::{Response, StatusCode};
 use http_body_util::BodyDataStream;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::body::{receive, BodyError};
+use super::body::receive;
 use super::{declared_length, io_status, Uploads};
 use crate::fs::write::EntryType;
 use crate::handlers::{Access, Request};
@@ -135,12 +135,7 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
         )
         .await;
         if let Err(e) = received.outcome {
-            return response::error(match e {
-                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
-                BodyError::Aborted => StatusCode::BAD_REQUEST,
-                BodyError::Disk(e) => io_status(&e),
-            });
+            return response::error(e.status());
         }
         let tag = EntityTag::from_hash(hasher.digest(), received.written);
         let target = name.clone();

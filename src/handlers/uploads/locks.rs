@@ -461,7 +461,7 @@ fn parse_lockinfo(xml: &str) -> Option<(bool, String)> {
                     (Some("lockscope"), "shared") if dav => exclusive = Some(false),
                     (Some("locktype"), "write") if dav => write = true,
                     (Some("lockinfo"), "owner") if dav && matches!(event, Event::Start(_)) => {
-                        owner = raw_inner(&mut r)?;
+                        owner = super::props::inner_xml(&mut r)?;
                         continue;
                     }
                     _ => {}
@@ -478,50 +478,6 @@ fn parse_lockinfo(xml: &str) -> Option<(bool, String)> {
         }
     }
     (write && stack.is_empty()).then_some((exclusive?, owner))
-}
-
-/// The owner element's content, as XML (text escaped, elements kept with their own
-/// namespace declarations).
-fn raw_inner(r: &mut quick_xml::NsReader<&[u8]>) -> Option<String> {
-    let mut out = String::new();
-    let mut depth = 0usize;
-    loop {
-        let (resolved, event) = r.read_resolved_event().ok()?;
-        match event {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let ns = match resolved {
-                    quick_xml::name::ResolveResult::Bound(ns) => {
-                        String::from_utf8_lossy(ns.as_ref()).into_owned()
-                    }
-                    _ => String::new(),
-                };
-                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
-                let ns = quick_xml::escape::escape(ns.as_str()).into_owned();
-                if matches!(event, Event::Empty(_)) {
-                    let _ = write!(out, "<{local} xmlns=\"{ns}\"/>");
-                } else {
-                    let _ = write!(out, "<{local} xmlns=\"{ns}\">");
-                    depth += 1;
-                }
-            }
-            Event::End(ref e) => {
-                if depth == 0 {
-                    return Some(out);
-                }
-                depth -= 1;
-                let _ = write!(
-                    out,
-                    "</{}>",
-                    String::from_utf8_lossy(e.local_name().as_ref())
-                );
-            }
-            Event::Text(ref t) => {
-                out.push_str(&quick_xml::escape::escape(t.unescape().ok()?.as_ref()));
-            }
-            Event::Eof => return None,
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]

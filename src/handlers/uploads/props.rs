@@ -460,6 +460,22 @@ fn reader(xml: &str) -> NsReader<&[u8]> {
     reader
 }
 
+/// The namespace and local name of an element just started; `None` when it is
+/// malformed (an undeclared prefix, or `xmlns:p=""`).
+fn element_name(
+    resolved: &ResolveResult<'_>,
+    start: &quick_xml::events::BytesStart<'_>,
+) -> Option<(String, String)> {
+    if bad_namespace_declaration(start) {
+        return None;
+    }
+    let ns = namespace(resolved)?;
+    Some((
+        ns,
+        String::from_utf8_lossy(start.local_name().as_ref()).into_owned(),
+    ))
+}
+
 /// Whether `start` undeclares a prefix (`xmlns:p=""`), which is malformed.
 fn bad_namespace_declaration(start: &quick_xml::events::BytesStart<'_>) -> bool {
     start.attributes().any(|a| match a {
@@ -482,14 +498,9 @@ fn parse_propfind(xml: &str) -> Option<Wanted> {
     let mut props = Vec::new();
     loop {
         let (resolved, event) = r.read_resolved_event().ok()?;
-        let ns = namespace(&resolved);
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
-                if bad_namespace_declaration(e) {
-                    return None;
-                }
-                let ns = ns?;
-                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let (ns, local) = element_name(&resolved, e)?;
                 let is_empty = matches!(event, Event::Empty(_));
                 match depth {
                     0 => {
@@ -547,14 +558,9 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
     let mut seen_root = false;
     loop {
         let (resolved, event) = r.read_resolved_event().ok()?;
-        let ns = namespace(&resolved);
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
-                if bad_namespace_declaration(e) {
-                    return None;
-                }
-                let ns = ns?;
-                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let (ns, local) = element_name(&resolved, e)?;
                 let is_empty = matches!(event, Event::Empty(_));
                 match depth {
                     0 if ns == DAV && local == "propertyupdate" => seen_root = true,
@@ -600,18 +606,14 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
 
 /// The content of the element just started, up to and including its end tag,
 /// re-written so that every element declares its namespace itself.
-fn inner_xml(r: &mut NsReader<&[u8]>) -> Option<String> {
+pub(super) fn inner_xml(r: &mut NsReader<&[u8]>) -> Option<String> {
     let mut out = String::new();
     let mut depth = 0usize;
     loop {
         let (resolved, event) = r.read_resolved_event().ok()?;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
-                if bad_namespace_declaration(e) {
-                    return None;
-                }
-                let ns = namespace(&resolved)?;
-                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let (ns, local) = element_name(&resolved, e)?;
                 let _ = write!(out, "<{local} xmlns=\"{}\"", escape(&ns));
                 for attr in e.attributes() {
                     let attr = attr.ok()?;

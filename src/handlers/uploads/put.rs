@@ -14,7 +14,7 @@ use http::header;
 use http::{Response, StatusCode};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::body::{receive, BodyError};
+use super::body::receive;
 use super::{created, declared_length, empty, io_status, Uploads};
 use crate::fs::write::{EntryType, TempFile};
 use crate::fs::Node;
@@ -115,12 +115,7 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
     .await;
     if let Err(e) = received.outcome {
         // `temp` is dropped, and with it the partial file.
-        return response::error(match e {
-            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
-            BodyError::Aborted => StatusCode::BAD_REQUEST,
-            BodyError::Disk(e) => io_status(&e),
-        });
+        return response::error(e.status());
     }
     let tag = EntityTag::from_hash(hasher.digest(), received.written);
     let (parent, name) = match path.split_last() {
