@@ -51,6 +51,33 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
     Ok(router.warnings())
 }
 
+/// The site's rules with the `--proxy` routes first (longest prefix first), so they
+/// win over rules from the file.
+fn with_proxies(
+    site: &crate::site::rules::Site,
+    proxies: &[handlers::proxy::RouteSettings],
+) -> Result<crate::site::rules::Site, String> {
+    let mut site = site.clone();
+    let mut rules = Vec::new();
+    for settings in proxies {
+        let glob = if settings.prefix.ends_with('/') {
+            settings.prefix.clone()
+        } else {
+            format!("{}/", settings.prefix)
+        };
+        let route = handlers::proxy::Route::new(settings.clone())
+            .map_err(|e| format!("--proxy {}: {e}", settings.prefix))?;
+        rules.push(crate::site::rules::Rule::for_handler(
+            crate::site::rules::Glob::parse(&glob)
+                .map_err(|e| format!("--proxy {}: {e}", settings.prefix))?,
+            handlers::Handler::Proxy(Arc::new(route)),
+        ));
+    }
+    rules.append(&mut site.rules);
+    site.rules = rules;
+    Ok(site)
+}
+
 /// Whether anything may be written under the root (by flag or by a rule).
 fn writes_anywhere(config: &Config) -> bool {
     config.access.writes()
@@ -92,7 +119,7 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
         },
         https: config.tls.is_some(),
         access: config.access,
-        rules: config.site.clone(),
+        rules: with_proxies(&config.site, &config.proxies)?,
     };
     Ok(Router::new(
         settings,

@@ -161,6 +161,17 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024 * 1024, env = "WHARF_MAX_UPLOAD_SIZE")]
     max_upload_size: u64,
 
+    /// Send requests under PREFIX to the app server at URL (http://HOST:PORT[/PATH]
+    /// or unix:/PATH); repeatable, the longest prefix wins. With a path in URL,
+    /// PREFIX is replaced by it (/api/=http://127.0.0.1:9000/v1/: /api/x → /v1/x).
+    #[arg(
+        long,
+        value_name = "PREFIX=URL",
+        env = "WHARF_PROXY",
+        value_delimiter = ','
+    )]
+    proxy: Vec<String>,
+
     /// Incomplete resumable uploads are removed after this long.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_timeout, env = "WHARF_UPLOAD_EXPIRY")]
     upload_expiry: Duration,
@@ -209,6 +220,8 @@ pub struct Config {
     pub access: crate::handlers::Access,
     /// How long an incomplete resumable upload is kept.
     pub upload_expiry: Duration,
+    /// Prefixes proxied to app servers (`--proxy`), longest first.
+    pub proxies: Vec<crate::handlers::proxy::RouteSettings>,
     /// Time allowed for in-flight responses at shutdown.
     pub grace_period: Duration,
     /// Path rules, error pages and header presets from the configuration file.
@@ -316,10 +329,35 @@ impl Cli {
                 max_upload_size: self.max_upload_size,
             },
             upload_expiry: self.upload_expiry,
+            proxies: parse_proxies(&self.proxy, self.max_upload_size)?,
             grace_period: self.grace_period,
             site: crate::site::rules::Site::default(),
         })
     }
+}
+
+/// `--proxy PREFIX=URL` values as routes, longest prefix first; each URL checked.
+fn parse_proxies(
+    values: &[String],
+    max_body: u64,
+) -> Result<Vec<crate::handlers::proxy::RouteSettings>, String> {
+    let mut routes = Vec::new();
+    for value in values {
+        let (prefix, url) = value
+            .split_once('=')
+            .ok_or_else(|| format!("--proxy {value:?}: expected PREFIX=URL"))?;
+        if !prefix.starts_with('/') {
+            return Err(format!("--proxy {value:?}: the prefix must start with /"));
+        }
+        let mut settings =
+            crate::handlers::proxy::RouteSettings::new(prefix.to_string(), vec![url.to_string()]);
+        settings.max_body = max_body;
+        crate::handlers::proxy::upstream::Upstream::parse(url)
+            .map_err(|e| format!("--proxy {value:?}: {e}"))?;
+        routes.push(settings);
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(routes)
 }
 
 /// Turns `--bind` into socket addresses: an IP literal (brackets allowed for IPv6) or a

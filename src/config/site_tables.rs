@@ -8,6 +8,7 @@ use http::StatusCode;
 use ipnet::IpNet;
 
 use crate::config::lines::{key_line, line_in_section, section_line};
+use crate::handlers::proxy::{Route, RouteSettings};
 use crate::handlers::Handler;
 use crate::site::cors::Cors;
 use crate::site::rules::{placeholders, AuthRule, Glob, Redirect, Rule, Site};
@@ -113,6 +114,26 @@ const RULE_KEYS: &[&str] = &[
     "upload",
     "delete",
     "max-upload-size",
+    "upstreams",
+    "files-first",
+    "buffer-request",
+    "connect-timeout",
+    "response-timeout",
+    "upstream-headers",
+    "trusted-proxies",
+    "balance",
+];
+
+/// Keys that only a proxy rule takes.
+const PROXY_KEYS: &[&str] = &[
+    "upstreams",
+    "files-first",
+    "buffer-request",
+    "connect-timeout",
+    "response-timeout",
+    "upstream-headers",
+    "trusted-proxies",
+    "balance",
 ];
 
 /// Headers a rule may not set: they frame the message, and a wrong value would
@@ -328,13 +349,22 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
             ))
         }
     };
-    let handler = match string("handler")? {
+    let handler = match string("handler")?.as_deref() {
         None => None,
+        Some("proxy") => Some(proxy_handler(rule, &path, text, base, &nets)?),
         Some(name) => Some(
-            Handler::parse(&name)
+            Handler::parse(name)
                 .map_err(|e| (at("handler"), format!("key \"rule.handler\": {e}")))?,
         ),
     };
+    if !matches!(handler, Some(Handler::Proxy(_))) {
+        if let Some(key) = PROXY_KEYS.iter().find(|k| rule.contains_key(**k)) {
+            return Err((
+                at(key),
+                format!("key \"rule.{key}\": only a rule with handler = \"proxy\" takes it"),
+            ));
+        }
+    }
     let boolean = |key: &str| -> Result<Option<bool>, SiteError> {
         match rule.get(key) {
             None => Ok(None),
@@ -405,4 +435,98 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
         delete: boolean("delete")?,
         max_upload_size,
     })
+}
+
+/// A `handler = "proxy"` rule's route: its upstreams and options, each checked with
+/// the line it is on.
+fn proxy_handler(
+    rule: &toml::Table,
+    path: &Glob,
+    text: &str,
+    base: usize,
+    nets: &dyn Fn(&str) -> Result<Vec<IpNet>, SiteError>,
+) -> Result<Handler, SiteError> {
+    let at = |key: &str| line_in_section(text, base, key);
+    let fail = |key: &str, what: String| (at(key), format!("key \"rule.{key}\": {what}"));
+    let upstreams = match rule.get("upstreams") {
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(String::from))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| fail("upstreams", "expected a list of URLs".into()))?,
+        Some(toml::Value::String(one)) => vec![one.clone()],
+        Some(_) => return Err(fail("upstreams", "expected a list of URLs".into())),
+        None => {
+            return Err(fail(
+                "handler",
+                "a proxy rule needs upstreams = [...]".into(),
+            ))
+        }
+    };
+    let prefix = path.as_str().trim_end_matches("**").to_string();
+    let mut settings = RouteSettings::new(prefix, upstreams);
+    let flag = |key: &str| -> Result<Option<bool>, SiteError> {
+        match rule.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(_) => Err(fail(key, "expected true or false".into())),
+        }
+    };
+    if let Some(b) = flag("files-first")? {
+        settings.files_first = b;
+    }
+    if let Some(b) = flag("buffer-request")? {
+        settings.buffer_request = b;
+    }
+    let duration = |key: &str| -> Result<Option<std::time::Duration>, SiteError> {
+        match rule.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) if *n > 0 => {
+                Ok(Some(std::time::Duration::from_secs(*n as u64)))
+            }
+            Some(toml::Value::String(s)) => humantime::parse_duration(s)
+                .map(Some)
+                .map_err(|_| fail(key, format!("invalid duration {s:?}: use e.g. 5s or 500ms"))),
+            Some(_) => Err(fail(key, "expected a duration such as \"5s\"".into())),
+        }
+    };
+    if let Some(d) = duration("connect-timeout")? {
+        settings.connect_timeout = d;
+    }
+    if let Some(d) = duration("response-timeout")? {
+        settings.response_timeout = d;
+    }
+    if let Some(toml::Value::Integer(n)) = rule.get("max-upload-size") {
+        settings.max_body = u64::try_from(*n).unwrap_or(0);
+    }
+    match rule.get("upstream-headers") {
+        None => {}
+        Some(toml::Value::Table(h)) => {
+            for (name, value) in h {
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    fail("upstream-headers", format!("invalid header name {name:?}"))
+                })?;
+                let value = value
+                    .as_str()
+                    .and_then(|v| HeaderValue::from_str(v).ok())
+                    .ok_or_else(|| fail("upstream-headers", format!("invalid value for {name}")))?;
+                settings.add_headers.push((name, value));
+            }
+        }
+        Some(_) => return Err(fail("upstream-headers", "expected a table".into())),
+    }
+    settings.trusted = nets("trusted-proxies")?;
+    match rule.get("balance").map(|v| v.as_str()) {
+        None => {}
+        Some(Some("least-outstanding")) => {}
+        Some(Some("round-robin")) => settings.round_robin = true,
+        Some(_) => {
+            return Err(fail(
+                "balance",
+                "expected \"least-outstanding\" or \"round-robin\"".into(),
+            ))
+        }
+    }
+    let route = Route::new(settings).map_err(|e| fail("upstreams", e))?;
+    Ok(Handler::Proxy(std::sync::Arc::new(route)))
 }

@@ -14,6 +14,7 @@
 //! site (rules, auth, the router) or the network layer. Adding one is a folder here,
 //! a [`Handler`] variant with its rule options, and one arm in each `match` below.
 
+pub mod proxy;
 pub mod static_files;
 pub mod uploads;
 
@@ -31,11 +32,13 @@ use crate::http::path::SitePath;
 use crate::http::request_body::RequestBody;
 
 /// Which handler serves a path, with the options its rule gave it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Handler {
     /// Files, index files and listings from the served folder; uploads, deletes and
     /// WebDAV where [`Access`] allows them.
     Static(Access),
+    /// An app server behind wharf (`--proxy`, or `handler = "proxy"`).
+    Proxy(Arc<proxy::Route>),
 }
 
 /// What may be changed under a path, from `--upload`, `--delete`,
@@ -64,7 +67,10 @@ impl Handler {
     pub fn parse(name: &str) -> Result<Handler, String> {
         match name {
             "static" => Ok(Handler::Static(Access::default())),
-            other => Err(format!("unknown handler {other:?} (available: static)")),
+            "proxy" => Err("a proxy rule needs its upstreams (upstreams = [...])".into()),
+            other => Err(format!(
+                "unknown handler {other:?} (available: static, proxy)"
+            )),
         }
     }
 
@@ -72,13 +78,16 @@ impl Handler {
     pub fn allow(&self) -> &'static str {
         match self {
             Handler::Static(access) => uploads::allow(access),
+            Handler::Proxy(_) => "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS",
         }
     }
 
-    /// The answer to `OPTIONS` on a path this handler serves.
-    pub fn options(&self) -> Response<Body> {
+    /// The answer to `OPTIONS` on a path this handler serves, when the site gives it
+    /// (`None`: the handler's own answer stands, as a proxied app's does).
+    pub fn options(&self) -> Option<Response<Body>> {
         match self {
-            Handler::Static(access) => uploads::options(access),
+            Handler::Static(access) => Some(uploads::options(access)),
+            Handler::Proxy(_) => None,
         }
     }
 
@@ -87,6 +96,7 @@ impl Handler {
     pub fn reads_body(&self, head: &Parts) -> bool {
         match self {
             Handler::Static(access) => self.allows(head) && uploads::reads_body(access, head),
+            Handler::Proxy(_) => true,
         }
     }
 
@@ -97,6 +107,8 @@ impl Handler {
             Handler::Static(access) => {
                 static_files::allows(&head.method) || uploads::allows(access, head)
             }
+            // The app decides; CONNECT names no path.
+            Handler::Proxy(_) => head.method != Method::CONNECT,
         }
     }
 
@@ -105,6 +117,7 @@ impl Handler {
     pub fn knows(&self, method: &Method) -> bool {
         match self {
             Handler::Static(access) => access.writes() && uploads::is_dav_method(method),
+            Handler::Proxy(_) => false,
         }
     }
 
@@ -113,6 +126,7 @@ impl Handler {
     pub fn writes(&self, method: &Method) -> bool {
         match self {
             Handler::Static(_) => uploads::changes(method),
+            Handler::Proxy(_) => false,
         }
     }
 }
@@ -176,6 +190,10 @@ impl Handlers {
                 self.static_files.from_cache(head, target)
             }
             Handler::Static(_) => None,
+            Handler::Proxy(route) if route.files_first && static_files::allows(&head.method) => {
+                self.static_files.from_cache(head, target)
+            }
+            Handler::Proxy(_) => None,
         }
     }
 
@@ -186,6 +204,28 @@ impl Handlers {
                 Arc::clone(&self.static_files).serve_uncached(req).await
             }
             Handler::Static(access) => Arc::clone(&self.uploads).respond(*access, req).await,
+            Handler::Proxy(route) => {
+                // nginx's `try_files $uri @app`: a file that exists is served, the rest
+                // goes to the app.
+                if route.files_first && static_files::allows(&req.head.method) {
+                    let files_req = Request {
+                        head: req.head,
+                        path: req.path.clone(),
+                        target: req.target,
+                        body: RequestBody::empty(),
+                        remote: req.remote,
+                        tls: req.tls,
+                        destination: None,
+                    };
+                    let res = Arc::clone(&self.static_files)
+                        .serve_uncached(files_req)
+                        .await;
+                    if res.status() != http::StatusCode::NOT_FOUND {
+                        return res;
+                    }
+                }
+                proxy::forward::forward(Arc::clone(route), req).await
+            }
         }
     }
 }

@@ -88,7 +88,8 @@ enum Inner {
         queue: VecDeque<Segment>,
         reading: Option<JoinHandle<io::Result<Bytes>>>,
     },
-    Channel(mpsc::Receiver<io::Result<Bytes>>),
+    /// Chunks from a producer, with the total length when it is known in advance.
+    Channel(mpsc::Receiver<io::Result<Bytes>>, Option<u64>),
 }
 
 impl Body {
@@ -120,7 +121,13 @@ impl Body {
 
     /// A body whose chunks arrive on a channel; its length is not known in advance.
     pub fn channel(rx: mpsc::Receiver<io::Result<Bytes>>) -> Body {
-        Body::with(Inner::Channel(rx))
+        Body::with(Inner::Channel(rx, None))
+    }
+
+    /// Chunks from `rx` that add up to `len` bytes (an error or a short end breaks
+    /// the response off rather than end it early).
+    pub fn channel_of_len(rx: mpsc::Receiver<io::Result<Bytes>>, len: u64) -> Body {
+        Body::with(Inner::Channel(rx, Some(len)))
     }
 
     fn with(inner: Inner) -> Body {
@@ -137,7 +144,7 @@ impl Body {
         match &self.inner {
             Inner::One(bytes) => Some(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Inner::Segments { queue, .. } => Some(queue.iter().map(Segment::len).sum()),
-            Inner::Channel(_) => None,
+            Inner::Channel(_, len) => *len,
         }
     }
 
@@ -161,7 +168,7 @@ impl Body {
         match &self.inner {
             Inner::One(bytes) => bytes.is_none(),
             Inner::Segments { queue, reading } => queue.is_empty() && reading.is_none(),
-            Inner::Channel(rx) => rx.is_closed() && rx.is_empty(),
+            Inner::Channel(rx, _) => rx.is_closed() && rx.is_empty(),
         }
     }
 }
@@ -276,7 +283,7 @@ impl http_body::Body for Body {
             Inner::Segments { queue, reading } => {
                 ready!(poll_segments(queue, reading, this.sendfile.as_deref(), cx))
             }
-            Inner::Channel(rx) => ready!(rx.poll_recv(cx)),
+            Inner::Channel(rx, _) => ready!(rx.poll_recv(cx)),
         };
         Poll::Ready(next.map(|chunk| {
             chunk.map(|bytes| {
@@ -288,7 +295,7 @@ impl http_body::Body for Body {
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Channel(_) => false,
+            Inner::Channel(..) => false,
             _ => self.is_done(),
         }
     }

@@ -89,3 +89,8 @@ pub fn options(allow: &'static str) -> Response<Body> {
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     res
 }
+
+/// Marks a response that an upstream app produced (a proxied one): the site leaves
+/// its status and body as the app made them (no custom error page).
+#[derive(Debug, Clone, Copy)]
+pub struct Relayed;

@@ -212,7 +212,9 @@ impl Router {
         let method = &req.method;
         if path == "*" {
             return Route::Done(if method == Method::OPTIONS {
-                handler.options()
+                handler
+                    .options()
+                    .unwrap_or_else(|| response::options(handler.allow()))
             } else {
                 response::error(StatusCode::BAD_REQUEST)
             });
@@ -361,7 +363,8 @@ impl Router {
             res
         };
         let status = res.status();
-        if status.is_client_error() || status.is_server_error() {
+        let relayed = res.extensions().get::<response::Relayed>().is_some();
+        if (status.is_client_error() || status.is_server_error()) && !relayed {
             if let Some(page) = site.error_page(status) {
                 res = self.error_page(req, page, res, peer).await;
             }
@@ -411,6 +414,7 @@ impl Router {
     fn handler_of(&self, rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
         let named = rules.iter().find_map(|(rule, _)| rule.handler.clone());
         match named.unwrap_or_else(|| self.default_handler()) {
+            Handler::Proxy(route) => Handler::Proxy(route),
             Handler::Static(_) => {
                 let mut access = self.settings.access;
                 if let Some(upload) = rules.iter().find_map(|(r, _)| r.upload) {
@@ -454,7 +458,11 @@ impl Router {
         }
         let path =
             SitePath::parse(uri.path(), self.settings.hidden).map_err(|e| refusal(e, true))?;
-        let Handler::Static(access) = self.handler_for(uri.path());
+        let access = match self.handler_for(uri.path()) {
+            Handler::Static(access) => access,
+            // Nothing is copied or moved onto an app's paths.
+            Handler::Proxy(_) => Access::default(),
+        };
         Ok(Some(Destination { path, access }))
     }
 

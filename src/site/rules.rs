@@ -223,6 +223,27 @@ pub struct Rule {
     pub max_upload_size: Option<u64>,
 }
 
+impl Rule {
+    /// A rule that only assigns `handler` to `path`.
+    pub fn for_handler(path: Glob, handler: Handler) -> Rule {
+        Rule {
+            handler: Some(handler),
+            path,
+            headers: Vec::new(),
+            redirect: None,
+            rewrite: None,
+            spa: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            cors: None,
+            auth: None,
+            upload: None,
+            delete: None,
+            max_upload_size: None,
+        }
+    }
+}
+
 /// Which users a rule admits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthRule {

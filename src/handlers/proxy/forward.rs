@@ -1,0 +1,410 @@
+//! One proxied exchange: the request re-built for the upstream, sent (and tried on
+//! another upstream when no connection could be made), and the response brought
+//! back with its hop-by-hop fields removed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body as _, Frame, SizeHint};
+
+use super::spool::{spool, Spooled};
+use super::upstream::host_of;
+use super::Route;
+use crate::handlers::Request as Incoming;
+use crate::http::body::{Body, FileRange, Segment};
+use crate::http::request_body::RequestBody;
+use crate::http::response;
+
+/// What `Via` says wharf is.
+const VIA: &str = "1.1 wharf";
+/// Chunks of a response in flight between upstream and client.
+const RESPONSE_CHUNKS: usize = 16;
+/// How long a streamed request body may pause (when not buffered).
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A request body on its way to an upstream.
+pub enum ProxyBody {
+    /// Received whole before (memory or file): can be sent again.
+    Whole(Body),
+    /// Passed through as it arrives (`buffer-request = false`).
+    Stream(RequestBody),
+}
+
+impl std::fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProxyBody::Whole(_) => "ProxyBody::Whole",
+            ProxyBody::Stream(_) => "ProxyBody::Stream",
+        })
+    }
+}
+
+impl http_body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Whole(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Stream(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(Into::into).and_then(only_data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Whole(body) => body.is_end_stream(),
+            ProxyBody::Stream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Whole(body) => body.size_hint(),
+            ProxyBody::Stream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Trailers of a client's body are not forwarded (they are hop-by-hop unless the
+/// upstream asked for them, which HTTP/1.1 cannot tell us).
+fn only_data(
+    frame: Frame<Bytes>,
+) -> Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>> {
+    match frame.into_data() {
+        Ok(data) => Ok(Frame::data(data)),
+        Err(_) => Ok(Frame::data(Bytes::new())),
+    }
+}
+
+/// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "proxy-authenticate",
+];
+
+/// Whether `name` is hop-by-hop, given the `Connection` fields of its message.
+fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
+    let n = name.as_str();
+    HOP_BY_HOP.contains(&n)
+        || n.starts_with("proxy-")
+        || listed.iter().any(|l| l.eq_ignore_ascii_case(n))
+}
+
+/// The field names a message's `Connection` header lists.
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Answers `req` from the route's upstreams.
+pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
+    let Incoming {
+        head,
+        path,
+        mut body,
+        remote,
+        tls,
+        ..
+    } = req;
+    if head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > route.max_body)
+    {
+        return response::error(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let has_body = !http_body::Body::is_end_stream(&body);
+    // Received whole first, unless asked not to: the upstream sees it at loopback
+    // speed, and it can be sent again to another upstream.
+    let mut spooled = None;
+    if has_body && route.buffer_request {
+        match spool(&mut body, route.max_body, BODY_IDLE).await {
+            Ok(s) => spooled = Some(s),
+            Err(status) => return response::error(status),
+        }
+    }
+    let mut stream_body = (has_body && !route.buffer_request).then_some(body);
+    let headers = upstream_headers(&route, head, remote, tls);
+    let mut tried = Vec::new();
+    loop {
+        let Some(lease) = route.pool.choose(&tried) else {
+            return response::error(StatusCode::BAD_GATEWAY);
+        };
+        tried.push(lease.index);
+        let body = match (&spooled, stream_body.take()) {
+            (Some(Spooled::Memory(bytes)), _) => ProxyBody::Whole(Body::bytes(bytes.clone())),
+            (Some(Spooled::File(file, len)), _) => {
+                ProxyBody::Whole(Body::from_segments(vec![Segment::File(FileRange::new(
+                    Arc::clone(file),
+                    0,
+                    *len,
+                ))]))
+            }
+            (None, Some(stream)) => ProxyBody::Stream(stream),
+            (None, None) => ProxyBody::Whole(Body::empty()),
+        };
+        let resend_possible = !matches!(body, ProxyBody::Stream(_));
+        let target = upstream_target(&route, &lease.upstream.path, &path, head.uri.query());
+        let uri = match Uri::builder()
+            .scheme("http")
+            .authority(host_of(lease.index))
+            .path_and_query(target)
+            .build()
+        {
+            Ok(uri) => uri,
+            Err(_) => return response::error(StatusCode::BAD_REQUEST),
+        };
+        let mut upstream_req = Request::new(body);
+        *upstream_req.method_mut() = head.method.clone();
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.version_mut() = Version::HTTP_11;
+        *upstream_req.headers_mut() = headers.clone();
+        if let Some(Spooled::Memory(bytes)) = &spooled {
+            upstream_req
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        } else if let Some(Spooled::File(_, len)) = &spooled {
+            upstream_req
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(*len));
+        }
+        let sent =
+            tokio::time::timeout(route.response_timeout, route.client.request(upstream_req)).await;
+        match sent {
+            Err(_) => {
+                lease.upstream.outcome(false);
+                tracing::warn!(
+                    "upstream {} sent no response within {:?}",
+                    lease.upstream.shown,
+                    route.response_timeout
+                );
+                return response::error(StatusCode::GATEWAY_TIMEOUT);
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                lease.upstream.outcome(false);
+                tracing::warn!("upstream {} unreachable: {e}", lease.upstream.shown);
+                // Nothing was sent: another upstream may take it.
+                if resend_possible && tried.len() < route.pool.upstreams.len() {
+                    continue;
+                }
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+            Ok(Err(e)) => {
+                lease.upstream.outcome(false);
+                tracing::warn!("upstream {} failed: {e}", lease.upstream.shown);
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+            Ok(Ok(res)) => {
+                lease.upstream.outcome(true);
+                return relay(res, head.method == Method::HEAD, lease);
+            }
+        }
+    }
+}
+
+/// The path and query the upstream is asked for: the normalised request path (every
+/// segment re-encoded), with the route's prefix replaced by the upstream URL's own
+/// path when it has one (nginx's `proxy_pass` with a URI).
+fn upstream_target(
+    route: &Route,
+    upstream_path: &Option<String>,
+    path: &crate::http::path::SitePath,
+    query: Option<&str>,
+) -> String {
+    let url = path.to_url(path.has_trailing_slash());
+    let mut target = match upstream_path {
+        None => url,
+        Some(base) => {
+            let prefix = crate::http::path::encode_path(&route.prefix);
+            match url.strip_prefix(prefix.trim_end_matches('/')) {
+                Some(rest) => {
+                    let rest = rest.strip_prefix('/').unwrap_or(rest);
+                    format!("{}/{}", base.trim_end_matches('/'), rest)
+                }
+                None => url,
+            }
+        }
+    };
+    if let Some(q) = query {
+        target.push('?');
+        target.push_str(q);
+    }
+    target
+}
+
+/// The request's fields as the upstream gets them: hop-by-hop ones removed, the
+/// client's address, scheme and host recorded, `Via` added, the route's own added.
+fn upstream_headers(
+    route: &Route,
+    head: &http::request::Parts,
+    remote: SocketAddr,
+    tls: bool,
+) -> HeaderMap {
+    let listed = connection_listed(&head.headers);
+    let trusted = route.trusted.iter().any(|net| net.contains(&remote.ip()));
+    let forwarding = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+    ];
+    let mut out = HeaderMap::new();
+    for (name, value) in &head.headers {
+        if is_hop_by_hop(name, &listed) || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        if !trusted && forwarding.contains(&name.as_str()) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    // HTTP/2 carries the host in `:authority`.
+    let host = head.headers.get(header::HOST).cloned().or_else(|| {
+        head.uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    if let Some(host) = &host {
+        out.insert(header::HOST, host.clone());
+    }
+    let ip = remote.ip();
+    let proto = if tls { "https" } else { "http" };
+    append_list(&mut out, "x-forwarded-for", &ip.to_string());
+    if !out.contains_key("x-forwarded-proto") {
+        out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    }
+    if let (false, Some(host)) = (out.contains_key("x-forwarded-host"), &host) {
+        out.insert("x-forwarded-host", host.clone());
+    }
+    let node = match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut forwarded = format!("for={node};proto={proto}");
+    if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
+        if h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        {
+            forwarded.push_str(&format!(";host=\"{h}\""));
+        }
+    }
+    append_list(&mut out, "forwarded", &forwarded);
+    append_list(&mut out, "via", VIA);
+    for (name, value) in &route.add_headers {
+        out.insert(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Adds `value` to a comma-separated list field, after what is there.
+fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
+        _ => value.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// The upstream's response for the client: hop-by-hop fields removed, `Via` added,
+/// the body streamed through a bounded channel (a break upstream breaks it off).
+fn relay(
+    res: Response<hyper::body::Incoming>,
+    head_request: bool,
+    lease: super::upstream::Lease,
+) -> Response<Body> {
+    let (mut parts, mut incoming) = res.into_parts();
+    let listed = connection_listed(&parts.headers);
+    let names: Vec<HeaderName> = parts.headers.keys().cloned().collect();
+    for name in names {
+        if is_hop_by_hop(&name, &listed) {
+            parts.headers.remove(&name);
+        }
+    }
+    append_list(&mut parts.headers, "via", VIA);
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let no_body = head_request
+        || parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let body = if head_request {
+        // No body, but the length a GET would have, as the upstream said.
+        let (_, rx) = tokio::sync::mpsc::channel(1);
+        match length {
+            Some(n) => Body::channel_of_len(rx, n),
+            None => Body::empty(),
+        }
+    } else if no_body {
+        Body::empty()
+    } else {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let (tx, rx) = tokio::sync::mpsc::channel(RESPONSE_CHUNKS);
+        tokio::spawn(async move {
+            // Counted as outstanding until the body is through.
+            let _lease = lease;
+            let mut seen: u64 = 0;
+            loop {
+                let frame = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await;
+                let chunk = match frame {
+                    None => break,
+                    Some(Err(e)) => Err(std::io::Error::other(e)),
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => Ok(data),
+                        Err(_) => continue,
+                    },
+                };
+                let failed = chunk.is_err();
+                if let Ok(data) = &chunk {
+                    seen += data.len() as u64;
+                }
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+            // Shorter than announced: break the response off.
+            if length.is_some_and(|n| seen < n) {
+                let _ = tx
+                    .send(Err(std::io::Error::other("upstream ended early")))
+                    .await;
+            }
+        });
+        match length {
+            Some(n) => Body::channel_of_len(rx, n),
+            None => Body::channel(rx),
+        }
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = parts.status;
+    *res.headers_mut() = parts.headers;
+    res.extensions_mut().insert(response::Relayed);
+    res
+}

@@ -1,0 +1,144 @@
+//! The reverse proxy: requests under a prefix go to an app server (gunicorn,
+//! uvicorn, a Node or Go process) over HTTP/1.1 or a unix socket, whatever the client
+//! spoke to wharf.
+//!
+//! wharf protects the app from slow clients: by default a request body is received
+//! whole (in memory up to 64 KiB, then in an unnamed temporary file) before the
+//! upstream is contacted, so a slow upload never holds an app worker. Requests are
+//! re-serialised by hyper's client — never forwarded as raw bytes — so no framing
+//! ambiguity reaches the app. Hop-by-hop fields are dropped both ways; the client's
+//! address, scheme and host go in `X-Forwarded-*` and `Forwarded` (replacing what
+//! the client sent, unless it is a trusted proxy); `Via` is added. Connections to
+//! upstreams are pooled and kept alive (hyper-util's client); a request whose
+//! connection cannot be made is tried on the next upstream, and one that keeps
+//! failing rests for a while. Unreachable → 502; no response head in time → 504; an
+//! upstream that dies mid-body breaks the client's response off rather than end it
+//! short.
+
+pub mod forward;
+pub mod spool;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use ipnet::IpNet;
+
+use crate::handlers::proxy::forward::ProxyBody;
+use crate::handlers::proxy::upstream::{Balance, Connector, Pool, Upstream};
+
+/// How long an idle upstream connection is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// One proxied prefix and its options.
+#[derive(Debug)]
+pub struct Route {
+    /// The decoded path prefix the route serves (`/api/`), replaced by an upstream
+    /// URL's own path when it has one.
+    pub prefix: String,
+    /// Serve a file under the root when one exists, else proxy (`files-first`).
+    pub files_first: bool,
+    /// Receive the whole request body before contacting the upstream.
+    pub buffer_request: bool,
+    /// Largest request body.
+    pub max_body: u64,
+    /// How long a response head may take once the request is sent.
+    pub response_timeout: Duration,
+    /// Fields added to every proxied request.
+    pub add_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Clients whose `X-Forwarded-*` and `Forwarded` fields are kept (and added to).
+    pub trusted: Vec<IpNet>,
+    pool: Arc<Pool>,
+    client: Client<Connector, ProxyBody>,
+}
+
+/// What a proxy route is built from (the command line or a `[[rule]]`).
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// See [`Route::prefix`].
+    pub prefix: String,
+    /// Upstream URLs: `http://host:port[/path]` or `unix:/path`.
+    pub upstreams: Vec<String>,
+    /// See [`Route::files_first`].
+    pub files_first: bool,
+    /// See [`Route::buffer_request`].
+    pub buffer_request: bool,
+    /// See [`Route::max_body`].
+    pub max_body: u64,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// See [`Route::response_timeout`].
+    pub response_timeout: Duration,
+    /// See [`Route::add_headers`].
+    pub add_headers: Vec<(HeaderName, HeaderValue)>,
+    /// See [`Route::trusted`].
+    pub trusted: Vec<IpNet>,
+    /// Round robin instead of least outstanding requests.
+    pub round_robin: bool,
+}
+
+impl RouteSettings {
+    /// Defaults for `prefix` proxied to `upstreams`.
+    pub fn new(prefix: String, upstreams: Vec<String>) -> RouteSettings {
+        RouteSettings {
+            prefix,
+            upstreams,
+            files_first: false,
+            buffer_request: true,
+            max_body: 1024 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            add_headers: Vec::new(),
+            trusted: Vec::new(),
+            round_robin: false,
+        }
+    }
+}
+
+impl Route {
+    /// The route `settings` describe; an upstream URL that does not parse is an error
+    /// naming it.
+    pub fn new(settings: RouteSettings) -> Result<Route, String> {
+        if settings.upstreams.is_empty() {
+            return Err("a proxy needs at least one upstream".into());
+        }
+        let upstreams = settings
+            .upstreams
+            .iter()
+            .map(|u| Upstream::parse(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let balance = if settings.round_robin {
+            Balance::RoundRobin
+        } else {
+            Balance::LeastOutstanding
+        };
+        let pool = Arc::new(Pool::new(upstreams, balance));
+        let connector = Connector {
+            pool: Arc::clone(&pool),
+            connect_timeout: settings.connect_timeout,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .set_host(false)
+            .build(connector);
+        Ok(Route {
+            prefix: settings.prefix,
+            files_first: settings.files_first,
+            buffer_request: settings.buffer_request,
+            max_body: settings.max_body,
+            response_timeout: settings.response_timeout,
+            add_headers: settings.add_headers,
+            trusted: settings.trusted,
+            pool,
+            client,
+        })
+    }
+
+    /// The upstreams, for `--explain`.
+    pub fn upstreams(&self) -> impl Iterator<Item = &str> {
+        self.pool.upstreams.iter().map(|u| u.shown.as_str())
+    }
+}

@@ -1,0 +1,359 @@
+//! Upstreams: where a proxied request goes (`http://host:port[/path]` or
+//! `unix:/path/to.sock`), the connector that reaches them, and the choice among
+//! several (least outstanding requests, or round robin; an upstream that keeps
+//! failing to connect rests for a while).
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+/// Consecutive failures that take an upstream out of the rotation.
+const FAILS_TO_REST: u32 = 3;
+/// How long it rests.
+const REST: Duration = Duration::from_secs(10);
+
+/// Where an upstream listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `host:port` over TCP.
+    Tcp(String),
+    /// A unix socket.
+    Unix(PathBuf),
+}
+
+/// One upstream server.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Where it listens.
+    pub address: Address,
+    /// The path its URL gave, replacing the matched prefix (`None`: the request path
+    /// is passed unchanged).
+    pub path: Option<String>,
+    /// What the URL said, for messages.
+    pub shown: String,
+    outstanding: AtomicUsize,
+    failures: AtomicU32,
+    resting_until: Mutex<Option<Instant>>,
+}
+
+impl Upstream {
+    /// Parses `http://host:port[/path]` or `unix:/path`.
+    pub fn parse(url: &str) -> Result<Upstream, String> {
+        let (address, path) = if let Some(sock) = url.strip_prefix("unix:") {
+            if !sock.starts_with('/') {
+                return Err(format!("{url:?}: a unix socket needs an absolute path"));
+            }
+            (Address::Unix(PathBuf::from(sock)), None)
+        } else {
+            let uri: Uri = url
+                .parse()
+                .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+            match uri.scheme_str() {
+                Some("http") => {}
+                Some("https") => {
+                    return Err(format!(
+                        "{url:?}: https upstreams are not supported; use http:// or unix:"
+                    ))
+                }
+                _ => return Err(format!("{url:?}: expected http://HOST:PORT or unix:/PATH")),
+            }
+            let authority = uri.authority().ok_or_else(|| format!("{url:?}: no host"))?;
+            if authority.as_str().contains('@') {
+                return Err(format!("{url:?}: no user information in upstream URLs"));
+            }
+            let port = authority.port_u16().unwrap_or(80);
+            let host = authority.host();
+            if uri.query().is_some() {
+                return Err(format!("{url:?}: an upstream URL has no query"));
+            }
+            let path = match uri.path() {
+                "" | "/" if !url.trim_end().ends_with('/') => None,
+                p => Some(p.to_string()),
+            };
+            (Address::Tcp(format!("{host}:{port}")), path)
+        };
+        Ok(Upstream {
+            address,
+            path,
+            shown: url.to_string(),
+            outstanding: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            resting_until: Mutex::new(None),
+        })
+    }
+
+    fn resting(&self, now: Instant) -> bool {
+        let until = self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| t > now)
+    }
+
+    /// A request to it ended: it answered (`ok`) or could not be reached.
+    pub fn outcome(&self, ok: bool) {
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+        } else if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= FAILS_TO_REST {
+            self.failures.store(0, Ordering::Relaxed);
+            let mut until = self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
+            *until = Some(Instant::now() + REST);
+            tracing::warn!(
+                "upstream {} failed {FAILS_TO_REST} times; resting it for {REST:?}",
+                self.shown
+            );
+        }
+    }
+}
+
+/// How the next upstream is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// The one with the fewest requests under way.
+    #[default]
+    LeastOutstanding,
+    /// Each in turn.
+    RoundRobin,
+}
+
+/// The upstreams of one proxy route.
+#[derive(Debug)]
+pub struct Pool {
+    /// In the order configured.
+    pub upstreams: Vec<Arc<Upstream>>,
+    balance: Balance,
+    turn: AtomicUsize,
+}
+
+/// An upstream chosen for one request: counted as outstanding until dropped.
+#[derive(Debug)]
+pub struct Lease {
+    /// Which one.
+    pub upstream: Arc<Upstream>,
+    /// Its index in the pool (names its connections).
+    pub index: usize,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.upstream.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Pool {
+    /// The pool of `upstreams`.
+    pub fn new(upstreams: Vec<Upstream>, balance: Balance) -> Pool {
+        Pool {
+            upstreams: upstreams.into_iter().map(Arc::new).collect(),
+            balance,
+            turn: AtomicUsize::new(0),
+        }
+    }
+
+    /// The upstream for the next attempt, not one of `tried`; resting ones only when
+    /// nothing else is left.
+    pub fn choose(&self, tried: &[usize]) -> Option<Lease> {
+        let now = Instant::now();
+        let n = self.upstreams.len();
+        let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        let candidates = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| !tried.contains(i));
+        let pick = |allow_resting: bool| {
+            let live = candidates
+                .clone()
+                .filter(|&i| allow_resting || !self.upstreams[i].resting(now));
+            match self.balance {
+                Balance::RoundRobin => live.into_iter().next(),
+                Balance::LeastOutstanding => {
+                    live.min_by_key(|&i| self.upstreams[i].outstanding.load(Ordering::Relaxed))
+                }
+            }
+        };
+        let index = pick(false).or_else(|| pick(true))?;
+        let upstream = Arc::clone(&self.upstreams[index]);
+        upstream.outstanding.fetch_add(1, Ordering::Relaxed);
+        Some(Lease { upstream, index })
+    }
+}
+
+/// The connector hyper's client uses: the host of the URI it is given names the
+/// upstream (`u<index>.upstream`), which says where to connect.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub(super) pool: Arc<Pool>,
+    pub(super) connect_timeout: Duration,
+}
+
+/// The host name that stands for upstream `index` in request URIs.
+pub fn host_of(index: usize) -> String {
+    format!("u{index}.upstream")
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<Stream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<Stream>>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let index = uri
+            .host()
+            .and_then(|h| h.strip_prefix('u'))
+            .and_then(|h| h.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        let address = index
+            .and_then(|i| self.pool.upstreams.get(i))
+            .map(|u| u.address.clone());
+        let timeout = self.connect_timeout;
+        Box::pin(async move {
+            let address = address.ok_or_else(|| io::Error::other("no such upstream"))?;
+            let connect = async {
+                match &address {
+                    Address::Tcp(hostport) => {
+                        let tcp = TcpStream::connect(hostport.as_str()).await?;
+                        let _ = tcp.set_nodelay(true);
+                        Ok(Stream::Tcp(tcp))
+                    }
+                    Address::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+                }
+            };
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(stream) => stream.map(TokioIo::new),
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+            }
+        })
+    }
+}
+
+/// A connection to an upstream.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// A unix socket.
+    Unix(UnixStream),
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        let u = Upstream::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(u.address, Address::Tcp("127.0.0.1:9000".into()));
+        assert_eq!(u.path, None);
+        let u = Upstream::parse("http://app:9000/v1/").unwrap();
+        assert_eq!(u.path.as_deref(), Some("/v1/"));
+        assert_eq!(u.address, Address::Tcp("app:9000".into()));
+        let u = Upstream::parse("unix:/run/app.sock").unwrap();
+        assert_eq!(u.address, Address::Unix("/run/app.sock".into()));
+        for bad in [
+            "ftp://x",
+            "unix:rel.sock",
+            "http://u:p@h/",
+            "nonsense",
+            "http://h/?q=1",
+        ] {
+            assert!(Upstream::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn least_outstanding_and_resting() {
+        let pool = Pool::new(
+            vec![
+                Upstream::parse("http://a:1").unwrap(),
+                Upstream::parse("http://b:1").unwrap(),
+            ],
+            Balance::LeastOutstanding,
+        );
+        let first = pool.choose(&[]).unwrap();
+        let second = pool.choose(&[]).unwrap();
+        assert_ne!(first.index, second.index, "the idle one is chosen");
+        drop(second);
+        for _ in 0..FAILS_TO_REST {
+            pool.upstreams[1].outcome(false);
+        }
+        let next = pool.choose(&[]).unwrap();
+        assert_eq!(next.index, 0, "the failing one rests");
+        assert_eq!(
+            pool.choose(&[0]).map(|l| l.index),
+            Some(1),
+            "unless nothing else is left"
+        );
+    }
+}

@@ -1,0 +1,491 @@
+//! The reverse proxy, against upstreams started here that record exactly what they
+//! received: forwarding, path mapping, the headers a proxy must set and drop, request
+//! buffering, unix sockets, every error status, a body broken off upstream, and
+//! request-smuggling attempts.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use common::*;
+
+/// One request as an upstream received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+
+    fn request_line(&self) -> &str {
+        self.head.lines().next().unwrap_or("")
+    }
+}
+
+/// An HTTP/1.1 upstream on a loopback port (or a unix socket) answering every request
+/// with `answer` and recording what it received.
+struct Upstream {
+    addr: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn read_request(reader: &mut impl BufRead) -> Option<Seen> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let seen = Seen {
+        head: head.clone(),
+        body: Vec::new(),
+    };
+    let mut body = Vec::new();
+    if let Some(n) = seen
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        body.resize(n, 0);
+        reader.read_exact(&mut body).ok()?;
+    } else if seen
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Some(Seen { head, body })
+}
+
+fn serve_connection<S: Read + Write>(stream: S, answer: Arc<Vec<u8>>, seen: Arc<Mutex<Vec<Seen>>>) {
+    let mut reader = BufReader::new(stream);
+    while let Some(request) = read_request(&mut reader) {
+        seen.lock().unwrap().push(request);
+        if reader.get_mut().write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+impl Upstream {
+    fn start(answer: &[u8]) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let answer = Arc::new(answer.to_vec());
+        let record = Arc::clone(&seen);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&connections);
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (answer, record) = (Arc::clone(&answer), Arc::clone(&record));
+                thread::spawn(move || serve_connection(stream, answer, record));
+            }
+        });
+        Upstream {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    fn start_unix(path: &std::path::Path, answer: &[u8]) -> Upstream {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let answer = Arc::new(answer.to_vec());
+        let record = Arc::clone(&seen);
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (answer, record) = (Arc::clone(&answer), Arc::clone(&record));
+                thread::spawn(move || serve_connection(stream, answer, record));
+            }
+        });
+        Upstream {
+            addr: path.display().to_string(),
+            seen,
+            connections: Default::default(),
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn last(&self) -> Seen {
+        self.seen()
+            .last()
+            .cloned()
+            .expect("the upstream got a request")
+    }
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-App: yes\r\n\r\nhello";
+
+fn proxied(upstream: &Upstream, prefix_url: &str) -> (tempfile::TempDir, Server) {
+    let (tmp, root) = temp_root();
+    write_file(&root, "local.txt", "from disk");
+    let arg = format!("{prefix_url}{}", upstream.addr);
+    let server = Server::start(&root, &["--proxy", &arg]);
+    (tmp, server)
+}
+
+#[test]
+fn requests_under_the_prefix_reach_the_app_and_the_rest_is_static() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/api/=http://");
+    let res = get(&server, "/api/items?id=7");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, b"hello");
+    assert_eq!(app.last().request_line(), "GET /api/items?id=7 HTTP/1.1");
+    assert_eq!(get(&server, "/local.txt").body, b"from disk");
+    assert_eq!(app.seen().len(), 1, "static paths never reach the app");
+    // Response: hop-by-hop fields gone, the app's own kept, Via added.
+    assert_eq!(res.header("x-app").as_deref(), Some("yes"));
+    assert_eq!(res.header("x-secret"), None, "listed in Connection");
+    assert_eq!(res.header("keep-alive"), None);
+    assert_eq!(res.header("via").as_deref(), Some("1.1 wharf"));
+}
+
+#[test]
+fn an_upstream_path_replaces_the_prefix() {
+    let app = Upstream::start(OK);
+    let (tmp, root) = temp_root();
+    let arg = format!("/api/=http://{}/v1/", app.addr);
+    let server = Server::start(&root, &["--proxy", &arg]);
+    get(&server, "/api/x/y?q=1");
+    assert_eq!(app.last().request_line(), "GET /v1/x/y?q=1 HTTP/1.1");
+    // Normalised before it is forwarded.
+    get(&server, "/api/a/../b%20c");
+    assert_eq!(app.last().request_line(), "GET /v1/b%20c HTTP/1.1");
+    drop(tmp);
+}
+
+#[test]
+fn forwarding_headers_are_set_and_client_supplied_ones_replaced() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/=http://");
+    let res = request(
+        &server,
+        "GET",
+        "/x",
+        &[
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("Forwarded", "for=6.6.6.6"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("Connection", "X-Drop"),
+            ("X-Drop", "1"),
+            ("Keep-Alive", "timeout=1"),
+            ("TE", "trailers"),
+            ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+            ("X-Keep", "kept"),
+        ],
+    );
+    assert_eq!(res.status, 200);
+    let seen = app.last();
+    assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("localhost")
+    );
+    assert_eq!(
+        seen.header("forwarded").as_deref(),
+        Some("for=127.0.0.1;proto=http;host=\"localhost\"")
+    );
+    assert_eq!(
+        seen.header("host").as_deref(),
+        Some("localhost"),
+        "Host as the client sent it"
+    );
+    assert_eq!(seen.header("via").as_deref(), Some("1.1 wharf"));
+    assert_eq!(seen.header("x-keep").as_deref(), Some("kept"));
+    for gone in ["x-drop", "keep-alive", "te", "proxy-authorization"] {
+        assert_eq!(seen.header(gone), None, "{gone} reached the app");
+    }
+}
+
+#[test]
+fn trusted_proxies_keep_their_forwarding_headers() {
+    let app = Upstream::start(OK);
+    let (_t, root) = temp_root();
+    let conf = root.parent().unwrap().join("wharf.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\ntrusted-proxies = [\"127.0.0.0/8\"]\nupstream-headers = {{ \"X-From\" = \"wharf\" }}\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    request(&server, "GET", "/", &[("X-Forwarded-For", "203.0.113.9")]);
+    let seen = app.last();
+    assert_eq!(
+        seen.header("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(seen.header("x-from").as_deref(), Some("wharf"));
+}
+
+#[test]
+fn request_bodies_arrive_whole_with_a_length() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/=http://");
+    // Chunked from the client, and larger than what is kept in memory.
+    let data = vec![b'q'; 200_000];
+    let mut body = Vec::new();
+    for piece in data.chunks(30_000) {
+        body.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        body.extend_from_slice(piece);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let mut req = b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    req.extend_from_slice(&body);
+    let res = server.exchange(&req, false);
+    assert_eq!(res.status, 200);
+    let seen = app.last();
+    assert_eq!(seen.header("content-length").as_deref(), Some("200000"));
+    assert_eq!(seen.header("transfer-encoding"), None);
+    assert_eq!(seen.body, data);
+}
+
+#[test]
+fn unreachable_and_silent_upstreams_get_502_and_504() {
+    let (_t, root) = temp_root();
+    // Nothing listens here.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let server = Server::start(&root, &["--proxy", &format!("/=http://{dead_addr}")]);
+    assert_eq!(get(&server, "/x").status, 502);
+
+    // Accepts, reads, never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let conf = root.parent().unwrap().join("slow.toml");
+    std::fs::write(
+        &conf,
+        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{silent_addr}\"]\nresponse-timeout = \"1s\"\n"),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    assert_eq!(get(&server, "/x").status, 504);
+}
+
+#[test]
+fn a_second_upstream_takes_what_the_first_cannot() {
+    let app = Upstream::start(OK);
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let (_t, root) = temp_root();
+    let conf = root.parent().unwrap().join("two.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{dead_addr}\", \"http://{}\"]\nbalance = \"round-robin\"\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    for _ in 0..4 {
+        let res = request(&server, "POST", "/p", &[("Content-Length", "0")]);
+        assert_eq!(res.status, 200);
+    }
+    assert_eq!(app.seen().len(), 4);
+}
+
+#[test]
+fn unix_socket_upstreams() {
+    let (tmp, root) = temp_root();
+    let sock = tmp.path().join("app.sock");
+    let app = Upstream::start_unix(&sock, OK);
+    let server = Server::start(&root, &["--proxy", &format!("/app/=unix:{}", app.addr)]);
+    let res = get(&server, "/app/z");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, b"hello");
+    assert_eq!(app.last().request_line(), "GET /app/z HTTP/1.1");
+}
+
+#[test]
+fn an_upstream_dying_mid_body_breaks_the_response_off() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            if read_request(&mut reader).is_some() {
+                let s = reader.get_mut();
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+                let _ = s.write_all(&[b'p'; 1000]);
+            }
+            // Dropped: the connection closes 99,000 bytes short.
+        }
+    });
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--proxy", &format!("/=http://{addr}")]);
+    let raw = server.send_raw(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    assert!(head.contains("content-length: 100000"), "{head}");
+    assert!(
+        raw.len() - end < 100_000,
+        "the client cannot take it for a whole body"
+    );
+}
+
+#[test]
+fn smuggling_attempts_reach_the_app_as_one_well_framed_request() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/=http://");
+    // Both framings: Transfer-Encoding wins, and the connection ends after.
+    let req = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let raw = server.send_raw(req);
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+    let seen = app.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].body, b"hello");
+    assert_eq!(seen[0].header("content-length").as_deref(), Some("5"));
+    assert_eq!(seen[0].header("transfer-encoding"), None);
+    // An obfuscated coding never reaches the app.
+    for te in ["xchunked", "chunked, identity", " chunked\t,x"] {
+        let req =
+            format!("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n");
+        let raw = server.send_raw(req.as_bytes());
+        let status = String::from_utf8_lossy(&raw[..12]).to_string();
+        assert!(
+            status.starts_with("HTTP/1.1 4") || status.starts_with("HTTP/1.1 5"),
+            "{te}: {status}"
+        );
+    }
+    // An h2c upgrade request is not passed on as one.
+    request(
+        &server,
+        "GET",
+        "/c",
+        &[
+            ("Upgrade", "h2c"),
+            ("Connection", "Upgrade, HTTP2-Settings"),
+            ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+        ],
+    );
+    let last = app.last();
+    assert_eq!(last.header("upgrade"), None);
+    assert_eq!(last.header("http2-settings"), None);
+    assert_eq!(app.seen().len(), 2);
+}
+
+#[test]
+fn files_first_serves_what_exists_and_proxies_the_rest() {
+    let app = Upstream::start(OK);
+    let (_t, root) = temp_root();
+    write_file(&root, "static/app.css", "body{}");
+    let conf = root.parent().unwrap().join("ff.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\nfiles-first = true\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    assert_eq!(get(&server, "/static/app.css").body, b"body{}");
+    assert!(app.seen().is_empty());
+    assert_eq!(get(&server, "/dynamic").body, b"hello");
+    assert_eq!(app.seen().len(), 1);
+}
+
+#[test]
+fn bad_proxy_settings_fail_at_startup() {
+    let (_t, root) = temp_root();
+    for bad in [
+        "api=http://x:1",
+        "/api/=ftp://x",
+        "/api/=unix:relative.sock",
+        "/api/",
+    ] {
+        let out = run_to_exit(&[root.to_str().unwrap(), "-p", "0", "--proxy", bad], None);
+        assert!(!out.status.success(), "{bad} was accepted");
+        assert!(out.stderr.contains("--proxy"), "{bad}: {}", out.stderr);
+    }
+    let conf = root.parent().unwrap().join("bad.toml");
+    std::fs::write(
+        &conf,
+        "[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"gopher://x\"]\n",
+    )
+    .unwrap();
+    let out = run_to_exit(
+        &[root.to_str().unwrap(), "--config", conf.to_str().unwrap()],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("bad.toml:4"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_reaches_an_http1_app() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/=http://");
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let req = http::Request::get(format!("http://{}/h2path", server.addr()))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = app.last();
+    assert_eq!(seen.request_line(), "GET /h2path HTTP/1.1");
+    assert_eq!(seen.header("host").as_deref(), Some(server.addr()));
+}
+
+#[test]
+fn proxied_connections_are_reused() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/=http://");
+    for _ in 0..5 {
+        assert_eq!(get(&server, "/r").status, 200);
+    }
+    assert_eq!(app.seen().len(), 5);
+    assert_eq!(
+        app.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one kept-alive connection for five requests"
+    );
+}
