@@ -489,3 +489,60 @@ fn proxied_connections_are_reused() {
         "one kept-alive connection for five requests"
     );
 }
+
+#[test]
+fn protocol_switches_are_tunnelled_both_ways() {
+    // An app that switches to an echo protocol after its 101.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(None));
+    let record = Arc::clone(&seen);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let Some(request) = read_request(&mut reader) else {
+                continue;
+            };
+            *record.lock().unwrap() = Some(request);
+            let s = reader.get_mut();
+            let _ = s.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+            );
+            let mut buf = [0u8; 1024];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(n) if n > 0 => {
+                        let _ = reader.get_mut().write_all(&buf[..n]);
+                    }
+                    _ => break,
+                }
+            }
+        }
+    });
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--proxy", &format!("/ws/=http://{addr}")]);
+    let mut client = connect(server.addr());
+    client
+        .write_all(
+            b"GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        client.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for message in [&b"ping"[..], b"a longer message", b"x"] {
+        client.write_all(message).unwrap();
+        let mut back = vec![0u8; message.len()];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(back, message);
+    }
+    let request = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(request.header("upgrade").as_deref(), Some("echo"));
+    assert_eq!(request.header("connection").as_deref(), Some("upgrade"));
+}

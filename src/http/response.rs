@@ -94,3 +94,15 @@ pub fn options(allow: &'static str) -> Response<Body> {
 /// its status and body as the app made them (no custom error page).
 #[derive(Debug, Clone, Copy)]
 pub struct Relayed;
+
+/// The other end of a connection that switches protocols (an app's `101`, e.g. a
+/// WebSocket): once the `101` has gone out, the network layer joins the client's
+/// connection to it, bytes both ways.
+#[derive(Clone)]
+pub struct Tunnel(pub std::sync::Arc<std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>>);
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tunnel")
+    }
+}

@@ -42,7 +42,7 @@ use crate::net::detect::{
 use crate::net::io::{ConnIo, Restamp, Transport};
 use crate::net::lazy_tcp::LazyTcp;
 use crate::net::parking::{Parked, ParkingLot};
-use crate::net::service::ConnectionService;
+use crate::net::service::{ConnectionService, TunnelSlot};
 use crate::net::tls::Tls;
 use crate::site::router::Peer;
 use crate::site::Router;
@@ -127,6 +127,8 @@ struct Session {
     remote: SocketAddr,
     shared: Arc<Shared>,
     clock: Arc<Clock>,
+    /// The other end of a protocol switch a response asked for.
+    tunnel: Arc<TunnelSlot>,
     /// Answer every request with a redirect to HTTPS on this port.
     redirect_to: Option<u16>,
 }
@@ -158,6 +160,9 @@ enum Ended<T> {
     Linger(T),
     /// Parked while idle: the socket, and any bytes hyper had read but not used.
     Parked(T, Bytes),
+    /// Switched protocols (`101`): the connection, the bytes the client already sent
+    /// past the request, and the other end to join it to.
+    Tunnel(ConnIo<T>, Bytes, hyper::upgrade::OnUpgrade),
 }
 
 /// Serves one accepted connection until it closes, times out, or shutdown is asked
@@ -195,6 +200,7 @@ impl Session {
         Session {
             remote,
             clock: Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout)),
+            tunnel: Arc::default(),
             shared,
             redirect_to,
         }
@@ -285,6 +291,56 @@ impl<'a> ShutdownWatch<'a> {
         }
         self.registered = true;
         self.wait.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// Joins a client's connection to the other end of its protocol switch (a
+/// WebSocket, say), bytes both ways, until either side closes, nothing moves for
+/// `idle`, or shutdown.
+async fn tunnel<T: Transport>(
+    mut client: ConnIo<T>,
+    early: Bytes,
+    other_end: hyper::upgrade::OnUpgrade,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(upgraded) = other_end.await else {
+        return;
+    };
+    let mut other = TokioIo::new(upgraded);
+    if !early.is_empty() && other.write_all(&early).await.is_err() {
+        return;
+    }
+    let mut from_client = vec![0u8; 16 * 1024];
+    let mut from_other = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            read = client.read(&mut from_client) => match read {
+                Ok(n) if n > 0 => {
+                    if other.write_all(&from_client[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = other.shutdown().await;
+                    return;
+                }
+            },
+            read = other.read(&mut from_other) => match read {
+                Ok(n) if n > 0 => {
+                    if client.write_all(&from_other[..n]).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = client.shutdown().await;
+                    return;
+                }
+            },
+            _ = tokio::time::sleep(idle) => return,
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 
@@ -395,6 +451,11 @@ impl Session {
                     }
                     return;
                 }
+                Ended::Tunnel(client, early, other_end) => {
+                    let idle = self.shared.limits.idle_timeout;
+                    tunnel(client, early, other_end, idle, &self.shared.shutdown).await;
+                    return;
+                }
                 Ended::Parked(parked, leftover) => {
                     PARKED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
                     let mut parked = parked;
@@ -431,6 +492,7 @@ impl Session {
             Arc::clone(&self.shared.router),
             peer,
             Arc::clone(&self.clock),
+            Arc::clone(&self.tunnel),
             sendfile,
             self.redirect_to,
         )
@@ -655,6 +717,11 @@ impl Session {
             // shutdown of ours, when the client has gone quiet).
             Ok(()) => !closing && !dropped && self.clock.unread_body.load(Ordering::Relaxed),
         };
+        let switched = self.tunnel.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Ok(()), Some(other_end)) = (&result, switched) {
+            let parts = conn.into_parts();
+            return Ended::Tunnel(parts.io.into_inner(), parts.read_buf, other_end);
+        }
         if linger {
             return Ended::Linger(conn.into_parts().io.into_inner().inner);
         }

@@ -34,6 +34,7 @@ pub struct ConnectionService {
     router: Arc<Router>,
     peer: Peer,
     clock: Arc<Clock>,
+    tunnel: Arc<TunnelSlot>,
     sendfile: Option<Arc<SendfileQueue>>,
     redirect_to: Option<u16>,
 }
@@ -46,6 +47,7 @@ impl ConnectionService {
         router: Arc<Router>,
         peer: Peer,
         clock: Arc<Clock>,
+        tunnel: Arc<TunnelSlot>,
         sendfile: Option<Arc<SendfileQueue>>,
         redirect_to: Option<u16>,
     ) -> Self {
@@ -53,6 +55,7 @@ impl ConnectionService {
             router,
             peer,
             clock,
+            tunnel,
             sendfile,
             redirect_to,
         }
@@ -89,6 +92,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             http10,
             client_closes: http10 && !keep_alive,
             sendfile: self.sendfile.clone(),
+            tunnel: Arc::clone(&self.tunnel),
             exchange,
         };
         let router = Arc::clone(&self.router);
@@ -229,11 +233,28 @@ struct Finishing {
     /// HTTP/1.1, says the connection closes, as a 1.1 client would be told.
     client_closes: bool,
     sendfile: Option<Arc<SendfileQueue>>,
+    tunnel: Arc<TunnelSlot>,
     exchange: Exchange,
 }
 
+/// Where a `101` response leaves the other end of its tunnel for the connection.
+pub type TunnelSlot = std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>;
+
 impl Finishing {
     fn apply(self, mut res: Response<Body>) -> Response<Body> {
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let other_end = res
+                .extensions_mut()
+                .remove::<response::Tunnel>()
+                .and_then(|t| t.0.lock().unwrap_or_else(|p| p.into_inner()).take());
+            match other_end {
+                // Only HTTP/1 switches protocols on a connection.
+                Some(other_end) if self.http1 => {
+                    *self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(other_end);
+                }
+                _ => res = response::error(StatusCode::BAD_GATEWAY),
+            }
+        }
         if self.head {
             strip_body(&mut res);
         }

@@ -148,7 +148,14 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
         }
     }
     let mut stream_body = (has_body && !route.buffer_request).then_some(body);
-    let headers = upstream_headers(&route, head, remote, tls);
+    let mut headers = upstream_headers(&route, head, remote, tls);
+    // A protocol switch (a WebSocket) is asked of the app too; the rest of Upgrade's
+    // uses (h2c) are hop-by-hop and end here.
+    let upgrade = wants_upgrade(head);
+    if let Some(protocol) = &upgrade {
+        headers.insert(header::UPGRADE, protocol.clone());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     let mut tried = Vec::new();
     loop {
         let Some(lease) = route.pool.choose(&tried) else {
@@ -218,12 +225,49 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
                 tracing::warn!("upstream {} failed: {e}", lease.upstream.shown);
                 return response::error(StatusCode::BAD_GATEWAY);
             }
-            Ok(Ok(res)) => {
+            Ok(Ok(mut res)) => {
                 lease.upstream.outcome(true);
+                if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if upgrade.is_none() {
+                        // Not asked for: the app's answer cannot be passed on.
+                        return response::error(StatusCode::BAD_GATEWAY);
+                    }
+                    return switched(&mut res);
+                }
                 return relay(res, head.method == Method::HEAD, lease);
             }
         }
     }
+}
+
+/// The protocol a client asks to switch to (`Upgrade` with `Connection: upgrade`),
+/// other than HTTP/2 (h2c, which is wharf's own business).
+fn wants_upgrade(head: &http::request::Parts) -> Option<HeaderValue> {
+    let listed = connection_listed(&head.headers);
+    let protocol = head.headers.get(header::UPGRADE)?;
+    let h2c = protocol
+        .to_str()
+        .map_or(true, |p| p.to_ascii_lowercase().contains("h2c"));
+    (head.version == Version::HTTP_11 && listed.iter().any(|l| l == "upgrade") && !h2c)
+        .then(|| protocol.clone())
+}
+
+/// The app's `101`: its fields as they are (Upgrade and Connection included, which
+/// the switch needs), and the other end of the tunnel for the network layer.
+fn switched(res: &mut Response<hyper::body::Incoming>) -> Response<Body> {
+    let other_end = hyper::upgrade::on(&mut *res);
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *out.headers_mut() = res.headers().clone();
+    out.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    append_list(out.headers_mut(), "via", VIA);
+    out.extensions_mut()
+        .insert(response::Tunnel(Arc::new(std::sync::Mutex::new(Some(
+            other_end,
+        )))));
+    out.extensions_mut().insert(response::Relayed);
+    out
 }
 
 /// The path and query the upstream is asked for: the normalised request path (every
