@@ -546,3 +546,45 @@ fn protocol_switches_are_tunnelled_both_ways() {
     assert_eq!(request.header("upgrade").as_deref(), Some("echo"));
     assert_eq!(request.header("connection").as_deref(), Some("upgrade"));
 }
+
+#[test]
+fn an_app_hands_files_back_with_x_accel_redirect() {
+    let app = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected/report.txt\r\nSet-Cookie: seen=1\r\nContent-Length: 3\r\n\r\napp",
+    );
+    let (_t, root) = temp_root();
+    write_file(&root, "protected/report.txt", "0123456789");
+    let conf = root.parent().unwrap().join("accel.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/protected/\"\ninternal = true\n[[rule]]\npath = \"/download/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let res = get(&server, "/download/report");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, b"0123456789", "the file, not the app's body");
+    assert_eq!(res.header("set-cookie").as_deref(), Some("seen=1"));
+    let etag = res.header("etag").expect("static validators");
+    // Ranges and conditionals as for any file.
+    let part = request(
+        &server,
+        "GET",
+        "/download/report",
+        &[("Range", "bytes=2-4")],
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, b"234");
+    let cached = request(
+        &server,
+        "GET",
+        "/download/report",
+        &[("If-None-Match", &etag)],
+    );
+    assert_eq!(cached.status, 304);
+    // Not reachable directly.
+    assert_eq!(get(&server, "/protected/report.txt").status, 404);
+}

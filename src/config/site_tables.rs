@@ -122,6 +122,7 @@ const RULE_KEYS: &[&str] = &[
     "upstream-headers",
     "trusted-proxies",
     "balance",
+    "internal",
 ];
 
 /// Keys that only a proxy rule takes.
@@ -431,6 +432,7 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
         deny: nets("deny")?,
         cors,
         auth,
+        internal: boolean("internal")?.unwrap_or(false),
         upload: boolean("upload")?,
         delete: boolean("delete")?,
         max_upload_size,

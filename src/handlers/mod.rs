@@ -30,6 +30,7 @@ use crate::handlers::uploads::Uploads;
 use crate::http::body::Body;
 use crate::http::path::SitePath;
 use crate::http::request_body::RequestBody;
+use crate::http::response;
 
 /// Which handler serves a path, with the options its rule gave it.
 #[derive(Debug, Clone)]
@@ -131,6 +132,60 @@ impl Handler {
     }
 }
 
+impl Handlers {
+    /// Serves the file an app handed back (`X-Accel-Redirect: /to`) for the request
+    /// `head`, with every static semantic (ranges, conditionals, compression); the
+    /// app's cookies and the like (in `from_app`) are kept. Paths under `internal`
+    /// rules are reachable this way only.
+    async fn serve_internal(
+        &self,
+        head: &Parts,
+        to: &str,
+        from_app: Response<Body>,
+        remote: SocketAddr,
+        tls: bool,
+    ) -> Response<Body> {
+        let path_only = to.split('?').next().unwrap_or("");
+        let Ok(path) = SitePath::parse(path_only, self.static_files.hidden()) else {
+            return response::error(http::StatusCode::NOT_FOUND);
+        };
+        let method = if head.method == Method::HEAD {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        let Ok(mut fetch) = http::Request::builder()
+            .method(method)
+            .uri(path_only)
+            .body(())
+            .map(|r| r.into_parts().0)
+        else {
+            return response::error(http::StatusCode::NOT_FOUND);
+        };
+        fetch.headers = head.headers.clone();
+        fetch.version = head.version;
+        let mut res = match self.static_files.from_cache(&fetch, path_only) {
+            Some(res) => res,
+            None => {
+                let req = Request {
+                    head: &fetch,
+                    path,
+                    target: path_only,
+                    body: RequestBody::empty(),
+                    remote,
+                    tls,
+                    destination: None,
+                };
+                Arc::clone(&self.static_files).serve_uncached(req).await
+            }
+        };
+        for (name, value) in from_app.headers() {
+            res.headers_mut().append(name.clone(), value.clone());
+        }
+        res
+    }
+}
+
 /// The other end of a COPY or MOVE (RFC 4918 §10.3), checked by the site like the
 /// request's own path.
 #[derive(Debug, Clone)]
@@ -224,7 +279,16 @@ impl Handlers {
                         return res;
                     }
                 }
-                proxy::forward::forward(Arc::clone(route), req).await
+                let head = req.head;
+                let (remote, tls) = (req.remote, req.tls);
+                let res = proxy::forward::forward(Arc::clone(route), req).await;
+                match res.extensions().get::<response::InternalRedirect>() {
+                    Some(response::InternalRedirect(to)) => {
+                        let to = to.clone();
+                        self.serve_internal(head, &to, res, remote, tls).await
+                    }
+                    None => res,
+                }
             }
         }
     }

@@ -106,3 +106,8 @@ impl std::fmt::Debug for Tunnel {
         f.write_str("Tunnel")
     }
 }
+
+/// An app's `X-Accel-Redirect` (or `X-Sendfile`): the app decided, wharf serves the
+/// file at this path under the root with full static semantics.
+#[derive(Debug, Clone)]
+pub struct InternalRedirect(pub String);

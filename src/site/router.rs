@@ -320,7 +320,11 @@ impl Router {
             .map(|(rule, _)| *rule)
             .collect();
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
-        let mut res = if guards.iter().any(|rule| !rule.admits(remote)) {
+        let mut res = if guards.iter().any(|rule| rule.internal) {
+            // Files only an app may hand out (X-Accel-Redirect) are not there for
+            // clients.
+            response::error(StatusCode::NOT_FOUND)
+        } else if guards.iter().any(|rule| !rule.admits(remote)) {
             response::error(StatusCode::FORBIDDEN)
         } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
             // Preflights carry no credentials: they are answered before authentication.

@@ -221,6 +221,9 @@ pub struct Rule {
     pub delete: Option<bool>,
     /// Largest upload (overrides `--max-upload-size`).
     pub max_upload_size: Option<u64>,
+    /// Not for direct requests (404): reached only when an app hands the file back
+    /// with `X-Accel-Redirect`.
+    pub internal: bool,
 }
 
 impl Rule {
@@ -240,6 +243,7 @@ impl Rule {
             upload: None,
             delete: None,
             max_upload_size: None,
+            internal: false,
         }
     }
 }
@@ -403,6 +407,7 @@ mod tests {
             upload: None,
             delete: None,
             max_upload_size: None,
+            internal: false,
         };
         assert!(rule.admits("127.0.0.1".parse().unwrap()));
         assert!(rule.admits("::ffff:127.0.0.1".parse().unwrap()));

@@ -375,6 +375,32 @@ fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// Fields of an app's response that stay when it hands a file back
+/// (`X-Accel-Redirect`): the ones about the client, not about the bytes.
+const KEPT_ON_REDIRECT: [&str; 3] = ["set-cookie", "content-disposition", "cache-control"];
+
+/// The file an app hands back (`X-Accel-Redirect: /path`, or `X-Sendfile`), as a
+/// response the handlers finish from the static side.
+fn internal_redirect(parts: &http::response::Parts) -> Option<Response<Body>> {
+    let target = parts
+        .headers
+        .get("x-accel-redirect")
+        .or_else(|| parts.headers.get("x-sendfile"))?
+        .to_str()
+        .ok()?
+        .trim()
+        .to_string();
+    let mut res = Response::new(Body::empty());
+    for name in KEPT_ON_REDIRECT {
+        for value in parts.headers.get_all(name) {
+            res.headers_mut().append(name, value.clone());
+        }
+    }
+    res.extensions_mut()
+        .insert(response::InternalRedirect(target));
+    Some(res)
+}
+
 /// The upstream's response for the client: hop-by-hop fields removed, `Via` added,
 /// the body streamed through a bounded channel (a break upstream breaks it off).
 fn relay(
@@ -383,6 +409,11 @@ fn relay(
     lease: super::upstream::Lease,
 ) -> Response<Body> {
     let (mut parts, mut incoming) = res.into_parts();
+    if let Some(redirect) = internal_redirect(&parts) {
+        // The app's own body is not wanted.
+        drop(incoming);
+        return redirect;
+    }
     let listed = connection_listed(&parts.headers);
     let names: Vec<HeaderName> = parts.headers.keys().cloned().collect();
     for name in names {

@@ -119,6 +119,11 @@ impl StaticFiles {
         &self.root
     }
 
+    /// Whether dotfiles are served (`--hidden`).
+    pub fn hidden(&self) -> bool {
+        self.settings.hidden
+    }
+
     /// The served folder, to share with the write side.
     pub fn root_handle(&self) -> &Arc<Root> {
         &self.root
