@@ -588,3 +588,95 @@ fn an_app_hands_files_back_with_x_accel_redirect() {
     // Not reachable directly.
     assert_eq!(get(&server, "/protected/report.txt").status, 404);
 }
+
+#[test]
+fn a_slow_client_never_holds_the_app() {
+    // 32 MiB, far more than the sockets between them can hold.
+    const SIZE: usize = 32 * 1024 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = Arc::clone(&done);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            if read_request(&mut reader).is_some() {
+                let s = reader.get_mut();
+                let _ = s.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").as_bytes(),
+                );
+                if s.write_all(&vec![b'b'; SIZE]).is_ok() {
+                    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--proxy", &format!("/=http://{addr}")]);
+    let mut client = connect(server.addr());
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // The client reads nothing, yet the app gets its whole answer out.
+    let app_done = poll_until(IO_TIMEOUT, || {
+        done.load(std::sync::atomic::Ordering::SeqCst).then_some(())
+    });
+    assert!(
+        app_done.is_some(),
+        "the app was held by a client that does not read"
+    );
+    let mut all = Vec::new();
+    client.read_to_end(&mut all).unwrap();
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(all.len() - end, SIZE);
+    assert!(all[end..].iter().all(|&b| b == b'b'));
+}
+
+#[test]
+fn server_sent_events_arrive_one_by_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            if read_request(&mut reader).is_some() {
+                let s = reader.get_mut();
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+                for i in 0..3 {
+                    let event = format!("data: {i}\n\n");
+                    let _ = s.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes());
+                    let _ = s.flush();
+                    // The next event only after the client saw this one.
+                    if go_rx.recv().is_err() {
+                        return;
+                    }
+                }
+                let _ = s.write_all(b"0\r\n\r\n");
+            }
+        }
+    });
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--proxy", &format!("/=http://{addr}")]);
+    let mut client = BufReader::new(connect(server.addr()));
+    client
+        .get_mut()
+        .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut seen = String::new();
+    for i in 0..3 {
+        let want = format!("data: {i}");
+        while !seen.contains(&want) {
+            let mut line = String::new();
+            assert!(
+                client.read_line(&mut line).unwrap() > 0,
+                "ended before {want}: {seen}"
+            );
+            seen.push_str(&line);
+        }
+        go_tx.send(()).unwrap();
+    }
+    assert!(seen
+        .to_lowercase()
+        .contains("content-type: text/event-stream"));
+}

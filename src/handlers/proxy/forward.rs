@@ -375,6 +375,59 @@ fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// Whether a response must reach the client as the app makes it (server-sent
+/// events, or the app's `X-Accel-Buffering: no`) rather than be buffered.
+fn streams(headers: &HeaderMap) -> bool {
+    let event_stream = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+    let asked = headers
+        .get("x-accel-buffering")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
+    event_stream || asked
+}
+
+/// Passes an unbuffered response through chunk by chunk; a body shorter than its
+/// announced `length` is broken off.
+async fn stream_through(
+    mut incoming: hyper::body::Incoming,
+    length: Option<u64>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    lease: super::upstream::Lease,
+) {
+    // Counted as outstanding until the body is through.
+    let _lease = lease;
+    let mut seen: u64 = 0;
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await;
+        let chunk = match frame {
+            None => break,
+            Some(Err(e)) => Err(std::io::Error::other(e)),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => Ok(data),
+                Err(_) => continue,
+            },
+        };
+        let failed = chunk.is_err();
+        if let Ok(data) = &chunk {
+            seen += data.len() as u64;
+        }
+        if tx.send(chunk).await.is_err() || failed {
+            return;
+        }
+    }
+    if length.is_some_and(|n| seen < n) {
+        let _ = tx
+            .send(Err(std::io::Error::other("upstream ended early")))
+            .await;
+    }
+}
+
 /// Fields of an app's response that stay when it hands a file back
 /// (`X-Accel-Redirect`): the ones about the client, not about the bytes.
 const KEPT_ON_REDIRECT: [&str; 3] = ["set-cookie", "content-disposition", "cache-control"];
@@ -408,7 +461,7 @@ fn relay(
     head_request: bool,
     lease: super::upstream::Lease,
 ) -> Response<Body> {
-    let (mut parts, mut incoming) = res.into_parts();
+    let (mut parts, incoming) = res.into_parts();
     if let Some(redirect) = internal_redirect(&parts) {
         // The app's own body is not wanted.
         drop(incoming);
@@ -421,14 +474,16 @@ fn relay(
             parts.headers.remove(&name);
         }
     }
+    let streamed = streams(&parts.headers);
+    // The app's note to wharf, not to the client.
+    parts.headers.remove("x-accel-buffering");
     append_list(&mut parts.headers, "via", VIA);
     let length = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let no_body = head_request
-        || parts.status.is_informational()
+    let no_body = parts.status.is_informational()
         || parts.status == StatusCode::NO_CONTENT
         || parts.status == StatusCode::NOT_MODIFIED;
     let body = if head_request {
@@ -436,42 +491,18 @@ fn relay(
         let (_, rx) = tokio::sync::mpsc::channel(1);
         match length {
             Some(n) => Body::channel_of_len(rx, n),
-            None => Body::empty(),
+            None => Body::channel(rx),
         }
     } else if no_body {
         Body::empty()
     } else {
         parts.headers.remove(header::CONTENT_LENGTH);
         let (tx, rx) = tokio::sync::mpsc::channel(RESPONSE_CHUNKS);
-        tokio::spawn(async move {
-            // Counted as outstanding until the body is through.
-            let _lease = lease;
-            let mut seen: u64 = 0;
-            loop {
-                let frame = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await;
-                let chunk = match frame {
-                    None => break,
-                    Some(Err(e)) => Err(std::io::Error::other(e)),
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => Ok(data),
-                        Err(_) => continue,
-                    },
-                };
-                let failed = chunk.is_err();
-                if let Ok(data) = &chunk {
-                    seen += data.len() as u64;
-                }
-                if tx.send(chunk).await.is_err() || failed {
-                    return;
-                }
-            }
-            // Shorter than announced: break the response off.
-            if length.is_some_and(|n| seen < n) {
-                let _ = tx
-                    .send(Err(std::io::Error::other("upstream ended early")))
-                    .await;
-            }
-        });
+        if streamed {
+            tokio::spawn(stream_through(incoming, length, tx, lease));
+        } else {
+            super::buffer::spawn(incoming, length, tx, lease);
+        }
         match length {
             Some(n) => Body::channel_of_len(rx, n),
             None => Body::channel(rx),

@@ -15,6 +15,7 @@
 //! upstream that dies mid-body breaks the client's response off rather than end it
 //! short.
 
+pub mod buffer;
 pub mod forward;
 pub mod spool;
 pub mod upstream;

@@ -1,0 +1,174 @@
+//! Response buffering: an app's response is read at the app's speed, whatever the
+//! client's, so a slow client never pins an app worker (nginx's `proxy_buffering`).
+//!
+//! What the client has not taken yet waits in memory up to [`IN_MEMORY`] bytes, then
+//! in an unnamed temporary file; the client is fed from memory first, then from the
+//! file, in order. Streams that must arrive as they are made (`text/event-stream`,
+//! or an app's `X-Accel-Buffering: no`) are not buffered.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body::Body as _;
+use tokio::sync::{mpsc, Notify};
+
+/// Bytes of a response held in memory before the rest goes to a file.
+const IN_MEMORY: usize = 1024 * 1024;
+/// Bytes read back from the file at a time.
+const READ_SIZE: usize = 256 * 1024;
+
+/// What the app sent that the client has not taken yet.
+#[derive(Default)]
+struct Pending {
+    memory: VecDeque<Bytes>,
+    in_memory: usize,
+    /// Once anything went to the file, everything after it does too (order).
+    file: Option<Arc<File>>,
+    written: u64,
+    read: u64,
+    /// The app's response ended (`Ok`) or broke (`Err`).
+    ended: Option<Result<(), String>>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    changed: Notify,
+}
+
+/// Reads `incoming` to its end at the app's pace and feeds `tx` at the client's;
+/// `keep` lives (the upstream counted busy) until the app's side is read.
+/// A body shorter than its announced `expected` length is broken off too.
+pub fn spawn(
+    mut incoming: hyper::body::Incoming,
+    expected: Option<u64>,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    keep: impl Send + 'static,
+) {
+    let shared = Arc::new(Shared {
+        pending: Mutex::new(Pending::default()),
+        changed: Notify::new(),
+    });
+    let producer = Arc::clone(&shared);
+    tokio::spawn(async move {
+        let _keep = keep;
+        let mut seen: u64 = 0;
+        let outcome = loop {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await;
+            let data = match frame {
+                None if expected.is_some_and(|n| seen < n) => {
+                    break Err("upstream ended early".to_string())
+                }
+                None => break Ok(()),
+                Some(Err(e)) => break Err(e.to_string()),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            seen += data.len() as u64;
+            if let Err(e) = producer.store(data).await {
+                break Err(e.to_string());
+            }
+        };
+        producer.lock().ended = Some(outcome);
+        producer.changed.notify_one();
+    });
+    tokio::spawn(async move {
+        loop {
+            let next = shared.next().await;
+            let last = !matches!(next, Some(Ok(_)));
+            if let Some(item) = next {
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+            if last {
+                return;
+            }
+        }
+    });
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `data` for the client: in memory while there is room and nothing is in
+    /// the file, else appended to the file.
+    async fn store(&self, data: Bytes) -> io::Result<()> {
+        let file = {
+            let mut p = self.lock();
+            if p.file.is_none() && p.in_memory + data.len() <= IN_MEMORY {
+                p.in_memory += data.len();
+                p.memory.push_back(data);
+                drop(p);
+                self.changed.notify_one();
+                return Ok(());
+            }
+            p.file.clone()
+        };
+        let file = match file {
+            Some(file) => file,
+            None => {
+                let file = Arc::new(
+                    tokio::task::spawn_blocking(tempfile::tempfile)
+                        .await
+                        .map_err(io::Error::other)??,
+                );
+                self.lock().file = Some(Arc::clone(&file));
+                file
+            }
+        };
+        let at = self.lock().written;
+        let len = data.len() as u64;
+        let writer = Arc::clone(&file);
+        tokio::task::spawn_blocking(move || writer.write_all_at(&data, at))
+            .await
+            .map_err(io::Error::other)??;
+        self.lock().written += len;
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// The next piece for the client, waiting for the app if there is none yet;
+    /// `None` at the end, an error if the app's response broke.
+    async fn next(&self) -> Option<io::Result<Bytes>> {
+        loop {
+            let step = {
+                let mut p = self.lock();
+                if let Some(chunk) = p.memory.pop_front() {
+                    p.in_memory -= chunk.len();
+                    return Some(Ok(chunk));
+                }
+                match (&p.file, &p.ended) {
+                    (Some(file), _) if p.read < p.written => {
+                        Some((Arc::clone(file), p.read, p.written - p.read))
+                    }
+                    (_, Some(Ok(()))) => return None,
+                    (_, Some(Err(e))) => return Some(Err(io::Error::other(e.clone()))),
+                    (_, None) => None,
+                }
+            };
+            let Some((file, at, available)) = step else {
+                // A wake-up sent meanwhile is kept as a permit: none is lost.
+                self.changed.notified().await;
+                continue;
+            };
+            let len = available.min(READ_SIZE as u64) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len];
+                file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r);
+            return Some(read.inspect(|chunk| self.lock().read += chunk.len() as u64));
+        }
+    }
+}
