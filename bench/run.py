@@ -99,15 +99,16 @@ def make_site(root):
 
 
 class Server:
-    def __init__(self, name, argv, port, scheme="http", env=None, stdout=None):
+    def __init__(self, name, argv, port, scheme="http", env=None, stdout=None, cpu=SERVER_CPU):
         self.name, self.argv, self.port, self.scheme, self.env = name, argv, port, scheme, env
+        self.cpu = cpu
         self.stdout = stdout
         self.proc = None
 
     def start(self):
         out = open(self.stdout, "ab") if self.stdout else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU] + self.argv,
+            ["taskset", "-c", self.cpu] + self.argv,
             stdout=out,
             stderr=subprocess.DEVNULL,
             env=self.env,
@@ -248,6 +249,8 @@ TESTS = {
     "256m-download": dict(kind="download", path="/256m.bin", unit="MB/s"),
     "h2c-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=False),
     "h2-tls-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=True),
+    "proxy-1k": dict(kind="wrk", path="/1k.bin", connections=50, unit="req/s", proxy=True),
+    "proxy-256m": dict(kind="download", path="/256m.bin", unit="MB/s", proxy=True),
     "put-1g": dict(kind="put", path="/big.bin", unit="MB/s", upload=True),
     "put-4k": dict(kind="wrk", path="/", connections=10, unit="req/s", upload=True,
                    script="put4k.lua"),
@@ -314,8 +317,8 @@ def main():
         )
         ports = {
             name: free_port()
-            for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "ng_put", "wh", "wh_tls", "wh_log",
-                         "wh_put")
+            for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "ng_put", "ng_proxy", "up",
+                         "wh", "wh_tls", "wh_log", "wh_put", "wh_proxy")
         }
         uploads = os.path.join(tmp, "uploads")
         os.makedirs(os.path.join(uploads, ".nginx-body"))
@@ -326,10 +329,18 @@ def main():
                 PREFIX=ng_dir, PORT=ports["ng"], H2C_PORT=ports["ng_h2c"],
                 TLS_PORT=ports["ng_tls"], LOG_PORT=ports["ng_log"], CERT=cert, KEY=key,
                 ROOT=site, PUT_PORT=ports["ng_put"], UPLOAD_ROOT=uploads,
+                PROXY_PORT=ports["ng_proxy"], UP_PORT=ports["up"],
+            )
+        with open(os.path.join(HERE, "upstream.conf")) as f:
+            up_conf_text = string.Template(f.read()).substitute(
+                PREFIX=ng_dir, UP_PORT=ports["up"], ROOT=site,
             )
         ng_conf = os.path.join(ng_dir, "nginx.conf")
         with open(ng_conf, "w") as f:
             f.write(conf)
+        up_conf = os.path.join(ng_dir, "upstream.conf")
+        with open(up_conf, "w") as f:
+            f.write(up_conf_text)
         wharf_args = [wharf_bin, site, "-b", "127.0.0.1", "--quiet", "--workers", "1"]
         nginx = Server("nginx", ["nginx", "-c", ng_conf, "-p", ng_dir], ports["ng"])
         wharf = Server("wharf", wharf_args + ["-p", str(ports["wh"])], ports["wh"])
@@ -347,6 +358,16 @@ def main():
             ports["wh_log"],
             stdout=os.path.join(tmp, "wharf-access.log"),
         )
+        upstream = Server("upstream", ["nginx", "-c", up_conf, "-p", ng_dir], ports["up"],
+                          cpu=CLIENT_CPU)
+        empty = os.path.join(tmp, "empty")
+        os.makedirs(empty)
+        wharf_proxy = Server(
+            "wharf",
+            [wharf_bin, empty, "-b", "127.0.0.1", "--quiet", "--workers", "1",
+             "--proxy", f"/=http://127.0.0.1:{ports['up']}", "-p", str(ports["wh_proxy"])],
+            ports["wh_proxy"],
+        )
         wharf_put = Server(
             "wharf",
             [wharf_bin, uploads, "-b", "127.0.0.1", "--quiet", "--workers", "1", "--upload",
@@ -358,6 +379,8 @@ def main():
         def endpoints(test):
             if test.get("upload"):
                 return [nginx.at(ports["ng_put"], "http"), wharf_put]
+            if test.get("proxy"):
+                return [nginx.at(ports["ng_proxy"], "http"), wharf_proxy]
             if test.get("logged"):
                 return [nginx.at(ports["ng_log"], "http"), wharf_log]
             if test.get("tls"):
@@ -381,7 +404,7 @@ def main():
                     s.close()
                 memory[server.name] = (idle, busy)
                 server.stop()
-            for server in (nginx, wharf, wharf_tls, wharf_log, wharf_put):
+            for server in (upstream, nginx, wharf, wharf_tls, wharf_log, wharf_put, wharf_proxy):
                 server.start()
             # Warm everything (page cache, open-file caches, wharf's ETag of the big file).
             for t in tests:
@@ -402,7 +425,7 @@ def main():
                         results[t][ep.name].append(run_one(ep, TESTS[t], args.duration))
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         finally:
-            for server in (nginx, wharf, wharf_tls, wharf_log, wharf_put):
+            for server in (upstream, nginx, wharf, wharf_tls, wharf_log, wharf_put, wharf_proxy):
                 server.stop()
 
     print(f"\n{args.rounds} rounds of {args.duration} s; server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}\n")

@@ -241,6 +241,37 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
         out.push_str("  - Security headers are added to every response.\n");
     }
     writes(config, &mut out);
+    for proxy in &config.proxies {
+        let _ = writeln!(
+            out,
+            "  - {} is passed to {} (--proxy; request bodies buffered: {}).",
+            proxy.prefix,
+            proxy.upstreams.join(", "),
+            if proxy.buffer_request { "yes" } else { "no" }
+        );
+    }
+    for rule in &config.site.rules {
+        if let Some(crate::handlers::Handler::Proxy(route)) = &rule.handler {
+            let _ = writeln!(
+                out,
+                "  - {} is passed to {} (proxy rule{}).",
+                rule.path.as_str(),
+                route.upstreams().collect::<Vec<_>>().join(", "),
+                if route.files_first {
+                    ", files first"
+                } else {
+                    ""
+                }
+            );
+        }
+        if rule.internal {
+            let _ = writeln!(
+                out,
+                "  - {} is internal: only an app's X-Accel-Redirect reaches it.",
+                rule.path.as_str()
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "  - Limits: request head within {}, idle connections closed after {}, header section {} bytes, request target {} bytes.",

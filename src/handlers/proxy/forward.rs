@@ -22,6 +22,8 @@ use crate::http::response;
 
 /// What `Via` says wharf is.
 const VIA: &str = "1.1 wharf";
+/// Bodies up to this size are read whole before the response starts.
+const SMALL_BODY: u64 = 64 * 1024;
 /// Chunks of a response in flight between upstream and client.
 const RESPONSE_CHUNKS: usize = 16;
 /// How long a streamed request body may pause (when not buffered).
@@ -234,7 +236,13 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
                     }
                     return switched(&mut res);
                 }
-                return relay(res, head.method == Method::HEAD, lease);
+                return relay(
+                    res,
+                    head.method == Method::HEAD,
+                    lease,
+                    route.response_timeout,
+                )
+                .await;
             }
         }
     }
@@ -375,6 +383,21 @@ fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// A body of exactly `len` bytes, read whole; `None` if it breaks off or differs.
+async fn read_whole(incoming: &mut hyper::body::Incoming, len: u64) -> Option<Bytes> {
+    let mut data = bytes::BytesMut::with_capacity(len as usize);
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *incoming).poll_frame(cx)).await
+    {
+        if let Ok(chunk) = frame.ok()?.into_data() {
+            if (data.len() + chunk.len()) as u64 > len {
+                return None;
+            }
+            data.extend_from_slice(&chunk);
+        }
+    }
+    (data.len() as u64 == len).then(|| data.freeze())
+}
+
 /// Whether a response must reach the client as the app makes it (server-sent
 /// events, or the app's `X-Accel-Buffering: no`) rather than be buffered.
 fn streams(headers: &HeaderMap) -> bool {
@@ -456,12 +479,13 @@ fn internal_redirect(parts: &http::response::Parts) -> Option<Response<Body>> {
 
 /// The upstream's response for the client: hop-by-hop fields removed, `Via` added,
 /// the body streamed through a bounded channel (a break upstream breaks it off).
-fn relay(
+async fn relay(
     res: Response<hyper::body::Incoming>,
     head_request: bool,
     lease: super::upstream::Lease,
+    wait: std::time::Duration,
 ) -> Response<Body> {
-    let (mut parts, incoming) = res.into_parts();
+    let (mut parts, mut incoming) = res.into_parts();
     if let Some(redirect) = internal_redirect(&parts) {
         // The app's own body is not wanted.
         drop(incoming);
@@ -486,7 +510,19 @@ fn relay(
     let no_body = parts.status.is_informational()
         || parts.status == StatusCode::NO_CONTENT
         || parts.status == StatusCode::NOT_MODIFIED;
-    let body = if head_request {
+    // A small body of known length is read here, whole, and sent as one piece:
+    // no task, no channel (most API answers are a few KiB).
+    let small = length.filter(|&n| n <= SMALL_BODY && !head_request && !no_body && !streamed);
+    let body = if let Some(n) = small {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let whole = tokio::time::timeout(wait, read_whole(&mut incoming, n)).await;
+        drop(lease);
+        match whole {
+            Ok(Some(bytes)) => Body::bytes(bytes),
+            // Broken off, or longer or shorter than announced.
+            _ => return response::error(StatusCode::BAD_GATEWAY),
+        }
+    } else if head_request {
         // No body, but the length a GET would have, as the upstream said.
         let (_, rx) = tokio::sync::mpsc::channel(1);
         match length {
