@@ -207,8 +207,16 @@ fn invalid_configurations_name_file_line_and_key() {
         ("port = = 1\n", ":1:"),
         ("[section]\nkey = 1\n", "unknown key \"section\""),
         (
-            "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\n",
+            "[[rule]]\npath = \"/x/\"\nhandler = \"magic\"\n",
             ":3: key \"rule.handler\": unknown handler",
+        ),
+        (
+            "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\n",
+            ":3: key \"rule.handler\": a proxy rule needs upstreams",
+        ),
+        (
+            "[[rule]]\npath = \"/x/\"\nupstreams = [\"http://a:1\"]\n",
+            ":3: key \"rule.upstreams\": only a rule with handler = \"proxy\" takes it",
         ),
         (
             "[[rule]]\npath = \"/old/*\"\nredirect = \"/new/{1}\"\nrewrite = \"/x\"\n",
