@@ -679,3 +679,37 @@ fn server_sent_events_arrive_one_by_one() {
         .to_lowercase()
         .contains("content-type: text/event-stream"));
 }
+
+#[test]
+fn https_upstreams_are_verified() {
+    let (tmp, root) = temp_root();
+    let app_root = tmp.path().join("app");
+    write_file(&app_root, "secure.txt", "over tls");
+    let cert = common::client::localhost_cert();
+    let (c, k) = common::client::write_cert(tmp.path(), &cert);
+    let app = Server::start_https(
+        &app_root,
+        &[
+            "--tls-cert",
+            c.to_str().unwrap(),
+            "--tls-key",
+            k.to_str().unwrap(),
+        ],
+    );
+    let url = format!("https://localhost:{}", app.port());
+    let rule = |extra: &str| {
+        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"{url}\"]\n{extra}")
+    };
+    // Trusted through tls-ca (relative to the file): served.
+    let conf = tmp.path().join("trusting.toml");
+    std::fs::write(&conf, rule("tls-ca = \"cert.pem\"\n")).unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let res = get(&server, "/secure.txt");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, b"over tls");
+    // A self-signed certificate nobody vouches for: refused.
+    let conf = tmp.path().join("plain.toml");
+    std::fs::write(&conf, rule("")).unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    assert_eq!(get(&server, "/secure.txt").status, 502);
+}

@@ -300,7 +300,7 @@ fn read_file(path: &Path) -> Result<(Vec<Entry>, Site), LayerError> {
     for (key, value) in &table {
         let line = key_line(&text, key);
         if SITE_KEYS.contains(&key.as_str()) {
-            site_entry(&mut site, key, value, &text)
+            site_entry(&mut site, key, value, &text, dir)
                 .map_err(|(line, m)| LayerError::File(format!("{shown}:{line}: {m}")))?;
             continue;
         }

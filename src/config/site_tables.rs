@@ -19,11 +19,13 @@ pub(super) const SITE_KEYS: &[&str] = &["rule", "error-pages", "security-headers
 pub(super) type SiteError = (usize, String);
 
 /// Reads one site-level key into `site`.
+/// Relative paths in it (a proxy's `tls-ca`) are relative to `dir`, the file's folder.
 pub(super) fn site_entry(
     site: &mut Site,
     key: &str,
     value: &toml::Value,
     text: &str,
+    dir: &std::path::Path,
 ) -> Result<(), SiteError> {
     let line = key_line(text, key);
     match (key, value) {
@@ -91,7 +93,7 @@ pub(super) fn site_entry(
                 let toml::Value::Table(rule) = rule else {
                     return Err((base, "key \"rule\": each rule is a [[rule]] table".into()));
                 };
-                site.rules.push(parse_rule(rule, text, base)?);
+                site.rules.push(parse_rule(rule, text, base, dir)?);
             }
         }
         _ => return Err((line, format!("key \"{key}\": expected [[{key}]] tables"))),
@@ -122,6 +124,7 @@ const RULE_KEYS: &[&str] = &[
     "upstream-headers",
     "trusted-proxies",
     "balance",
+    "tls-ca",
     "internal",
 ];
 
@@ -135,6 +138,7 @@ const PROXY_KEYS: &[&str] = &[
     "upstream-headers",
     "trusted-proxies",
     "balance",
+    "tls-ca",
 ];
 
 /// Headers a rule may not set: they frame the message, and a wrong value would
@@ -149,7 +153,12 @@ const FRAMING_HEADERS: &[&str] = &[
     "trailer",
 ];
 
-fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteError> {
+fn parse_rule(
+    rule: &toml::Table,
+    text: &str,
+    base: usize,
+    dir: &std::path::Path,
+) -> Result<Rule, SiteError> {
     let at = |key: &str| line_in_section(text, base, key);
     let string = |key: &str| -> Result<Option<String>, SiteError> {
         match rule.get(key) {
@@ -352,7 +361,7 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
     };
     let handler = match string("handler")?.as_deref() {
         None => None,
-        Some("proxy") => Some(proxy_handler(rule, &path, text, base, &nets)?),
+        Some("proxy") => Some(proxy_handler(rule, &path, (text, base, dir), &nets)?),
         Some(name) => Some(
             Handler::parse(name)
                 .map_err(|e| (at("handler"), format!("key \"rule.handler\": {e}")))?,
@@ -441,11 +450,11 @@ fn parse_rule(rule: &toml::Table, text: &str, base: usize) -> Result<Rule, SiteE
 
 /// A `handler = "proxy"` rule's route: its upstreams and options, each checked with
 /// the line it is on.
+/// `(text, base, dir)`: the file's text, the rule's first line, the file's folder.
 fn proxy_handler(
     rule: &toml::Table,
     path: &Glob,
-    text: &str,
-    base: usize,
+    (text, base, base_dir): (&str, usize, &std::path::Path),
     nets: &dyn Fn(&str) -> Result<Vec<IpNet>, SiteError>,
 ) -> Result<Handler, SiteError> {
     let at = |key: &str| line_in_section(text, base, key);
@@ -518,6 +527,11 @@ fn proxy_handler(
         Some(_) => return Err(fail("upstream-headers", "expected a table".into())),
     }
     settings.trusted = nets("trusted-proxies")?;
+    match rule.get("tls-ca") {
+        None => {}
+        Some(toml::Value::String(p)) => settings.tls_roots.push(base_dir.join(p)),
+        Some(_) => return Err(fail("tls-ca", "expected the path of a PEM file".into())),
+    }
     match rule.get("balance").map(|v| v.as_str()) {
         None => {}
         Some(Some("least-outstanding")) => {}

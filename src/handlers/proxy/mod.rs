@@ -1,6 +1,7 @@
 //! The reverse proxy: requests under a prefix go to an app server (gunicorn,
 //! uvicorn, a Node or Go process) over HTTP/1.1 or a unix socket, whatever the client
-//! spoke to wharf.
+//! spoke to wharf, or over TLS (`https://`, certificates checked against the
+//! system's roots and any `tls-ca` the route adds).
 //!
 //! wharf protects the app from slow clients: by default a request body is received
 //! whole (in memory up to 64 KiB, then in an unnamed temporary file) before the
@@ -79,6 +80,8 @@ pub struct RouteSettings {
     pub trusted: Vec<IpNet>,
     /// Round robin instead of least outstanding requests.
     pub round_robin: bool,
+    /// PEM certificates trusted for https upstreams besides the system's.
+    pub tls_roots: Vec<std::path::PathBuf>,
 }
 
 impl RouteSettings {
@@ -95,6 +98,7 @@ impl RouteSettings {
             add_headers: Vec::new(),
             trusted: Vec::new(),
             round_robin: false,
+            tls_roots: Vec::new(),
         }
     }
 }
@@ -117,9 +121,19 @@ impl Route {
             Balance::LeastOutstanding
         };
         let pool = Arc::new(Pool::new(upstreams, balance));
+        let needs_tls = pool
+            .upstreams
+            .iter()
+            .any(|u| matches!(u.address, upstream::Address::Tls(..)));
+        let tls = if needs_tls {
+            Some(upstream::tls_connector(&settings.tls_roots)?)
+        } else {
+            None
+        };
         let connector = Connector {
             pool: Arc::clone(&pool),
             connect_timeout: settings.connect_timeout,
+            tls,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)

@@ -28,6 +28,8 @@ const REST: Duration = Duration::from_secs(10);
 pub enum Address {
     /// `host:port` over TCP.
     Tcp(String),
+    /// `host:port` over TCP, then TLS with the certificate checked for `host`.
+    Tls(String, String),
     /// A unix socket.
     Unix(PathBuf),
 }
@@ -59,20 +61,20 @@ impl Upstream {
             let uri: Uri = url
                 .parse()
                 .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-            match uri.scheme_str() {
-                Some("http") => {}
-                Some("https") => {
+            let tls = match uri.scheme_str() {
+                Some("http") => false,
+                Some("https") => true,
+                _ => {
                     return Err(format!(
-                        "{url:?}: https upstreams are not supported; use http:// or unix:"
+                        "{url:?}: expected http://HOST:PORT, https://HOST:PORT or unix:/PATH"
                     ))
                 }
-                _ => return Err(format!("{url:?}: expected http://HOST:PORT or unix:/PATH")),
-            }
+            };
             let authority = uri.authority().ok_or_else(|| format!("{url:?}: no host"))?;
             if authority.as_str().contains('@') {
                 return Err(format!("{url:?}: no user information in upstream URLs"));
             }
-            let port = authority.port_u16().unwrap_or(80);
+            let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
             let host = authority.host();
             if uri.query().is_some() {
                 return Err(format!("{url:?}: an upstream URL has no query"));
@@ -81,7 +83,13 @@ impl Upstream {
                 "" | "/" if !url.trim_end().ends_with('/') => None,
                 p => Some(p.to_string()),
             };
-            (Address::Tcp(format!("{host}:{port}")), path)
+            let hostport = format!("{host}:{port}");
+            let address = if tls {
+                Address::Tls(hostport, host.trim_matches(['[', ']']).to_string())
+            } else {
+                Address::Tcp(hostport)
+            };
+            (address, path)
         };
         Ok(Upstream {
             address,
@@ -187,10 +195,56 @@ impl Pool {
 
 /// The connector hyper's client uses: the host of the URI it is given names the
 /// upstream (`u<index>.upstream`), which says where to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Connector {
     pub(super) pool: Arc<Pool>,
     pub(super) connect_timeout: Duration,
+    /// For https upstreams: the system's roots, and any the route adds.
+    pub(super) tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The TLS client for https upstreams: certificates checked against the system's
+/// roots and the PEM certificates in `extra_roots` (an internal CA).
+pub fn tls_connector(
+    extra_roots: &[std::path::PathBuf],
+) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    for cert in system.certs {
+        let _ = roots.add(cert);
+    }
+    for path in extra_roots {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut added = 0;
+        for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            let cert: rustls_pki_types::CertificateDer<'static> =
+                cert.map_err(|e| format!("{}: not a PEM certificate: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("{}: no certificate in it", path.display()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// The host name that stands for upstream `index` in request URIs.
@@ -217,6 +271,7 @@ impl tower_service::Service<Uri> for Connector {
             .and_then(|i| self.pool.upstreams.get(i))
             .map(|u| u.address.clone());
         let timeout = self.connect_timeout;
+        let tls = self.tls.clone();
         Box::pin(async move {
             let address = address.ok_or_else(|| io::Error::other("no such upstream"))?;
             let connect = async {
@@ -227,6 +282,16 @@ impl tower_service::Service<Uri> for Connector {
                         Ok(Stream::Tcp(tcp))
                     }
                     Address::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+                    Address::Tls(hostport, host) => {
+                        let tcp = TcpStream::connect(hostport.as_str()).await?;
+                        let _ = tcp.set_nodelay(true);
+                        let name = rustls_pki_types::ServerName::try_from(host.clone())
+                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                        let tls = tls.ok_or_else(|| io::Error::other("no TLS client"))?;
+                        tls.connect(name, tcp)
+                            .await
+                            .map(|s| Stream::Tls(Box::new(s)))
+                    }
                 }
             };
             match tokio::time::timeout(timeout, connect).await {
@@ -244,6 +309,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A unix socket.
     Unix(UnixStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Connection for Stream {
@@ -261,6 +328,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -274,6 +342,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -285,6 +354,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -296,6 +366,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -303,6 +374,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
