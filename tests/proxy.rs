@@ -713,3 +713,28 @@ fn https_upstreams_are_verified() {
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
     assert_eq!(get(&server, "/secure.txt").status, 502);
 }
+
+#[test]
+fn malformed_upstream_answers_are_502() {
+    let (_t, root) = temp_root();
+    let long_header = format!(
+        "HTTP/1.1 200 OK\r\nX-Long: {}\r\nContent-Length: 0\r\n\r\n",
+        "v".repeat(1024 * 1024)
+    );
+    for answer in [
+        b"NOT HTTP AT ALL\r\n\r\n".to_vec(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec(),
+        b"HTTP/1.1 2000 Weird\r\n\r\n".to_vec(),
+        long_header.into_bytes(),
+    ] {
+        let app = Upstream::start(&answer);
+        let server = Server::start(&root, &["--proxy", &format!("/=http://{}", app.addr)]);
+        let res = get(&server, "/x");
+        assert_eq!(
+            res.status,
+            502,
+            "{}",
+            String::from_utf8_lossy(&answer[..answer.len().min(60)])
+        );
+    }
+}
