@@ -935,7 +935,7 @@ fn fingerprint_line(server: &Server) -> String {
 }
 
 fn sha256_fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)
         .as_ref()
         .iter()
         .map(|b| format!("{b:02X}"))

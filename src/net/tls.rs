@@ -274,7 +274,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// `AB:CD:…` SHA-256 of a DER certificate.
 pub fn fingerprint(der: &CertificateDer<'_>) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
     let mut out = String::with_capacity(95);
     for (i, b) in digest.as_ref().iter().enumerate() {
         if i > 0 {

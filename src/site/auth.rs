@@ -179,7 +179,7 @@ const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0+Qhk6Jd6eMbAqCwTd0gqMZV0S5M8ZdrJ0CdnwA2rM0";
 
 fn remember_key(user: &str, password: &str, hash: Option<&str>) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in [user, "\0", password, "\0", hash.unwrap_or("")] {
         ctx.update(part.as_bytes());
     }
@@ -206,7 +206,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// An argon2id hash (PHC string) of `password` with a fresh random salt.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+    aws_lc_rs::rand::fill(&mut salt)
         .map_err(|_| "no randomness available for a salt".to_string())?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     Argon2::default()
