@@ -65,6 +65,8 @@ pub(super) fn site_entry(
                     line,
                     format!("key \"users.{name}\": expected a password hash string"),
                 ))?;
+                crate::site::auth::check_hash(name, hash)
+                    .map_err(|e| (line, format!("key \"users.{name}\": {e}")))?;
                 hashes.insert(name.clone(), hash.to_string());
             }
             site.users = std::sync::Arc::new(

@@ -63,16 +63,24 @@ impl Users {
     /// Validates every hash (PHC format, argon2) up front; the error names the user.
     pub fn new(hashes: HashMap<String, String>) -> Result<Users, String> {
         for (user, hash) in &hashes {
-            let parsed = PasswordHash::new(hash)
-                .map_err(|e| format!("user \"{user}\": not a password hash ({e}); make one with `wharf hash-password`"))?;
-            if !parsed.algorithm.as_str().starts_with("argon2") {
-                return Err(format!("user \"{user}\": only argon2 hashes are accepted"));
-            }
+            check_hash(user, hash)?;
         }
         Ok(Users {
             hashes,
             ..Users::default()
         })
+    }
+
+    /// The users whose hash is [`EXAMPLE_HASH`], sorted.
+    pub fn with_example_hash(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .hashes
+            .iter()
+            .filter(|(_, hash)| hash.as_str() == EXAMPLE_HASH)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     /// Whether any user is defined.
@@ -158,6 +166,21 @@ impl Users {
         remembered.insert(key, Instant::now());
     }
 }
+
+/// Checks that `hash` is an argon2 password hash (PHC string); the error names `user`.
+pub fn check_hash(user: &str, hash: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(hash).map_err(|e| {
+        format!("user \"{user}\": not a password hash ({e}); make one with `wharf hash-password`")
+    })?;
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err(format!("user \"{user}\": only argon2 hashes are accepted"));
+    }
+    Ok(())
+}
+
+/// The hash in `wharf.example.toml`, whose password that file prints: a site using it
+/// is open to anyone who has read the example.
+pub const EXAMPLE_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bzBbXuTeqoof7ZHvwCPXQg$/XkfcwCQCm4bgi4u/ULHoinGWKSNKuYKNLru7JYdWtg";
 
 /// Failures are counted per IPv4 address and per IPv6 /64 (one subscriber's block), so
 /// an attacker cannot get fresh attempts by rotating through one network's addresses.
@@ -266,6 +289,22 @@ mod tests {
             users.verify(&headers("alice", "s3cret"), other),
             Verdict::User("alice".into())
         );
+    }
+
+    #[test]
+    fn the_example_hash_is_the_one_the_example_file_ships() {
+        let example = include_str!("../../wharf.example.toml");
+        assert!(example.contains(&format!("\"{EXAMPLE_HASH}\"")));
+        let users = Users::new(
+            [
+                ("b".to_string(), EXAMPLE_HASH.to_string()),
+                ("a".to_string(), EXAMPLE_HASH.to_string()),
+                ("c".to_string(), hash_password("x").unwrap()),
+            ]
+            .into(),
+        )
+        .unwrap();
+        assert_eq!(users.with_example_hash(), ["a", "b"]);
     }
 
     #[test]

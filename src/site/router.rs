@@ -101,9 +101,17 @@ impl Router {
     }
 
     /// Settings that are valid but probably not what the operator meant: custom error
-    /// pages that name nothing under the root (the plain page is sent instead).
+    /// pages that name nothing under the root (the plain page is sent instead), and
+    /// users whose password hash is the example file's (whose password it prints).
     pub fn warnings(&self) -> Vec<String> {
         let root = self.handlers.root();
+        let example_users = self.settings.rules.users.with_example_hash();
+        let example = example_users.into_iter().map(|user| {
+            format!(
+                "user \"{user}\" has the password hash from wharf.example.toml, whose \
+                 password is printed in that file: make a new one with `wharf hash-password`"
+            )
+        });
         self.settings
             .rules
             .error_pages
@@ -122,6 +130,7 @@ impl Router {
                     root.path().display()
                 )
             })
+            .chain(example)
             .collect()
     }
 
