@@ -272,6 +272,38 @@ fn basic_auth_guards_the_rule_paths_only() {
 }
 
 #[test]
+fn the_access_log_names_the_authenticated_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path());
+    let auth = basic("alice", "alice-pw");
+    let ok = request(
+        &server,
+        "GET",
+        "/private/p.txt?as=alice",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(ok.status, 200);
+    let line = server.wait_for_log(|l| l.contains("/private/p.txt?as=alice"));
+    assert!(line.starts_with("127.0.0.1 - alice ["), "{line}");
+    assert!(!line.contains("alice-pw"), "{line}");
+    // No user: a dash, also when the credentials were wrong.
+    let wrong = basic("alice", "nope");
+    let denied = request(
+        &server,
+        "GET",
+        "/private/p.txt?as=wrong",
+        &[("Authorization", &wrong)],
+    );
+    assert_eq!(denied.status, 401);
+    let line = server.wait_for_log(|l| l.contains("/private/p.txt?as=wrong"));
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    let open = request(&server, "GET", "/open/o.txt", &[("Authorization", &auth)]);
+    assert_eq!(open.status, 200);
+    let line = server.wait_for_log(|l| l.contains("/open/o.txt"));
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+}
+
+#[test]
 fn repeated_failures_from_one_client_are_throttled() {
     let tmp = tempfile::tempdir().unwrap();
     let server = start(tmp.path());

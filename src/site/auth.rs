@@ -54,6 +54,11 @@ pub enum Verdict {
     Throttled,
 }
 
+/// The user a request authenticated as, put in its response's extensions for the
+/// access log (nginx's `$remote_user`). Never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUser(pub String);
+
 /// The `WWW-Authenticate` challenge.
 pub fn challenge() -> HeaderValue {
     HeaderValue::from_static("Basic realm=\"wharf\", charset=\"UTF-8\"")

@@ -305,12 +305,17 @@ impl Router {
             .map(|(rule, _)| *rule)
             .collect();
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
+        let mut authenticated = None;
         let mut res = if guards.iter().any(|rule| !rule.admits(remote)) {
             response::error(StatusCode::FORBIDDEN)
         } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
             // Preflights carry no credentials: they are answered before authentication.
             return cors.preflight(req);
-        } else if let Some(refused) = self.authenticate(req, remote, &guards).await {
+        } else if let Err(refused) = self
+            .authenticate(req, remote, &guards)
+            .await
+            .map(|user| authenticated = user)
+        {
             refused
         } else if let Some((redirect, caps)) = matched
             .iter()
@@ -377,6 +382,9 @@ impl Router {
                 );
             }
         }
+        if let Some(user) = authenticated {
+            res.extensions_mut().insert(auth::RemoteUser(user));
+        }
         res
     }
 
@@ -387,19 +395,20 @@ impl Router {
             .unwrap_or_default()
     }
 
-    /// Checks HTTP Basic credentials when a matching rule asks for them: `None` to go
-    /// on, or the refusal (401 with a challenge, 403 for a user the rule does not
-    /// admit, 429 after too many failures from this client).
+    /// Checks HTTP Basic credentials when a matching rule asks for them: `Ok` to go
+    /// on, with the user when one authenticated, or the refusal (401 with a
+    /// challenge, 403 for a user the rule does not admit, 429 after too many failures
+    /// from this client).
     async fn authenticate(
         &self,
         req: &Parts,
         remote: IpAddr,
         guards: &[&rules::Rule],
-    ) -> Option<Response<Body>> {
+    ) -> Result<Option<String>, Response<Body>> {
         let required: Vec<&rules::AuthRule> =
             guards.iter().filter_map(|r| r.auth.as_ref()).collect();
         if required.is_empty() {
-            return None;
+            return Ok(None);
         }
         let users = Arc::clone(&self.settings.rules.users);
         let verdict = if users.throttled(remote) {
@@ -414,13 +423,13 @@ impl Router {
                 .unwrap_or(Verdict::Denied)
         };
         match verdict {
-            Verdict::User(user) if required.iter().all(|r| r.admits(&user)) => None,
-            Verdict::User(_) => Some(response::error(StatusCode::FORBIDDEN)),
+            Verdict::User(user) if required.iter().all(|r| r.admits(&user)) => Ok(Some(user)),
+            Verdict::User(_) => Err(response::error(StatusCode::FORBIDDEN)),
             Verdict::Denied => {
                 let mut res = response::error(StatusCode::UNAUTHORIZED);
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, auth::challenge());
-                Some(res)
+                Err(res)
             }
             Verdict::Throttled => {
                 let mut res = response::error(StatusCode::TOO_MANY_REQUESTS);
@@ -428,7 +437,7 @@ impl Router {
                     header::RETRY_AFTER,
                     HeaderValue::from(auth::FAIL_WINDOW.as_secs()),
                 );
-                Some(res)
+                Err(res)
             }
         }
     }
