@@ -107,11 +107,15 @@ pub fn run(config: Config) -> Result<(), String> {
         max_header_size: config.max_header_size,
     };
     let shutdown = CancellationToken::new();
+    let force = CancellationToken::new();
+    let finished = Finished::new(config.workers);
     let worker = |listeners: Vec<Bound>| Worker {
         listeners,
         router: Arc::clone(&router),
         limits: limits.clone(),
         shutdown: shutdown.clone(),
+        force: force.clone(),
+        finished: finished.clone(),
         grace: config.grace_period,
     };
 
@@ -137,6 +141,13 @@ pub fn run(config: Config) -> Result<(), String> {
         if let Ok(Err(e)) = thread.join() {
             eprintln!("wharf: {e}");
         }
+    }
+    if force.is_cancelled() {
+        // Stopping now: what stdout has not taken within a moment is left behind.
+        log.flush(Duration::from_millis(200));
+        return result.and(Err(
+            "stopped at once (interrupted again); unfinished responses were cut off".into(),
+        ));
     }
     log.flush(Duration::from_secs(2));
     result
@@ -214,7 +225,44 @@ struct Worker {
     router: Arc<Router>,
     limits: Limits,
     shutdown: CancellationToken,
+    /// Cancelled by a second SIGINT/SIGTERM during the grace period: stop now.
+    force: CancellationToken,
+    /// Counts the workers whose connections are done, so that the worker listening
+    /// for signals listens until every worker is done.
+    finished: Finished,
     grace: Duration,
+}
+
+/// Workers not done yet, and a token cancelled when none is left.
+#[derive(Clone)]
+struct Finished {
+    left: Arc<std::sync::atomic::AtomicUsize>,
+    all: CancellationToken,
+}
+
+impl Finished {
+    fn new(workers: usize) -> Finished {
+        Finished {
+            left: Arc::new(std::sync::atomic::AtomicUsize::new(workers)),
+            all: CancellationToken::new(),
+        }
+    }
+}
+
+/// One worker's part of [`Finished`]: done when dropped, however the worker ends.
+struct Done(Finished);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if self
+            .0
+            .left
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.all.cancel();
+        }
+    }
 }
 
 impl Worker {
@@ -228,6 +276,7 @@ impl Worker {
     ) -> Result<(), String> {
         let log = self.router.log().clone();
         log.batch_on_this_thread();
+        let done = Done(self.finished.clone());
         runtime.block_on(async move {
             let tasks = TaskTracker::new();
             let shared = Arc::new(net::connection::Shared {
@@ -260,6 +309,7 @@ impl Worker {
                     kind,
                 ));
             }
+            let listens = signals.is_some();
             if let Some((mut signals, tls)) = signals {
                 let certs = tls.as_ref().map(|t| Arc::clone(t.certs()));
                 let housekeeping = tokio::spawn(async move {
@@ -279,20 +329,40 @@ impl Worker {
                     }
                 }
                 housekeeping.abort();
+                let open = net::clock::responses_in_flight();
+                let plural = if open == 1 { "" } else { "s" };
                 eprintln!(
-                    "wharf: shutting down; waiting up to {} for open responses",
+                    "wharf: shutting down: finishing {open} response{plural} (waiting up to {}); \
+                     Ctrl-C again stops now",
                     humantime::format_duration(self.grace)
                 );
                 self.shutdown.cancel();
+                // A second interrupt (or SIGTERM) during the grace period stops at once.
+                let force = self.force.clone();
+                tokio::spawn(async move {
+                    while let Signal::Reload = signals.wait().await {}
+                    force.cancel();
+                });
             } else {
                 self.shutdown.cancelled().await;
             }
             tasks.close();
-            if tokio::time::timeout(self.grace, tasks.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!("grace period over; closing remaining connections");
+            tokio::select! {
+                waited = tokio::time::timeout(self.grace, tasks.wait()) => {
+                    if waited.is_err() {
+                        tracing::warn!("grace period over; closing remaining connections");
+                    }
+                }
+                _ = self.force.cancelled() => {}
+            }
+            drop(done);
+            if listens {
+                // Other workers may still be finishing responses: a second signal must
+                // reach them too.
+                tokio::select! {
+                    _ = self.finished.all.cancelled() => {}
+                    _ = self.force.cancelled() => {}
+                }
             }
             Ok::<(), String>(())
         })?;
@@ -329,6 +399,8 @@ enum Signal {
 }
 
 /// SIGINT, SIGTERM and SIGHUP, installed before serving so none can kill the process.
+/// The first SIGINT or SIGTERM starts a graceful shutdown; a second one during the
+/// grace period stops at once.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
