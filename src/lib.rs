@@ -193,8 +193,18 @@ fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>
     let https_port = site.first().map_or(443, |(_, local)| local.port());
     let mut listeners = Vec::new();
     for (listener, local) in site {
+        let mut urls = usable_urls(scheme, local).into_iter();
+        let first = urls
+            .next()
+            .unwrap_or_else(|| format!("{scheme}://{local}/"));
+        let others: Vec<String> = urls.collect();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (every interface: also {})", others.join(", "))
+        };
         eprintln!(
-            "wharf: serving {} at {scheme}://{local}/",
+            "wharf: serving {} at {first}{also}",
             router.root().path().display()
         );
         let kind = match &tls {
@@ -217,6 +227,47 @@ fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>
         listeners.push((listener, ListenerKind::RedirectToHttps { https_port }));
     }
     Ok((listeners, tls))
+}
+
+/// URLs a browser can use for a listener bound to `local`: the address itself, or for
+/// an unspecified address (`0.0.0.0`, `::`) the loopback URL first and then each
+/// interface's address (IPv4 for `0.0.0.0`; both families for the dual-stack `::`;
+/// link-local IPv6 addresses, which need a zone, left out).
+fn usable_urls(scheme: &str, local: SocketAddr) -> Vec<String> {
+    let interfaces: Vec<std::net::IpAddr> = if local.ip().is_unspecified() {
+        if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .iter()
+            .map(if_addrs::Interface::ip)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    urls_for(scheme, local, &interfaces)
+}
+
+/// [`usable_urls`] given the interfaces' addresses.
+fn urls_for(scheme: &str, local: SocketAddr, interfaces: &[std::net::IpAddr]) -> Vec<String> {
+    let url = |ip: std::net::IpAddr| format!("{scheme}://{}/", SocketAddr::new(ip, local.port()));
+    let ip = local.ip();
+    if !ip.is_unspecified() {
+        return vec![url(ip)];
+    }
+    let v6 = ip.is_ipv6();
+    let mut ips: Vec<std::net::IpAddr> = vec![std::net::Ipv4Addr::LOCALHOST.into()];
+    if v6 {
+        ips.push(std::net::Ipv6Addr::LOCALHOST.into());
+    }
+    for &ip in interfaces.iter().filter(|ip| !ip.is_loopback()) {
+        let usable = match ip {
+            std::net::IpAddr::V4(_) => true,
+            std::net::IpAddr::V6(a) => v6 && (a.segments()[0] & 0xffc0) != 0xfe80,
+        };
+        if usable && !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips.into_iter().map(url).collect()
 }
 
 /// One worker thread: an event loop serving connections from its listeners.
@@ -438,5 +489,38 @@ fn raise_fd_limit() {
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_print_usable_urls() {
+        let interfaces: Vec<std::net::IpAddr> =
+            ["127.0.0.1", "192.0.2.7", "::1", "fe80::1", "2001:db8::5"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect();
+        let at = |addr: &str| urls_for("http", addr.parse().unwrap(), &interfaces);
+        assert_eq!(
+            at("0.0.0.0:8000"),
+            ["http://127.0.0.1:8000/", "http://192.0.2.7:8000/"]
+        );
+        assert_eq!(
+            at("[::]:8000"),
+            [
+                "http://127.0.0.1:8000/",
+                "http://[::1]:8000/",
+                "http://192.0.2.7:8000/",
+                "http://[2001:db8::5]:8000/"
+            ]
+        );
+        assert_eq!(at("192.0.2.7:443"), ["http://192.0.2.7:443/"]);
+        assert_eq!(
+            urls_for("https", "[::1]:9".parse().unwrap(), &[]),
+            ["https://[::1]:9/"]
+        );
     }
 }
