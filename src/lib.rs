@@ -371,6 +371,15 @@ impl Worker {
                         if let Some(certs) = certs.as_ref().filter(|c| c.files_changed()) {
                             reload_certificate(certs, "its files changed");
                         }
+                        match certs.as_ref().and_then(|c| c.renew_if_due()) {
+                            Some(Ok(())) => {
+                                eprintln!("wharf: renewed the self-signed TLS certificate")
+                            }
+                            Some(Err(e)) => eprintln!(
+                                "wharf: kept the current TLS certificate; renewal failed: {e}"
+                            ),
+                            None => {}
+                        }
                     }
                 });
                 while let Signal::Reload = signals.wait().await {
