@@ -175,11 +175,15 @@ pub fn run(config: Config) -> Result<(), String> {
         max_header_size: config.max_header_size,
     };
     let shutdown = CancellationToken::new();
+    let force = CancellationToken::new();
+    let finished = Finished::new(config.workers);
     let worker = |listeners: Vec<Bound>| Worker {
         listeners,
         router: Arc::clone(&router),
         limits: limits.clone(),
         shutdown: shutdown.clone(),
+        force: force.clone(),
+        finished: finished.clone(),
         grace: config.grace_period,
     };
 
@@ -205,6 +209,13 @@ pub fn run(config: Config) -> Result<(), String> {
         if let Ok(Err(e)) = thread.join() {
             eprintln!("wharf: {e}");
         }
+    }
+    if force.is_cancelled() {
+        // Stopping now: what stdout has not taken within a moment is left behind.
+        log.flush(Duration::from_millis(200));
+        return result.and(Err(
+            "stopped at once (interrupted again); unfinished responses were cut off".into(),
+        ));
     }
     log.flush(Duration::from_secs(2));
     result
@@ -250,8 +261,18 @@ fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>
     let https_port = site.first().map_or(443, |(_, local)| local.port());
     let mut listeners = Vec::new();
     for (listener, local) in site {
+        let mut urls = usable_urls(scheme, local).into_iter();
+        let first = urls
+            .next()
+            .unwrap_or_else(|| format!("{scheme}://{local}/"));
+        let others: Vec<String> = urls.collect();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (every interface: also {})", others.join(", "))
+        };
         eprintln!(
-            "wharf: serving {} at {scheme}://{local}/",
+            "wharf: serving {} at {first}{also}",
             router.root().path().display()
         );
         let kind = match &tls {
@@ -276,13 +297,91 @@ fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>
     Ok((listeners, tls))
 }
 
+/// URLs a browser can use for a listener bound to `local`: the address itself, or for
+/// an unspecified address (`0.0.0.0`, `::`) the loopback URL first and then each
+/// interface's address (IPv4 for `0.0.0.0`; both families for the dual-stack `::`;
+/// link-local IPv6 addresses, which need a zone, left out).
+fn usable_urls(scheme: &str, local: SocketAddr) -> Vec<String> {
+    let interfaces: Vec<std::net::IpAddr> = if local.ip().is_unspecified() {
+        if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .iter()
+            .map(if_addrs::Interface::ip)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    urls_for(scheme, local, &interfaces)
+}
+
+/// [`usable_urls`] given the interfaces' addresses.
+fn urls_for(scheme: &str, local: SocketAddr, interfaces: &[std::net::IpAddr]) -> Vec<String> {
+    let url = |ip: std::net::IpAddr| format!("{scheme}://{}/", SocketAddr::new(ip, local.port()));
+    let ip = local.ip();
+    if !ip.is_unspecified() {
+        return vec![url(ip)];
+    }
+    let v6 = ip.is_ipv6();
+    let mut ips: Vec<std::net::IpAddr> = vec![std::net::Ipv4Addr::LOCALHOST.into()];
+    if v6 {
+        ips.push(std::net::Ipv6Addr::LOCALHOST.into());
+    }
+    for &ip in interfaces.iter().filter(|ip| !ip.is_loopback()) {
+        let usable = match ip {
+            std::net::IpAddr::V4(_) => true,
+            std::net::IpAddr::V6(a) => v6 && (a.segments()[0] & 0xffc0) != 0xfe80,
+        };
+        if usable && !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips.into_iter().map(url).collect()
+}
+
 /// One worker thread: an event loop serving connections from its listeners.
 struct Worker {
     listeners: Vec<Bound>,
     router: Arc<Router>,
     limits: Limits,
     shutdown: CancellationToken,
+    /// Cancelled by a second SIGINT/SIGTERM during the grace period: stop now.
+    force: CancellationToken,
+    /// Counts the workers whose connections are done, so that the worker listening
+    /// for signals listens until every worker is done.
+    finished: Finished,
     grace: Duration,
+}
+
+/// Workers not done yet, and a token cancelled when none is left.
+#[derive(Clone)]
+struct Finished {
+    left: Arc<std::sync::atomic::AtomicUsize>,
+    all: CancellationToken,
+}
+
+impl Finished {
+    fn new(workers: usize) -> Finished {
+        Finished {
+            left: Arc::new(std::sync::atomic::AtomicUsize::new(workers)),
+            all: CancellationToken::new(),
+        }
+    }
+}
+
+/// One worker's part of [`Finished`]: done when dropped, however the worker ends.
+struct Done(Finished);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if self
+            .0
+            .left
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.all.cancel();
+        }
+    }
 }
 
 impl Worker {
@@ -296,6 +395,7 @@ impl Worker {
     ) -> Result<(), String> {
         let log = self.router.log().clone();
         log.batch_on_this_thread();
+        let done = Done(self.finished.clone());
         runtime.block_on(async move {
             let tasks = TaskTracker::new();
             let shared = Arc::new(net::connection::Shared {
@@ -328,6 +428,7 @@ impl Worker {
                     kind,
                 ));
             }
+            let listens = signals.is_some();
             if let Some((mut signals, tls)) = signals {
                 let certs = tls.as_ref().map(|t| Arc::clone(t.certs()));
                 let housekeeping = tokio::spawn(async move {
@@ -338,6 +439,15 @@ impl Worker {
                         if let Some(certs) = certs.as_ref().filter(|c| c.files_changed()) {
                             reload_certificate(certs, "its files changed");
                         }
+                        match certs.as_ref().and_then(|c| c.renew_if_due()) {
+                            Some(Ok(())) => {
+                                eprintln!("wharf: renewed the self-signed TLS certificate")
+                            }
+                            Some(Err(e)) => eprintln!(
+                                "wharf: kept the current TLS certificate; renewal failed: {e}"
+                            ),
+                            None => {}
+                        }
                     }
                 });
                 while let Signal::Reload = signals.wait().await {
@@ -347,20 +457,40 @@ impl Worker {
                     }
                 }
                 housekeeping.abort();
+                let open = net::clock::responses_in_flight();
+                let plural = if open == 1 { "" } else { "s" };
                 eprintln!(
-                    "wharf: shutting down; waiting up to {} for open responses",
+                    "wharf: shutting down: finishing {open} response{plural} (waiting up to {}); \
+                     Ctrl-C again stops now",
                     humantime::format_duration(self.grace)
                 );
                 self.shutdown.cancel();
+                // A second interrupt (or SIGTERM) during the grace period stops at once.
+                let force = self.force.clone();
+                tokio::spawn(async move {
+                    while let Signal::Reload = signals.wait().await {}
+                    force.cancel();
+                });
             } else {
                 self.shutdown.cancelled().await;
             }
             tasks.close();
-            if tokio::time::timeout(self.grace, tasks.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!("grace period over; closing remaining connections");
+            tokio::select! {
+                waited = tokio::time::timeout(self.grace, tasks.wait()) => {
+                    if waited.is_err() {
+                        tracing::warn!("grace period over; closing remaining connections");
+                    }
+                }
+                _ = self.force.cancelled() => {}
+            }
+            drop(done);
+            if listens {
+                // Other workers may still be finishing responses: a second signal must
+                // reach them too.
+                tokio::select! {
+                    _ = self.finished.all.cancelled() => {}
+                    _ = self.force.cancelled() => {}
+                }
             }
             Ok::<(), String>(())
         })?;
@@ -397,6 +527,8 @@ enum Signal {
 }
 
 /// SIGINT, SIGTERM and SIGHUP, installed before serving so none can kill the process.
+/// The first SIGINT or SIGTERM starts a graceful shutdown; a second one during the
+/// grace period stops at once.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -434,5 +566,38 @@ fn raise_fd_limit() {
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
         let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_print_usable_urls() {
+        let interfaces: Vec<std::net::IpAddr> =
+            ["127.0.0.1", "192.0.2.7", "::1", "fe80::1", "2001:db8::5"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect();
+        let at = |addr: &str| urls_for("http", addr.parse().unwrap(), &interfaces);
+        assert_eq!(
+            at("0.0.0.0:8000"),
+            ["http://127.0.0.1:8000/", "http://192.0.2.7:8000/"]
+        );
+        assert_eq!(
+            at("[::]:8000"),
+            [
+                "http://127.0.0.1:8000/",
+                "http://[::1]:8000/",
+                "http://192.0.2.7:8000/",
+                "http://[2001:db8::5]:8000/"
+            ]
+        );
+        assert_eq!(at("192.0.2.7:443"), ["http://192.0.2.7:443/"]);
+        assert_eq!(
+            urls_for("https", "[::1]:9".parse().unwrap(), &[]),
+            ["https://[::1]:9/"]
+        );
     }
 }

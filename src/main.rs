@@ -34,8 +34,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(StderrStyle)
         .init();
     let explain = layered.cli.explain;
     let sources = layered.sources;
@@ -69,18 +68,46 @@ Read a password and print its argon2id hash, for the [users] table of a configur
 
 Usage: wharf hash-password
 
-The password is read from the terminal without echoing it, or as one line of standard
-input:  echo 'secret' | wharf hash-password";
+The password is read from the terminal without echoing it, twice (the two must match),
+or as one line of standard input:  echo 'secret' | wharf hash-password";
 
-/// `wharf hash-password`: reads a password (one line of standard input, not echoed
-/// on a terminal) and prints its argon2id hash for the `[users]` table.
+/// `wharf hash-password`: reads a password (one line of standard input; on a terminal
+/// asked twice without echo, and refused when the two differ) and prints its argon2id
+/// hash for the `[users]` table.
 fn hash_password() -> ExitCode {
-    use std::io::{BufRead, IsTerminal, Write};
-    let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal();
-    let mut echo_off = None;
+    use std::io::IsTerminal;
+    let interactive = std::io::stdin().is_terminal();
+    let password = match read_password(interactive.then_some("Password: ")) {
+        Ok(password) => password,
+        Err(e) => return fail(&format!("cannot read the password: {e}")),
+    };
+    if password.is_empty() {
+        return fail("no password given (type it, or pipe it on standard input)");
+    }
     if interactive {
-        eprint!("Password: ");
+        match read_password(Some("Same password again: ")) {
+            Ok(again) if again == password => {}
+            Ok(_) => return fail("the two passwords differ; nothing was hashed"),
+            Err(e) => return fail(&format!("cannot read the password: {e}")),
+        }
+    }
+    match wharf::site::auth::hash_password(&password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot hash the password: {e}")),
+    }
+}
+
+/// One line of standard input without its line ending. With a `prompt` (standard input
+/// is a terminal), the prompt goes to stderr and the terminal does not echo the line.
+fn read_password(prompt: Option<&str>) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let mut echo_off = None;
+    if let Some(prompt) = prompt {
+        eprint!("{prompt}");
         let _ = std::io::stderr().flush();
         if let Ok(mut term) = rustix::termios::tcgetattr(&stdin) {
             let saved = term.clone();
@@ -98,23 +125,47 @@ fn hash_password() -> ExitCode {
         let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
         eprintln!();
     }
-    if let Err(e) = read {
-        return fail(&format!("cannot read the password: {e}"));
-    }
-    let password = line.trim_end_matches(['\n', '\r']);
-    if password.is_empty() {
-        return fail("no password given (type it, or pipe it on standard input)");
-    }
-    match wharf::site::auth::hash_password(password) {
-        Ok(hash) => {
-            println!("{hash}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&format!("cannot hash the password: {e}")),
-    }
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 fn fail(message: &str) -> ExitCode {
     eprintln!("wharf: {message}");
     ExitCode::FAILURE
+}
+
+/// Diagnostics (tracing events) in the style of every other line wharf writes to
+/// stderr: `wharf: warning: …`, `wharf: error: …`; `wharf: debug: target: …` with
+/// `WHARF_LOG=debug`. No timestamp (the terminal or the service manager adds one) and no
+/// colours.
+struct StderrStyle;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for StderrStyle
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing::Level;
+        let meta = event.metadata();
+        let level = match *meta.level() {
+            Level::ERROR => "error: ",
+            Level::WARN => "warning: ",
+            Level::INFO => "",
+            Level::DEBUG => "debug: ",
+            Level::TRACE => "trace: ",
+        };
+        write!(writer, "wharf: {level}")?;
+        // Whose diagnostic it is matters once other crates' are shown.
+        if *meta.level() > Level::INFO {
+            write!(writer, "{}: ", meta.target())?;
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }

@@ -100,6 +100,83 @@ fn hash_password_prints_an_argon2id_hash_and_refuses_empty_input() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("wharf: no password given"));
 }
 
+/// Runs `wharf hash-password` with a pseudo-terminal as standard input, typing each of
+/// `lines` once the prompt that asks for it is on stderr; returns (success, stdout,
+/// stderr).
+fn hash_on_a_terminal(lines: &[&str]) -> (bool, String, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, slave) = {
+        let (mut m, mut s) = (-1, -1);
+        // SAFETY: openpty writes two descriptors into the given ints; the other pointer
+        // arguments may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut m,
+                &mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors were just opened and are owned by nobody else.
+        unsafe {
+            (
+                std::fs::File::from(OwnedFd::from_raw_fd(m)),
+                OwnedFd::from_raw_fd(s),
+            )
+        }
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("hash-password")
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let stderr = std::sync::Arc::clone(&stderr);
+        let mut pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut byte = [0u8; 1];
+            while let Ok(1) = std::io::Read::read(&mut pipe, &mut byte) {
+                stderr.lock().unwrap().push(byte[0] as char);
+            }
+        })
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let asked = poll_until(LOG_TIMEOUT, || {
+            (stderr.lock().unwrap().matches(": ").count() > i).then_some(())
+        });
+        assert!(asked.is_some(), "prompt {i}: {:?}", stderr.lock().unwrap());
+        master.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let stderr = stderr.lock().unwrap().clone();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+#[test]
+fn hash_password_on_a_terminal_asks_twice() {
+    let (ok, stdout, stderr) = hash_on_a_terminal(&["s3cret", "s3cret"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("$argon2id$"), "{stdout}");
+    assert!(stderr.contains("again"), "{stderr}");
+    let (ok, stdout, stderr) = hash_on_a_terminal(&["s3cret", "s3cert"]);
+    assert!(!ok, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("wharf: the two passwords differ"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn hash_password_has_help_and_refuses_arguments() {
     let run = |arg: &str| {
@@ -192,6 +269,38 @@ fn basic_auth_guards_the_rule_paths_only() {
         );
         assert!(!line.contains(&basic("alice", "alice-pw")[6..]), "{line}");
     }
+}
+
+#[test]
+fn the_access_log_names_the_authenticated_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path());
+    let auth = basic("alice", "alice-pw");
+    let ok = request(
+        &server,
+        "GET",
+        "/private/p.txt?as=alice",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(ok.status, 200);
+    let line = server.wait_for_log(|l| l.contains("/private/p.txt?as=alice"));
+    assert!(line.starts_with("127.0.0.1 - alice ["), "{line}");
+    assert!(!line.contains("alice-pw"), "{line}");
+    // No user: a dash, also when the credentials were wrong.
+    let wrong = basic("alice", "nope");
+    let denied = request(
+        &server,
+        "GET",
+        "/private/p.txt?as=wrong",
+        &[("Authorization", &wrong)],
+    );
+    assert_eq!(denied.status, 401);
+    let line = server.wait_for_log(|l| l.contains("/private/p.txt?as=wrong"));
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    let open = request(&server, "GET", "/open/o.txt", &[("Authorization", &auth)]);
+    assert_eq!(open.status, 200);
+    let line = server.wait_for_log(|l| l.contains("/open/o.txt"));
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
 }
 
 #[test]

@@ -331,3 +331,53 @@ fn invalid_flag_values_are_rejected_cleanly() {
         );
     }
 }
+
+#[test]
+fn a_mistyped_subcommand_is_not_taken_for_a_folder() {
+    let (tmp, _root) = temp_root();
+    let run = run_to_exit(&["hash-pasword"], Some(tmp.path()));
+    assert_one_line_wharf_error(&run, "hash-pasword");
+    assert!(
+        run.stderr
+            .contains("hash-pasword is not a command or a folder"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("`wharf hash-password`"),
+        "{}",
+        run.stderr
+    );
+    let run = run_to_exit(&["help"], Some(tmp.path()));
+    assert_one_line_wharf_error(&run, "help");
+    assert!(
+        run.stderr.contains("help is not a command"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("wharf --help"), "{}", run.stderr);
+    // A path that does not exist is still a missing folder.
+    let run = run_to_exit(&["./nope"], Some(tmp.path()));
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    // And a folder of that name is served.
+    fs::create_dir(tmp.path().join("help")).unwrap();
+    let server = Server::spawn(&["help", "-p", "0", "-b", "127.0.0.1"], Some(tmp.path()));
+    assert_eq!(get(&server, "/").status, 200);
+}
+
+#[test]
+fn usage_lists_hash_password() {
+    let run = run_to_exit(&["--help"], None);
+    let usage: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Usage:"))
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(
+        usage
+            .iter()
+            .any(|l| l.trim_end().ends_with("wharf hash-password")),
+        "{usage:?}"
+    );
+}

@@ -400,3 +400,191 @@ fn a_missing_error_page_is_a_warning() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("500: /oops.html"), "{warnings:?}");
 }
+
+/// The hash `wharf.example.toml` ships (its password is printed in that file).
+const EXAMPLE_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$bzBbXuTeqoof7ZHvwCPXQg$/XkfcwCQCm4bgi4u/ULHoinGWKSNKuYKNLru7JYdWtg";
+
+#[test]
+fn sizes_take_units_everywhere() {
+    let (tmp, root) = temp_root();
+    let config = write_config(
+        tmp.path(),
+        "cache-size = \"8MiB\"\ncompress-cache-size = \"1GiB\"\n",
+    );
+    let out = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--max-header-size"),
+            OsStr::new("32KiB"),
+            OsStr::new("--explain"),
+        ],
+        &[("WHARF_CACHE_SIZE", "2MiB")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    let row = |key: &str| {
+        report
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} row: {report}"))
+            .to_string()
+    };
+    assert!(row("max-header-size").contains("32 KiB"), "{report}");
+    assert!(row("compress-cache-size").contains("1 GiB"), "{report}");
+    // The environment wins over the file.
+    assert!(row("cache-size").contains("2 MiB"), "{report}");
+    let help = run(&[OsStr::new("--help")], &[]);
+    let help = text(&help.stdout);
+    assert!(help.contains("[default: 64MiB]"), "{help}");
+    assert!(help.contains("[default: 16KiB]"), "{help}");
+    // And a server starts with them.
+    let server = Server::start(
+        &root,
+        &[
+            "--cache-size",
+            "64MiB",
+            "--max-header-size",
+            "16KiB",
+            "--compress-cache-size",
+            "1GiB",
+        ],
+    );
+    assert_eq!(get(&server, "/").status, 200);
+}
+
+#[test]
+fn an_invalid_variable_is_named() {
+    let (_tmp, root) = temp_root();
+    for (var, value) in [
+        ("WHARF_HIDDEN", ""),
+        ("WHARF_PORT", "eighty"),
+        ("WHARF_CACHE_SIZE", "lots"),
+    ] {
+        let out = run(&[root.as_os_str()], &[(var, value)]);
+        assert!(!out.status.success(), "{var}={value:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!("wharf: {var}: invalid value")),
+            "{var}={value:?}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    // On the command line the flag's own error stands.
+    let out = run(
+        &[root.as_os_str(), OsStr::new("--port"), OsStr::new("x")],
+        &[("WHARF_PORT", "80")],
+    );
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("WHARF_PORT"), "{stderr}");
+    assert!(stderr.contains("'x'"), "{stderr}");
+}
+
+#[test]
+fn a_bad_user_entry_names_its_own_line() {
+    let (tmp, root) = temp_root();
+    let config = write_config(
+        tmp.path(),
+        &format!("[users]\nalice = \"{EXAMPLE_HASH}\"\nbob = \"plaintext\"\n"),
+    );
+    let out = run(
+        &[root.as_os_str(), OsStr::new("--config"), config.as_os_str()],
+        &[],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("wharf.toml:3: key \"users.bob\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_example_password_hash_is_warned_about() {
+    let (tmp, root) = temp_root();
+    let config = write_config(
+        tmp.path(),
+        &format!("[users]\nadmin = \"{EXAMPLE_HASH}\"\n"),
+    );
+    let args = [root.as_os_str(), OsStr::new("--config"), config.as_os_str()];
+    let out = run(&[&args[..], &[OsStr::new("--explain")]].concat(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    let warning = report
+        .lines()
+        .find(|l| l.starts_with("warning:") && l.contains("\"admin\""))
+        .unwrap_or_else(|| panic!("no warning about admin: {report}"));
+    assert!(warning.contains("wharf.example.toml"), "{warning}");
+    // Starting with it says the same on stderr.
+    let server = Server::spawn(
+        &[
+            &args[..],
+            &[
+                OsStr::new("-p"),
+                OsStr::new("0"),
+                OsStr::new("-b"),
+                OsStr::new("127.0.0.1"),
+            ],
+        ]
+        .concat(),
+        None,
+    );
+    server.wait_for_stderr(
+        |l| l.starts_with("wharf: warning:") && l.contains("\"admin\"") && l.contains("example"),
+        LOG_TIMEOUT,
+    );
+    // A hash of its own is not warned about.
+    let own = write_config(
+        tmp.path(),
+        "[users]\nadmin = \"$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0+Qhk6Jd6eMbAqCwTd0gqMZV0S5M8ZdrJ0CdnwA2rM0\"\n",
+    );
+    let out = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("--config"),
+            own.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    assert!(
+        !text(&out.stdout).contains("warning:"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn diagnostics_on_stderr_share_the_wharf_style() {
+    let (tmp, root) = temp_root();
+    let config = write_config(tmp.path(), "[error-pages]\n404 = \"/missing.html\"\n");
+    let args = [
+        root.as_os_str(),
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("-p"),
+        OsStr::new("0"),
+        OsStr::new("-b"),
+        OsStr::new("127.0.0.1"),
+    ];
+    let server = Server::spawn(&args, None);
+    server.wait_for_stderr(
+        |l| l.starts_with("wharf: warning: error page for 404"),
+        LOG_TIMEOUT,
+    );
+    for line in server.stderr_lines() {
+        assert!(line.starts_with("wharf: "), "{line:?}");
+        assert!(!line.contains("WARN"), "{line:?}");
+    }
+    drop(server);
+    // WHARF_LOG=debug still shows diagnostics, in the same style.
+    let server = Server::spawn_with_env(&args, &[("WHARF_LOG", OsStr::new("debug"))]);
+    let _ = server.send_raw(b"\x01\x02 not http\r\n\r\n");
+    let line = server.wait_for_stderr(
+        |l| l.contains("connection ended with an error"),
+        LOG_TIMEOUT,
+    );
+    assert!(line.starts_with("wharf: debug: "), "{line:?}");
+}

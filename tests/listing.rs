@@ -458,3 +458,150 @@ fn listings_answer_star_preconditions() {
         assert_eq!(with("If-None-Match", "\"nope\"").status, 200, "{accept}");
     }
 }
+
+/// A folder of `count` empty files `f000000`… under `root/name`.
+fn many_files(root: &Path, name: &str, count: usize) {
+    let dir = root.join(name);
+    fs::create_dir(&dir).unwrap();
+    thread::scope(|scope| {
+        for part in 0..4 {
+            let dir = &dir;
+            scope.spawn(move || {
+                for i in (part..count).step_by(4) {
+                    File::create(dir.join(format!("f{i:06}"))).unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn listings_are_compressed_for_clients_that_accept_it() {
+    let (_tmp, root) = temp_root();
+    for i in 0..200 {
+        write_file(&root, &format!("d/file-{i:03}.txt"), "x");
+    }
+    let server = Server::start(&root, &[]);
+    for accept in ["text/html", "application/json"] {
+        let plain = request(&server, "GET", "/d/", &[("Accept", accept)]);
+        assert_eq!(plain.status, 200);
+        assert_eq!(plain.header("content-encoding"), None);
+        assert!(varies_on_accept_encoding(&plain), "{accept}");
+        assert!(varies_on(&plain, "accept"), "{accept}");
+        // Twice: the first fills the cache, the second is answered from it.
+        for (coding, round) in [("br", 0), ("br", 1), ("gzip", 0), ("zstd", 0)] {
+            let res = request(
+                &server,
+                "GET",
+                "/d/",
+                &[("Accept", accept), ("Accept-Encoding", coding)],
+            );
+            assert_eq!(res.status, 200, "{accept} {coding} {round}");
+            assert_eq!(res.header("content-encoding").as_deref(), Some(coding));
+            assert!(res.body.len() < plain.body.len() / 2, "{accept} {coding}");
+            assert_eq!(decoded_body(&res), plain.body, "{accept} {coding} {round}");
+            assert!(varies_on_accept_encoding(&res) && varies_on(&res, "accept"));
+        }
+    }
+}
+
+#[test]
+fn streamed_listings_are_compressed_as_they_stream() {
+    let (_tmp, root) = temp_root();
+    many_files(&root, "big", 25_000);
+    let server = Server::start(&root, &[]);
+    let plain = get(&server, "/big/");
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.content_length(), None, "expected a streamed listing");
+    let res = request(&server, "GET", "/big/", &[("Accept-Encoding", "gzip, br")]);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-encoding").as_deref(), Some("br"));
+    assert!(varies_on_accept_encoding(&res) && varies_on(&res, "accept"));
+    assert!(res.body.len() < plain.body.len() / 4);
+    assert_eq!(decoded_body(&res), plain.body);
+}
+
+#[test]
+fn listings_have_validators_from_what_they_show() {
+    let (_tmp, root) = temp_root();
+    // Enough entries for the pages to be worth compressing.
+    for i in 0..20 {
+        write_file(&root, &format!("d/a{i:02}.txt"), "a");
+    }
+    many_files(&root, "big", 20_001);
+    let server = Server::start(&root, &[]);
+    for (path, accept) in [
+        ("/d/", "text/html"),
+        ("/d/", "application/json"),
+        ("/big/", "text/html"),
+    ] {
+        let first = request(&server, "GET", path, &[("Accept", accept)]);
+        assert_eq!(first.status, 200);
+        let etag = first
+            .header("etag")
+            .unwrap_or_else(|| panic!("{path} {accept}: no ETag"));
+        let modified = first
+            .header("last-modified")
+            .unwrap_or_else(|| panic!("{path} {accept}: no Last-Modified"));
+        let again = request(
+            &server,
+            "GET",
+            path,
+            &[("Accept", accept), ("If-None-Match", &etag)],
+        );
+        assert_eq!(again.status, 304, "{path} {accept}: If-None-Match");
+        assert!(again.body.is_empty());
+        assert_eq!(again.header("etag").as_deref(), Some(etag.as_str()));
+        let since = request(
+            &server,
+            "GET",
+            path,
+            &[("Accept", accept), ("If-Modified-Since", &modified)],
+        );
+        assert_eq!(since.status, 304, "{path} {accept}: If-Modified-Since");
+        // A compressed listing has a tag of its own.
+        let br = request(
+            &server,
+            "GET",
+            path,
+            &[("Accept", accept), ("Accept-Encoding", "br")],
+        );
+        assert_eq!(br.header("content-encoding").as_deref(), Some("br"));
+        let br_tag = br.header("etag").unwrap();
+        assert_ne!(br_tag, etag, "{path} {accept}");
+        let br_again = request(
+            &server,
+            "GET",
+            path,
+            &[
+                ("Accept", accept),
+                ("Accept-Encoding", "br"),
+                ("If-None-Match", &br_tag),
+            ],
+        );
+        assert_eq!(br_again.status, 304, "{path} {accept}: compressed");
+    }
+    // What the listing shows changes: so does its tag.
+    let before = get(&server, "/d/").header("etag").unwrap();
+    write_file(&root, "d/b.txt", "b");
+    let after = poll_until(LOG_TIMEOUT, || {
+        let res = request(&server, "GET", "/d/", &[("If-None-Match", &before)]);
+        (res.status == 200).then_some(res)
+    })
+    .expect("the listing still matched its old tag after a file was added");
+    assert!(after.body_text().contains("b.txt"));
+    assert_ne!(after.header("etag").unwrap(), before);
+}
+
+#[test]
+fn modification_times_name_their_zone_and_keep_the_exact_time() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "d/a.txt", "a");
+    set_mtime(&root.join("d/a.txt"), unix_time(1_700_000_000));
+    let server = Server::start(&root, &[]);
+    let page = get(&server, "/d/").body_text();
+    assert!(
+        page.contains("<time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13:20 UTC</time>"),
+        "{page}"
+    );
+}

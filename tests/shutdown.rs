@@ -90,3 +90,32 @@ fn in_flight_download_completes_after_sigterm() {
     let status = server.expect_exit();
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn a_second_interrupt_stops_at_once() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "big.bin", big_content());
+    // A grace period far beyond the exit deadline: only a forced stop ends in time.
+    let mut server = Server::start(&root, &["--grace-period", "300s"]);
+
+    // A download whose client stops reading: its response stays in flight.
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/big.bin", &[]));
+    let head = conn.read_head().expect("response head");
+    assert_eq!(head.status, 200);
+    conn.read_exact_bytes(4096).expect("first bytes of body");
+
+    server.signal("INT");
+    let said = server.wait_for_stderr(|l| l.contains("shutting down"), LOG_TIMEOUT);
+    assert!(said.starts_with("wharf: "), "{said}");
+    assert!(said.contains("finishing 1 response "), "{said}");
+    assert!(said.contains("Ctrl-C again stops now"), "{said}");
+
+    server.signal("INT");
+    let status = server.expect_exit();
+    assert!(!status.success(), "a forced stop exited with {status}");
+    let stderr = server.stderr_lines().join("\n");
+    assert!(stderr.contains("wharf: stopped at once"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    drop(conn);
+}

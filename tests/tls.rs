@@ -935,7 +935,7 @@ fn fingerprint_line(server: &Server) -> String {
 }
 
 fn sha256_fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)
         .as_ref()
         .iter()
         .map(|b| format!("{b:02X}"))
@@ -1010,4 +1010,71 @@ async fn self_signed_certificate_is_made_kept_and_reused() {
     let stream = tls_connect(server.addr(), config, "localhost").await;
     let reply = h1_get_over(stream, &server, "/a.txt").await;
     assert_eq!(reply.status, 200);
+}
+
+/// Validity of the PEM certificate at `path`: (subject, not before, not after).
+fn certificate_validity(path: &std::path::Path) -> (String, i64, i64) {
+    let pem = fs::read(path).unwrap();
+    let der = CertificateDer::from_pem_slice(&pem).expect("stored cert is PEM");
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("X.509");
+    let validity = cert.validity();
+    (
+        cert.subject().to_string(),
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    )
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn self_signed_certificate_has_a_subject_and_a_validity_clients_accept() {
+    let (tmp, root, _tls) = fixture();
+    let state = tmp.path().join("state");
+    let env = [("XDG_STATE_HOME", state.as_os_str())];
+    let _server = Server::start_with_env(&root, &["--tls-self-signed"], &env);
+    let (subject, not_before, not_after) =
+        certificate_validity(&state.join("wharf/self-signed-cert.pem"));
+    assert!(subject.contains("wharf local certificate"), "{subject}");
+    assert!(subject.contains("localhost"), "{subject}");
+    const DAY: i64 = 86400;
+    // Apple platforms refuse server certificates valid for more than 825 days.
+    assert!(
+        not_after - not_before <= 825 * DAY,
+        "{not_before}..{not_after}"
+    );
+    let left = not_after - unix_now();
+    assert!((300 * DAY..=400 * DAY).contains(&left), "{left} s left");
+}
+
+#[test]
+fn a_self_signed_certificate_near_its_end_is_made_again() {
+    let (tmp, root, _tls) = fixture();
+    let state = tmp.path().join("state");
+    let dir = state.join("wharf");
+    let env = [("XDG_STATE_HOME", state.as_os_str())];
+    // What a first start keeps: certificate, key, names, expiry.
+    drop(Server::start_with_env(&root, &["--tls-self-signed"], &env));
+    let kept = fs::read(dir.join("self-signed-cert.pem")).unwrap();
+    // Ten days left (as recorded), well inside the 30 days that call for a new one.
+    let soon = unix_now() + 10 * 86400;
+    fs::write(dir.join("self-signed-expires.txt"), format!("{soon}\n")).unwrap();
+    drop(Server::start_with_env(&root, &["--tls-self-signed"], &env));
+    let renewed = fs::read(dir.join("self-signed-cert.pem")).unwrap();
+    assert_ne!(renewed, kept, "the certificate was not made again");
+    let (_, _, not_after) = certificate_validity(&dir.join("self-signed-cert.pem"));
+    assert!(not_after - unix_now() > 300 * 86400);
+    // A certificate kept by an earlier wharf, with no expiry record, is made again too.
+    fs::remove_file(dir.join("self-signed-expires.txt")).unwrap();
+    drop(Server::start_with_env(&root, &["--tls-self-signed"], &env));
+    assert_ne!(fs::read(dir.join("self-signed-cert.pem")).unwrap(), renewed);
+    // One with most of its year left is kept.
+    let current = fs::read(dir.join("self-signed-cert.pem")).unwrap();
+    drop(Server::start_with_env(&root, &["--tls-self-signed"], &env));
+    assert_eq!(fs::read(dir.join("self-signed-cert.pem")).unwrap(), current);
 }

@@ -616,7 +616,7 @@ fn a_large_upload_streams_in_bounded_memory() {
     while sent < total {
         stream.write_all(&chunk).unwrap();
         sent += chunk.len() as u64;
-        if sent % (256 * 1024 * 1024) == 0 {
+        if sent.is_multiple_of(256 * 1024 * 1024) {
             peak = peak.max(rss_kib(server.pid()));
         }
     }

@@ -26,9 +26,17 @@ Examples:
   wharf --tls-cert fullchain.pem --tls-key key.pem -b 0.0.0.0 -p 443 --redirect-http 80
   wharf hash-password        read a password, print its hash for the [users] table";
 
+/// The usage lines of `--help`: serving, and the one subcommand.
+const USAGE: &str = "wharf [OPTIONS] [ROOT|PORT]\n       wharf hash-password";
+
+/// The words wharf takes as its first argument besides a folder or a port, for
+/// suggestions when a folder of the name typed does not exist.
+pub const SUBCOMMANDS: &[&str] = &["hash-password"];
+
 /// `wharf [ROOT|PORT] [OPTIONS]`: serve a folder over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, about, after_help = EXAMPLES, args_override_self = true)]
+#[command(name = "wharf", version, about, after_help = EXAMPLES, args_override_self = true,
+          override_usage = USAGE)]
 pub struct Cli {
     /// Read settings from this TOML file (command-line flags and WHARF_* variables
     /// override it).
@@ -116,9 +124,9 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_timeout, env = "WHARF_IDLE_TIMEOUT")]
     idle_timeout: Duration,
 
-    /// Largest request header section accepted, in bytes; larger gets 431.
-    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024,
-          value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024), env = "WHARF_MAX_HEADER_SIZE")]
+    /// Largest request header section accepted (1KiB to 1MiB); larger gets 431.
+    #[arg(long, value_name = "SIZE", default_value = "16KiB",
+          value_parser = parse_header_size, env = "WHARF_MAX_HEADER_SIZE")]
     max_header_size: u32,
 
     /// Access-log format on stdout.
@@ -135,13 +143,15 @@ pub struct Cli {
     #[arg(long, env = "WHARF_NO_COMPRESS", value_parser = clap::builder::BoolishValueParser::new())]
     no_compress: bool,
 
-    /// Memory for caching responses compressed on the fly, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, env = "WHARF_COMPRESS_CACHE_SIZE")]
+    /// Memory for caching responses compressed on the fly.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size,
+          env = "WHARF_COMPRESS_CACHE_SIZE")]
     compress_cache_size: usize,
 
     /// Memory for the cache of ready responses (small files, compressed variants,
-    /// listings), in bytes; 0 turns it off.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, env = "WHARF_CACHE_SIZE")]
+    /// listings); 0 turns it off.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size,
+          env = "WHARF_CACHE_SIZE")]
     cache_size: usize,
 
     /// Do not write the access log.
@@ -157,8 +167,9 @@ pub struct Cli {
     #[arg(long, env = "WHARF_DELETE", value_parser = clap::builder::BoolishValueParser::new())]
     delete: bool,
 
-    /// Largest upload accepted, in bytes; a larger one gets 413 and nothing is kept.
-    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024 * 1024, env = "WHARF_MAX_UPLOAD_SIZE")]
+    /// Largest upload accepted; a larger one gets 413 and nothing is kept.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_upload_size,
+          env = "WHARF_MAX_UPLOAD_SIZE")]
     max_upload_size: u64,
 
     /// Send requests under PREFIX to the app server at URL (http://HOST:PORT[/PATH]
@@ -248,6 +259,7 @@ pub fn target_is_port(target: &std::ffi::OsStr) -> bool {
 impl Cli {
     /// Resolves the command line into a [`Config`], or a one-line error.
     pub fn into_config(self) -> Result<Config, String> {
+        let positional_root = self.target.is_some();
         let (root, positional_port) = match (self.target, self.directory) {
             (None, dir) => (dir.unwrap_or_else(|| PathBuf::from(".")), None),
             (Some(target), dir) => {
@@ -268,6 +280,9 @@ impl Cli {
                 }
             }
         };
+        if positional_port.is_none() && positional_root {
+            not_a_command(&root)?;
+        }
         let port = match (self.port, positional_port) {
             (Some(a), Some(b)) if a != b => {
                 return Err(format!("two different ports given: {b} and --port {a}"))
@@ -358,6 +373,86 @@ fn parse_proxies(
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     Ok(routes)
+}
+
+/// An upload size limit, with units as every size.
+fn parse_upload_size(text: &str) -> Result<u64, String> {
+    parse_size(text).map(|n| n as u64)
+}
+
+/// Refuses a positional ROOT that names nothing and looks like a mistyped
+/// subcommand (a bare word), saying so and suggesting the closest subcommand, rather
+/// than report a missing folder.
+fn not_a_command(root: &Path) -> Result<(), String> {
+    let Some(word) = root.to_str() else {
+        return Ok(());
+    };
+    let bare = !word.is_empty() && !word.contains('/') && !word.starts_with('.');
+    if !bare || root.exists() {
+        return Ok(());
+    }
+    let mut message = format!("{word} is not a command or a folder");
+    let closest = SUBCOMMANDS
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .min();
+    if word.eq_ignore_ascii_case("help") {
+        message.push_str("; for help, run `wharf --help`");
+    } else if let Some((_, command)) = closest.filter(|(d, c)| *d <= c.len() / 3) {
+        message.push_str(&format!("; did you mean `wharf {command}`?"));
+    } else {
+        message.push_str("; see `wharf --help`");
+    }
+    Err(message)
+}
+
+/// A size in bytes: a number, optionally followed by a unit (`64MiB`, `16 KiB`, `1GiB`;
+/// `K`, `M` and `G` are binary as well, `KB`, `MB` and `GB` decimal; units ignore
+/// case).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let invalid = || format!("invalid size {text:?}: use e.g. 65536, 64KiB, 16MiB or 1GiB");
+    let number: u64 = digits.parse().map_err(|_| invalid())?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(invalid()),
+    };
+    number
+        .checked_mul(multiplier)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+/// `--max-header-size`: a size from 1 KiB to 1 MiB.
+fn parse_header_size(text: &str) -> Result<u32, String> {
+    let n = parse_size(text)?;
+    if !(1024..=1024 * 1024).contains(&n) {
+        return Err(format!("{text} is out of range: 1KiB to 1MiB"));
+    }
+    u32::try_from(n).map_err(|_| format!("{text} is out of range: 1KiB to 1MiB"))
+}
+
+/// A byte count as people write it: with the largest binary unit that divides it
+/// (`64 MiB`, `16 KiB`), or in bytes.
+pub fn format_size(bytes: usize) -> String {
+    const UNITS: [(&str, usize); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    UNITS
+        .iter()
+        .find(|(_, n)| bytes != 0 && bytes.is_multiple_of(*n))
+        .map_or_else(
+            || format!("{bytes} bytes"),
+            |(unit, n)| format!("{} {unit}", bytes / n),
+        )
 }
 
 /// Turns `--bind` into socket addresses: an IP literal (brackets allowed for IPv6) or a
@@ -482,6 +577,44 @@ mod tests {
         assert!(config(&["9000", "-p", "9001"])
             .unwrap_err()
             .contains("two different"));
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("16 KiB"), Ok(16 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("16k"), Ok(16 << 10));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert_eq!(parse_size("0"), Ok(0));
+        for bad in [
+            "",
+            "MiB",
+            "-1",
+            "1.5MiB",
+            "12 parsecs",
+            "99999999999999999999",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_size("99999999TiB").is_err());
+        let c = config(&[
+            "--cache-size",
+            "8MiB",
+            "--compress-cache-size",
+            "1GiB",
+            "--max-header-size",
+            "32KiB",
+        ])
+        .unwrap();
+        assert_eq!(c.cache_size, 8 << 20);
+        assert_eq!(c.compress_cache_size, 1 << 30);
+        assert_eq!(c.max_header_size, 32 << 10);
+        assert!(config(&["--max-header-size", "512"]).is_err());
+        assert!(config(&["--max-header-size", "2MiB"]).is_err());
+        assert_eq!(format_size(64 << 20), "64 MiB");
+        assert_eq!(format_size(1000), "1000 bytes");
     }
 
     #[test]

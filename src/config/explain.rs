@@ -112,7 +112,7 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
         ("idle-timeout", dur(config.idle_timeout), "idle-timeout"),
         (
             "max-header-size",
-            config.max_header_size.to_string(),
+            crate::config::cli::format_size(config.max_header_size),
             "max-header-size",
         ),
         (
@@ -124,10 +124,14 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
         ("no-compress", onoff(config.no_compress), "no-compress"),
         (
             "compress-cache-size",
-            config.compress_cache_size.to_string(),
+            crate::config::cli::format_size(config.compress_cache_size),
             "compress-cache-size",
         ),
-        ("cache-size", config.cache_size.to_string(), "cache-size"),
+        (
+            "cache-size",
+            crate::config::cli::format_size(config.cache_size),
+            "cache-size",
+        ),
         ("grace-period", dur(config.grace_period), "grace-period"),
     ];
     let mut out = String::from("Effective configuration:\n");

@@ -205,9 +205,13 @@ pub enum LayerError {
 /// Parses `args` (the program's arguments, program name first) with the file named by
 /// `--config`/`WHARF_CONFIG` merged in.
 pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
-    let matches = Cli::command()
-        .try_get_matches_from(&args)
-        .map_err(LayerError::Clap)?;
+    let matches =
+        Cli::command().try_get_matches_from(&args).map_err(|e| {
+            match from_environment(&e, &args) {
+                Some(message) => LayerError::File(message),
+                None => LayerError::Clap(e),
+            }
+        })?;
     let first = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
     let explicit = |id: &str| {
         matches!(
@@ -262,6 +266,47 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
         .map_err(LayerError::Clap)?;
     let cli = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
     Ok(Layered { cli, sources, site })
+}
+
+/// When clap refused a value that came from a `WHARF_*` variable (the flag is not on
+/// the command line, the variable is set), the message names the variable first:
+/// `WHARF_HIDDEN: invalid value '' for '--hidden': …`.
+fn from_environment(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // `--port <PORT>` or `--hidden`.
+    let long = shown.split_whitespace().next()?.strip_prefix("--")?;
+    let command = Cli::command();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?;
+    let var = arg.get_env()?;
+    let short = arg.get_short().map(|c| format!("-{c}"));
+    let flag = format!("--{long}");
+    let on_command_line = args.iter().skip(1).filter_map(|a| a.to_str()).any(|a| {
+        a == flag
+            || a.strip_prefix(flag.as_str())
+                .is_some_and(|rest| rest.starts_with('='))
+            || short.as_deref().is_some_and(|s| a.starts_with(s))
+    });
+    if on_command_line || std::env::var_os(var).is_none() {
+        return None;
+    }
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or("invalid value");
+    Some(format!(
+        "{}: {}",
+        var.to_string_lossy(),
+        first.trim_start_matches("error: ")
+    ))
 }
 
 fn env_name(id: &str) -> String {

@@ -68,6 +68,8 @@ pub(super) fn site_entry(
                     line,
                     format!("key \"users.{name}\": expected a password hash string"),
                 ))?;
+                crate::site::auth::check_hash(name, hash)
+                    .map_err(|e| (line, format!("key \"users.{name}\": {e}")))?;
                 hashes.insert(name.clone(), hash.to_string());
             }
             site.users = std::sync::Arc::new(
@@ -391,10 +393,20 @@ fn parse_rule(
     let max_upload_size = match rule.get("max-upload-size") {
         None => None,
         Some(toml::Value::Integer(n)) if *n >= 0 => u64::try_from(*n).ok(),
+        Some(toml::Value::String(text)) => Some(
+            crate::config::cli::parse_size(text)
+                .map(|n| n as u64)
+                .map_err(|e| {
+                    (
+                        at("max-upload-size"),
+                        format!("key \"rule.max-upload-size\": {e}"),
+                    )
+                })?,
+        ),
         Some(_) => {
             return Err((
                 at("max-upload-size"),
-                "key \"rule.max-upload-size\": expected a number of bytes".into(),
+                "key \"rule.max-upload-size\": expected a size such as \"10MiB\"".into(),
             ))
         }
     };
@@ -507,8 +519,13 @@ fn proxy_handler(
     if let Some(d) = duration("response-timeout")? {
         settings.response_timeout = d;
     }
-    if let Some(toml::Value::Integer(n)) = rule.get("max-upload-size") {
-        settings.max_body = u64::try_from(*n).unwrap_or(0);
+    match rule.get("max-upload-size") {
+        Some(toml::Value::Integer(n)) => settings.max_body = u64::try_from(*n).unwrap_or(0),
+        Some(toml::Value::String(text)) => {
+            settings.max_body = crate::config::cli::parse_size(text)
+                .map_err(|e| fail("max-upload-size", e))? as u64;
+        }
+        _ => {}
     }
     match rule.get("upstream-headers") {
         None => {}

@@ -36,16 +36,45 @@ pub fn media_quality(headers: &HeaderMap, media_type: &str) -> f32 {
         } else {
             continue;
         };
-        let q = params
-            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .filter(|q| (0.0..=1.0).contains(q))
-            .unwrap_or(1.0);
+        // An invalid weight makes the member unusable, as if it were absent.
+        let Some(q) = weight(params) else { continue };
         if best.is_none_or(|(s, _)| specificity > s) {
             best = Some((specificity, q));
         }
     }
     best.map_or(0.0, |(_, q)| q)
+}
+
+/// The weight a list member's parameters give it: its `q` parameter (name matched
+/// case-insensitively), 1 without one, `None` when the value is not a valid `qvalue`.
+pub fn weight<'a>(mut params: impl Iterator<Item = &'a str>) -> Option<f32> {
+    let q = params.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+    });
+    match q {
+        None => Some(1.0),
+        Some(q) => qvalue(q),
+    }
+}
+
+/// A `qvalue` (RFC 9110 §12.4.2): `0` to `1` with at most three decimals,
+/// `( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`. Anything else (`abc`, `2`,
+/// `0.1234`, `-0`, `.5`, `1.5`) is `None`.
+pub fn qvalue(text: &str) -> Option<f32> {
+    let (int, frac) = match text.split_once('.') {
+        Some((int, frac)) => (int, frac),
+        None => (text, ""),
+    };
+    let digits_ok = frac.len() <= 3 && frac.bytes().all(|b| b.is_ascii_digit());
+    match int {
+        "0" if digits_ok => {
+            let thousandths: u32 = format!("{frac:0<3}").parse().ok()?;
+            Some(thousandths as f32 / 1000.0)
+        }
+        "1" if digits_ok && frac.bytes().all(|b| b == b'0') => Some(1.0),
+        _ => None,
+    }
 }
 
 /// Whether a listing should be JSON: the client rates `application/json` above HTML.
@@ -87,6 +116,33 @@ mod tests {
             "text/html;q=0.5",
             "application/json"
         ])));
+    }
+
+    #[test]
+    fn qvalues_follow_the_grammar() {
+        assert_eq!(qvalue("0"), Some(0.0));
+        assert_eq!(qvalue("0."), Some(0.0));
+        assert_eq!(qvalue("0.5"), Some(0.5));
+        assert_eq!(qvalue("0.125"), Some(0.125));
+        assert_eq!(qvalue("1"), Some(1.0));
+        assert_eq!(qvalue("1.000"), Some(1.0));
+        for bad in [
+            "abc", "2", "0.1234", "1.001", "1.5", "-0", ".5", "", "0.5x", "01",
+        ] {
+            assert_eq!(qvalue(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_weight_is_no_preference() {
+        // Each of these once counted as q=1 and won over HTML.
+        for bad in ["abc", "2", "0.1234"] {
+            assert!(
+                !json(&format!("application/json;q={bad}, text/html;q=0.5")),
+                "q={bad}"
+            );
+        }
+        assert!(json("application/json;Q=0.9, text/html;q=0.5"));
     }
 
     #[test]
@@ -151,17 +207,8 @@ pub fn encoding_preferences(headers: &HeaderMap) -> Preferences {
         if token.is_empty() {
             continue;
         }
-        let q = params
-            .filter_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
-            })
-            .next()
-            .map_or(Some(1.0), |q| {
-                q.parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q))
-            });
         // A malformed q-value makes the entry unusable; skip it.
-        let Some(q) = q else { continue };
+        let Some(q) = weight(params) else { continue };
         let is = |name: &str| token.eq_ignore_ascii_case(name);
         let slot = if is("br") {
             Some(0)
@@ -277,5 +324,9 @@ mod encoding_tests {
         assert_eq!(prefs("*;q=0, identity"), [Identity]);
         assert_eq!(prefs("br, *;q=0"), [Brotli]);
         assert_eq!(prefs("gzip;q=abc"), [Identity]);
+        assert_eq!(prefs("gzip;q=0.1234"), [Identity]);
+        assert_eq!(prefs("gzip;q=2"), [Identity]);
+        assert_eq!(prefs("gzip;q=1.001, br;q=0.5"), [Brotli, Identity]);
+        assert_eq!(prefs("identity;q=0.1234, gzip"), [Gzip, Identity]);
     }
 }

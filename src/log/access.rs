@@ -68,6 +68,9 @@ pub struct Record {
     pub referer: Option<Vec<u8>>,
     /// The User-Agent header, raw.
     pub user_agent: Option<Vec<u8>>,
+    /// The user the request authenticated as (HTTP Basic), as the client sent the
+    /// name; never the password.
+    pub user: Option<String>,
     /// Time from request to the end of the response.
     pub duration: Duration,
     /// False when the client went away before the body was sent.
@@ -274,7 +277,23 @@ pub fn format_record(format: LogFormat, r: &Record) -> String {
 pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
     match format {
         LogFormat::Common | LogFormat::Combined => {
-            let _ = write!(out, "{} - - [", r.remote);
+            let _ = write!(out, "{} - ", r.remote);
+            match r.user.as_deref().filter(|u| !u.is_empty()) {
+                // A space would split the field: escaped like the other controls.
+                Some(user) => {
+                    for chunk in user.as_bytes().split_inclusive(|&b| b == b' ') {
+                        match chunk.split_last() {
+                            Some((b' ', rest)) => {
+                                escape_into(out, rest);
+                                out.push_str("\\x20");
+                            }
+                            _ => escape_into(out, chunk),
+                        }
+                    }
+                }
+                None => out.push('-'),
+            }
+            out.push_str(" [");
             push_clf_time(out, r.time);
             out.push_str("] \"");
             escape_into(out, r.method.as_str().as_bytes());
@@ -316,6 +335,7 @@ pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
                 "bytes": r.bytes,
                 "referer": r.referer.as_deref().map(text),
                 "user_agent": r.user_agent.as_deref().map(text),
+                "user": r.user.as_deref().map(|u| text(u.as_bytes())),
                 "duration_ms": r.duration.as_secs_f64() * 1000.0,
                 "complete": r.complete,
             });
@@ -445,6 +465,7 @@ mod tests {
             bytes: 42,
             referer: None,
             user_agent: Some(b"curl/8\x1b[0m \xff".to_vec()),
+            user: None,
             duration: Duration::from_millis(3),
             complete: true,
         }
@@ -458,6 +479,27 @@ mod tests {
             "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a%1b[31m\\x1B\\\"x HTTP/1.1\" 200 42 \"-\" \"curl/8\\x1B[0m \\xFF\"\n"
         );
         assert!(!line.bytes().any(|b| b < 0x20 && b != b'\n'));
+    }
+
+    #[test]
+    fn the_user_field_is_the_escaped_user_or_a_dash() {
+        let line = format_record(LogFormat::Common, &record());
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+        let named = Record {
+            user: Some("al ice\u{1b}\"".into()),
+            ..record()
+        };
+        let line = format_record(LogFormat::Combined, &named);
+        assert!(
+            line.starts_with("127.0.0.1 - al\\x20ice\\x1B\\\" ["),
+            "{line}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(format_record(LogFormat::Json, &named).trim_end()).unwrap();
+        assert_eq!(v["user"], "al ice\u{1b}\"");
+        let v: serde_json::Value =
+            serde_json::from_str(format_record(LogFormat::Json, &record()).trim_end()).unwrap();
+        assert!(v["user"].is_null());
     }
 
     #[test]

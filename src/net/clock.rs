@@ -212,6 +212,43 @@ impl Clock {
     }
 }
 
+/// Connections producing or sending a response right now, in the whole process: what
+/// a graceful shutdown waits for.
+static SENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many connections are producing or sending a response.
+pub fn responses_in_flight() -> usize {
+    SENDING.load(Ordering::Relaxed)
+}
+
+/// One connection's share of [`responses_in_flight`], kept by its driver: counted
+/// while the driver sees a response under way, and no longer once the connection ends.
+#[derive(Debug, Default)]
+pub(super) struct Sending {
+    counted: bool,
+}
+
+impl Sending {
+    /// Records whether a response is under way; touches the shared count only when
+    /// that changes.
+    pub(super) fn set(&mut self, sending: bool) {
+        if sending != self.counted {
+            self.counted = sending;
+            if sending {
+                SENDING.fetch_add(1, Ordering::Relaxed);
+            } else {
+                SENDING.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
 /// Monotonic time from the kernel's coarse clock: a few milliseconds of resolution,
 /// plenty for timeouts counted in seconds, and several times cheaper to read than the
 /// precise clock (it is read three times per request).

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::zero_copy::SendfileQueue;
-use crate::net::clock::{Clock, BUSY, IDLE};
+use crate::net::clock::{Clock, Sending, BUSY, IDLE};
 use crate::net::detect::{
     as_http_11, peek_first_byte, sniff_h2, unsupported_major_version, TLS_HANDSHAKE,
 };
@@ -529,6 +529,8 @@ impl Session {
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
         let mut shutdown = ShutdownWatch::new(&self.shared.shutdown);
         let mut closing = false;
+        // Counted in `responses_in_flight` while a response is under way.
+        let mut in_flight = Sending::default();
         let result = poll_fn(|cx| {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(result);
@@ -543,6 +545,7 @@ impl Session {
             }
             loop {
                 let phase = self.clock.phase();
+                in_flight.set(phase == BUSY);
                 // Streams under way: the deadline is the send timeout, which any write
                 // that takes bytes moves on.
                 let deadline = if phase == BUSY {
@@ -634,6 +637,8 @@ impl Session {
                 Pin::new(&mut **conn).poll(cx)
             }
         };
+        // Counted in `responses_in_flight` while a response is under way.
+        let mut in_flight = Sending::default();
         let result = poll_fn(|cx| {
             if let Poll::Ready(result) = poll_conn(&mut conn, parking, cx) {
                 return Poll::Ready(result);
@@ -653,6 +658,7 @@ impl Session {
                 let draining = self.clock.write_blocked.load(Ordering::Relaxed)
                     || sendfile.as_ref().is_some_and(|q| !q.is_empty());
                 let sending = phase == BUSY || (phase == IDLE && draining);
+                in_flight.set(sending);
                 let deadline = if sending {
                     self.clock.send_deadline(self.shared.limits.idle_timeout)
                 } else {

@@ -12,6 +12,7 @@ use http::{Request, Response, Version};
 use crate::http::body::{Body, Finish};
 use crate::log::access::{AccessLog, Record};
 use crate::net::clock::Clock;
+use crate::site::auth::RemoteUser;
 
 /// What is known of an exchange from its request; completed when its body is dropped.
 pub struct Exchange {
@@ -44,6 +45,7 @@ impl Exchange {
             bytes: 0,
             referer: header_bytes(req, header::REFERER),
             user_agent: header_bytes(req, header::USER_AGENT),
+            user: None,
             duration: Default::default(),
             complete: false,
         });
@@ -55,10 +57,16 @@ impl Exchange {
         }
     }
 
-    /// Hands the exchange to `res`'s body, which completes it when dropped.
+    /// Hands the exchange to `res`'s body, which completes it when dropped. The user
+    /// the site authenticated (a [`RemoteUser`] in the response's extensions) goes
+    /// into the record.
     pub fn attach(mut self, res: &mut Response<Body>) {
         if let Some(record) = &mut self.record {
             record.status = res.status().as_u16();
+            record.user = res
+                .extensions_mut()
+                .remove::<RemoteUser>()
+                .map(|RemoteUser(user)| user);
         }
         res.body_mut().on_finish(Box::new(self));
     }

@@ -57,9 +57,12 @@ impl Tls {
     /// ALPN `h2`, `http/1.1`, `http/1.0`). `names` are the hosts a self-signed certificate must
     /// cover. Returns a one-line error for startup.
     pub fn new(source: &CertSource, names: &[String]) -> Result<Tls, String> {
-        let (cert, key) = match source {
-            CertSource::Files { cert, key } => (cert.clone(), key.clone()),
-            CertSource::SelfSigned => self_signed(names)?,
+        let (cert, key, expires) = match source {
+            CertSource::Files { cert, key } => (cert.clone(), key.clone(), None),
+            CertSource::SelfSigned => {
+                let (cert, key, expires) = self_signed(names)?;
+                (cert, key, Some(expires))
+            }
         };
         let certs = Arc::new(ReloadingCert {
             current: RwLock::new(Arc::new(load(&cert, &key)?)),
@@ -67,6 +70,7 @@ impl Tls {
             key,
             seen: RwLock::new(file_times(source)),
             source: source.clone(),
+            self_signed: expires.map(|at| (names.to_vec(), RwLock::new(at))),
         });
         let mut config = ServerConfig::builder_with_provider(crate::net::tls_crypto::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -116,6 +120,8 @@ pub struct ReloadingCert {
     source: CertSource,
     /// Modification times of the files when last loaded.
     seen: RwLock<Option<(SystemTime, SystemTime)>>,
+    /// For a self-signed certificate: the names it covers and when it expires.
+    self_signed: Option<(Vec<String>, RwLock<SystemTime>)>,
 }
 
 impl ReloadingCert {
@@ -130,6 +136,25 @@ impl ReloadingCert {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         *self.seen.write().unwrap_or_else(|p| p.into_inner()) = file_times(&self.source);
         Ok(())
+    }
+
+    /// Makes a self-signed certificate again when fewer than
+    /// [`SELF_SIGNED_RENEW_BEFORE`] remain, and loads it: `None` when nothing was due.
+    pub fn renew_if_due(&self) -> Option<Result<(), String>> {
+        let (names, expires) = self.self_signed.as_ref()?;
+        if !renewal_due(*expires.read().unwrap_or_else(|p| p.into_inner())) {
+            return None;
+        }
+        let renewed = self_signed(names).and_then(|(_, _, at)| {
+            *expires.write().unwrap_or_else(|p| p.into_inner()) = at;
+            self.reload()
+        });
+        if renewed.is_err() {
+            // Tried again in an hour, not at every check.
+            *expires.write().unwrap_or_else(|p| p.into_inner()) =
+                SystemTime::now() + SELF_SIGNED_RENEW_BEFORE + std::time::Duration::from_secs(3600);
+        }
+        Some(renewed)
     }
 
     /// Whether the certificate or key file changed since the last load.
@@ -232,20 +257,39 @@ pub fn self_signed_key_path() -> Option<PathBuf> {
 /// File name of the self-signed certificate's key in [`state_dir`].
 const SELF_SIGNED_KEY: &str = "self-signed-key.pem";
 
-/// Returns the paths of a self-signed certificate for `names`, made now unless one
-/// for exactly these names is already kept.
-fn self_signed(names: &[String]) -> Result<(PathBuf, PathBuf), String> {
+/// How long a self-signed certificate is valid: about a year. Apple platforms refuse
+/// TLS server certificates valid for more than 825 days.
+const SELF_SIGNED_VALIDITY: std::time::Duration = std::time::Duration::from_secs(365 * 86400);
+/// A kept self-signed certificate with less than this left is made again.
+pub const SELF_SIGNED_RENEW_BEFORE: std::time::Duration =
+    std::time::Duration::from_secs(30 * 86400);
+/// The subject's common name of a self-signed certificate.
+pub const SELF_SIGNED_SUBJECT: &str = "wharf local certificate";
+
+/// Returns the paths of a self-signed certificate for `names` and when it expires,
+/// made now unless one for exactly these names is already kept with more than
+/// [`SELF_SIGNED_RENEW_BEFORE`] left. Its expiry is kept beside it
+/// (`self-signed-expires.txt`, seconds since the epoch); a certificate without that
+/// record (made by an earlier wharf, valid for centuries) is made again.
+fn self_signed(names: &[String]) -> Result<(PathBuf, PathBuf, SystemTime), String> {
     let dir = state_dir()?;
     let cert = dir.join("self-signed-cert.pem");
     let key = dir.join(SELF_SIGNED_KEY);
     let names_file = dir.join("self-signed-names.txt");
+    let expires_file = dir.join("self-signed-expires.txt");
     let wanted = names.join("\n");
     let kept = std::fs::read_to_string(&names_file).ok();
-    if kept.as_deref() == Some(wanted.as_str()) && load(&cert, &key).is_ok() {
-        return Ok((cert, key));
+    let expires = std::fs::read_to_string(&expires_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .map(|secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    let fresh = expires.filter(|&at| !renewal_due(at));
+    if let Some(at) = fresh {
+        if kept.as_deref() == Some(wanted.as_str()) && load(&cert, &key).is_ok() {
+            return Ok((cert, key, at));
+        }
     }
-    let made = rcgen::generate_simple_self_signed(names.to_vec())
-        .map_err(|e| format!("cannot make a self-signed certificate: {e}"))?;
+    let (made, key_pair, not_after) = make_self_signed(names)?;
     let fail = |e: io::Error| {
         format!(
             "cannot store the self-signed certificate in {}: {e}",
@@ -253,10 +297,45 @@ fn self_signed(names: &[String]) -> Result<(PathBuf, PathBuf), String> {
         )
     };
     std::fs::create_dir_all(&dir).map_err(fail)?;
-    write_private(&key, made.key_pair.serialize_pem().as_bytes()).map_err(fail)?;
-    std::fs::write(&cert, made.cert.pem()).map_err(fail)?;
+    write_private(&key, key_pair.serialize_pem().as_bytes()).map_err(fail)?;
+    std::fs::write(&cert, made.pem()).map_err(fail)?;
     std::fs::write(&names_file, wanted).map_err(fail)?;
-    Ok((cert, key))
+    let secs = not_after
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    std::fs::write(&expires_file, format!("{secs}\n")).map_err(fail)?;
+    Ok((cert, key, not_after))
+}
+
+/// Whether a self-signed certificate expiring at `expires` should be made again now.
+fn renewal_due(expires: SystemTime) -> bool {
+    expires
+        .duration_since(SystemTime::now())
+        .map_or(true, |left| left < SELF_SIGNED_RENEW_BEFORE)
+}
+
+/// A self-signed certificate for `names`: subject [`SELF_SIGNED_SUBJECT`] (with the
+/// first name), valid from a day ago (clocks differ) for [`SELF_SIGNED_VALIDITY`].
+fn make_self_signed(
+    names: &[String],
+) -> Result<(rcgen::Certificate, rcgen::KeyPair, SystemTime), String> {
+    let fail = |e: rcgen::Error| format!("cannot make a self-signed certificate: {e}");
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(fail)?;
+    let mut subject = rcgen::DistinguishedName::new();
+    let host = names.first().map_or("localhost", String::as_str);
+    subject.push(
+        rcgen::DnType::CommonName,
+        format!("{SELF_SIGNED_SUBJECT} ({host})"),
+    );
+    subject.push(rcgen::DnType::OrganizationName, "wharf");
+    params.distinguished_name = subject;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + SELF_SIGNED_VALIDITY;
+    let not_after = SystemTime::now() + SELF_SIGNED_VALIDITY;
+    let key_pair = rcgen::KeyPair::generate().map_err(fail)?;
+    let cert = params.self_signed(&key_pair).map_err(fail)?;
+    Ok((cert, key_pair, not_after))
 }
 
 /// Writes a file readable by its owner only.
@@ -274,7 +353,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// `AB:CD:…` SHA-256 of a DER certificate.
 pub fn fingerprint(der: &CertificateDer<'_>) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
     let mut out = String::with_capacity(95);
     for (i, b) in digest.as_ref().iter().enumerate() {
         if i > 0 {

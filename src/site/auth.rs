@@ -54,6 +54,11 @@ pub enum Verdict {
     Throttled,
 }
 
+/// The user a request authenticated as, put in its response's extensions for the
+/// access log (nginx's `$remote_user`). Never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUser(pub String);
+
 /// The `WWW-Authenticate` challenge.
 pub fn challenge() -> HeaderValue {
     HeaderValue::from_static("Basic realm=\"wharf\", charset=\"UTF-8\"")
@@ -63,16 +68,24 @@ impl Users {
     /// Validates every hash (PHC format, argon2) up front; the error names the user.
     pub fn new(hashes: HashMap<String, String>) -> Result<Users, String> {
         for (user, hash) in &hashes {
-            let parsed = PasswordHash::new(hash)
-                .map_err(|e| format!("user \"{user}\": not a password hash ({e}); make one with `wharf hash-password`"))?;
-            if !parsed.algorithm.as_str().starts_with("argon2") {
-                return Err(format!("user \"{user}\": only argon2 hashes are accepted"));
-            }
+            check_hash(user, hash)?;
         }
         Ok(Users {
             hashes,
             ..Users::default()
         })
+    }
+
+    /// The users whose hash is [`EXAMPLE_HASH`], sorted.
+    pub fn with_example_hash(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .hashes
+            .iter()
+            .filter(|(_, hash)| hash.as_str() == EXAMPLE_HASH)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     /// Whether any user is defined.
@@ -159,6 +172,21 @@ impl Users {
     }
 }
 
+/// Checks that `hash` is an argon2 password hash (PHC string); the error names `user`.
+pub fn check_hash(user: &str, hash: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(hash).map_err(|e| {
+        format!("user \"{user}\": not a password hash ({e}); make one with `wharf hash-password`")
+    })?;
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err(format!("user \"{user}\": only argon2 hashes are accepted"));
+    }
+    Ok(())
+}
+
+/// The hash in `wharf.example.toml`, whose password that file prints: a site using it
+/// is open to anyone who has read the example.
+pub const EXAMPLE_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$bzBbXuTeqoof7ZHvwCPXQg$/XkfcwCQCm4bgi4u/ULHoinGWKSNKuYKNLru7JYdWtg";
+
 /// Failures are counted per IPv4 address and per IPv6 /64 (one subscriber's block), so
 /// an attacker cannot get fresh attempts by rotating through one network's addresses.
 fn failure_key(ip: IpAddr) -> IpAddr {
@@ -179,7 +207,7 @@ const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0+Qhk6Jd6eMbAqCwTd0gqMZV0S5M8ZdrJ0CdnwA2rM0";
 
 fn remember_key(user: &str, password: &str, hash: Option<&str>) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for part in [user, "\0", password, "\0", hash.unwrap_or("")] {
         ctx.update(part.as_bytes());
     }
@@ -206,7 +234,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 /// An argon2id hash (PHC string) of `password` with a fresh random salt.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+    aws_lc_rs::rand::fill(&mut salt)
         .map_err(|_| "no randomness available for a salt".to_string())?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     Argon2::default()
@@ -266,6 +294,22 @@ mod tests {
             users.verify(&headers("alice", "s3cret"), other),
             Verdict::User("alice".into())
         );
+    }
+
+    #[test]
+    fn the_example_hash_is_the_one_the_example_file_ships() {
+        let example = include_str!("../../wharf.example.toml");
+        assert!(example.contains(&format!("\"{EXAMPLE_HASH}\"")));
+        let users = Users::new(
+            [
+                ("b".to_string(), EXAMPLE_HASH.to_string()),
+                ("a".to_string(), EXAMPLE_HASH.to_string()),
+                ("c".to_string(), hash_password("x").unwrap()),
+            ]
+            .into(),
+        )
+        .unwrap();
+        assert_eq!(users.with_example_hash(), ["a", "b"]);
     }
 
     #[test]

@@ -103,9 +103,17 @@ impl Router {
     }
 
     /// Settings that are valid but probably not what the operator meant: custom error
-    /// pages that name nothing under the root (the plain page is sent instead).
+    /// pages that name nothing under the root (the plain page is sent instead), and
+    /// users whose password hash is the example file's (whose password it prints).
     pub fn warnings(&self) -> Vec<String> {
         let root = self.handlers.root();
+        let example_users = self.settings.rules.users.with_example_hash();
+        let example = example_users.into_iter().map(|user| {
+            format!(
+                "user \"{user}\" has the password hash from wharf.example.toml, whose \
+                 password is printed in that file: make a new one with `wharf hash-password`"
+            )
+        });
         self.settings
             .rules
             .error_pages
@@ -124,6 +132,7 @@ impl Router {
                     root.path().display()
                 )
             })
+            .chain(example)
             .collect()
     }
 
@@ -320,6 +329,7 @@ impl Router {
             .map(|(rule, _)| *rule)
             .collect();
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
+        let mut authenticated = None;
         let mut res = if guards.iter().any(|rule| rule.internal) {
             // Files only an app may hand out (X-Accel-Redirect) are not there for
             // clients.
@@ -329,7 +339,11 @@ impl Router {
         } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
             // Preflights carry no credentials: they are answered before authentication.
             return cors.preflight(req);
-        } else if let Some(refused) = self.authenticate(req, remote, &guards).await {
+        } else if let Err(refused) = self
+            .authenticate(req, remote, &guards)
+            .await
+            .map(|user| authenticated = user)
+        {
             refused
         } else if let Some((redirect, caps)) = matched
             .iter()
@@ -396,6 +410,9 @@ impl Router {
                     HeaderValue::from_static("max-age=31536000"),
                 );
             }
+        }
+        if let Some(user) = authenticated {
+            res.extensions_mut().insert(auth::RemoteUser(user));
         }
         res
     }
@@ -470,19 +487,20 @@ impl Router {
         Ok(Some(Destination { path, access }))
     }
 
-    /// Checks HTTP Basic credentials when a matching rule asks for them: `None` to go
-    /// on, or the refusal (401 with a challenge, 403 for a user the rule does not
-    /// admit, 429 after too many failures from this client).
+    /// Checks HTTP Basic credentials when a matching rule asks for them: `Ok` to go
+    /// on, with the user when one authenticated, or the refusal (401 with a
+    /// challenge, 403 for a user the rule does not admit, 429 after too many failures
+    /// from this client).
     async fn authenticate(
         &self,
         req: &Parts,
         remote: IpAddr,
         guards: &[&rules::Rule],
-    ) -> Option<Response<Body>> {
+    ) -> Result<Option<String>, Response<Body>> {
         let required: Vec<&rules::AuthRule> =
             guards.iter().filter_map(|r| r.auth.as_ref()).collect();
         if required.is_empty() {
-            return None;
+            return Ok(None);
         }
         let users = Arc::clone(&self.settings.rules.users);
         let verdict = if users.throttled(remote) {
@@ -497,13 +515,13 @@ impl Router {
                 .unwrap_or(Verdict::Denied)
         };
         match verdict {
-            Verdict::User(user) if required.iter().all(|r| r.admits(&user)) => None,
-            Verdict::User(_) => Some(response::error(StatusCode::FORBIDDEN)),
+            Verdict::User(user) if required.iter().all(|r| r.admits(&user)) => Ok(Some(user)),
+            Verdict::User(_) => Err(response::error(StatusCode::FORBIDDEN)),
             Verdict::Denied => {
                 let mut res = response::error(StatusCode::UNAUTHORIZED);
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, auth::challenge());
-                Some(res)
+                Err(res)
             }
             Verdict::Throttled => {
                 let mut res = response::error(StatusCode::TOO_MANY_REQUESTS);
@@ -511,7 +529,7 @@ impl Router {
                     header::RETRY_AFTER,
                     HeaderValue::from(auth::FAIL_WINDOW.as_secs()),
                 );
-                Some(res)
+                Err(res)
             }
         }
     }

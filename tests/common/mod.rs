@@ -387,11 +387,35 @@ impl Response {
 pub struct Conn<S = TcpStream> {
     stream: S,
     buf: Vec<u8>,
+    /// Bytes read from the stream so far.
+    received: u64,
 }
 
-/// Connect to `addr` with 10 s read/write timeouts.
+/// How often the setup of a connection is tried: a loaded machine may reset a
+/// connection (the kernel short of socket memory) before wharf has said anything.
+/// Only the setup is retried, never a check.
+pub const SETUP_ATTEMPTS: usize = 3;
+
+/// Whether `e` is the kind of failure a connection's setup is retried after: a reset
+/// or abort, which the server never causes before it has answered anything.
+pub fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// Connect to `addr` with 10 s read/write timeouts; a connect reset or aborted by the
+/// kernel is tried again.
 pub fn connect(addr: &str) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let mut attempt = 1;
+    let stream = loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => break stream,
+            Err(e) if is_reset(&e) && attempt < SETUP_ATTEMPTS => attempt += 1,
+            Err(e) => panic!("connect to {addr}: {e}"),
+        }
+    };
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     stream
@@ -444,6 +468,7 @@ impl<S: Read> Conn<S> {
         Conn {
             stream,
             buf: Vec::new(),
+            received: 0,
         }
     }
 
@@ -451,6 +476,7 @@ impl<S: Read> Conn<S> {
         let mut chunk = [0u8; 16 * 1024];
         let n = self.stream.read(&mut chunk)?;
         self.buf.extend_from_slice(&chunk[..n]);
+        self.received += n as u64;
         Ok(n)
     }
 
@@ -597,22 +623,31 @@ pub fn parse_response(bytes: &[u8], is_head_request: bool) -> Response {
 
 /// Connect, write `request` in one go and read until the server closes.
 /// A reset after some bytes arrived is treated like EOF; a timeout panics.
+/// A reset before any byte arrived is taken for a failed connection setup and the
+/// exchange is tried again on a new connection (see [`SETUP_ATTEMPTS`]).
 pub fn send_raw_to(addr: &str, request: &[u8]) -> Vec<u8> {
-    let mut stream = connect(addr);
-    // The server may reject the request and close before reading all of it.
-    let _ = stream.write_all(request);
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) if is_timeout(&e) => panic!(
-                "server neither answered nor closed within {IO_TIMEOUT:?}; got {:?}",
-                String::from_utf8_lossy(&out)
-            ),
-            Err(_) if !out.is_empty() => return out,
-            Err(e) => panic!("reading raw response: {e}"),
+    let mut attempt = 1;
+    'setup: loop {
+        let mut stream = connect(addr);
+        // The server may reject the request and close before reading all of it.
+        let _ = stream.write_all(request);
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => return out,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) => panic!(
+                    "server neither answered nor closed within {IO_TIMEOUT:?}; got {:?}",
+                    String::from_utf8_lossy(&out)
+                ),
+                Err(_) if !out.is_empty() => return out,
+                Err(e) if is_reset(&e) && attempt < SETUP_ATTEMPTS => {
+                    attempt += 1;
+                    continue 'setup;
+                }
+                Err(e) => panic!("reading raw response: {e}"),
+            }
         }
     }
 }
@@ -623,12 +658,23 @@ impl Server {
         send_raw_to(self.addr(), request)
     }
 
-    /// Send `request` on a fresh connection and parse one response.
+    /// Send `request` on a fresh connection and parse one response. A reset before
+    /// any byte of the response is a failed setup: tried again on a new connection
+    /// (see [`SETUP_ATTEMPTS`]).
     pub fn exchange(&self, request: &[u8], is_head_request: bool) -> Response {
-        let mut conn = Conn::open(self);
-        // The server may answer (e.g. 431) and close before reading everything.
-        let _ = conn.stream.write_all(request);
-        conn.read_response(is_head_request)
+        let mut attempt = 1;
+        loop {
+            let mut conn = Conn::open(self);
+            // The server may answer (e.g. 431) and close before reading everything.
+            let _ = conn.stream.write_all(request);
+            match conn.try_read_response(is_head_request) {
+                Ok(response) => return response,
+                Err(e) if is_reset(&e) && conn.received == 0 && attempt < SETUP_ATTEMPTS => {
+                    attempt += 1;
+                }
+                Err(e) => panic!("reading response: {e}"),
+            }
+        }
     }
 }
 

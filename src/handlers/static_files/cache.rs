@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::HeaderMap;
 use http::request::Parts;
 use http::Response;
@@ -113,22 +112,76 @@ pub struct ListingEntry {
     dir: CString,
     state: FileState,
     rendered: Instant,
-    html: Option<Bytes>,
-    json: Option<Bytes>,
+    html: Option<Arc<ListingPage>>,
+    json: Option<Arc<ListingPage>>,
+}
+
+/// One format of a cached listing: the page and what is known of its codings
+/// (compressed on the fly, or not worth it).
+#[derive(Debug)]
+pub struct ListingPage {
+    identity: Ready,
+    /// Brotli, zstd, gzip, in [`Encoding::ALL`] order.
+    codings: [Slot; 3],
+}
+
+impl ListingPage {
+    fn size(&self) -> usize {
+        self.identity.size()
+            + self
+                .codings
+                .iter()
+                .map(|s| match s {
+                    Slot::Derived(r) => r.size(),
+                    _ => 0,
+                })
+                .sum::<usize>()
+    }
+
+    /// The representation for a client accepting `encodings`, as the full path would
+    /// choose it; `None` when that needs the full path (a coding not tried yet).
+    fn choose(&self, encodings: &[Encoding]) -> Option<&Ready> {
+        for &encoding in encodings {
+            let Some(i) = coding_index(encoding) else {
+                return Some(&self.identity);
+            };
+            match &self.codings[i] {
+                Slot::Unavailable => {}
+                Slot::Derived(ready) => return Some(ready),
+                _ => return None,
+            }
+        }
+        None
+    }
 }
 
 impl ListingEntry {
     /// The page in the wanted format, if rendered recently enough for a directory that
     /// has not changed since.
-    fn page(&self, root: &Root, format: Format) -> Option<Bytes> {
+    fn page(&self, root: &Root, format: Format) -> Option<&Arc<ListingPage>> {
         if self.rendered.elapsed() >= LISTING_TTL || root.state_of(&self.dir) != Some(self.state) {
             return None;
         }
         match format {
-            Format::Json => self.json.clone(),
-            Format::Html => self.html.clone(),
+            Format::Json => self.json.as_ref(),
+            Format::Html => self.html.as_ref(),
         }
     }
+}
+
+/// What the full path rendered for a listing, to be merged into the cache.
+#[derive(Debug)]
+pub struct PageFill {
+    /// The directory, relative to the root.
+    pub dir: CString,
+    /// Its state when listed.
+    pub state: FileState,
+    /// The page's format.
+    pub format: Format,
+    /// The page, uncompressed.
+    pub identity: Representation,
+    /// Codings examined, in order.
+    pub learned: Vec<Learned>,
 }
 
 #[derive(Debug)]
@@ -152,7 +205,8 @@ impl Entry {
                             .sum::<usize>()
                 }
                 Entry::Listing(l) => {
-                    l.html.as_ref().map_or(0, Bytes::len) + l.json.as_ref().map_or(0, Bytes::len)
+                    l.html.as_ref().map_or(0, |p| p.size())
+                        + l.json.as_ref().map_or(0, |p| p.size())
                 }
             }
     }
@@ -317,10 +371,8 @@ impl HotCache {
         let file = match &*entry {
             Entry::File(file) => file,
             Entry::Listing(listing) => {
-                let format = format();
-                return listing
-                    .page(root, format)
-                    .map(|page| listing::page_response(req, page, format));
+                let ready = listing.page(root, format())?.choose(encodings)?;
+                return Some(listing::with_vary_accept(ready.respond(req)));
             }
         };
         if root.state_of(&file.path) != Some(file.state) {
@@ -447,18 +499,18 @@ impl HotCache {
         self.insert(key, entry);
     }
 
-    /// Records a rendered listing of `dir` (state `state`) for `key`.
-    pub fn fill_listing(
-        &self,
-        key: &str,
-        dir: CString,
-        state: FileState,
-        format: Format,
-        page: Bytes,
-    ) {
+    /// Records a rendered listing for `key`, and what was learned of its codings.
+    pub fn fill_listing(&self, key: &str, fill: PageFill) {
         if self.capacity == 0 {
             return;
         }
+        let PageFill {
+            dir,
+            state,
+            format,
+            identity,
+            learned,
+        } = fill;
         let mut entry = ListingEntry {
             dir,
             state,
@@ -466,18 +518,48 @@ impl HotCache {
             html: None,
             json: None,
         };
+        let mut codings = [Slot::Unknown, Slot::Unknown, Slot::Unknown];
         if let Some(old) = self.get(key) {
             if let Entry::Listing(old) = &*old {
                 if old.state == state && old.rendered.elapsed() < LISTING_TTL {
                     entry.rendered = old.rendered;
                     entry.html = old.html.clone();
                     entry.json = old.json.clone();
+                    // Codings known for the very same page stay known.
+                    let same = match format {
+                        Format::Json => old.json.as_ref(),
+                        Format::Html => old.html.as_ref(),
+                    }
+                    .filter(|p| p.identity.rep.etag == identity.etag);
+                    for (i, slot) in same.iter().flat_map(|p| p.codings.iter().enumerate()) {
+                        codings[i] = match slot {
+                            Slot::Unavailable => Slot::Unavailable,
+                            Slot::Derived(r) => Slot::Derived(Arc::clone(r)),
+                            _ => Slot::Unknown,
+                        };
+                    }
                 }
             }
         }
+        for (encoding, found) in learned {
+            let Some(i) = coding_index(encoding) else {
+                continue;
+            };
+            codings[i] = match found {
+                Found::Derived(rep) if matches!(rep.content, Content::Bytes(_)) => {
+                    Slot::Derived(Arc::new(Ready::new(rep)))
+                }
+                Found::Unavailable => Slot::Unavailable,
+                _ => Slot::Unknown,
+            };
+        }
+        let page = Some(Arc::new(ListingPage {
+            identity: Ready::new(identity),
+            codings,
+        }));
         match format {
-            Format::Json => entry.json = Some(page),
-            Format::Html => entry.html = Some(page),
+            Format::Json => entry.json = page,
+            Format::Html => entry.html = page,
         }
         self.insert(key, Entry::Listing(entry));
     }

@@ -18,9 +18,13 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 
 use crate::fs::{Entry, EntryKind};
+use crate::handlers::static_files::compress::StreamEncoder;
 use crate::http::body::Body;
 use crate::http::conditional::{self, Precondition, Validators};
+use crate::http::etag::EntityTag;
+use crate::http::negotiate::Encoding;
 use crate::http::path::{encode_segment, SitePath};
+use crate::http::representation::{self, Content, Representation};
 
 /// Listings with at most this many entries are rendered whole (on the blocking pool)
 /// and cached; larger ones are streamed.
@@ -58,16 +62,78 @@ pub struct Listing {
     path: SitePath,
     entries: Vec<Entry>,
     format: Format,
+    /// The directory's own modification time (entries added, removed or renamed).
+    dir_modified: Option<SystemTime>,
 }
 
 impl Listing {
-    /// `entries` must already be filtered and sorted.
-    pub fn new(path: SitePath, entries: Vec<Entry>, format: Format) -> Listing {
+    /// `entries` must already be filtered and sorted; `dir_modified` is the
+    /// directory's modification time.
+    pub fn new(
+        path: SitePath,
+        entries: Vec<Entry>,
+        format: Format,
+        dir_modified: Option<SystemTime>,
+    ) -> Listing {
         Listing {
             path,
             entries,
             format,
+            dir_modified,
         }
+    }
+
+    /// The listing's Last-Modified: the latest of the directory's modification time and
+    /// its entries' (what the listing shows changes with one of them), never later
+    /// than now.
+    fn last_modified(&self) -> Option<SystemTime> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.mtime)
+            .chain(self.dir_modified)
+            .max()
+            .map(|t| t.min(SystemTime::now()))
+    }
+
+    /// The rendered page as a representation: a strong ETag of its bytes (it is
+    /// derived from exactly what it shows), [`Listing::last_modified`], negotiable
+    /// (compressible text).
+    pub fn page_representation(&self, page: Bytes) -> Representation {
+        Representation {
+            etag: Some(EntityTag::of_content(&page)),
+            len: page.len() as u64,
+            content: Content::Bytes(page),
+            content_type: content_type(self.format),
+            last_modified: self.last_modified(),
+            encoding: None,
+            negotiated: true,
+        }
+    }
+
+    /// A strong ETag for a listing too large to render before its head is sent: a
+    /// hash of everything the rendering is made from (the renderer's version, format,
+    /// path, and each entry's name, kind, size and modification time), so equal tags
+    /// mean byte-identical pages.
+    fn streamed_tag(&self) -> EntityTag {
+        let mut hashed = Vec::with_capacity(64 + self.entries.len() * 48);
+        hashed.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+        hashed.push(self.format as u8);
+        hashed.extend_from_slice(self.path.display().as_bytes());
+        for e in &self.entries {
+            hashed.push(0);
+            hashed.extend_from_slice(&e.name);
+            hashed.push(e.kind as u8);
+            hashed.extend_from_slice(&e.size.to_le_bytes());
+            let mtime = e
+                .mtime
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            hashed.extend_from_slice(&mtime.to_le_bytes());
+        }
+        EntityTag::from_hash(
+            xxhash_rust::xxh3::xxh3_64(&hashed),
+            self.entries.len() as u64,
+        )
     }
 
     /// Whether this listing is small enough to render whole (and cache).
@@ -85,29 +151,93 @@ impl Listing {
         Bytes::from(page)
     }
 
-    /// The response (200, or what a precondition decides), streamed: rendered on the blocking pool into a bounded
-    /// channel, so neither the page nor an async worker is held for it.
-    pub fn into_streamed_response(self, req: &Parts) -> Response<Body> {
-        if let Some(res) = unmet_precondition(req) {
-            return res;
-        }
+    /// The response (200, or what a precondition decides), streamed in `encoding`:
+    /// rendered and compressed on the blocking pool into a bounded channel, so neither
+    /// the page nor an async worker is held for it.
+    pub fn into_streamed_response(self, req: &Parts, encoding: Encoding) -> Response<Body> {
+        let identity_tag = self.streamed_tag();
+        let etag = match encoding {
+            Encoding::Identity => identity_tag,
+            coding => identity_tag.for_encoding(coding.token()),
+        };
+        let last_modified = self.last_modified();
+        let validators = Validators {
+            etag: Some(&etag),
+            last_modified,
+        };
         let format = self.format;
-        let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
-        tokio::task::spawn_blocking(move || {
-            let mut buf = String::with_capacity(CHUNK + 1024);
-            let sent_all = self.render(|chunk| {
-                buf.push_str(chunk);
-                if buf.len() < CHUNK {
-                    return true;
+        let mut res = match conditional::evaluate(&req.method, &req.headers, validators) {
+            Precondition::Proceed => {
+                let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
+                tokio::task::spawn_blocking(move || self.stream_into(&tx, encoding));
+                let mut res = Response::new(Body::channel(rx));
+                res.headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type(format));
+                if encoding != Encoding::Identity {
+                    res.headers_mut().insert(
+                        header::CONTENT_ENCODING,
+                        HeaderValue::from_static(encoding.token()),
+                    );
                 }
-                let full = std::mem::replace(&mut buf, String::with_capacity(CHUNK + 1024));
-                tx.blocking_send(Ok(Bytes::from(full))).is_ok()
-            });
-            if sent_all && !buf.is_empty() {
-                let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+                res
             }
+            Precondition::NotModified => {
+                let mut res = Response::new(Body::empty());
+                *res.status_mut() = StatusCode::NOT_MODIFIED;
+                res
+            }
+            Precondition::Failed => crate::http::response::error(StatusCode::PRECONDITION_FAILED),
+        };
+        let headers = res.headers_mut();
+        headers.insert(header::ETAG, etag.header_value());
+        if let Some(value) = last_modified.and_then(crate::http::response::http_date) {
+            headers.insert(header::LAST_MODIFIED, value);
+        }
+        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        headers.append(header::VARY, HeaderValue::from_static("Accept"));
+        res
+    }
+
+    /// Renders through `encoding` into `tx`, a chunk of about [`CHUNK`] bytes at a
+    /// time; stops when the client has gone.
+    fn stream_into(
+        &self,
+        tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+        encoding: Encoding,
+    ) {
+        let mut encoder = match StreamEncoder::new(encoding) {
+            Ok(encoder) => encoder,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut failed = None;
+        let sent_all = self.render(|piece| {
+            if let Err(e) = encoder.write(piece.as_bytes()) {
+                failed = Some(e);
+                return false;
+            }
+            if encoder.pending() < CHUNK {
+                return true;
+            }
+            tx.blocking_send(Ok(Bytes::from(encoder.take()))).is_ok()
         });
-        response(Body::channel(rx), format)
+        if let Some(e) = failed {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        if sent_all {
+            match encoder.finish() {
+                Ok(rest) if rest.is_empty() => {}
+                Ok(rest) => {
+                    let _ = tx.blocking_send(Ok(Bytes::from(rest)));
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                }
+            }
+        }
     }
 
     /// Renders into `emit`, piece by piece; stops early (returning false) when `emit`
@@ -138,49 +268,25 @@ impl Listing {
     }
 }
 
-/// The response for a rendered page: 200, or what a precondition decides.
-pub fn page_response(req: &Parts, page: Bytes, format: Format) -> Response<Body> {
-    unmet_precondition(req).unwrap_or_else(|| response(Body::bytes(page), format))
+/// The response for a rendered page in its chosen representation (identity or
+/// compressed): 200, 206, or what a precondition decides, as for any file, plus
+/// `Vary: Accept` (HTML or JSON was chosen by it).
+pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
+    with_vary_accept(representation::respond(req, rep))
 }
 
-/// The answer to a listing request whose preconditions fail. A listing has no
-/// validators, so only `*` can match it (RFC 9110 §13.1.1-2): `If-None-Match: *` gets
-/// 304, an `If-Match` naming tags 412; date conditions do not apply.
-fn unmet_precondition(req: &Parts) -> Option<Response<Body>> {
-    let none = Validators {
-        etag: None,
-        last_modified: None,
-    };
-    match conditional::evaluate(&req.method, &req.headers, none) {
-        Precondition::Proceed => None,
-        Precondition::NotModified => {
-            let mut res = Response::new(Body::empty());
-            *res.status_mut() = StatusCode::NOT_MODIFIED;
-            res.headers_mut()
-                .insert(header::VARY, HeaderValue::from_static("Accept"));
-            Some(res)
-        }
-        Precondition::Failed => Some(crate::http::response::error(
-            StatusCode::PRECONDITION_FAILED,
-        )),
-    }
+/// `res` with `Vary: Accept` added.
+pub fn with_vary_accept(mut res: Response<Body>) -> Response<Body> {
+    res.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("Accept"));
+    res
 }
 
-fn response(body: Body, format: Format) -> Response<Body> {
-    let content_type = match format {
+fn content_type(format: Format) -> HeaderValue {
+    match format {
         Format::Html => crate::http::response::HTML,
         Format::Json => HeaderValue::from_static("application/json"),
-    };
-    let len = body.exact_len();
-    let mut res = Response::new(body);
-    *res.status_mut() = StatusCode::OK;
-    let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, content_type);
-    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
-    if let Some(len) = len {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    res
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
@@ -218,12 +324,20 @@ fn html_entry(entry: &Entry, out: &mut String) {
             human_size(entry.size)
         )
     };
+    // The exact time (RFC 3339, UTC) stays in the datetime attribute; the text says
+    // its zone.
+    let exact = mtime_text(entry.mtime);
+    let modified = if exact.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<time datetime=\"{exact}\">{} UTC</time>",
+            exact.replacen('T', " ", 1).trim_end_matches('Z')
+        )
+    };
     let _ = writeln!(
         out,
-        "<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td>{size}<td>{}</td></tr>",
-        mtime_text(entry.mtime)
-            .replacen('T', " ", 1)
-            .trim_end_matches('Z'),
+        "<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td>{size}<td>{modified}</td></tr>",
     );
 }
 
@@ -339,6 +453,7 @@ mod tests {
             path,
             vec![entry("<b>&\"x\" #?.txt", EntryKind::File)],
             Format::Html,
+            None,
         );
         let page = render(&listing);
         assert!(page.contains("href=\"../\""));
@@ -366,6 +481,7 @@ mod tests {
                 entry("k.bin", EntryKind::File),
             ],
             Format::Html,
+            None,
         );
         let page = render(&listing);
         assert!(page.contains("title=\"1 byte\">1 B<"), "{page}");
@@ -382,6 +498,7 @@ mod tests {
                 entry("\"q\".txt", EntryKind::File),
             ],
             Format::Json,
+            None,
         );
         let v: serde_json::Value = serde_json::from_str(&render(&listing)).unwrap();
         assert_eq!(v["path"], "/");

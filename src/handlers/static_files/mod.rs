@@ -36,7 +36,7 @@ use crate::http::negotiate::{self, Encoding};
 use crate::http::path::SitePath;
 use crate::http::representation::{self, Content, Representation};
 use crate::http::response;
-use cache::{FileFill, Found, HotCache, CACHEABLE_FILE};
+use cache::{FileFill, Found, HotCache, Learned, PageFill, CACHEABLE_FILE};
 use compress::VariantCache;
 use etag_cache::EtagCache;
 use inflight::InFlight;
@@ -95,10 +95,11 @@ enum Resolved {
     NotAcceptable,
     /// The directory exists; its canonical URL ends in `/`.
     AddSlash(SitePath),
-    /// A listing rendered whole, and where it came from (for the cache).
-    Page(Bytes, CString, FileState),
-    /// A listing too large to render whole: streamed.
-    Stream(Listing),
+    /// A listing rendered whole, in the representation chosen for the client, and
+    /// what to cache about it.
+    Page(Box<Representation>, Box<PageFill>),
+    /// A listing too large to render whole: streamed in this coding.
+    Stream(Listing, Encoding),
 }
 
 impl StaticFiles {
@@ -223,13 +224,14 @@ impl StaticFiles {
                 }
                 response::moved_permanently(&location)
             }
-            Ok(Resolved::Page(page, dir, state)) => {
-                files
-                    .cache
-                    .fill_listing(key, dir, state, format, page.clone());
-                listing::page_response(req, page, format)
+            Ok(Resolved::Page(rep, fill)) => {
+                let res = listing::respond(req, *rep);
+                files.cache.fill_listing(key, *fill);
+                res
             }
-            Ok(Resolved::Stream(listing)) => listing.into_streamed_response(req),
+            Ok(Resolved::Stream(listing, encoding)) => {
+                listing.into_streamed_response(req, encoding)
+            }
             Err(err) => io_error(&err),
         }
     }
@@ -259,17 +261,36 @@ fn resolve(
                 }
             }
             let state = dir_state.1;
+            let dir_modified = dir.meta.modified().ok();
             let mut entries = root.list(dir, &path)?;
             if !files.settings.hidden {
                 entries.retain(|e| !e.name.starts_with(b"."));
             }
             listing::sort(&mut entries);
             let dir_path = dir_state.0;
-            let listing = Listing::new(path, entries, format);
-            if listing.fits_in_memory() {
-                Ok(Resolved::Page(listing.render_page(), dir_path, state))
-            } else {
-                Ok(Resolved::Stream(listing))
+            let listing = Listing::new(path, entries, format, dir_modified);
+            if !listing.fits_in_memory() {
+                // Compressed as it streams, in the client's first choice.
+                let encoding = encodings
+                    .iter()
+                    .copied()
+                    .find(|&e| e == Encoding::Identity || !files.settings.no_compress);
+                return Ok(match encoding {
+                    Some(encoding) => Resolved::Stream(listing, encoding),
+                    None => Resolved::NotAcceptable,
+                });
+            }
+            let identity = listing.page_representation(listing.render_page());
+            let mut fill = PageFill {
+                dir: dir_path,
+                state,
+                format,
+                identity: identity.clone(),
+                learned: Vec::new(),
+            };
+            match on_the_fly(files, &identity, encodings, &mut fill.learned)? {
+                Some(rep) => Ok(Resolved::Page(Box::new(rep), Box::new(fill))),
+                None => Ok(Resolved::NotAcceptable),
             }
         }
     }
@@ -369,28 +390,44 @@ fn represent(
         }
         fill.learned.push((encoding, Found::NoSidecar));
     }
+    match on_the_fly(files, &identity, encodings, &mut fill.learned)? {
+        Some(rep) => chosen(rep, fill),
+        None => Ok(Resolved::NotAcceptable),
+    }
+}
+
+/// The first of `encodings` that can be had from `identity` without a sidecar:
+/// identity itself, or a variant compressed on the fly (kept in the variant cache
+/// under the identity's tag); `None` when none can. What was found for each coding
+/// looked at is added to `learned`, for the hot cache.
+fn on_the_fly(
+    files: &StaticFiles,
+    identity: &Representation,
+    encodings: &[Encoding],
+    learned: &mut Vec<Learned>,
+) -> io::Result<Option<Representation>> {
+    let len = identity.len;
     for &encoding in encodings {
         if encoding == Encoding::Identity {
-            return chosen(identity, fill);
+            return Ok(Some(identity.clone()));
         }
-        if !negotiated {
+        let Some(etag) = identity.etag.as_ref().filter(|_| identity.negotiated) else {
             continue;
-        }
+        };
         if files.settings.no_compress || !(compress::MIN_SIZE..=compress::MAX_SIZE).contains(&len) {
-            fill.learned.push((encoding, Found::Unavailable));
+            learned.push((encoding, Found::Unavailable));
             continue;
         }
-        let variant =
-            files
-                .variants
-                .get_or_encode(&etag, encoding, || match &identity.content {
-                    Content::Bytes(bytes) => Ok(bytes.clone()),
-                    Content::File(file) => {
-                        let mut buf = vec![0u8; len as usize];
-                        file.read_exact_at(&mut buf, 0)?;
-                        Ok(Bytes::from(buf))
-                    }
-                })?;
+        let variant = files
+            .variants
+            .get_or_encode(etag, encoding, || match &identity.content {
+                Content::Bytes(bytes) => Ok(bytes.clone()),
+                Content::File(file) => {
+                    let mut buf = vec![0u8; len as usize];
+                    file.read_exact_at(&mut buf, 0)?;
+                    Ok(Bytes::from(buf))
+                }
+            })?;
         match variant {
             Some(bytes) => {
                 let rep = Representation {
@@ -398,15 +435,15 @@ fn represent(
                     content: Content::Bytes(bytes),
                     etag: Some(etag.for_encoding(encoding.token())),
                     encoding: Some(encoding.token()),
-                    ..identity
+                    ..identity.clone()
                 };
-                fill.learned.push((encoding, Found::Derived(rep.clone())));
-                return chosen(rep, fill);
+                learned.push((encoding, Found::Derived(rep.clone())));
+                return Ok(Some(rep));
             }
-            None => fill.learned.push((encoding, Found::Unavailable)),
+            None => learned.push((encoding, Found::Unavailable)),
         }
     }
-    Ok(Resolved::NotAcceptable)
+    Ok(None)
 }
 
 /// A file's modification time as a Last-Modified value: never later than now (RFC 9110
