@@ -205,7 +205,7 @@ impl WriteDir {
     }
 
     /// Every name in this folder, reserved ones included.
-    fn all_names(&self) -> io::Result<Vec<Vec<u8>>> {
+    pub fn all_names(&self) -> io::Result<Vec<Vec<u8>>> {
         let dup = rustix::io::dup(&*self.fd).map_err(io::Error::from)?;
         let mut reader = Dir::new(dup).map_err(io::Error::from)?;
         let mut names = Vec::new();
@@ -283,6 +283,15 @@ impl WriteDir {
     /// Opens the regular file `name` here for reading (not through a symlink).
     pub fn open_file(&self, name: &[u8]) -> io::Result<File> {
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd =
+            rustix::fs::openat(&*self.fd, name, flags, Mode::empty()).map_err(map_write_err)?;
+        Ok(File::from(fd))
+    }
+
+    /// Opens the existing regular file `name` here for reading and writing at any offset (not
+    /// through a symlink).
+    pub fn open_file_rw(&self, name: &[u8]) -> io::Result<File> {
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd =
             rustix::fs::openat(&*self.fd, name, flags, Mode::empty()).map_err(map_write_err)?;
         Ok(File::from(fd))

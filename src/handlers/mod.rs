@@ -186,6 +186,12 @@ impl Handlers {
     }
 }
 
+/// Whether the static handler's read side answers `head` (a tus HEAD goes to the
+/// write side).
+fn reads_files(head: &Parts) -> bool {
+    static_files::allows(&head.method) && !uploads::tus::is_tus(head)
+}
+
 /// The other end of a COPY or MOVE (RFC 4918 §10.3), checked by the site like the
 /// request's own path.
 #[derive(Debug, Clone)]
@@ -241,9 +247,7 @@ impl Handlers {
     /// when it returns `None`, [`Handlers::respond`] gives the answer.
     pub fn ready(&self, handler: &Handler, head: &Parts, target: &str) -> Option<Response<Body>> {
         match handler {
-            Handler::Static(_) if static_files::allows(&head.method) => {
-                self.static_files.from_cache(head, target)
-            }
+            Handler::Static(_) if reads_files(head) => self.static_files.from_cache(head, target),
             Handler::Static(_) => None,
             Handler::Proxy(route) if route.files_first && static_files::allows(&head.method) => {
                 self.static_files.from_cache(head, target)
@@ -255,7 +259,7 @@ impl Handlers {
     /// The answer to `req`, after [`Handlers::ready`] had none.
     pub async fn respond(&self, handler: &Handler, req: Request<'_>) -> Response<Body> {
         match handler {
-            Handler::Static(_) if static_files::allows(&req.head.method) => {
+            Handler::Static(_) if reads_files(req.head) => {
                 Arc::clone(&self.static_files).serve_uncached(req).await
             }
             Handler::Static(access) => Arc::clone(&self.uploads).respond(*access, req).await,

@@ -14,6 +14,7 @@ pub mod form;
 pub mod locks;
 pub mod props;
 pub mod put;
+pub mod tus;
 
 use std::io;
 use std::sync::Arc;
@@ -49,6 +50,24 @@ pub struct Uploads {
     files: Arc<StaticFiles>,
     settings: Settings,
     locks: locks::Locks,
+    /// Resumable uploads being appended to now: one PATCH at a time each.
+    tus_busy: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A resumable upload's turn to be appended to; given back when dropped.
+pub(crate) struct TusTurn<'a> {
+    up: &'a Uploads,
+    id: String,
+}
+
+impl Drop for TusTurn<'_> {
+    fn drop(&mut self) {
+        self.up
+            .tus_busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl Uploads {
@@ -59,6 +78,7 @@ impl Uploads {
             files,
             settings,
             locks: locks::Locks::default(),
+            tus_busy: Default::default(),
         }
     }
 
@@ -66,6 +86,9 @@ impl Uploads {
     pub async fn respond(self: Arc<Self>, access: Access, req: Request<'_>) -> Response<Body> {
         if let Some(status) = name_problem(&req.path) {
             return response::error(status);
+        }
+        if tus::is_tus(req.head) {
+            return tus::respond(self, access, req).await;
         }
         if req.head.headers.contains_key("if") {
             let (path, headers) = (req.path.clone(), req.head.headers.clone());
@@ -93,6 +116,15 @@ impl Uploads {
         }
     }
 
+    /// The turn to append to upload `id`, unless another request has it.
+    pub(crate) fn tus_turn(&self, id: &str) -> Option<TusTurn<'_>> {
+        let mut busy = self.tus_busy.lock().unwrap_or_else(|p| p.into_inner());
+        busy.insert(id.to_string()).then(|| TusTurn {
+            up: self,
+            id: id.to_string(),
+        })
+    }
+
     /// Runs `work` on the blocking pool.
     async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
@@ -110,11 +142,11 @@ pub fn allow(access: &Access) -> &'static str {
     match (access.upload, access.delete) {
         (false, false) => "GET, HEAD, OPTIONS",
         (true, false) => {
-            "GET, HEAD, OPTIONS, PUT, POST, MKCOL, COPY, PROPFIND, PROPPATCH, LOCK, UNLOCK"
+            "GET, HEAD, OPTIONS, PUT, POST, PATCH, MKCOL, COPY, PROPFIND, PROPPATCH, LOCK, UNLOCK"
         }
         (false, true) => "GET, HEAD, OPTIONS, DELETE, PROPFIND",
         (true, true) => {
-            "GET, HEAD, OPTIONS, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK"
+            "GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK"
         }
     }
 }
@@ -122,6 +154,9 @@ pub fn allow(access: &Access) -> &'static str {
 /// Whether a path with `access` answers the request `head` starts (reads are the
 /// read side's).
 pub fn allows(access: &Access, head: &Parts) -> bool {
+    if tus::is_tus(head) {
+        return tus::allows(access, head);
+    }
     match head.method.as_str() {
         "PUT" | "POST" | "MKCOL" | "COPY" | "PROPPATCH" | "LOCK" | "UNLOCK" => access.upload,
         // The source side of a move is a delete; its destination is checked too.
@@ -134,6 +169,9 @@ pub fn allows(access: &Access, head: &Parts) -> bool {
 /// Whether the body of the request `head` starts is read (the others' are disposed
 /// of).
 pub fn reads_body(_access: &Access, head: &Parts) -> bool {
+    if tus::is_tus(head) {
+        return matches!(head.method, Method::POST | Method::PATCH);
+    }
     matches!(
         head.method.as_str(),
         "PUT" | "POST" | "MKCOL" | "PROPFIND" | "PROPPATCH" | "LOCK"
@@ -174,6 +212,9 @@ pub fn options(access: &Access) -> Response<Body> {
             .insert("dav", HeaderValue::from_static("1, 2"));
         res.headers_mut()
             .insert("ms-author-via", HeaderValue::from_static("DAV"));
+    }
+    if access.upload {
+        tus::advertise(access, res.headers_mut());
     }
     res
 }

@@ -1,0 +1,515 @@
+//! Resumable uploads with the tus protocol 1.0.0 (https://tus.io/protocols/resumable-upload):
+//! core, creation, creation-with-upload, termination, expiration and checksum (sha1),
+//! at any folder where uploads are allowed.
+//!
+//! `POST` with `Tus-Resumable` to a folder URL creates an upload; its URL is the
+//! folder's with `?tus=<id>` (so the folder's rules and auth apply to every request
+//! of it), the id 128 random bits. State lives on disk in the reserved folder
+//! `.wharf-tus/` under the root — `<id>` holds the bytes so far (its length is the
+//! offset), `<id>.json` what the upload is — so an upload resumes after a restart.
+//! `PATCH` appends at the offset the client names; a broken connection keeps what
+//! arrived. When the last byte is in, the file is fsynced and renamed into its folder
+//! under its name in one step (never over an existing file: 409, and the upload stays
+//! for the client to be told). Incomplete uploads are invisible, and removed once they
+//! expire (`--upload-expiry` after their last change), when they are next asked
+//! for and whenever an upload is created.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha1::Digest as _;
+
+use super::body::receive;
+use super::{form, io_status, Uploads};
+use crate::fs::write::{EntryType, WriteDir};
+use crate::handlers::{Access, Request};
+use crate::http::body::Body;
+use crate::http::path::SitePath;
+use crate::http::response;
+
+/// The protocol version spoken.
+const VERSION: &str = "1.0.0";
+/// The extensions supported.
+const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
+/// The reserved folder under the root that holds uploads under way.
+const STATE_DIR: &[u8] = b".wharf-tus";
+/// The media type of a chunk.
+const CHUNK_TYPE: &str = "application/offset+octet-stream";
+/// tus's status for a checksum that does not match.
+const CHECKSUM_MISMATCH: u16 = 460;
+
+/// What an upload is, kept beside its bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    /// The folder's URL path (`/a/b/`).
+    folder: String,
+    /// The file's name in it.
+    name: String,
+    /// Its whole length.
+    length: u64,
+    /// `Upload-Metadata` as the client sent it.
+    metadata: Option<String>,
+    /// Seconds since the epoch after which it is gone.
+    expires: u64,
+}
+
+/// Whether the request is one of tus's (it says which protocol it speaks).
+pub fn is_tus(head: &Parts) -> bool {
+    head.headers.contains_key("tus-resumable")
+}
+
+/// Whether a tus request with `access` is allowed: everything takes uploads (ending
+/// one's own upload too).
+pub fn allows(access: &Access, head: &Parts) -> bool {
+    access.upload
+        && matches!(
+            head.method,
+            Method::POST | Method::PATCH | Method::HEAD | Method::DELETE
+        )
+}
+
+/// The headers `OPTIONS` adds where uploads are allowed.
+pub fn advertise(access: &Access, headers: &mut HeaderMap) {
+    headers.insert("tus-resumable", HeaderValue::from_static(VERSION));
+    headers.insert("tus-version", HeaderValue::from_static(VERSION));
+    headers.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
+    headers.insert("tus-max-size", HeaderValue::from(access.max_upload_size));
+    headers.insert("tus-checksum-algorithm", HeaderValue::from_static("sha1"));
+}
+
+/// Answers a tus request allowed by `access`.
+pub async fn respond(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<Body> {
+    let head = req.head;
+    if head.headers.get("tus-resumable").map(|v| v.as_bytes()) != Some(VERSION.as_bytes()) {
+        let mut res = response::error(StatusCode::PRECONDITION_FAILED);
+        res.headers_mut()
+            .insert("tus-version", HeaderValue::from_static(VERSION));
+        return res;
+    }
+    let id = head
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("tus=")))
+        .map(str::to_string);
+    let mut res = match (&head.method, id) {
+        (&Method::POST, None) => create(up, access, req).await,
+        (_, None) => response::error(StatusCode::NOT_FOUND),
+        (&Method::HEAD, Some(id)) => status(up, &req.path, &id).await,
+        (&Method::PATCH, Some(id)) => append(up, req, &id).await,
+        (&Method::DELETE, Some(id)) => terminate(up, &req.path, &id).await,
+        _ => response::error(StatusCode::METHOD_NOT_ALLOWED),
+    };
+    res.headers_mut()
+        .insert("tus-resumable", HeaderValue::from_static(VERSION));
+    res
+}
+
+/// An id: 32 hex digits, nothing else (it names files).
+fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn new_id() -> Option<String> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn expires_header(meta: &Meta) -> Option<HeaderValue> {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(meta.expires);
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).ok()
+}
+
+/// The filename in `Upload-Metadata` (`key base64,key base64`).
+fn filename(metadata: &str) -> Option<String> {
+    metadata.split(',').find_map(|pair| {
+        let mut parts = pair.trim().splitn(2, ' ');
+        match (parts.next(), parts.next()) {
+            (Some("filename"), Some(value)) => base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok()),
+            _ => None,
+        }
+    })
+}
+
+fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+impl Uploads {
+    /// The folder holding uploads under way.
+    fn tus_dir(&self) -> io::Result<WriteDir> {
+        self.root.write_dir(&SitePath::root().join(STATE_DIR), true)
+    }
+
+    /// The upload `id` begun in `folder`, unless it does not exist, belongs to
+    /// another folder, or has expired (then it is removed): `Err(404 or 410)`.
+    fn load(&self, folder: &SitePath, id: &str) -> Result<(WriteDir, Meta), StatusCode> {
+        if !valid_id(id) {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        let dir = self.tus_dir().map_err(|e| io_status(&e))?;
+        let file = dir
+            .open_file(format!("{id}.json").as_bytes())
+            .map_err(|_| StatusCode::NOT_FOUND)?;
+        let meta: Meta =
+            serde_json::from_reader(io::BufReader::new(file)).map_err(|_| StatusCode::NOT_FOUND)?;
+        if meta.folder != folder.to_url(true) {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        if meta.expires <= now_secs() {
+            forget(&dir, id);
+            return Err(StatusCode::GONE);
+        }
+        Ok((dir, meta))
+    }
+
+    /// Removes every expired upload.
+    fn sweep_expired(&self) {
+        let Ok(dir) = self.tus_dir() else { return };
+        let Ok(names) = dir.all_names() else { return };
+        let now = now_secs();
+        for name in names {
+            let Some(id) = name.strip_suffix(b".json") else {
+                continue;
+            };
+            let Ok(id) = std::str::from_utf8(id) else {
+                continue;
+            };
+            let expired = dir
+                .open_file(&name)
+                .ok()
+                .and_then(|f| serde_json::from_reader::<_, Meta>(io::BufReader::new(f)).ok())
+                .is_none_or(|m| m.expires <= now);
+            if expired {
+                forget(&dir, id);
+            }
+        }
+    }
+}
+
+/// Removes an upload's bytes and description.
+fn forget(dir: &WriteDir, id: &str) {
+    let _ = dir.remove(id.as_bytes());
+    let _ = dir.remove(format!("{id}.json").as_bytes());
+}
+
+/// Writes `meta` as `<id>.json`, atomically.
+fn save(dir: &WriteDir, id: &str, meta: &Meta) -> io::Result<()> {
+    let temp = dir.temp_file()?;
+    serde_json::to_writer(&**temp.file(), meta).map_err(io::Error::other)?;
+    temp.persist(format!("{id}.json").as_bytes(), true)
+}
+
+/// The bytes received so far.
+fn offset(dir: &WriteDir, id: &str) -> io::Result<u64> {
+    Ok(dir.open_file(id.as_bytes())?.metadata()?.len())
+}
+
+/// POST: a new upload (creation), perhaps with its first bytes.
+async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<Body> {
+    let Request {
+        head,
+        path,
+        mut body,
+        ..
+    } = req;
+    let Some(length) = number(&head.headers, "upload-length") else {
+        return response::error(StatusCode::BAD_REQUEST);
+    };
+    if length > access.max_upload_size {
+        return response::error(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let metadata = head
+        .headers
+        .get("upload-metadata")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(name) = metadata
+        .as_deref()
+        .and_then(filename)
+        .and_then(|n| form::file_name(&n, up.settings.hidden))
+    else {
+        return response::error(StatusCode::BAD_REQUEST);
+    };
+    let Ok(name) = String::from_utf8(name) else {
+        return response::error(StatusCode::BAD_REQUEST);
+    };
+    let Some(id) = new_id() else {
+        return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let meta = Meta {
+        folder: path.to_url(true),
+        name: name.clone(),
+        length,
+        metadata,
+        expires: now_secs() + up.settings.upload_expiry.as_secs(),
+    };
+    let (folder, saved, new_id) = (path.clone(), meta.clone(), id.clone());
+    let made = up
+        .blocking(move |up| -> Result<WriteDir, StatusCode> {
+            up.sweep_expired();
+            let target = up
+                .root
+                .write_dir(&folder, false)
+                .map_err(|e| io_status(&e))?;
+            if target
+                .entry_type(name.as_bytes())
+                .map_err(|e| io_status(&e))?
+                != EntryType::Missing
+            {
+                return Err(StatusCode::CONFLICT);
+            }
+            let dir = up.tus_dir().map_err(|e| io_status(&e))?;
+            dir.temp_file()
+                .and_then(|t| t.persist(new_id.as_bytes(), false))
+                .and_then(|()| save(&dir, &new_id, &saved))
+                .map_err(|e| io_status(&e))?;
+            Ok(dir)
+        })
+        .await;
+    let dir = match made {
+        Ok(Ok(dir)) => dir,
+        Ok(Err(status)) => return response::error(status),
+        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let location = format!("{}?tus={id}", path.to_url(true));
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::CREATED;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(v) = expires_header(&meta) {
+        res.headers_mut().insert("upload-expires", v);
+    }
+    // creation-with-upload: the first bytes came with it.
+    let with_bytes = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == CHUNK_TYPE.as_bytes());
+    if with_bytes && !http_body::Body::is_end_stream(&body) {
+        match write_chunk(&up, &dir, &id, &meta, 0, &mut body, &head.headers).await {
+            Ok(new_offset) => {
+                res.headers_mut()
+                    .insert("upload-offset", HeaderValue::from(new_offset));
+            }
+            Err(status) => return response::error(status),
+        }
+    }
+    res
+}
+
+/// HEAD: where the upload stands.
+async fn status(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body> {
+    let (folder, id) = (folder.clone(), id.to_string());
+    let found = up
+        .blocking(move |up| -> Result<(Meta, u64), StatusCode> {
+            let (dir, meta) = up.load(&folder, &id)?;
+            let at = offset(&dir, &id).map_err(|e| io_status(&e))?;
+            Ok((meta, at))
+        })
+        .await;
+    let (meta, at) = match found {
+        Ok(Ok(found)) => found,
+        Ok(Err(status)) => return empty_status(status),
+        Err(_) => return empty_status(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let mut res = Response::new(Body::empty());
+    let headers = res.headers_mut();
+    headers.insert("upload-offset", HeaderValue::from(at));
+    headers.insert("upload-length", HeaderValue::from(meta.length));
+    if let Some(v) = meta
+        .metadata
+        .as_deref()
+        .and_then(|m| HeaderValue::from_str(m).ok())
+    {
+        headers.insert("upload-metadata", v);
+    }
+    if let Some(v) = expires_header(&meta) {
+        headers.insert("upload-expires", v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A status with no body (HEAD answers carry none).
+fn empty_status(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = status;
+    res
+}
+
+/// PATCH: bytes appended at the offset the client names.
+async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> {
+    let Request {
+        head,
+        path,
+        mut body,
+        ..
+    } = req;
+    if head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes() != CHUNK_TYPE.as_bytes())
+    {
+        return response::error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let Some(claimed) = number(&head.headers, "upload-offset") else {
+        return response::error(StatusCode::BAD_REQUEST);
+    };
+    let (folder, key) = (path.clone(), id.to_string());
+    let found = up
+        .blocking(move |up| -> Result<(WriteDir, Meta, u64), StatusCode> {
+            let (dir, meta) = up.load(&folder, &key)?;
+            let at = offset(&dir, &key).map_err(|e| io_status(&e))?;
+            Ok((dir, meta, at))
+        })
+        .await;
+    let (dir, meta, at) = match found {
+        Ok(Ok(found)) => found,
+        Ok(Err(status)) => return response::error(status),
+        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    if claimed != at {
+        return response::error(StatusCode::CONFLICT);
+    }
+    let Some(_turn) = up.tus_turn(id) else {
+        // Another PATCH of this upload is under way.
+        return response::error(StatusCode::CONFLICT);
+    };
+    match write_chunk(&up, &dir, id, &meta, at, &mut body, &head.headers).await {
+        Ok(new_offset) => {
+            let mut res = empty_status(StatusCode::NO_CONTENT);
+            res.headers_mut()
+                .insert("upload-offset", HeaderValue::from(new_offset));
+            if let Some(v) = expires_header(&meta) {
+                res.headers_mut().insert("upload-expires", v);
+            }
+            res
+        }
+        Err(status) => response::error(status),
+    }
+}
+
+/// Appends the body at `at`, checks `Upload-Checksum`, renews the expiry, and
+/// completes the upload when its last byte is in. The new offset, or the status.
+async fn write_chunk(
+    up: &Arc<Uploads>,
+    dir: &WriteDir,
+    id: &str,
+    meta: &Meta,
+    at: u64,
+    body: &mut crate::http::request_body::RequestBody,
+    headers: &HeaderMap,
+) -> Result<u64, StatusCode> {
+    let file = dir.open_file_rw(id.as_bytes()).map_err(|e| io_status(&e))?;
+    let file = Arc::new(file);
+    let room = meta.length - at.min(meta.length);
+    let received = receive(body, &file, at, room, up.settings.body_timeout, None).await;
+    let end = at + received.written;
+    if let Err(e) = received.outcome {
+        // What arrived is kept (that is what resuming is for), past the limit is not.
+        return Err(e.status());
+    }
+    let checksum = headers
+        .get("upload-checksum")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (key, mut renewed) = (id.to_string(), meta.clone());
+    renewed.expires = now_secs() + up.settings.upload_expiry.as_secs();
+    let finished = up
+        .blocking(move |up| -> Result<u64, StatusCode> {
+            let dir = up.tus_dir().map_err(|e| io_status(&e))?;
+            if let Some(checksum) = checksum {
+                let expected = checksum
+                    .strip_prefix("sha1 ")
+                    .and_then(|b| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b.trim())
+                            .ok()
+                    })
+                    .ok_or(StatusCode::BAD_REQUEST)?;
+                let mut chunk = vec![0u8; (end - at) as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&*file, &mut chunk, at)
+                    .map_err(|e| io_status(&e))?;
+                if sha1::Sha1::digest(&chunk).as_slice() != expected.as_slice() {
+                    file.set_len(at).map_err(|e| io_status(&e))?;
+                    return Err(
+                        StatusCode::from_u16(CHECKSUM_MISMATCH).unwrap_or(StatusCode::BAD_REQUEST)
+                    );
+                }
+            }
+            if end < renewed.length {
+                save(&dir, &key, &renewed).map_err(|e| io_status(&e))?;
+                return Ok(end);
+            }
+            // The last byte: the file goes into its folder, whole, in one step.
+            file.sync_all().map_err(|e| io_status(&e))?;
+            let folder =
+                SitePath::parse(&renewed.folder, true).map_err(|_| StatusCode::NOT_FOUND)?;
+            let target = up
+                .root
+                .write_dir(&folder, false)
+                .map_err(|e| io_status(&e))?;
+            dir.rename(key.as_bytes(), &target, renewed.name.as_bytes(), false)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => StatusCode::CONFLICT,
+                    _ => io_status(&e),
+                })?;
+            target.sync().map_err(|e| io_status(&e))?;
+            let _ = dir.remove(format!("{key}.json").as_bytes());
+            Ok(end)
+        })
+        .await;
+    finished.unwrap_or(Err(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
+/// DELETE: the upload is abandoned (termination).
+async fn terminate(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body> {
+    let (folder, key) = (folder.clone(), id.to_string());
+    let done = up
+        .blocking(move |up| -> Result<(), StatusCode> {
+            let (dir, _) = up.load(&folder, &key)?;
+            forget(&dir, &key);
+            Ok(())
+        })
+        .await;
+    match done {
+        Ok(Ok(())) => empty_status(StatusCode::NO_CONTENT),
+        Ok(Err(status)) => response::error(status),
+        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_and_ids() {
+        assert_eq!(
+            filename("filename d29ybGQ=,is_confidential").as_deref(),
+            Some("world")
+        );
+        assert_eq!(filename("other eA=="), None);
+        assert!(valid_id("0123456789abcdef0123456789abcdef"));
+        assert!(!valid_id("../../etc/passwd"));
+        assert!(!valid_id("0123"));
+        assert!(new_id().is_some_and(|id| valid_id(&id)));
+    }
+}

@@ -1,0 +1,340 @@
+//! Resumable uploads (tus 1.0.0): creation, creation-with-upload, offsets, appends,
+//! checksums, termination, expiry, resuming after a broken connection and after a
+//! restart, and invisibility of what is incomplete.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+
+/// A tus request with `body`.
+fn tus(
+    server: &Server,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTus-Resumable: 1.0.0\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    server.exchange(&bytes, method == "HEAD")
+}
+
+fn metadata(name: &str) -> String {
+    format!(
+        "filename {},filetype dGV4dC9wbGFpbg==",
+        base64::engine::general_purpose::STANDARD.encode(name)
+    )
+}
+
+/// Creates an upload of `length` bytes named `name` in `folder`; its URL.
+fn create(server: &Server, folder: &str, name: &str, length: usize) -> String {
+    let meta = metadata(name);
+    let len = length.to_string();
+    let res = tus(
+        server,
+        "POST",
+        folder,
+        &[("Upload-Length", &len), ("Upload-Metadata", &meta)],
+        b"",
+    );
+    assert_eq!(res.status, 201, "{}", res.body_text());
+    assert_eq!(res.header("tus-resumable").as_deref(), Some("1.0.0"));
+    assert!(res.header("upload-expires").is_some());
+    res.header("location").expect("the upload's URL")
+}
+
+fn patch(server: &Server, url: &str, offset: usize, bytes: &[u8]) -> Response {
+    let at = offset.to_string();
+    tus(
+        server,
+        "PATCH",
+        url,
+        &[
+            ("Upload-Offset", &at),
+            ("Content-Type", "application/offset+octet-stream"),
+        ],
+        bytes,
+    )
+}
+
+fn offset_of(server: &Server, url: &str) -> Option<String> {
+    let res = tus(server, "HEAD", url, &[], b"");
+    assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
+    res.header("upload-offset")
+}
+
+#[test]
+fn options_advertise_the_protocol() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload", "--max-upload-size", "1MiB"]);
+    let res = request(&server, "OPTIONS", "/", &[]);
+    assert_eq!(res.header("tus-version").as_deref(), Some("1.0.0"));
+    assert_eq!(res.header("tus-max-size").as_deref(), Some("1048576"));
+    let ext = res.header("tus-extension").unwrap();
+    for e in [
+        "creation",
+        "creation-with-upload",
+        "termination",
+        "expiration",
+        "checksum",
+    ] {
+        assert!(ext.split(',').any(|x| x == e), "{ext}");
+    }
+    assert_eq!(
+        res.header("tus-checksum-algorithm").as_deref(),
+        Some("sha1")
+    );
+    let readonly = Server::start(&root, &[]);
+    assert_eq!(
+        request(&readonly, "OPTIONS", "/", &[]).header("tus-version"),
+        None
+    );
+    let meta = metadata("a.txt");
+    let refused = tus(
+        &readonly,
+        "POST",
+        "/",
+        &[("Upload-Length", "3"), ("Upload-Metadata", &meta)],
+        b"",
+    );
+    assert_eq!(refused.status, 405);
+}
+
+#[test]
+fn an_upload_in_pieces_becomes_the_file() {
+    let (_t, root) = temp_root();
+    std::fs::create_dir(root.join("in")).unwrap();
+    let server = Server::start(&root, &["--upload"]);
+    let url = create(&server, "/in/", "report.txt", 11);
+    assert!(url.starts_with("/in/?tus="), "{url}");
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("0"));
+    let res = tus(&server, "HEAD", &url, &[], b"");
+    assert_eq!(res.header("upload-length").as_deref(), Some("11"));
+    assert!(res.header("upload-metadata").unwrap().contains("filename"));
+
+    let res = patch(&server, &url, 0, b"hello ");
+    assert_eq!(res.status, 204);
+    assert_eq!(res.header("upload-offset").as_deref(), Some("6"));
+    // Incomplete: nowhere to be seen.
+    assert_eq!(get(&server, "/in/report.txt").status, 404);
+    assert!(!get(&server, "/in/").body_text().contains("report"));
+    assert_eq!(patch(&server, &url, 3, b"xxx").status, 409, "wrong offset");
+    let wrong_type = tus(
+        &server,
+        "PATCH",
+        &url,
+        &[("Upload-Offset", "6"), ("Content-Type", "text/plain")],
+        b"x",
+    );
+    assert_eq!(wrong_type.status, 415);
+    assert_eq!(
+        patch(&server, &url, 6, b"world and more").status,
+        413,
+        "past the length"
+    );
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("6"));
+
+    assert_eq!(patch(&server, &url, 6, b"world").status, 204);
+    assert_eq!(get(&server, "/in/report.txt").body, b"hello world");
+    assert_eq!(
+        tus(&server, "HEAD", &url, &[], b"").status,
+        404,
+        "done and gone"
+    );
+}
+
+#[test]
+fn creation_with_upload_and_checksums() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload"]);
+    let meta = metadata("c.bin");
+    let res = tus(
+        &server,
+        "POST",
+        "/",
+        &[
+            ("Upload-Length", "8"),
+            ("Upload-Metadata", &meta),
+            ("Content-Type", "application/offset+octet-stream"),
+        ],
+        b"abcd",
+    );
+    assert_eq!(res.status, 201);
+    assert_eq!(res.header("upload-offset").as_deref(), Some("4"));
+    let url = res.header("location").unwrap();
+    let sum = |b: &[u8]| {
+        use sha1::Digest as _;
+        format!(
+            "sha1 {}",
+            base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(b))
+        )
+    };
+    let bad = sum(b"nope");
+    let res = tus(
+        &server,
+        "PATCH",
+        &url,
+        &[
+            ("Upload-Offset", "4"),
+            ("Content-Type", "application/offset+octet-stream"),
+            ("Upload-Checksum", &bad),
+        ],
+        b"efgh",
+    );
+    assert_eq!(res.status, 460);
+    assert_eq!(
+        offset_of(&server, &url).as_deref(),
+        Some("4"),
+        "the chunk was discarded"
+    );
+    let good = sum(b"efgh");
+    let res = tus(
+        &server,
+        "PATCH",
+        &url,
+        &[
+            ("Upload-Offset", "4"),
+            ("Content-Type", "application/offset+octet-stream"),
+            ("Upload-Checksum", &good),
+        ],
+        b"efgh",
+    );
+    assert_eq!(res.status, 204);
+    assert_eq!(std::fs::read(root.join("c.bin")).unwrap(), b"abcdefgh");
+}
+
+#[test]
+fn bad_creations_and_termination() {
+    let (_t, root) = temp_root();
+    write_file(&root, "taken.txt", "x");
+    let server = Server::start(&root, &["--upload", "--max-upload-size", "100"]);
+    let meta = metadata("big.bin");
+    assert_eq!(
+        tus(
+            &server,
+            "POST",
+            "/",
+            &[("Upload-Length", "101"), ("Upload-Metadata", &meta)],
+            b""
+        )
+        .status,
+        413
+    );
+    assert_eq!(
+        tus(&server, "POST", "/", &[("Upload-Metadata", &meta)], b"").status,
+        400,
+        "no length"
+    );
+    assert_eq!(
+        tus(&server, "POST", "/", &[("Upload-Length", "5")], b"").status,
+        400,
+        "no name"
+    );
+    let taken = metadata("taken.txt");
+    assert_eq!(
+        tus(
+            &server,
+            "POST",
+            "/",
+            &[("Upload-Length", "5"), ("Upload-Metadata", &taken)],
+            b""
+        )
+        .status,
+        409
+    );
+    let hidden = metadata(".env");
+    assert_eq!(
+        tus(
+            &server,
+            "POST",
+            "/",
+            &[("Upload-Length", "5"), ("Upload-Metadata", &hidden)],
+            b""
+        )
+        .status,
+        400
+    );
+    let res = server.exchange(
+        b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTus-Resumable: 0.2.2\r\nUpload-Length: 5\r\nContent-Length: 0\r\n\r\n",
+        false,
+    );
+    assert_eq!(res.status, 412);
+    assert_eq!(res.header("tus-version").as_deref(), Some("1.0.0"));
+
+    let url = create(&server, "/", "gone.bin", 10);
+    assert_eq!(tus(&server, "DELETE", &url, &[], b"").status, 204);
+    assert_eq!(tus(&server, "HEAD", &url, &[], b"").status, 404);
+    assert_eq!(
+        tus(&server, "HEAD", "/?tus=../../etc", &[], b"").status,
+        404
+    );
+    // An upload is its folder's: another folder's URL does not reach it.
+    std::fs::create_dir(root.join("other")).unwrap();
+    let url = create(&server, "/", "mine.bin", 10);
+    let id = url.split("tus=").nth(1).unwrap();
+    assert_eq!(
+        tus(&server, "HEAD", &format!("/other/?tus={id}"), &[], b"").status,
+        404
+    );
+}
+
+#[test]
+fn an_upload_resumes_after_a_broken_connection_and_a_restart() {
+    let (_t, root) = temp_root();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut server = Server::start(&root, &["--upload"]);
+    let url = create(&server, "/", "big.bin", data.len());
+    // The connection breaks 1 MB into a PATCH meant to carry everything.
+    let mut conn = Conn::open(&server);
+    conn.send(
+        format!(
+            "PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    );
+    conn.send(&data[..1_000_000]);
+    drop(conn);
+    // The server keeps what arrived.
+    let kept = poll_until(IO_TIMEOUT, || {
+        offset_of(&server, &url).filter(|o| o == "1000000")
+    });
+    assert!(kept.is_some(), "offset {:?}", offset_of(&server, &url));
+    // A restart loses nothing.
+    server.signal("TERM");
+    server.expect_exit();
+    let server = Server::start(&root, &["--upload"]);
+    let at: usize = offset_of(&server, &url).unwrap().parse().unwrap();
+    assert_eq!(at, 1_000_000);
+    assert_eq!(patch(&server, &url, at, &data[at..]).status, 204);
+    assert_eq!(std::fs::read(root.join("big.bin")).unwrap(), data);
+}
+
+#[test]
+fn incomplete_uploads_expire() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload", "--upload-expiry", "1s"]);
+    let url = create(&server, "/", "late.bin", 10);
+    assert_eq!(patch(&server, &url, 0, b"12345").status, 204);
+    let gone = poll_until(Duration::from_secs(10), || {
+        let status = tus(&server, "HEAD", &url, &[], b"").status;
+        (status == 410 || status == 404).then_some(status)
+    });
+    assert!(gone.is_some(), "the upload outlived its expiry");
+    assert_eq!(patch(&server, &url, 5, b"67890").status, 404);
+    assert!(!root.join("late.bin").exists());
+    let state = root.join(".wharf-tus");
+    let left: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
