@@ -338,3 +338,59 @@ fn incomplete_uploads_expire() {
     let left: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn tus_js_client_resumes_a_100_mib_upload() {
+    let client = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tus-client");
+    let ready = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && client.join("node_modules/tus-js-client").exists();
+    if !ready {
+        eprintln!("skipped: needs node and `npm ci` in tests/tus-client");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install node and tus-js-client"
+        );
+        return;
+    }
+    let (tmp, root) = temp_root();
+    let data: Vec<u8> = (0..100 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let source = tmp.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let server = Server::start(&root, &["--upload"]);
+    let out = std::process::Command::new("timeout")
+        .args(["120", "node"])
+        .arg(client.join("upload.mjs"))
+        .arg(format!("http://{}/", server.addr()))
+        .arg(&source)
+        .arg("uploaded.bin")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let resumed: usize = stdout
+        .trim()
+        .strip_prefix("resumed-from ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        resumed > 0 && resumed < data.len(),
+        "resumed from {resumed}"
+    );
+    assert!(
+        std::fs::read(root.join("uploaded.bin")).unwrap() == data,
+        "bytes differ"
+    );
+}

@@ -50,8 +50,10 @@ pub struct Uploads {
     files: Arc<StaticFiles>,
     settings: Settings,
     locks: locks::Locks,
-    /// Resumable uploads being appended to now: one PATCH at a time each.
+    /// Resumable uploads being appended to now: one request at a time each.
     tus_busy: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Told whenever a resumable upload's turn is given back.
+    tus_released: tokio::sync::Notify,
 }
 
 /// A resumable upload's turn to be appended to; given back when dropped.
@@ -67,6 +69,7 @@ impl Drop for TusTurn<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
+        self.up.tus_released.notify_waiters();
     }
 }
 
@@ -79,6 +82,7 @@ impl Uploads {
             settings,
             locks: locks::Locks::default(),
             tus_busy: Default::default(),
+            tus_released: tokio::sync::Notify::new(),
         }
     }
 
@@ -116,13 +120,24 @@ impl Uploads {
         }
     }
 
-    /// The turn to append to upload `id`, unless another request has it.
-    pub(crate) fn tus_turn(&self, id: &str) -> Option<TusTurn<'_>> {
-        let mut busy = self.tus_busy.lock().unwrap_or_else(|p| p.into_inner());
-        busy.insert(id.to_string()).then(|| TusTurn {
-            up: self,
-            id: id.to_string(),
-        })
+    /// The turn to read or append to upload `id`, waiting up to `patience` for a
+    /// request that has it (often one whose client has just gone, still writing what
+    /// it received); `None` if it is not given back in time.
+    pub(crate) async fn tus_turn(&self, id: &str, patience: Duration) -> Option<TusTurn<'_>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let released = self.tus_released.notified();
+            {
+                let mut busy = self.tus_busy.lock().unwrap_or_else(|p| p.into_inner());
+                if busy.insert(id.to_string()) {
+                    return Some(TusTurn {
+                        up: self,
+                        id: id.to_string(),
+                    });
+                }
+            }
+            tokio::time::timeout_at(deadline, released).await.ok()?;
+        }
     }
 
     /// Runs `work` on the blocking pool.

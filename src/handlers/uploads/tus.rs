@@ -43,6 +43,9 @@ const STATE_DIR: &[u8] = b".wharf-tus";
 const CHUNK_TYPE: &str = "application/offset+octet-stream";
 /// tus's status for a checksum that does not match.
 const CHECKSUM_MISMATCH: u16 = 460;
+/// How long a request waits for an earlier one on the same upload to end (a client
+/// that resumes right after its connection broke is faster than the server noticing).
+const TURN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What an upload is, kept beside its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -316,6 +319,10 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
 
 /// HEAD: where the upload stands.
 async fn status(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body> {
+    // The offset reported is settled: no earlier request is still appending.
+    let Some(_turn) = up.tus_turn(id, TURN_PATIENCE).await else {
+        return empty_status(StatusCode::LOCKED);
+    };
     let (folder, id) = (folder.clone(), id.to_string());
     let found = up
         .blocking(move |up| -> Result<(Meta, u64), StatusCode> {
@@ -372,6 +379,12 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     let Some(claimed) = number(&head.headers, "upload-offset") else {
         return response::error(StatusCode::BAD_REQUEST);
     };
+    if !valid_id(id) {
+        return response::error(StatusCode::NOT_FOUND);
+    }
+    let Some(_turn) = up.tus_turn(id, TURN_PATIENCE).await else {
+        return response::error(StatusCode::LOCKED);
+    };
     let (folder, key) = (path.clone(), id.to_string());
     let found = up
         .blocking(move |up| -> Result<(WriteDir, Meta, u64), StatusCode> {
@@ -388,10 +401,6 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     if claimed != at {
         return response::error(StatusCode::CONFLICT);
     }
-    let Some(_turn) = up.tus_turn(id) else {
-        // Another PATCH of this upload is under way.
-        return response::error(StatusCode::CONFLICT);
-    };
     match write_chunk(&up, &dir, id, &meta, at, &mut body, &head.headers).await {
         Ok(new_offset) => {
             let mut res = empty_status(StatusCode::NO_CONTENT);
@@ -481,6 +490,9 @@ async fn write_chunk(
 
 /// DELETE: the upload is abandoned (termination).
 async fn terminate(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body> {
+    let Some(_turn) = up.tus_turn(id, TURN_PATIENCE).await else {
+        return response::error(StatusCode::LOCKED);
+    };
     let (folder, key) = (folder.clone(), id.to_string());
     let done = up
         .blocking(move |up| -> Result<(), StatusCode> {
