@@ -738,3 +738,31 @@ fn malformed_upstream_answers_are_502() {
         );
     }
 }
+
+#[test]
+fn the_json_log_names_the_upstream_and_its_time() {
+    let app = Upstream::start(OK);
+    let (_t, root) = temp_root();
+    let upstream = format!("http://{}", app.addr);
+    let server = Server::start(
+        &root,
+        &[
+            "--proxy",
+            &format!("/api/={upstream}"),
+            "--log-format",
+            "json",
+        ],
+    );
+    get(&server, "/api/x");
+    let line = server.wait_for_log(|l| l.contains("/api/x"));
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["upstream"], upstream.as_str());
+    assert!(
+        entry["upstream_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
+    get(&server, "/static");
+    let line = server.wait_for_log(|l| l.contains("/static"));
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(entry["upstream"].is_null(), "{line}");
+}

@@ -182,6 +182,9 @@ impl Handlers {
         for (name, value) in from_app.headers() {
             res.headers_mut().append(name.clone(), value.clone());
         }
+        if let Some(upstream) = from_app.extensions().get::<response::Upstream>() {
+            res.extensions_mut().insert(upstream.clone());
+        }
         res
     }
 }

@@ -111,3 +111,13 @@ impl std::fmt::Debug for Tunnel {
 /// file at this path under the root with full static semantics.
 #[derive(Debug, Clone)]
 pub struct InternalRedirect(pub String);
+
+/// Which app server answered a proxied request (its URL as configured), and how long
+/// its response head took: for the access log.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The upstream as configured.
+    pub address: String,
+    /// From sending the request to its response head.
+    pub head_time: std::time::Duration,
+}

@@ -71,6 +71,9 @@ pub struct Record {
     /// The user the request authenticated as (HTTP Basic), as the client sent the
     /// name; never the password.
     pub user: Option<String>,
+    /// The app server a proxied request went to, and how long its response head
+    /// took once the request was sent.
+    pub upstream: Option<(String, Duration)>,
     /// Time from request to the end of the response.
     pub duration: Duration,
     /// False when the client went away before the body was sent.
@@ -336,6 +339,8 @@ pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
                 "referer": r.referer.as_deref().map(text),
                 "user_agent": r.user_agent.as_deref().map(text),
                 "user": r.user.as_deref().map(|u| text(u.as_bytes())),
+                "upstream": r.upstream.as_ref().map(|(addr, _)| text(addr.as_bytes())),
+                "upstream_ms": r.upstream.as_ref().map(|(_, t)| t.as_secs_f64() * 1000.0),
                 "duration_ms": r.duration.as_secs_f64() * 1000.0,
                 "complete": r.complete,
             });
@@ -466,6 +471,7 @@ mod tests {
             referer: None,
             user_agent: Some(b"curl/8\x1b[0m \xff".to_vec()),
             user: None,
+            upstream: None,
             duration: Duration::from_millis(3),
             complete: true,
         }

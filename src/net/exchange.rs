@@ -46,6 +46,7 @@ impl Exchange {
             referer: header_bytes(req, header::REFERER),
             user_agent: header_bytes(req, header::USER_AGENT),
             user: None,
+            upstream: None,
             duration: Default::default(),
             complete: false,
         });
@@ -67,6 +68,10 @@ impl Exchange {
                 .extensions_mut()
                 .remove::<RemoteUser>()
                 .map(|RemoteUser(user)| user);
+            record.upstream = res
+                .extensions_mut()
+                .remove::<crate::http::response::Upstream>()
+                .map(|u| (u.address, u.head_time));
         }
         res.body_mut().on_finish(Box::new(self));
     }

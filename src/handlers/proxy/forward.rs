@@ -201,6 +201,7 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
                 .headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(*len));
         }
+        let asked = std::time::Instant::now();
         let sent =
             tokio::time::timeout(route.response_timeout, route.client.request(upstream_req)).await;
         match sent {
@@ -229,20 +230,23 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
             }
             Ok(Ok(mut res)) => {
                 lease.upstream.outcome(true);
+                let answered = response::Upstream {
+                    address: lease.upstream.shown.clone(),
+                    head_time: asked.elapsed(),
+                };
                 if res.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if upgrade.is_none() {
                         // Not asked for: the app's answer cannot be passed on.
                         return response::error(StatusCode::BAD_GATEWAY);
                     }
-                    return switched(&mut res);
+                    let mut out = switched(&mut res);
+                    out.extensions_mut().insert(answered);
+                    return out;
                 }
-                return relay(
-                    res,
-                    head.method == Method::HEAD,
-                    lease,
-                    route.response_timeout,
-                )
-                .await;
+                let head_request = head.method == Method::HEAD;
+                let mut out = relay(res, head_request, lease, route.response_timeout).await;
+                out.extensions_mut().insert(answered);
+                return out;
             }
         }
     }
