@@ -22,6 +22,8 @@ fn litmus_passes_every_group() {
         .args(["300", "litmus"])
         .arg(&url)
         .env("TESTS", "basic copymove props locks http")
+        // litmus writes its debug.log and child.log where it runs.
+        .current_dir(_t.path())
         .output()
         .expect("litmus runs");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -31,7 +31,7 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let path = req.path.clone();
     let headers = req.head.headers.clone();
     let done = up
-        .blocking(move |up| -> Result<(), StatusCode> {
+        .run(move |up| -> Result<(), StatusCode> {
             let dir = up
                 .root
                 .write_dir(&parent, false)
@@ -58,9 +58,8 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         })
         .await;
     match done {
-        Ok(Ok(())) => empty(StatusCode::NO_CONTENT),
-        Ok(Err(status)) => response::error(status),
-        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(status) => response::error(status),
     }
 }
 
@@ -81,7 +80,7 @@ pub async fn mkcol(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let path = req.path.clone();
     let headers = req.head.headers.clone();
     let done = up
-        .blocking(move |up| -> Result<(), StatusCode> {
+        .run(move |up| -> Result<(), StatusCode> {
             let dir = up
                 .root
                 .write_dir(&parent, false)
@@ -103,12 +102,11 @@ pub async fn mkcol(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         })
         .await;
     match done {
-        Ok(Ok(())) => created(&req.path, true),
-        Ok(Err(StatusCode::METHOD_NOT_ALLOWED)) => {
+        Ok(()) => created(&req.path, true),
+        Err(StatusCode::METHOD_NOT_ALLOWED) => {
             response::method_not_allowed("GET, HEAD, OPTIONS, PUT, DELETE, PROPFIND")
         }
-        Ok(Err(status)) => response::error(status),
-        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Err(status) => response::error(status),
     }
 }
 
@@ -148,7 +146,7 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     let (src, dst) = (req.path.clone(), dest.path.clone());
     let headers = headers.clone();
     let done = up
-        .blocking(move |up| -> Result<bool, StatusCode> {
+        .run(move |up| -> Result<bool, StatusCode> {
             let src_dir = up
                 .root
                 .write_dir(&src_parent, false)
@@ -205,13 +203,12 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
         })
         .await;
     match done {
-        Ok(Ok(true)) => empty(StatusCode::NO_CONTENT),
-        Ok(Ok(false)) => {
+        Ok(true) => empty(StatusCode::NO_CONTENT),
+        Ok(false) => {
             let is_dir = dest.path.has_trailing_slash();
             created(&dest.path, is_dir)
         }
-        Ok(Err(status)) => response::error(status),
-        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Err(status) => response::error(status),
     }
 }
 

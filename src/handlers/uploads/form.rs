@@ -49,15 +49,20 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
     // The folder must exist, and be one.
     let folder = path.clone();
     let checked = up
-        .blocking(move |up| up.root.write_dir(&folder, false).map(|_| ()))
+        .run(move |up| match up.root.write_dir(&folder, false) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                Err(StatusCode::METHOD_NOT_ALLOWED)
+            }
+            Err(e) => Err(io_status(&e)),
+        })
         .await;
     match checked {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotADirectory => {
+        Ok(()) => {}
+        Err(StatusCode::METHOD_NOT_ALLOWED) => {
             return response::method_not_allowed(super::allow(&access))
         }
-        Ok(Err(e)) => return response::error(io_status(&e)),
-        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Err(status) => return response::error(status),
     }
     let mut overwrite = head
         .uri
@@ -97,7 +102,7 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
         let target = name.clone();
         let headers = head.headers.clone();
         let prepared = up
-            .blocking(move |up| -> Result<_, StatusCode> {
+            .run(move |up| -> Result<_, StatusCode> {
                 let dir = up
                     .root
                     .write_dir(&folder, false)
@@ -118,10 +123,9 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
             })
             .await;
         let temp = match prepared {
-            Ok(Ok(p)) => p,
-            Ok(Err(StatusCode::CONFLICT)) => return conflict(&name, &stored, &path),
-            Ok(Err(status)) => return response::error(status),
-            Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+            Ok(p) => p,
+            Err(StatusCode::CONFLICT) => return conflict(&name, &stored, &path),
+            Err(status) => return response::error(status),
         };
         let used: u64 = stored.iter().map(|s| s.size).sum();
         let mut hasher = Xxh3::new();
@@ -140,7 +144,7 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
         let tag = EntityTag::from_hash(hasher.digest(), received.written);
         let target = name.clone();
         let persisted = up
-            .blocking(move |up| -> Result<(), StatusCode> {
+            .run(move |up| -> Result<(), StatusCode> {
                 let file = Arc::clone(temp.file());
                 temp.persist(&target, overwrite)
                     .map_err(|e| match e.kind() {
@@ -154,13 +158,12 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
             })
             .await;
         match persisted {
-            Ok(Ok(())) => stored.push(Stored {
+            Ok(()) => stored.push(Stored {
                 name,
                 size: received.written,
             }),
-            Ok(Err(StatusCode::CONFLICT)) => return conflict(&name, &stored, &path),
-            Ok(Err(status)) => return response::error(status),
-            Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+            Err(StatusCode::CONFLICT) => return conflict(&name, &stored, &path),
+            Err(status) => return response::error(status),
         }
     }
     if wants_json {

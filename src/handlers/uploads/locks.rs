@@ -290,7 +290,7 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     };
     let headers = head.headers.clone();
     let answer = up
-        .blocking(move |up| -> Result<(Lock, bool), StatusCode> {
+        .run(move |up| -> Result<(Lock, bool), StatusCode> {
             if xml.trim().is_empty() {
                 // A refresh: the token is in If.
                 let submitted = submitted_tokens(&headers);
@@ -350,9 +350,8 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         })
         .await;
     let (lock, created) = match answer {
-        Ok(Ok(done)) => done,
-        Ok(Err(status)) => return response::error(status),
-        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(done) => done,
+        Err(status) => return response::error(status),
     };
     let mut xml = String::from(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:prop xmlns:D=\"DAV:\"><D:lockdiscovery>",

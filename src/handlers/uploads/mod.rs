@@ -97,12 +97,11 @@ impl Uploads {
         if req.head.headers.contains_key("if") {
             let (path, headers) = (req.path.clone(), req.head.headers.clone());
             match self
-                .blocking(move |up| locks::check_if(up, &path, &headers))
+                .run(move |up| locks::check_if(up, &path, &headers))
                 .await
             {
-                Ok(Ok(())) => {}
-                Ok(Err(status)) => return response::error(status),
-                Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+                Ok(()) => {}
+                Err(status) => return response::error(status),
             }
         }
         let method = req.head.method.as_str();
@@ -138,6 +137,17 @@ impl Uploads {
             }
             tokio::time::timeout_at(deadline, released).await.ok()?;
         }
+    }
+
+    /// Runs `work`, which answers with a status when it cannot go on, on the blocking
+    /// pool (a task that died is a 500).
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Uploads) -> Result<T, StatusCode> + Send + 'static,
+    ) -> Result<T, StatusCode> {
+        self.blocking(work)
+            .await
+            .unwrap_or(Err(StatusCode::INTERNAL_SERVER_ERROR))
     }
 
     /// Runs `work` on the blocking pool.

@@ -136,7 +136,7 @@ pub async fn propfind(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     };
     let hidden = up.settings.hidden;
     let answer = up
-        .blocking(move |up| -> Result<String, StatusCode> {
+        .run(move |up| -> Result<String, StatusCode> {
             let mut out = multistatus_head();
             let node = up.root.open(&path).map_err(|e| super::io_status(&e))?;
             let is_dir = matches!(node, Node::Dir(_));
@@ -155,9 +155,8 @@ pub async fn propfind(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         })
         .await;
     match answer {
-        Ok(Ok(xml)) => multistatus(xml),
-        Ok(Err(status)) => response::error(status),
-        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(xml) => multistatus(xml),
+        Err(status) => response::error(status),
     }
 }
 
@@ -360,7 +359,7 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     };
     let headers = head.headers.clone();
     let answer = up
-        .blocking(move |up| -> Result<String, StatusCode> {
+        .run(move |up| -> Result<String, StatusCode> {
             let fd = open_for_props(up, &path).map_err(|e| super::io_status(&e))?;
             if up.locks.blocks(&path, &headers) {
                 return Err(StatusCode::LOCKED);
@@ -437,9 +436,8 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         })
         .await;
     match answer {
-        Ok(Ok(xml)) => multistatus(xml),
-        Ok(Err(status)) => response::error(status),
-        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(xml) => multistatus(xml),
+        Err(status) => response::error(status),
     }
 }
 

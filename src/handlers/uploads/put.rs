@@ -50,7 +50,7 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
     let method = head.method.clone();
     let target = path.clone();
     let prepared = up
-        .blocking(move |up| -> Result<TempFile, StatusCode> {
+        .run(move |up| -> Result<TempFile, StatusCode> {
             let dir = up
                 .root
                 .write_dir(&parent, true)
@@ -99,9 +99,8 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
         })
         .await;
     let temp = match prepared {
-        Ok(Ok(temp)) => temp,
-        Ok(Err(status)) => return response::error(status),
-        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(temp) => temp,
+        Err(status) => return response::error(status),
     };
     let mut hasher = Xxh3::new();
     let received = receive(
@@ -124,7 +123,7 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
     };
     let new_tag = tag.clone();
     let stored = up
-        .blocking(move |up| -> Result<bool, StatusCode> {
+        .run(move |up| -> Result<bool, StatusCode> {
             let dir = up
                 .root
                 .write_dir(&parent, false)
@@ -144,10 +143,9 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
         })
         .await;
     let mut res = match stored {
-        Ok(Ok(true)) => empty(StatusCode::NO_CONTENT),
-        Ok(Ok(false)) => created(&path, false),
-        Ok(Err(status)) => return response::error(status),
-        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(true) => empty(StatusCode::NO_CONTENT),
+        Ok(false) => created(&path, false),
+        Err(status) => return response::error(status),
     };
     res.headers_mut().insert(header::ETAG, tag.header_value());
     res

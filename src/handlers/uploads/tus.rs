@@ -265,7 +265,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
     };
     let (folder, saved, new_id) = (path.clone(), meta.clone(), id.clone());
     let made = up
-        .blocking(move |up| -> Result<WriteDir, StatusCode> {
+        .run(move |up| -> Result<WriteDir, StatusCode> {
             up.sweep_expired();
             let target = up
                 .root
@@ -287,9 +287,8 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         })
         .await;
     let dir = match made {
-        Ok(Ok(dir)) => dir,
-        Ok(Err(status)) => return response::error(status),
-        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(dir) => dir,
+        Err(status) => return response::error(status),
     };
     let location = format!("{}?tus={id}", path.to_url(true));
     let mut res = Response::new(Body::empty());
@@ -325,16 +324,15 @@ async fn status(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body>
     };
     let (folder, id) = (folder.clone(), id.to_string());
     let found = up
-        .blocking(move |up| -> Result<(Meta, u64), StatusCode> {
+        .run(move |up| -> Result<(Meta, u64), StatusCode> {
             let (dir, meta) = up.load(&folder, &id)?;
             let at = offset(&dir, &id).map_err(|e| io_status(&e))?;
             Ok((meta, at))
         })
         .await;
     let (meta, at) = match found {
-        Ok(Ok(found)) => found,
-        Ok(Err(status)) => return empty_status(status),
-        Err(_) => return empty_status(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(found) => found,
+        Err(status) => return empty_status(status),
     };
     let mut res = Response::new(Body::empty());
     let headers = res.headers_mut();
@@ -387,16 +385,15 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     };
     let (folder, key) = (path.clone(), id.to_string());
     let found = up
-        .blocking(move |up| -> Result<(WriteDir, Meta, u64), StatusCode> {
+        .run(move |up| -> Result<(WriteDir, Meta, u64), StatusCode> {
             let (dir, meta) = up.load(&folder, &key)?;
             let at = offset(&dir, &key).map_err(|e| io_status(&e))?;
             Ok((dir, meta, at))
         })
         .await;
     let (dir, meta, at) = match found {
-        Ok(Ok(found)) => found,
-        Ok(Err(status)) => return response::error(status),
-        Err(_) => return response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(found) => found,
+        Err(status) => return response::error(status),
     };
     if claimed != at {
         return response::error(StatusCode::CONFLICT);
@@ -442,7 +439,7 @@ async fn write_chunk(
     let (key, mut renewed) = (id.to_string(), meta.clone());
     renewed.expires = now_secs() + up.settings.upload_expiry.as_secs();
     let finished = up
-        .blocking(move |up| -> Result<u64, StatusCode> {
+        .run(move |up| -> Result<u64, StatusCode> {
             let dir = up.tus_dir().map_err(|e| io_status(&e))?;
             if let Some(checksum) = checksum {
                 let expected = checksum
@@ -485,7 +482,7 @@ async fn write_chunk(
             Ok(end)
         })
         .await;
-    finished.unwrap_or(Err(StatusCode::INTERNAL_SERVER_ERROR))
+    finished
 }
 
 /// DELETE: the upload is abandoned (termination).
@@ -495,16 +492,15 @@ async fn terminate(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Bo
     };
     let (folder, key) = (folder.clone(), id.to_string());
     let done = up
-        .blocking(move |up| -> Result<(), StatusCode> {
+        .run(move |up| -> Result<(), StatusCode> {
             let (dir, _) = up.load(&folder, &key)?;
             forget(&dir, &key);
             Ok(())
         })
         .await;
     match done {
-        Ok(Ok(())) => empty_status(StatusCode::NO_CONTENT),
-        Ok(Err(status)) => response::error(status),
-        Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        Ok(()) => empty_status(StatusCode::NO_CONTENT),
+        Err(status) => response::error(status),
     }
 }
 
