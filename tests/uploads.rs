@@ -689,3 +689,19 @@ async fn a_slow_upload_over_h2_outlives_the_idle_timeout() {
         (PIECES * 1000) as u64
     );
 }
+
+#[test]
+fn a_file_never_replaces_a_folder_nor_the_reverse_unasked() {
+    let (_t, root) = temp_root();
+    write_file(&root, "file.txt", "f");
+    write_file(&root, "dir/inner.txt", "i");
+    let server = writable(&root);
+    assert_eq!(put(&server, "/dir", b"x").status, 409);
+    assert_eq!(send(&server, "MKCOL", "/file.txt", &[], b"").status, 405);
+    // WebDAV replaces across kinds only when the client says Overwrite: T (RFC 4918
+    // §9.8.4, its default); with F it is refused.
+    let keep = [("Destination", "http://localhost/dir"), ("Overwrite", "F")];
+    assert_eq!(send(&server, "MOVE", "/file.txt", &keep, b"").status, 412);
+    assert_eq!(std::fs::read(root.join("file.txt")).unwrap(), b"f");
+    assert_eq!(std::fs::read(root.join("dir/inner.txt")).unwrap(), b"i");
+}
