@@ -31,6 +31,10 @@ pub const SUPPORTED: &str = "<D:lockentry><D:lockscope><D:exclusive/></D:locksco
 <D:locktype><D:write/></D:locktype></D:lockentry><D:lockentry><D:lockscope><D:shared/>\
 </D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>";
 
+/// Locks held at once, at most: a client that keeps taking them gets 503 rather
+/// than grow the table without bound.
+const MAX_LOCKS: usize = 10_000;
+
 /// The longest a lock lasts without a refresh.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -333,6 +337,9 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
             });
             if conflict {
                 return Err(StatusCode::LOCKED);
+            }
+            if table.len() >= MAX_LOCKS {
+                return Err(StatusCode::SERVICE_UNAVAILABLE);
             }
             let is_dir = matches!(up.root.open(&path), Ok(Node::Dir(_)));
             let lock = Lock {
