@@ -308,26 +308,25 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 return Ok((lock.clone(), false));
             }
             let (exclusive, owner) = parse_lockinfo(&xml).ok_or(StatusCode::BAD_REQUEST)?;
-            // Lock-null: a name that does not exist yet becomes an empty file.
-            let mut created = false;
-            if let Some((parent, name)) = path.split_last() {
-                let dir = up
-                    .root
-                    .write_dir(&parent, false)
-                    .map_err(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
-                            StatusCode::CONFLICT
-                        }
-                        _ => io_status(&e),
-                    })?;
-                if dir.entry_type(name).map_err(|e| io_status(&e))? == EntryType::Missing {
-                    if up.locks.blocks(&path, &headers) {
-                        return Err(StatusCode::LOCKED);
-                    }
-                    let temp = dir.temp_file().map_err(|e| io_status(&e))?;
-                    temp.persist(name, false).map_err(|e| io_status(&e))?;
-                    created = true;
+            // Lock-null: a name that does not exist yet becomes an empty file, once
+            // the lock is known to be granted.
+            let missing = match path.split_last() {
+                Some((parent, name)) => {
+                    let dir =
+                        up.root
+                            .write_dir(&parent, false)
+                            .map_err(|e| match e.kind() {
+                                std::io::ErrorKind::NotFound
+                                | std::io::ErrorKind::NotADirectory => StatusCode::CONFLICT,
+                                _ => io_status(&e),
+                            })?;
+                    (dir.entry_type(name).map_err(|e| io_status(&e))? == EntryType::Missing)
+                        .then(|| (dir, name.to_vec()))
                 }
+                None => None,
+            };
+            if missing.is_some() && up.locks.blocks(&path, &headers) {
+                return Err(StatusCode::LOCKED);
             }
             let mut table = up.locks.live();
             let segments = path.segments();
@@ -340,6 +339,11 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
             }
             if table.len() >= MAX_LOCKS {
                 return Err(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            let created = missing.is_some();
+            if let Some((dir, name)) = missing {
+                let temp = dir.temp_file().map_err(|e| io_status(&e))?;
+                temp.persist(&name, false).map_err(|e| io_status(&e))?;
             }
             let is_dir = matches!(up.root.open(&path), Ok(Node::Dir(_)));
             let lock = Lock {
