@@ -60,6 +60,10 @@ struct Meta {
     metadata: Option<String>,
     /// Seconds since the epoch after which it is gone.
     expires: u64,
+    /// Complete: the file is in its folder. Kept until it expires, so that a client
+    /// that lost the last answer learns from HEAD that nothing is missing.
+    #[serde(default)]
+    done: bool,
 }
 
 /// Whether the request is one of tus's (it says which protocol it speaks).
@@ -262,6 +266,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         length,
         metadata,
         expires: now_secs() + up.settings.upload_expiry.as_secs(),
+        done: false,
     };
     let (folder, saved, new_id) = (path.clone(), meta.clone(), id.clone());
     let made = up
@@ -326,6 +331,9 @@ async fn status(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body>
     let found = up
         .run(move |up| -> Result<(Meta, u64), StatusCode> {
             let (dir, meta) = up.load(&folder, &id)?;
+            if meta.done {
+                return Ok((meta.clone(), meta.length));
+            }
             let at = offset(&dir, &id).map_err(|e| io_status(&e))?;
             Ok((meta, at))
         })
@@ -387,7 +395,11 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     let found = up
         .run(move |up| -> Result<(WriteDir, Meta, u64), StatusCode> {
             let (dir, meta) = up.load(&folder, &key)?;
-            let at = offset(&dir, &key).map_err(|e| io_status(&e))?;
+            let at = if meta.done {
+                meta.length
+            } else {
+                offset(&dir, &key).map_err(|e| io_status(&e))?
+            };
             Ok((dir, meta, at))
         })
         .await;
@@ -397,6 +409,13 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     };
     if claimed != at {
         return response::error(StatusCode::CONFLICT);
+    }
+    if meta.done {
+        // Complete already: the client missed the answer to its last PATCH.
+        let mut res = empty_status(StatusCode::NO_CONTENT);
+        res.headers_mut()
+            .insert("upload-offset", HeaderValue::from(at));
+        return res;
     }
     match write_chunk(&up, &dir, id, &meta, at, &mut body, &head.headers).await {
         Ok(new_offset) => {
@@ -478,7 +497,8 @@ async fn write_chunk(
                     _ => io_status(&e),
                 })?;
             target.sync().map_err(|e| io_status(&e))?;
-            let _ = dir.remove(format!("{key}.json").as_bytes());
+            renewed.done = true;
+            let _ = save(&dir, &key, &renewed);
             Ok(end)
         })
         .await;
