@@ -32,16 +32,7 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let headers = req.head.headers.clone();
     let done = up
         .run(move |up| -> Result<(), StatusCode> {
-            let dir = up
-                .root
-                .write_dir(&parent, false)
-                .map_err(|e| io_status(&e))?;
-            // wharf's own secrets are not there for clients, as for reads.
-            if dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Missing
-                || up.root.is_secret(&dir, &name)
-            {
-                return Err(StatusCode::NOT_FOUND);
-            }
+            let dir = existing(up, &parent, &name)?;
             if up.locks.blocks_tree(&path, &headers) {
                 return Err(StatusCode::LOCKED);
             }
@@ -61,6 +52,21 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         Ok(()) => empty(StatusCode::NO_CONTENT),
         Err(status) => response::error(status),
     }
+}
+
+/// The folder `parent`, where `name` must exist (404 otherwise); wharf's own secrets
+/// are not there for clients, as for reads.
+fn existing(up: &Uploads, parent: &SitePath, name: &[u8]) -> Result<WriteDir, StatusCode> {
+    let dir = up
+        .root
+        .write_dir(parent, false)
+        .map_err(|e| io_status(&e))?;
+    if dir.entry_type(name).map_err(|e| io_status(&e))? == EntryType::Missing
+        || up.root.is_secret(&dir, name)
+    {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    Ok(dir)
 }
 
 /// MKCOL: a new, empty folder whose parent exists.
@@ -147,15 +153,7 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     let headers = headers.clone();
     let done = up
         .run(move |up| -> Result<bool, StatusCode> {
-            let src_dir = up
-                .root
-                .write_dir(&src_parent, false)
-                .map_err(|e| io_status(&e))?;
-            if src_dir.entry_type(&src_name).map_err(|e| io_status(&e))? == EntryType::Missing
-                || up.root.is_secret(&src_dir, &src_name)
-            {
-                return Err(StatusCode::NOT_FOUND);
-            }
+            let src_dir = existing(up, &src_parent, &src_name)?;
             let dst_dir = up
                 .root
                 .write_dir(&dst_parent, false)
