@@ -766,3 +766,23 @@ fn the_json_log_names_the_upstream_and_its_time() {
     let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert!(entry["upstream"].is_null(), "{line}");
 }
+
+#[test]
+fn files_first_never_lists_folders() {
+    let app = Upstream::start(OK);
+    let (_t, root) = temp_root();
+    write_file(&root, "sub/x.txt", "x");
+    let conf = root.parent().unwrap().join("ff2.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\nfiles-first = true\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    assert_eq!(get(&server, "/").body, b"hello", "the app answers the root");
+    assert_eq!(get(&server, "/sub").body, b"hello");
+    assert_eq!(get(&server, "/sub/x.txt").body, b"x");
+}

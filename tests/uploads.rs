@@ -705,3 +705,35 @@ fn a_file_never_replaces_a_folder_nor_the_reverse_unasked() {
     assert_eq!(std::fs::read(root.join("file.txt")).unwrap(), b"f");
     assert_eq!(std::fs::read(root.join("dir/inner.txt")).unwrap(), b"i");
 }
+
+#[test]
+fn copy_and_move_never_delete_their_source_or_wharfs_secrets() {
+    let (_t, root) = temp_root();
+    write_file(&root, "a/b.txt", "b");
+    let conf = root.join("box/wharf.toml");
+    write_file(&root, "box/wharf.toml", "upload = true\n");
+    write_file(&root, "small.txt", "s");
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap(), "--delete"]);
+    // Over the folder that holds the source.
+    let onto_parent = [("Destination", "http://localhost/a")];
+    assert_eq!(
+        send(&server, "MOVE", "/a/b.txt", &onto_parent, b"").status,
+        403
+    );
+    assert_eq!(std::fs::read(root.join("a/b.txt")).unwrap(), b"b");
+    // Over a folder holding wharf's configuration.
+    let onto_box = [("Destination", "http://localhost/box")];
+    assert_eq!(
+        send(&server, "COPY", "/small.txt", &onto_box, b"").status,
+        403
+    );
+    assert!(conf.exists());
+    // Replacing a folder needs the right to delete there.
+    let uploads_only = Server::start(&root, &["--upload"]);
+    let onto_a = [("Destination", "http://localhost/a")];
+    assert_eq!(
+        send(&uploads_only, "COPY", "/small.txt", &onto_a, b"").status,
+        403
+    );
+    assert_eq!(std::fs::read(root.join("a/b.txt")).unwrap(), b"b");
+}

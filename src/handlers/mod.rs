@@ -133,6 +133,18 @@ impl Handler {
 }
 
 impl Handlers {
+    /// Whether `path` names a regular file under the root (files-first serves files,
+    /// never folders' listings or redirects).
+    async fn is_file(&self, path: &SitePath) -> bool {
+        let files = Arc::clone(&self.static_files);
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            matches!(files.root().open(&path), Ok(crate::fs::Node::File(_)))
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Serves the file an app handed back (`X-Accel-Redirect: /to`) for the request
     /// `head`, with every static semantic (ranges, conditionals, compression); the
     /// app's cookies and the like (in `from_app`) are kept. Paths under `internal`
@@ -252,7 +264,12 @@ impl Handlers {
         match handler {
             Handler::Static(_) if reads_files(head) => self.static_files.from_cache(head, target),
             Handler::Static(_) => None,
-            Handler::Proxy(route) if route.files_first && static_files::allows(&head.method) => {
+            // Files only: a cached listing of a folder is the app's to answer.
+            Handler::Proxy(route)
+                if route.files_first
+                    && static_files::allows(&head.method)
+                    && !target.ends_with('/') =>
+            {
                 self.static_files.from_cache(head, target)
             }
             Handler::Proxy(_) => None,
@@ -269,7 +286,10 @@ impl Handlers {
             Handler::Proxy(route) => {
                 // nginx's `try_files $uri @app`: a file that exists is served, the rest
                 // goes to the app.
-                if route.files_first && static_files::allows(&req.head.method) {
+                if route.files_first
+                    && static_files::allows(&req.head.method)
+                    && self.is_file(&req.path).await
+                {
                     let files_req = Request {
                         head: req.head,
                         path: req.path.clone(),

@@ -144,13 +144,17 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
         // The root is neither moved nor replaced.
         return response::error(StatusCode::FORBIDDEN);
     };
-    // Onto itself, or into itself.
-    if dest.path.segments().starts_with(req.path.segments()) {
+    // Onto itself, into itself, or over a folder that holds it (replacing that
+    // folder would delete the source first).
+    if dest.path.segments().starts_with(req.path.segments())
+        || req.path.segments().starts_with(dest.path.segments())
+    {
         return response::error(StatusCode::FORBIDDEN);
     }
     let (src_name, dst_name) = (src_name.to_vec(), dst_name.to_vec());
     let (src, dst) = (req.path.clone(), dest.path.clone());
     let headers = headers.clone();
+    let dest_can_delete = dest.access.delete;
     let done = up
         .run(move |up| -> Result<bool, StatusCode> {
             let src_dir = existing(up, &src_parent, &src_name)?;
@@ -170,10 +174,23 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
             if up.locks.blocks_tree(&dst, &headers) {
                 return Err(StatusCode::LOCKED);
             }
-            let existed =
-                dst_dir.entry_type(&dst_name).map_err(|e| io_status(&e))? != EntryType::Missing;
+            let there = dst_dir.entry_type(&dst_name).map_err(|e| io_status(&e))?;
+            let existed = there != EntryType::Missing;
             if existed && !overwrite {
                 return Err(StatusCode::PRECONDITION_FAILED);
+            }
+            // Replacing a folder deletes its tree: that takes the right to delete
+            // there, and never takes wharf's own secrets with it.
+            if there == EntryType::Dir && !dest_can_delete {
+                return Err(StatusCode::FORBIDDEN);
+            }
+            if existed
+                && up
+                    .root
+                    .tree_holds_secret(&dst_dir, &dst_name)
+                    .map_err(|e| io_status(&e))?
+            {
+                return Err(StatusCode::FORBIDDEN);
             }
             if moving {
                 if up
