@@ -442,6 +442,22 @@ async fn write_chunk(
     body: &mut crate::http::request_body::RequestBody,
     headers: &HeaderMap,
 ) -> Result<u64, StatusCode> {
+    // A checksum is checked for its form before any byte is written.
+    let checksum = match headers.get("upload-checksum") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("sha1 "))
+                .and_then(|b| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b.trim())
+                        .ok()
+                })
+                .ok_or(StatusCode::BAD_REQUEST)?,
+        ),
+    };
     let file = dir.open_file_rw(id.as_bytes()).map_err(|e| io_status(&e))?;
     let file = Arc::new(file);
     let room = meta.length - at.min(meta.length);
@@ -451,28 +467,24 @@ async fn write_chunk(
         // What arrived is kept (that is what resuming is for), past the limit is not.
         return Err(e.status());
     }
-    let checksum = headers
-        .get("upload-checksum")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     let (key, mut renewed) = (id.to_string(), meta.clone());
     renewed.expires = now_secs() + up.settings.upload_expiry.as_secs();
     let finished = up
         .run(move |up| -> Result<u64, StatusCode> {
             let dir = up.tus_dir().map_err(|e| io_status(&e))?;
-            if let Some(checksum) = checksum {
-                let expected = checksum
-                    .strip_prefix("sha1 ")
-                    .and_then(|b| {
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b.trim())
-                            .ok()
-                    })
-                    .ok_or(StatusCode::BAD_REQUEST)?;
-                let mut chunk = vec![0u8; (end - at) as usize];
-                std::os::unix::fs::FileExt::read_exact_at(&*file, &mut chunk, at)
-                    .map_err(|e| io_status(&e))?;
-                if sha1::Sha1::digest(&chunk).as_slice() != expected.as_slice() {
+            if let Some(expected) = checksum {
+                // Read back in pieces: memory stays bounded whatever the chunk's size.
+                let mut hasher = sha1::Sha1::new();
+                let mut piece = vec![0u8; 256 * 1024];
+                let mut pos = at;
+                while pos < end {
+                    let n = piece.len().min((end - pos) as usize);
+                    std::os::unix::fs::FileExt::read_exact_at(&*file, &mut piece[..n], pos)
+                        .map_err(|e| io_status(&e))?;
+                    hasher.update(&piece[..n]);
+                    pos += n as u64;
+                }
+                if hasher.finalize().as_slice() != expected.as_slice() {
                     file.set_len(at).map_err(|e| io_status(&e))?;
                     return Err(
                         StatusCode::from_u16(CHECKSUM_MISMATCH).unwrap_or(StatusCode::BAD_REQUEST)
