@@ -15,6 +15,14 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
+/// The length a request announces for its body (`Content-Length`), if any.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A request's body, or nothing (no body, or one already read and dropped).
 #[derive(Default)]
 pub struct RequestBody {

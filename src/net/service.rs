@@ -164,11 +164,7 @@ const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 /// larger than [`DISCARD_LIMIT`].
 fn worth_discarding(parts: &Parts) -> bool {
     let expects = parts.headers.contains_key(header::EXPECT);
-    let too_long = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    let too_long = crate::http::request_body::declared_length(&parts.headers)
         .is_some_and(|n| n > DISCARD_LIMIT);
     !expects && !too_long
 }

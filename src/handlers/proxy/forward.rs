@@ -130,12 +130,7 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
         tls,
         ..
     } = req;
-    if head
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > route.max_body)
+    if crate::http::request_body::declared_length(&head.headers).is_some_and(|n| n > route.max_body)
     {
         return response::error(StatusCode::PAYLOAD_TOO_LARGE);
     }

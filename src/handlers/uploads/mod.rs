@@ -290,10 +290,7 @@ fn created(path: &SitePath, dir: bool) -> Response<Body> {
 
 /// The declared length of the request body, if any.
 fn declared_length(head: &Parts) -> Option<u64> {
-    head.headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+    crate::http::request_body::declared_length(&head.headers)
 }
 
 /// Whether the request has a body (announced by length or chunked).

@@ -325,7 +325,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
 async fn status(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body> {
     // The offset reported is settled: no earlier request is still appending.
     let Some(_turn) = up.tus_turn(id, TURN_PATIENCE).await else {
-        return empty_status(StatusCode::LOCKED);
+        return super::empty(StatusCode::LOCKED);
     };
     let (folder, id) = (folder.clone(), id.to_string());
     let found = up
@@ -340,7 +340,7 @@ async fn status(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body>
         .await;
     let (meta, at) = match found {
         Ok(found) => found,
-        Err(status) => return empty_status(status),
+        Err(status) => return super::empty(status),
     };
     let mut res = Response::new(Body::empty());
     let headers = res.headers_mut();
@@ -357,13 +357,6 @@ async fn status(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body>
         headers.insert("upload-expires", v);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-/// A status with no body (HEAD answers carry none).
-fn empty_status(status: StatusCode) -> Response<Body> {
-    let mut res = Response::new(Body::empty());
-    *res.status_mut() = status;
     res
 }
 
@@ -412,14 +405,14 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     }
     if meta.done {
         // Complete already: the client missed the answer to its last PATCH.
-        let mut res = empty_status(StatusCode::NO_CONTENT);
+        let mut res = super::empty(StatusCode::NO_CONTENT);
         res.headers_mut()
             .insert("upload-offset", HeaderValue::from(at));
         return res;
     }
     match write_chunk(&up, &dir, id, &meta, at, &mut body, &head.headers).await {
         Ok(new_offset) => {
-            let mut res = empty_status(StatusCode::NO_CONTENT);
+            let mut res = super::empty(StatusCode::NO_CONTENT);
             res.headers_mut()
                 .insert("upload-offset", HeaderValue::from(new_offset));
             if let Some(v) = expires_header(&meta) {
@@ -531,7 +524,7 @@ async fn terminate(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Bo
         })
         .await;
     match done {
-        Ok(()) => empty_status(StatusCode::NO_CONTENT),
+        Ok(()) => super::empty(StatusCode::NO_CONTENT),
         Err(status) => response::error(status),
     }
 }
