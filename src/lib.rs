@@ -78,6 +78,25 @@ fn with_proxies(
     Ok(site)
 }
 
+/// The site's rules with `--cgi`'s after them: `/cgi-bin/` and `/htbin/` run
+/// programs, unless a rule of the file says otherwise for a path.
+fn with_cgi(
+    mut site: crate::site::rules::Site,
+    cgi: bool,
+) -> Result<crate::site::rules::Site, String> {
+    if cgi {
+        for folder in ["/cgi-bin/**", "/htbin/**"] {
+            let glob =
+                crate::site::rules::Glob::parse(folder).map_err(|e| format!("--cgi: {e}"))?;
+            site.rules.push(crate::site::rules::Rule::for_handler(
+                glob,
+                handlers::Handler::Cgi(Arc::new(handlers::cgi::Route::default())),
+            ));
+        }
+    }
+    Ok(site)
+}
+
 /// Whether anything may be written under the root (by flag or by a rule).
 fn writes_anywhere(config: &Config) -> bool {
     config.access.writes()
@@ -119,11 +138,11 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
         },
         https: config.tls.is_some(),
         access: config.access,
-        rules: with_proxies(&config.site, &config.proxies)?,
+        rules: with_cgi(with_proxies(&config.site, &config.proxies)?, config.cgi)?,
     };
     Ok(Router::new(
         settings,
-        Handlers::new(static_files, uploads),
+        Handlers::new(static_files, uploads, config.cgi_settings),
         log,
     ))
 }
@@ -136,6 +155,7 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
 /// message (for one line on stderr) when startup fails.
 pub fn run(config: Config) -> Result<(), String> {
     raise_fd_limit();
+    handlers::cgi::process::close_inherited_descriptors_on_exec();
     let log = if config.quiet {
         AccessLog::quiet()
     } else {

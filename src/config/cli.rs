@@ -183,6 +183,21 @@ pub struct Cli {
     )]
     proxy: Vec<String>,
 
+    /// Run programs under /cgi-bin/ and /htbin/ (CGI, RFC 3875) instead of serving
+    /// them, as CPython's http.server --cgi did.
+    #[arg(long, env = "WHARF_CGI")]
+    cgi: bool,
+
+    /// How long a CGI or FastCGI program may take to start its answer, or pause in
+    /// it; then 504 (or the answer is cut) and the program is stopped.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout, env = "WHARF_CGI_TIMEOUT")]
+    cgi_timeout: Duration,
+
+    /// CGI programs running at once; more requests wait briefly, then get 503
+    /// [default: 4 × CPUs]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), env = "WHARF_CGI_MAX")]
+    cgi_max: Option<u32>,
+
     /// Incomplete resumable uploads are removed after this long.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_timeout, env = "WHARF_UPLOAD_EXPIRY")]
     upload_expiry: Duration,
@@ -235,6 +250,10 @@ pub struct Config {
     pub proxies: Vec<crate::handlers::proxy::RouteSettings>,
     /// Time allowed for in-flight responses at shutdown.
     pub grace_period: Duration,
+    /// Whether `/cgi-bin/` and `/htbin/` run programs (`--cgi`).
+    pub cgi: bool,
+    /// Limits on running programs (`--cgi-timeout`, `--cgi-max`).
+    pub cgi_settings: crate::handlers::cgi::Settings,
     /// Path rules, error pages and header presets from the configuration file.
     pub site: crate::site::rules::Site,
     /// Files holding wharf's own secrets (the configuration file, the TLS private
@@ -346,6 +365,17 @@ impl Cli {
             upload_expiry: self.upload_expiry,
             proxies: parse_proxies(&self.proxy, self.max_upload_size)?,
             grace_period: self.grace_period,
+            cgi: self.cgi,
+            cgi_settings: {
+                let mut cgi = crate::handlers::cgi::Settings {
+                    timeout: self.cgi_timeout,
+                    ..Default::default()
+                };
+                if let Some(max) = self.cgi_max {
+                    cgi.max = max as usize;
+                }
+                cgi
+            },
             site: crate::site::rules::Site::default(),
         })
     }

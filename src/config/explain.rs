@@ -133,6 +133,13 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             "cache-size",
         ),
         ("grace-period", dur(config.grace_period), "grace-period"),
+        ("cgi", config.cgi.to_string(), "cgi"),
+        (
+            "cgi-timeout",
+            dur(config.cgi_settings.timeout),
+            "cgi-timeout",
+        ),
+        ("cgi-max", config.cgi_settings.max.to_string(), "cgi-max"),
     ];
     let mut out = String::from("Effective configuration:\n");
     for (name, value, key) in rows {
@@ -254,7 +261,37 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             if proxy.buffer_request { "yes" } else { "no" }
         );
     }
+    if config.cgi {
+        out.push_str("  - Programs under /cgi-bin/ and /htbin/ are run, not served (--cgi).\n");
+    }
     for rule in &config.site.rules {
+        if let Some(crate::handlers::Handler::Cgi(route)) = &rule.handler {
+            let interpreters: Vec<String> = route
+                .interpreters
+                .iter()
+                .map(|(ext, program)| format!("{ext} by {}", program.display()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  - Programs at {} are run, not served (CGI rule{}{}).",
+                rule.path.as_str(),
+                if interpreters.is_empty() { "" } else { "; " },
+                interpreters.join(", ")
+            );
+        }
+        if let Some(crate::handlers::Handler::FastCgi(route)) = &rule.handler {
+            let _ = writeln!(
+                out,
+                "  - Scripts at {} are run by the FastCGI application at {}{}.",
+                rule.path.as_str(),
+                route.upstream,
+                route
+                    .index
+                    .as_deref()
+                    .map(|i| format!(" (folders: {i})"))
+                    .unwrap_or_default()
+            );
+        }
         if let Some(crate::handlers::Handler::Proxy(route)) = &rule.handler {
             let _ = writeln!(
                 out,

@@ -155,6 +155,21 @@ const SETTINGS: &[Setting] = &[
         id: "grace_period",
         kind: Kind::Value,
     },
+    Setting {
+        key: "cgi",
+        id: "cgi",
+        kind: Kind::Switch,
+    },
+    Setting {
+        key: "cgi-timeout",
+        id: "cgi_timeout",
+        kind: Kind::Value,
+    },
+    Setting {
+        key: "cgi-max",
+        id: "cgi_max",
+        kind: Kind::Value,
+    },
 ];
 
 /// Where a setting's value came from, for `--explain`.

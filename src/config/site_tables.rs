@@ -128,6 +128,11 @@ const RULE_KEYS: &[&str] = &[
     "balance",
     "tls-ca",
     "internal",
+    "interpreter",
+    "upstream",
+    "index",
+    "split-path",
+    "params",
 ];
 
 /// Keys that only a proxy rule takes.
@@ -142,6 +147,12 @@ const PROXY_KEYS: &[&str] = &[
     "balance",
     "tls-ca",
 ];
+
+/// Keys that only a CGI rule takes.
+const CGI_KEYS: &[&str] = &["interpreter"];
+
+/// Keys that only a FastCGI rule takes.
+const FASTCGI_KEYS: &[&str] = &["upstream", "index", "split-path", "params"];
 
 /// Headers a rule may not set: they frame the message, and a wrong value would
 /// corrupt the connection.
@@ -364,16 +375,33 @@ fn parse_rule(
     let handler = match string("handler")?.as_deref() {
         None => None,
         Some("proxy") => Some(proxy_handler(rule, &path, (text, base, dir), &nets)?),
+        Some("cgi") => Some(cgi_handler(rule, (text, base))?),
+        Some("fastcgi") => Some(fastcgi_handler(rule, (text, base))?),
         Some(name) => Some(
             Handler::parse(name)
                 .map_err(|e| (at("handler"), format!("key \"rule.handler\": {e}")))?,
         ),
     };
-    if !matches!(handler, Some(Handler::Proxy(_))) {
-        if let Some(key) = PROXY_KEYS.iter().find(|k| rule.contains_key(**k)) {
+    for (keys, name, applies) in [
+        (
+            PROXY_KEYS,
+            "proxy",
+            matches!(handler, Some(Handler::Proxy(_))),
+        ),
+        (CGI_KEYS, "cgi", matches!(handler, Some(Handler::Cgi(_)))),
+        (
+            FASTCGI_KEYS,
+            "fastcgi",
+            matches!(handler, Some(Handler::FastCgi(_))),
+        ),
+    ] {
+        if applies {
+            continue;
+        }
+        if let Some(key) = keys.iter().find(|k| rule.contains_key(**k)) {
             return Err((
                 at(key),
-                format!("key \"rule.{key}\": only a rule with handler = \"proxy\" takes it"),
+                format!("key \"rule.{key}\": only a rule with handler = \"{name}\" takes it"),
             ));
         }
     }
@@ -562,4 +590,130 @@ fn proxy_handler(
     }
     let route = Route::new(settings).map_err(|e| fail("upstreams", e))?;
     Ok(Handler::Proxy(std::sync::Arc::new(route)))
+}
+
+/// A rule's `max-upload-size` for a handler that receives bodies whole, if it has one.
+fn body_limit(
+    rule: &toml::Table,
+    fail: &dyn Fn(&str, String) -> SiteError,
+) -> Result<Option<u64>, SiteError> {
+    match rule.get("max-upload-size") {
+        Some(toml::Value::Integer(n)) => Ok(Some(u64::try_from(*n).unwrap_or(0))),
+        Some(toml::Value::String(text)) => crate::config::cli::parse_size(text)
+            .map(|n| Some(n as u64))
+            .map_err(|e| fail("max-upload-size", e)),
+        _ => Ok(None),
+    }
+}
+
+/// A `handler = "cgi"` rule: interpreters by extension, each found on the programs'
+/// `PATH` now rather than at the first request.
+fn cgi_handler(rule: &toml::Table, (text, base): (&str, usize)) -> Result<Handler, SiteError> {
+    let at = |key: &str| line_in_section(text, base, key);
+    let fail = |key: &str, what: String| (at(key), format!("key \"rule.{key}\": {what}"));
+    let mut route = crate::handlers::cgi::Route::default();
+    match rule.get("interpreter") {
+        None => {}
+        Some(toml::Value::Table(table)) => {
+            for (ext, program) in table {
+                if !ext.starts_with('.') || ext.len() < 2 {
+                    return Err(fail(
+                        "interpreter",
+                        format!("{ext:?}: expected an extension such as \".py\""),
+                    ));
+                }
+                let program = program.as_str().ok_or_else(|| {
+                    fail("interpreter", format!("{ext:?}: expected a program name"))
+                })?;
+                let found = crate::handlers::cgi::find_interpreter(program)
+                    .map_err(|e| fail("interpreter", e))?;
+                route.interpreters.push((ext.clone(), found));
+            }
+        }
+        Some(_) => {
+            return Err(fail(
+                "interpreter",
+                "expected a table such as { \".py\" = \"python3\" }".into(),
+            ))
+        }
+    }
+    if let Some(max) = body_limit(rule, &fail)? {
+        route.max_body = max;
+    }
+    Ok(Handler::Cgi(std::sync::Arc::new(route)))
+}
+
+/// A `handler = "fastcgi"` rule: its application's socket, index script, path
+/// split and extra params.
+fn fastcgi_handler(rule: &toml::Table, (text, base): (&str, usize)) -> Result<Handler, SiteError> {
+    use crate::handlers::fastcgi::{Address, Route};
+    let at = |key: &str| line_in_section(text, base, key);
+    let fail = |key: &str, what: String| (at(key), format!("key \"rule.{key}\": {what}"));
+    let upstream = match rule.get("upstream") {
+        Some(toml::Value::String(u)) => Address::parse(u).map_err(|e| fail("upstream", e))?,
+        Some(_) => {
+            return Err(fail(
+                "upstream",
+                "expected \"unix:/path\" or \"tcp:HOST:PORT\"".into(),
+            ))
+        }
+        None => {
+            return Err(fail(
+                "handler",
+                "a fastcgi rule needs upstream = \"unix:/path\" or \"tcp:HOST:PORT\"".into(),
+            ))
+        }
+    };
+    let mut route = Route::new(upstream);
+    match rule.get("index") {
+        None => {}
+        Some(toml::Value::String(index)) if !index.is_empty() && !index.contains('/') => {
+            route.index = Some(index.clone());
+        }
+        Some(_) => {
+            return Err(fail(
+                "index",
+                "expected a file name such as \"index.php\"".into(),
+            ))
+        }
+    }
+    match rule.get("split-path") {
+        None => {}
+        Some(toml::Value::String(pattern)) => {
+            let regex = regex::Regex::new(pattern)
+                .map_err(|e| fail("split-path", format!("invalid pattern: {e}")))?;
+            if regex.captures_len() != 3 {
+                return Err(fail(
+                    "split-path",
+                    "expected two groups, the script and PATH_INFO, e.g. \"^(.+\\\\.php)(/.*)$\""
+                        .into(),
+                ));
+            }
+            route.split_path = Some(regex);
+        }
+        Some(_) => return Err(fail("split-path", "expected a pattern".into())),
+    }
+    match rule.get("params") {
+        None => {}
+        Some(toml::Value::Table(table)) => {
+            for (name, value) in table {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| fail("params", format!("{name}: expected a string")))?;
+                if name.is_empty()
+                    || name.contains('=')
+                    || name.contains('\0')
+                    || value.contains('\0')
+                {
+                    return Err(fail("params", format!("invalid param {name:?}")));
+                }
+                route.params.push((name.clone(), value.to_string()));
+            }
+        }
+        Some(_) => return Err(fail("params", "expected a table".into())),
+    }
+    if let Some(max) = body_limit(rule, &fail)? {
+        route.max_body = max;
+    }
+    Ok(Handler::FastCgi(std::sync::Arc::new(route)))
 }

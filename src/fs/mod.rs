@@ -92,6 +92,26 @@ pub enum Node {
     Dir(OpenDir),
 }
 
+/// What [`Root::locate`] found.
+#[derive(Debug)]
+pub enum Located {
+    /// A regular file named by the path or by one of its prefixes.
+    Program(Box<Program>),
+    /// Every component of the path is a folder.
+    Folder,
+}
+
+/// A program found under the root.
+#[derive(Debug)]
+pub struct Program {
+    /// The file, open, with its metadata (mode bits tell whether it is executable).
+    pub file: OpenFile,
+    /// Its absolute path as the kernel resolved it: what is executed.
+    pub real_path: PathBuf,
+    /// How many segments of the request path name it; the rest is `PATH_INFO`.
+    pub depth: usize,
+}
+
 /// A regular file opened read-only, with the metadata read from the same descriptor.
 #[derive(Debug)]
 pub struct OpenFile {
@@ -301,6 +321,41 @@ impl Root {
             }
         }
         walk_beneath(&self.dir, rel, flags).map_err(map_err)
+    }
+
+    /// Finds the program a request path names (a CGI script, a FastCGI app's
+    /// script): the longest prefix of `path` that is a regular file, as
+    /// [`Root::open`] resolves it, and what is left of the path after it
+    /// (`PATH_INFO`). A path that is folders all the way down is a [`Located::Folder`].
+    pub fn locate(&self, path: &SitePath) -> io::Result<Located> {
+        let segments = path.segments();
+        for depth in 1..=segments.len() {
+            let prefix = SitePath::from_segments(segments[..depth].to_vec());
+            match self.open(&prefix)? {
+                Node::Dir(_) => continue,
+                Node::File(file) => {
+                    let real_path = self.real_path(&file.file)?;
+                    return Ok(Located::Program(Box::new(Program {
+                        file,
+                        real_path,
+                        depth,
+                    })));
+                }
+            }
+        }
+        Ok(Located::Folder)
+    }
+
+    /// Where the kernel found `file`: the absolute path, symlinks resolved, that a
+    /// program is executed by. Unless symlinks may be followed it must lie beneath
+    /// the root (it does, as the resolver opened it; this is the check that says so).
+    fn real_path(&self, file: &File) -> io::Result<PathBuf> {
+        use std::os::fd::AsRawFd;
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        if !self.follow_symlinks && !real.starts_with(&self.path) {
+            return Err(not_found());
+        }
+        Ok(real)
     }
 
     /// Lists a directory opened by [`Root::open`]. `path` is where it was found, so

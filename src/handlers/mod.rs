@@ -14,7 +14,10 @@
 //! site (rules, auth, the router) or the network layer. Adding one is a folder here,
 //! a [`Handler`] variant with its rule options, and one arm in each `match` below.
 
+pub mod cgi;
+pub mod fastcgi;
 pub mod proxy;
+pub mod spool;
 pub mod static_files;
 pub mod uploads;
 
@@ -25,6 +28,7 @@ use http::request::Parts;
 use http::{Method, Response};
 
 use crate::fs::Root;
+use crate::handlers::cgi::Cgi;
 use crate::handlers::static_files::StaticFiles;
 use crate::handlers::uploads::Uploads;
 use crate::http::body::Body;
@@ -40,6 +44,10 @@ pub enum Handler {
     Static(Access),
     /// An app server behind wharf (`--proxy`, or `handler = "proxy"`).
     Proxy(Arc<proxy::Route>),
+    /// Programs under the root run per request (`--cgi`, or `handler = "cgi"`).
+    Cgi(Arc<cgi::Route>),
+    /// Scripts run by a FastCGI application such as php-fpm (`handler = "fastcgi"`).
+    FastCgi(Arc<fastcgi::Route>),
 }
 
 /// What may be changed under a path, from `--upload`, `--delete`,
@@ -69,8 +77,12 @@ impl Handler {
         match name {
             "static" => Ok(Handler::Static(Access::default())),
             "proxy" => Err("a proxy rule needs its upstreams (upstreams = [...])".into()),
+            "cgi" => Ok(Handler::Cgi(Arc::new(cgi::Route::default()))),
+            "fastcgi" => {
+                Err("a fastcgi rule needs its application (upstream = \"unix:...\")".into())
+            }
             other => Err(format!(
-                "unknown handler {other:?} (available: static, proxy)"
+                "unknown handler {other:?} (available: static, proxy, cgi, fastcgi)"
             )),
         }
     }
@@ -79,7 +91,9 @@ impl Handler {
     pub fn allow(&self) -> &'static str {
         match self {
             Handler::Static(access) => uploads::allow(access),
-            Handler::Proxy(_) => "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS",
+            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => {
+                "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS"
+            }
         }
     }
 
@@ -88,7 +102,7 @@ impl Handler {
     pub fn options(&self) -> Option<Response<Body>> {
         match self {
             Handler::Static(access) => Some(uploads::options(access)),
-            Handler::Proxy(_) => None,
+            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => None,
         }
     }
 
@@ -97,7 +111,7 @@ impl Handler {
     pub fn reads_body(&self, head: &Parts) -> bool {
         match self {
             Handler::Static(access) => self.allows(head) && uploads::reads_body(access, head),
-            Handler::Proxy(_) => true,
+            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => self.allows(head),
         }
     }
 
@@ -108,8 +122,10 @@ impl Handler {
             Handler::Static(access) => {
                 static_files::allows(&head.method) || uploads::allows(access, head)
             }
-            // The app decides; CONNECT names no path.
-            Handler::Proxy(_) => head.method != Method::CONNECT,
+            // The app or program decides; CONNECT names no path.
+            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => {
+                head.method != Method::CONNECT
+            }
         }
     }
 
@@ -118,7 +134,7 @@ impl Handler {
     pub fn knows(&self, method: &Method) -> bool {
         match self {
             Handler::Static(access) => access.writes() && uploads::is_dav_method(method),
-            Handler::Proxy(_) => false,
+            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => false,
         }
     }
 
@@ -127,7 +143,7 @@ impl Handler {
     pub fn writes(&self, method: &Method) -> bool {
         match self {
             Handler::Static(_) => uploads::changes(method),
-            Handler::Proxy(_) => false,
+            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => false,
         }
     }
 }
@@ -187,6 +203,7 @@ impl Handlers {
                     remote,
                     tls,
                     destination: None,
+                    user: None,
                 };
                 Arc::clone(&self.static_files).serve_uncached(req).await
             }
@@ -234,6 +251,8 @@ pub struct Request<'a> {
     pub tls: bool,
     /// For COPY and MOVE, where to; `None` when the header is missing.
     pub destination: Option<Destination>,
+    /// The user the site authenticated, if it asked for credentials.
+    pub user: Option<&'a str>,
 }
 
 /// The handlers and their shared state, built once at startup.
@@ -241,14 +260,17 @@ pub struct Request<'a> {
 pub struct Handlers {
     static_files: Arc<StaticFiles>,
     uploads: Arc<Uploads>,
+    cgi: Cgi,
 }
 
 impl Handlers {
-    /// The handlers serving from `static_files`' root, changing it through `uploads`.
-    pub fn new(static_files: Arc<StaticFiles>, uploads: Uploads) -> Handlers {
+    /// The handlers serving from `static_files`' root, changing it through `uploads`,
+    /// running programs as `cgi` says.
+    pub fn new(static_files: Arc<StaticFiles>, uploads: Uploads, cgi: cgi::Settings) -> Handlers {
         Handlers {
             static_files,
             uploads: Arc::new(uploads),
+            cgi: Cgi::new(cgi),
         }
     }
 
@@ -272,7 +294,7 @@ impl Handlers {
             {
                 self.static_files.from_cache(head, target)
             }
-            Handler::Proxy(_) => None,
+            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => None,
         }
     }
 
@@ -283,6 +305,14 @@ impl Handlers {
                 Arc::clone(&self.static_files).serve_uncached(req).await
             }
             Handler::Static(access) => Arc::clone(&self.uploads).respond(*access, req).await,
+            Handler::Cgi(route) => {
+                self.cgi
+                    .respond(route, self.static_files.root_handle(), req)
+                    .await
+            }
+            Handler::FastCgi(route) => {
+                fastcgi::respond(&self.cgi, route, self.static_files.root_handle(), req).await
+            }
             Handler::Proxy(route) => {
                 // nginx's `try_files $uri @app`: a file that exists is served, the rest
                 // goes to the app.
@@ -298,6 +328,7 @@ impl Handlers {
                         remote: req.remote,
                         tls: req.tls,
                         destination: None,
+                        user: req.user,
                     };
                     let res = Arc::clone(&self.static_files)
                         .serve_uncached(files_req)

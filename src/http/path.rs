@@ -107,6 +107,15 @@ impl SitePath {
         Ok(path)
     }
 
+    /// The path made of `segments` (already decoded and checked, e.g. a prefix of
+    /// another path's).
+    pub fn from_segments(segments: Vec<Vec<u8>>) -> SitePath {
+        SitePath {
+            segments,
+            trailing_slash: false,
+        }
+    }
+
     /// The root itself.
     pub fn root() -> SitePath {
         SitePath {

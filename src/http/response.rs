@@ -121,3 +121,8 @@ pub struct Upstream {
     /// From sending the request to its response head.
     pub head_time: std::time::Duration,
 }
+
+/// A program's answer naming a local path (CGI's local redirect, RFC 3875 §6.2.2):
+/// the site answers that path instead, as a new GET request.
+#[derive(Debug, Clone)]
+pub struct LocalRedirect(pub String);

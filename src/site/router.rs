@@ -26,6 +26,9 @@ use crate::site::cors::Cors;
 use crate::site::methods::{self, options_answer};
 use crate::site::rules::{self, Site};
 
+/// How many local redirects one request may follow.
+const MAX_LOCAL_REDIRECTS: usize = 10;
+
 /// What the site is told at startup.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -158,8 +161,69 @@ impl Router {
         }
     }
 
-    /// The answer to what [`Router::answer_now`] left pending.
+    /// The answer to what [`Router::answer_now`] left pending; a program's local
+    /// redirect (RFC 3875 §6.2.2) is followed here, as a new GET request for its path
+    /// with every rule applied, at most [`MAX_LOCAL_REDIRECTS`] times (then 500).
     pub async fn answer(
+        self: Arc<Self>,
+        pending: Pending,
+        req: &Parts,
+        body: RequestBody,
+        peer: Peer,
+    ) -> Response<Body> {
+        let mut res = Arc::clone(&self)
+            .answer_once(pending, req, body, peer)
+            .await;
+        for _ in 0..MAX_LOCAL_REDIRECTS {
+            let Some(response::LocalRedirect(to)) =
+                res.extensions().get::<response::LocalRedirect>().cloned()
+            else {
+                return res;
+            };
+            let method = if req.method == Method::HEAD {
+                Method::HEAD
+            } else {
+                Method::GET
+            };
+            let Ok(mut next) = http::Request::builder()
+                .method(method)
+                .uri(to.as_str())
+                .version(req.version)
+                .body(())
+                .map(|r| r.into_parts().0)
+            else {
+                return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+            };
+            next.headers = req.headers.clone();
+            for name in [
+                header::CONTENT_LENGTH,
+                header::CONTENT_TYPE,
+                header::TRANSFER_ENCODING,
+            ] {
+                next.headers.remove(name);
+            }
+            res = match self.answer_now(&next) {
+                Answer::Now(res) => res,
+                Answer::Later(pending) => {
+                    Box::pin(Arc::clone(&self).answer_once(
+                        pending,
+                        &next,
+                        RequestBody::empty(),
+                        peer,
+                    ))
+                    .await
+                }
+            };
+        }
+        if res.extensions().get::<response::LocalRedirect>().is_some() {
+            tracing::warn!("local redirects loop at {:?}", req.uri.path());
+            return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        res
+    }
+
+    /// One answer to a pending request, redirects not followed.
+    async fn answer_once(
         self: Arc<Self>,
         pending: Pending,
         req: &Parts,
@@ -181,6 +245,7 @@ impl Router {
                     remote: peer.remote,
                     tls: peer.tls,
                     destination,
+                    user: None,
                 };
                 let res = self.handlers.respond(&handler, request).await;
                 options_answer(req, res, &handler)
@@ -246,6 +311,7 @@ impl Router {
         handler: &Handler,
         body: RequestBody,
         peer: Peer,
+        user: Option<&str>,
     ) -> Response<Body> {
         let site_path = match self.route(req, path, handler) {
             Route::Done(res) => return res,
@@ -266,6 +332,7 @@ impl Router {
                     remote: peer.remote,
                     tls: peer.tls,
                     destination,
+                    user,
                 };
                 Box::pin(self.handlers.respond(handler, request)).await
             }
@@ -360,13 +427,15 @@ impl Router {
                 &matched
             };
             let handler = self.handler_of(served_rules);
-            let mut res = self.handle_path(req, target, &handler, body, peer).await;
+            let mut res = self
+                .handle_path(req, target, &handler, body, peer, authenticated.as_deref())
+                .await;
             let spa = matched.iter().find_map(|(rule, _)| rule.spa.as_deref());
             if let (Some(spa), StatusCode::NOT_FOUND) = (spa, res.status()) {
                 if wants_a_page(req) {
                     let handler = self.handler_for(spa);
                     let fallback = self
-                        .handle_path(req, spa, &handler, RequestBody::empty(), peer)
+                        .handle_path(req, spa, &handler, RequestBody::empty(), peer, None)
                         .await;
                     if fallback.status().is_success()
                         || fallback.status() == StatusCode::NOT_MODIFIED
@@ -435,21 +504,25 @@ impl Router {
     fn handler_of(&self, rules: &[(&rules::Rule, Vec<&str>)]) -> Handler {
         let named = rules.iter().find_map(|(rule, _)| rule.handler.clone());
         match named.unwrap_or_else(|| self.default_handler()) {
-            Handler::Proxy(route) => Handler::Proxy(route),
-            Handler::Static(_) => {
-                let mut access = self.settings.access;
-                if let Some(upload) = rules.iter().find_map(|(r, _)| r.upload) {
-                    access.upload = upload;
-                }
-                if let Some(delete) = rules.iter().find_map(|(r, _)| r.delete) {
-                    access.delete = delete;
-                }
-                if let Some(max) = rules.iter().find_map(|(r, _)| r.max_upload_size) {
-                    access.max_upload_size = max;
-                }
-                Handler::Static(access)
-            }
+            Handler::Static(_) => Handler::Static(self.access_of(rules)),
+            other => other,
         }
+    }
+
+    /// What may be changed under a path the `rules` match, each from the first rule
+    /// that says.
+    fn access_of(&self, rules: &[(&rules::Rule, Vec<&str>)]) -> Access {
+        let mut access = self.settings.access;
+        if let Some(upload) = rules.iter().find_map(|(r, _)| r.upload) {
+            access.upload = upload;
+        }
+        if let Some(delete) = rules.iter().find_map(|(r, _)| r.delete) {
+            access.delete = delete;
+        }
+        if let Some(max) = rules.iter().find_map(|(r, _)| r.max_upload_size) {
+            access.max_upload_size = max;
+        }
+        access
     }
 
     /// The destination of a COPY or MOVE (RFC 4918 §10.3), checked as a request path
@@ -481,8 +554,8 @@ impl Router {
             SitePath::parse(uri.path(), self.settings.hidden).map_err(|e| refusal(e, true))?;
         let access = match self.handler_for(uri.path()) {
             Handler::Static(access) => access,
-            // Nothing is copied or moved onto an app's paths.
-            Handler::Proxy(_) => Access::default(),
+            // Nothing is copied or moved onto an app's or a program's paths.
+            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => Access::default(),
         };
         Ok(Some(Destination { path, access }))
     }
@@ -556,7 +629,7 @@ impl Router {
         let Ok(fetch) = fetch else { return original };
         let handler = self.handler_for(page);
         let mut res = self
-            .handle_path(&fetch, page, &handler, RequestBody::empty(), peer)
+            .handle_path(&fetch, page, &handler, RequestBody::empty(), peer, None)
             .await;
         if res.status() != StatusCode::OK {
             return original;

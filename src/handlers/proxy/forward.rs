@@ -12,9 +12,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
 
-use super::spool::{spool, Spooled};
 use super::upstream::host_of;
 use super::Route;
+use crate::handlers::spool::{spool, Spooled};
 use crate::handlers::Request as Incoming;
 use crate::http::body::{Body, FileRange, Segment};
 use crate::http::request_body::RequestBody;

@@ -18,7 +18,6 @@
 
 pub mod buffer;
 pub mod forward;
-pub mod spool;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! Request buffering: a body received whole before the upstream is contacted, so a
-//! slow client costs wharf a connection and a file, never an app worker.
+//! Request buffering: a body received whole before an app server or a program sees
+//! it, so a slow client costs wharf a connection and a file, never an app worker or a
+//! running process.
 //!
 //! Up to [`IN_MEMORY`] bytes stay in memory; a larger body goes to an unnamed
 //! temporary file (gone when closed, whatever happens), written as the upload streams
@@ -77,5 +78,46 @@ fn disk_status(err: &std::io::Error) -> StatusCode {
     } else {
         tracing::error!("cannot buffer a request body: {err}");
         StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// How much of a buffered body is handed on at a time.
+const PIECE: u64 = 64 * 1024;
+
+impl Spooled {
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Spooled::Memory(bytes) => bytes.len() as u64,
+            Spooled::File(_, len) => *len,
+        }
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to 64 KiB of it from `offset` (empty past the end), read from the file on
+    /// the blocking pool when it is in one.
+    pub async fn piece(&self, offset: u64) -> std::io::Result<Bytes> {
+        let end = self.len().min(offset.saturating_add(PIECE));
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        match self {
+            Spooled::Memory(bytes) => Ok(bytes.slice(offset as usize..end as usize)),
+            Spooled::File(file, _) => {
+                let file = Arc::clone(file);
+                tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0; (end - offset) as usize];
+                    file.read_exact_at(&mut buf, offset)?;
+                    Ok(Bytes::from(buf))
+                })
+                .await
+                .map_err(std::io::Error::other)?
+            }
+        }
     }
 }

@@ -1,0 +1,217 @@
+//! The meta-variables a program is given (RFC 3875 §4.1), for CGI's environment and
+//! FastCGI's params alike.
+//!
+//! What comes from the client is passed as the RFC says and nothing else: request
+//! fields become `HTTP_*` (never `HTTP_PROXY`, which libraries would take for their
+//! own proxy setting — "httpoxy"; never a field whose name has an `_`, which would
+//! pass for another's after the `-` → `_` mapping); the client's credentials are
+//! withheld when wharf itself checked them.
+
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use http::header::{self, HeaderMap};
+use http::request::Parts;
+
+/// The one `PATH` a program gets: wharf's own is not inherited.
+pub const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The program a request runs, as the meta-variables describe it.
+#[derive(Debug)]
+pub struct Script<'a> {
+    /// `SCRIPT_NAME`: the URL path naming the program, decoded.
+    pub name: String,
+    /// `PATH_INFO`: what follows it in the path, decoded (may be empty).
+    pub path_info: Vec<u8>,
+    /// `SCRIPT_FILENAME`: the program's file.
+    pub filename: &'a Path,
+}
+
+/// What the exchange contributes besides the request head.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Whether the request came over TLS.
+    pub tls: bool,
+    /// The user wharf authenticated, if any.
+    pub user: Option<&'a str>,
+    /// The served folder (`DOCUMENT_ROOT`).
+    pub document_root: &'a Path,
+    /// The exact length of the (buffered) body, when there is one.
+    pub content_length: Option<u64>,
+}
+
+/// Name-value pairs, in the order they were set.
+pub type MetaVars = Vec<(String, Vec<u8>)>;
+
+/// The meta-variables for `head`, run as `script`.
+pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> MetaVars {
+    let mut vars: MetaVars = Vec::with_capacity(32);
+    let mut set = |name: &str, value: &[u8]| vars.push((name.to_string(), value.to_vec()));
+    let (server_name, server_port) = server_name_and_port(head, exchange.tls);
+    set("GATEWAY_INTERFACE", b"CGI/1.1");
+    set(
+        "SERVER_SOFTWARE",
+        concat!("wharf/", env!("CARGO_PKG_VERSION")).as_bytes(),
+    );
+    set("SERVER_NAME", server_name.as_bytes());
+    set("SERVER_PORT", server_port.to_string().as_bytes());
+    set("SERVER_PROTOCOL", format!("{:?}", head.version).as_bytes());
+    set("REQUEST_METHOD", head.method.as_str().as_bytes());
+    set("SCRIPT_NAME", script.name.as_bytes());
+    set("SCRIPT_FILENAME", script.filename.as_os_str().as_bytes());
+    set("PATH_INFO", &script.path_info);
+    if !script.path_info.is_empty() {
+        let mut translated = exchange.document_root.as_os_str().as_bytes().to_vec();
+        translated.extend_from_slice(&script.path_info);
+        set("PATH_TRANSLATED", &translated);
+    }
+    set(
+        "QUERY_STRING",
+        head.uri.query().unwrap_or_default().as_bytes(),
+    );
+    let request_uri = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    set("REQUEST_URI", request_uri.as_bytes());
+    set(
+        "DOCUMENT_ROOT",
+        exchange.document_root.as_os_str().as_bytes(),
+    );
+    let remote_ip = exchange.remote.ip().to_canonical();
+    set("REMOTE_ADDR", remote_ip.to_string().as_bytes());
+    set("REMOTE_PORT", exchange.remote.port().to_string().as_bytes());
+    set(
+        "REQUEST_SCHEME",
+        if exchange.tls { b"https" } else { b"http" },
+    );
+    if exchange.tls {
+        set("HTTPS", b"on");
+    }
+    if let Some(user) = exchange.user {
+        set("AUTH_TYPE", b"Basic");
+        set("REMOTE_USER", user.as_bytes());
+    }
+    if let Some(length) = exchange.content_length {
+        set("CONTENT_LENGTH", length.to_string().as_bytes());
+        if let Some(kind) = head.headers.get(header::CONTENT_TYPE) {
+            set("CONTENT_TYPE", kind.as_bytes());
+        }
+    }
+    set("PATH", SAFE_PATH.as_bytes());
+    for (name, value) in request_fields(&head.headers, exchange.user.is_some()) {
+        set(&name, &value);
+    }
+    if !head.headers.contains_key(header::HOST) {
+        // HTTP/2 names the host in `:authority`.
+        if let Some(authority) = head.uri.authority() {
+            set("HTTP_HOST", authority.as_str().as_bytes());
+        }
+    }
+    vars
+}
+
+/// The request's fields as `HTTP_*` variables: one per name, repeated fields
+/// joined (cookies with `; `, as HTTP/1.1 sends them, others with `, `).
+fn request_fields(headers: &HeaderMap, authenticated: bool) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for name in headers.keys() {
+        let text = name.as_str();
+        let withheld = name == header::CONTENT_TYPE
+            || name == header::CONTENT_LENGTH
+            || text == "proxy"
+            || text.contains('_')
+            || (authenticated && name == header::AUTHORIZATION);
+        if withheld {
+            continue;
+        }
+        let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+        let mut value = Vec::new();
+        for (i, v) in headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                value.extend_from_slice(separator);
+            }
+            value.extend_from_slice(v.as_bytes());
+        }
+        let var = format!("HTTP_{}", text.to_ascii_uppercase().replace('-', "_"));
+        out.push((var, value));
+    }
+    out
+}
+
+/// `SERVER_NAME` and `SERVER_PORT`: the host and port the client addressed (its
+/// `Host`, or HTTP/2's `:authority`), as servers building self-referential URLs
+/// from the request do; the scheme's default port when it names none.
+fn server_name_and_port(head: &Parts, tls: bool) -> (String, u16) {
+    let default_port = if tls { 443 } else { 80 };
+    let authority = head
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .or_else(|| head.uri.authority().cloned());
+    match authority {
+        Some(a) => {
+            let host = a.host().trim_start_matches('[').trim_end_matches(']');
+            (host.to_string(), a.port_u16().unwrap_or(default_port))
+        }
+        None => ("localhost".to_string(), default_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(req: http::Request<()>) -> Parts {
+        req.into_parts().0
+    }
+
+    fn get<'a>(vars: &'a MetaVars, name: &str) -> Option<&'a [u8]> {
+        vars.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn fields_become_http_variables_except_the_dangerous_ones() {
+        let head = head(
+            http::Request::get("/cgi-bin/env.py/a/b?x=1")
+                .header("host", "example.test:8080")
+                .header("proxy", "http://evil.test/")
+                .header("x_forwarded_for", "1.2.3.4")
+                .header("x-custom", "one")
+                .header("x-custom", "two")
+                .header("cookie", "a=1")
+                .header("cookie", "b=2")
+                .header("authorization", "Basic dTpw")
+                .body(())
+                .unwrap(),
+        );
+        let script = Script {
+            name: "/cgi-bin/env.py".into(),
+            path_info: b"/a/b".to_vec(),
+            filename: Path::new("/srv/cgi-bin/env.py"),
+        };
+        let exchange = Exchange {
+            remote: "[::ffff:10.0.0.1]:4000".parse().unwrap(),
+            tls: false,
+            user: Some("alice"),
+            document_root: Path::new("/srv"),
+            content_length: None,
+        };
+        let vars = meta_variables(&head, &script, exchange);
+        assert_eq!(get(&vars, "HTTP_PROXY"), None);
+        assert_eq!(get(&vars, "HTTP_X_FORWARDED_FOR"), None);
+        assert_eq!(get(&vars, "HTTP_AUTHORIZATION"), None);
+        assert_eq!(get(&vars, "REMOTE_USER"), Some(&b"alice"[..]));
+        assert_eq!(get(&vars, "HTTP_X_CUSTOM"), Some(&b"one, two"[..]));
+        assert_eq!(get(&vars, "HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
+        assert_eq!(get(&vars, "SERVER_NAME"), Some(&b"example.test"[..]));
+        assert_eq!(get(&vars, "SERVER_PORT"), Some(&b"8080"[..]));
+        assert_eq!(get(&vars, "REMOTE_ADDR"), Some(&b"10.0.0.1"[..]));
+        assert_eq!(get(&vars, "PATH_TRANSLATED"), Some(&b"/srv/a/b"[..]));
+        assert_eq!(get(&vars, "QUERY_STRING"), Some(&b"x=1"[..]));
+        assert_eq!(get(&vars, "CONTENT_LENGTH"), None);
+    }
+}

@@ -1,0 +1,273 @@
+//! CGI (RFC 3875): programs under the root whose output is the page — `--cgi`
+//! (`/cgi-bin/` and `/htbin/`, as CPython's server had) or `handler = "cgi"` rules.
+//!
+//! The program is found by the one resolver ([`Root::locate`]): confined to the
+//! root, no dotfiles, a regular file; the longest prefix of the path that is a file
+//! is the program and the rest is `PATH_INFO`. It must be executable unless its rule
+//! names an interpreter for its extension. The request body is received whole first
+//! (as the proxy does), so a slow client holds no process; then the program runs
+//! (see [`process`]) with the meta-variables of [`meta`] as its whole environment,
+//! and its output is parsed and streamed by [`output`], which FastCGI shares.
+//!
+//! Statuses: no such program 404, not executable (or a folder) 403, too many running
+//! 503 with `Retry-After`, cannot start or malformed output 502, no header block in
+//! time 504.
+
+pub mod meta;
+pub mod output;
+pub mod process;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use tokio::sync::Semaphore;
+
+use crate::fs::{Located, Root};
+use crate::handlers::spool::{spool, Spooled};
+use crate::handlers::Request;
+use crate::http::body::Body;
+use crate::http::path::SitePath;
+use crate::http::response;
+
+/// How long a request waits for a free program slot before 503.
+const SLOT_WAIT: Duration = Duration::from_secs(2);
+/// Largest request body by default.
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024 * 1024;
+
+/// What `--cgi-timeout` and `--cgi-max` set, for every CGI program.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a program may take to start its answer, or pause in it.
+    pub timeout: Duration,
+    /// How many programs run at once.
+    pub max: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Settings {
+            timeout: Duration::from_secs(60),
+            max: 4 * cpus,
+        }
+    }
+}
+
+/// The state every CGI rule shares: the program slots.
+#[derive(Debug)]
+pub struct Cgi {
+    settings: Settings,
+    slots: Arc<Semaphore>,
+}
+
+/// One CGI rule's options.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Programs run by an interpreter, by extension (`.py` → `/usr/bin/python3`).
+    pub interpreters: Vec<(String, PathBuf)>,
+    /// Largest request body.
+    pub max_body: u64,
+}
+
+impl Default for Route {
+    fn default() -> Route {
+        Route {
+            interpreters: Vec::new(),
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+impl Route {
+    /// The interpreter for the program `name`, if its extension has one.
+    fn interpreter(&self, name: &[u8]) -> Option<&std::path::Path> {
+        self.interpreters
+            .iter()
+            .find(|(ext, _)| name.ends_with(ext.as_bytes()))
+            .map(|(_, path)| path.as_path())
+    }
+}
+
+/// Finds `name` (`python3`) on the programs' `PATH`, for an `interpreter` setting; an
+/// absolute path is taken as it is, if it exists.
+pub fn find_interpreter(name: &str) -> Result<PathBuf, String> {
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(name)]
+    } else {
+        meta::SAFE_PATH
+            .split(':')
+            .map(|dir| PathBuf::from(dir).join(name))
+            .collect()
+    };
+    candidates
+        .into_iter()
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .ok_or_else(|| {
+            format!(
+                "interpreter {name:?} not found (looked in {})",
+                meta::SAFE_PATH
+            )
+        })
+}
+
+/// The program a request path names, split as the meta-variables need it.
+#[derive(Debug)]
+pub struct Found {
+    /// The program's file, resolved.
+    pub filename: PathBuf,
+    /// Its file name, for the `nph-` prefix and interpreters.
+    pub file_name: Vec<u8>,
+    /// `SCRIPT_NAME`.
+    pub script_name: String,
+    /// `PATH_INFO`.
+    pub path_info: Vec<u8>,
+    /// Whether any execute bit is set.
+    pub executable: bool,
+}
+
+/// Finds the program `path` names under `root`: 404 when nothing does, 403 for a
+/// folder.
+pub async fn find(root: &Arc<Root>, path: &SitePath) -> Result<Found, StatusCode> {
+    let root = Arc::clone(root);
+    let wanted = path.clone();
+    let located = tokio::task::spawn_blocking(move || root.locate(&wanted))
+        .await
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    let program = match located {
+        Ok(Located::Program(program)) => program,
+        Ok(Located::Folder) => return Err(StatusCode::FORBIDDEN),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(StatusCode::FORBIDDEN)
+        }
+        Err(_) => return Err(StatusCode::NOT_FOUND),
+    };
+    let segments = path.segments();
+    let (script, rest) = segments.split_at(program.depth.min(segments.len()));
+    let join = |parts: &[Vec<u8>]| {
+        let mut out = Vec::new();
+        for part in parts {
+            out.push(b'/');
+            out.extend_from_slice(part);
+        }
+        out
+    };
+    let mut path_info = join(rest);
+    if !rest.is_empty() && path.has_trailing_slash() {
+        path_info.push(b'/');
+    }
+    Ok(Found {
+        filename: program.real_path,
+        file_name: script.last().cloned().unwrap_or_default(),
+        script_name: String::from_utf8_lossy(&join(script)).into_owned(),
+        path_info,
+        executable: program.file.meta.permissions().mode() & 0o111 != 0,
+    })
+}
+
+/// Receives a request's body whole (413 past `max`), or `None` when it has none;
+/// `Err` is the response to give instead.
+pub async fn receive_body(
+    req: &mut Request<'_>,
+    max: u64,
+    idle: Duration,
+) -> Result<Option<Spooled>, Response<Body>> {
+    if crate::http::request_body::declared_length(&req.head.headers).is_some_and(|n| n > max) {
+        return Err(response::error(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    if http_body::Body::is_end_stream(&req.body) {
+        return Ok(None);
+    }
+    match spool(&mut req.body, max, idle).await {
+        Ok(spooled) => Ok(Some(spooled)),
+        Err(status) => Err(response::error(status)),
+    }
+}
+
+impl Cgi {
+    /// The shared state for `settings`.
+    pub fn new(settings: Settings) -> Cgi {
+        Cgi {
+            settings,
+            slots: Arc::new(Semaphore::new(settings.max.max(1))),
+        }
+    }
+
+    /// How long a program may take to answer, or pause.
+    pub fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
+    /// Runs the program `req` names under `root`, as `route` says.
+    pub async fn respond(
+        &self,
+        route: &Route,
+        root: &Arc<Root>,
+        mut req: Request<'_>,
+    ) -> Response<Body> {
+        let found = match find(root, &req.path).await {
+            Ok(found) => found,
+            Err(status) => return response::error(status),
+        };
+        let interpreter = route.interpreter(&found.file_name);
+        if interpreter.is_none() && !found.executable {
+            return response::error(StatusCode::FORBIDDEN);
+        }
+        let timeout = self.settings.timeout;
+        let body = match receive_body(&mut req, route.max_body, timeout).await {
+            Ok(body) => body,
+            Err(res) => return res,
+        };
+        let permit =
+            match tokio::time::timeout(SLOT_WAIT, Arc::clone(&self.slots).acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    let mut res = response::error(StatusCode::SERVICE_UNAVAILABLE);
+                    res.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return res;
+                }
+            };
+        let script = meta::Script {
+            name: found.script_name.clone(),
+            path_info: found.path_info.clone(),
+            filename: &found.filename,
+        };
+        let exchange = meta::Exchange {
+            remote: req.remote,
+            tls: req.tls,
+            user: req.user,
+            document_root: root.path(),
+            content_length: body.as_ref().map(Spooled::len),
+        };
+        let env = meta::meta_variables(req.head, &script, exchange);
+        let name = found.filename.display().to_string();
+        let invocation = process::Invocation {
+            program: &found.filename,
+            interpreter,
+            env,
+        };
+        let out = match process::spawn(invocation, body, permit, timeout, name.clone()) {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return response::error(StatusCode::FORBIDDEN)
+            }
+            Err(e) => {
+                tracing::warn!("{name:?} could not be started: {e}");
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+        };
+        let framing = if found.file_name.starts_with(b"nph-") {
+            output::Framing::Nph
+        } else {
+            output::Framing::Cgi
+        };
+        output::respond(out, framing, timeout, &name).await
+    }
+}

@@ -1,0 +1,353 @@
+//! A program's answer (RFC 3875 §6), from CGI's stdout or FastCGI's `STDOUT`
+//! records alike: the header block parsed by `httparse`, then the body streamed to
+//! the client as the program writes it, with back-pressure.
+//!
+//! The program is stopped (its process group killed, or its FastCGI connection
+//! closed) by dropping its [`Output`]: when the header block is malformed or late,
+//! when the client leaves, or when the output stalls.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::http::body::Body;
+use crate::http::response;
+
+/// The largest header block a program may write.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields in it.
+const MAX_FIELDS: usize = 100;
+/// Chunks of output in flight between the program and the client.
+const IN_FLIGHT: usize = 8;
+
+/// Where a program's output comes from.
+pub trait Output: Send + 'static {
+    /// The next bytes it wrote, or `None` once it is done.
+    fn next(&mut self) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
+}
+
+/// How a program's header block is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// CGI fields (`Status`, `Location`, `Content-Type`, ...).
+    Cgi,
+    /// A "non-parsed header" program (`nph-` name): a whole HTTP/1 response head,
+    /// status line first, taken as the program wrote it.
+    Nph,
+}
+
+/// A CGI header block, interpreted.
+#[derive(Debug)]
+enum Head {
+    /// A response to send, with the body that follows.
+    Document {
+        status: StatusCode,
+        headers: HeaderMap,
+        length: Option<u64>,
+    },
+    /// `Location` naming a local path: the server answers that path instead
+    /// (RFC 3875 §6.2.2).
+    LocalRedirect(String),
+}
+
+/// The response `output` makes: 504 when no header block comes within `timeout`,
+/// 502 when it is malformed; its body then streams, and stops when the program
+/// pauses for longer than `timeout`. `program` names it in log lines.
+pub async fn respond<O: Output>(
+    mut output: O,
+    framing: Framing,
+    timeout: Duration,
+    program: &str,
+) -> Response<Body> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = BytesMut::new();
+    let (head, used) = loop {
+        match parse_head(&buf, framing) {
+            Ok(Some(parsed)) => break parsed,
+            Ok(None) if buf.len() > MAX_HEAD => {
+                tracing::warn!("{program:?}: header block larger than {MAX_HEAD} bytes");
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+            Ok(None) => {}
+            Err(why) => {
+                tracing::warn!("{program:?}: malformed header block: {why}");
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+        }
+        match tokio::time::timeout_at(deadline, output.next()).await {
+            Err(_) => {
+                tracing::warn!("{program:?}: no response header within {timeout:?}");
+                return response::error(StatusCode::GATEWAY_TIMEOUT);
+            }
+            Ok(Ok(Some(bytes))) => buf.extend_from_slice(&bytes),
+            Ok(Ok(None)) => {
+                tracing::warn!("{program:?}: ended without a complete header block");
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("{program:?}: {e}");
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+        }
+    };
+    let (status, headers, length) = match head {
+        Head::LocalRedirect(to) => {
+            let mut res = response::error(StatusCode::FOUND);
+            res.extensions_mut().insert(response::LocalRedirect(to));
+            return res;
+        }
+        Head::Document {
+            status,
+            headers,
+            length,
+        } => (status, headers, length),
+    };
+    let rest = buf.split_off(used).freeze();
+    let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+    let body = match length {
+        Some(len) => Body::channel_of_len(rx, len),
+        None => Body::channel(rx),
+    };
+    let program = program.to_string();
+    tokio::spawn(async move {
+        let mut left = length.unwrap_or(u64::MAX);
+        let mut next = (!rest.is_empty()).then_some(rest);
+        loop {
+            let chunk = match next.take() {
+                Some(chunk) => chunk,
+                None => {
+                    let read = tokio::select! {
+                        read = tokio::time::timeout(timeout, output.next()) => read,
+                        // The client left while the program was quiet.
+                        () = tx.closed() => return,
+                    };
+                    match read {
+                        Ok(Ok(Some(chunk))) => chunk,
+                        Ok(Ok(None)) => return,
+                        Ok(Err(e)) => {
+                            tracing::warn!("{program:?}: {e}");
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::warn!("{program:?}: output paused for {timeout:?}");
+                            let _ = tx.send(Err(io::ErrorKind::TimedOut.into())).await;
+                            return;
+                        }
+                    }
+                }
+            };
+            // Past a declared length there is nothing the client would read.
+            let chunk = chunk.slice(..chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX)));
+            left -= chunk.len() as u64;
+            if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+            if left == 0 {
+                return;
+            }
+        }
+    });
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    // The program's own answer, errors included: no custom error page over it.
+    res.extensions_mut().insert(response::Relayed);
+    res
+}
+
+/// The header block at the start of `buf`, and how many bytes it took; `None`
+/// while it is incomplete.
+fn parse_head(buf: &[u8], framing: Framing) -> Result<Option<(Head, usize)>, String> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    match framing {
+        Framing::Cgi => match httparse::parse_headers(buf, &mut fields) {
+            Ok(httparse::Status::Complete((used, fields))) => {
+                cgi_head(fields).map(|head| Some((head, used)))
+            }
+            Ok(httparse::Status::Partial) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+        Framing::Nph => {
+            let mut parsed = httparse::Response::new(&mut fields);
+            match parsed.parse(buf) {
+                Ok(httparse::Status::Complete(used)) => {
+                    let status = parsed
+                        .code
+                        .and_then(|c| StatusCode::from_u16(c).ok())
+                        .ok_or("invalid status")?;
+                    let (headers, length) = response_fields(parsed.headers)?;
+                    Ok(Some((
+                        Head::Document {
+                            status,
+                            headers,
+                            length,
+                        },
+                        used,
+                    )))
+                }
+                Ok(httparse::Status::Partial) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Interprets CGI header fields (RFC 3875 §6.2, §6.3).
+fn cgi_head(fields: &[httparse::Header]) -> Result<Head, String> {
+    let (mut headers, length) = response_fields(fields)?;
+    let status = match headers.remove("status") {
+        Some(value) => Some(parse_status(&value)?),
+        None => None,
+    };
+    let location = headers.get(header::LOCATION).cloned();
+    if status.is_none() && location.is_none() && !headers.contains_key(header::CONTENT_TYPE) {
+        return Err("no Content-Type, Location or Status field".into());
+    }
+    let status = match (status, &location) {
+        (Some(status), _) => status,
+        (None, Some(location)) => {
+            let to = location.to_str().map_err(|_| "invalid Location")?;
+            if to.starts_with('/') && !to.starts_with("//") {
+                return Ok(Head::LocalRedirect(to.to_string()));
+            }
+            StatusCode::FOUND
+        }
+        (None, None) => StatusCode::OK,
+    };
+    Ok(Head::Document {
+        status,
+        headers,
+        length,
+    })
+}
+
+/// `Status: 404 Not Found` → 404.
+fn parse_status(value: &HeaderValue) -> Result<StatusCode, String> {
+    let text = value.to_str().map_err(|_| "invalid Status field")?;
+    let code = text.trim().split(' ').next().unwrap_or_default();
+    code.parse::<u16>()
+        .ok()
+        .filter(|c| (200..=999).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| format!("invalid Status field {text:?}"))
+}
+
+/// The fields a program sent, as response fields: hop-by-hop ones (which describe
+/// the program's stream, not the client's connection) dropped, a declared
+/// `Content-Length` taken out as the body's length.
+fn response_fields(fields: &[httparse::Header]) -> Result<(HeaderMap, Option<u64>), String> {
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut length = None;
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| format!("invalid field name {:?}", field.name))?;
+        let value =
+            HeaderValue::from_bytes(field.value).map_err(|_| format!("invalid value of {name}"))?;
+        if name == header::CONTENT_LENGTH {
+            let n = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or("invalid Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length fields".into());
+            }
+            length = Some(n);
+            continue;
+        }
+        let hop_by_hop = matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "transfer-encoding"
+                | "te"
+                | "trailer"
+                | "upgrade"
+                | "proxy-connection"
+        );
+        if !hop_by_hop {
+            headers.append(name, value);
+        }
+    }
+    Ok((headers, length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cgi(text: &str) -> Result<Option<(Head, usize)>, String> {
+        parse_head(text.as_bytes(), Framing::Cgi)
+    }
+
+    #[test]
+    fn a_document_with_status_and_fields() {
+        let Ok(Some((Head::Document { status, headers, length }, used))) = cgi(
+            "Status: 404 Not Here\r\nContent-Type: text/plain\nSet-Cookie: a=1\nSet-Cookie: b=2\nConnection: close\n\nbody",
+        ) else {
+            panic!("not parsed");
+        };
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(headers.get_all("set-cookie").iter().count(), 2);
+        assert!(!headers.contains_key("connection"));
+        assert!(!headers.contains_key("status"));
+        assert_eq!(length, None);
+        assert_eq!(used, "Status: 404 Not Here\r\nContent-Type: text/plain\nSet-Cookie: a=1\nSet-Cookie: b=2\nConnection: close\n\n".len());
+    }
+
+    #[test]
+    fn redirects_local_and_remote() {
+        assert!(matches!(
+            cgi("Location: /other?x=1\n\n"),
+            Ok(Some((Head::LocalRedirect(to), _))) if to == "/other?x=1"
+        ));
+        assert!(matches!(
+            cgi("Location: https://example.test/\n\n"),
+            Ok(Some((
+                Head::Document {
+                    status: StatusCode::FOUND,
+                    ..
+                },
+                _
+            )))
+        ));
+        assert!(matches!(
+            cgi("Location: //evil.test/\n\n"),
+            Ok(Some((
+                Head::Document {
+                    status: StatusCode::FOUND,
+                    ..
+                },
+                _
+            )))
+        ));
+    }
+
+    #[test]
+    fn malformed_blocks_are_errors() {
+        assert!(cgi("X-Only: 1\n\n").is_err());
+        assert!(cgi("\nbody").is_err());
+        assert!(cgi("Status: banana\n\n").is_err());
+        assert!(cgi("Status: 99 Low\n\n").is_err());
+        assert!(cgi("Content-Type text/html\n\n").is_err());
+        assert!(cgi("Content-Type: text/html\nContent-Length: x\n\n").is_err());
+        assert!(matches!(cgi("Content-Type: text/html\n"), Ok(None)));
+    }
+
+    #[test]
+    fn nph_output_is_a_response_head() {
+        let Ok(Some((Head::Document { status, length, .. }, _))) = parse_head(
+            b"HTTP/1.1 201 Made\r\nContent-Length: 2\r\n\r\nok",
+            Framing::Nph,
+        ) else {
+            panic!("not parsed");
+        };
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(length, Some(2));
+    }
+}

@@ -1,0 +1,427 @@
+//! FastCGI: scripts run by an application server over a socket — PHP's `php-fpm`
+//! above all — with `handler = "fastcgi"` rules.
+//!
+//! The script is found as CGI's is, by the one resolver, but never by a prefix of
+//! the path alone: the whole path names it, or the rule's `split-path` pattern (as
+//! nginx's `fastcgi_split_path_info`) divides it into the script and `PATH_INFO`.
+//! So `/uploads/photo.jpg/x.php` never runs `photo.jpg`. A path naming a folder runs
+//! its `index` script. The body is received whole first, then sent as `STDIN`
+//! records while the answer is read from `STDOUT` records and handled as CGI output
+//! ([`crate::handlers::cgi::output`]); `STDERR` goes to wharf's stderr. Connections
+//! are kept open for the next request (`FCGI_KEEP_CONN`) and pooled.
+
+pub mod records;
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use self::records::{kind, Header, HEADER_LEN};
+use crate::fs::{Located, Root};
+use crate::handlers::cgi::{self, meta, output, Cgi};
+use crate::handlers::spool::Spooled;
+use crate::handlers::Request;
+use crate::http::body::Body;
+use crate::http::path::SitePath;
+use crate::http::response;
+
+/// How long connecting to the application may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept per application.
+const MAX_IDLE: usize = 64;
+/// The request id on every connection (one request at a time on each).
+const REQUEST_ID: u16 = 1;
+
+/// Where the application listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `unix:/run/php/php-fpm.sock`
+    Unix(PathBuf),
+    /// `tcp:127.0.0.1:9000`
+    Tcp(String),
+}
+
+impl Address {
+    /// Parses `unix:PATH` or `tcp:HOST:PORT`.
+    pub fn parse(text: &str) -> Result<Address, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("{text:?}: the socket path is missing"));
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        if let Some(host_port) = text.strip_prefix("tcp:") {
+            let port = host_port.rsplit_once(':').and_then(|(h, p)| {
+                (!h.is_empty()).then_some(())?;
+                p.parse::<u16>().ok().filter(|p| *p > 0)
+            });
+            if port.is_none() {
+                return Err(format!("{text:?}: expected tcp:HOST:PORT"));
+            }
+            return Ok(Address::Tcp(host_port.to_string()));
+        }
+        Err(format!(
+            "{text:?}: expected unix:/path/to.sock or tcp:HOST:PORT"
+        ))
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::Tcp(host_port) => write!(f, "tcp:{host_port}"),
+        }
+    }
+}
+
+/// One FastCGI rule: its application and options, and its idle connections.
+#[derive(Debug)]
+pub struct Route {
+    /// The application's socket.
+    pub upstream: Address,
+    /// The script that answers for a folder (`index.php`).
+    pub index: Option<String>,
+    /// Divides a path into the script and `PATH_INFO`: two capture groups.
+    pub split_path: Option<regex::Regex>,
+    /// Params added to (or replacing) the meta-variables.
+    pub params: Vec<(String, String)>,
+    /// Largest request body.
+    pub max_body: u64,
+    idle: Mutex<Vec<Stream>>,
+}
+
+impl Route {
+    /// A route to `upstream`.
+    pub fn new(upstream: Address) -> Route {
+        Route {
+            upstream,
+            index: None,
+            split_path: None,
+            params: Vec::new(),
+            max_body: cgi::DEFAULT_MAX_BODY,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle connection, or a new one; and whether it was reused.
+    async fn connection(&self) -> io::Result<(Stream, bool)> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(stream) = idle {
+            return Ok((stream, true));
+        }
+        let connect = async {
+            match &self.upstream {
+                Address::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+                Address::Tcp(host_port) => {
+                    let stream = TcpStream::connect(host_port.as_str()).await?;
+                    let _ = stream.set_nodelay(true);
+                    Ok(Stream::Tcp(stream))
+                }
+            }
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(stream) => Ok((stream?, false)),
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    fn put_back(&self, stream: Stream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(stream);
+        }
+    }
+
+    /// The script `path` names, and its `PATH_INFO`: split by `split-path` when it
+    /// matches, a folder's `index` appended.
+    fn script_of(&self, path: &SitePath) -> Result<(SitePath, Vec<u8>), StatusCode> {
+        let mut script = path.clone();
+        let mut path_info = Vec::new();
+        if let Some(split) = &self.split_path {
+            let decoded = path.rule_path();
+            if let Some(caps) = split.captures(&decoded) {
+                let (Some(name), Some(info)) = (caps.get(1), caps.get(2)) else {
+                    return Err(StatusCode::NOT_FOUND);
+                };
+                script = SitePath::parse(&crate::http::path::encode_path(name.as_str()), true)
+                    .map_err(|_| StatusCode::NOT_FOUND)?;
+                path_info = info.as_str().as_bytes().to_vec();
+            }
+        }
+        if path_info.is_empty() && (script.has_trailing_slash() || script.is_root()) {
+            let index = self.index.as_deref().ok_or(StatusCode::FORBIDDEN)?;
+            script = script.join(index.as_bytes());
+        }
+        Ok((script, path_info))
+    }
+}
+
+/// A connection to the application.
+#[derive(Debug)]
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The application's `STDOUT`, record by record; `STDERR` is copied to wharf's on
+/// the way. At `END_REQUEST` the connection goes back to the route's pool; dropped
+/// before that, it is closed (the application sees the request abandoned).
+struct Answer {
+    reader: Option<tokio::io::ReadHalf<Stream>>,
+    writer: Option<tokio::task::JoinHandle<io::Result<tokio::io::WriteHalf<Stream>>>>,
+    route: Arc<Route>,
+    /// A `STDOUT` piece read before the answer was handed on.
+    first: Option<Bytes>,
+    name: String,
+}
+
+impl Answer {
+    /// The next record's type and content.
+    async fn record(&mut self) -> io::Result<(u8, Bytes)> {
+        let reader = self
+            .reader
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the answer has ended"))?;
+        let mut head = [0u8; HEADER_LEN];
+        reader.read_exact(&mut head).await?;
+        let header = Header::parse(&head)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a FastCGI record"))?;
+        let mut content = BytesMut::zeroed(header.content_len + header.padding_len);
+        reader.read_exact(&mut content).await?;
+        content.truncate(header.content_len);
+        if header.request_id != REQUEST_ID {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a record for another request",
+            ));
+        }
+        Ok((header.kind, content.freeze()))
+    }
+
+    /// The request is over: the connection is reused when the request completed and
+    /// the body was all sent.
+    async fn finish(&mut self, status: Option<u8>) {
+        let (Some(reader), Some(writer)) = (self.reader.take(), self.writer.take()) else {
+            return;
+        };
+        if status != Some(0) {
+            return;
+        }
+        if let Ok(Ok(writer)) = writer.await {
+            self.route.put_back(reader.unsplit(writer));
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
+    }
+}
+
+impl output::Output for Answer {
+    async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        loop {
+            if self.reader.is_none() {
+                return Ok(None);
+            }
+            let (kind, content) = self.record().await?;
+            match kind {
+                kind::STDOUT if !content.is_empty() => return Ok(Some(content)),
+                kind::STDERR => {
+                    for line in String::from_utf8_lossy(&content).lines() {
+                        let line: String = line.chars().flat_map(char::escape_debug).collect();
+                        eprintln!("{}: {line}", self.name);
+                    }
+                }
+                kind::END_REQUEST => {
+                    let status = records::end_request_status(&content);
+                    self.finish(status).await;
+                    return Ok(None);
+                }
+                // The empty STDOUT that ends the stream, and record types a
+                // Responder's client has no use for.
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Sends the request, then `STDIN` in pieces as the application takes it.
+async fn send(
+    mut writer: tokio::io::WriteHalf<Stream>,
+    params: Arc<meta::MetaVars>,
+    body: Option<Arc<Spooled>>,
+) -> io::Result<tokio::io::WriteHalf<Stream>> {
+    let mut out = BytesMut::with_capacity(4096);
+    records::put_begin(&mut out, REQUEST_ID);
+    records::put_params(&mut out, REQUEST_ID, &params);
+    if let Some(body) = body {
+        let mut offset = 0;
+        while offset < body.len() {
+            let piece = body.piece(offset).await?;
+            if piece.is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            offset += piece.len() as u64;
+            records::put_stream(&mut out, kind::STDIN, REQUEST_ID, &piece);
+            writer.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    records::put_record(&mut out, kind::STDIN, REQUEST_ID, &[]);
+    writer.write_all(&out).await?;
+    writer.flush().await?;
+    Ok(writer)
+}
+
+/// Answers `req` with the application behind `route`.
+pub async fn respond(
+    cgi: &Cgi,
+    route: &Arc<Route>,
+    root: &Arc<Root>,
+    mut req: Request<'_>,
+) -> Response<Body> {
+    let (script_path, path_info) = match route.script_of(&req.path) {
+        Ok(found) => found,
+        Err(status) => return response::error(status),
+    };
+    let filename = {
+        let root = Arc::clone(root);
+        let wanted = script_path.clone();
+        let depth = wanted.segments().len();
+        match tokio::task::spawn_blocking(move || root.locate(&wanted)).await {
+            Ok(Ok(Located::Program(p))) if p.depth == depth => p.real_path,
+            Ok(Ok(Located::Folder)) => return response::error(StatusCode::FORBIDDEN),
+            _ => return response::error(StatusCode::NOT_FOUND),
+        }
+    };
+    let timeout = cgi.timeout();
+    let body = match cgi::receive_body(&mut req, route.max_body, timeout).await {
+        Ok(body) => body.map(Arc::new),
+        Err(res) => return res,
+    };
+    let script = meta::Script {
+        name: script_path.rule_path(),
+        path_info,
+        filename: &filename,
+    };
+    let exchange = meta::Exchange {
+        remote: req.remote,
+        tls: req.tls,
+        user: req.user,
+        document_root: root.path(),
+        content_length: body.as_ref().map(|b| b.len()),
+    };
+    let mut params = meta::meta_variables(req.head, &script, exchange);
+    // PHP built with force-cgi-redirect wants this; nginx's fastcgi_params sends it.
+    params.push(("REDIRECT_STATUS".into(), b"200".to_vec()));
+    for (name, value) in &route.params {
+        params.retain(|(n, _)| n != name);
+        params.push((name.clone(), value.as_bytes().to_vec()));
+    }
+    let params = Arc::new(params);
+    let name = format!("{} ({})", filename.display(), route.upstream);
+    // A pooled connection the application has closed since fails at once: the
+    // request is sent again on a new one.
+    for attempt in 0..2 {
+        let (stream, reused) = match route.connection().await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("FastCGI application {} unreachable: {e}", route.upstream);
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+        };
+        let (reader, writer) = tokio::io::split(stream);
+        let writer = tokio::spawn(send(writer, Arc::clone(&params), body.clone()));
+        let mut answer = Answer {
+            reader: Some(reader),
+            writer: Some(writer),
+            route: Arc::clone(route),
+            first: None,
+            name: name.clone(),
+        };
+        let first = tokio::time::timeout(timeout, output::Output::next(&mut answer)).await;
+        match first {
+            Err(_) => {
+                tracing::warn!("{name}: no answer within {timeout:?}");
+                return response::error(StatusCode::GATEWAY_TIMEOUT);
+            }
+            Ok(Err(e)) if reused && attempt == 0 && is_stale(&e) => continue,
+            Ok(Err(e)) => {
+                tracing::warn!("{name}: {e}");
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+            Ok(Ok(first)) => {
+                answer.first = first;
+                return output::respond(answer, output::Framing::Cgi, timeout, &name).await;
+            }
+        }
+    }
+    response::error(StatusCode::BAD_GATEWAY)
+}
+
+/// Whether `e` is what a connection the other side closed while idle gives.
+fn is_stale(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
+}
