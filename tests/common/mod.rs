@@ -121,6 +121,19 @@ impl Server {
         )
     }
 
+    /// Like [`Server::start`], with the command changed by `configure` first (its
+    /// environment, descriptors it inherits).
+    pub fn start_configured(
+        root: &Path,
+        extra_args: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
+        let args = loopback_args(root, extra_args);
+        let mut cmd = wharf_command(&args, None);
+        configure(&mut cmd);
+        Server::launch(cmd, |line| line.contains("http://"), banner_address, true)
+    }
+
     /// Like [`Server::start`], but nothing ever reads wharf's stdout: once the pipe
     /// is full, every write to it blocks.
     pub fn start_with_stdout_unread(root: &Path, extra_args: &[&str]) -> Server {

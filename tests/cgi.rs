@@ -1,0 +1,828 @@
+//! CGI (RFC 3875): `--cgi` and `handler = "cgi"` rules, against real programs (sh and
+//! python3 scripts), including the behaviours CPython's CGIHTTPRequestHandler was
+//! tested for, and the runnable examples in `examples/`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// Writes an executable program at `root/rel`.
+fn program(root: &Path, rel: &str, text: &str) {
+    write_file(root, rel, text);
+    std::fs::set_permissions(root.join(rel), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A Python CGI program printing its environment as JSON, plus what it read on stdin.
+const ENV_DUMP: &str = r#"#!/usr/bin/env python3
+import json, os, sys
+body = sys.stdin.buffer.read().decode("latin-1")
+sys.stdout.write("Content-Type: application/json\r\n\r\n")
+sys.stdout.write(json.dumps({"env": dict(os.environ), "stdin": body, "cwd": os.getcwd()}))
+"#;
+
+fn env_of(res: &Response) -> (HashMap<String, String>, String, String) {
+    assert_eq!(res.status, 200, "{}", res.body_text());
+    let doc: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    let env = doc["env"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let text = |key: &str| doc[key].as_str().unwrap_or_default().to_string();
+    (env, text("stdin"), text("cwd"))
+}
+
+fn cgi_server(root: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--cgi"];
+    args.extend_from_slice(extra);
+    Server::start(root, &args)
+}
+
+/// Sends `raw` and parses the answer.
+fn exchange(server: &Server, raw: &[u8]) -> Response {
+    parse_response(&server.send_raw(raw), false)
+}
+
+#[test]
+fn meta_variables_are_those_of_rfc_3875() {
+    let (_tmp, root) = temp_root();
+    program(&root, "cgi-bin/env.py", ENV_DUMP);
+    let server = Server::start_configured(&root, &["--cgi"], |cmd| {
+        cmd.env("WHARF_TEST_SECRET", "must-not-leak");
+    });
+    let body = "a=1&b=2";
+    let raw = format!(
+        "POST /cgi-bin/env.py/extra/path?x=1&y=%20z HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         X-Custom: one\r\nX-Custom: two\r\nProxy: http://evil.test/\r\nX_Under: sneaky\r\n\
+         Authorization: Basic dXNlcjpwdw==\r\nConnection: close\r\n\r\n{body}",
+        body.len(),
+        port = server.port()
+    );
+    let res = exchange(&server, raw.as_bytes());
+    let (env, stdin, cwd) = env_of(&res);
+    let expect = |name: &str, value: &str| {
+        assert_eq!(
+            env.get(name).map(String::as_str),
+            Some(value),
+            "{name} in {env:?}"
+        )
+    };
+    expect("GATEWAY_INTERFACE", "CGI/1.1");
+    expect(
+        "SERVER_SOFTWARE",
+        &format!("wharf/{}", env!("CARGO_PKG_VERSION")),
+    );
+    expect("SERVER_NAME", "127.0.0.1");
+    expect("SERVER_PORT", &server.port().to_string());
+    expect("SERVER_PROTOCOL", "HTTP/1.1");
+    expect("REQUEST_METHOD", "POST");
+    expect("SCRIPT_NAME", "/cgi-bin/env.py");
+    expect("PATH_INFO", "/extra/path");
+    let real_root = std::fs::canonicalize(&root).unwrap();
+    expect(
+        "PATH_TRANSLATED",
+        &format!("{}/extra/path", real_root.display()),
+    );
+    expect("QUERY_STRING", "x=1&y=%20z");
+    expect("REQUEST_URI", "/cgi-bin/env.py/extra/path?x=1&y=%20z");
+    expect("REMOTE_ADDR", "127.0.0.1");
+    assert!(env["REMOTE_PORT"].parse::<u16>().is_ok());
+    expect("CONTENT_TYPE", "application/x-www-form-urlencoded");
+    expect("CONTENT_LENGTH", &body.len().to_string());
+    expect("DOCUMENT_ROOT", &real_root.display().to_string());
+    expect(
+        "SCRIPT_FILENAME",
+        &format!("{}/cgi-bin/env.py", real_root.display()),
+    );
+    expect("PATH", "/usr/local/bin:/usr/bin:/bin");
+    expect("HTTP_X_CUSTOM", "one, two");
+    expect("HTTP_HOST", &format!("127.0.0.1:{}", server.port()));
+    // Not authenticated by wharf: the program may check credentials itself.
+    expect("HTTP_AUTHORIZATION", "Basic dXNlcjpwdw==");
+    assert!(!env.contains_key("REMOTE_USER"));
+    // httpoxy, and a field that would pass for another after `-` → `_`.
+    assert!(!env.contains_key("HTTP_PROXY"), "{env:?}");
+    assert!(!env.contains_key("HTTP_X_UNDER"), "{env:?}");
+    // No framing fields, and nothing of wharf's own environment.
+    assert!(!env.contains_key("HTTP_CONTENT_LENGTH"));
+    assert!(!env.contains_key("WHARF_TEST_SECRET"), "{env:?}");
+    assert!(!env.contains_key("HTTPS"));
+    assert_eq!(stdin, body);
+    assert_eq!(cwd, format!("{}/cgi-bin", real_root.display()));
+}
+
+#[test]
+fn a_chunked_body_reaches_the_program_with_its_length() {
+    let (_tmp, root) = temp_root();
+    program(&root, "cgi-bin/env.py", ENV_DUMP);
+    let server = cgi_server(&root, &[]);
+    let raw = b"POST /cgi-bin/env.py HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+                Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let (env, stdin, _) = env_of(&exchange(&server, raw));
+    assert_eq!(stdin, "hello world");
+    assert_eq!(env["CONTENT_LENGTH"], "11");
+    // A GET has no body: no CONTENT_LENGTH, and stdin is empty.
+    let (env, stdin, _) = env_of(&get(&server, "/cgi-bin/env.py"));
+    assert!(!env.contains_key("CONTENT_LENGTH"));
+    assert_eq!(stdin, "");
+    assert_eq!(env["PATH_INFO"], "");
+    assert!(!env.contains_key("PATH_TRANSLATED"));
+}
+
+#[test]
+fn a_body_over_the_limit_is_413_before_the_program_runs() {
+    let (_tmp, root) = temp_root();
+    let marker = root.join("ran");
+    program(
+        &root,
+        "cgi-bin/touch.sh",
+        &format!(
+            "#!/bin/sh\ntouch {}\nprintf 'Content-Type: text/plain\\n\\nok'\n",
+            marker.display()
+        ),
+    );
+    let config = root.join("../wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = {:?}\nbind = \"127.0.0.1\"\nport = 0\n\n[[rule]]\npath = \"/cgi-bin/**\"\nhandler = \"cgi\"\nmax-upload-size = 10\n",
+            root.display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    let res = request(
+        &server,
+        "POST",
+        "/cgi-bin/touch.sh",
+        &[("Content-Length", "11")],
+    );
+    assert_eq!(res.status, 413);
+    assert!(!marker.exists());
+    let res = get(&server, "/cgi-bin/touch.sh");
+    assert_eq!(res.status, 200);
+    assert!(marker.exists());
+}
+
+#[test]
+fn authenticated_requests_get_auth_type_and_remote_user_but_not_the_password() {
+    let (tmp, root) = temp_root();
+    program(&root, "cgi-bin/env.py", ENV_DUMP);
+    let hash = {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let config = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = \"root\"\nbind = \"127.0.0.1\"\nport = 0\ncgi = true\n\n[[rule]]\npath = \"/cgi-bin/**\"\nauth = true\n\n[users]\nalice = \"{hash}\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    assert_eq!(get(&server, "/cgi-bin/env.py").status, 401);
+    let res = request(
+        &server,
+        "GET",
+        "/cgi-bin/env.py",
+        &[("Authorization", "Basic YWxpY2U6cHc=")],
+    );
+    let (env, _, _) = env_of(&res);
+    assert_eq!(env["AUTH_TYPE"], "Basic");
+    assert_eq!(env["REMOTE_USER"], "alice");
+    assert!(!env.contains_key("HTTP_AUTHORIZATION"), "{env:?}");
+}
+
+#[test]
+fn scripts_are_found_by_the_resolver_and_never_served_as_source() {
+    let (tmp, root) = temp_root();
+    program(
+        &root,
+        "cgi-bin/hello.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nHello World\\n'\n",
+    );
+    program(
+        &root,
+        "cgi-bin/sub/deeper.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s' \"$PATH_INFO\"\n",
+    );
+    program(&root, "cgi-bin/.hidden.sh", "#!/bin/sh\necho secret\n");
+    write_file(
+        &root,
+        "cgi-bin/plain.sh",
+        "#!/bin/sh\necho not executable\n",
+    );
+    program(
+        &root,
+        "nocgi/hello.sh",
+        "#!/bin/sh\necho served as a file\n",
+    );
+    program(
+        tmp.path(),
+        "outside.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nescaped'\n",
+    );
+    std::os::unix::fs::symlink(tmp.path().join("outside.sh"), root.join("cgi-bin/link.sh"))
+        .unwrap();
+    let server = cgi_server(&root, &[]);
+    let ok = |path: &str| {
+        let res = get(&server, path);
+        assert_eq!(res.status, 200, "{path}: {}", res.body_text());
+        assert_eq!(res.body_text(), "Hello World\n", "{path}");
+    };
+    ok("/cgi-bin/hello.sh");
+    // Dot segments and encodings resolve before the CGI folder is recognised.
+    ok("/cgi-bin/../cgi-bin/hello.sh");
+    ok("/nocgi/../cgi-bin/hello.sh");
+    ok("/%63gi-bin/hello.sh");
+    ok("//cgi-bin//hello.sh");
+    ok("/cgi-bin/./hello.sh");
+    // Nested folders, the rest of the path being PATH_INFO.
+    let res = get(&server, "/cgi-bin/sub/deeper.sh/a/b/");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "/a/b/"));
+    for (path, status) in [
+        ("/cgi-bin/nothere.sh", 404),
+        ("///////////nocgi.py/../cgi-bin/nothere.sh", 404),
+        ("/cgi-bin/.hidden.sh", 404),
+        ("/cgi-bin/plain.sh", 403),
+        ("/cgi-bin/", 403),
+        ("/cgi-bin/sub", 403),
+        ("/cgi-bin/link.sh", 404),
+        ("/cgi-bin/../../outside.sh", 400),
+        // No file has a `/` in its name: never the script's text.
+        ("/cgi-bin%2fhello.sh", 404),
+    ] {
+        let res = get(&server, path);
+        assert_eq!(res.status, status, "{path}: {}", res.body_text());
+        assert!(!res.body_text().contains("#!/bin/sh"), "{path}");
+    }
+    // Outside /cgi-bin/ and /htbin/, programs are files like any other.
+    let res = get(&server, "/nocgi/hello.sh");
+    assert_eq!(res.status, 200);
+    assert!(res.body_text().starts_with("#!/bin/sh"));
+}
+
+#[test]
+fn htbin_is_a_cgi_folder_too_and_head_runs_the_program() {
+    let (_tmp, root) = temp_root();
+    program(
+        &root,
+        "htbin/hi.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\nX-Ran: yes\\n\\nhi'\n",
+    );
+    let server = cgi_server(&root, &[]);
+    assert_eq!(get(&server, "/htbin/hi.sh").body_text(), "hi");
+    let res = request(&server, "HEAD", "/htbin/hi.sh", &[]);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-ran").as_deref(), Some("yes"));
+    assert!(res.body.is_empty());
+}
+
+#[test]
+fn status_location_and_other_fields() {
+    let (_tmp, root) = temp_root();
+    program(
+        &root,
+        "cgi-bin/status.sh",
+        "#!/bin/sh\nprintf 'Status: 418 I am a teapot\\nContent-Type: text/plain\\nSet-Cookie: a=1\\nSet-Cookie: b=2\\nConnection: keep-alive\\n\\nshort and stout'\n",
+    );
+    program(
+        &root,
+        "cgi-bin/away.sh",
+        "#!/bin/sh\nprintf 'Location: https://example.test/else\\n\\n'\n",
+    );
+    program(
+        &root,
+        "cgi-bin/local.sh",
+        "#!/bin/sh\nprintf 'Location: /cgi-bin/env.py/from-redirect?q=1\\n\\n'\n",
+    );
+    program(
+        &root,
+        "cgi-bin/loop.sh",
+        "#!/bin/sh\nprintf 'Location: /cgi-bin/loop.sh\\n\\n'\n",
+    );
+    program(
+        &root,
+        "cgi-bin/moved.sh",
+        "#!/bin/sh\nprintf 'Status: 301 Moved\\nLocation: /new\\n\\n'\n",
+    );
+    program(
+        &root,
+        "cgi-bin/missing.sh",
+        "#!/bin/sh\nprintf 'Status: 404 Not Found\\nContent-Type: text/plain\\n\\nthe program says no'\n",
+    );
+    program(&root, "cgi-bin/env.py", ENV_DUMP);
+    let server = cgi_server(&root, &[]);
+    let res = get(&server, "/cgi-bin/status.sh");
+    assert_eq!(res.status, 418);
+    assert_eq!(res.headers_all("set-cookie"), ["a=1", "b=2"]);
+    assert!(res.header("status").is_none());
+    assert_eq!(res.body_text(), "short and stout");
+    let res = get(&server, "/cgi-bin/away.sh");
+    assert_eq!(res.status, 302);
+    assert_eq!(
+        res.header("location").as_deref(),
+        Some("https://example.test/else")
+    );
+    // A local path is answered by the server, as a new GET request.
+    let res = request(
+        &server,
+        "POST",
+        "/cgi-bin/local.sh",
+        &[("Content-Length", "0")],
+    );
+    let (env, _, _) = env_of(&res);
+    assert_eq!(env["REQUEST_METHOD"], "GET");
+    assert_eq!(env["PATH_INFO"], "/from-redirect");
+    assert_eq!(env["QUERY_STRING"], "q=1");
+    assert_eq!(get(&server, "/cgi-bin/loop.sh").status, 500);
+    let res = get(&server, "/cgi-bin/moved.sh");
+    assert_eq!(
+        (res.status, res.header("location").as_deref()),
+        (301, Some("/new"))
+    );
+    // The program's own error page stands.
+    let res = get(&server, "/cgi-bin/missing.sh");
+    assert_eq!(
+        (res.status, res.body_text().as_str()),
+        (404, "the program says no")
+    );
+}
+
+#[test]
+fn nph_programs_give_their_own_status_line() {
+    let (_tmp, root) = temp_root();
+    program(
+        &root,
+        "cgi-bin/nph-raw.sh",
+        "#!/bin/sh\nprintf 'HTTP/1.1 202 Taken\\r\\nContent-Type: text/plain\\r\\nContent-Length: 5\\r\\nX-Nph: 1\\r\\n\\r\\nraw!!'\n",
+    );
+    let server = cgi_server(&root, &[]);
+    let res = get(&server, "/cgi-bin/nph-raw.sh");
+    assert_eq!(res.status, 202);
+    assert_eq!(res.header("x-nph").as_deref(), Some("1"));
+    assert_eq!(res.content_length(), Some(5));
+    assert_eq!(res.body_text(), "raw!!");
+}
+
+#[test]
+fn malformed_output_is_502() {
+    let (_tmp, root) = temp_root();
+    for (name, text) in [
+        ("nohead.sh", "#!/bin/sh\necho just a line\n"),
+        ("silent.sh", "#!/bin/sh\nexit 0\n"),
+        (
+            "badfield.sh",
+            "#!/bin/sh\nprintf 'Content Type: x\\n\\nbody'\n",
+        ),
+        ("nocgifield.sh", "#!/bin/sh\nprintf 'X-Only: 1\\n\\nbody'\n"),
+        ("badstatus.sh", "#!/bin/sh\nprintf 'Status: soon\\n\\n'\n"),
+        ("crash.sh", "#!/bin/sh\nkill -SEGV $$\n"),
+        ("badshebang.sh", "#!/nonexistent/interpreter\n"),
+    ] {
+        program(&root, &format!("cgi-bin/{name}"), text);
+    }
+    let server = cgi_server(&root, &[]);
+    for name in [
+        "nohead.sh",
+        "silent.sh",
+        "badfield.sh",
+        "nocgifield.sh",
+        "badstatus.sh",
+        "crash.sh",
+        "badshebang.sh",
+    ] {
+        assert_eq!(
+            get(&server, &format!("/cgi-bin/{name}")).status,
+            502,
+            "{name}"
+        );
+    }
+}
+
+/// Whether the process `pid` is gone (or a zombie nobody will reap... which is
+/// checked separately).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+/// The PIDs a program wrote to `file`, once it has written `n` of them.
+fn pids_in(file: &Path, n: usize) -> Vec<u32> {
+    poll_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(file).ok()?;
+        let pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        (pids.len() >= n).then_some(pids)
+    })
+    .expect("the program wrote its PIDs")
+}
+
+#[test]
+fn a_program_without_an_answer_in_time_is_504_and_its_group_is_killed() {
+    let (tmp, root) = temp_root();
+    let pids = tmp.path().join("pids");
+    program(
+        &root,
+        "cgi-bin/slow.sh",
+        &format!(
+            "#!/bin/sh\ntrap '' TERM\nsleep 300 &\necho $$ > {0}\necho $! >> {0}\nwait\n",
+            pids.display()
+        ),
+    );
+    let server = cgi_server(&root, &["--cgi-timeout", "1s"]);
+    let res = get(&server, "/cgi-bin/slow.sh");
+    assert_eq!(res.status, 504);
+    // The script ignores TERM: the group gets KILL after the grace period, the
+    // background `sleep` with it.
+    for pid in pids_in(&pids, 2) {
+        assert!(
+            poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
+            "process {pid} survived"
+        );
+    }
+}
+
+/// A client that leaves is noticed at the next write of the program's output (a
+/// quiet program is stopped by `--cgi-timeout` instead, as the test above shows).
+#[test]
+fn a_client_that_leaves_stops_the_program() {
+    let (tmp, root) = temp_root();
+    let pids = tmp.path().join("pids");
+    program(
+        &root,
+        "cgi-bin/forever.sh",
+        &format!(
+            "#!/bin/sh\necho $$ > {0}\nprintf 'Content-Type: text/plain\\n\\nstarted\\n'\nsleep 300 &\necho $! >> {0}\nwhile true; do echo tick; sleep 0.1; done\n",
+            pids.display()
+        ),
+    );
+    let server = cgi_server(&root, &[]);
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/cgi-bin/forever.sh", &[]));
+    let head = conn.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    let pids = pids_in(&pids, 2);
+    drop(conn);
+    for pid in pids {
+        assert!(
+            poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
+            "process {pid} survived the client"
+        );
+    }
+}
+
+#[test]
+fn output_streams_as_the_program_writes_it() {
+    let (tmp, root) = temp_root();
+    let go = tmp.path().join("go");
+    program(
+        &root,
+        "cgi-bin/stream.sh",
+        &format!(
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nfirst\\n'\nwhile [ ! -e {0} ]; do sleep 0.05; done\necho second\n",
+            go.display()
+        ),
+    );
+    let server = cgi_server(&root, &[]);
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(&request_bytes("GET", "/cgi-bin/stream.sh", &[]))
+        .unwrap();
+    // "first" arrives while the program still waits for `go`.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("first") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the first line");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("transfer-encoding: chunked"));
+    assert!(!String::from_utf8_lossy(&seen).contains("second"));
+    std::fs::write(&go, "").unwrap();
+    stream.read_to_end(&mut seen).unwrap();
+    assert!(String::from_utf8_lossy(&seen).contains("second"));
+}
+
+#[test]
+fn stderr_goes_to_wharfs_stderr_with_the_script_path() {
+    let (_tmp, root) = temp_root();
+    program(
+        &root,
+        "cgi-bin/warn.sh",
+        "#!/bin/sh\necho 'something odd \x1b[31m' >&2\nprintf 'Content-Type: text/plain\\n\\nok'\n",
+    );
+    let server = cgi_server(&root, &[]);
+    assert_eq!(get(&server, "/cgi-bin/warn.sh").status, 200);
+    let line = poll_until(Duration::from_secs(10), || {
+        server
+            .stderr_lines()
+            .into_iter()
+            .find(|l| l.contains("something odd"))
+    })
+    .expect("the program's stderr line");
+    assert!(line.contains("cgi-bin/warn.sh: something odd"), "{line}");
+    // Escaped: no terminal control sequence reaches the log.
+    assert!(!line.contains('\x1b'), "{line:?}");
+}
+
+#[test]
+fn beyond_cgi_max_requests_get_503_with_retry_after() {
+    let (tmp, root) = temp_root();
+    let go = tmp.path().join("go");
+    let started = tmp.path().join("started");
+    program(
+        &root,
+        "cgi-bin/hold.sh",
+        &format!(
+            "#!/bin/sh\ntouch {1}\nwhile [ ! -e {0} ]; do sleep 0.05; done\nprintf 'Content-Type: text/plain\\n\\nheld'\n",
+            go.display(),
+            started.display()
+        ),
+    );
+    let server = cgi_server(&root, &["--cgi-max", "1"]);
+    let addr = server.addr().to_string();
+    let first = std::thread::spawn(move || {
+        parse_response(
+            &send_raw_to(&addr, &request_bytes("GET", "/cgi-bin/hold.sh", &[])),
+            false,
+        )
+    });
+    poll_until(Duration::from_secs(10), || started.exists().then_some(()))
+        .expect("the first program started");
+    let res = get(&server, "/cgi-bin/hold.sh");
+    assert_eq!(res.status, 503);
+    assert_eq!(res.header("retry-after").as_deref(), Some("1"));
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(first.join().unwrap().body_text(), "held");
+}
+
+#[test]
+fn programs_get_only_their_three_descriptors_and_their_own_process_group() {
+    let (_tmp, root) = temp_root();
+    program(
+        &root,
+        "cgi-bin/fds.py",
+        "#!/usr/bin/env python3\nimport os\nopen_fds = []\nfor fd in range(3, 1024):\n    try:\n        os.fstat(fd)\n        open_fds.append(fd)\n    except OSError:\n        pass\nprint('Content-Type: text/plain\\n')\nprint(open_fds, os.getpgrp() == os.getpid())\n",
+    );
+    // wharf itself inherits a descriptor that is not close-on-exec.
+    let inherited = std::fs::File::open("/dev/null").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&inherited);
+    let server = Server::start_configured(&root, &["--cgi"], |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: fcntl is async-signal-safe and only clears a descriptor flag.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::fcntl(fd, libc::F_SETFD, 0);
+                Ok(())
+            });
+        }
+    });
+    let inherited_by_wharf = std::fs::read_link(format!("/proc/{}/fd/{fd}", server.pid()));
+    assert!(inherited_by_wharf.is_ok(), "the test setup failed");
+    let res = get(&server, "/cgi-bin/fds.py");
+    assert_eq!(res.body_text().trim(), "[] True");
+}
+
+/// wharf's open descriptors, and its children that are zombies.
+fn descriptors_and_zombies(pid: u32) -> (usize, usize) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let zombies = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.rsplit_once(") ").is_some_and(|(_, rest)| {
+                let mut fields = rest.split(' ');
+                let state = fields.next();
+                let ppid = fields.next();
+                state == Some("Z") && ppid == Some(&pid.to_string())
+            })
+        })
+        .count();
+    (fds, zombies)
+}
+
+#[test]
+fn a_thousand_requests_leak_no_descriptor_and_leave_no_zombie() {
+    let (_tmp, root) = temp_root();
+    program(
+        &root,
+        "cgi-bin/ok.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok'\n",
+    );
+    program(&root, "cgi-bin/broken.sh", "#!/bin/sh\necho broken\n");
+    let server = cgi_server(&root, &[]);
+    let mut conn = Conn::open(&server);
+    let ask = |conn: &mut Conn, path: &str| {
+        conn.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+        conn.read_response(false)
+    };
+    assert_eq!(ask(&mut conn, "/cgi-bin/ok.sh").status, 200);
+    let (fds_before, _) = descriptors_and_zombies(server.pid());
+    for i in 0..1000 {
+        let (path, status) = if i % 10 == 0 {
+            ("/cgi-bin/broken.sh", 502)
+        } else {
+            ("/cgi-bin/ok.sh", 200)
+        };
+        assert_eq!(ask(&mut conn, path).status, status, "request {i}");
+    }
+    let settled = poll_until(Duration::from_secs(10), || {
+        let (fds, zombies) = descriptors_and_zombies(server.pid());
+        (fds <= fds_before && zombies == 0).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "before: {fds_before} descriptors; after: {:?}",
+        descriptors_and_zombies(server.pid())
+    );
+}
+
+#[test]
+fn cgi_rules_run_any_glob_with_interpreters_by_extension() {
+    let (tmp, root) = temp_root();
+    // Not executable: the interpreter runs it.
+    write_file(
+        &root,
+        "app/hello.py",
+        "import os\nprint('Content-Type: text/plain')\nprint()\nprint('python', os.environ['SCRIPT_NAME'], end='')\n",
+    );
+    program(
+        &root,
+        "pages/page.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\ncgi'\n",
+    );
+    write_file(&root, "pages/readme.txt", "a file");
+    let config = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        "root = \"root\"\nbind = \"127.0.0.1\"\nport = 0\n\n\
+         [[rule]]\npath = \"/app/**\"\nhandler = \"cgi\"\ninterpreter = { \".py\" = \"python3\" }\n\n\
+         [[rule]]\npath = \"/**/*.cgi\"\nhandler = \"cgi\"\n",
+    )
+    .unwrap();
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    assert_eq!(
+        get(&server, "/app/hello.py").body_text(),
+        "python /app/hello.py"
+    );
+    assert_eq!(get(&server, "/pages/page.cgi").body_text(), "cgi");
+    assert_eq!(get(&server, "/pages/readme.txt").body_text(), "a file");
+    let explained = run_to_exit(
+        &[
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        None,
+    );
+    assert!(
+        explained.stdout.contains("Programs at /app/** are run"),
+        "{}",
+        explained.stdout
+    );
+}
+
+#[test]
+fn bad_cgi_configuration_is_a_startup_error_naming_the_line() {
+    let (tmp, _root) = temp_root();
+    for (rule, complaint) in [
+        (
+            "handler = \"cgi\"\ninterpreter = { \".py\" = \"no-such-interpreter-here\" }",
+            "not found",
+        ),
+        (
+            "handler = \"cgi\"\ninterpreter = { \"py\" = \"python3\" }",
+            "extension",
+        ),
+        (
+            "handler = \"cgi\"\nupstream = \"unix:/x\"",
+            "only a rule with handler = \\\"fastcgi\\\"",
+        ),
+        (
+            "interpreter = { \".py\" = \"python3\" }",
+            "only a rule with handler = \\\"cgi\\\"",
+        ),
+    ] {
+        let config = tmp.path().join("wharf.toml");
+        std::fs::write(
+            &config,
+            format!("root = \"root\"\n\n[[rule]]\npath = \"/x/**\"\n{rule}\n"),
+        )
+        .unwrap();
+        let done = run_to_exit(&[OsStr::new("--config"), config.as_os_str()], None);
+        assert_eq!(done.status.code(), Some(1), "{rule}");
+        assert!(
+            done.stderr.contains("wharf.toml:"),
+            "{rule}: {}",
+            done.stderr
+        );
+        assert!(
+            done.stderr.contains(&complaint.replace("\\\"", "\"")),
+            "{rule}: {}",
+            done.stderr
+        );
+    }
+    for bad in [["--cgi-timeout", "0"], ["--cgi-max", "0"]] {
+        let done = run_to_exit(&bad, None);
+        assert_ne!(done.status.code(), Some(0), "{bad:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The examples
+// ---------------------------------------------------------------------------
+
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+#[test]
+fn the_live_date_page_example() {
+    let server = cgi_server(&example("date"), &[]);
+    let res = get(&server, "/cgi-bin/date.sh");
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.header("content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    let page = res.body_text();
+    assert!(
+        page.contains("<meta http-equiv=\"refresh\" content=\"1\">"),
+        "{page}"
+    );
+    let year = page
+        .split("<p id=\"now\">")
+        .nth(1)
+        .and_then(|rest| rest.get(..4))
+        .unwrap_or_default()
+        .to_string();
+    let now = std::process::Command::new("date")
+        .arg("+%Y")
+        .output()
+        .unwrap();
+    assert_eq!(year, String::from_utf8_lossy(&now.stdout).trim(), "{page}");
+}
+
+#[test]
+fn the_form_example_over_get_and_post() {
+    let server = cgi_server(&example("form"), &[]);
+    let res = get(&server, "/cgi-bin/form.py?name=Ada%20%3Cb%3E");
+    assert!(
+        res.body_text().contains("Hello, Ada &lt;b&gt;! (GET)"),
+        "{}",
+        res.body_text()
+    );
+    let body = "name=Grace";
+    let raw = format!(
+        "POST /cgi-bin/form.py HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let res = exchange(&server, raw.as_bytes());
+    assert!(
+        res.body_text().contains("Hello, Grace! (POST)"),
+        "{}",
+        res.body_text()
+    );
+    let res = request(&server, "DELETE", "/cgi-bin/form.py", &[]);
+    assert_eq!(res.status, 405);
+    assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD, POST"));
+}
+
+#[test]
+fn the_wsgi_example_through_cgihandler() {
+    let server = cgi_server(&example("wsgi"), &[]);
+    let res = get(&server, "/cgi-bin/app.py/some/page");
+    assert_eq!(res.status, 200, "{}", res.body_text());
+    assert!(
+        res.body_text().contains("WSGI says hello from /some/page"),
+        "{}",
+        res.body_text()
+    );
+    assert!(res.body_text().contains("wharf/"));
+}
