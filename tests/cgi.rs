@@ -826,3 +826,49 @@ fn the_wsgi_example_through_cgihandler() {
     );
     assert!(res.body_text().contains("wharf/"));
 }
+
+/// The production route for the same WSGI application: gunicorn behind `--proxy`.
+#[test]
+fn the_wsgi_example_behind_gunicorn() {
+    let has_gunicorn = std::process::Command::new("python3")
+        .args(["-c", "import gunicorn"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_gunicorn {
+        eprintln!("skipped: python3 cannot import gunicorn (pip install gunicorn)");
+        assert!(std::env::var_os("CI").is_none(), "CI must install gunicorn");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _gunicorn = Stop(
+        std::process::Command::new("python3")
+            .args(["-m", "gunicorn", "--chdir"])
+            .arg(example("wsgi"))
+            .args(["-b", &format!("127.0.0.1:{port}"), "app:application"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(poll_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .is_some());
+    let proxy = format!("/app/=http://127.0.0.1:{port}/");
+    let server = Server::start(&example("wsgi"), &["--proxy", &proxy]);
+    let res = get(&server, "/app/some/page");
+    assert_eq!(res.status, 200, "{}", res.body_text());
+    assert!(res.body_text().contains("WSGI says hello from /some/page"));
+}

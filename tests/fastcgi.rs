@@ -1,0 +1,446 @@
+//! FastCGI against Debian's php-fpm (CI installs it; elsewhere the tests say what is
+//! missing): phpinfo(), forms, uploads, headers and status set by PHP, a large
+//! streamed answer, PATH_INFO, errors, timeouts and connection reuse.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// php-fpm's binary (`php-fpm8.2` and the like), if installed.
+fn php_fpm() -> Option<PathBuf> {
+    let found = ["/usr/sbin", "/usr/local/sbin", "/usr/bin"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("php-fpm"))
+        })
+        .min();
+    if found.is_none() {
+        eprintln!("skipped: php-fpm is not installed (apt-get install php-fpm)");
+        assert!(std::env::var_os("CI").is_none(), "CI must install php-fpm");
+    }
+    found
+}
+
+/// A php-fpm pool of its own, stopped (by its PID) when dropped.
+struct Fpm {
+    child: Child,
+    listen: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fpm {
+    /// A pool listening on `listen` (a socket path, or `127.0.0.1:PORT`).
+    fn start(binary: &Path, listen: &str) -> Fpm {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("php-fpm.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[global]\nerror_log = /proc/self/fd/2\ndaemonize = no\n\n[www]\nlisten = {listen}\n\
+                 pm = static\npm.max_children = 2\nclear_env = yes\n\
+                 php_admin_value[output_buffering] = 0\nphp_admin_value[upload_max_filesize] = 16M\n\
+                 php_admin_value[post_max_size] = 16M\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .args(["--nodaemonize", "--allow-to-run-as-root", "--fpm-config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ready = poll_until(Duration::from_secs(20), || {
+            match listen.parse::<std::net::SocketAddr>() {
+                Ok(addr) => std::net::TcpStream::connect(addr).ok().map(|_| ()),
+                Err(_) => std::os::unix::net::UnixStream::connect(listen)
+                    .ok()
+                    .map(|_| ()),
+            }
+        });
+        assert!(ready.is_some(), "php-fpm did not listen on {listen}");
+        Fpm {
+            child,
+            listen: listen.to_string(),
+            _dir: dir,
+        }
+    }
+
+    fn upstream(&self) -> String {
+        if self.listen.starts_with('/') {
+            format!("unix:{}", self.listen)
+        } else {
+            format!("tcp:{}", self.listen)
+        }
+    }
+}
+
+const PAGES: &[(&str, &str)] = &[
+    ("info.php", "<?php phpinfo();"),
+    (
+        "form.php",
+        "<?php echo 'name=', $_POST['name'] ?? '-', ' q=', $_GET['q'] ?? '-', ' method=', $_SERVER['REQUEST_METHOD'];",
+    ),
+    (
+        "upload.php",
+        "<?php $f = $_FILES['file']; echo $f['name'], ' ', $f['size'], ' ', md5_file($f['tmp_name']), ' err=', $f['error'];",
+    ),
+    (
+        "headers.php",
+        "<?php http_response_code(201); header('X-From-Php: yes'); setcookie('a', '1'); setcookie('b', '2'); echo 'made';",
+    ),
+    (
+        "redirect.php",
+        "<?php header('Location: https://example.test/there'); ",
+    ),
+    (
+        "big.php",
+        "<?php $chunk = str_repeat('0123456789abcdef', 65536); for ($i = 0; $i < 20; $i++) { echo $chunk; flush(); }",
+    ),
+    (
+        "server.php",
+        "<?php foreach (['SCRIPT_NAME','PATH_INFO','SCRIPT_FILENAME','REQUEST_URI','QUERY_STRING','SERVER_SOFTWARE','GATEWAY_INTERFACE','REMOTE_ADDR','HTTP_PROXY','MY_PARAM'] as $k) { echo $k, '=', $_SERVER[$k] ?? '(unset)', \"\\n\"; }",
+    ),
+    ("slow.php", "<?php sleep(5); echo 'late';"),
+    ("log.php", "<?php error_log('oops from php'); echo 'logged';"),
+    ("sub/index.php", "<?php echo 'index of sub';"),
+];
+
+/// A site of PHP pages served through `fpm`, with `extra` rule lines.
+fn site(fpm: &Fpm, extra_rule: &str, args: &[&str]) -> (tempfile::TempDir, Server) {
+    let (tmp, root) = temp_root();
+    for (name, text) in PAGES {
+        write_file(&root, name, text);
+    }
+    write_file(&root, "style.css", "body {}");
+    let config = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = \"root\"\nbind = \"127.0.0.1\"\nport = 0\n\n[[rule]]\npath = \"/**\"\nhandler = \"fastcgi\"\n\
+             upstream = \"{}\"\nindex = \"index.php\"\nsplit-path = '^(.+\\.php)(/.*)$'\nparams = {{ MY_PARAM = \"from-config\" }}\n{extra_rule}\n",
+            fpm.upstream()
+        ),
+    )
+    .unwrap();
+    let mut all: Vec<&OsStr> = vec![OsStr::new("--config"), config.as_os_str()];
+    all.extend(args.iter().map(OsStr::new));
+    let server = Server::spawn(&all, None);
+    (tmp, server)
+}
+
+fn with_fpm(test: impl FnOnce(&Fpm)) {
+    let Some(binary) = php_fpm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("fpm.sock");
+    let fpm = Fpm::start(&binary, socket.to_str().unwrap());
+    test(&fpm);
+}
+
+#[test]
+fn phpinfo_and_the_params_php_sees() {
+    with_fpm(|fpm| {
+        let (tmp, server) = site(fpm, "", &[]);
+        let res = get(&server, "/info.php");
+        assert_eq!(res.status, 200);
+        assert!(res.body_text().contains("PHP Version"));
+        let res = request(
+            &server,
+            "GET",
+            "/server.php/extra/bit?x=1",
+            &[("Proxy", "http://evil.test/")],
+        );
+        let text = res.body_text();
+        let root = std::fs::canonicalize(tmp.path().join("root")).unwrap();
+        for line in [
+            "SCRIPT_NAME=/server.php".to_string(),
+            "PATH_INFO=/extra/bit".to_string(),
+            format!("SCRIPT_FILENAME={}/server.php", root.display()),
+            "REQUEST_URI=/server.php/extra/bit?x=1".to_string(),
+            "QUERY_STRING=x=1".to_string(),
+            "GATEWAY_INTERFACE=CGI/1.1".to_string(),
+            "REMOTE_ADDR=127.0.0.1".to_string(),
+            "HTTP_PROXY=(unset)".to_string(),
+            "MY_PARAM=from-config".to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in {text}");
+        }
+        assert!(text.contains("SERVER_SOFTWARE=wharf/"));
+    });
+}
+
+#[test]
+fn forms_uploads_headers_and_status_from_php() {
+    with_fpm(|fpm| {
+        let (_tmp, server) = site(fpm, "", &[]);
+        let body = "name=Ada";
+        let raw = format!(
+            "POST /form.php?q=2 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let res = parse_response(&server.send_raw(raw.as_bytes()), false);
+        assert_eq!(res.body_text(), "name=Ada q=2 method=POST");
+        // A multipart upload of 1 MiB lands in $_FILES.
+        let file: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut multipart = Vec::new();
+        multipart.extend_from_slice(
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"data.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+        );
+        multipart.extend_from_slice(&file);
+        multipart.extend_from_slice(b"\r\n--XyZ--\r\n");
+        let mut raw = format!(
+            "POST /upload.php HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            multipart.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(&multipart);
+        let res = parse_response(&server.send_raw(&raw), false);
+        let md5 = Command::new("md5sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                std::io::Write::write_all(&mut c.stdin.take().unwrap(), &file)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let md5 = String::from_utf8_lossy(&md5.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(res.body_text(), format!("data.bin 1048576 {md5} err=0"));
+        let res = get(&server, "/headers.php");
+        assert_eq!(res.status, 201);
+        assert_eq!(res.header("x-from-php").as_deref(), Some("yes"));
+        assert_eq!(res.headers_all("set-cookie").len(), 2);
+        assert_eq!(res.body_text(), "made");
+        let res = get(&server, "/redirect.php");
+        assert_eq!(res.status, 302);
+        assert_eq!(
+            res.header("location").as_deref(),
+            Some("https://example.test/there")
+        );
+    });
+}
+
+#[test]
+fn a_large_answer_streams_whole() {
+    with_fpm(|fpm| {
+        let (_tmp, server) = site(fpm, "", &[]);
+        let res = get(&server, "/big.php");
+        assert_eq!(res.status, 200);
+        assert_eq!(res.body.len(), 20 * 1024 * 1024);
+        assert!(res.body.chunks(16).all(|c| c == b"0123456789abcdef"));
+    });
+}
+
+#[test]
+fn scripts_folders_and_errors() {
+    with_fpm(|fpm| {
+        let (tmp, server) = site(fpm, "", &["--cgi-timeout", "1s"]);
+        assert_eq!(get(&server, "/sub/").body_text(), "index of sub");
+        assert_eq!(get(&server, "/missing.php").status, 404);
+        assert_eq!(get(&server, "/missing.php/x").status, 404);
+        // Never a prefix that is not a script: the image is not run as PHP.
+        write_file(&tmp.path().join("root"), "photo.jpg", "<?php echo 'ran';");
+        let res = get(&server, "/photo.jpg/x.php");
+        assert_eq!(res.status, 404);
+        assert!(!res.body_text().contains("ran"));
+        assert_eq!(get(&server, "/slow.php").status, 504);
+        assert_eq!(get(&server, "/log.php").body_text(), "logged");
+        let line = poll_until(Duration::from_secs(10), || {
+            server
+                .stderr_lines()
+                .into_iter()
+                .find(|l| l.contains("oops from php"))
+        });
+        assert!(line.is_some(), "{:?}", server.stderr_lines());
+    });
+}
+
+#[test]
+fn an_unreachable_application_is_502() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "index.php", "<?php echo 1;");
+    let config = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = \"root\"\nbind = \"127.0.0.1\"\nport = 0\n\n[[rule]]\npath = \"/**\"\nhandler = \"fastcgi\"\nupstream = \"unix:{}\"\n",
+            tmp.path().join("nobody.sock").display()
+        ),
+    )
+    .unwrap();
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    assert_eq!(get(&server, "/index.php").status, 502);
+    // No index configured: a folder is not a script.
+    assert_eq!(get(&server, "/").status, 403);
+}
+
+#[test]
+fn bad_fastcgi_configuration_is_a_startup_error_naming_the_line() {
+    let (tmp, _root) = temp_root();
+    for (rule, complaint) in [
+        ("handler = \"fastcgi\"", "needs upstream"),
+        (
+            "handler = \"fastcgi\"\nupstream = \"http://x\"",
+            "expected unix:",
+        ),
+        (
+            "handler = \"fastcgi\"\nupstream = \"tcp:nohost\"",
+            "tcp:HOST:PORT",
+        ),
+        (
+            "handler = \"fastcgi\"\nupstream = \"unix:/x\"\nsplit-path = \"(.+\"",
+            "invalid pattern",
+        ),
+        (
+            "handler = \"fastcgi\"\nupstream = \"unix:/x\"\nsplit-path = \"^(.+)$\"",
+            "two groups",
+        ),
+        (
+            "handler = \"fastcgi\"\nupstream = \"unix:/x\"\nindex = \"a/b.php\"",
+            "file name",
+        ),
+    ] {
+        let config = tmp.path().join("wharf.toml");
+        std::fs::write(
+            &config,
+            format!("root = \"root\"\n\n[[rule]]\npath = \"/x/**\"\n{rule}\n"),
+        )
+        .unwrap();
+        let done = run_to_exit(&[OsStr::new("--config"), config.as_os_str()], None);
+        assert_eq!(done.status.code(), Some(1), "{rule}");
+        assert!(
+            done.stderr.contains("wharf.toml:"),
+            "{rule}: {}",
+            done.stderr
+        );
+        assert!(done.stderr.contains(complaint), "{rule}: {}", done.stderr);
+    }
+}
+
+/// Connections to php-fpm's TCP port in any state (established or closing).
+fn connections_to(port: u16) -> usize {
+    let hex = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // remote address ends with the port, and the state is not LISTEN (0A)
+            fields.get(2).is_some_and(|r| r.ends_with(&hex)) && fields.get(3) != Some(&"0A")
+        })
+        .count()
+}
+
+#[test]
+fn connections_are_kept_and_reused_and_a_restarted_pool_is_reconnected() {
+    let Some(binary) = php_fpm() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let fpm = Fpm::start(&binary, &listen);
+    let (_tmp, server) = site(&fpm, "", &[]);
+    let before = connections_to(port);
+    let mut conn = Conn::open(&server);
+    for _ in 0..20 {
+        conn.send(b"GET /form.php?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(
+            conn.read_response(false).body_text(),
+            "name=- q=1 method=GET"
+        );
+    }
+    // One request at a time: one connection, kept, not twenty.
+    let used = connections_to(port) - before;
+    assert_eq!(used, 1, "connections to php-fpm after 20 requests");
+    drop(fpm);
+    let fpm = Fpm::start(&binary, &listen);
+    // The pooled connection died with the old pool: the request goes on a new one.
+    conn.send(b"GET /form.php?q=2 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(
+        conn.read_response(false).body_text(),
+        "name=- q=2 method=GET"
+    );
+    drop(fpm);
+}
+
+#[test]
+fn the_php_example() {
+    let Some(binary) = php_fpm() else { return };
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/php");
+    // The example's own pool configuration, with the socket moved to a private folder.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("php.sock");
+    let fpm_conf = std::fs::read_to_string(example.join("php-fpm.conf"))
+        .unwrap()
+        .replace("/tmp/wharf-example-php.sock", socket.to_str().unwrap());
+    std::fs::write(dir.path().join("php-fpm.conf"), fpm_conf).unwrap();
+    let child = Command::new(&binary)
+        .args(["--nodaemonize", "--allow-to-run-as-root", "--fpm-config"])
+        .arg(dir.path().join("php-fpm.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let fpm = Fpm {
+        child,
+        listen: socket.to_str().unwrap().to_string(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    assert!(poll_until(Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(&socket).ok()
+    })
+    .is_some());
+    let wharf_conf = std::fs::read_to_string(example.join("wharf.toml"))
+        .unwrap()
+        .replace("/tmp/wharf-example-php.sock", socket.to_str().unwrap())
+        .replace(
+            "root = \"site\"",
+            &format!("root = {:?}", example.join("site").display().to_string()),
+        )
+        .replace("port = 8000", "port = 0\nbind = \"127.0.0.1\"");
+    std::fs::write(dir.path().join("wharf.toml"), wharf_conf).unwrap();
+    let server = Server::spawn(
+        &[
+            OsStr::new("--config"),
+            dir.path().join("wharf.toml").as_os_str(),
+        ],
+        None,
+    );
+    let res = get(&server, "/");
+    assert_eq!(res.status, 200);
+    assert!(
+        res.body_text().contains("Hello from PHP"),
+        "{}",
+        res.body_text()
+    );
+    let res = get(&server, "/index.php/a/b?name=Zoe");
+    assert!(res.body_text().contains("Hello, Zoe from PHP"));
+    assert!(res.body_text().contains("<p id=\"path-info\">/a/b</p>"));
+    drop(fpm);
+}
