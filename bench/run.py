@@ -14,11 +14,21 @@ the end; every load run is bounded.
 
 Usage: bench/run.py [--rounds N] [--duration SECONDS] [--only TEST[,TEST...]]
        bench/run.py --ab OLD_WHARF_BINARY [--rounds N] [--duration SECONDS] [--only ...]
+       bench/run.py --dynamic [--rounds N] [--duration SECONDS]
 
 With --ab, the fresh build is run against another wharf binary instead of nginx (an
 A/B of a change: build the old commit, copy its target/release/wharf aside, pass it
 here), on the plain-HTTP tests (default: 1k-keepalive and 1k-close), interleaved the
 same way, and the ratio is new/old.
+
+With --dynamic, the dynamic-page rows: a trivial CGI program (`#!/bin/sh` printing a
+header and "ok") through wharf --cgi, lighttpd's mod_cgi (bench/lighttpd-cgi.conf)
+and nginx with fcgiwrap (bench/nginx-dynamic.conf), in requests per second, each
+server and the programs it starts on CPU 0; and a PHP hello through one php-fpm
+pool (on CPU 1, beside the load generator) behind wharf and behind nginx's
+fastcgi_pass (two pools of the same configuration, one per front server), in
+requests per front-server CPU-second. Needs lighttpd, fcgiwrap
+and php-fpm besides nginx and wrk.
 """
 
 import argparse
@@ -289,9 +299,12 @@ def main():
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated test names")
     ap.add_argument("--ab", metavar="OLD_BINARY", help="compare with this wharf build")
+    ap.add_argument("--dynamic", action="store_true", help="the CGI and FastCGI rows")
     args = ap.parse_args()
     if args.ab:
         return ab(args)
+    if args.dynamic:
+        return dynamic(args)
     for tool in ("nginx", "wrk", "h2load", "openssl", "taskset", "cargo"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(f"{tool} is required (apt-get install nginx-light wrk nghttp2-client)")
@@ -514,6 +527,144 @@ def ab(args):
             f"| {t} ({unit}) | {o[0]:,.0f} | {n[0]:,.0f} | {n[0] / o[0]:.2f}x "
             f"| {o[1]:,.0f} | {n[1]:,.0f} | {n[1] / o[1]:.2f}x | old/new {spread} |"
         )
+
+
+def php_fpm_binary():
+    found = sorted(
+        os.path.join(d, n)
+        for d in ("/usr/sbin", "/usr/local/sbin")
+        if os.path.isdir(d)
+        for n in os.listdir(d)
+        if n.startswith("php-fpm")
+    )
+    if not found:
+        raise SystemExit("php-fpm is required (apt-get install php-fpm)")
+    return found[0]
+
+
+def fill(template, out, **values):
+    with open(os.path.join(HERE, template)) as f:
+        text = string.Template(f.read()).substitute(**values)
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
+
+def dynamic(args):
+    """CGI: wharf vs lighttpd vs nginx+fcgiwrap; PHP: wharf vs nginx, one php-fpm pool."""
+    for tool in ("nginx", "lighttpd", "fcgiwrap", "wrk", "taskset", "cargo"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            raise SystemExit(f"{tool} is required (apt-get install nginx-light lighttpd fcgiwrap wrk php-fpm)")
+    fpm = php_fpm_binary()
+    sh(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO)
+    wharf_bin = os.path.join(REPO, "target", "release", "wharf")
+    with tempfile.TemporaryDirectory(prefix="wharf-dyn-") as tmp:
+        site = os.path.join(tmp, "site")
+        os.makedirs(os.path.join(site, "cgi-bin"))
+        ok = os.path.join(site, "cgi-bin", "ok.sh")
+        with open(ok, "w") as f:
+            f.write("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok'\n")
+        os.chmod(ok, 0o755)
+        php_root = os.path.join(tmp, "php")
+        os.makedirs(php_root)
+        with open(os.path.join(php_root, "hello.php"), "w") as f:
+            f.write("<?php echo 'Hello from PHP';")
+        # Two pools of the same configuration, one per front server: a kept
+        # connection holds a worker, so one front server's idle connections would
+        # starve the other's.
+        php_socket = os.path.join(tmp, "php.sock")
+        ng_php_socket = os.path.join(tmp, "php-nginx.sock")
+        fcgiwrap_socket = os.path.join(tmp, "fcgiwrap.sock")
+        for name, socket_path in (("php-fpm.conf", php_socket), ("php-fpm-nginx.conf", ng_php_socket)):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(
+                    "[global]\nerror_log = /dev/null\ndaemonize = no\n[www]\n"
+                    f"listen = {socket_path}\npm = static\npm.max_children = 4\n"
+                    "pm.max_requests = 0\n"
+                )
+        ports = {name: free_port() for name in ("wh_cgi", "li_cgi", "ng_cgi", "wh_php", "ng_php")}
+        ng_conf = fill(
+            "nginx-dynamic.conf", os.path.join(tmp, "nginx-dynamic.conf"), PREFIX=tmp,
+            CGI_PORT=ports["ng_cgi"], PHP_PORT=ports["ng_php"], ROOT=site, PHP_ROOT=php_root,
+            PHP_SOCKET=ng_php_socket, FCGIWRAP_SOCKET=fcgiwrap_socket,
+        )
+        li_conf = fill(
+            "lighttpd-cgi.conf", os.path.join(tmp, "lighttpd.conf"), PREFIX=tmp,
+            PORT=ports["li_cgi"], ROOT=site,
+        )
+        with open(os.path.join(tmp, "wharf-php.toml"), "w") as f:
+            f.write(
+                f'root = "{php_root}"\n[[rule]]\npath = "/**"\nhandler = "fastcgi"\n'
+                f'upstream = "unix:{php_socket}"\n'
+            )
+        quiet = ["-b", "127.0.0.1", "--quiet", "--workers", "1"]
+        # nginx's process and fcgiwrap's both answer for nginx's CGI row.
+        fcgiwrap = subprocess.Popen(
+            ["taskset", "-c", SERVER_CPU, "fcgiwrap", "-c", "8", "-s", f"unix:{fcgiwrap_socket}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        pools = [
+            subprocess.Popen(
+                ["taskset", "-c", CLIENT_CPU, fpm, "--nodaemonize", "--allow-to-run-as-root",
+                 "--fpm-config", os.path.join(tmp, name)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for name in ("php-fpm.conf", "php-fpm-nginx.conf")
+        ]
+        servers = {
+            "wharf": Server("wharf", [wharf_bin, site, "--cgi", "-p", str(ports["wh_cgi"])] + quiet,
+                            ports["wh_cgi"]),
+            "lighttpd": Server("lighttpd", ["lighttpd", "-D", "-f", li_conf], ports["li_cgi"]),
+            "nginx": Server("nginx", ["nginx", "-c", ng_conf, "-p", tmp], ports["ng_cgi"]),
+            "wharf-php": Server("wharf", [wharf_bin, "--config", os.path.join(tmp, "wharf-php.toml"),
+                                          "-p", str(ports["wh_php"])] + quiet, ports["wh_php"]),
+        }
+        rows = {
+            "cgi-sh (req/s)": [("wharf", servers["wharf"], "/cgi-bin/ok.sh"),
+                               ("lighttpd", servers["lighttpd"], "/cgi-bin/ok.sh"),
+                               ("nginx+fcgiwrap", servers["nginx"], "/cgi-bin/ok.sh")],
+            "php-hello (req/s)": [("wharf", servers["wharf-php"], "/hello.php"),
+                                  ("nginx", servers["nginx"].at(ports["ng_php"], "http"),
+                                   "/hello.php")],
+        }
+        results = {row: {name: [] for name, _, _ in eps} for row, eps in rows.items()}
+        try:
+            for s in servers.values():
+                s.start()
+            wait_socket = time.monotonic() + 20
+            while not all(os.path.exists(p) for p in (php_socket, ng_php_socket, fcgiwrap_socket)):
+                if time.monotonic() > wait_socket:
+                    raise SystemExit("php-fpm or fcgiwrap did not start")
+                time.sleep(0.05)
+            for eps in rows.values():
+                for _, ep, path in eps:
+                    wrk(ep.url(path), 1, 4)
+            for r in range(args.rounds):
+                for row, eps in rows.items():
+                    for name, ep, path in eps:
+                        pids = [ep.proc.pid] + ([fcgiwrap.pid] if name == "nginx+fcgiwrap" else [])
+                        before = sum(cpu_seconds(p) for p in pids)
+                        rps = wrk(ep.url(path), args.duration, 8)
+                        cpu = sum(cpu_seconds(p) for p in pids) - before
+                        results[row][name].append((rps, rps * args.duration / cpu if cpu else 0))
+                print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            for s in servers.values():
+                s.stop()
+            for p in [fcgiwrap] + pools:
+                p.terminate()
+                p.wait()
+    print(f"\n{args.rounds} rounds of {args.duration} s; servers (and the CGI programs they "
+          f"start) on CPU {SERVER_CPU}; wrk and php-fpm on CPU {CLIENT_CPU}\n")
+    print("| row | server | req/s | req per front-server CPU-s | wharf's ratio (req/s; per CPU-s) |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for row, by_server in results.items():
+        med = {n: (statistics.median(v[0] for v in runs), statistics.median(v[1] for v in runs))
+               for n, runs in by_server.items()}
+        w = med["wharf"]
+        for name, (rps, per_cpu) in med.items():
+            ratio = "" if name == "wharf" or not rps or not per_cpu else f"{w[0] / rps:.2f}x; {w[1] / per_cpu:.2f}x"
+            print(f"| {row} | {name} | {rps:,.0f} | {per_cpu:,.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

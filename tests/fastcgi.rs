@@ -121,6 +121,7 @@ const PAGES: &[(&str, &str)] = &[
         "<?php foreach (['SCRIPT_NAME','PATH_INFO','SCRIPT_FILENAME','REQUEST_URI','QUERY_STRING','SERVER_SOFTWARE','GATEWAY_INTERFACE','REMOTE_ADDR','HTTP_PROXY','MY_PARAM'] as $k) { echo $k, '=', $_SERVER[$k] ?? '(unset)', \"\\n\"; }",
     ),
     ("slow.php", "<?php sleep(5); echo 'late';"),
+    ("nap.php", "<?php usleep(100000); echo 'rested';"),
     ("log.php", "<?php error_log('oops from php'); echo 'logged';"),
     ("sub/index.php", "<?php echo 'index of sub';"),
 ];
@@ -137,7 +138,7 @@ fn site(fpm: &Fpm, extra_rule: &str, args: &[&str]) -> (tempfile::TempDir, Serve
         &config,
         format!(
             "root = \"root\"\nbind = \"127.0.0.1\"\nport = 0\n\n[[rule]]\npath = \"/**\"\nhandler = \"fastcgi\"\n\
-             upstream = \"{}\"\nindex = \"index.php\"\nsplit-path = '^(.+\\.php)(/.*)$'\nparams = {{ MY_PARAM = \"from-config\" }}\n{extra_rule}\n",
+             upstream = \"{}\"\nmax-connections = 2\nindex = \"index.php\"\nsplit-path = '^(.+\\.php)(/.*)$'\nparams = {{ MY_PARAM = \"from-config\" }}\n{extra_rule}\n",
             fpm.upstream()
         ),
     )
@@ -443,4 +444,29 @@ fn the_php_example() {
     assert!(res.body_text().contains("Hello, Zoe from PHP"));
     assert!(res.body_text().contains("<p id=\"path-info\">/a/b</p>"));
     drop(fpm);
+}
+
+#[test]
+fn more_requests_than_workers_wait_their_turn() {
+    with_fpm(|fpm| {
+        // Two php-fpm workers, `max-connections = 2`: eight requests at once are all
+        // answered, none stuck behind a connection that holds a worker idle.
+        let (_tmp, server) = site(fpm, "", &[]);
+        let addr = server.addr().to_string();
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let addr = addr.clone();
+                std::thread::spawn(move || {
+                    parse_response(
+                        &send_raw_to(&addr, &request_bytes("GET", "/nap.php", &[])),
+                        false,
+                    )
+                })
+            })
+            .collect();
+        for client in clients {
+            let res = client.join().unwrap();
+            assert_eq!((res.status, res.body_text().as_str()), (200, "rested"));
+        }
+    });
 }

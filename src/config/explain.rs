@@ -282,9 +282,10 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
         if let Some(crate::handlers::Handler::FastCgi(route)) = &rule.handler {
             let _ = writeln!(
                 out,
-                "  - Scripts at {} are run by the FastCGI application at {}{}.",
+                "  - Scripts at {} are run by the FastCGI application at {} (at most {} at once){}.",
                 rule.path.as_str(),
                 route.upstream,
+                route.max_connections(),
                 route
                     .index
                     .as_deref()

@@ -133,6 +133,7 @@ const RULE_KEYS: &[&str] = &[
     "index",
     "split-path",
     "params",
+    "max-connections",
 ];
 
 /// Keys that only a proxy rule takes.
@@ -152,7 +153,13 @@ const PROXY_KEYS: &[&str] = &[
 const CGI_KEYS: &[&str] = &["interpreter"];
 
 /// Keys that only a FastCGI rule takes.
-const FASTCGI_KEYS: &[&str] = &["upstream", "index", "split-path", "params"];
+const FASTCGI_KEYS: &[&str] = &[
+    "upstream",
+    "index",
+    "split-path",
+    "params",
+    "max-connections",
+];
 
 /// Headers a rule may not set: they frame the message, and a wrong value would
 /// corrupt the connection.
@@ -664,7 +671,17 @@ fn fastcgi_handler(rule: &toml::Table, (text, base): (&str, usize)) -> Result<Ha
             ))
         }
     };
-    let mut route = Route::new(upstream);
+    let max_connections = match rule.get("max-connections") {
+        None => crate::handlers::fastcgi::DEFAULT_MAX_CONNECTIONS,
+        Some(toml::Value::Integer(n)) if (1..=10_000).contains(n) => *n as usize,
+        Some(_) => {
+            return Err(fail(
+                "max-connections",
+                "expected a number of connections from 1 to 10000".into(),
+            ))
+        }
+    };
+    let mut route = Route::new(upstream, max_connections);
     match rule.get("index") {
         None => {}
         Some(toml::Value::String(index)) if !index.is_empty() && !index.contains('/') => {

@@ -134,12 +134,10 @@ pub struct Found {
 
 /// Finds the program `path` names under `root`: 404 when nothing does, 403 for a
 /// folder.
-pub async fn find(root: &Arc<Root>, path: &SitePath) -> Result<Found, StatusCode> {
-    let root = Arc::clone(root);
-    let wanted = path.clone();
-    let located = tokio::task::spawn_blocking(move || root.locate(&wanted))
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+pub fn find(root: &Root, path: &SitePath) -> Result<Found, StatusCode> {
+    // A few system calls on a path just asked for (a program is about to be
+    // started, which costs far more): done here, not on the blocking pool.
+    let located = root.locate(path);
     let program = match located {
         Ok(Located::Program(program)) => program,
         Ok(Located::Folder) => return Err(StatusCode::FORBIDDEN),
@@ -211,7 +209,7 @@ impl Cgi {
         root: &Arc<Root>,
         mut req: Request<'_>,
     ) -> Response<Body> {
-        let found = match find(root, &req.path).await {
+        let found = match find(root, &req.path) {
             Ok(found) => found,
             Err(status) => return response::error(status),
         };

@@ -26,7 +26,8 @@ const IN_FLIGHT: usize = 8;
 
 /// Where a program's output comes from.
 pub trait Output: Send + 'static {
-    /// The next bytes it wrote, or `None` once it is done.
+    /// The next bytes it wrote, or `None` once it is done. Must be cancel-safe:
+    /// dropped before it is ready, it loses nothing.
     fn next(&mut self) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
 }
 
@@ -106,7 +107,35 @@ pub async fn respond<O: Output>(
             length,
         } => (status, headers, length),
     };
-    let rest = buf.split_off(used).freeze();
+    let mut rest = buf.split_off(used);
+    // A short answer is often complete already: sent as one body, without a task.
+    loop {
+        if rest.len() > MAX_HEAD {
+            break;
+        }
+        match ready_now(output.next()) {
+            Some(Ok(Some(more))) => rest.extend_from_slice(&more),
+            Some(Ok(None)) => {
+                let whole = rest.freeze();
+                let whole = whole.slice(
+                    ..whole.len().min(
+                        length.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)),
+                    ),
+                );
+                if length.is_some_and(|l| l != whole.len() as u64) {
+                    tracing::warn!("{program:?}: output shorter than its Content-Length");
+                    return response::error(StatusCode::BAD_GATEWAY);
+                }
+                return document(status, headers, Body::bytes(whole));
+            }
+            Some(Err(e)) => {
+                tracing::warn!("{program:?}: {e}");
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+            None => break,
+        }
+    }
+    let rest = rest.freeze();
     let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
     let body = match length {
         Some(len) => Body::channel_of_len(rx, len),
@@ -152,12 +181,27 @@ pub async fn respond<O: Output>(
             }
         }
     });
+    document(status, headers, body)
+}
+
+/// The program's own answer, errors included: no custom error page over it.
+fn document(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
     let mut res = Response::new(body);
     *res.status_mut() = status;
     *res.headers_mut() = headers;
-    // The program's own answer, errors included: no custom error page over it.
     res.extensions_mut().insert(response::Relayed);
     res
+}
+
+/// `future`'s output if it is ready at once, polled a single time. Only for
+/// cancel-safe futures: a pending one is dropped.
+fn ready_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// The header block at the start of `buf`, and how many bytes it took; `None`

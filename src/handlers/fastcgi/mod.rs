@@ -35,8 +35,8 @@ use crate::http::response;
 
 /// How long connecting to the application may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle connections kept per application.
-const MAX_IDLE: usize = 64;
+/// Requests in flight to one application by default (see [`Route::new`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
 /// The request id on every connection (one request at a time on each).
 const REQUEST_ID: u16 = 1;
 
@@ -97,11 +97,22 @@ pub struct Route {
     /// Largest request body.
     pub max_body: u64,
     idle: Mutex<Vec<Stream>>,
+    /// One per request in flight, so at most this many connections are open.
+    slots: Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
 }
 
 impl Route {
-    /// A route to `upstream`.
-    pub fn new(upstream: Address) -> Route {
+    /// A route to `upstream` with at most `max_connections` requests in flight.
+    ///
+    /// A kept-open connection holds one of the application's workers (a php-fpm
+    /// child serves one connection at a time), so more open connections than it has
+    /// workers would leave the extra ones queued behind idle ones: the limit should
+    /// not exceed the pool's size (php-fpm's `pm.max_children`, 5 by default). Every
+    /// request takes an idle connection before a new one is made, so the open
+    /// connections never outnumber the requests in flight.
+    pub fn new(upstream: Address, max_connections: usize) -> Route {
+        let max_connections = max_connections.max(1);
         Route {
             upstream,
             index: None,
@@ -109,7 +120,14 @@ impl Route {
             params: Vec::new(),
             max_body: cgi::DEFAULT_MAX_BODY,
             idle: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            max_connections,
         }
+    }
+
+    /// The most requests in flight to the application.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// An idle connection, or a new one; and whether it was reused.
@@ -136,7 +154,7 @@ impl Route {
 
     fn put_back(&self, stream: Stream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
+        if idle.len() < self.max_connections {
             idle.push(stream);
         }
     }
@@ -212,59 +230,101 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// How the request reaches the application.
+enum Link {
+    /// Written whole before the answer is read (no body, or a small one).
+    Whole(Stream),
+    /// A large body still being written by a task while the answer is read; the
+    /// task gives the writing half back.
+    Split(
+        tokio::io::ReadHalf<Stream>,
+        Option<tokio::task::JoinHandle<io::Result<tokio::io::WriteHalf<Stream>>>>,
+    ),
+}
+
 /// The application's `STDOUT`, record by record; `STDERR` is copied to wharf's on
 /// the way. At `END_REQUEST` the connection goes back to the route's pool; dropped
 /// before that, it is closed (the application sees the request abandoned).
+/// Reading is cancel-safe: what has arrived waits in `buf` until a whole record is
+/// there.
 struct Answer {
-    reader: Option<tokio::io::ReadHalf<Stream>>,
-    writer: Option<tokio::task::JoinHandle<io::Result<tokio::io::WriteHalf<Stream>>>>,
+    link: Option<Link>,
+    buf: BytesMut,
     route: Arc<Route>,
     /// A `STDOUT` piece read before the answer was handed on.
     first: Option<Bytes>,
     name: String,
+    /// This request's place among those in flight, given back when it ends.
+    _slot: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Answer {
-    /// The next record's type and content.
-    async fn record(&mut self) -> io::Result<(u8, Bytes)> {
-        let reader = self
-            .reader
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the answer has ended"))?;
-        let mut head = [0u8; HEADER_LEN];
-        reader.read_exact(&mut head).await?;
-        let header = Header::parse(&head)
+    /// A record complete in `buf`, taken out of it.
+    fn complete_record(&mut self) -> io::Result<Option<(u8, Bytes)>> {
+        let Some(head) = self.buf.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let header = Header::parse(head)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a FastCGI record"))?;
-        let mut content = BytesMut::zeroed(header.content_len + header.padding_len);
-        reader.read_exact(&mut content).await?;
-        content.truncate(header.content_len);
         if header.request_id != REQUEST_ID {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a record for another request",
             ));
         }
-        Ok((header.kind, content.freeze()))
+        let total = HEADER_LEN + header.content_len + header.padding_len;
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        let mut record = self.buf.split_to(total);
+        let _ = record.split_to(HEADER_LEN);
+        record.truncate(header.content_len);
+        Ok(Some((header.kind, record.freeze())))
     }
 
-    /// The request is over: the connection is reused when the request completed and
-    /// the body was all sent.
+    /// The next record's type and content.
+    async fn record(&mut self) -> io::Result<(u8, Bytes)> {
+        loop {
+            if let Some(record) = self.complete_record()? {
+                return Ok(record);
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            let read = match self.link.as_mut() {
+                Some(Link::Whole(stream)) => stream.read_buf(&mut self.buf).await?,
+                Some(Link::Split(reader, _)) => reader.read_buf(&mut self.buf).await?,
+                None => return Err(io::Error::other("the answer has ended")),
+            };
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// The request is over: the connection is reused when the request completed,
+    /// the body was all sent and nothing more arrived.
     async fn finish(&mut self, status: Option<u8>) {
-        let (Some(reader), Some(writer)) = (self.reader.take(), self.writer.take()) else {
-            return;
-        };
-        if status != Some(0) {
+        let Some(link) = self.link.take() else { return };
+        if status != Some(0) || !self.buf.is_empty() {
             return;
         }
-        if let Ok(Ok(writer)) = writer.await {
-            self.route.put_back(reader.unsplit(writer));
+        match link {
+            Link::Whole(stream) => self.route.put_back(stream),
+            Link::Split(reader, Some(writer)) => {
+                if let Ok(Ok(writer)) = writer.await {
+                    self.route.put_back(reader.unsplit(writer));
+                }
+            }
+            Link::Split(_, None) => {}
         }
     }
 }
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
+        if let Some(Link::Split(_, Some(writer))) = self.link.take() {
             writer.abort();
         }
     }
@@ -276,7 +336,7 @@ impl output::Output for Answer {
             return Ok(Some(first));
         }
         loop {
-            if self.reader.is_none() {
+            if self.link.is_none() {
                 return Ok(None);
             }
             let (kind, content) = self.record().await?;
@@ -299,6 +359,18 @@ impl output::Output for Answer {
             }
         }
     }
+}
+
+/// The whole of a request without a large body, in one buffer.
+fn whole_request(params: &meta::MetaVars, body: Option<&Bytes>) -> BytesMut {
+    let mut out = BytesMut::with_capacity(2048 + body.map_or(0, |b| b.len() + 64));
+    records::put_begin(&mut out, REQUEST_ID);
+    records::put_params(&mut out, REQUEST_ID, params);
+    if let Some(body) = body {
+        records::put_stream(&mut out, kind::STDIN, REQUEST_ID, body);
+    }
+    records::put_record(&mut out, kind::STDIN, REQUEST_ID, &[]);
+    out
 }
 
 /// Sends the request, then `STDIN` in pieces as the application takes it.
@@ -340,15 +412,13 @@ pub async fn respond(
         Ok(found) => found,
         Err(status) => return response::error(status),
     };
-    let filename = {
-        let root = Arc::clone(root);
-        let wanted = script_path.clone();
-        let depth = wanted.segments().len();
-        match tokio::task::spawn_blocking(move || root.locate(&wanted)).await {
-            Ok(Ok(Located::Program(p))) if p.depth == depth => p.real_path,
-            Ok(Ok(Located::Folder)) => return response::error(StatusCode::FORBIDDEN),
-            _ => return response::error(StatusCode::NOT_FOUND),
-        }
+    // A few system calls on a path just asked for: not worth a trip to the
+    // blocking pool (as the static handler's cache check, which stats inline).
+    let depth = script_path.segments().len();
+    let filename = match root.locate(&script_path) {
+        Ok(Located::Program(p)) if p.depth == depth => p.real_path,
+        Ok(Located::Folder) => return response::error(StatusCode::FORBIDDEN),
+        _ => return response::error(StatusCode::NOT_FOUND),
     };
     let timeout = cgi.timeout();
     let body = match cgi::receive_body(&mut req, route.max_body, timeout).await {
@@ -376,6 +446,21 @@ pub async fn respond(
     }
     let params = Arc::new(params);
     let name = format!("{} ({})", filename.display(), route.upstream);
+    let slot = match tokio::time::timeout(timeout, Arc::clone(&route.slots).acquire_owned()).await {
+        Ok(Ok(slot)) => Arc::new(slot),
+        _ => {
+            tracing::warn!(
+                "{name}: {} requests in flight for {timeout:?}",
+                route.max_connections
+            );
+            let mut res = response::error(StatusCode::SERVICE_UNAVAILABLE);
+            res.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            return res;
+        }
+    };
     // A pooled connection the application has closed since fails at once: the
     // request is sent again on a new one.
     for attempt in 0..2 {
@@ -386,14 +471,37 @@ pub async fn respond(
                 return response::error(StatusCode::BAD_GATEWAY);
             }
         };
-        let (reader, writer) = tokio::io::split(stream);
-        let writer = tokio::spawn(send(writer, Arc::clone(&params), body.clone()));
+        let in_memory = match body.as_deref() {
+            None => Some(None),
+            Some(Spooled::Memory(bytes)) => Some(Some(bytes)),
+            Some(Spooled::File(..)) => None,
+        };
+        let link = match in_memory {
+            Some(small) => {
+                let mut stream = stream;
+                let out = whole_request(&params, small);
+                match stream.write_all(&out).await {
+                    Ok(()) => Link::Whole(stream),
+                    Err(e) if reused && attempt == 0 && is_stale(&e) => continue,
+                    Err(e) => {
+                        tracing::warn!("{name}: {e}");
+                        return response::error(StatusCode::BAD_GATEWAY);
+                    }
+                }
+            }
+            None => {
+                let (reader, writer) = tokio::io::split(stream);
+                let writer = tokio::spawn(send(writer, Arc::clone(&params), body.clone()));
+                Link::Split(reader, Some(writer))
+            }
+        };
         let mut answer = Answer {
-            reader: Some(reader),
-            writer: Some(writer),
+            link: Some(link),
+            buf: BytesMut::with_capacity(16 * 1024),
             route: Arc::clone(route),
             first: None,
             name: name.clone(),
+            _slot: Arc::clone(&slot),
         };
         let first = tokio::time::timeout(timeout, output::Output::next(&mut answer)).await;
         match first {
