@@ -872,3 +872,37 @@ fn the_wsgi_example_behind_gunicorn() {
     assert_eq!(res.status, 200, "{}", res.body_text());
     assert!(res.body_text().contains("WSGI says hello from /some/page"));
 }
+
+/// Over HTTP/2 the program's output goes out in DATA frames, and the host comes
+/// from `:authority`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_answer_over_http2() {
+    use common::client::*;
+    let (_tmp, root) = temp_root();
+    program(&root, "cgi-bin/env.py", ENV_DUMP);
+    let server = cgi_server(&root, &[]);
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let mut h2 = h2_handshake(tcp(server.addr()).await).await;
+    let reply = h2_send(
+        &mut h2,
+        build_request(
+            "POST",
+            &format!("{base}/cgi-bin/env.py/p?q=1"),
+            &[("cookie", "a=1"), ("cookie", "b=2")],
+            b"over h2",
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    let doc: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    assert_eq!(doc["stdin"], "over h2");
+    assert_eq!(doc["env"]["SERVER_PROTOCOL"], "HTTP/2.0");
+    assert_eq!(
+        doc["env"]["HTTP_HOST"],
+        format!("127.0.0.1:{}", server.port())
+    );
+    assert_eq!(doc["env"]["SERVER_PORT"], server.port().to_string());
+    assert_eq!(doc["env"]["HTTP_COOKIE"], "a=1; b=2");
+    assert_eq!(doc["env"]["PATH_INFO"], "/p");
+}

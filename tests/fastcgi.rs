@@ -296,6 +296,26 @@ fn an_unreachable_application_is_502() {
     assert_eq!(get(&server, "/index.php").status, 502);
     // No index configured: a folder is not a script.
     assert_eq!(get(&server, "/").status, 403);
+    let explained = run_to_exit(
+        &[
+            OsStr::new("--config"),
+            config.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        None,
+    );
+    assert!(
+        explained
+            .stdout
+            .contains("Scripts at /** are run by the FastCGI application at unix:"),
+        "{}",
+        explained.stdout
+    );
+    assert!(
+        explained.stdout.contains("(at most 4 at once)"),
+        "{}",
+        explained.stdout
+    );
 }
 
 #[test]
