@@ -49,7 +49,7 @@ fn well_encoded(raw: &[u8]) -> bool {
 }
 
 /// A decoded, normalised request path below the served root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SitePath {
     segments: Vec<Vec<u8>>,
     trailing_slash: bool,

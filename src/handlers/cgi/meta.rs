@@ -7,6 +7,7 @@
 //! pass for another's after the `-` → `_` mapping); the client's credentials are
 //! withheld when wharf itself checked them.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -43,13 +44,13 @@ pub struct Exchange<'a> {
     pub content_length: Option<u64>,
 }
 
-/// Name-value pairs, in the order they were set.
-pub type MetaVars = Vec<(String, Vec<u8>)>;
+/// Name-value pairs, in the order they were set (the RFC's names are not copied).
+pub type MetaVars = Vec<(Cow<'static, str>, Vec<u8>)>;
 
 /// The meta-variables for `head`, run as `script`.
 pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> MetaVars {
     let mut vars: MetaVars = Vec::with_capacity(32);
-    let mut set = |name: &str, value: &[u8]| vars.push((name.to_string(), value.to_vec()));
+    let mut set = |name: &'static str, value: &[u8]| vars.push((Cow::Borrowed(name), value.to_vec()));
     let (server_name, server_port) = server_name_and_port(head, exchange.tls);
     set("GATEWAY_INTERFACE", b"CGI/1.1");
     set(
@@ -99,21 +100,19 @@ pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> Meta
         }
     }
     set("PATH", SAFE_PATH.as_bytes());
-    for (name, value) in request_fields(&head.headers, exchange.user.is_some()) {
-        set(&name, &value);
-    }
     if !head.headers.contains_key(header::HOST) {
         // HTTP/2 names the host in `:authority`.
         if let Some(authority) = head.uri.authority() {
             set("HTTP_HOST", authority.as_str().as_bytes());
         }
     }
+    vars.extend(request_fields(&head.headers, exchange.user.is_some()));
     vars
 }
 
 /// The request's fields as `HTTP_*` variables: one per name, repeated fields
 /// joined (cookies with `; `, as HTTP/1.1 sends them, others with `, `).
-fn request_fields(headers: &HeaderMap, authenticated: bool) -> Vec<(String, Vec<u8>)> {
+fn request_fields(headers: &HeaderMap, authenticated: bool) -> MetaVars {
     let mut out = Vec::new();
     for name in headers.keys() {
         let text = name.as_str();
@@ -134,7 +133,7 @@ fn request_fields(headers: &HeaderMap, authenticated: bool) -> Vec<(String, Vec<
             value.extend_from_slice(v.as_bytes());
         }
         let var = format!("HTTP_{}", text.to_ascii_uppercase().replace('-', "_"));
-        out.push((var, value));
+        out.push((Cow::Owned(var), value));
     }
     out
 }

@@ -13,6 +13,7 @@
 //! 503 with `Retry-After`, cannot start or malformed output 502, no header block in
 //! time 504.
 
+pub mod locate;
 pub mod meta;
 pub mod output;
 pub mod process;
@@ -26,11 +27,11 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use tokio::sync::Semaphore;
 
-use crate::fs::{Located, Root};
+use crate::fs::Root;
 use crate::handlers::spool::{spool, Spooled};
 use crate::handlers::Request;
-use crate::http::body::Body;
 use crate::http::path::SitePath;
+use crate::http::body::Body;
 use crate::http::response;
 
 /// How long a request waits for a free program slot before 503.
@@ -62,6 +63,8 @@ impl Default for Settings {
 pub struct Cgi {
     settings: Settings,
     slots: Arc<Semaphore>,
+    /// Programs found before, for CGI and FastCGI alike.
+    known: locate::KnownPrograms,
 }
 
 /// One CGI rule's options.
@@ -117,58 +120,6 @@ pub fn find_interpreter(name: &str) -> Result<PathBuf, String> {
         })
 }
 
-/// The program a request path names, split as the meta-variables need it.
-#[derive(Debug)]
-pub struct Found {
-    /// The program's file, resolved.
-    pub filename: PathBuf,
-    /// Its file name, for the `nph-` prefix and interpreters.
-    pub file_name: Vec<u8>,
-    /// `SCRIPT_NAME`.
-    pub script_name: String,
-    /// `PATH_INFO`.
-    pub path_info: Vec<u8>,
-    /// Whether any execute bit is set.
-    pub executable: bool,
-}
-
-/// Finds the program `path` names under `root`: 404 when nothing does, 403 for a
-/// folder.
-pub fn find(root: &Root, path: &SitePath) -> Result<Found, StatusCode> {
-    // A few system calls on a path just asked for (a program is about to be
-    // started, which costs far more): done here, not on the blocking pool.
-    let located = root.locate(path);
-    let program = match located {
-        Ok(Located::Program(program)) => program,
-        Ok(Located::Folder) => return Err(StatusCode::FORBIDDEN),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err(StatusCode::FORBIDDEN)
-        }
-        Err(_) => return Err(StatusCode::NOT_FOUND),
-    };
-    let segments = path.segments();
-    let (script, rest) = segments.split_at(program.depth.min(segments.len()));
-    let join = |parts: &[Vec<u8>]| {
-        let mut out = Vec::new();
-        for part in parts {
-            out.push(b'/');
-            out.extend_from_slice(part);
-        }
-        out
-    };
-    let mut path_info = join(rest);
-    if !rest.is_empty() && path.has_trailing_slash() {
-        path_info.push(b'/');
-    }
-    Ok(Found {
-        filename: program.real_path,
-        file_name: script.last().cloned().unwrap_or_default(),
-        script_name: String::from_utf8_lossy(&join(script)).into_owned(),
-        path_info,
-        executable: program.file.meta.permissions().mode() & 0o111 != 0,
-    })
-}
-
 /// Receives a request's body whole (413 past `max`), or `None` when it has none;
 /// `Err` is the response to give instead.
 pub async fn receive_body(
@@ -194,7 +145,13 @@ impl Cgi {
         Cgi {
             settings,
             slots: Arc::new(Semaphore::new(settings.max.max(1))),
+            known: locate::KnownPrograms::default(),
         }
+    }
+
+    /// The program `path` names under `root` (see [`locate::KnownPrograms::find`]).
+    pub fn find(&self, root: &Root, path: &SitePath) -> Result<Arc<locate::Found>, StatusCode> {
+        self.known.find(root, path)
     }
 
     /// How long a program may take to answer, or pause.
@@ -209,7 +166,7 @@ impl Cgi {
         root: &Arc<Root>,
         mut req: Request<'_>,
     ) -> Response<Body> {
-        let found = match find(root, &req.path) {
+        let found = match self.find(root, &req.path) {
             Ok(found) => found,
             Err(status) => return response::error(status),
         };

@@ -97,7 +97,7 @@ pub fn spawn(
             invocation
                 .env
                 .iter()
-                .map(|(k, v)| (k, std::ffi::OsStr::from_bytes(v))),
+                .map(|(k, v)| (k.as_ref(), std::ffi::OsStr::from_bytes(v))),
         )
         .current_dir(&folder)
         .process_group(0)

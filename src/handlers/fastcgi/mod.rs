@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use self::records::{kind, Header, HEADER_LEN};
-use crate::fs::{Located, Root};
+use crate::fs::Root;
 use crate::handlers::cgi::{self, meta, output, Cgi};
 use crate::handlers::spool::Spooled;
 use crate::handlers::Request;
@@ -412,13 +412,11 @@ pub async fn respond(
         Ok(found) => found,
         Err(status) => return response::error(status),
     };
-    // A few system calls on a path just asked for: not worth a trip to the
-    // blocking pool (as the static handler's cache check, which stats inline).
-    let depth = script_path.segments().len();
-    let filename = match root.locate(&script_path) {
-        Ok(Located::Program(p)) if p.depth == depth => p.real_path,
-        Ok(Located::Folder) => return response::error(StatusCode::FORBIDDEN),
-        _ => return response::error(StatusCode::NOT_FOUND),
+    // The whole script path must name the script: never a shorter prefix.
+    let filename = match cgi.find(root, &script_path) {
+        Ok(found) if found.path_info.is_empty() => found.filename.clone(),
+        Ok(_) => return response::error(StatusCode::NOT_FOUND),
+        Err(status) => return response::error(status),
     };
     let timeout = cgi.timeout();
     let body = match cgi::receive_body(&mut req, route.max_body, timeout).await {
@@ -442,7 +440,7 @@ pub async fn respond(
     params.push(("REDIRECT_STATUS".into(), b"200".to_vec()));
     for (name, value) in &route.params {
         params.retain(|(n, _)| n != name);
-        params.push((name.clone(), value.as_bytes().to_vec()));
+        params.push((name.clone().into(), value.as_bytes().to_vec()));
     }
     let params = Arc::new(params);
     let name = format!("{} ({})", filename.display(), route.upstream);

@@ -88,9 +88,10 @@ pub fn put_begin(out: &mut BytesMut, request_id: u16) {
 
 /// `PARAMS` records for `pairs`, then the empty one that ends them. A name or value
 /// too long for the protocol's 31-bit lengths is left out.
-pub fn put_params(out: &mut BytesMut, request_id: u16, pairs: &[(String, Vec<u8>)]) {
+pub fn put_params<N: AsRef<str>>(out: &mut BytesMut, request_id: u16, pairs: &[(N, Vec<u8>)]) {
     let mut encoded = BytesMut::new();
     for (name, value) in pairs {
+        let name = name.as_ref();
         let (Ok(n), Ok(v)) = (u32::try_from(name.len()), u32::try_from(value.len())) else {
             continue;
         };
@@ -142,7 +143,7 @@ mod tests {
     fn params_use_short_and_long_lengths() {
         let mut out = BytesMut::new();
         let long = vec![b'x'; 200];
-        put_params(&mut out, 1, &[("A".into(), long)]);
+        put_params(&mut out, 1, &[("A", long)]);
         // 1-byte name length, 4-byte value length with the high bit set.
         assert_eq!(&out[8..13], &[1, 0x80, 0, 0, 200]);
         // Ends with the empty PARAMS record.
