@@ -52,7 +52,10 @@ impl KnownPrograms {
     /// The program `path` names under `root`: 404 when nothing does, 403 for a
     /// folder.
     pub fn find(&self, root: &Root, path: &SitePath) -> Result<Arc<Found>, StatusCode> {
-        let known = self.lock().get(path).map(|k| (k.rel.clone(), k.state, Arc::clone(&k.found)));
+        let known = self
+            .lock()
+            .get(path)
+            .map(|k| (k.rel.clone(), k.state, Arc::clone(&k.found)));
         if let Some((rel, state, found)) = known {
             if root.state_of(&rel) == Some(state) {
                 return Ok(found);

@@ -50,7 +50,8 @@ pub type MetaVars = Vec<(Cow<'static, str>, Vec<u8>)>;
 /// The meta-variables for `head`, run as `script`.
 pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> MetaVars {
     let mut vars: MetaVars = Vec::with_capacity(32);
-    let mut set = |name: &'static str, value: &[u8]| vars.push((Cow::Borrowed(name), value.to_vec()));
+    let mut set =
+        |name: &'static str, value: &[u8]| vars.push((Cow::Borrowed(name), value.to_vec()));
     let (server_name, server_port) = server_name_and_port(head, exchange.tls);
     set("GATEWAY_INTERFACE", b"CGI/1.1");
     set(

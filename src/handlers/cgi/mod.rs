@@ -30,8 +30,8 @@ use tokio::sync::Semaphore;
 use crate::fs::Root;
 use crate::handlers::spool::{spool, Spooled};
 use crate::handlers::Request;
-use crate::http::path::SitePath;
 use crate::http::body::Body;
+use crate::http::path::SitePath;
 use crate::http::response;
 
 /// How long a request waits for a free program slot before 503.
