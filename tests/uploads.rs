@@ -584,10 +584,12 @@ fn slow_uploaders_do_not_hold_up_other_requests() {
             conn.send(&[b's'; 1024]);
         }
     }
-    assert!(
-        temps_in(&root.join("slow")).len() >= 40,
-        "the uploads are under way"
-    );
+    // Each upload's temporary file appears once the server has taken its body up,
+    // which a loaded machine may do a little after the bytes were sent.
+    let under_way = poll_until(Duration::from_secs(10), || {
+        (temps_in(&root.join("slow")).len() >= 40).then_some(())
+    });
+    assert!(under_way.is_some(), "the uploads are under way");
 }
 
 /// Resident memory of `pid`, in KiB.
