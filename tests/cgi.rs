@@ -130,6 +130,19 @@ fn a_chunked_body_reaches_the_program_with_its_length() {
     let (env, stdin, _) = env_of(&exchange(&server, raw));
     assert_eq!(stdin, "hello world");
     assert_eq!(env["CONTENT_LENGTH"], "11");
+    // An empty body still has its length and type.
+    let res = request(
+        &server,
+        "POST",
+        "/cgi-bin/env.py",
+        &[("Content-Length", "0"), ("Content-Type", "text/plain")],
+    );
+    let (env, stdin, _) = env_of(&res);
+    assert_eq!(
+        (env["CONTENT_LENGTH"].as_str(), env["CONTENT_TYPE"].as_str()),
+        ("0", "text/plain")
+    );
+    assert_eq!(stdin, "");
     // A GET has no body: no CONTENT_LENGTH, and stdin is empty.
     let (env, stdin, _) = env_of(&get(&server, "/cgi-bin/env.py"));
     assert!(!env.contains_key("CONTENT_LENGTH"));

@@ -40,7 +40,8 @@ pub struct Exchange<'a> {
     pub user: Option<&'a str>,
     /// The served folder (`DOCUMENT_ROOT`).
     pub document_root: &'a Path,
-    /// The exact length of the (buffered) body, when there is one.
+    /// The exact length of the (buffered) body, or the declared one (0) of an empty
+    /// body; `None` when the request has none.
     pub content_length: Option<u64>,
 }
 
@@ -96,9 +97,9 @@ pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> Meta
     }
     if let Some(length) = exchange.content_length {
         set("CONTENT_LENGTH", length.to_string().as_bytes());
-        if let Some(kind) = head.headers.get(header::CONTENT_TYPE) {
-            set("CONTENT_TYPE", kind.as_bytes());
-        }
+    }
+    if let Some(kind) = head.headers.get(header::CONTENT_TYPE) {
+        set("CONTENT_TYPE", kind.as_bytes());
     }
     set("PATH", SAFE_PATH.as_bytes());
     if !head.headers.contains_key(header::HOST) {

@@ -199,7 +199,10 @@ impl Cgi {
             tls: req.tls,
             user: req.user,
             document_root: root.path(),
-            content_length: body.as_ref().map(Spooled::len),
+            content_length: body
+                .as_ref()
+                .map(Spooled::len)
+                .or_else(|| crate::http::request_body::declared_length(&req.head.headers)),
         };
         let env = meta::meta_variables(req.head, &script, exchange);
         let name = found.filename.display().to_string();

@@ -312,11 +312,14 @@ impl Answer {
         }
         match link {
             Link::Whole(stream) => self.route.put_back(stream),
-            Link::Split(reader, Some(writer)) => {
+            // An application may answer without reading all of a large body: then
+            // the writer is stuck and the connection is not reusable.
+            Link::Split(reader, Some(writer)) if writer.is_finished() => {
                 if let Ok(Ok(writer)) = writer.await {
                     self.route.put_back(reader.unsplit(writer));
                 }
             }
+            Link::Split(_, Some(writer)) => writer.abort(),
             Link::Split(_, None) => {}
         }
     }
@@ -433,7 +436,10 @@ pub async fn respond(
         tls: req.tls,
         user: req.user,
         document_root: root.path(),
-        content_length: body.as_ref().map(|b| b.len()),
+        content_length: body
+            .as_ref()
+            .map(|b| b.len())
+            .or_else(|| crate::http::request_body::declared_length(&req.head.headers)),
     };
     let mut params = meta::meta_variables(req.head, &script, exchange);
     // PHP built with force-cgi-redirect wants this; nginx's fastcgi_params sends it.
