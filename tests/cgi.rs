@@ -919,3 +919,31 @@ async fn programs_answer_over_http2() {
     assert_eq!(doc["env"]["HTTP_COOKIE"], "a=1; b=2");
     assert_eq!(doc["env"]["PATH_INFO"], "/p");
 }
+
+/// A program still running when wharf stops does not outlive it.
+#[test]
+fn programs_do_not_outlive_the_server() {
+    let (tmp, root) = temp_root();
+    let pids = tmp.path().join("pids");
+    program(
+        &root,
+        "cgi-bin/long.sh",
+        &format!(
+            "#!/bin/sh\necho $$ > {0}\nprintf 'Content-Type: text/plain\\n\\nworking\\n'\nsleep 300 &\necho $! >> {0}\nwait\n",
+            pids.display()
+        ),
+    );
+    let mut server = cgi_server(&root, &["--grace-period", "1s"]);
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/cgi-bin/long.sh", &[]));
+    assert_eq!(conn.read_head().unwrap().status, 200);
+    let pids = pids_in(&pids, 2);
+    server.signal("TERM");
+    server.expect_exit();
+    for pid in pids {
+        assert!(
+            poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
+            "process {pid} outlived wharf"
+        );
+    }
+}

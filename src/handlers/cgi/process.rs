@@ -6,7 +6,8 @@
 //! and holds the program's slot (`--cgi-max`) until then. When the output is
 //! abandoned (malformed, late, or the client left) the whole process group gets
 //! SIGTERM, then SIGKILL if it has not ended after a grace period; a program that
-//! closes its output but lingers gets the same after `--cgi-timeout`.
+//! closes its output but lingers gets the same after `--cgi-timeout`, and one still
+//! running when wharf stops is killed with it.
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -189,18 +190,40 @@ async fn supervise(
         let _ = child.wait().await;
         return;
     };
+    // Should wharf stop (this task dropped with its runtime) before the program
+    // ends, the group is killed rather than left running without a server.
+    let mut guard = GroupGuard(Some(pgid));
     let stop_now = tokio::select! {
-        _ = child.wait() => return,
+        _ = child.wait() => return guard.disarm(),
         told = stopped => told.is_ok(),
     };
     if !stop_now && tokio::time::timeout(timeout, child.wait()).await.is_ok() {
-        return;
+        return guard.disarm();
     }
     // The leader is not reaped yet, so its id still names this group.
     let _ = kill_process_group(pgid, Signal::TERM);
     if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
         let _ = kill_process_group(pgid, Signal::KILL);
         let _ = child.wait().await;
+    }
+    guard.disarm();
+}
+
+/// Kills a program's process group when dropped while armed.
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    /// The program was reaped: nothing to kill.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = kill_process_group(pgid, Signal::KILL);
+        }
     }
 }
 
