@@ -51,17 +51,30 @@ pub type MetaVars = Vec<(Cow<'static, str>, Vec<u8>)>;
 /// The meta-variables for `head`, run as `script`.
 pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> MetaVars {
     let mut vars: MetaVars = Vec::with_capacity(32);
-    let mut set =
-        |name: &'static str, value: &[u8]| vars.push((Cow::Borrowed(name), value.to_vec()));
+    write_meta_variables(head, script, exchange, &mut |name, value| {
+        vars.push((Cow::Owned(name.to_string()), value.to_vec()))
+    });
+    vars
+}
+
+/// The meta-variables for `head`, run as `script`, each given to `set` as it is
+/// made (FastCGI encodes them straight into its records).
+pub fn write_meta_variables(
+    head: &Parts,
+    script: &Script,
+    exchange: Exchange,
+    set: &mut dyn FnMut(&str, &[u8]),
+) {
     let (server_name, server_port) = server_name_and_port(head, exchange.tls);
+    let mut number = [0u8; 20];
     set("GATEWAY_INTERFACE", b"CGI/1.1");
     set(
         "SERVER_SOFTWARE",
         concat!("wharf/", env!("CARGO_PKG_VERSION")).as_bytes(),
     );
     set("SERVER_NAME", server_name.as_bytes());
-    set("SERVER_PORT", server_port.to_string().as_bytes());
-    set("SERVER_PROTOCOL", format!("{:?}", head.version).as_bytes());
+    set("SERVER_PORT", decimal(&mut number, u64::from(server_port)));
+    set("SERVER_PROTOCOL", protocol(head.version).as_bytes());
     set("REQUEST_METHOD", head.method.as_str().as_bytes());
     set("SCRIPT_NAME", script.name.as_bytes());
     set("SCRIPT_FILENAME", script.filename.as_os_str().as_bytes());
@@ -83,7 +96,10 @@ pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> Meta
     );
     let remote_ip = exchange.remote.ip().to_canonical();
     set("REMOTE_ADDR", remote_ip.to_string().as_bytes());
-    set("REMOTE_PORT", exchange.remote.port().to_string().as_bytes());
+    set(
+        "REMOTE_PORT",
+        decimal(&mut number, u64::from(exchange.remote.port())),
+    );
     set(
         "REQUEST_SCHEME",
         if exchange.tls { b"https" } else { b"http" },
@@ -96,7 +112,7 @@ pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> Meta
         set("REMOTE_USER", user.as_bytes());
     }
     if let Some(length) = exchange.content_length {
-        set("CONTENT_LENGTH", length.to_string().as_bytes());
+        set("CONTENT_LENGTH", decimal(&mut number, length));
     }
     if let Some(kind) = head.headers.get(header::CONTENT_TYPE) {
         set("CONTENT_TYPE", kind.as_bytes());
@@ -108,14 +124,42 @@ pub fn meta_variables(head: &Parts, script: &Script, exchange: Exchange) -> Meta
             set("HTTP_HOST", authority.as_str().as_bytes());
         }
     }
-    vars.extend(request_fields(&head.headers, exchange.user.is_some()));
-    vars
+    write_request_fields(&head.headers, exchange.user.is_some(), set);
+}
+
+/// `SERVER_PROTOCOL`'s value.
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// The request's fields as `HTTP_*` variables: one per name, repeated fields
 /// joined (cookies with `; `, as HTTP/1.1 sends them, others with `, `).
-fn request_fields(headers: &HeaderMap, authenticated: bool) -> MetaVars {
-    let mut out = Vec::new();
+fn write_request_fields(
+    headers: &HeaderMap,
+    authenticated: bool,
+    set: &mut dyn FnMut(&str, &[u8]),
+) {
+    let mut var = String::with_capacity(64);
+    let mut joined = Vec::new();
     for name in headers.keys() {
         let text = name.as_str();
         let withheld = name == header::CONTENT_TYPE
@@ -126,18 +170,30 @@ fn request_fields(headers: &HeaderMap, authenticated: bool) -> MetaVars {
         if withheld {
             continue;
         }
-        let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
-        let mut value = Vec::new();
-        for (i, v) in headers.get_all(name).iter().enumerate() {
-            if i > 0 {
-                value.extend_from_slice(separator);
+        var.clear();
+        var.push_str("HTTP_");
+        var.extend(text.chars().map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
             }
-            value.extend_from_slice(v.as_bytes());
+        }));
+        let mut values = headers.get_all(name).iter();
+        let first = values.next().map_or(&b""[..], |v| v.as_bytes());
+        let Some(second) = values.next() else {
+            set(&var, first);
+            continue;
+        };
+        let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+        joined.clear();
+        joined.extend_from_slice(first);
+        for v in std::iter::once(second).chain(values) {
+            joined.extend_from_slice(separator);
+            joined.extend_from_slice(v.as_bytes());
         }
-        let var = format!("HTTP_{}", text.to_ascii_uppercase().replace('-', "_"));
-        out.push((Cow::Owned(var), value));
+        set(&var, &joined);
     }
-    out
 }
 
 /// `SERVER_NAME` and `SERVER_PORT`: the host and port the client addressed (its

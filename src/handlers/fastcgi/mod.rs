@@ -365,8 +365,8 @@ impl output::Output for Answer {
 }
 
 /// The whole of a request without a large body, in one buffer.
-fn whole_request(params: &meta::MetaVars, body: Option<&Bytes>) -> BytesMut {
-    let mut out = BytesMut::with_capacity(2048 + body.map_or(0, |b| b.len() + 64));
+fn whole_request(params: &[u8], body: Option<&Bytes>) -> BytesMut {
+    let mut out = BytesMut::with_capacity(params.len() + 64 + body.map_or(0, |b| b.len() + 64));
     records::put_begin(&mut out, REQUEST_ID);
     records::put_params(&mut out, REQUEST_ID, params);
     if let Some(body) = body {
@@ -379,7 +379,7 @@ fn whole_request(params: &meta::MetaVars, body: Option<&Bytes>) -> BytesMut {
 /// Sends the request, then `STDIN` in pieces as the application takes it.
 async fn send(
     mut writer: tokio::io::WriteHalf<Stream>,
-    params: Arc<meta::MetaVars>,
+    params: Bytes,
     body: Option<Arc<Spooled>>,
 ) -> io::Result<tokio::io::WriteHalf<Stream>> {
     let mut out = BytesMut::with_capacity(4096);
@@ -441,14 +441,23 @@ pub async fn respond(
             .map(|b| b.len())
             .or_else(|| crate::http::request_body::declared_length(&req.head.headers)),
     };
-    let mut params = meta::meta_variables(req.head, &script, exchange);
+    // The meta-variables, then the rule's params (which replace any of the same
+    // name), encoded as they are made.
+    let mut encoded = BytesMut::with_capacity(1024);
+    let configured = |name: &str| route.params.iter().any(|(n, _)| n == name);
+    meta::write_meta_variables(req.head, &script, exchange, &mut |name, value| {
+        if !configured(name) {
+            records::put_pair(&mut encoded, name, value);
+        }
+    });
     // PHP built with force-cgi-redirect wants this; nginx's fastcgi_params sends it.
-    params.push(("REDIRECT_STATUS".into(), b"200".to_vec()));
-    for (name, value) in &route.params {
-        params.retain(|(n, _)| n != name);
-        params.push((name.clone().into(), value.as_bytes().to_vec()));
+    if !configured("REDIRECT_STATUS") {
+        records::put_pair(&mut encoded, "REDIRECT_STATUS", b"200");
     }
-    let params = Arc::new(params);
+    for (name, value) in &route.params {
+        records::put_pair(&mut encoded, name, value.as_bytes());
+    }
+    let params = encoded.freeze();
     let name = format!("{} ({})", filename.display(), route.upstream);
     let slot = match tokio::time::timeout(timeout, Arc::clone(&route.slots).acquire_owned()).await {
         Ok(Ok(slot)) => Arc::new(slot),
@@ -495,7 +504,7 @@ pub async fn respond(
             }
             None => {
                 let (reader, writer) = tokio::io::split(stream);
-                let writer = tokio::spawn(send(writer, Arc::clone(&params), body.clone()));
+                let writer = tokio::spawn(send(writer, params.clone(), body.clone()));
                 Link::Split(reader, Some(writer))
             }
         };

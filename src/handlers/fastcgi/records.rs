@@ -86,29 +86,30 @@ pub fn put_begin(out: &mut BytesMut, request_id: u16) {
     put_record(out, kind::BEGIN_REQUEST, request_id, &body);
 }
 
-/// `PARAMS` records for `pairs`, then the empty one that ends them. A name or value
-/// too long for the protocol's 31-bit lengths is left out.
-pub fn put_params<N: AsRef<str>>(out: &mut BytesMut, request_id: u16, pairs: &[(N, Vec<u8>)]) {
-    let mut encoded = BytesMut::new();
-    for (name, value) in pairs {
-        let name = name.as_ref();
-        let (Ok(n), Ok(v)) = (u32::try_from(name.len()), u32::try_from(value.len())) else {
-            continue;
-        };
-        if n > 0x7fff_ffff || v > 0x7fff_ffff {
-            continue;
-        }
-        for len in [n, v] {
-            if len < 128 {
-                encoded.put_u8(len as u8);
-            } else {
-                encoded.put_u32(len | 0x8000_0000);
-            }
-        }
-        encoded.put_slice(name.as_bytes());
-        encoded.put_slice(value);
+/// Appends one name-value pair to the params stream being built (`encoded`); a
+/// name or value too long for the protocol's 31-bit lengths is left out.
+pub fn put_pair(encoded: &mut BytesMut, name: &str, value: &[u8]) {
+    let (Ok(n), Ok(v)) = (u32::try_from(name.len()), u32::try_from(value.len())) else {
+        return;
+    };
+    if n > 0x7fff_ffff || v > 0x7fff_ffff {
+        return;
     }
-    put_stream(out, kind::PARAMS, request_id, &encoded);
+    for len in [n, v] {
+        if len < 128 {
+            encoded.put_u8(len as u8);
+        } else {
+            encoded.put_u32(len | 0x8000_0000);
+        }
+    }
+    encoded.put_slice(name.as_bytes());
+    encoded.put_slice(value);
+}
+
+/// `PARAMS` records for the pairs in `encoded` (see [`put_pair`]), then the empty
+/// one that ends them.
+pub fn put_params(out: &mut BytesMut, request_id: u16, encoded: &[u8]) {
+    put_stream(out, kind::PARAMS, request_id, encoded);
     put_record(out, kind::PARAMS, request_id, &[]);
 }
 
@@ -142,8 +143,9 @@ mod tests {
     #[test]
     fn params_use_short_and_long_lengths() {
         let mut out = BytesMut::new();
-        let long = vec![b'x'; 200];
-        put_params(&mut out, 1, &[("A", long)]);
+        let mut encoded = BytesMut::new();
+        put_pair(&mut encoded, "A", &[b'x'; 200]);
+        put_params(&mut out, 1, &encoded);
         // 1-byte name length, 4-byte value length with the high bit set.
         assert_eq!(&out[8..13], &[1, 0x80, 0, 0, 200]);
         // Ends with the empty PARAMS record.
