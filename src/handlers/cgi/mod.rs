@@ -120,6 +120,32 @@ pub fn find_interpreter(name: &str) -> Result<PathBuf, String> {
         })
 }
 
+/// 503 with `Retry-After`: every slot is taken.
+pub fn busy() -> Response<Body> {
+    let mut res = response::error(StatusCode::SERVICE_UNAVAILABLE);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
+/// What `req` (with its received `body`, under `root`) contributes to the
+/// meta-variables besides its head.
+pub fn exchange<'a>(
+    req: &'a Request<'_>,
+    root: &'a Root,
+    body: Option<&Spooled>,
+) -> meta::Exchange<'a> {
+    meta::Exchange {
+        remote: req.remote,
+        tls: req.tls,
+        user: req.user,
+        document_root: root.path(),
+        content_length: body
+            .map(Spooled::len)
+            .or_else(|| crate::http::request_body::declared_length(&req.head.headers)),
+    }
+}
+
 /// Receives a request's body whole (413 past `max`), or `None` when it has none;
 /// `Err` is the response to give instead.
 pub async fn receive_body(
@@ -182,29 +208,14 @@ impl Cgi {
         let permit =
             match tokio::time::timeout(SLOT_WAIT, Arc::clone(&self.slots).acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
-                _ => {
-                    let mut res = response::error(StatusCode::SERVICE_UNAVAILABLE);
-                    res.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    return res;
-                }
+                _ => return busy(),
             };
         let script = meta::Script {
             name: found.script_name.clone(),
             path_info: found.path_info.clone(),
             filename: &found.filename,
         };
-        let exchange = meta::Exchange {
-            remote: req.remote,
-            tls: req.tls,
-            user: req.user,
-            document_root: root.path(),
-            content_length: body
-                .as_ref()
-                .map(Spooled::len)
-                .or_else(|| crate::http::request_body::declared_length(&req.head.headers)),
-        };
-        let env = meta::meta_variables(req.head, &script, exchange);
+        let env = meta::meta_variables(req.head, &script, exchange(&req, root, body.as_ref()));
         let name = found.filename.display().to_string();
         let invocation = process::Invocation {
             program: &found.filename,

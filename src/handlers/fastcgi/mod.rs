@@ -431,16 +431,7 @@ pub async fn respond(
         path_info,
         filename: &filename,
     };
-    let exchange = meta::Exchange {
-        remote: req.remote,
-        tls: req.tls,
-        user: req.user,
-        document_root: root.path(),
-        content_length: body
-            .as_ref()
-            .map(|b| b.len())
-            .or_else(|| crate::http::request_body::declared_length(&req.head.headers)),
-    };
+    let exchange = cgi::exchange(&req, root, body.as_deref());
     // The meta-variables, then the rule's params (which replace any of the same
     // name), encoded as they are made.
     let mut encoded = BytesMut::with_capacity(1024);
@@ -466,12 +457,7 @@ pub async fn respond(
                 "{name}: {} requests in flight for {timeout:?}",
                 route.max_connections
             );
-            let mut res = response::error(StatusCode::SERVICE_UNAVAILABLE);
-            res.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
-            return res;
+            return cgi::busy();
         }
     };
     // A pooled connection the application has closed since fails at once: the
