@@ -88,9 +88,13 @@ fn with_cgi(
         for folder in ["/cgi-bin/**", "/htbin/**"] {
             let glob =
                 crate::site::rules::Glob::parse(folder).map_err(|e| format!("--cgi: {e}"))?;
+            let route = handlers::cgi::Route {
+                scripts: Some(config::site_tables::script_pattern(glob.clone())),
+                ..Default::default()
+            };
             site.rules.push(crate::site::rules::Rule::for_handler(
                 glob,
-                handlers::Handler::Cgi(Arc::new(handlers::cgi::Route::default())),
+                handlers::Handler::Cgi(Arc::new(route)),
             ));
         }
     }

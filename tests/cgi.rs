@@ -689,6 +689,12 @@ fn cgi_rules_run_any_glob_with_interpreters_by_extension() {
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\ncgi'\n",
     );
     write_file(&root, "pages/readme.txt", "a file");
+    // Executable, but not a name the `*.cgi` rule covers.
+    program(
+        &root,
+        "pages/tool.bin",
+        &format!("#!/bin/sh\ntouch {}\nprintf 'Content-Type: text/plain\\n\\nran'\n", tmp.path().join("tool-ran").display()),
+    );
     let config = tmp.path().join("wharf.toml");
     std::fs::write(
         &config,
@@ -704,6 +710,9 @@ fn cgi_rules_run_any_glob_with_interpreters_by_extension() {
     );
     assert_eq!(get(&server, "/pages/page.cgi").body_text(), "cgi");
     assert_eq!(get(&server, "/pages/readme.txt").body_text(), "a file");
+    // The rule matched the whole path; the program it leads to must match too.
+    assert_eq!(get(&server, "/pages/tool.bin/x.cgi").status, 404);
+    assert!(!tmp.path().join("tool-ran").exists());
     let explained = run_to_exit(
         &[
             OsStr::new("--config"),

@@ -382,7 +382,7 @@ fn parse_rule(
     let handler = match string("handler")?.as_deref() {
         None => None,
         Some("proxy") => Some(proxy_handler(rule, &path, (text, base, dir), &nets)?),
-        Some("cgi") => Some(cgi_handler(rule, (text, base))?),
+        Some("cgi") => Some(cgi_handler(rule, &path, (text, base))?),
         Some("fastcgi") => Some(fastcgi_handler(rule, (text, base))?),
         Some(name) => Some(
             Handler::parse(name)
@@ -615,10 +615,17 @@ fn body_limit(
 
 /// A `handler = "cgi"` rule: interpreters by extension, each found on the programs'
 /// `PATH` now rather than at the first request.
-fn cgi_handler(rule: &toml::Table, (text, base): (&str, usize)) -> Result<Handler, SiteError> {
+fn cgi_handler(
+    rule: &toml::Table,
+    path: &Glob,
+    (text, base): (&str, usize),
+) -> Result<Handler, SiteError> {
     let at = |key: &str| line_in_section(text, base, key);
     let fail = |key: &str, what: String| (at(key), format!("key \"rule.{key}\": {what}"));
-    let mut route = crate::handlers::cgi::Route::default();
+    let mut route = crate::handlers::cgi::Route {
+        scripts: Some(script_pattern(path.clone())),
+        ..Default::default()
+    };
     match rule.get("interpreter") {
         None => {}
         Some(toml::Value::Table(table)) => {
@@ -733,4 +740,10 @@ fn fastcgi_handler(rule: &toml::Table, (text, base): (&str, usize)) -> Result<Ha
         route.max_body = max;
     }
     Ok(Handler::FastCgi(std::sync::Arc::new(route)))
+}
+
+/// The check that a program's own path is one `glob` names (see
+/// [`crate::handlers::cgi::Route::scripts`]).
+pub fn script_pattern(glob: Glob) -> crate::handlers::cgi::ScriptPattern {
+    std::sync::Arc::new(move |script: &str| glob.captures(script).is_some())
 }

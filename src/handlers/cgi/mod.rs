@@ -67,13 +67,31 @@ pub struct Cgi {
     known: locate::KnownPrograms,
 }
 
+/// Which program names a rule covers: its path pattern, applied by the site.
+pub type ScriptPattern = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// One CGI rule's options.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Route {
     /// Programs run by an interpreter, by extension (`.py` → `/usr/bin/python3`).
     pub interpreters: Vec<(String, PathBuf)>,
     /// Largest request body.
     pub max_body: u64,
+    /// The rule's pattern, which the program's own path (`SCRIPT_NAME`) must match
+    /// too: the rule matched the whole request path, and a shorter prefix of it (an
+    /// executable `/tool.bin` in `/tool.bin/x.cgi`) is not what `**/*.cgi` names.
+    /// `None`: any program the path leads to.
+    pub scripts: Option<ScriptPattern>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("interpreters", &self.interpreters)
+            .field("max_body", &self.max_body)
+            .field("scripts", &self.scripts.is_some())
+            .finish()
+    }
 }
 
 impl Default for Route {
@@ -81,6 +99,7 @@ impl Default for Route {
         Route {
             interpreters: Vec::new(),
             max_body: DEFAULT_MAX_BODY,
+            scripts: None,
         }
     }
 }
@@ -196,6 +215,9 @@ impl Cgi {
             Ok(found) => found,
             Err(status) => return response::error(status),
         };
+        if route.scripts.as_ref().is_some_and(|allows| !allows(&found.script_name)) {
+            return response::error(StatusCode::NOT_FOUND);
+        }
         let interpreter = route.interpreter(&found.file_name);
         if interpreter.is_none() && !found.executable {
             return response::error(StatusCode::FORBIDDEN);
