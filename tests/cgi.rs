@@ -306,6 +306,17 @@ fn htbin_is_a_cgi_folder_too_and_head_runs_the_program() {
     assert_eq!(res.status, 200);
     assert_eq!(res.header("x-ran").as_deref(), Some("yes"));
     assert!(res.body.is_empty());
+    // A program that answers HEAD itself: the length of the body a GET would get,
+    // and no body.
+    program(
+        &root,
+        "htbin/sized.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: 5\\n\\n'\n[ \"$REQUEST_METHOD\" = HEAD ] || printf 'sized'\n",
+    );
+    let res = request(&server, "HEAD", "/htbin/sized.sh", &[]);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.content_length(), Some(5));
+    assert_eq!(get(&server, "/htbin/sized.sh").body_text(), "sized");
 }
 
 #[test]
@@ -693,7 +704,10 @@ fn cgi_rules_run_any_glob_with_interpreters_by_extension() {
     program(
         &root,
         "pages/tool.bin",
-        &format!("#!/bin/sh\ntouch {}\nprintf 'Content-Type: text/plain\\n\\nran'\n", tmp.path().join("tool-ran").display()),
+        &format!(
+            "#!/bin/sh\ntouch {}\nprintf 'Content-Type: text/plain\\n\\nran'\n",
+            tmp.path().join("tool-ran").display()
+        ),
     );
     let config = tmp.path().join("wharf.toml");
     std::fs::write(

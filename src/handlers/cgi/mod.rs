@@ -215,7 +215,11 @@ impl Cgi {
             Ok(found) => found,
             Err(status) => return response::error(status),
         };
-        if route.scripts.as_ref().is_some_and(|allows| !allows(&found.script_name)) {
+        if route
+            .scripts
+            .as_ref()
+            .is_some_and(|allows| !allows(&found.script_name))
+        {
             return response::error(StatusCode::NOT_FOUND);
         }
         let interpreter = route.interpreter(&found.file_name);
@@ -259,6 +263,7 @@ impl Cgi {
         } else {
             output::Framing::Cgi
         };
-        output::respond(out, framing, timeout, &name).await
+        let head_request = req.head.method == http::Method::HEAD;
+        output::respond(out, framing, head_request, timeout, &name).await
     }
 }

@@ -57,10 +57,12 @@ enum Head {
 
 /// The response `output` makes: 504 when no header block comes within `timeout`,
 /// 502 when it is malformed; its body then streams, and stops when the program
-/// pauses for longer than `timeout`. `program` names it in log lines.
+/// pauses for longer than `timeout`. `head_request`: the answer has no body.
+/// `program` names it in log lines.
 pub async fn respond<O: Output>(
     mut output: O,
     framing: Framing,
+    head_request: bool,
     timeout: Duration,
     program: &str,
 ) -> Response<Body> {
@@ -107,6 +109,17 @@ pub async fn respond<O: Output>(
             length,
         } => (status, headers, length),
     };
+    // No body goes out (HEAD, 204, 304): a declared length describes the body a GET
+    // would get, and is passed on as such, not checked against nothing.
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        // A body of the declared length that never sends a byte: HEAD's finishing
+        // states the length and drops the body.
+        let body = match length {
+            Some(len) if head_request => Body::channel_of_len(tokio::sync::mpsc::channel(1).1, len),
+            _ => Body::empty(),
+        };
+        return document(status, headers, body);
+    }
     let mut rest = buf.split_off(used);
     // A short answer is often complete already: sent as one body, without a task.
     loop {

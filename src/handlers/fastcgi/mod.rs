@@ -508,14 +508,23 @@ pub async fn respond(
                 tracing::warn!("{name}: no answer within {timeout:?}");
                 return response::error(StatusCode::GATEWAY_TIMEOUT);
             }
-            Ok(Err(e)) if reused && attempt == 0 && is_stale(&e) => continue,
+            // Nothing came back on a kept connection: it was closed while idle, or
+            // the worker died on this request; only a request that is safe to run
+            // twice is sent again.
+            Ok(Err(e))
+                if reused && attempt == 0 && is_stale(&e) && req.head.method.is_idempotent() =>
+            {
+                continue
+            }
             Ok(Err(e)) => {
                 tracing::warn!("{name}: {e}");
                 return response::error(StatusCode::BAD_GATEWAY);
             }
             Ok(Ok(first)) => {
                 answer.first = first;
-                return output::respond(answer, output::Framing::Cgi, timeout, &name).await;
+                let head_request = req.head.method == http::Method::HEAD;
+                return output::respond(answer, output::Framing::Cgi, head_request, timeout, &name)
+                    .await;
             }
         }
     }
