@@ -134,6 +134,10 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
             upload_expiry: config.upload_expiry,
         },
     );
+    let proxy_cache = match &config.proxy_cache {
+        Some(settings) => Some(Arc::new(handlers::proxy::cache::Cache::new(settings)?)),
+        None => None,
+    };
     let settings = router::Settings {
         hidden: config.hidden,
         limits: HeadLimits {
@@ -146,7 +150,7 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
     };
     Ok(Router::new(
         settings,
-        Handlers::new(static_files, uploads, config.cgi_settings),
+        Handlers::new(static_files, uploads, config.cgi_settings, proxy_cache),
         log,
     ))
 }

@@ -183,6 +183,21 @@ pub struct Cli {
     )]
     proxy: Vec<String>,
 
+    /// Keep proxied responses in a shared HTTP cache (RFC 9111) of this much memory,
+    /// for every proxied path (a rule's `cache = false` opts out).
+    #[arg(long, value_name = "SIZE", value_parser = parse_upload_size, env = "WHARF_PROXY_CACHE")]
+    proxy_cache: Option<u64>,
+
+    /// Also keep the cache's responses in this folder, so that they survive a
+    /// restart (needs --proxy-cache; the folder must not be inside the served one).
+    #[arg(long, value_name = "DIR", env = "WHARF_PROXY_CACHE_DIR")]
+    proxy_cache_dir: Option<PathBuf>,
+
+    /// Largest size of the cache's folder.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_upload_size,
+          env = "WHARF_PROXY_CACHE_MAX_DISK")]
+    proxy_cache_max_disk: u64,
+
     /// Run programs under /cgi-bin/ and /htbin/ (CGI, RFC 3875) instead of serving
     /// them, as CPython's http.server --cgi did.
     #[arg(long, env = "WHARF_CGI")]
@@ -250,6 +265,8 @@ pub struct Config {
     pub proxies: Vec<crate::handlers::proxy::RouteSettings>,
     /// Time allowed for in-flight responses at shutdown.
     pub grace_period: Duration,
+    /// The shared cache of proxied responses (`--proxy-cache`), if on.
+    pub proxy_cache: Option<crate::handlers::proxy::cache::Settings>,
     /// Whether `/cgi-bin/` and `/htbin/` run programs (`--cgi`).
     pub cgi: bool,
     /// Limits on running programs (`--cgi-timeout`, `--cgi-max`).
@@ -336,6 +353,12 @@ impl Cli {
                 None => None,
             })
             .collect();
+        let proxy_cache = proxy_cache(
+            self.proxy_cache,
+            self.proxy_cache_dir.as_deref(),
+            self.proxy_cache_max_disk,
+            &root,
+        )?;
         Ok(Config {
             withheld,
             tls,
@@ -365,6 +388,7 @@ impl Cli {
             upload_expiry: self.upload_expiry,
             proxies: parse_proxies(&self.proxy, self.max_upload_size)?,
             grace_period: self.grace_period,
+            proxy_cache,
             cgi: self.cgi,
             cgi_settings: {
                 let mut cgi = crate::handlers::cgi::Settings {
@@ -403,6 +427,53 @@ fn parse_proxies(
     }
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     Ok(routes)
+}
+
+/// The cache settings of `--proxy-cache`, `--proxy-cache-dir` and
+/// `--proxy-cache-max-disk`: a folder needs the cache on, and may not be inside
+/// the served folder (its files would be served).
+fn proxy_cache(
+    memory: Option<u64>,
+    dir: Option<&Path>,
+    max_disk: u64,
+    root: &Path,
+) -> Result<Option<crate::handlers::proxy::cache::Settings>, String> {
+    let Some(memory) = memory else {
+        return match dir {
+            Some(_) => Err("--proxy-cache-dir needs --proxy-cache SIZE".into()),
+            None => Ok(None),
+        };
+    };
+    let dir = match dir {
+        None => None,
+        Some(dir) => {
+            let absolute = std::path::absolute(dir)
+                .map_err(|e| format!("--proxy-cache-dir {}: {e}", dir.display()))?;
+            let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+            // The folder may not exist yet: its nearest existing ancestor decides.
+            let mut probe = absolute.clone();
+            let real = loop {
+                if let Ok(real) = probe.canonicalize() {
+                    break real.join(absolute.strip_prefix(&probe).unwrap_or(Path::new("")));
+                }
+                if !probe.pop() {
+                    break absolute.clone();
+                }
+            };
+            if real.starts_with(&real_root) {
+                return Err(format!(
+                    "--proxy-cache-dir {}: inside the served folder, where its files would be served",
+                    dir.display()
+                ));
+            }
+            Some(absolute)
+        }
+    };
+    Ok(Some(crate::handlers::proxy::cache::Settings {
+        memory,
+        dir,
+        max_disk,
+    }))
 }
 
 /// An upload size limit, with units as every size.

@@ -15,6 +15,14 @@ fn shown_root(config: &Config) -> String {
         .to_string()
 }
 
+/// `; cached` for a proxy whose responses go through the cache.
+fn cached(config: &Config, on: bool) -> &'static str {
+    match (&config.proxy_cache, on) {
+        (Some(_), true) => "; cached",
+        _ => "",
+    }
+}
+
 /// Where writes are allowed, and a warning for each place the network can write to
 /// without a password.
 fn writes(config: &Config, out: &mut String) {
@@ -133,6 +141,22 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             "cache-size",
         ),
         ("grace-period", dur(config.grace_period), "grace-period"),
+        (
+            "proxy-cache",
+            config.proxy_cache.as_ref().map_or("off".to_string(), |c| {
+                crate::config::cli::format_size(c.memory as usize)
+            }),
+            "proxy-cache",
+        ),
+        (
+            "proxy-cache-dir",
+            config
+                .proxy_cache
+                .as_ref()
+                .and_then(|c| c.dir.as_ref())
+                .map_or("none".to_string(), |d| d.display().to_string()),
+            "proxy-cache-dir",
+        ),
         ("cgi", config.cgi.to_string(), "cgi"),
         (
             "cgi-timeout",
@@ -255,10 +279,27 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
     for proxy in &config.proxies {
         let _ = writeln!(
             out,
-            "  - {} is passed to {} (--proxy; request bodies buffered: {}).",
+            "  - {} is passed to {} (--proxy; request bodies buffered: {}{}).",
             proxy.prefix,
             proxy.upstreams.join(", "),
-            if proxy.buffer_request { "yes" } else { "no" }
+            if proxy.buffer_request { "yes" } else { "no" },
+            cached(config, proxy.cache)
+        );
+    }
+    if let Some(cache) = &config.proxy_cache {
+        let _ = writeln!(
+            out,
+            "  - Proxied responses are cached as RFC 9111 allows a shared cache: {} in memory{}.",
+            crate::config::cli::format_size(cache.memory as usize),
+            cache
+                .dir
+                .as_ref()
+                .map(|d| format!(
+                    ", up to {} in {}",
+                    crate::config::cli::format_size(cache.max_disk as usize),
+                    d.display()
+                ))
+                .unwrap_or_default()
         );
     }
     if config.cgi {
@@ -296,14 +337,15 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
         if let Some(crate::handlers::Handler::Proxy(route)) = &rule.handler {
             let _ = writeln!(
                 out,
-                "  - {} is passed to {} (proxy rule{}).",
+                "  - {} is passed to {} (proxy rule{}{}).",
                 rule.path.as_str(),
                 route.upstreams().collect::<Vec<_>>().join(", "),
                 if route.files_first {
                     ", files first"
                 } else {
                     ""
-                }
+                },
+                cached(config, route.cache)
             );
         }
         if rule.internal {

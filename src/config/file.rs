@@ -156,6 +156,21 @@ const SETTINGS: &[Setting] = &[
         kind: Kind::Value,
     },
     Setting {
+        key: "proxy-cache",
+        id: "proxy_cache",
+        kind: Kind::Value,
+    },
+    Setting {
+        key: "proxy-cache-dir",
+        id: "proxy_cache_dir",
+        kind: Kind::Path,
+    },
+    Setting {
+        key: "proxy-cache-max-disk",
+        id: "proxy_cache_max_disk",
+        kind: Kind::Value,
+    },
+    Setting {
         key: "cgi",
         id: "cgi",
         kind: Kind::Switch,

@@ -127,6 +127,7 @@ const RULE_KEYS: &[&str] = &[
     "trusted-proxies",
     "balance",
     "tls-ca",
+    "cache",
     "internal",
     "interpreter",
     "upstream",
@@ -147,6 +148,7 @@ const PROXY_KEYS: &[&str] = &[
     "trusted-proxies",
     "balance",
     "tls-ca",
+    "cache",
 ];
 
 /// Keys that only a CGI rule takes.
@@ -535,6 +537,9 @@ fn proxy_handler(
     }
     if let Some(b) = flag("buffer-request")? {
         settings.buffer_request = b;
+    }
+    if let Some(b) = flag("cache")? {
+        settings.cache = b;
     }
     let duration = |key: &str| -> Result<Option<std::time::Duration>, SiteError> {
         match rule.get(key) {

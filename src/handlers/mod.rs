@@ -261,16 +261,24 @@ pub struct Handlers {
     static_files: Arc<StaticFiles>,
     uploads: Arc<Uploads>,
     cgi: Cgi,
+    /// The shared cache of proxied responses (`--proxy-cache`), if on.
+    proxy_cache: Option<Arc<proxy::cache::Cache>>,
 }
 
 impl Handlers {
     /// The handlers serving from `static_files`' root, changing it through `uploads`,
-    /// running programs as `cgi` says.
-    pub fn new(static_files: Arc<StaticFiles>, uploads: Uploads, cgi: cgi::Settings) -> Handlers {
+    /// running programs as `cgi` says, storing proxied responses in `proxy_cache`.
+    pub fn new(
+        static_files: Arc<StaticFiles>,
+        uploads: Uploads,
+        cgi: cgi::Settings,
+        proxy_cache: Option<Arc<proxy::cache::Cache>>,
+    ) -> Handlers {
         Handlers {
             static_files,
             uploads: Arc::new(uploads),
             cgi: Cgi::new(cgi),
+            proxy_cache,
         }
     }
 
@@ -339,7 +347,12 @@ impl Handlers {
                 }
                 let head = req.head;
                 let (remote, tls) = (req.remote, req.tls);
-                let res = proxy::forward::forward(Arc::clone(route), req).await;
+                let res = match (&self.proxy_cache, route.cache) {
+                    (Some(cache), true) => {
+                        proxy::cache::flow::answer(Arc::clone(route), Arc::clone(cache), req).await
+                    }
+                    _ => proxy::forward::forward(Arc::clone(route), req).await,
+                };
                 match res.extensions().get::<response::InternalRedirect>() {
                     Some(response::InternalRedirect(to)) => {
                         let to = to.clone();

@@ -31,6 +31,32 @@ impl EntityTag {
         EntityTag(format!("\"{inner}-{coding}\""))
     }
 
+    /// A strong tag another server sent (an upstream's `ETag`); `None` when it is
+    /// weak or malformed.
+    pub fn from_header(value: &HeaderValue) -> Option<EntityTag> {
+        match TagList::parse_line(value.to_str().ok()?.trim())?.as_slice() {
+            [(false, opaque)] => Some(EntityTag(format!("\"{opaque}\""))),
+            _ => None,
+        }
+    }
+
+    /// Whether `list` (an If-None-Match) matches the tag `value` another server
+    /// sent, strong or weak, by weak comparison.
+    pub fn weakly_matched(list: &TagList, value: &HeaderValue) -> bool {
+        let Some(tags) = value
+            .to_str()
+            .ok()
+            .and_then(|v| TagList::parse_line(v.trim()))
+        else {
+            return false;
+        };
+        match (list, tags.as_slice()) {
+            (TagList::Any, _) => true,
+            (TagList::Tags(listed), [(_, opaque)]) => listed.iter().any(|(_, t)| t == opaque),
+            _ => false,
+        }
+    }
+
     /// The tag without its quotes.
     fn opaque(&self) -> &str {
         self.0.trim_matches('"')

@@ -80,6 +80,24 @@ pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
         }
     }
 
+    match partial(req, &rep) {
+        Some(res) => res,
+        None => {
+            let mut res = Response::new(full_body(&rep));
+            *res.headers_mut() = ok_headers(&rep);
+            res
+        }
+    }
+}
+
+/// The 206 or 416 a `Range` request (GET, honoured by its `If-Range`) gets for
+/// `rep`; `None` when the whole representation is to be sent. Preconditions are the
+/// caller's, evaluated before.
+pub fn partial(req: &Parts, rep: &Representation) -> Option<Response<Body>> {
+    let validators = Validators {
+        etag: rep.etag.as_ref(),
+        last_modified: rep.last_modified,
+    };
     let ranges = match req.headers.get(header::RANGE) {
         // An empty representation has no range to send: ranges are ignored (as nginx
         // does; RFC 9110 §14.2 lets a server ignore Range), never a 416.
@@ -94,11 +112,7 @@ pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
     };
 
     let mut res = match ranges {
-        RangeRequest::Full => {
-            let mut res = Response::new(full_body(&rep));
-            *res.headers_mut() = ok_headers(&rep);
-            return res;
-        }
+        RangeRequest::Full => return None,
         RangeRequest::Unsatisfiable => {
             let mut res = response::error(StatusCode::RANGE_NOT_SATISFIABLE);
             let value = HeaderValue::from_str(&format!("bytes */{}", rep.len));
@@ -108,7 +122,7 @@ pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
             if rep.negotiated {
                 res.headers_mut().insert(header::VARY, accept_encoding());
             }
-            return res;
+            return Some(res);
         }
         RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
             let r = ranges[0];
@@ -121,7 +135,7 @@ pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
             }
             res
         }
-        RangeRequest::Ranges(ranges) => multipart(&rep, &ranges),
+        RangeRequest::Ranges(ranges) => multipart(rep, &ranges),
     };
     let len = res.body().exact_len().unwrap_or(0);
     let headers = res.headers_mut();
@@ -130,8 +144,8 @@ pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
     if let Some(coding) = rep.encoding {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
     }
-    validator_headers(headers, &rep);
-    res
+    validator_headers(headers, rep);
+    Some(res)
 }
 
 /// Whether `req` asks nothing of a representation beyond its plain 200: no

@@ -11,11 +11,14 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body::Body as _;
 use tokio::sync::{mpsc, Notify};
+
+use super::cache::fill::Filling;
 
 /// Bytes of a response held in memory before the rest goes to a file.
 const IN_MEMORY: usize = 1024 * 1024;
@@ -38,20 +41,26 @@ struct Pending {
 struct Shared {
     pending: Mutex<Pending>,
     changed: Notify,
+    /// Nobody takes the body any more: what the app sends is no longer kept.
+    client_gone: AtomicBool,
 }
 
 /// Reads `incoming` to its end at the app's pace and feeds `tx` at the client's;
 /// `keep` lives (the upstream counted busy) until the app's side is read.
 /// A body shorter than its announced `expected` length is broken off too.
+/// With `filling`, every chunk is also stored in the cache, and the response is
+/// read to its end even when the client is gone.
 pub fn spawn(
     mut incoming: hyper::body::Incoming,
     expected: Option<u64>,
     tx: mpsc::Sender<io::Result<Bytes>>,
     keep: impl Send + 'static,
+    mut filling: Option<Filling>,
 ) {
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
         changed: Notify::new(),
+        client_gone: AtomicBool::new(false),
     });
     let producer = Arc::clone(&shared);
     tokio::spawn(async move {
@@ -71,10 +80,22 @@ pub fn spawn(
                 },
             };
             seen += data.len() as u64;
+            if let Some(filling) = &mut filling {
+                filling.push(data.clone()).await;
+            }
+            if producer.client_gone.load(Ordering::Relaxed) {
+                if filling.is_none() {
+                    break Err("client gone".to_string());
+                }
+                continue;
+            }
             if let Err(e) = producer.store(data).await {
                 break Err(e.to_string());
             }
         };
+        if let Some(filling) = filling {
+            filling.finish(outcome.is_ok()).await;
+        }
         producer.lock().ended = Some(outcome);
         producer.changed.notify_one();
     });
@@ -84,6 +105,7 @@ pub fn spawn(
             let last = !matches!(next, Some(Ok(_)));
             if let Some(item) = next {
                 if tx.send(item).await.is_err() {
+                    shared.client_gone.store(true, Ordering::Relaxed);
                     return;
                 }
             }

@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
 
+use super::cache::fill::Filling;
 use super::upstream::host_of;
 use super::Route;
 use crate::handlers::spool::{spool, Spooled};
@@ -153,13 +154,72 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
         headers.insert(header::UPGRADE, protocol.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    let sent = send(
+        &route,
+        &head.method,
+        &path,
+        head.uri.query(),
+        &headers,
+        spooled.as_ref(),
+        stream_body.take(),
+    )
+    .await;
+    let Sent {
+        mut res,
+        lease,
+        answered,
+        ..
+    } = match sent {
+        Ok(sent) => sent,
+        Err(status) => return response::error(status),
+    };
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if upgrade.is_none() {
+            // Not asked for: the app's answer cannot be passed on.
+            return response::error(StatusCode::BAD_GATEWAY);
+        }
+        let mut out = switched(&mut res);
+        out.extensions_mut().insert(answered);
+        return out;
+    }
+    let head_request = head.method == Method::HEAD;
+    let mut out = relay(res, head_request, lease, route.response_timeout, None).await;
+    out.extensions_mut().insert(answered);
+    out
+}
+
+/// An upstream's answer to a request, with what the access log and the cache
+/// want to know about it.
+pub struct Sent {
+    /// The response head, its body still to be read.
+    pub res: Response<hyper::body::Incoming>,
+    /// The upstream, counted busy while this is held.
+    pub lease: super::upstream::Lease,
+    /// Who answered and how fast, for the access log.
+    pub answered: response::Upstream,
+    /// When the request was sent (for the age of a stored response).
+    pub sent_at: std::time::SystemTime,
+}
+
+/// Sends a request for `path` with `headers` (already made for the upstream) and
+/// its body, if any, to an upstream of the route, trying the next one when no
+/// connection could be made. Unreachable → 502; no response head in time → 504.
+pub async fn send(
+    route: &Route,
+    method: &Method,
+    path: &crate::http::path::SitePath,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    spooled: Option<&Spooled>,
+    mut stream_body: Option<RequestBody>,
+) -> Result<Sent, StatusCode> {
     let mut tried = Vec::new();
     loop {
         let Some(lease) = route.pool.choose(&tried) else {
-            return response::error(StatusCode::BAD_GATEWAY);
+            return Err(StatusCode::BAD_GATEWAY);
         };
         tried.push(lease.index);
-        let body = match (&spooled, stream_body.take()) {
+        let body = match (spooled, stream_body.take()) {
             (Some(Spooled::Memory(bytes)), _) => ProxyBody::Whole(Body::bytes(bytes.clone())),
             (Some(Spooled::File(file, len)), _) => {
                 ProxyBody::Whole(Body::from_segments(vec![Segment::File(FileRange::new(
@@ -172,31 +232,25 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
             (None, None) => ProxyBody::Whole(Body::empty()),
         };
         let resend_possible = !matches!(body, ProxyBody::Stream(_));
-        let target = upstream_target(&route, &lease.upstream.path, &path, head.uri.query());
-        let uri = match Uri::builder()
+        let target = upstream_target(route, &lease.upstream.path, path, query);
+        let uri = Uri::builder()
             .scheme("http")
             .authority(host_of(lease.index))
             .path_and_query(target)
             .build()
-        {
-            Ok(uri) => uri,
-            Err(_) => return response::error(StatusCode::BAD_REQUEST),
-        };
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
         let mut upstream_req = Request::new(body);
-        *upstream_req.method_mut() = head.method.clone();
+        *upstream_req.method_mut() = method.clone();
         *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers.clone();
-        if let Some(Spooled::Memory(bytes)) = &spooled {
+        if let Some(spooled) = spooled {
             upstream_req
                 .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        } else if let Some(Spooled::File(_, len)) = &spooled {
-            upstream_req
-                .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(*len));
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(spooled.len()));
         }
         let asked = std::time::Instant::now();
+        let sent_at = std::time::SystemTime::now();
         let sent =
             tokio::time::timeout(route.response_timeout, route.client.request(upstream_req)).await;
         match sent {
@@ -207,7 +261,7 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
                     lease.upstream.shown,
                     route.response_timeout
                 );
-                return response::error(StatusCode::GATEWAY_TIMEOUT);
+                return Err(StatusCode::GATEWAY_TIMEOUT);
             }
             Ok(Err(e)) if e.is_connect() => {
                 lease.upstream.outcome(false);
@@ -216,32 +270,25 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
                 if resend_possible && tried.len() < route.pool.upstreams.len() {
                     continue;
                 }
-                return response::error(StatusCode::BAD_GATEWAY);
+                return Err(StatusCode::BAD_GATEWAY);
             }
             Ok(Err(e)) => {
                 lease.upstream.outcome(false);
                 tracing::warn!("upstream {} failed: {e}", lease.upstream.shown);
-                return response::error(StatusCode::BAD_GATEWAY);
+                return Err(StatusCode::BAD_GATEWAY);
             }
-            Ok(Ok(mut res)) => {
+            Ok(Ok(res)) => {
                 lease.upstream.outcome(true);
                 let answered = response::Upstream {
                     address: lease.upstream.shown.clone(),
                     head_time: asked.elapsed(),
                 };
-                if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    if upgrade.is_none() {
-                        // Not asked for: the app's answer cannot be passed on.
-                        return response::error(StatusCode::BAD_GATEWAY);
-                    }
-                    let mut out = switched(&mut res);
-                    out.extensions_mut().insert(answered);
-                    return out;
-                }
-                let head_request = head.method == Method::HEAD;
-                let mut out = relay(res, head_request, lease, route.response_timeout).await;
-                out.extensions_mut().insert(answered);
-                return out;
+                return Ok(Sent {
+                    res,
+                    lease,
+                    answered,
+                    sent_at,
+                });
             }
         }
     }
@@ -309,7 +356,7 @@ fn upstream_target(
 
 /// The request's fields as the upstream gets them: hop-by-hop ones removed, the
 /// client's address, scheme and host recorded, `Via` added, the route's own added.
-fn upstream_headers(
+pub fn upstream_headers(
     route: &Route,
     head: &http::request::Parts,
     remote: SocketAddr,
@@ -383,7 +430,7 @@ fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// A body of exactly `len` bytes, read whole; `None` if it breaks off or differs.
-async fn read_whole(incoming: &mut hyper::body::Incoming, len: u64) -> Option<Bytes> {
+pub async fn read_whole(incoming: &mut hyper::body::Incoming, len: u64) -> Option<Bytes> {
     let mut data = bytes::BytesMut::with_capacity(len as usize);
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut *incoming).poll_frame(cx)).await
     {
@@ -476,13 +523,34 @@ fn internal_redirect(parts: &http::response::Parts) -> Option<Response<Body>> {
     Some(res)
 }
 
+/// Makes an app's response fields fit for the client: hop-by-hop fields and the
+/// app's notes to wharf removed, `Via` added. Returns whether the body must reach
+/// the client as it is made (see [`streams`]).
+pub fn clean(headers: &mut HeaderMap) -> bool {
+    let listed = connection_listed(headers);
+    let names: Vec<HeaderName> = headers.keys().cloned().collect();
+    for name in names {
+        if is_hop_by_hop(&name, &listed) {
+            headers.remove(&name);
+        }
+    }
+    let streamed = streams(headers);
+    // The app's note to wharf, not to the client.
+    headers.remove("x-accel-buffering");
+    append_list(headers, "via", VIA);
+    streamed
+}
+
 /// The upstream's response for the client: hop-by-hop fields removed, `Via` added,
 /// the body streamed through a bounded channel (a break upstream breaks it off).
-async fn relay(
+/// With `filling`, the body is also stored in the cache as it passes (read to its
+/// end even when the client leaves or asked with HEAD).
+pub async fn relay(
     res: Response<hyper::body::Incoming>,
     head_request: bool,
     lease: super::upstream::Lease,
     wait: std::time::Duration,
+    filling: Option<Filling>,
 ) -> Response<Body> {
     let (mut parts, mut incoming) = res.into_parts();
     if let Some(redirect) = internal_redirect(&parts) {
@@ -490,17 +558,8 @@ async fn relay(
         drop(incoming);
         return redirect;
     }
-    let listed = connection_listed(&parts.headers);
-    let names: Vec<HeaderName> = parts.headers.keys().cloned().collect();
-    for name in names {
-        if is_hop_by_hop(&name, &listed) {
-            parts.headers.remove(&name);
-        }
-    }
-    let streamed = streams(&parts.headers);
-    // The app's note to wharf, not to the client.
-    parts.headers.remove("x-accel-buffering");
-    append_list(&mut parts.headers, "via", VIA);
+    let streamed = clean(&mut parts.headers);
+    let filling = filling.filter(|_| !streamed);
     let length = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -517,11 +576,21 @@ async fn relay(
         let whole = tokio::time::timeout(wait, read_whole(&mut incoming, n)).await;
         drop(lease);
         match whole {
-            Ok(Some(bytes)) => Body::bytes(bytes),
+            Ok(Some(bytes)) => {
+                if let Some(filling) = filling {
+                    filling.store_whole(bytes.clone());
+                }
+                Body::bytes(bytes)
+            }
             // Broken off, or longer or shorter than announced.
             _ => return response::error(StatusCode::BAD_GATEWAY),
         }
     } else if head_request {
+        if let Some(filling) = filling {
+            // Nobody reads this body but the cache.
+            let (tx, _) = tokio::sync::mpsc::channel(1);
+            super::buffer::spawn(incoming, length, tx, lease, Some(filling));
+        }
         // No body, but the length a GET would have, as the upstream said.
         let (_, rx) = tokio::sync::mpsc::channel(1);
         match length {
@@ -536,7 +605,7 @@ async fn relay(
         if streamed {
             tokio::spawn(stream_through(incoming, length, tx, lease));
         } else {
-            super::buffer::spawn(incoming, length, tx, lease);
+            super::buffer::spawn(incoming, length, tx, lease, filling);
         }
         match length {
             Some(n) => Body::channel_of_len(rx, n),

@@ -17,6 +17,7 @@
 //! short.
 
 pub mod buffer;
+pub mod cache;
 pub mod forward;
 pub mod upstream;
 
@@ -52,6 +53,8 @@ pub struct Route {
     pub add_headers: Vec<(HeaderName, HeaderValue)>,
     /// Clients whose `X-Forwarded-*` and `Forwarded` fields are kept (and added to).
     pub trusted: Vec<IpNet>,
+    /// Whether its responses go through the shared cache, when there is one.
+    pub cache: bool,
     pool: Arc<Pool>,
     client: Client<Connector, ProxyBody>,
 }
@@ -81,6 +84,8 @@ pub struct RouteSettings {
     pub round_robin: bool,
     /// PEM certificates trusted for https upstreams besides the system's.
     pub tls_roots: Vec<std::path::PathBuf>,
+    /// See [`Route::cache`] (a rule's `cache = false` turns it off).
+    pub cache: bool,
 }
 
 impl RouteSettings {
@@ -98,6 +103,7 @@ impl RouteSettings {
             trusted: Vec::new(),
             round_robin: false,
             tls_roots: Vec::new(),
+            cache: true,
         }
     }
 }
@@ -146,6 +152,7 @@ impl Route {
             response_timeout: settings.response_timeout,
             add_headers: settings.add_headers,
             trusted: settings.trusted,
+            cache: settings.cache,
             pool,
             client,
         })

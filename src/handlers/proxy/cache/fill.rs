@@ -1,0 +1,170 @@
+//! Storing a response while it passes to the client: its body is collected in
+//! memory, or, past the memory tier's object size and with a disk tier, written to
+//! a temporary file in the cache folder; the entry is stored only once the body is
+//! complete, so a response that breaks off is never served from the cache.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::collapse::FlightGuard;
+use super::disk::{self, Writing};
+use super::entry::Entry;
+use super::Cache;
+
+/// A response on its way into the cache.
+pub struct Filling {
+    cache: Arc<Cache>,
+    entry: Entry,
+    chunks: Vec<Bytes>,
+    held: u64,
+    writing: Option<Writing>,
+    failed: bool,
+    /// Others waiting for this key wake when the filling ends.
+    _flight: Option<FlightGuard>,
+}
+
+impl Filling {
+    /// Starts storing a response described by `entry` (its body still to come).
+    pub fn new(cache: Arc<Cache>, entry: Entry, flight: Option<FlightGuard>) -> Filling {
+        Filling {
+            cache,
+            entry,
+            chunks: Vec::new(),
+            held: 0,
+            writing: None,
+            failed: false,
+            _flight: flight,
+        }
+    }
+
+    /// Adds the next piece of the body.
+    pub async fn push(&mut self, data: Bytes) {
+        if self.failed {
+            return;
+        }
+        let written = self.writing.as_ref().map_or(0, Writing::written);
+        if written + self.held + data.len() as u64 > self.cache.store.object_max() {
+            // Too large to store: what was collected is dropped (a temporary file
+            // removes itself).
+            self.give_up();
+            return;
+        }
+        self.held += data.len() as u64;
+        self.chunks.push(data);
+        if self.held > self.cache.store.memory_object_max() && !self.flush().await {
+            self.give_up();
+        }
+    }
+
+    fn give_up(&mut self) {
+        self.failed = true;
+        self.chunks.clear();
+        self.writing = None;
+    }
+
+    /// Moves the collected pieces to the entry's file; false when there is no disk
+    /// tier or writing failed.
+    async fn flush(&mut self) -> bool {
+        let Some(dir) = self.cache.store.disk().map(|t| t.dir.clone()) else {
+            return false;
+        };
+        let chunks = std::mem::take(&mut self.chunks);
+        self.held = 0;
+        let writing = self.writing.take();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut w = match writing {
+                Some(w) => w,
+                None => Writing::create(&dir)?,
+            };
+            for c in &chunks {
+                w.write(c)?;
+            }
+            Ok::<_, std::io::Error>(w)
+        })
+        .await;
+        match done {
+            Ok(Ok(w)) => {
+                self.writing = Some(w);
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("cache: cannot write an entry: {e}");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Ends the body: when it arrived `complete`, the entry is stored.
+    pub async fn finish(mut self, complete: bool) {
+        if !complete || self.failed {
+            return;
+        }
+        if self.writing.is_none() {
+            let mut whole = bytes::BytesMut::with_capacity(self.held as usize);
+            for c in self.chunks.drain(..) {
+                whole.extend_from_slice(&c);
+            }
+            self.store_whole(whole.freeze());
+            return;
+        }
+        if !self.flush().await {
+            return;
+        }
+        let (Some(writing), Some(dir)) = (
+            self.writing.take(),
+            self.cache.store.disk().map(|t| t.dir.clone()),
+        ) else {
+            return;
+        };
+        let mut entry = self.entry.derive();
+        entry.len = writing.written();
+        let committed = tokio::task::spawn_blocking(move || {
+            let name = disk::new_name(&entry.key);
+            let copy = writing.commit(&dir, &name, &entry)?;
+            entry.disk = Some(copy);
+            entry
+                .verified
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, std::io::Error>(entry)
+        })
+        .await;
+        match committed {
+            Ok(Ok(entry)) => {
+                self.cache.store.insert(entry);
+            }
+            Ok(Err(e)) => tracing::warn!("cache: cannot write an entry: {e}"),
+            Err(_) => {}
+        }
+    }
+
+    /// Stores the entry with `body`, whole: in memory at once, and in a file in the
+    /// background when there is a disk tier.
+    pub fn store_whole(self, body: Bytes) -> Arc<Entry> {
+        let mut entry = self.entry;
+        entry.len = body.len() as u64;
+        // In memory until its file is written (then only if small enough).
+        entry.memory = Some(body.clone());
+        let disk = self.cache.store.disk().map(|t| t.dir.clone());
+        let stored = self.cache.store.insert(entry);
+        if let Some(dir) = disk {
+            let cache = Arc::clone(&self.cache);
+            let stored = Arc::clone(&stored);
+            tokio::spawn(async move {
+                let name = disk::new_name(&stored.key);
+                let writer = Arc::clone(&stored);
+                let written = tokio::task::spawn_blocking(move || {
+                    disk::write_whole(&dir, &name, &writer, &body)
+                })
+                .await;
+                match written {
+                    Ok(Ok(copy)) => cache.store.attach_file(&stored.key, stored.id, copy),
+                    Ok(Err(e)) => tracing::warn!("cache: cannot write an entry: {e}"),
+                    Err(_) => {}
+                }
+            });
+        }
+        stored
+    }
+}

@@ -1,0 +1,92 @@
+//! A shared HTTP cache for proxied responses (RFC 9111), in front of the app as
+//! nginx's `proxy_cache` or Varnish are.
+//!
+//! - [`control`]: `Cache-Control` of requests and responses.
+//! - [`entry`]: a stored response, its age, freshness lifetime and `Vary` variant.
+//! - [`store`]: the index, least-recently-used eviction within the memory and disk
+//!   budgets; [`disk`]: the files of the disk tier.
+//! - [`fill`]: a response stored while it passes to the client.
+//! - [`collapse`]: one upstream request for many concurrent misses.
+//! - [`serve`]: answering from a stored response (304, 412, 206, HEAD, `Age`,
+//!   `Cache-Status`).
+//! - [`flow`]: what a request does: hit, validation, miss, stale answers,
+//!   invalidation by unsafe methods.
+//!
+//! The key is the route, the host the client addressed and the path and query the
+//! upstream is asked for; the cache answers GET and HEAD (a HEAD miss is asked of
+//! the upstream as GET, so that it can be stored).
+
+pub mod collapse;
+pub mod control;
+pub mod disk;
+pub mod entry;
+pub mod fill;
+pub mod flow;
+pub mod serve;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use http::header;
+use http::request::Parts;
+
+use crate::http::path::SitePath;
+
+/// What the cache is given at startup (`--proxy-cache`, `--proxy-cache-dir`,
+/// `--proxy-cache-max-disk`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Bytes of memory for stored responses.
+    pub memory: u64,
+    /// The disk tier's folder, if any.
+    pub dir: Option<PathBuf>,
+    /// Bytes the disk tier may hold.
+    pub max_disk: u64,
+}
+
+/// The shared cache of every proxy route that has it on.
+#[derive(Debug)]
+pub struct Cache {
+    /// The stored responses.
+    pub store: store::Store,
+    /// Requests on their way upstream, for collapsed forwarding.
+    pub flights: Arc<collapse::Flights>,
+}
+
+impl Cache {
+    /// An empty cache, or one loaded from its folder; an error names the folder.
+    pub fn new(settings: &Settings) -> Result<Cache, String> {
+        let disk = settings.dir.as_ref().map(|dir| store::DiskTier {
+            dir: dir.clone(),
+            max: settings.max_disk,
+        });
+        Ok(Cache {
+            store: store::Store::new(settings.memory, disk)?,
+            flights: Arc::new(collapse::Flights::default()),
+        })
+    }
+}
+
+/// The host a request addressed, lowercased (`Host`, or HTTP/2's `:authority`).
+pub fn host_of(head: &Parts) -> String {
+    head.headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| head.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// The primary key of a response of `route_prefix` for `host`, path and query.
+pub fn key(route_prefix: &str, host: &str, path: &SitePath, query: Option<&str>) -> String {
+    let mut key = format!(
+        "{route_prefix}\n{host}\n{}",
+        path.to_url(path.has_trailing_slash())
+    );
+    if let Some(q) = query {
+        key.push('?');
+        key.push_str(q);
+    }
+    key
+}

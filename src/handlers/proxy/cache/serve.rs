@@ -1,0 +1,158 @@
+//! Answering from a stored response: its fields with `Age` and `Cache-Status`
+//! added, the client's own preconditions evaluated against it (304 or 412 without
+//! asking the upstream), `Range` served from it (206, multipart, 416), and HEAD
+//! answered from a stored GET.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+
+use super::disk;
+use super::entry::Entry;
+use super::store::Store;
+use crate::http::body::{Body, FileRange, Segment};
+use crate::http::conditional::{self, Precondition, Validators};
+use crate::http::etag::{EntityTag, TagList};
+use crate::http::representation::{self, Content, Representation};
+use crate::http::response;
+
+/// The field that says what the cache did (RFC 9211).
+pub const CACHE_STATUS: &str = "cache-status";
+
+/// Fields a 304 carries (RFC 9110 §15.4.5), besides `Age` and `Cache-Status`.
+const NOT_MODIFIED_FIELDS: [header::HeaderName; 7] = [
+    header::CACHE_CONTROL,
+    header::CONTENT_LOCATION,
+    header::DATE,
+    header::ETAG,
+    header::EXPIRES,
+    header::VARY,
+    header::LAST_MODIFIED,
+];
+
+/// The `Cache-Status` value for what happened, e.g. `wharf; hit; ttl=57`.
+pub fn status_value(detail: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("wharf; {detail}")).unwrap_or(HeaderValue::from_static("wharf"))
+}
+
+/// The answer to `req` from `entry`; `None` when its file turned out damaged
+/// (the entry is removed: a miss).
+pub async fn respond(
+    store: &Store,
+    entry: &Arc<Entry>,
+    req: &Parts,
+    cache_status: &str,
+) -> Option<Response<Body>> {
+    let content = match &entry.memory {
+        Some(bytes) => Content::Bytes(bytes.clone()),
+        None => {
+            let dir = store.disk()?.dir.clone();
+            let e = Arc::clone(entry);
+            let opened = tokio::task::spawn_blocking(move || disk::open_body(&dir, &e))
+                .await
+                .ok()
+                .flatten();
+            match opened {
+                Some(file) => Content::File(Arc::new(file)),
+                None => {
+                    store.remove(entry);
+                    return None;
+                }
+            }
+        }
+    };
+    let mut headers = entry.headers.clone();
+    let age = entry.age(SystemTime::now()).as_secs().min(1 << 31);
+    headers.insert(header::AGE, HeaderValue::from(age));
+    headers.insert(CACHE_STATUS, status_value(cache_status));
+    headers.remove(super::control::SURROGATE_CONTROL);
+    Some(answer(entry, req, headers, content))
+}
+
+/// The response from the stored fields (`headers`, `Age` included) and body.
+fn answer(entry: &Entry, req: &Parts, mut headers: HeaderMap, content: Content) -> Response<Body> {
+    let read = req.method == Method::GET || req.method == Method::HEAD;
+    if read && entry.status.is_success() {
+        let strong = entry.etag().and_then(EntityTag::from_header);
+        let validators = Validators {
+            etag: strong.as_ref(),
+            last_modified: Some(entry.modified_for_conditionals()),
+        };
+        let mut outcome = conditional::evaluate(&req.method, &req.headers, validators);
+        if outcome == Precondition::Proceed && strong.is_none() {
+            // A weak tag still answers If-None-Match (weak comparison).
+            let list = TagList::parse(req.headers.get_all(header::IF_NONE_MATCH).iter());
+            if let (Some(list), Some(tag)) = (list, entry.etag()) {
+                if EntityTag::weakly_matched(&list, tag) {
+                    outcome = Precondition::NotModified;
+                }
+            }
+        }
+        match outcome {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                let mut res = Response::new(Body::empty());
+                *res.status_mut() = StatusCode::NOT_MODIFIED;
+                for name in NOT_MODIFIED_FIELDS
+                    .iter()
+                    .chain([&header::AGE, &header::HeaderName::from_static(CACHE_STATUS)])
+                {
+                    for value in headers.get_all(name) {
+                        res.headers_mut().append(name.clone(), value.clone());
+                    }
+                }
+                res.extensions_mut().insert(response::Relayed);
+                return res;
+            }
+            Precondition::Failed => return response::error(StatusCode::PRECONDITION_FAILED),
+        }
+        if entry.status == StatusCode::OK && req.headers.contains_key(header::RANGE) {
+            let rep = Representation {
+                content: content.clone(),
+                len: entry.len,
+                content_type: headers
+                    .get(header::CONTENT_TYPE)
+                    .cloned()
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                etag: strong.clone(),
+                last_modified: entry.last_modified(),
+                encoding: None,
+                negotiated: false,
+            };
+            if let Some(mut partial) = representation::partial(req, &rep) {
+                // The stored fields, but the part's own description of its bytes.
+                for name in [
+                    header::CONTENT_TYPE,
+                    header::CONTENT_RANGE,
+                    header::CONTENT_LENGTH,
+                ] {
+                    headers.remove(&name);
+                }
+                for (name, value) in partial.headers().iter() {
+                    headers.insert(name.clone(), value.clone());
+                }
+                *partial.headers_mut() = headers;
+                partial.extensions_mut().insert(response::Relayed);
+                return partial;
+            }
+        }
+    }
+    let body = match content {
+        Content::Bytes(bytes) => Body::bytes(bytes),
+        Content::File(file) => {
+            Body::from_segments(vec![Segment::File(FileRange::new(file, 0, entry.len))])
+        }
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = entry.status;
+    let bodiless = entry.status == StatusCode::NO_CONTENT || entry.status.is_informational();
+    if !bodiless {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.len));
+    }
+    *res.headers_mut() = headers;
+    res.extensions_mut().insert(response::Relayed);
+    res
+}
