@@ -261,6 +261,8 @@ TESTS = {
     "h2-tls-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=True),
     "proxy-1k": dict(kind="wrk", path="/1k.bin", connections=50, unit="req/s", proxy=True),
     "proxy-256m": dict(kind="download", path="/256m.bin", unit="MB/s", proxy=True),
+    "proxy-cache-1k": dict(kind="wrk", path="/cached/1k.bin", connections=50, unit="req/s",
+                           cached=True),
     "put-1g": dict(kind="put", path="/big.bin", unit="MB/s", upload=True),
     "put-4k": dict(kind="wrk", path="/", connections=10, unit="req/s", upload=True,
                    script="put4k.lua"),
@@ -330,8 +332,8 @@ def main():
         )
         ports = {
             name: free_port()
-            for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "ng_put", "ng_proxy", "up",
-                         "wh", "wh_tls", "wh_log", "wh_put", "wh_proxy")
+            for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "ng_put", "ng_proxy", "ng_cache",
+                         "up", "wh", "wh_tls", "wh_log", "wh_put", "wh_proxy", "wh_cache")
         }
         uploads = os.path.join(tmp, "uploads")
         os.makedirs(os.path.join(uploads, ".nginx-body"))
@@ -343,6 +345,7 @@ def main():
                 TLS_PORT=ports["ng_tls"], LOG_PORT=ports["ng_log"], CERT=cert, KEY=key,
                 ROOT=site, PUT_PORT=ports["ng_put"], UPLOAD_ROOT=uploads,
                 PROXY_PORT=ports["ng_proxy"], UP_PORT=ports["up"],
+                CACHE_PORT=ports["ng_cache"],
             )
         with open(os.path.join(HERE, "upstream.conf")) as f:
             up_conf_text = string.Template(f.read()).substitute(
@@ -381,6 +384,13 @@ def main():
              "--proxy", f"/=http://127.0.0.1:{ports['up']}", "-p", str(ports["wh_proxy"])],
             ports["wh_proxy"],
         )
+        wharf_cache = Server(
+            "wharf",
+            [wharf_bin, empty, "-b", "127.0.0.1", "--quiet", "--workers", "1",
+             "--proxy", f"/=http://127.0.0.1:{ports['up']}", "--proxy-cache", "64MiB",
+             "-p", str(ports["wh_cache"])],
+            ports["wh_cache"],
+        )
         wharf_put = Server(
             "wharf",
             [wharf_bin, uploads, "-b", "127.0.0.1", "--quiet", "--workers", "1", "--upload",
@@ -394,6 +404,8 @@ def main():
                 return [nginx.at(ports["ng_put"], "http"), wharf_put]
             if test.get("proxy"):
                 return [nginx.at(ports["ng_proxy"], "http"), wharf_proxy]
+            if test.get("cached"):
+                return [nginx.at(ports["ng_cache"], "http"), wharf_cache]
             if test.get("logged"):
                 return [nginx.at(ports["ng_log"], "http"), wharf_log]
             if test.get("tls"):
@@ -417,7 +429,8 @@ def main():
                     s.close()
                 memory[server.name] = (idle, busy)
                 server.stop()
-            for server in (upstream, nginx, wharf, wharf_tls, wharf_log, wharf_put, wharf_proxy):
+            for server in (upstream, nginx, wharf, wharf_tls, wharf_log, wharf_put, wharf_proxy,
+                           wharf_cache):
                 server.start()
             # Warm everything (page cache, open-file caches, wharf's ETag of the big file).
             for t in tests:
@@ -438,7 +451,8 @@ def main():
                         results[t][ep.name].append(run_one(ep, TESTS[t], args.duration))
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         finally:
-            for server in (upstream, nginx, wharf, wharf_tls, wharf_log, wharf_put, wharf_proxy):
+            for server in (upstream, nginx, wharf, wharf_tls, wharf_log, wharf_put, wharf_proxy,
+                           wharf_cache):
                 server.stop()
 
     print(f"\n{args.rounds} rounds of {args.duration} s; server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}\n")

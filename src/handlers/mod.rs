@@ -302,6 +302,11 @@ impl Handlers {
             {
                 self.static_files.from_cache(head, target)
             }
+            // A fresh hit of the shared cache, from memory.
+            Handler::Proxy(route) if route.cache => self
+                .proxy_cache
+                .as_ref()
+                .and_then(|cache| proxy::cache::flow::ready(route, cache, head, target)),
             Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => None,
         }
     }

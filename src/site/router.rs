@@ -148,7 +148,10 @@ impl Router {
             return Answer::Now(response::error(status));
         }
         if !self.settings.rules.is_empty() {
-            return Answer::Later(Pending(Left::WithRules));
+            return match self.hit_under_plain_rules(req) {
+                Some(res) => Answer::Now(res),
+                None => Answer::Later(Pending(Left::WithRules)),
+            };
         }
         let path = req.uri.path();
         let handler = self.default_handler();
@@ -158,6 +161,71 @@ impl Router {
                 Some(res) => Answer::Now(options_answer(req, res, &handler)),
                 None => Answer::Later(Pending(Left::Uncached(site_path))),
             },
+        }
+    }
+
+    /// A hit (the static hot cache, a fresh proxy-cache entry) for a GET or HEAD
+    /// whose rules only name a handler or add headers — no access list,
+    /// credentials, CORS, redirect, rewrite, SPA fallback or internal path, so
+    /// nothing to wait for — with the rules' headers added as
+    /// [`Router::handle_with_rules`] adds them. Anything else (an error, which may
+    /// have a custom page) is left to that path.
+    fn hit_under_plain_rules(&self, req: &Parts) -> Option<Response<Body>> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return None;
+        }
+        let path = req.uri.path();
+        let rule_path = SitePath::parse(path, self.settings.hidden)
+            .ok()?
+            .rule_path();
+        let matched = self.settings.rules.matching(&rule_path);
+        let plain = matched.iter().all(|(rule, _)| {
+            rule.redirect.is_none()
+                && rule.rewrite.is_none()
+                && rule.spa.is_none()
+                && rule.allow.is_empty()
+                && rule.deny.is_empty()
+                && rule.cors.is_none()
+                && rule.auth.is_none()
+                && !rule.internal
+        });
+        if !plain {
+            return None;
+        }
+        let handler = self.handler_of(&matched);
+        if methods::refuse(req, &handler).is_some() {
+            return None;
+        }
+        let mut res = self.handlers.ready(&handler, req, path)?;
+        if res.status().is_client_error() || res.status().is_server_error() {
+            return None;
+        }
+        self.add_site_headers(&mut res, &matched);
+        Some(res)
+    }
+
+    /// The rules' own headers (on successes, redirects and 304 only, as nginx's
+    /// add_header, so that e.g. a year-long Cache-Control never pins a 404) and the
+    /// security headers when the site asks for them.
+    fn add_site_headers(&self, res: &mut Response<Body>, matched: &[(&rules::Rule, Vec<&str>)]) {
+        if adds_rule_headers(res.status()) {
+            for (rule, _) in matched {
+                for (name, value) in &rule.headers {
+                    res.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
+        }
+        if self.settings.rules.security_headers {
+            let headers = res.headers_mut();
+            for (name, value) in SECURITY_HEADERS {
+                headers.insert(name.clone(), HeaderValue::from_static(value));
+            }
+            if self.settings.https {
+                headers.insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000"),
+                );
+            }
         }
     }
 
@@ -456,29 +524,10 @@ impl Router {
                 res = self.error_page(req, page, res, peer).await;
             }
         }
-        // As nginx's add_header: on successes, redirects and 304, never on errors, so
-        // that e.g. a year-long Cache-Control never pins a 404.
-        if adds_rule_headers(res.status()) {
-            for (rule, _) in &matched {
-                for (name, value) in &rule.headers {
-                    res.headers_mut().insert(name.clone(), value.clone());
-                }
-            }
-        }
+        self.add_site_headers(&mut res, &matched);
+        // After the rules' headers, which it may override.
         if let Some(cors) = cors {
             cors.decorate(req, &mut res);
-        }
-        if site.security_headers {
-            let headers = res.headers_mut();
-            for (name, value) in SECURITY_HEADERS {
-                headers.insert(name.clone(), HeaderValue::from_static(value));
-            }
-            if self.settings.https {
-                headers.insert(
-                    header::STRICT_TRANSPORT_SECURITY,
-                    HeaderValue::from_static("max-age=31536000"),
-                );
-            }
         }
         if let Some(user) = authenticated {
             res.extensions_mut().insert(auth::RemoteUser(user));

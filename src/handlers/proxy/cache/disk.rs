@@ -21,7 +21,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::entry::{DiskCopy, Entry};
+use super::entry::{DiskCopy, Entry, Facts};
 
 /// The end of every entry file.
 const MAGIC: &[u8; 8] = b"WHARFC01";
@@ -191,13 +191,16 @@ fn read_entry(path: &Path) -> Option<Entry> {
             HeaderValue::from_bytes(&value).ok()?,
         );
     }
+    let status = StatusCode::from_u16(meta.status).ok()?;
+    let response_time = from_millis(meta.response_time_ms);
     Some(Entry {
         key: meta.key,
         variant: meta.variant,
-        status: StatusCode::from_u16(meta.status).ok()?,
+        status,
+        facts: Facts::of(status, &headers, response_time),
         headers,
         request_time: from_millis(meta.request_time_ms),
-        response_time: from_millis(meta.response_time_ms),
+        response_time,
         len: meta.len,
         memory: None,
         disk: Some(DiskCopy {

@@ -45,6 +45,8 @@ pub struct Entry {
     /// The header section as stored: hop-by-hop fields and `Content-Length` left
     /// out (the body's length is known).
     pub headers: HeaderMap,
+    /// What the header section says, read once when it is stored or refreshed.
+    pub facts: Facts,
     /// When the request that got it was sent.
     pub request_time: SystemTime,
     /// When its head arrived.
@@ -63,26 +65,55 @@ pub struct Entry {
     pub id: u64,
 }
 
+/// What a stored header section says, read once: a hit reads no field text.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// Its `Cache-Control` (and `Surrogate-Control` for wharf).
+    pub cc: ResponseDirectives,
+    /// Its freshness lifetime.
+    pub lifetime: Duration,
+    /// Its `Date`, or when it arrived.
+    pub date: SystemTime,
+    /// Its `Age` as sent; `None` when malformed.
+    pub age_value: Option<Duration>,
+    /// Its `ETag` when strong.
+    pub strong_tag: Option<crate::http::etag::EntityTag>,
+    /// Its `Last-Modified`.
+    pub last_modified: Option<SystemTime>,
+}
+
+impl Facts {
+    /// What `headers` of a `status` response that arrived at `received` say.
+    pub fn of(status: StatusCode, headers: &HeaderMap, received: SystemTime) -> Facts {
+        let cc = ResponseDirectives::of(headers);
+        Facts {
+            lifetime: lifetime(status, headers, &cc, received),
+            cc,
+            date: single_date(headers, &header::DATE).unwrap_or(received),
+            age_value: age_value(headers),
+            strong_tag: headers
+                .get(header::ETAG)
+                .and_then(crate::http::etag::EntityTag::from_header),
+            last_modified: single_date(headers, &header::LAST_MODIFIED),
+        }
+    }
+}
+
 impl Entry {
     /// The response's `Cache-Control`.
-    pub fn directives(&self) -> ResponseDirectives {
-        ResponseDirectives::of(&self.headers)
-    }
-
-    /// Its `Date`, or when it arrived if it has none (§4.2.3 lets a cache use that).
-    fn date(&self) -> SystemTime {
-        single_date(&self.headers, &header::DATE).unwrap_or(self.response_time)
+    pub fn directives(&self) -> &ResponseDirectives {
+        &self.facts.cc
     }
 
     /// `current_age` of RFC 9111 §4.2.3, at `now`.
     pub fn age(&self, now: SystemTime) -> Duration {
-        let Some(age_value) = age_value(&self.headers) else {
+        let Some(age_value) = self.facts.age_value else {
             // An `Age` that cannot be read says nothing reliable: treated as old.
             return UNKNOWN_AGE;
         };
         let apparent = self
             .response_time
-            .duration_since(self.date())
+            .duration_since(self.facts.date)
             .unwrap_or_default();
         let delay = self
             .response_time
@@ -95,12 +126,12 @@ impl Entry {
 
     /// How long it is fresh for, from its origin (RFC 9111 §4.2.1).
     pub fn lifetime(&self) -> Duration {
-        lifetime(
-            self.status,
-            &self.headers,
-            &self.directives(),
-            self.response_time,
-        )
+        self.facts.lifetime
+    }
+
+    /// Reads its fields again (after they changed).
+    pub fn refresh_facts(&mut self) {
+        self.facts = Facts::of(self.status, &self.headers, self.response_time);
     }
 
     /// Whether the request fields it was selected by are those of `request`.
@@ -127,13 +158,13 @@ impl Entry {
 
     /// Its `Last-Modified`.
     pub fn last_modified(&self) -> Option<SystemTime> {
-        single_date(&self.headers, &header::LAST_MODIFIED)
+        self.facts.last_modified
     }
 
     /// What `If-Modified-Since` is compared with: `Last-Modified`, else `Date`
     /// (RFC 9111 §4.3.2).
     pub fn modified_for_conditionals(&self) -> SystemTime {
-        self.last_modified().unwrap_or_else(|| self.date())
+        self.facts.last_modified.unwrap_or(self.facts.date)
     }
 
     /// A copy with `memory`, `disk`, headers or times replaced by the caller.
@@ -143,6 +174,7 @@ impl Entry {
             variant: self.variant.clone(),
             status: self.status,
             headers: self.headers.clone(),
+            facts: self.facts.clone(),
             request_time: self.request_time,
             response_time: self.response_time,
             len: self.len,

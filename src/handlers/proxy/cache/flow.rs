@@ -96,13 +96,13 @@ enum Reuse {
 pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> Response<Body> {
     let head = req.head;
     let host = host_of(head);
-    let key = key(&route.prefix, &host, &req.path, head.uri.query());
+    let key = key(&route.prefix, &host, req.target, head.uri.query());
     if head.method != Method::GET && head.method != Method::HEAD {
         let unsafe_method = !is_safe(&head.method);
-        let path = req.path.clone();
+        let target = req.target;
         let res = forward::forward(Arc::clone(&route), req).await;
         if unsafe_method && (res.status().is_success() || res.status().is_redirection()) {
-            invalidate(&cache, &route.prefix, &host, &key, &path, res.headers());
+            invalidate(&cache, &route.prefix, &host, &key, target, res.headers());
         }
         return res;
     }
@@ -133,7 +133,7 @@ pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> 
         if let Some(entry) = found.entry {
             let now = SystemTime::now();
             let (age, life) = (entry.age(now), entry.lifetime());
-            let reuse = reuse(&rcc, &entry.directives(), age, life);
+            let reuse = reuse(&rcc, entry.directives(), age, life);
             let detail = match reuse {
                 Reuse::Fresh if collapsed => {
                     Some(format!("hit; ttl={}; collapsed", ttl(age, life)))
@@ -183,6 +183,33 @@ pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> 
         };
         return fetch(&route, &cache, req, &key, stored, fwd, flight, &rcc).await;
     }
+}
+
+/// A fresh stored response from memory for a GET or HEAD that asks nothing of the
+/// cache (no `Cache-Control` or `Pragma`), answered without waiting; `None`
+/// whenever anything more is needed (then [`answer`] decides).
+pub fn ready(
+    route: &Route,
+    cache: &Cache,
+    head: &http::request::Parts,
+    target: &str,
+) -> Option<Response<Body>> {
+    let plain = (head.method == Method::GET || head.method == Method::HEAD)
+        && !head.headers.contains_key(header::CACHE_CONTROL)
+        && !head.headers.contains_key(header::PRAGMA);
+    if !plain {
+        return None;
+    }
+    let key = key(&route.prefix, &host_of(head), target, head.uri.query());
+    let entry = cache.store.find(&key, &head.headers).entry?;
+    entry.memory.as_ref()?;
+    let (age, life) = (entry.age(SystemTime::now()), entry.lifetime());
+    if reuse(&RequestDirectives::default(), entry.directives(), age, life) != Reuse::Fresh {
+        return None;
+    }
+    let mut res = serve::from_memory(&entry, head, &format!("hit; ttl={}", ttl(age, life)))?;
+    res.headers_mut().remove(SURROGATE_CONTROL);
+    Some(res)
 }
 
 /// Whether a method is safe (RFC 9110 §9.2.1): it changes nothing stored.
@@ -430,6 +457,7 @@ fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> 
             fresh.headers.insert(header::DATE, date);
         }
     }
+    fresh.refresh_facts();
     let stored = cache.store.insert(fresh);
     if let (Some(tier), Some(old)) = (cache.store.disk(), entry.disk.clone()) {
         // The file still holds the old fields: written again with the new ones.
@@ -525,6 +553,7 @@ fn storable(key: &str, req: Asking<'_>, sent: &Sent, rcc: &RequestDirectives) ->
         key: key.to_string(),
         variant,
         status,
+        facts: entry::Facts::of(status, &headers, received),
         headers,
         request_time: sent.sent_at,
         response_time: received,
@@ -599,20 +628,13 @@ fn refresh_in_background(
 
 /// Removes what is stored for the target of a successful unsafe request and for
 /// the same-origin URLs its response names (RFC 9111 §4.4).
-fn invalidate(
-    cache: &Cache,
-    prefix: &str,
-    host: &str,
-    key: &str,
-    path: &SitePath,
-    res: &HeaderMap,
-) {
+fn invalidate(cache: &Cache, prefix: &str, host: &str, key: &str, target: &str, res: &HeaderMap) {
     cache.store.remove_key(key);
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(value) = res.get(&name) else {
             continue;
         };
-        if let Some((path, query)) = same_origin(value, host, path) {
+        if let Some((path, query)) = same_origin(value, host, target) {
             cache
                 .store
                 .remove_key(&super::key(prefix, host, &path, query.as_deref()));
@@ -620,13 +642,10 @@ fn invalidate(
     }
 }
 
-/// The path and query a `Location`-like value names on `host`, relative ones
-/// resolved against `base`; `None` for another origin or a malformed value.
-fn same_origin(
-    value: &HeaderValue,
-    host: &str,
-    base: &SitePath,
-) -> Option<(SitePath, Option<String>)> {
+/// The path and query a `Location`-like value names on `host`, a relative one
+/// resolved against `base` (the request's path); `None` for another origin or a
+/// malformed value.
+fn same_origin(value: &HeaderValue, host: &str, base: &str) -> Option<(String, Option<String>)> {
     let text = value.to_str().ok()?.trim();
     let (raw, query) = if text.starts_with('/') || text.contains("://") {
         let uri: http::Uri = text.parse().ok()?;
@@ -642,17 +661,10 @@ fn same_origin(
             Some((p, q)) => (p, Some(q.to_string())),
             None => (text, None),
         };
-        (path.to_string(), query)
+        let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
+        (format!("{dir}{path}"), query)
     };
-    let absolute = if raw.starts_with('/') {
-        raw
-    } else {
-        let dir = base.to_url(base.has_trailing_slash());
-        let dir = &dir[..dir.rfind('/').map_or(0, |i| i + 1)];
-        format!("{dir}{raw}")
-    };
-    let path = SitePath::parse(&absolute, true).ok()?;
-    Some((path, query))
+    Some((raw, query))
 }
 
 #[cfg(test)]
@@ -708,16 +720,13 @@ mod tests {
 
     #[test]
     fn same_origin_locations_only() {
-        let base = SitePath::parse("/a/b", true).unwrap();
+        let base = "/a/b";
         let v = |s: &'static str| HeaderValue::from_static(s);
-        let (p, q) = same_origin(&v("/x?y=1"), "h:1", &base).unwrap();
-        assert_eq!(
-            (p.to_url(false), q.as_deref()),
-            ("/x".to_string(), Some("y=1"))
-        );
-        let (p, _) = same_origin(&v("c"), "h:1", &base).unwrap();
-        assert_eq!(p.to_url(false), "/a/c");
-        assert!(same_origin(&v("http://other/x"), "h:1", &base).is_none());
-        assert!(same_origin(&v("http://H:1/x"), "h:1", &base).is_some());
+        let (p, q) = same_origin(&v("/x?y=1"), "h:1", base).unwrap();
+        assert_eq!((p.as_str(), q.as_deref()), ("/x", Some("y=1")));
+        let (p, _) = same_origin(&v("c"), "h:1", base).unwrap();
+        assert_eq!(p, "/a/c");
+        assert!(same_origin(&v("http://other/x"), "h:1", base).is_none());
+        assert!(same_origin(&v("http://H:1/x"), "h:1", base).is_some());
     }
 }

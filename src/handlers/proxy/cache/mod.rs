@@ -31,8 +31,6 @@ use std::sync::Arc;
 use http::header;
 use http::request::Parts;
 
-use crate::http::path::SitePath;
-
 /// What the cache is given at startup (`--proxy-cache`, `--proxy-cache-dir`,
 /// `--proxy-cache-max-disk`).
 #[derive(Debug, Clone)]
@@ -78,12 +76,17 @@ pub fn host_of(head: &Parts) -> String {
         .to_ascii_lowercase()
 }
 
-/// The primary key of a response of `route_prefix` for `host`, path and query.
-pub fn key(route_prefix: &str, host: &str, path: &SitePath, query: Option<&str>) -> String {
-    let mut key = format!(
-        "{route_prefix}\n{host}\n{}",
-        path.to_url(path.has_trailing_slash())
+/// The primary key of a response of `route_prefix` for `host`, the path as the
+/// request spelled it (`target`, after a rule's rewrite) and the query. Two
+/// spellings of one path are two keys, each holding the answer to what it asks of
+/// the upstream (as nginx's default key, `$request_uri`, does).
+pub fn key(route_prefix: &str, host: &str, target: &str, query: Option<&str>) -> String {
+    let mut key = String::with_capacity(
+        route_prefix.len() + host.len() + target.len() + query.map_or(0, |q| q.len() + 1) + 2,
     );
+    for part in [route_prefix, "\n", host, "\n", target] {
+        key.push_str(part);
+    }
     if let Some(q) = query {
         key.push('?');
         key.push_str(q);

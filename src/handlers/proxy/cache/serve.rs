@@ -46,37 +46,56 @@ pub async fn respond(
     req: &Parts,
     cache_status: &str,
 ) -> Option<Response<Body>> {
-    let content = match &entry.memory {
-        Some(bytes) => Content::Bytes(bytes.clone()),
+    if let Some(res) = from_memory(entry, req, cache_status) {
+        return Some(res);
+    }
+    let dir = store.disk()?.dir.clone();
+    let e = Arc::clone(entry);
+    let opened = tokio::task::spawn_blocking(move || disk::open_body(&dir, &e))
+        .await
+        .ok()
+        .flatten();
+    match opened {
+        Some(file) => Some(answer(
+            entry,
+            req,
+            stored_headers(entry, cache_status),
+            Content::File(Arc::new(file)),
+        )),
         None => {
-            let dir = store.disk()?.dir.clone();
-            let e = Arc::clone(entry);
-            let opened = tokio::task::spawn_blocking(move || disk::open_body(&dir, &e))
-                .await
-                .ok()
-                .flatten();
-            match opened {
-                Some(file) => Content::File(Arc::new(file)),
-                None => {
-                    store.remove(entry);
-                    return None;
-                }
-            }
+            store.remove(entry);
+            None
         }
-    };
+    }
+}
+
+/// The answer to `req` from `entry` when its body is in memory (no waiting).
+pub fn from_memory(entry: &Entry, req: &Parts, cache_status: &str) -> Option<Response<Body>> {
+    let bytes = entry.memory.as_ref()?;
+    Some(answer(
+        entry,
+        req,
+        stored_headers(entry, cache_status),
+        Content::Bytes(bytes.clone()),
+    ))
+}
+
+/// The stored fields as sent: with `Age` and `Cache-Status`, without what was
+/// meant for wharf only.
+fn stored_headers(entry: &Entry, cache_status: &str) -> HeaderMap {
     let mut headers = entry.headers.clone();
     let age = entry.age(SystemTime::now()).as_secs().min(1 << 31);
     headers.insert(header::AGE, HeaderValue::from(age));
     headers.insert(CACHE_STATUS, status_value(cache_status));
     headers.remove(super::control::SURROGATE_CONTROL);
-    Some(answer(entry, req, headers, content))
+    headers
 }
 
 /// The response from the stored fields (`headers`, `Age` included) and body.
 fn answer(entry: &Entry, req: &Parts, mut headers: HeaderMap, content: Content) -> Response<Body> {
     let read = req.method == Method::GET || req.method == Method::HEAD;
     if read && entry.status.is_success() {
-        let strong = entry.etag().and_then(EntityTag::from_header);
+        let strong = entry.facts.strong_tag.clone();
         let validators = Validators {
             etag: strong.as_ref(),
             last_modified: Some(entry.modified_for_conditionals()),
