@@ -44,6 +44,12 @@ const BLOCKING_THREADS_PER_WORKER: usize = 64;
 /// and the certificate files load. Returns what is worth a warning (see
 /// [`Router::warnings`]), or the error `run` would stop with.
 pub fn check(config: &Config) -> Result<Vec<String>, String> {
+    // The cache folder is left as it is: a running wharf may be using it.
+    let mut config = config.clone();
+    if let Some(cache) = &mut config.proxy_cache {
+        cache.dir = None;
+    }
+    let config = &config;
     let router = build_router(config, AccessLog::quiet())?;
     if let Some(tls::CertSource::Files { cert, key }) = &config.tls {
         tls::load(cert, key)?;

@@ -491,6 +491,16 @@ fn proxied_connections_are_reused() {
 
 #[test]
 fn protocol_switches_are_tunnelled_both_ways() {
+    tunnel_through(&[]);
+}
+
+#[test]
+fn protocol_switches_pass_a_cached_route_by() {
+    tunnel_through(&["--proxy-cache", "1MiB"]);
+}
+
+/// A WebSocket-like switch through wharf started with `extra` arguments.
+fn tunnel_through(extra: &[&str]) {
     // An app that switches to an echo protocol after its 101.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -519,7 +529,10 @@ fn protocol_switches_are_tunnelled_both_ways() {
         }
     });
     let (_t, root) = temp_root();
-    let server = Server::start(&root, &["--proxy", &format!("/ws/=http://{addr}")]);
+    let route = format!("/ws/=http://{addr}");
+    let mut args = vec!["--proxy", route.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start(&root, &args);
     let mut client = connect(server.addr());
     client
         .write_all(

@@ -615,3 +615,46 @@ fn bad_cache_settings_fail_at_startup() {
     assert!(!out.status.success());
     assert!(out.stderr.contains("bad.toml:5"), "{}", out.stderr);
 }
+
+#[test]
+fn a_miss_passes_the_clients_range_and_conditionals_on() {
+    let app = App::start(|req, n| {
+        if let Some(range) = req.header("range") {
+            assert_eq!(range, "bytes=0-1");
+            return b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-1/5\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhe".to_vec();
+        }
+        if req.header("if-none-match").as_deref() == Some("\"x\"") {
+            return b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nConnection: close\r\n\r\n"
+                .to_vec();
+        }
+        ok(
+            &["Cache-Control: no-store", "ETag: \"x\""],
+            &format!("hello{n}"),
+        )
+    });
+    let (_t, server) = cached(&app, &[]);
+    let part = request(&server, "GET", "/media", &[("Range", "bytes=0-1")]);
+    assert_eq!((part.status, part.body_text().as_str()), (206, "he"));
+    let same = request(&server, "GET", "/media", &[("If-None-Match", "\"x\"")]);
+    assert_eq!(same.status, 304);
+    assert_eq!(app.hits("/media").len(), 2);
+}
+
+#[test]
+fn a_failing_validation_keeps_the_stored_response() {
+    let app = App::start(|req, n| {
+        match n {
+        2 => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy".to_vec(),
+        _ if req.header("if-none-match").is_some() => {
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"k\"\r\nConnection: close\r\n\r\n".to_vec()
+        }
+        _ => ok(&["Cache-Control: max-age=0", "ETag: \"k\""], "kept"),
+    }
+    });
+    let (_t, server) = cached(&app, &[]);
+    assert_eq!(get(&server, "/v").body_text(), "kept");
+    assert_eq!(get(&server, "/v").status, 503);
+    let third = get(&server, "/v");
+    assert_eq!((third.status, third.body_text().as_str()), (200, "kept"));
+    assert!(cache_status(&third).contains("fwd-status=304"), "{third:?}");
+}

@@ -22,6 +22,8 @@ use super::cache::fill::Filling;
 
 /// Bytes of a response held in memory before the rest goes to a file.
 const IN_MEMORY: usize = 1024 * 1024;
+/// How long the app may pause mid-body before the response is broken off.
+const UPSTREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bytes read back from the file at a time.
 const READ_SIZE: usize = 256 * 1024;
 
@@ -67,7 +69,10 @@ pub fn spawn(
         let _keep = keep;
         let mut seen: u64 = 0;
         let outcome = loop {
-            let frame = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await;
+            let next = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx));
+            let Ok(frame) = tokio::time::timeout(UPSTREAM_IDLE, next).await else {
+                break Err("upstream paused too long".to_string());
+            };
             let data = match frame {
                 None if expected.is_some_and(|n| seen < n) => {
                     break Err("upstream ended early".to_string())
@@ -84,7 +89,8 @@ pub fn spawn(
                 filling.push(data.clone()).await;
             }
             if producer.client_gone.load(Ordering::Relaxed) {
-                if filling.is_none() {
+                // Read on only for the cache, and only while it still wants it.
+                if filling.as_ref().is_none_or(Filling::failed) {
                     break Err("client gone".to_string());
                 }
                 continue;

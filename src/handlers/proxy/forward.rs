@@ -296,7 +296,7 @@ pub async fn send(
 
 /// The protocol a client asks to switch to (`Upgrade` with `Connection: upgrade`),
 /// other than HTTP/2 (h2c, which is wharf's own business).
-fn wants_upgrade(head: &http::request::Parts) -> Option<HeaderValue> {
+pub fn wants_upgrade(head: &http::request::Parts) -> Option<HeaderValue> {
     let listed = connection_listed(&head.headers);
     let protocol = head.headers.get(header::UPGRADE)?;
     let h2c = protocol

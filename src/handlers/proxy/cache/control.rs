@@ -206,8 +206,9 @@ impl ResponseDirectives {
                 };
                 match name.as_str() {
                     "max-age" => {
-                        // `max-age=N+M`: M more seconds stale are allowed.
-                        let fresh = value.map(|v| v.split('+').next().unwrap_or("").to_string());
+                        // `max-age=N+M`: the freshness is N (the M seconds stale it
+                        // also allows are not used).
+                        let fresh = value.map(|v| unquote(v.split('+').next().unwrap_or("")));
                         first(&mut d.surrogate_max_age, seconds(&fresh));
                     }
                     "no-store" => d.surrogate_no_store = true,

@@ -57,10 +57,15 @@ fn from_millis(ms: u64) -> SystemTime {
 /// A name for a new file of `key`'s entry: unique, so a replaced entry's file can
 /// be removed without touching its successor's.
 pub fn new_name(key: &str) -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
     let seed = format!(
-        "{key}\n{:?}\n{:?}",
+        "{key}
+{:?}
+{}
+{}",
         SystemTime::now(),
-        std::thread::current().id()
+        std::process::id(),
+        COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let unique = xxhash_rust::xxh3::xxh3_128(seed.as_bytes());
     let keyed = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
@@ -128,6 +133,7 @@ impl Writing {
         Ok(DiskCopy {
             name: name.to_string(),
             body_hash,
+            size: self.written + json.len() as u64 + TRAILER,
         })
     }
 }
@@ -206,6 +212,7 @@ fn read_entry(path: &Path) -> Option<Entry> {
         disk: Some(DiskCopy {
             name: path.file_name()?.to_str()?.to_string(),
             body_hash: meta.body_hash,
+            size,
         }),
         verified: AtomicBool::new(false),
         used: AtomicU64::new(0),

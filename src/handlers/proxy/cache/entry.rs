@@ -30,6 +30,8 @@ pub struct DiskCopy {
     pub name: String,
     /// xxh3-64 of the body, checked the first time the file is used.
     pub body_hash: u64,
+    /// The whole file's size.
+    pub size: u64,
 }
 
 /// One stored response.

@@ -1,7 +1,10 @@
 //! Storing a response while it passes to the client: its body is collected in
 //! memory, or, past the memory tier's object size and with a disk tier, written to
 //! a temporary file in the cache folder; the entry is stored only once the body is
-//! complete, so a response that breaks off is never served from the cache.
+//! complete, so a response that breaks off is never served from the cache (one
+//! whose end is only its connection closing cannot be told from a whole one, as
+//! for any HTTP/1.1 recipient). Bodies being collected hold at most half the memory
+//! budget between them; beyond that, or beyond the object size, one is not stored.
 
 use std::sync::Arc;
 
@@ -22,6 +25,12 @@ pub struct Filling {
     failed: bool,
     /// Others waiting for this key wake when the filling ends.
     _flight: Option<FlightGuard>,
+}
+
+impl Drop for Filling {
+    fn drop(&mut self) {
+        self.drop_held();
+    }
 }
 
 impl Filling {
@@ -50,6 +59,10 @@ impl Filling {
             self.give_up();
             return;
         }
+        if !self.cache.store.reserve_filling(data.len() as u64) {
+            self.give_up();
+            return;
+        }
         self.held += data.len() as u64;
         self.chunks.push(data);
         if self.held > self.cache.store.memory_object_max() && !self.flush().await {
@@ -59,8 +72,22 @@ impl Filling {
 
     fn give_up(&mut self) {
         self.failed = true;
-        self.chunks.clear();
+        self.drop_held();
         self.writing = None;
+        // Nothing will be stored: whoever waits for it may go upstream now.
+        self._flight = None;
+    }
+
+    /// Whether the body will not be stored.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Lets go of the pieces held in memory.
+    fn drop_held(&mut self) {
+        self.chunks.clear();
+        self.cache.store.release_filling(self.held);
+        self.held = 0;
     }
 
     /// Moves the collected pieces to the entry's file; false when there is no disk
@@ -70,6 +97,7 @@ impl Filling {
             return false;
         };
         let chunks = std::mem::take(&mut self.chunks);
+        self.cache.store.release_filling(self.held);
         self.held = 0;
         let writing = self.writing.take();
         let done = tokio::task::spawn_blocking(move || {
@@ -102,11 +130,18 @@ impl Filling {
             return;
         }
         if self.writing.is_none() {
-            let mut whole = bytes::BytesMut::with_capacity(self.held as usize);
-            for c in self.chunks.drain(..) {
-                whole.extend_from_slice(&c);
-            }
-            self.store_whole(whole.freeze());
+            let whole = match self.chunks.as_slice() {
+                [one] => one.clone(),
+                chunks => {
+                    let mut whole = bytes::BytesMut::with_capacity(self.held as usize);
+                    for c in chunks {
+                        whole.extend_from_slice(c);
+                    }
+                    whole.freeze()
+                }
+            };
+            self.drop_held();
+            self.store_whole(whole);
             return;
         }
         if !self.flush().await {
@@ -142,7 +177,7 @@ impl Filling {
     /// Stores the entry with `body`, whole: in memory at once, and in a file in the
     /// background when there is a disk tier.
     pub fn store_whole(self, body: Bytes) -> Arc<Entry> {
-        let mut entry = self.entry;
+        let mut entry = self.entry.derive();
         entry.len = body.len() as u64;
         // In memory until its file is written (then only if small enough).
         entry.memory = Some(body.clone());

@@ -24,7 +24,7 @@ use super::collapse::{FlightGuard, Turn};
 use super::control::{RequestDirectives, ResponseDirectives, SURROGATE_CONTROL};
 use super::entry::{self, Entry};
 use super::fill::Filling;
-use super::serve::{self, CACHE_STATUS};
+use super::serve;
 use super::{host_of, key, Cache};
 use crate::handlers::proxy::forward::{self, Sent};
 use crate::handlers::proxy::Route;
@@ -95,14 +95,30 @@ enum Reuse {
 /// Answers `req` through the cache.
 pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> Response<Body> {
     let head = req.head;
+    if forward::wants_upgrade(head).is_some() {
+        // A protocol switch (a WebSocket) is a tunnel, not a response to store.
+        return forward::forward(route, req).await;
+    }
     let host = host_of(head);
-    let key = key(&route.prefix, &host, req.target, head.uri.query());
+    let trusted = route
+        .trusted
+        .iter()
+        .any(|net| net.contains(&req.remote.ip()));
+    let origin = origin(head, &host, trusted);
+    let key = key(&route.prefix, &origin, req.target, head.uri.query());
     if head.method != Method::GET && head.method != Method::HEAD {
         let unsafe_method = !is_safe(&head.method);
         let target = req.target;
         let res = forward::forward(Arc::clone(&route), req).await;
         if unsafe_method && (res.status().is_success() || res.status().is_redirection()) {
-            invalidate(&cache, &route.prefix, &host, &key, target, res.headers());
+            invalidate(
+                &cache,
+                &route.prefix,
+                (&host, &origin),
+                &key,
+                target,
+                res.headers(),
+            );
         }
         return res;
     }
@@ -110,8 +126,7 @@ pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> 
     if rcc.no_store || !http_body::Body::is_end_stream(&req.body) {
         // Neither this request nor its answer may be stored: straight through.
         let mut res = forward::forward(route, req).await;
-        res.headers_mut()
-            .insert(CACHE_STATUS, serve::status_value("fwd=request"));
+        serve::add_status(res.headers_mut(), "fwd=request");
         return res;
     }
     let req = Asking {
@@ -156,14 +171,19 @@ pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> 
                     None => continue,
                 }
             }
-            fwd = "stale";
+            // RFC 9211: `request` when the client's directives sent it forward.
+            fwd = if rcc.no_cache || rcc.max_age.is_some() || rcc.min_fresh.is_some() {
+                "request"
+            } else {
+                "stale"
+            };
             stored = Some(entry);
         }
         if rcc.only_if_cached {
             let mut res = response::error(StatusCode::GATEWAY_TIMEOUT);
-            res.headers_mut().insert(
-                CACHE_STATUS,
-                serve::status_value(&format!("fwd={fwd}; detail=only-if-cached")),
+            serve::add_status(
+                res.headers_mut(),
+                &format!("fwd={fwd}; detail=only-if-cached"),
             );
             return res;
         }
@@ -200,7 +220,14 @@ pub fn ready(
     if !plain {
         return None;
     }
-    let key = key(&route.prefix, &host_of(head), target, head.uri.query());
+    // Forwarded fields count as a trusted proxy's here; when the sender is not
+    // one, the key differs from the stored one and the full path answers.
+    let key = key(
+        &route.prefix,
+        &origin(head, &host_of(head), true),
+        target,
+        head.uri.query(),
+    );
     let entry = cache.store.find(&key, &head.headers).entry?;
     entry.memory.as_ref()?;
     let (age, life) = (entry.age(SystemTime::now()), entry.lifetime());
@@ -210,6 +237,23 @@ pub fn ready(
     let mut res = serve::from_memory(&entry, head, &format!("hit; ttl={}", ttl(age, life)))?;
     res.headers_mut().remove(SURROGATE_CONTROL);
     Some(res)
+}
+
+/// The origin part of the key: the host, and the scheme a trusted proxy in front
+/// says the client used (the app sees it in `X-Forwarded-Proto`/`Forwarded` and may
+/// answer differently, e.g. redirect plain HTTP). wharf's own scheme is the same
+/// for every request it proxies (with TLS on, plain HTTP only redirects).
+fn origin(head: &http::request::Parts, host: &str, trusted: bool) -> String {
+    let mut origin = host.to_string();
+    if trusted {
+        for name in ["x-forwarded-proto", "forwarded"] {
+            for value in head.headers.get_all(name) {
+                origin.push(' ');
+                origin.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            }
+        }
+    }
+    origin
 }
 
 /// Whether a method is safe (RFC 9110 §9.2.1): it changes nothing stored.
@@ -273,12 +317,16 @@ fn stale_if_error(entry: &Entry, rcc: &RequestDirectives) -> bool {
         .is_some_and(|w| stale_for <= w)
 }
 
-/// The request's fields for the upstream, without what the cache answers itself,
-/// with `stored`'s validators when it is being revalidated.
+/// The request's fields for the upstream. When `stored` is being revalidated, its
+/// validators replace the client's conditionals and range, which are answered
+/// from it here; on a miss the client's go along (a 206 or 304 is then passed on,
+/// not stored).
 fn upstream_fields(route: &Route, req: Asking<'_>, stored: Option<&Entry>) -> HeaderMap {
     let mut headers = forward::upstream_headers(route, req.head, req.remote, req.tls);
-    for name in &CLIENT_ONLY {
-        headers.remove(name);
+    if stored.is_some() {
+        for name in &CLIENT_ONLY {
+            headers.remove(name);
+        }
     }
     headers.append(
         "surrogate-capability",
@@ -365,16 +413,17 @@ async fn fetch(
         ..
     } = sent;
     let Some(template) = template else {
-        if let Some(entry) = &stored {
-            // Replaced upstream by something that may not be stored.
+        if let Some(entry) = stored.as_ref().filter(|_| !status.is_server_error()) {
+            // Replaced upstream by something that may not be stored (a failure
+            // leaves it: the next validation may bring it back).
             cache.store.remove(entry);
         }
         drop(flight);
         let mut out = forward::relay(res, head_request, lease, route.response_timeout, None).await;
         out.headers_mut().remove(SURROGATE_CONTROL);
-        out.headers_mut().insert(
-            CACHE_STATUS,
-            serve::status_value(&format!("fwd={fwd}; fwd-status={}", status.as_u16())),
+        serve::add_status(
+            out.headers_mut(),
+            &format!("fwd={fwd}; fwd-status={}", status.as_u16()),
         );
         out.extensions_mut().insert(answered);
         return out;
@@ -415,6 +464,8 @@ async fn fetch(
             None => response::error(StatusCode::BAD_GATEWAY),
         };
     }
+    // Stored once the body is through, if it is whole and within bounds.
+    let detail = format!("fwd={fwd}; fwd-status={}", status.as_u16());
     let filling = Filling::new(Arc::clone(cache), template, flight);
     let mut out = forward::relay(
         res,
@@ -425,8 +476,7 @@ async fn fetch(
     )
     .await;
     out.headers_mut().remove(SURROGATE_CONTROL);
-    out.headers_mut()
-        .insert(CACHE_STATUS, serve::status_value(&detail));
+    serve::add_status(out.headers_mut(), &detail);
     out.extensions_mut().insert(answered);
     out
 }
@@ -458,6 +508,18 @@ fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> 
         }
     }
     fresh.refresh_facts();
+    let cc = fresh.directives().clone();
+    if let Some(fields) = cc.private.as_ref().filter(|f| !f.is_empty()) {
+        for name in fields {
+            fresh.headers.remove(name.as_str());
+        }
+    }
+    let unqualified_private = cc.private.as_ref().is_some_and(Vec::is_empty);
+    if (cc.no_store && cc.surrogate_max_age.is_none()) || unqualified_private {
+        // The origin no longer lets it be stored: this answer only, then gone.
+        cache.store.remove(entry);
+        return Arc::new(fresh);
+    }
     let stored = cache.store.insert(fresh);
     if let (Some(tier), Some(old)) = (cache.store.disk(), entry.disk.clone()) {
         // The file still holds the old fields: written again with the new ones.
@@ -628,7 +690,14 @@ fn refresh_in_background(
 
 /// Removes what is stored for the target of a successful unsafe request and for
 /// the same-origin URLs its response names (RFC 9111 §4.4).
-fn invalidate(cache: &Cache, prefix: &str, host: &str, key: &str, target: &str, res: &HeaderMap) {
+fn invalidate(
+    cache: &Cache,
+    prefix: &str,
+    (host, origin): (&str, &str),
+    key: &str,
+    target: &str,
+    res: &HeaderMap,
+) {
     cache.store.remove_key(key);
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(value) = res.get(&name) else {
@@ -637,7 +706,7 @@ fn invalidate(cache: &Cache, prefix: &str, host: &str, key: &str, target: &str, 
         if let Some((path, query)) = same_origin(value, host, target) {
             cache
                 .store
-                .remove_key(&super::key(prefix, host, &path, query.as_deref()));
+                .remove_key(&super::key(prefix, origin, &path, query.as_deref()));
         }
     }
 }

@@ -33,9 +33,17 @@ const NOT_MODIFIED_FIELDS: [header::HeaderName; 7] = [
     header::LAST_MODIFIED,
 ];
 
-/// The `Cache-Status` value for what happened, e.g. `wharf; hit; ttl=57`.
-pub fn status_value(detail: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("wharf; {detail}")).unwrap_or(HeaderValue::from_static("wharf"))
+/// Adds wharf's member, e.g. `wharf; hit; ttl=57`, to the end of `Cache-Status`
+/// (RFC 9211 §2: after those of caches nearer the origin).
+pub fn add_status(headers: &mut HeaderMap, detail: &str) {
+    let ours = format!("wharf; {detail}");
+    let value = match headers.get(CACHE_STATUS).and_then(|v| v.to_str().ok()) {
+        Some(before) if !before.trim().is_empty() => format!("{before}, {ours}"),
+        _ => ours,
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(CACHE_STATUS, value);
+    }
 }
 
 /// The answer to `req` from `entry`; `None` when its file turned out damaged
@@ -86,7 +94,7 @@ fn stored_headers(entry: &Entry, cache_status: &str) -> HeaderMap {
     let mut headers = entry.headers.clone();
     let age = entry.age(SystemTime::now()).as_secs().min(1 << 31);
     headers.insert(header::AGE, HeaderValue::from(age));
-    headers.insert(CACHE_STATUS, status_value(cache_status));
+    add_status(&mut headers, cache_status);
     headers.remove(super::control::SURROGATE_CONTROL);
     headers
 }

@@ -38,6 +38,8 @@ struct Index {
 /// The stored responses.
 pub struct Store {
     index: Mutex<Index>,
+    /// Body bytes held in memory by responses being stored (not yet entries).
+    filling: AtomicU64,
     clock: AtomicU64,
     next_id: AtomicU64,
     memory_max: u64,
@@ -67,6 +69,7 @@ impl Store {
     pub fn new(memory_max: u64, disk: Option<DiskTier>) -> Result<Store, String> {
         let store = Store {
             index: Mutex::new(Index::default()),
+            filling: AtomicU64::new(0),
             clock: AtomicU64::new(1),
             next_id: AtomicU64::new(1),
             memory_max,
@@ -112,6 +115,22 @@ impl Store {
             Some(tier) => tier.max / 8,
             None => self.memory_max / 8,
         }
+    }
+
+    /// Reserves `n` bytes for a body being collected; false when responses being
+    /// stored already hold half the memory budget (then this one is not stored).
+    pub fn reserve_filling(&self, n: u64) -> bool {
+        let before = self.filling.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.memory_max / 2 {
+            self.filling.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back bytes reserved with [`Store::reserve_filling`].
+    pub fn release_filling(&self, n: u64) {
+        self.filling.fetch_sub(n, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Index> {
@@ -161,6 +180,9 @@ impl Store {
                 .partition(|e| e.variant == entry.variant);
             *variants = kept;
             variants.insert(0, Arc::clone(&entry));
+            let surplus = variants.len().saturating_sub(MAX_VARIANTS);
+            let mut old = old;
+            old.extend(variants.drain(variants.len() - surplus..));
             for e in old {
                 index.order.remove(&e.used.load(Ordering::Relaxed));
                 index.memory_used -= e.memory_cost();
@@ -202,7 +224,8 @@ impl Store {
                         with_file.memory = None;
                     }
                     index.memory_used -= slot.memory_cost() - with_file.memory_cost();
-                    index.disk_used += with_file.len - disk_size(slot);
+                    index.disk_used -= disk_size(slot);
+                    index.disk_used += disk_size(&with_file);
                     gone.extend(slot.disk.clone());
                     *slot = Arc::new(with_file);
                     self.evict(index, &mut gone);
@@ -230,21 +253,27 @@ impl Store {
         self.remove_files(&gone);
     }
 
-    /// Removes one entry (its file turned out damaged).
-    pub fn remove(&self, entry: &Entry) {
-        let mut index = self.lock();
-        let index = &mut *index;
-        if let Some(variants) = index.by_key.get_mut(&entry.key) {
-            if let Some(at) = variants.iter().position(|e| e.id == entry.id) {
-                let e = variants.remove(at);
-                index.order.remove(&e.used.load(Ordering::Relaxed));
-                index.memory_used -= e.memory_cost();
-                index.disk_used -= disk_size(&e);
-                if variants.is_empty() {
-                    index.by_key.remove(&entry.key);
+    /// Removes `entry` if it is still the one stored (its file turned out
+    /// damaged), with its file.
+    pub fn remove(&self, entry: &Arc<Entry>) {
+        let mut gone = Vec::new();
+        {
+            let mut index = self.lock();
+            let index = &mut *index;
+            if let Some(variants) = index.by_key.get_mut(&entry.key) {
+                if let Some(at) = variants.iter().position(|e| Arc::ptr_eq(e, entry)) {
+                    let e = variants.remove(at);
+                    if variants.is_empty() {
+                        index.by_key.remove(&entry.key);
+                    }
+                    index.order.remove(&e.used.load(Ordering::Relaxed));
+                    index.memory_used -= e.memory_cost();
+                    index.disk_used -= disk_size(&e);
+                    gone.extend(e.disk.clone());
                 }
             }
         }
+        self.remove_files(&gone);
     }
 
     /// Brings both budgets back within bounds, least recently used first; files to
@@ -268,10 +297,12 @@ impl Store {
             };
             let over_disk = index.disk_used > disk_max;
             let e = &variants[at];
+            // Over the memory budget, an entry without a memory copy still holds
+            // its fields and key in memory: it goes whole.
             let drop_whole = if over_disk {
                 e.disk.is_some()
             } else {
-                e.disk.is_none()
+                e.disk.is_none() || e.memory.is_none()
             };
             if drop_whole {
                 let e = variants.remove(at);
@@ -303,7 +334,14 @@ impl Store {
     }
 }
 
-/// Bytes an entry's file counts against the disk budget.
+/// Bytes an entry's file counts against the disk budget: the whole file, in
+/// 4 KiB blocks (an empty body still takes a block).
 fn disk_size(e: &Entry) -> u64 {
-    e.disk.as_ref().map_or(0, |_| e.len)
+    e.disk
+        .as_ref()
+        .map_or(0, |d| d.size.div_ceil(4096).max(1) * 4096)
 }
+
+/// Responses kept per key (variants by `Vary`); a new one beyond that replaces the
+/// least recently stored.
+const MAX_VARIANTS: usize = 32;
