@@ -19,11 +19,16 @@ use std::sync::Arc;
 
 /// A path pattern: `*` matches within one segment, `**` across segments; each
 /// wildcard captures what it matched, available to redirects and rewrites as `{1}`,
-/// `{2}`, …. A pattern ending in `/` matches everything below that prefix.
+/// `{2}`, …. A pattern ending in `/` matches everything below that prefix. `/**/`
+/// also matches a single `/` (no folder at all), as in gitignore: `/**/*.cgi`
+/// matches `/x.cgi` (its `**` then captures nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
     pattern: String,
     parts: Vec<Part>,
+    /// The pattern with its first `/**/` as `/`, and the number of that `**`'s
+    /// capture: tried when the pattern itself does not match.
+    no_folder: Option<(Box<Glob>, usize)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +68,22 @@ impl Glob {
         } else if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
+        let no_folder = match pattern.find("/**/") {
+            Some(at) => {
+                // Wildcards before it, as parsed: `**` is one, a lone `*` one.
+                let capture = pattern[..at]
+                    .split(|c| c != '*')
+                    .map(|run| run.len().div_ceil(2))
+                    .sum();
+                let without = format!("{}{}", &pattern[..at], &pattern[at + 3..]);
+                Some((Box::new(Glob::parse(&without)?), capture))
+            }
+            None => None,
+        };
         Ok(Glob {
             pattern: pattern.to_string(),
             parts,
+            no_folder,
         })
     }
 
@@ -90,6 +108,24 @@ impl Glob {
     /// shortest match of each wildcard is read off it. (Backtracking would be
     /// exponential in the number of `**`, on request paths of up to 8 KiB.)
     pub fn captures<'a>(&self, path: &'a str) -> Option<Vec<&'a str>> {
+        self.captures_here(path).or_else(|| {
+            let (without, capture) = self.no_folder.as_ref()?;
+            let mut caps = without.captures(path)?;
+            caps.insert(*capture, &path[..0]);
+            Some(caps)
+        })
+    }
+
+    /// [`Glob::captures`] of the pattern as written.
+    fn captures_here<'a>(&self, path: &'a str) -> Option<Vec<&'a str>> {
+        // The common shapes need no table: a folder prefix (`/api/`), or a path.
+        match self.parts.as_slice() {
+            [Part::Literal(prefix), Part::DoubleStar] => {
+                return path.strip_prefix(prefix.as_str()).map(|rest| vec![rest]);
+            }
+            [Part::Literal(whole)] => return (path == whole).then(Vec::new),
+            _ => {}
+        }
         if let Some(Part::Literal(first)) = self.parts.first() {
             if !path.starts_with(first.as_str()) {
                 return None;
@@ -332,6 +368,13 @@ mod tests {
             .unwrap()
             .captures(path)
             .map(|c| c.into_iter().map(String::from).collect())
+    }
+
+    #[test]
+    fn a_leading_double_star_folder_matches_the_top_folder_too() {
+        assert!(caps("/**/*.cgi", "/x.cgi").is_some());
+        assert!(caps("/**/*.cgi", "/a/b/x.cgi").is_some());
+        assert!(caps("/**/*.cgi", "/x.cgix").is_none());
     }
 
     #[test]
