@@ -418,6 +418,18 @@ fn malformed_output_is_502() {
         ),
         ("nocgifield.sh", "#!/bin/sh\nprintf 'X-Only: 1\\n\\nbody'\n"),
         ("badstatus.sh", "#!/bin/sh\nprintf 'Status: soon\\n\\n'\n"),
+        (
+            "status700.sh",
+            "#!/bin/sh\nprintf 'Status: 700 Beyond\\nContent-Type: text/plain\\n\\nx'\n",
+        ),
+        (
+            "status100.sh",
+            "#!/bin/sh\nprintf 'Status: 100 Continue\\nContent-Type: text/plain\\n\\nx'\n",
+        ),
+        (
+            "nph-status999",
+            "#!/bin/sh\nprintf 'HTTP/1.1 999 Odd\\r\\nContent-Type: text/plain\\r\\n\\r\\nx'\n",
+        ),
         ("crash.sh", "#!/bin/sh\nkill -SEGV $$\n"),
         ("badshebang.sh", "#!/nonexistent/interpreter\n"),
     ] {
@@ -430,6 +442,9 @@ fn malformed_output_is_502() {
         "badfield.sh",
         "nocgifield.sh",
         "badstatus.sh",
+        "status700.sh",
+        "status100.sh",
+        "nph-status999",
         "crash.sh",
         "badshebang.sh",
     ] {
@@ -941,6 +956,22 @@ async fn programs_answer_over_http2() {
     assert_eq!(doc["env"]["SERVER_PORT"], server.port().to_string());
     assert_eq!(doc["env"]["HTTP_COOKIE"], "a=1; b=2");
     assert_eq!(doc["env"]["PATH_INFO"], "/p");
+    // A local redirect keeps the host the client addressed.
+    program(
+        &root,
+        "cgi-bin/elsewhere.sh",
+        "#!/bin/sh\nprintf 'Location: /cgi-bin/env.py/after\\n\\n'\n",
+    );
+    let reply = h2_send(
+        &mut h2,
+        build_request("GET", &format!("{base}/cgi-bin/elsewhere.sh"), &[], b""),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    assert_eq!(doc["env"]["PATH_INFO"], "/after");
+    assert_eq!(doc["env"]["SERVER_NAME"], "127.0.0.1");
+    assert_eq!(doc["env"]["SERVER_PORT"], server.port().to_string());
 }
 
 /// A program still running when wharf stops does not outlive it.

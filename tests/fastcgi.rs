@@ -490,3 +490,95 @@ fn more_requests_than_workers_wait_their_turn() {
         }
     });
 }
+
+/// A FastCGI application of a few lines: for each connection it reads one request
+/// (to its empty `STDIN`) and writes `answer`'s records.
+fn fake_application(answer: fn() -> Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            loop {
+                let mut head = [0u8; 8];
+                if stream.read_exact(&mut head).is_err() {
+                    break;
+                }
+                let len = u16::from_be_bytes([head[4], head[5]]) as usize + head[6] as usize;
+                let mut content = vec![0; len];
+                if stream.read_exact(&mut content).is_err() {
+                    break;
+                }
+                // STDIN (5) with no content ends the request.
+                if head[1] == 5 && u16::from_be_bytes([head[4], head[5]]) == 0 {
+                    let _ = stream.write_all(&answer());
+                    break;
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// One FastCGI record of request 1.
+fn record(kind: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![1, kind, 0, 1];
+    out.extend_from_slice(&(content.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(content);
+    out
+}
+
+/// `END_REQUEST` with this protocol status.
+fn end_request(protocol_status: u8) -> Vec<u8> {
+    record(3, &[0, 0, 0, 0, protocol_status, 0, 0, 0])
+}
+
+#[test]
+fn an_overloaded_application_is_503_and_its_stderr_is_bounded() {
+    let overloaded = fake_application(|| end_request(2));
+    let chatty = fake_application(|| {
+        let mut out = Vec::new();
+        let line = [b'x'; 99].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        for _ in 0..40 {
+            out.extend(record(7, &line.repeat(600)));
+        }
+        out.extend(record(6, b"Content-Type: text/plain\r\n\r\nfine"));
+        out.extend(record(6, b""));
+        out.extend(end_request(0));
+        out
+    });
+    let (tmp, root) = temp_root();
+    std::fs::write(root.join("a.php"), "").unwrap();
+    std::fs::create_dir(root.join("chatty")).unwrap();
+    std::fs::write(root.join("chatty/b.php"), "").unwrap();
+    let conf = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/chatty/**\"\nhandler = \"fastcgi\"\nupstream = \"tcp:{chatty}\"\n\n[[rule]]\npath = \"/a.php\"\nhandler = \"fastcgi\"\nupstream = \"tcp:{overloaded}\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let busy = get(&server, "/a.php");
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.header("retry-after").as_deref(), Some("1"));
+    let fine = get(&server, "/chatty/b.php");
+    assert_eq!((fine.status, fine.body_text().as_str()), (200, "fine"));
+    poll_until(Duration::from_secs(10), || {
+        server
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("more STDERR for this request is not shown"))
+            .then_some(())
+    })
+    .expect("wharf says the rest of STDERR is not shown");
+    let copied = server
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.ends_with(&"x".repeat(99)))
+        .count();
+    // 64 KiB of 100-byte lines, not the 2.4 MB sent.
+    assert!((600..=700).contains(&copied), "{copied} lines copied");
+}

@@ -270,6 +270,15 @@ impl Router {
             ] {
                 next.headers.remove(name);
             }
+            // HTTP/2 carries the host in the URI (`:authority`): the new request
+            // keeps it as a Host field, so the answer knows whom it was for.
+            if let Some(authority) = req.uri.authority() {
+                if !next.headers.contains_key(header::HOST) {
+                    if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                        next.headers.insert(header::HOST, host);
+                    }
+                }
+            }
             res = match self.answer_now(&next) {
                 Answer::Now(res) => res,
                 Answer::Later(pending) => {

@@ -91,6 +91,10 @@ pub async fn respond<O: Output>(
                 tracing::warn!("{program:?}: ended without a complete header block");
                 return response::error(StatusCode::BAD_GATEWAY);
             }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ResourceBusy => {
+                tracing::warn!("{program:?}: {e}");
+                return super::busy();
+            }
             Ok(Err(e)) => {
                 tracing::warn!("{program:?}: {e}");
                 return response::error(StatusCode::BAD_GATEWAY);
@@ -233,10 +237,7 @@ fn parse_head(buf: &[u8], framing: Framing) -> Result<Option<(Head, usize)>, Str
             let mut parsed = httparse::Response::new(&mut fields);
             match parsed.parse(buf) {
                 Ok(httparse::Status::Complete(used)) => {
-                    let status = parsed
-                        .code
-                        .and_then(|c| StatusCode::from_u16(c).ok())
-                        .ok_or("invalid status")?;
+                    let status = parsed.code.and_then(final_status).ok_or("invalid status")?;
                     let (headers, length) = response_fields(parsed.headers)?;
                     Ok(Some((
                         Head::Document {
@@ -283,15 +284,23 @@ fn cgi_head(fields: &[httparse::Header]) -> Result<Head, String> {
     })
 }
 
-/// `Status: 404 Not Found` → 404.
+/// `Status: 404 Not Found` → 404. A program's answer is final: 200 to 599 (RFC
+/// 9110 §15 defines no class beyond 5xx).
 fn parse_status(value: &HeaderValue) -> Result<StatusCode, String> {
     let text = value.to_str().map_err(|_| "invalid Status field")?;
     let code = text.trim().split(' ').next().unwrap_or_default();
     code.parse::<u16>()
         .ok()
-        .filter(|c| (200..=999).contains(c))
-        .and_then(|c| StatusCode::from_u16(c).ok())
+        .and_then(final_status)
         .ok_or_else(|| format!("invalid Status field {text:?}"))
+}
+
+/// `code` as a final status (200 to 599).
+fn final_status(code: u16) -> Option<StatusCode> {
+    (200..=599)
+        .contains(&code)
+        .then(|| StatusCode::from_u16(code).ok())
+        .flatten()
 }
 
 /// The fields a program sent, as response fields: hop-by-hop ones (which describe

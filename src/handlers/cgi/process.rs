@@ -167,7 +167,9 @@ async fn copy_stderr(mut stderr: ChildStderr, name: String) {
     }
 }
 
-fn log_line(name: &str, line: &[u8]) {
+/// Writes one line a program sent to its stderr to wharf's: prefixed with the
+/// program's name, cut at [`MAX_LOG_LINE`] bytes, escaped.
+pub fn log_line(name: &str, line: &[u8]) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let shown = &line[..line.len().min(MAX_LOG_LINE)];
     let text: String = String::from_utf8_lossy(shown)

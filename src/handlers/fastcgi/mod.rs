@@ -207,9 +207,17 @@ struct Answer {
     /// A `STDOUT` piece read before the answer was handed on.
     first: Option<Bytes>,
     name: String,
+    /// Bytes of `STDERR` still to be copied to wharf's for this request.
+    stderr_left: usize,
     /// This request's place among those in flight, given back when it ends.
     _slot: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
+
+/// `STDERR` copied to wharf's per request; the rest is dropped (and said so once).
+const STDERR_PER_REQUEST: usize = 64 * 1024;
+
+/// `FCGI_OVERLOADED`: the application refused the request for lack of resources.
+const OVERLOADED: u8 = 2;
 
 impl Answer {
     /// A record complete in `buf`, taken out of it.
@@ -299,13 +307,32 @@ impl output::Output for Answer {
             match kind {
                 kind::STDOUT if !content.is_empty() => return Ok(Some(content)),
                 kind::STDERR => {
-                    for line in String::from_utf8_lossy(&content).lines() {
-                        let line: String = line.chars().flat_map(char::escape_debug).collect();
-                        eprintln!("{}: {line}", self.name);
+                    if self.stderr_left == 0 {
+                        continue;
+                    }
+                    let shown = content.len().min(self.stderr_left);
+                    self.stderr_left -= shown;
+                    for line in content[..shown].split(|&b| b == b'\n') {
+                        if !line.is_empty() {
+                            crate::handlers::cgi::process::log_line(&self.name, line);
+                        }
+                    }
+                    if self.stderr_left == 0 {
+                        crate::handlers::cgi::process::log_line(
+                            &self.name,
+                            b"(more STDERR for this request is not shown)",
+                        );
                     }
                 }
                 kind::END_REQUEST => {
                     let status = records::end_request_status(&content);
+                    if status == Some(OVERLOADED) {
+                        self.finish(status).await;
+                        return Err(io::Error::new(
+                            io::ErrorKind::ResourceBusy,
+                            "the application is overloaded",
+                        ));
+                    }
                     self.finish(status).await;
                     return Ok(None);
                 }
@@ -453,6 +480,7 @@ pub async fn respond(
             route: Arc::clone(route),
             first: None,
             name: name.clone(),
+            stderr_left: STDERR_PER_REQUEST,
             _slot: Arc::clone(&slot),
         };
         let first = tokio::time::timeout(timeout, output::Output::next(&mut answer)).await;
@@ -468,6 +496,10 @@ pub async fn respond(
                 if reused && attempt == 0 && is_stale(&e) && req.head.method.is_idempotent() =>
             {
                 continue
+            }
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ResourceBusy => {
+                tracing::warn!("{name}: {e}");
+                return crate::handlers::cgi::busy();
             }
             Ok(Err(e)) => {
                 tracing::warn!("{name}: {e}");
