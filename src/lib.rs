@@ -15,6 +15,7 @@ pub mod fs;
 pub mod handlers;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod site;
 
@@ -203,6 +204,16 @@ pub fn run(config: Config) -> Result<(), String> {
         Signals::install()?
     };
     let (listeners, tls) = bind_all(&config, &router)?;
+    let admin = match config.admin {
+        None => None,
+        Some(addr) => {
+            let listener = net::listener::bind(addr).map_err(|e| format!("--admin {addr}: {e}"))?;
+            if let Ok(local) = listener.local_addr() {
+                eprintln!("wharf: admin (metrics, health) at http://{local}/metrics");
+            }
+            Some(listener)
+        }
+    };
     let limits = Limits {
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
@@ -219,6 +230,7 @@ pub fn run(config: Config) -> Result<(), String> {
         force: force.clone(),
         finished: finished.clone(),
         grace: config.grace_period,
+        admin: None,
     };
 
     let mut threads = Vec::new();
@@ -238,7 +250,9 @@ pub fn run(config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(thread);
     }
-    let result = worker(listeners).run(main_runtime, Some((signals, tls)));
+    let mut main_worker = worker(listeners);
+    main_worker.admin = admin;
+    let result = main_worker.run(main_runtime, Some((signals, tls)));
     for thread in threads {
         if let Ok(Err(e)) = thread.join() {
             eprintln!("wharf: {e}");
@@ -384,6 +398,8 @@ struct Worker {
     /// for signals listens until every worker is done.
     finished: Finished,
     grace: Duration,
+    /// The admin listener, served by the worker that listens for signals.
+    admin: Option<std::net::TcpListener>,
 }
 
 /// Workers not done yet, and a token cancelled when none is left.
@@ -460,6 +476,17 @@ impl Worker {
                     listener,
                     Arc::clone(&shared),
                     kind,
+                ));
+            }
+            if let Some(admin) = self.admin {
+                let listener = admin
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpListener::from_std(admin))
+                    .map_err(|e| format!("cannot use the admin listener: {e}"))?;
+                tokio::spawn(net::admin::serve(
+                    listener,
+                    Arc::clone(&self.router),
+                    self.shutdown.clone(),
                 ));
             }
             let listens = signals.is_some();

@@ -15,11 +15,15 @@ type Module = Vec<String>;
 const LAYERS: &[(&str, &[&str])] = &[
     ("http", &[]),
     ("log", &[]),
+    ("metrics", &[]),
     ("fs", &["http"]),
-    ("handlers", &["http", "fs"]),
-    ("site", &["handlers", "http", "fs", "log"]),
-    ("net", &["site", "http", "log"]),
-    ("config", &["site", "handlers", "net", "http", "log"]),
+    ("handlers", &["http", "fs", "metrics"]),
+    ("site", &["handlers", "http", "fs", "log", "metrics"]),
+    ("net", &["site", "http", "log", "metrics"]),
+    (
+        "config",
+        &["site", "handlers", "net", "http", "log", "metrics"],
+    ),
 ];
 
 #[test]

@@ -183,6 +183,16 @@ pub struct Cli {
     )]
     proxy: Vec<String>,
 
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address, apart from
+    /// the site (off by default; a loopback address unless --admin-public).
+    #[arg(long, value_name = "ADDR:PORT", env = "WHARF_ADMIN")]
+    admin: Option<SocketAddr>,
+
+    /// Allow --admin on an address other hosts can reach (the metrics name the
+    /// site's traffic; put a firewall or a private network in front).
+    #[arg(long, env = "WHARF_ADMIN_PUBLIC", value_parser = clap::builder::BoolishValueParser::new())]
+    admin_public: bool,
+
     /// Keep proxied responses in a shared HTTP cache (RFC 9111) of this much memory,
     /// for every proxied path (a rule's `cache = false` opts out).
     #[arg(long, value_name = "SIZE", value_parser = parse_upload_size, env = "WHARF_PROXY_CACHE")]
@@ -267,6 +277,8 @@ pub struct Config {
     pub grace_period: Duration,
     /// The shared cache of proxied responses (`--proxy-cache`), if on.
     pub proxy_cache: Option<crate::handlers::proxy::cache::Settings>,
+    /// Where the admin listener listens (`--admin`).
+    pub admin: Option<SocketAddr>,
     /// Whether `/cgi-bin/` and `/htbin/` run programs (`--cgi`).
     pub cgi: bool,
     /// Limits on running programs (`--cgi-timeout`, `--cgi-max`).
@@ -353,6 +365,14 @@ impl Cli {
                 None => None,
             })
             .collect();
+        if let Some(admin) = self.admin {
+            if !admin.ip().is_loopback() && !self.admin_public {
+                return Err(format!(
+                    "--admin {admin}: not a loopback address; add --admin-public to let \
+                     other hosts read the metrics"
+                ));
+            }
+        }
         let proxy_cache = proxy_cache(
             self.proxy_cache,
             self.proxy_cache_dir.as_deref(),
@@ -389,6 +409,7 @@ impl Cli {
             proxies: parse_proxies(&self.proxy, self.max_upload_size)?,
             grace_period: self.grace_period,
             proxy_cache,
+            admin: self.admin,
             cgi: self.cgi,
             cgi_settings: {
                 let mut cgi = crate::handlers::cgi::Settings {

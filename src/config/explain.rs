@@ -142,6 +142,13 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
         ),
         ("grace-period", dur(config.grace_period), "grace-period"),
         (
+            "admin",
+            config.admin.map_or("off".to_string(), |a| {
+                format!("{a} (/metrics, /healthz, /readyz)")
+            }),
+            "admin",
+        ),
+        (
             "proxy-cache",
             config.proxy_cache.as_ref().map_or("off".to_string(), |c| {
                 crate::config::cli::format_size(c.memory as usize)

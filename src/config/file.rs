@@ -156,6 +156,16 @@ const SETTINGS: &[Setting] = &[
         kind: Kind::Value,
     },
     Setting {
+        key: "admin",
+        id: "admin",
+        kind: Kind::Value,
+    },
+    Setting {
+        key: "admin-public",
+        id: "admin_public",
+        kind: Kind::Switch,
+    },
+    Setting {
         key: "proxy-cache",
         id: "proxy_cache",
         kind: Kind::Value,

@@ -434,6 +434,11 @@ impl Session {
     /// Serves HTTP/1 on `stream` (starting with bytes already read), parking it between
     /// requests when the transport allows.
     async fn run_http1<T: Transport>(&self, stream: T, first: Bytes) {
+        let _active = crate::metrics::metrics().connection(if T::CAN_SENDFILE {
+            crate::metrics::Protocol::Http1
+        } else {
+            crate::metrics::Protocol::Http1Tls
+        });
         let sendfile = if T::CAN_SENDFILE {
             SendfileQueue::new()
         } else {
@@ -500,6 +505,11 @@ impl Session {
 
     /// Serves HTTP/2 on `stream` until the client leaves, it idles out, or shutdown.
     async fn run_h2<T: Transport>(&self, stream: T, first: Bytes) {
+        let _active = crate::metrics::metrics().connection(if T::CAN_SENDFILE {
+            crate::metrics::Protocol::H2c
+        } else {
+            crate::metrics::Protocol::H2
+        });
         // Every HTTP/2 connection is long-lived: frames must not wait on Nagle.
         if !self.clock.nodelay.swap(true, Ordering::Relaxed) {
             stream.set_nodelay();

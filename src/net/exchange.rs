@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::header;
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
 
 use crate::http::body::{Body, Finish};
 use crate::log::access::{AccessLog, Record};
@@ -17,8 +17,11 @@ use crate::site::auth::RemoteUser;
 /// What is known of an exchange from its request; completed when its body is dropped.
 pub struct Exchange {
     pub(super) clock: Arc<Clock>,
-    /// When the request arrived; only measured when it will be logged.
-    started: Option<Instant>,
+    /// When the request arrived.
+    started: Instant,
+    /// Its method and the answer's status, for the metrics.
+    method: Method,
+    status: u16,
     record: Option<Record>,
     log: AccessLog,
 }
@@ -52,7 +55,9 @@ impl Exchange {
         });
         Exchange {
             clock,
-            started: record.as_ref().map(|_| Instant::now()),
+            started: Instant::now(),
+            method: req.method().clone(),
+            status: 0,
             record,
             log: log.clone(),
         }
@@ -62,6 +67,7 @@ impl Exchange {
     /// the site authenticated (a [`RemoteUser`] in the response's extensions) goes
     /// into the record.
     pub fn attach(mut self, res: &mut Response<Body>) {
+        self.status = res.status().as_u16();
         if let Some(record) = &mut self.record {
             record.status = res.status().as_u16();
             record.user = res
@@ -79,10 +85,12 @@ impl Exchange {
 
 impl Finish for Exchange {
     fn finish(mut self: Box<Self>, bytes_sent: u64, complete: bool) {
+        let took = self.started.elapsed();
+        crate::metrics::metrics().request(&self.method, self.status, bytes_sent, took);
         if let Some(mut record) = self.record.take() {
             record.bytes = bytes_sent;
             record.complete = complete;
-            record.duration = self.started.map(|t| t.elapsed()).unwrap_or_default();
+            record.duration = took;
             self.log.log(&record);
         }
     }

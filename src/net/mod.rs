@@ -5,6 +5,7 @@
 //! Owns sockets and time. Knows the site only as [`crate::site::Router`], whose
 //! answers it frames and sends; knows nothing of rules, handlers or files.
 
+pub mod admin;
 pub mod clock;
 pub mod connection;
 pub mod deferred_accept;

@@ -95,6 +95,23 @@ impl Router {
         }
     }
 
+    /// What keeps the site from being ready to serve (for `/readyz`): each proxy
+    /// route whose upstreams are all resting after failures.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.settings
+            .rules
+            .rules
+            .iter()
+            .filter_map(|rule| match &rule.handler {
+                Some(Handler::Proxy(route)) if !route.healthy() => Some(format!(
+                    "proxy {}: every upstream is resting after failures",
+                    rule.path.as_str()
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The served folder.
     pub fn root(&self) -> &crate::fs::Root {
         self.handlers.root()

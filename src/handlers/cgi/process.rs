@@ -188,6 +188,7 @@ async fn supervise(
     timeout: Duration,
 ) {
     let _permit = permit;
+    let _running = crate::metrics::metrics().cgi_started();
     let Some(pgid) = child.id().and_then(|id| Pid::from_raw(id as i32)) else {
         let _ = child.wait().await;
         return;
@@ -203,6 +204,7 @@ async fn supervise(
         return guard.disarm();
     }
     // The leader is not reaped yet, so its id still names this group.
+    crate::metrics::metrics().cgi_stopped();
     let _ = kill_process_group(pgid, Signal::TERM);
     if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
         let _ = kill_process_group(pgid, Signal::KILL);

@@ -158,6 +158,11 @@ impl Route {
         })
     }
 
+    /// Whether some upstream is in the rotation (not resting after failures).
+    pub fn healthy(&self) -> bool {
+        self.pool.upstreams.iter().any(|u| !u.is_resting())
+    }
+
     /// The upstreams, for `--explain`.
     pub fn upstreams(&self) -> impl Iterator<Item = &str> {
         self.pool.upstreams.iter().map(|u| u.shown.as_str())

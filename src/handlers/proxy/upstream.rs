@@ -101,6 +101,11 @@ impl Upstream {
         })
     }
 
+    /// Whether it is out of the rotation after repeated failures.
+    pub fn is_resting(&self) -> bool {
+        self.resting(Instant::now())
+    }
+
     fn resting(&self, now: Instant) -> bool {
         let until = self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
         until.is_some_and(|t| t > now)

@@ -14,6 +14,7 @@ use super::collapse::FlightGuard;
 use super::disk::{self, Writing};
 use super::entry::Entry;
 use super::Cache;
+use crate::metrics::{metrics, CacheOutcome};
 
 /// A response on its way into the cache.
 pub struct Filling {
@@ -168,6 +169,7 @@ impl Filling {
         match committed {
             Ok(Ok(entry)) => {
                 self.cache.store.insert(entry);
+                metrics().cache(CacheOutcome::Stored);
             }
             Ok(Err(e)) => tracing::warn!("cache: cannot write an entry: {e}"),
             Err(_) => {}
@@ -183,6 +185,7 @@ impl Filling {
         entry.memory = Some(body.clone());
         let disk = self.cache.store.disk().map(|t| t.dir.clone());
         let stored = self.cache.store.insert(entry);
+        metrics().cache(CacheOutcome::Stored);
         if let Some(dir) = disk {
             let cache = Arc::clone(&self.cache);
             let stored = Arc::clone(&stored);

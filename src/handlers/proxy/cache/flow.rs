@@ -32,6 +32,7 @@ use crate::handlers::Request as Incoming;
 use crate::http::body::Body;
 use crate::http::path::SitePath;
 use crate::http::response;
+use crate::metrics::{metrics, CacheOutcome};
 
 /// How long a request waits for another one's answer for the same key.
 const COLLAPSE_WAIT: Duration = Duration::from_secs(5);
@@ -166,7 +167,14 @@ pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> 
             };
             if let Some(detail) = detail {
                 match serve::respond(&cache.store, &entry, head, &detail).await {
-                    Some(res) => return res,
+                    Some(res) => {
+                        metrics().cache(if reuse == Reuse::Fresh {
+                            CacheOutcome::Hit
+                        } else {
+                            CacheOutcome::Stale
+                        });
+                        return res;
+                    }
                     // Its file was damaged and is gone: look again.
                     None => continue,
                 }
@@ -235,6 +243,7 @@ pub fn ready(
         return None;
     }
     let mut res = serve::from_memory(&entry, head, &format!("hit; ttl={}", ttl(age, life)))?;
+    metrics().cache(CacheOutcome::Hit);
     res.headers_mut().remove(SURROGATE_CONTROL);
     Some(res)
 }
@@ -356,6 +365,11 @@ async fn fetch(
     rcc: &RequestDirectives,
 ) -> Response<Body> {
     let head = req.head;
+    metrics().cache(if stored.is_some() {
+        CacheOutcome::Revalidated
+    } else {
+        CacheOutcome::Miss
+    });
     let headers = upstream_fields(route, req, stored.as_deref());
     let sent = forward::send(
         route,

@@ -1,0 +1,103 @@
+//! The admin listener (`--admin ADDR:PORT`): the metrics in the Prometheus text
+//! format (`GET /metrics`), liveness (`GET /healthz`: the process answers) and
+//! readiness (`GET /readyz`: the site's listeners are bound and its configuration
+//! loaded, and every proxy route has an upstream that is not resting after
+//! failures; else 503 naming what is not ready). On a port of its own, so that
+//! the site's rules, authentication and logs never see it; HTTP/1.1 only.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+
+use crate::site::router::Router;
+
+/// The media types of the two exposition formats: OpenMetrics (what Prometheus
+/// asks for first) and the older Prometheus text format (for everyone else).
+const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves the admin listener until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Arc<Router>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let router = Arc::clone(&router);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let res = answer(&router, &req);
+                async move { Ok::<_, Infallible>(res) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer<B>(router: &Router, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return res;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let metrics = crate::metrics::metrics();
+            let openmetrics = req
+                .headers()
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("application/openmetrics-text"));
+            let (body, kind) = if openmetrics {
+                (metrics.encode_openmetrics(), OPENMETRICS_TYPE)
+            } else {
+                (metrics.encode(), TEXT_TYPE)
+            };
+            let mut res = text(StatusCode::OK, body);
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+            res
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match router.not_ready() {
+            problems if problems.is_empty() => text(StatusCode::OK, "ready\n".into()),
+            problems => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready:\n{}\n", problems.join("\n")),
+            ),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: /metrics, /healthz, /readyz\n".into(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

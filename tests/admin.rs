@@ -1,0 +1,194 @@
+//! The admin listener (`--admin`): metrics in the Prometheus formats (checked by
+//! Debian's `promtool`, and scraped by a real Prometheus), liveness and readiness.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// wharf with an admin listener on a free port; returns it and the admin address.
+fn with_admin(extra: &[&str]) -> (tempfile::TempDir, Server, String) {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "hello");
+    let mut args = vec!["--admin", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let server = Server::start(&root, &args);
+    let admin = poll_until(Duration::from_secs(10), || {
+        server.stderr_lines().iter().find_map(|l| {
+            let rest = l.split("admin (metrics, health) at http://").nth(1)?;
+            Some(rest.trim_end_matches("/metrics").to_string())
+        })
+    })
+    .expect("the admin address is printed");
+    (tmp, server, admin)
+}
+
+/// `GET path` on the admin listener.
+fn admin_get(admin: &str, path: &str, extra: &[(&str, &str)]) -> Response {
+    let mut conn = Conn::new(connect(admin));
+    conn.send(&request_bytes("GET", path, extra));
+    conn.read_response(false)
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn metrics_count_requests_and_health_answers() {
+    let (_t, server, admin) = with_admin(&[]);
+    assert_eq!(get(&server, "/a.txt").status, 200);
+    assert_eq!(get(&server, "/missing").status, 404);
+    let metrics = admin_get(&admin, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("content-type").as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = metrics.body_text();
+    assert!(
+        text.contains("wharf_requests_total{method=\"GET\",status=\"2xx\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wharf_requests_total{method=\"GET\",status=\"4xx\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("wharf_response_body_bytes_total "), "{text}");
+    assert!(
+        text.contains("wharf_request_duration_seconds_count 2"),
+        "{text}"
+    );
+    // Prometheus asks for OpenMetrics first.
+    let open = admin_get(
+        &admin,
+        "/metrics",
+        &[("Accept", "application/openmetrics-text;version=1.0.0")],
+    );
+    assert!(open.body_text().ends_with("# EOF\n"));
+    assert_eq!(admin_get(&admin, "/healthz", &[]).status, 200);
+    assert_eq!(admin_get(&admin, "/readyz", &[]).status, 200);
+    assert_eq!(admin_get(&admin, "/other", &[]).status, 404);
+    let mut conn = Conn::new(connect(&admin));
+    conn.send(&request_bytes(
+        "POST",
+        "/metrics",
+        &[("Content-Length", "0")],
+    ));
+    assert_eq!(conn.read_response(false).status, 405);
+    // The site itself knows nothing of these paths.
+    assert_eq!(get(&server, "/metrics").status, 404);
+
+    if !have("promtool") {
+        eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install prometheus"
+        );
+        return;
+    }
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+#[test]
+fn readiness_fails_while_every_upstream_of_a_proxy_rests() {
+    // A port with nothing behind it.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let route = format!("/app/=http://127.0.0.1:{port}");
+    let (_t, server, admin) = with_admin(&["--proxy", &route]);
+    assert_eq!(admin_get(&admin, "/readyz", &[]).status, 200);
+    for _ in 0..3 {
+        assert_eq!(get(&server, "/app/x").status, 502);
+    }
+    let ready = admin_get(&admin, "/readyz", &[]);
+    assert_eq!(ready.status, 503);
+    assert!(ready.body_text().contains("/app/"), "{}", ready.body_text());
+    assert_eq!(admin_get(&admin, "/healthz", &[]).status, 200);
+}
+
+#[test]
+fn a_public_admin_address_needs_saying_so() {
+    let (_t, root) = temp_root();
+    let r = root.to_str().unwrap();
+    let out = run_to_exit(&[r, "-p", "0", "--admin", "0.0.0.0:0"], None);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("--admin-public"), "{}", out.stderr);
+    let out = run_to_exit(&[r, "-p", "0", "--admin", "nonsense"], None);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_request_counter() {
+    if !have("prometheus") {
+        eprintln!("skipped: prometheus is not installed (apt-get install prometheus)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install prometheus"
+        );
+        return;
+    }
+    let (tmp, server, admin) = with_admin(&[]);
+    assert_eq!(get(&server, "/a.txt").status, 200);
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: wharf\n    static_configs:\n      - targets: ['{admin}']\n"
+        ),
+    )
+    .unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_addr = web.local_addr().unwrap().to_string();
+    drop(web);
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            tmp.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web_addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let query =
+        "/api/v1/query?query=wharf_requests_total%7Bmethod%3D%22GET%22%2Cstatus%3D%222xx%22%7D";
+    let found = poll_until(Duration::from_secs(60), || {
+        let mut conn = Conn::new(std::net::TcpStream::connect(&web_addr).ok()?);
+        conn.send(&request_bytes("GET", query, &[]));
+        let res = conn.try_read_response(false).ok()?;
+        let body = res.body_text();
+        (res.status == 200 && body.contains("\"value\"")).then_some(body)
+    });
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    let body = found.expect("Prometheus scraped wharf's request counter");
+    assert!(body.contains("\"1\""), "{body}");
+}
