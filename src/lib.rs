@@ -175,7 +175,8 @@ pub fn run(config: Config) -> Result<(), String> {
         AccessLog::quiet()
     } else {
         AccessLog::stdout(config.log_format)
-    };
+    }
+    .with_verbose(config.verbose);
     let started = std::time::SystemTime::now();
     let router = Arc::new(build_router(&config, log.clone())?);
     for warning in router.warnings() {

@@ -275,3 +275,47 @@ fn requests_rejected_before_parsing_are_logged() {
     assert_eq!(parse_response(&server.send_raw(&huge), false).status, 431);
     server.wait_for_log(|l| l.contains("\"-\" 431 0"));
 }
+
+#[test]
+fn verbose_prints_request_heads_escaped_with_credentials_redacted() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let server = Server::start(&root, &["--verbose"]);
+    let res = request(
+        &server,
+        "GET",
+        "/a.txt?x=1",
+        &[
+            ("Authorization", "Basic c2VjcmV0OnB3"),
+            ("Cookie", "session=abc"),
+            ("X-Odd", "a\u{e9}b"),
+        ],
+    );
+    assert_eq!(res.status, 200);
+    let line = poll_until(std::time::Duration::from_secs(10), || {
+        server
+            .stderr_lines()
+            .into_iter()
+            .find(|l| l.contains("GET /a.txt?x=1 HTTP/1.1"))
+    })
+    .expect("the request line is printed");
+    assert!(line.starts_with("wharf: 127.0.0.1:"), "{line}");
+    let lines = server.stderr_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "wharf:   authorization: [redacted]"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "wharf:   cookie: [redacted]"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "wharf:   x-odd: a\\xc3\\xa9b"),
+        "{lines:?}"
+    );
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("c2VjcmV0") || l.contains("session=abc")));
+}

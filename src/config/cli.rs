@@ -158,6 +158,11 @@ pub struct Cli {
     #[arg(short, long, env = "WHARF_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     quiet: bool,
 
+    /// Print every request head to stderr as it arrives (escaped; credentials and
+    /// cookies redacted).
+    #[arg(short, long, env = "WHARF_VERBOSE", value_parser = clap::builder::BoolishValueParser::new())]
+    verbose: bool,
+
     /// Allow writes under the whole folder: PUT, browser and form uploads (POST),
     /// resumable uploads (tus), and WebDAV's MKCOL, COPY, MOVE, PROPPATCH, LOCK.
     #[arg(long, env = "WHARF_UPLOAD", value_parser = clap::builder::BoolishValueParser::new())]
@@ -267,6 +272,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// No access log.
     pub quiet: bool,
+    /// Request heads printed to stderr.
+    pub verbose: bool,
     /// What may be changed under the folder, unless a rule says otherwise.
     pub access: crate::handlers::Access,
     /// How long an incomplete resumable upload is kept.
@@ -400,6 +407,7 @@ impl Cli {
             cache_size: self.cache_size,
             log_format: self.log_format,
             quiet: self.quiet,
+            verbose: self.verbose,
             access: crate::handlers::Access {
                 upload: self.upload,
                 delete: self.delete,

@@ -129,6 +129,7 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             "log-format",
         ),
         ("quiet", onoff(config.quiet), "quiet"),
+        ("verbose", onoff(config.verbose), "verbose"),
         ("no-compress", onoff(config.no_compress), "no-compress"),
         (
             "compress-cache-size",

@@ -131,6 +131,11 @@ const SETTINGS: &[Setting] = &[
         kind: Kind::Switch,
     },
     Setting {
+        key: "verbose",
+        id: "verbose",
+        kind: Kind::Switch,
+    },
+    Setting {
         key: "upload",
         id: "upload",
         kind: Kind::Switch,

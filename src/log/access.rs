@@ -89,6 +89,8 @@ enum Message {
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     format: LogFormat,
+    /// Whether request heads are printed to stderr (`--verbose`).
+    verbose: bool,
     tx: Option<SyncSender<Message>>,
     /// Lines dropped because the queue was full and not yet reported.
     dropped: Arc<AtomicU64>,
@@ -105,6 +107,7 @@ impl AccessLog {
             .spawn(move || write_lines(rx, io::stdout(), &counter))
             .map(|_| AccessLog {
                 format,
+                verbose: false,
                 tx: Some(tx),
                 dropped,
             })
@@ -118,9 +121,21 @@ impl AccessLog {
     pub fn quiet() -> AccessLog {
         AccessLog {
             format: LogFormat::Combined,
+            verbose: false,
             tx: None,
             dropped: Arc::default(),
         }
+    }
+
+    /// This log, printing request heads to stderr as well when `verbose`.
+    pub fn with_verbose(mut self, verbose: bool) -> AccessLog {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Whether request heads are printed (`--verbose`).
+    pub fn verbose(&self) -> bool {
+        self.verbose
     }
 
     /// Whether records are wanted at all (lets callers skip building them).

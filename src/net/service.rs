@@ -82,6 +82,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             Arc::clone(&self.clock),
         );
         let (parts, body) = req.into_parts();
+        if self.router.log().verbose() {
+            crate::log::verbose::print_head(self.peer.remote, &parts);
+        }
         let answer = match self.redirect_to {
             Some(port) => Answer::Now(self.router.redirect_to_https(&parts, port)),
             None => self.router.answer_now(&parts),
