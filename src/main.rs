@@ -22,6 +22,12 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.get(1).is_some_and(|a| a == "completions") {
+        return completions(args.get(2).and_then(|a| a.to_str()));
+    }
+    if args.get(1).is_some_and(|a| a == "man") {
+        return man();
+    }
     let layered = match file::parse(args) {
         Ok(layered) => layered,
         // Usage errors, --help and --version, worded and exited by clap.
@@ -60,6 +66,31 @@ fn main() -> ExitCode {
     match wharf::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
+    }
+}
+
+/// `wharf completions SHELL`: the shell's completion script for every option, from
+/// the same clap definition that parses them.
+fn completions(shell: Option<&str>) -> ExitCode {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let Some(shell) = shell.and_then(|s| s.parse::<Shell>().ok()) else {
+        return fail("usage: wharf completions bash|zsh|fish|elvish|powershell");
+    };
+    let mut command = wharf::config::cli::Cli::command();
+    clap_complete::generate(shell, &mut command, "wharf", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// `wharf man`: the manual page (roff), from the clap definition.
+fn man() -> ExitCode {
+    use clap::CommandFactory;
+    let page = clap_mangen::Man::new(wharf::config::cli::Cli::command());
+    match page.render(&mut std::io::stdout()) {
+        // A pager or `head` that stopped reading is not a failure.
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("cannot write the manual page: {e}")),
     }
 }
 

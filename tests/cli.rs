@@ -381,3 +381,27 @@ fn usage_lists_hash_password() {
         "{usage:?}"
     );
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_option_definitions() {
+    let bash = run_to_exit(&["completions", "bash"], None);
+    assert!(bash.status.success(), "{}", bash.stderr);
+    assert!(bash.stdout.contains("--proxy-cache"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("--admin"));
+    for shell in ["zsh", "fish"] {
+        assert!(run_to_exit(&["completions", shell], None).status.success());
+    }
+    let bad = run_to_exit(&["completions", "cmd.exe"], None);
+    assert!(!bad.status.success());
+    assert!(
+        bad.stderr.contains("usage: wharf completions"),
+        "{}",
+        bad.stderr
+    );
+    let man = run_to_exit(&["man"], None);
+    assert!(man.status.success(), "{}", man.stderr);
+    assert!(man.stdout.contains(".TH wharf 1"), "{}", man.stdout);
+    assert!(man.stdout.contains("proxy\\-cache"), "{}", man.stdout);
+    let typo = run_to_exit(&["completion"], None);
+    assert!(typo.stderr.contains("wharf completions"), "{}", typo.stderr);
+}

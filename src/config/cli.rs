@@ -27,11 +27,11 @@ Examples:
   wharf hash-password        read a password, print its hash for the [users] table";
 
 /// The usage lines of `--help`: serving, and the one subcommand.
-const USAGE: &str = "wharf [OPTIONS] [ROOT|PORT]\n       wharf hash-password";
+const USAGE: &str = "wharf [OPTIONS] [ROOT|PORT]\n       wharf hash-password\n       wharf completions bash|zsh|fish|elvish|powershell\n       wharf man";
 
 /// The words wharf takes as its first argument besides a folder or a port, for
 /// suggestions when a folder of the name typed does not exist.
-pub const SUBCOMMANDS: &[&str] = &["hash-password"];
+pub const SUBCOMMANDS: &[&str] = &["hash-password", "completions", "man"];
 
 /// `wharf [ROOT|PORT] [OPTIONS]`: serve a folder over HTTP.
 #[derive(Debug, Parser)]
