@@ -51,7 +51,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
         cache.dir = None;
     }
     let config = &config;
-    let router = build_router(config, AccessLog::quiet())?;
+    let router = build_router(config, AccessLog::quiet(), proxy_cache(config)?)?;
     if let Some(tls::CertSource::Files { cert, key }) = &config.tls {
         tls::load(cert, key)?;
     }
@@ -118,9 +118,28 @@ fn writes_anywhere(config: &Config) -> bool {
             .any(|r| r.upload == Some(true) || r.delete == Some(true))
 }
 
+/// The shared cache of proxied responses `config` asks for: made once per process,
+/// and kept across reloads.
+fn proxy_cache(config: &Config) -> Result<Option<Arc<handlers::proxy::cache::Cache>>, String> {
+    match &config.proxy_cache {
+        Some(settings) => Ok(Some(Arc::new(handlers::proxy::cache::Cache::new(
+            settings,
+        )?))),
+        None => Ok(None),
+    }
+}
+
+/// How the configuration is read again on SIGHUP: the command line, environment
+/// and configuration file of the start, re-read.
+pub type Reload = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
 /// The site and its handlers as `config` describes them; fails (for a startup
 /// message) when the root cannot be opened.
-pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
+pub fn build_router(
+    config: &Config,
+    log: AccessLog,
+    proxy_cache: Option<Arc<handlers::proxy::cache::Cache>>,
+) -> Result<Router, String> {
     let root =
         Root::open_dir(&config.root, config.follow_symlinks)?.withholding(config.withheld.clone());
     let static_files = StaticFiles::new(
@@ -141,10 +160,6 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
             upload_expiry: config.upload_expiry,
         },
     );
-    let proxy_cache = match &config.proxy_cache {
-        Some(settings) => Some(Arc::new(handlers::proxy::cache::Cache::new(settings)?)),
-        None => None,
-    };
     let settings = router::Settings {
         hidden: config.hidden,
         limits: HeadLimits {
@@ -168,7 +183,7 @@ pub fn build_router(config: &Config, log: AccessLog) -> Result<Router, String> {
 /// accepts from its own duplicate of every listening socket, so a connection lives on
 /// one thread from accept to close with no cross-thread hand-offs. Returns an error
 /// message (for one line on stderr) when startup fails.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     raise_fd_limit();
     handlers::cgi::process::close_inherited_descriptors_on_exec();
     let log = if config.quiet {
@@ -178,7 +193,8 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     .with_verbose(config.verbose);
     let started = std::time::SystemTime::now();
-    let router = Arc::new(build_router(&config, log.clone())?);
+    let cache = proxy_cache(&config)?;
+    let router = Arc::new(build_router(&config, log.clone(), cache.clone())?);
     for warning in router.warnings() {
         tracing::warn!("{warning}");
     }
@@ -223,15 +239,17 @@ pub fn run(config: Config) -> Result<(), String> {
     let shutdown = CancellationToken::new();
     let force = CancellationToken::new();
     let finished = Finished::new(config.workers);
+    let routers: router::Routers = Arc::new(arc_swap::ArcSwap::new(Arc::clone(&router)));
     let worker = |listeners: Vec<Bound>| Worker {
         listeners,
-        router: Arc::clone(&router),
+        router: Arc::clone(&routers),
         limits: limits.clone(),
         shutdown: shutdown.clone(),
         force: force.clone(),
         finished: finished.clone(),
         grace: config.grace_period,
         admin: None,
+        reload: None,
     };
 
     let mut threads = Vec::new();
@@ -245,7 +263,7 @@ pub fn run(config: Config) -> Result<(), String> {
         let thread = std::thread::Builder::new()
             .name(format!("wharf-worker-{i}"))
             .spawn(move || {
-                let runtime = build_runtime(w.router.log())?;
+                let runtime = build_runtime(w.router.load().log())?;
                 w.run(runtime, None)
             })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
@@ -253,6 +271,12 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     let mut main_worker = worker(listeners);
     main_worker.admin = admin;
+    main_worker.reload = Some(Reloading {
+        reload,
+        running: config.clone(),
+        log: log.clone(),
+        cache,
+    });
     let result = main_worker.run(main_runtime, Some((signals, tls)));
     for thread in threads {
         if let Ok(Err(e)) = thread.join() {
@@ -390,7 +414,7 @@ fn urls_for(scheme: &str, local: SocketAddr, interfaces: &[std::net::IpAddr]) ->
 /// One worker thread: an event loop serving connections from its listeners.
 struct Worker {
     listeners: Vec<Bound>,
-    router: Arc<Router>,
+    router: router::Routers,
     limits: Limits,
     shutdown: CancellationToken,
     /// Cancelled by a second SIGINT/SIGTERM during the grace period: stop now.
@@ -401,6 +425,91 @@ struct Worker {
     grace: Duration,
     /// The admin listener, served by the worker that listens for signals.
     admin: Option<std::net::TcpListener>,
+    /// What SIGHUP needs to apply a new configuration (that worker's too).
+    reload: Option<Reloading>,
+}
+
+/// What a reload builds the new site from.
+struct Reloading {
+    reload: Reload,
+    /// The configuration the process started with: what only a restart changes is
+    /// compared with it.
+    running: Config,
+    log: AccessLog,
+    cache: Option<Arc<handlers::proxy::cache::Cache>>,
+}
+
+impl Reloading {
+    /// Reads the configuration again and, when it is valid, swaps the new site in
+    /// for the requests that arrive from now on; otherwise nothing changes. One line
+    /// on stderr says which, and the metrics count it.
+    fn apply(&self, routers: &router::Routers) {
+        let built = (self.reload)().and_then(|config| {
+            let router = build_router(&config, self.log.clone(), self.cache.clone())?;
+            Ok((config, router))
+        });
+        match built {
+            Ok((config, router)) => {
+                routers.store(Arc::new(router));
+                metrics::metrics().reload(true);
+                let kept = restart_only_changes(&self.running, &config);
+                if kept.is_empty() {
+                    eprintln!("wharf: reloaded the configuration (SIGHUP)");
+                } else {
+                    eprintln!(
+                        "wharf: reloaded the configuration (SIGHUP); {} change only at a restart",
+                        kept.join(", ")
+                    );
+                }
+            }
+            Err(e) => {
+                metrics::metrics().reload(false);
+                eprintln!("wharf: reload failed, the configuration is unchanged: {e}");
+            }
+        }
+    }
+}
+
+/// The settings that differ between `running` and `new` but take effect only when
+/// the process starts (its sockets, threads, log and caches are made then).
+fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut kept = Vec::new();
+    let pairs: [(&'static str, bool); 11] = [
+        ("listen addresses", differs(&running.listen, &new.listen)),
+        ("workers", running.workers != new.workers),
+        ("TLS settings", differs(&running.tls, &new.tls)),
+        ("redirect-http", running.redirect_http != new.redirect_http),
+        ("admin", running.admin != new.admin),
+        (
+            "proxy-cache",
+            differs(&running.proxy_cache, &new.proxy_cache),
+        ),
+        (
+            "header-timeout",
+            running.header_timeout != new.header_timeout,
+        ),
+        ("idle-timeout", running.idle_timeout != new.idle_timeout),
+        (
+            "max-header-size",
+            running.max_header_size != new.max_header_size,
+        ),
+        (
+            "log settings",
+            differs(
+                &(running.log_format, running.quiet, running.verbose),
+                &(new.log_format, new.quiet, new.verbose),
+            ),
+        ),
+        ("grace-period", running.grace_period != new.grace_period),
+    ];
+    for (name, changed) in pairs {
+        if changed {
+            kept.push(name);
+        }
+    }
+    kept
 }
 
 /// Workers not done yet, and a token cancelled when none is left.
@@ -444,7 +553,7 @@ impl Worker {
         runtime: tokio::runtime::Runtime,
         signals: Option<(Signals, Option<Tls>)>,
     ) -> Result<(), String> {
-        let log = self.router.log().clone();
+        let log = self.router.load().log().clone();
         log.batch_on_this_thread();
         let done = Done(self.finished.clone());
         runtime.block_on(async move {
@@ -513,9 +622,11 @@ impl Worker {
                     }
                 });
                 while let Signal::Reload = signals.wait().await {
-                    match &tls {
-                        Some(tls) => reload_certificate(tls.certs(), "SIGHUP"),
-                        None => eprintln!("wharf: SIGHUP ignored: no TLS certificate to reload"),
+                    if let Some(reloading) = &self.reload {
+                        reloading.apply(&self.router);
+                    }
+                    if let Some(tls) = &tls {
+                        reload_certificate(tls.certs(), "SIGHUP");
                     }
                 }
                 housekeeping.abort();

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "man") {
         return man();
     }
+    let reload_args = args.clone();
     let layered = match file::parse(args) {
         Ok(layered) => layered,
         // Usage errors, --help and --version, worded and exited by clap.
@@ -63,7 +64,17 @@ fn main() -> ExitCode {
             Err(message) => fail(&message),
         };
     }
-    match wharf::run(config) {
+    // SIGHUP reads everything again, as at the start.
+    let reload: wharf::Reload = Box::new(move || {
+        let layered = file::parse(reload_args.clone()).map_err(|e| match e {
+            LayerError::Clap(e) => e.to_string().lines().next().unwrap_or_default().to_string(),
+            LayerError::File(message) => message,
+        })?;
+        let mut config = layered.cli.into_config()?;
+        config.site = layered.site;
+        Ok(config)
+    });
+    match wharf::run(config, reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
     }

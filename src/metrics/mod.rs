@@ -89,6 +89,7 @@ pub struct Metrics {
     cache: Vec<Counter>,
     cgi_running: Gauge,
     cgi_stopped: Counter,
+    reloads: Vec<Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -172,8 +173,23 @@ impl Metrics {
             "CGI programs stopped by wharf (answer abandoned, timeout, shutdown)",
             cgi_stopped.clone(),
         );
+        let reloads_family = Family::<OutcomeLabels, Counter>::default();
+        let reloads = ["applied", "failed"]
+            .iter()
+            .map(|outcome| {
+                reloads_family
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .clone()
+            })
+            .collect();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP), applied or failed",
+            reloads_family,
+        );
         Metrics {
             registry,
+            reloads,
             requests,
             duration,
             bytes_out,
@@ -221,6 +237,11 @@ impl Metrics {
     /// Wharf stopped a CGI program.
     pub fn cgi_stopped(&self) {
         self.cgi_stopped.inc();
+    }
+
+    /// Counts a reload of the configuration, `applied` or failed.
+    pub fn reload(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].inc();
     }
 
     /// Every series in the OpenMetrics text format (what the crate writes, and

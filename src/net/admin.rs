@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
-use crate::site::router::Router;
+use crate::site::router::{Router, Routers};
 
 /// The media types of the two exposition formats: OpenMetrics (what Prometheus
 /// asks for first) and the older Prometheus text format (for everyone else).
@@ -25,7 +25,7 @@ const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Serves the admin listener until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Arc<Router>,
+    routers: Routers,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -34,10 +34,10 @@ pub async fn serve(
             () = shutdown.cancelled() => return,
         };
         let Ok((stream, _)) = accepted else { continue };
-        let router = Arc::clone(&router);
+        let routers = Arc::clone(&routers);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let res = answer(&router, &req);
+                let res = answer(&routers.load(), &req);
                 async move { Ok::<_, Infallible>(res) }
             });
             let _ = hyper::server::conn::http1::Builder::new()

@@ -45,7 +45,7 @@ use crate::net::parking::{Parked, ParkingLot};
 use crate::net::service::{ConnectionService, TunnelSlot};
 use crate::net::tls::Tls;
 use crate::site::router::Peer;
-use crate::site::Router;
+pub use crate::site::router::Routers;
 
 /// HTTP/2 limits. Streams per connection, as nginx's default.
 const H2_MAX_STREAMS: u32 = 128;
@@ -137,7 +137,9 @@ struct Session {
 #[derive(Debug)]
 pub struct Shared {
     /// Answers requests.
-    pub router: Arc<Router>,
+    /// The site as configured now; a reload swaps in a new one, which requests
+    /// arriving after it see (one already started keeps the one it began with).
+    pub router: Routers,
     /// Protocol limits.
     pub limits: Limits,
     /// Cancelled when the server shuts down.
@@ -415,6 +417,7 @@ async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
     session
         .shared
         .router
+        .load()
         .log()
         .log_rejected(session.remote.ip(), 505);
     use tokio::io::AsyncWriteExt;
@@ -724,6 +727,7 @@ impl Session {
                 if let Some(status) = rejected {
                     self.shared
                         .router
+                        .load()
                         .log()
                         .log_rejected(self.remote.ip(), status);
                 }

@@ -24,14 +24,14 @@ use crate::http::response;
 use crate::http::zero_copy::SendfileQueue;
 use crate::net::clock::Clock;
 use crate::net::exchange::Exchange;
-use crate::site::router::{Answer, Peer};
+use crate::site::router::{Answer, Peer, Routers};
 use crate::site::Router;
 
 /// The hyper service for one connection: tags each exchange with the connection's
 /// clock and the client address.
 #[derive(Debug, Clone)]
 pub struct ConnectionService {
-    router: Arc<Router>,
+    routers: Routers,
     peer: Peer,
     clock: Arc<Clock>,
     tunnel: Arc<TunnelSlot>,
@@ -44,7 +44,7 @@ impl ConnectionService {
     /// send file ranges itself; `redirect_to` to answer everything with a redirect to
     /// HTTPS on that port.
     pub fn new(
-        router: Arc<Router>,
+        routers: Routers,
         peer: Peer,
         clock: Arc<Clock>,
         tunnel: Arc<TunnelSlot>,
@@ -52,7 +52,7 @@ impl ConnectionService {
         redirect_to: Option<u16>,
     ) -> Self {
         ConnectionService {
-            router,
+            routers,
             peer,
             clock,
             tunnel,
@@ -75,19 +75,20 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             self.clock.answering_http10();
         }
         self.clock.request_started(keep_alive, has_body);
+        let router = self.routers.load_full();
         let exchange = Exchange::begin(
-            self.router.log(),
+            router.log(),
             &req,
             self.peer.remote,
             Arc::clone(&self.clock),
         );
         let (parts, body) = req.into_parts();
-        if self.router.log().verbose() {
+        if router.log().verbose() {
             crate::log::verbose::print_head(self.peer.remote, &parts);
         }
         let answer = match self.redirect_to {
-            Some(port) => Answer::Now(self.router.redirect_to_https(&parts, port)),
-            None => self.router.answer_now(&parts),
+            Some(port) => Answer::Now(router.redirect_to_https(&parts, port)),
+            None => router.answer_now(&parts),
         };
         let finish = Finishing {
             head: parts.method == Method::HEAD,
@@ -98,7 +99,6 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             tunnel: Arc::clone(&self.tunnel),
             exchange,
         };
-        let router = Arc::clone(&self.router);
         let peer = self.peer;
         let unwanted = match &answer {
             Answer::Now(_) => true,

@@ -55,6 +55,11 @@ pub struct Router {
     auth_permits: tokio::sync::Semaphore,
 }
 
+/// The site's current router, swapped whole when the configuration is reloaded:
+/// each request loads it once and keeps it to the end, so it sees the old
+/// configuration or the new one, never a mix.
+pub type Routers = Arc<arc_swap::ArcSwap<Router>>;
+
 /// Who sent a request, and how.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
