@@ -220,17 +220,25 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         let _guard = main_runtime.enter();
         Signals::install()?
     };
-    let (listeners, tls) = bind_all(&config, &router)?;
-    let admin = match config.admin {
-        None => None,
-        Some(addr) => {
-            let listener = net::listener::bind(addr).map_err(|e| format!("--admin {addr}: {e}"))?;
-            if let Ok(local) = listener.local_addr() {
-                eprintln!("wharf: admin (metrics, health) at http://{local}/metrics");
-            }
-            Some(listener)
-        }
+    let (passed_admin, passed_site): (Vec<_>, Vec<_>) = net::systemd::inherited_listeners()?
+        .into_iter()
+        .partition(|p| p.name.as_deref() == Some(net::systemd::ADMIN_NAME));
+    let (listeners, tls) = bind_all(
+        &config,
+        &router,
+        passed_site.into_iter().map(|p| p.listener).collect(),
+    )?;
+    let admin = match (passed_admin.into_iter().next(), config.admin) {
+        (Some(passed), _) => Some(passed.listener),
+        (None, None) => None,
+        (None, Some(addr)) => Some(
+            net::listener::bind(addr, config.reuse_port)
+                .map_err(|e| format!("--admin {addr}: {e}"))?,
+        ),
     };
+    if let Some(local) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
+        eprintln!("wharf: admin (metrics, health) at http://{local}/metrics");
+    }
     let limits = Limits {
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
@@ -277,6 +285,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         log: log.clone(),
         cache,
     });
+    net::systemd::notify("READY=1");
     let result = main_worker.run(main_runtime, Some((signals, tls)));
     for thread in threads {
         if let Ok(Err(e)) = thread.join() {
@@ -301,19 +310,36 @@ type Bound = (TcpListener, ListenerKind);
 /// the site on each `--bind` address (HTTPS when TLS is configured), and the
 /// plain-HTTP redirect listeners of `--redirect-http`. Nothing is printed unless
 /// every socket could be bound.
-fn bind_all(config: &Config, router: &Router) -> Result<(Vec<Bound>, Option<Tls>), String> {
+fn bind_all(
+    config: &Config,
+    router: &Router,
+    passed: Vec<TcpListener>,
+) -> Result<(Vec<Bound>, Option<Tls>), String> {
     let bind = |addr: SocketAddr| -> Result<(TcpListener, SocketAddr), String> {
-        let listener = net::listener::bind(addr)?;
+        let listener = net::listener::bind(addr, config.reuse_port)?;
         let local = listener
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
         Ok((listener, local))
     };
-    let site = config
-        .listen
-        .iter()
-        .map(|addr| bind(*addr))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Sockets a systemd socket unit passed replace the configured addresses.
+    let site = if passed.is_empty() {
+        config
+            .listen
+            .iter()
+            .map(|addr| bind(*addr))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        passed
+            .into_iter()
+            .map(|listener| {
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| format!("cannot read the passed socket's address: {e}"))?;
+                Ok((listener, local))
+            })
+            .collect::<Result<Vec<_>, String>>()?
+    };
     let redirects = match config.redirect_http {
         None => Vec::new(),
         Some(port) => config
@@ -476,8 +502,9 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut kept = Vec::new();
-    let pairs: [(&'static str, bool); 11] = [
+    let pairs: [(&'static str, bool); 12] = [
         ("listen addresses", differs(&running.listen, &new.listen)),
+        ("reuse-port", running.reuse_port != new.reuse_port),
         ("workers", running.workers != new.workers),
         ("TLS settings", differs(&running.tls, &new.tls)),
         ("redirect-http", running.redirect_http != new.redirect_http),
@@ -623,13 +650,16 @@ impl Worker {
                 });
                 while let Signal::Reload = signals.wait().await {
                     if let Some(reloading) = &self.reload {
+                        net::systemd::reloading();
                         reloading.apply(&self.router);
+                        net::systemd::notify("READY=1");
                     }
                     if let Some(tls) = &tls {
                         reload_certificate(tls.certs(), "SIGHUP");
                     }
                 }
                 housekeeping.abort();
+                net::systemd::notify("STOPPING=1");
                 let open = net::clock::responses_in_flight();
                 let plural = if open == 1 { "" } else { "s" };
                 eprintln!(

@@ -188,6 +188,11 @@ pub struct Cli {
     )]
     proxy: Vec<String>,
 
+    /// Let several wharf processes listen on the same port (SO_REUSEPORT; the kernel
+    /// spreads connections). Without it a second one on the port fails to start.
+    #[arg(long, env = "WHARF_REUSE_PORT", value_parser = clap::builder::BoolishValueParser::new())]
+    reuse_port: bool,
+
     /// Serve /metrics (Prometheus), /healthz and /readyz on this address, apart from
     /// the site (off by default; a loopback address unless --admin-public).
     #[arg(long, value_name = "ADDR:PORT", env = "WHARF_ADMIN")]
@@ -286,6 +291,8 @@ pub struct Config {
     pub proxy_cache: Option<crate::handlers::proxy::cache::Settings>,
     /// Where the admin listener listens (`--admin`).
     pub admin: Option<SocketAddr>,
+    /// SO_REUSEPORT on every listener (`--reuse-port`).
+    pub reuse_port: bool,
     /// Whether `/cgi-bin/` and `/htbin/` run programs (`--cgi`).
     pub cgi: bool,
     /// Limits on running programs (`--cgi-timeout`, `--cgi-max`).
@@ -418,6 +425,7 @@ impl Cli {
             grace_period: self.grace_period,
             proxy_cache,
             admin: self.admin,
+            reuse_port: self.reuse_port,
             cgi: self.cgi,
             cgi_settings: {
                 let mut cgi = crate::handlers::cgi::Settings {

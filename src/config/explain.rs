@@ -142,6 +142,7 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             "cache-size",
         ),
         ("grace-period", dur(config.grace_period), "grace-period"),
+        ("reuse-port", onoff(config.reuse_port), "reuse-port"),
         (
             "admin",
             config.admin.map_or("off".to_string(), |a| {

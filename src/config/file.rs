@@ -161,6 +161,11 @@ const SETTINGS: &[Setting] = &[
         kind: Kind::Value,
     },
     Setting {
+        key: "reuse-port",
+        id: "reuse_port",
+        kind: Kind::Switch,
+    },
+    Setting {
         key: "admin",
         id: "admin",
         kind: Kind::Value,

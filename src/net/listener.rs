@@ -24,7 +24,7 @@ const BACKLOG: i32 = 1024;
 
 /// Binds one listening socket, reporting failures in words an operator can act on.
 /// Each worker registers its own duplicate of it with its event loop.
-pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener, String> {
     let fail = |what: &str, e: io::Error| {
         let reason = match e.kind() {
             io::ErrorKind::AddrInUse => "address already in use".to_string(),
@@ -41,6 +41,13 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
     socket
         .set_reuse_address(true)
         .map_err(|e| fail("configure", e))?;
+    if reuse_port {
+        // Several processes on one port, the kernel spreading connections (opt-in:
+        // without it a second wharf on the port fails, as it should by mistake).
+        socket
+            .set_reuse_port(true)
+            .map_err(|e| fail("configure", e))?;
+    }
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         // `::` serves IPv4 too, as Python's server does.
         let _ = socket.set_only_v6(false);

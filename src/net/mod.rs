@@ -16,5 +16,6 @@ pub mod lazy_tcp;
 pub mod listener;
 pub mod parking;
 pub mod service;
+pub mod systemd;
 pub mod tls;
 pub mod tls_crypto;

@@ -1,0 +1,118 @@
+//! systemd: socket activation (a listening socket passed by systemd's own
+//! `systemd-socket-activate`), readiness notification on `$NOTIFY_SOCKET`, and
+//! `--reuse-port` for several processes on one port.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_socket_passed_by_systemd_is_served() {
+    if !have("systemd-socket-activate") {
+        eprintln!("skipped: systemd-socket-activate is not installed (Debian: systemd)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have systemd-socket-activate"
+        );
+        return;
+    }
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "activated");
+    let port = free_port();
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .arg(&root)
+        .arg("-q")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The socket listens before wharf runs; the first connection starts it.
+    let mut stream = poll_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("systemd-socket-activate listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let _ = activator.kill();
+    let _ = activator.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("activated"), "{answer}");
+}
+
+#[test]
+fn readiness_reload_and_stopping_are_notified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("notify.sock");
+    let listener = UnixDatagram::bind(&path).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (_t, root) = temp_root();
+    let mut server = Server::start_configured(&root, &[], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &path);
+    });
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = listener.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    server.signal("HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(next(), "READY=1");
+    server.signal("TERM");
+    assert_eq!(next(), "STOPPING=1");
+    assert!(server.expect_exit().success());
+}
+
+#[test]
+fn reuse_port_lets_two_processes_share_a_port_and_is_needed_for_it() {
+    let (_t, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let port = free_port().to_string();
+    let first = Server::start(&root, &["-p", &port, "--reuse-port"]);
+    let second = Server::start(&root, &["-p", &port, "--reuse-port"]);
+    assert_eq!(get(&first, "/a.txt").status, 200);
+    assert_eq!(get(&second, "/a.txt").status, 200);
+    let r = root.to_str().unwrap();
+    let refused = run_to_exit(&[r, "-b", "127.0.0.1", "-p", &port], None);
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("address already in use"),
+        "{}",
+        refused.stderr
+    );
+}
