@@ -3,7 +3,6 @@
 //! `deploy/check_manifests.py` (fields, probes, grace period), the Dockerfile for
 //! the settings the packaging promises.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
