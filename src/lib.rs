@@ -140,6 +140,17 @@ pub fn build_router(
     log: AccessLog,
     proxy_cache: Option<Arc<handlers::proxy::cache::Cache>>,
 ) -> Result<Router, String> {
+    rebuild_router(config, log, proxy_cache, None)
+}
+
+/// [`build_router`], keeping the state of `previous` (a reload): the file caches,
+/// WebDAV locks and resumable uploads when `same_folder`, and the CGI slots.
+fn rebuild_router(
+    config: &Config,
+    log: AccessLog,
+    proxy_cache: Option<Arc<handlers::proxy::cache::Cache>>,
+    previous: Option<(&Router, bool)>,
+) -> Result<Router, String> {
     let root =
         Root::open_dir(&config.root, config.follow_symlinks)?.withholding(config.withheld.clone());
     let static_files = StaticFiles::new(
@@ -170,11 +181,11 @@ pub fn build_router(
         access: config.access,
         rules: with_cgi(with_proxies(&config.site, &config.proxies)?, config.cgi)?,
     };
-    Ok(Router::new(
-        settings,
-        Handlers::new(static_files, uploads, config.cgi_settings, proxy_cache),
-        log,
-    ))
+    let mut handlers = Handlers::new(static_files, uploads, config.cgi_settings, proxy_cache);
+    if let Some((old, same_folder)) = previous {
+        handlers = handlers.keeping_state_of(old.handlers(), same_folder);
+    }
+    Ok(Router::new(settings, handlers, log))
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.
@@ -232,8 +243,8 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         (Some(passed), _) => Some(passed.listener),
         (None, None) => None,
         (None, Some(addr)) => Some(
-            net::listener::bind(addr, config.reuse_port)
-                .map_err(|e| format!("--admin {addr}: {e}"))?,
+            // Never shared: each process's metrics are its own.
+            net::listener::bind(addr, false).map_err(|e| format!("--admin {addr}: {e}"))?,
         ),
     };
     if let Some(local) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
@@ -470,15 +481,26 @@ impl Reloading {
     /// for the requests that arrive from now on; otherwise nothing changes. One line
     /// on stderr says which, and the metrics count it.
     fn apply(&self, routers: &router::Routers) {
+        let current = routers.load_full();
         let built = (self.reload)().and_then(|config| {
-            let router = build_router(&config, self.log.clone(), self.cache.clone())?;
-            Ok((config, router))
+            let kept = restart_only_changes(&self.running, &config);
+            let config = with_restart_only_settings_of(&self.running, config);
+            let same_folder = folder_settings(&self.running) == folder_settings(&config);
+            let router = rebuild_router(
+                &config,
+                self.log.clone(),
+                self.cache.clone(),
+                Some((&current, same_folder)),
+            )?;
+            Ok((kept, router))
         });
         match built {
-            Ok((config, router)) => {
+            Ok((kept, router)) => {
+                for warning in router.warnings() {
+                    tracing::warn!("{warning}");
+                }
                 routers.store(Arc::new(router));
                 metrics::metrics().reload(true);
-                let kept = restart_only_changes(&self.running, &config);
                 if kept.is_empty() {
                     eprintln!("wharf: reloaded the configuration (SIGHUP)");
                 } else {
@@ -496,13 +518,53 @@ impl Reloading {
     }
 }
 
+/// `new` with the settings only a restart changes set back to those `running` has,
+/// so that none of them is half applied (a new header limit in the router while
+/// the connections keep the old one).
+fn with_restart_only_settings_of(running: &Config, mut new: Config) -> Config {
+    new.listen = running.listen.clone();
+    new.reuse_port = running.reuse_port;
+    new.workers = running.workers;
+    new.tls = running.tls.clone();
+    new.redirect_http = running.redirect_http;
+    new.admin = running.admin;
+    new.proxy_cache = running.proxy_cache.clone();
+    new.header_timeout = running.header_timeout;
+    new.idle_timeout = running.idle_timeout;
+    new.max_header_size = running.max_header_size;
+    new.log_format = running.log_format;
+    new.quiet = running.quiet;
+    new.verbose = running.verbose;
+    new.grace_period = running.grace_period;
+    new.cgi_settings = running.cgi_settings;
+    new
+}
+
+/// What the file handlers are made from: when it is unchanged by a reload, their
+/// caches, locks and uploads in progress carry over.
+fn folder_settings(c: &Config) -> String {
+    format!(
+        "{:?}",
+        (
+            &c.root,
+            c.follow_symlinks,
+            &c.withheld,
+            c.hidden,
+            c.no_compress,
+            c.cache_size,
+            c.compress_cache_size,
+            c.upload_expiry,
+        )
+    )
+}
+
 /// The settings that differ between `running` and `new` but take effect only when
 /// the process starts (its sockets, threads, log and caches are made then).
 fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut kept = Vec::new();
-    let pairs: [(&'static str, bool); 12] = [
+    let pairs: [(&'static str, bool); 13] = [
         ("listen addresses", differs(&running.listen, &new.listen)),
         ("reuse-port", running.reuse_port != new.reuse_port),
         ("workers", running.workers != new.workers),
@@ -530,6 +592,10 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
             ),
         ),
         ("grace-period", running.grace_period != new.grace_period),
+        (
+            "cgi-timeout, cgi-max",
+            differs(&running.cgi_settings, &new.cgi_settings),
+        ),
     ];
     for (name, changed) in pairs {
         if changed {

@@ -88,9 +88,16 @@ fn completions(shell: Option<&str>) -> ExitCode {
     let Some(shell) = shell.and_then(|s| s.parse::<Shell>().ok()) else {
         return fail("usage: wharf completions bash|zsh|fish|elvish|powershell");
     };
+    use clap_complete::Generator;
     let mut command = wharf::config::cli::Cli::command();
-    clap_complete::generate(shell, &mut command, "wharf", &mut std::io::stdout());
-    ExitCode::SUCCESS
+    command.set_bin_name("wharf");
+    command.build();
+    match shell.try_generate(&command, &mut std::io::stdout()) {
+        // A pager or `head` that stopped reading is not a failure.
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("cannot write the completions: {e}")),
+    }
 }
 
 /// `wharf man`: the manual page (roff), from the clap definition.

@@ -44,7 +44,15 @@ fn metrics_count_requests_and_health_answers() {
     let (_t, server, admin) = with_admin(&[]);
     assert_eq!(get(&server, "/a.txt").status, 200);
     assert_eq!(get(&server, "/missing").status, 404);
-    let metrics = admin_get(&admin, "/metrics", &[]);
+    // Each exchange is counted when its response is done with, which may be just
+    // after the client has its last byte.
+    let metrics = poll_until(Duration::from_secs(10), || {
+        let res = admin_get(&admin, "/metrics", &[]);
+        res.body_text()
+            .contains("wharf_request_duration_seconds_count 2")
+            .then_some(res)
+    })
+    .expect("both requests are counted");
     assert_eq!(metrics.status, 200);
     assert_eq!(
         metrics.header("content-type").as_deref(),

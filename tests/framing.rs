@@ -31,7 +31,15 @@ fn fate(server: &Server, request: &str) -> Fate {
             assert_eq!(second.body_text(), "b", "{request:?}: the next request");
             Fate::Kept(first.status)
         }
-        Err(_) => Fate::Closed(first.status),
+        // A connection that hangs is neither: it must have been closed.
+        Err(e) if is_timeout(&e) => panic!("{request:?}: neither answered nor closed"),
+        Err(_) => {
+            assert!(
+                conn.wait_for_close_within(std::time::Duration::from_secs(10)),
+                "{request:?}: the connection is closed"
+            );
+            Fate::Closed(first.status)
+        }
     }
 }
 

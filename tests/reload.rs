@@ -125,3 +125,36 @@ fn ten_reloads_under_load_fail_no_request() {
     let last = seen.last().unwrap();
     assert_eq!(last.1, "10");
 }
+
+#[test]
+fn a_reload_keeps_webdav_locks() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let conf = tmp.path().join("wharf.toml");
+    std::fs::write(&conf, site_file("1")).unwrap();
+    let server = Server::start(&root, &["--upload", "--config", conf.to_str().unwrap()]);
+    let body = "<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
+    let lock = server.exchange(
+        format!(
+            "LOCK /a.txt HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+        false,
+    );
+    assert_eq!(lock.status, 200, "{}", lock.body_text());
+    assert!(lock.header("lock-token").is_some());
+    let put = || {
+        server.exchange(
+            b"PUT /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb",
+            false,
+        )
+    };
+    assert_eq!(put().status, 423);
+    std::fs::write(&conf, site_file("2")).unwrap();
+    assert_eq!(
+        reload(&server, 1),
+        "wharf: reloaded the configuration (SIGHUP)"
+    );
+    assert_eq!(put().status, 423, "the lock outlives the reload");
+}

@@ -116,3 +116,71 @@ fn reuse_port_lets_two_processes_share_a_port_and_is_needed_for_it() {
         refused.stderr
     );
 }
+
+#[test]
+fn a_passed_socket_named_admin_is_the_admin_listener_and_a_datagram_one_is_refused() {
+    if !have("systemd-socket-activate") {
+        eprintln!("skipped: systemd-socket-activate is not installed (Debian: systemd)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have systemd-socket-activate"
+        );
+        return;
+    }
+    let (_tmp, root) = temp_root();
+    let (site, admin) = (free_port(), free_port());
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg(format!("--listen=127.0.0.1:{site}"))
+        .arg(format!("--listen=127.0.0.1:{admin}"))
+        .arg("--fdname=site:admin")
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .arg(&root)
+        .arg("-q")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stream = poll_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", admin)).ok()
+    })
+    .expect("systemd-socket-activate listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let _ = activator.kill();
+    let _ = activator.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+
+    // A datagram socket is not something wharf can serve: it says so and exits.
+    let port = free_port();
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("--datagram")
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut said = String::new();
+    let mut stderr = activator.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    poll_until(Duration::from_secs(10), || {
+        udp.send_to(b"x", ("127.0.0.1", port)).ok()?;
+        activator.try_wait().ok().flatten()
+    })
+    .expect("wharf started by the datagram exits");
+    said.push_str(&reader.join().unwrap());
+    assert!(said.contains("not a listening stream socket"), "{said}");
+}

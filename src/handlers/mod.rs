@@ -260,7 +260,7 @@ pub struct Request<'a> {
 pub struct Handlers {
     static_files: Arc<StaticFiles>,
     uploads: Arc<Uploads>,
-    cgi: Cgi,
+    cgi: Arc<Cgi>,
     /// The shared cache of proxied responses (`--proxy-cache`), if on.
     proxy_cache: Option<Arc<proxy::cache::Cache>>,
 }
@@ -277,9 +277,21 @@ impl Handlers {
         Handlers {
             static_files,
             uploads: Arc::new(uploads),
-            cgi: Cgi::new(cgi),
+            cgi: Arc::new(Cgi::new(cgi)),
             proxy_cache,
         }
+    }
+
+    /// These handlers with the state that must outlive a configuration reload taken
+    /// from `old`: the file caches, WebDAV locks and resumable uploads in progress
+    /// (the same folder, served the same way), and the CGI and FastCGI slots.
+    pub fn keeping_state_of(mut self, old: &Handlers, same_folder: bool) -> Handlers {
+        if same_folder {
+            self.static_files = Arc::clone(&old.static_files);
+            self.uploads = Arc::clone(&old.uploads);
+        }
+        self.cgi = Arc::clone(&old.cgi);
+        self
     }
 
     /// The served folder: the one resolver every handler reads and writes through.

@@ -126,7 +126,7 @@ impl Metrics {
         let duration = Histogram::new(exponential_buckets(0.0001, 4.0, 10));
         registry.register_with_unit(
             "request_duration",
-            "Time from a request's arrival to the end of its response",
+            "Time from a request's head being read to the end of its response",
             prometheus_client::registry::Unit::Seconds,
             duration.clone(),
         );

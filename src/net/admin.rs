@@ -22,20 +22,36 @@ use crate::site::router::{Router, Routers};
 const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Admin connections served at once.
+const MAX_CONNECTIONS: usize = 64;
+
 /// Serves the admin listener until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     routers: Routers,
     shutdown: CancellationToken,
 ) {
+    // Scrapers and probes need a few connections; more wait their turn.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => return,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of descriptors, say: try again shortly rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let routers = Arc::clone(&routers);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let res = answer(&routers.load(), &req);
                 async move { Ok::<_, Infallible>(res) }

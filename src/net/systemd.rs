@@ -49,8 +49,19 @@ pub fn inherited_listeners() -> Result<Vec<Inherited>, String> {
                 "socket activation: descriptor {fd} is not a socket"
             ));
         }
+        // SAFETY: as above.
+        let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+        let stream = rustix::net::sockopt::socket_type(borrowed)
+            .is_ok_and(|t| t == rustix::net::SocketType::STREAM);
+        let listening = rustix::net::sockopt::socket_acceptconn(borrowed).unwrap_or(false);
+        if !(stream && listening) {
+            return Err(format!(
+                "socket activation: descriptor {fd} is not a listening stream socket \
+                 (a datagram socket, or Accept=yes, which wharf does not take)"
+            ));
+        }
         // SAFETY: systemd passed this descriptor to this process (LISTEN_PID is ours)
-        // for it to own, and it is a socket.
+        // for it to own, and it is a listening socket.
         let listener = unsafe { TcpListener::from_raw_fd(fd) };
         listener
             .local_addr()

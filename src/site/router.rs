@@ -117,6 +117,11 @@ impl Router {
             .collect()
     }
 
+    /// The handlers, whose state a reloaded router keeps.
+    pub fn handlers(&self) -> &Handlers {
+        &self.handlers
+    }
+
     /// The served folder.
     pub fn root(&self) -> &crate::fs::Root {
         self.handlers.root()
