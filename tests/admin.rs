@@ -32,13 +32,6 @@ fn admin_get(admin: &str, path: &str, extra: &[(&str, &str)]) -> Response {
     conn.read_response(false)
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn metrics_count_requests_and_health_answers() {
     let (_t, server, admin) = with_admin(&[]);

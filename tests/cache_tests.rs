@@ -7,7 +7,11 @@
 //! everything inside a network namespace of its own (`unshare --net`). CI installs
 //! node, nginx and the suite (`npm ci` in tests/cache-tests); elsewhere the test
 //! says what is missing and passes. With `WHARF_RECORD_CACHE_TESTS=1` the results
-//! are copied to tests/cache-tests/results and the summary to RESULTS.md there.
+//! are copied to tests/cache-tests/results, with the summary table in summary.md.
+
+mod common;
+
+use common::have;
 
 use std::path::Path;
 use std::process::Command;
@@ -18,13 +22,6 @@ use std::process::Command;
 ///   `age-parse-dup-0` expects `Age: 0, 0` to be stale: no reading of the field
 ///   satisfies both. wharf treats every `Age` that is not one number as stale.
 const KNOWN: [&str; 1] = ["required:age-parse-prefix"];
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 #[test]
 fn cache_tests_required_all_pass_and_more_than_nginx() {

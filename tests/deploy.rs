@@ -3,18 +3,15 @@
 //! `deploy/check_manifests.py` (fields, probes, grace period), the Dockerfile for
 //! the settings the packaging promises.
 
+mod common;
+
+use common::have;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// `systemd-analyze verify` of the units in `dir`: its warnings and errors.

@@ -36,14 +36,6 @@ impl Drop for Peer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_listening(port: u16) {
     let up = poll_until(Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", port)).ok()

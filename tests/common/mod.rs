@@ -25,6 +25,24 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 type Lines = Arc<Mutex<Vec<String>>>;
 
+/// Whether `program` is on the `PATH` (an outside tool a test drives).
+pub fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A loopback port free a moment ago (for a peer that must be told its port before
+/// it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Poll `f` until it returns `Some`, or give up after `timeout`.
 pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
