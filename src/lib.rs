@@ -292,6 +292,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     main_worker.admin = admin;
     main_worker.reload = Some(Reloading {
         reload,
+        applied: std::sync::Mutex::new(folder_settings(&config)),
         running: config.clone(),
         log: log.clone(),
         cache,
@@ -472,6 +473,8 @@ struct Reloading {
     /// The configuration the process started with: what only a restart changes is
     /// compared with it.
     running: Config,
+    /// The folder settings of the configuration in effect (see [`folder_settings`]).
+    applied: std::sync::Mutex<String>,
     log: AccessLog,
     cache: Option<Arc<handlers::proxy::cache::Cache>>,
 }
@@ -485,17 +488,20 @@ impl Reloading {
         let built = (self.reload)().and_then(|config| {
             let kept = restart_only_changes(&self.running, &config);
             let config = with_restart_only_settings_of(&self.running, config);
-            let same_folder = folder_settings(&self.running) == folder_settings(&config);
+            let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+            let same_folder = *applied == folder_settings(&config);
+            drop(applied);
             let router = rebuild_router(
                 &config,
                 self.log.clone(),
                 self.cache.clone(),
                 Some((&current, same_folder)),
             )?;
-            Ok((kept, router))
+            Ok((kept, router, folder_settings(&config)))
         });
         match built {
-            Ok((kept, router)) => {
+            Ok((kept, router, folder)) => {
+                *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = folder;
                 for warning in router.warnings() {
                     tracing::warn!("{warning}");
                 }
