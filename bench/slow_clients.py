@@ -26,6 +26,9 @@ import tempfile
 import threading
 import time
 
+# The same helpers as the throughput benchmark.
+from run import free_port, rss_kib, wait_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
@@ -62,30 +65,6 @@ ATTACKS = {
           "/1m.bin"),
     "R": ("Range attack", ["-R", "-r", "500", "-a", "10", "-b", "3000"], "/1m.bin"),
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def probe_once(port):
@@ -172,7 +151,7 @@ def main():
                 proc = subprocess.Popen(["taskset", "-c", "0", *argv],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
-                    wait_port(port)
+                    wait_port(port, proc)
                     probe_once(port)
                     rows.append((name, server, attack(name, port, proc.pid, args.seconds)))
                 finally:

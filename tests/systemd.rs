@@ -11,30 +11,32 @@ use std::time::Duration;
 
 use common::*;
 
-#[test]
-fn a_socket_passed_by_systemd_is_served() {
-    if !have("systemd-socket-activate") {
+/// Whether systemd's `systemd-socket-activate` is here (CI must have it).
+fn activator_present() -> bool {
+    let present = have("systemd-socket-activate");
+    if !present {
         eprintln!("skipped: systemd-socket-activate is not installed (Debian: systemd)");
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must have systemd-socket-activate"
         );
-        return;
     }
-    let (_tmp, root) = temp_root();
-    write_file(&root, "a.txt", "activated");
-    let port = free_port();
+    present
+}
+
+/// Starts wharf on `root` under `systemd-socket-activate` with `listen` options,
+/// then GETs `path` on `port` (the connection is what starts wharf, on the socket
+/// already listening); returns the whole answer.
+fn activated_get(listen: &[String], root: &std::path::Path, port: u16, path: &str) -> String {
     let mut activator = Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(format!("127.0.0.1:{port}"))
+        .args(listen)
         .arg(env!("CARGO_BIN_EXE_wharf"))
-        .arg(&root)
+        .arg(root)
         .arg("-q")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // The socket listens before wharf runs; the first connection starts it.
     let mut stream = poll_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     })
@@ -43,12 +45,31 @@ fn a_socket_passed_by_systemd_is_served() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     stream
-        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .unwrap();
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     let _ = activator.kill();
     let _ = activator.wait();
+    answer
+}
+
+#[test]
+fn a_socket_passed_by_systemd_is_served() {
+    if !activator_present() {
+        return;
+    }
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "activated");
+    let port = free_port();
+    let answer = activated_get(
+        &[format!("--listen=127.0.0.1:{port}")],
+        &root,
+        port,
+        "/a.txt",
+    );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("activated"), "{answer}");
 }
@@ -104,41 +125,17 @@ fn reuse_port_lets_two_processes_share_a_port_and_is_needed_for_it() {
 
 #[test]
 fn a_passed_socket_named_admin_is_the_admin_listener_and_a_datagram_one_is_refused() {
-    if !have("systemd-socket-activate") {
-        eprintln!("skipped: systemd-socket-activate is not installed (Debian: systemd)");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have systemd-socket-activate"
-        );
+    if !activator_present() {
         return;
     }
     let (_tmp, root) = temp_root();
     let (site, admin) = (free_port(), free_port());
-    let mut activator = Command::new("systemd-socket-activate")
-        .arg(format!("--listen=127.0.0.1:{site}"))
-        .arg(format!("--listen=127.0.0.1:{admin}"))
-        .arg("--fdname=site:admin")
-        .arg(env!("CARGO_BIN_EXE_wharf"))
-        .arg(&root)
-        .arg("-q")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stream = poll_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", admin)).ok()
-    })
-    .expect("systemd-socket-activate listens");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    let _ = activator.kill();
-    let _ = activator.wait();
+    let listen = [
+        format!("--listen=127.0.0.1:{site}"),
+        format!("--listen=127.0.0.1:{admin}"),
+        "--fdname=site:admin".to_string(),
+    ];
+    let answer = activated_get(&listen, &root, admin, "/healthz");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("ok\n"), "{answer}");
 
