@@ -179,7 +179,10 @@ fn rebuild_router(
         },
         https: config.tls.is_some(),
         access: config.access,
-        rules: with_cgi(with_proxies(&config.site, &config.proxies)?, config.cgi)?,
+        rules: Arc::new(with_cgi(
+            with_proxies(&config.site, &config.proxies)?,
+            config.cgi,
+        )?),
     };
     let mut handlers = Handlers::new(static_files, uploads, config.cgi_settings, proxy_cache);
     if let Some((old, same_folder)) = previous {

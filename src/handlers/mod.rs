@@ -29,6 +29,7 @@ use http::{Method, Response};
 
 use crate::fs::Root;
 use crate::handlers::cgi::Cgi;
+use crate::handlers::static_files::listing::Offers;
 use crate::handlers::static_files::StaticFiles;
 use crate::handlers::uploads::Uploads;
 use crate::http::body::Body;
@@ -204,8 +205,11 @@ impl Handlers {
                     tls,
                     destination: None,
                     user: None,
+                    readable: None,
                 };
-                Arc::clone(&self.static_files).serve_uncached(req).await
+                Arc::clone(&self.static_files)
+                    .serve_uncached(req, Offers::default())
+                    .await
             }
         };
         for (name, value) in from_app.headers() {
@@ -234,6 +238,19 @@ pub struct Destination {
     pub access: Access,
 }
 
+/// The site's word on which paths this client may read as plain files (its access
+/// lists, authentication, internal-only paths, and paths another handler answers):
+/// an archive of a folder includes only those. Built by the router for requests that
+/// ask for an archive, where rules exist.
+#[derive(Clone)]
+pub struct ReadPolicy(pub Arc<dyn Fn(&SitePath) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for ReadPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadPolicy")
+    }
+}
+
 /// One request as a handler sees it.
 #[derive(Debug)]
 pub struct Request<'a> {
@@ -253,6 +270,9 @@ pub struct Request<'a> {
     pub destination: Option<Destination>,
     /// The user the site authenticated, if it asked for credentials.
     pub user: Option<&'a str>,
+    /// Which paths below this one the client may read, when the site has rules and
+    /// the request asks for more than one path (a folder's archive); `None`: all.
+    pub readable: Option<ReadPolicy>,
 }
 
 /// The handlers and their shared state, built once at startup.
@@ -326,8 +346,14 @@ impl Handlers {
     /// The answer to `req`, after [`Handlers::ready`] had none.
     pub async fn respond(&self, handler: &Handler, req: Request<'_>) -> Response<Body> {
         match handler {
-            Handler::Static(_) if reads_files(req.head) => {
-                Arc::clone(&self.static_files).serve_uncached(req).await
+            Handler::Static(access) if reads_files(req.head) => {
+                let offers = Offers {
+                    upload: access.upload,
+                    delete: access.delete,
+                };
+                Arc::clone(&self.static_files)
+                    .serve_uncached(req, offers)
+                    .await
             }
             Handler::Static(access) => Arc::clone(&self.uploads).respond(*access, req).await,
             Handler::Cgi(route) => {
@@ -354,9 +380,10 @@ impl Handlers {
                         tls: req.tls,
                         destination: None,
                         user: req.user,
+                        readable: None,
                     };
                     let res = Arc::clone(&self.static_files)
-                        .serve_uncached(files_req)
+                        .serve_uncached(files_req, Offers::default())
                         .await;
                     if res.status() != http::StatusCode::NOT_FOUND {
                         return res;

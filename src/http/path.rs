@@ -163,6 +163,14 @@ impl SitePath {
         }
     }
 
+    /// This path as a directory's: ending in `/`.
+    pub fn as_directory(&self) -> SitePath {
+        SitePath {
+            segments: self.segments.clone(),
+            trailing_slash: true,
+        }
+    }
+
     /// This path with `suffix` appended to its last segment (`app.js` → `app.js.gz`),
     /// for precompressed sidecars. The root has no last segment and stays as it is.
     pub fn with_suffix(&self, suffix: &[u8]) -> SitePath {

@@ -13,7 +13,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 
-use crate::handlers::{Access, Destination, Handler, Handlers, Request};
+use crate::handlers::{Access, Destination, Handler, Handlers, ReadPolicy, Request};
 use crate::http::body::Body;
 use crate::http::negotiate;
 use crate::http::path::{PathError, SitePath};
@@ -41,7 +41,7 @@ pub struct Settings {
     /// What may be changed where no rule says otherwise.
     pub access: Access,
     /// Path rules, error pages and header presets from the configuration file.
-    pub rules: Site,
+    pub rules: Arc<Site>,
 }
 
 /// Shared, immutable state for every request.
@@ -350,6 +350,7 @@ impl Router {
                     tls: peer.tls,
                     destination,
                     user: None,
+                    readable: None,
                 };
                 let res = self.handlers.respond(&handler, request).await;
                 options_answer(req, res, &handler)
@@ -428,6 +429,7 @@ impl Router {
                     Ok(d) => d,
                     Err(status) => return response::error(status),
                 };
+                let readable = self.read_policy(req, handler, peer.remote.ip(), user);
                 let request = Request {
                     head: req,
                     path: site_path,
@@ -437,6 +439,7 @@ impl Router {
                     tls: peer.tls,
                     destination,
                     user,
+                    readable,
                 };
                 Box::pin(self.handlers.respond(handler, request)).await
             }
@@ -569,6 +572,45 @@ impl Router {
             res.extensions_mut().insert(auth::RemoteUser(user));
         }
         res
+    }
+
+    /// For a request that reads many paths at once (a folder's archive), which of
+    /// them this client may read as plain files: none that a rule keeps internal,
+    /// refuses its address, guards with credentials it did not give, redirects,
+    /// rewrites or hands to another handler. `None` for every other request.
+    fn read_policy(
+        &self,
+        req: &Parts,
+        handler: &Handler,
+        remote: IpAddr,
+        user: Option<&str>,
+    ) -> Option<ReadPolicy> {
+        let asks_archive = matches!(handler, Handler::Static(_))
+            && matches!(
+                crate::handlers::static_files::archive::asked(req),
+                crate::handlers::static_files::archive::Ask::Archive(_)
+            );
+        if !asks_archive {
+            return None;
+        }
+        let site = Arc::clone(&self.settings.rules);
+        let user = user.map(str::to_owned);
+        Some(ReadPolicy(Arc::new(move |path: &SitePath| {
+            site.matching(&path.rule_path()).iter().all(|(rule, _)| {
+                !rule.internal
+                    && rule.admits(remote)
+                    && rule.redirect.is_none()
+                    && rule.rewrite.is_none()
+                    && rule
+                        .handler
+                        .as_ref()
+                        .is_none_or(|h| matches!(h, Handler::Static(_)))
+                    && rule
+                        .auth
+                        .as_ref()
+                        .is_none_or(|auth| user.as_deref().is_some_and(|u| auth.admits(u)))
+            })
+        })))
     }
 
     /// The handler the rules assign to `path` (static when none names one).

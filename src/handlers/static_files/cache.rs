@@ -372,7 +372,7 @@ impl HotCache {
             Entry::File(file) => file,
             Entry::Listing(listing) => {
                 let ready = listing.page(root, format())?.choose(encodings)?;
-                return Some(listing::with_vary_accept(ready.respond(req)));
+                return Some(listing::with_listing_headers(ready.respond(req)));
             }
         };
         if root.state_of(&file.path) != Some(file.state) {

@@ -45,15 +45,92 @@ pub enum Format {
 
 /// Directories first, then by name ignoring case, then by exact bytes.
 pub fn sort(entries: &mut [Entry]) {
-    entries.sort_by(|a, b| {
-        a.kind
-            .cmp(&b.kind)
-            .then_with(|| {
-                let (la, lb) = (a.name.to_ascii_lowercase(), b.name.to_ascii_lowercase());
-                la.cmp(&lb)
-            })
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    Order::default().sort(entries);
+}
+
+/// What a listing is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// Name, ignoring case.
+    #[default]
+    Name,
+    /// Size in bytes.
+    Size,
+    /// Modification time.
+    Modified,
+}
+
+/// A listing's order, from the query (`?sort=size&order=desc`): folders always come
+/// first; within each group, by the key, ties broken by name. Unknown values are
+/// ignored (the default order), as links made by hand should still show the folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Order {
+    /// The column sorted by.
+    pub key: SortKey,
+    /// Largest, latest or last name first.
+    pub descending: bool,
+}
+
+impl Order {
+    /// The order `req`'s query asks for.
+    pub fn of(req: &Parts) -> Order {
+        let mut order = Order::default();
+        for pair in req.uri.query().unwrap_or("").split('&') {
+            match pair.split_once('=').unwrap_or((pair, "")) {
+                ("sort", "name") => order.key = SortKey::Name,
+                ("sort", "size") => order.key = SortKey::Size,
+                ("sort", "modified" | "mtime" | "time" | "date") => order.key = SortKey::Modified,
+                ("order", "desc") => order.descending = true,
+                ("order", "asc") => order.descending = false,
+                _ => {}
+            }
+        }
+        order
+    }
+
+    /// Sorts `entries` in this order.
+    pub fn sort(&self, entries: &mut [Entry]) {
+        let by_name = |a: &Entry, b: &Entry| {
+            let (la, lb) = (a.name.to_ascii_lowercase(), b.name.to_ascii_lowercase());
+            la.cmp(&lb).then_with(|| a.name.cmp(&b.name))
+        };
+        entries.sort_by(|a, b| {
+            let within = match self.key {
+                SortKey::Name => by_name(a, b),
+                SortKey::Size => a.size.cmp(&b.size).then_with(|| by_name(a, b)),
+                SortKey::Modified => a.mtime.cmp(&b.mtime).then_with(|| by_name(a, b)),
+            };
+            let within = if self.descending {
+                within.reverse()
+            } else {
+                within
+            };
+            a.kind.cmp(&b.kind).then(within)
+        });
+    }
+
+    /// The query of the link that sorts by `key`: the other direction when already
+    /// sorted by it.
+    fn link(&self, key: SortKey) -> &'static str {
+        let flip = self.key == key && !self.descending;
+        match (key, flip) {
+            (SortKey::Name, false) => "?sort=name",
+            (SortKey::Name, true) => "?sort=name&amp;order=desc",
+            (SortKey::Size, false) => "?sort=size",
+            (SortKey::Size, true) => "?sort=size&amp;order=desc",
+            (SortKey::Modified, false) => "?sort=modified",
+            (SortKey::Modified, true) => "?sort=modified&amp;order=desc",
+        }
+    }
+
+    /// The `aria-sort` state of `key`'s column header.
+    fn aria(&self, key: SortKey) -> &'static str {
+        match (self.key == key, self.descending) {
+            (false, _) => "none",
+            (true, false) => "ascending",
+            (true, true) => "descending",
+        }
+    }
 }
 
 /// A directory's sorted entries, ready to render.
@@ -64,6 +141,20 @@ pub struct Listing {
     format: Format,
     /// The directory's own modification time (entries added, removed or renamed).
     dir_modified: Option<SystemTime>,
+    /// The order the entries are in (the page's column headers say it).
+    order: Order,
+    /// What the page offers besides links.
+    offers: Offers,
+}
+
+/// What a listing page offers besides links: the controls that change the folder,
+/// shown only where the site allows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offers {
+    /// Uploads, new folders (and, with `delete`, renames).
+    pub upload: bool,
+    /// Deletes.
+    pub delete: bool,
 }
 
 impl Listing {
@@ -74,12 +165,16 @@ impl Listing {
         entries: Vec<Entry>,
         format: Format,
         dir_modified: Option<SystemTime>,
+        order: Order,
+        offers: Offers,
     ) -> Listing {
         Listing {
             path,
             entries,
             format,
             dir_modified,
+            order,
+            offers,
         }
     }
 
@@ -118,6 +213,9 @@ impl Listing {
         let mut hashed = Vec::with_capacity(64 + self.entries.len() * 48);
         hashed.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
         hashed.push(self.format as u8);
+        hashed.push(self.order.key as u8);
+        hashed.push(u8::from(self.order.descending));
+        hashed.push(u8::from(self.offers.upload) | u8::from(self.offers.delete) << 1);
         hashed.extend_from_slice(self.path.display().as_bytes());
         for e in &self.entries {
             hashed.push(0);
@@ -194,8 +292,7 @@ impl Listing {
             headers.insert(header::LAST_MODIFIED, value);
         }
         headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        headers.append(header::VARY, HeaderValue::from_static("Accept"));
-        res
+        with_listing_headers(res)
     }
 
     /// Renders through `encoding` into `tx`, a chunk of about [`CHUNK`] bytes at a
@@ -245,7 +342,7 @@ impl Listing {
     fn render(&self, mut emit: impl FnMut(&str) -> bool) -> bool {
         let mut piece = String::with_capacity(512);
         match self.format {
-            Format::Html => html_head(&self.path, &mut piece),
+            Format::Html => html_head(&self.path, self.order, self.offers, &mut piece),
             Format::Json => json_head(&self.path, &mut piece),
         }
         if !emit(&piece) {
@@ -261,10 +358,12 @@ impl Listing {
                 return false;
             }
         }
-        emit(match self.format {
-            Format::Html => "</tbody></table>\n</body></html>\n",
-            Format::Json => "]}\n",
-        })
+        piece.clear();
+        match self.format {
+            Format::Html => html_foot(self.offers, &mut piece),
+            Format::Json => piece.push_str("]}\n"),
+        }
+        emit(&piece)
     }
 }
 
@@ -272,13 +371,24 @@ impl Listing {
 /// compressed): 200, 206, or what a precondition decides, as for any file, plus
 /// `Vary: Accept` (HTML or JSON was chosen by it).
 pub fn respond(req: &Parts, rep: Representation) -> Response<Body> {
-    with_vary_accept(representation::respond(req, rep))
+    with_listing_headers(representation::respond(req, rep))
 }
 
-/// `res` with `Vary: Accept` added.
-pub fn with_vary_accept(mut res: Response<Body>) -> Response<Body> {
-    res.headers_mut()
-        .append(header::VARY, HeaderValue::from_static("Accept"));
+/// The page's policy: its own script and style only, nothing inline, nothing from
+/// elsewhere; requests back to this site only (uploads, renames, deletes).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+base-uri 'none'; frame-ancestors 'self'";
+
+/// `res` (a listing) with `Vary: Accept` (HTML or JSON was chosen by it) and the
+/// page's `Content-Security-Policy`.
+pub fn with_listing_headers(mut res: Response<Body>) -> Response<Body> {
+    let headers = res.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static("Accept"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
     res
 }
 
@@ -289,56 +399,142 @@ fn content_type(format: Format) -> HeaderValue {
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
-table{border-collapse:collapse}td,th{padding:.2em 1.5em .2em 0;text-align:left}\
-td.s{text-align:right;font-variant-numeric:tabular-nums}a{text-decoration:none}\
-a:hover{text-decoration:underline}";
-
-fn html_head(path: &SitePath, out: &mut String) {
+fn html_head(path: &SitePath, order: Order, offers: Offers, out: &mut String) {
     let title = escape_html(&path.display());
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>Index of {title}</title><style>{STYLE}</style></head>\n\
-         <body><h1>Index of {title}</h1>\n<table><thead><tr><th>Name</th>\
-         <th class=\"s\">Size</th><th>Modified</th></tr></thead><tbody>\n"
+         <meta name=\"color-scheme\" content=\"light dark\">\
+         <title>Index of {title}</title>\
+         <link rel=\"stylesheet\" href=\"?wharf=listing.css\">\
+         <script src=\"?wharf=listing.js\" defer></script></head>\n\
+         <body data-upload=\"{}\" data-delete=\"{}\">\n<header><h1>",
+        offers.upload, offers.delete
     );
+    breadcrumbs(path, out);
+    out.push_str(
+        "</h1>\n<div class=\"tools\"><input type=\"search\" id=\"filter\" \
+         placeholder=\"Filter\" aria-label=\"Filter this folder\" hidden>\
+         <a class=\"zip\" href=\"?zip\" download>Download folder as ZIP</a></div>\
+         </header>\n<main><table id=\"list\"><thead><tr>",
+    );
+    for (key, label, class) in [
+        (SortKey::Name, "Name", "n"),
+        (SortKey::Size, "Size", "s"),
+        (SortKey::Modified, "Modified", "m"),
+    ] {
+        let _ = write!(
+            out,
+            "<th class=\"{class}\" aria-sort=\"{}\"><a href=\"{}\">{label}</a></th>",
+            order.aria(key),
+            order.link(key)
+        );
+    }
+    out.push_str("</tr></thead><tbody>\n");
     if !path.is_root() {
-        out.push_str("<tr><td><a href=\"../\">../</a></td><td class=\"s\">-</td><td></td></tr>\n");
+        out.push_str(
+            "<tr class=\"up\"><td class=\"n\"><a href=\"../\">Parent folder</a>\
+             <td class=\"s\"><td class=\"m\">\n",
+        );
+    }
+}
+
+/// The path as links, one per folder, the last one the current page.
+fn breadcrumbs(path: &SitePath, out: &mut String) {
+    let segments = path.segments();
+    let _ = write!(
+        out,
+        "<nav aria-label=\"Breadcrumb\"><a href=\"{}\">Index of /</a>",
+        "../".repeat(segments.len())
+    );
+    for (i, segment) in segments.iter().enumerate() {
+        let up = "../".repeat(segments.len() - i - 1);
+        let href = if up.is_empty() { "./".to_string() } else { up };
+        let current = if i + 1 == segments.len() {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            out,
+            "<a href=\"{href}\"{current}>{}/</a>",
+            escape_html(&String::from_utf8_lossy(segment))
+        );
+    }
+    out.push_str("</nav>");
+}
+
+fn html_foot(offers: Offers, out: &mut String) {
+    out.push_str("</tbody></table></main>\n");
+    if offers.upload {
+        // Works without script; the script turns it into drag and drop with progress.
+        out.push_str(
+            "<form id=\"upload\" method=\"post\" enctype=\"multipart/form-data\">\
+             <label>Upload files <input type=\"file\" name=\"file\" multiple></label> \
+             <button type=\"submit\">Upload</button></form>\n",
+        );
+    }
+    out.push_str("</body></html>\n");
+}
+
+/// The icon class of a file, by its extension.
+fn kind_class(name: &[u8]) -> &'static str {
+    let ext = name
+        .iter()
+        .rposition(|&b| b == b'.')
+        .map(|dot| name[dot + 1..].to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_slice() {
+        b"png" | b"jpg" | b"jpeg" | b"gif" | b"webp" | b"svg" | b"avif" | b"ico" | b"bmp" => "i",
+        b"mp3" | b"ogg" | b"oga" | b"flac" | b"wav" | b"m4a" | b"opus" => "a",
+        b"mp4" | b"webm" | b"mkv" | b"mov" | b"avi" | b"ogv" => "v",
+        b"zip" | b"gz" | b"tgz" | b"xz" | b"zst" | b"bz2" | b"7z" | b"rar" | b"tar" => "z",
+        b"pdf" => "p",
+        b"html" | b"htm" | b"css" | b"js" | b"mjs" | b"ts" | b"json" | b"rs" | b"py" | b"c"
+        | b"h" | b"go" | b"java" | b"sh" | b"toml" | b"yaml" | b"yml" | b"xml" => "c",
+        b"txt" | b"md" | b"csv" | b"log" | b"rst" => "t",
+        _ => "f",
     }
 }
 
 fn html_entry(entry: &Entry, out: &mut String) {
     let is_dir = entry.kind == EntryKind::Dir;
-    let slash = if is_dir { "/" } else { "" };
     let href = escape_html(&encode_segment(&entry.name));
     let name = escape_html(&String::from_utf8_lossy(&entry.name));
-    let size = if is_dir {
-        "<td class=\"s\">-</td>".to_string()
+    let (class, slash) = if is_dir {
+        ("d", "/")
+    } else {
+        (kind_class(&entry.name), "")
+    };
+    let _ = write!(
+        out,
+        "<tr class=\"{class}\"><td class=\"n\"><a href=\"{href}{slash}\">{name}{slash}</a>"
+    );
+    if is_dir {
+        out.push_str("<td class=\"s\">-");
     } else {
         let unit = if entry.size == 1 { "byte" } else { "bytes" };
-        format!(
-            "<td class=\"s\" title=\"{} {unit}\">{}</td>",
+        let _ = write!(
+            out,
+            "<td class=\"s\" title=\"{} {unit}\">{}",
             entry.size,
             human_size(entry.size)
-        )
-    };
+        );
+    }
     // The exact time (RFC 3339, UTC) stays in the datetime attribute; the text says
     // its zone.
     let exact = mtime_text(entry.mtime);
-    let modified = if exact.is_empty() {
-        String::new()
+    if exact.is_empty() {
+        out.push_str("<td class=\"m\">\n");
     } else {
-        format!(
-            "<time datetime=\"{exact}\">{} UTC</time>",
-            exact.replacen('T', " ", 1).trim_end_matches('Z')
-        )
-    };
-    let _ = writeln!(
-        out,
-        "<tr><td><a href=\"{href}{slash}\">{name}{slash}</a></td>{size}<td>{modified}</td></tr>",
-    );
+        let shown = exact.replacen('T', " ", 1);
+        let _ = writeln!(
+            out,
+            "<td class=\"m\"><time datetime=\"{exact}\">{} UTC</time>",
+            shown.trim_end_matches('Z')
+        );
+    }
 }
 
 fn json_head(path: &SitePath, out: &mut String) {
@@ -454,9 +650,11 @@ mod tests {
             vec![entry("<b>&\"x\" #?.txt", EntryKind::File)],
             Format::Html,
             None,
+            Order::default(),
+            Offers::default(),
         );
         let page = render(&listing);
-        assert!(page.contains("href=\"../\""));
+        assert!(page.contains("href=\"../\">Parent folder"));
         assert!(
             page.contains("&lt;b&gt;&amp;&quot;x&quot; #?.txt"),
             "{page}"
@@ -482,6 +680,8 @@ mod tests {
             ],
             Format::Html,
             None,
+            Order::default(),
+            Offers::default(),
         );
         let page = render(&listing);
         assert!(page.contains("title=\"1 byte\">1 B<"), "{page}");
@@ -499,6 +699,8 @@ mod tests {
             ],
             Format::Json,
             None,
+            Order::default(),
+            Offers::default(),
         );
         let v: serde_json::Value = serde_json::from_str(&render(&listing)).unwrap();
         assert_eq!(v["path"], "/");

@@ -20,6 +20,8 @@ use http::header;
 use http::request::Parts;
 use http::{Response, StatusCode};
 
+pub mod archive;
+pub mod assets;
 pub mod cache;
 pub mod compress;
 pub mod etag_cache;
@@ -29,18 +31,19 @@ pub mod listing;
 use http::Method;
 
 use crate::fs::{FileState, Node, OpenFile, Root};
-use crate::handlers::Request;
+use crate::handlers::{ReadPolicy, Request};
 use crate::http::body::Body;
 use crate::http::mime;
 use crate::http::negotiate::{self, Encoding};
 use crate::http::path::SitePath;
 use crate::http::representation::{self, Content, Representation};
 use crate::http::response;
+use archive::Archive;
 use cache::{FileFill, Found, HotCache, Learned, PageFill, CACHEABLE_FILE};
 use compress::VariantCache;
 use etag_cache::EtagCache;
 use inflight::InFlight;
-use listing::{Format, Listing};
+use listing::{Format, Listing, Offers};
 
 /// Methods the static handler answers.
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -100,6 +103,10 @@ enum Resolved {
     Page(Box<Representation>, Box<PageFill>),
     /// A listing too large to render whole: streamed in this coding.
     Stream(Listing, Encoding),
+    /// The folder as an archive, walked.
+    Archive(Box<Archive>),
+    /// A query the folder does not understand.
+    BadQuery,
 }
 
 impl StaticFiles {
@@ -145,6 +152,9 @@ impl StaticFiles {
     /// rewrote it to), revalidated; `None` on a miss. Never blocks beyond one
     /// `fstatat`, so it may run on an async worker.
     pub fn from_cache(&self, req: &Parts, key: &str) -> Option<Response<Body>> {
+        if !View::of(req).is_plain() {
+            return None;
+        }
         let encodings = negotiate::encoding_preferences(&req.headers);
         self.cache
             .respond(&self.root, key, req, &encodings, || listing_format(req))
@@ -153,11 +163,48 @@ impl StaticFiles {
     /// The full path, after a cache miss: everything that touches the disk happens in
     /// one blocking task, and what it learned fills the cache. The request body, if
     /// any, is not wanted: it is dropped unread.
-    pub async fn serve_uncached(self: Arc<Self>, req: Request<'_>) -> Response<Body> {
+    /// `offers` says which controls a listing page shows (what the site lets this
+    /// path's visitors change).
+    pub async fn serve_uncached(
+        self: Arc<Self>,
+        req: Request<'_>,
+        offers: Offers,
+    ) -> Response<Body> {
         let Request {
-            head, path, target, ..
+            head,
+            path,
+            target,
+            readable,
+            ..
         } = req;
-        self.serve_path(head, path, target).await
+        self.serve_path(head, path, target, readable, offers).await
+    }
+}
+
+/// What the query asks of a folder: the listing in some order, or an archive. Only
+/// the plain listing is cached; the query is ignored for files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct View {
+    ask: archive::Ask,
+    order: listing::Order,
+    /// One of the listing page's own files (`?wharf=listing.js`), asked of a folder.
+    asset: Option<assets::Asset>,
+}
+
+impl View {
+    fn of(req: &Parts) -> View {
+        View {
+            ask: archive::asked(req),
+            order: listing::Order::of(req),
+            asset: assets::asked(req),
+        }
+    }
+
+    /// The view the hot cache holds.
+    fn is_plain(&self) -> bool {
+        self.ask == archive::Ask::Listing
+            && self.order == listing::Order::default()
+            && self.asset.is_none()
     }
 }
 
@@ -170,12 +217,23 @@ fn listing_format(req: &Parts) -> Format {
 }
 
 impl StaticFiles {
-    async fn serve_path(self: Arc<Self>, req: &Parts, path: SitePath, key: &str) -> Response<Body> {
+    async fn serve_path(
+        self: Arc<Self>,
+        req: &Parts,
+        path: SitePath,
+        key: &str,
+        readable: Option<ReadPolicy>,
+        offers: Offers,
+    ) -> Response<Body> {
         let files = self;
+        let view = View::of(req);
+        if let Some(asset) = view.asset.filter(|_| path.has_trailing_slash()) {
+            return assets::respond(req, asset);
+        }
         // One miss per path at a time; a request that waited finds the first one's work
         // in the cache. The turn is held until the cache is filled, at the end.
         let mut turn = files.inflight.enter(key);
-        if turn.wait().await {
+        if view.is_plain() && turn.wait().await {
             if let Some(res) = files.from_cache(req, key) {
                 return res;
             }
@@ -188,7 +246,15 @@ impl StaticFiles {
             // again rather than fail, a few times.
             let mut attempt = 0;
             loop {
-                match resolve(&resolver, path.clone(), &encodings, format) {
+                match resolve(
+                    &resolver,
+                    path.clone(),
+                    &encodings,
+                    format,
+                    view,
+                    readable.as_ref(),
+                    offers,
+                ) {
                     Err(e)
                         if e.kind() == io::ErrorKind::UnexpectedEof
                             && attempt < CHANGED_RETRIES =>
@@ -226,9 +292,13 @@ impl StaticFiles {
             }
             Ok(Resolved::Page(rep, fill)) => {
                 let res = listing::respond(req, *rep);
-                files.cache.fill_listing(key, *fill);
+                if view.is_plain() {
+                    files.cache.fill_listing(key, *fill);
+                }
                 res
             }
+            Ok(Resolved::Archive(archive)) => archive.into_response(Arc::clone(&files.root), req),
+            Ok(Resolved::BadQuery) => response::error(StatusCode::BAD_REQUEST),
             Ok(Resolved::Stream(listing, encoding)) => {
                 listing.into_streamed_response(req, encoding)
             }
@@ -242,6 +312,9 @@ fn resolve(
     path: SitePath,
     encodings: &[Encoding],
     format: Format,
+    view: View,
+    readable: Option<&ReadPolicy>,
+    offers: Offers,
 ) -> io::Result<Resolved> {
     let root = &files.root;
     match root.open(&path)? {
@@ -249,6 +322,13 @@ fn resolve(
         Node::File(_) if path.has_trailing_slash() => Err(io::ErrorKind::NotFound.into()),
         Node::File(open) => represent(files, &path, open, encodings, None),
         Node::Dir(_) if !path.has_trailing_slash() => Ok(Resolved::AddSlash(path)),
+        Node::Dir(_) if view.ask != archive::Ask::Listing => match view.ask {
+            archive::Ask::Archive(method) => {
+                let walked = Archive::walk(root, &path, files.settings.hidden, readable, method)?;
+                Ok(Resolved::Archive(Box::new(walked)))
+            }
+            _ => Ok(Resolved::BadQuery),
+        },
         Node::Dir(dir) => {
             let dir_state = (c_path(&path), FileState::of(&dir.meta));
             for index in INDEX_FILES {
@@ -266,9 +346,9 @@ fn resolve(
             if !files.settings.hidden {
                 entries.retain(|e| !e.name.starts_with(b"."));
             }
-            listing::sort(&mut entries);
+            view.order.sort(&mut entries);
             let dir_path = dir_state.0;
-            let listing = Listing::new(path, entries, format, dir_modified);
+            let listing = Listing::new(path, entries, format, dir_modified, view.order, offers);
             if !listing.fits_in_memory() {
                 // Compressed as it streams, in the client's first choice.
                 let encoding = encodings

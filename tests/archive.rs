@@ -1,0 +1,344 @@
+//! Folders as ZIP archives (`?zip`, `?zip=deflate`): what goes in (and what never
+//! does), that the announced length is what is sent, that ranges resume a download,
+//! and that real readers — Python's `zipfile` and Info-ZIP's `unzip -t` — accept the
+//! result, ZIP64 included.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Runs `script` with Python, the archive's path as `sys.argv[1]`; its stdout.
+fn python(script: &str, zip: &Path) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(zip)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Member names, one per line, after `zipfile` has checked every CRC.
+const LIST_AND_TEST: &str = "import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+bad = z.testzip()
+assert bad is None, bad
+for i in z.infolist():
+    print(i.filename, i.file_size, i.compress_type)";
+
+fn save(bytes: &[u8], dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn fixture(root: &Path) {
+    write_file(root, "a.txt", "hello\n");
+    write_file(
+        root,
+        "sub/b.bin",
+        (0..200_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+    );
+    write_file(root, "sub/deep/ü name.txt", "ünïcödé\n");
+    write_file(root, ".env", "SECRET=1\n");
+    write_file(root, "sub/.git/config", "[core]\n");
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+}
+
+#[test]
+fn stored_archive_holds_the_folder_and_its_length_is_exact() {
+    let (tmp, root) = temp_root();
+    fixture(&root);
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, "not served\n").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link-out.txt")).unwrap();
+    let server = Server::start(&root, &[]);
+
+    let res = get(&server, "/?zip");
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.header("content-type").as_deref(),
+        Some("application/zip")
+    );
+    assert_eq!(res.content_length(), Some(res.body.len()));
+    assert_eq!(res.header("accept-ranges").as_deref(), Some("bytes"));
+    let disposition = res.header("content-disposition").unwrap();
+    assert!(disposition.starts_with("attachment;"), "{disposition}");
+    let zip = save(&res.body, tmp.path(), "all.zip");
+    let listed = python(LIST_AND_TEST, &zip);
+    let names: Vec<&str> = listed
+        .lines()
+        .map(|l| l.rsplitn(3, ' ').nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "empty/",
+            "sub/",
+            "a.txt",
+            "sub/deep/",
+            "sub/b.bin",
+            "sub/deep/ü name.txt"
+        ],
+        "{listed}"
+    );
+    // Stored, not compressed.
+    assert!(listed.contains("sub/b.bin 200000 0"), "{listed}");
+
+    // The bytes are the files' bytes.
+    let extract = tmp.path().join("x");
+    python(
+        &format!("import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall({extract:?})"),
+        &zip,
+    );
+    for rel in ["a.txt", "sub/b.bin", "sub/deep/ü name.txt"] {
+        assert_eq!(
+            std::fs::read(extract.join(rel)).unwrap(),
+            std::fs::read(root.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(extract.join("empty").is_dir());
+
+    if have("unzip") {
+        let out = Command::new("unzip").arg("-t").arg(&zip).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    // HEAD announces the same length; a second GET is the same archive.
+    let head = request(&server, "HEAD", "/?zip", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.content_length(), Some(res.body.len()));
+    let again = get(&server, "/?zip");
+    assert_eq!(again.header("etag"), res.header("etag"));
+    assert_eq!(again.body, res.body);
+}
+
+#[test]
+fn a_subfolder_is_archived_under_its_own_name() {
+    let (tmp, root) = temp_root();
+    fixture(&root);
+    let server = Server::start(&root, &["--hidden"]);
+    let res = get(&server, "/sub/?zip");
+    assert_eq!(res.status, 200);
+    assert!(res
+        .header("content-disposition")
+        .unwrap()
+        .contains("filename=\"sub.zip\""));
+    let listed = python(LIST_AND_TEST, &save(&res.body, tmp.path(), "sub.zip"));
+    // --hidden lists dotfiles, so they are archived too.
+    assert!(listed.contains(".git/config 7 0"), "{listed}");
+    assert!(listed.contains("b.bin 200000 0"), "{listed}");
+    assert!(!listed.contains("a.txt"), "{listed}");
+    // Without the slash, the folder's canonical URL keeps the query.
+    let res = get(&server, "/sub?zip");
+    assert_eq!(res.status, 301);
+    assert_eq!(res.header("location").as_deref(), Some("/sub/?zip"));
+}
+
+#[test]
+fn ranges_resume_a_download() {
+    let (tmp, root) = temp_root();
+    fixture(&root);
+    let server = Server::start(&root, &[]);
+    let full = get(&server, "/?zip");
+    let etag = full.header("etag").unwrap();
+    let total = full.body.len();
+    for cut in [1, 100, total / 2, total - 22, total - 1] {
+        let rest = request(
+            &server,
+            "GET",
+            "/?zip",
+            &[("Range", &format!("bytes={cut}-")), ("If-Range", &etag)],
+        );
+        assert_eq!(rest.status, 206, "cut at {cut}");
+        assert_eq!(
+            rest.header("content-range").unwrap(),
+            format!("bytes {cut}-{}/{total}", total - 1)
+        );
+        assert_eq!(rest.content_length(), Some(total - cut));
+        assert_eq!(rest.body, &full.body[cut..], "cut at {cut}");
+    }
+    // A middle slice.
+    let mid = request(&server, "GET", "/?zip", &[("Range", "bytes=50-149")]);
+    assert_eq!(mid.status, 206);
+    assert_eq!(mid.body, &full.body[50..150]);
+    // An archive that changed since: the whole new one.
+    write_file(&root, "a.txt", "changed\n");
+    let stale = request(
+        &server,
+        "GET",
+        "/?zip",
+        &[("Range", "bytes=100-"), ("If-Range", &etag)],
+    );
+    assert_eq!(stale.status, 200);
+    assert_ne!(stale.header("etag").unwrap(), etag);
+    python(LIST_AND_TEST, &save(&stale.body, tmp.path(), "new.zip"));
+    // Beyond the end: 416 with the length.
+    let past = request(
+        &server,
+        "GET",
+        "/?zip",
+        &[("Range", &format!("bytes={}-", total + 10))],
+    );
+    assert_eq!(past.status, 416);
+    assert!(past
+        .header("content-range")
+        .unwrap()
+        .starts_with("bytes */"));
+    // Conditionals: the ETag revalidates.
+    let new_tag = stale.header("etag").unwrap();
+    let not_modified = request(&server, "GET", "/?zip", &[("If-None-Match", &new_tag)]);
+    assert_eq!(not_modified.status, 304);
+}
+
+#[test]
+fn deflated_archive_streams_and_unzips_to_the_same_bytes() {
+    let (tmp, root) = temp_root();
+    fixture(&root);
+    let server = Server::start(&root, &[]);
+    let res = get(&server, "/?zip=deflate");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-length"), None);
+    let zip = save(&res.body, tmp.path(), "d.zip");
+    let listed = python(LIST_AND_TEST, &zip);
+    assert!(listed.contains("sub/b.bin 200000 8"), "{listed}");
+    assert!(res.body.len() < 100_000, "compressed: {}", res.body.len());
+    let b = python(
+        "import sys, zipfile, hashlib; print(hashlib.sha256(zipfile.ZipFile(sys.argv[1]).read('sub/b.bin')).hexdigest())",
+        &zip,
+    );
+    let want = Command::new("sha256sum")
+        .arg(root.join("sub/b.bin"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&want.stdout).starts_with(b.trim()));
+    if have("unzip") {
+        let out = Command::new("unzip").arg("-t").arg(&zip).output().unwrap();
+        assert!(out.status.success());
+    }
+}
+
+#[test]
+fn unknown_archive_kinds_are_bad_requests_and_files_ignore_the_query() {
+    let (_tmp, root) = temp_root();
+    fixture(&root);
+    let server = Server::start(&root, &[]);
+    assert_eq!(get(&server, "/?zip=rar").status, 400);
+    let file = get(&server, "/a.txt?zip");
+    assert_eq!(file.status, 200);
+    assert_eq!(file.body_text(), "hello\n");
+    assert_eq!(get(&server, "/missing/?zip").status, 404);
+}
+
+#[test]
+fn rules_keep_paths_out_of_archives() {
+    let (tmp, root) = temp_root();
+    fixture(&root);
+    write_file(&root, "private/p.txt", "private\n");
+    write_file(&root, "internal/i.txt", "internal\n");
+    write_file(&root, "tools/run.cgi", "#!/bin/sh\necho secret source\n");
+    write_file(&root, "public/ok.txt", "ok\n");
+    let config = tmp.path().join("wharf.toml");
+    let mut f = std::fs::File::create(&config).unwrap();
+    write!(
+        f,
+        "root = {root:?}\nport = 0\nbind = \"127.0.0.1\"\n\
+         [[rule]]\npath = \"/private/\"\ndeny = [\"0.0.0.0/0\", \"::/0\"]\n\
+         [[rule]]\npath = \"/internal/**\"\ninternal = true\n\
+         [[rule]]\npath = \"/**/*.cgi\"\nhandler = \"cgi\"\n"
+    )
+    .unwrap();
+    drop(f);
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    let res = get(&server, "/?zip");
+    assert_eq!(res.status, 200);
+    let listed = python(LIST_AND_TEST, &save(&res.body, tmp.path(), "r.zip"));
+    assert!(listed.contains("public/ok.txt"), "{listed}");
+    for refused in ["p.txt", "i.txt", "run.cgi"] {
+        assert!(!listed.contains(refused), "{refused} in {listed}");
+    }
+    // The folder denied to this client is not there at all.
+    assert!(!listed.contains("private/"), "{listed}");
+}
+
+/// More than 65,535 members, a member of more than 4 GiB (a sparse file), and one
+/// after it, past 4 GiB: ZIP64 end records and extra fields, read back by `zipfile`.
+#[test]
+fn zip64_for_many_members_and_large_files() {
+    let (tmp, root) = temp_root();
+    let many = root.join("many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..66_000 {
+        std::fs::File::create(many.join(format!("{i:05}"))).unwrap();
+    }
+    let server = Server::start(&root, &[]);
+    let res = get(&server, "/many/?zip");
+    assert_eq!(res.status, 200);
+    let count = python(
+        "import sys, zipfile; print(len(zipfile.ZipFile(sys.argv[1]).infolist()))",
+        &save(&res.body, tmp.path(), "many.zip"),
+    );
+    assert_eq!(count.trim(), "66000");
+    std::fs::remove_dir_all(&many).unwrap();
+
+    let big = root.join("big");
+    std::fs::create_dir(&big).unwrap();
+    let size = (4u64 << 30) + 4096;
+    std::fs::File::create(big.join("one.img"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    write_file(&big, "z-last.txt", "after the big ones\n");
+    // Streamed to disk by curl, not held in memory.
+    let zip = tmp.path().join("big.zip");
+    let url = format!("http://{}/big/?zip", server.addr());
+    let out = Command::new("curl")
+        .args(["-sS", "-f", "-o"])
+        .arg(&zip)
+        .args(["-w", "%{size_download} %header{content-length}"])
+        .arg(&url)
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sizes = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (got, announced) = sizes.split_once(' ').unwrap();
+    assert_eq!(got, announced, "bytes sent = Content-Length");
+    let listed = python(
+        "import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+for i in z.infolist(): print(i.filename, i.file_size, i.header_offset)
+print(z.read('z-last.txt').decode(), end='')
+with z.open('one.img') as f:
+    f.seek(4 << 30)
+    assert f.read() == bytes(4096)",
+        &zip,
+    );
+    assert!(listed.contains(&format!("one.img {size} 0")), "{listed}");
+    let last_offset: u64 = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("z-last.txt 19 "))
+        .and_then(|o| o.parse().ok())
+        .expect("z-last.txt listed");
+    assert!(last_offset > size, "{listed}");
+    assert!(listed.ends_with("after the big ones\n"), "{listed}");
+    std::fs::remove_file(&zip).unwrap();
+}
