@@ -36,6 +36,7 @@ use crate::net::connection::{Limits, ListenerKind};
 use crate::net::parking::ParkingLot;
 use crate::net::tls::{self, Tls};
 use crate::site::checks::HeadLimits;
+use crate::site::dev::Dev;
 use crate::site::{router, Router};
 
 /// Blocking-pool threads per worker (file I/O, listings, compression).
@@ -51,7 +52,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
         cache.dir = None;
     }
     let config = &config;
-    let router = build_router(config, AccessLog::quiet(), proxy_cache(config)?)?;
+    let router = build_router(config, AccessLog::quiet(), proxy_cache(config)?, None)?;
     if let Some(tls::CertSource::Files { cert, key }) = &config.tls {
         tls::load(cert, key)?;
     }
@@ -139,8 +140,9 @@ pub fn build_router(
     config: &Config,
     log: AccessLog,
     proxy_cache: Option<Arc<handlers::proxy::cache::Cache>>,
+    dev: Option<Arc<Dev>>,
 ) -> Result<Router, String> {
-    rebuild_router(config, log, proxy_cache, None)
+    rebuild_router(config, log, proxy_cache, dev, None)
 }
 
 /// [`build_router`], keeping the state of `previous` (a reload): the file caches,
@@ -149,6 +151,7 @@ fn rebuild_router(
     config: &Config,
     log: AccessLog,
     proxy_cache: Option<Arc<handlers::proxy::cache::Cache>>,
+    dev: Option<Arc<Dev>>,
     previous: Option<(&Router, bool)>,
 ) -> Result<Router, String> {
     let root =
@@ -183,6 +186,7 @@ fn rebuild_router(
             with_proxies(&config.site, &config.proxies)?,
             config.cgi,
         )?),
+        dev,
     };
     let mut handlers = Handlers::new(static_files, uploads, config.cgi_settings, proxy_cache);
     if let Some((old, same_folder)) = previous {
@@ -208,7 +212,17 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     .with_verbose(config.verbose);
     let started = std::time::SystemTime::now();
     let cache = proxy_cache(&config)?;
-    let router = Arc::new(build_router(&config, log.clone(), cache.clone())?);
+    let dev = if config.dev {
+        Some(Dev::start(&config.root)?)
+    } else {
+        None
+    };
+    let router = Arc::new(build_router(
+        &config,
+        log.clone(),
+        cache.clone(),
+        dev.clone(),
+    )?);
     for warning in router.warnings() {
         tracing::warn!("{warning}");
     }
@@ -237,11 +251,12 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     let (passed_admin, passed_site): (Vec<_>, Vec<_>) = net::systemd::inherited_listeners()?
         .into_iter()
         .partition(|p| p.name.as_deref() == Some(net::systemd::ADMIN_NAME));
-    let (listeners, tls) = bind_all(
+    let (listeners, tls, urls) = bind_all(
         &config,
         &router,
         passed_site.into_iter().map(|p| p.listener).collect(),
     )?;
+    announce(&config, &urls);
     let admin = match (passed_admin.into_iter().next(), config.admin) {
         (Some(passed), _) => Some(passed.listener),
         (None, None) => None,
@@ -299,6 +314,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         running: config.clone(),
         log: log.clone(),
         cache,
+        dev,
     });
     net::systemd::notify("READY=1");
     let result = main_worker.run(main_runtime, Some((signals, tls)));
@@ -321,6 +337,9 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
 /// A listening socket and what its connections speak.
 type Bound = (TcpListener, ListenerKind);
 
+/// The listeners, the TLS settings they share, and every URL they can be reached at.
+type BoundSite = (Vec<Bound>, Option<Tls>, Vec<String>);
+
 /// Binds every listener the configuration asks for and prints where it serves:
 /// the site on each `--bind` address (HTTPS when TLS is configured), and the
 /// plain-HTTP redirect listeners of `--redirect-http`. Nothing is printed unless
@@ -329,7 +348,7 @@ fn bind_all(
     config: &Config,
     router: &Router,
     passed: Vec<TcpListener>,
-) -> Result<(Vec<Bound>, Option<Tls>), String> {
+) -> Result<BoundSite, String> {
     let bind = |addr: SocketAddr| -> Result<(TcpListener, SocketAddr), String> {
         let listener = net::listener::bind(addr, config.reuse_port)?;
         let local = listener
@@ -374,7 +393,9 @@ fn bind_all(
     // Redirects go to the port the first site listener got (it may have been 0).
     let https_port = site.first().map_or(443, |(_, local)| local.port());
     let mut listeners = Vec::new();
+    let mut every_url = Vec::new();
     for (listener, local) in site {
+        every_url.extend(usable_urls(scheme, local));
         let mut urls = usable_urls(scheme, local).into_iter();
         let first = urls
             .next()
@@ -408,7 +429,72 @@ fn bind_all(
         eprintln!("wharf: redirecting http://{local}/ to HTTPS on port {https_port}");
         listeners.push((listener, ListenerKind::RedirectToHttps { https_port }));
     }
-    Ok((listeners, tls))
+    Ok((listeners, tls, every_url))
+}
+
+/// What `--qr`, `--dev` and `--open` do once the listeners are bound, given their
+/// URLs (loopback first): the address on the network is remembered for listing
+/// pages' QR codes, printed as one in the terminal, and the first URL opened in a
+/// browser.
+fn announce(config: &Config, urls: &[String]) {
+    let on_network = urls.iter().find(|url| !is_loopback_url(url));
+    if let Some(url) = on_network {
+        static_files::qr::set_lan_origin(url.trim_end_matches('/').to_string());
+    }
+    let shown = on_network.or(urls.first());
+    if let Some(url) = shown.filter(|_| config.qr || config.dev) {
+        if let Some(code) = static_files::qr::terminal(url) {
+            eprintln!("{code}");
+        }
+        if on_network.is_none() {
+            eprintln!(
+                "wharf: {url} is reachable from this machine only; \
+                 --bind 0.0.0.0 serves the network"
+            );
+        }
+    }
+    if config.open {
+        if let Some(url) = urls.first() {
+            open_in_browser(url);
+        }
+    }
+}
+
+/// Whether `url`'s host is a loopback address.
+fn is_loopback_url(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("");
+    host.parse::<SocketAddr>()
+        .map(|addr| addr.ip().is_loopback())
+        .unwrap_or(host.starts_with("localhost"))
+}
+
+/// Opens `url` with the desktop's opener (`xdg-open`; `open` on macOS), detached;
+/// a missing opener is a warning, not an error.
+fn open_in_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let spawned = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match spawned {
+        // Reaped in the background so it leaves no zombie.
+        Ok(mut child) => {
+            let _ = std::thread::Builder::new()
+                .name("wharf-open".into())
+                .spawn(move || child.wait());
+        }
+        Err(e) => tracing::warn!("--open: cannot run {opener}: {e}"),
+    }
 }
 
 /// URLs a browser can use for a listener bound to `local`: the address itself, or for
@@ -480,6 +566,8 @@ struct Reloading {
     applied: std::sync::Mutex<String>,
     log: AccessLog,
     cache: Option<Arc<handlers::proxy::cache::Cache>>,
+    /// `--dev`'s watcher, started once.
+    dev: Option<Arc<Dev>>,
 }
 
 impl Reloading {
@@ -498,6 +586,7 @@ impl Reloading {
                 &config,
                 self.log.clone(),
                 self.cache.clone(),
+                self.dev.clone(),
                 Some((&current, same_folder)),
             )?;
             Ok((kept, router, folder_settings(&config)))
@@ -538,6 +627,7 @@ fn with_restart_only_settings_of(running: &Config, mut new: Config) -> Config {
     new.redirect_http = running.redirect_http;
     new.admin = running.admin;
     new.proxy_cache = running.proxy_cache.clone();
+    new.dev = running.dev;
     new.header_timeout = running.header_timeout;
     new.idle_timeout = running.idle_timeout;
     new.max_header_size = running.max_header_size;
@@ -573,7 +663,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut kept = Vec::new();
-    let pairs: [(&'static str, bool); 13] = [
+    let pairs: [(&'static str, bool); 14] = [
         ("listen addresses", differs(&running.listen, &new.listen)),
         ("reuse-port", running.reuse_port != new.reuse_port),
         ("workers", running.workers != new.workers),
@@ -601,6 +691,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
             ),
         ),
         ("grace-period", running.grace_period != new.grace_period),
+        ("dev", running.dev != new.dev),
         (
             "cgi-timeout, cgi-max",
             differs(&running.cgi_settings, &new.cgi_settings),

@@ -154,6 +154,20 @@ pub struct Cli {
           env = "WHARF_CACHE_SIZE")]
     cache_size: usize,
 
+    /// Preview mode: nothing cached by browsers (Cache-Control: no-store), and open
+    /// HTML pages reload when a file under the folder changes (stylesheets are
+    /// swapped in place). Prints the URL's QR code too.
+    #[arg(long, env = "WHARF_DEV", value_parser = clap::builder::BoolishValueParser::new())]
+    dev: bool,
+
+    /// Open the served URL in the default browser at start.
+    #[arg(long, env = "WHARF_OPEN", value_parser = clap::builder::BoolishValueParser::new())]
+    open: bool,
+
+    /// Print a QR code of the URL at start, for a phone on the same network.
+    #[arg(long, env = "WHARF_QR", value_parser = clap::builder::BoolishValueParser::new())]
+    qr: bool,
+
     /// Do not write the access log.
     #[arg(short, long, env = "WHARF_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     quiet: bool,
@@ -275,6 +289,12 @@ pub struct Config {
     pub cache_size: usize,
     /// Access-log format.
     pub log_format: LogFormat,
+    /// Preview mode (`--dev`).
+    pub dev: bool,
+    /// Open the URL in a browser at start.
+    pub open: bool,
+    /// Print the URL's QR code at start.
+    pub qr: bool,
     /// No access log.
     pub quiet: bool,
     /// Request heads printed to stderr.
@@ -413,6 +433,9 @@ impl Cli {
             compress_cache_size: self.compress_cache_size,
             cache_size: self.cache_size,
             log_format: self.log_format,
+            dev: self.dev,
+            open: self.open,
+            qr: self.qr,
             quiet: self.quiet,
             verbose: self.verbose,
             access: crate::handlers::Access {

@@ -128,6 +128,8 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             format!("{:?}", config.log_format).to_lowercase(),
             "log-format",
         ),
+        ("dev", onoff(config.dev), "dev"),
+        ("qr", onoff(config.qr), "qr"),
         ("quiet", onoff(config.quiet), "quiet"),
         ("verbose", onoff(config.verbose), "verbose"),
         ("no-compress", onoff(config.no_compress), "no-compress"),

@@ -126,6 +126,21 @@ const SETTINGS: &[Setting] = &[
         kind: Kind::Value,
     },
     Setting {
+        key: "dev",
+        id: "dev",
+        kind: Kind::Switch,
+    },
+    Setting {
+        key: "open",
+        id: "open",
+        kind: Kind::Switch,
+    },
+    Setting {
+        key: "qr",
+        id: "qr",
+        kind: Kind::Switch,
+    },
+    Setting {
         key: "quiet",
         id: "quiet",
         kind: Kind::Switch,

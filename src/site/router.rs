@@ -23,6 +23,7 @@ use crate::log::access::AccessLog;
 use crate::site::auth::{self, Verdict};
 use crate::site::checks::{self, HeadLimits};
 use crate::site::cors::Cors;
+use crate::site::dev;
 use crate::site::methods::{self, options_answer};
 use crate::site::rules::{self, Site};
 
@@ -42,6 +43,8 @@ pub struct Settings {
     pub access: Access,
     /// Path rules, error pages and header presets from the configuration file.
     pub rules: Arc<Site>,
+    /// `--dev`'s preview loop, when on.
+    pub dev: Option<Arc<dev::Dev>>,
 }
 
 /// Shared, immutable state for every request.
@@ -85,6 +88,8 @@ enum Left {
     Uncached(SitePath),
     /// The site has rules, which may authenticate (and so wait): all of it is async.
     WithRules,
+    /// `--dev`: every request is answered as usual, then finished by the preview loop.
+    Dev,
 }
 
 impl Router {
@@ -174,6 +179,14 @@ impl Router {
         if let Some(status) = checks::reject(req, &self.settings.limits) {
             return Answer::Now(response::error(status));
         }
+        if self.settings.dev.is_some() {
+            return Answer::Later(Pending(Left::Dev));
+        }
+        self.answer_now_plainly(req)
+    }
+
+    /// [`Router::answer_now`] after the request's checks, without `--dev`.
+    fn answer_now_plainly(&self, req: &Parts) -> Answer {
         if !self.settings.rules.is_empty() {
             return match self.hit_under_plain_rules(req) {
                 Some(res) => Answer::Now(res),
@@ -245,6 +258,20 @@ impl Router {
         if self.settings.rules.security_headers {
             let headers = res.headers_mut();
             for (name, value) in SECURITY_HEADERS {
+                // A policy the response brings (a listing's, an app's) is kept, with
+                // the frame policy added when it has none.
+                if *name == header::CONTENT_SECURITY_POLICY {
+                    let own = headers.get(header::CONTENT_SECURITY_POLICY);
+                    if let Some(own) = own.and_then(|v| v.to_str().ok()) {
+                        if !own.contains("frame-ancestors") {
+                            let joined = format!("{own}; {value}");
+                            if let Ok(joined) = HeaderValue::from_str(&joined) {
+                                headers.insert(header::CONTENT_SECURITY_POLICY, joined);
+                            }
+                        }
+                        continue;
+                    }
+                }
                 headers.insert(name.clone(), HeaderValue::from_static(value));
             }
             if self.settings.https {
@@ -266,6 +293,19 @@ impl Router {
         body: RequestBody,
         peer: Peer,
     ) -> Response<Body> {
+        if let (Left::Dev, Some(dev)) = (&pending.0, self.settings.dev.clone()) {
+            if let Some(res) = dev.endpoint(req) {
+                return res;
+            }
+            // Pages come back uncompressed, so the script can go into them.
+            let mut plain = req.clone();
+            plain.headers.remove(header::ACCEPT_ENCODING);
+            let res = match self.answer_now_plainly(&plain) {
+                Answer::Now(res) => res,
+                Answer::Later(pending) => Box::pin(self.answer(pending, &plain, body, peer)).await,
+            };
+            return dev.finish(&plain, res).await;
+        }
         let mut res = Arc::clone(&self)
             .answer_once(pending, req, body, peer)
             .await;
@@ -355,7 +395,7 @@ impl Router {
                 let res = self.handlers.respond(&handler, request).await;
                 options_answer(req, res, &handler)
             }
-            Left::WithRules => self.handle_with_rules(req, body, peer).await,
+            Left::WithRules | Left::Dev => self.handle_with_rules(req, body, peer).await,
         }
     }
 
@@ -366,6 +406,10 @@ impl Router {
         match &pending.0 {
             Left::Uncached(_) => self.default_handler().reads_body(req),
             Left::WithRules => self.handler_for(req.uri.path()).reads_body(req),
+            Left::Dev => {
+                !req.uri.path().starts_with(dev::PREFIX)
+                    && self.handler_for(req.uri.path()).reads_body(req)
+            }
         }
     }
 

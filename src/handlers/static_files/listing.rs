@@ -416,9 +416,16 @@ fn html_head(path: &SitePath, order: Order, offers: Offers, out: &mut String) {
     out.push_str(
         "</h1>\n<div class=\"tools\"><input type=\"search\" id=\"filter\" \
          placeholder=\"Filter\" aria-label=\"Filter this folder\" hidden>\
-         <a class=\"zip\" href=\"?zip\" download>Download folder as ZIP</a></div>\
-         </header>\n<main><table id=\"list\"><thead><tr>",
+         <a class=\"zip\" href=\"?zip\" download>Download folder as ZIP</a>",
     );
+    if super::qr::lan_origin().is_some() {
+        out.push_str(
+            "<details class=\"qr\"><summary>QR code</summary><img src=\"?wharf=qr.svg\" \
+             width=\"160\" height=\"160\" alt=\"QR code of this folder's address on the \
+             local network\"></details>",
+        );
+    }
+    out.push_str("</div></header>\n<main><table id=\"list\"><thead><tr>");
     for (key, label, class) in [
         (SortKey::Name, "Name", "n"),
         (SortKey::Size, "Size", "s"),

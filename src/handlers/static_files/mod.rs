@@ -27,6 +27,7 @@ pub mod compress;
 pub mod etag_cache;
 pub mod inflight;
 pub mod listing;
+pub mod qr;
 
 use http::Method;
 
@@ -228,7 +229,7 @@ impl StaticFiles {
         let files = self;
         let view = View::of(req);
         if let Some(asset) = view.asset.filter(|_| path.has_trailing_slash()) {
-            return assets::respond(req, asset);
+            return assets::respond(req, asset, &path);
         }
         // One miss per path at a time; a request that waited finds the first one's work
         // in the cache. The turn is held until the cache is filled, at the end.

@@ -7,11 +7,15 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::Response;
+use http::{Response, StatusCode};
 
 use crate::http::body::Body;
 use crate::http::etag::EntityTag;
+use crate::http::path::SitePath;
 use crate::http::representation::{self, Content, Representation};
+use crate::http::response;
+
+use super::qr;
 
 /// One of the page's files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +24,8 @@ pub enum Asset {
     Style,
     /// `listing.js`: filter, keyboard, uploads with progress, folder operations.
     Script,
+    /// `qr.svg`: the QR code of the folder's address on the local network.
+    Qr,
 }
 
 static STYLE: &str = include_str!("listing.css");
@@ -47,16 +53,34 @@ pub fn asked(req: &Parts) -> Option<Asset> {
     req.uri.query()?.split('&').find_map(|pair| match pair {
         "wharf=listing.css" => Some(Asset::Style),
         "wharf=listing.js" => Some(Asset::Script),
+        "wharf=qr.svg" => Some(Asset::Qr),
         _ => None,
     })
 }
 
-/// The answer for `asset`: 200, 304 or a range, cacheable for an hour (a new wharf
-/// may bring new ones; the ETag tells).
-pub fn respond(req: &Parts, asset: Asset) -> Response<Body> {
+/// The answer for `asset` below the folder `folder`: 200, 304 or a range, cacheable
+/// for an hour (a new wharf may bring new ones; the ETag tells). The QR code exists
+/// only where wharf listens beyond loopback (404 otherwise).
+pub fn respond(req: &Parts, asset: Asset, folder: &SitePath) -> Response<Body> {
     let rep = match asset {
         Asset::Style => READY[0].clone(),
         Asset::Script => READY[1].clone(),
+        Asset::Qr => {
+            let image = qr::lan_origin()
+                .and_then(|origin| qr::svg(&format!("{origin}{}", folder.to_url(true))));
+            let Some(image) = image else {
+                return response::error(StatusCode::NOT_FOUND);
+            };
+            Representation {
+                etag: Some(EntityTag::of_content(image.as_bytes())),
+                len: image.len() as u64,
+                content: Content::Bytes(Bytes::from(image)),
+                content_type: HeaderValue::from_static("image/svg+xml"),
+                last_modified: None,
+                encoding: None,
+                negotiated: false,
+            }
+        }
     };
     let mut res = representation::respond(req, rep);
     res.headers_mut().insert(

@@ -1,0 +1,471 @@
+//! `--dev`: the preview loop. Nothing is cached by the browser (`Cache-Control:
+//! no-store` on every response), and every HTML page reloads itself when a file
+//! under the root changes; a change to stylesheets only swaps them in place.
+//!
+//! A watcher on the root (the `notify` crate: inotify on Linux) publishes changes on
+//! a broadcast channel. Pages learn of them over server-sent events from
+//! `/.wharf-dev/events`, through a small script at `/.wharf-dev/reload.js` that is
+//! injected into HTML responses just before `</body>`. Both URLs are under a reserved
+//! name no file can have, and are answered before any rule or handler. Requests are
+//! passed on without `Accept-Encoding`, so that HTML arrives as text the script can be
+//! injected into. A page's own `Content-Security-Policy` is kept working: when it
+//! would refuse the script or its event stream, exactly those are added to it (a
+//! nonce, or the URL itself where a nonce would disable `'unsafe-inline'`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt as _;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::http::body::Body;
+use crate::http::response;
+
+/// Where the script and the event stream are.
+pub const PREFIX: &str = "/.wharf-dev/";
+const SCRIPT_PATH: &str = "/.wharf-dev/reload.js";
+const EVENTS_PATH: &str = "/.wharf-dev/events";
+
+/// HTML pages larger than this are passed on without the script.
+const MAX_PAGE: usize = 16 * 1024 * 1024;
+/// A comment line on idle event streams, so that a page that went away is noticed.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The page's side: one reload (or stylesheet swap) per burst of changes, as saving
+/// a file is often several events.
+const SCRIPT: &str = "\"use strict\";(function(){\
+var es=new EventSource(\"/.wharf-dev/events\"),t=null,css=true;\
+function later(onlyCss){css=css&&onlyCss;clearTimeout(t);t=setTimeout(function(){\
+if(!css){location.reload();return;}css=true;\
+document.querySelectorAll('link[rel~=\"stylesheet\"]').forEach(function(l){\
+var u=new URL(l.href);u.searchParams.set(\"wharf-dev\",Date.now());l.href=u.href;});},50);}\
+es.addEventListener(\"reload\",function(){later(false);});\
+es.addEventListener(\"css\",function(){later(true);});\
+})();\n";
+
+/// What changed under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Something a page may show: reload it.
+    Reload,
+    /// Stylesheets only: swap them.
+    Style,
+}
+
+impl Change {
+    fn event(self) -> &'static str {
+        match self {
+            Change::Reload => "event: reload\ndata: {}\n\n",
+            Change::Style => "event: css\ndata: {}\n\n",
+        }
+    }
+}
+
+/// The running preview loop: the watcher and the channel it publishes on.
+pub struct Dev {
+    changes: broadcast::Sender<Change>,
+    /// Kept so the watch lasts as long as the process.
+    _watcher: Mutex<notify::RecommendedWatcher>,
+}
+
+impl std::fmt::Debug for Dev {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dev")
+    }
+}
+
+impl Dev {
+    /// Watches `root` (recursively) for changes.
+    pub fn start(root: &Path) -> Result<Arc<Dev>, String> {
+        use notify::Watcher as _;
+        let (changes, _) = broadcast::channel(64);
+        let sender = changes.clone();
+        let base = root.to_path_buf();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Some(change) = event.ok().and_then(|e| classify(&base, &e)) {
+                    // No page listening is not an error.
+                    let _ = sender.send(change);
+                }
+            })
+            .map_err(|e| format!("--dev: cannot watch {}: {e}", root.display()))?;
+        watcher
+            .watch(root, notify::RecursiveMode::Recursive)
+            .map_err(|e| format!("--dev: cannot watch {}: {e}", root.display()))?;
+        Ok(Arc::new(Dev {
+            changes,
+            _watcher: Mutex::new(watcher),
+        }))
+    }
+
+    /// Tells every open page that something changed (what the watcher does).
+    pub fn publish(&self, change: Change) {
+        let _ = self.changes.send(change);
+    }
+
+    /// The answer for the loop's own URLs; `None` for every other request.
+    pub fn endpoint(&self, req: &Parts) -> Option<Response<Body>> {
+        let path = req.uri.path();
+        if !path.starts_with(PREFIX) {
+            return None;
+        }
+        let mut res = match path {
+            SCRIPT_PATH => {
+                let mut res = Response::new(Body::bytes(SCRIPT));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/javascript; charset=utf-8"),
+                );
+                res
+            }
+            EVENTS_PATH => self.events(),
+            _ => response::error(StatusCode::NOT_FOUND),
+        };
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Some(res)
+    }
+
+    /// An event stream that lasts until the page goes away.
+    fn events(&self) -> Response<Body> {
+        let mut changes = self.changes.subscribe();
+        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        tokio::spawn(async move {
+            // Sent at once, so the page knows it is connected; reconnect quickly.
+            if tx
+                .send(Ok(Bytes::from_static(b"retry: 500\n: connected\n\n")))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            loop {
+                let line: &'static str = tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(change) => change.event(),
+                        // Missed some: whatever they were, a reload covers them.
+                        Err(broadcast::error::RecvError::Lagged(_)) => Change::Reload.event(),
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = tokio::time::sleep(HEARTBEAT) => ": heartbeat\n\n",
+                    () = tx.closed() => return,
+                };
+                if tx
+                    .send(Ok(Bytes::from_static(line.as_bytes())))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut res = Response::new(Body::channel(rx));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        res
+    }
+
+    /// `res` as `--dev` sends it: never stored, and with the reload script in HTML.
+    pub async fn finish(&self, req: &Parts, res: Response<Body>) -> Response<Body> {
+        let mut res = if is_injectable(&res) {
+            inject(req, res).await
+        } else {
+            res
+        };
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+/// The change an event means, if it is one a page cares about: content created,
+/// changed, renamed or removed, outside dot-folders (wharf's own temporary files
+/// among them).
+fn classify(base: &Path, event: &notify::Event) -> Option<Change> {
+    use notify::EventKind;
+    match event.kind {
+        EventKind::Create(_) | EventKind::Remove(_) => {}
+        EventKind::Modify(notify::event::ModifyKind::Metadata(_)) => return None,
+        EventKind::Modify(_) => {}
+        _ => return None,
+    }
+    let visible: Vec<&PathBuf> = event
+        .paths
+        .iter()
+        .filter(|p| {
+            let rel = p.strip_prefix(base).unwrap_or(p);
+            !rel.components().any(|c| {
+                c.as_os_str()
+                    .to_str()
+                    .is_some_and(|name| name.starts_with('.'))
+            })
+        })
+        .collect();
+    if visible.is_empty() {
+        return None;
+    }
+    let styles_only = visible
+        .iter()
+        .all(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("css")));
+    Some(if styles_only {
+        Change::Style
+    } else {
+        Change::Reload
+    })
+}
+
+/// A whole HTML page, in identity coding.
+fn is_injectable(res: &Response<Body>) -> bool {
+    let html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("text/html")
+        });
+    html && res.status() == StatusCode::OK
+        && !res.headers().contains_key(header::CONTENT_ENCODING)
+        && res.body().exact_len().is_none_or(|n| n <= MAX_PAGE as u64)
+}
+
+/// The page with the script tag before its last `</body>` (or at its end), its
+/// length and policy adjusted, and its validators dropped (they describe the file,
+/// not this).
+async fn inject(req: &Parts, res: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = res.into_parts();
+    let page = match http_body_util::Limited::new(body, MAX_PAGE).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            tracing::warn!("--dev: page not read for the reload script: {e}");
+            return response::error(StatusCode::BAD_GATEWAY);
+        }
+    };
+    let nonce = match parts.headers.get(header::CONTENT_SECURITY_POLICY) {
+        Some(policy) => {
+            let host = req
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))
+                .unwrap_or("");
+            let (policy, nonce) = admit(policy.to_str().unwrap_or(""), host);
+            if let Ok(value) = HeaderValue::from_str(&policy) {
+                parts.headers.insert(header::CONTENT_SECURITY_POLICY, value);
+            }
+            nonce
+        }
+        None => None,
+    };
+    let tag = match &nonce {
+        Some(n) => format!("<script src=\"{SCRIPT_PATH}\" nonce=\"{n}\"></script>"),
+        None => format!("<script src=\"{SCRIPT_PATH}\"></script>"),
+    };
+    let at = rfind_ignore_case(&page, b"</body>").unwrap_or(page.len());
+    let mut out = BytesMut::with_capacity(page.len() + tag.len());
+    out.extend_from_slice(&page[..at]);
+    out.extend_from_slice(tag.as_bytes());
+    out.extend_from_slice(&page[at..]);
+    for name in [
+        header::CONTENT_LENGTH,
+        header::ETAG,
+        header::LAST_MODIFIED,
+        header::ACCEPT_RANGES,
+    ] {
+        parts.headers.remove(name);
+    }
+    Response::from_parts(parts, Body::bytes(out.freeze()))
+}
+
+fn rfind_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .rposition(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// `policy` changed so that it admits the reload script and its event stream, and
+/// the nonce the script tag must carry, if one was added. Nothing is added that the
+/// policy already allows.
+fn admit(policy: &str, host: &str) -> (String, Option<String>) {
+    let mut directives: Vec<(String, Vec<String>)> = policy
+        .split(';')
+        .filter_map(|d| {
+            let mut words = d.split_ascii_whitespace();
+            let name = words.next()?.to_ascii_lowercase();
+            Some((name, words.map(str::to_owned).collect()))
+        })
+        .collect();
+    let mut nonce = None;
+    // Scripts: the first of these that the policy has decides.
+    if let Some((at, values)) = effective(
+        &directives,
+        &["script-src-elem", "script-src", "default-src"],
+    ) {
+        if !allows_same_origin(&values) {
+            let lower: Vec<String> = values.iter().map(|v| v.to_ascii_lowercase()).collect();
+            let has_token = lower
+                .iter()
+                .any(|v| v.starts_with("'nonce-") || v.starts_with("'sha"));
+            let inline = lower.iter().any(|v| v == "'unsafe-inline'");
+            let addition = if inline && !has_token {
+                // A nonce would switch 'unsafe-inline' off: name the script instead.
+                format!("{host}{SCRIPT_PATH}")
+            } else {
+                let n = new_nonce();
+                let token = format!("'nonce-{n}'");
+                nonce = Some(n);
+                token
+            };
+            add_to(&mut directives, at, "script-src", addition);
+        }
+    }
+    if let Some((at, values)) = effective(&directives, &["connect-src", "default-src"]) {
+        if !allows_same_origin(&values) {
+            add_to(
+                &mut directives,
+                at,
+                "connect-src",
+                format!("{host}{EVENTS_PATH}"),
+            );
+        }
+    }
+    let text = directives
+        .iter()
+        .map(|(name, values)| {
+            if values.is_empty() {
+                name.clone()
+            } else {
+                format!("{name} {}", values.join(" "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    (text, nonce)
+}
+
+/// The index and values of the first of `names` present.
+fn effective(directives: &[(String, Vec<String>)], names: &[&str]) -> Option<(usize, Vec<String>)> {
+    names.iter().find_map(|name| {
+        directives
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| (i, directives[i].1.clone()))
+    })
+}
+
+/// Whether a source list lets a same-origin URL through.
+fn allows_same_origin(values: &[String]) -> bool {
+    let lower: Vec<String> = values.iter().map(|v| v.to_ascii_lowercase()).collect();
+    !lower.iter().any(|v| v == "'strict-dynamic'")
+        && lower.iter().any(|v| v == "'self'" || v == "*")
+}
+
+/// Adds `value` to the directive at `at`; when that is `default-src`, to a new
+/// `kind` directive that starts from its values instead (changing `default-src`
+/// would change every other fetch it governs).
+fn add_to(directives: &mut Vec<(String, Vec<String>)>, at: usize, kind: &str, value: String) {
+    if directives[at].0 == "default-src" {
+        let mut values: Vec<String> = directives[at]
+            .1
+            .iter()
+            .filter(|v| v.as_str() != "'none'")
+            .cloned()
+            .collect();
+        values.push(value);
+        directives.push((kind.to_string(), values));
+    } else {
+        directives[at].1.retain(|v| v != "'none'");
+        directives[at].1.push(value);
+    }
+}
+
+fn new_nonce() -> String {
+    use aws_lc_rs::rand::SecureRandom as _;
+    use base64::Engine as _;
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .is_err()
+    {
+        // Without randomness a fixed nonce is no protection; it still lets the script
+        // run, and this is a development mode.
+        bytes = *b"wharf-dev-nonce!";
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_that_allow_self_are_kept() {
+        let (p, n) = admit("default-src 'self'", "h:1");
+        assert_eq!((p.as_str(), n), ("default-src 'self'", None));
+        let (p, n) = admit("img-src *", "h:1");
+        assert_eq!((p.as_str(), n), ("img-src *", None));
+    }
+
+    #[test]
+    fn strict_policies_get_a_nonce_and_the_event_url() {
+        let (p, n) = admit("default-src 'none'; style-src 'unsafe-inline'", "h:1");
+        let n = n.expect("a nonce");
+        assert_eq!(
+            p,
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{n}'; \
+                 connect-src h:1/.wharf-dev/events"
+            )
+        );
+        let (p, n) = admit(
+            "script-src 'strict-dynamic' 'nonce-abc'; connect-src 'self'",
+            "h",
+        );
+        let n = n.expect("a nonce");
+        assert_eq!(
+            p,
+            format!("script-src 'strict-dynamic' 'nonce-abc' 'nonce-{n}'; connect-src 'self'")
+        );
+    }
+
+    #[test]
+    fn unsafe_inline_is_not_switched_off() {
+        let (p, n) = admit("script-src 'unsafe-inline' https://cdn.example", "h:8");
+        assert_eq!(n, None);
+        assert_eq!(
+            p,
+            "script-src 'unsafe-inline' https://cdn.example h:8/.wharf-dev/reload.js"
+        );
+    }
+
+    #[test]
+    fn changes_are_classified() {
+        use notify::event::{CreateKind, DataChange, MetadataKind, ModifyKind};
+        let base = Path::new("/srv");
+        let event = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        let data = notify::EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        assert_eq!(
+            classify(base, &event(data, "/srv/a.html")),
+            Some(Change::Reload)
+        );
+        assert_eq!(
+            classify(base, &event(data, "/srv/s/x.CSS")),
+            Some(Change::Style)
+        );
+        assert_eq!(classify(base, &event(data, "/srv/.wharf-tus/1")), None);
+        let meta = notify::EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any));
+        assert_eq!(classify(base, &event(meta, "/srv/a.html")), None);
+        let created = notify::EventKind::Create(CreateKind::File);
+        assert_eq!(
+            classify(base, &event(created, "/srv/n.txt")),
+            Some(Change::Reload)
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! `--dev`: nothing stored by browsers, the reload script in HTML pages only, an event
+//! stream that says when files change, and pages' own security policies kept working.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// An open `/.wharf-dev/events` stream.
+struct Events {
+    stream: TcpStream,
+    seen: String,
+}
+
+impl Events {
+    fn open(server: &Server) -> Events {
+        let mut stream = connect(server.addr());
+        stream
+            .write_all(
+                b"GET /.wharf-dev/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
+            )
+            .unwrap();
+        let mut events = Events {
+            stream,
+            seen: String::new(),
+        };
+        events.until(": connected");
+        assert!(events.seen.starts_with("HTTP/1.1 200"), "{}", events.seen);
+        assert!(events.seen.contains("content-type: text/event-stream"));
+        assert!(events.seen.contains("cache-control: no-store"));
+        events.seen.clear();
+        events
+    }
+
+    /// Reads until `text` has arrived (at most 10 s); everything read so far.
+    fn until(&mut self, text: &str) -> &str {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {text:?} in {:?}", self.seen);
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut buf) {
+                Ok(0) => panic!("stream closed; got {:?}", self.seen),
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        &self.seen
+    }
+}
+
+#[test]
+fn html_gets_the_script_and_nothing_is_stored() {
+    let (_tmp, root) = temp_root();
+    write_file(
+        &root,
+        "index.html",
+        "<!doctype html><title>t</title><BODY><p>hi</p></BODY>",
+    );
+    write_file(&root, "style.css", "p{color:red}");
+    write_file(&root, "bare.html", "<p>no body tag");
+    let server = Server::start(&root, &["--dev"]);
+
+    // Asked compressed, the page still comes as text with the script.
+    let page = request(&server, "GET", "/", &[("Accept-Encoding", "gzip, br")]);
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-encoding"), None);
+    assert_eq!(
+        page.body_text(),
+        "<!doctype html><title>t</title><BODY><p>hi</p>\
+         <script src=\"/.wharf-dev/reload.js\"></script></BODY>"
+    );
+    assert_eq!(page.content_length(), Some(page.body.len()));
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(page.header("etag"), None);
+
+    let bare = get(&server, "/bare.html");
+    assert!(bare
+        .body_text()
+        .ends_with("<p>no body tag<script src=\"/.wharf-dev/reload.js\"></script>"));
+
+    // Other types are untouched, but not stored either.
+    let css = get(&server, "/style.css");
+    assert_eq!(css.body_text(), "p{color:red}");
+    assert_eq!(css.header("cache-control").as_deref(), Some("no-store"));
+    let missing = get(&server, "/nope");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("cache-control").as_deref(), Some("no-store"));
+    assert!(!missing.body_text().contains("wharf-dev"));
+
+    // The listing keeps its policy, which already allows same-origin scripts.
+    std::fs::remove_file(root.join("index.html")).unwrap();
+    let listing = get(&server, "/");
+    assert!(listing.body_text().contains("/.wharf-dev/reload.js"));
+    let csp = listing.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("nonce"), "{csp}");
+
+    let script = get(&server, "/.wharf-dev/reload.js");
+    assert_eq!(script.status, 200);
+    assert!(script.body_text().contains("EventSource"));
+    assert_eq!(get(&server, "/.wharf-dev/other").status, 404);
+
+    // Without --dev none of it exists.
+    let plain = Server::start(&root, &[]);
+    assert_eq!(get(&plain, "/.wharf-dev/reload.js").status, 404);
+    assert!(!get(&plain, "/bare.html").body_text().contains("script"));
+}
+
+#[test]
+fn changes_are_pushed_to_open_pages() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "index.html", "<body>1</body>");
+    let server = Server::start(&root, &["--dev"]);
+    let mut events = Events::open(&server);
+
+    write_file(&root, "index.html", "<body>2</body>");
+    events.until("event: reload\n");
+    events.seen.clear();
+
+    // A stylesheet alone: swapped, not reloaded.
+    std::fs::create_dir(root.join("css")).unwrap();
+    events.until("event: reload\n");
+    events.seen.clear();
+    write_file(&root, "css/site.css", "body{}");
+    let seen = events.until("event: css\n").to_string();
+    assert!(!seen.contains("event: reload"), "{seen}");
+    events.seen.clear();
+
+    // A new file: the listing that shows it reloads.
+    write_file(&root, "later.txt", "x");
+    events.until("event: reload\n");
+}
+
+#[test]
+fn strict_page_policies_admit_the_script_by_nonce() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "app/index.html", "<body>app</body>");
+    let config = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = {root:?}\nport = 0\nbind = \"127.0.0.1\"\ndev = true\n\
+             [[rule]]\npath = \"/app/**\"\n\
+             headers = {{ Content-Security-Policy = \"default-src 'none'; style-src 'unsafe-inline'\" }}\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::spawn(
+        &[std::ffi::OsStr::new("--config"), config.as_os_str()],
+        None,
+    );
+    let page = get(&server, "/app/");
+    let csp = page.header("content-security-policy").unwrap();
+    let body = page.body_text();
+    let nonce = body
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no nonce in {body}"));
+    assert!(
+        csp.contains(&format!("script-src 'nonce-{nonce}'")),
+        "{csp}"
+    );
+    assert!(csp.contains("connect-src "), "{csp}");
+    assert!(csp.contains("/.wharf-dev/events"), "{csp}");
+    // The page's own directives stay.
+    assert!(
+        csp.starts_with("default-src 'none'; style-src 'unsafe-inline'"),
+        "{csp}"
+    );
+}
