@@ -473,7 +473,7 @@ fn breadcrumbs(path: &SitePath, out: &mut String) {
 }
 
 fn html_foot(offers: Offers, out: &mut String) {
-    out.push_str("</tbody></table></main>\n");
+    out.push_str("</tbody></table>\n");
     if offers.upload {
         // Works without script; the script turns it into drag and drop with progress.
         out.push_str(
@@ -482,7 +482,7 @@ fn html_foot(offers: Offers, out: &mut String) {
              <button type=\"submit\">Upload</button></form>\n",
         );
     }
-    out.push_str("</body></html>\n");
+    out.push_str("</main></body></html>\n");
 }
 
 /// The icon class of a file, by its extension.

@@ -95,8 +95,7 @@
   const form = document.getElementById("upload");
   const picker = form.querySelector("input[type=file]");
   const folderPicker = el("input", { type: "file", multiple: true, webkitdirectory: true, className: "sr", id: "folder-input" });
-  const folderLabel = el("label", { htmlFor: "folder-input" }, "Upload a folder");
-  folderLabel.className = "tools";
+  const folderLabel = el("label", { htmlFor: "folder-input", className: "button" }, "Upload a folder");
   const newFolder = el("button", { type: "button", textContent: "New folder" });
   const list = el("ul", { id: "uploads" });
   list.setAttribute("aria-live", "polite");
@@ -106,7 +105,9 @@
   const batchText = el("span", { className: "status" });
   batch.append(batchText, batchBar);
   form.querySelector("button[type=submit]").hidden = true;
-  form.append(" or drop files and folders here. ", folderPicker, folderLabel, " ", newFolder, batch, list);
+  const hint = el("span", { className: "status", textContent: "or drop files and folders anywhere on the page" });
+  form.prepend(el("div", { className: "actions" }, form.querySelector("label"), folderPicker, folderLabel, newFolder, hint));
+  form.append(batch, list);
 
   newFolder.addEventListener("click", async () => {
     const name = prompt("Name of the new folder");
