@@ -253,7 +253,8 @@ fn rules_keep_paths_out_of_archives() {
     write_file(&root, "internal/i.txt", "internal\n");
     write_file(&root, "tools/run.cgi", "#!/bin/sh\necho secret source\n");
     write_file(&root, "public/ok.txt", "ok\n");
-    let config = tmp.path().join("wharf.toml");
+    // The configuration file sits in the served folder: a secret, never archived.
+    let config = root.join("wharf.toml");
     let mut f = std::fs::File::create(&config).unwrap();
     write!(
         f,
@@ -269,7 +270,7 @@ fn rules_keep_paths_out_of_archives() {
     assert_eq!(res.status, 200);
     let listed = python(LIST_AND_TEST, &save(&res.body, tmp.path(), "r.zip"));
     assert!(listed.contains("public/ok.txt"), "{listed}");
-    for refused in ["p.txt", "i.txt", "run.cgi"] {
+    for refused in ["p.txt", "i.txt", "run.cgi", "wharf.toml"] {
         assert!(!listed.contains(refused), "{refused} in {listed}");
     }
     // The folder denied to this client is not there at all.

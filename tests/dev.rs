@@ -175,3 +175,57 @@ fn strict_page_policies_admit_the_script_by_nonce() {
         "{csp}"
     );
 }
+
+#[test]
+fn qr_code_and_open_at_start() {
+    let (tmp, root) = temp_root();
+    // A stand-in for the desktop's opener that records what it was asked to open.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let opened = tmp.path().join("opened");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > {:?}.part && mv {:?}.part {:?}\n",
+            opened, opened, opened
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&opener).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&opener, perms).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let server = Server::start_configured(&root, &["--qr", "--open"], |cmd| {
+        cmd.env("PATH", &path);
+    });
+    let url = poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&opened).ok()
+    })
+    .expect("the opener ran");
+    assert_eq!(url, format!("http://{}/", server.addr()));
+    let note = poll_until(Duration::from_secs(10), || {
+        server
+            .stderr_lines()
+            .into_iter()
+            .find(|l| l.contains("reachable from this machine only"))
+    })
+    .expect("a note that the address is local");
+    assert!(note.contains(&url), "{note}");
+    // The code itself: rows of half blocks.
+    let blocks = server
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.chars().filter(|c| matches!(c, '█' | '▀' | '▄')).count() > 10)
+        .count();
+    assert!(blocks > 10, "{:?}", server.stderr_lines());
+
+    // Neither without the flags.
+    let plain = Server::start(&root, &[]);
+    let shown = plain.stderr_lines().concat();
+    assert!(!shown.contains('█'), "{shown}");
+}

@@ -7,6 +7,7 @@ use common::*;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::Path;
+use std::process::Command;
 use std::thread;
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -604,4 +605,223 @@ fn modification_times_name_their_zone_and_keep_the_exact_time() {
         page.contains("<time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13:20 UTC</time>"),
         "{page}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The page: sorting by query, size, policy, its own files, what it offers.
+// ---------------------------------------------------------------------------
+
+/// Entry names in page order.
+fn page_names(html: &str) -> Vec<String> {
+    listing_entries(html, "/")
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|n| n != "/")
+        .collect()
+}
+
+#[test]
+fn sorting_by_query_keeps_folders_first() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "small.txt", "1");
+    write_file(&root, "large.txt", "1".repeat(5000));
+    write_file(&root, "medium.txt", "1".repeat(100));
+    std::fs::create_dir(root.join("zdir")).unwrap();
+    std::fs::create_dir(root.join("adir")).unwrap();
+    set_mtime(&root.join("small.txt"), unix_time(3_000_000));
+    set_mtime(&root.join("large.txt"), unix_time(1_000_000));
+    set_mtime(&root.join("medium.txt"), unix_time(2_000_000));
+    let server = Server::start(&root, &[]);
+    let order = |query: &str| page_names(&get(&server, &format!("/{query}")).body_text());
+    assert_eq!(
+        order("?sort=size"),
+        ["adir", "zdir", "small.txt", "medium.txt", "large.txt"]
+    );
+    assert_eq!(
+        order("?sort=size&order=desc"),
+        ["zdir", "adir", "large.txt", "medium.txt", "small.txt"]
+    );
+    assert_eq!(
+        order("?sort=modified"),
+        ["adir", "zdir", "large.txt", "medium.txt", "small.txt"]
+    );
+    assert_eq!(
+        order("?sort=name&order=desc"),
+        ["zdir", "adir", "small.txt", "medium.txt", "large.txt"]
+    );
+    // Unknown values: the default order, not an error.
+    assert_eq!(
+        order("?sort=colour&order=sideways"),
+        ["adir", "zdir", "large.txt", "medium.txt", "small.txt"]
+    );
+    // The header says which column is sorted, and its link flips the direction.
+    let page = get(&server, "/?sort=size").body_text();
+    assert!(
+        page.contains(
+            "<th class=\"s\" aria-sort=\"ascending\"><a href=\"?sort=size&amp;order=desc\">"
+        ),
+        "{page}"
+    );
+    // The plain listing is still the default order after sorted ones were served.
+    assert_eq!(
+        order(""),
+        ["adir", "zdir", "large.txt", "medium.txt", "small.txt"]
+    );
+    // JSON follows the same order.
+    let json = request(
+        &server,
+        "GET",
+        "/?sort=size&order=desc",
+        &[("Accept", "application/json")],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json.body_text()).unwrap();
+    assert_eq!(v["entries"][2]["name"], "large.txt");
+}
+
+#[test]
+fn page_is_small_strict_and_brings_its_own_files() {
+    let (_tmp, root) = temp_root();
+    for i in 0..100 {
+        write_file(
+            &root,
+            &format!("photo-2024-06-{i:03}-holiday.jpg"),
+            vec![0u8; 1000 + i * 1000],
+        );
+    }
+    let server = Server::start(&root, &[]);
+    let res = get(&server, "/");
+    assert_eq!(res.status, 200);
+    assert!(
+        res.body.len() < 30 * 1024,
+        "{} bytes for 100 entries",
+        res.body.len()
+    );
+    let csp = res.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let page = res.body_text();
+    // No inline script or style: both come from wharf.
+    assert!(
+        !page.contains("<script>") && !page.contains("<style"),
+        "{page}"
+    );
+    assert!(page.contains("<script src=\"?wharf=listing.js\" defer></script>"));
+    assert!(page.contains("href=\"?zip\""));
+    // Without uploads, no upload form; the script is told so.
+    assert!(!page.contains("<form"));
+    assert!(page.contains("data-upload=\"false\" data-delete=\"false\""));
+    for (asset, kind) in [
+        ("listing.js", "text/javascript"),
+        ("listing.css", "text/css"),
+    ] {
+        let res = get(&server, &format!("/?wharf={asset}"));
+        assert_eq!(res.status, 200, "{asset}");
+        assert!(res.header("content-type").unwrap().starts_with(kind));
+        assert!(res.header("etag").is_some());
+        let tag = res.header("etag").unwrap();
+        let again = request(
+            &server,
+            "GET",
+            &format!("/?wharf={asset}"),
+            &[("If-None-Match", &tag)],
+        );
+        assert_eq!(again.status, 304);
+    }
+    // The QR code exists only when wharf listens beyond loopback.
+    assert_eq!(get(&server, "/?wharf=qr.svg").status, 404);
+    assert!(!page.contains("qr.svg"));
+    // A file with the same query is just the file.
+    write_file(&root, "x.txt", "x");
+    assert_eq!(get(&server, "/x.txt?wharf=listing.js").body_text(), "x");
+}
+
+#[test]
+fn upload_form_appears_where_uploads_are_allowed_and_works_without_script() {
+    let (_tmp, root) = temp_root();
+    let server = Server::start(&root, &["--upload"]);
+    let page = get(&server, "/").body_text();
+    assert!(
+        page.contains("<form id=\"upload\" method=\"post\" enctype=\"multipart/form-data\">"),
+        "{page}"
+    );
+    assert!(page.contains("data-upload=\"true\" data-delete=\"false\""));
+    let boundary = "XyZ";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"hi.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n"
+    );
+    let raw = server.send_raw(
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let res = String::from_utf8_lossy(&raw);
+    assert!(res.starts_with("HTTP/1.1 303"), "{res}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("hi.txt")).unwrap(),
+        "hello"
+    );
+}
+
+/// Listening beyond loopback (inside a network namespace of its own, with a
+/// network address added), the page offers a QR code of the folder's network
+/// address.
+#[test]
+fn qr_code_on_the_page_when_listening_on_the_network() {
+    if !(have("unshare") && have("ip") && have("curl")) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have unshare, ip and curl"
+        );
+        eprintln!("skipped: needs unshare, ip and curl");
+        return;
+    }
+    let (tmp, root) = temp_root();
+    write_file(&root, "photos/a.jpg", "x");
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let script = r#"
+set -eu
+wharf="$1"; root="$2"; out="$3"
+ip link set lo up
+ip addr add 10.77.0.1/32 dev lo
+"$wharf" "$root" -b 0.0.0.0 -p 0 2>"$out/log" >/dev/null &
+pid=$!
+url=""
+for _ in $(seq 400); do
+    url=$(grep -o 'http://10\.77\.0\.1:[0-9]*/' "$out/log" | head -n 1 || true)
+    [ -n "$url" ] && break
+    sleep 0.025
+done
+curl -sS "${url}photos/" > "$out/page.html"
+curl -sS -o "$out/qr.svg" -w '%{http_code} %{content_type}' "${url}photos/?wharf=qr.svg" > "$out/qr.status"
+echo "$url" > "$out/url"
+kill "$pid"
+"#;
+    let mut unshare = Command::new("unshare");
+    if !rustix::process::geteuid().is_root() {
+        unshare.arg("--map-root-user");
+    }
+    let status = unshare
+        .args(["--net", "bash", "-c", script, "qr"])
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .arg(&root)
+        .arg(&out)
+        .status()
+        .unwrap();
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    assert!(status.success(), "namespace script failed: {}", read("log"));
+    assert!(
+        read("url").starts_with("http://10.77.0.1:"),
+        "{}",
+        read("log")
+    );
+    let page = read("page.html");
+    assert!(page.contains("<img src=\"?wharf=qr.svg\""), "{page}");
+    assert_eq!(read("qr.status"), "200 image/svg+xml");
+    let svg = read("qr.svg");
+    assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
 }

@@ -233,6 +233,43 @@ def check_cancel(driver, scratch):
         "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
 
 
+def check_resume(driver, scratch):
+    """A tus upload whose connection drops carries on from where the server is."""
+    driver.get(SITE + "/")
+    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    driver.execute_script("""
+        sessionStorage.setItem('offsets', '[]');
+        const setHeader = XMLHttpRequest.prototype.setRequestHeader;
+        XMLHttpRequest.prototype.setRequestHeader = function (name, value) {
+            if (name === 'Upload-Offset') {
+                const o = JSON.parse(sessionStorage.getItem('offsets'));
+                o.push(Number(value));
+                sessionStorage.setItem('offsets', JSON.stringify(o));
+            }
+            return setHeader.apply(this, arguments);
+        };""")
+    driver.execute_cdp_cmd("Network.enable", {})
+    slow = {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 2 * 1024 * 1024}
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", slow)
+    p = os.path.join(scratch, "resumed.bin")
+    with open(p, "wb") as f:
+        f.write(os.urandom(9 * 1024 * 1024))
+    driver.find_element(By.CSS_SELECTOR, "#upload input[name=file]").send_keys(p)
+    bar = "#uploads li:last-child progress"
+    wait(driver, lambda d: float(d.find_element(By.CSS_SELECTOR, bar).get_attribute("value")) > 1024 * 1024)
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", dict(slow, offline=True))
+    wait(driver, lambda d: "resuming" in d.find_element(By.CSS_SELECTOR, "#uploads li:last-child .status").text)
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", dict(slow, offline=False))
+    wait(driver, lambda d: "resumed.bin" in names(d), timeout=60)
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    assert sha(os.path.join(ROOT, "resumed.bin")) == sha(p)
+    offsets = json.loads(driver.execute_script("return sessionStorage.getItem('offsets')"))
+    # After the loss the upload went on from a later offset, not from the start.
+    assert offsets[0] == 0 and len(offsets) >= 2 and all(o > 0 for o in offsets[1:]), offsets
+    return offsets
+
+
 def check_folder_operations(driver):
     driver.get(SITE + "/")
     wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
@@ -319,6 +356,7 @@ def main():
         axe = check_accessibility(driver)
         check_uploads(driver, scratch)
         check_cancel(driver, scratch)
+        offsets = check_resume(driver, scratch)
         check_folder_operations(driver)
         check_zip_download(driver, downloads)
         took = check_dev_reload(driver)
@@ -327,7 +365,8 @@ def main():
         raise
     finally:
         driver.quit()
-    print(json.dumps({"axe_minor_findings": axe, "dev_reload_seconds": round(took, 3)}))
+    print(json.dumps({"axe_minor_findings": axe, "dev_reload_seconds": round(took, 3),
+                      "tus_offsets_sent": offsets}))
 
 
 if __name__ == "__main__":

@@ -246,11 +246,11 @@
     }
     let failures = 0;
     for (;;) {
-      const head = await request("HEAD", job.tus, tusHeaders);
-      if (!head.ok) throw new Error("upload lost: " + head.status);
-      let offset = Number(head.headers.get("Upload-Offset"));
-      if (offset >= job.file.size) return;
       try {
+        const head = await request("HEAD", job.tus, tusHeaders);
+        if (head.status === 404 || head.status === 410) throw new Error("upload expired: " + head.status);
+        if (!head.ok) throw new Error("upload unreachable: " + head.status);
+        let offset = Number(head.headers.get("Upload-Offset"));
         while (offset < job.file.size) {
           const chunk = job.file.slice(offset, offset + TUS_CHUNK);
           const xhr = await send(job, "PATCH", job.tus, Object.assign({ "Upload-Offset": String(offset), "Content-Type": "application/offset+octet-stream" }, tusHeaders), chunk, offset);
@@ -260,9 +260,12 @@
         }
         return;
       } catch (err) {
-        if (job.state !== "running" || ++failures > 5) throw err;
-        job.show("reconnecting…");
-        await new Promise((r) => setTimeout(r, 500 * failures));
+        // A lost connection is retried from the offset the server has; anything
+        // else, or too many losses in a row, fails the upload (Retry resumes it).
+        const lost = err instanceof TypeError || err.message === "connection lost";
+        if (job.state !== "running" || !lost || ++failures > 8) throw err;
+        job.show("connection lost; resuming…");
+        await new Promise((r) => setTimeout(r, Math.min(8000, 500 * 2 ** failures)));
       }
     }
   }
