@@ -44,7 +44,7 @@ fn listing_page_in_chromium() {
     write_file(&root, "photos/.thumbs/cat.jpg", "hidden");
     let site = Server::start(&root, &["--upload", "--delete"]);
     let (_dev_tmp, dev_root) = temp_root();
-    let dev = Server::start(&dev_root, &["--dev"]);
+    let dev = Server::start(&dev_root, &["--dev", "--no-open"]);
 
     let artefacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
     let out = Command::new("python3")

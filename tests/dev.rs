@@ -64,7 +64,7 @@ fn html_gets_the_script_and_nothing_is_stored() {
     );
     write_file(&root, "style.css", "p{color:red}");
     write_file(&root, "bare.html", "<p>no body tag");
-    let server = Server::start(&root, &["--dev"]);
+    let server = Server::start(&root, &["--dev", "--no-open"]);
 
     // Asked compressed, the page still comes as text with the script.
     let page = request(&server, "GET", "/", &[("Accept-Encoding", "gzip, br")]);
@@ -116,7 +116,7 @@ fn html_gets_the_script_and_nothing_is_stored() {
 fn changes_are_pushed_to_open_pages() {
     let (_tmp, root) = temp_root();
     write_file(&root, "index.html", "<body>1</body>");
-    let server = Server::start(&root, &["--dev"]);
+    let server = Server::start(&root, &["--dev", "--no-open"]);
     let mut events = Events::open(&server);
 
     write_file(&root, "index.html", "<body>2</body>");
@@ -152,7 +152,11 @@ fn strict_page_policies_admit_the_script_by_nonce() {
     )
     .unwrap();
     let server = Server::spawn(
-        &[std::ffi::OsStr::new("--config"), config.as_os_str()],
+        &[
+            std::ffi::OsStr::new("--config"),
+            config.as_os_str(),
+            std::ffi::OsStr::new("--no-open"),
+        ],
         None,
     );
     let page = get(&server, "/app/");
@@ -223,6 +227,17 @@ fn qr_code_and_open_at_start() {
         .filter(|l| l.chars().filter(|c| matches!(c, '█' | '▀' | '▄')).count() > 10)
         .count();
     assert!(blocks > 10, "{:?}", server.stderr_lines());
+
+    // --dev opens the browser too; --no-open keeps it from doing so.
+    std::fs::remove_file(&opened).unwrap();
+    let dev = Server::start_configured(&root, &["--dev"], |cmd| {
+        cmd.env("PATH", &path);
+    });
+    let url = poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&opened).ok()
+    })
+    .expect("--dev ran the opener");
+    assert_eq!(url, format!("http://{}/", dev.addr()));
 
     // Neither without the flags.
     let plain = Server::start(&root, &[]);

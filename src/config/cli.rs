@@ -160,9 +160,14 @@ pub struct Cli {
     #[arg(long, env = "WHARF_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     dev: bool,
 
-    /// Open the served URL in the default browser at start.
+    /// Open the served URL in the default browser at start (--dev does, unless
+    /// --no-open).
     #[arg(long, env = "WHARF_OPEN", value_parser = clap::builder::BoolishValueParser::new())]
     open: bool,
+
+    /// With --dev, do not open a browser.
+    #[arg(long, conflicts_with = "open")]
+    no_open: bool,
 
     /// Print a QR code of the URL at start, for a phone on the same network.
     #[arg(long, env = "WHARF_QR", value_parser = clap::builder::BoolishValueParser::new())]
@@ -434,7 +439,7 @@ impl Cli {
             cache_size: self.cache_size,
             log_format: self.log_format,
             dev: self.dev,
-            open: self.open,
+            open: self.open || (self.dev && !self.no_open),
             qr: self.qr,
             quiet: self.quiet,
             verbose: self.verbose,
