@@ -248,13 +248,17 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         let _guard = main_runtime.enter();
         Signals::install()?
     };
-    let (passed_admin, passed_site): (Vec<_>, Vec<_>) = net::systemd::inherited_listeners()?
+    let (passed_admin, passed): (Vec<_>, Vec<_>) = net::systemd::inherited_listeners()?
         .into_iter()
         .partition(|p| p.name.as_deref() == Some(net::systemd::ADMIN_NAME));
+    let (passed_redirects, passed_site): (Vec<_>, Vec<_>) = passed
+        .into_iter()
+        .partition(|p| p.name.as_deref() == Some(net::systemd::REDIRECT_NAME));
     let (listeners, tls, urls) = bind_all(
         &config,
         &router,
         passed_site.into_iter().map(|p| p.listener).collect(),
+        passed_redirects.into_iter().map(|p| p.listener).collect(),
     )?;
     announce(&config, &urls);
     let admin = match (passed_admin.into_iter().next(), config.admin) {
@@ -273,7 +277,11 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         idle_timeout: config.idle_timeout,
         max_header_size: config.max_header_size,
     };
+    let handover = handover(&listeners, admin.as_ref())?;
     let shutdown = CancellationToken::new();
+    // Stops the accepting (and asks connections to end after their next answer);
+    // shutdown implies it.
+    let draining = shutdown.child_token();
     let force = CancellationToken::new();
     let finished = Finished::new(config.workers);
     let routers: router::Routers = Arc::new(arc_swap::ArcSwap::new(Arc::clone(&router)));
@@ -282,11 +290,13 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         router: Arc::clone(&routers),
         limits: limits.clone(),
         shutdown: shutdown.clone(),
+        draining: draining.clone(),
         force: force.clone(),
         finished: finished.clone(),
         grace: config.grace_period,
         admin: None,
         reload: None,
+        handover: None,
     };
 
     let mut threads = Vec::new();
@@ -308,6 +318,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     }
     let mut main_worker = worker(listeners);
     main_worker.admin = admin;
+    main_worker.handover = Some(handover);
     main_worker.reload = Some(Reloading {
         reload,
         applied: std::sync::Mutex::new(folder_settings(&config)),
@@ -317,6 +328,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         dev,
     });
     net::systemd::notify("READY=1");
+    net::upgrade::ready();
     let result = main_worker.run(main_runtime, Some((signals, tls)));
     for thread in threads {
         if let Ok(Err(e)) = thread.join() {
@@ -348,6 +360,7 @@ fn bind_all(
     config: &Config,
     router: &Router,
     passed: Vec<TcpListener>,
+    passed_redirects: Vec<TcpListener>,
 ) -> Result<BoundSite, String> {
     let bind = |addr: SocketAddr| -> Result<(TcpListener, SocketAddr), String> {
         let listener = net::listener::bind(addr, config.reuse_port)?;
@@ -376,6 +389,16 @@ fn bind_all(
     };
     let redirects = match config.redirect_http {
         None => Vec::new(),
+        // An upgrading wharf passed its redirect listeners too.
+        Some(_) if !passed_redirects.is_empty() => passed_redirects
+            .into_iter()
+            .map(|listener| {
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| format!("cannot read the passed socket's address: {e}"))?;
+                Ok((listener, local))
+            })
+            .collect::<Result<Vec<_>, String>>()?,
         Some(port) => config
             .listen
             .iter()
@@ -544,6 +567,9 @@ struct Worker {
     router: router::Routers,
     limits: Limits,
     shutdown: CancellationToken,
+    /// Cancelled when this process stops accepting: at shutdown, or once a new
+    /// process took over (upgrade).
+    draining: CancellationToken,
     /// Cancelled by a second SIGINT/SIGTERM during the grace period: stop now.
     force: CancellationToken,
     /// Counts the workers whose connections are done, so that the worker listening
@@ -554,6 +580,35 @@ struct Worker {
     admin: Option<std::net::TcpListener>,
     /// What SIGHUP needs to apply a new configuration (that worker's too).
     reload: Option<Reloading>,
+    /// What SIGUSR2 needs to start a new process on the same sockets (that worker's).
+    handover: Option<net::upgrade::Handover>,
+}
+
+/// Every listening socket, duplicated, with the name a new process knows it by.
+fn handover(
+    listeners: &[Bound],
+    admin: Option<&TcpListener>,
+) -> Result<net::upgrade::Handover, String> {
+    let mut sockets = Vec::new();
+    for (listener, kind) in listeners {
+        let name = match kind {
+            ListenerKind::RedirectToHttps { .. } => net::systemd::REDIRECT_NAME,
+            _ => "",
+        };
+        sockets.push((listener, name));
+    }
+    if let Some(admin) = admin {
+        sockets.push((admin, net::systemd::ADMIN_NAME));
+    }
+    let sockets = sockets
+        .into_iter()
+        .map(|(l, name)| {
+            l.try_clone()
+                .map(|l| (std::os::fd::OwnedFd::from(l), name.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot keep the listening sockets for an upgrade: {e}"))?;
+    net::upgrade::Handover::new(sockets)
 }
 
 /// What a reload builds the new site from.
@@ -755,6 +810,7 @@ impl Worker {
                 router: Arc::clone(&self.router),
                 limits: self.limits.clone(),
                 shutdown: self.shutdown.clone(),
+                draining: self.draining.clone(),
                 tasks: tasks.clone(),
                 lot: ParkingLot::new(),
             });
@@ -814,16 +870,37 @@ impl Worker {
                         }
                     }
                 });
-                while let Signal::Reload = signals.wait().await {
-                    if let Some(reloading) = &self.reload {
-                        net::systemd::reloading();
-                        reloading.apply(&self.router);
-                        net::systemd::notify("READY=1");
+                let upgraded = loop {
+                    match signals.wait().await {
+                        Signal::Shutdown => break false,
+                        Signal::Reload => {
+                            if let Some(reloading) = &self.reload {
+                                net::systemd::reloading();
+                                reloading.apply(&self.router);
+                                net::systemd::notify("READY=1");
+                            }
+                            if let Some(tls) = &tls {
+                                reload_certificate(tls.certs(), "SIGHUP");
+                            }
+                        }
+                        Signal::Upgrade => {
+                            let Some(handover) = &self.handover else {
+                                continue;
+                            };
+                            match handover.start().await {
+                                Ok(pid) => {
+                                    eprintln!(
+                                        "wharf: upgrade: process {pid} is serving; this one ({}) \
+                                         stops accepting and exits when its connections are done",
+                                        std::process::id()
+                                    );
+                                    break true;
+                                }
+                                Err(e) => eprintln!("wharf: upgrade failed, still serving: {e}"),
+                            }
+                        }
                     }
-                    if let Some(tls) = &tls {
-                        reload_certificate(tls.certs(), "SIGHUP");
-                    }
-                }
+                };
                 housekeeping.abort();
                 net::systemd::notify("STOPPING=1");
                 let open = net::clock::responses_in_flight();
@@ -833,15 +910,28 @@ impl Worker {
                      Ctrl-C again stops now",
                     humantime::format_duration(self.grace)
                 );
-                self.shutdown.cancel();
+                if upgraded {
+                    // Connections end after their next answer; idle ones are closed
+                    // when the grace period is over.
+                    net::connection::start_draining();
+                    self.draining.cancel();
+                    let shutdown = self.shutdown.clone();
+                    let grace = self.grace;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        shutdown.cancel();
+                    });
+                } else {
+                    self.shutdown.cancel();
+                }
                 // A second interrupt (or SIGTERM) during the grace period stops at once.
                 let force = self.force.clone();
                 tokio::spawn(async move {
-                    while let Signal::Reload = signals.wait().await {}
+                    while !matches!(signals.wait().await, Signal::Shutdown) {}
                     force.cancel();
                 });
             } else {
-                self.shutdown.cancelled().await;
+                self.draining.cancelled().await;
             }
             tasks.close();
             tokio::select! {
@@ -891,8 +981,12 @@ fn reload_certificate(certs: &tls::ReloadingCert, why: &str) {
 
 /// What a signal asks for.
 enum Signal {
+    /// SIGINT, SIGTERM.
     Shutdown,
+    /// SIGHUP.
     Reload,
+    /// SIGUSR2: start the executable again on the same sockets, then drain.
+    Upgrade,
 }
 
 /// SIGINT, SIGTERM and SIGHUP, installed before serving so none can kill the process.
@@ -902,6 +996,7 @@ struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -914,7 +1009,14 @@ impl Signals {
             .map_err(|e| format!("cannot install the SIGINT handler: {e}"))?;
         let hup = signal(SignalKind::hangup())
             .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
-        Ok(Signals { term, int, hup })
+        let usr2 = signal(SignalKind::user_defined2())
+            .map_err(|e| format!("cannot install the SIGUSR2 handler: {e}"))?;
+        Ok(Signals {
+            term,
+            int,
+            hup,
+            usr2,
+        })
     }
 
     async fn wait(&mut self) -> Signal {
@@ -922,6 +1024,7 @@ impl Signals {
             _ = self.term.recv() => Signal::Shutdown,
             _ = self.int.recv() => Signal::Shutdown,
             _ = self.hup.recv() => Signal::Reload,
+            _ = self.usr2.recv() => Signal::Upgrade,
         }
     }
 }

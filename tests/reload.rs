@@ -70,60 +70,224 @@ fn sighup_applies_a_new_configuration_and_refuses_a_broken_one() {
     assert_eq!(get(&server, "/a.txt").header("x-version"), None);
 }
 
-#[test]
-fn ten_reloads_under_load_fail_no_request() {
-    let (tmp, root) = temp_root();
-    write_file(&root, "a.txt", "a");
-    let conf = tmp.path().join("wharf.toml");
-    std::fs::write(&conf, site_file("0")).unwrap();
-    let server = Arc::new(Server::start(&root, &["--config", conf.to_str().unwrap()]));
-    let running = Arc::new(AtomicBool::new(true));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut clients = Vec::new();
+/// A process started by the test indirectly (the new wharf of an upgrade), stopped
+/// by its PID when the test ends.
+struct Adopted(u32);
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+/// What the clients saw: status and configuration version of every answer, and the
+/// HTTP/2 requests the client had to send again because the connection was going
+/// away before they were sent (GOAWAY: never processed, RFC 9113 §6.8).
+#[derive(Default)]
+struct Seen {
+    answers: Vec<(u16, String)>,
+    h2_resent: usize,
+}
+
+/// Keep-alive and new HTTP/1.1 connections and an HTTP/2 connection, each in a loop
+/// while `running`, recording every answer in `seen`. A client follows
+/// `Connection: close` and GOAWAY by opening a new connection, as clients do; any
+/// other error fails its thread.
+fn clients(
+    addr: &str,
+    running: &Arc<AtomicBool>,
+    seen: &Arc<Mutex<Seen>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let mut threads = Vec::new();
     for kept_alive in [true, false] {
-        let (server, running, seen) =
-            (Arc::clone(&server), Arc::clone(&running), Arc::clone(&seen));
-        clients.push(std::thread::spawn(move || {
-            let mut conn = Conn::open(&server);
+        let (addr, running, seen) = (addr.to_string(), Arc::clone(running), Arc::clone(seen));
+        threads.push(std::thread::spawn(move || {
+            let mut conn = Conn::new(connect(&addr));
             while running.load(Ordering::SeqCst) {
                 let res = if kept_alive {
                     conn.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
-                    conn.read_response(false)
+                    let res = conn.read_response(false);
+                    if res.header("connection").as_deref() == Some("close") {
+                        conn = Conn::new(connect(&addr));
+                    }
+                    res
                 } else {
-                    get(&server, "/a.txt")
+                    let raw = send_raw_to(
+                        &addr,
+                        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    );
+                    parse_response(&raw, false)
                 };
                 seen.lock()
                     .unwrap()
+                    .answers
                     .push((res.status, res.header("x-version").unwrap_or_default()));
             }
         }));
     }
-    for n in 1..=10 {
-        std::fs::write(&conf, site_file(&n.to_string())).unwrap();
-        let line = reload(&server, n);
-        assert_eq!(line, "wharf: reloaded the configuration (SIGHUP)");
-        // Requests are answered between reloads.
-        let before = seen.lock().unwrap().len();
+    let (addr, running, seen) = (addr.to_string(), Arc::clone(running), Arc::clone(seen));
+    threads.push(std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            use common::client::*;
+            let uri = format!("http://{addr}/a.txt");
+            let mut sender = h2_handshake(tcp(&addr).await).await;
+            while running.load(Ordering::SeqCst) {
+                // A connection going away takes no new requests: open another.
+                if sender.ready().await.is_err() {
+                    sender = h2_handshake(tcp(&addr).await).await;
+                    seen.lock().unwrap().h2_resent += 1;
+                    continue;
+                }
+                let res = match sender
+                    .send_request(build_request("GET", &uri, &[], b""))
+                    .await
+                {
+                    Ok(res) => res,
+                    Err(e) => {
+                        let refused = std::error::Error::source(&e)
+                            .and_then(|s| s.downcast_ref::<h2::Error>())
+                            .is_some_and(|h| {
+                                h.is_go_away() || h.reason() == Some(h2::Reason::REFUSED_STREAM)
+                            });
+                        assert!(refused || e.is_canceled(), "HTTP/2 request failed: {e:?}");
+                        seen.lock().unwrap().h2_resent += 1;
+                        continue;
+                    }
+                };
+                let status = res.status().as_u16();
+                let version = res
+                    .headers()
+                    .get("x-version")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                http_body_util::BodyExt::collect(res.into_body())
+                    .await
+                    .expect("HTTP/2 body");
+                seen.lock().unwrap().answers.push((status, version));
+            }
+        });
+    }));
+    threads
+}
+
+/// Sends `signal` to `pid` and waits for the `n`th line saying how a reload went.
+fn reload_pid(server: &Server, pid: u32, n: usize) -> String {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    poll_until(Duration::from_secs(10), || {
+        let lines: Vec<String> = server
+            .stderr_lines()
+            .into_iter()
+            .filter(|l| l.contains("wharf: reload"))
+            .collect();
+        lines.get(n - 1).cloned()
+    })
+    .expect("the reload is reported")
+}
+
+/// Steady load — keep-alive and new HTTP/1.1 connections, and HTTP/2 — across ten
+/// reloads and, between the fifth and the sixth, a binary upgrade (SIGUSR2, the
+/// executable's file replaced first): no request fails, every answer comes from one
+/// configuration or the next, and the old process exits once drained.
+#[test]
+fn ten_reloads_and_an_upgrade_under_load_fail_no_request() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let conf = tmp.path().join("wharf.toml");
+    std::fs::write(&conf, site_file("0")).unwrap();
+    // A copy of the binary, so that the upgrade can replace the file.
+    let exe = tmp.path().join("wharf");
+    std::fs::copy(env!("CARGO_BIN_EXE_wharf"), &exe).unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(loopback_args(
+        &root,
+        &["--config", conf.to_str().unwrap(), "--grace-period", "3s"],
+    ))
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut server = Server::spawn_command(cmd);
+    let old_pid = server.pid();
+    let running = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let threads = clients(server.addr(), &running, &seen);
+    let answered = |more: usize| {
+        let before = seen.lock().unwrap().answers.len();
         poll_until(Duration::from_secs(10), || {
-            (seen.lock().unwrap().len() > before + 20).then_some(())
+            (seen.lock().unwrap().answers.len() > before + more).then_some(())
         })
         .expect("requests go on");
+    };
+    let mut pid = old_pid;
+    let mut adopted = None;
+    for n in 1..=10 {
+        if n == 6 {
+            // A new binary in place of the old, then SIGUSR2.
+            let staged = tmp.path().join("wharf.new");
+            std::fs::copy(env!("CARGO_BIN_EXE_wharf"), &staged).unwrap();
+            std::fs::rename(&staged, &exe).unwrap();
+            server.signal("USR2");
+            let line = poll_until(Duration::from_secs(20), || {
+                server
+                    .stderr_lines()
+                    .into_iter()
+                    .find(|l| l.starts_with("wharf: upgrade"))
+            })
+            .expect("the upgrade is reported");
+            pid = line
+                .strip_prefix("wharf: upgrade: process ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("{line}"));
+            adopted = Some(Adopted(pid));
+            assert_ne!(pid, old_pid);
+            answered(50);
+        }
+        std::fs::write(&conf, site_file(&n.to_string())).unwrap();
+        let line = reload_pid(&server, pid, n);
+        assert_eq!(line, "wharf: reloaded the configuration (SIGHUP)");
+        // Requests are answered between reloads.
+        answered(20);
     }
+    // The old process drained and left while the new one served.
+    assert!(
+        server.wait_exit(Duration::from_secs(20)).is_some(),
+        "the old process exited"
+    );
+    answered(20);
     running.store(false, Ordering::SeqCst);
-    for client in clients {
+    for client in threads {
         client.join().expect("no client failed");
     }
     let seen = seen.lock().unwrap();
-    assert!(seen.len() > 200, "{} requests", seen.len());
-    for (status, version) in seen.iter() {
+    assert!(seen.answers.len() > 500, "{} requests", seen.answers.len());
+    let mut versions = std::collections::BTreeSet::new();
+    for (status, version) in &seen.answers {
         assert_eq!(*status, 200);
         let v: u32 = version
             .parse()
             .expect("every answer has a configuration's header");
         assert!(v <= 10);
+        versions.insert(v);
     }
-    let last = seen.last().unwrap();
-    assert_eq!(last.1, "10");
+    assert_eq!(seen.answers.last().unwrap().1, "10");
+    assert!(versions.len() >= 10, "{versions:?}");
+    eprintln!(
+        "{} answers, versions {versions:?}, {} HTTP/2 requests sent again after GOAWAY",
+        seen.answers.len(),
+        seen.h2_resent
+    );
+    drop(adopted);
 }
 
 #[test]
@@ -157,4 +321,84 @@ fn a_reload_keeps_webdav_locks() {
         "wharf: reloaded the configuration (SIGHUP)"
     );
     assert_eq!(put().status, 423, "the lock outlives the reload");
+}
+
+/// A new executable that cannot start leaves the old process serving; one that can
+/// takes every socket over, the admin listener too.
+#[test]
+fn a_failed_upgrade_keeps_serving_and_a_good_one_takes_every_socket() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    // wharf runs from a copy of the binary, which the test replaces as a package
+    // upgrade would: first with a program that fails, then with wharf again.
+    let real = tmp.path().join("real-wharf");
+    std::fs::copy(env!("CARGO_BIN_EXE_wharf"), &real).unwrap();
+    let mut cmd = std::process::Command::new(&real);
+    cmd.args(loopback_args(&root, &["--admin", "127.0.0.1:0"]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut server = Server::spawn_command(cmd);
+    let admin = poll_until(Duration::from_secs(10), || {
+        server.stderr_lines().into_iter().find_map(|l| {
+            l.strip_prefix("wharf: admin (metrics, health) at http://")
+                .and_then(|rest| rest.split('/').next())
+                .map(str::to_string)
+        })
+    })
+    .expect("the admin address is printed");
+
+    // The broken one: it exits before serving.
+    let broken = tmp.path().join("broken");
+    std::fs::write(&broken, "#!/bin/sh\necho 'not a wharf' >&2\nexit 3\n").unwrap();
+    let mut perms = std::fs::metadata(&broken).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&broken, perms).unwrap();
+    std::fs::rename(&broken, &real).unwrap();
+    server.signal("USR2");
+    let line = poll_until(Duration::from_secs(20), || {
+        server
+            .stderr_lines()
+            .into_iter()
+            .find(|l| l.starts_with("wharf: upgrade"))
+    })
+    .expect("the upgrade is reported");
+    assert!(
+        line.starts_with(
+            "wharf: upgrade failed, still serving: the new process exited before serving"
+        ),
+        "{line}"
+    );
+    assert_eq!(get(&server, "/a.txt").status, 200);
+
+    // A real one.
+    let staged = tmp.path().join("staged");
+    std::fs::copy(env!("CARGO_BIN_EXE_wharf"), &staged).unwrap();
+    std::fs::rename(&staged, &real).unwrap();
+    server.signal("USR2");
+    let line = poll_until(Duration::from_secs(20), || {
+        server
+            .stderr_lines()
+            .into_iter()
+            .find(|l| l.starts_with("wharf: upgrade: process "))
+    })
+    .expect("the upgrade is reported");
+    let pid: u32 = line
+        .strip_prefix("wharf: upgrade: process ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    let _adopted = Adopted(pid);
+    assert!(server.wait_exit(Duration::from_secs(20)).is_some());
+    // The same ports, now the new process's.
+    assert_eq!(get(&server, "/a.txt").body_text(), "a");
+    let health = send_raw_to(
+        &admin,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        health.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&health)
+    );
 }

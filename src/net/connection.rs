@@ -133,6 +133,21 @@ struct Session {
     redirect_to: Option<u16>,
 }
 
+/// Set once this process drains (a new one took its sockets over).
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on every HTTP/1 response ends its connection (`Connection: close`), so
+/// clients move to the process that now accepts, between two requests rather than
+/// in the middle of one.
+pub fn start_draining() {
+    DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`start_draining`] was called.
+pub fn draining() -> bool {
+    DRAINING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What every connection of one worker shares.
 #[derive(Debug)]
 pub struct Shared {
@@ -144,6 +159,10 @@ pub struct Shared {
     pub limits: Limits,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Cancelled when this process stops accepting (shutdown, or an upgrade handed
+    /// the sockets to a new process): HTTP/2 connections get a graceful GOAWAY, and
+    /// HTTP/1 ones end after their next response.
+    pub draining: CancellationToken,
     /// The worker's connection tasks, waited for on shutdown.
     pub tasks: TaskTracker,
     /// Where idle connections wait, when the platform has one (see `parking`).
@@ -540,7 +559,7 @@ impl Session {
         let conn = builder.serve_connection(io, self.service::<T>(None));
         let mut conn = std::pin::pin!(conn);
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
-        let mut shutdown = ShutdownWatch::new(&self.shared.shutdown);
+        let mut shutdown = ShutdownWatch::new(&self.shared.draining);
         let mut closing = false;
         // Counted in `responses_in_flight` while a response is under way.
         let mut in_flight = Sending::default();

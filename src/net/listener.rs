@@ -63,7 +63,7 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener,
     Ok(socket.into())
 }
 
-/// Accepts connections on `listener` until `shutdown` is cancelled. Accepted sockets
+/// Accepts connections on `listener` until draining starts (shutdown, or an upgrade). Accepted sockets
 /// are not registered with the event loop until they must wait (see `lazy_tcp`).
 pub async fn accept_loop(
     listener: AsyncFd<std::net::TcpListener>,
@@ -73,7 +73,7 @@ pub async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return,
+            _ = shared.draining.cancelled() => return,
             accepted = accept(&listener) => accepted,
         };
         match accepted {
@@ -98,7 +98,7 @@ pub async fn accept_loop(
                 // Out of file descriptors or similar: back off instead of spinning.
                 tracing::warn!("accept failed: {e}");
                 tokio::select! {
-                    _ = shared.shutdown.cancelled() => return,
+                    _ = shared.draining.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }

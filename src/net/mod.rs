@@ -19,3 +19,4 @@ pub mod service;
 pub mod systemd;
 pub mod tls;
 pub mod tls_crypto;
+pub mod upgrade;

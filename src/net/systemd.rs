@@ -11,6 +11,8 @@ use std::os::fd::{FromRawFd, RawFd};
 const FIRST_FD: RawFd = 3;
 /// The name that makes a passed socket the admin listener rather than a site one.
 pub const ADMIN_NAME: &str = "admin";
+/// The name that makes a passed socket a plain-HTTP listener redirecting to HTTPS.
+pub const REDIRECT_NAME: &str = "redirect-http";
 
 /// A listening socket systemd passed, with its name (`FileDescriptorName=`).
 pub struct Inherited {
@@ -23,6 +25,10 @@ pub struct Inherited {
 /// The listening sockets passed to this process, if it was socket-activated;
 /// an error names a descriptor that is not a listening TCP socket.
 pub fn inherited_listeners() -> Result<Vec<Inherited>, String> {
+    // A wharf upgrading itself passes sockets the same way.
+    if let Some(passed) = crate::net::upgrade::inherited() {
+        return passed;
+    }
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|pid| pid.parse::<u32>().ok())
@@ -37,6 +43,12 @@ pub fn inherited_listeners() -> Result<Vec<Inherited>, String> {
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .map(|n| n.split(':').map(str::to_string).collect())
         .unwrap_or_default();
+    take_listeners(count, &names)
+}
+
+/// Takes ownership of the `count` listening sockets at descriptors 3, 4, …, named by
+/// `names` in order; an error names one that is not a listening TCP socket.
+pub fn take_listeners(count: RawFd, names: &[String]) -> Result<Vec<Inherited>, String> {
     let mut passed = Vec::new();
     for i in 0..count.clamp(0, 1024) {
         let fd = FIRST_FD + i;

@@ -164,6 +164,12 @@ impl Server {
         )
     }
 
+    /// Starts `cmd` (a wharf, perhaps a copy of the binary elsewhere, with its stdout
+    /// and stderr piped) and waits for its banner.
+    pub fn spawn_command(cmd: Command) -> Server {
+        Server::launch(cmd, |line| line.contains("http://"), banner_address, true)
+    }
+
     /// Starts `cmd` and waits until a stderr line satisfies `is_banner`; `addr_of`
     /// extracts the address to connect to from it.
     fn launch(

@@ -1,0 +1,178 @@
+//! Binary upgrade without a closed listener (SIGUSR2, as nginx does it).
+//!
+//! The running process starts its own executable again — the file at the path it was
+//! started from, which a package upgrade has replaced — with the same arguments, and
+//! hands it every listening socket (site, HTTPS redirect, admin) as descriptors 3, 4,
+//! … in the order and with the names systemd's socket activation uses, plus one end
+//! of a pipe. `WHARF_UPGRADE_FDS`, `WHARF_UPGRADE_NAMES` and `WHARF_UPGRADE_PARENT`
+//! describe them; the new process takes them only if its parent is the process named,
+//! so the variables mean nothing to anything else that inherits them. Once the new
+//! process serves (its workers accept on the sockets) it writes one byte to the pipe.
+//! Only then does the old one stop accepting and drain: its HTTP/1 connections close
+//! after their next response (`Connection: close`), its HTTP/2 connections get a
+//! graceful GOAWAY, and it exits when they are done or the grace period ends. Queued
+//! connections are never lost: both processes accept from the same sockets until the
+//! old one stops. If the new process fails to start or exits before it is ready, the
+//! old one keeps serving and says why.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt as _;
+
+use crate::net::systemd::Inherited;
+
+const FDS: &str = "WHARF_UPGRADE_FDS";
+const NAMES: &str = "WHARF_UPGRADE_NAMES";
+const PARENT: &str = "WHARF_UPGRADE_PARENT";
+const READY: &str = "WHARF_UPGRADE_READY_FD";
+
+/// How long a new process may take to start serving before the upgrade is given up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Passed descriptors are first moved at least this high, so that putting them in
+/// place (3, 4, …) never overwrites one not yet moved.
+const HIGH_FD: RawFd = 100;
+
+/// What a new process needs: where the executable is, how it was started, and the
+/// listening sockets to hand over with their names.
+pub struct Handover {
+    exe: PathBuf,
+    args: Vec<OsString>,
+    sockets: Vec<(OwnedFd, String)>,
+}
+
+impl Handover {
+    /// The executable this process was started from, its arguments, and its
+    /// listening sockets (duplicated) with their names (`""` for the site's).
+    pub fn new(sockets: Vec<(OwnedFd, String)>) -> Result<Handover, String> {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot tell where the executable is: {e}"))?;
+        Ok(Handover {
+            exe,
+            args: std::env::args_os().skip(1).collect(),
+            sockets,
+        })
+    }
+
+    /// Starts the new process and waits until it serves; its process id.
+    pub async fn start(&self) -> Result<u32, String> {
+        let (ready_read, ready_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| format!("cannot make a pipe: {e}"))?;
+        // Everything passed, moved high first (close-on-exec: only the copies put in
+        // place below survive the exec).
+        let mut high = Vec::with_capacity(self.sockets.len() + 1);
+        for fd in self
+            .sockets
+            .iter()
+            .map(|(fd, _)| fd.as_fd())
+            .chain(std::iter::once(ready_write.as_fd()))
+        {
+            let moved = rustix::io::fcntl_dupfd_cloexec(fd, HIGH_FD)
+                .map_err(|e| format!("cannot pass a socket: {e}"))?;
+            high.push(moved);
+        }
+        let raw: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
+        let names: Vec<&str> = self.sockets.iter().map(|(_, n)| n.as_str()).collect();
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.args(&self.args)
+            .env(FDS, self.sockets.len().to_string())
+            .env(NAMES, names.join(":"))
+            .env(PARENT, std::process::id().to_string())
+            .env(READY, (3 + self.sockets.len()).to_string())
+            // A socket unit's descriptors were this process's to take.
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_FDNAMES");
+        // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe,
+        // on descriptors this process keeps open until `spawn` returns.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                for (i, &fd) in raw.iter().enumerate() {
+                    if libc::dup2(fd, 3 + i as RawFd) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
+        drop(high);
+        drop(ready_write);
+        let pid = child.id();
+        // The byte that says "serving", or the end of the pipe if the new process
+        // exits first.
+        let waited = tokio::time::timeout(START_TIMEOUT, async move {
+            let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(ready_read)?;
+            let mut byte = [0u8; 1];
+            pipe.read(&mut byte).await
+        })
+        .await;
+        match waited {
+            Ok(Ok(1)) => {
+                // Reaped by whoever adopts it when this process exits; until then a
+                // thread waits for it, so it never lingers as a zombie here.
+                let _ = std::thread::Builder::new()
+                    .name("wharf-upgraded".into())
+                    .spawn(move || child.wait());
+                Ok(pid)
+            }
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                let status = child
+                    .wait()
+                    .map_or_else(|e| e.to_string(), |s| s.to_string());
+                Err(format!("the new process exited before serving ({status})"))
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "the new process did not start serving within {}s",
+                    START_TIMEOUT.as_secs()
+                ))
+            }
+        }
+    }
+}
+
+/// The write end of the pipe to the process that started this one, until `ready`.
+static READY_PIPE: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
+
+/// The sockets an upgrading parent passed to this process, if it is one; `None`
+/// when it was not started by an upgrade. The variables stay in the environment:
+/// they name this process's parent, so they mean nothing to any other process.
+pub fn inherited() -> Option<Result<Vec<Inherited>, String>> {
+    let parent = std::env::var(PARENT).ok()?.parse::<u32>().ok()?;
+    if parent != std::os::unix::process::parent_id() {
+        return None;
+    }
+    let count = std::env::var(FDS).ok()?.parse::<RawFd>().ok()?;
+    let names: Vec<String> = std::env::var(NAMES)
+        .map(|n| n.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    let pipe = std::env::var(READY)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+        .filter(|&fd| fd == 3 + count);
+    if let Some(fd) = pipe {
+        // SAFETY: the parent passed this descriptor, the write end of its pipe, for
+        // this process to own; it is taken once, here.
+        let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
+        *READY_PIPE.lock().unwrap_or_else(|p| p.into_inner()) = Some(pipe);
+    }
+    Some(crate::net::systemd::take_listeners(count, &names))
+}
+
+/// Tells the process that started this one (an upgrade) that it serves now; nothing
+/// when there is none.
+pub fn ready() {
+    let pipe = READY_PIPE.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(pipe) = pipe {
+        if rustix::io::write(&pipe, b"1").is_err() {
+            tracing::warn!("upgrade: could not tell the old process that this one serves");
+        }
+    }
+}
