@@ -53,13 +53,33 @@ fn metrics_count_requests_and_health_answers() {
     );
     let text = metrics.body_text();
     assert!(
-        text.contains("wharf_requests_total{method=\"GET\",status=\"2xx\"} 1"),
+        text.contains("wharf_requests_total{method=\"GET\",status=\"2xx\",handler=\"static\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("wharf_requests_total{method=\"GET\",status=\"4xx\"} 1"),
+        text.contains("wharf_requests_total{method=\"GET\",status=\"4xx\",handler=\"static\"} 1"),
         "{text}"
     );
+    // Bytes in, the caches' lookups, and the series that are zero until used.
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(value("wharf_received_bytes_total") > 0.0, "{text}");
+    assert!(
+        value("wharf_hot_cache_total{outcome=\"miss\"}") >= 1.0,
+        "{text}"
+    );
+    for zero in [
+        "wharf_access_log_dropped_total",
+        "wharf_tls_handshakes_total{outcome=\"failed\"}",
+        "wharf_upload_bytes_total",
+        "wharf_upstream_requests_total{outcome=\"error\"}",
+        "wharf_upstream_rests_total",
+    ] {
+        assert_eq!(value(zero), 0.0, "{zero}");
+    }
     assert!(text.contains("wharf_response_body_bytes_total "), "{text}");
     assert!(
         text.contains("wharf_request_duration_seconds_count 2"),
@@ -192,4 +212,34 @@ fn a_real_prometheus_scrapes_the_request_counter() {
     let _ = prometheus.wait();
     let body = found.expect("Prometheus scraped wharf's request counter");
     assert!(body.contains("\"1\""), "{body}");
+}
+
+#[test]
+fn metrics_count_uploads_and_upstream_failures_by_handler() {
+    let port = free_port();
+    let app = format!("/app/=http://127.0.0.1:{port}");
+    let (_t, server, admin) = with_admin(&["--upload", "--proxy", &app]);
+    let mut conn = Conn::open(&server);
+    conn.send(b"PUT /up2.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    conn.send(&[b'x'; 1000]);
+    assert_eq!(conn.read_response(false).status, 201);
+    assert_eq!(get(&server, "/app/x").status, 502);
+    let text = poll_until(Duration::from_secs(10), || {
+        let text = admin_get(&admin, "/metrics", &[]).body_text();
+        text.contains("handler=\"proxy\"} 1").then_some(text)
+    })
+    .expect("the proxied request is counted");
+    assert!(
+        text.contains("wharf_requests_total{method=\"GET\",status=\"5xx\",handler=\"proxy\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wharf_requests_total{method=\"PUT\",status=\"2xx\",handler=\"static\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("wharf_upload_bytes_total 1000"), "{text}");
+    assert!(
+        text.contains("wharf_upstream_requests_total{outcome=\"error\"} 1"),
+        "{text}"
+    );
 }

@@ -89,6 +89,17 @@ impl Handler {
     }
 
     /// The methods this handler answers, as an `Allow` value (for `OPTIONS` and 405).
+    /// What the metrics call this handler.
+    pub fn kind(&self) -> crate::metrics::HandlerKind {
+        use crate::metrics::HandlerKind;
+        match self {
+            Handler::Static(_) => HandlerKind::Static,
+            Handler::Proxy(_) => HandlerKind::Proxy,
+            Handler::Cgi(_) => HandlerKind::Cgi,
+            Handler::FastCgi(_) => HandlerKind::FastCgi,
+        }
+    }
+
     pub fn allow(&self) -> &'static str {
         match self {
             Handler::Static(access) => uploads::allow(access),

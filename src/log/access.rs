@@ -94,6 +94,8 @@ pub struct AccessLog {
     tx: Option<SyncSender<Message>>,
     /// Lines dropped because the queue was full and not yet reported.
     dropped: Arc<AtomicU64>,
+    /// Lines dropped since the start.
+    dropped_total: Arc<AtomicU64>,
 }
 
 impl AccessLog {
@@ -110,11 +112,17 @@ impl AccessLog {
                 verbose: false,
                 tx: Some(tx),
                 dropped,
+                dropped_total: Arc::default(),
             })
             .unwrap_or_else(|e| {
                 tracing::error!("cannot start the access-log thread, logging disabled: {e}");
                 AccessLog::quiet()
             })
+    }
+
+    /// Lines dropped since the start (the queue was full).
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
     }
 
     /// A log that discards everything (`--quiet`).
@@ -124,6 +132,7 @@ impl AccessLog {
             verbose: false,
             tx: None,
             dropped: Arc::default(),
+            dropped_total: Arc::default(),
         }
     }
 
@@ -205,6 +214,7 @@ impl AccessLog {
         if let Err(TrySendError::Full(Message::Line(lines))) = tx.try_send(msg) {
             let n = lines.bytes().filter(|&b| b == b'\n').count();
             self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            self.dropped_total.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 

@@ -29,7 +29,27 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 struct RequestLabels {
     method: &'static str,
     status: &'static str,
+    handler: &'static str,
 }
+
+/// Which handler answered a request; `none` for answers the site gave itself
+/// (rejections, redirects, the admin of `--dev`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HandlerKind {
+    /// No handler.
+    #[default]
+    None,
+    /// Files, listings, archives, and changes to them.
+    Static,
+    /// An app server.
+    Proxy,
+    /// A CGI program.
+    Cgi,
+    /// A FastCGI application.
+    FastCgi,
+}
+
+const HANDLERS: [&str; 5] = ["none", "static", "proxy", "cgi", "fastcgi"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabels {
@@ -79,10 +99,30 @@ pub enum CacheOutcome {
 
 const CACHE_OUTCOMES: [&str; 5] = ["hit", "miss", "revalidated", "stale", "stored"];
 
+/// A two-way outcome counted by the caches and the TLS layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Found (a cache hit; a completed handshake).
+    Hit,
+    /// Not found (a cache miss; a failed handshake).
+    Miss,
+}
+
 /// Every series, with the handles requests use.
 pub struct Metrics {
     registry: Registry,
     requests: Vec<Counter>,
+    received: Counter,
+    hot_cache: Vec<Counter>,
+    hot_cache_bytes: Gauge,
+    compression_cache: Vec<Counter>,
+    compression_cache_bytes: Gauge,
+    log_dropped: Counter,
+    tls_handshakes: Vec<Counter>,
+    upload_bytes: Counter,
+    upstream_requests: Vec<Counter>,
+    upstream_time: Histogram,
+    upstream_rests: Counter,
     duration: Histogram,
     bytes_out: Counter,
     connections: Vec<Gauge>,
@@ -111,17 +151,94 @@ impl Metrics {
         let mut requests = Vec::new();
         for method in METHODS {
             for status in CLASSES {
-                requests.push(
-                    requests_family
-                        .get_or_create(&RequestLabels { method, status })
-                        .clone(),
-                );
+                for handler in HANDLERS {
+                    requests.push(
+                        requests_family
+                            .get_or_create(&RequestLabels {
+                                method,
+                                status,
+                                handler,
+                            })
+                            .clone(),
+                    );
+                }
             }
         }
         registry.register(
             "requests",
-            "Requests answered, by method and status class",
+            "Requests answered, by method, status class and handler",
             requests_family,
+        );
+        let received = Counter::default();
+        registry.register_with_unit(
+            "received",
+            "Bytes received from clients (request heads and bodies)",
+            prometheus_client::registry::Unit::Bytes,
+            received.clone(),
+        );
+        let hot_cache = outcomes(
+            &mut registry,
+            "hot_cache",
+            "Static requests the ready-response cache answered (hit) or not (miss)",
+            &["hit", "miss"],
+        );
+        let hot_cache_bytes = Gauge::default();
+        registry.register_with_unit(
+            "hot_cache_size",
+            "Memory held by the ready-response cache",
+            prometheus_client::registry::Unit::Bytes,
+            hot_cache_bytes.clone(),
+        );
+        let compression_cache = outcomes(
+            &mut registry,
+            "compression_cache",
+            "Compressed variants found in the variant cache (hit) or compressed (miss)",
+            &["hit", "miss"],
+        );
+        let compression_cache_bytes = Gauge::default();
+        registry.register_with_unit(
+            "compression_cache_size",
+            "Memory held by compressed variants",
+            prometheus_client::registry::Unit::Bytes,
+            compression_cache_bytes.clone(),
+        );
+        let log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the log's writer could not keep up",
+            log_dropped.clone(),
+        );
+        let tls_handshakes = outcomes(
+            &mut registry,
+            "tls_handshakes",
+            "TLS handshakes, completed or failed (including timeouts)",
+            &["ok", "failed"],
+        );
+        let upload_bytes = Counter::default();
+        registry.register_with_unit(
+            "upload",
+            "Bytes of uploads stored (PUT, forms, tus)",
+            prometheus_client::registry::Unit::Bytes,
+            upload_bytes.clone(),
+        );
+        let upstream_requests = outcomes(
+            &mut registry,
+            "upstream_requests",
+            "Requests sent to app servers: answered, or failed (no connection, timeout, broken answer)",
+            &["ok", "error"],
+        );
+        let upstream_time = Histogram::new(exponential_buckets(0.0005, 4.0, 10));
+        registry.register_with_unit(
+            "upstream_response_time",
+            "Time from sending a request to an app server to its response head",
+            prometheus_client::registry::Unit::Seconds,
+            upstream_time.clone(),
+        );
+        let upstream_rests = Counter::default();
+        registry.register(
+            "upstream_rests",
+            "Times an upstream was taken out of rotation after failing to connect",
+            upstream_rests.clone(),
         );
         let duration = Histogram::new(exponential_buckets(0.0001, 4.0, 10));
         registry.register_with_unit(
@@ -191,6 +308,17 @@ impl Metrics {
             registry,
             reloads,
             requests,
+            received,
+            hot_cache,
+            hot_cache_bytes,
+            compression_cache,
+            compression_cache_bytes,
+            log_dropped,
+            tls_handshakes,
+            upload_bytes,
+            upstream_requests,
+            upstream_time,
+            upstream_rests,
             duration,
             bytes_out,
             connections,
@@ -201,14 +329,22 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn request(&self, method: &Method, status: u16, body_bytes: u64, took: Duration) {
+    pub fn request(
+        &self,
+        method: &Method,
+        status: u16,
+        handler: HandlerKind,
+        body_bytes: u64,
+        took: Duration,
+    ) {
         let m = METHODS
             .iter()
             .position(|name| *name == method.as_str())
             .unwrap_or(METHODS.len() - 1);
         let class =
             StatusCode::from_u16(status).map_or(4, |s| (s.as_u16() / 100).clamp(1, 5) as usize - 1);
-        if let Some(counter) = self.requests.get(m * CLASSES.len() + class) {
+        let index = (m * CLASSES.len() + class) * HANDLERS.len() + handler as usize;
+        if let Some(counter) = self.requests.get(index) {
             counter.inc();
         }
         self.duration.observe(took.as_secs_f64());
@@ -239,6 +375,71 @@ impl Metrics {
         self.cgi_stopped.inc();
     }
 
+    /// Counts bytes received from a client.
+    pub fn received(&self, bytes: u64) {
+        self.received.inc_by(bytes);
+    }
+
+    /// Counts a lookup of the ready-response cache; `size` is what it holds now.
+    pub fn hot_cache(&self, outcome: Lookup) {
+        self.hot_cache[outcome as usize].inc();
+    }
+
+    /// The memory the ready-response cache holds.
+    pub fn hot_cache_size(&self, bytes: usize) {
+        self.hot_cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a lookup of the compressed-variant cache.
+    pub fn compression_cache(&self, outcome: Lookup) {
+        self.compression_cache[outcome as usize].inc();
+    }
+
+    /// The memory compressed variants hold.
+    pub fn compression_cache_size(&self, bytes: usize) {
+        self.compression_cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Brings the count of access-log lines dropped up to `total` (the log keeps
+    /// its own count; it is read when the metrics are).
+    pub fn log_dropped_total(&self, total: u64) {
+        let counted = self.log_dropped.get();
+        if total > counted {
+            self.log_dropped.inc_by(total - counted);
+        }
+    }
+
+    /// Counts a TLS handshake: completed (`Hit`) or failed.
+    pub fn tls_handshake(&self, outcome: Lookup) {
+        self.tls_handshakes[outcome as usize].inc();
+    }
+
+    /// Counts bytes of an upload written.
+    pub fn uploaded(&self, bytes: u64) {
+        self.upload_bytes.inc_by(bytes);
+    }
+
+    /// Counts a request to an app server: its response head after `took`, or an
+    /// error (`None`).
+    pub fn upstream(&self, took: Option<Duration>) {
+        match took {
+            Some(took) => {
+                self.upstream_requests[0].inc();
+                self.upstream_time.observe(took.as_secs_f64());
+            }
+            None => {
+                self.upstream_requests[1].inc();
+            }
+        }
+    }
+
+    /// Counts an upstream taken out of rotation.
+    pub fn upstream_rested(&self) {
+        self.upstream_rests.inc();
+    }
+
     /// Counts a reload of the configuration, `applied` or failed.
     pub fn reload(&self, applied: bool) {
         self.reloads[usize::from(!applied)].inc();
@@ -259,6 +460,23 @@ impl Metrics {
     pub fn encode(&self) -> String {
         to_text_format(&self.encode_openmetrics())
     }
+}
+
+/// A counter family with one label, `outcome`, registered as `name`; one handle per
+/// outcome, in order.
+fn outcomes(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    outcomes: &[&'static str],
+) -> Vec<Counter> {
+    let family = Family::<OutcomeLabels, Counter>::default();
+    let handles = outcomes
+        .iter()
+        .map(|outcome| family.get_or_create(&OutcomeLabels { outcome }).clone())
+        .collect();
+    registry.register(name, help, family);
+    handles
 }
 
 /// OpenMetrics text as Prometheus text format 0.0.4.
@@ -311,21 +529,35 @@ mod tests {
     #[test]
     fn series_are_encoded_with_their_labels() {
         let m = Metrics::new();
-        m.request(&Method::GET, 200, 5, Duration::from_millis(3));
+        m.request(
+            &Method::GET,
+            200,
+            HandlerKind::Static,
+            5,
+            Duration::from_millis(3),
+        );
         m.request(
             &Method::from_bytes(b"BREW").unwrap(),
             501,
+            HandlerKind::None,
             0,
             Duration::ZERO,
         );
+        m.upstream(None);
+        m.tls_handshake(Lookup::Hit);
         m.cache(CacheOutcome::Hit);
         let guard = m.connection(Protocol::H2);
         let text = m.encode();
         assert!(
-            text.contains("wharf_requests_total{method=\"GET\",status=\"2xx\"} 1"),
+            text.contains(
+                "wharf_requests_total{method=\"GET\",status=\"2xx\",handler=\"static\"} 1"
+            ),
             "{text}"
         );
-        assert!(text.contains("wharf_requests_total{method=\"other\",status=\"5xx\"} 1"));
+        assert!(text
+            .contains("wharf_requests_total{method=\"other\",status=\"5xx\",handler=\"none\"} 1"));
+        assert!(text.contains("wharf_upstream_requests_total{outcome=\"error\"} 1"));
+        assert!(text.contains("wharf_tls_handshakes_total{outcome=\"ok\"} 1"));
         assert!(text.contains("wharf_proxy_cache_total{outcome=\"hit\"} 1"));
         assert!(text.contains("wharf_connections_active{protocol=\"h2\"} 1"));
         assert!(text.contains("wharf_response_body_bytes_total 5"));

@@ -75,6 +75,7 @@ fn answer<B>(router: &Router, req: &Request<B>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/metrics" => {
             let metrics = crate::metrics::metrics();
+            metrics.log_dropped_total(router.log().dropped_total());
             let openmetrics = req
                 .headers()
                 .get_all(header::ACCEPT)

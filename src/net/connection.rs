@@ -264,7 +264,14 @@ impl Session {
             tls.acceptor().accept(stream),
         ));
         let remote = self.remote;
-        let stream = match handshake.await {
+        let handshake = handshake.await;
+        let outcome = if matches!(handshake, Ok(Ok(_))) {
+            crate::metrics::Lookup::Hit
+        } else {
+            crate::metrics::Lookup::Miss
+        };
+        crate::metrics::metrics().tls_handshake(outcome);
+        let stream = match handshake {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::debug!(%remote, "TLS handshake failed: {e}");

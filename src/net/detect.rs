@@ -37,6 +37,7 @@ pub(super) async fn sniff_h2(stream: &mut LazyTcp, clock: &Clock) -> Option<(boo
                 Ok(n) => n,
             };
             heard.store(true, Ordering::Relaxed);
+            crate::metrics::metrics().received(n as u64);
             seen.extend_from_slice(&buf[..n]);
             let k = seen.len().min(H2_PREFACE.len());
             if seen[..k] != H2_PREFACE[..k] {

@@ -22,6 +22,8 @@ pub struct Exchange {
     /// Its method and the answer's status, for the metrics.
     method: Method,
     status: u16,
+    /// The handler that answered, as the site marked the response.
+    handler: crate::metrics::HandlerKind,
     record: Option<Record>,
     log: AccessLog,
 }
@@ -58,6 +60,7 @@ impl Exchange {
             started: Instant::now(),
             method: req.method().clone(),
             status: 0,
+            handler: crate::metrics::HandlerKind::None,
             record,
             log: log.clone(),
         }
@@ -68,6 +71,11 @@ impl Exchange {
     /// into the record.
     pub fn attach(mut self, res: &mut Response<Body>) {
         self.status = res.status().as_u16();
+        self.handler = res
+            .extensions()
+            .get::<crate::metrics::HandlerKind>()
+            .copied()
+            .unwrap_or_default();
         if let Some(record) = &mut self.record {
             record.status = res.status().as_u16();
             record.user = res
@@ -86,7 +94,13 @@ impl Exchange {
 impl Finish for Exchange {
     fn finish(mut self: Box<Self>, bytes_sent: u64, complete: bool) {
         let took = self.started.elapsed();
-        crate::metrics::metrics().request(&self.method, self.status, bytes_sent, took);
+        crate::metrics::metrics().request(
+            &self.method,
+            self.status,
+            self.handler,
+            bytes_sent,
+            took,
+        );
         if let Some(mut record) = self.record.take() {
             record.bytes = bytes_sent;
             record.complete = complete;

@@ -189,6 +189,7 @@ impl<T: Transport> AsyncRead for ConnIo<T> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            crate::metrics::metrics().received((buf.filled().len() - before) as u64);
             if self.report_reads {
                 self.clock.on_read();
             } else {

@@ -39,9 +39,12 @@ pub fn refuse(head: &Parts, handler: &Handler) -> Option<Response<Body>> {
 /// OPTIONS on a path that exists lists the methods `handler` answers; any other
 /// answer stands.
 pub fn options_answer(req: &Parts, res: Response<Body>, handler: &Handler) -> Response<Body> {
-    if req.method == Method::OPTIONS && res.status().is_success() {
+    let mut res = if req.method == Method::OPTIONS && res.status().is_success() {
         handler.options().unwrap_or(res)
     } else {
         res
-    }
+    };
+    // Which handler answered, for the metrics.
+    res.extensions_mut().insert(handler.kind());
+    res
 }

@@ -256,6 +256,7 @@ pub async fn send(
         match sent {
             Err(_) => {
                 lease.upstream.outcome(false);
+                crate::metrics::metrics().upstream(None);
                 tracing::warn!(
                     "upstream {} sent no response within {:?}",
                     lease.upstream.shown,
@@ -265,6 +266,7 @@ pub async fn send(
             }
             Ok(Err(e)) if e.is_connect() => {
                 lease.upstream.outcome(false);
+                crate::metrics::metrics().upstream(None);
                 tracing::warn!("upstream {} unreachable: {e}", lease.upstream.shown);
                 // Nothing was sent: another upstream may take it.
                 if resend_possible && tried.len() < route.pool.upstreams.len() {
@@ -274,11 +276,13 @@ pub async fn send(
             }
             Ok(Err(e)) => {
                 lease.upstream.outcome(false);
+                crate::metrics::metrics().upstream(None);
                 tracing::warn!("upstream {} failed: {e}", lease.upstream.shown);
                 return Err(StatusCode::BAD_GATEWAY);
             }
             Ok(Ok(res)) => {
                 lease.upstream.outcome(true);
+                crate::metrics::metrics().upstream(Some(asked.elapsed()));
                 let answered = response::Upstream {
                     address: lease.upstream.shown.clone(),
                     head_time: asked.elapsed(),

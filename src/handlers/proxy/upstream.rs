@@ -119,6 +119,7 @@ impl Upstream {
             self.failures.store(0, Ordering::Relaxed);
             let mut until = self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
             *until = Some(Instant::now() + REST);
+            crate::metrics::metrics().upstream_rested();
             tracing::warn!(
                 "upstream {} failed {FAILS_TO_REST} times; resting it for {REST:?}",
                 self.shown

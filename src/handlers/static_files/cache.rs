@@ -581,6 +581,7 @@ impl HotCache {
         }
         self.bytes.fetch_add(size, Ordering::Relaxed);
         self.evict();
+        crate::metrics::metrics().hot_cache_size(self.size());
     }
 
     /// Drops least recently used entries, a shard at a time, until under budget.

@@ -216,8 +216,10 @@ impl VariantCache {
     ) -> io::Result<Option<Bytes>> {
         let key = (tag.clone(), encoding);
         if let Some(hit) = self.lock().map.get(&key) {
+            crate::metrics::metrics().compression_cache(crate::metrics::Lookup::Hit);
             return Ok(hit.clone());
         }
+        crate::metrics::metrics().compression_cache(crate::metrics::Lookup::Miss);
         let data = identity()?;
         let encoded = encode(&data, encoding)?;
         let variant = (encoded.len() < data.len()).then(|| Bytes::from(encoded));
@@ -245,6 +247,7 @@ impl VariantCache {
         v.bytes += size;
         v.order.push_back(key.clone());
         v.map.insert(key, variant);
+        crate::metrics::metrics().compression_cache_size(v.bytes);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Variants> {

@@ -157,8 +157,16 @@ impl StaticFiles {
             return None;
         }
         let encodings = negotiate::encoding_preferences(&req.headers);
-        self.cache
-            .respond(&self.root, key, req, &encodings, || listing_format(req))
+        let found = self
+            .cache
+            .respond(&self.root, key, req, &encodings, || listing_format(req));
+        let outcome = if found.is_some() {
+            crate::metrics::Lookup::Hit
+        } else {
+            crate::metrics::Lookup::Miss
+        };
+        crate::metrics::metrics().hot_cache(outcome);
+        found
     }
 
     /// The full path, after a cache miss: everything that touches the disk happens in

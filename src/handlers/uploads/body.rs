@@ -148,6 +148,7 @@ pub async fn receive(
             Err(e) => outcome = Err(BodyError::Disk(std::io::Error::other(e))),
         }
     }
+    crate::metrics::metrics().uploaded(written);
     Received { written, outcome }
 }
 
