@@ -47,6 +47,8 @@ fn listing_page_in_chromium() {
     let dev = Server::start(&dev_root, &["--dev", "--no-open"]);
 
     let artefacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+    // Screenshots of an earlier run must not stand in for this one's.
+    let _ = std::fs::remove_dir_all(&artefacts);
     let out = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/listing_test.py"))
         .arg(format!("http://{}", site.addr()))

@@ -190,10 +190,7 @@ fn qr_code_and_open_at_start() {
     let opener = bin.join("xdg-open");
     std::fs::write(
         &opener,
-        format!(
-            "#!/bin/sh\nprintf '%s' \"$1\" > {:?}.part && mv {:?}.part {:?}\n",
-            opened, opened, opened
-        ),
+        format!("#!/bin/sh\nprintf '%s\\n' \"$1\" >> {:?}\n", opened),
     )
     .unwrap();
     let mut perms = std::fs::metadata(&opener).unwrap().permissions();
@@ -208,10 +205,13 @@ fn qr_code_and_open_at_start() {
         cmd.env("PATH", &path);
     });
     let url = poll_until(Duration::from_secs(10), || {
-        std::fs::read_to_string(&opened).ok()
+        std::fs::read_to_string(&opened)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
     })
     .expect("the opener ran");
-    assert_eq!(url, format!("http://{}/", server.addr()));
+    assert_eq!(url, format!("http://{}/\n", server.addr()));
+    let url = url.trim_end().to_string();
     let note = poll_until(Duration::from_secs(10), || {
         server
             .stderr_lines()
@@ -228,19 +228,34 @@ fn qr_code_and_open_at_start() {
         .count();
     assert!(blocks > 10, "{:?}", server.stderr_lines());
 
-    // --dev opens the browser too; --no-open keeps it from doing so.
+    // --dev opens the browser too, unless --no-open: of a --no-open server and a
+    // --dev one started after it, only the second runs the opener.
     std::fs::remove_file(&opened).unwrap();
+    let quiet = Server::start_configured(&root, &["--dev", "--no-open"], |cmd| {
+        cmd.env("PATH", &path);
+    });
+    assert_eq!(get(&quiet, "/").status, 200);
     let dev = Server::start_configured(&root, &["--dev"], |cmd| {
         cmd.env("PATH", &path);
     });
-    let url = poll_until(Duration::from_secs(10), || {
-        std::fs::read_to_string(&opened).ok()
+    let opened_urls = poll_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&opened)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
     })
     .expect("--dev ran the opener");
-    assert_eq!(url, format!("http://{}/", dev.addr()));
+    assert_eq!(opened_urls, format!("http://{}/\n", dev.addr()));
+}
 
-    // Neither without the flags.
-    let plain = Server::start(&root, &[]);
-    let shown = plain.stderr_lines().concat();
-    assert!(!shown.contains('█'), "{shown}");
+#[test]
+fn pages_too_large_to_hold_pass_unchanged() {
+    let (_tmp, root) = temp_root();
+    let big = format!("<html><body>{}</body></html>", "x".repeat(17 << 20));
+    write_file(&root, "big.html", &big);
+    let server = Server::start(&root, &["--dev", "--no-open"]);
+    let res = get(&server, "/big.html");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body.len(), big.len());
+    assert!(!res.body_text().contains("wharf-dev"));
+    assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
 }

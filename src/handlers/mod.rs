@@ -219,7 +219,7 @@ impl Handlers {
                     readable: None,
                 };
                 Arc::clone(&self.static_files)
-                    .serve_uncached(req, Offers::default())
+                    .serve_uncached(req, None)
                     .await
             }
         };
@@ -363,7 +363,7 @@ impl Handlers {
                     delete: access.delete,
                 };
                 Arc::clone(&self.static_files)
-                    .serve_uncached(req, offers)
+                    .serve_uncached(req, Some(offers))
                     .await
             }
             Handler::Static(access) => Arc::clone(&self.uploads).respond(*access, req).await,
@@ -394,7 +394,7 @@ impl Handlers {
                         readable: None,
                     };
                     let res = Arc::clone(&self.static_files)
-                        .serve_uncached(files_req, Offers::default())
+                        .serve_uncached(files_req, None)
                         .await;
                     if res.status() != http::StatusCode::NOT_FOUND {
                         return res;

@@ -8,9 +8,11 @@
 //! injected into HTML responses just before `</body>`. Both URLs are under a reserved
 //! name no file can have, and are answered before any rule or handler. Requests are
 //! passed on without `Accept-Encoding`, so that HTML arrives as text the script can be
-//! injected into. A page's own `Content-Security-Policy` is kept working: when it
-//! would refuse the script or its event stream, exactly those are added to it (a
-//! nonce, or the URL itself where a nonce would disable `'unsafe-inline'`).
+//! injected into; a page larger than 16 MiB is passed on as it is. A page's own
+//! `Content-Security-Policy` headers are kept working: when one would refuse the
+//! script or its event stream, exactly those are added to it (a nonce, or the URL
+//! itself where a nonce would disable `'unsafe-inline'`). A policy in a `<meta>`
+//! element is the page's own business and is not changed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -240,30 +242,49 @@ fn is_injectable(res: &Response<Body>) -> bool {
 /// length and policy adjusted, and its validators dropped (they describe the file,
 /// not this).
 async fn inject(req: &Parts, res: Response<Body>) -> Response<Body> {
-    let (mut parts, body) = res.into_parts();
-    let page = match http_body_util::Limited::new(body, MAX_PAGE).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            tracing::warn!("--dev: page not read for the reload script: {e}");
-            return response::error(StatusCode::BAD_GATEWAY);
-        }
-    };
-    let nonce = match parts.headers.get(header::CONTENT_SECURITY_POLICY) {
-        Some(policy) => {
-            let host = req
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri.authority().map(|a| a.as_str()))
-                .unwrap_or("");
-            let (policy, nonce) = admit(policy.to_str().unwrap_or(""), host);
-            if let Ok(value) = HeaderValue::from_str(&policy) {
-                parts.headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    let (mut parts, mut body) = res.into_parts();
+    // Read up to the limit; a longer page goes on as it is, what was read first.
+    let mut page = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    page.extend_from_slice(&data);
+                }
+                if page.len() > MAX_PAGE {
+                    return Response::from_parts(parts, prefixed(page.freeze(), body));
+                }
             }
-            nonce
+            Some(Err(e)) => {
+                tracing::warn!("--dev: page not read for the reload script: {e}");
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
         }
-        None => None,
-    };
+    }
+    let page = page.freeze();
+    let host = req
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .filter(|h| is_plain_host(h));
+    let policies: Vec<String> = parts
+        .headers
+        .get_all(header::CONTENT_SECURITY_POLICY)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let mut nonce = None;
+    if !policies.is_empty() {
+        parts.headers.remove(header::CONTENT_SECURITY_POLICY);
+        for policy in policies {
+            let policy = admit(&policy, host, &mut nonce);
+            if let Ok(value) = HeaderValue::from_str(&policy) {
+                parts.headers.append(header::CONTENT_SECURITY_POLICY, value);
+            }
+        }
+    }
     let tag = match &nonce {
         Some(n) => format!("<script src=\"{SCRIPT_PATH}\" nonce=\"{n}\"></script>"),
         None => format!("<script src=\"{SCRIPT_PATH}\"></script>"),
@@ -284,16 +305,50 @@ async fn inject(req: &Parts, res: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, Body::bytes(out.freeze()))
 }
 
+/// `head` followed by what is left of `rest`.
+fn prefixed(head: Bytes, mut rest: Body) -> Body {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        if tx.send(Ok(head)).await.is_err() {
+            return;
+        }
+        while let Some(frame) = rest.frame().await {
+            let item = match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => Ok(data),
+                    Err(_) => continue,
+                },
+                Err(e) => Err(e),
+            };
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
+    Body::channel(rx)
+}
+
+/// A host (and port) fit to name in a policy: letters, digits, dots, dashes,
+/// brackets and colons only, not empty.
+fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
 fn rfind_ignore_case(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .rposition(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// `policy` changed so that it admits the reload script and its event stream, and
-/// the nonce the script tag must carry, if one was added. Nothing is added that the
-/// policy already allows.
-fn admit(policy: &str, host: &str) -> (String, Option<String>) {
+/// `policy` changed so that it admits the reload script and its event stream. A
+/// nonce, when one is needed, is `nonce` (made on first use and shared by every
+/// policy of the page, which the script tag then carries). Nothing is added that the
+/// policy already allows. `host` is the request's `Host`, when it is fit to name in
+/// a policy; without it, `'self'` is added instead of the exact URL.
+fn admit(policy: &str, host: Option<&str>, nonce: &mut Option<String>) -> String {
     let mut directives: Vec<(String, Vec<String>)> = policy
         .split(';')
         .filter_map(|d| {
@@ -302,7 +357,7 @@ fn admit(policy: &str, host: &str) -> (String, Option<String>) {
             Some((name, words.map(str::to_owned).collect()))
         })
         .collect();
-    let mut nonce = None;
+    let url = |path: &str| host.map_or_else(|| "'self'".to_string(), |h| format!("{h}{path}"));
     // Scripts: the first of these that the policy has decides.
     if let Some((at, values)) = effective(
         &directives,
@@ -314,29 +369,24 @@ fn admit(policy: &str, host: &str) -> (String, Option<String>) {
                 .iter()
                 .any(|v| v.starts_with("'nonce-") || v.starts_with("'sha"));
             let inline = lower.iter().any(|v| v == "'unsafe-inline'");
-            let addition = if inline && !has_token {
+            // With 'strict-dynamic' only a nonce lets a script in (and
+            // 'unsafe-inline' is ignored anyway).
+            let dynamic = lower.iter().any(|v| v == "'strict-dynamic'");
+            let addition = if inline && !has_token && !dynamic {
                 // A nonce would switch 'unsafe-inline' off: name the script instead.
-                format!("{host}{SCRIPT_PATH}")
+                url(SCRIPT_PATH)
             } else {
-                let n = new_nonce();
-                let token = format!("'nonce-{n}'");
-                nonce = Some(n);
-                token
+                format!("'nonce-{}'", nonce.get_or_insert_with(new_nonce))
             };
             add_to(&mut directives, at, "script-src", addition);
         }
     }
     if let Some((at, values)) = effective(&directives, &["connect-src", "default-src"]) {
         if !allows_same_origin(&values) {
-            add_to(
-                &mut directives,
-                at,
-                "connect-src",
-                format!("{host}{EVENTS_PATH}"),
-            );
+            add_to(&mut directives, at, "connect-src", url(EVENTS_PATH));
         }
     }
-    let text = directives
+    directives
         .iter()
         .map(|(name, values)| {
             if values.is_empty() {
@@ -346,8 +396,7 @@ fn admit(policy: &str, host: &str) -> (String, Option<String>) {
             }
         })
         .collect::<Vec<_>>()
-        .join("; ");
-    (text, nonce)
+        .join("; ")
 }
 
 /// The index and values of the first of `names` present.
@@ -405,17 +454,23 @@ fn new_nonce() -> String {
 mod tests {
     use super::*;
 
+    fn admitted(policy: &str, host: Option<&str>) -> (String, Option<String>) {
+        let mut nonce = None;
+        let policy = admit(policy, host, &mut nonce);
+        (policy, nonce)
+    }
+
     #[test]
     fn policies_that_allow_self_are_kept() {
-        let (p, n) = admit("default-src 'self'", "h:1");
+        let (p, n) = admitted("default-src 'self'", Some("h:1"));
         assert_eq!((p.as_str(), n), ("default-src 'self'", None));
-        let (p, n) = admit("img-src *", "h:1");
+        let (p, n) = admitted("img-src *", Some("h:1"));
         assert_eq!((p.as_str(), n), ("img-src *", None));
     }
 
     #[test]
     fn strict_policies_get_a_nonce_and_the_event_url() {
-        let (p, n) = admit("default-src 'none'; style-src 'unsafe-inline'", "h:1");
+        let (p, n) = admitted("default-src 'none'; style-src 'unsafe-inline'", Some("h:1"));
         let n = n.expect("a nonce");
         assert_eq!(
             p,
@@ -424,25 +479,43 @@ mod tests {
                  connect-src h:1/.wharf-dev/events"
             )
         );
-        let (p, n) = admit(
+        let (p, n) = admitted(
             "script-src 'strict-dynamic' 'nonce-abc'; connect-src 'self'",
-            "h",
+            Some("h"),
         );
         let n = n.expect("a nonce");
         assert_eq!(
             p,
             format!("script-src 'strict-dynamic' 'nonce-abc' 'nonce-{n}'; connect-src 'self'")
         );
+        // 'strict-dynamic' ignores URLs: a nonce even beside 'unsafe-inline'.
+        let (p, n) = admitted("script-src 'unsafe-inline' 'strict-dynamic'", Some("h"));
+        let n = n.expect("a nonce");
+        assert!(p.ends_with(&format!("'nonce-{n}'")), "{p}");
     }
 
     #[test]
     fn unsafe_inline_is_not_switched_off() {
-        let (p, n) = admit("script-src 'unsafe-inline' https://cdn.example", "h:8");
+        let (p, n) = admitted(
+            "script-src 'unsafe-inline' https://cdn.example",
+            Some("h:8"),
+        );
         assert_eq!(n, None);
         assert_eq!(
             p,
             "script-src 'unsafe-inline' https://cdn.example h:8/.wharf-dev/reload.js"
         );
+        // Without a usable host, the site's own origin.
+        let (p, _) = admitted("script-src 'unsafe-inline'", None);
+        assert_eq!(p, "script-src 'unsafe-inline' 'self'");
+    }
+
+    #[test]
+    fn hosts_that_could_change_a_policy_are_not_used() {
+        assert!(is_plain_host("example.com:8080"));
+        assert!(is_plain_host("[::1]:80"));
+        assert!(!is_plain_host(""));
+        assert!(!is_plain_host("evil; script-src *"));
     }
 
     #[test]

@@ -258,19 +258,20 @@ impl Router {
         if self.settings.rules.security_headers {
             let headers = res.headers_mut();
             for (name, value) in SECURITY_HEADERS {
-                // A policy the response brings (a listing's, an app's) is kept, with
-                // the frame policy added when it has none.
-                if *name == header::CONTENT_SECURITY_POLICY {
-                    let own = headers.get(header::CONTENT_SECURITY_POLICY);
-                    if let Some(own) = own.and_then(|v| v.to_str().ok()) {
-                        if !own.contains("frame-ancestors") {
-                            let joined = format!("{own}; {value}");
-                            if let Ok(joined) = HeaderValue::from_str(&joined) {
-                                headers.insert(header::CONTENT_SECURITY_POLICY, joined);
-                            }
-                        }
-                        continue;
+                // Policies the response brings (a listing's, an app's) are kept; the
+                // frame policy is added as a policy of its own (browsers enforce
+                // every one) unless one of them already says it.
+                if *name == header::CONTENT_SECURITY_POLICY
+                    && headers.contains_key(header::CONTENT_SECURITY_POLICY)
+                {
+                    let framed = headers
+                        .get_all(header::CONTENT_SECURITY_POLICY)
+                        .iter()
+                        .any(|v| v.to_str().is_ok_and(|v| v.contains("frame-ancestors")));
+                    if !framed {
+                        headers.append(name.clone(), HeaderValue::from_static(value));
                     }
+                    continue;
                 }
                 headers.insert(name.clone(), HeaderValue::from_static(value));
             }

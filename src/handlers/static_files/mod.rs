@@ -173,11 +173,12 @@ impl StaticFiles {
     /// one blocking task, and what it learned fills the cache. The request body, if
     /// any, is not wanted: it is dropped unread.
     /// `offers` says which controls a listing page shows (what the site lets this
-    /// path's visitors change).
+    /// path's visitors change); `None` when the caller does not know, in which case a
+    /// listing shows none and is not cached (the cache must hold the path's own).
     pub async fn serve_uncached(
         self: Arc<Self>,
         req: Request<'_>,
-        offers: Offers,
+        offers: Option<Offers>,
     ) -> Response<Body> {
         let Request {
             head,
@@ -202,8 +203,14 @@ struct View {
 
 impl View {
     fn of(req: &Parts) -> View {
+        // Archives are for GET and HEAD; other methods see the folder as usual.
+        let ask = if matches!(req.method, Method::GET | Method::HEAD) {
+            archive::asked(req)
+        } else {
+            archive::Ask::Listing
+        };
         View {
-            ask: archive::asked(req),
+            ask,
             order: listing::Order::of(req),
             asset: assets::asked(req),
         }
@@ -232,9 +239,11 @@ impl StaticFiles {
         path: SitePath,
         key: &str,
         readable: Option<ReadPolicy>,
-        offers: Offers,
+        offers: Option<Offers>,
     ) -> Response<Body> {
         let files = self;
+        let cache_listing = offers.is_some();
+        let offers = offers.unwrap_or_default();
         let view = View::of(req);
         if let Some(asset) = view.asset.filter(|_| path.has_trailing_slash()) {
             return assets::respond(req, asset, &path);
@@ -301,7 +310,7 @@ impl StaticFiles {
             }
             Ok(Resolved::Page(rep, fill)) => {
                 let res = listing::respond(req, *rep);
-                if view.is_plain() {
+                if view.is_plain() && cache_listing {
                     files.cache.fill_listing(key, *fill);
                 }
                 res
@@ -331,13 +340,6 @@ fn resolve(
         Node::File(_) if path.has_trailing_slash() => Err(io::ErrorKind::NotFound.into()),
         Node::File(open) => represent(files, &path, open, encodings, None),
         Node::Dir(_) if !path.has_trailing_slash() => Ok(Resolved::AddSlash(path)),
-        Node::Dir(_) if view.ask != archive::Ask::Listing => match view.ask {
-            archive::Ask::Archive(method) => {
-                let walked = Archive::walk(root, &path, files.settings.hidden, readable, method)?;
-                Ok(Resolved::Archive(Box::new(walked)))
-            }
-            _ => Ok(Resolved::BadQuery),
-        },
         Node::Dir(dir) => {
             let dir_state = (c_path(&path), FileState::of(&dir.meta));
             for index in INDEX_FILES {
@@ -348,6 +350,17 @@ fn resolve(
                     // appearing changes it.
                     return represent(files, &index_path, open, encodings, Some(dir_state));
                 }
+            }
+            // Archives of folders that would be listed, not of those with an index
+            // page, whose contents are not on show.
+            match view.ask {
+                archive::Ask::Archive(method) => {
+                    let walked =
+                        Archive::walk(root, &path, files.settings.hidden, readable, method)?;
+                    return Ok(Resolved::Archive(Box::new(walked)));
+                }
+                archive::Ask::Unknown => return Ok(Resolved::BadQuery),
+                archive::Ask::Listing => {}
             }
             let state = dir_state.1;
             let dir_modified = dir.meta.modified().ok();

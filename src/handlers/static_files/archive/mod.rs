@@ -1,23 +1,32 @@
 //! A folder as a ZIP archive (`?zip`, or `?zip=deflate`), streamed as it is read.
 //!
-//! The folder is walked first (names, sizes and times only; no file is read), through
-//! the one resolver and with the listing's own filters: dotfiles only with
-//! `--hidden`, wharf's secrets never, symlinks as serving treats them, and each path
-//! only if the site's rules would let this client read it as a plain file. From
-//! that walk a stored archive's exact length and layout follow ([`zip::stored_layout`]),
-//! so it is sent with `Content-Length`, a strong ETag made of what was walked, and
-//! `Range` support: a download manager can resume a large folder. The bytes are
-//! produced on the blocking pool into a bounded channel, one file at a time, so memory
-//! stays constant whatever the folder's size. A file that changes while it is being
-//! archived breaks the response off rather than send bytes the length and ETag did not
-//! promise. `?zip=deflate` compresses each member and is streamed without a length.
+//! Only a folder that would be listed is archived (one with an index file serves
+//! that instead), only for GET and HEAD. The folder is walked first (names, sizes
+//! and states only; no file is read), through the one resolver and with the
+//! listing's own filters: dotfiles only with `--hidden`, wharf's secrets never,
+//! symlinks as serving treats them, each path only if the site's rules would let
+//! this client read it as a plain file, and subfolders that cannot be read left
+//! out. From that walk a stored archive's exact length and layout follow
+//! ([`zip::stored_layout`]), so it is sent with `Content-Length`, a strong ETag made
+//! of what was walked (every file's state, inode and change time included), and
+//! `Range` support: a download manager can resume a large folder. The walk's list is
+//! held in memory (about a hundred bytes per entry, at most [`MAX_MEMBERS`]); the
+//! bytes are produced on the blocking pool into a bounded channel, one file at a
+//! time, so whatever the files' sizes the memory per download stays small. At most
+//! [`MAX_ARCHIVES`] are produced at once (then 503), since each holds a blocking
+//! thread for as long as its client takes. The CRC-32 of every file sent is kept
+//! (by file state, bounded), so a resumed download does not read again what came
+//! before its range. A file that changes while it is being archived breaks the
+//! response off rather than send bytes the length and ETag did not promise.
+//! `?zip=deflate` compresses each member and is streamed without a length.
 
 pub mod zip;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -38,6 +47,10 @@ use zip::{Member, Method, Written};
 
 /// Members one archive may hold: beyond this the walk itself would hold too much.
 const MAX_MEMBERS: usize = 1_000_000;
+/// Archives produced at once, process-wide.
+const MAX_ARCHIVES: usize = 16;
+/// CRC-32s remembered, by file state (about 60 bytes each).
+const CRC_ENTRIES: usize = 200_000;
 /// Bytes read from a file at a time, and roughly the size of each chunk sent.
 const CHUNK: usize = 256 * 1024;
 /// Chunks that may wait in the channel for a slow client.
@@ -89,6 +102,10 @@ pub struct Archive {
     method: Method,
     /// The archive's file name (the folder's name, or `root`, plus `.zip`).
     name: String,
+    etag: EntityTag,
+    last_modified: Option<SystemTime>,
+    /// The exact length of a stored archive.
+    total: Option<u64>,
 }
 
 impl Archive {
@@ -104,15 +121,29 @@ impl Archive {
         let mut seen_dirs = HashSet::new();
         // (folder path, its name inside the archive)
         let mut pending = vec![(dir.clone(), String::new())];
+        let mut top_modified = None;
         while let Some((path, prefix)) = pending.pop() {
-            let Node::Dir(open) = root.open(&path)? else {
-                continue;
+            let top = prefix.is_empty();
+            // The folder asked for must be readable; a subfolder that is not (or
+            // that went away) is left out, as a listing would fail for it alone.
+            let open = match root.open(&path) {
+                Ok(Node::Dir(open)) => open,
+                Ok(Node::File(_)) => continue,
+                Err(e) if top => return Err(e),
+                Err(_) => continue,
             };
+            if top {
+                top_modified = open.meta.modified().ok();
+            }
             // A folder reached twice (symlinks, when followed) is archived once.
             if !seen_dirs.insert((open.meta.dev(), open.meta.ino())) {
                 continue;
             }
-            let mut entries = root.list(open, &path)?;
+            let mut entries = match root.list(open, &path) {
+                Ok(entries) => entries,
+                Err(e) if top => return Err(e),
+                Err(_) => continue,
+            };
             if !hidden {
                 entries.retain(|e| !e.name.starts_with(b"."));
             }
@@ -121,7 +152,15 @@ impl Archive {
             let mut subfolders = Vec::new();
             for entry in entries {
                 let entry_path = path.join(&entry.name);
-                let name = format!("{prefix}{}", String::from_utf8_lossy(&entry.name));
+                // `/` separates folders in ZIP names (APPNOTE 4.4.17): a `\` in a
+                // name would be a separator to some extractors.
+                let name = format!(
+                    "{prefix}{}",
+                    String::from_utf8_lossy(&entry.name).replace('\\', "_")
+                );
+                if name.len() >= usize::from(u16::MAX) {
+                    continue;
+                }
                 match entry.kind {
                     EntryKind::Dir => {
                         let entry_path = entry_path.as_directory();
@@ -176,52 +215,51 @@ impl Archive {
                 Some(served.to_string_lossy().into_owned())
             })
             .unwrap_or_else(|| "root".to_string());
-        Ok(Archive {
+        let mut archive = Archive {
             sources,
             method,
             name: format!("{name}.zip"),
-        })
+            etag: EntityTag::from_hash(0, 0),
+            last_modified: None,
+            total: None,
+        };
+        archive.etag = archive.tag();
+        archive.last_modified = archive
+            .sources
+            .iter()
+            .filter_map(|s| s.member.mtime)
+            .chain(top_modified)
+            .max()
+            .map(|t| t.min(SystemTime::now()));
+        if method == Method::Stored {
+            let members: Vec<Member> = archive.sources.iter().map(|s| s.member.clone()).collect();
+            archive.total = Some(zip::stored_layout(&members).1);
+        }
+        Ok(archive)
     }
 
     /// A strong ETag of the archive: a hash of everything its bytes are made from
-    /// (the writer's version, method, and each member's name, size and time), so
-    /// equal tags mean identical archives (the files' contents aside, which a change
-    /// of time reveals).
-    fn etag(&self) -> EntityTag {
-        let mut hashed = Vec::with_capacity(32 + self.sources.len() * 64);
-        hashed.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
-        hashed.extend_from_slice(b"zip");
-        hashed.push(self.method as u8);
+    /// (the writer's version, the method, and each member's name, time and file
+    /// state — inode, size, change time), so equal tags mean identical archives.
+    fn tag(&self) -> EntityTag {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        (self.method as u8).hash(&mut hasher);
         for source in &self.sources {
-            hashed.push(0);
-            hashed.extend_from_slice(source.member.name.as_bytes());
-            hashed.extend_from_slice(&source.member.size.to_le_bytes());
-            let time = source
-                .member
-                .mtime
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            hashed.extend_from_slice(&time.to_le_bytes());
+            source.member.name.hash(&mut hasher);
+            source.member.size.hash(&mut hasher);
+            source.member.mtime.hash(&mut hasher);
+            source.state.hash(&mut hasher);
         }
-        EntityTag::from_hash(
-            xxhash_rust::xxh3::xxh3_64(&hashed),
-            self.sources.len() as u64,
-        )
-    }
-
-    fn last_modified(&self) -> Option<SystemTime> {
-        self.sources
-            .iter()
-            .filter_map(|s| s.member.mtime)
-            .max()
-            .map(|t| t.min(SystemTime::now()))
+        EntityTag::from_hash(hasher.finish(), self.sources.len() as u64)
     }
 
     /// The response: 200 with the whole archive, 206 for one range of a stored one,
     /// 304/412 as the preconditions decide, 416 for a range outside it.
     pub fn into_response(self, root: Arc<Root>, req: &Parts) -> Response<Body> {
-        let etag = self.etag();
-        let last_modified = self.last_modified();
+        let etag = self.etag.clone();
+        let last_modified = self.last_modified;
         let validators = Validators {
             etag: Some(&etag),
             last_modified,
@@ -257,14 +295,16 @@ impl Archive {
             let mut res = Response::new(if head {
                 unsent(None)
             } else {
-                self.spawn(root, None)
+                let Some(permit) = Permit::try_acquire() else {
+                    return busy();
+                };
+                self.spawn(root, None, permit)
             });
             res.headers_mut()
                 .insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
             res
         } else {
-            let members: Vec<Member> = self.sources.iter().map(|s| s.member.clone()).collect();
-            let (_, total) = zip::stored_layout(&members);
+            let total = self.total.unwrap_or(0);
             let validators = Validators {
                 etag: Some(etag),
                 last_modified,
@@ -295,7 +335,10 @@ impl Archive {
             let mut res = Response::new(if head {
                 unsent(Some(end - start))
             } else {
-                self.spawn(root, Some((start, end)))
+                let Some(permit) = Permit::try_acquire() else {
+                    return busy();
+                };
+                self.spawn(root, Some((start, end)), permit)
             });
             let headers = res.headers_mut();
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
@@ -321,10 +364,11 @@ impl Archive {
 
     /// The archive's bytes in `window` (all of them when `None`), produced on the
     /// blocking pool.
-    fn spawn(self, root: Arc<Root>, window: Option<(u64, u64)>) -> Body {
+    fn spawn(self, root: Arc<Root>, window: Option<(u64, u64)>, permit: Permit) -> Body {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let len = window.map(|(start, end)| end - start);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let (start, end) = window.unwrap_or((0, u64::MAX));
             let mut out = Window::new(start, end, &tx);
             let result = self.write(&root, &mut out).and_then(|()| out.flush());
@@ -385,6 +429,13 @@ impl Archive {
         out: &mut Window<'_>,
     ) -> io::Result<(u32, u64)> {
         let size = source.member.size;
+        // Wholly before the range asked for, and its CRC known: nothing to read.
+        if self.method == Method::Stored && out.before_window(size) {
+            if let Some(crc) = known_crc(&state) {
+                out.skip(size);
+                return Ok((crc, size));
+            }
+        }
         let changed =
             || io::Error::other(format!("{} changed while archived", source.path.display()));
         let Node::File(file) = root.open(&source.path)? else {
@@ -431,8 +482,61 @@ impl Archive {
         if FileState::of(&file.file.metadata()?) != state {
             return Err(changed());
         }
-        Ok((crc.finalize(), compressed))
+        let crc = crc.finalize();
+        remember_crc(state, crc);
+        Ok((crc, compressed))
     }
+}
+
+/// Archives being produced, process-wide.
+static PRODUCING: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MAX_ARCHIVES`] slots, held while an archive is produced.
+struct Permit;
+
+impl Permit {
+    fn try_acquire() -> Option<Permit> {
+        PRODUCING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_ARCHIVES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Permit)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        PRODUCING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// 503 with `Retry-After`: every archive slot is taken.
+fn busy() -> Response<Body> {
+    let mut res = response::error(StatusCode::SERVICE_UNAVAILABLE);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    res
+}
+
+/// CRC-32s of files already archived, by their state: a resumed download's range
+/// need not read again the files before it.
+static CRCS: LazyLock<Mutex<HashMap<FileState, u32>>> = LazyLock::new(Mutex::default);
+
+fn known_crc(state: &FileState) -> Option<u32> {
+    CRCS.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(state)
+        .copied()
+}
+
+fn remember_crc(state: FileState, crc: u32) {
+    let mut crcs = CRCS.lock().unwrap_or_else(|p| p.into_inner());
+    if crcs.len() >= CRC_ENTRIES {
+        // Simple and bounded: start over rather than track use.
+        crcs.clear();
+    }
+    crcs.insert(state, crc);
 }
 
 /// The body of a HEAD answer: nothing will be sent, but its length is the GET's.
@@ -508,7 +612,22 @@ impl<'a> Window<'a> {
         self.position >= self.end
     }
 
+    /// Whether `len` bytes from here all fall before the window.
+    fn before_window(&self, len: u64) -> bool {
+        self.position + len <= self.start
+    }
+
+    /// Counts `len` bytes that fall before the window without producing them.
+    fn skip(&mut self, len: u64) {
+        self.position += len;
+    }
+
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        // A client that went away ends the work, even while bytes before its range
+        // are being read.
+        if self.tx.is_closed() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         let from = self.position;
         let to = from + bytes.len() as u64;
         self.position = to;

@@ -10,8 +10,12 @@
 //!
 //! ZIP64 records are used exactly where a field would overflow (a member of 4 GiB or
 //! more, an offset past 4 GiB, 65,535 members or more), so small archives stay
-//! readable by the oldest tools. Names are UTF-8 (flag bit 11) and every member
+//! readable by tools without ZIP64. Names are UTF-8 (flag bit 11) and every member
 //! carries its modification time in UTC (the `UT` extra field) beside the DOS time.
+//! Readers that go by the central directory (Info-ZIP, Python, 7-Zip, the desktop
+//! extractors) read stored members with descriptors; a few streaming readers (Java's
+//! `ZipInputStream`) accept descriptors only after deflated members, and should ask
+//! for `?zip=deflate`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -6,7 +6,10 @@
   const body = document.body;
   const base = location.pathname; // the folder, ending in "/"
   const rows = () => Array.from(document.querySelectorAll("#list tbody tr:not(.up)"));
+  // The name as shown (for people), and as the link spells it (percent-encoded, exact
+  // whatever bytes the name holds: what requests use).
   const nameOf = (tr) => tr.querySelector("td.n a").textContent.replace(/\/$/, "");
+  const hrefOf = (tr) => tr.querySelector("td.n a").getAttribute("href");
   const canUpload = body.dataset.upload === "true";
   const canDelete = body.dataset.delete === "true";
   const TUS_FROM = 8 * 1024 * 1024; // files this large go through tus
@@ -62,6 +65,7 @@
     if (upRow) upRow.append(el("td", { className: "x" }));
     for (const tr of rows()) {
       const name = nameOf(tr);
+      const href = hrefOf(tr); // ends in "/" for folders
       const isDir = tr.classList.contains("d");
       const cell = el("td", { className: "x" });
       if (canUpload) {
@@ -71,7 +75,7 @@
           const to = prompt("New name for " + name, name);
           if (!to || to === name || to.includes("/")) return;
           const dest = location.origin + base + encodeURIComponent(to) + (isDir ? "/" : "");
-          const res = await request("MOVE", base + encodeURIComponent(name) + (isDir ? "/" : ""), { Destination: dest, Overwrite: "F" });
+          const res = await request("MOVE", base + href, { Destination: dest, Overwrite: "F" });
           if (res.ok) location.reload(); else alert("Rename failed: " + res.status + " " + res.statusText);
         });
         cell.append(rename, " ");
@@ -80,7 +84,7 @@
       del.setAttribute("aria-label", "Delete " + name);
       del.addEventListener("click", async () => {
         if (!confirm("Delete " + name + (isDir ? " and everything in it" : "") + "?")) return;
-        const res = await request("DELETE", base + encodeURIComponent(name) + (isDir ? "/" : ""));
+        const res = await request("DELETE", base + href);
         if (res.ok) tr.remove(); else alert("Delete failed: " + res.status + " " + res.statusText);
       });
       cell.append(del);
@@ -192,9 +196,13 @@
       sofar += p + "/";
       const url = base + enc(sofar);
       if (!made.has(url)) {
-        made.set(url, chain.then(() => request("MKCOL", url)).then((r) => {
-          if (!r.ok && r.status !== 405) throw new Error("folder " + sofar + ": " + r.status);
-        }));
+        const folder = sofar;
+        const making = chain.then(() => request("MKCOL", url)).then((r) => {
+          if (!r.ok && r.status !== 405) throw new Error("folder " + folder + ": " + r.status);
+        });
+        // A failure is not remembered: Retry tries again.
+        making.catch(() => made.delete(url));
+        made.set(url, making);
       }
       chain = made.get(url);
     }
