@@ -98,6 +98,16 @@ def check_listing(driver):
     assert light != dark, (light, dark)
     theme(driver, "light")
 
+    # On a phone-sized screen nothing overflows sideways.
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+    driver.get(SITE + "/")
+    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    wide = driver.execute_script("return document.documentElement.scrollWidth")
+    assert wide <= 390, f"{wide} px wide on a 390 px screen"
+    driver.save_screenshot(os.path.join(ARTEFACTS, "listing-phone.png"))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
     # Sorting by size: the header link, then again for the other direction.
     driver.find_element(By.CSS_SELECTOR, "th.s a").click()
     wait(driver, lambda d: "sort=size" in d.current_url)
