@@ -254,7 +254,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     let (passed_redirects, passed_site): (Vec<_>, Vec<_>) = passed
         .into_iter()
         .partition(|p| p.name.as_deref() == Some(net::systemd::REDIRECT_NAME));
-    let (listeners, tls, urls) = bind_all(
+    let (listeners, tls, urls, configured) = bind_all(
         &config,
         &router,
         passed_site.into_iter().map(|p| p.listener).collect(),
@@ -277,7 +277,13 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         idle_timeout: config.idle_timeout,
         max_header_size: config.max_header_size,
     };
-    let handover = handover(&listeners, admin.as_ref())?;
+    let handover = Arc::new(std::sync::Mutex::new(handover(&listeners, admin.as_ref())?));
+    // The local addresses of the site listeners, in the order of `config.listen`.
+    let bound_addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .filter(|(_, kind)| !matches!(kind, ListenerKind::RedirectToHttps { .. }))
+        .filter_map(|(l, _)| l.local_addr().ok())
+        .collect();
     let shutdown = CancellationToken::new();
     // Stops the accepting (and asks connections to end after their next answer);
     // shutdown implies it.
@@ -285,18 +291,25 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     let force = CancellationToken::new();
     let finished = Finished::new(config.workers);
     let routers: router::Routers = Arc::new(arc_swap::ArcSwap::new(Arc::clone(&router)));
-    let worker = |listeners: Vec<Bound>| Worker {
-        listeners,
-        router: Arc::clone(&routers),
-        limits: limits.clone(),
-        shutdown: shutdown.clone(),
-        draining: draining.clone(),
-        force: force.clone(),
-        finished: finished.clone(),
-        grace: config.grace_period,
-        admin: None,
-        reload: None,
-        handover: None,
+    // Each worker hears of listeners a reload adds or removes.
+    let mut changes = Vec::new();
+    let mut worker = |listeners: Vec<Bound>| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        changes.push(tx);
+        Worker {
+            listeners,
+            changes: rx,
+            router: Arc::clone(&routers),
+            limits: limits.clone(),
+            shutdown: shutdown.clone(),
+            draining: draining.clone(),
+            force: force.clone(),
+            finished: finished.clone(),
+            grace: config.grace_period,
+            admin: None,
+            reload: None,
+            handover: None,
+        }
     };
 
     let mut threads = Vec::new();
@@ -318,7 +331,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     }
     let mut main_worker = worker(listeners);
     main_worker.admin = admin;
-    main_worker.handover = Some(handover);
+    main_worker.handover = Some(Arc::clone(&handover));
     main_worker.reload = Some(Reloading {
         reload,
         applied: std::sync::Mutex::new(folder_settings(&config)),
@@ -326,6 +339,15 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         log: log.clone(),
         cache,
         dev,
+        listening: configured.map(|addrs| {
+            std::sync::Mutex::new(Listening {
+                bound: addrs.into_iter().zip(bound_addrs.iter().copied()).collect(),
+                workers: changes,
+                tls: tls.clone(),
+                reuse_port: config.reuse_port,
+                handover,
+            })
+        }),
     });
     net::systemd::notify("READY=1");
     net::upgrade::ready();
@@ -350,7 +372,12 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
 type Bound = (TcpListener, ListenerKind);
 
 /// The listeners, the TLS settings they share, and every URL they can be reached at.
-type BoundSite = (Vec<Bound>, Option<Tls>, Vec<String>);
+type BoundSite = (
+    Vec<Bound>,
+    Option<Tls>,
+    Vec<String>,
+    Option<Vec<SocketAddr>>,
+);
 
 /// Binds every listener the configuration asks for and prints where it serves:
 /// the site on each `--bind` address (HTTPS when TLS is configured), and the
@@ -370,6 +397,7 @@ fn bind_all(
         Ok((listener, local))
     };
     // Sockets a systemd socket unit passed replace the configured addresses.
+    let from_config = passed.is_empty();
     let site = if passed.is_empty() {
         config
             .listen
@@ -452,7 +480,10 @@ fn bind_all(
         eprintln!("wharf: redirecting http://{local}/ to HTTPS on port {https_port}");
         listeners.push((listener, ListenerKind::RedirectToHttps { https_port }));
     }
-    Ok((listeners, tls, every_url))
+    // Addresses bound from the configuration, which a reload may change; none when
+    // the sockets were passed (systemd, an upgrade): those stay until a restart.
+    let configured = from_config.then(|| config.listen.clone());
+    Ok((listeners, tls, every_url, configured))
 }
 
 /// What `--qr`, `--dev` and `--open` do once the listeners are bound, given their
@@ -581,7 +612,93 @@ struct Worker {
     /// What SIGHUP needs to apply a new configuration (that worker's too).
     reload: Option<Reloading>,
     /// What SIGUSR2 needs to start a new process on the same sockets (that worker's).
-    handover: Option<net::upgrade::Handover>,
+    handover: Option<Arc<std::sync::Mutex<net::upgrade::Handover>>>,
+    /// Listeners a reload adds or removes.
+    changes: tokio::sync::mpsc::UnboundedReceiver<ListenerChange>,
+}
+
+/// A listener a reload adds to, or removes from, every worker.
+enum ListenerChange {
+    /// Accept on this socket too (each worker gets its own duplicate).
+    Add(TcpListener, ListenerKind),
+    /// Stop accepting on the socket bound to this local address.
+    Remove(SocketAddr),
+}
+
+/// The site listeners bound from the configuration, and what a reload needs to
+/// change them.
+struct Listening {
+    /// Configured address → the local address it was bound to.
+    bound: Vec<(SocketAddr, SocketAddr)>,
+    /// Each worker's channel for listener changes.
+    workers: Vec<tokio::sync::mpsc::UnboundedSender<ListenerChange>>,
+    tls: Option<Tls>,
+    reuse_port: bool,
+    /// The sockets an upgrade hands over, kept in step.
+    handover: Arc<std::sync::Mutex<net::upgrade::Handover>>,
+}
+
+impl Listening {
+    /// Binds what `wanted` adds and closes what it drops; all of it or (when an
+    /// address cannot be bound) none of it. Lines for stderr saying what changed.
+    fn apply(&mut self, wanted: &[SocketAddr]) -> Result<Vec<String>, String> {
+        let added: Vec<SocketAddr> = wanted
+            .iter()
+            .filter(|a| !self.bound.iter().any(|(c, _)| c == *a))
+            .copied()
+            .collect();
+        let removed: Vec<(SocketAddr, SocketAddr)> = self
+            .bound
+            .iter()
+            .filter(|(c, _)| !wanted.contains(c))
+            .copied()
+            .collect();
+        let mut fresh = Vec::new();
+        for addr in &added {
+            let listener = net::listener::bind(*addr, self.reuse_port)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the bound address: {e}"))?;
+            fresh.push((*addr, local, listener));
+        }
+        let mut said = Vec::new();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        for (configured, local, listener) in fresh {
+            let kind = match &self.tls {
+                Some(tls) => ListenerKind::Tls {
+                    tls: tls.clone(),
+                    port: local.port(),
+                },
+                None => ListenerKind::Plain,
+            };
+            for worker in &self.workers {
+                if let Ok(dup) = listener.try_clone() {
+                    let _ = worker.send(ListenerChange::Add(dup, kind.clone()));
+                }
+            }
+            if let Ok(dup) = listener.try_clone() {
+                self.handover
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(std::os::fd::OwnedFd::from(dup), "");
+            }
+            self.bound.push((configured, local));
+            said.push(format!("wharf: now also serving at {scheme}://{local}/"));
+        }
+        for (configured, local) in removed {
+            for worker in &self.workers {
+                let _ = worker.send(ListenerChange::Remove(local));
+            }
+            self.handover
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(local);
+            self.bound.retain(|(c, _)| *c != configured);
+            said.push(format!("wharf: stopped listening on {local}"));
+        }
+        Ok(said)
+    }
 }
 
 /// Every listening socket, duplicated, with the name a new process knows it by.
@@ -623,6 +740,8 @@ struct Reloading {
     cache: Option<Arc<handlers::proxy::cache::Cache>>,
     /// `--dev`'s watcher, started once.
     dev: Option<Arc<Dev>>,
+    /// The listeners, when a reload may change them (bound from the configuration).
+    listening: Option<std::sync::Mutex<Listening>>,
 }
 
 impl Reloading {
@@ -632,7 +751,12 @@ impl Reloading {
     fn apply(&self, routers: &router::Routers) {
         let current = routers.load_full();
         let built = (self.reload)().and_then(|config| {
-            let kept = restart_only_changes(&self.running, &config);
+            let wanted = config.listen.clone();
+            let mut kept = restart_only_changes(&self.running, &config);
+            if self.listening.is_some() {
+                // Bound below instead.
+                kept.retain(|k| *k != LISTEN_ADDRESSES);
+            }
             let config = with_restart_only_settings_of(&self.running, config);
             let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
             let same_folder = *applied == folder_settings(&config);
@@ -644,10 +768,21 @@ impl Reloading {
                 self.dev.clone(),
                 Some((&current, same_folder)),
             )?;
-            Ok((kept, router, folder_settings(&config)))
+            // Last: the one step with an effect outside this process's memory.
+            let said = match &self.listening {
+                Some(listening) => listening
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply(&wanted)?,
+                None => Vec::new(),
+            };
+            Ok((kept, router, folder_settings(&config), said))
         });
         match built {
-            Ok((kept, router, folder)) => {
+            Ok((kept, router, folder, said)) => {
+                for line in said {
+                    eprintln!("{line}");
+                }
                 *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = folder;
                 for warning in router.warnings() {
                     tracing::warn!("{warning}");
@@ -670,6 +805,9 @@ impl Reloading {
         }
     }
 }
+
+/// How a reload names a change of listen addresses it cannot apply.
+const LISTEN_ADDRESSES: &str = "listen addresses";
 
 /// `new` with the settings only a restart changes set back to those `running` has,
 /// so that none of them is half applied (a new header limit in the router while
@@ -719,7 +857,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut kept = Vec::new();
     let pairs: [(&'static str, bool); 14] = [
-        ("listen addresses", differs(&running.listen, &new.listen)),
+        (LISTEN_ADDRESSES, differs(&running.listen, &new.listen)),
         ("reuse-port", running.reuse_port != new.reuse_port),
         ("workers", running.workers != new.workers),
         ("TLS settings", differs(&running.tls, &new.tls)),
@@ -821,22 +959,32 @@ impl Worker {
                     resumed.tasks.spawn(net::connection::resume(parked, shared));
                 }));
             }
+            // Each listener's accept loop, stopped by its own token when a reload
+            // closes it (or by draining, for all of them).
+            let mut accepting: Vec<(SocketAddr, CancellationToken)> = Vec::new();
             for (listener, kind) in self.listeners {
-                // SAFETY: a std TcpListener owns its descriptor: it stays open, and
-                // `as_raw_fd` returns the same one, for as long as the AsyncFd holds it.
-                let listener = unsafe {
-                    tokio::io::unix::AsyncFd::register_with_interest(
-                        listener,
-                        tokio::io::Interest::READABLE,
-                    )
-                }
-                .map_err(|e| format!("cannot register the listening socket: {e}"))?;
-                tokio::spawn(net::listener::accept_loop(
-                    listener,
-                    Arc::clone(&shared),
-                    kind,
-                ));
+                accepting.push(start_accepting(listener, kind, &shared)?);
             }
+            let mut changes = self.changes;
+            let changing = Arc::clone(&shared);
+            tokio::spawn(async move {
+                while let Some(change) = changes.recv().await {
+                    match change {
+                        ListenerChange::Add(listener, kind) => {
+                            match start_accepting(listener, kind, &changing) {
+                                Ok(started) => accepting.push(started),
+                                Err(e) => tracing::warn!("{e}"),
+                            }
+                        }
+                        ListenerChange::Remove(local) => accepting.retain(|(addr, stop)| {
+                            if *addr == local {
+                                stop.cancel();
+                            }
+                            *addr != local
+                        }),
+                    }
+                }
+            });
             if let Some(admin) = self.admin {
                 let listener = admin
                     .set_nonblocking(true)
@@ -887,7 +1035,17 @@ impl Worker {
                             let Some(handover) = &self.handover else {
                                 continue;
                             };
-                            match handover.start().await {
+                            // The sockets as they are now; the lock is not held while
+                            // the new process starts.
+                            let handover = handover
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .snapshot();
+                            let started = match handover {
+                                Ok(handover) => handover.start().await,
+                                Err(e) => Err(e),
+                            };
+                            match started {
                                 Ok(pid) => {
                                     eprintln!(
                                         "wharf: upgrade: process {pid} is serving; this one ({}) \
@@ -958,6 +1116,32 @@ impl Worker {
         log.hand_over();
         Ok(())
     }
+}
+
+/// Starts accepting on `listener` in this worker; its local address and the token
+/// that stops it.
+fn start_accepting(
+    listener: TcpListener,
+    kind: ListenerKind,
+    shared: &Arc<net::connection::Shared>,
+) -> Result<(SocketAddr, CancellationToken), String> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening socket's address: {e}"))?;
+    // SAFETY: a std TcpListener owns its descriptor: it stays open, and `as_raw_fd`
+    // returns the same one, for as long as the AsyncFd holds it.
+    let listener = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| format!("cannot register the listening socket: {e}"))?;
+    let stop = shared.draining.child_token();
+    tokio::spawn(net::listener::accept_loop(
+        listener,
+        Arc::clone(shared),
+        kind,
+        stop.clone(),
+    ));
+    Ok((local, stop))
 }
 
 /// One worker's event loop. Before it waits for events it hands the access-log lines

@@ -402,3 +402,65 @@ fn a_failed_upgrade_keeps_serving_and_a_good_one_takes_every_socket() {
         String::from_utf8_lossy(&health)
     );
 }
+
+/// Listen addresses are part of what a reload applies: a new port is bound, a port
+/// no longer configured is closed, and connections already open carry on.
+#[test]
+fn a_reload_binds_new_ports_and_closes_removed_ones() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let (first, second) = (free_port(), free_port());
+    let conf = tmp.path().join("wharf.toml");
+    let listening_on =
+        |port: u16| format!("root = {root:?}\nbind = \"127.0.0.1\"\nport = {port}\n");
+    std::fs::write(&conf, listening_on(first)).unwrap();
+    let server = Server::spawn(&["--config", conf.to_str().unwrap()], None);
+    assert_eq!(server.port(), first);
+    let mut kept = Conn::open(&server);
+    kept.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(kept.read_response(false).status, 200);
+
+    std::fs::write(&conf, listening_on(second)).unwrap();
+    let line = reload(&server, 1);
+    assert_eq!(line, "wharf: reloaded the configuration (SIGHUP)");
+    let lines = server.stderr_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("wharf: now also serving at http://127.0.0.1:{second}/")),
+        "{lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l == &format!("wharf: stopped listening on 127.0.0.1:{first}")));
+    let moved = send_raw_to(
+        &format!("127.0.0.1:{second}"),
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(moved.starts_with(b"HTTP/1.1 200"));
+    // The old port refuses new connections (every worker closed its copy)...
+    let refused = poll_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", first))
+            .err()
+            .filter(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    assert!(refused.is_some(), "port {first} still accepts");
+    // ...while the connection made on it goes on.
+    kept.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(kept.read_response(false).status, 200);
+
+    // A port that cannot be bound fails the reload and changes nothing.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    std::fs::write(&conf, listening_on(busy)).unwrap();
+    let line = reload(&server, 2);
+    assert!(
+        line.starts_with("wharf: reload failed, the configuration is unchanged: cannot listen on"),
+        "{line}"
+    );
+    let still = send_raw_to(
+        &format!("127.0.0.1:{second}"),
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(still.starts_with(b"HTTP/1.1 200"));
+}

@@ -63,17 +63,19 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener,
     Ok(socket.into())
 }
 
-/// Accepts connections on `listener` until draining starts (shutdown, or an upgrade). Accepted sockets
-/// are not registered with the event loop until they must wait (see `lazy_tcp`).
+/// Accepts connections on `listener` until `stop` is cancelled: a reload closed this
+/// listener, or draining started (shutdown, or an upgrade). Accepted sockets are not
+/// registered with the event loop until they must wait (see `lazy_tcp`).
 pub async fn accept_loop(
     listener: AsyncFd<std::net::TcpListener>,
     shared: Arc<Shared>,
     kind: ListenerKind,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shared.draining.cancelled() => return,
+            _ = stop.cancelled() => return,
             accepted = accept(&listener) => accepted,
         };
         match accepted {
@@ -98,7 +100,7 @@ pub async fn accept_loop(
                 // Out of file descriptors or similar: back off instead of spinning.
                 tracing::warn!("accept failed: {e}");
                 tokio::select! {
-                    _ = shared.draining.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }

@@ -56,6 +56,37 @@ impl Handover {
         })
     }
 
+    /// A copy to start a new process with (each socket duplicated), so that the
+    /// original can change meanwhile.
+    pub fn snapshot(&self) -> Result<Handover, String> {
+        let sockets = self
+            .sockets
+            .iter()
+            .map(|(fd, name)| fd.try_clone().map(|fd| (fd, name.clone())))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot pass the listening sockets: {e}"))?;
+        Ok(Handover {
+            exe: self.exe.clone(),
+            args: self.args.clone(),
+            sockets,
+        })
+    }
+
+    /// Hands `socket` over too (a listener a reload added).
+    pub fn add(&mut self, socket: OwnedFd, name: &str) {
+        self.sockets.push((socket, name.to_string()));
+    }
+
+    /// No longer hands over the socket bound to `local` (a listener a reload closed).
+    pub fn remove(&mut self, local: std::net::SocketAddr) {
+        self.sockets.retain(|(fd, _)| {
+            rustix::net::getsockname(fd)
+                .ok()
+                .and_then(|a| std::net::SocketAddr::try_from(a).ok())
+                != Some(local)
+        });
+    }
+
     /// Starts the new process and waits until it serves; its process id.
     pub async fn start(&self) -> Result<u32, String> {
         let (ready_read, ready_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
