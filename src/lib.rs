@@ -332,7 +332,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     let mut main_worker = worker(listeners);
     main_worker.admin = admin;
     main_worker.handover = Some(Arc::clone(&handover));
-    main_worker.reload = Some(Reloading {
+    main_worker.reload = Some(Arc::new(Reloading {
         reload,
         applied: std::sync::Mutex::new(folder_settings(&config)),
         running: config.clone(),
@@ -348,7 +348,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
                 handover,
             })
         }),
-    });
+    }));
     net::systemd::notify("READY=1");
     net::upgrade::ready();
     let result = main_worker.run(main_runtime, Some((signals, tls)));
@@ -610,7 +610,7 @@ struct Worker {
     /// The admin listener, served by the worker that listens for signals.
     admin: Option<std::net::TcpListener>,
     /// What SIGHUP needs to apply a new configuration (that worker's too).
-    reload: Option<Reloading>,
+    reload: Option<Arc<Reloading>>,
     /// What SIGUSR2 needs to start a new process on the same sockets (that worker's).
     handover: Option<Arc<std::sync::Mutex<net::upgrade::Handover>>>,
     /// Listeners a reload adds or removes.
@@ -1024,7 +1024,19 @@ impl Worker {
                         Signal::Reload => {
                             if let Some(reloading) = &self.reload {
                                 net::systemd::reloading();
-                                reloading.apply(&self.router);
+                                // Reading files and building the site blocks: done on
+                                // the blocking pool, so this worker's connections go on.
+                                let reloading = Arc::clone(reloading);
+                                let routers = Arc::clone(&self.router);
+                                let applied = tokio::task::spawn_blocking(move || {
+                                    reloading.apply(&routers);
+                                })
+                                .await;
+                                if applied.is_err() {
+                                    eprintln!(
+                                        "wharf: reload failed, the configuration is unchanged"
+                                    );
+                                }
                                 net::systemd::notify("READY=1");
                             }
                             if let Some(tls) = &tls {
