@@ -286,3 +286,91 @@ async fn rapid_reset_connections_in_a_row_leave_other_clients_served() {
         assert_eq!(reply.text(), file_body(round), "round {round}");
     }
 }
+
+/// One HTTP/2 frame: length, type, flags, stream, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Frames read from `stream` until `stop` says so or the read times out; what stop
+/// said, or `"quiet"` on the timeout, `"closed"` at the end.
+fn read_frames(
+    stream: &mut std::net::TcpStream,
+    buf: &mut Vec<u8>,
+    stop: impl Fn(u8, u32) -> Option<&'static str>,
+) -> &'static str {
+    use std::io::Read;
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut at = 0;
+        while buf.len() >= at + 9 {
+            let len =
+                ((buf[at] as usize) << 16) | ((buf[at + 1] as usize) << 8) | buf[at + 2] as usize;
+            if buf.len() < at + 9 + len {
+                break;
+            }
+            let id = u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]])
+                & 0x7fff_ffff;
+            if let Some(said) = stop(buf[at + 3], id) {
+                return said;
+            }
+            at += 9 + len;
+        }
+        buf.drain(..at);
+        match stream.read(&mut chunk) {
+            Ok(0) => return "closed",
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if is_timeout(&e) => return "quiet",
+            Err(e) if is_reset(&e) => return "closed",
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A request whose DATA frames do not add up to its Content-Length is malformed
+/// (RFC 9113 §8.1.1): a stream error, never answered — even by a handler that does
+/// not read bodies, which must therefore not answer before the body is in.
+#[test]
+fn content_length_that_data_frames_contradict_is_a_stream_error() {
+    use std::io::Write;
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let mut stream = connect(server.addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+                                       // HPACK: :method GET, :scheme http, :path /a.txt (literal), :authority x,
+                                       // content-length 5 — static table indices and literals, no indexing.
+    let mut block = vec![0x82, 0x86];
+    block.extend([0x04, 6]);
+    block.extend(b"/a.txt");
+    block.extend([0x01, 1, b'x']);
+    block.extend([0x0f, 0x0d, 1, b'5']);
+    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out.extend(frame(0x0, 0, 1, b"ab")); // DATA
+    stream.write_all(&out).unwrap();
+    // While the body is incomplete, no answer: a window in which one would come
+    // at once if the handler answered without the body.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let early = read_frames(&mut stream, &mut buf, |kind, id| {
+        (kind == 0x1 && id == 1).then_some("answered")
+    });
+    assert_eq!(early, "quiet", "answered before the body was complete");
+    // The rest: 3 bytes in all, not 5.
+    stream.write_all(&frame(0x0, 0x1, 1, b"c")).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let verdict = read_frames(&mut stream, &mut buf, |kind, id| match (kind, id) {
+        (0x1, 1) => Some("answered"),
+        (0x3, 1) | (0x7, _) => Some("refused"),
+        _ => None,
+    });
+    assert!(matches!(verdict, "refused" | "closed"), "{verdict}");
+}

@@ -109,10 +109,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             let body = RequestBody::new(body, move || clock.body_read());
             return reply(answer, parts, body, finish, router, peer);
         }
-        // Only HTTP/1 needs the body gone to go on (an HTTP/2 stream's unread body
-        // costs that stream alone), and not when the answer ends the connection anyway.
+        // HTTP/1 needs the body gone to go on. On HTTP/2 an unread body costs its
+        // stream alone, but reading it first is what finds a malformed request (a
+        // Content-Length the DATA frames do not add up to, RFC 9113 §8.1.1), which
+        // must be a stream error rather than answered. Not when the answer ends the
+        // connection anyway.
         let discard_first = has_body
-            && finish.http1
             && worth_discarding(&parts)
             && !matches!(&answer, Answer::Now(res) if ends_connection(res.status()));
         if !discard_first {
