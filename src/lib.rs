@@ -248,7 +248,12 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         let _guard = main_runtime.enter();
         Signals::install()?
     };
-    let (passed_admin, passed): (Vec<_>, Vec<_>) = net::systemd::inherited_listeners()?
+    // Sockets an upgrading wharf passed, else those of a systemd socket unit.
+    let inherited = match net::upgrade::inherited() {
+        Some(passed) => passed?,
+        None => net::systemd::inherited_listeners()?,
+    };
+    let (passed_admin, passed): (Vec<_>, Vec<_>) = inherited
         .into_iter()
         .partition(|p| p.name.as_deref() == Some(net::systemd::ADMIN_NAME));
     let (passed_redirects, passed_site): (Vec<_>, Vec<_>) = passed
@@ -1083,7 +1088,7 @@ impl Worker {
                 if upgraded {
                     // Connections end after their next answer; idle ones are closed
                     // when the grace period is over.
-                    net::connection::start_draining();
+                    net::clock::start_draining();
                     self.draining.cancel();
                     let shutdown = self.shutdown.clone();
                     let grace = self.grace;

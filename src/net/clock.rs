@@ -216,6 +216,21 @@ impl Clock {
 /// a graceful shutdown waits for.
 static SENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// Set once this process drains (a new one took its sockets over).
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on every HTTP/1 response ends its connection (`Connection: close`), so
+/// clients move to the process that now accepts, between two requests rather than
+/// in the middle of one.
+pub fn start_draining() {
+    DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`start_draining`] was called.
+pub fn draining() -> bool {
+    DRAINING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How many connections are producing or sending a response.
 pub fn responses_in_flight() -> usize {
     SENDING.load(Ordering::Relaxed)

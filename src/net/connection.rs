@@ -133,21 +133,6 @@ struct Session {
     redirect_to: Option<u16>,
 }
 
-/// Set once this process drains (a new one took its sockets over).
-static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// From now on every HTTP/1 response ends its connection (`Connection: close`), so
-/// clients move to the process that now accepts, between two requests rather than
-/// in the middle of one.
-pub fn start_draining() {
-    DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Whether [`start_draining`] was called.
-pub fn draining() -> bool {
-    DRAINING.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// What every connection of one worker shares.
 #[derive(Debug)]
 pub struct Shared {

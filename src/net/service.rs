@@ -262,7 +262,7 @@ impl Finishing {
         let refused = ends_connection(res.status());
         // A close-delimited body (length unknown) ends an HTTP/1.0 connection too.
         let unframed = self.http10 && res.body().exact_len().is_none();
-        let draining = crate::net::connection::draining();
+        let draining = crate::net::clock::draining();
         if self.http1 && (self.client_closes || refused || unframed || draining) {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -25,10 +25,6 @@ pub struct Inherited {
 /// The listening sockets passed to this process, if it was socket-activated;
 /// an error names a descriptor that is not a listening TCP socket.
 pub fn inherited_listeners() -> Result<Vec<Inherited>, String> {
-    // A wharf upgrading itself passes sockets the same way.
-    if let Some(passed) = crate::net::upgrade::inherited() {
-        return passed;
-    }
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|pid| pid.parse::<u32>().ok())
