@@ -17,6 +17,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod properties;
 pub mod site;
 
 use std::net::{SocketAddr, TcpListener};
@@ -1077,6 +1078,9 @@ impl Worker {
                     }
                 };
                 housekeeping.abort();
+                if let Some(handover) = &self.handover {
+                    handover.lock().unwrap_or_else(|p| p.into_inner()).close();
+                }
                 net::systemd::notify("STOPPING=1");
                 let open = net::clock::responses_in_flight();
                 let plural = if open == 1 { "" } else { "s" };

@@ -72,6 +72,13 @@ impl Handover {
         })
     }
 
+    /// Closes this process's copies of the sockets: once it stops accepting, a
+    /// socket no process accepts on must not stay open (clients would connect and
+    /// wait in its queue for nothing).
+    pub fn close(&mut self) {
+        self.sockets.clear();
+    }
+
     /// Hands `socket` over too (a listener a reload added).
     pub fn add(&mut self, socket: OwnedFd, name: &str) {
         self.sockets.push((socket, name.to_string()));
