@@ -20,6 +20,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("handlers", &["http", "fs", "metrics"]),
     ("site", &["handlers", "http", "fs", "log", "metrics"]),
     ("net", &["site", "http", "log", "metrics"]),
+    // Parser properties for the fuzz targets and their corpus test.
+    ("properties", &["handlers", "http"]),
     (
         "config",
         &["site", "handlers", "net", "http", "log", "metrics"],
