@@ -156,3 +156,39 @@ pub fn zip_layout(data: &[u8]) {
     at += zip::end(members.len() as u64, central, at - central).len() as u64;
     assert_eq!(at, total);
 }
+
+/// A configuration file: any text is read without panicking, and is either accepted
+/// or refused with one line that names the file and a line of it.
+pub fn config_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = std::path::Path::new("/nonexistent/wharf.toml");
+    if let Err(message) = crate::config::file::check_text(text, path) {
+        assert!(!message.contains('\n'), "{message:?}");
+        assert!(
+            message.starts_with("/nonexistent/wharf.toml:"),
+            "{message:?}"
+        );
+    }
+}
+
+/// A rule's glob against paths: any pattern parses or is refused without
+/// panicking, and one without special characters matches exactly itself.
+pub fn glob(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (pattern, path) = text.split_once('\n').unwrap_or((text, "/a/b.txt"));
+    if let Ok(glob) = crate::site::rules::Glob::parse(pattern) {
+        let _ = glob.captures(path);
+        let _ = glob.captures(pattern);
+        let plain = !pattern.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        if plain && pattern.starts_with('/') {
+            assert!(
+                glob.captures(pattern).is_some(),
+                "{pattern:?} does not match itself"
+            );
+        }
+    }
+}

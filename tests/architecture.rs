@@ -21,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("site", &["handlers", "http", "fs", "log", "metrics"]),
     ("net", &["site", "http", "log", "metrics"]),
     // Parser properties for the fuzz targets and their corpus test.
-    ("properties", &["handlers", "http"]),
+    ("properties", &["config", "site", "handlers", "http"]),
     (
         "config",
         &["site", "handlers", "net", "http", "log", "metrics"],

@@ -10,11 +10,13 @@ use wharf::properties;
 
 type Property = fn(&[u8]);
 
-const TARGETS: [(&str, Property); 4] = [
+const TARGETS: [(&str, Property); 6] = [
     ("request_path", properties::request_path),
     ("byte_ranges", properties::byte_ranges),
     ("header_fields", properties::header_fields),
     ("zip_layout", properties::zip_layout),
+    ("config_file", properties::config_file),
+    ("glob", properties::glob),
 ];
 
 #[test]

@@ -391,9 +391,29 @@ struct Entry {
 /// Reads and checks the file: TOML syntax, known keys, types, and each value through
 /// the same parser as its flag. Errors name the file, the line and the key.
 fn read_file(path: &Path) -> Result<(Vec<Entry>, Site), LayerError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        LayerError::File(format!(
+            "cannot read configuration file {}: {e}",
+            path.display()
+        ))
+    })?;
+    from_text(&text, path)
+}
+
+/// Reads a configuration file's `text` as if from `path`: `Ok`, or the one-line
+/// message naming `file:line` that wharf would exit with.
+pub fn check_text(text: &str, path: &Path) -> Result<(), String> {
+    from_text(text, path).map(|_| ()).map_err(|e| match e {
+        LayerError::File(message) => message,
+        LayerError::Clap(e) => e.to_string(),
+    })
+}
+
+/// The settings and site of a configuration file's `text`, read from `path` (which
+/// errors name, and relative paths in it are resolved against).
+fn from_text(text: &str, path: &Path) -> Result<(Vec<Entry>, Site), LayerError> {
+    let text = text.to_string();
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| LayerError::File(format!("cannot read configuration file {shown}: {e}")))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         let line = e.span().map_or(1, |s| line_of(&text, s.start));
         let message = e
