@@ -1,5 +1,5 @@
-//! h2spec (github.com/summerwind/h2spec), the HTTP/2 conformance suite: all 146
-//! cases over TLS (ALPN h2) and with prior knowledge (h2c). Runs when `h2spec` is on
+//! h2spec (github.com/summerwind/h2spec), the HTTP/2 conformance suite, in strict
+//! mode: its 147 cases over TLS (ALPN h2) and with prior knowledge (h2c). Runs when `h2spec` is on
 //! the PATH (it is built from source with Go; no distribution packages it).
 //!
 //! One h2c case is expected to differ: "3.5/2 Sends invalid connection preface"
@@ -16,7 +16,8 @@ use common::*;
 /// Runs h2spec against `port`; the summary line and the failed cases' titles.
 fn h2spec(port: u16, tls: bool) -> (String, Vec<String>) {
     let mut cmd = Command::new("h2spec");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-o", "5"]);
+    // Strict: the cases that check SHOULDs too.
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-o", "5", "-S"]);
     if tls {
         cmd.args(["-t", "-k"]);
     }
