@@ -16,16 +16,7 @@ fn site_file(version: &str) -> String {
 
 /// Sends SIGHUP and waits for the `n`th line saying how a reload went.
 fn reload(server: &Server, n: usize) -> String {
-    server.signal("HUP");
-    poll_until(Duration::from_secs(10), || {
-        let lines: Vec<String> = server
-            .stderr_lines()
-            .into_iter()
-            .filter(|l| l.contains("wharf: reload"))
-            .collect();
-        lines.get(n - 1).cloned()
-    })
-    .expect("the reload is reported")
+    reload_pid(server, server.pid(), n)
 }
 
 #[test]
@@ -177,7 +168,9 @@ fn clients(
     threads
 }
 
-/// Sends `signal` to `pid` and waits for the `n`th line saying how a reload went.
+/// Sends SIGHUP to `pid` (the server's process, or the one an upgrade started,
+/// which writes to the same stderr) and waits for the `n`th line saying how a
+/// reload went.
 fn reload_pid(server: &Server, pid: u32, n: usize) -> String {
     let status = std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
@@ -193,6 +186,23 @@ fn reload_pid(server: &Server, pid: u32, n: usize) -> String {
         lines.get(n - 1).cloned()
     })
     .expect("the reload is reported")
+}
+
+/// Sends SIGUSR2 and waits for the line saying the upgrade worked; the new
+/// process's id.
+fn upgrade(server: &Server) -> u32 {
+    server.signal("USR2");
+    let line = poll_until(Duration::from_secs(20), || {
+        server
+            .stderr_lines()
+            .into_iter()
+            .find(|l| l.starts_with("wharf: upgrade: process "))
+    })
+    .expect("the upgrade is reported");
+    line.strip_prefix("wharf: upgrade: process ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
 }
 
 /// Steady load — keep-alive and new HTTP/1.1 connections, and HTTP/2 — across ten
@@ -236,19 +246,7 @@ fn ten_reloads_and_an_upgrade_under_load_fail_no_request() {
             let staged = tmp.path().join("wharf.new");
             std::fs::copy(env!("CARGO_BIN_EXE_wharf"), &staged).unwrap();
             std::fs::rename(&staged, &exe).unwrap();
-            server.signal("USR2");
-            let line = poll_until(Duration::from_secs(20), || {
-                server
-                    .stderr_lines()
-                    .into_iter()
-                    .find(|l| l.starts_with("wharf: upgrade"))
-            })
-            .expect("the upgrade is reported");
-            pid = line
-                .strip_prefix("wharf: upgrade: process ")
-                .and_then(|rest| rest.split(' ').next())
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| panic!("{line}"));
+            pid = upgrade(&server);
             adopted = Some(Adopted(pid));
             assert_ne!(pid, old_pid);
             answered(50);
@@ -375,20 +373,7 @@ fn a_failed_upgrade_keeps_serving_and_a_good_one_takes_every_socket() {
     let staged = tmp.path().join("staged");
     std::fs::copy(env!("CARGO_BIN_EXE_wharf"), &staged).unwrap();
     std::fs::rename(&staged, &real).unwrap();
-    server.signal("USR2");
-    let line = poll_until(Duration::from_secs(20), || {
-        server
-            .stderr_lines()
-            .into_iter()
-            .find(|l| l.starts_with("wharf: upgrade: process "))
-    })
-    .expect("the upgrade is reported");
-    let pid: u32 = line
-        .strip_prefix("wharf: upgrade: process ")
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    let _adopted = Adopted(pid);
+    let _adopted = Adopted(upgrade(&server));
     assert!(server.wait_exit(Duration::from_secs(20)).is_some());
     // The same ports, now the new process's.
     assert_eq!(get(&server, "/a.txt").body_text(), "a");
