@@ -278,11 +278,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     if let Some(local) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
         eprintln!("wharf: admin (metrics, health) at http://{local}/metrics");
     }
-    let limits = Limits {
-        header_timeout: config.header_timeout,
-        idle_timeout: config.idle_timeout,
-        max_header_size: config.max_header_size,
-    };
+    let limits = Arc::new(arc_swap::ArcSwap::from_pointee(limits_of(&config)));
     let handover = Arc::new(std::sync::Mutex::new(handover(&listeners, admin.as_ref())?));
     // The local addresses of the site listeners, in the order of `config.listen`.
     let bound_addrs: Vec<SocketAddr> = listeners
@@ -306,7 +302,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
             listeners,
             changes: rx,
             router: Arc::clone(&routers),
-            limits: limits.clone(),
+            limits: Arc::clone(&limits),
             shutdown: shutdown.clone(),
             draining: draining.clone(),
             force: force.clone(),
@@ -345,6 +341,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         log: log.clone(),
         cache,
         dev,
+        limits: Arc::clone(&limits),
         listening: configured.map(|addrs| {
             std::sync::Mutex::new(Listening {
                 bound: addrs.into_iter().zip(bound_addrs.iter().copied()).collect(),
@@ -602,7 +599,7 @@ fn urls_for(scheme: &str, local: SocketAddr, interfaces: &[std::net::IpAddr]) ->
 struct Worker {
     listeners: Vec<Bound>,
     router: router::Routers,
-    limits: Limits,
+    limits: Arc<arc_swap::ArcSwap<Limits>>,
     shutdown: CancellationToken,
     /// Cancelled when this process stops accepting: at shutdown, or once a new
     /// process took over (upgrade).
@@ -748,6 +745,17 @@ struct Reloading {
     dev: Option<Arc<Dev>>,
     /// The listeners, when a reload may change them (bound from the configuration).
     listening: Option<std::sync::Mutex<Listening>>,
+    /// The connections' limits, which new connections take from here.
+    limits: Arc<arc_swap::ArcSwap<Limits>>,
+}
+
+/// The per-connection limits `config` sets.
+fn limits_of(config: &Config) -> Limits {
+    Limits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_header_size: config.max_header_size,
+    }
 }
 
 impl Reloading {
@@ -782,10 +790,17 @@ impl Reloading {
                     .apply(&wanted)?,
                 None => Vec::new(),
             };
-            Ok((kept, router, folder_settings(&config), said))
+            Ok((
+                kept,
+                router,
+                folder_settings(&config),
+                said,
+                limits_of(&config),
+            ))
         });
         match built {
-            Ok((kept, router, folder, said)) => {
+            Ok((kept, router, folder, said, limits)) => {
+                self.limits.store(Arc::new(limits));
                 for line in said {
                     eprintln!("{line}");
                 }
@@ -816,8 +831,8 @@ impl Reloading {
 const LISTEN_ADDRESSES: &str = "listen addresses";
 
 /// `new` with the settings only a restart changes set back to those `running` has,
-/// so that none of them is half applied (a new header limit in the router while
-/// the connections keep the old one).
+/// so that none of them is half applied (a new worker count, say, that no thread
+/// would follow). Listen addresses are applied by [`Listening`] when it can.
 fn with_restart_only_settings_of(running: &Config, mut new: Config) -> Config {
     new.listen = running.listen.clone();
     new.reuse_port = running.reuse_port;
@@ -827,9 +842,6 @@ fn with_restart_only_settings_of(running: &Config, mut new: Config) -> Config {
     new.admin = running.admin;
     new.proxy_cache = running.proxy_cache.clone();
     new.dev = running.dev;
-    new.header_timeout = running.header_timeout;
-    new.idle_timeout = running.idle_timeout;
-    new.max_header_size = running.max_header_size;
     new.log_format = running.log_format;
     new.quiet = running.quiet;
     new.verbose = running.verbose;
@@ -862,7 +874,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut kept = Vec::new();
-    let pairs: [(&'static str, bool); 14] = [
+    let pairs: [(&'static str, bool); 11] = [
         (LISTEN_ADDRESSES, differs(&running.listen, &new.listen)),
         ("reuse-port", running.reuse_port != new.reuse_port),
         ("workers", running.workers != new.workers),
@@ -872,15 +884,6 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
         (
             "proxy-cache",
             differs(&running.proxy_cache, &new.proxy_cache),
-        ),
-        (
-            "header-timeout",
-            running.header_timeout != new.header_timeout,
-        ),
-        ("idle-timeout", running.idle_timeout != new.idle_timeout),
-        (
-            "max-header-size",
-            running.max_header_size != new.max_header_size,
         ),
         (
             "log settings",
@@ -952,7 +955,7 @@ impl Worker {
             let tasks = TaskTracker::new();
             let shared = Arc::new(net::connection::Shared {
                 router: Arc::clone(&self.router),
-                limits: self.limits.clone(),
+                limits: Arc::clone(&self.limits),
                 shutdown: self.shutdown.clone(),
                 draining: self.draining.clone(),
                 tasks: tasks.clone(),

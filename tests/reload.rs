@@ -449,3 +449,23 @@ fn a_reload_binds_new_ports_and_closes_removed_ones() {
     );
     assert!(still.starts_with(b"HTTP/1.1 200"));
 }
+
+/// Connection limits are part of a reload: connections accepted after it take the
+/// new header timeout.
+#[test]
+fn a_reload_changes_the_limits_of_new_connections() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let conf = tmp.path().join("wharf.toml");
+    std::fs::write(&conf, "header-timeout = \"60s\"\n").unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    std::fs::write(&conf, "header-timeout = \"1s\"\n").unwrap();
+    let line = reload(&server, 1);
+    assert_eq!(line, "wharf: reloaded the configuration (SIGHUP)");
+    // A client that sends nothing is dropped after the new timeout, not the old.
+    let mut silent = Conn::open(&server);
+    assert!(
+        silent.wait_for_close_within(Duration::from_secs(20)),
+        "a silent connection outlived the new header timeout"
+    );
+}

@@ -126,6 +126,8 @@ impl Limits {
 struct Session {
     remote: SocketAddr,
     shared: Arc<Shared>,
+    /// The limits in force when the connection was accepted.
+    limits: Arc<Limits>,
     clock: Arc<Clock>,
     /// The other end of a protocol switch a response asked for.
     tunnel: Arc<TunnelSlot>,
@@ -140,8 +142,9 @@ pub struct Shared {
     /// The site as configured now; a reload swaps in a new one, which requests
     /// arriving after it see (one already started keeps the one it began with).
     pub router: Routers,
-    /// Protocol limits.
-    pub limits: Limits,
+    /// Protocol limits as configured now; a reload swaps in new ones, which
+    /// connections accepted after it use (each keeps the ones it started with).
+    pub limits: Arc<arc_swap::ArcSwap<Limits>>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
     /// Cancelled when this process stops accepting (shutdown, or an upgrade handed
@@ -202,10 +205,11 @@ pub async fn resume(parked: Parked, shared: Arc<Shared>) {
 
 impl Session {
     fn new(remote: SocketAddr, shared: Arc<Shared>, redirect_to: Option<u16>) -> Session {
-        let limits = &shared.limits;
+        let limits = shared.limits.load_full();
         Session {
             remote,
             clock: Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout)),
+            limits,
             tunnel: Arc::default(),
             shared,
             redirect_to,
@@ -471,7 +475,7 @@ impl Session {
                     return;
                 }
                 Ended::Tunnel(client, early, other_end) => {
-                    let idle = self.shared.limits.idle_timeout;
+                    let idle = self.limits.idle_timeout;
                     tunnel(client, early, other_end, idle, &self.shared.shutdown).await;
                     return;
                 }
@@ -540,9 +544,7 @@ impl Session {
         builder
             .timer(TokioTimer::new())
             .max_concurrent_streams(H2_MAX_STREAMS)
-            .max_header_list_size(
-                u32::try_from(self.shared.limits.max_header_size).unwrap_or(u32::MAX),
-            )
+            .max_header_list_size(u32::try_from(self.limits.max_header_size).unwrap_or(u32::MAX))
             .initial_stream_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_send_buf_size(H2_SEND_BUFFER)
@@ -573,7 +575,7 @@ impl Session {
                 // Streams under way: the deadline is the send timeout, which any write
                 // that takes bytes moves on.
                 let deadline = if phase == BUSY {
-                    self.clock.send_deadline(self.shared.limits.idle_timeout)
+                    self.clock.send_deadline(self.limits.idle_timeout)
                 } else {
                     self.clock.deadline()
                 };
@@ -581,9 +583,7 @@ impl Session {
                     return Poll::Pending;
                 }
                 match phase {
-                    BUSY if Instant::now()
-                        < self.clock.send_deadline(self.shared.limits.idle_timeout) =>
-                    {
+                    BUSY if Instant::now() < self.clock.send_deadline(self.limits.idle_timeout) => {
                         continue;
                     }
                     IDLE if !closing => {
@@ -634,7 +634,7 @@ impl Session {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(None)
-            .max_buf_size(self.shared.limits.read_buffer())
+            .max_buf_size(self.limits.read_buffer())
             .keep_alive(true)
             // A client may shut down its sending side once its request is out and
             // still wait for the answer (RFC 9112 §9.6); hyper then also skips a read
@@ -684,7 +684,7 @@ impl Session {
                 let sending = phase == BUSY || (phase == IDLE && draining);
                 in_flight.set(sending);
                 let deadline = if sending {
-                    self.clock.send_deadline(self.shared.limits.idle_timeout)
+                    self.clock.send_deadline(self.limits.idle_timeout)
                 } else {
                     self.clock.deadline()
                 };
@@ -699,7 +699,7 @@ impl Session {
                 if sending {
                     // A client that takes no bytes for the idle timeout is dropped
                     // (nginx's send_timeout); any progress moves the deadline.
-                    if Instant::now() >= self.clock.send_deadline(self.shared.limits.idle_timeout) {
+                    if Instant::now() >= self.clock.send_deadline(self.limits.idle_timeout) {
                         dropped = true;
                         return Poll::Ready(Ok(()));
                     }
