@@ -353,7 +353,6 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         }),
     }));
     net::systemd::notify("READY=1");
-    net::upgrade::ready();
     let result = main_worker.run(main_runtime, Some((signals, tls)));
     for thread in threads {
         if let Ok(Err(e)) = thread.join() {
@@ -974,6 +973,10 @@ impl Worker {
             for (listener, kind) in self.listeners {
                 accepting.push(start_accepting(listener, kind, &shared)?);
             }
+            if signals.is_some() {
+                // This worker accepts: an upgrading parent may stop now.
+                net::upgrade::ready();
+            }
             let mut changes = self.changes;
             let changing = Arc::clone(&shared);
             tokio::spawn(async move {
@@ -999,10 +1002,12 @@ impl Worker {
                     .set_nonblocking(true)
                     .and_then(|()| tokio::net::TcpListener::from_std(admin))
                     .map_err(|e| format!("cannot use the admin listener: {e}"))?;
+                // Stops when this process stops accepting: after an upgrade the
+                // new process answers scrapes and probes on the same socket.
                 tokio::spawn(net::admin::serve(
                     listener,
                     Arc::clone(&self.router),
-                    self.shutdown.clone(),
+                    self.draining.clone(),
                 ));
             }
             let listens = signals.is_some();
@@ -1029,7 +1034,7 @@ impl Worker {
                 });
                 let upgraded = loop {
                     match signals.wait().await {
-                        Signal::Shutdown => break false,
+                        Signal::Shutdown => break None,
                         Signal::Reload => {
                             if let Some(reloading) = &self.reload {
                                 net::systemd::reloading();
@@ -1062,20 +1067,44 @@ impl Worker {
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
                                 .snapshot();
-                            let started = match handover {
-                                Ok(handover) => handover.start().await,
-                                Err(e) => Err(e),
+                            let handover = match handover {
+                                Ok(handover) => handover,
+                                Err(e) => {
+                                    eprintln!("wharf: upgrade failed, still serving: {e}");
+                                    continue;
+                                }
+                            };
+                            // Signals still count while the new process starts: a stop
+                            // abandons the upgrade (the new process is killed) and
+                            // shuts down as usual.
+                            let mut starting = std::pin::pin!(handover.start());
+                            let started = loop {
+                                tokio::select! {
+                                    started = &mut starting => break Some(started),
+                                    signal = signals.wait() => match signal {
+                                        Signal::Shutdown => break None,
+                                        Signal::Reload | Signal::Upgrade => eprintln!(
+                                            "wharf: an upgrade is starting; signal ignored"
+                                        ),
+                                    },
+                                }
                             };
                             match started {
-                                Ok(pid) => {
+                                Some(Ok(pid)) => {
                                     eprintln!(
                                         "wharf: upgrade: process {pid} is serving; this one ({}) \
                                          stops accepting and exits when its connections are done",
                                         std::process::id()
                                     );
-                                    break true;
+                                    break Some(pid);
                                 }
-                                Err(e) => eprintln!("wharf: upgrade failed, still serving: {e}"),
+                                Some(Err(e)) => {
+                                    eprintln!("wharf: upgrade failed, still serving: {e}")
+                                }
+                                None => {
+                                    eprintln!("wharf: upgrade abandoned: shutting down");
+                                    break None;
+                                }
                             }
                         }
                     }
@@ -1084,7 +1113,11 @@ impl Worker {
                 if let Some(handover) = &self.handover {
                     handover.lock().unwrap_or_else(|p| p.into_inner()).close();
                 }
-                net::systemd::notify("STOPPING=1");
+                match upgraded {
+                    // The service manager follows the new process from now on.
+                    Some(pid) => net::systemd::notify(&format!("MAINPID={pid}\nREADY=1")),
+                    None => net::systemd::notify("STOPPING=1"),
+                }
                 let open = net::clock::responses_in_flight();
                 let plural = if open == 1 { "" } else { "s" };
                 eprintln!(
@@ -1092,7 +1125,7 @@ impl Worker {
                      Ctrl-C again stops now",
                     humantime::format_duration(self.grace)
                 );
-                if upgraded {
+                if upgraded.is_some() {
                     // Connections end after their next answer; idle ones are closed
                     // when the grace period is over.
                     net::clock::start_draining();

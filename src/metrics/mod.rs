@@ -33,13 +33,15 @@ struct RequestLabels {
 }
 
 /// Which handler answered a request; `none` for answers the site gave itself
-/// (rejections, redirects, the admin of `--dev`).
+/// (rejections, redirects, `--dev`'s own). A response carries it in its extensions,
+/// except the static handler's, whose answers (the common case, cache hits among
+/// them) go unmarked: a missing mark means `Static`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HandlerKind {
     /// No handler.
-    #[default]
     None,
     /// Files, listings, archives, and changes to them.
+    #[default]
     Static,
     /// An app server.
     Proxy,

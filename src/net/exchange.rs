@@ -60,7 +60,7 @@ impl Exchange {
             started: Instant::now(),
             method: req.method().clone(),
             status: 0,
-            handler: crate::metrics::HandlerKind::None,
+            handler: crate::metrics::HandlerKind::Static,
             record,
             log: log.clone(),
         }

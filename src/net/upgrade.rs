@@ -1,19 +1,21 @@
 //! Binary upgrade without a closed listener (SIGUSR2, as nginx does it).
 //!
 //! The running process starts its own executable again — the file at the path it was
-//! started from, which a package upgrade has replaced — with the same arguments, and
+//! started as (`argv[0]`, found as the shell found it, symlinks not resolved), which a
+//! package upgrade has replaced — with the same arguments, and
 //! hands it every listening socket (site, HTTPS redirect, admin) as descriptors 3, 4,
 //! … in the order and with the names systemd's socket activation uses, plus one end
 //! of a pipe. `WHARF_UPGRADE_FDS`, `WHARF_UPGRADE_NAMES` and `WHARF_UPGRADE_PARENT`
 //! describe them; the new process takes them only if its parent is the process named,
 //! so the variables mean nothing to anything else that inherits them. Once the new
-//! process serves (its workers accept on the sockets) it writes one byte to the pipe.
+//! process serves (its accept loops run) it writes a token naming itself to the pipe.
 //! Only then does the old one stop accepting and drain: its HTTP/1 connections close
 //! after their next response (`Connection: close`), its HTTP/2 connections get a
-//! graceful GOAWAY, and it exits when they are done or the grace period ends. Queued
-//! connections are never lost: both processes accept from the same sockets until the
-//! old one stops. If the new process fails to start or exits before it is ready, the
-//! old one keeps serving and says why.
+//! graceful GOAWAY, and it exits when they are done or the grace period ends. Both
+//! processes accept from the same sockets until the old one stops, so connections
+//! queued meanwhile are served by one or the other. If the new process fails to start,
+//! exits or is not ready within [`START_TIMEOUT`], it is stopped and the old one keeps
+//! serving and says why; so does a stop signal while it starts.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -47,8 +49,7 @@ impl Handover {
     /// The executable this process was started from, its arguments, and its
     /// listening sockets (duplicated) with their names (`""` for the site's).
     pub fn new(sockets: Vec<(OwnedFd, String)>) -> Result<Handover, String> {
-        let exe = std::env::current_exe()
-            .map_err(|e| format!("cannot tell where the executable is: {e}"))?;
+        let exe = started_as()?;
         Ok(Handover {
             exe,
             args: std::env::args_os().skip(1).collect(),
@@ -135,45 +136,85 @@ impl Handover {
                 Ok(())
             });
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
         drop(high);
         drop(ready_write);
         let pid = child.id();
-        // The byte that says "serving", or the end of the pipe if the new process
+        // Stopped unless it reports that it serves (also when this future is dropped:
+        // a stop signal while it starts).
+        let mut child = Unconfirmed(Some(child));
+        let expected = ready_token(pid);
+        // The token that says "serving", or the end of the pipe if the new process
         // exits first.
         let waited = tokio::time::timeout(START_TIMEOUT, async move {
             let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(ready_read)?;
-            let mut byte = [0u8; 1];
-            pipe.read(&mut byte).await
+            let mut said = vec![0u8; expected.len()];
+            pipe.read_exact(&mut said).await?;
+            Ok::<_, std::io::Error>(said == expected.as_bytes())
         })
         .await;
         match waited {
-            Ok(Ok(1)) => {
-                // Reaped by whoever adopts it when this process exits; until then a
-                // thread waits for it, so it never lingers as a zombie here.
-                let _ = std::thread::Builder::new()
-                    .name("wharf-upgraded".into())
-                    .spawn(move || child.wait());
+            Ok(Ok(true)) => {
+                if let Some(mut confirmed) = child.0.take() {
+                    // Reaped by whoever adopts it when this process exits; until then
+                    // a thread waits for it, so it never lingers as a zombie here.
+                    let _ = std::thread::Builder::new()
+                        .name("wharf-upgraded".into())
+                        .spawn(move || confirmed.wait());
+                }
                 Ok(pid)
             }
-            Ok(Ok(_)) | Ok(Err(_)) => {
-                let status = child
-                    .wait()
-                    .map_or_else(|e| e.to_string(), |s| s.to_string());
-                Err(format!("the new process exited before serving ({status})"))
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!(
-                    "the new process did not start serving within {}s",
-                    START_TIMEOUT.as_secs()
-                ))
-            }
+            Ok(_) => Err("the new process exited before serving".into()),
+            Err(_) => Err(format!(
+                "the new process did not start serving within {}s",
+                START_TIMEOUT.as_secs()
+            )),
         }
     }
+}
+
+/// A new process not yet known to serve: killed and reaped when dropped.
+struct Unconfirmed(Option<std::process::Child>);
+
+impl Drop for Unconfirmed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What a new process writes once it serves: its own id, so that nothing else
+/// written to the pipe passes for it.
+fn ready_token(pid: u32) -> String {
+    format!("wharf-ready {pid}\n")
+}
+
+/// The executable as this process was started: `argv[0]` as given when it names a
+/// path (made absolute), else found on `PATH` as the shell found it; symlinks are
+/// kept, so an upgrade that moves a link starts what it now points to. Falls back
+/// to the kernel's answer.
+fn started_as() -> Result<PathBuf, String> {
+    let fallback =
+        || std::env::current_exe().map_err(|e| format!("cannot tell where the executable is: {e}"));
+    let Some(arg0) = std::env::args_os().next().map(PathBuf::from) else {
+        return fallback();
+    };
+    if arg0.components().count() > 1 {
+        return match std::env::current_dir() {
+            Ok(dir) => Ok(dir.join(arg0)),
+            Err(_) => fallback(),
+        };
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(&arg0))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.map_or_else(fallback, Ok)
 }
 
 /// The write end of the pipe to the process that started this one, until `ready`.
@@ -209,7 +250,8 @@ pub fn inherited() -> Option<Result<Vec<Inherited>, String>> {
 pub fn ready() {
     let pipe = READY_PIPE.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(pipe) = pipe {
-        if rustix::io::write(&pipe, b"1").is_err() {
+        let token = ready_token(std::process::id());
+        if rustix::io::write(&pipe, token.as_bytes()).is_err() {
             tracing::warn!("upgrade: could not tell the old process that this one serves");
         }
     }

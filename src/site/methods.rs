@@ -44,7 +44,11 @@ pub fn options_answer(req: &Parts, res: Response<Body>, handler: &Handler) -> Re
     } else {
         res
     };
-    // Which handler answered, for the metrics.
-    res.extensions_mut().insert(handler.kind());
+    // Which handler answered, for the metrics; an answer without the mark is the
+    // static handler's (the common case costs nothing), see `metrics::HandlerKind`.
+    let kind = handler.kind();
+    if kind != crate::metrics::HandlerKind::Static {
+        res.extensions_mut().insert(kind);
+    }
     res
 }

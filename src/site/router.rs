@@ -177,7 +177,7 @@ impl Router {
     pub fn answer_now(&self, req: &Parts) -> Answer {
         // The request's own problems come before any rule or handler sees it.
         if let Some(status) = checks::reject(req, &self.settings.limits) {
-            return Answer::Now(response::error(status));
+            return Answer::Now(by_site(response::error(status)));
         }
         if self.settings.dev.is_some() {
             return Answer::Later(Pending(Left::Dev));
@@ -296,7 +296,7 @@ impl Router {
     ) -> Response<Body> {
         if let (Left::Dev, Some(dev)) = (&pending.0, self.settings.dev.clone()) {
             if let Some(res) = dev.endpoint(req) {
-                return res;
+                return by_site(res);
             }
             // Pages come back uncompressed, so the script can go into them.
             let mut plain = req.clone();
@@ -419,14 +419,14 @@ impl Router {
     /// the site answers it, and otherwise the redirect to HTTPS on `https_port`.
     pub fn redirect_to_https(&self, req: &Parts, https_port: u16) -> Response<Body> {
         if let Some(status) = checks::reject(req, &self.settings.limits) {
-            return response::error(status);
+            return by_site(response::error(status));
         }
         if req.uri.path() == "*" {
             if let Route::Done(res) = self.route(req, "*", &self.default_handler()) {
                 return res;
             }
         }
-        crate::site::https_redirect::respond(req, https_port)
+        by_site(crate::site::https_redirect::respond(req, https_port))
     }
 
     /// The checks and parsing every handler needs first (`*`, methods `handler`
@@ -435,20 +435,20 @@ impl Router {
     fn route(&self, req: &Parts, path: &str, handler: &Handler) -> Route {
         let method = &req.method;
         if path == "*" {
-            return Route::Done(if method == Method::OPTIONS {
+            return Route::Done(by_site(if method == Method::OPTIONS {
                 handler
                     .options()
                     .unwrap_or_else(|| response::options(handler.allow()))
             } else {
                 response::error(StatusCode::BAD_REQUEST)
-            });
+            }));
         }
         if let Some(refused) = methods::refuse(req, handler) {
-            return Route::Done(refused);
+            return Route::Done(by_site(refused));
         }
         match SitePath::parse(path, self.settings.hidden) {
             Ok(site_path) => Route::Path(site_path),
-            Err(e) => Route::Done(response::error(refusal(e, handler.writes(method)))),
+            Err(e) => Route::Done(by_site(response::error(refusal(e, handler.writes(method))))),
         }
     }
 
@@ -552,24 +552,27 @@ impl Router {
         let mut res = if guards.iter().any(|rule| rule.internal) {
             // Files only an app may hand out (X-Accel-Redirect) are not there for
             // clients.
-            response::error(StatusCode::NOT_FOUND)
+            by_site(response::error(StatusCode::NOT_FOUND))
         } else if guards.iter().any(|rule| !rule.admits(remote)) {
-            response::error(StatusCode::FORBIDDEN)
+            by_site(response::error(StatusCode::FORBIDDEN))
         } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
             // Preflights carry no credentials: they are answered before authentication.
-            return cors.preflight(req);
+            return by_site(cors.preflight(req));
         } else if let Err(refused) = self
             .authenticate(req, remote, &guards)
             .await
             .map(|user| authenticated = user)
         {
-            refused
+            by_site(refused)
         } else if let Some((redirect, caps)) = matched
             .iter()
             .find_map(|(rule, caps)| rule.redirect.as_ref().map(|r| (r, caps)))
         {
             let to = rules::expand(&redirect.to, &encoded(caps));
-            response::redirect(redirect.status, &keep_query(to, req.uri.query()))
+            by_site(response::redirect(
+                redirect.status,
+                &keep_query(to, req.uri.query()),
+            ))
         } else {
             let target = rewritten.as_deref().unwrap_or(path);
             // The handler of the path actually served: the rewrite's target, if any.
@@ -855,6 +858,13 @@ fn encoded(caps: &[&str]) -> Vec<String> {
     caps.iter()
         .map(|c| crate::http::path::encode_path(c))
         .collect()
+}
+
+/// `res`, marked as the site's own answer (no handler gave it) for the metrics.
+fn by_site(mut res: Response<Body>) -> Response<Body> {
+    res.extensions_mut()
+        .insert(crate::metrics::HandlerKind::None);
+    res
 }
 
 /// A redirect target with the request's query kept, as nginx's `rewrite` does: after
