@@ -407,28 +407,12 @@ fn bind_all(
             .map(|addr| bind(*addr))
             .collect::<Result<Vec<_>, _>>()?
     } else {
-        passed
-            .into_iter()
-            .map(|listener| {
-                let local = listener
-                    .local_addr()
-                    .map_err(|e| format!("cannot read the passed socket's address: {e}"))?;
-                Ok((listener, local))
-            })
-            .collect::<Result<Vec<_>, String>>()?
+        with_local_addresses(passed)?
     };
     let redirects = match config.redirect_http {
         None => Vec::new(),
         // An upgrading wharf passed its redirect listeners too.
-        Some(_) if !passed_redirects.is_empty() => passed_redirects
-            .into_iter()
-            .map(|listener| {
-                let local = listener
-                    .local_addr()
-                    .map_err(|e| format!("cannot read the passed socket's address: {e}"))?;
-                Ok((listener, local))
-            })
-            .collect::<Result<Vec<_>, String>>()?,
+        Some(_) if !passed_redirects.is_empty() => with_local_addresses(passed_redirects)?,
         Some(port) => config
             .listen
             .iter()
@@ -486,6 +470,21 @@ fn bind_all(
     // the sockets were passed (systemd, an upgrade): those stay until a restart.
     let configured = from_config.then(|| config.listen.clone());
     Ok((listeners, tls, every_url, configured))
+}
+
+/// Passed listening sockets, each with the address it is bound to.
+fn with_local_addresses(
+    passed: Vec<TcpListener>,
+) -> Result<Vec<(TcpListener, SocketAddr)>, String> {
+    passed
+        .into_iter()
+        .map(|listener| {
+            let local = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the passed socket's address: {e}"))?;
+            Ok((listener, local))
+        })
+        .collect()
 }
 
 /// What `--qr`, `--dev` and `--open` do once the listeners are bound, given their

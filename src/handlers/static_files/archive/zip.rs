@@ -111,6 +111,15 @@ impl Member {
         !self.is_dir()
     }
 
+    /// The general-purpose flags: UTF-8 names, and a descriptor after the data.
+    fn flags(&self) -> u16 {
+        if self.has_descriptor() {
+            FLAG_UTF8 | FLAG_DESCRIPTOR
+        } else {
+            FLAG_UTF8
+        }
+    }
+
     fn method(&self, method: Method) -> Method {
         if self.is_dir() {
             Method::Stored
@@ -131,26 +140,23 @@ pub struct Written {
     pub compressed: u64,
 }
 
+/// The version a reader needs: 2.0, or 4.5 where ZIP64 fields are used.
+fn version_needed(zip64: bool) -> u16 {
+    if zip64 {
+        VERSION_ZIP64
+    } else {
+        VERSION_DEFAULT
+    }
+}
+
 /// The local header of `member`.
 pub fn local_header(member: &Member, method: Method) -> Vec<u8> {
     let zip64 = member.zip64_sizes(method);
     let stored = member.method(method);
     let mut out = Vec::with_capacity(30 + member.name.len() + 29);
     put32(&mut out, LOCAL_HEADER);
-    put16(
-        &mut out,
-        if zip64 {
-            VERSION_ZIP64
-        } else {
-            VERSION_DEFAULT
-        },
-    );
-    let flags = if member.has_descriptor() {
-        FLAG_UTF8 | FLAG_DESCRIPTOR
-    } else {
-        FLAG_UTF8
-    };
-    put16(&mut out, flags);
+    put16(&mut out, version_needed(zip64));
+    put16(&mut out, member.flags());
     put16(&mut out, stored.code());
     let (time, date) = dos_time(member.mtime);
     put16(&mut out, time);
@@ -224,20 +230,8 @@ pub fn central_header(member: &Member, method: Method, written: &Written) -> Vec
     let mut out = Vec::with_capacity(46 + member.name.len() + extra.len());
     put32(&mut out, CENTRAL_HEADER);
     put16(&mut out, MADE_BY);
-    put16(
-        &mut out,
-        if zip64 {
-            VERSION_ZIP64
-        } else {
-            VERSION_DEFAULT
-        },
-    );
-    let flags = if member.has_descriptor() {
-        FLAG_UTF8 | FLAG_DESCRIPTOR
-    } else {
-        FLAG_UTF8
-    };
-    put16(&mut out, flags);
+    put16(&mut out, version_needed(zip64));
+    put16(&mut out, member.flags());
     put16(&mut out, member.method(method).code());
     let (time, date) = dos_time(member.mtime);
     put16(&mut out, time);
