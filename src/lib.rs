@@ -467,8 +467,10 @@ fn bind_all(
         listeners.push((listener, ListenerKind::RedirectToHttps { https_port }));
     }
     // Addresses bound from the configuration, which a reload may change; none when
-    // the sockets were passed (systemd, an upgrade): those stay until a restart.
-    let configured = from_config.then(|| config.listen.clone());
+    // the sockets were passed (systemd, an upgrade), or when plain-HTTP listeners
+    // redirect to the site's port: those stay until a restart.
+    let configured =
+        (from_config && config.redirect_http.is_none()).then(|| config.listen.clone());
     Ok((listeners, tls, every_url, configured))
 }
 
