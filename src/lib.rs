@@ -469,8 +469,7 @@ fn bind_all(
     // Addresses bound from the configuration, which a reload may change; none when
     // the sockets were passed (systemd, an upgrade), or when plain-HTTP listeners
     // redirect to the site's port: those stay until a restart.
-    let configured =
-        (from_config && config.redirect_http.is_none()).then(|| config.listen.clone());
+    let configured = (from_config && config.redirect_http.is_none()).then(|| config.listen.clone());
     Ok((listeners, tls, every_url, configured))
 }
 
