@@ -56,6 +56,13 @@ def wait(driver, what, timeout=20):
                                              NoSuchElementException)).until(lambda d: what(d))
 
 
+def open_listing(driver, url):
+    """Loads a listing page and waits until its script has run (the filter box,
+    hidden without script, is shown)."""
+    driver.get(url)
+    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+
+
 def names(driver):
     """The entries shown (not filtered out), read in one step."""
     return driver.execute_script(
@@ -82,8 +89,7 @@ def theme(driver, scheme):
 
 
 def check_listing(driver):
-    driver.get(SITE + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    open_listing(driver, SITE + "/")
     assert driver.title == "Index of /", driver.title
     shown = names(driver)
     assert shown[:2] == ["docs/", "photos/"], shown  # folders first
@@ -101,8 +107,7 @@ def check_listing(driver):
     # On a phone-sized screen nothing overflows sideways.
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
-    driver.get(SITE + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    open_listing(driver, SITE + "/")
     wide = driver.execute_script("return document.documentElement.scrollWidth")
     assert wide <= 390, f"{wide} px wide on a 390 px screen"
     driver.save_screenshot(os.path.join(ARTEFACTS, "listing-phone.png"))
@@ -122,8 +127,7 @@ def check_listing(driver):
     assert sizes == sorted(sizes, reverse=True), (files, sizes)
 
     # The filter box, and the keyboard: "/" focuses it, arrows move into the list.
-    driver.get(SITE + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    open_listing(driver, SITE + "/")
     body = driver.find_element(By.TAG_NAME, "body")
     body.send_keys("/")
     box = driver.switch_to.active_element
@@ -141,8 +145,7 @@ def check_accessibility(driver):
     found = {}
     for scheme in ("light", "dark"):
         theme(driver, scheme)
-        driver.get(SITE + "/photos/")
-        wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+        open_listing(driver, SITE + "/photos/")
         driver.execute_script(axe)
         result = driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"
@@ -172,8 +175,7 @@ def record_progress(driver):
 
 
 def check_uploads(driver, scratch):
-    driver.get(SITE + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    open_listing(driver, SITE + "/")
     paths = []
     for i, size in enumerate((1, 300_000, 2_000_000)):
         p = os.path.join(scratch, f"up{i}.bin")
@@ -215,8 +217,7 @@ def leftovers(folder, name):
 
 
 def check_cancel(driver, scratch):
-    driver.get(SITE + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    open_listing(driver, SITE + "/")
     # Slow uploads, so that one can be seen, and cancelled, in progress.
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
@@ -245,8 +246,7 @@ def check_cancel(driver, scratch):
 
 def check_resume(driver, scratch):
     """A tus upload whose connection drops carries on from where the server is."""
-    driver.get(SITE + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    open_listing(driver, SITE + "/")
     driver.execute_script("""
         sessionStorage.setItem('offsets', '[]');
         const setHeader = XMLHttpRequest.prototype.setRequestHeader;
@@ -281,8 +281,7 @@ def check_resume(driver, scratch):
 
 
 def check_folder_operations(driver):
-    driver.get(SITE + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    open_listing(driver, SITE + "/")
     driver.find_element(By.XPATH, "//button[text()='New folder']").click()
     alert = driver.switch_to.alert
     alert.send_keys("made here")
@@ -303,8 +302,7 @@ def check_folder_operations(driver):
 
 
 def check_zip_download(driver, downloads):
-    driver.get(SITE + "/photos/")
-    wait(driver, lambda d: d.find_element(By.ID, "filter").is_displayed())
+    open_listing(driver, SITE + "/photos/")
     driver.find_element(By.CSS_SELECTOR, "a.zip").click()
     target = os.path.join(downloads, "photos.zip")
     wait(driver, lambda d: os.path.exists(target) and not any(
