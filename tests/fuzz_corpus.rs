@@ -10,13 +10,16 @@ use wharf::properties;
 
 type Property = fn(&[u8]);
 
-const TARGETS: [(&str, Property); 6] = [
+const TARGETS: [(&str, Property); 9] = [
     ("request_path", properties::request_path),
     ("byte_ranges", properties::byte_ranges),
     ("header_fields", properties::header_fields),
     ("zip_layout", properties::zip_layout),
     ("config_file", properties::config_file),
     ("glob", properties::glob),
+    ("program_output", properties::program_output),
+    ("fastcgi_records", properties::fastcgi_records),
+    ("multipart_form", properties::multipart_form),
 ];
 
 #[test]
@@ -48,4 +51,9 @@ fn the_properties_are_checked() {
     properties::request_path(b"/a/b/../c/%2e%2e/d");
     properties::header_fields(b"If-None-Match: \"a\", W/\"b\"\nRange: bytes=1-\n");
     properties::zip_layout(&[7, 1, 1, 9, 3, 0, 15, 2, 3, 0, 1, 1]);
+    properties::program_output(b"\x08Status: 200\nContent-Length: 2\n\nokay");
+    properties::fastcgi_records(b"\x02\x01\x06\x00\x01\x00\x0c\x04\x00Status: 204\n\n\0\0\0\0");
+    let boundary = properties::MULTIPART_BOUNDARY;
+    let form = format!("\x03--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../a\"\r\n\r\nx\r\n--{boundary}--\r\n");
+    properties::multipart_form(form.as_bytes());
 }

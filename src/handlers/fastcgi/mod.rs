@@ -22,7 +22,7 @@ use http::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use self::records::{kind, Header, HEADER_LEN};
+use self::records::kind;
 use crate::fs::Root;
 use crate::handlers::cgi::{self, meta, output, Cgi};
 // The proxy's connection to an app server: TCP or a unix socket here (never TLS).
@@ -220,34 +220,10 @@ const STDERR_PER_REQUEST: usize = 64 * 1024;
 const OVERLOADED: u8 = 2;
 
 impl Answer {
-    /// A record complete in `buf`, taken out of it.
-    fn complete_record(&mut self) -> io::Result<Option<(u8, Bytes)>> {
-        let Some(head) = self.buf.first_chunk::<HEADER_LEN>() else {
-            return Ok(None);
-        };
-        let header = Header::parse(head)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a FastCGI record"))?;
-        if header.request_id != REQUEST_ID {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a record for another request",
-            ));
-        }
-        let total = HEADER_LEN + header.content_len + header.padding_len;
-        if self.buf.len() < total {
-            self.buf.reserve(total - self.buf.len());
-            return Ok(None);
-        }
-        let mut record = self.buf.split_to(total);
-        let _ = record.split_to(HEADER_LEN);
-        record.truncate(header.content_len);
-        Ok(Some((header.kind, record.freeze())))
-    }
-
     /// The next record's type and content.
     async fn record(&mut self) -> io::Result<(u8, Bytes)> {
         loop {
-            if let Some(record) = self.complete_record()? {
+            if let Some(record) = records::take(&mut self.buf, REQUEST_ID)? {
                 return Ok(record);
             }
             if self.buf.capacity() - self.buf.len() < 4096 {

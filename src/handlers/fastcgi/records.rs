@@ -1,6 +1,8 @@
 //! The FastCGI protocol's records (FastCGI 1.0 specification, §3 and §5), as far as
 //! a web server sending Responder requests needs them.
 
+use std::io;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// The protocol version every record carries.
@@ -54,6 +56,33 @@ impl Header {
             padding_len: usize::from(bytes[6]),
         })
     }
+}
+
+/// The record complete at the start of `buf`, taken out of it: its type and its
+/// content (padding dropped); `None` while it is incomplete (room for the rest is
+/// reserved). An error for bytes that are not a record of `request_id`: the
+/// connection is out of step and is not used again.
+pub fn take(buf: &mut BytesMut, request_id: u16) -> io::Result<Option<(u8, Bytes)>> {
+    let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
+        return Ok(None);
+    };
+    let header = Header::parse(head)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a FastCGI record"))?;
+    if header.request_id != request_id {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a record for another request",
+        ));
+    }
+    let total = HEADER_LEN + header.content_len + header.padding_len;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let mut record = buf.split_to(total);
+    let _ = record.split_to(HEADER_LEN);
+    record.truncate(header.content_len);
+    Ok(Some((header.kind, record.freeze())))
 }
 
 /// Appends one record of `kind` with `content` (at most [`MAX_CONTENT`] bytes).

@@ -220,7 +220,7 @@ fn summary(stored: &[Stored], folder: &SitePath, conflict: Option<&[u8]>) -> Str
 
 /// The name a part is stored under: the last component of what the client sent (a
 /// browser may send a path), refused when no file may be called that.
-pub(super) fn file_name(raw: &str, hidden: bool) -> Option<Vec<u8>> {
+pub(crate) fn file_name(raw: &str, hidden: bool) -> Option<Vec<u8>> {
     let last = raw.rsplit(['/', '\\']).next()?.trim();
     let bytes = last.as_bytes();
     let refused = bytes.is_empty()

@@ -4,6 +4,12 @@
 //! every `cargo test` checks them again. Each function panics when a property does
 //! not hold; none may panic on its own account, whatever the input.
 
+mod answers;
+mod forms;
+
+pub use answers::{fastcgi_records, program_output};
+pub use forms::{multipart_form, BOUNDARY as MULTIPART_BOUNDARY};
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 
