@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""wharf against nginx, same machine, same run, reported as ratios.
+"""wharf against nginx and lighttpd, same machine, same run, reported as ratios.
 
-Builds wharf in release mode, makes a test site in a temporary folder, starts wharf and
-Debian's nginx (config: bench/nginx.conf) on loopback with each server pinned to CPU 0
-and the load generator to CPU 1, and runs every test interleaved (nginx, wharf, nginx,
-wharf ...) for several rounds. For each test it prints the median throughput, the
-ratio wharf/nginx, and throughput per server CPU-second (the server's own user+system
-time from /proc), so a saturated load generator cannot hide a difference.
+Builds wharf in release mode, makes a test site in a temporary folder, starts wharf,
+Debian's nginx (config: bench/nginx.conf) and Debian's lighttpd (bench/lighttpd.conf)
+on loopback with each server pinned to CPU 0 and the load generator to CPU 1, and runs
+every test interleaved (nginx, lighttpd, wharf, nginx ...) for several rounds. For each
+test it prints the median throughput, the ratios wharf/nginx and wharf/lighttpd, and
+throughput per server CPU-second (the server's own user+system time from /proc), so a
+saturated load generator cannot hide a difference. lighttpd takes part in the rows
+where it has the feature as configured: static files over HTTP/1.1, h2c and TLS, the
+folder listing and the logged row; not the upload, proxy and cache rows.
 
-Needs: cargo, nginx, wrk, h2load, openssl (Debian: apt-get install nginx-light wrk
-nghttp2-client openssl). Every server it starts listens on 127.0.0.1 and is stopped at
+Needs: cargo, nginx, lighttpd, wrk, h2load, openssl (Debian: apt-get install
+nginx-light lighttpd lighttpd-mod-openssl wrk nghttp2-client openssl). Every server it starts listens on 127.0.0.1 and is stopped at
 the end; every load run is bounded.
 
 Usage: bench/run.py [--rounds N] [--duration SECONDS] [--only TEST[,TEST...]]
@@ -173,6 +176,7 @@ def wrk(url, duration, connections, headers=(), script=None):
 
 
 def h2load(url, requests, clients, streams):
+    """Runs h2load; returns requests/second and the seconds it took."""
     argv = ["taskset", "-c", CLIENT_CPU, "h2load", f"-n{requests}", f"-c{clients}",
             f"-m{streams}", url]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
@@ -257,8 +261,18 @@ TESTS = {
     "100k-keepalive": dict(kind="wrk", path="/100k.bin", connections=50, unit="req/s"),
     "listing-5000": dict(kind="wrk", path="/dir5000/", connections=10, unit="req/s"),
     "256m-download": dict(kind="download", path="/256m.bin", unit="MB/s"),
-    "h2c-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=False),
-    "h2-tls-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=True),
+    # h2load rows: `streams` concurrent streams on each of `clients` connections.
+    "h2c-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", clients=50, streams=10),
+    "h2c-1k-c10m10": dict(kind="h2load", path="/1k.bin", unit="req/s", clients=10, streams=10),
+    "h2c-1k-c100m1": dict(kind="h2load", path="/1k.bin", unit="req/s", clients=100, streams=1),
+    "h2c-100k": dict(kind="h2load", path="/100k.bin", unit="req/s", clients=10, streams=10,
+                     requests=20_000),
+    "h2-tls-1k": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=True, clients=50,
+                      streams=10),
+    "h2-tls-1k-c10m10": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=True,
+                             clients=10, streams=10),
+    "h2-tls-1k-c100m1": dict(kind="h2load", path="/1k.bin", unit="req/s", tls=True,
+                             clients=100, streams=1),
     "proxy-1k": dict(kind="wrk", path="/1k.bin", connections=50, unit="req/s", proxy=True),
     "proxy-256m": dict(kind="download", path="/256m.bin", unit="MB/s", proxy=True),
     "proxy-cache-1k": dict(kind="wrk", path="/cached/1k.bin", connections=50, unit="req/s",
@@ -280,7 +294,8 @@ def run_one(server, test, duration):
                     test.get("headers", ()), test.get("script"))
         elapsed = duration
     elif test["kind"] == "h2load":
-        value, elapsed = h2load(server.url(test["path"]), 100_000, 50, 10)
+        value, elapsed = h2load(server.url(test["path"]), test.get("requests", 100_000),
+                                test["clients"], test["streams"])
     elif test["kind"] == "put":
         start = time.monotonic()
         value = upload(server.url(test["path"]), BIG_PUT) / 1e6
@@ -307,9 +322,10 @@ def main():
         return ab(args)
     if args.dynamic:
         return dynamic(args)
-    for tool in ("nginx", "wrk", "h2load", "openssl", "taskset", "cargo"):
+    for tool in ("nginx", "lighttpd", "wrk", "h2load", "openssl", "taskset", "cargo"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
-            raise SystemExit(f"{tool} is required (apt-get install nginx-light wrk nghttp2-client)")
+            raise SystemExit(f"{tool} is required (apt-get install nginx-light lighttpd "
+                             "lighttpd-mod-openssl wrk nghttp2-client)")
     if os.cpu_count() < 2:
         raise SystemExit("needs two CPUs: one for the server, one for the load generator")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -333,7 +349,8 @@ def main():
         ports = {
             name: free_port()
             for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "ng_put", "ng_proxy", "ng_cache",
-                         "up", "wh", "wh_tls", "wh_log", "wh_put", "wh_proxy", "wh_cache")
+                         "up", "wh", "wh_tls", "wh_log", "wh_put", "wh_proxy", "wh_cache",
+                         "li", "li_tls", "li_log")
         }
         uploads = os.path.join(tmp, "uploads")
         os.makedirs(os.path.join(uploads, ".nginx-body"))
@@ -357,8 +374,12 @@ def main():
         up_conf = os.path.join(ng_dir, "upstream.conf")
         with open(up_conf, "w") as f:
             f.write(up_conf_text)
+        li_conf = fill("lighttpd.conf", os.path.join(ng_dir, "lighttpd.conf"), PREFIX=ng_dir,
+                       ROOT=site, PORT=ports["li"], TLS_PORT=ports["li_tls"],
+                       LOG_PORT=ports["li_log"], CERT=cert, KEY=key)
         wharf_args = [wharf_bin, site, "-b", "127.0.0.1", "--quiet", "--workers", "1"]
         nginx = Server("nginx", ["nginx", "-c", ng_conf, "-p", ng_dir], ports["ng"])
+        lighttpd = Server("lighttpd", ["lighttpd", "-D", "-f", li_conf], ports["li"])
         wharf = Server("wharf", wharf_args + ["-p", str(ports["wh"])], ports["wh"])
         wharf_tls = Server(
             "wharf",
@@ -407,19 +428,22 @@ def main():
             if test.get("cached"):
                 return [nginx.at(ports["ng_cache"], "http"), wharf_cache]
             if test.get("logged"):
-                return [nginx.at(ports["ng_log"], "http"), wharf_log]
+                return [nginx.at(ports["ng_log"], "http"), lighttpd.at(ports["li_log"], "http"),
+                        wharf_log]
             if test.get("tls"):
-                return [nginx.at(ports["ng_tls"], "https"), wharf_tls]
+                return [nginx.at(ports["ng_tls"], "https"),
+                        lighttpd.at(ports["li_tls"], "https"), wharf_tls]
             if test["kind"] == "h2load":
-                return [nginx.at(ports["ng_h2c"], "http"), wharf]
-            return [nginx, wharf]
+                # lighttpd takes h2c with prior knowledge on its HTTP/1.1 port.
+                return [nginx.at(ports["ng_h2c"], "http"), lighttpd, wharf]
+            return [nginx, lighttpd, wharf]
 
-        results = {t: {"nginx": [], "wharf": []} for t in tests}
+        results = {t: {ep.name: [] for ep in endpoints(TESTS[t])} for t in tests}
         memory = {}
         try:
             # Memory first, on fresh processes: idle, then with 10,000 keep-alive
             # connections that have each made one request and then gone quiet for 1 s.
-            for server in (nginx, wharf):
+            for server in (nginx, lighttpd, wharf):
                 server.start()
                 idle = rss_kib(server.proc.pid)
                 socks = idle_connections(server.port, 10_000)
@@ -429,8 +453,8 @@ def main():
                     s.close()
                 memory[server.name] = (idle, busy)
                 server.stop()
-            for server in (upstream, nginx, wharf, wharf_tls, wharf_log, wharf_put, wharf_proxy,
-                           wharf_cache):
+            for server in (upstream, nginx, lighttpd, wharf, wharf_tls, wharf_log, wharf_put,
+                           wharf_proxy, wharf_cache):
                 server.start()
             # Warm everything (page cache, open-file caches, wharf's ETag of the big file).
             for t in tests:
@@ -442,7 +466,7 @@ def main():
                         wrk(ep.url(TESTS[t]["path"]), 1, 4, TESTS[t].get("headers", ()),
                             TESTS[t].get("script"))
                     elif kind == "h2load":
-                        h2load(ep.url(TESTS[t]["path"]), 1000, 4, 10)
+                        h2load(ep.url(TESTS[t]["path"]), 1000, 4, TESTS[t]["streams"])
                     else:
                         download(ep.url(TESTS[t]["path"]), 1)
             for r in range(args.rounds):
@@ -451,15 +475,34 @@ def main():
                         results[t][ep.name].append(run_one(ep, TESTS[t], args.duration))
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         finally:
-            for server in (upstream, nginx, wharf, wharf_tls, wharf_log, wharf_put, wharf_proxy,
-                           wharf_cache):
+            for server in (upstream, nginx, lighttpd, wharf, wharf_tls, wharf_log, wharf_put,
+                           wharf_proxy, wharf_cache):
                 server.stop()
 
     print(f"\n{args.rounds} rounds of {args.duration} s; server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}\n")
-    print("| test | nginx | wharf | ratio | nginx per CPU-s | wharf per CPU-s | ratio per CPU-s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print_table(tests, results)
+    if memory:
+        names = list(memory)
+        print("\n| memory | " + " | ".join(names) + " |")
+        print("| --- |" + " ---: |" * len(names))
+        rows = (
+            ("RSS idle, fresh process (KiB)", lambda m: f"{m[0]:,}"),
+            ("RSS with 10,000 keep-alive connections idle 1 s (KiB)", lambda m: f"{m[1]:,}"),
+            ("per idle connection (bytes)", lambda m: f"{(m[1] - m[0]) * 1024 // 10_000:,}"),
+        )
+        for label, cell in rows:
+            print(f"| {label} | " + " | ".join(cell(memory[n]) for n in names) + " |")
+
+
+def print_table(tests, results):
+    """Medians per server, and wharf's ratio to each other server (a blank where a
+    server has no such row): throughput, then throughput per server CPU-second."""
+    others = ("nginx", "lighttpd")
+    print("| test | nginx | lighttpd | wharf | wharf/nginx | wharf/lighttpd "
+          "| nginx per CPU-s | lighttpd per CPU-s | wharf per CPU-s "
+          "| wharf/nginx per CPU-s | wharf/lighttpd per CPU-s |")
+    print("| --- |" + " ---: |" * 10)
     for t in tests:
-        unit = TESTS[t]["unit"]
         med = {
             name: (
                 statistics.median(v[0] for v in runs),
@@ -467,21 +510,13 @@ def main():
             )
             for name, runs in results[t].items()
         }
-        n, w = med["nginx"], med["wharf"]
-        print(
-            f"| {t} ({unit}) | {n[0]:,.0f} | {w[0]:,.0f} | {w[0] / n[0]:.2f}x "
-            f"| {n[1]:,.0f} | {w[1]:,.0f} | {w[1] / n[1]:.2f}x |"
-        )
-    if memory:
-        print("\n| memory | nginx | wharf |")
-        print("| --- | ---: | ---: |")
-        n, w = memory["nginx"], memory["wharf"]
-        print(f"| RSS idle, fresh process (KiB) | {n[0]:,} | {w[0]:,} |")
-        print(f"| RSS with 10,000 keep-alive connections idle 1 s (KiB) | {n[1]:,} | {w[1]:,} |")
-        print(
-            f"| per idle connection (bytes) | {(n[1] - n[0]) * 1024 // 10_000:,} "
-            f"| {(w[1] - w[0]) * 1024 // 10_000:,} |"
-        )
+        w = med["wharf"]
+        cells = []
+        for i in (0, 1):
+            cells += [f"{med[n][i]:,.0f}" if n in med else "" for n in others]
+            cells.append(f"{w[i]:,.0f}")
+            cells += [f"{w[i] / med[n][i]:.2f}x" if n in med else "" for n in others]
+        print(f"| {t} ({TESTS[t]['unit']}) | " + " | ".join(cells) + " |")
 
 
 def ab(args):
