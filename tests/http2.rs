@@ -301,7 +301,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 fn read_frames(
     stream: &mut std::net::TcpStream,
     buf: &mut Vec<u8>,
-    stop: impl Fn(u8, u32) -> Option<&'static str>,
+    stop: impl Fn(u8, u32, &[u8]) -> Option<&'static str>,
 ) -> &'static str {
     use std::io::Read;
     let mut chunk = [0u8; 4096];
@@ -315,7 +315,7 @@ fn read_frames(
             }
             let id = u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]])
                 & 0x7fff_ffff;
-            if let Some(said) = stop(buf[at + 3], id) {
+            if let Some(said) = stop(buf[at + 3], id, &buf[at + 9..at + 9 + len]) {
                 return said;
             }
             at += 9 + len;
@@ -358,7 +358,7 @@ fn content_length_that_data_frames_contradict_is_a_stream_error() {
         .set_read_timeout(Some(std::time::Duration::from_millis(500)))
         .unwrap();
     let mut buf = Vec::new();
-    let early = read_frames(&mut stream, &mut buf, |kind, id| {
+    let early = read_frames(&mut stream, &mut buf, |kind, id, _| {
         (kind == 0x1 && id == 1).then_some("answered")
     });
     assert_eq!(early, "quiet", "answered before the body was complete");
@@ -367,10 +367,65 @@ fn content_length_that_data_frames_contradict_is_a_stream_error() {
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
-    let verdict = read_frames(&mut stream, &mut buf, |kind, id| match (kind, id) {
+    let verdict = read_frames(&mut stream, &mut buf, |kind, id, _| match (kind, id) {
         (0x1, 1) => Some("answered"),
         (0x3, 1) | (0x7, _) => Some("refused"),
         _ => None,
     });
     assert!(matches!(verdict, "refused" | "closed"), "{verdict}");
+}
+
+/// What a request with a two-byte body followed by a trailer section `trailers`
+/// (an HPACK block) gets on stream 1: "answered", or "protocol error" for a
+/// RST_STREAM or GOAWAY with PROTOCOL_ERROR.
+fn request_with_trailers(server: &Server, trailers: &[u8]) -> &'static str {
+    use std::io::Write;
+    let mut stream = connect(server.addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+                                       // :method GET, :scheme http, :path /a.txt, :authority x, content-length 2.
+    let mut block = vec![0x82, 0x86];
+    block.extend([0x04, 6]);
+    block.extend(b"/a.txt");
+    block.extend([0x01, 1, b'x']);
+    block.extend([0x0f, 0x0d, 1, b'2']);
+    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out.extend(frame(0x0, 0, 1, b"ab")); // DATA
+    out.extend(frame(0x1, 0x5, 1, trailers)); // HEADERS, END_HEADERS | END_STREAM
+    stream.write_all(&out).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = Vec::new();
+    read_frames(&mut stream, &mut buf, |kind, id, payload| {
+        let protocol_error = payload.len() >= 4 && payload[payload.len() - 4..] == [0, 0, 0, 1];
+        match (kind, id) {
+            (0x1, 1) => Some("answered"),
+            (0x3, 1) if protocol_error => Some("protocol error"),
+            // GOAWAY: last stream id, then the error code.
+            (0x7, 0) if payload.len() >= 8 && payload[4..8] == [0, 0, 0, 1] => {
+                Some("protocol error")
+            }
+            (0x3, _) | (0x7, _) => Some("another error"),
+            _ => None,
+        }
+    })
+}
+
+/// Trailers must not carry pseudo-header fields (RFC 9113 §8.1): such a request is
+/// malformed, a stream error of type PROTOCOL_ERROR; the same request with a plain
+/// trailer field is answered.
+#[test]
+fn a_pseudo_header_in_trailers_is_a_protocol_error() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    // x-t: 1, a literal field without indexing.
+    let plain = [0x00, 3, b'x', b'-', b't', 1, b'1'];
+    assert_eq!(request_with_trailers(&server, &plain), "answered");
+    // :path /b, a literal with the static table's :path name, then x-t: 1.
+    let mut pseudo = vec![0x04, 2, b'/', b'b'];
+    pseudo.extend(plain);
+    assert_eq!(request_with_trailers(&server, &pseudo), "protocol error");
+    // :status 200 (indexed), also a pseudo-header field.
+    assert_eq!(request_with_trailers(&server, &[0x88]), "protocol error");
 }
