@@ -799,3 +799,61 @@ fn files_first_never_lists_folders() {
     assert_eq!(get(&server, "/sub").body, b"hello");
     assert_eq!(get(&server, "/sub/x.txt").body, b"x");
 }
+
+/// An HTTP/2 client's extended CONNECT (RFC 8441) for `path` with `protocol`; the
+/// status of the answer.
+async fn extended_connect(server: &Server, path: &str, protocol: &'static str) -> u16 {
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // A first exchange: the server's SETTINGS have arrived by its answer.
+    let get = http::Request::get(format!("http://{}/", server.addr()))
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(get, true).unwrap();
+    answer.await.unwrap();
+    assert!(client.is_extended_connect_protocol_enabled());
+    let mut client = client.ready().await.unwrap();
+    let mut connect = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}{path}", server.addr()))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    connect
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static(protocol));
+    let (answer, _send) = client.send_request(connect, false).unwrap();
+    answer.await.unwrap().status().as_u16()
+}
+
+/// An extended CONNECT is a tunnel only through the proxy, and only when the app's
+/// handshake answers the key wharf made: elsewhere 405, a wrong
+/// `Sec-WebSocket-Accept` 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_connect_needs_the_proxy_and_a_right_websocket_answer() {
+    // An app that switches, answering every key with the same wrong accept value.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            if read_request(&mut reader).is_none() {
+                continue;
+            }
+            let _ = reader.get_mut().write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
+            );
+        }
+    });
+    let (_t, root) = temp_root();
+    let route = format!("/ws/=http://{addr}");
+    let server = Server::start(&root, &["--proxy", route.as_str()]);
+    assert_eq!(extended_connect(&server, "/ws/", "websocket").await, 502);
+    assert_eq!(
+        extended_connect(&server, "/static/", "websocket").await,
+        405
+    );
+}

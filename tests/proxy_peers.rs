@@ -122,31 +122,20 @@ fn slow_uploads_through_wharf_leave_gunicorn_free() {
     );
 }
 
-#[test]
-fn a_websocket_app_talks_through_wharf() {
-    if !python_has("websockets") {
-        return;
-    }
-    let (tmp, root) = temp_root();
+/// A WebSocket echo app on the `websockets` library, listening on the port returned.
+fn websocket_echo_app(dir: &Path) -> (Peer, u16) {
     std::fs::write(
-        tmp.path().join("echo.py"),
+        dir.join("echo.py"),
         "import asyncio, sys, websockets\n\
          async def echo(ws):\n    async for m in ws:\n        await ws.send(m)\n\
          async def main():\n    async with websockets.serve(echo, '127.0.0.1', int(sys.argv[1])):\n        await asyncio.Future()\n\
          asyncio.run(main())\n",
     )
     .unwrap();
-    std::fs::write(
-        tmp.path().join("client.py"),
-        "import asyncio, sys, websockets\n\
-         async def main():\n    async with websockets.connect(sys.argv[1]) as ws:\n        for i in range(3):\n            await ws.send(f'hello {i}')\n            print(await ws.recv())\n\
-         asyncio.run(main())\n",
-    )
-    .unwrap();
     let port = free_port();
-    let _app = Peer(
+    let app = Peer(
         Command::new("python3")
-            .arg(tmp.path().join("echo.py"))
+            .arg(dir.join("echo.py"))
             .arg(port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -154,6 +143,23 @@ fn a_websocket_app_talks_through_wharf() {
             .unwrap(),
     );
     wait_listening(port);
+    (app, port)
+}
+
+#[test]
+fn a_websocket_app_talks_through_wharf() {
+    if !python_has("websockets") {
+        return;
+    }
+    let (tmp, root) = temp_root();
+    std::fs::write(
+        tmp.path().join("client.py"),
+        "import asyncio, sys, websockets\n\
+         async def main():\n    async with websockets.connect(sys.argv[1]) as ws:\n        for i in range(3):\n            await ws.send(f'hello {i}')\n            print(await ws.recv())\n\
+         asyncio.run(main())\n",
+    )
+    .unwrap();
+    let (_app, port) = websocket_echo_app(tmp.path());
     let server = Server::start(
         &root,
         &["--proxy", &format!("/ws/=http://127.0.0.1:{port}")],
@@ -173,4 +179,77 @@ fn a_websocket_app_talks_through_wharf() {
         String::from_utf8_lossy(&out.stdout),
         "hello 0\nhello 1\nhello 2\n"
     );
+}
+
+/// A WebSocket frame from a client: final, text, masked (RFC 6455 §5.2), short.
+fn masked_text_frame(text: &[u8]) -> Vec<u8> {
+    assert!(text.len() < 126);
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend(mask);
+    frame.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// An HTTP/2 client's WebSocket (an extended CONNECT, RFC 8441) reaches an app that
+/// speaks the HTTP/1.1 handshake: wharf answers 200, makes the key the app needs,
+/// and the stream carries the WebSocket's frames both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_http2_talks_through_wharf() {
+    if !python_has("websockets") {
+        return;
+    }
+    let (tmp, root) = temp_root();
+    let (_app, port) = websocket_echo_app(tmp.path());
+    let server = Server::start(
+        &root,
+        &["--proxy", &format!("/ws/=http://127.0.0.1:{port}")],
+    );
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // A first exchange: the server's SETTINGS have arrived by its answer.
+    let get = http::Request::get(format!("http://{}/", server.addr()))
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(get, true).unwrap();
+    answer.await.unwrap();
+    assert!(client.is_extended_connect_protocol_enabled());
+    let mut client = client.ready().await.unwrap();
+    let mut connect = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}/ws/", server.addr()))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    connect
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let (answer, mut send) = client.send_request(connect, false).unwrap();
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers().get("sec-websocket-accept").is_none());
+    let mut recv = answer.into_body();
+    let mut got = Vec::new();
+    for i in 0..3 {
+        let text = format!("hello {i}");
+        send.send_data(masked_text_frame(text.as_bytes()).into(), false)
+            .unwrap();
+        // The echo: final text frame, unmasked, short length.
+        let expected_len = 2 + text.len();
+        while got.len() < expected_len {
+            let data = tokio::time::timeout(IO_TIMEOUT, recv.data())
+                .await
+                .expect("the echo in time")
+                .expect("the stream stays open")
+                .unwrap();
+            let _ = recv.flow_control().release_capacity(data.len());
+            got.extend_from_slice(&data);
+        }
+        let frame: Vec<u8> = got.drain(..expected_len).collect();
+        assert_eq!(frame[0], 0x81, "{frame:?}");
+        assert_eq!(usize::from(frame[1]), text.len(), "{frame:?}");
+        assert_eq!(&frame[2..], text.as_bytes());
+    }
 }

@@ -134,10 +134,14 @@ impl Handler {
             Handler::Static(access) => {
                 static_files::allows(&head.method) || uploads::allows(access, head)
             }
-            // The app or program decides; CONNECT names no path.
-            Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => {
+            // The app decides; CONNECT names no path, but for the extended CONNECT
+            // of an HTTP/2 WebSocket (RFC 8441), which the proxy tunnels.
+            Handler::Proxy(_) => {
                 head.method != Method::CONNECT
+                    || head.extensions.get::<hyper::ext::Protocol>().is_some()
             }
+            // The program decides.
+            Handler::Cgi(_) | Handler::FastCgi(_) => head.method != Method::CONNECT,
         }
     }
 

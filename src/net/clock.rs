@@ -196,7 +196,15 @@ impl Clock {
         self.unread_body.store(true, Ordering::Relaxed);
     }
 
-    /// A response body was fully sent or abandoned.
+    /// A tunnel opened on this connection (an HTTP/2 stream after an extended
+    /// CONNECT): a response under way until [`Clock::request_finished`].
+    pub fn tunnel_opened(&self) {
+        self.last_write_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.phase.store(BUSY, Ordering::Relaxed);
+    }
+
+    /// A response body was fully sent or abandoned (or a tunnel closed).
     pub fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             if self.read_while_busy.swap(false, Ordering::Relaxed) {

@@ -44,6 +44,7 @@ use crate::net::lazy_tcp::LazyTcp;
 use crate::net::parking::{Parked, ParkingLot};
 use crate::net::service::{ConnectionService, TunnelSlot};
 use crate::net::tls::Tls;
+use crate::net::tunnel::TunnelLimits;
 use crate::site::router::Peer;
 pub use crate::site::router::Routers;
 
@@ -311,56 +312,6 @@ impl<'a> ShutdownWatch<'a> {
     }
 }
 
-/// Joins a client's connection to the other end of its protocol switch (a
-/// WebSocket, say), bytes both ways, until either side closes, nothing moves for
-/// `idle`, or shutdown.
-async fn tunnel<T: Transport>(
-    mut client: ConnIo<T>,
-    early: Bytes,
-    other_end: hyper::upgrade::OnUpgrade,
-    idle: Duration,
-    shutdown: &CancellationToken,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(upgraded) = other_end.await else {
-        return;
-    };
-    let mut other = TokioIo::new(upgraded);
-    if !early.is_empty() && other.write_all(&early).await.is_err() {
-        return;
-    }
-    let mut from_client = vec![0u8; 16 * 1024];
-    let mut from_other = vec![0u8; 16 * 1024];
-    loop {
-        tokio::select! {
-            read = client.read(&mut from_client) => match read {
-                Ok(n) if n > 0 => {
-                    if other.write_all(&from_client[..n]).await.is_err() {
-                        return;
-                    }
-                }
-                _ => {
-                    let _ = other.shutdown().await;
-                    return;
-                }
-            },
-            read = other.read(&mut from_other) => match read {
-                Ok(n) if n > 0 => {
-                    if client.write_all(&from_other[..n]).await.is_err() {
-                        return;
-                    }
-                }
-                _ => {
-                    let _ = client.shutdown().await;
-                    return;
-                }
-            },
-            _ = tokio::time::sleep(idle) => return,
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
 /// How long a lingering close waits in all, and for each read (nginx's
 /// `lingering_time` and `lingering_timeout`).
 const LINGER_TOTAL: Duration = Duration::from_secs(30);
@@ -474,9 +425,9 @@ impl Session {
                     }
                     return;
                 }
-                Ended::Tunnel(client, early, other_end) => {
-                    let idle = self.limits.idle_timeout;
-                    tunnel(client, early, other_end, idle, &self.shared.shutdown).await;
+                Ended::Tunnel(mut client, early, other_end) => {
+                    let limits = self.tunnel_limits();
+                    crate::net::tunnel::relay(&mut client, early, other_end, &limits).await;
                     return;
                 }
                 Ended::Parked(parked, leftover) => {
@@ -515,10 +466,17 @@ impl Session {
             Arc::clone(&self.shared.router),
             peer,
             Arc::clone(&self.clock),
-            Arc::clone(&self.tunnel),
+            (Arc::clone(&self.tunnel), self.tunnel_limits()),
             sendfile,
             self.redirect_to,
         )
+    }
+
+    fn tunnel_limits(&self) -> TunnelLimits {
+        TunnelLimits {
+            idle: self.limits.idle_timeout,
+            shutdown: self.shared.shutdown.clone(),
+        }
     }
 
     /// Serves HTTP/2 on `stream` until the client leaves, it idles out, or shutdown.
@@ -549,7 +507,9 @@ impl Session {
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_send_buf_size(H2_SEND_BUFFER)
             .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
-            .max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS));
+            .max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS))
+            // WebSockets over HTTP/2 (RFC 8441), for the proxy's tunnels.
+            .enable_connect_protocol();
         let conn = builder.serve_connection(io, self.service::<T>(None));
         let mut conn = std::pin::pin!(conn);
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));

@@ -19,4 +19,5 @@ pub mod service;
 pub mod systemd;
 pub mod tls;
 pub mod tls_crypto;
+pub mod tunnel;
 pub mod upgrade;

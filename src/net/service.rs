@@ -17,6 +17,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use crate::http::body::Body;
 use crate::http::request_body::RequestBody;
@@ -24,6 +25,7 @@ use crate::http::response;
 use crate::http::zero_copy::SendfileQueue;
 use crate::net::clock::Clock;
 use crate::net::exchange::Exchange;
+use crate::net::tunnel::TunnelLimits;
 use crate::site::router::{Answer, Peer, Routers};
 use crate::site::Router;
 
@@ -35,6 +37,7 @@ pub struct ConnectionService {
     peer: Peer,
     clock: Arc<Clock>,
     tunnel: Arc<TunnelSlot>,
+    tunnel_limits: TunnelLimits,
     sendfile: Option<Arc<SendfileQueue>>,
     redirect_to: Option<u16>,
 }
@@ -42,12 +45,13 @@ pub struct ConnectionService {
 impl ConnectionService {
     /// A service for the connection from `peer`; `sendfile` when its transport can
     /// send file ranges itself; `redirect_to` to answer everything with a redirect to
-    /// HTTPS on that port.
+    /// HTTPS on that port; `tunnels`: where an HTTP/1 switch leaves the app's end, and
+    /// the limits of every tunnel.
     pub fn new(
         routers: Routers,
         peer: Peer,
         clock: Arc<Clock>,
-        tunnel: Arc<TunnelSlot>,
+        tunnels: (Arc<TunnelSlot>, TunnelLimits),
         sendfile: Option<Arc<SendfileQueue>>,
         redirect_to: Option<u16>,
     ) -> Self {
@@ -55,7 +59,8 @@ impl ConnectionService {
             routers,
             peer,
             clock,
-            tunnel,
+            tunnel: tunnels.0,
+            tunnel_limits: tunnels.1,
             sendfile,
             redirect_to,
         }
@@ -67,7 +72,14 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Error = Infallible;
     type Future = Reply;
 
-    fn call(&self, req: Request<Incoming>) -> Reply {
+    fn call(&self, mut req: Request<Incoming>) -> Reply {
+        // An HTTP/2 extended CONNECT (RFC 8441): the stream becomes a tunnel if the
+        // answer is a success.
+        let h2_tunnel = req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some()
+            .then(|| (hyper::upgrade::on(&mut req), self.tunnel_limits.clone()));
         let has_body = !http_body::Body::is_end_stream(req.body());
         let keep_alive = keeps_alive(&req);
         let http10 = req.version() == Version::HTTP_10;
@@ -97,6 +109,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             client_closes: http10 && !keep_alive,
             sendfile: self.sendfile.clone(),
             tunnel: Arc::clone(&self.tunnel),
+            h2_tunnel,
             exchange,
         };
         let peer = self.peer;
@@ -236,6 +249,8 @@ struct Finishing {
     client_closes: bool,
     sendfile: Option<Arc<SendfileQueue>>,
     tunnel: Arc<TunnelSlot>,
+    /// The stream of an extended CONNECT, to become a tunnel on a success.
+    h2_tunnel: Option<(OnUpgrade, TunnelLimits)>,
     exchange: Exchange,
 }
 
@@ -255,6 +270,22 @@ impl Finishing {
                     *self.tunnel.lock().unwrap_or_else(|p| p.into_inner()) = Some(other_end);
                 }
                 _ => res = response::error(StatusCode::BAD_GATEWAY),
+            }
+        } else if let Some((client_end, limits)) = self.h2_tunnel {
+            if res.status().is_success() {
+                let other_end = res
+                    .extensions_mut()
+                    .remove::<response::Tunnel>()
+                    .and_then(|t| t.0.lock().unwrap_or_else(|p| p.into_inner()).take());
+                match other_end {
+                    Some(other_end) => {
+                        let clock = Arc::clone(&self.exchange.clock);
+                        crate::net::tunnel::spawn_h2(client_end, other_end, clock, limits);
+                    }
+                    // A success with nothing behind it would leave the client's
+                    // stream open to nobody.
+                    None => res = response::error(StatusCode::BAD_GATEWAY),
+                }
             }
         }
         if self.head {

@@ -14,6 +14,7 @@ use http_body::{Body as _, Frame, SizeHint};
 
 use super::cache::fill::Filling;
 use super::upstream::host_of;
+use super::websocket;
 use super::Route;
 use crate::handlers::spool::{spool, Spooled};
 use crate::handlers::Request as Incoming;
@@ -150,13 +151,35 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
     // A protocol switch (a WebSocket) is asked of the app too; the rest of Upgrade's
     // uses (h2c) are hop-by-hop and end here.
     let upgrade = wants_upgrade(head);
+    let mut websocket_key = None;
     if let Some(protocol) = &upgrade {
         headers.insert(header::UPGRADE, protocol.clone());
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if head.version == Version::HTTP_2 {
+            // RFC 8441 §5: an HTTP/2 client's WebSocket has no key, which the app's
+            // HTTP/1.1 handshake needs (RFC 6455 §4.1); wharf makes one and checks
+            // the app's answer to it.
+            if protocol.as_bytes().eq_ignore_ascii_case(b"websocket") {
+                let Some(key) = websocket::new_key() else {
+                    return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+                };
+                headers.insert(header::SEC_WEBSOCKET_KEY, key.clone());
+                headers
+                    .entry(header::SEC_WEBSOCKET_VERSION)
+                    .or_insert(HeaderValue::from_static("13"));
+                websocket_key = Some(key);
+            }
+        }
     }
+    // An extended CONNECT asks the app with the HTTP/1.1 handshake: a GET.
+    let method = if upgrade.is_some() && head.method == Method::CONNECT {
+        Method::GET
+    } else {
+        head.method.clone()
+    };
     let sent = send(
         &route,
-        &head.method,
+        &method,
         &path,
         head.uri.query(),
         &headers,
@@ -178,7 +201,13 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
             // Not asked for: the app's answer cannot be passed on.
             return response::error(StatusCode::BAD_GATEWAY);
         }
-        let mut out = switched(&mut res);
+        if let Some(key) = &websocket_key {
+            if !websocket::accepts(res.headers(), key) {
+                tracing::warn!("upstream {}: wrong Sec-WebSocket-Accept", answered.address);
+                return response::error(StatusCode::BAD_GATEWAY);
+            }
+        }
+        let mut out = switched(&mut res, head.version);
         out.extensions_mut().insert(answered);
         return out;
     }
@@ -298,9 +327,16 @@ pub async fn send(
     }
 }
 
-/// The protocol a client asks to switch to (`Upgrade` with `Connection: upgrade`),
-/// other than HTTP/2 (h2c, which is wharf's own business).
+/// The protocol a client asks to switch to: on HTTP/1.1 `Upgrade` with `Connection:
+/// upgrade`, other than HTTP/2 (h2c, which is wharf's own business); on HTTP/2 an
+/// extended CONNECT's `:protocol` (RFC 8441).
 pub fn wants_upgrade(head: &http::request::Parts) -> Option<HeaderValue> {
+    if head.version == Version::HTTP_2 {
+        let protocol = head.extensions.get::<hyper::ext::Protocol>()?;
+        return (head.method == Method::CONNECT)
+            .then(|| HeaderValue::from_str(protocol.as_str()).ok())
+            .flatten();
+    }
     let listed = connection_listed(&head.headers);
     let protocol = head.headers.get(header::UPGRADE)?;
     let h2c = protocol
@@ -310,15 +346,30 @@ pub fn wants_upgrade(head: &http::request::Parts) -> Option<HeaderValue> {
         .then(|| protocol.clone())
 }
 
-/// The app's `101`: its fields as they are (Upgrade and Connection included, which
-/// the switch needs), and the other end of the tunnel for the network layer.
-fn switched(res: &mut Response<hyper::body::Incoming>) -> Response<Body> {
+/// The app's `101`, and the other end of the tunnel for the network layer. To an
+/// HTTP/1.1 client: a `101` with the app's fields as they are (Upgrade and
+/// Connection included, which the switch needs). To an HTTP/2 client's extended
+/// CONNECT: a `200` without the HTTP/1.1 handshake's own fields (RFC 8441 §5).
+fn switched(res: &mut Response<hyper::body::Incoming>, client: Version) -> Response<Body> {
     let other_end = hyper::upgrade::on(&mut *res);
     let mut out = Response::new(Body::empty());
-    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     *out.headers_mut() = res.headers().clone();
-    out.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if client == Version::HTTP_2 {
+        *out.status_mut() = StatusCode::OK;
+        for name in [
+            header::CONNECTION,
+            header::UPGRADE,
+            header::SEC_WEBSOCKET_ACCEPT,
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+        ] {
+            out.headers_mut().remove(name);
+        }
+    } else {
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     append_list(out.headers_mut(), "via", VIA);
     out.extensions_mut()
         .insert(response::Tunnel(Arc::new(std::sync::Mutex::new(Some(

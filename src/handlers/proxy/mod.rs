@@ -20,6 +20,7 @@ pub mod buffer;
 pub mod cache;
 pub mod forward;
 pub mod upstream;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
