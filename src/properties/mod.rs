@@ -180,14 +180,17 @@ pub fn config_file(data: &[u8]) {
 }
 
 /// A rule's glob against paths: any pattern parses or is refused without
-/// panicking, and one without special characters matches exactly itself.
+/// panicking; one without special characters matches exactly itself; and what a
+/// pattern captures from a path is what a regular expression made from it
+/// captures (`*` as `[^/]*?`, `**` as `.*?`: each wildcard the shortest that lets
+/// the rest match), or, failing that, what the pattern with its first `/**/` as
+/// `/` captures, with an empty capture in that wildcard's place.
 pub fn glob(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     let (pattern, path) = text.split_once('\n').unwrap_or((text, "/a/b.txt"));
     if let Ok(glob) = crate::site::rules::Glob::parse(pattern) {
-        let _ = glob.captures(path);
         let _ = glob.captures(pattern);
         let plain = !pattern.contains(['*', '?', '[', ']', '{', '}', '\\']);
         if plain && pattern.starts_with('/') {
@@ -196,5 +199,67 @@ pub fn glob(data: &[u8]) {
                 "{pattern:?} does not match itself"
             );
         }
+        if let Some(expected) = reference_captures(pattern, path) {
+            let got = glob.captures(path);
+            let got: Option<Vec<&str>> = got.as_ref().map(|c| c.to_vec());
+            let expected: Option<Vec<&str>> = expected
+                .as_ref()
+                .map(|c| c.iter().map(String::as_str).collect());
+            assert_eq!(got, expected, "{pattern:?} against {path:?}");
+        }
     }
+}
+
+/// The captures of `pattern` on `path` by way of the `regex` crate; `None` when
+/// the expression is too large to build (no verdict), `Some(None)` for no match.
+fn reference_captures(pattern: &str, path: &str) -> Option<Option<Vec<String>>> {
+    let (expression, _) = glob_expression(pattern);
+    let re = regex::Regex::new(&expression).ok()?;
+    if let Some(found) = re.captures(path) {
+        let caps = found
+            .iter()
+            .skip(1)
+            .map(|c| c.map_or(String::new(), |m| m.as_str().to_string()))
+            .collect();
+        return Some(Some(caps));
+    }
+    let Some(at) = pattern.find("/**/") else {
+        return Some(None);
+    };
+    let (_, before) = glob_expression(&pattern[..at]);
+    let without = format!("{}{}", &pattern[..at], &pattern[at + 3..]);
+    let mut caps = reference_captures(&without, path)?;
+    if let Some(caps) = caps.as_mut() {
+        caps.insert(before, String::new());
+    }
+    Some(caps)
+}
+
+/// An anchored expression for a glob, and how many wildcards it has.
+fn glob_expression(pattern: &str) -> (String, usize) {
+    let mut expression = String::from("(?s)^");
+    let mut wildcards = 0;
+    let mut literal = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '*' {
+            literal.push(c);
+            continue;
+        }
+        expression.push_str(&regex::escape(&std::mem::take(&mut literal)));
+        wildcards += 1;
+        if chars.peek() == Some(&'*') {
+            chars.next();
+            expression.push_str("(.*?)");
+        } else {
+            expression.push_str("([^/]*?)");
+        }
+    }
+    expression.push_str(&regex::escape(&literal));
+    if pattern.ends_with('/') {
+        expression.push_str("(.*?)");
+        wildcards += 1;
+    }
+    expression.push('$');
+    (expression, wildcards)
 }

@@ -137,6 +137,15 @@ impl Glob {
         // next[i][p]: the smallest q >= p where parts[i..] matches path[q..], or NONE.
         const NONE: usize = usize::MAX;
         let mut next = vec![vec![NONE; n + 2]; m + 1];
+        // segment_end[p]: where the segment at p ends (the next `/`, or the end).
+        let mut segment_end = vec![n; n + 1];
+        for p in (0..n).rev() {
+            segment_end[p] = if bytes[p] == b'/' {
+                p
+            } else {
+                segment_end[p + 1]
+            };
+        }
         // The empty tail of the pattern matches only the empty tail of the path.
         next[m][..=n].fill(n);
         for i in (0..m).rev() {
@@ -154,13 +163,7 @@ impl Glob {
                         path[p..].starts_with(lit.as_str()) && below[p + lit.len()] == p + lit.len()
                     }
                     Part::DoubleStar => below[p] != NONE,
-                    Part::Star => {
-                        let segment_end = bytes[p..]
-                            .iter()
-                            .position(|&b| b == b'/')
-                            .map_or(n, |k| p + k);
-                        below[p] != NONE && below[p] <= segment_end
-                    }
+                    Part::Star => below[p] != NONE && below[p] <= segment_end[p],
                 };
             }
             for p in (0..=n).rev() {
