@@ -554,6 +554,13 @@ fn tunnel_through(extra: &[&str]) {
         client.read_exact(&mut back).unwrap();
         assert_eq!(back, message);
     }
+    // A half-close passes through: the app still answers after the client's FIN,
+    // and its own FIN ends the client's reading.
+    client.write_all(b"last words").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"last words");
     let request = seen.lock().unwrap().clone().unwrap();
     assert_eq!(request.header("upgrade").as_deref(), Some("echo"));
     assert_eq!(request.header("connection").as_deref(), Some("upgrade"));
@@ -828,9 +835,9 @@ async fn extended_connect(server: &Server, path: &str, protocol: &'static str) -
     answer.await.unwrap().status().as_u16()
 }
 
-/// An extended CONNECT is a tunnel only through the proxy, and only when the app's
-/// handshake answers the key wharf made: elsewhere 405, a wrong
-/// `Sec-WebSocket-Accept` 502.
+/// An extended CONNECT is a tunnel only through the proxy, for a protocol an app can
+/// switch to, and only when the app's handshake answers the key wharf made:
+/// elsewhere, or for h2c, 405; a wrong `Sec-WebSocket-Accept` 502.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_connect_needs_the_proxy_and_a_right_websocket_answer() {
     // An app that switches, answering every key with the same wrong accept value.
@@ -856,4 +863,50 @@ async fn extended_connect_needs_the_proxy_and_a_right_websocket_answer() {
         extended_connect(&server, "/static/", "websocket").await,
         405
     );
+}
+
+/// A tunnel whose client stops reading while the app keeps sending ends after the
+/// idle timeout: a write blocked on the client is no movement, and the app's
+/// connection is closed rather than held.
+#[test]
+fn a_tunnel_whose_client_stops_reading_ends_at_the_idle_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app_done = Arc::new(Mutex::new(false));
+    let done = Arc::clone(&app_done);
+    thread::spawn(move || {
+        if let Some(stream) = listener.incoming().flatten().next() {
+            let mut reader = BufReader::new(stream);
+            if read_request(&mut reader).is_none() {
+                return;
+            }
+            let s = reader.get_mut();
+            let _ = s.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+            );
+            // Sends until wharf lets go of the connection.
+            let chunk = vec![b'x'; 64 * 1024];
+            while s.write_all(&chunk).is_ok() {}
+            *done.lock().unwrap() = true;
+        }
+    });
+    let (_t, root) = temp_root();
+    let route = format!("/ws/=http://{addr}");
+    let server = Server::start(&root, &["--proxy", &route, "--idle-timeout", "1s"]);
+    let mut client = connect(server.addr());
+    client
+        .write_all(b"GET /ws/ HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 12];
+    client.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 101");
+    // The client reads nothing more; the app's writes block, then fail.
+    let ended = poll_until(std::time::Duration::from_secs(20), || {
+        app_done.lock().unwrap().then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the tunnel still holds the app's connection"
+    );
+    drop(client);
 }

@@ -137,8 +137,7 @@ impl Handler {
             // The app decides; CONNECT names no path, but for the extended CONNECT
             // of an HTTP/2 WebSocket (RFC 8441), which the proxy tunnels.
             Handler::Proxy(_) => {
-                head.method != Method::CONNECT
-                    || head.extensions.get::<hyper::ext::Protocol>().is_some()
+                head.method != Method::CONNECT || proxy::forward::wants_upgrade(head).is_some()
             }
             // The program decides.
             Handler::Cgi(_) | Handler::FastCgi(_) => head.method != Method::CONNECT,

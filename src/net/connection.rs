@@ -425,9 +425,17 @@ impl Session {
                     }
                     return;
                 }
-                Ended::Tunnel(mut client, early, other_end) => {
+                Ended::Tunnel(client, early, other_end) => {
                     let limits = self.tunnel_limits();
-                    crate::net::tunnel::relay(&mut client, early, other_end, &limits).await;
+                    // The transport itself, whose write shutdown is the FIN that a
+                    // half-close passes on; bytes hyper read but did not use come
+                    // first, then those it was never given.
+                    let early = if client.replay.is_empty() {
+                        early
+                    } else {
+                        Bytes::from([&early[..], &client.replay[..]].concat())
+                    };
+                    crate::net::tunnel::relay(client.inner, early, other_end, &limits).await;
                     return;
                 }
                 Ended::Parked(parked, leftover) => {

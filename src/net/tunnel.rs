@@ -1,6 +1,7 @@
 //! Tunnels: once an app has switched protocols (a WebSocket through the proxy),
 //! bytes go both ways between the client and the app, unread and unchanged, until
-//! either side closes, nothing moves for the idle timeout, or wharf shuts down.
+//! both sides have finished, nothing moves for the idle timeout, or wharf shuts
+//! down.
 //!
 //! On HTTP/1 the client's end is the connection itself, taken back from hyper
 //! after the `101`. On HTTP/2 it is one stream: the client asked with an extended
@@ -8,8 +9,9 @@
 //! tunnel while the connection's other streams go on; the connection counts the
 //! tunnel as a response under way, so it neither idles out nor parks beneath it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
@@ -30,9 +32,13 @@ pub struct TunnelLimits {
 }
 
 /// Joins `client` to the other end of its protocol switch, first passing on `early`
-/// (bytes the client sent behind its request), until either side closes, nothing
-/// moves for `limits.idle`, or shutdown.
-pub async fn relay<C>(client: &mut C, early: Bytes, other_end: OnUpgrade, limits: &TunnelLimits)
+/// (bytes the client sent behind its request). Each direction runs on its own, so a
+/// side that stops reading stalls only the bytes meant for it, and a side that has
+/// finished sending (a FIN, or an HTTP/2 stream's END_STREAM) is passed on as such
+/// while the other direction goes on. It ends when both directions have, when no
+/// byte has moved either way for `limits.idle` (a write blocked on a side that does
+/// not read counts as no movement), or at shutdown.
+pub async fn relay<C>(client: C, early: Bytes, other_end: OnUpgrade, limits: &TunnelLimits)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -43,35 +49,59 @@ where
     if !early.is_empty() && other.write_all(&early).await.is_err() {
         return;
     }
-    let mut from_client = vec![0u8; 16 * 1024];
-    let mut from_other = vec![0u8; 16 * 1024];
-    loop {
-        tokio::select! {
-            read = client.read(&mut from_client) => match read {
-                Ok(n) if n > 0 => {
-                    if other.write_all(&from_client[..n]).await.is_err() {
-                        return;
-                    }
-                }
-                _ => {
-                    let _ = other.shutdown().await;
-                    return;
-                }
-            },
-            read = other.read(&mut from_other) => match read {
-                Ok(n) if n > 0 => {
-                    if client.write_all(&from_other[..n]).await.is_err() {
-                        return;
-                    }
-                }
-                _ => {
-                    let _ = client.shutdown().await;
-                    return;
-                }
-            },
-            _ = tokio::time::sleep(limits.idle) => return,
-            _ = limits.shutdown.cancelled() => return,
+    let started = Instant::now();
+    let moved = AtomicU64::new(0);
+    let (mut client_reads, mut client_writes) = tokio::io::split(client);
+    let (mut other_reads, mut other_writes) = tokio::io::split(other);
+    let both = async {
+        tokio::join!(
+            pump(&mut client_reads, &mut other_writes, &moved, started),
+            pump(&mut other_reads, &mut client_writes, &moved, started),
+        )
+    };
+    let quiet = async {
+        loop {
+            let last = started + Duration::from_millis(moved.load(Ordering::Relaxed));
+            let until = last + limits.idle;
+            if Instant::now() >= until {
+                return;
+            }
+            tokio::time::sleep_until(until.into()).await;
         }
+    };
+    tokio::select! {
+        _ = both => {}
+        () = quiet => {}
+        () = limits.shutdown.cancelled() => {}
+    }
+}
+
+/// Copies `from` to `to` until `from` ends (then `to` is shut down for writing) or
+/// either fails; records in `moved` when bytes last went through (milliseconds
+/// after `started`).
+async fn pump<R, W>(from: &mut R, to: &mut W, moved: &AtomicU64, started: Instant)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    let mark = || {
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        moved.store(ms, Ordering::Relaxed);
+    };
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(n) if n > 0 => n,
+            _ => {
+                let _ = to.shutdown().await;
+                return;
+            }
+        };
+        mark();
+        if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
+            return;
+        }
+        mark();
     }
 }
 
@@ -89,8 +119,7 @@ pub fn spawn_h2(
     tokio::spawn(async move {
         let _open = open;
         if let Ok(stream) = client_end.await {
-            let mut stream = TokioIo::new(stream);
-            relay(&mut stream, Bytes::new(), other_end, &limits).await;
+            relay(TokioIo::new(stream), Bytes::new(), other_end, &limits).await;
         }
     });
 }

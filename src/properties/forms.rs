@@ -13,6 +13,9 @@ use crate::http::path::{SitePath, RESERVED_PREFIX};
 /// The boundary the fuzzed bodies use (the corpus's inputs are built with it).
 pub const BOUNDARY: &str = "wharf-fuzz";
 
+/// The body size the parts are read up to.
+const SIZE_LIMIT: usize = 1 << 20;
+
 /// One part as read: its field name, its file name, its content.
 type Part = (Option<String>, Option<String>, Bytes);
 
@@ -55,6 +58,10 @@ pub fn multipart_form(data: &[u8]) {
     let Some((&step, body)) = data.split_first() else {
         return;
     };
+    // Past the size limit, where a part breaks off depends on the pieces.
+    if body.len() >= SIZE_LIMIT {
+        return;
+    }
     let whole = read_parts(pieces(body, body.len()));
     let step = usize::from(step) + 1;
     let pieced = read_parts(pieces(body, step));

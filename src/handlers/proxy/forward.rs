@@ -171,11 +171,12 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
             }
         }
     }
-    // An extended CONNECT asks the app with the HTTP/1.1 handshake: a GET.
-    let method = if upgrade.is_some() && head.method == Method::CONNECT {
-        Method::GET
-    } else {
-        head.method.clone()
+    // An extended CONNECT asks the app with the HTTP/1.1 handshake: a GET. No other
+    // CONNECT reaches here (the handler refuses it), nor goes to an app.
+    let method = match (&upgrade, &head.method) {
+        (Some(_), &Method::CONNECT) => Method::GET,
+        (None, &Method::CONNECT) => return response::error(StatusCode::BAD_REQUEST),
+        (_, method) => method.clone(),
     };
     let sent = send(
         &route,
@@ -201,9 +202,22 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
             // Not asked for: the app's answer cannot be passed on.
             return response::error(StatusCode::BAD_GATEWAY);
         }
-        if let Some(key) = &websocket_key {
-            if !websocket::accepts(res.headers(), key) {
-                tracing::warn!("upstream {}: wrong Sec-WebSocket-Accept", answered.address);
+        if head.version == Version::HTTP_2 {
+            // The app must have switched to the one protocol asked for, and, for a
+            // WebSocket, answered the key wharf made (RFC 6455 §4.1).
+            let switched_to = res.headers().get(header::UPGRADE);
+            let same = match (switched_to, &upgrade) {
+                (Some(to), Some(asked)) => to.as_bytes().eq_ignore_ascii_case(asked.as_bytes()),
+                _ => false,
+            };
+            let key_answered = websocket_key
+                .as_ref()
+                .is_none_or(|key| websocket::accepts(res.headers(), key));
+            if !same || !key_answered {
+                tracing::warn!(
+                    "upstream {}: a 101 that does not answer the handshake",
+                    answered.address
+                );
                 return response::error(StatusCode::BAD_GATEWAY);
             }
         }
@@ -332,9 +346,15 @@ pub async fn send(
 /// extended CONNECT's `:protocol` (RFC 8441).
 pub fn wants_upgrade(head: &http::request::Parts) -> Option<HeaderValue> {
     if head.version == Version::HTTP_2 {
-        let protocol = head.extensions.get::<hyper::ext::Protocol>()?;
-        return (head.method == Method::CONNECT)
-            .then(|| HeaderValue::from_str(protocol.as_str()).ok())
+        // One protocol name (RFC 8441 §4: an HTTP Upgrade Token, a token).
+        let protocol = head.extensions.get::<hyper::ext::Protocol>()?.as_str();
+        let token = !protocol.is_empty()
+            && protocol
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+        let h2c = protocol.to_ascii_lowercase().contains("h2c");
+        return (head.method == Method::CONNECT && token && !h2c)
+            .then(|| HeaderValue::from_str(protocol).ok())
             .flatten();
     }
     let listed = connection_listed(&head.headers);
@@ -356,9 +376,14 @@ fn switched(res: &mut Response<hyper::body::Incoming>, client: Version) -> Respo
     *out.headers_mut() = res.headers().clone();
     if client == Version::HTTP_2 {
         *out.status_mut() = StatusCode::OK;
+        let listed = connection_listed(res.headers());
+        let names: Vec<HeaderName> = res.headers().keys().cloned().collect();
+        for name in names {
+            if is_hop_by_hop(&name, &listed) {
+                out.headers_mut().remove(&name);
+            }
+        }
         for name in [
-            header::CONNECTION,
-            header::UPGRADE,
             header::SEC_WEBSOCKET_ACCEPT,
             header::CONTENT_LENGTH,
             header::TRANSFER_ENCODING,
