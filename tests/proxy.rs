@@ -807,32 +807,13 @@ fn files_first_never_lists_folders() {
     assert_eq!(get(&server, "/sub/x.txt").body, b"x");
 }
 
-/// An HTTP/2 client's extended CONNECT (RFC 8441) for `path` with `protocol`; the
-/// status of the answer.
+/// The status an extended CONNECT for `path` with `protocol` gets.
 async fn extended_connect(server: &Server, path: &str, protocol: &'static str) -> u16 {
-    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    // A first exchange: the server's SETTINGS have arrived by its answer.
-    let get = http::Request::get(format!("http://{}/", server.addr()))
-        .body(())
-        .unwrap();
-    let (answer, _) = client.send_request(get, true).unwrap();
-    answer.await.unwrap();
-    assert!(client.is_extended_connect_protocol_enabled());
-    let mut client = client.ready().await.unwrap();
-    let mut connect = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(format!("http://{}{path}", server.addr()))
-        .header("sec-websocket-version", "13")
-        .body(())
-        .unwrap();
-    connect
-        .extensions_mut()
-        .insert(h2::ext::Protocol::from_static(protocol));
-    let (answer, _send) = client.send_request(connect, false).unwrap();
-    answer.await.unwrap().status().as_u16()
+    h2_extended_connect(server, path, protocol)
+        .await
+        .0
+        .status()
+        .as_u16()
 }
 
 /// An extended CONNECT is a tunnel only through the proxy, for a protocol an app can

@@ -205,29 +205,7 @@ async fn a_websocket_over_http2_talks_through_wharf() {
         &root,
         &["--proxy", &format!("/ws/=http://127.0.0.1:{port}")],
     );
-    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    // A first exchange: the server's SETTINGS have arrived by its answer.
-    let get = http::Request::get(format!("http://{}/", server.addr()))
-        .body(())
-        .unwrap();
-    let (answer, _) = client.send_request(get, true).unwrap();
-    answer.await.unwrap();
-    assert!(client.is_extended_connect_protocol_enabled());
-    let mut client = client.ready().await.unwrap();
-    let mut connect = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(format!("http://{}/ws/", server.addr()))
-        .header("sec-websocket-version", "13")
-        .body(())
-        .unwrap();
-    connect
-        .extensions_mut()
-        .insert(h2::ext::Protocol::from_static("websocket"));
-    let (answer, mut send) = client.send_request(connect, false).unwrap();
-    let answer = answer.await.unwrap();
+    let (answer, mut send) = h2_extended_connect(&server, "/ws/", "websocket").await;
     assert_eq!(answer.status(), 200);
     assert!(answer.headers().get("sec-websocket-accept").is_none());
     let mut recv = answer.into_body();

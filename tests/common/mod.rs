@@ -1254,3 +1254,36 @@ pub mod client {
         stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
     }
 }
+
+/// An extended CONNECT (RFC 8441) for `path` with `protocol`, on a new h2c
+/// connection to `server` (after a first request, by whose answer the server's
+/// SETTINGS, which must allow it, have arrived): the answer, and the stream's
+/// sending half.
+pub async fn h2_extended_connect(
+    server: &Server,
+    path: &str,
+    protocol: &'static str,
+) -> (http::Response<h2::RecvStream>, h2::SendStream<bytes::Bytes>) {
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let get = http::Request::get(format!("http://{}/", server.addr()))
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(get, true).unwrap();
+    answer.await.unwrap();
+    assert!(client.is_extended_connect_protocol_enabled());
+    let mut client = client.ready().await.unwrap();
+    let mut connect = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}{path}", server.addr()))
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    connect
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static(protocol));
+    let (answer, send) = client.send_request(connect, false).unwrap();
+    (answer.await.unwrap(), send)
+}
