@@ -9,10 +9,12 @@ test it prints the median throughput, the ratios wharf/nginx and wharf/lighttpd,
 throughput per server CPU-second (the server's own user+system time from /proc), so a
 saturated load generator cannot hide a difference. lighttpd takes part in the rows
 where it has the feature as configured: static files over HTTP/1.1, h2c and TLS, the
-folder listing and the logged row; not the upload, proxy and cache rows.
+folder listing, the logged row, uploads (mod_webdav) and the proxy (mod_proxy); not
+the cache row (lighttpd has no proxy cache).
 
 Needs: cargo, nginx, lighttpd, wrk, h2load, openssl (Debian: apt-get install
-nginx-light lighttpd lighttpd-mod-openssl wrk nghttp2-client openssl). Every server it starts listens on 127.0.0.1 and is stopped at
+nginx-light lighttpd lighttpd-mod-openssl lighttpd-mod-webdav wrk nghttp2-client
+openssl). Every server it starts listens on 127.0.0.1 and is stopped at
 the end; every load run is bounded.
 
 Usage: bench/run.py [--rounds N] [--duration SECONDS] [--only TEST[,TEST...]]
@@ -325,7 +327,7 @@ def main():
     for tool in ("nginx", "lighttpd", "wrk", "h2load", "openssl", "taskset", "cargo"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(f"{tool} is required (apt-get install nginx-light lighttpd "
-                             "lighttpd-mod-openssl wrk nghttp2-client)")
+                             "lighttpd-mod-openssl lighttpd-mod-webdav wrk nghttp2-client)")
     if os.cpu_count() < 2:
         raise SystemExit("needs two CPUs: one for the server, one for the load generator")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -350,10 +352,11 @@ def main():
             name: free_port()
             for name in ("ng", "ng_h2c", "ng_tls", "ng_log", "ng_put", "ng_proxy", "ng_cache",
                          "up", "wh", "wh_tls", "wh_log", "wh_put", "wh_proxy", "wh_cache",
-                         "li", "li_tls", "li_log")
+                         "li", "li_tls", "li_log", "li_put", "li_proxy")
         }
         uploads = os.path.join(tmp, "uploads")
         os.makedirs(os.path.join(uploads, ".nginx-body"))
+        os.makedirs(os.path.join(uploads, ".lighttpd-body"))
         ng_dir = os.path.join(tmp, "nginx")
         os.makedirs(ng_dir)
         with open(os.path.join(HERE, "nginx.conf")) as f:
@@ -376,7 +379,9 @@ def main():
             f.write(up_conf_text)
         li_conf = fill("lighttpd.conf", os.path.join(ng_dir, "lighttpd.conf"), PREFIX=ng_dir,
                        ROOT=site, PORT=ports["li"], TLS_PORT=ports["li_tls"],
-                       LOG_PORT=ports["li_log"], CERT=cert, KEY=key)
+                       LOG_PORT=ports["li_log"], CERT=cert, KEY=key,
+                       PUT_PORT=ports["li_put"], UPLOAD_ROOT=uploads,
+                       PROXY_PORT=ports["li_proxy"], UP_PORT=ports["up"])
         wharf_args = [wharf_bin, site, "-b", "127.0.0.1", "--quiet", "--workers", "1"]
         nginx = Server("nginx", ["nginx", "-c", ng_conf, "-p", ng_dir], ports["ng"])
         lighttpd = Server("lighttpd", ["lighttpd", "-D", "-f", li_conf], ports["li"])
@@ -422,9 +427,11 @@ def main():
         # Which endpoint of which process each kind of test talks to.
         def endpoints(test):
             if test.get("upload"):
-                return [nginx.at(ports["ng_put"], "http"), wharf_put]
+                return [nginx.at(ports["ng_put"], "http"), lighttpd.at(ports["li_put"], "http"),
+                        wharf_put]
             if test.get("proxy"):
-                return [nginx.at(ports["ng_proxy"], "http"), wharf_proxy]
+                return [nginx.at(ports["ng_proxy"], "http"),
+                        lighttpd.at(ports["li_proxy"], "http"), wharf_proxy]
             if test.get("cached"):
                 return [nginx.at(ports["ng_cache"], "http"), wharf_cache]
             if test.get("logged"):
