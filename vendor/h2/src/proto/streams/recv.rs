@@ -422,6 +422,15 @@ impl Recv {
         // Transition the state
         stream.state.recv_close()?;
 
+        if frame.pseudo().has_any() {
+            // RFC 9113 §8.1: trailers carrying a pseudo-header field make the
+            // message malformed, a stream error. Checked once the frame is known
+            // to be trailers (a HEADERS frame on a stream the peer has closed is
+            // STREAM_CLOSED, found by the transition above).
+            proto_err!(stream: "recv_trailers: a pseudo-header field; stream={:?};", stream.id);
+            return Err(Error::library_reset(stream.id, Reason::PROTOCOL_ERROR));
+        }
+
         if stream.ensure_content_length_zero().is_err() {
             proto_err!(stream: "recv_trailers: content-length is not zero; stream={:?};",  stream.id);
             return Err(Error::library_reset(stream.id, Reason::PROTOCOL_ERROR));

@@ -590,13 +590,6 @@ impl Inner {
                     return Err(Error::library_reset(stream.id, Reason::PROTOCOL_ERROR));
                 }
 
-                if frame.pseudo().has_any() {
-                    // RFC 9113 §8.1: trailers carrying a pseudo-header field make
-                    // the message malformed, a stream error.
-                    proto_err!(stream: "recv_headers: trailers with a pseudo-header field; stream={:?}", stream.id);
-                    return Err(Error::library_reset(stream.id, Reason::PROTOCOL_ERROR));
-                }
-
                 actions.recv.recv_trailers(frame, stream)
             };
 
