@@ -429,3 +429,49 @@ fn a_pseudo_header_in_trailers_is_a_protocol_error() {
     // :status 200 (indexed), also a pseudo-header field.
     assert_eq!(request_with_trailers(&server, &[0x88]), "protocol error");
 }
+
+/// A request whose stream stays open without a Content-Length is read to its end
+/// before it is answered, so that what makes it malformed counts whenever it comes:
+/// here a second HEADERS frame without END_STREAM (RFC 9113 §8.1), a stream error
+/// rather than an answer.
+#[test]
+fn a_malformed_request_is_refused_whenever_its_last_frames_come() {
+    use std::io::Write;
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let mut stream = connect(server.addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+                                       // :method GET, :scheme http, :path /a.txt, :authority x; the stream stays open.
+    let mut block = vec![0x82, 0x86];
+    block.extend([0x04, 6]);
+    block.extend(b"/a.txt");
+    block.extend([0x01, 1, b'x']);
+    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out.extend(frame(0x0, 0, 1, b"ab")); // DATA
+    stream.write_all(&out).unwrap();
+    // A window in which an answer would come at once if it did not wait.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let early = read_frames(&mut stream, &mut buf, |kind, id, _| {
+        (kind == 0x1 && id == 1).then_some("answered")
+    });
+    assert_eq!(early, "quiet", "answered before the request was complete");
+    // x-t: 1, in a HEADERS frame without END_STREAM: malformed.
+    let fields = [0x00, 3, b'x', b'-', b't', 1, b'1'];
+    stream.write_all(&frame(0x1, 0x4, 1, &fields)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let verdict = read_frames(&mut stream, &mut buf, |kind, id, payload| {
+        match (kind, id) {
+            (0x1, 1) => Some("answered"),
+            (0x3, 1) if payload == [0, 0, 0, 1] => Some("protocol error"),
+            (0x3, _) | (0x7, _) => Some("another error"),
+            _ => None,
+        }
+    });
+    assert_eq!(verdict, "protocol error");
+}

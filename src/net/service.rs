@@ -123,12 +123,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             return reply(answer, parts, body, finish, router, peer);
         }
         // HTTP/1 needs the body gone to go on. On HTTP/2 an unread body costs its
-        // stream alone, but when it declares a Content-Length, reading it first is
-        // what finds a malformed request (DATA frames that do not add up to it, RFC
-        // 9113 §8.1.1), which must be a stream error rather than answered. Not when the
-        // answer ends the connection anyway.
+        // stream alone, but reading it to its end first is what finds a malformed
+        // request (DATA frames that do not add up to a Content-Length, trailers
+        // without END_STREAM or with pseudo-headers: RFC 9113 §8.1), which must be a
+        // stream error rather than answered, whether its frames come before or after
+        // the answer would have. Not when the answer ends the connection anyway.
         let discard_first = has_body
-            && (finish.http1 || parts.headers.contains_key(header::CONTENT_LENGTH))
             && worth_discarding(&parts)
             && !matches!(&answer, Answer::Now(res) if ends_connection(res.status()));
         if !discard_first {
