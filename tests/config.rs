@@ -215,6 +215,14 @@ fn invalid_configurations_name_file_line_and_key() {
             ":3: key \"rule.handler\": a proxy rule needs upstreams",
         ),
         (
+            "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\nupstreams = [\"http://a:1\"]\nhealth-uri = \"health\"\n",
+            ":5: key \"rule.health-uri\": expected a path",
+        ),
+        (
+            "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\nupstreams = [\"http://a:1\"]\nhealth-interval = \"1s\"\n",
+            ":5: key \"rule.health-interval\": needs health-uri",
+        ),
+        (
             "[[rule]]\npath = \"/x/\"\nupstreams = [\"http://a:1\"]\n",
             ":3: key \"rule.upstreams\": only a rule with handler = \"proxy\" takes it",
         ),

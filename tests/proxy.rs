@@ -891,3 +891,70 @@ fn a_tunnel_whose_client_stops_reading_ends_at_the_idle_timeout() {
     );
     drop(client);
 }
+
+/// An app answering its own name, and `GET /health` with 200 or 503 as `healthy`
+/// says.
+fn named_app(name: &'static str, healthy: Arc<std::sync::atomic::AtomicBool>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let healthy = Arc::clone(&healthy);
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                while let Some(request) = read_request(&mut reader) {
+                    let up = healthy.load(std::sync::atomic::Ordering::SeqCst);
+                    let (status, body) = match request.request_line().contains("/health") {
+                        true if up => ("200 OK", "ok"),
+                        true => ("503 Service Unavailable", "down"),
+                        false => ("200 OK", name),
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr.to_string()
+}
+
+/// `health-uri`: an upstream failing its check leaves the rotation, and comes back
+/// once it passes again.
+#[test]
+fn health_checks_take_a_failing_upstream_out_and_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let b_healthy = Arc::new(AtomicBool::new(false));
+    let a = named_app("a", Arc::new(AtomicBool::new(true)));
+    let b = named_app("b", Arc::clone(&b_healthy));
+    let (_t, root) = temp_root();
+    let conf = root.parent().unwrap().join("health.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{a}\", \"http://{b}\"]\n\
+             balance = \"round-robin\"\nhealth-uri = \"/health\"\nhealth-interval = \"100ms\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let answers = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| String::from_utf8_lossy(&get(&server, "/x").body).into_owned())
+            .collect()
+    };
+    // The first requests start the checks; b fails its check, and then only a answers.
+    let only_a = poll_until(std::time::Duration::from_secs(10), || {
+        answers(6).iter().all(|t| t == "a").then_some(())
+    });
+    assert!(only_a.is_some(), "b is still in rotation");
+    b_healthy.store(true, Ordering::SeqCst);
+    let b_back = poll_until(std::time::Duration::from_secs(10), || {
+        answers(4).iter().any(|t| t == "b").then_some(())
+    });
+    assert!(b_back.is_some(), "b did not come back");
+}

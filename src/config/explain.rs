@@ -348,7 +348,7 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
         if let Some(crate::handlers::Handler::Proxy(route)) = &rule.handler {
             let _ = writeln!(
                 out,
-                "  - {} is passed to {} (proxy rule{}{}).",
+                "  - {} is passed to {} (proxy rule{}{}{}).",
                 rule.path.as_str(),
                 route.upstreams().collect::<Vec<_>>().join(", "),
                 if route.files_first {
@@ -356,7 +356,11 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
                 } else {
                     ""
                 },
-                cached(config, route.cache)
+                cached(config, route.cache),
+                route
+                    .health_uri()
+                    .map(|uri| format!(", health checks of {uri}"))
+                    .unwrap_or_default()
             );
         }
         if rule.internal {

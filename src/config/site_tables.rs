@@ -128,6 +128,8 @@ const RULE_KEYS: &[&str] = &[
     "balance",
     "tls-ca",
     "cache",
+    "health-uri",
+    "health-interval",
     "internal",
     "interpreter",
     "upstream",
@@ -149,6 +151,8 @@ const PROXY_KEYS: &[&str] = &[
     "balance",
     "tls-ca",
     "cache",
+    "health-uri",
+    "health-interval",
 ];
 
 /// Keys that only a CGI rule takes.
@@ -599,6 +603,29 @@ fn proxy_handler(
                 "expected \"least-outstanding\" or \"round-robin\"".into(),
             ))
         }
+    }
+    match rule.get("health-uri") {
+        None => {}
+        Some(toml::Value::String(uri))
+            if uri.starts_with('/') && uri.parse::<http::uri::PathAndQuery>().is_ok() =>
+        {
+            settings.health_uri = Some(uri.clone());
+        }
+        Some(_) => {
+            return Err(fail(
+                "health-uri",
+                "expected a path such as \"/health\"".into(),
+            ))
+        }
+    }
+    if let Some(d) = duration("health-interval")? {
+        if settings.health_uri.is_none() {
+            return Err(fail(
+                "health-interval",
+                "needs health-uri, the path to check".into(),
+            ));
+        }
+        settings.health_interval = d;
     }
     let route = Route::new(settings).map_err(|e| fail("upstreams", e))?;
     Ok(Handler::Proxy(std::sync::Arc::new(route)))

@@ -256,6 +256,7 @@ pub async fn send(
     spooled: Option<&Spooled>,
     mut stream_body: Option<RequestBody>,
 ) -> Result<Sent, StatusCode> {
+    route.start_health_checks();
     let mut tried = Vec::new();
     loop {
         let Some(lease) = route.pool.choose(&tried) else {

@@ -19,6 +19,7 @@
 pub mod buffer;
 pub mod cache;
 pub mod forward;
+pub mod health;
 pub mod upstream;
 pub mod websocket;
 
@@ -58,6 +59,8 @@ pub struct Route {
     pub cache: bool,
     pool: Arc<Pool>,
     client: Client<Connector, ProxyBody>,
+    /// Active health checks, started with the first request.
+    health: Option<(health::HealthCheck, std::sync::Once)>,
 }
 
 /// What a proxy route is built from (the command line or a `[[rule]]`).
@@ -87,6 +90,10 @@ pub struct RouteSettings {
     pub tls_roots: Vec<std::path::PathBuf>,
     /// See [`Route::cache`] (a rule's `cache = false` turns it off).
     pub cache: bool,
+    /// The path asked of each upstream by the active health checks (`health-uri`).
+    pub health_uri: Option<String>,
+    /// Between two rounds of health checks (`health-interval`).
+    pub health_interval: Duration,
 }
 
 impl RouteSettings {
@@ -105,6 +112,8 @@ impl RouteSettings {
             round_robin: false,
             tls_roots: Vec::new(),
             cache: true,
+            health_uri: None,
+            health_interval: health::DEFAULT_INTERVAL,
         }
     }
 }
@@ -136,6 +145,16 @@ impl Route {
         } else {
             None
         };
+        let health = settings.health_uri.map(|uri| {
+            let check = health::HealthCheck {
+                uri,
+                interval: settings.health_interval,
+                connect_timeout: settings.connect_timeout,
+                response_timeout: settings.response_timeout.min(settings.health_interval),
+                tls: tls.clone(),
+            };
+            (check, std::sync::Once::new())
+        });
         let connector = Connector {
             pool: Arc::clone(&pool),
             connect_timeout: settings.connect_timeout,
@@ -156,7 +175,21 @@ impl Route {
             cache: settings.cache,
             pool,
             client,
+            health,
         })
+    }
+
+    /// Starts the active health checks, if the route has them and they have not
+    /// started yet.
+    pub fn start_health_checks(&self) {
+        if let Some((check, once)) = &self.health {
+            once.call_once(|| health::start(&self.pool, check.clone()));
+        }
+    }
+
+    /// The path the active health checks ask for, if any (for `--explain`).
+    pub fn health_uri(&self) -> Option<&str> {
+        self.health.as_ref().map(|(check, _)| check.uri.as_str())
     }
 
     /// Whether some upstream is in the rotation (not resting after failures).

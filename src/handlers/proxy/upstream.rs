@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -47,6 +47,8 @@ pub struct Upstream {
     outstanding: AtomicUsize,
     failures: AtomicU32,
     resting_until: Mutex<Option<Instant>>,
+    /// Its last active health check failed (see `health.rs`).
+    checked_down: AtomicBool,
 }
 
 impl Upstream {
@@ -98,6 +100,7 @@ impl Upstream {
             outstanding: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             resting_until: Mutex::new(None),
+            checked_down: AtomicBool::new(false),
         })
     }
 
@@ -107,8 +110,26 @@ impl Upstream {
     }
 
     fn resting(&self, now: Instant) -> bool {
+        if self.checked_down.load(Ordering::Relaxed) {
+            return true;
+        }
         let until = self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
         until.is_some_and(|t| t > now)
+    }
+
+    /// Its active health check passed (`true`) or failed; says so when that changes.
+    pub fn checked(&self, healthy: bool) {
+        let was_down = self.checked_down.swap(!healthy, Ordering::Relaxed);
+        if was_down == healthy {
+            if healthy {
+                tracing::warn!("upstream {} passes its health check again", self.shown);
+            } else {
+                tracing::warn!(
+                    "upstream {} fails its health check; out of rotation",
+                    self.shown
+                );
+            }
+        }
     }
 
     /// A request to it ended: it answered (`ok`) or could not be reached.
@@ -280,31 +301,40 @@ impl tower_service::Service<Uri> for Connector {
         let tls = self.tls.clone();
         Box::pin(async move {
             let address = address.ok_or_else(|| io::Error::other("no such upstream"))?;
-            let connect = async {
-                match &address {
-                    Address::Tcp(hostport) => {
-                        let tcp = TcpStream::connect(hostport.as_str()).await?;
-                        let _ = tcp.set_nodelay(true);
-                        Ok(Stream::Tcp(tcp))
-                    }
-                    Address::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
-                    Address::Tls(hostport, host) => {
-                        let tcp = TcpStream::connect(hostport.as_str()).await?;
-                        let _ = tcp.set_nodelay(true);
-                        let name = rustls_pki_types::ServerName::try_from(host.clone())
-                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                        let tls = tls.ok_or_else(|| io::Error::other("no TLS client"))?;
-                        tls.connect(name, tcp)
-                            .await
-                            .map(|s| Stream::Tls(Box::new(s)))
-                    }
-                }
-            };
-            match tokio::time::timeout(timeout, connect).await {
-                Ok(stream) => stream.map(TokioIo::new),
-                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-            }
+            connect(&address, timeout, tls).await.map(TokioIo::new)
         })
+    }
+}
+
+/// A connection to the upstream at `address` (TLS with `tls`), within `timeout`.
+pub async fn connect(
+    address: &Address,
+    timeout: Duration,
+    tls: Option<tokio_rustls::TlsConnector>,
+) -> io::Result<Stream> {
+    let connect = async {
+        match address {
+            Address::Tcp(hostport) => {
+                let tcp = TcpStream::connect(hostport.as_str()).await?;
+                let _ = tcp.set_nodelay(true);
+                Ok(Stream::Tcp(tcp))
+            }
+            Address::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+            Address::Tls(hostport, host) => {
+                let tcp = TcpStream::connect(hostport.as_str()).await?;
+                let _ = tcp.set_nodelay(true);
+                let name = rustls_pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let tls = tls.ok_or_else(|| io::Error::other("no TLS client"))?;
+                tls.connect(name, tcp)
+                    .await
+                    .map(|s| Stream::Tls(Box::new(s)))
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(stream) => stream,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
     }
 }
 
