@@ -410,8 +410,31 @@ pub fn check_text(text: &str, path: &Path) -> Result<(), String> {
 }
 
 /// The settings and site of a configuration file's `text`, read from `path` (which
-/// errors name, and relative paths in it are resolved against).
+/// errors name, and relative paths in it are resolved against). An error is one
+/// line: control characters quoted from the file (a newline in a string value)
+/// are escaped.
 fn from_text(text: &str, path: &Path) -> Result<(Vec<Entry>, Site), LayerError> {
+    read_text(text, path).map_err(|e| match e {
+        LayerError::File(message) => LayerError::File(one_line(&message)),
+        other => other,
+    })
+}
+
+/// `message` with its control characters escaped (`\n`, `\u{1b}`).
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn read_text(text: &str, path: &Path) -> Result<(Vec<Entry>, Site), LayerError> {
     let text = text.to_string();
     let shown = path.display();
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {

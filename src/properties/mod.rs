@@ -229,7 +229,8 @@ fn reference_captures(pattern: &str, path: &str) -> Option<Option<Vec<String>>> 
     let Some(at) = pattern.find("/**/") else {
         return Some(None);
     };
-    let (_, before) = glob_expression(&pattern[..at]);
+    // The wildcards before it (no trailing `/` rule: this is not a whole pattern).
+    let before = glob_expression(&pattern[..at]).1 - usize::from(pattern[..at].ends_with('/'));
     let without = format!("{}{}", &pattern[..at], &pattern[at + 3..]);
     let mut caps = reference_captures(&without, path)?;
     if let Some(caps) = caps.as_mut() {
