@@ -223,6 +223,14 @@ fn invalid_configurations_name_file_line_and_key() {
             ":5: key \"rule.health-interval\": needs health-uri",
         ),
         (
+            "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\nupstreams = [\"http://a:1\"]\nhealth-uri = \"/h\"\nhealth-interval = \"10ms\"\n",
+            ":6: key \"rule.health-interval\": at least 100ms",
+        ),
+        (
+            "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\nupstreams = [\"http://a:1\"]\nconnect-timeout = \"0s\"\n",
+            ":5: key \"rule.connect-timeout\": a timeout must be longer than zero",
+        ),
+        (
             "[[rule]]\npath = \"/x/\"\nupstreams = [\"http://a:1\"]\n",
             ":3: key \"rule.upstreams\": only a rule with handler = \"proxy\" takes it",
         ),

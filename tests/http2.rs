@@ -450,9 +450,10 @@ fn a_malformed_request_is_refused_whenever_its_last_frames_come() {
     out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
     out.extend(frame(0x0, 0, 1, b"ab")); // DATA
     stream.write_all(&out).unwrap();
-    // A window in which an answer would come at once if it did not wait.
+    // A window in which an answer would come at once if it did not wait (well
+    // inside the 1 s the body is waited for).
     stream
-        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
         .unwrap();
     let mut buf = Vec::new();
     let early = read_frames(&mut stream, &mut buf, |kind, id, _| {

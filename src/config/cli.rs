@@ -669,7 +669,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A duration that must be positive: a zero timeout would drop every client.
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err("a timeout must be longer than zero".into()),
         d => Ok(d),

@@ -139,6 +139,10 @@ const RULE_KEYS: &[&str] = &[
     "max-connections",
 ];
 
+/// The shortest `health-interval`: checks more often than this would load the
+/// upstreams more than the traffic they stand for.
+const MIN_HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Keys that only a proxy rule takes.
 const PROXY_KEYS: &[&str] = &[
     "upstreams",
@@ -551,9 +555,10 @@ fn proxy_handler(
             Some(toml::Value::Integer(n)) if *n > 0 => {
                 Ok(Some(std::time::Duration::from_secs(*n as u64)))
             }
-            Some(toml::Value::String(s)) => humantime::parse_duration(s)
+            // Longer than zero and at most a year, as on the command line.
+            Some(toml::Value::String(s)) => crate::config::cli::parse_timeout(s)
                 .map(Some)
-                .map_err(|_| fail(key, format!("invalid duration {s:?}: use e.g. 5s or 500ms"))),
+                .map_err(|e| fail(key, e)),
             Some(_) => Err(fail(key, "expected a duration such as \"5s\"".into())),
         }
     };
@@ -623,6 +628,12 @@ fn proxy_handler(
             return Err(fail(
                 "health-interval",
                 "needs health-uri, the path to check".into(),
+            ));
+        }
+        if d < MIN_HEALTH_INTERVAL {
+            return Err(fail(
+                "health-interval",
+                format!("at least {MIN_HEALTH_INTERVAL:?}"),
             ));
         }
         settings.health_interval = d;

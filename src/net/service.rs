@@ -127,7 +127,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         // request (DATA frames that do not add up to a Content-Length, trailers
         // without END_STREAM or with pseudo-headers: RFC 9113 §8.1), which must be a
         // stream error rather than answered, whether its frames come before or after
-        // the answer would have. Not when the answer ends the connection anyway.
+        // the answer would have. The answer waits for it (at most 64 KiB and 1 s: a
+        // client that keeps its stream open past that gets the answer then). Not
+        // when the answer ends the connection anyway.
         let discard_first = has_body
             && worth_discarding(&parts)
             && !matches!(&answer, Answer::Now(res) if ends_connection(res.status()));

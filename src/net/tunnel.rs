@@ -37,7 +37,8 @@ pub struct TunnelLimits {
 /// finished sending (a FIN, or an HTTP/2 stream's END_STREAM) is passed on as such
 /// while the other direction goes on. It ends when both directions have, when no
 /// byte has moved either way for `limits.idle` (a write blocked on a side that does
-/// not read counts as no movement), or at shutdown.
+/// not read counts as no movement), at an error on either side (the other is then
+/// closed rather than finished), or at shutdown.
 pub async fn relay<C>(client: C, early: Bytes, other_end: OnUpgrade, limits: &TunnelLimits)
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -53,8 +54,10 @@ where
     let moved = AtomicU64::new(0);
     let (mut client_reads, mut client_writes) = tokio::io::split(client);
     let (mut other_reads, mut other_writes) = tokio::io::split(other);
+    // Both directions to their ends; an error on either ends the tunnel at once
+    // (both sides then see it broken off, not finished).
     let both = async {
-        tokio::join!(
+        tokio::try_join!(
             pump(&mut client_reads, &mut other_writes, &moved, started),
             pump(&mut other_reads, &mut client_writes, &moved, started),
         )
@@ -76,10 +79,16 @@ where
     }
 }
 
-/// Copies `from` to `to` until `from` ends (then `to` is shut down for writing) or
-/// either fails; records in `moved` when bytes last went through (milliseconds
-/// after `started`).
-async fn pump<R, W>(from: &mut R, to: &mut W, moved: &AtomicU64, started: Instant)
+/// Copies `from` to `to` until `from` ends (then `to` is shut down for writing);
+/// records in `moved` when bytes last went through either way (milliseconds after
+/// `started`), after every read and every partial write, so that a slow but steady
+/// reader is not taken for an idle one.
+async fn pump<R, W>(
+    from: &mut R,
+    to: &mut W,
+    moved: &AtomicU64,
+    started: Instant,
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -90,18 +99,21 @@ where
         moved.store(ms, Ordering::Relaxed);
     };
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(n) if n > 0 => n,
-            _ => {
-                let _ = to.shutdown().await;
-                return;
-            }
-        };
-        mark();
-        if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
-            return;
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
         }
         mark();
+        let mut sent = 0;
+        while sent < n {
+            let wrote = to.write(&buf[sent..n]).await?;
+            if wrote == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            sent += wrote;
+            mark();
+        }
+        to.flush().await?;
     }
 }
 

@@ -5,8 +5,10 @@
 //!
 //! The checks run on a thread of their own, started with the route's first
 //! proxied request (a route built only to validate a configuration starts none),
-//! and end when the route is dropped (a reload replaced it): the thread holds the
-//! pool only weakly, and connects by itself, one short connection per check.
+//! every upstream at once, and end when the route is dropped (a reload replaced
+//! it): the route cancels them, and the thread holds the pool only weakly. Each
+//! check is a short connection of its own, with the route's `upstream-headers` and
+//! `Host` naming the upstream's address.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -31,6 +33,10 @@ pub struct HealthCheck {
     pub response_timeout: Duration,
     /// For https upstreams.
     pub tls: Option<tokio_rustls::TlsConnector>,
+    /// The route's `upstream-headers`, sent with each check as with each request.
+    pub add_headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// Cancelled when the route is dropped.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for HealthCheck {
@@ -41,6 +47,10 @@ impl std::fmt::Debug for HealthCheck {
             .finish_non_exhaustive()
     }
 }
+
+/// The longest a check waits for its answer once connected, whatever the route's
+/// `response-timeout` (a health endpoint answers at once, or is not healthy).
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// The default `health-interval`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -63,25 +73,37 @@ pub fn start(pool: &Arc<Pool>, check: HealthCheck) {
                     return;
                 }
             };
-            runtime.block_on(run(pool, check));
+            let stop = check.stop.clone();
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = run(pool, check) => {}
+                    () = stop.cancelled() => {}
+                }
+            });
         });
     if let Err(e) = started {
         tracing::warn!("health checks not started: {e}");
     }
 }
 
-/// Rounds of checks until the pool is gone.
+/// Rounds of checks, every upstream at once, until the pool is gone.
 async fn run(pool: Weak<Pool>, check: HealthCheck) {
+    let check = Arc::new(check);
     loop {
         let Some(pool) = pool.upgrade() else {
             return;
         };
         let upstreams: Vec<Arc<Upstream>> = pool.upstreams.clone();
         drop(pool);
+        let mut round = tokio::task::JoinSet::new();
         for upstream in upstreams {
-            let healthy = passes(&upstream, &check).await;
-            upstream.checked(healthy);
+            let check = Arc::clone(&check);
+            round.spawn(async move {
+                let healthy = passes(&upstream, &check).await;
+                upstream.checked(healthy);
+            });
         }
+        while round.join_next().await.is_some() {}
         tokio::time::sleep(check.interval).await;
     }
 }
@@ -102,7 +124,7 @@ async fn passes(upstream: &Upstream, check: &HealthCheck) -> bool {
             Address::Tcp(hostport) | Address::Tls(hostport, _) => hostport.as_str(),
             Address::Unix(_) => "localhost",
         };
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(Method::GET)
             .uri(check.uri.as_str())
             .header(header::HOST, HeaderValue::from_str(host).ok()?)
@@ -110,6 +132,9 @@ async fn passes(upstream: &Upstream, check: &HealthCheck) -> bool {
             .header(header::CONNECTION, "close")
             .body(Empty::<Bytes>::new())
             .ok()?;
+        for (name, value) in &check.add_headers {
+            req.headers_mut().insert(name.clone(), value.clone());
+        }
         let res = sender.send_request(req).await.ok()?;
         Some(res.status())
     };

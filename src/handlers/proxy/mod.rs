@@ -118,6 +118,15 @@ impl RouteSettings {
     }
 }
 
+impl Drop for Route {
+    /// A route replaced (by a reload) or gone takes its health checks with it.
+    fn drop(&mut self) {
+        if let Some((check, _)) = &self.health {
+            check.stop.cancel();
+        }
+    }
+}
+
 impl Route {
     /// The route `settings` describe; an upstream URL that does not parse is an error
     /// naming it.
@@ -150,8 +159,10 @@ impl Route {
                 uri,
                 interval: settings.health_interval,
                 connect_timeout: settings.connect_timeout,
-                response_timeout: settings.response_timeout.min(settings.health_interval),
+                response_timeout: settings.response_timeout.min(health::MAX_WAIT),
                 tls: tls.clone(),
+                add_headers: settings.add_headers.clone(),
+                stop: tokio_util::sync::CancellationToken::new(),
             };
             (check, std::sync::Once::new())
         });
