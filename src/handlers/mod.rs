@@ -358,6 +358,10 @@ impl Handlers {
     }
 
     /// The answer to `req`, after [`Handlers::ready`] had none.
+    ///
+    /// Each handler's future is boxed on its own: the connection boxes the future of
+    /// a whole exchange, and without this it would be as large as the largest handler
+    /// (kilobytes, copied into place for every request), whichever handler answers.
     pub async fn respond(&self, handler: &Handler, req: Request<'_>) -> Response<Body> {
         match handler {
             Handler::Static(access) if reads_files(req.head) => {
@@ -365,60 +369,76 @@ impl Handlers {
                     upload: access.upload,
                     delete: access.delete,
                 };
-                Arc::clone(&self.static_files)
-                    .serve_uncached(req, Some(offers))
-                    .await
+                Box::pin(Arc::clone(&self.static_files).serve_uncached(req, Some(offers))).await
             }
-            Handler::Static(access) => Arc::clone(&self.uploads).respond(*access, req).await,
+            Handler::Static(access) => {
+                Box::pin(Arc::clone(&self.uploads).respond(*access, req)).await
+            }
             Handler::Cgi(route) => {
-                self.cgi
-                    .respond(route, self.static_files.root_handle(), req)
-                    .await
+                Box::pin(
+                    self.cgi
+                        .respond(route, self.static_files.root_handle(), req),
+                )
+                .await
             }
             Handler::FastCgi(route) => {
-                fastcgi::respond(&self.cgi, route, self.static_files.root_handle(), req).await
+                Box::pin(fastcgi::respond(
+                    &self.cgi,
+                    route,
+                    self.static_files.root_handle(),
+                    req,
+                ))
+                .await
             }
-            Handler::Proxy(route) => {
-                // nginx's `try_files $uri @app`: a file that exists is served, the rest
-                // goes to the app.
-                if route.files_first
-                    && static_files::allows(&req.head.method)
-                    && self.is_file(&req.path).await
-                {
-                    let files_req = Request {
-                        head: req.head,
-                        path: req.path.clone(),
-                        target: req.target,
-                        body: RequestBody::empty(),
-                        remote: req.remote,
-                        tls: req.tls,
-                        destination: None,
-                        user: req.user,
-                        readable: None,
-                    };
-                    let res = Arc::clone(&self.static_files)
-                        .serve_uncached(files_req, None)
-                        .await;
-                    if res.status() != http::StatusCode::NOT_FOUND {
-                        return res;
-                    }
-                }
-                let head = req.head;
-                let (remote, tls) = (req.remote, req.tls);
-                let res = match (&self.proxy_cache, route.cache) {
-                    (Some(cache), true) => {
-                        proxy::cache::flow::answer(Arc::clone(route), Arc::clone(cache), req).await
-                    }
-                    _ => proxy::forward::forward(Arc::clone(route), req).await,
-                };
-                match res.extensions().get::<response::InternalRedirect>() {
-                    Some(response::InternalRedirect(to)) => {
-                        let to = to.clone();
-                        self.serve_internal(head, &to, res, remote, tls).await
-                    }
-                    None => res,
-                }
+            Handler::Proxy(route) => Box::pin(self.respond_proxy(route, req)).await,
+        }
+    }
+
+    /// The proxy's answer: a file first when the route says so, then the shared cache
+    /// or the upstream, then an `X-Accel-Redirect` followed.
+    async fn respond_proxy(&self, route: &Arc<proxy::Route>, req: Request<'_>) -> Response<Body> {
+        // nginx's `try_files $uri @app`: a file that exists is served, the rest goes
+        // to the app.
+        if route.files_first
+            && static_files::allows(&req.head.method)
+            && self.is_file(&req.path).await
+        {
+            let files_req = Request {
+                head: req.head,
+                path: req.path.clone(),
+                target: req.target,
+                body: RequestBody::empty(),
+                remote: req.remote,
+                tls: req.tls,
+                destination: None,
+                user: req.user,
+                readable: None,
+            };
+            let res =
+                Box::pin(Arc::clone(&self.static_files).serve_uncached(files_req, None)).await;
+            if res.status() != http::StatusCode::NOT_FOUND {
+                return res;
             }
+        }
+        let head = req.head;
+        let (remote, tls) = (req.remote, req.tls);
+        let res = match (&self.proxy_cache, route.cache) {
+            (Some(cache), true) => {
+                Box::pin(proxy::cache::flow::answer(
+                    Arc::clone(route),
+                    Arc::clone(cache),
+                    req,
+                ))
+                .await
+            }
+            _ => proxy::forward::forward(Arc::clone(route), req).await,
+        };
+        match res.extensions().get::<response::InternalRedirect>() {
+            Some(response::InternalRedirect(to)) => {
+                let to = to.clone();
+                Box::pin(self.serve_internal(head, &to, res, remote, tls)).await
+            }
+            None => res,
         }
     }
 }

@@ -305,7 +305,7 @@ impl Router {
                 Answer::Now(res) => res,
                 Answer::Later(pending) => Box::pin(self.answer(pending, &plain, body, peer)).await,
             };
-            return dev.finish(&plain, res).await;
+            return Box::pin(dev.finish(&plain, res)).await;
         }
         let mut res = Arc::clone(&self)
             .answer_once(pending, req, body, peer)
@@ -486,7 +486,7 @@ impl Router {
                     user,
                     readable,
                 };
-                Box::pin(self.handlers.respond(handler, request)).await
+                self.handlers.respond(handler, request).await
             }
         };
         options_answer(req, res, handler)
@@ -608,7 +608,8 @@ impl Router {
         let relayed = res.extensions().get::<response::Relayed>().is_some();
         if (status.is_client_error() || status.is_server_error()) && !relayed {
             if let Some(page) = site.error_page(status) {
-                res = self.error_page(req, page, res, peer).await;
+                // Boxed: rare, and the future of every answer would carry its size.
+                res = Box::pin(self.error_page(req, page, res, peer)).await;
             }
         }
         self.add_site_headers(&mut res, &matched);
