@@ -651,6 +651,86 @@ fn a_slow_client_never_holds_the_app() {
     assert!(all[end..].iter().all(|&b| b == b'b'));
 }
 
+/// The byte at `offset` of a body whose every stretch differs from its neighbours,
+/// so that a piece delivered out of order cannot go unnoticed.
+fn patterned(offset: usize) -> u8 {
+    ((offset % 251) ^ ((offset / 251) % 256)) as u8
+}
+
+#[test]
+fn a_response_buffered_to_a_file_and_back_to_memory_keeps_its_order() {
+    // The first part goes to the file while the client reads nothing; the second
+    // comes while the client has read some of the file and stalls again (it must
+    // queue behind the rest of the file); the third comes once the client has
+    // caught up (memory, then the file again).
+    // 32 MiB: far more than the sockets between them can hold.
+    const PARTS: [usize; 3] = [32 << 20, 100_000, 32 << 20];
+    const READ_EARLY: usize = 1 << 20;
+    let size: usize = PARTS.iter().sum();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (next_tx, next_rx) = std::sync::mpsc::channel::<()>();
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app_sent = Arc::clone(&sent);
+    thread::spawn(move || {
+        let Some(stream) = listener.incoming().flatten().next() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        if read_request(&mut reader).is_none() {
+            return;
+        }
+        let s = reader.get_mut();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+        let _ = s.write_all(head.as_bytes());
+        let mut offset = 0;
+        for (i, part) in PARTS.iter().enumerate() {
+            if i > 0 && next_rx.recv().is_err() {
+                return;
+            }
+            let bytes: Vec<u8> = (offset..offset + part).map(patterned).collect();
+            if s.write_all(&bytes).is_err() {
+                return;
+            }
+            offset += part;
+            app_sent.store(offset, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--proxy", &format!("/=http://{addr}")]);
+    let mut client = connect(server.addr());
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let sent_by = |n: usize| {
+        poll_until(IO_TIMEOUT, || {
+            (sent.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(())
+        })
+    };
+    assert!(
+        sent_by(PARTS[0]).is_some(),
+        "the app was held by the client"
+    );
+    let mut reader = BufReader::new(client);
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 2 {
+        line.clear();
+    }
+    let mut body = vec![0u8; READ_EARLY];
+    reader.read_exact(&mut body).unwrap();
+    next_tx.send(()).unwrap();
+    assert!(sent_by(PARTS[0] + PARTS[1]).is_some());
+    let mut rest = vec![0u8; PARTS[0] + PARTS[1] - READ_EARLY];
+    reader.read_exact(&mut rest).unwrap();
+    body.extend_from_slice(&rest);
+    next_tx.send(()).unwrap();
+    assert!(sent_by(size).is_some(), "the app was held by the client");
+    reader.read_to_end(&mut body).unwrap();
+    assert_eq!(body.len(), size);
+    let wrong = (0..size).find(|&i| body[i] != patterned(i));
+    assert_eq!(wrong, None, "the body is out of order from that offset");
+}
+
 #[test]
 fn server_sent_events_arrive_one_by_one() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

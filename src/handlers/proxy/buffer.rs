@@ -3,7 +3,9 @@
 //!
 //! What the client has not taken yet waits in memory up to [`IN_MEMORY`] bytes, then
 //! in an unnamed temporary file; the client is fed from memory first, then from the
-//! file, in order. Streams that must arrive as they are made (`text/event-stream`,
+//! file, in order. Once it has read the file to its end, memory is used again, so a
+//! fast client's brief stall does not send the rest of a large response through
+//! the disk. Streams that must arrive as they are made (`text/event-stream`,
 //! or an app's `X-Accel-Buffering: no`) are not buffered.
 
 use std::collections::VecDeque;
@@ -20,19 +22,22 @@ use tokio::sync::{mpsc, Notify};
 
 use super::cache::fill::Filling;
 
-/// Bytes of a response held in memory before the rest goes to a file.
-const IN_MEMORY: usize = 1024 * 1024;
+/// Bytes of a response held in memory before the rest goes to a file: as nginx's
+/// default `proxy_buffers` (8 × 4 or 8 KiB), so that a slow client costs about what
+/// it costs nginx (`bench/proxy_memory.py`).
+const IN_MEMORY: usize = 64 * 1024;
 /// How long the app may pause mid-body before the response is broken off.
 const UPSTREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bytes read back from the file at a time.
-const READ_SIZE: usize = 256 * 1024;
+const READ_SIZE: usize = 64 * 1024;
 
 /// What the app sent that the client has not taken yet.
 #[derive(Default)]
 struct Pending {
     memory: VecDeque<Bytes>,
     in_memory: usize,
-    /// Once anything went to the file, everything after it does too (order).
+    /// Once the memory is full, what follows goes to the file until the client has
+    /// read the file to its end (order).
     file: Option<Arc<File>>,
     written: u64,
     read: u64,
@@ -132,7 +137,10 @@ impl Shared {
     async fn store(&self, data: Bytes) -> io::Result<()> {
         let file = {
             let mut p = self.lock();
-            if p.file.is_none() && p.in_memory + data.len() <= IN_MEMORY {
+            // Memory while nothing waits in the file (the client has read all of
+            // it, or there is none), so the order holds; a client that caught up
+            // after a stall is fed from memory again.
+            if p.read == p.written && p.in_memory + data.len() <= IN_MEMORY {
                 p.in_memory += data.len();
                 p.memory.push_back(data);
                 drop(p);

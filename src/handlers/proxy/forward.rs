@@ -26,8 +26,9 @@ use crate::http::response;
 const VIA: &str = "1.1 wharf";
 /// Bodies up to this size are read whole before the response starts.
 const SMALL_BODY: u64 = 64 * 1024;
-/// Chunks of a response in flight between upstream and client.
-const RESPONSE_CHUNKS: usize = 16;
+/// Chunks of a response in flight between the buffer and the client's connection
+/// (which queues a few more itself): few, since each is up to 64 KiB.
+const RESPONSE_CHUNKS: usize = 2;
 /// How long a streamed request body may pause (when not buffered).
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -36,6 +36,10 @@ use crate::handlers::proxy::upstream::{Balance, Connector, Pool, Upstream};
 
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(60);
+/// The most an upstream connection reads at once, which bounds a response head too
+/// (nginx's default bound on one is 4 or 8 KiB). hyper's default, about 400 KiB,
+/// would let one slow client's response hold that much memory.
+const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 
 /// One proxied prefix and its options.
 #[derive(Debug)]
@@ -173,6 +177,7 @@ impl Route {
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
+            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
             .set_host(false)
             .build(connector);
         Ok(Route {
