@@ -17,7 +17,8 @@ settings (`proxy_buffers 8 4k|8k`, then a temporary file), lighttpd's `mod_proxy
 as shipped, wharf's `--proxy` as shipped. Reported: each proxy's resident memory
 (VmRSS) before the clients and once all N are in the state and the proxy's memory
 has stopped growing, and the difference per connection. Memory the kernel holds in
-socket buffers is in none of the figures. Every server listens on 127.0.0.1, runs
+socket buffers is in none of the figures, nor is a temporary file's (in RAM if /tmp
+is a tmpfs). Every server listens on 127.0.0.1, runs
 one worker on CPU 0, and is stopped at the end.
 
 Usage: bench/proxy_memory.py [--connections N]
@@ -27,6 +28,7 @@ Needs: cargo, nginx, lighttpd, taskset.
 import argparse
 import asyncio
 import os
+import resource
 import socket
 import string
 import subprocess
@@ -92,18 +94,30 @@ class Upstream:
         self.lock = threading.Lock()
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
+        self.failed = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
-        self.ready.wait()
+        if not self.ready.wait(10) or self.failed:
+            raise SystemExit(f"the upstream did not start: {self.failed}")
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
         self.stop = asyncio.Event()
-        server = self.loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", self.port, backlog=4096))
+        try:
+            server = self.loop.run_until_complete(
+                asyncio.start_server(self._serve, "127.0.0.1", self.port, backlog=4096))
+        except OSError as e:
+            self.failed = e
+            self.ready.set()
+            return
         self.ready.set()
         self.loop.run_until_complete(self.stop.wait())
         server.close()
+        # Let every connection's task close its socket before the loop goes.
+        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.run_until_complete(server.wait_closed())
+        self.loop.close()
 
     async def _serve(self, reader, writer):
         try:
@@ -139,7 +153,9 @@ def settle(pid, upstream, n, deadline=60.0):
     if upstream.count() < n:
         raise SystemExit(f"only {upstream.count()} of {n} requests reached the upstream")
     last, steady_since = rss_kib(pid), time.monotonic()
-    while time.monotonic() - steady_since < 1.0 and time.monotonic() < end:
+    while time.monotonic() - steady_since < 1.0:
+        if time.monotonic() > end:
+            raise SystemExit("the proxy's memory did not stop growing")
         time.sleep(0.2)
         now = rss_kib(pid)
         if now > last:
@@ -182,8 +198,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--connections", type=int, default=1000)
     args = ap.parse_args()
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, check=True)
     wharf_bin = os.path.join(REPO, "target", "release", "wharf")

@@ -22,9 +22,10 @@ use tokio::sync::{mpsc, Notify};
 
 use super::cache::fill::Filling;
 
-/// Bytes of a response held in memory before the rest goes to a file: as nginx's
-/// default `proxy_buffers` (8 × 4 or 8 KiB), so that a slow client costs about what
-/// it costs nginx (`bench/proxy_memory.py`).
+/// Bytes of a response held in memory before the rest goes to a file: about nginx's
+/// default `proxy_buffers` (8 × one memory page: 32 KiB on x86-64, 64 KiB with
+/// larger pages), so that a slow client costs about what it costs nginx
+/// (`bench/proxy_memory.py`).
 const IN_MEMORY: usize = 64 * 1024;
 /// How long the app may pause mid-body before the response is broken off.
 const UPSTREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -132,8 +133,8 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `data` for the client: in memory while there is room and nothing is in
-    /// the file, else appended to the file.
+    /// Keeps `data` for the client: in memory while there is room and nothing unread
+    /// is in the file, else appended to the file.
     async fn store(&self, data: Bytes) -> io::Result<()> {
         let file = {
             let mut p = self.lock();
@@ -146,6 +147,13 @@ impl Shared {
                 drop(p);
                 self.changed.notify_one();
                 return Ok(());
+            }
+            if p.read == p.written {
+                // The file was read to its end (no read is under way then): it is
+                // written from its start again, so it grows to the largest backlog
+                // rather than to everything that ever passed through it.
+                p.read = 0;
+                p.written = 0;
             }
             p.file.clone()
         };

@@ -37,7 +37,7 @@ use crate::handlers::proxy::upstream::{Balance, Connector, Pool, Upstream};
 /// How long an idle upstream connection is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The most an upstream connection reads at once, which bounds a response head too
-/// (nginx's default bound on one is 4 or 8 KiB). hyper's default, about 400 KiB,
+/// (at 64 to 128 KiB, as hyper's reads fall; nginx's default bound is 4 or 8 KiB). hyper's default, about 400 KiB,
 /// would let one slow client's response hold that much memory.
 const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 
