@@ -40,8 +40,20 @@ struct Fpm {
 }
 
 impl Drop for Fpm {
+    /// SIGTERM first: the master then stops its workers, which a SIGKILL of the
+    /// master would leave running.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        if poll_until(Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten()
+        })
+        .is_none()
+        {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
