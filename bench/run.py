@@ -75,6 +75,22 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def group_members(pgid):
+    """The processes of process group `pgid` (fcgiwrap and its children)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -655,9 +671,11 @@ def dynamic(args):
             )
         quiet = ["-b", "127.0.0.1", "--quiet", "--workers", "1"]
         # nginx's process and fcgiwrap's both answer for nginx's CGI row.
+        # A process group of its own: fcgiwrap's work is done by its 8 children, whose
+        # CPU time counts, and which are stopped with it.
         fcgiwrap = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, "fcgiwrap", "-c", "8", "-s", f"unix:{fcgiwrap_socket}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         pools = [
             subprocess.Popen(
@@ -698,7 +716,9 @@ def dynamic(args):
             for r in range(args.rounds):
                 for row, eps in rows.items():
                     for name, ep, path in eps:
-                        pids = [ep.proc.pid] + ([fcgiwrap.pid] if name == "nginx+fcgiwrap" else [])
+                        pids = [ep.proc.pid]
+                        if name == "nginx+fcgiwrap":
+                            pids += group_members(fcgiwrap.pid)
                         before = sum(cpu_seconds(p) for p in pids)
                         rps = wrk(ep.url(path), args.duration, 8)
                         cpu = sum(cpu_seconds(p) for p in pids) - before
@@ -707,7 +727,9 @@ def dynamic(args):
         finally:
             for s in servers.values():
                 s.stop()
-            for p in [fcgiwrap] + pools:
+            os.killpg(fcgiwrap.pid, signal.SIGTERM)
+            fcgiwrap.wait()
+            for p in pools:
                 p.terminate()
                 p.wait()
     print(f"\n{args.rounds} rounds of {args.duration} s; servers (and the CGI programs they "
