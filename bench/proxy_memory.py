@@ -208,22 +208,22 @@ def main():
         empty = os.path.join(tmp, "empty")
         os.makedirs(empty)
 
-        def nginx(port, up_port):
-            prefix = os.path.join(tmp, f"nginx-{port}")
+        def configured(name, template, port, up_port):
+            """A folder of its own for one server run, and its filled-in config."""
+            prefix = os.path.join(tmp, f"{name}-{port}")
             os.makedirs(prefix)
-            conf = os.path.join(prefix, "nginx.conf")
+            conf = os.path.join(prefix, f"{name}.conf")
             with open(conf, "w") as f:
-                f.write(string.Template(NGINX_CONF).substitute(
+                f.write(string.Template(template).substitute(
                     PREFIX=prefix, PORT=port, UP_PORT=up_port))
+            return prefix, conf
+
+        def nginx(port, up_port):
+            prefix, conf = configured("nginx", NGINX_CONF, port, up_port)
             return ["nginx", "-c", conf, "-p", prefix]
 
         def lighttpd(port, up_port):
-            prefix = os.path.join(tmp, f"lighttpd-{port}")
-            os.makedirs(prefix)
-            conf = os.path.join(prefix, "lighttpd.conf")
-            with open(conf, "w") as f:
-                f.write(string.Template(LIGHTTPD_CONF).substitute(
-                    PREFIX=prefix, PORT=port, UP_PORT=up_port))
+            _, conf = configured("lighttpd", LIGHTTPD_CONF, port, up_port)
             return ["lighttpd", "-D", "-f", conf]
 
         def wharf(port, up_port):
