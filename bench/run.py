@@ -23,7 +23,7 @@ Usage: bench/run.py [--rounds N] [--duration SECONDS] [--only TEST[,TEST...]]
 
 With --ab, the fresh build is run against another wharf binary instead of nginx (an
 A/B of a change: build the old commit, copy its target/release/wharf aside, pass it
-here), on the plain-HTTP tests (default: 1k-keepalive and 1k-close), interleaved the
+here), on the plain-HTTP static-file tests (default: 1k-keepalive and 1k-close), interleaved the
 same way, and the ratio is new/old.
 
 With --dynamic, the dynamic-page rows: a trivial CGI program (`#!/bin/sh` printing a
@@ -543,15 +543,17 @@ def print_table(tests, results):
 
 
 def ab(args):
-    """The fresh build against `args.ab`, interleaved, on plain-HTTP wrk tests."""
+    """The fresh build against `args.ab`, interleaved, on plain-HTTP static-file tests."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is required (apt-get install wrk)")
     sh(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO)
     new_bin = os.path.join(REPO, "target", "release", "wharf")
     names = args.only.split(",") if args.only else ["1k-keepalive", "1k-close"]
     for t in names:
-        if TESTS[t]["kind"] != "wrk" or TESTS[t].get("tls") or TESTS[t].get("logged"):
-            raise SystemExit(f"{t}: --ab runs plain-HTTP wrk tests only")
+        test = TESTS[t]
+        served = not (test.get("tls") or test.get("logged") or test.get("proxy"))
+        if test["kind"] not in ("wrk", "download") or not served:
+            raise SystemExit(f"{t}: --ab runs plain-HTTP static-file tests only")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory(prefix="wharf-ab-") as tmp:
@@ -566,7 +568,7 @@ def ab(args):
         try:
             for server in servers:
                 server.start()
-            for t in names:
+            for t in (t for t in names if TESTS[t]["kind"] == "wrk"):
                 for server in servers:
                     wrk(server.url(TESTS[t]["path"]), 1, 4)
             for r in range(args.rounds):

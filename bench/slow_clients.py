@@ -10,7 +10,7 @@ attack and server: the probe's median, p99 and worst latency, probes that failed
 runs one worker on CPU 0; slowhttptest and the probe run on CPU 1. Every server
 listens on 127.0.0.1 and is stopped at the end; every attack is bounded by -l.
 
-Usage: bench/slow_clients.py [--seconds N] [--only H,B,X,R]
+Usage: bench/slow_clients.py [--seconds N] [--only H,B,X,R] [--servers nginx,wharf]
 Needs: cargo, nginx, slowhttptest, taskset.
 """
 
@@ -120,6 +120,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--only", default="H,B,X,R")
+    ap.add_argument("--servers", default="nginx,wharf")
     args = ap.parse_args()
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -135,7 +136,7 @@ def main():
         with open(os.path.join(site, "1m.bin"), "wb") as f:
             f.write(os.urandom(1024 * 1024))
         for name in args.only.split(","):
-            for server in ("nginx", "wharf"):
+            for server in args.servers.split(","):
                 port = free_port()
                 if server == "nginx":
                     prefix = os.path.join(tmp, f"nginx-{name}")

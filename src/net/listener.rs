@@ -22,6 +22,16 @@ use crate::net::lazy_tcp::{self, LazyTcp};
 /// Pending connections the kernel may queue for us.
 const BACKLOG: i32 = 1024;
 
+/// The most bytes a connection may have queued in the kernel but not yet sent
+/// (`TCP_NOTSENT_LOWAT`, inherited by every accepted socket). Without a bound the
+/// kernel lets each socket queue up to its send buffer's maximum (4 MiB by default),
+/// so a reader that opens its window a few hundred bytes at a time (slowhttptest's
+/// slow read) makes wharf copy a whole cached file into socket memory per
+/// connection: with a thousand of them the event loop spends seconds allocating
+/// socket buffers while other clients wait. With the bound a slow reader holds at
+/// most this much, and a fast one is topped up as soon as half of it has gone out.
+const UNSENT_BOUND: u32 = 128 * 1024;
+
 /// Binds one listening socket, reporting failures in words an operator can act on.
 /// Each worker registers its own duplicate of it with its event loop.
 pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener, String> {
@@ -57,10 +67,20 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener,
         .map_err(|e| fail("listen on", e))?;
     socket.listen(BACKLOG).map_err(|e| fail("listen on", e))?;
     defer_accept(&socket);
+    bound_unsent(&socket);
     socket
         .set_nonblocking(true)
         .map_err(|e| fail("configure", e))?;
     Ok(socket.into())
+}
+
+/// Sets [`UNSENT_BOUND`] on a listening socket, for the sockets it accepts. Best
+/// effort: where the option is missing, writes are bounded by the send buffer only.
+fn bound_unsent(socket: &Socket) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket.set_tcp_notsent_lowat(UNSENT_BOUND);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = socket;
 }
 
 /// Accepts connections on `listener` until `stop` is cancelled: a reload closed this
