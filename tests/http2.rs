@@ -296,6 +296,25 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The client preface, an empty SETTINGS frame and a HEADERS frame (END_HEADERS, the
+/// stream left open) asking `GET /a.txt` on stream 1, with a `content-length` field
+/// when `content_length` is given. HPACK: `:method GET` and `:scheme http` from the
+/// static table, `:path`, `:authority x` and `content-length` as literals without
+/// indexing.
+fn opening_get_a_txt(content_length: Option<u8>) -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    let mut block = vec![0x82, 0x86];
+    block.extend([0x04, 6]);
+    block.extend(b"/a.txt");
+    block.extend([0x01, 1, b'x']);
+    if let Some(len) = content_length {
+        block.extend([0x0f, 0x0d, 1, b'0' + len]);
+    }
+    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out
+}
+
 /// Frames read from `stream` until `stop` says so or the read times out; what stop
 /// said, or `"quiet"` on the timeout, `"closed"` at the end.
 fn read_frames(
@@ -340,16 +359,7 @@ fn content_length_that_data_frames_contradict_is_a_stream_error() {
     let (_tmp, root) = fixture();
     let server = Server::start(&root, &[]);
     let mut stream = connect(server.addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-                                       // HPACK: :method GET, :scheme http, :path /a.txt (literal), :authority x,
-                                       // content-length 5 — static table indices and literals, no indexing.
-    let mut block = vec![0x82, 0x86];
-    block.extend([0x04, 6]);
-    block.extend(b"/a.txt");
-    block.extend([0x01, 1, b'x']);
-    block.extend([0x0f, 0x0d, 1, b'5']);
-    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    let mut out = opening_get_a_txt(Some(5));
     out.extend(frame(0x0, 0, 1, b"ab")); // DATA
     stream.write_all(&out).unwrap();
     // While the body is incomplete, no answer: a window in which one would come
@@ -381,15 +391,7 @@ fn content_length_that_data_frames_contradict_is_a_stream_error() {
 fn request_with_trailers(server: &Server, trailers: &[u8]) -> &'static str {
     use std::io::Write;
     let mut stream = connect(server.addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-                                       // :method GET, :scheme http, :path /a.txt, :authority x, content-length 2.
-    let mut block = vec![0x82, 0x86];
-    block.extend([0x04, 6]);
-    block.extend(b"/a.txt");
-    block.extend([0x01, 1, b'x']);
-    block.extend([0x0f, 0x0d, 1, b'2']);
-    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    let mut out = opening_get_a_txt(Some(2));
     out.extend(frame(0x0, 0, 1, b"ab")); // DATA
     out.extend(frame(0x1, 0x5, 1, trailers)); // HEADERS, END_HEADERS | END_STREAM
     stream.write_all(&out).unwrap();
@@ -440,14 +442,8 @@ fn a_malformed_request_is_refused_whenever_its_last_frames_come() {
     let (_tmp, root) = fixture();
     let server = Server::start(&root, &[]);
     let mut stream = connect(server.addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-                                       // :method GET, :scheme http, :path /a.txt, :authority x; the stream stays open.
-    let mut block = vec![0x82, 0x86];
-    block.extend([0x04, 6]);
-    block.extend(b"/a.txt");
-    block.extend([0x01, 1, b'x']);
-    out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    // No Content-Length: the stream stays open.
+    let mut out = opening_get_a_txt(None);
     out.extend(frame(0x0, 0, 1, b"ab")); // DATA
     stream.write_all(&out).unwrap();
     // A window in which an answer would come at once if it did not wait (well

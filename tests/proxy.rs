@@ -608,34 +608,45 @@ fn an_app_hands_files_back_with_x_accel_redirect() {
     assert_eq!(get(&server, "/protected/report.txt").status, 404);
 }
 
-#[test]
-fn a_slow_client_never_holds_the_app() {
-    // 32 MiB, far more than the sockets between them can hold.
-    const SIZE: usize = 32 * 1024 * 1024;
+/// wharf proxying every path to an app that reads one request and hands its socket
+/// to `answer`; returns wharf's temporary root, wharf, and a client connection on
+/// which `GET /big` (`Connection: close`) has been sent.
+fn ask_one_answer_app(
+    answer: impl FnOnce(&mut std::net::TcpStream) + Send + 'static,
+) -> (tempfile::TempDir, Server, std::net::TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let finished = Arc::clone(&done);
     thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            if read_request(&mut reader).is_some() {
-                let s = reader.get_mut();
-                let _ = s.write_all(
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").as_bytes(),
-                );
-                if s.write_all(&vec![b'b'; SIZE]).is_ok() {
-                    finished.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
+        let Some(stream) = listener.incoming().flatten().next() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        if read_request(&mut reader).is_some() {
+            answer(reader.get_mut());
         }
     });
-    let (_t, root) = temp_root();
+    let (tmp, root) = temp_root();
     let server = Server::start(&root, &["--proxy", &format!("/=http://{addr}")]);
     let mut client = connect(server.addr());
     client
         .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
+    (tmp, server, client)
+}
+
+#[test]
+fn a_slow_client_never_holds_the_app() {
+    // 32 MiB, far more than the sockets between them can hold.
+    const SIZE: usize = 32 * 1024 * 1024;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = Arc::clone(&done);
+    let (_t, _server, mut client) = ask_one_answer_app(move |s| {
+        let _ =
+            s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n").as_bytes());
+        if s.write_all(&vec![b'b'; SIZE]).is_ok() {
+            finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
     // The client reads nothing, yet the app gets its whole answer out.
     let app_done = poll_until(IO_TIMEOUT, || {
         done.load(std::sync::atomic::Ordering::SeqCst).then_some(())
@@ -667,20 +678,10 @@ fn a_response_buffered_to_a_file_and_back_to_memory_keeps_its_order() {
     const PARTS: [usize; 3] = [32 << 20, 100_000, 32 << 20];
     const READ_EARLY: usize = 1 << 20;
     let size: usize = PARTS.iter().sum();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let (next_tx, next_rx) = std::sync::mpsc::channel::<()>();
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app_sent = Arc::clone(&sent);
-    thread::spawn(move || {
-        let Some(stream) = listener.incoming().flatten().next() else {
-            return;
-        };
-        let mut reader = BufReader::new(stream);
-        if read_request(&mut reader).is_none() {
-            return;
-        }
-        let s = reader.get_mut();
+    let (_t, _server, client) = ask_one_answer_app(move |s| {
         let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
         let _ = s.write_all(head.as_bytes());
         let mut offset = 0;
@@ -696,12 +697,6 @@ fn a_response_buffered_to_a_file_and_back_to_memory_keeps_its_order() {
             app_sent.store(offset, std::sync::atomic::Ordering::SeqCst);
         }
     });
-    let (_t, root) = temp_root();
-    let server = Server::start(&root, &["--proxy", &format!("/=http://{addr}")]);
-    let mut client = connect(server.addr());
-    client
-        .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
     let sent_by = |n: usize| {
         poll_until(IO_TIMEOUT, || {
             (sent.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(())
