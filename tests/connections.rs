@@ -367,23 +367,6 @@ fn a_client_that_stops_reading_is_dropped() {
     );
 }
 
-/// Bytes the kernel holds for sending (unacknowledged and not yet sent) on the
-/// server's end of the loopback connection between `server_port` and
-/// `client_port`, from `/proc/net/tcp`.
-fn server_send_queue(server_port: u16, client_port: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let port = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let local = port(fields.get(1)?)?;
-        let remote = port(fields.get(2)?)?;
-        if local != server_port || remote != client_port {
-            return None;
-        }
-        u64::from_str_radix(fields.get(4)?.split(':').next()?, 16).ok()
-    })
-}
-
 #[test]
 fn a_client_that_reads_nothing_has_little_queued_for_it() {
     // A 1 MiB file is answered from memory; without a bound on unsent bytes the
@@ -391,26 +374,9 @@ fn a_client_that_reads_nothing_has_little_queued_for_it() {
     let (_tmp, root) = temp_root();
     write_file(&root, "1m.bin", pseudo_random_bytes(3, 1024 * 1024));
     let server = Server::start(&root, &[]);
-    let mut stream = connect(server.addr());
-    let client_port = stream.local_addr().unwrap().port();
-    stream
-        .write_all(b"GET /1m.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    // Settled: the same non-empty queue seen five times in a row, as wharf can write
-    // no more until the client reads.
-    let mut seen = (0, 0);
-    let queued = poll_until(Duration::from_secs(10), || {
-        let now = server_send_queue(server.port(), client_port)?;
-        seen = if now == seen.0 {
-            (now, seen.1 + 1)
-        } else {
-            (now, 1)
-        };
-        (now > 0 && seen.1 >= 5).then_some(now)
-    })
-    .expect("the server's send queue never settled");
+    let (stream, queued) = queued_for_a_reader_that_reads_nothing(server.port(), "/1m.bin");
     assert!(
-        queued <= 384 * 1024,
+        queued <= UNSENT_BOUND_AND_WINDOW,
         "{queued} bytes queued in the kernel for a client that reads nothing"
     );
     // The bound only paces the transfer: once read, the whole file arrives.

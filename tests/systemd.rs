@@ -75,6 +75,45 @@ fn a_socket_passed_by_systemd_is_served() {
 }
 
 #[test]
+fn a_socket_passed_by_systemd_gets_the_bound_on_unsent_bytes() {
+    if !activator_present() {
+        return;
+    }
+    let (_tmp, root) = temp_root();
+    write_file(&root, "1m.bin", pseudo_random_bytes(5, 1024 * 1024));
+    let port = free_port();
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .arg(&root)
+        .arg("-q")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first connection starts wharf; it was queued before wharf could set
+    // anything on the socket, so the check uses the next one.
+    let started = poll_until(Duration::from_secs(10), || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+        stream
+            .write_all(b"HEAD /1m.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        answer.starts_with("HTTP/1.1 200").then_some(())
+    });
+    let queued = started.map(|()| queued_for_a_reader_that_reads_nothing(port, "/1m.bin").1);
+    let _ = activator.kill();
+    let _ = activator.wait();
+    let queued = queued.expect("wharf answers on the passed socket");
+    assert!(
+        queued <= UNSENT_BOUND_AND_WINDOW,
+        "{queued} bytes queued in the kernel for a client that reads nothing"
+    );
+}
+
+#[test]
 fn readiness_reload_and_stopping_are_notified() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("notify.sock");

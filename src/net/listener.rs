@@ -74,11 +74,12 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener,
     Ok(socket.into())
 }
 
-/// Sets [`UNSENT_BOUND`] on a listening socket, for the sockets it accepts. Best
-/// effort: where the option is missing, writes are bounded by the send buffer only.
-fn bound_unsent(socket: &Socket) {
+/// Sets [`UNSENT_BOUND`] on a listening socket, for the sockets it accepts: the
+/// ones wharf binds and the ones a service manager passes in. Best effort: where
+/// the option is missing, writes are bounded by the send buffer only.
+pub fn bound_unsent(socket: &impl std::os::fd::AsFd) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    let _ = socket.set_tcp_notsent_lowat(UNSENT_BOUND);
+    let _ = socket2::SockRef::from(socket).set_tcp_notsent_lowat(UNSENT_BOUND);
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = socket;
 }

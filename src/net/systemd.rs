@@ -75,6 +75,9 @@ pub fn take_listeners(count: RawFd, names: &[String]) -> Result<Vec<Inherited>, 
             .local_addr()
             .and_then(|_| listener.set_nonblocking(true))
             .map_err(|e| format!("socket activation: descriptor {fd} is not a TCP socket: {e}"))?;
+        // Socket options live in the socket: what wharf sets on those it binds, it
+        // sets here too (a unit's `DeferAcceptSec=` stays the unit's choice).
+        crate::net::listener::bound_unsent(&listener);
         passed.push(Inherited {
             name: names.get(i as usize).filter(|n| !n.is_empty()).cloned(),
             listener,

@@ -1287,3 +1287,49 @@ pub async fn h2_extended_connect(
     let (answer, send) = client.send_request(connect, false).unwrap();
     (answer.await.unwrap(), send)
 }
+
+/// The most a loopback connection to wharf should hold in the server's kernel
+/// queue for a client that reads nothing: wharf's 128 KiB bound on unsent bytes,
+/// plus what the client's receive window lets out, with room to spare. Without the
+/// bound the kernel takes in about a whole 1 MiB file.
+pub const UNSENT_BOUND_AND_WINDOW: u64 = 384 * 1024;
+
+/// Bytes the kernel holds for sending (unacknowledged and not yet sent) on the
+/// server's end of the loopback connection between `server_port` and
+/// `client_port`, from `/proc/net/tcp`.
+pub fn server_send_queue(server_port: u16, client_port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = port(fields.get(1)?)?;
+        let remote = port(fields.get(2)?)?;
+        if local != server_port || remote != client_port {
+            return None;
+        }
+        u64::from_str_radix(fields.get(4)?.split(':').next()?, 16).ok()
+    })
+}
+
+/// Asks 127.0.0.1:`port` for `path` and reads nothing; returns the connection and
+/// the server's send queue once it has settled (the same non-empty queue seen five
+/// times in a row: the server can write no more until the client reads).
+pub fn queued_for_a_reader_that_reads_nothing(port: u16, path: &str) -> (TcpStream, u64) {
+    let mut stream = connect(&format!("127.0.0.1:{port}"));
+    let client_port = stream.local_addr().unwrap().port();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut seen = (0, 0);
+    let queued = poll_until(Duration::from_secs(10), || {
+        let now = server_send_queue(port, client_port)?;
+        seen = if now == seen.0 {
+            (now, seen.1 + 1)
+        } else {
+            (now, 1)
+        };
+        (now > 0 && seen.1 >= 5).then_some(now)
+    })
+    .expect("the server's send queue never settled");
+    (stream, queued)
+}
