@@ -10,7 +10,7 @@ use wharf::properties;
 
 type Property = fn(&[u8]);
 
-const TARGETS: [(&str, Property); 9] = [
+const TARGETS: [(&str, Property); 10] = [
     ("request_path", properties::request_path),
     ("byte_ranges", properties::byte_ranges),
     ("header_fields", properties::header_fields),
@@ -20,6 +20,7 @@ const TARGETS: [(&str, Property); 9] = [
     ("program_output", properties::program_output),
     ("fastcgi_records", properties::fastcgi_records),
     ("multipart_form", properties::multipart_form),
+    ("proxy_response", properties::proxy_response),
 ];
 
 #[test]
@@ -52,6 +53,9 @@ fn the_properties_are_checked() {
     properties::header_fields(b"If-None-Match: \"a\", W/\"b\"\nRange: bytes=1-\n");
     properties::zip_layout(&[7, 1, 1, 9, 3, 0, 15, 2, 3, 0, 1, 1]);
     properties::program_output(b"\x08Status: 200\nContent-Length: 2\n\nokay");
+    properties::proxy_response(
+        b"\x04HTTP/1.1 200 OK\r\nConnection: x\r\nx: 1\r\nContent-Length: 2\r\n\r\nok",
+    );
     properties::fastcgi_records(b"\x02\x01\x06\x00\x01\x00\x0c\x04\x00Status: 204\n\n\0\0\0\0");
     let boundary = properties::MULTIPART_BOUNDARY;
     let form = format!("\x03--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../a\"\r\n\r\nx\r\n--{boundary}--\r\n");

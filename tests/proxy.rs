@@ -831,6 +831,9 @@ fn malformed_upstream_answers_are_502() {
         b"NOT HTTP AT ALL\r\n\r\n".to_vec(),
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec(),
         b"HTTP/1.1 2000 Weird\r\n\r\n".to_vec(),
+        // Three digits, but no status HTTP defines (RFC 9110 §15).
+        b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n".to_vec(),
         head_of(130).into_bytes(),
         long_header.into_bytes(),
     ] {

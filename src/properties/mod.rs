@@ -6,9 +6,11 @@
 
 mod answers;
 mod forms;
+mod proxied;
 
 pub use answers::{fastcgi_records, program_output};
 pub use forms::{multipart_form, BOUNDARY as MULTIPART_BOUNDARY};
+pub use proxied::proxy_response;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;

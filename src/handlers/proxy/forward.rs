@@ -325,6 +325,17 @@ pub async fn send(
                 tracing::warn!("upstream {} failed: {e}", lease.upstream.shown);
                 return Err(StatusCode::BAD_GATEWAY);
             }
+            Ok(Ok(res)) if !defined_status(res.status()) => {
+                // Dropped unread: the connection is not reused.
+                lease.upstream.outcome(false);
+                crate::metrics::metrics().upstream(None);
+                tracing::warn!(
+                    "upstream {} answered with status {}, which HTTP does not define",
+                    lease.upstream.shown,
+                    res.status().as_u16()
+                );
+                return Err(StatusCode::BAD_GATEWAY);
+            }
             Ok(Ok(res)) => {
                 lease.upstream.outcome(true);
                 crate::metrics::metrics().upstream(Some(asked.elapsed()));
@@ -341,6 +352,13 @@ pub async fn send(
             }
         }
     }
+}
+
+/// Whether an app's status code is one HTTP defines (RFC 9110 §15: 100 to 599).
+/// hyper takes any three digits; a 600 or a 999 is a malformed answer (502), not
+/// something to pass on to the client or the cache.
+pub fn defined_status(status: StatusCode) -> bool {
+    (100..=599).contains(&status.as_u16())
 }
 
 /// The protocol a client asks to switch to: on HTTP/1.1 `Upgrade` with `Connection:

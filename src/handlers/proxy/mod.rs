@@ -39,7 +39,7 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The most an upstream connection reads at once, which bounds a response head too
 /// (at 64 to 128 KiB, as hyper's reads fall; nginx's default bound is 4 or 8 KiB). hyper's default, about 400 KiB,
 /// would let one slow client's response hold that much memory.
-const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+pub(crate) const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 
 /// One proxied prefix and its options.
 #[derive(Debug)]
