@@ -593,8 +593,10 @@ def ab(args):
             for name, runs in results[t].items()
         }
         o, n = med["old"], med["new"]
+        # Thousands for request rates; MB/s rows as they are.
+        short = (lambda v: f"{v:,.0f}") if unit == "MB/s" else (lambda v: f"{v / 1000:.0f}k")
         spread = " ".join(
-            f"{a[1] / 1000:.0f}k/{b[1] / 1000:.0f}k"
+            f"{short(a[1])}/{short(b[1])}"
             for a, b in zip(results[t]["old"], results[t]["new"])
         )
         print(

@@ -122,6 +122,9 @@ def main():
     ap.add_argument("--only", default="H,B,X,R")
     ap.add_argument("--servers", default="nginx,wharf")
     args = ap.parse_args()
+    unknown = set(args.servers.split(",")) - {"nginx", "wharf"}
+    if unknown:
+        ap.error(f"--servers: not nginx or wharf: {', '.join(sorted(unknown))}")
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -301,7 +301,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 /// when `content_length` is given. HPACK: `:method GET` and `:scheme http` from the
 /// static table, `:path`, `:authority x` and `content-length` as literals without
 /// indexing.
-fn opening_get_a_txt(content_length: Option<u8>) -> Vec<u8> {
+fn opening_get_a_txt(content_length: Option<&str>) -> Vec<u8> {
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
     let mut block = vec![0x82, 0x86];
@@ -309,7 +309,8 @@ fn opening_get_a_txt(content_length: Option<u8>) -> Vec<u8> {
     block.extend(b"/a.txt");
     block.extend([0x01, 1, b'x']);
     if let Some(len) = content_length {
-        block.extend([0x0f, 0x0d, 1, b'0' + len]);
+        block.extend([0x0f, 0x0d, len.len() as u8]);
+        block.extend(len.as_bytes());
     }
     out.extend(frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
     out
@@ -359,7 +360,7 @@ fn content_length_that_data_frames_contradict_is_a_stream_error() {
     let (_tmp, root) = fixture();
     let server = Server::start(&root, &[]);
     let mut stream = connect(server.addr());
-    let mut out = opening_get_a_txt(Some(5));
+    let mut out = opening_get_a_txt(Some("5"));
     out.extend(frame(0x0, 0, 1, b"ab")); // DATA
     stream.write_all(&out).unwrap();
     // While the body is incomplete, no answer: a window in which one would come
@@ -391,7 +392,7 @@ fn content_length_that_data_frames_contradict_is_a_stream_error() {
 fn request_with_trailers(server: &Server, trailers: &[u8]) -> &'static str {
     use std::io::Write;
     let mut stream = connect(server.addr());
-    let mut out = opening_get_a_txt(Some(2));
+    let mut out = opening_get_a_txt(Some("2"));
     out.extend(frame(0x0, 0, 1, b"ab")); // DATA
     out.extend(frame(0x1, 0x5, 1, trailers)); // HEADERS, END_HEADERS | END_STREAM
     stream.write_all(&out).unwrap();

@@ -173,6 +173,19 @@ fn requests_under_the_prefix_reach_the_app_and_the_rest_is_static() {
 }
 
 #[test]
+fn a_connection_token_that_is_not_text_hides_no_other() {
+    // obs-text in one token of the line (RFC 9110 §5.5): it names no field, and
+    // `X-Secret` on the same line is still hop-by-hop.
+    let app = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nConnection: X-Secret, \xe9t\xe9\r\nX-Secret: 1\r\nContent-Length: 2\r\n\r\nok",
+    );
+    let (_t, server) = proxied(&app, "/=http://");
+    let res = get(&server, "/x");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-secret"), None, "listed in Connection");
+}
+
+#[test]
 fn an_upstream_path_replaces_the_prefix() {
     let app = Upstream::start(OK);
     let (tmp, root) = temp_root();

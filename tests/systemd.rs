@@ -82,15 +82,25 @@ fn a_socket_passed_by_systemd_gets_the_bound_on_unsent_bytes() {
     let (_tmp, root) = temp_root();
     write_file(&root, "1m.bin", pseudo_random_bytes(5, 1024 * 1024));
     let port = free_port();
-    let mut activator = Command::new("systemd-socket-activate")
-        .arg(format!("--listen=127.0.0.1:{port}"))
-        .arg(env!("CARGO_BIN_EXE_wharf"))
-        .arg(&root)
-        .arg("-q")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Stopped however the test ends (systemd-socket-activate execs wharf).
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _wharf = Stopped(
+        Command::new("systemd-socket-activate")
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(env!("CARGO_BIN_EXE_wharf"))
+            .arg(&root)
+            .arg("-q")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // The first connection starts wharf; it was queued before wharf could set
     // anything on the socket, so the check uses the next one.
     let started = poll_until(Duration::from_secs(10), || {
@@ -103,10 +113,8 @@ fn a_socket_passed_by_systemd_gets_the_bound_on_unsent_bytes() {
         stream.read_to_string(&mut answer).ok()?;
         answer.starts_with("HTTP/1.1 200").then_some(())
     });
-    let queued = started.map(|()| queued_for_a_reader_that_reads_nothing(port, "/1m.bin").1);
-    let _ = activator.kill();
-    let _ = activator.wait();
-    let queued = queued.expect("wharf answers on the passed socket");
+    started.expect("wharf answers on the passed socket");
+    let (_reader, queued) = queued_for_a_reader_that_reads_nothing(port, "/1m.bin");
     assert!(
         queued <= UNSENT_BOUND_AND_WINDOW,
         "{queued} bytes queued in the kernel for a client that reads nothing"

@@ -22,14 +22,15 @@ use crate::net::lazy_tcp::{self, LazyTcp};
 /// Pending connections the kernel may queue for us.
 const BACKLOG: i32 = 1024;
 
-/// The most bytes a connection may have queued in the kernel but not yet sent
-/// (`TCP_NOTSENT_LOWAT`, inherited by every accepted socket). Without a bound the
-/// kernel lets each socket queue up to its send buffer's maximum (4 MiB by default),
-/// so a reader that opens its window a few hundred bytes at a time (slowhttptest's
-/// slow read) makes wharf copy a whole cached file into socket memory per
-/// connection: with a thousand of them the event loop spends seconds allocating
-/// socket buffers while other clients wait. With the bound a slow reader holds at
-/// most this much, and a fast one is topped up as soon as half of it has gone out.
+/// About the most bytes a connection may have queued in the kernel but not yet
+/// sent (`TCP_NOTSENT_LOWAT`, inherited by every accepted socket; the kernel checks
+/// it per segment, so it may go over by one). Without a bound the kernel lets each
+/// socket queue up to its send buffer's maximum (4 MiB by default), so a reader
+/// that opens its window 512 to 1,024 bytes at a time (slowhttptest's slow read)
+/// makes wharf copy a whole cached file into socket memory per connection: with a
+/// thousand of them the event loop spends seconds allocating socket buffers while
+/// other clients wait. With the bound a slow reader holds about this much, and a
+/// fast one is topped up as soon as half of it has gone out.
 const UNSENT_BOUND: u32 = 128 * 1024;
 
 /// Binds one listening socket, reporting failures in words an operator can act on.
@@ -65,9 +66,11 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<std::net::TcpListener,
     socket
         .bind(&addr.into())
         .map_err(|e| fail("listen on", e))?;
+    // Before `listen`: with SO_REUSEPORT connections may arrive at once, and each
+    // takes the listener's options as they are when it is made.
+    bound_unsent(&socket);
     socket.listen(BACKLOG).map_err(|e| fail("listen on", e))?;
     defer_accept(&socket);
-    bound_unsent(&socket);
     socket
         .set_nonblocking(true)
         .map_err(|e| fail("configure", e))?;

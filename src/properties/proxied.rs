@@ -28,7 +28,8 @@ const MAX_INPUT: usize = 32 * 1024;
 enum Outcome {
     /// wharf's own error response (the answer was unusable), with this status.
     Refused(StatusCode),
-    /// A protocol switch, which the proxy passes on only when it was asked for.
+    /// A 101: not relayed as a response but, when a client asked for the switch,
+    /// turned into a tunnel (`forward`; not followed here).
     Switched,
     /// The app handed a file back (`X-Accel-Redirect`).
     Redirect(String),
@@ -124,7 +125,8 @@ fn lease() -> Option<crate::handlers::proxy::upstream::Lease> {
     Pool::new(vec![upstream], Balance::LeastOutstanding).choose(&[])
 }
 
-/// Fields about one connection: never passed on to the client (RFC 9110 §7.6.1).
+/// Fields about one connection: never passed on to the client (RFC 9110 §7.6.1, and
+/// `Trailer` and `Proxy-Authenticate` from RFC 2616 §13.5.1's list).
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -163,12 +165,20 @@ pub fn proxy_response(data: &[u8]) {
         return;
     };
     assert!((200..=599).contains(&status.as_u16()), "status {status}");
-    let named = named_by_connection(out);
+    let head = final_head(out);
+    let named = head.as_ref().map_or(Vec::new(), named_by_connection);
     for name in headers.keys() {
         let name = name.as_str();
         assert!(!HOP_BY_HOP.contains(&name), "{name} relayed");
+        // The app's `Via` may be named and go; wharf's own is then the only one.
+        let own_via = name == "via"
+            && headers
+                .get_all(header::VIA)
+                .iter()
+                .map(|v| v.as_bytes())
+                .eq([b"1.1 wharf".as_slice()]);
         assert!(
-            !named.iter().any(|n| n == name),
+            own_via || !named.iter().any(|n| n == name),
             "{name} relayed though named"
         );
     }
@@ -177,58 +187,84 @@ pub fn proxy_response(data: &[u8]) {
         "a note for wharf relayed"
     );
     assert!(headers.contains_key(header::VIA), "no Via");
-    if method == Method::GET {
-        check_body(out, *status, body.as_ref());
+    if let (Some(head), Method::GET) = (head, method) {
+        check_body(out, &head, *status, body.as_ref());
     }
 }
 
-/// The field names the app's `Connection` fields list (lowercase), read with
-/// `httparse` directly.
-fn named_by_connection(out: &[u8]) -> Vec<String> {
-    let mut fields = [httparse::EMPTY_HEADER; 128];
-    let mut res = httparse::Response::new(&mut fields);
-    if !matches!(res.parse(out), Ok(httparse::Status::Complete(_))) {
-        return Vec::new();
+/// The response head hyper's client acts on, read again with `httparse`: the
+/// first one that is not an interim 1xx (101 counts as final).
+struct Head {
+    /// Where its header block ends in the app's bytes.
+    end: usize,
+    code: u16,
+    /// Names lowercase.
+    fields: Vec<(String, Vec<u8>)>,
+}
+
+fn final_head(out: &[u8]) -> Option<Head> {
+    let mut at = 0;
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 128];
+        let mut res = httparse::Response::new(&mut fields);
+        let httparse::Status::Complete(used) = res.parse(&out[at..]).ok()? else {
+            return None;
+        };
+        let code = res.code?;
+        if (100..200).contains(&code) && code != 101 {
+            at += used;
+            continue;
+        }
+        let fields = res
+            .headers
+            .iter()
+            .map(|f| (f.name.to_ascii_lowercase(), f.value.to_vec()))
+            .collect();
+        return Some(Head {
+            end: at + used,
+            code,
+            fields,
+        });
     }
-    res.headers
-        .iter()
-        .filter(|f| f.name.eq_ignore_ascii_case("connection"))
-        .filter_map(|f| std::str::from_utf8(f.value).ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+}
+
+impl Head {
+    /// The values of the field `name` (lowercase).
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// The field names the `Connection` fields of `head` list (lowercase; a token
+/// that is not text names nothing).
+fn named_by_connection(head: &Head) -> Vec<String> {
+    head.values("connection")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter_map(|t| std::str::from_utf8(t.trim_ascii()).ok())
+        .map(str::to_ascii_lowercase)
         .collect()
 }
 
-/// A GET's body against the bytes after the head (read again here with `httparse`),
-/// where the head is a final response framed by one `Content-Length` or by the end
-/// of the connection: with a length, exactly that many bytes, or broken off when
-/// fewer came; without one, everything to the end.
-fn check_body(out: &[u8], status: StatusCode, body: Option<&Bytes>) {
-    let mut fields = [httparse::EMPTY_HEADER; 128];
-    let mut res = httparse::Response::new(&mut fields);
-    let Ok(httparse::Status::Complete(used)) = res.parse(out) else {
-        return;
-    };
-    if res.code.is_none_or(|c| c < 200)
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+/// A GET's body against the bytes after the final head, where that head is framed
+/// by one `Content-Length` or by the end of the connection: with a length, exactly
+/// that many bytes, or broken off when fewer came; without one, everything to the
+/// end.
+fn check_body(out: &[u8], head: &Head, status: StatusCode, body: Option<&Bytes>) {
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return;
     }
-    let named = |name: &str| {
-        res.headers
-            .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case(name))
-            .collect::<Vec<_>>()
-    };
-    if !named("transfer-encoding").is_empty() {
+    if head.code != status.as_u16() || head.values("transfer-encoding").next().is_some() {
         return;
     }
-    let rest = &out[used..];
-    match named("content-length").as_slice() {
+    let rest = &out[head.end..];
+    let lengths: Vec<&[u8]> = head.values("content-length").collect();
+    match lengths.as_slice() {
         [] => assert_eq!(body.map(|b| &b[..]), Some(rest), "not the bytes to the end"),
         [one] => {
-            let Some(n) = std::str::from_utf8(one.value)
+            let Some(n) = std::str::from_utf8(one)
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok())
             else {

@@ -1290,8 +1290,9 @@ pub async fn h2_extended_connect(
 
 /// The most a loopback connection to wharf should hold in the server's kernel
 /// queue for a client that reads nothing: wharf's 128 KiB bound on unsent bytes,
-/// plus what the client's receive window lets out, with room to spare. Without the
-/// bound the kernel takes in about a whole 1 MiB file.
+/// which the kernel checks per segment and so may pass by one (up to 64 KiB on
+/// loopback), and the little the client's small window let out and left
+/// unacknowledged. Without the bound the kernel takes in about a whole 1 MiB file.
 pub const UNSENT_BOUND_AND_WINDOW: u64 = 384 * 1024;
 
 /// Bytes the kernel holds for sending (unacknowledged and not yet sent) on the
@@ -1311,25 +1312,34 @@ pub fn server_send_queue(server_port: u16, client_port: u16) -> Option<u64> {
     })
 }
 
-/// Asks 127.0.0.1:`port` for `path` and reads nothing; returns the connection and
-/// the server's send queue once it has settled (the same non-empty queue seen five
-/// times in a row: the server can write no more until the client reads).
+/// Asks 127.0.0.1:`port` for `path` on a connection with a small receive buffer
+/// (16 KiB, whatever the host's default) and reads nothing; returns the connection
+/// and the largest send queue seen on the server's end until it settled (the same
+/// non-empty queue five times in a row: the server can write no more until the
+/// client reads). Every sample counts, so a queue that only passes through a large
+/// size on its way is seen too.
 pub fn queued_for_a_reader_that_reads_nothing(port: u16, path: &str) -> (TcpStream, u64) {
-    let mut stream = connect(&format!("127.0.0.1:{port}"));
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let client_port = stream.local_addr().unwrap().port();
     stream
         .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
         .unwrap();
-    let mut seen = (0, 0);
-    let queued = poll_until(Duration::from_secs(10), || {
+    let (mut seen, mut largest) = ((0, 0), 0);
+    poll_until(Duration::from_secs(10), || {
         let now = server_send_queue(port, client_port)?;
+        largest = largest.max(now);
         seen = if now == seen.0 {
             (now, seen.1 + 1)
         } else {
             (now, 1)
         };
-        (now > 0 && seen.1 >= 5).then_some(now)
+        (now > 0 && seen.1 >= 5).then_some(())
     })
     .expect("the server's send queue never settled");
-    (stream, queued)
+    (stream, largest)
 }

@@ -111,15 +111,17 @@ fn is_hop_by_hop(name: &HeaderName, listed: &[String]) -> bool {
         || listed.iter().any(|l| l.eq_ignore_ascii_case(n))
 }
 
-/// The field names a message's `Connection` header lists.
+/// The field names a message's `Connection` header lists. Split as bytes: a token
+/// that is not text (obs-text) names no field, but must not hide the others on
+/// its line.
 fn connection_listed(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| std::str::from_utf8(t.trim_ascii()).ok())
         .filter(|t| !t.is_empty())
+        .map(str::to_ascii_lowercase)
         .collect()
 }
 
@@ -326,7 +328,8 @@ pub async fn send(
                 return Err(StatusCode::BAD_GATEWAY);
             }
             Ok(Ok(res)) if !defined_status(res.status()) => {
-                // Dropped unread: the connection is not reused.
+                // Its body is not read: hyper keeps the connection only when that
+                // body had already arrived whole (well framed, then).
                 lease.upstream.outcome(false);
                 crate::metrics::metrics().upstream(None);
                 tracing::warn!(
@@ -355,8 +358,8 @@ pub async fn send(
 }
 
 /// Whether an app's status code is one HTTP defines (RFC 9110 §15: 100 to 599).
-/// hyper takes any three digits; a 600 or a 999 is a malformed answer (502), not
-/// something to pass on to the client or the cache.
+/// hyper's client passes on any code from 100 to 999; a 600 or a 999 is a
+/// malformed answer (502), not something to pass on to the client or the cache.
 pub fn defined_status(status: StatusCode) -> bool {
     (100..=599).contains(&status.as_u16())
 }
