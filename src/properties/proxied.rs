@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::answers::{pieces, runtime};
-use crate::handlers::proxy::forward::{defined_status, relay};
+use crate::handlers::proxy::forward::{defined_status, relay, HOP_BY_HOP};
 use crate::handlers::proxy::upstream::{Balance, Pool, Upstream};
 use crate::handlers::proxy::UPSTREAM_READ_BUFFER;
 use crate::http::response::{InternalRedirect, Relayed};
@@ -124,19 +124,6 @@ fn lease() -> Option<crate::handlers::proxy::upstream::Lease> {
     let upstream = Upstream::parse("http://127.0.0.1:9").ok()?;
     Pool::new(vec![upstream], Balance::LeastOutstanding).choose(&[])
 }
-
-/// Fields about one connection: never passed on to the client (RFC 9110 §7.6.1, and
-/// `Trailer` and `Proxy-Authenticate` from RFC 2616 §13.5.1's list).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-connection",
-    "proxy-authenticate",
-];
 
 /// An app's answer through the proxy: the same whether it comes in one piece, in
 /// small pieces or slowly; a relayed answer has a final status, no hop-by-hop field

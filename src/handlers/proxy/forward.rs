@@ -91,8 +91,9 @@ fn only_data(
     }
 }
 
-/// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
+/// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1,
+/// and `Trailer` and `Proxy-Authenticate` from RFC 2616 §13.5.1's list).
+pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "te",
