@@ -293,9 +293,12 @@ TESTS = {
                              clients=100, streams=1),
     "proxy-1k": dict(kind="wrk", path="/1k.bin", connections=50, unit="req/s", proxy=True),
     "proxy-256m": dict(kind="download", path="/256m.bin", unit="MB/s", proxy=True),
+    # A PUT through the proxy to the upstream's /put/ (stored there): received whole by
+    # the proxy first (request buffering), then handed on.
+    "proxy-put-256m": dict(kind="put", path="/put/p.bin", unit="MB/s", proxy=True, size=BIG),
     "proxy-cache-1k": dict(kind="wrk", path="/cached/1k.bin", connections=50, unit="req/s",
                            cached=True),
-    "put-1g": dict(kind="put", path="/big.bin", unit="MB/s", upload=True),
+    "put-1g": dict(kind="put", path="/big.bin", unit="MB/s", upload=True, size=BIG_PUT),
     "put-4k": dict(kind="wrk", path="/", connections=10, unit="req/s", upload=True,
                    script="put4k.lua"),
     "tls-handshakes": dict(
@@ -316,7 +319,7 @@ def run_one(server, test, duration):
                                 test["clients"], test["streams"])
     elif test["kind"] == "put":
         start = time.monotonic()
-        value = upload(server.url(test["path"]), BIG_PUT) / 1e6
+        value = upload(server.url(test["path"]), test["size"]) / 1e6
         elapsed = time.monotonic() - start
     else:
         start = time.monotonic()
@@ -373,6 +376,7 @@ def main():
         uploads = os.path.join(tmp, "uploads")
         os.makedirs(os.path.join(uploads, ".nginx-body"))
         os.makedirs(os.path.join(uploads, ".lighttpd-body"))
+        os.makedirs(os.path.join(uploads, ".upstream-body"))
         ng_dir = os.path.join(tmp, "nginx")
         os.makedirs(ng_dir)
         with open(os.path.join(HERE, "nginx.conf")) as f:
@@ -385,7 +389,7 @@ def main():
             )
         with open(os.path.join(HERE, "upstream.conf")) as f:
             up_conf_text = string.Template(f.read()).substitute(
-                PREFIX=ng_dir, UP_PORT=ports["up"], ROOT=site,
+                PREFIX=ng_dir, UP_PORT=ports["up"], ROOT=site, UPLOAD_ROOT=uploads,
             )
         ng_conf = os.path.join(ng_dir, "nginx.conf")
         with open(ng_conf, "w") as f:
@@ -423,7 +427,8 @@ def main():
         wharf_proxy = Server(
             "wharf",
             [wharf_bin, empty, "-b", "127.0.0.1", "--quiet", "--workers", "1",
-             "--proxy", f"/=http://127.0.0.1:{ports['up']}", "-p", str(ports["wh_proxy"])],
+             "--proxy", f"/=http://127.0.0.1:{ports['up']}", "-p", str(ports["wh_proxy"]),
+             "--max-upload-size", str(2 * 1024 ** 3)],
             ports["wh_proxy"],
         )
         wharf_cache = Server(
