@@ -200,6 +200,110 @@ fn an_upstream_path_replaces_the_prefix() {
 }
 
 #[test]
+fn paths_reach_the_app_as_the_client_spelled_them() {
+    let app = Upstream::start(OK);
+    let (tmp, root) = temp_root();
+    let whole = format!("/p/=http://{}", app.addr);
+    let mapped = format!("/api/=http://{}/v1/", app.addr);
+    let server = Server::start(&root, &["--proxy", &whole, "--proxy", &mapped]);
+    // Reserved characters and their escapes are different URIs to the app.
+    for (asked, forwarded) in [
+        ("/p/a;b=c", "/p/a;b=c"),
+        ("/p/a!$&'()*+,;=:@b", "/p/a!$&'()*+,;=:@b"),
+        ("/p/a%3Bb/%7Ec", "/p/a%3Bb/%7Ec"),
+        ("/api/x;jsessionid=1?q=a+b", "/v1/x;jsessionid=1?q=a+b"),
+        // Something to normalise: the normalised path.
+        ("/p/a/../b;c", "/p/b%3Bc"),
+        ("/p//x", "/p/x"),
+    ] {
+        assert_eq!(get(&server, asked).status, 200, "{asked}");
+        assert_eq!(
+            app.last().request_line(),
+            format!("GET {forwarded} HTTP/1.1"),
+            "{asked}"
+        );
+    }
+    drop(tmp);
+}
+
+#[test]
+fn the_app_gets_the_host_the_request_named() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/=http://");
+    // An absolute-form target's host wins over Host (RFC 9112 §3.2.2).
+    let res = server.exchange(
+        b"GET http://other.example/abs HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!(res.status, 200);
+    let seen = app.last();
+    assert_eq!(seen.request_line(), "GET /abs HTTP/1.1");
+    assert_eq!(seen.header("host").as_deref(), Some("other.example"));
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("other.example")
+    );
+    // An HTTP/1.0 client without Host: the upstream's own, since an HTTP/1.1
+    // request must have one; and Via names the protocol the request came in with.
+    let res = server.exchange(b"GET /nohost HTTP/1.0\r\n\r\n", false);
+    assert_eq!(res.status, 200);
+    let seen = app.last();
+    assert_eq!(seen.request_line(), "GET /nohost HTTP/1.1");
+    assert_eq!(seen.header("host").as_deref(), Some(app.addr.as_str()));
+    assert_eq!(seen.header("via").as_deref(), Some("1.0 wharf"));
+}
+
+#[test]
+fn an_expectation_wharf_met_is_not_asked_of_the_app_again() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/=http://");
+    let mut client = Conn::open(&server);
+    client
+        .send(b"PUT /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    assert_eq!(client.read_head().unwrap().status, 100);
+    client.send(b"12345");
+    assert_eq!(client.read_response(false).status, 200);
+    let seen = app.last();
+    assert_eq!(seen.body, b"12345");
+    assert_eq!(seen.header("expect"), None);
+}
+
+#[test]
+fn a_kept_connection_the_app_closed_is_not_a_502() {
+    // An app that answers the first request on each connection and closes the
+    // connection when the next one arrives on it, unanswered (its idle timeout
+    // firing as wharf reuses the connection).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&answered);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let count = Arc::clone(&count);
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                if read_request(&mut reader).is_some() {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = reader.get_mut().write_all(OK);
+                }
+                let _ = read_request(&mut reader);
+            });
+        }
+    });
+    let (tmp, root) = temp_root();
+    let arg = format!("/=http://{addr}");
+    let server = Server::start(&root, &["--proxy", &arg]);
+    for i in 0..3 {
+        assert_eq!(get(&server, &format!("/r{i}")).status, 200, "request {i}");
+    }
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // A request that is not idempotent is never sent twice: a 502.
+    let res = request(&server, "POST", "/post", &[("Content-Length", "0")]);
+    assert_eq!(res.status, 502);
+    drop(tmp);
+}
+
+#[test]
 fn forwarding_headers_are_set_and_client_supplied_ones_replaced() {
     let app = Upstream::start(OK);
     let (_t, server) = proxied(&app, "/=http://");

@@ -22,8 +22,17 @@ use crate::http::body::{Body, FileRange, Segment};
 use crate::http::request_body::RequestBody;
 use crate::http::response;
 
-/// What `Via` says wharf is.
-const VIA: &str = "1.1 wharf";
+/// What `Via` says: the protocol the message came in with (RFC 9110 §7.6.3), and
+/// wharf.
+fn via(received: Version) -> &'static str {
+    match received {
+        Version::HTTP_09 => "0.9 wharf",
+        Version::HTTP_10 => "1.0 wharf",
+        Version::HTTP_2 => "2 wharf",
+        Version::HTTP_3 => "3 wharf",
+        _ => "1.1 wharf",
+    }
+}
 /// Bodies up to this size are read whole before the response starts.
 const SMALL_BODY: u64 = 64 * 1024;
 /// Chunks of a response in flight between the buffer and the client's connection
@@ -131,6 +140,7 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
     let Incoming {
         head,
         path,
+        target,
         mut body,
         remote,
         tls,
@@ -182,11 +192,15 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
         (None, &Method::CONNECT) => return response::error(StatusCode::BAD_REQUEST),
         (_, method) => method.clone(),
     };
+    let target = Target {
+        path: &path,
+        spelled: target,
+        query: head.uri.query(),
+    };
     let sent = send(
         &route,
         &method,
-        &path,
-        head.uri.query(),
+        target,
         &headers,
         spooled.as_ref(),
         stream_body.take(),
@@ -248,20 +262,32 @@ pub struct Sent {
     pub sent_at: std::time::SystemTime,
 }
 
-/// Sends a request for `path` with `headers` (already made for the upstream) and
+/// What an upstream is asked for: the routed path, as decoded and as the client
+/// spelled it, and the query.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The path as routed (decoded, normalised).
+    pub path: &'a crate::http::path::SitePath,
+    /// The same path as it was spelled in the request (before decoding).
+    pub spelled: &'a str,
+    /// The query, passed unchanged.
+    pub query: Option<&'a str>,
+}
+
+/// Sends a request for `target` with `headers` (already made for the upstream) and
 /// its body, if any, to an upstream of the route, trying the next one when no
 /// connection could be made. Unreachable → 502; no response head in time → 504.
 pub async fn send(
     route: &Route,
     method: &Method,
-    path: &crate::http::path::SitePath,
-    query: Option<&str>,
+    target: Target<'_>,
     headers: &HeaderMap,
     spooled: Option<&Spooled>,
     mut stream_body: Option<RequestBody>,
 ) -> Result<Sent, StatusCode> {
     route.start_health_checks();
     let mut tried = Vec::new();
+    let mut resent = 0;
     loop {
         let Some(lease) = route.pool.choose(&tried) else {
             return Err(StatusCode::BAD_GATEWAY);
@@ -280,11 +306,11 @@ pub async fn send(
             (None, None) => ProxyBody::Whole(Body::empty()),
         };
         let resend_possible = !matches!(body, ProxyBody::Stream(_));
-        let target = upstream_target(route, &lease.upstream.path, path, query);
+        let asked_for = upstream_target(route, &lease.upstream.path, target);
         let uri = Uri::builder()
             .scheme("http")
             .authority(host_of(lease.index))
-            .path_and_query(target)
+            .path_and_query(asked_for)
             .build()
             .map_err(|_| StatusCode::BAD_REQUEST)?;
         let mut upstream_req = Request::new(body);
@@ -292,6 +318,13 @@ pub async fn send(
         *upstream_req.uri_mut() = uri;
         *upstream_req.version_mut() = Version::HTTP_11;
         *upstream_req.headers_mut() = headers.clone();
+        if !headers.contains_key(header::HOST) {
+            // Every HTTP/1.1 request has a Host (RFC 9112 §3.2); a client that sent
+            // none (HTTP/1.0) has the upstream's own named, as nginx's `$proxy_host`.
+            if let Ok(host) = HeaderValue::from_str(&lease.upstream.authority()) {
+                upstream_req.headers_mut().insert(header::HOST, host);
+            }
+        }
         if let Some(spooled) = spooled {
             upstream_req
                 .headers_mut()
@@ -321,6 +354,21 @@ pub async fn send(
                     continue;
                 }
                 return Err(StatusCode::BAD_GATEWAY);
+            }
+            Ok(Err(e))
+                if resend_possible
+                    && method.is_idempotent()
+                    && closed_unanswered(&e)
+                    && resent < RESENDS =>
+            {
+                // A kept-alive connection the app closed as the request went out
+                // (its idle timeout against wharf's reuse): nothing was answered,
+                // and an idempotent request may be sent again (RFC 9112 §9.3.1), on
+                // a new connection, as nginx does.
+                resent += 1;
+                tried.pop();
+                tracing::debug!("upstream {}: sent again after {e}", lease.upstream.shown);
+                continue;
             }
             Ok(Err(e)) => {
                 lease.upstream.outcome(false);
@@ -356,6 +404,31 @@ pub async fn send(
             }
         }
     }
+}
+
+/// How many times a request is sent again after its connection closed unanswered:
+/// each of the pool's other kept connections may have been closed the same way.
+const RESENDS: u32 = 3;
+
+/// Whether a request failed because its connection closed (or was reset) before
+/// any answer came: what a kept-alive connection the app has since closed gives.
+fn closed_unanswered(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Whether an app's status code is one HTTP defines (RFC 9110 §15: 100 to 599).
@@ -419,7 +492,7 @@ fn switched(res: &mut Response<hyper::body::Incoming>, client: Version) -> Respo
         out.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    append_list(out.headers_mut(), "via", VIA);
+    append_list(out.headers_mut(), "via", via(res.version()));
     out.extensions_mut()
         .insert(response::Tunnel(Arc::new(std::sync::Mutex::new(Some(
             other_end,
@@ -428,34 +501,48 @@ fn switched(res: &mut Response<hyper::body::Incoming>, client: Version) -> Respo
     out
 }
 
-/// The path and query the upstream is asked for: the normalised request path (every
-/// segment re-encoded), with the route's prefix replaced by the upstream URL's own
-/// path when it has one (nginx's `proxy_pass` with a URI).
-fn upstream_target(
-    route: &Route,
-    upstream_path: &Option<String>,
-    path: &crate::http::path::SitePath,
-    query: Option<&str>,
-) -> String {
-    let url = path.to_url(path.has_trailing_slash());
-    let mut target = match upstream_path {
-        None => url,
-        Some(base) => {
-            let prefix = crate::http::path::encode_path(&route.prefix);
-            match url.strip_prefix(prefix.trim_end_matches('/')) {
-                Some(rest) => {
-                    let rest = rest.strip_prefix('/').unwrap_or(rest);
-                    format!("{}/{}", base.trim_end_matches('/'), rest)
-                }
-                None => url,
-            }
-        }
+/// The path and query the upstream is asked for, with the route's prefix replaced
+/// by the upstream URL's own path when it has one (`/api/x` → `/v1/x`, as nginx's
+/// `proxy_pass` with a URI). The path goes as the client spelled it when that
+/// spelling names the routed path with nothing to normalise: a reserved character
+/// and its escape are different URIs to the app (RFC 3986 §2.2, `;` against
+/// `%3B`). Otherwise (dot segments, `//`, a rewrite) it is the normalised path with
+/// every segment re-encoded.
+fn upstream_target(route: &Route, upstream_path: &Option<String>, target: Target<'_>) -> String {
+    let canonical = || target.path.to_url(target.path.has_trailing_slash());
+    let mapped = |url: &str| -> Option<String> {
+        let Some(base) = upstream_path else {
+            return Some(url.to_string());
+        };
+        let prefix = crate::http::path::encode_path(&route.prefix);
+        let rest = url.strip_prefix(prefix.trim_end_matches('/'))?;
+        let rest = rest.strip_prefix('/').unwrap_or(rest);
+        Some(format!("{}/{}", base.trim_end_matches('/'), rest))
     };
-    if let Some(q) = query {
-        target.push('?');
-        target.push_str(q);
+    let mut out = as_spelled(target)
+        .and_then(mapped)
+        .or_else(|| mapped(&canonical()))
+        .unwrap_or_else(canonical);
+    if let Some(q) = target.query {
+        out.push('?');
+        out.push_str(q);
     }
-    target
+    out
+}
+
+/// `target.spelled`, when it is a spelling of `target.path` with no empty, `.` or
+/// `..` segment: what normalising would change is then only its escapes.
+fn as_spelled(target: Target<'_>) -> Option<&str> {
+    let spelled = target.spelled;
+    let rest = spelled.strip_prefix('/')?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    let plain = segments.iter().enumerate().all(|(i, seg)| {
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(seg).collect();
+        (i == last || !seg.is_empty()) && decoded != b"." && decoded != b".."
+    });
+    let same = crate::http::path::SitePath::parse(spelled, true).is_ok_and(|p| p == *target.path);
+    (plain && same).then_some(spelled)
 }
 
 /// The request's fields as the upstream gets them: hop-by-hop ones removed, the
@@ -476,7 +563,10 @@ pub fn upstream_headers(
     ];
     let mut out = HeaderMap::new();
     for (name, value) in &head.headers {
-        if is_hop_by_hop(name, &listed) || name == header::CONTENT_LENGTH {
+        // `Expect` too: wharf itself answered it, and it has the body (or streams
+        // it); the app asked again could refuse what it never has to wait for.
+        if is_hop_by_hop(name, &listed) || name == header::CONTENT_LENGTH || name == header::EXPECT
+        {
             continue;
         }
         if !trusted && forwarding.contains(&name.as_str()) {
@@ -484,12 +574,13 @@ pub fn upstream_headers(
         }
         out.append(name.clone(), value.clone());
     }
-    // HTTP/2 carries the host in `:authority`.
-    let host = head.headers.get(header::HOST).cloned().or_else(|| {
-        head.uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The target's authority wins over `Host`: an absolute-form target's (RFC
+    // 9112 §3.2.2), HTTP/2's `:authority`.
+    let host = head
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| head.headers.get(header::HOST).cloned());
     if let Some(host) = &host {
         out.insert(header::HOST, host.clone());
     }
@@ -515,7 +606,7 @@ pub fn upstream_headers(
         }
     }
     append_list(&mut out, "forwarded", &forwarded);
-    append_list(&mut out, "via", VIA);
+    append_list(&mut out, "via", via(head.version));
     for (name, value) in &route.add_headers {
         out.insert(name.clone(), value.clone());
     }
@@ -630,7 +721,7 @@ fn internal_redirect(parts: &http::response::Parts) -> Option<Response<Body>> {
 /// Makes an app's response fields fit for the client: hop-by-hop fields and the
 /// app's notes to wharf removed, `Via` added. Returns whether the body must reach
 /// the client as it is made (see [`streams`]).
-pub fn clean(headers: &mut HeaderMap) -> bool {
+pub fn clean(headers: &mut HeaderMap, received: Version) -> bool {
     let listed = connection_listed(headers);
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
@@ -641,7 +732,7 @@ pub fn clean(headers: &mut HeaderMap) -> bool {
     let streamed = streams(headers);
     // The app's note to wharf, not to the client.
     headers.remove("x-accel-buffering");
-    append_list(headers, "via", VIA);
+    append_list(headers, "via", via(received));
     streamed
 }
 
@@ -662,7 +753,7 @@ pub async fn relay(
         drop(incoming);
         return redirect;
     }
-    let streamed = clean(&mut parts.headers);
+    let streamed = clean(&mut parts.headers, parts.version);
     let filling = filling.filter(|_| !streamed);
     let length = parts
         .headers

@@ -52,6 +52,14 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Its `host:port` as a Host field names it (`localhost` for a unix socket).
+    pub fn authority(&self) -> String {
+        match &self.address {
+            Address::Tcp(host_port) | Address::Tls(host_port, _) => host_port.clone(),
+            Address::Unix(_) => "localhost".to_string(),
+        }
+    }
+
     /// Parses `http://host:port[/path]` or `unix:/path`.
     pub fn parse(url: &str) -> Result<Upstream, String> {
         let (address, path) = if let Some(sock) = url.strip_prefix("unix:") {

@@ -371,16 +371,12 @@ async fn fetch(
         CacheOutcome::Miss
     });
     let headers = upstream_fields(route, req, stored.as_deref());
-    let sent = forward::send(
-        route,
-        &Method::GET,
-        req.path,
-        head.uri.query(),
-        &headers,
-        None,
-        None,
-    )
-    .await;
+    let target = forward::Target {
+        path: req.path,
+        spelled: head.uri.path(),
+        query: head.uri.query(),
+    };
+    let sent = forward::send(route, &Method::GET, target, &headers, None, None).await;
     let sent = match sent {
         Ok(sent) => sent,
         Err(status) => {
@@ -500,7 +496,7 @@ async fn fetch(
 fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> {
     let mut fresh = entry.derive();
     let mut update = sent.res.headers().clone();
-    forward::clean(&mut update);
+    forward::clean(&mut update, sent.res.version());
     for name in KEPT_ON_304 {
         update.remove(name);
     }
@@ -560,7 +556,7 @@ fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> 
 fn storable(key: &str, req: Asking<'_>, sent: &Sent, rcc: &RequestDirectives) -> Option<Entry> {
     let status = sent.res.status();
     let mut headers = sent.res.headers().clone();
-    forward::clean(&mut headers);
+    forward::clean(&mut headers, sent.res.version());
     let cc = ResponseDirectives::of(&headers);
     let final_and_whole = !status.is_informational()
         && status != StatusCode::PARTIAL_CONTENT
@@ -658,21 +654,18 @@ fn refresh_in_background(
     let (route, cache, entry) = (Arc::clone(route), Arc::clone(cache), Arc::clone(entry));
     let path = req.path.clone();
     let query = req.head.uri.query().map(str::to_string);
+    let spelled = req.head.uri.path().to_string();
     let head = req.head.clone();
     let (remote, tls) = (req.remote, req.tls);
     let key = key.to_string();
     tokio::spawn(async move {
         let _flight = flight;
-        let sent = forward::send(
-            &route,
-            &Method::GET,
-            &path,
-            query.as_deref(),
-            &headers,
-            None,
-            None,
-        )
-        .await;
+        let target = forward::Target {
+            path: &path,
+            spelled: &spelled,
+            query: query.as_deref(),
+        };
+        let sent = forward::send(&route, &Method::GET, target, &headers, None, None).await;
         let Ok(sent) = sent else { return };
         if sent.res.status() == StatusCode::NOT_MODIFIED {
             refreshed(&cache, &entry, &sent);
