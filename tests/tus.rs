@@ -393,3 +393,34 @@ fn tus_js_client_resumes_a_100_mib_upload() {
         "bytes differ"
     );
 }
+
+#[test]
+fn a_request_naming_an_upload_never_acts_on_its_folder() {
+    let (_t, root) = temp_root();
+    write_file(&root, "up/kept.txt", "kept");
+    let server = Server::start(&root, &["--upload", "--delete"]);
+    let url = create(&server, "/up/", "part.bin", 10);
+    // Without Tus-Resumable: 412 with the versions spoken, whatever the method.
+    for method in ["DELETE", "PATCH", "PUT", "POST", "MKCOL"] {
+        let res = request(&server, method, &url, &[]);
+        assert_eq!(res.status, 412, "{method}");
+        assert_eq!(res.header("tus-version").as_deref(), Some("1.0.0"));
+        assert_eq!(res.header("tus-resumable").as_deref(), Some("1.0.0"));
+    }
+    assert!(root.join("up/kept.txt").exists(), "the folder is untouched");
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("0"));
+    // A version not spoken: 412, which says the one that is.
+    let res = server.exchange(
+        format!(
+            "DELETE {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTus-Resumable: 9.9.9\r\n\r\n"
+        )
+        .as_bytes(),
+        false,
+    );
+    assert_eq!(res.status, 412);
+    assert_eq!(res.header("tus-version").as_deref(), Some("1.0.0"));
+    assert_eq!(res.header("tus-resumable").as_deref(), Some("1.0.0"));
+    // Reads of the URL are the folder's.
+    assert_eq!(get(&server, &url).status, 200);
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("0"));
+}

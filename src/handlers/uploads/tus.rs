@@ -66,19 +66,38 @@ struct Meta {
     done: bool,
 }
 
-/// Whether the request is one of tus's (it says which protocol it speaks).
+/// Whether the request is one of tus's: it says which protocol it speaks, or it names
+/// an upload (`?tus=`) with a method other than a read. The latter never reaches the
+/// folder the upload's URL is also the URL of (a DELETE there would delete the
+/// folder): without `Tus-Resumable` it is refused with 412, as tusd does.
 pub fn is_tus(head: &Parts) -> bool {
     head.headers.contains_key("tus-resumable")
+        || (upload_id(head).is_some()
+            && !matches!(head.method, Method::GET | Method::HEAD | Method::OPTIONS))
+}
+
+/// The upload the request's query names (`tus=<id>`), if any.
+fn upload_id(head: &Parts) -> Option<&str> {
+    head.uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("tus=")))
+}
+
+/// Whether the request speaks the protocol version this server does.
+fn speaks_version(head: &Parts) -> bool {
+    head.headers.get("tus-resumable").map(|v| v.as_bytes()) == Some(VERSION.as_bytes())
 }
 
 /// Whether a tus request with `access` is allowed: everything takes uploads (ending
-/// one's own upload too).
+/// one's own upload too). One that does not speak this version is answered (412,
+/// whatever its method), so that the client learns the versions spoken.
 pub fn allows(access: &Access, head: &Parts) -> bool {
     access.upload
-        && matches!(
-            head.method,
-            Method::POST | Method::PATCH | Method::HEAD | Method::DELETE
-        )
+        && (!speaks_version(head)
+            || matches!(
+                head.method,
+                Method::POST | Method::PATCH | Method::HEAD | Method::DELETE
+            ))
 }
 
 /// The headers `OPTIONS` adds where uploads are allowed.
@@ -93,18 +112,14 @@ pub fn advertise(access: &Access, headers: &mut HeaderMap) {
 /// Answers a tus request allowed by `access`.
 pub async fn respond(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<Body> {
     let head = req.head;
-    if head.headers.get("tus-resumable").map(|v| v.as_bytes()) != Some(VERSION.as_bytes()) {
-        let mut res = response::error(StatusCode::PRECONDITION_FAILED);
-        res.headers_mut()
-            .insert("tus-version", HeaderValue::from_static(VERSION));
-        return res;
-    }
-    let id = head
-        .uri
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("tus=")))
-        .map(str::to_string);
+    let id = upload_id(head).map(str::to_string);
     let mut res = match (&head.method, id) {
+        _ if !speaks_version(head) => {
+            let mut res = response::error(StatusCode::PRECONDITION_FAILED);
+            res.headers_mut()
+                .insert("tus-version", HeaderValue::from_static(VERSION));
+            res
+        }
         (&Method::POST, None) => create(up, access, req).await,
         (_, None) => response::error(StatusCode::NOT_FOUND),
         (&Method::HEAD, Some(id)) => status(up, &req.path, &id).await,
@@ -112,6 +127,7 @@ pub async fn respond(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Resp
         (&Method::DELETE, Some(id)) => terminate(up, &req.path, &id).await,
         _ => response::error(StatusCode::METHOD_NOT_ALLOWED),
     };
+    // Every answer but OPTIONS' says the version spoken (tus 1.0.0, "Tus-Resumable").
     res.headers_mut()
         .insert("tus-resumable", HeaderValue::from_static(VERSION));
     res
