@@ -306,6 +306,12 @@ fn htbin_is_a_cgi_folder_too_and_head_runs_the_program() {
     assert_eq!(res.status, 200);
     assert_eq!(res.header("x-ran").as_deref(), Some("yes"));
     assert!(res.body.is_empty());
+    // Not a length the GET's body does not have (RFC 9110 §8.6).
+    assert!(
+        matches!(res.header("content-length").as_deref(), None | Some("2")),
+        "{:?}",
+        res.header("content-length")
+    );
     // A program that answers HEAD itself: the length of the body a GET would get,
     // and no body.
     program(

@@ -224,6 +224,34 @@ fn a_fresh_response_is_answered_from_the_cache_with_its_age() {
 }
 
 #[test]
+fn fields_kept_private_reach_the_user_who_asked_but_are_not_stored() {
+    let app = App::start(|_, n| {
+        ok(
+            &[
+                "Cache-Control: max-age=600, private=\"Set-Cookie\"",
+                &format!("Set-Cookie: session={n}"),
+            ],
+            "page",
+        )
+    });
+    let (_t, server) = cached(&app, &[]);
+    let first = get(&server, "/login");
+    assert_eq!(first.status, 200);
+    assert!(cache_status(&first).contains("stored"), "{first:?}");
+    // RFC 9111 §5.2.2.7: only the stored copy goes without them.
+    assert_eq!(first.header("set-cookie").as_deref(), Some("session=1"));
+    // Fresh from the app: no Age (RFC 9111 §5.1).
+    assert_eq!(first.header("age"), None);
+    let second = get(&server, "/login");
+    assert!(
+        cache_status(&second).starts_with("wharf; hit"),
+        "{second:?}"
+    );
+    assert_eq!(second.header("set-cookie"), None);
+    assert_eq!(app.hits("/login").len(), 1);
+}
+
+#[test]
 fn what_a_shared_cache_may_not_store_always_reaches_the_app() {
     let app = App::start(|req, n| {
         let cc = match req.path() {

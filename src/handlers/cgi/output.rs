@@ -117,9 +117,12 @@ pub async fn respond<O: Output>(
     // would get, and is passed on as such, not checked against nothing.
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         // A body of the declared length that never sends a byte: HEAD's finishing
-        // states the length and drops the body.
+        // states the length and drops the body. Without a declared length, one of
+        // unknown length: a HEAD must not claim the GET's body is empty (RFC 9110
+        // §8.6).
         let body = match length {
             Some(len) if head_request => Body::channel_of_len(tokio::sync::mpsc::channel(1).1, len),
+            None if head_request => Body::channel(tokio::sync::mpsc::channel(1).1),
             _ => Body::empty(),
         };
         return document(status, headers, body);

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::collapse::{FlightGuard, Turn};
@@ -448,6 +448,8 @@ async fn fetch(
     if bodiless || length.is_some_and(|n| n <= SMALL_BODY) {
         // Small: read whole, stored, and answered from the entry (so with the
         // client's ranges and conditionals).
+        let own = users_own_fields(res.headers());
+        let had_age = res.headers().contains_key(header::AGE);
         let (_, mut incoming) = res.into_parts();
         let whole = if bodiless {
             Some(bytes::Bytes::new())
@@ -468,6 +470,15 @@ async fn fetch(
         let entry = Filling::new(Arc::clone(cache), template, flight).store_whole(whole);
         return match serve::respond(&cache.store, &entry, head, &detail).await {
             Some(mut res) => {
+                // Fresh from the app: the fields a qualified `private` keeps out of
+                // the cache are still this user's (RFC 9111 §5.2.2.7), and an `Age`
+                // would say the app was not asked (§5.1).
+                for (name, value) in own {
+                    res.headers_mut().append(name, value);
+                }
+                if !had_age {
+                    res.headers_mut().remove(header::AGE);
+                }
                 res.extensions_mut().insert(answered);
                 res
             }
@@ -489,6 +500,25 @@ async fn fetch(
     serve::add_status(out.headers_mut(), &detail);
     out.extensions_mut().insert(answered);
     out
+}
+
+/// The fields of an app's response that its qualified `private` names: never
+/// stored, but the requesting user's.
+fn users_own_fields(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(names) = ResponseDirectives::of(headers).private else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .flat_map(|name| {
+            headers
+                .get_all(&name)
+                .iter()
+                .map(|v| (name.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The stored response `entry` with the fields of the 304 that validated it
