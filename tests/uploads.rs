@@ -739,3 +739,71 @@ fn copy_and_move_never_delete_their_source_or_wharfs_secrets() {
     );
     assert_eq!(std::fs::read(root.join("a/b.txt")).unwrap(), b"b");
 }
+
+#[test]
+fn delete_copy_move_proppatch_and_mkcol_honour_preconditions() {
+    let (_t, root) = temp_root();
+    write_file(&root, "f.txt", "one");
+    write_file(&root, "dir/a.txt", "a");
+    let server = writable(&root);
+    let tag = get(&server, "/f.txt").header("etag").expect("an ETag");
+    let dest = "http://localhost/g.txt";
+    let patch = b"<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
+                  <Z:p xmlns:Z=\"http://z/\">v</Z:p></D:prop></D:set></D:propertyupdate>";
+    let failing: [(&str, &str); 3] = [
+        ("If-Match", "\"other\""),
+        ("If-Unmodified-Since", "Sat, 01 Jan 2000 00:00:00 GMT"),
+        ("If-None-Match", "*"),
+    ];
+    for condition in failing {
+        for (method, body) in [
+            ("DELETE", &b""[..]),
+            ("COPY", b""),
+            ("MOVE", b""),
+            ("PROPPATCH", patch),
+        ] {
+            let res = send(
+                &server,
+                method,
+                "/f.txt",
+                &[condition, ("Destination", dest)],
+                body,
+            );
+            assert_eq!(res.status, 412, "{method} {condition:?}");
+        }
+    }
+    let same = send(&server, "PROPFIND", "/f.txt", &[("Depth", "0")], b"");
+    assert!(!same.body_text().contains("http://z/"), "nothing was set");
+    assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"one");
+    assert!(!root.join("g.txt").exists());
+    // A folder has no tag: only `*` matches it.
+    for condition in [("If-Match", "\"other\""), ("If-None-Match", "*")] {
+        assert_eq!(
+            send(&server, "DELETE", "/dir/", &[condition], b"").status,
+            412
+        );
+    }
+    assert!(root.join("dir/a.txt").exists());
+    // Nothing there: If-Match fails, If-None-Match: * holds.
+    assert_eq!(
+        send(&server, "MKCOL", "/new", &[("If-Match", "*")], b"").status,
+        412
+    );
+    assert_eq!(
+        send(&server, "MKCOL", "/new", &[("If-None-Match", "*")], b"").status,
+        201
+    );
+    // Conditions that hold.
+    let res = send(
+        &server,
+        "MOVE",
+        "/f.txt",
+        &[("If-Match", &tag), ("Destination", dest)],
+        b"",
+    );
+    assert_eq!(res.status, 201);
+    assert_eq!(
+        send(&server, "DELETE", "/dir/", &[("If-Match", "*")], b"").status,
+        204
+    );
+}

@@ -29,13 +29,14 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     };
     let name = name.to_vec();
     let path = req.path.clone();
-    let headers = req.head.headers.clone();
+    let (method, headers) = (req.head.method.clone(), req.head.headers.clone());
     let done = up
         .run(move |up| -> Result<(), StatusCode> {
             let dir = existing(up, &parent, &name)?;
             if up.locks.blocks_tree(&path, &headers) {
                 return Err(StatusCode::LOCKED);
             }
+            up.preconditions(&path, &method, &headers)?;
             if up
                 .root
                 .tree_holds_secret(&dir, &name)
@@ -84,7 +85,7 @@ pub async fn mkcol(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     };
     let name = name.to_vec();
     let path = req.path.clone();
-    let headers = req.head.headers.clone();
+    let (method, headers) = (req.head.method.clone(), req.head.headers.clone());
     let done = up
         .run(move |up| -> Result<(), StatusCode> {
             let dir = up
@@ -101,6 +102,7 @@ pub async fn mkcol(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
             if up.locks.blocks(&path, &headers) {
                 return Err(StatusCode::LOCKED);
             }
+            up.preconditions(&path, &method, &headers)?;
             dir.mkdir(&name).map_err(|e| match e.kind() {
                 io::ErrorKind::AlreadyExists => StatusCode::METHOD_NOT_ALLOWED,
                 _ => io_status(&e),
@@ -153,7 +155,7 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     }
     let (src_name, dst_name) = (src_name.to_vec(), dst_name.to_vec());
     let (src, dst) = (req.path.clone(), dest.path.clone());
-    let headers = headers.clone();
+    let (method, headers) = (req.head.method.clone(), headers.clone());
     let dest_can_delete = dest.access.delete;
     let done = up
         .run(move |up| -> Result<bool, StatusCode> {
@@ -174,6 +176,8 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
             if up.locks.blocks_tree(&dst, &headers) {
                 return Err(StatusCode::LOCKED);
             }
+            // The preconditions are the source's: it is the request's target.
+            up.preconditions(&src, &method, &headers)?;
             let there = dst_dir.entry_type(&dst_name).map_err(|e| io_status(&e))?;
             let existed = there != EntryType::Missing;
             if existed && !overwrite {

@@ -20,14 +20,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 
-use crate::fs::Root;
+use crate::fs::{Node, Root};
 use crate::handlers::static_files::StaticFiles;
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
+use crate::http::conditional::{self, Precondition, Validators};
 use crate::http::path::SitePath;
 use crate::http::response;
 
@@ -136,6 +137,53 @@ impl Uploads {
                 }
             }
             tokio::time::timeout_at(deadline, released).await.ok()?;
+        }
+    }
+
+    /// Evaluates the request's preconditions (`If-Match`, `If-None-Match`,
+    /// `If-Unmodified-Since`: RFC 9110 §13.1) against what `path` names now, as a GET
+    /// would describe it, before a change is made to it; `Err(412)` when one fails.
+    /// A folder has no validator, so only `If-Match: *` matches it; where nothing is,
+    /// only `If-Match` fails (RFC 9110 §13.1.1). Only asked for, the current file's
+    /// tag costs a read of it. Blocks.
+    fn preconditions(
+        &self,
+        path: &SitePath,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<(), StatusCode> {
+        let asks = [
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+        ]
+        .iter()
+        .any(|h| headers.contains_key(h));
+        if !asks {
+            return Ok(());
+        }
+        let verdict = match self.root.open(path) {
+            Ok(Node::File(open)) => {
+                let tag = self.files.etag(&open).map_err(|e| io_status(&e))?;
+                let validators = Validators {
+                    etag: Some(&tag),
+                    last_modified: open.meta.modified().ok(),
+                };
+                conditional::evaluate(method, headers, validators)
+            }
+            Ok(Node::Dir(_)) => {
+                let validators = Validators {
+                    etag: None,
+                    last_modified: None,
+                };
+                conditional::evaluate(method, headers, validators)
+            }
+            Err(_) if headers.contains_key(header::IF_MATCH) => Precondition::Failed,
+            Err(_) => Precondition::Proceed,
+        };
+        match verdict {
+            Precondition::Proceed => Ok(()),
+            _ => Err(StatusCode::PRECONDITION_FAILED),
         }
     }
 

@@ -357,13 +357,14 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let Some(changes) = parse_propertyupdate(&xml) else {
         return response::error(StatusCode::BAD_REQUEST);
     };
-    let headers = head.headers.clone();
+    let (method, headers) = (head.method.clone(), head.headers.clone());
     let answer = up
         .run(move |up| -> Result<String, StatusCode> {
             let fd = open_for_props(up, &path).map_err(|e| super::io_status(&e))?;
             if up.locks.blocks(&path, &headers) {
                 return Err(StatusCode::LOCKED);
             }
+            up.preconditions(&path, &method, &headers)?;
             let name_of = |c: &Change| match c {
                 Change::Set(n, _) | Change::Remove(n) => n.clone(),
             };

@@ -17,10 +17,8 @@ use xxhash_rust::xxh3::Xxh3;
 use super::body::receive;
 use super::{created, declared_length, empty, io_status, Uploads};
 use crate::fs::write::{EntryType, TempFile};
-use crate::fs::Node;
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
-use crate::http::conditional::{self, Precondition, Validators};
 use crate::http::etag::EntityTag;
 use crate::http::response;
 
@@ -64,37 +62,7 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
             if up.locks.blocks(&target, &headers) {
                 return Err(StatusCode::LOCKED);
             }
-            // Preconditions, against what a GET would serve now (only when asked: the
-            // current file's tag costs a read of it).
-            let asks = [
-                header::IF_MATCH,
-                header::IF_NONE_MATCH,
-                header::IF_UNMODIFIED_SINCE,
-            ]
-            .iter()
-            .any(|h| headers.contains_key(h));
-            let current = if asks {
-                Some(up.root.open(&target))
-            } else {
-                None
-            };
-            let verdict = match current {
-                None => Precondition::Proceed,
-                Some(Ok(Node::File(open))) => {
-                    let tag = up.files.etag(&open).map_err(|e| io_status(&e))?;
-                    let validators = Validators {
-                        etag: Some(&tag),
-                        last_modified: open.meta.modified().ok(),
-                    };
-                    conditional::evaluate(&method, &headers, validators)
-                }
-                // No current representation: only If-Match can fail (RFC 9110 §13.1.1).
-                _ if headers.contains_key(header::IF_MATCH) => Precondition::Failed,
-                _ => Precondition::Proceed,
-            };
-            if verdict != Precondition::Proceed {
-                return Err(StatusCode::PRECONDITION_FAILED);
-            }
+            up.preconditions(&target, &method, &headers)?;
             dir.temp_file().map_err(|e| io_status(&e))
         })
         .await;
