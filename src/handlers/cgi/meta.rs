@@ -209,8 +209,8 @@ fn server_name_and_port(head: &Parts, tls: bool) -> (String, u16) {
         .or_else(|| head.uri.authority().cloned());
     match authority {
         Some(a) => {
-            let host = a.host().trim_start_matches('[').trim_end_matches(']');
-            (host.to_string(), a.port_u16().unwrap_or(default_port))
+            // An IPv6 address keeps its brackets (RFC 3875 §4.1.14).
+            (a.host().to_string(), a.port_u16().unwrap_or(default_port))
         }
         None => ("localhost".to_string(), default_port),
     }
@@ -270,5 +270,17 @@ mod tests {
         assert_eq!(get(&vars, "PATH_TRANSLATED"), Some(&b"/srv/a/b"[..]));
         assert_eq!(get(&vars, "QUERY_STRING"), Some(&b"x=1"[..]));
         assert_eq!(get(&vars, "CONTENT_LENGTH"), None);
+    }
+
+    #[test]
+    fn an_ipv6_server_name_keeps_its_brackets() {
+        let head = head(
+            http::Request::get("/s")
+                .header("host", "[::1]:9")
+                .body(())
+                .unwrap(),
+        );
+        let (name, port) = server_name_and_port(&head, false);
+        assert_eq!((name.as_str(), port), ("[::1]", 9));
     }
 }
