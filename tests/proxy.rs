@@ -227,6 +227,18 @@ fn paths_reach_the_app_as_the_client_spelled_them() {
 }
 
 #[test]
+fn the_apps_own_reason_phrase_reaches_the_client() {
+    let app = Upstream::start(b"HTTP/1.1 299 Whatever Happened\r\nContent-Length: 0\r\n\r\n");
+    let (_t, server) = proxied(&app, "/=http://");
+    let raw = server.send_raw(b"GET /r HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.starts_with("HTTP/1.1 299 Whatever Happened\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_app_gets_the_host_the_request_named() {
     let app = Upstream::start(OK);
     let (_t, server) = proxied(&app, "/=http://");

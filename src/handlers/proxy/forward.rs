@@ -810,6 +810,10 @@ pub async fn relay(
     let mut res = Response::new(body);
     *res.status_mut() = parts.status;
     *res.headers_mut() = parts.headers;
+    // The app's own reason phrase, when it is not the usual one (HTTP/1 only).
+    if let Some(reason) = parts.extensions.remove::<hyper::ext::ReasonPhrase>() {
+        res.extensions_mut().insert(reason);
+    }
     res.extensions_mut().insert(response::Relayed);
     res
 }
