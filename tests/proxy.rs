@@ -239,6 +239,17 @@ fn the_apps_own_reason_phrase_reaches_the_client() {
 }
 
 #[test]
+fn an_app_folder_asked_for_without_its_slash_is_redirected_into() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/api/=http://");
+    let res = get(&server, "/api?x=1");
+    assert_eq!(res.status, 301);
+    assert_eq!(res.header("location").as_deref(), Some("/api/?x=1"));
+    assert!(app.seen().is_empty());
+    assert_eq!(get(&server, "/apix").status, 404);
+}
+
+#[test]
 fn the_app_gets_the_host_the_request_named() {
     let app = Upstream::start(OK);
     let (_t, server) = proxied(&app, "/=http://");

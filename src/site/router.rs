@@ -573,6 +573,14 @@ impl Router {
                 redirect.status,
                 &keep_query(to, req.uri.query()),
             ))
+        } else if matches!(self.handler_of(&matched), Handler::Static(_))
+            && site.is_app_folder_without_slash(&rule_path)
+        {
+            let folder = crate::http::path::encode_path(&format!("{rule_path}/"));
+            by_site(response::redirect(
+                StatusCode::MOVED_PERMANENTLY,
+                &keep_query(folder, req.uri.query()),
+            ))
         } else {
             let target = rewritten.as_deref().unwrap_or(path);
             // The handler of the path actually served: the rewrite's target, if any.

@@ -101,6 +101,19 @@ impl Glob {
             .count()
     }
 
+    /// The folder a pattern of the form `/folder/**` covers (`/folder/`), if it is
+    /// one.
+    pub fn folder_prefix(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Literal(prefix), Part::DoubleStar]
+                if prefix.len() > 1 && prefix.ends_with('/') =>
+            {
+                Some(prefix)
+            }
+            _ => None,
+        }
+    }
+
     /// The captures if `path` matches.
     ///
     /// Runs in O(parts × path length) whatever the pattern: a table of which suffixes
@@ -343,6 +356,20 @@ impl Site {
     /// Whether anything is configured (lets the router skip the whole layer).
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty() && self.error_pages.is_empty() && !self.security_headers
+    }
+
+    /// Whether `path` is an app's folder prefix without its `/` (`/api` of an
+    /// `/api/**` proxy rule): a request for it is redirected into the folder, as
+    /// nginx does for a `location /api/` with `proxy_pass`.
+    pub fn is_app_folder_without_slash(&self, path: &str) -> bool {
+        !path.ends_with('/')
+            && self.rules.iter().any(|r| {
+                matches!(r.handler, Some(Handler::Proxy(_)))
+                    && r.path
+                        .folder_prefix()
+                        .and_then(|p| p.strip_suffix('/'))
+                        .is_some_and(|p| p == path)
+            })
     }
 
     /// The rules matching `path`, with their captures.
