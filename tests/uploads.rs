@@ -807,3 +807,26 @@ fn delete_copy_move_proppatch_and_mkcol_honour_preconditions() {
         204
     );
 }
+
+#[test]
+fn a_file_named_with_a_trailing_slash_is_not_found_for_writes_too() {
+    let (_t, root) = temp_root();
+    write_file(&root, "f.txt", "data");
+    let server = writable(&root);
+    assert_eq!(get(&server, "/f.txt/").status, 404);
+    let dest = [("Destination", "http://localhost/g.txt")];
+    let patch = b"<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
+                  <Z:p xmlns:Z=\"http://z/\">v</Z:p></D:prop></D:set></D:propertyupdate>";
+    for (method, headers, body) in [
+        ("DELETE", &[][..], &b""[..]),
+        ("COPY", &dest[..], b""),
+        ("MOVE", &dest[..], b""),
+        ("PROPFIND", &[("Depth", "0")][..], b""),
+        ("PROPPATCH", &[][..], patch),
+    ] {
+        let res = send(&server, method, "/f.txt/", headers, body);
+        assert_eq!(res.status, 404, "{method}");
+    }
+    assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"data");
+    assert!(!root.join("g.txt").exists());
+}

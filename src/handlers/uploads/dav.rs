@@ -32,7 +32,7 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let (method, headers) = (req.head.method.clone(), req.head.headers.clone());
     let done = up
         .run(move |up| -> Result<(), StatusCode> {
-            let dir = existing(up, &parent, &name)?;
+            let dir = existing(up, &path, &parent, &name)?;
             if up.locks.blocks_tree(&path, &headers) {
                 return Err(StatusCode::LOCKED);
             }
@@ -55,9 +55,18 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     }
 }
 
-/// The folder `parent`, where `name` must exist (404 otherwise); wharf's own secrets
-/// are not there for clients, as for reads.
-fn existing(up: &Uploads, parent: &SitePath, name: &[u8]) -> Result<WriteDir, StatusCode> {
+/// The folder holding what `path` names, which must exist (404 otherwise, and for a
+/// file named as a folder, as for reads); wharf's own secrets are not there for
+/// clients either. `parent` and `name` are `path` split.
+fn existing(
+    up: &Uploads,
+    path: &SitePath,
+    parent: &SitePath,
+    name: &[u8],
+) -> Result<WriteDir, StatusCode> {
+    if path.has_trailing_slash() {
+        up.open(path).map_err(|e| io_status(&e))?;
+    }
     let dir = up
         .root
         .write_dir(parent, false)
@@ -159,7 +168,7 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     let dest_can_delete = dest.access.delete;
     let done = up
         .run(move |up| -> Result<bool, StatusCode> {
-            let src_dir = existing(up, &src_parent, &src_name)?;
+            let src_dir = existing(up, &src, &src_parent, &src_name)?;
             let dst_dir = up
                 .root
                 .write_dir(&dst_parent, false)

@@ -140,6 +140,16 @@ impl Uploads {
         }
     }
 
+    /// What `path` names, opened as a read does: a file named with a trailing `/` is
+    /// not found, as GET answers 404 for it, so that no method acts on it either.
+    /// Blocks.
+    fn open(&self, path: &SitePath) -> io::Result<Node> {
+        match self.root.open(path)? {
+            Node::File(_) if path.has_trailing_slash() => Err(io::ErrorKind::NotFound.into()),
+            node => Ok(node),
+        }
+    }
+
     /// Evaluates the request's preconditions (`If-Match`, `If-None-Match`,
     /// `If-Unmodified-Since`: RFC 9110 §13.1) against what `path` names now, as a GET
     /// would describe it, before a change is made to it; `Err(412)` when one fails.
@@ -162,7 +172,7 @@ impl Uploads {
         if !asks {
             return Ok(());
         }
-        let verdict = match self.root.open(path) {
+        let verdict = match self.open(path) {
             Ok(Node::File(open)) => {
                 let tag = self.files.etag(&open).map_err(|e| io_status(&e))?;
                 let validators = Validators {

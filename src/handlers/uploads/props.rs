@@ -138,7 +138,7 @@ pub async fn propfind(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let answer = up
         .run(move |up| -> Result<String, StatusCode> {
             let mut out = multistatus_head();
-            let node = up.root.open(&path).map_err(|e| super::io_status(&e))?;
+            let node = up.open(&path).map_err(|e| super::io_status(&e))?;
             let is_dir = matches!(node, Node::Dir(_));
             describe(up, &path, is_dir, &wanted, &mut out);
             if let (true, Node::Dir(dir)) = (depth_one, node) {
@@ -300,7 +300,7 @@ fn dead_props(up: &Uploads, path: &SitePath) -> Vec<(PropName, String)> {
 
 /// What `path` names, opened for reading and writing its properties.
 fn open_for_props(up: &Uploads, path: &SitePath) -> io::Result<std::os::fd::OwnedFd> {
-    Ok(match up.root.open(path)? {
+    Ok(match up.open(path)? {
         Node::File(open) => open.file.into(),
         Node::Dir(_) => up.root.write_dir(path, false)?.fd().try_clone()?,
     })
