@@ -215,6 +215,9 @@ fn paths_reach_the_app_as_the_client_spelled_them() {
         // Something to normalise: the normalised path.
         ("/p/a/../b;c", "/p/b%3Bc"),
         ("/p//x", "/p/x"),
+        // An encoded slash is the app's to read, as nginx passes it on.
+        ("/p/a%2Fb", "/p/a%2Fb"),
+        ("/api/a%2fb?q", "/v1/a%2fb?q"),
     ] {
         assert_eq!(get(&server, asked).status, 200, "{asked}");
         assert_eq!(
@@ -223,6 +226,11 @@ fn paths_reach_the_app_as_the_client_spelled_them() {
             "{asked}"
         );
     }
+    // Not with a dot segment behind it, nor outside the app's prefix.
+    let before = app.seen().len();
+    assert_eq!(get(&server, "/p/..%2Fsecret").status, 404);
+    assert_eq!(get(&server, "/local%2Ftxt").status, 404);
+    assert_eq!(app.seen().len(), before);
     drop(tmp);
 }
 

@@ -167,6 +167,10 @@ impl Handlers {
     /// Whether `path` names a regular file under the root (files-first serves files,
     /// never folders' listings or redirects).
     async fn is_file(&self, path: &SitePath) -> bool {
+        if path.has_slash_in_name() {
+            // Spelled with `%2F`: a path for the app, never a file's.
+            return false;
+        }
         let files = Arc::clone(&self.static_files);
         let path = path.clone();
         tokio::task::spawn_blocking(move || {

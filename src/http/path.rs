@@ -63,6 +63,27 @@ impl SitePath {
     /// RFC 3986 §5.2.4 says (an encoded dot is the same character as a literal one);
     /// a `..` that would climb above the root is a bad request, as in nginx.
     pub fn parse(raw: &str, allow_hidden: bool) -> Result<SitePath, PathError> {
+        SitePath::parse_with(raw, allow_hidden, false)
+    }
+
+    /// [`SitePath::parse`] for a path an app answers (a proxied one): an encoded
+    /// `/` (`%2F`) stays inside its segment, as the app may mean it (nginx passes it
+    /// on), instead of making the path a 404. Such a path never names a file: the
+    /// file system sees only paths from [`SitePath::parse`].
+    pub fn parse_for_app(raw: &str, allow_hidden: bool) -> Result<SitePath, PathError> {
+        SitePath::parse_with(raw, allow_hidden, true)
+    }
+
+    /// Whether a segment holds a `/` (only from [`SitePath::parse_for_app`]).
+    pub fn has_slash_in_name(&self) -> bool {
+        self.segments.iter().any(|s| s.contains(&b'/'))
+    }
+
+    fn parse_with(
+        raw: &str,
+        allow_hidden: bool,
+        slash_in_name: bool,
+    ) -> Result<SitePath, PathError> {
         if !raw.starts_with('/') {
             return Err(PathError::BadRequest);
         }
@@ -88,7 +109,14 @@ impl SitePath {
                 }
                 name => {
                     if name.contains(&b'/') {
-                        return Err(PathError::SlashInName);
+                        // Even for an app, no `.`, `..` or empty piece hides behind
+                        // an encoded `/`: the app could resolve it around the rules.
+                        let hidden_dots = name
+                            .split(|&b| b == b'/')
+                            .any(|piece| matches!(piece, b"" | b"." | b".."));
+                        if !slash_in_name || hidden_dots {
+                            return Err(PathError::SlashInName);
+                        }
                     }
                     if name.starts_with(RESERVED_PREFIX) {
                         return Err(PathError::NotFound);
@@ -274,6 +302,31 @@ mod tests {
             .iter()
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .collect()
+    }
+
+    #[test]
+    fn an_app_path_keeps_an_encoded_slash_but_no_dot_segment_behind_one() {
+        let p = SitePath::parse_for_app("/api/a%2Fb", false).unwrap();
+        assert_eq!(segs(&p), ["api", "a/b"]);
+        assert!(p.has_slash_in_name());
+        assert_eq!(p.rule_path(), "/api/a/b");
+        assert_eq!(
+            SitePath::parse("/api/a%2Fb", false),
+            Err(PathError::SlashInName)
+        );
+        for raw in [
+            "/api/..%2Fadmin",
+            "/api/a%2F..",
+            "/api/a%2F%2Fb",
+            "/api/.%2Fa",
+            "/api/%2Fa",
+        ] {
+            assert_eq!(
+                SitePath::parse_for_app(raw, false),
+                Err(PathError::SlashInName),
+                "{raw}"
+            );
+        }
     }
 
     #[test]

@@ -541,7 +541,8 @@ fn as_spelled(target: Target<'_>) -> Option<&str> {
         let decoded: Vec<u8> = percent_encoding::percent_decode_str(seg).collect();
         (i == last || !seg.is_empty()) && decoded != b"." && decoded != b".."
     });
-    let same = crate::http::path::SitePath::parse(spelled, true).is_ok_and(|p| p == *target.path);
+    let same =
+        crate::http::path::SitePath::parse_for_app(spelled, true).is_ok_and(|p| p == *target.path);
     (plain && same).then_some(spelled)
 }
 
