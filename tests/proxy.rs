@@ -258,6 +258,26 @@ fn an_app_folder_asked_for_without_its_slash_is_redirected_into() {
 }
 
 #[test]
+fn max_forwards_is_counted_down_and_trace_goes_no_further() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/=http://");
+    // RFC 9110 §7.6.2: at 0 the proxy answers itself; otherwise one less.
+    let res = request(&server, "OPTIONS", "/x", &[("Max-Forwards", "0")]);
+    assert_eq!(res.status, 200);
+    assert!(res.header("allow").is_some_and(|a| a.contains("GET")));
+    assert!(app.seen().is_empty());
+    assert_eq!(
+        request(&server, "OPTIONS", "/x", &[("Max-Forwards", "3")]).status,
+        200
+    );
+    assert_eq!(app.last().header("max-forwards").as_deref(), Some("2"));
+    // TRACE would echo the client's credentials to a script (cross-site tracing).
+    let before = app.seen().len();
+    assert_eq!(request(&server, "TRACE", "/x", &[]).status, 405);
+    assert_eq!(app.seen().len(), before);
+}
+
+#[test]
 fn the_app_gets_the_host_the_request_named() {
     let app = Upstream::start(OK);
     let (_t, server) = proxied(&app, "/=http://");

@@ -136,11 +136,17 @@ impl Handler {
             }
             // The app decides; CONNECT names no path, but for the extended CONNECT
             // of an HTTP/2 WebSocket (RFC 8441), which the proxy tunnels.
+            // TRACE never goes further (it would echo the client's cookies and
+            // credentials back to a script: cross-site tracing), as with nginx.
             Handler::Proxy(_) => {
-                head.method != Method::CONNECT || proxy::forward::wants_upgrade(head).is_some()
+                head.method != Method::TRACE
+                    && (head.method != Method::CONNECT
+                        || proxy::forward::wants_upgrade(head).is_some())
             }
             // The program decides.
-            Handler::Cgi(_) | Handler::FastCgi(_) => head.method != Method::CONNECT,
+            Handler::Cgi(_) | Handler::FastCgi(_) => {
+                head.method != Method::CONNECT && head.method != Method::TRACE
+            }
         }
     }
 

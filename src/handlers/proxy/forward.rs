@@ -150,6 +150,11 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
     {
         return response::error(StatusCode::PAYLOAD_TOO_LARGE);
     }
+    let forwards_left = max_forwards(head);
+    if forwards_left == Some(0) {
+        // RFC 9110 §7.6.2: the last recipient answers itself.
+        return response::options(crate::handlers::Handler::Proxy(Arc::clone(&route)).allow());
+    }
     let has_body = !http_body::Body::is_end_stream(&body);
     // Received whole first, unless asked not to: the upstream sees it at loopback
     // speed, and it can be sent again to another upstream.
@@ -162,6 +167,9 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
     }
     let mut stream_body = (has_body && !route.buffer_request).then_some(body);
     let mut headers = upstream_headers(&route, head, remote, tls);
+    if let Some(left) = forwards_left {
+        headers.insert(header::MAX_FORWARDS, HeaderValue::from(left - 1));
+    }
     // A protocol switch (a WebSocket) is asked of the app too; the rest of Upgrade's
     // uses (h2c) are hop-by-hop and end here.
     let upgrade = wants_upgrade(head);
@@ -404,6 +412,22 @@ pub async fn send(
             }
         }
     }
+}
+
+/// An OPTIONS request's `Max-Forwards` (RFC 9110 §7.6.2: only OPTIONS and TRACE
+/// have one, and TRACE goes no further than wharf); `None` when it has none, or
+/// one that is not a number.
+fn max_forwards(head: &http::request::Parts) -> Option<u64> {
+    if head.method != Method::OPTIONS {
+        return None;
+    }
+    head.headers
+        .get(header::MAX_FORWARDS)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// How many times a request is sent again after its connection closed unanswered:
