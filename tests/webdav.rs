@@ -72,3 +72,58 @@ fn propfind_lists_members_and_refuses_infinity() {
         501
     );
 }
+
+/// A PROPFIND body asking for `body`'s properties (`<D:allprop/>`, `<D:propname/>`,
+/// `<D:prop>…</D:prop>`).
+fn propfind(server: &Server, path: &str, depth: Option<&str>, body: &str) -> Response {
+    let xml = format!("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\">{body}</D:propfind>");
+    let mut req = format!(
+        "PROPFIND {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        xml.len()
+    );
+    if let Some(depth) = depth {
+        req.push_str(&format!("Depth: {depth}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&xml);
+    server.exchange(req.as_bytes(), false)
+}
+
+#[test]
+fn propfind_reports_the_etag_a_get_sends() {
+    let (_t, root) = temp_root();
+    write_file(&root, "dir/a.txt", "abc");
+    let server = Server::start(&root, &["--upload"]);
+    let etag = get(&server, "/dir/a.txt").header("etag").expect("an ETag");
+    let element = format!("<D:getetag>{etag}</D:getetag>");
+    for body in ["<D:allprop/>", "<D:prop><D:getetag/></D:prop>"] {
+        let res = propfind(&server, "/dir/a.txt", Some("0"), body);
+        assert_eq!(res.status, 207);
+        assert!(res.body_text().contains(&element), "{}", res.body_text());
+        // And for a member listed at Depth 1.
+        let res = propfind(&server, "/dir/", Some("1"), body);
+        assert!(res.body_text().contains(&element), "{}", res.body_text());
+    }
+    let names = propfind(&server, "/dir/a.txt", Some("0"), "<D:propname/>");
+    assert!(
+        names.body_text().contains("<D:getetag/>"),
+        "{}",
+        names.body_text()
+    );
+}
+
+#[test]
+fn propfind_of_a_file_at_infinite_depth_is_depth_0() {
+    let (_t, root) = temp_root();
+    write_file(&root, "dir/a.txt", "abc");
+    let server = Server::start(&root, &["--upload"]);
+    for depth in [None, Some("infinity")] {
+        let res = propfind(&server, "/dir/a.txt", depth, "<D:allprop/>");
+        assert_eq!(res.status, 207, "{depth:?}");
+        assert!(res.body_text().contains("<D:href>/dir/a.txt</D:href>"));
+        // A collection's stays refused.
+        let res = propfind(&server, "/dir/", depth, "<D:allprop/>");
+        assert_eq!(res.status, 403, "{depth:?}");
+        assert!(res.body_text().contains("propfind-finite-depth"));
+    }
+}

@@ -7,8 +7,10 @@
 //! 507 for the property. A property's value is stored as XML in which every element
 //! declares its own namespace, so it comes back meaning what was sent.
 //!
-//! PROPFIND answers Depth 0 and 1; `infinity` (also what a missing Depth means) is
-//! refused with 403 and `propfind-finite-depth`, as RFC 4918 §9.1 allows.
+//! PROPFIND answers Depth 0 and 1; `infinity` (also what a missing Depth means) on a
+//! collection is refused with 403 and `propfind-finite-depth`, as RFC 4918 §9.1
+//! allows, and on a file is Depth 0 (it has no members). Files report `getetag`, the
+//! ETag a GET sends.
 
 use std::fmt::Write as _;
 use std::io;
@@ -94,10 +96,11 @@ impl PropName {
 }
 
 /// The live properties wharf reports.
-const LIVE: [&str; 7] = [
+const LIVE: [&str; 8] = [
     "resourcetype",
     "getcontentlength",
     "getcontenttype",
+    "getetag",
     "getlastmodified",
     "displayname",
     "supportedlock",
@@ -119,11 +122,12 @@ pub async fn propfind(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         mut body,
         ..
     } = req;
+    // `None`: infinity, also what a missing Depth means (RFC 4918 §9.1).
     let depth_one = match head.headers.get("depth").map(|v| v.as_bytes()) {
-        Some(b"0") => false,
-        Some(b"1") => true,
-        None => return finite_depth(),
-        Some(d) if d.eq_ignore_ascii_case(b"infinity") => return finite_depth(),
+        Some(b"0") => Some(false),
+        Some(b"1") => Some(true),
+        None => None,
+        Some(d) if d.eq_ignore_ascii_case(b"infinity") => None,
         Some(_) => return response::error(StatusCode::BAD_REQUEST),
     };
     let xml = match read_all(&mut body, MAX_XML, up.settings.body_timeout).await {
@@ -136,10 +140,17 @@ pub async fn propfind(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     };
     let hidden = up.settings.hidden;
     let answer = up
-        .run(move |up| -> Result<String, StatusCode> {
+        .run(move |up| -> Result<Option<String>, StatusCode> {
             let mut out = multistatus_head();
             let node = up.open(&path).map_err(|e| super::io_status(&e))?;
             let is_dir = matches!(node, Node::Dir(_));
+            // Infinity is unbounded on a collection only: a file has no members, so
+            // for it every depth is Depth 0.
+            let depth_one = match depth_one {
+                Some(one) => one,
+                None if !is_dir => false,
+                None => return Ok(None),
+            };
             describe(up, &path, is_dir, &wanted, &mut out);
             if let (true, Node::Dir(dir)) = (depth_one, node) {
                 let mut entries = up.root.list(dir, &path).map_err(|e| super::io_status(&e))?;
@@ -151,11 +162,12 @@ pub async fn propfind(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 }
             }
             out.push_str("</D:multistatus>");
-            Ok(out)
+            Ok(Some(out))
         })
         .await;
     match answer {
-        Ok(xml) => multistatus(xml),
+        Ok(Some(xml)) => multistatus(xml),
+        Ok(None) => finite_depth(),
         Err(status) => response::error(status),
     }
 }
@@ -187,10 +199,12 @@ fn xml_response(status: StatusCode, xml: String) -> Response<Body> {
 
 /// One `<D:response>` for the resource at `path`.
 fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &mut String) {
-    let meta = match up.root.open(path) {
-        Ok(Node::File(open)) => open.meta,
-        Ok(Node::Dir(dir)) => dir.meta,
-        Err(_) => return,
+    let Ok(node) = up.root.open(path) else {
+        return;
+    };
+    let meta = match &node {
+        Node::File(open) => &open.meta,
+        Node::Dir(dir) => &dir.meta,
     };
     let dead = dead_props(up, path);
     let _ = write!(
@@ -212,6 +226,16 @@ fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &
                 let name = path.file_name().unwrap_or_default();
                 mime::content_type(name).to_str().ok().map(escape)
             }
+            // The ETag a GET sends (RFC 4918 §15.6), quotes included; a folder's
+            // depends on how its listing is rendered.
+            "getetag" => match &node {
+                Node::File(open) => up
+                    .files
+                    .etag(open)
+                    .ok()
+                    .and_then(|tag| tag.header_value().to_str().ok().map(str::to_string)),
+                Node::Dir(_) => None,
+            },
             "getlastmodified" => meta
                 .modified()
                 .ok()
