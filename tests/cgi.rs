@@ -118,6 +118,20 @@ fn meta_variables_are_those_of_rfc_3875() {
     assert!(!env.contains_key("HTTPS"));
     assert_eq!(stdin, body);
     assert_eq!(cwd, format!("{}/cgi-bin", real_root.display()));
+    // SERVER_PORT is the port the request came in on, whatever Host says
+    // (RFC 3875 §4.1.15); SERVER_NAME the host it addressed.
+    let port = server.port().to_string();
+    for (raw, name) in [
+        (
+            "GET /cgi-bin/env.py HTTP/1.1\r\nHost: example.test:8080\r\nConnection: close\r\n\r\n",
+            "example.test",
+        ),
+        ("GET /cgi-bin/env.py HTTP/1.0\r\n\r\n", "localhost"),
+    ] {
+        let (env, _, _) = env_of(&exchange(&server, raw.as_bytes()));
+        assert_eq!(env["SERVER_PORT"], port, "{raw}");
+        assert_eq!(env["SERVER_NAME"], name, "{raw}");
+    }
 }
 
 #[test]

@@ -195,8 +195,7 @@ impl Handlers {
         head: &Parts,
         to: &str,
         from_app: Response<Body>,
-        remote: SocketAddr,
-        tls: bool,
+        (remote, tls, local_port): (SocketAddr, bool, u16),
     ) -> Response<Body> {
         let path_only = to.split('?').next().unwrap_or("");
         let Ok(path) = SitePath::parse(path_only, self.static_files.hidden()) else {
@@ -227,6 +226,7 @@ impl Handlers {
                     body: RequestBody::empty(),
                     remote,
                     tls,
+                    local_port,
                     destination: None,
                     user: None,
                     readable: None,
@@ -290,6 +290,8 @@ pub struct Request<'a> {
     pub remote: SocketAddr,
     /// Whether the request came over TLS.
     pub tls: bool,
+    /// The port the connection came in on.
+    pub local_port: u16,
     /// For COPY and MOVE, where to; `None` when the header is missing.
     pub destination: Option<Destination>,
     /// The user the site authenticated, if it asked for credentials.
@@ -420,6 +422,7 @@ impl Handlers {
                 body: RequestBody::empty(),
                 remote: req.remote,
                 tls: req.tls,
+                local_port: req.local_port,
                 destination: None,
                 user: req.user,
                 readable: None,
@@ -431,7 +434,7 @@ impl Handlers {
             }
         }
         let head = req.head;
-        let (remote, tls) = (req.remote, req.tls);
+        let peer = (req.remote, req.tls, req.local_port);
         let res = match (&self.proxy_cache, route.cache) {
             (Some(cache), true) => {
                 Box::pin(proxy::cache::flow::answer(
@@ -446,7 +449,7 @@ impl Handlers {
         match res.extensions().get::<response::InternalRedirect>() {
             Some(response::InternalRedirect(to)) => {
                 let to = to.clone();
-                Box::pin(self.serve_internal(head, &to, res, remote, tls)).await
+                Box::pin(self.serve_internal(head, &to, res, peer)).await
             }
             None => res,
         }

@@ -126,6 +126,8 @@ impl Limits {
 /// Everything one connection needs, for its whole life.
 struct Session {
     remote: SocketAddr,
+    /// The port of the listener that accepted it.
+    local_port: u16,
     shared: Arc<Shared>,
     /// The limits in force when the connection was accepted.
     limits: Arc<Limits>,
@@ -177,8 +179,13 @@ enum Ended<T> {
 
 /// Serves one accepted connection until it closes, times out, or shutdown is asked
 /// for and its in-flight responses have been sent.
-pub async fn serve(stream: LazyTcp, remote: SocketAddr, shared: Arc<Shared>, kind: ListenerKind) {
-    let session = Session::new(remote, shared, None);
+pub async fn serve(
+    stream: LazyTcp,
+    (remote, local_port): (SocketAddr, u16),
+    shared: Arc<Shared>,
+    kind: ListenerKind,
+) {
+    let session = Session::new((remote, local_port), shared, None);
     // Each protocol's state is boxed, so that a connection's task is only as large as
     // what it is doing now.
     match kind {
@@ -198,17 +205,26 @@ pub async fn serve(stream: LazyTcp, remote: SocketAddr, shared: Arc<Shared>, kin
 
 /// Serves a connection the parking lot hands back: its client has spoken again.
 pub async fn resume(parked: Parked, shared: Arc<Shared>) {
-    let session = Session::new(parked.remote, shared, parked.redirect_to);
+    let session = Session::new(
+        (parked.remote, parked.local_port),
+        shared,
+        parked.redirect_to,
+    );
     // Set before it was first parked: a parked connection is a kept-alive one.
     session.clock.nodelay.store(true, Ordering::Relaxed);
     Box::pin(session.run_http1(LazyTcp::new(parked.socket), Bytes::new())).await;
 }
 
 impl Session {
-    fn new(remote: SocketAddr, shared: Arc<Shared>, redirect_to: Option<u16>) -> Session {
+    fn new(
+        (remote, local_port): (SocketAddr, u16),
+        shared: Arc<Shared>,
+        redirect_to: Option<u16>,
+    ) -> Session {
         let limits = shared.limits.load_full();
         Session {
             remote,
+            local_port,
             clock: Arc::new(Clock::new(limits.header_timeout, limits.idle_timeout)),
             limits,
             tunnel: Arc::default(),
@@ -448,6 +464,7 @@ impl Session {
                                 let parked = Parked {
                                     socket,
                                     remote: self.remote,
+                                    local_port: self.local_port,
                                     redirect_to: self.redirect_to,
                                 };
                                 lot.park(parked, self.clock.deadline());
@@ -469,6 +486,7 @@ impl Session {
         let peer = Peer {
             remote: self.remote,
             tls: T::SECURE,
+            local_port: self.local_port,
         };
         ConnectionService::new(
             Arc::clone(&self.shared.router),

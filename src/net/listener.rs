@@ -96,6 +96,7 @@ pub async fn accept_loop(
     kind: ListenerKind,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    let local_port = listener.get_ref().local_addr().map_or(0, |a| a.port());
     loop {
         let accepted = tokio::select! {
             biased;
@@ -108,7 +109,7 @@ pub async fn accept_loop(
             Ok((stream, remote)) => {
                 let mut conn = Box::pin(connection::serve(
                     stream,
-                    remote,
+                    (remote, local_port),
                     Arc::clone(&shared),
                     kind.clone(),
                 ));

@@ -29,6 +29,8 @@ pub struct Parked {
     pub socket: TcpStream,
     /// The client.
     pub remote: SocketAddr,
+    /// The port it came in on.
+    pub local_port: u16,
     /// What the connection answers with: see [`crate::net::connection::ListenerKind`].
     pub redirect_to: Option<u16>,
 }
@@ -320,9 +322,11 @@ mod tests {
 
     fn parked(socket: TcpStream) -> Parked {
         let remote = socket.peer_addr().unwrap();
+        let local_port = socket.local_addr().unwrap().port();
         Parked {
             socket,
             remote,
+            local_port,
             redirect_to: None,
         }
     }

@@ -70,6 +70,8 @@ pub struct Peer {
     pub remote: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The port the connection came in on (CGI's `SERVER_PORT`).
+    pub local_port: u16,
 }
 
 /// What [`Router::answer_now`] could decide.
@@ -388,6 +390,7 @@ impl Router {
                     target: req.uri.path(),
                     body,
                     remote: peer.remote,
+                    local_port: peer.local_port,
                     tls: peer.tls,
                     destination,
                     user: None,
@@ -487,6 +490,7 @@ impl Router {
                     target: path,
                     body,
                     remote: peer.remote,
+                    local_port: peer.local_port,
                     tls: peer.tls,
                     destination,
                     user,

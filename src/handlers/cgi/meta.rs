@@ -36,6 +36,8 @@ pub struct Exchange<'a> {
     pub remote: SocketAddr,
     /// Whether the request came over TLS.
     pub tls: bool,
+    /// The port the request came in on (`SERVER_PORT`).
+    pub local_port: u16,
     /// The user wharf authenticated, if any.
     pub user: Option<&'a str>,
     /// The served folder (`DOCUMENT_ROOT`).
@@ -65,7 +67,8 @@ pub fn write_meta_variables(
     exchange: Exchange,
     set: &mut dyn FnMut(&str, &[u8]),
 ) {
-    let (server_name, server_port) = server_name_and_port(head, exchange.tls);
+    let server_name = server_name(head);
+    let server_port = exchange.local_port;
     let mut number = [0u8; 20];
     set("GATEWAY_INTERFACE", b"CGI/1.1");
     set(
@@ -196,24 +199,19 @@ fn write_request_fields(
     }
 }
 
-/// `SERVER_NAME` and `SERVER_PORT`: the host and port the client addressed (its
-/// `Host`, or HTTP/2's `:authority`), as servers building self-referential URLs
-/// from the request do; the scheme's default port when it names none.
-fn server_name_and_port(head: &Parts, tls: bool) -> (String, u16) {
-    let default_port = if tls { 443 } else { 80 };
-    let authority = head
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<http::uri::Authority>().ok())
-        .or_else(|| head.uri.authority().cloned());
-    match authority {
-        Some(a) => {
-            // An IPv6 address keeps its brackets (RFC 3875 §4.1.14).
-            (a.host().to_string(), a.port_u16().unwrap_or(default_port))
-        }
-        None => ("localhost".to_string(), default_port),
-    }
+/// `SERVER_NAME`: the host the client addressed (an absolute-form target's, else
+/// its `Host`, or HTTP/2's `:authority`), as servers building self-referential URLs
+/// from the request do. `SERVER_PORT` is the port the request came in on instead
+/// (RFC 3875 §4.1.15), as nginx's `$server_port`.
+fn server_name(head: &Parts) -> String {
+    let authority = head.uri.authority().cloned().or_else(|| {
+        head.headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    });
+    // An IPv6 address keeps its brackets (RFC 3875 §4.1.14).
+    authority.map_or_else(|| "localhost".to_string(), |a| a.host().to_string())
 }
 
 #[cfg(test)]
@@ -253,6 +251,7 @@ mod tests {
         let exchange = Exchange {
             remote: "[::ffff:10.0.0.1]:4000".parse().unwrap(),
             tls: false,
+            local_port: 8080,
             user: Some("alice"),
             document_root: Path::new("/srv"),
             content_length: None,
@@ -280,7 +279,6 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        let (name, port) = server_name_and_port(&head, false);
-        assert_eq!((name.as_str(), port), ("[::1]", 9));
+        assert_eq!(server_name(&head), "[::1]");
     }
 }

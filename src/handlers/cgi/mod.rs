@@ -157,6 +157,7 @@ pub fn exchange<'a>(
     meta::Exchange {
         remote: req.remote,
         tls: req.tls,
+        local_port: req.local_port,
         user: req.user,
         document_root: root.path(),
         content_length: body
