@@ -192,6 +192,8 @@ fn creation_with_upload_and_checksums() {
         b"efgh",
     );
     assert_eq!(res.status, 460);
+    assert_eq!(res.reason, "Checksum Mismatch");
+    assert!(res.body_text().contains("460 Checksum Mismatch"));
     assert_eq!(
         offset_of(&server, &url).as_deref(),
         Some("4"),

@@ -31,9 +31,22 @@ pub fn error(status: StatusCode) -> Response<Body> {
     html(status, error_page_text(status))
 }
 
+/// A small HTML page for a `status` HTTP does not name (tus's 460), whose `reason`
+/// is sent in the status line (hyper would send none) and shown on the page.
+pub fn error_with_reason(status: StatusCode, reason: &'static str) -> Response<Body> {
+    let mut res = html(status, page_text(status, reason));
+    res.extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::from_static(reason.as_bytes()));
+    res
+}
+
 /// The text of the built-in error page for `status`.
 pub fn error_page_text(status: StatusCode) -> String {
-    let reason = status.canonical_reason().unwrap_or("Error");
+    page_text(status, status.canonical_reason().unwrap_or("Error"))
+}
+
+/// The text of an error page for `status` with `reason`.
+fn page_text(status: StatusCode, reason: &str) -> String {
     let code = status.as_u16();
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n\

@@ -43,6 +43,8 @@ const STATE_DIR: &[u8] = b".wharf-tus";
 const CHUNK_TYPE: &str = "application/offset+octet-stream";
 /// tus's status for a checksum that does not match.
 const CHECKSUM_MISMATCH: u16 = 460;
+/// Its reason phrase, which HTTP does not know.
+const CHECKSUM_MISMATCH_REASON: &str = "Checksum Mismatch";
 /// How long a request waits for an earlier one on the same upload to end (a client
 /// that resumes right after its connection broke is faster than the server noticing).
 const TURN_PATIENCE: Duration = Duration::from_secs(10);
@@ -131,6 +133,15 @@ pub async fn respond(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Resp
     res.headers_mut()
         .insert("tus-resumable", HeaderValue::from_static(VERSION));
     res
+}
+
+/// The error page for `status`, with tus's own reason phrase for its own status.
+fn error(status: StatusCode) -> Response<Body> {
+    if status.as_u16() == CHECKSUM_MISMATCH {
+        response::error_with_reason(status, CHECKSUM_MISMATCH_REASON)
+    } else {
+        response::error(status)
+    }
 }
 
 /// An id: 32 hex digits, nothing else (it names files).
@@ -331,7 +342,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
                 res.headers_mut()
                     .insert("upload-offset", HeaderValue::from(new_offset));
             }
-            Err(status) => return response::error(status),
+            Err(status) => return error(status),
         }
     }
     res
@@ -436,7 +447,7 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
             }
             res
         }
-        Err(status) => response::error(status),
+        Err(status) => error(status),
     }
 }
 
