@@ -157,13 +157,16 @@ pub fn proxy_response(data: &[u8]) {
     for name in headers.keys() {
         let name = name.as_str();
         assert!(!HOP_BY_HOP.contains(&name), "{name} relayed");
-        // The app's `Via` may be named and go; wharf's own is then the only one.
-        let own_via = name == "via"
-            && headers
+        // The app's `Via` may be named and go; wharf's own is then the only one
+        // (naming the version the app answered with).
+        let own_via = name == "via" && {
+            let vias: Vec<&[u8]> = headers
                 .get_all(header::VIA)
                 .iter()
                 .map(|v| v.as_bytes())
-                .eq([b"1.1 wharf".as_slice()]);
+                .collect();
+            vias == [b"1.1 wharf".as_slice()] || vias == [b"1.0 wharf".as_slice()]
+        };
         assert!(
             own_via || !named.iter().any(|n| n == name),
             "{name} relayed though named"
