@@ -830,3 +830,19 @@ fn a_file_named_with_a_trailing_slash_is_not_found_for_writes_too() {
     assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"data");
     assert!(!root.join("g.txt").exists());
 }
+
+#[test]
+fn mkcol_where_something_is_allows_what_options_lists() {
+    let (_t, root) = temp_root();
+    write_file(&root, "dir/f.txt", "data");
+    for flags in [&["--upload", "--delete"][..], &["--upload"]] {
+        let server = Server::start(&root, flags);
+        let listed = request(&server, "OPTIONS", "/dir/", &[]).header("allow");
+        assert!(listed.is_some(), "{flags:?}");
+        for path in ["/dir", "/dir/f.txt", "/"] {
+            let res = send(&server, "MKCOL", path, &[], b"");
+            assert_eq!(res.status, 405, "{flags:?} {path}");
+            assert_eq!(res.header("allow"), listed, "{flags:?} {path}");
+        }
+    }
+}

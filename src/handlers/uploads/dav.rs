@@ -17,7 +17,7 @@ use http::{Response, StatusCode};
 use super::{created, empty, has_body, io_status, props, Uploads};
 use crate::fs::write::{EntryType, WriteDir};
 use crate::fs::{Node, Root};
-use crate::handlers::Request;
+use crate::handlers::{Access, Request};
 use crate::http::body::Body;
 use crate::http::path::{SitePath, RESERVED_PREFIX};
 use crate::http::response;
@@ -79,18 +79,15 @@ fn existing(
     Ok(dir)
 }
 
-/// MKCOL: a new, empty folder whose parent exists.
-pub async fn mkcol(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
+/// MKCOL: a new, empty folder whose parent exists. Where something is, 405 with the
+/// methods that are allowed there, as OPTIONS lists them (`access` says which).
+pub async fn mkcol(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<Body> {
     // No body format for MKCOL is defined here (RFC 4918 §9.3).
     if has_body(req.head) {
         return response::error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
     let Some((parent, name)) = req.path.split_last() else {
-        return response::method_not_allowed(super::allow(&crate::handlers::Access {
-            upload: true,
-            delete: false,
-            max_upload_size: 0,
-        }));
+        return response::method_not_allowed(super::allow(&access));
     };
     let name = name.to_vec();
     let path = req.path.clone();
@@ -120,9 +117,7 @@ pub async fn mkcol(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         .await;
     match done {
         Ok(()) => created(&req.path, true),
-        Err(StatusCode::METHOD_NOT_ALLOWED) => {
-            response::method_not_allowed("GET, HEAD, OPTIONS, PUT, DELETE, PROPFIND")
-        }
+        Err(StatusCode::METHOD_NOT_ALLOWED) => response::method_not_allowed(super::allow(&access)),
         Err(status) => response::error(status),
     }
 }

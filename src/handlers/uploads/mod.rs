@@ -110,7 +110,7 @@ impl Uploads {
             "PUT" => put::put(self, access, req).await,
             "POST" => form::post(self, access, req).await,
             "DELETE" => dav::delete(self, req).await,
-            "MKCOL" => dav::mkcol(self, req).await,
+            "MKCOL" => dav::mkcol(self, access, req).await,
             "COPY" | "MOVE" => dav::copy_or_move(self, req).await,
             "PROPFIND" => props::propfind(self, req).await,
             "PROPPATCH" => props::proppatch(self, req).await,
