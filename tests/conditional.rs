@@ -231,6 +231,20 @@ fn if_modified_since_at_or_after_last_modified_is_304() {
 }
 
 #[test]
+fn if_modified_since_in_the_future_is_ignored() {
+    let fx = start();
+    for method in ["GET", "HEAD"] {
+        let response = request(
+            &fx.server,
+            method,
+            "/a.txt",
+            &[("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT")],
+        );
+        assert_status(&response, 200, &format!("{method} If-Modified-Since: 2100"));
+    }
+}
+
+#[test]
 fn if_modified_since_before_last_modified_is_200() {
     let fx = start();
     assert_full(

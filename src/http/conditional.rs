@@ -68,7 +68,9 @@ pub fn evaluate(method: &Method, headers: &HeaderMap, v: Validators<'_>) -> Prec
             http_date(headers, &header::IF_MODIFIED_SINCE),
             v.last_modified,
         ) {
-            if whole_seconds(modified) <= since {
+            // A date later than now is invalid and ignored (RFC 9110 §13.1.3): it
+            // says nothing about the client's copy.
+            if whole_seconds(modified) <= since && since <= SystemTime::now() {
                 return Precondition::NotModified;
             }
         }
@@ -214,6 +216,14 @@ mod tests {
         );
         assert_eq!(eval(Method::GET, &[("if-modified-since", AT)]), NotModified);
         assert_eq!(eval(Method::GET, &[("if-modified-since", BEFORE)]), Proceed);
+        // A date in the future is invalid, and ignored.
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-modified-since", "Fri, 01 Jan 2100 00:00:00 GMT")]
+            ),
+            Proceed
+        );
         assert_eq!(
             eval(Method::GET, &[("if-modified-since", "yesterday")]),
             Proceed
