@@ -306,6 +306,12 @@ fn mkcol_copy_and_move() {
     assert_eq!(copy("/nowhere/x/", &[]).status, 409, "no parent");
     let other = [("Destination", "http://elsewhere.example/x")];
     assert_eq!(send(&server, "COPY", "/src/", &other, b"").status, 502);
+    for relative in ["rel.txt", "copy/", "localhost"] {
+        let res = send(&server, "COPY", "/src/", &[("Destination", relative)], b"");
+        assert_eq!(res.status, 400, "{relative}");
+    }
+    let absolute_path = send(&server, "COPY", "/src/", &[("Destination", "/copy2/")], b"");
+    assert_eq!(absolute_path.status, 201);
     assert_eq!(
         send(&server, "COPY", "/src/", &[], b"").status,
         400,

@@ -723,8 +723,9 @@ impl Router {
 
     /// The destination of a COPY or MOVE (RFC 4918 §10.3), checked as a request path
     /// is: `Ok(None)` for other methods or no header (the handler answers 400), an
-    /// error response for a destination on another host (502, §9.8.5) or a path no
-    /// request could name.
+    /// error response for a destination on another host (502, §9.8.5), one that is
+    /// neither an absolute URI nor an absolute path (400), or a path no request could
+    /// name.
     fn destination(&self, req: &Parts) -> Result<Option<Destination>, StatusCode> {
         if !matches!(req.method.as_str(), "COPY" | "MOVE") {
             return Ok(None);
@@ -734,6 +735,11 @@ impl Router {
         };
         let text = value.to_str().map_err(|_| StatusCode::BAD_REQUEST)?;
         let uri: http::Uri = text.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
+        // An absolute URI or an absolute path (§10.3); anything else is malformed,
+        // though one such as `rel.txt` parses as an authority, not another host's.
+        if uri.scheme().is_none() && !text.starts_with('/') {
+            return Err(StatusCode::BAD_REQUEST);
+        }
         if let Some(authority) = uri.authority() {
             // Over HTTP/2 without Host, the request's own `:authority`.
             let host = req.headers.get(header::HOST);
