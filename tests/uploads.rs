@@ -852,3 +852,32 @@ fn mkcol_where_something_is_allows_what_options_lists() {
         }
     }
 }
+
+#[test]
+fn a_refusal_before_a_continued_body_says_the_connection_closes() {
+    let (_t, root) = temp_root();
+    write_file(&root, "f.txt", "data");
+    let server = writable(&root);
+    for (head, status) in [
+        ("PUT /f.txt HTTP/1.1\r\nIf-None-Match: *\r\n", 412),
+        ("PUT /nodir/x/ HTTP/1.1\r\n", 409),
+        ("PATCH /f.txt HTTP/1.1\r\n", 405),
+        (
+            "PUT /big HTTP/1.1\r\nContent-Length: 5000000000000\r\n",
+            413,
+        ),
+    ] {
+        let length = if head.contains("Content-Length") {
+            ""
+        } else {
+            "Content-Length: 5\r\n"
+        };
+        let mut conn = Conn::open(&server);
+        conn.send(format!("{head}Host: x\r\n{length}Expect: 100-continue\r\n\r\n").as_bytes());
+        let res = conn.read_response(false);
+        assert_eq!(res.status, status, "{head}");
+        assert_eq!(res.header("connection").as_deref(), Some("close"), "{head}");
+        assert!(conn.wait_for_close(), "{head}");
+    }
+    assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"data");
+}

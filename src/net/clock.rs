@@ -190,6 +190,11 @@ impl Clock {
         self.read_while_busy.store(false, Ordering::Relaxed);
     }
 
+    /// Whether the latest request's body has not been read to its end.
+    pub fn body_unread(&self) -> bool {
+        self.unread_body.load(Ordering::Relaxed)
+    }
+
     /// The connection closes after the answer while the client may still be sending
     /// (a request judged malformed, with more possibly behind it): it lingers.
     pub fn closing_on_error(&self) {

@@ -107,6 +107,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             http1: matches!(parts.version, Version::HTTP_10 | Version::HTTP_11),
             http10,
             client_closes: http10 && !keep_alive,
+            awaits_continue: has_body && expects_continue(&parts),
             sendfile: self.sendfile.clone(),
             tunnel: Arc::clone(&self.tunnel),
             h2_tunnel,
@@ -184,10 +185,15 @@ const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 /// does not need the body, so it is not invited), nor when the body is announced
 /// larger than [`DISCARD_LIMIT`].
 fn worth_discarding(parts: &Parts) -> bool {
-    let expects = parts.headers.contains_key(header::EXPECT);
+    let expects = expects_continue(parts);
     let too_long = crate::http::request_body::declared_length(&parts.headers)
         .is_some_and(|n| n > DISCARD_LIMIT);
     !expects && !too_long
+}
+
+/// Whether the client holds its body back until it is told `100 Continue`.
+fn expects_continue(parts: &Parts) -> bool {
+    parts.headers.contains_key(header::EXPECT)
 }
 
 /// Reads and drops `body`: true when it was read to its end, an error when its framing
@@ -249,6 +255,8 @@ struct Finishing {
     /// An HTTP/1.0 client that did not ask for keep-alive: its response, labelled
     /// HTTP/1.1, says the connection closes, as a 1.1 client would be told.
     client_closes: bool,
+    /// The request has a body its client sends only after `100 Continue`.
+    awaits_continue: bool,
     sendfile: Option<Arc<SendfileQueue>>,
     tunnel: Arc<TunnelSlot>,
     /// The stream of an extended CONNECT, to become a tunnel on a success.
@@ -297,7 +305,12 @@ impl Finishing {
         // A close-delimited body (length unknown) ends an HTTP/1.0 connection too.
         let unframed = self.http10 && res.body().exact_len().is_none();
         let draining = crate::net::clock::draining();
-        if self.http1 && (self.client_closes || refused || unframed || draining) {
+        // A refusal given before a body held back for `100 Continue` was asked for:
+        // hyper does not wait for that body but closes, so the answer says so.
+        let withheld = self.awaits_continue
+            && (res.status().is_client_error() || res.status().is_server_error())
+            && self.exchange.clock.body_unread();
+        if self.http1 && (self.client_closes || refused || unframed || draining || withheld) {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             if self.http10 {
