@@ -473,3 +473,34 @@ fn a_malformed_request_is_refused_whenever_its_last_frames_come() {
     });
     assert_eq!(verdict, "protocol error");
 }
+
+/// SIGTERM reaches an h2c connection whose preface came with its first packet
+/// (answered in the accept loop's first poll, before it had a task of its own): a
+/// GOAWAY at once (RFC 9113 §6.8), not silence until the grace period is over.
+#[test]
+fn an_h2c_connection_gets_a_goaway_on_shutdown() {
+    use std::io::Write;
+    let (_tmp, root) = fixture();
+    // Neither the grace period nor the idle timeout ends the connection first.
+    let server = Server::start(&root, &["--grace-period", "120s", "--idle-timeout", "120s"]);
+    let mut stream = connect(server.addr());
+    let mut out = opening_get_a_txt(None);
+    // END_STREAM as well, a whole GET: the flags of the HEADERS frame, after the
+    // 24-byte preface and the 9-byte SETTINGS frame.
+    out[24 + 9 + 4] |= 0x1;
+    stream.write_all(&out).unwrap();
+    let mut buf = Vec::new();
+    let answered = read_frames(&mut stream, &mut buf, |kind, id, _| {
+        (kind == 0x0 && id == 1).then_some("answered")
+    });
+    assert_eq!(answered, "answered");
+    server.signal("TERM");
+    // Sooner than the header timeout (10 s), which would end it too.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let verdict = read_frames(&mut stream, &mut buf, |kind, _, _| {
+        (kind == 0x7).then_some("goaway")
+    });
+    assert_eq!(verdict, "goaway");
+}

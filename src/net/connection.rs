@@ -303,7 +303,6 @@ impl Session {
 struct ShutdownWatch<'a> {
     token: &'a CancellationToken,
     wait: Pin<Box<tokio_util::sync::WaitForCancellationFuture<'a>>>,
-    registered: bool,
 }
 
 impl<'a> ShutdownWatch<'a> {
@@ -311,20 +310,14 @@ impl<'a> ShutdownWatch<'a> {
         ShutdownWatch {
             token,
             wait: Box::pin(token.cancelled()),
-            registered: false,
         }
     }
 
-    /// Whether shutdown was asked for; registers `cx`'s waker the first time.
+    /// Whether shutdown was asked for; registers `cx`'s waker on every poll, since
+    /// the task polling may change: a connection is first polled by the accept loop
+    /// and only then given a task of its own.
     fn asked(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.token.is_cancelled() {
-            return true;
-        }
-        if self.registered {
-            return false;
-        }
-        self.registered = true;
-        self.wait.as_mut().poll(cx).is_ready()
+        self.token.is_cancelled() || self.wait.as_mut().poll(cx).is_ready()
     }
 }
 
