@@ -425,4 +425,13 @@ fn a_request_naming_an_upload_never_acts_on_its_folder() {
     // Reads of the URL are the folder's.
     assert_eq!(get(&server, &url).status, 200);
     assert_eq!(offset_of(&server, &url).as_deref(), Some("0"));
+    // OPTIONS tells the protocol, whatever version the client says it speaks.
+    for version in [None, Some("1.0.0"), Some("9.9.9")] {
+        for target in ["/up/", url.as_str()] {
+            let headers: Vec<_> = version.map(|v| ("Tus-Resumable", v)).into_iter().collect();
+            let res = request(&server, "OPTIONS", target, &headers);
+            assert_eq!(res.status, 200, "{target} {version:?}");
+            assert_eq!(res.header("tus-version").as_deref(), Some("1.0.0"));
+        }
+    }
 }

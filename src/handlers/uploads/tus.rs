@@ -71,11 +71,14 @@ struct Meta {
 /// Whether the request is one of tus's: it says which protocol it speaks, or it names
 /// an upload (`?tus=`) with a method other than a read. The latter never reaches the
 /// folder the upload's URL is also the URL of (a DELETE there would delete the
-/// folder): without `Tus-Resumable` it is refused with 412, as tusd does.
+/// folder): without `Tus-Resumable` it is refused with 412, as tusd does. OPTIONS is
+/// the site's, which advertises the protocol ([`advertise`]), header or not.
 pub fn is_tus(head: &Parts) -> bool {
-    head.headers.contains_key("tus-resumable")
-        || (upload_id(head).is_some()
-            && !matches!(head.method, Method::GET | Method::HEAD | Method::OPTIONS))
+    match head.method {
+        Method::OPTIONS => false,
+        Method::GET | Method::HEAD => head.headers.contains_key("tus-resumable"),
+        _ => head.headers.contains_key("tus-resumable") || upload_id(head).is_some(),
+    }
 }
 
 /// The upload the request's query names (`tus=<id>`), if any.
