@@ -31,8 +31,7 @@ fn main() -> ExitCode {
     let reload_args = args.clone();
     let layered = match file::parse(args) {
         Ok(layered) => layered,
-        // Usage errors, --help and --version, worded and exited by clap.
-        Err(LayerError::Clap(e)) => e.exit(),
+        Err(LayerError::Clap(e)) => return usage_error(e),
         Err(LayerError::File(message)) => return fail(&message),
     };
     tracing_subscriber::fmt()
@@ -176,6 +175,31 @@ fn read_password(prompt: Option<&str>) -> std::io::Result<String> {
     }
     read?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// `--help` and `--version` as clap prints them; a usage error as one line like
+/// every other (`wharf: invalid value 'abc' for '--port <PORT>': …`), exit status 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    // clap's first paragraph, on one line (a list of missing arguments included).
+    let rendered = e.render().to_string();
+    let paragraph: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let joined = paragraph.join(" ");
+    let message = joined.strip_prefix("error: ").unwrap_or(&joined);
+    eprintln!("wharf: {message} (see wharf --help)");
+    ExitCode::from(2)
 }
 
 fn fail(message: &str) -> ExitCode {
