@@ -113,6 +113,43 @@ fn propfind_reports_the_etag_a_get_sends() {
 }
 
 #[test]
+fn allprop_reads_no_large_file_for_its_etag() {
+    let (_t, root) = temp_root();
+    write_file(&root, "dir/big.bin", vec![7u8; 2 * 1024 * 1024]);
+    let server = Server::start(&root, &["--upload"]);
+    // A file manager's listing: no large file read for a hash.
+    let res = propfind(&server, "/dir/", Some("1"), "<D:allprop/>");
+    assert_eq!(res.status, 207);
+    assert!(res.body_text().contains("<D:getcontentlength>2097152<"));
+    assert!(
+        !res.body_text().contains("<D:getetag>"),
+        "{}",
+        res.body_text()
+    );
+    // Asked for by name, it is taken: the ETag a GET sends.
+    let res = propfind(
+        &server,
+        "/dir/big.bin",
+        Some("0"),
+        "<D:prop><D:getetag/></D:prop>",
+    );
+    let etag = get(&server, "/dir/big.bin")
+        .header("etag")
+        .expect("an ETag");
+    assert!(
+        res.body_text()
+            .contains(&format!("<D:getetag>{etag}</D:getetag>")),
+        "{}",
+        res.body_text()
+    );
+    // Known now, so allprop has it too.
+    let res = propfind(&server, "/dir/", Some("1"), "<D:allprop/>");
+    assert!(res
+        .body_text()
+        .contains(&format!("<D:getetag>{etag}</D:getetag>")));
+}
+
+#[test]
 fn propfind_of_a_file_at_infinite_depth_is_depth_0() {
     let (_t, root) = temp_root();
     write_file(&root, "dir/a.txt", "abc");

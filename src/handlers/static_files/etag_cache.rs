@@ -63,6 +63,11 @@ impl EtagCache {
         Ok(tag)
     }
 
+    /// The tag for the file state `meta` describes, if it is cached: no reading.
+    pub fn known(&self, meta: &std::fs::Metadata) -> Option<EntityTag> {
+        self.lock().get(&FileState::of(meta)).cloned()
+    }
+
     /// Records `tag` for the file state `meta` describes.
     pub fn remember(&self, meta: &std::fs::Metadata, tag: EntityTag) {
         let mut entries = self.lock();

@@ -143,6 +143,20 @@ impl StaticFiles {
         self.etags.tag(&open.file, &open.meta, None)
     }
 
+    /// [`StaticFiles::etag`] when it costs no reading: known already, or of a file
+    /// of at most `small` bytes; else `None`.
+    pub fn etag_if_cheap(
+        &self,
+        open: &OpenFile,
+        small: u64,
+    ) -> Option<crate::http::etag::EntityTag> {
+        self.etags.known(&open.meta).or_else(|| {
+            (open.meta.len() <= small)
+                .then(|| self.etag(open).ok())
+                .flatten()
+        })
+    }
+
     /// Records `tag` as the ETag of the file whose state `meta` describes (a file
     /// just written, whose hash was taken as it arrived).
     pub fn remember_etag(&self, meta: &std::fs::Metadata, tag: crate::http::etag::EntityTag) {

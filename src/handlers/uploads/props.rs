@@ -95,6 +95,9 @@ impl PropName {
     }
 }
 
+/// The largest file whose content `allprop` hashes for its `getetag`.
+const ALLPROP_HASHED: u64 = 1024 * 1024;
+
 /// The live properties wharf reports.
 const LIVE: [&str; 8] = [
     "resourcetype",
@@ -227,14 +230,22 @@ fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &
                 mime::content_type(name).to_str().ok().map(escape)
             }
             // The ETag a GET sends (RFC 4918 §15.6), quotes included; a folder's
-            // depends on how its listing is rendered.
-            "getetag" => match &node {
-                Node::File(open) => up
+            // depends on how its listing is rendered. The tag is a hash of the
+            // content: taken when asked for by name, but for `allprop` (what file
+            // managers send for every folder they show) only when it costs no
+            // reading of a large file, so listing a folder of videos reads none.
+            "getetag" => match (&node, wanted) {
+                (Node::File(_), Wanted::Names) => Some(String::new()),
+                (Node::File(open), Wanted::All) => up
+                    .files
+                    .etag_if_cheap(open, ALLPROP_HASHED)
+                    .and_then(|tag| tag.header_value().to_str().ok().map(str::to_string)),
+                (Node::File(open), Wanted::Some(_)) => up
                     .files
                     .etag(open)
                     .ok()
                     .and_then(|tag| tag.header_value().to_str().ok().map(str::to_string)),
-                Node::Dir(_) => None,
+                (Node::Dir(_), _) => None,
             },
             "getlastmodified" => meta
                 .modified()
