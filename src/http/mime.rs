@@ -2,8 +2,11 @@
 //!
 //! The extension table is mime_guess's; the policy on top is ours: text types are
 //! declared UTF-8 (what nearly every text file served today is, and what browsers
-//! otherwise guess wrongly), JavaScript is `text/javascript` per RFC 9239, and anything
-//! unknown is `application/octet-stream`, so a browser downloads rather than sniffs it.
+//! otherwise guess wrongly) but XML, whose own declaration names its encoding and
+//! which a charset parameter would override (RFC 7303 §4.2); JavaScript is
+//! `text/javascript` per RFC 9239, fonts have their `font/` types (RFC 8081), and
+//! anything unknown is `application/octet-stream`, so a browser downloads rather
+//! than sniffs it.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -17,9 +20,11 @@ pub fn content_type(name: &[u8]) -> HeaderValue {
     let value = match guess {
         None => return HeaderValue::from_static("application/octet-stream"),
         Some("application/javascript") => "text/javascript",
+        Some("application/font-woff") => "font/woff",
+        Some("application/font-sfnt") => "font/otf",
         Some(other) => other,
     };
-    if value.starts_with("text/") {
+    if value.starts_with("text/") && value != "text/xml" {
         HeaderValue::from_str(&format!("{value}; charset=utf-8"))
             .unwrap_or(HeaderValue::from_static("application/octet-stream"))
     } else {
@@ -42,5 +47,10 @@ mod tests {
         assert_eq!(ct("a.PNG"), "image/png");
         assert_eq!(ct("a.unknownext"), "application/octet-stream");
         assert_eq!(ct("Makefile"), "application/octet-stream");
+        assert_eq!(ct("feed.xml"), "text/xml");
+        assert_eq!(ct("a.woff"), "font/woff");
+        assert_eq!(ct("a.otf"), "font/otf");
+        assert_eq!(ct("a.ttf"), "font/ttf");
+        assert_eq!(ct("a.woff2"), "font/woff2");
     }
 }
