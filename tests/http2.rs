@@ -504,3 +504,83 @@ fn an_h2c_connection_gets_a_goaway_on_shutdown() {
     });
     assert_eq!(verdict, "goaway");
 }
+
+/// The preface, an empty SETTINGS frame, and a whole `GET /a.txt` on stream 1 whose
+/// field block ends with `extra` (HPACK).
+fn get_a_txt_with(extra: &[u8]) -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    let mut block = vec![0x82, 0x86, 0x04, 6];
+    block.extend(b"/a.txt");
+    block.extend([0x01, 1, b'x']);
+    block.extend(extra);
+    out.extend(frame(0x1, 0x5, 1, &block)); // HEADERS, END_HEADERS | END_STREAM
+    out
+}
+
+/// What stream 1 of `request` gets: "answered", "reset N" or "goaway N" (error code).
+fn fate_of(server: &Server, request: &[u8]) -> String {
+    use std::io::Write;
+    let mut stream = connect(server.addr());
+    stream.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let code = |p: &[u8], at: usize| u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]);
+    let said = std::cell::RefCell::new(String::new());
+    let verdict = read_frames(&mut stream, &mut buf, |kind, id, payload| {
+        match (kind, id) {
+            (0x1, 1) => Some("answered"),
+            (0x3, 1) => {
+                *said.borrow_mut() = format!("reset {}", code(payload, 0));
+                Some("said")
+            }
+            (0x7, _) => {
+                *said.borrow_mut() = format!("goaway {}", code(payload, 4));
+                Some("said")
+            }
+            _ => None,
+        }
+    });
+    match verdict {
+        "said" => said.into_inner(),
+        other => other.to_string(),
+    }
+}
+
+/// RFC 9113 §4.3: a field block that does not decode is a COMPRESSION_ERROR (0x9);
+/// §8.2.1: a field value with whitespace at either end makes the request malformed
+/// (a stream error, PROTOCOL_ERROR); `TE: trailers` in any case is allowed.
+#[test]
+fn field_blocks_are_judged_as_rfc_9113_says() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    // Indexed field 0 (RFC 7541 §6.1), an index past both tables.
+    for bad in [&[0x80u8][..], &[0xbe]] {
+        assert_eq!(
+            fate_of(&server, &get_a_txt_with(bad)),
+            "goaway 9",
+            "{bad:?}"
+        );
+    }
+    let literal = |name: &[u8], value: &[u8]| {
+        let mut out = vec![0x00, name.len() as u8];
+        out.extend(name);
+        out.push(value.len() as u8);
+        out.extend(value);
+        out
+    };
+    for value in [&b" lead"[..], b"trail\t"] {
+        assert_eq!(
+            fate_of(&server, &get_a_txt_with(&literal(b"x-a", value))),
+            "reset 1",
+            "{value:?}"
+        );
+    }
+    assert_eq!(
+        fate_of(&server, &get_a_txt_with(&literal(b"te", b"Trailers"))),
+        "answered"
+    );
+    assert_eq!(
+        fate_of(&server, &get_a_txt_with(&literal(b"x-a", b"in side"))),
+        "answered"
+    );
+}

@@ -207,7 +207,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                 },
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+                    return Err(Error::library_go_away(decoding_error_reason(&e)));
                 }
             }
 
@@ -390,7 +390,7 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                 }
                 Err(e) => {
                     proto_err!(conn: "failed HPACK decoding; err={:?}", e);
-                    return Err(Error::library_go_away(Reason::PROTOCOL_ERROR));
+                    return Err(Error::library_go_away(decoding_error_reason(&e)));
                 }
             }
 
@@ -489,5 +489,19 @@ impl<T> From<Continuable> for Frame<T> {
                 push.into()
             }
         }
+    }
+}
+
+/// The connection error for a field block that could not be decoded: a block that
+/// fails to decompress is a COMPRESSION_ERROR (RFC 9113 §4.3, RFC 7541); what was
+/// decoded but is no valid field stays a PROTOCOL_ERROR.
+fn decoding_error_reason(e: &frame::Error) -> Reason {
+    use hpack::DecoderError::*;
+    match e {
+        frame::Error::Hpack(InvalidUtf8 | InvalidStatusCode | InvalidPseudoheader) => {
+            Reason::PROTOCOL_ERROR
+        }
+        frame::Error::Hpack(_) => Reason::COMPRESSION_ERROR,
+        _ => Reason::PROTOCOL_ERROR,
     }
 }

@@ -942,11 +942,20 @@ impl HeaderBlock {
                     {
                         tracing::trace!("load_hpack; connection level header");
                         malformed = true;
-                    } else if name == header::TE && value != "trailers" {
+                    } else if name == header::TE
+                        && !value.as_bytes().eq_ignore_ascii_case(b"trailers")
+                    {
                         tracing::trace!(
                             "load_hpack; TE header not set to trailers; val={:?}",
                             value
                         );
+                        malformed = true;
+                    } else if matches!(value.as_bytes().first(), Some(b' ' | b'\t'))
+                        || matches!(value.as_bytes().last(), Some(b' ' | b'\t'))
+                    {
+                        // RFC 9113 §8.2.1: a field value must not start or end
+                        // with whitespace; such a message is malformed.
+                        tracing::trace!("load_hpack; field value with outer whitespace");
                         malformed = true;
                     } else {
                         reg = true;
