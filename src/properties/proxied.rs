@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::answers::{pieces, runtime};
+use super::answers::pieces;
 use crate::handlers::proxy::forward::{defined_status, relay, HOP_BY_HOP};
 use crate::handlers::proxy::upstream::{Balance, Pool, Upstream};
 use crate::handlers::proxy::UPSTREAM_READ_BUFFER;
@@ -41,7 +41,15 @@ enum Outcome {
 /// The answer a client asking with `method` gets when the app writes `pieces`
 /// (yielding after each one when `pause`), then closes the connection.
 fn answer(pieces: Vec<Bytes>, pause: bool, method: Method) -> Outcome {
-    runtime().block_on(async move {
+    // A runtime of its own, dropped with every task still on it (the connection's,
+    // the buffer's) when the exchange is over: nothing of one input outlives it.
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return Outcome::Refused(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    runtime.block_on(async move {
         let (wharf_end, mut app_end) = tokio::io::duplex(2 * MAX_INPUT);
         let app = tokio::spawn(async move {
             // The answer comes after the request, as from an app.
