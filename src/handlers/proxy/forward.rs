@@ -276,7 +276,8 @@ pub struct Sent {
 pub struct Target<'a> {
     /// The path as routed (decoded, normalised).
     pub path: &'a crate::http::path::SitePath,
-    /// The same path as it was spelled in the request (before decoding).
+    /// The string `path` was parsed from: the request's own path, or a rule's
+    /// rewrite of it (before decoding).
     pub spelled: &'a str,
     /// The query, passed unchanged.
     pub query: Option<&'a str>,
@@ -554,8 +555,8 @@ fn upstream_target(route: &Route, upstream_path: &Option<String>, target: Target
     out
 }
 
-/// `target.spelled`, when it is a spelling of `target.path` with no empty, `.` or
-/// `..` segment: what normalising would change is then only its escapes.
+/// `target.spelled` (which `target.path` was parsed from), when it has no empty,
+/// `.` or `..` segment: what normalising would change is then only its escapes.
 fn as_spelled(target: Target<'_>) -> Option<&str> {
     let spelled = target.spelled;
     let rest = spelled.strip_prefix('/')?;
@@ -565,9 +566,7 @@ fn as_spelled(target: Target<'_>) -> Option<&str> {
         let decoded: Vec<u8> = percent_encoding::percent_decode_str(seg).collect();
         (i == last || !seg.is_empty()) && decoded != b"." && decoded != b".."
     });
-    let same =
-        crate::http::path::SitePath::parse_for_app(spelled, true).is_ok_and(|p| p == *target.path);
-    (plain && same).then_some(spelled)
+    plain.then_some(spelled)
 }
 
 /// The request's fields as the upstream gets them: hop-by-hop ones removed, the

@@ -76,6 +76,8 @@ const SURROGATE_CAPABILITY: &str = "wharf=\"Surrogate/1.0\"";
 struct Asking<'a> {
     head: &'a http::request::Parts,
     path: &'a SitePath,
+    /// `path` as spelled in the request (or the rewrite) it was parsed from.
+    spelled: &'a str,
     remote: std::net::SocketAddr,
     tls: bool,
 }
@@ -133,6 +135,7 @@ pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> 
     let req = Asking {
         head,
         path: &req.path,
+        spelled: req.target,
         remote: req.remote,
         tls: req.tls,
     };
@@ -373,7 +376,7 @@ async fn fetch(
     let headers = upstream_fields(route, req, stored.as_deref());
     let target = forward::Target {
         path: req.path,
-        spelled: head.uri.path(),
+        spelled: req.spelled,
         query: head.uri.query(),
     };
     let sent = forward::send(route, &Method::GET, target, &headers, None, None).await;
@@ -684,7 +687,7 @@ fn refresh_in_background(
     let (route, cache, entry) = (Arc::clone(route), Arc::clone(cache), Arc::clone(entry));
     let path = req.path.clone();
     let query = req.head.uri.query().map(str::to_string);
-    let spelled = req.head.uri.path().to_string();
+    let spelled = req.spelled.to_string();
     let head = req.head.clone();
     let (remote, tls) = (req.remote, req.tls);
     let key = key.to_string();
@@ -704,6 +707,7 @@ fn refresh_in_background(
         let background = Asking {
             head: &head,
             path: &path,
+            spelled: &spelled,
             remote,
             tls,
         };
