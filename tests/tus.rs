@@ -340,8 +340,9 @@ fn incomplete_uploads_expire() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-#[test]
-fn tus_js_client_resumes_a_100_mib_upload() {
+/// The folder of the tus-js-client scripts, if node and the client are installed
+/// (CI installs them: there, their absence fails the test).
+fn tus_client() -> Option<std::path::PathBuf> {
     let client = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tus-client");
     let ready = std::process::Command::new("node")
         .arg("--version")
@@ -354,8 +355,14 @@ fn tus_js_client_resumes_a_100_mib_upload() {
             std::env::var_os("CI").is_none(),
             "CI must install node and tus-js-client"
         );
-        return;
+        return None;
     }
+    Some(client)
+}
+
+#[test]
+fn tus_js_client_resumes_a_100_mib_upload() {
+    let Some(client) = tus_client() else { return };
     let (tmp, root) = temp_root();
     let data: Vec<u8> = (0..100 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
@@ -434,4 +441,163 @@ fn a_request_naming_an_upload_never_acts_on_its_folder() {
             assert_eq!(res.header("tus-version").as_deref(), Some("1.0.0"));
         }
     }
+}
+
+/// What tus-js-client makes of an upload in `mode` (edge.mjs): its last line.
+fn tus_js_client_edge(server: &Server, mode: &str, name: &str, taken: &std::path::Path) -> String {
+    let client = tus_client().expect("checked by the caller");
+    let out = std::process::Command::new("timeout")
+        .args(["60", "node"])
+        .arg(client.join("edge.mjs"))
+        .arg(format!("http://{}/", server.addr()))
+        .arg(mode)
+        .arg(name)
+        .arg(taken)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn tus_js_client_sees_empty_overridden_and_taken_uploads_as_they_are() {
+    if tus_client().is_none() {
+        return;
+    }
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload"]);
+    let nowhere = root.join("unused");
+    assert_eq!(
+        tus_js_client_edge(&server, "empty", "empty.txt", &nowhere),
+        "success"
+    );
+    assert_eq!(std::fs::read(root.join("empty.txt")).unwrap(), b"");
+    assert_eq!(
+        tus_js_client_edge(&server, "override", "over.txt", &nowhere),
+        "success"
+    );
+    assert_eq!(
+        std::fs::read(root.join("over.txt")).unwrap(),
+        b"tus-js-client was here\n"
+    );
+    // Another writer takes the name between creation and the last byte: an error
+    // the client does not retry, and the other writer's file stays.
+    let taken = root.join("taken.txt");
+    assert_eq!(
+        tus_js_client_edge(&server, "taken", "taken.txt", &taken),
+        "error 412"
+    );
+    assert_eq!(std::fs::read(&taken).unwrap(), b"another writer\n");
+}
+
+#[test]
+fn empty_uploads_method_overrides_and_names_taken_meanwhile() {
+    let (_t, root) = temp_root();
+    write_file(&root, "plain.txt", "plain");
+    let server = Server::start(&root, &["--upload"]);
+    let tus_state = |root: &std::path::Path| {
+        std::fs::read_dir(root.join(".wharf-tus"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    // An upload of nothing is complete when created.
+    let url = create(&server, "/", "empty.txt", 0);
+    assert_eq!(std::fs::read(root.join("empty.txt")).unwrap(), b"");
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("0"));
+
+    // The name is taken before the last byte: 412, the other file stays, and the
+    // upload is gone (no HEAD may call it complete).
+    let url = create(&server, "/", "race.txt", 3);
+    write_file(&root, "race.txt", "other");
+    let res = patch(&server, &url, 0, b"abc");
+    assert_eq!(res.status, 412);
+    assert_eq!(res.header("tus-resumable").as_deref(), Some("1.0.0"));
+    assert_eq!(std::fs::read(root.join("race.txt")).unwrap(), b"other");
+    assert_eq!(tus(&server, "HEAD", &url, &[], b"").status, 404);
+
+    // X-HTTP-Method-Override on a POST: PATCH, HEAD and DELETE as tus requires.
+    let url = create(&server, "/", "over.txt", 4);
+    let res = tus(
+        &server,
+        "POST",
+        &url,
+        &[
+            ("X-HTTP-Method-Override", "PATCH"),
+            ("Upload-Offset", "0"),
+            ("Content-Type", "application/offset+octet-stream"),
+        ],
+        b"ab",
+    );
+    assert_eq!(res.status, 204);
+    assert_eq!(res.header("upload-offset").as_deref(), Some("2"));
+    let res = tus(
+        &server,
+        "POST",
+        &url,
+        &[("X-HTTP-Method-Override", "HEAD")],
+        b"",
+    );
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("upload-offset").as_deref(), Some("2"));
+    let res = tus(
+        &server,
+        "POST",
+        &url,
+        &[("X-HTTP-Method-Override", "DELETE")],
+        b"",
+    );
+    assert_eq!(res.status, 204);
+    assert_eq!(tus(&server, "HEAD", &url, &[], b"").status, 404);
+
+    // A method tus has no use for, on an upload: 405 saying what is allowed.
+    let url = create(&server, "/", "put.txt", 4);
+    let res = tus(&server, "PUT", &url, &[], b"abcd");
+    assert_eq!(res.status, 405);
+    assert_eq!(
+        res.header("allow").as_deref(),
+        Some("GET, HEAD, OPTIONS, PATCH, DELETE")
+    );
+
+    // A read that says it speaks tus is still a read.
+    let res = tus(&server, "GET", "/plain.txt", &[], b"");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "plain"));
+    let res = tus(&server, "HEAD", "/plain.txt", &[], b"");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-length").as_deref(), Some("5"));
+    assert_eq!(tus(&server, "GET", "/", &[], b"").status, 200);
+
+    // A signed length is not a length.
+    let meta = metadata("signed.txt");
+    let res = tus(
+        &server,
+        "POST",
+        "/",
+        &[("Upload-Length", "+5"), ("Upload-Metadata", &meta)],
+        b"",
+    );
+    assert_eq!(res.status, 400);
+
+    // Creation whose first bytes fail their checksum: 460, and nothing is left of
+    // an upload whose URL the client never learnt.
+    let before = tus_state(&root);
+    let res = tus(
+        &server,
+        "POST",
+        "/",
+        &[
+            ("Upload-Length", "8"),
+            ("Upload-Metadata", &metadata("sum.bin")),
+            ("Content-Type", "application/offset+octet-stream"),
+            ("Upload-Checksum", "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        ],
+        b"abcd",
+    );
+    assert_eq!(res.status, 460);
+    assert_eq!(res.header("location"), None);
+    assert_eq!(tus_state(&root), before);
 }

@@ -9,9 +9,12 @@
 //! offset), `<id>.json` what the upload is — so an upload resumes after a restart.
 //! `PATCH` appends at the offset the client names; a broken connection keeps what
 //! arrived. When the last byte is in, the file is fsynced and renamed into its folder
-//! under its name in one step (never over an existing file: 409, and the upload stays
-//! for the client to be told). Incomplete uploads are invisible, and removed once they
-//! expire (`--upload-expiry` after their last change), when they are next asked
+//! under its name in one step. A name taken in the meantime fails the upload: the
+//! last PATCH gets 412 (as WebDAV refuses a copy that would replace a file; not
+//! tus's 409, which clients take for a wrong offset and retry) and the upload is
+//! removed, so that no later HEAD reports it complete. An upload of no bytes is
+//! complete when it is created. Incomplete uploads are invisible, and removed once
+//! they expire (`--upload-expiry` after their last change), when they are next asked
 //! for and whenever an upload is created.
 
 use std::io;
@@ -68,16 +71,33 @@ struct Meta {
     done: bool,
 }
 
-/// Whether the request is one of tus's: it says which protocol it speaks, or it names
-/// an upload (`?tus=`) with a method other than a read. The latter never reaches the
-/// folder the upload's URL is also the URL of (a DELETE there would delete the
-/// folder): without `Tus-Resumable` it is refused with 412, as tusd does. OPTIONS is
-/// the site's, which advertises the protocol ([`advertise`]), header or not.
+/// Whether the request is one of tus's: it names an upload (`?tus=`) with a method
+/// other than a read, or says which protocol it speaks and is not a read of the
+/// folder or a file (a GET, or a HEAD of no upload, is served whatever its headers).
+/// A change naming an upload never reaches the folder the upload's URL is also the
+/// URL of (a DELETE there would delete the folder): without `Tus-Resumable` it is
+/// refused with 412, as tusd does. OPTIONS is the site's, which advertises the
+/// protocol ([`advertise`]), header or not.
 pub fn is_tus(head: &Parts) -> bool {
+    let speaks = head.headers.contains_key("tus-resumable");
     match head.method {
-        Method::OPTIONS => false,
-        Method::GET | Method::HEAD => head.headers.contains_key("tus-resumable"),
-        _ => head.headers.contains_key("tus-resumable") || upload_id(head).is_some(),
+        Method::OPTIONS | Method::GET => false,
+        Method::HEAD => speaks && upload_id(head).is_some(),
+        _ => speaks || upload_id(head).is_some(),
+    }
+}
+
+/// The method a tus request means: a POST carrying `X-HTTP-Method-Override` (for
+/// clients behind proxies that pass only GET and POST) means the method it names,
+/// which tus requires servers to honour.
+fn method(head: &Parts) -> Method {
+    let overridden = head
+        .headers
+        .get("x-http-method-override")
+        .and_then(|v| Method::from_bytes(v.as_bytes()).ok());
+    match overridden {
+        Some(m) if head.method == Method::POST => m,
+        _ => head.method.clone(),
     }
 }
 
@@ -94,15 +114,11 @@ fn speaks_version(head: &Parts) -> bool {
 }
 
 /// Whether a tus request with `access` is allowed: everything takes uploads (ending
-/// one's own upload too). One that does not speak this version is answered (412,
-/// whatever its method), so that the client learns the versions spoken.
-pub fn allows(access: &Access, head: &Parts) -> bool {
+/// one's own upload too). Where they are, every method is answered here: one that
+/// does not speak this version gets 412 (so that the client learns the versions
+/// spoken), one tus has no use for 405 with what an upload's URL allows.
+pub fn allows(access: &Access, _head: &Parts) -> bool {
     access.upload
-        && (!speaks_version(head)
-            || matches!(
-                head.method,
-                Method::POST | Method::PATCH | Method::HEAD | Method::DELETE
-            ))
 }
 
 /// The headers `OPTIONS` adds where uploads are allowed.
@@ -118,7 +134,7 @@ pub fn advertise(access: &Access, headers: &mut HeaderMap) {
 pub async fn respond(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<Body> {
     let head = req.head;
     let id = upload_id(head).map(str::to_string);
-    let mut res = match (&head.method, id) {
+    let mut res = match (&method(head), id) {
         _ if !speaks_version(head) => {
             let mut res = response::error(StatusCode::PRECONDITION_FAILED);
             res.headers_mut()
@@ -130,7 +146,8 @@ pub async fn respond(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Resp
         (&Method::HEAD, Some(id)) => status(up, &req.path, &id).await,
         (&Method::PATCH, Some(id)) => append(up, req, &id).await,
         (&Method::DELETE, Some(id)) => terminate(up, &req.path, &id).await,
-        _ => response::error(StatusCode::METHOD_NOT_ALLOWED),
+        // An upload's URL is also its folder's, which GET reads.
+        _ => response::method_not_allowed("GET, HEAD, OPTIONS, PATCH, DELETE"),
     };
     // Every answer but OPTIONS' says the version spoken (tus 1.0.0, "Tus-Resumable").
     res.headers_mut()
@@ -184,8 +201,13 @@ fn filename(metadata: &str) -> Option<String> {
     })
 }
 
+/// A length or offset: digits only (tus: "a non-negative integer"; no sign).
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
-    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+    let text = headers.get(name)?.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 impl Uploads {
@@ -339,13 +361,25 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         .headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == CHUNK_TYPE.as_bytes());
-    if with_bytes && !http_body::Body::is_end_stream(&body) {
+    // An upload of nothing is complete at once (its file is made now).
+    if (with_bytes && !http_body::Body::is_end_stream(&body)) || length == 0 {
         match write_chunk(&up, &dir, &id, &meta, 0, &mut body, &head.headers).await {
             Ok(new_offset) => {
                 res.headers_mut()
                     .insert("upload-offset", HeaderValue::from(new_offset));
             }
-            Err(status) => return error(status),
+            Err(status) => {
+                // The client is not told the upload's URL: nothing may stay of it.
+                let key = id.clone();
+                let _ = up
+                    .blocking(move |up| {
+                        if let Ok(dir) = up.tus_dir() {
+                            forget(&dir, &key);
+                        }
+                    })
+                    .await;
+                return error(status);
+            }
         }
     }
     res
@@ -526,11 +560,14 @@ async fn write_chunk(
                 .root
                 .write_dir(&folder, false)
                 .map_err(|e| io_status(&e))?;
-            dir.rename(key.as_bytes(), &target, renewed.name.as_bytes(), false)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::AlreadyExists => StatusCode::CONFLICT,
-                    _ => io_status(&e),
-                })?;
+            match dir.rename(key.as_bytes(), &target, renewed.name.as_bytes(), false) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    forget(&dir, &key);
+                    return Err(StatusCode::PRECONDITION_FAILED);
+                }
+                Err(e) => return Err(io_status(&e)),
+            }
             target.sync().map_err(|e| io_status(&e))?;
             renewed.done = true;
             let _ = save(&dir, &key, &renewed);
