@@ -536,6 +536,89 @@ fn form_uploads_store_files_and_never_overwrite_silently() {
     assert!(temps_in(&root.join("inbox")).is_empty());
 }
 
+/// `body` in chunks of at most `size` bytes (chunked transfer coding).
+fn chunked(body: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in body.chunks(size) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[test]
+fn a_form_that_fails_part_way_says_what_it_stored() {
+    let (_t, root) = temp_root();
+    std::fs::create_dir(root.join("inbox")).unwrap();
+    let server = Server::start(&root, &["--upload", "--max-upload-size", "1000"]);
+    let big = vec![b'x'; 2000];
+
+    // Past the limit with no length declared (chunked): 413 like any other upload.
+    let (ct, body) = form(&[], &[("f", "big.bin", &big)]);
+    let headers = [
+        ("Content-Type", ct.as_str()),
+        ("Transfer-Encoding", "chunked"),
+    ];
+    let res = send(&server, "POST", "/inbox/", &headers, &chunked(&body, 300));
+    assert_eq!(res.status, 413);
+    assert!(!root.join("inbox/big.bin").exists());
+
+    // The first file fits, the second does not: the first is kept, and the answer
+    // names it (JSON when asked for, else a page linking to it).
+    let (ct, body) = form(&[], &[("f", "small.txt", b"small"), ("f", "big.bin", &big)]);
+    let headers = [
+        ("Content-Type", ct.as_str()),
+        ("Transfer-Encoding", "chunked"),
+        ("Accept", "application/json"),
+    ];
+    let res = send(&server, "POST", "/inbox/", &headers, &chunked(&body, 300));
+    assert_eq!(res.status, 413);
+    assert_eq!(
+        res.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(summary["uploaded"][0]["name"], "small.txt");
+    assert_eq!(summary["uploaded"][0]["href"], "/inbox/small.txt");
+    assert_eq!(summary["error"], "Payload Too Large");
+    assert_eq!(
+        std::fs::read(root.join("inbox/small.txt")).unwrap(),
+        b"small"
+    );
+    assert!(!root.join("inbox/big.bin").exists());
+
+    // A plain form whose second part is cut off: 400, with a page naming the first.
+    let (ct, body) = form(&[], &[("f", "one.txt", b"one"), ("f", "two.txt", b"two")]);
+    let cut = &body[..body.len() - 20];
+    let res = send(&server, "POST", "/inbox/", &[("Content-Type", &ct)], cut);
+    assert_eq!(res.status, 400);
+    assert!(res
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
+    let page = res.body_text();
+    assert!(
+        page.contains("<a href=\"/inbox/one.txt\">one.txt</a>"),
+        "{page}"
+    );
+    assert!(root.join("inbox/one.txt").exists());
+    assert!(!root.join("inbox/two.txt").exists());
+
+    // A name taken, from a plain form: an HTML page (JSON only when asked for).
+    let (ct, body) = form(&[], &[("f", "three.txt", b"3"), ("f", "one.txt", b"1")]);
+    let res = send(&server, "POST", "/inbox/", &[("Content-Type", &ct)], &body);
+    assert_eq!(res.status, 409);
+    let page = res.body_text();
+    assert!(
+        page.contains("one.txt: a file of that name exists"),
+        "{page}"
+    );
+    assert!(page.contains("/inbox/three.txt"), "{page}");
+    assert_eq!(res.header("vary").as_deref(), Some("Accept"));
+    assert!(temps_in(&root.join("inbox")).is_empty());
+}
+
 #[test]
 fn a_full_disk_is_507_and_leaves_nothing() {
     let (_t, root) = temp_root();

@@ -40,7 +40,7 @@ pub async fn spool(
         match tokio::time::timeout(idle, body.next_chunk()).await {
             Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
             Ok(None) => return Ok(Spooled::Memory(memory.freeze())),
-            Ok(Some(Err(()))) => return Err(StatusCode::BAD_REQUEST),
+            Ok(Some(Err(e))) => return Err(e.status()),
             Ok(Some(Ok(chunk))) => {
                 if (memory.len() + chunk.len()) as u64 > limit {
                     return Err(StatusCode::PAYLOAD_TOO_LARGE);

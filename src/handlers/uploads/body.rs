@@ -58,17 +58,19 @@ pub struct Received {
 
 /// Where uploaded bytes come from: a request body, or one part of a form.
 pub trait Chunks {
-    /// The next piece of data; `None` at the end; `Err` when the stream broke.
-    fn next_chunk(&mut self)
-        -> impl std::future::Future<Output = Option<Result<Bytes, ()>>> + Send;
+    /// The next piece of data; `None` at the end; `Err` when the stream broke or
+    /// outgrew its own limit.
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<Result<Bytes, BodyError>>> + Send;
 }
 
 impl Chunks for RequestBody {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, ()>> {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
         loop {
             let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *self).poll_frame(cx));
             match frame.await? {
-                Err(_) => return Some(Err(())),
+                Err(_) => return Some(Err(BodyError::Aborted)),
                 Ok(frame) => {
                     if let Ok(data) = frame.into_data() {
                         return Some(Ok(data));
@@ -81,8 +83,16 @@ impl Chunks for RequestBody {
 }
 
 impl Chunks for multer::Field<'_> {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, ()>> {
-        self.chunk().await.map_err(|_| ()).transpose()
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+        // The form's whole-stream limit (a chunked body declares no length to check
+        // up front) is the upload limit: 413 like any other upload past it.
+        self.chunk()
+            .await
+            .map_err(|e| match e {
+                multer::Error::StreamSizeExceeded { .. } => BodyError::TooLarge,
+                _ => BodyError::Aborted,
+            })
+            .transpose()
     }
 }
 
@@ -105,7 +115,7 @@ pub async fn receive(
         let data = match tokio::time::timeout(idle, body.next_chunk()).await {
             Err(_) => break Err(BodyError::TimedOut),
             Ok(None) => break Ok(()),
-            Ok(Some(Err(()))) => break Err(BodyError::Aborted),
+            Ok(Some(Err(e))) => break Err(e),
             Ok(Some(Ok(data))) => data,
         };
         if written + (buf.len() + data.len()) as u64 > limit {

@@ -6,6 +6,10 @@
 //! 409 naming it, unless the form (a field `overwrite` with a true value, before the
 //! files) or the query (`?overwrite=1`) asks for it. Browsers get `303 See Other` back
 //! to the listing; clients asking for `Accept: application/json` get a summary.
+//!
+//! Each file is stored whole or not at all; a form that fails part-way (a name taken,
+//! a part cut off, the limit reached) keeps the files stored before the failure, and
+//! the error says which they are (JSON, or an HTML page for a plain form).
 
 use std::sync::Arc;
 
@@ -79,9 +83,9 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(multer::Error::StreamSizeExceeded { .. }) => {
-                return response::error(StatusCode::PAYLOAD_TOO_LARGE)
+                return failed(StatusCode::PAYLOAD_TOO_LARGE, &stored, &path, wants_json)
             }
-            Err(_) => return response::error(StatusCode::BAD_REQUEST),
+            Err(_) => return failed(StatusCode::BAD_REQUEST, &stored, &path, wants_json),
         };
         let Some(raw_name) = field.file_name().map(str::to_string) else {
             // A plain field: only `overwrite` means something here.
@@ -96,7 +100,7 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
             continue;
         }
         let Some(name) = file_name(&raw_name, up.settings.hidden) else {
-            return response::error(StatusCode::BAD_REQUEST);
+            return failed(StatusCode::BAD_REQUEST, &stored, &path, wants_json);
         };
         let folder = path.clone();
         let target = name.clone();
@@ -124,8 +128,8 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
             .await;
         let temp = match prepared {
             Ok(p) => p,
-            Err(StatusCode::CONFLICT) => return conflict(&name, &stored, &path),
-            Err(status) => return response::error(status),
+            Err(StatusCode::CONFLICT) => return conflict(&name, &stored, &path, wants_json),
+            Err(status) => return failed(status, &stored, &path, wants_json),
         };
         let used: u64 = stored.iter().map(|s| s.size).sum();
         let mut hasher = Xxh3::new();
@@ -139,7 +143,7 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
         )
         .await;
         if let Err(e) = received.outcome {
-            return response::error(e.status());
+            return failed(e.status(), &stored, &path, wants_json);
         }
         let tag = EntityTag::from_hash(hasher.digest(), received.written);
         let target = name.clone();
@@ -162,8 +166,8 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
                 name,
                 size: received.written,
             }),
-            Err(StatusCode::CONFLICT) => return conflict(&name, &stored, &path),
-            Err(status) => return response::error(status),
+            Err(StatusCode::CONFLICT) => return conflict(&name, &stored, &path, wants_json),
+            Err(status) => return failed(status, &stored, &path, wants_json),
         }
     }
     if wants_json {
@@ -188,18 +192,104 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
 }
 
 /// 409 naming the file that exists, with what was stored before it.
-fn conflict(name: &[u8], stored: &[Stored], folder: &SitePath) -> Response<Body> {
-    let mut res = Response::new(Body::bytes(summary(stored, folder, Some(name))));
-    *res.status_mut() = StatusCode::CONFLICT;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+fn conflict(name: &[u8], stored: &[Stored], folder: &SitePath, json: bool) -> Response<Body> {
+    let problem = Problem {
+        conflict: Some(name),
+        error: "a file of that name exists",
+    };
+    report(StatusCode::CONFLICT, stored, folder, problem, json)
+}
+
+/// The error page for `status`; when files were stored before the failure, a report
+/// naming them instead.
+fn failed(status: StatusCode, stored: &[Stored], folder: &SitePath, json: bool) -> Response<Body> {
+    if stored.is_empty() {
+        return response::error(status);
+    }
+    let problem = Problem {
+        conflict: None,
+        error: status.canonical_reason().unwrap_or("error"),
+    };
+    report(status, stored, folder, problem, json)
+}
+
+/// Why a form stopped.
+struct Problem<'a> {
+    /// The name that exists, for a conflict.
+    conflict: Option<&'a [u8]>,
+    /// What went wrong, in words.
+    error: &'static str,
+}
+
+/// `status` with what was stored and why the rest was not: JSON ([`summary`]) when
+/// asked for, else a small HTML page.
+fn report(
+    status: StatusCode,
+    stored: &[Stored],
+    folder: &SitePath,
+    problem: Problem<'_>,
+    json: bool,
+) -> Response<Body> {
+    let mut res = if json {
+        let mut res = Response::new(Body::bytes(summary(stored, folder, Some(&problem))));
+        *res.status_mut() = status;
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        res
+    } else {
+        response::html(status, report_page(status, stored, folder, &problem))
+    };
+    res.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
     res
 }
 
-/// `{"uploaded": [{"name", "size", "href"}], "conflict": name}`.
-fn summary(stored: &[Stored], folder: &SitePath, conflict: Option<&[u8]>) -> String {
+/// The HTML report of a form that stopped: the problem, then the files stored.
+fn report_page(
+    status: StatusCode,
+    stored: &[Stored],
+    folder: &SitePath,
+    problem: &Problem<'_>,
+) -> String {
+    use crate::handlers::static_files::listing::escape_html;
+    let code = status.as_u16();
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\n<p>"
+    );
+    match problem.conflict {
+        Some(name) => page.push_str(&format!(
+            "{}: {}.",
+            escape_html(&String::from_utf8_lossy(name)),
+            problem.error
+        )),
+        None => page.push_str(&format!("The upload stopped: {}.", problem.error)),
+    }
+    page.push_str("</p>\n");
+    if !stored.is_empty() {
+        page.push_str("<p>Stored before it:</p>\n<ul>\n");
+        for s in stored {
+            let href = folder.join(&s.name).to_url(false);
+            page.push_str(&format!(
+                "<li><a href=\"{}\">{}</a> ({} bytes)</li>\n",
+                escape_html(&href),
+                escape_html(&String::from_utf8_lossy(&s.name)),
+                s.size
+            ));
+        }
+        page.push_str("</ul>\n");
+    }
+    page.push_str(&format!(
+        "<p><a href=\"{}\">Back to the folder</a></p>\n<hr><p>wharf</p></body></html>\n",
+        escape_html(&folder.to_url(true))
+    ));
+    page
+}
+
+/// `{"uploaded": [{"name", "size", "href"}], "conflict": name, "error": text}`.
+fn summary(stored: &[Stored], folder: &SitePath, problem: Option<&Problem<'_>>) -> String {
     let uploaded: Vec<serde_json::Value> = stored
         .iter()
         .map(|s| {
@@ -211,9 +301,11 @@ fn summary(stored: &[Stored], folder: &SitePath, conflict: Option<&[u8]>) -> Str
         })
         .collect();
     let mut out = serde_json::json!({ "uploaded": uploaded });
-    if let Some(name) = conflict {
-        out["conflict"] = serde_json::Value::from(String::from_utf8_lossy(name).into_owned());
-        out["error"] = serde_json::Value::from("a file of that name exists");
+    if let Some(problem) = problem {
+        if let Some(name) = problem.conflict {
+            out["conflict"] = serde_json::Value::from(String::from_utf8_lossy(name).into_owned());
+        }
+        out["error"] = serde_json::Value::from(problem.error);
     }
     out.to_string()
 }
