@@ -125,6 +125,36 @@ fn html_gets_the_script_and_nothing_is_stored() {
 }
 
 #[test]
+fn a_range_of_a_page_is_the_whole_page_with_the_script() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "page.html", "<p>a page of some length</p></body>");
+    write_file(&root, "style.css", "p{color:red}");
+    let server = Server::start(&root, &["--dev", "--no-open"]);
+    for range in ["bytes=0-3", "bytes=0-", "bytes=0-1,5-6", "bytes=999-"] {
+        let page = request(&server, "GET", "/page.html", &[("Range", range)]);
+        assert_eq!(page.status, 200, "{range}");
+        assert!(
+            page.body_text().contains("/.wharf-dev/reload.js"),
+            "{range}"
+        );
+        assert_eq!(page.header("content-range"), None, "{range}");
+        assert_eq!(page.header("accept-ranges"), None, "{range}");
+        assert_eq!(page.content_length(), Some(page.body.len()), "{range}");
+    }
+    // Other files keep their ranges.
+    let css = request(&server, "GET", "/style.css", &[("Range", "bytes=0-1")]);
+    assert_eq!((css.status, css.body_text().as_str()), (206, "p{"));
+    let css = request(&server, "GET", "/style.css", &[("Range", "bytes=99-")]);
+    assert_eq!(css.status, 416);
+    // The loop's own URLs are read-only.
+    for path in ["/.wharf-dev/reload.js", "/.wharf-dev/events"] {
+        let res = request(&server, "POST", path, &[("Content-Length", "0")]);
+        assert_eq!(res.status, 405, "{path}");
+        assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD"));
+    }
+}
+
+#[test]
 fn changes_are_pushed_to_open_pages() {
     let (_tmp, root) = temp_root();
     write_file(&root, "index.html", "<body>1</body>");

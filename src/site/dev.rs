@@ -6,7 +6,9 @@
 //! a broadcast channel. Pages learn of them over server-sent events from
 //! `/.wharf-dev/events`, through a small script at `/.wharf-dev/reload.js` that is
 //! injected into HTML responses just before `</body>`. Both URLs are under a reserved
-//! name no file can have, and are answered before any rule or handler. Requests are
+//! name no file can have, are answered before any rule or handler, and take only GET
+//! and HEAD. A range of a page would be a range of the file without the script, so a
+//! page asked for in part is sent whole (the router asks again without `Range`). Requests are
 //! passed on without `Accept-Encoding`, so that HTML arrives as text the script can be
 //! injected into; a page larger than 16 MiB is passed on as it is. A page's own
 //! `Content-Security-Policy` headers are kept working: when one would refuse the
@@ -116,7 +118,9 @@ impl Dev {
         if !path.starts_with(PREFIX) {
             return None;
         }
+        let read = matches!(req.method, http::Method::GET | http::Method::HEAD);
         let mut res = match path {
+            SCRIPT_PATH | EVENTS_PATH if !read => response::method_not_allowed("GET, HEAD"),
             SCRIPT_PATH => {
                 let mut res = Response::new(Body::bytes(SCRIPT));
                 res.headers_mut().insert(
@@ -224,7 +228,7 @@ fn classify(base: &Path, event: &notify::Event) -> Option<Change> {
 }
 
 /// A whole HTML page, in identity coding.
-fn is_injectable(res: &Response<Body>) -> bool {
+pub fn is_injectable(res: &Response<Body>) -> bool {
     let html = res
         .headers()
         .get(header::CONTENT_TYPE)

@@ -305,8 +305,30 @@ impl Router {
             plain.headers.remove(header::ACCEPT_ENCODING);
             let res = match self.answer_now_plainly(&plain) {
                 Answer::Now(res) => res,
-                Answer::Later(pending) => Box::pin(self.answer(pending, &plain, body, peer)).await,
+                Answer::Later(pending) => {
+                    Box::pin(Arc::clone(&self).answer(pending, &plain, body, peer)).await
+                }
             };
+            // A range of a page is a range of the file without the script: a page is
+            // sent whole instead (RFC 9110 §14.2 lets a server ignore Range).
+            let ranged = matches!(
+                res.status(),
+                StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE
+            );
+            if ranged && plain.method == Method::GET {
+                plain.headers.remove(header::RANGE);
+                plain.headers.remove(header::IF_RANGE);
+                let whole = match self.answer_now_plainly(&plain) {
+                    Answer::Now(res) => res,
+                    Answer::Later(pending) => {
+                        let empty = RequestBody::empty();
+                        Box::pin(self.answer(pending, &plain, empty, peer)).await
+                    }
+                };
+                if dev::is_injectable(&whole) {
+                    return Box::pin(dev.finish(&plain, whole)).await;
+                }
+            }
             return Box::pin(dev.finish(&plain, res)).await;
         }
         let mut res = Arc::clone(&self)
