@@ -619,6 +619,59 @@ fn a_form_that_fails_part_way_says_what_it_stored() {
     assert!(temps_in(&root.join("inbox")).is_empty());
 }
 
+/// A form of one file part whose `Content-Disposition` parameters after the field's
+/// name are `params` (raw bytes).
+fn form_with_disposition(params: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "----wharfboundaryQ2x";
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; ").into_bytes();
+    body.extend_from_slice(params);
+    body.extend_from_slice(b"\r\nContent-Type: text/plain\r\n\r\ncontent\r\n");
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn file_parts_named_by_filename_star_are_stored_and_unreadable_names_refused() {
+    let (_t, root) = temp_root();
+    let server = writable(&root);
+    let json = |ct: &str| {
+        [
+            ("Content-Type", ct.to_string()),
+            ("Accept", "application/json".to_string()),
+        ]
+    };
+    // RFC 8187's extended notation, alone (as some HTTP libraries send it).
+    let (ct, body) = form_with_disposition(b"filename*=UTF-8''%E2%82%AC%20rates.txt");
+    let headers = json(&ct);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let res = send(&server, "POST", "/", &headers, &body);
+    assert_eq!(res.status, 201, "{}", res.body_text());
+    assert_eq!(
+        std::fs::read(root.join("\u{20ac} rates.txt")).unwrap(),
+        b"content"
+    );
+    // Both: the extended one wins.
+    let (ct, body) =
+        form_with_disposition(b"filename=\"plain.txt\"; filename*=utf-8'en'better.txt");
+    assert_eq!(
+        send(&server, "POST", "/", &[("Content-Type", &ct)], &body).status,
+        303
+    );
+    assert!(root.join("better.txt").exists());
+    assert!(!root.join("plain.txt").exists());
+    // A name that is not UTF-8, or in another charset: 400, never a silent success.
+    for params in [
+        &b"filename=\"caf\xe9.txt\""[..],
+        b"filename*=iso-8859-1''caf%E9.txt",
+    ] {
+        let (ct, body) = form_with_disposition(params);
+        let res = send(&server, "POST", "/", &[("Content-Type", &ct)], &body);
+        assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(params));
+    }
+    assert!(temps_in(&root).is_empty());
+}
+
 #[test]
 fn a_full_disk_is_507_and_leaves_nothing() {
     let (_t, root) = temp_root();

@@ -87,7 +87,11 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
             }
             Err(_) => return failed(StatusCode::BAD_REQUEST, &stored, &path, wants_json),
         };
-        let Some(raw_name) = field.file_name().map(str::to_string) else {
+        let raw_name = match part_file_name(&field) {
+            Ok(name) => name,
+            Err(()) => return failed(StatusCode::BAD_REQUEST, &stored, &path, wants_json),
+        };
+        let Some(raw_name) = raw_name else {
             // A plain field: only `overwrite` means something here.
             if field.name() == Some("overwrite") {
                 let value = field.text().await.unwrap_or_default();
@@ -310,6 +314,46 @@ fn summary(stored: &[Stored], folder: &SitePath, problem: Option<&Problem<'_>>) 
     out.to_string()
 }
 
+/// The file name a part carries: `filename*` (RFC 8187: UTF-8, percent-encoded; what
+/// some clients send for names beyond ASCII) over `filename`; `None` for a plain
+/// field; `Err` for a file part whose name cannot be read (not UTF-8, another
+/// charset), which is refused rather than taken for a plain field and dropped.
+fn part_file_name(field: &multer::Field<'_>) -> Result<Option<String>, ()> {
+    let disposition = field
+        .headers()
+        .get(header::CONTENT_DISPOSITION)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if let Some(value) = extended_param(disposition, b"filename*") {
+        return decode_extended(value).map(Some).ok_or(());
+    }
+    match field.file_name() {
+        Some(name) => Ok(Some(name.to_string())),
+        None if extended_param(disposition, b"filename").is_some() => Err(()),
+        None => Ok(None),
+    }
+}
+
+/// The raw value of parameter `name` in a `Content-Disposition` value.
+fn extended_param<'a>(disposition: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    disposition.split(|&b| b == b';').skip(1).find_map(|param| {
+        let at = param.iter().position(|&b| b == b'=')?;
+        let (key, value) = (param[..at].trim_ascii(), &param[at + 1..]);
+        key.eq_ignore_ascii_case(name).then(|| value.trim_ascii())
+    })
+}
+
+/// An RFC 8187 value (`UTF-8'lang'percent-encoded`) as text; only UTF-8 is taken.
+fn decode_extended(value: &[u8]) -> Option<String> {
+    let mut pieces = value.splitn(3, |&b| b == b'\'');
+    let (charset, _language, encoded) = (pieces.next()?, pieces.next()?, pieces.next()?);
+    if !charset.eq_ignore_ascii_case(b"utf-8") {
+        return None;
+    }
+    let bytes: Vec<u8> = percent_encoding::percent_decode(encoded).collect();
+    String::from_utf8(bytes).ok()
+}
+
 /// The name a part is stored under: the last component of what the client sent (a
 /// browser may send a path), refused when no file may be called that.
 pub(crate) fn file_name(raw: &str, hidden: bool) -> Option<Vec<u8>> {
@@ -338,6 +382,21 @@ fn is_true_pair(pair: &str, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::file_name;
+
+    #[test]
+    fn extended_file_names_are_decoded() {
+        use super::{decode_extended, extended_param};
+        let header = b"form-data; name=\"f\"; filename*=UTF-8''%E2%82%AC%20rates.txt";
+        let value = extended_param(header, b"filename*").unwrap();
+        assert_eq!(
+            decode_extended(value).as_deref(),
+            Some("\u{20ac} rates.txt")
+        );
+        assert_eq!(extended_param(header, b"filename"), None);
+        assert_eq!(decode_extended(b"iso-8859-1'en'%A3%20rates"), None);
+        assert_eq!(decode_extended(b"UTF-8''%FF"), None);
+        assert_eq!(decode_extended(b"no quotes"), None);
+    }
 
     #[test]
     fn names_are_reduced_to_their_last_component() {
