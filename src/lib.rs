@@ -997,17 +997,21 @@ impl Worker {
                     }
                 }
             });
+            // Cancelled once a new process took over (upgrade): it answers scrapes
+            // and probes on the same admin socket from then on.
+            let handed_over = CancellationToken::new();
             if let Some(admin) = self.admin {
                 let listener = admin
                     .set_nonblocking(true)
                     .and_then(|()| tokio::net::TcpListener::from_std(admin))
                     .map_err(|e| format!("cannot use the admin listener: {e}"))?;
-                // Stops when this process stops accepting: after an upgrade the
-                // new process answers scrapes and probes on the same socket.
+                // At shutdown it goes on until the process ends: probes learn from
+                // /readyz that it is going, and the last scrape sees the drain.
                 tokio::spawn(net::admin::serve(
                     listener,
                     Arc::clone(&self.router),
-                    self.draining.clone(),
+                    handed_over.clone(),
+                    self.shutdown.clone(),
                 ));
             }
             let listens = signals.is_some();
@@ -1130,6 +1134,7 @@ impl Worker {
                     // when the grace period is over.
                     net::clock::start_draining();
                     self.draining.cancel();
+                    handed_over.cancel();
                     let shutdown = self.shutdown.clone();
                     let grace = self.grace;
                     tokio::spawn(async move {

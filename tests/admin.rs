@@ -243,3 +243,46 @@ fn metrics_count_uploads_and_upstream_failures_by_handler() {
         "{text}"
     );
 }
+
+#[test]
+fn health_answers_through_a_shutdown_and_readiness_says_it_is_going() {
+    let (tmp, mut server, admin) = with_admin(&["--grace-period", "60s"]);
+    let size = 64 * 1024 * 1024;
+    write_file(
+        tmp.path().join("root").as_path(),
+        "big.bin",
+        vec![7u8; size],
+    );
+    assert_eq!(admin_get(&admin, "/readyz", &[]).status, 200);
+    // A download whose client stops reading keeps the process in its grace period.
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/big.bin", &[]));
+    let head = conn.read_head().expect("response head");
+    assert_eq!(head.status, 200);
+    conn.read_exact_bytes(4096).expect("first bytes");
+    server.signal("TERM");
+    server.wait_for_stderr(|l| l.contains("shutting down"), LOG_TIMEOUT);
+
+    // (The message comes just before the shutdown starts.)
+    let ready = poll_until(Duration::from_secs(10), || {
+        let ready = admin_get(&admin, "/readyz", &[]);
+        (ready.status == 503).then_some(ready)
+    })
+    .expect("/readyz answers 503 during the grace period");
+    assert!(
+        ready.body_text().contains("shutting down"),
+        "{}",
+        ready.body_text()
+    );
+    assert_eq!(admin_get(&admin, "/healthz", &[]).status, 200);
+    let metrics = admin_get(&admin, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+
+    // The download is finished, and then the process ends.
+    let rest = conn
+        .read_exact_bytes(size - 4096)
+        .expect("the rest of the body");
+    assert_eq!(rest.len(), size - 4096);
+    let status = server.expect_exit();
+    assert!(status.success(), "exit status {status}");
+}

@@ -3,7 +3,11 @@
 //! readiness (`GET /readyz`: the site's listeners are bound and its configuration
 //! loaded, and every proxy route has an upstream that is not resting after
 //! failures; else 503 naming what is not ready). On a port of its own, so that
-//! the site's rules, authentication and logs never see it; HTTP/1.1 only.
+//! the site's rules, authentication and logs never see it; HTTP/1.1 only. During a
+//! shutdown's grace period it still answers, `/readyz` with 503 (so that a load
+//! balancer stops sending) and `/healthz` with 200 (so that the process is not
+//! killed while it finishes responses), as Envoy and Kubernetes expect; after an
+//! upgrade it stops, the new process answering on the same socket.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,11 +29,13 @@ const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Admin connections served at once.
 const MAX_CONNECTIONS: usize = 64;
 
-/// Serves the admin listener until `shutdown`.
+/// Serves the admin listener until `stop` (or the process ends); once `closing` is
+/// cancelled (shutdown under way) it reports the process not ready.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     routers: Routers,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
+    closing: CancellationToken,
 ) {
     // Scrapers and probes need a few connections; more wait their turn.
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -39,7 +45,7 @@ pub async fn serve(
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
@@ -50,10 +56,11 @@ pub async fn serve(
             }
         };
         let routers = Arc::clone(&routers);
+        let closing = closing.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
-                let res = answer(&routers.load(), &req);
+                let res = answer(&routers.load(), &req, closing.is_cancelled());
                 async move { Ok::<_, Infallible>(res) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -65,7 +72,7 @@ pub async fn serve(
     }
 }
 
-fn answer<B>(router: &Router, req: &Request<B>) -> Response<Full<Bytes>> {
+fn answer<B>(router: &Router, req: &Request<B>, closing: bool) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
         res.headers_mut()
@@ -93,6 +100,10 @@ fn answer<B>(router: &Router, req: &Request<B>) -> Response<Full<Bytes>> {
             res
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" if closing => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready:\nshutting down\n".into(),
+        ),
         "/readyz" => match router.not_ready() {
             problems if problems.is_empty() => text(StatusCode::OK, "ready\n".into()),
             problems => text(
