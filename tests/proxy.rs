@@ -606,6 +606,9 @@ fn bad_proxy_settings_fail_at_startup() {
         "/api/=ftp://x",
         "/api/=unix:relative.sock",
         "/api/",
+        "/api/=http://127.0.0.1:99999",
+        "/api/=http://127.0.0.1:0/",
+        "/api/=http://:80",
     ] {
         let out = run_to_exit(&[root.to_str().unwrap(), "-p", "0", "--proxy", bad], None);
         assert!(!out.status.success(), "{bad} was accepted");

@@ -84,8 +84,25 @@ impl Upstream {
             if authority.as_str().contains('@') {
                 return Err(format!("{url:?}: no user information in upstream URLs"));
             }
-            let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+            // A port beyond 65535, or 0, would fail each request, not the start.
+            let port = match authority.as_str().rsplit_once(':') {
+                Some((_, digits)) if !digits.ends_with(']') => digits
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| format!("{url:?}: invalid port {digits:?}"))?,
+                _ => {
+                    if tls {
+                        443
+                    } else {
+                        80
+                    }
+                }
+            };
             let host = authority.host();
+            if host.is_empty() || host == "[]" {
+                return Err(format!("{url:?}: no host"));
+            }
             if uri.query().is_some() {
                 return Err(format!("{url:?}: an upstream URL has no query"));
             }
@@ -435,6 +452,10 @@ mod tests {
         let u = Upstream::parse("http://app:9000/v1/").unwrap();
         assert_eq!(u.path.as_deref(), Some("/v1/"));
         assert_eq!(u.address, Address::Tcp("app:9000".into()));
+        let u = Upstream::parse("http://[::1]").unwrap();
+        assert_eq!(u.address, Address::Tcp("[::1]:80".into()));
+        let u = Upstream::parse("https://[::1]:8443/").unwrap();
+        assert_eq!(u.address, Address::Tls("[::1]:8443".into(), "::1".into()));
         let u = Upstream::parse("unix:/run/app.sock").unwrap();
         assert_eq!(u.address, Address::Unix("/run/app.sock".into()));
         for bad in [
@@ -443,6 +464,11 @@ mod tests {
             "http://u:p@h/",
             "nonsense",
             "http://h/?q=1",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:0/",
+            "http://h:/",
+            "http://:80",
+            "http://:0",
         ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }
