@@ -515,6 +515,19 @@ fn a_bad_user_entry_names_its_own_line() {
         stderr.contains("wharf.toml:3: key \"users.bob\""),
         "{stderr}"
     );
+    // A name Basic credentials cannot carry (they split at the first ":").
+    let config = write_config(
+        tmp.path(),
+        &format!("[users]\nalice = \"{EXAMPLE_HASH}\"\n\"a:b\" = \"{EXAMPLE_HASH}\"\n"),
+    );
+    let out = run(
+        &[root.as_os_str(), OsStr::new("--config"), config.as_os_str()],
+        &[],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("wharf.toml:3:"), "{stderr}");
+    assert!(stderr.contains("RFC 7617"), "{stderr}");
 }
 
 #[test]
@@ -603,4 +616,34 @@ fn diagnostics_on_stderr_share_the_wharf_style() {
         LOG_TIMEOUT,
     );
     assert!(line.starts_with("wharf: debug: "), "{line:?}");
+}
+
+#[test]
+fn an_access_rule_naming_a_folder_without_its_slash_is_warned_about() {
+    let (tmp, root) = temp_root();
+    std::fs::create_dir(root.join("private")).unwrap();
+    std::fs::create_dir(root.join("open")).unwrap();
+    write_file(&root, "secret.txt", "s");
+    let config = write_config(
+        tmp.path(),
+        "[[rule]]\npath = \"/private\"\ndeny = [\"0.0.0.0/0\", \"::/0\"]\n\
+         [[rule]]\npath = \"/open/\"\ndeny = [\"0.0.0.0/0\", \"::/0\"]\n\
+         [[rule]]\npath = \"/secret.txt\"\ndeny = [\"0.0.0.0/0\", \"::/0\"]\n",
+    );
+    let args = [
+        root.as_os_str(),
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("--explain"),
+    ];
+    let out = run(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let warnings: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("\"/private\""), "{warnings:?}");
+    assert!(warnings[0].contains("\"/private/\""), "{warnings:?}");
 }

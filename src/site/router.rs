@@ -140,10 +140,25 @@ impl Router {
     }
 
     /// Settings that are valid but probably not what the operator meant: custom error
-    /// pages that name nothing under the root (the plain page is sent instead), and
-    /// users whose password hash is the example file's (whose password it prints).
+    /// pages that name nothing under the root (the plain page is sent instead), users
+    /// whose password hash is the example file's (whose password it prints), and
+    /// access rules whose path names a folder without its `/` (they guard that one
+    /// URL, which only redirects to the folder, and nothing in it).
     pub fn warnings(&self) -> Vec<String> {
         let root = self.handlers.root();
+        let bare_folders = self.settings.rules.rules.iter().filter_map(|rule| {
+            let guards = rule.auth.is_some() || !rule.allow.is_empty() || !rule.deny.is_empty();
+            let pattern = rule.path.as_str();
+            if !guards || rule.path.wildcards() > 0 || pattern.ends_with('/') {
+                return None;
+            }
+            let path = SitePath::parse(pattern, true).ok()?;
+            matches!(root.open(&path), Ok(crate::fs::Node::Dir(_))).then(|| {
+                format!(
+                    "rule path {pattern:?} names a folder but guards only that URL, not                      what is in it: write \"{pattern}/\" to cover the folder"
+                )
+            })
+        });
         let example_users = self.settings.rules.users.with_example_hash();
         let example = example_users.into_iter().map(|user| {
             format!(
@@ -170,6 +185,7 @@ impl Router {
                 )
             })
             .chain(example)
+            .chain(bare_folders)
             .collect()
     }
 
