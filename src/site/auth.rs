@@ -172,8 +172,15 @@ impl Users {
     }
 }
 
-/// Checks that `hash` is an argon2 password hash (PHC string); the error names `user`.
+/// Checks that `user` can log in (Basic credentials split at the first `:`, so a
+/// name with one never matches, RFC 7617 §2; nor does an empty or control-character
+/// name) and that `hash` is an argon2 password hash (PHC string).
 pub fn check_hash(user: &str, hash: &str) -> Result<(), String> {
+    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+        return Err(format!(
+            "user {user:?}: a user name cannot be empty or contain \":\" or control characters (RFC 7617)"
+        ));
+    }
     let parsed = PasswordHash::new(hash).map_err(|e| {
         format!("user \"{user}\": not a password hash ({e}); make one with `wharf hash-password`")
     })?;
