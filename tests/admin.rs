@@ -286,3 +286,27 @@ fn health_answers_through_a_shutdown_and_readiness_says_it_is_going() {
     let status = server.expect_exit();
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn requests_refused_before_they_are_read_are_counted() {
+    let (_t, server, admin) = with_admin(&[]);
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/3.0\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+    ] {
+        let res = server.exchange(raw, false);
+        assert!(res.status == 400 || res.status == 505, "{}", res.status);
+    }
+    let metrics = poll_until(Duration::from_secs(10), || {
+        let text = admin_get(&admin, "/metrics", &[]).body_text();
+        text.contains("wharf_requests_total{method=\"other\",status=\"4xx\",handler=\"none\"} 2")
+            .then_some(text)
+    })
+    .expect("the two 400s are counted");
+    assert!(
+        metrics
+            .contains("wharf_requests_total{method=\"other\",status=\"5xx\",handler=\"none\"} 1"),
+        "{metrics}"
+    );
+}

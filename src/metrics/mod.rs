@@ -343,6 +343,11 @@ impl Metrics {
             .iter()
             .position(|name| *name == method.as_str())
             .unwrap_or(METHODS.len() - 1);
+        self.count(m, status, handler, body_bytes, took);
+    }
+
+    /// Counts one request whose method is `METHODS[m]`.
+    fn count(&self, m: usize, status: u16, handler: HandlerKind, body_bytes: u64, took: Duration) {
         let class =
             StatusCode::from_u16(status).map_or(4, |s| (s.as_u16() / 100).clamp(1, 5) as usize - 1);
         let index = (m * CLASSES.len() + class) * HANDLERS.len() + handler as usize;
@@ -351,6 +356,19 @@ impl Metrics {
         }
         self.duration.observe(took.as_secs_f64());
         self.bytes_out.inc_by(body_bytes);
+    }
+
+    /// Counts a request refused before it could be read (a head hyper could not
+    /// parse, an unsupported version): its method is unknown ("other") and no
+    /// handler saw it.
+    pub fn rejected(&self, status: u16) {
+        self.count(
+            METHODS.len() - 1,
+            status,
+            HandlerKind::None,
+            0,
+            Duration::ZERO,
+        );
     }
 
     /// A connection starts being served with `protocol`; it is counted until the

@@ -395,6 +395,7 @@ async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
         .load()
         .log()
         .log_rejected(session.remote.ip(), 505);
+    crate::metrics::metrics().rejected(505);
     use tokio::io::AsyncWriteExt;
     let page = crate::http::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
     let head = format!(
@@ -720,6 +721,7 @@ impl Session {
                         .load()
                         .log()
                         .log_rejected(self.remote.ip(), status);
+                    crate::metrics::metrics().rejected(status);
                 }
                 rejected.is_some()
             }
