@@ -186,6 +186,15 @@ fn redirects_fill_captures_keep_the_query_and_use_the_configured_status() {
         ("/drop/d?x=1", 302, "/dropped/d"),
         ("/drop/d", 302, "/dropped/d"),
         ("/ext/a/b?x=1", 301, "https://example.com/a/b?x=1"),
+        // Sub-delims in a path stay as they came (encoding them changes the URI)...
+        (
+            "/ext/a;v=1/b+c,d=e",
+            301,
+            "https://example.com/a;v=1/b+c,d=e",
+        ),
+        ("/p/a%20b%3Fc", 308, "/pp/a%20b%3Fc"),
+        // ... but not in a query, where they would add parameters.
+        ("/q/a&admin=1", 302, "/search?term=a%26admin%3D1"),
     ];
     for (target, status, location) in cases {
         let res = get(&server, target);

@@ -284,6 +284,33 @@ pub fn encode_path(decoded: &str) -> String {
         .join("/")
 }
 
+/// The sub-delims (RFC 3986 §2.2), which a path may carry as they are: encoding them
+/// would change the URI, and a `;v=1` or `+` in a captured piece must reach a
+/// redirect's target as it came. (`:` and `@` stay encoded: a capture may land in a
+/// target's authority, where they would change the host.)
+const PATH_DELIMS: &AsciiSet = &SEGMENT
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=');
+
+/// Percent-encodes a decoded path fragment as [`encode_path`] does, but leaves the
+/// sub-delims as they are, as nginx's `rewrite` does with what it captured.
+pub fn encode_path_keeping_delims(decoded: &str) -> String {
+    decoded
+        .split('/')
+        .map(|s| utf8_percent_encode(s, PATH_DELIMS).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Percent-encodes one path segment (a file name) so that it round-trips through
 /// [`SitePath::parse`] to the same bytes.
 pub fn encode_segment(name: &[u8]) -> String {
@@ -423,6 +450,10 @@ mod tests {
         );
         assert_eq!(SitePath::root().rule_path(), "/");
         assert_eq!(encode_path("a b/c?d"), "a%20b/c%3Fd");
+        assert_eq!(
+            encode_path_keeping_delims("a;v=1/b+c,d:e@f/x y?z#w%"),
+            "a;v=1/b+c,d%3Ae%40f/x%20y%3Fz%23w%25"
+        );
     }
 
     #[test]

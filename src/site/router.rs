@@ -564,11 +564,9 @@ impl Router {
         } else {
             site.matching(&rule_path)
         };
-        let rewritten = matched.iter().find_map(|(rule, caps)| {
-            rule.rewrite
-                .as_ref()
-                .map(|t| rules::expand(t, &encoded(caps)))
-        });
+        let rewritten = matched
+            .iter()
+            .find_map(|(rule, caps)| rule.rewrite.as_ref().map(|t| filled(t, caps)));
         // A rewrite must not lead around the rules of where it lands: the access rules
         // of the rewritten path are checked as well as the request's own.
         let landed = rewritten
@@ -618,7 +616,7 @@ impl Router {
             .iter()
             .find_map(|(rule, caps)| rule.redirect.as_ref().map(|r| (r, caps)))
         {
-            let to = rules::expand(&redirect.to, &encoded(caps));
+            let to = filled(&redirect.to, caps);
             by_site(response::redirect(
                 redirect.status,
                 &keep_query(to, req.uri.query()),
@@ -918,11 +916,24 @@ fn refusal(err: PathError, writing: bool) -> StatusCode {
     }
 }
 
-/// Captures (decoded text) percent-encoded for a URL or path.
-fn encoded(caps: &[&str]) -> Vec<String> {
-    caps.iter()
-        .map(|c| crate::http::path::encode_path(c))
-        .collect()
+/// A redirect or rewrite `template` with its `{n}` filled from `caps` (decoded
+/// text), percent-encoded for where each lands: before the `?` the sub-delims stay
+/// as they were (`;v=1`, `+`), after it they are encoded, so that a capture cannot
+/// add a query parameter (`a&admin=1`).
+fn filled(template: &str, caps: &[&str]) -> String {
+    use crate::http::path::{encode_path, encode_path_keeping_delims};
+    let in_path: Vec<String> = caps.iter().map(|c| encode_path_keeping_delims(c)).collect();
+    match template.split_once('?') {
+        None => rules::expand(template, &in_path),
+        Some((path, query)) => {
+            let in_query: Vec<String> = caps.iter().map(|c| encode_path(c)).collect();
+            format!(
+                "{}?{}",
+                rules::expand(path, &in_path),
+                rules::expand(query, &in_query)
+            )
+        }
+    }
 }
 
 /// `res`, marked as the site's own answer (no handler gave it) for the metrics.
