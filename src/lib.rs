@@ -812,8 +812,9 @@ impl Reloading {
                 if kept.is_empty() {
                     eprintln!("wharf: reloaded the configuration (SIGHUP)");
                 } else {
+                    let verb = if kept.len() == 1 { "changes" } else { "change" };
                     eprintln!(
-                        "wharf: reloaded the configuration (SIGHUP); {} change only at a restart",
+                        "wharf: reloaded the configuration (SIGHUP); {} {verb} only at a restart",
                         kept.join(", ")
                     );
                 }
@@ -873,7 +874,7 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut kept = Vec::new();
-    let pairs: [(&'static str, bool); 11] = [
+    let pairs: [(&'static str, bool); 12] = [
         (LISTEN_ADDRESSES, differs(&running.listen, &new.listen)),
         ("reuse-port", running.reuse_port != new.reuse_port),
         ("workers", running.workers != new.workers),
@@ -894,9 +895,10 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
         ("grace-period", running.grace_period != new.grace_period),
         ("dev", running.dev != new.dev),
         (
-            "cgi-timeout, cgi-max",
-            differs(&running.cgi_settings, &new.cgi_settings),
+            "cgi-timeout",
+            running.cgi_settings.timeout != new.cgi_settings.timeout,
         ),
+        ("cgi-max", running.cgi_settings.max != new.cgi_settings.max),
     ];
     for (name, changed) in pairs {
         if changed {
