@@ -192,6 +192,15 @@ fn invalid_configurations_name_file_line_and_key() {
             ":1: key \"header-timeout\": invalid value 'soon'",
         ),
         ("idle-timeout = 0\n", ":1: key \"idle-timeout\":"),
+        // A value starting with "-" is judged as a value, not taken for a flag.
+        (
+            "header-timeout = -5\n",
+            ":1: key \"header-timeout\": invalid value '-5'",
+        ),
+        (
+            "max-upload-size = \"-1\"\n",
+            ":1: key \"max-upload-size\": invalid value '-1'",
+        ),
         ("max-header-size = 10\n", ":1: key \"max-header-size\":"),
         ("workers = 0\n", ":1: key \"workers\":"),
         (

@@ -482,9 +482,11 @@ fn read_text(text: &str, path: &Path) -> Result<(Vec<Entry>, Site), LayerError> 
                 let p = if p.is_relative() { dir.join(p) } else { p };
                 vec![flag.into(), p.into()]
             }
-            (Kind::Value, toml::Value::String(v)) => vec![flag.into(), v.into()],
-            (Kind::Value, toml::Value::Integer(n)) => vec![flag.into(), n.to_string().into()],
-            (Kind::Value, toml::Value::Float(x)) => vec![flag.into(), x.to_string().into()],
+            // One `--flag=value` word: a value starting with `-` is the flag's to
+            // judge, not taken for another flag.
+            (Kind::Value, toml::Value::String(v)) => vec![format!("{flag}={v}").into()],
+            (Kind::Value, toml::Value::Integer(n)) => vec![format!("{flag}={n}").into()],
+            (Kind::Value, toml::Value::Float(x)) => vec![format!("{flag}={x}").into()],
             (_, other) => {
                 return Err(fail(format!(
                     "expected a string or a number, found {}",
