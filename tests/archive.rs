@@ -434,3 +434,45 @@ with z.open('one.img') as f:
     assert_eq!(tail.body, end);
     std::fs::remove_file(&zip).unwrap();
 }
+
+#[test]
+fn names_that_read_alike_in_an_archive_are_kept_apart() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let (tmp, root) = temp_root();
+    // Two names that are not UTF-8 and one that is what they read as, and a "\"
+    // beside the "_" it is written as; then a folder that reads like a file.
+    for (name, content) in [
+        (&b"x\xff.txt"[..], "one"),
+        (b"x\xfe.txt", "two"),
+        ("x\u{fffd}.txt".as_bytes(), "three"),
+        (b"a\\b", "backslash"),
+        (b"a_b", "underscore"),
+        (b"f\xff", "file"),
+    ] {
+        std::fs::write(root.join(OsStr::from_bytes(name)), content).unwrap();
+    }
+    std::fs::create_dir(root.join(OsStr::from_bytes(b"f\xfe"))).unwrap();
+    std::fs::write(root.join(OsStr::from_bytes(b"f\xfe/in.txt")), "in").unwrap();
+    let server = Server::start(&root, &[]);
+    let res = get(&server, "/?zip");
+    assert_eq!(res.status, 200);
+    let zip = save(&res.body, tmp.path(), "alike.zip");
+    let listed = python(
+        "import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+names = [i.filename for i in z.infolist()]
+assert len(names) == len(set(names)), names
+print(sorted(z.read(n).decode() for n in names if not n.endswith('/')))
+print(len(names))",
+        &zip,
+    );
+    // Every file is there with its own bytes; none was written over another.
+    assert!(
+        listed.starts_with("['backslash', 'file', 'in', 'one', 'three', 'two', 'underscore']\n"),
+        "{listed}"
+    );
+    assert!(
+        listed.ends_with("\n8\n"),
+        "seven files and a folder: {listed}"
+    );
+}

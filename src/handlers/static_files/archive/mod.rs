@@ -119,6 +119,10 @@ impl Archive {
     ) -> io::Result<Archive> {
         let mut sources = Vec::new();
         let mut seen_dirs = HashSet::new();
+        // Member names given so far: two files whose names read alike once made
+        // valid (`\` as `_`, bytes that are not UTF-8 as U+FFFD) must not be one
+        // member twice, which an extractor would write over.
+        let mut taken: HashSet<String> = HashSet::new();
         // (folder path, its name inside the archive)
         let mut pending = vec![(dir.clone(), String::new())];
         let mut top_modified = None;
@@ -154,10 +158,9 @@ impl Archive {
                 let entry_path = path.join(&entry.name);
                 // `/` separates folders in ZIP names (APPNOTE 4.4.17): a `\` in a
                 // name would be a separator to some extractors.
-                let name = format!(
-                    "{prefix}{}",
-                    String::from_utf8_lossy(&entry.name).replace('\\', "_")
-                );
+                let readable_name = String::from_utf8_lossy(&entry.name).replace('\\', "_");
+                let folder = matches!(entry.kind, EntryKind::Dir);
+                let name = unique_name(&prefix, &readable_name, folder, &mut taken);
                 if name.len() >= usize::from(u16::MAX) {
                     continue;
                 }
@@ -508,6 +511,29 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         PRODUCING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `prefix` + `name` if no member has that name yet, else the first free
+/// `name (2)`, `name (3)`, … (before a file's extension, as browsers name a second
+/// download); recorded as taken. A folder's name is taken without its `/`, so that
+/// a file and a folder never share one either.
+fn unique_name(prefix: &str, name: &str, folder: bool, taken: &mut HashSet<String>) -> String {
+    let whole = format!("{prefix}{name}");
+    if taken.insert(whole.clone()) {
+        return whole;
+    }
+    let (stem, extension) = match name.rfind('.') {
+        Some(dot) if dot > 0 && !folder => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let mut n = 2u64;
+    loop {
+        let candidate = format!("{prefix}{stem} ({n}){extension}");
+        if taken.insert(candidate.clone()) {
+            return candidate;
+        }
+        n += 1;
     }
 }
 
