@@ -738,6 +738,9 @@ fn page_is_small_strict_and_brings_its_own_files() {
     // A file with the same query is just the file.
     write_file(&root, "x.txt", "x");
     assert_eq!(get(&server, "/x.txt?wharf=listing.js").body_text(), "x");
+    // Below no folder, nothing: not a page's asset at a path that has no page.
+    assert_eq!(get(&server, "/nope/?wharf=listing.js").status, 404);
+    assert_eq!(get(&server, "/x.txt/?wharf=listing.css").status, 404);
 }
 
 #[test]

@@ -260,6 +260,10 @@ impl StaticFiles {
         let offers = offers.unwrap_or_default();
         let view = View::of(req);
         if let Some(asset) = view.asset.filter(|_| path.has_trailing_slash()) {
+            // Below a folder that exists, as the page that asks for them is.
+            if !matches!(files.root.open(&path), Ok(crate::fs::Node::Dir(_))) {
+                return response::error(StatusCode::NOT_FOUND);
+            }
             return assets::respond(req, asset, &path);
         }
         // One miss per path at a time; a request that waited finds the first one's work
