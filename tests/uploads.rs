@@ -512,6 +512,7 @@ fn form_uploads_store_files_and_never_overwrite_silently() {
     ];
     let res = send(&server, "POST", "/inbox/", &json, &body);
     assert_eq!(res.status, 201);
+    assert_eq!(res.header("location").as_deref(), Some("/inbox/a.txt"));
     let summary: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
     assert_eq!(summary["uploaded"][0]["name"], "a.txt");
     assert_eq!(summary["uploaded"][0]["size"], 7);

@@ -187,6 +187,12 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
         );
         res.headers_mut()
             .insert(header::VARY, HeaderValue::from_static("Accept"));
+        // One file made: it is the resource created (RFC 9110 §15.3.2).
+        if let [only] = stored.as_slice() {
+            if let Ok(v) = HeaderValue::from_str(&path.join(&only.name).to_url(false)) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+        }
         return res;
     }
     let mut res = response::redirect(StatusCode::SEE_OTHER, &path.to_url(true));
