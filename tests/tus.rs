@@ -571,6 +571,27 @@ fn empty_uploads_method_overrides_and_names_taken_meanwhile() {
     assert_eq!(res.header("content-length").as_deref(), Some("5"));
     assert_eq!(tus(&server, "GET", "/", &[], b"").status, 200);
 
+    // More than is missing, announced with Expect: refused before the body is sent,
+    // and bytes past the end of a finished upload are refused too.
+    let url = create(&server, "/", "expect.txt", 4);
+    let mut conn = Conn::open(&server);
+    conn.send(
+        format!(
+            "PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n\
+             Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\
+             Content-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        conn.read_response(false).status,
+        413,
+        "no 100 Continue first"
+    );
+    assert_eq!(patch(&server, &url, 0, b"abcd").status, 204);
+    assert_eq!(patch(&server, &url, 4, b"more").status, 413);
+    assert_eq!(std::fs::read(root.join("expect.txt")).unwrap(), b"abcd");
+
     // A signed length is not a length.
     let meta = metadata("signed.txt");
     let res = tus(

@@ -467,6 +467,11 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     if claimed != at {
         return response::error(StatusCode::CONFLICT);
     }
+    // More than is missing, said up front: refused before a byte is sent (no
+    // `100 Continue` for a body that cannot be taken).
+    if super::declared_length(head).is_some_and(|n| n > meta.length - at.min(meta.length)) {
+        return response::error(StatusCode::PAYLOAD_TOO_LARGE);
+    }
     if meta.done {
         // Complete already: the client missed the answer to its last PATCH.
         let mut res = super::empty(StatusCode::NO_CONTENT);
