@@ -471,6 +471,20 @@ fn unreachable_and_silent_upstreams_get_502_and_504() {
     .unwrap();
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
     assert_eq!(get(&server, "/x").status, 504);
+
+    // The client's idle timeout is not the app's: a request still waiting for its
+    // answer gets the 504, not a dropped connection.
+    let server = Server::start(
+        &root,
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--idle-timeout",
+            "300ms",
+        ],
+    );
+    let res = get(&server, "/x");
+    assert_eq!(res.status, 504);
 }
 
 #[test]
@@ -1218,4 +1232,43 @@ fn health_checks_take_a_failing_upstream_out_and_back() {
         answers(4).iter().any(|t| t == "b").then_some(())
     });
     assert!(b_back.is_some(), "b did not come back");
+}
+
+#[test]
+fn an_app_pausing_mid_body_is_cut_off_at_the_routes_response_timeout() {
+    // Sends its head and 10 of 1,000,000 bytes (more than is read whole before
+    // answering), then nothing, holding the connection.
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_addr = app.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in app.incoming().flatten() {
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            if read_request(&mut reader).is_some() {
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nContent-Type: text/plain\r\n\r\n0123456789",
+                );
+            }
+            held.push(s);
+        }
+    });
+    let (_t, root) = temp_root();
+    let conf = root.parent().unwrap().join("pause.toml");
+    std::fs::write(
+        &conf,
+        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{app_addr}\"]\nresponse-timeout = \"1s\"\n"),
+    )
+    .unwrap();
+    // The client's idle timeout is longer than the wait allowed here (10 s): only
+    // the route's timeout can end the response within it.
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/x", &[]));
+    let head = conn.read_head().expect("the head");
+    assert_eq!(head.status, 200);
+    // Broken off: the connection closes with the body short, well within the wait.
+    let rest = conn.read_to_eof().expect("closed, not timed out");
+    assert!(rest.len() < 1_000_000, "{} bytes", rest.len());
+    let log = server.wait_for_stderr(|l| l.contains("broken off"), LOG_TIMEOUT);
+    assert!(log.contains("paused too long"), "{log}");
 }

@@ -62,6 +62,10 @@ const H2_MAX_PENDING_RESETS: usize = 32;
 const H2_MAX_ERROR_RESETS: usize = 256;
 
 /// Connections parked since the allocator last returned free memory to the system.
+/// How often a connection whose handler is still producing its response looks again
+/// (its output starting to wait for the client re-arms the timer sooner).
+const PRODUCER_RECHECK: Duration = Duration::from_secs(3600);
+
 static PARKED_SINCE_TRIM: AtomicU64 = AtomicU64::new(0);
 
 /// Returns memory freed by parked connections to the operating system, when any were
@@ -663,8 +667,13 @@ impl Session {
                     || sendfile.as_ref().is_some_and(|q| !q.is_empty());
                 let sending = phase == BUSY || (phase == IDLE && draining);
                 in_flight.set(sending);
-                let deadline = if sending {
+                // The send timeout runs only while output waits for the client: a
+                // handler still producing (an app thinking, a program paused) is
+                // bounded by its own timeouts, which answer 504 or cut the body.
+                let deadline = if draining {
                     self.clock.send_deadline(self.limits.idle_timeout)
+                } else if sending {
+                    Instant::now() + PRODUCER_RECHECK
                 } else {
                     self.clock.deadline()
                 };
@@ -679,7 +688,9 @@ impl Session {
                 if sending {
                     // A client that takes no bytes for the idle timeout is dropped
                     // (nginx's send_timeout); any progress moves the deadline.
-                    if Instant::now() >= self.clock.send_deadline(self.limits.idle_timeout) {
+                    if draining
+                        && Instant::now() >= self.clock.send_deadline(self.limits.idle_timeout)
+                    {
                         dropped = true;
                         return Poll::Ready(Ok(()));
                     }

@@ -231,7 +231,7 @@ impl<T: Transport> AsyncWrite for ConnIo<T> {
         };
         let offered: usize = bufs.iter().map(|b| b.len()).sum();
         let drained = matches!(result, Poll::Ready(Ok(n)) if n == offered);
-        this.clock.write_blocked.store(!drained, Ordering::Relaxed);
+        let was_blocked = this.clock.write_blocked.swap(!drained, Ordering::Relaxed);
         if patched.is_some() {
             match result {
                 Poll::Ready(Ok(n)) => this.restamp.advance(Some(n)),
@@ -239,7 +239,10 @@ impl<T: Transport> AsyncWrite for ConnIo<T> {
                 Poll::Pending => {}
             }
         }
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+        // Progress, or the moment output starts waiting for the client: the send
+        // timeout counts from whichever came last, not from a write made before the
+        // response's producer paused.
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) || (!drained && !was_blocked) {
             this.clock
                 .last_write_ms
                 .store(this.clock.now_ms(), Ordering::Relaxed);

@@ -27,8 +27,6 @@ use super::cache::fill::Filling;
 /// larger pages), so that a slow client costs about what it costs nginx
 /// (`bench/proxy_memory.py`).
 const IN_MEMORY: usize = 64 * 1024;
-/// How long the app may pause mid-body before the response is broken off.
-const UPSTREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bytes read back from the file at a time.
 const READ_SIZE: usize = 64 * 1024;
 
@@ -57,13 +55,15 @@ struct Shared {
 /// `keep` lives (the upstream counted busy) until the app's side is read.
 /// A body shorter than its announced `expected` length is broken off too.
 /// With `filling`, every chunk is also stored in the cache, and the response is
-/// read to its end even when the client is gone.
+/// read to its end even when the client is gone. An app that pauses for `idle` (the
+/// route's response timeout) between two pieces has its response broken off.
 pub fn spawn(
     mut incoming: hyper::body::Incoming,
     expected: Option<u64>,
     tx: mpsc::Sender<io::Result<Bytes>>,
     keep: impl Send + 'static,
     mut filling: Option<Filling>,
+    idle: std::time::Duration,
 ) {
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
@@ -76,7 +76,7 @@ pub fn spawn(
         let mut seen: u64 = 0;
         let outcome = loop {
             let next = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx));
-            let Ok(frame) = tokio::time::timeout(UPSTREAM_IDLE, next).await else {
+            let Ok(frame) = tokio::time::timeout(idle, next).await else {
                 break Err("upstream paused too long".to_string());
             };
             let data = match frame {
@@ -84,7 +84,7 @@ pub fn spawn(
                     break Err("upstream ended early".to_string())
                 }
                 None => break Ok(()),
-                Some(Err(e)) => break Err(e.to_string()),
+                Some(Err(e)) => break Err(super::forward::with_causes(&e)),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,
                     Err(_) => continue,
@@ -107,6 +107,11 @@ pub fn spawn(
         };
         if let Some(filling) = filling {
             filling.finish(outcome.is_ok()).await;
+        }
+        if let Err(why) = &outcome {
+            if !producer.client_gone.load(Ordering::Relaxed) {
+                tracing::warn!("proxy: the app's response was broken off: {why}");
+            }
         }
         producer.lock().ended = Some(outcome);
         producer.changed.notify_one();

@@ -357,7 +357,11 @@ pub async fn send(
             Ok(Err(e)) if e.is_connect() => {
                 lease.upstream.outcome(false);
                 crate::metrics::metrics().upstream(None);
-                tracing::warn!("upstream {} unreachable: {e}", lease.upstream.shown);
+                tracing::warn!(
+                    "upstream {} unreachable: {}",
+                    lease.upstream.shown,
+                    with_causes(&e)
+                );
                 // Nothing was sent: another upstream may take it.
                 if resend_possible && tried.len() < route.pool.upstreams.len() {
                     continue;
@@ -382,7 +386,11 @@ pub async fn send(
             Ok(Err(e)) => {
                 lease.upstream.outcome(false);
                 crate::metrics::metrics().upstream(None);
-                tracing::warn!("upstream {} failed: {e}", lease.upstream.shown);
+                tracing::warn!(
+                    "upstream {} failed: {}",
+                    lease.upstream.shown,
+                    with_causes(&e)
+                );
                 return Err(StatusCode::BAD_GATEWAY);
             }
             Ok(Ok(res)) if !defined_status(res.status()) => {
@@ -687,12 +695,22 @@ async fn stream_through(
     length: Option<u64>,
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     lease: super::upstream::Lease,
+    idle: std::time::Duration,
 ) {
     // Counted as outstanding until the body is through.
     let _lease = lease;
     let mut seen: u64 = 0;
     loop {
-        let frame = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await;
+        let next = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx));
+        // An app silent for the route's response timeout is given up, as between
+        // any two reads (nginx's proxy_read_timeout).
+        let Ok(frame) = tokio::time::timeout(idle, next).await else {
+            tracing::warn!("proxy: the app paused its response too long; broken off");
+            let _ = tx
+                .send(Err(std::io::Error::other("upstream paused too long")))
+                .await;
+            return;
+        };
         let chunk = match frame {
             None => break,
             Some(Err(e)) => Err(std::io::Error::other(e)),
@@ -760,6 +778,22 @@ pub fn clean(headers: &mut HeaderMap, received: Version) -> bool {
     streamed
 }
 
+/// `error` and what caused it, outermost first (`client error (SendRequest): invalid
+/// HTTP header parsed`): hyper's own message names only the step that failed.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 /// The upstream's response for the client: hop-by-hop fields removed, `Via` added,
 /// the body streamed through a bounded channel (a break upstream breaks it off).
 /// With `filling`, the body is also stored in the cache as it passes (read to its
@@ -808,7 +842,7 @@ pub async fn relay(
         if let Some(filling) = filling {
             // Nobody reads this body but the cache.
             let (tx, _) = tokio::sync::mpsc::channel(1);
-            super::buffer::spawn(incoming, length, tx, lease, Some(filling));
+            super::buffer::spawn(incoming, length, tx, lease, Some(filling), wait);
         }
         // No body, but the length a GET would have, as the upstream said.
         let (_, rx) = tokio::sync::mpsc::channel(1);
@@ -822,9 +856,9 @@ pub async fn relay(
         parts.headers.remove(header::CONTENT_LENGTH);
         let (tx, rx) = tokio::sync::mpsc::channel(RESPONSE_CHUNKS);
         if streamed {
-            tokio::spawn(stream_through(incoming, length, tx, lease));
+            tokio::spawn(stream_through(incoming, length, tx, lease, wait));
         } else {
-            super::buffer::spawn(incoming, length, tx, lease, filling);
+            super::buffer::spawn(incoming, length, tx, lease, filling, wait);
         }
         match length {
             Some(n) => Body::channel_of_len(rx, n),

@@ -725,7 +725,14 @@ fn refresh_in_background(
             .and_then(|v| v.parse::<u64>().ok());
         let (_, incoming) = res.into_parts();
         let filling = Filling::new(Arc::clone(&cache), template, None);
-        crate::handlers::proxy::buffer::spawn(incoming, length, tx, lease, Some(filling));
+        crate::handlers::proxy::buffer::spawn(
+            incoming,
+            length,
+            tx,
+            lease,
+            Some(filling),
+            route.response_timeout,
+        );
     });
 }
 
