@@ -372,6 +372,12 @@ fn forwarding_headers_are_set_and_client_supplied_ones_replaced() {
             ("TE", "trailers"),
             ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
             ("X-Keep", "kept"),
+            // What else a proxy in front would say, and a spelling WSGI and CGI
+            // read as X-Forwarded-For.
+            ("X-Real-IP", "6.6.6.6"),
+            ("X-Forwarded-Ssl", "on"),
+            ("X-Forwarded-Port", "443"),
+            ("X_Forwarded_For", "6.6.6.6"),
         ],
     );
     assert_eq!(res.status, 200);
@@ -393,9 +399,22 @@ fn forwarding_headers_are_set_and_client_supplied_ones_replaced() {
     );
     assert_eq!(seen.header("via").as_deref(), Some("1.1 wharf"));
     assert_eq!(seen.header("x-keep").as_deref(), Some("kept"));
-    for gone in ["x-drop", "keep-alive", "te", "proxy-authorization"] {
+    for gone in [
+        "x-drop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "x-real-ip",
+        "x-forwarded-ssl",
+        "x-forwarded-port",
+        "x_forwarded_for",
+    ] {
         assert_eq!(seen.header(gone), None, "{gone} reached the app");
     }
+    // A POST without content says so (RFC 9110 §8.6).
+    let res = request(&server, "POST", "/x", &[("Content-Length", "0")]);
+    assert_eq!(res.status, 200);
+    assert_eq!(app.last().header("content-length").as_deref(), Some("0"));
 }
 
 #[test]

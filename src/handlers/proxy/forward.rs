@@ -295,6 +295,7 @@ pub async fn send(
     mut stream_body: Option<RequestBody>,
 ) -> Result<Sent, StatusCode> {
     route.start_health_checks();
+    let no_body = spooled.is_none() && stream_body.is_none();
     let mut tried = Vec::new();
     let mut resent = 0;
     loop {
@@ -338,6 +339,12 @@ pub async fn send(
             upstream_req
                 .headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(spooled.len()));
+        } else if no_body && matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+            // No content, said so: a method that defines content gets its length
+            // (RFC 9110 §8.6; some servers answer 411 without one), as nginx sends.
+            upstream_req
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
         }
         let asked = std::time::Instant::now();
         let sent_at = std::time::SystemTime::now();
@@ -587,12 +594,10 @@ pub fn upstream_headers(
 ) -> HeaderMap {
     let listed = connection_listed(&head.headers);
     let trusted = route.trusted.iter().any(|net| net.contains(&remote.ip()));
-    let forwarding = [
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "forwarded",
-    ];
+    // What a proxy in front says of the client (its address, scheme, host, port,
+    // prefix, TLS), which an app may believe: only a trusted proxy's is kept.
+    let forwarding =
+        |name: &str| name.starts_with("x-forwarded-") || name == "forwarded" || name == "x-real-ip";
     let mut out = HeaderMap::new();
     for (name, value) in &head.headers {
         // `Expect` too: wharf itself answered it, and it has the body (or streams
@@ -601,7 +606,12 @@ pub fn upstream_headers(
         {
             continue;
         }
-        if !trusted && forwarding.contains(&name.as_str()) {
+        if !trusted && forwarding(name.as_str()) {
+            continue;
+        }
+        // A name with `_` is dropped, as nginx does by default: CGI, WSGI and PHP
+        // read `X_Forwarded_For` and `X-Forwarded-For` as the same variable.
+        if name.as_str().contains('_') {
             continue;
         }
         out.append(name.clone(), value.clone());
