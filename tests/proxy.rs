@@ -773,7 +773,7 @@ fn tunnel_through(extra: &[&str]) {
 #[test]
 fn an_app_hands_files_back_with_x_accel_redirect() {
     let app = Upstream::start(
-        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected/report.txt\r\nSet-Cookie: seen=1\r\nContent-Length: 3\r\n\r\napp",
+        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected/report.txt\r\nSet-Cookie: seen=1\r\nContent-Type: application/pdf\r\nExpires: Thu, 01 Jan 2099 00:00:00 GMT\r\nContent-Length: 3\r\n\r\napp",
     );
     let (_t, root) = temp_root();
     write_file(&root, "protected/report.txt", "0123456789");
@@ -791,6 +791,15 @@ fn an_app_hands_files_back_with_x_accel_redirect() {
     assert_eq!(res.status, 200);
     assert_eq!(res.body, b"0123456789", "the file, not the app's body");
     assert_eq!(res.header("set-cookie").as_deref(), Some("seen=1"));
+    // The app's word on the file's type and freshness, as nginx keeps it.
+    assert_eq!(
+        res.header("content-type").as_deref(),
+        Some("application/pdf")
+    );
+    assert_eq!(
+        res.header("expires").as_deref(),
+        Some("Thu, 01 Jan 2099 00:00:00 GMT")
+    );
     let etag = res.header("etag").expect("static validators");
     // Ranges and conditionals as for any file.
     let part = request(

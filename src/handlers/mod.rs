@@ -236,8 +236,24 @@ impl Handlers {
                     .await
             }
         };
-        for (name, value) in from_app.headers() {
-            res.headers_mut().append(name.clone(), value.clone());
+        // The app's word on the file (its type, as for a download of `report` it
+        // names `application/pdf`; its caching) replaces the file's own, when the
+        // file is what is sent; cookies and the rest are added.
+        let file_sent = res.status().is_success() || res.status() == http::StatusCode::NOT_MODIFIED;
+        for name in from_app.headers().keys() {
+            let replaces = name == http::header::CONTENT_TYPE
+                || name == http::header::EXPIRES
+                || name == http::header::CACHE_CONTROL;
+            if replaces {
+                if file_sent {
+                    res.headers_mut().remove(name);
+                } else {
+                    continue;
+                }
+            }
+            for value in from_app.headers().get_all(name) {
+                res.headers_mut().append(name.clone(), value.clone());
+            }
         }
         if let Some(upstream) = from_app.extensions().get::<response::Upstream>() {
             res.extensions_mut().insert(upstream.clone());

@@ -746,7 +746,13 @@ async fn stream_through(
 
 /// Fields of an app's response that stay when it hands a file back
 /// (`X-Accel-Redirect`): the ones about the client, not about the bytes.
-const KEPT_ON_REDIRECT: [&str; 3] = ["set-cookie", "content-disposition", "cache-control"];
+const KEPT_ON_REDIRECT: [&str; 5] = [
+    "set-cookie",
+    "content-disposition",
+    "cache-control",
+    "content-type",
+    "expires",
+];
 
 /// The file an app hands back (`X-Accel-Redirect: /path`, or `X-Sendfile`), as a
 /// response the handlers finish from the static side.
