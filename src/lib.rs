@@ -750,10 +750,24 @@ struct Reloading {
 
 /// The per-connection limits `config` sets.
 fn limits_of(config: &Config) -> Limits {
+    let proxy_waits = config.proxies.iter().map(|p| p.response_timeout).chain(
+        config
+            .site
+            .rules
+            .iter()
+            .filter_map(|rule| match &rule.handler {
+                Some(handlers::Handler::Proxy(route)) => Some(route.response_timeout),
+                _ => None,
+            }),
+    );
     Limits {
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
         max_header_size: config.max_header_size,
+        handler_wait: proxy_waits
+            .chain([config.cgi_settings.timeout])
+            .max()
+            .unwrap_or(config.cgi_settings.timeout),
     }
 }
 

@@ -679,6 +679,46 @@ async fn an_h2_client_reaches_an_http1_app() {
     assert_eq!(seen.header("host").as_deref(), Some(server.addr()));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_waiting_for_its_app_gets_the_routes_504() {
+    // Accepts, reads, never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let (_t, root) = temp_root();
+    let conf = root.parent().unwrap().join("slow.toml");
+    std::fs::write(
+        &conf,
+        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{silent_addr}\"]\nresponse-timeout = \"1s\"\n"),
+    )
+    .unwrap();
+    // The client's idle timeout is shorter than the app's: the stream waits for
+    // the route's answer, not for the connection's idle timeout.
+    let server = Server::start(
+        &root,
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--idle-timeout",
+            "300ms",
+        ],
+    );
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let req = http::Request::get(format!("http://{}/slow", server.addr()))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let response = response.await.expect("an answer, not a closed connection");
+    assert_eq!(response.status(), 504);
+}
+
 #[test]
 fn proxied_connections_are_reused() {
     let app = Upstream::start(OK);

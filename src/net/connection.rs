@@ -62,9 +62,9 @@ const H2_MAX_PENDING_RESETS: usize = 32;
 const H2_MAX_ERROR_RESETS: usize = 256;
 
 /// Connections parked since the allocator last returned free memory to the system.
-/// How often a connection whose handler is still producing its response looks again
-/// (its output starting to wait for the client re-arms the timer sooner).
-const PRODUCER_RECHECK: Duration = Duration::from_secs(3600);
+/// Time a handler's own timeout has to answer (a 504, a body broken off) before its
+/// connection is taken for stuck.
+const HANDLER_MARGIN: Duration = Duration::from_secs(5);
 
 static PARKED_SINCE_TRIM: AtomicU64 = AtomicU64::new(0);
 
@@ -113,9 +113,20 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// See [`crate::config::cli::Config::max_header_size`].
     pub max_header_size: usize,
+    /// The longest a handler may go without producing anything before its own
+    /// timeout answers or cuts its response (the longest proxy `response-timeout`,
+    /// `--cgi-timeout`): a response that makes no progress for longer (plus a margin)
+    /// is stuck, and its connection is dropped.
+    pub handler_wait: Duration,
 }
 
 impl Limits {
+    /// How long a response under way may make no progress while its output is not
+    /// waiting for the client: past its handler's own timeouts.
+    fn producer_deadline(&self) -> Duration {
+        self.idle_timeout.max(self.handler_wait + HANDLER_MARGIN)
+    }
+
     /// hyper's read buffer must hold a whole request head. It is sized above our own
     /// limits so that the router, not hyper, answers oversized heads, with a proper
     /// error page: request targets up to 64 KiB (CPython's line limit) get 414 rather
@@ -557,9 +568,16 @@ impl Session {
                 let phase = self.clock.phase();
                 in_flight.set(phase == BUSY);
                 // Streams under way: the deadline is the send timeout, which any write
-                // that takes bytes moves on.
-                let deadline = if phase == BUSY {
+                // that takes bytes moves on; while the socket takes what is written,
+                // streams may be waiting for their handlers (or for flow control),
+                // bounded by the handlers' own timeouts.
+                let send_deadline = if self.clock.write_blocked.load(Ordering::Relaxed) {
                     self.clock.send_deadline(self.limits.idle_timeout)
+                } else {
+                    self.clock.send_deadline(self.limits.producer_deadline())
+                };
+                let deadline = if phase == BUSY {
+                    send_deadline
                 } else {
                     self.clock.deadline()
                 };
@@ -567,7 +585,7 @@ impl Session {
                     return Poll::Pending;
                 }
                 match phase {
-                    BUSY if Instant::now() < self.clock.send_deadline(self.limits.idle_timeout) => {
+                    BUSY if Instant::now() < send_deadline => {
                         continue;
                     }
                     IDLE if !closing => {
@@ -670,10 +688,13 @@ impl Session {
                 // The send timeout runs only while output waits for the client: a
                 // handler still producing (an app thinking, a program paused) is
                 // bounded by its own timeouts, which answer 504 or cut the body.
-                let deadline = if draining {
+                let send_deadline = if draining {
                     self.clock.send_deadline(self.limits.idle_timeout)
-                } else if sending {
-                    Instant::now() + PRODUCER_RECHECK
+                } else {
+                    self.clock.send_deadline(self.limits.producer_deadline())
+                };
+                let deadline = if sending {
+                    send_deadline
                 } else {
                     self.clock.deadline()
                 };
@@ -688,9 +709,7 @@ impl Session {
                 if sending {
                     // A client that takes no bytes for the idle timeout is dropped
                     // (nginx's send_timeout); any progress moves the deadline.
-                    if draining
-                        && Instant::now() >= self.clock.send_deadline(self.limits.idle_timeout)
-                    {
+                    if Instant::now() >= send_deadline {
                         dropped = true;
                         return Poll::Ready(Ok(()));
                     }
