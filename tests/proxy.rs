@@ -463,17 +463,9 @@ fn request_bodies_arrive_whole_with_a_length() {
     assert_eq!(seen.body, data);
 }
 
-#[test]
-fn unreachable_and_silent_upstreams_get_502_and_504() {
-    let (_t, root) = temp_root();
-    // Nothing listens here.
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
-    let server = Server::start(&root, &["--proxy", &format!("/=http://{dead_addr}")]);
-    assert_eq!(get(&server, "/x").status, 502);
-
-    // Accepts, reads, never answers.
+/// A configuration file beside `root` that proxies everything, with a 1 s
+/// `response-timeout`, to an app that accepts, reads and never answers.
+fn silent_app_route(root: &std::path::Path) -> std::path::PathBuf {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap();
     thread::spawn(move || {
@@ -488,6 +480,20 @@ fn unreachable_and_silent_upstreams_get_502_and_504() {
         format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{silent_addr}\"]\nresponse-timeout = \"1s\"\n"),
     )
     .unwrap();
+    conf
+}
+
+#[test]
+fn unreachable_and_silent_upstreams_get_502_and_504() {
+    let (_t, root) = temp_root();
+    // Nothing listens here.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let server = Server::start(&root, &["--proxy", &format!("/=http://{dead_addr}")]);
+    assert_eq!(get(&server, "/x").status, 502);
+
+    let conf = silent_app_route(&root);
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
     assert_eq!(get(&server, "/x").status, 504);
 
@@ -681,22 +687,8 @@ async fn an_h2_client_reaches_an_http1_app() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_client_waiting_for_its_app_gets_the_routes_504() {
-    // Accepts, reads, never answers.
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in silent.incoming().flatten() {
-            held.push(s);
-        }
-    });
     let (_t, root) = temp_root();
-    let conf = root.parent().unwrap().join("slow.toml");
-    std::fs::write(
-        &conf,
-        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{silent_addr}\"]\nresponse-timeout = \"1s\"\n"),
-    )
-    .unwrap();
+    let conf = silent_app_route(&root);
     // The client's idle timeout is shorter than the app's: the stream waits for
     // the route's answer, not for the connection's idle timeout.
     let server = Server::start(
