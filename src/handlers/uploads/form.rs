@@ -34,6 +34,13 @@ struct Stored {
     size: u64,
 }
 
+impl Stored {
+    /// Its URL path, in `folder`.
+    fn href(&self, folder: &SitePath) -> String {
+        folder.join(&self.name).to_url(false)
+    }
+}
+
 /// Answers a form POST to the folder `req.path`.
 pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<Body> {
     let Request {
@@ -189,7 +196,7 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
             .insert(header::VARY, HeaderValue::from_static("Accept"));
         // One file made: it is the resource created (RFC 9110 §15.3.2).
         if let [only] = stored.as_slice() {
-            if let Ok(v) = HeaderValue::from_str(&path.join(&only.name).to_url(false)) {
+            if let Ok(v) = HeaderValue::from_str(&only.href(&path)) {
                 res.headers_mut().insert(header::LOCATION, v);
             }
         }
@@ -281,7 +288,7 @@ fn report_page(
     if !stored.is_empty() {
         page.push_str("<p>Stored before it:</p>\n<ul>\n");
         for s in stored {
-            let href = folder.join(&s.name).to_url(false);
+            let href = s.href(folder);
             page.push_str(&format!(
                 "<li><a href=\"{}\">{}</a> ({} bytes)</li>\n",
                 escape_html(&href),
@@ -306,7 +313,7 @@ fn summary(stored: &[Stored], folder: &SitePath, problem: Option<&Problem<'_>>) 
             serde_json::json!({
                 "name": String::from_utf8_lossy(&s.name),
                 "size": s.size,
-                "href": folder.join(&s.name).to_url(false),
+                "href": s.href(folder),
             })
         })
         .collect();
