@@ -47,10 +47,16 @@ pub fn error_page_text(status: StatusCode) -> String {
 
 /// The text of an error page for `status` with `reason`.
 fn page_text(status: StatusCode, reason: &str) -> String {
+    error_page_with(status, reason, "")
+}
+
+/// The text of an error page for `status` with `reason` and `details`, HTML the
+/// caller has escaped, between the heading and the footer.
+pub fn error_page_with(status: StatusCode, reason: &str, details: &str) -> String {
     let code = status.as_u16();
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n\
-         <body><h1>{code} {reason}</h1><hr><p>wharf</p></body></html>\n"
+         <body><h1>{code} {reason}</h1>{details}<hr><p>wharf</p></body></html>\n"
     )
 }
 

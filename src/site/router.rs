@@ -313,39 +313,8 @@ impl Router {
         peer: Peer,
     ) -> Response<Body> {
         if let (Left::Dev, Some(dev)) = (&pending.0, self.settings.dev.clone()) {
-            if let Some(res) = dev.endpoint(req) {
-                return by_site(res);
-            }
-            // Pages come back uncompressed, so the script can go into them.
-            let mut plain = req.clone();
-            plain.headers.remove(header::ACCEPT_ENCODING);
-            let res = match self.answer_now_plainly(&plain) {
-                Answer::Now(res) => res,
-                Answer::Later(pending) => {
-                    Box::pin(Arc::clone(&self).answer(pending, &plain, body, peer)).await
-                }
-            };
-            // A range of a page is a range of the file without the script: a page is
-            // sent whole instead (RFC 9110 §14.2 lets a server ignore Range).
-            let ranged = matches!(
-                res.status(),
-                StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE
-            );
-            if ranged && plain.method == Method::GET {
-                plain.headers.remove(header::RANGE);
-                plain.headers.remove(header::IF_RANGE);
-                let whole = match self.answer_now_plainly(&plain) {
-                    Answer::Now(res) => res,
-                    Answer::Later(pending) => {
-                        let empty = RequestBody::empty();
-                        Box::pin(self.answer(pending, &plain, empty, peer)).await
-                    }
-                };
-                if dev::is_injectable(&whole) {
-                    return Box::pin(dev.finish(&plain, whole)).await;
-                }
-            }
-            return Box::pin(dev.finish(&plain, res)).await;
+            // Boxed: the dev path is rare, and its state would enlarge every answer.
+            return Box::pin(self.answer_dev(&dev, req, body, peer)).await;
         }
         let mut res = Arc::clone(&self)
             .answer_once(pending, req, body, peer)
@@ -405,6 +374,54 @@ impl Router {
             return response::error(StatusCode::INTERNAL_SERVER_ERROR);
         }
         res
+    }
+
+    /// A request in `--dev` mode: the live-reload endpoints, or the site's answer with
+    /// the reload script put into pages.
+    async fn answer_dev(
+        self: Arc<Self>,
+        dev: &dev::Dev,
+        req: &Parts,
+        body: RequestBody,
+        peer: Peer,
+    ) -> Response<Body> {
+        if let Some(res) = dev.endpoint(req) {
+            return by_site(res);
+        }
+        // Pages come back uncompressed, so the script can go into them.
+        let mut plain = req.clone();
+        plain.headers.remove(header::ACCEPT_ENCODING);
+        let res = Arc::clone(&self).answer_plainly(&plain, body, peer).await;
+        // A range of a page is a range of the file without the script: a page is
+        // sent whole instead (RFC 9110 §14.2 lets a server ignore Range).
+        let ranged = matches!(
+            res.status(),
+            StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE
+        );
+        if ranged && plain.method == Method::GET {
+            plain.headers.remove(header::RANGE);
+            plain.headers.remove(header::IF_RANGE);
+            let whole = self
+                .answer_plainly(&plain, RequestBody::empty(), peer)
+                .await;
+            if dev::is_injectable(&whole) {
+                return dev.finish(&plain, whole).await;
+            }
+        }
+        dev.finish(&plain, res).await
+    }
+
+    /// [`Router::answer_now_plainly`]'s answer, with what it leaves pending answered.
+    async fn answer_plainly(
+        self: Arc<Self>,
+        req: &Parts,
+        body: RequestBody,
+        peer: Peer,
+    ) -> Response<Body> {
+        match self.answer_now_plainly(req) {
+            Answer::Now(res) => res,
+            Answer::Later(pending) => Box::pin(self.answer(pending, req, body, peer)).await,
+        }
     }
 
     /// One answer to a pending request, redirects not followed.

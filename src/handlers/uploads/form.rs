@@ -271,38 +271,35 @@ fn report_page(
     problem: &Problem<'_>,
 ) -> String {
     use crate::handlers::static_files::listing::escape_html;
-    let code = status.as_u16();
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let mut page = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1>\n<p>"
-    );
+    let mut details = String::from("\n<p>");
     match problem.conflict {
-        Some(name) => page.push_str(&format!(
+        Some(name) => details.push_str(&format!(
             "{}: {}.",
             escape_html(&String::from_utf8_lossy(name)),
             problem.error
         )),
-        None => page.push_str(&format!("The upload stopped: {}.", problem.error)),
+        None => details.push_str(&format!("The upload stopped: {}.", problem.error)),
     }
-    page.push_str("</p>\n");
+    details.push_str("</p>\n");
     if !stored.is_empty() {
-        page.push_str("<p>Stored before it:</p>\n<ul>\n");
+        details.push_str("<p>Stored before it:</p>\n<ul>\n");
         for s in stored {
             let href = s.href(folder);
-            page.push_str(&format!(
+            details.push_str(&format!(
                 "<li><a href=\"{}\">{}</a> ({} bytes)</li>\n",
                 escape_html(&href),
                 escape_html(&String::from_utf8_lossy(&s.name)),
                 s.size
             ));
         }
-        page.push_str("</ul>\n");
+        details.push_str("</ul>\n");
     }
-    page.push_str(&format!(
-        "<p><a href=\"{}\">Back to the folder</a></p>\n<hr><p>wharf</p></body></html>\n",
+    details.push_str(&format!(
+        "<p><a href=\"{}\">Back to the folder</a></p>\n",
         escape_html(&folder.to_url(true))
     ));
-    page
+    let reason = status.canonical_reason().unwrap_or("Error");
+    response::error_page_with(status, reason, &details)
 }
 
 /// `{"uploaded": [{"name", "size", "href"}], "conflict": name, "error": text}`.
