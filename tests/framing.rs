@@ -136,6 +136,21 @@ fn every_framing_gets_its_status_and_connection_fate() {
             Fate::Kept(200),
         ),
         (
+            "trailer line ended by a bare LF",
+            "GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Trailer: 1\n\r\n",
+            Fate::Closed(400),
+        ),
+        (
+            "trailer section ended by a bare LF",
+            "GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\n",
+            Fate::Closed(400),
+        ),
+        (
+            "absolute-form target with a port that is not a number",
+            "GET http://x:abc/a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+            Fate::Closed(400),
+        ),
+        (
             "chunk size beyond 64 bits",
             "GET /a.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nhi\r\n0\r\n\r\n",
             Fate::Closed(400),
@@ -164,4 +179,19 @@ fn every_framing_gets_its_status_and_connection_fate() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_body_nobody_reads_that_stops_short_is_answered_with_close() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let server = Server::start(&root, &[]);
+    let mut conn = Conn::open(&server);
+    // Two of the five bytes announced never come: wharf stops waiting for them,
+    // answers, and closes, saying so (RFC 9112 §9.6).
+    conn.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel");
+    let res = conn.read_response(false);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("connection").as_deref(), Some("close"));
+    assert!(conn.wait_for_close_within(std::time::Duration::from_secs(10)));
 }

@@ -108,6 +108,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             http10,
             client_closes: http10 && !keep_alive,
             awaits_continue: has_body && expects_continue(&parts),
+            body_abandoned: false,
             sendfile: self.sendfile.clone(),
             tunnel: Arc::clone(&self.tunnel),
             h2_tunnel,
@@ -141,9 +142,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         }
         let clock = Arc::clone(&self.clock);
         Reply::Later(Box::pin(async move {
+            let mut finish = finish;
             match discard(body).await {
                 Ok(true) => clock.body_read(),
-                Ok(false) => {}
+                Ok(false) => finish.body_abandoned = true,
                 // The framing is lost: the 400 also ends the connection.
                 Err(_) => return finish.apply(response::error(StatusCode::BAD_REQUEST)),
             }
@@ -257,6 +259,9 @@ struct Finishing {
     client_closes: bool,
     /// The request has a body its client sends only after `100 Continue`.
     awaits_continue: bool,
+    /// A body no handler wanted was neither read to its end nor found broken (too
+    /// long, or too slow to come): the connection closes after the answer.
+    body_abandoned: bool,
     sendfile: Option<Arc<SendfileQueue>>,
     tunnel: Arc<TunnelSlot>,
     /// The stream of an extended CONNECT, to become a tunnel on a success.
@@ -310,7 +315,8 @@ impl Finishing {
         let withheld = self.awaits_continue
             && (res.status().is_client_error() || res.status().is_server_error())
             && self.exchange.clock.body_unread();
-        if self.http1 && (self.client_closes || refused || unframed || draining || withheld) {
+        let closes = self.client_closes || self.body_abandoned;
+        if self.http1 && (closes || refused || unframed || draining || withheld) {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             if self.http10 {

@@ -37,11 +37,12 @@ pub fn reject(req: &Parts, limits: &HeadLimits) -> Option<StatusCode> {
             }
         }
     }
-    // Userinfo in an http(s) target is an error (RFC 9110 §4.2.4).
+    // Userinfo in an http(s) target is an error (RFC 9110 §4.2.4), and a port is
+    // digits (RFC 3986 §3.2.3).
     if req
         .uri
         .authority()
-        .is_some_and(|a| a.as_str().contains('@'))
+        .is_some_and(|a| a.as_str().contains('@') || !port_is_digits(a))
     {
         return Some(StatusCode::BAD_REQUEST);
     }
@@ -60,6 +61,14 @@ pub fn reject(req: &Parts, limits: &HeadLimits) -> Option<StatusCode> {
         return Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     }
     None
+}
+
+/// Whether what follows the host in `authority` is nothing or `:` and digits.
+fn port_is_digits(authority: &http::uri::Authority) -> bool {
+    let rest = &authority.as_str()[authority.host().len()..];
+    rest.strip_prefix(':').map_or(rest.is_empty(), |port| {
+        port.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// Whether a Host field names `authority`: hosts compared without regard to case,
@@ -163,7 +172,7 @@ fn target_len(req: &Parts) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::same_authority;
+    use super::{port_is_digits, same_authority};
     use http::uri::{Authority, Scheme};
     use http::HeaderValue;
 
@@ -182,5 +191,16 @@ mod tests {
         assert!(!same("example.com", "example.com:80", &Scheme::HTTPS));
         assert!(!same("example.com", "other.com", &Scheme::HTTP));
         assert!(!same("example.com", "example.com:x", &Scheme::HTTP));
+    }
+
+    #[test]
+    fn a_port_is_digits_or_absent() {
+        let ok = |a: &str| port_is_digits(&Authority::try_from(a).unwrap());
+        for good in ["x", "x:80", "x:", "[::1]", "[::1]:8080", "127.0.0.1:99999"] {
+            assert!(ok(good), "{good}");
+        }
+        for bad in ["x:abc", "x:8a", "[::1]:x"] {
+            assert!(!ok(bad), "{bad}");
+        }
     }
 }
