@@ -512,3 +512,62 @@ fn a_rewrite_cannot_lead_around_the_rules_where_it_lands() {
     );
     assert_eq!(with_user.body_text(), "secret");
 }
+
+#[test]
+fn a_cors_rule_lets_its_origin_upload_and_read_the_upload_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_file(&tmp.path().join("root"), "inbox/.keep", "");
+    let config = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        r#"root = "root"
+port = 0
+bind = "127.0.0.1"
+
+[[rule]]
+path = "/inbox/"
+upload = true
+cors = { origins = ["https://app.example.com"], methods = ["POST", "PATCH", "HEAD"], headers = ["Tus-Resumable", "Upload-Length", "Upload-Metadata", "Upload-Offset"], expose = ["X-Request-Id"] }
+"#,
+    )
+    .unwrap();
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    let create = |origin: &str| {
+        request(
+            &server,
+            "POST",
+            "/inbox/",
+            &[
+                ("Origin", origin),
+                ("Sec-Fetch-Site", "cross-site"),
+                ("Tus-Resumable", "1.0.0"),
+                ("Upload-Length", "3"),
+                ("Upload-Metadata", "filename YS50eHQ="),
+                ("Content-Length", "0"),
+            ],
+        )
+    };
+    let res = create("https://app.example.com");
+    assert_eq!(res.status, 201);
+    assert_eq!(
+        res.header("access-control-allow-origin").as_deref(),
+        Some("https://app.example.com")
+    );
+    let exposed = res
+        .header("access-control-expose-headers")
+        .unwrap_or_default();
+    for name in [
+        "x-request-id",
+        "location",
+        "tus-resumable",
+        "upload-expires",
+    ] {
+        assert!(exposed.contains(name), "{name} in {exposed:?}");
+    }
+    assert!(
+        !exposed.contains("upload-offset"),
+        "not carried: {exposed:?}"
+    );
+    // Another origin is not granted the write.
+    assert_eq!(create("https://evil.example").status, 403);
+}

@@ -1018,3 +1018,54 @@ fn a_refusal_before_a_continued_body_says_the_connection_closes() {
     }
     assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"data");
 }
+
+#[test]
+fn writes_from_another_sites_page_are_refused() {
+    let (_t, root) = temp_root();
+    std::fs::create_dir(root.join("inbox")).unwrap();
+    write_file(&root, "inbox/keep.txt", "keep");
+    let server = writable(&root);
+    let (ct, body) = form(&[("overwrite", "1")], &[("f", "keep.txt", b"evil")]);
+    // A form another site's page submits: named by Sec-Fetch-Site, or by Origin
+    // alone for browsers that do not send it.
+    for from in [
+        &[
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Origin", "https://evil.example"),
+        ][..],
+        &[
+            ("Sec-Fetch-Site", "same-site"),
+            ("Origin", "https://evil.localhost"),
+        ],
+        &[("Origin", "https://evil.example")],
+        &[("Origin", "null")],
+    ] {
+        let mut headers = vec![("Content-Type", ct.as_str())];
+        headers.extend_from_slice(from);
+        let res = send(&server, "POST", "/inbox/", &headers, &body);
+        assert_eq!(res.status, 403, "{from:?}");
+        let res = send(&server, "DELETE", "/inbox/keep.txt", from, b"");
+        assert_eq!(res.status, 403, "{from:?}");
+        let res = send(&server, "PUT", "/inbox/keep.txt", from, b"evil");
+        assert_eq!(res.status, 403, "{from:?}");
+    }
+    assert_eq!(std::fs::read(root.join("inbox/keep.txt")).unwrap(), b"keep");
+    assert!(temps_in(&root.join("inbox")).is_empty());
+
+    // The site's own page (the listing's upload form), and clients that name no
+    // page at all, write as before.
+    for from in [
+        &[
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Origin", "http://localhost"),
+        ][..],
+        &[("Origin", "http://localhost")],
+        &[],
+    ] {
+        let mut headers = vec![("Content-Type", ct.as_str())];
+        headers.extend_from_slice(from);
+        let res = send(&server, "POST", "/inbox/", &headers, &body);
+        assert_eq!(res.status, 303, "{from:?}");
+        write_file(&root, "inbox/keep.txt", "keep");
+    }
+}

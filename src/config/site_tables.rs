@@ -326,9 +326,17 @@ fn parse_rule(
         None => None,
         Some(toml::Value::Table(t)) => {
             if let Some(k) = t.keys().find(|k| {
-                !["origins", "methods", "headers", "credentials", "max-age"].contains(&k.as_str())
+                ![
+                    "origins",
+                    "methods",
+                    "headers",
+                    "expose",
+                    "credentials",
+                    "max-age",
+                ]
+                .contains(&k.as_str())
             }) {
-                return Err((at("cors"), format!("unknown key \"rule.cors.{k}\" (known: origins, methods, headers, credentials, max-age)")));
+                return Err((at("cors"), format!("unknown key \"rule.cors.{k}\" (known: origins, methods, headers, expose, credentials, max-age)")));
             }
             let credentials = match t.get("credentials") {
                 None => false,
@@ -360,6 +368,7 @@ fn parse_rule(
                     &strings(t, "origins")?,
                     &strings(t, "methods")?,
                     &strings(t, "headers")?,
+                    &strings(t, "expose")?,
                     credentials,
                     max_age,
                 )

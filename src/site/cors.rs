@@ -29,6 +29,8 @@ pub struct Cors {
     origins: Vec<Origin>,
     methods: Vec<Method>,
     headers: Vec<HeaderName>,
+    /// Response fields a page's script may read besides the safelisted ones.
+    expose: Vec<HeaderName>,
     credentials: bool,
     max_age: Option<u32>,
 }
@@ -39,6 +41,7 @@ impl Cors {
         origins: &[String],
         methods: &[String],
         headers: &[String],
+        expose: &[String],
         credentials: bool,
         max_age: Option<u32>,
     ) -> Result<Cors, String> {
@@ -63,20 +66,27 @@ impl Cors {
                 })
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let headers = headers
-            .iter()
-            .map(|h| {
-                HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| format!("headers: {h:?} is not a header name"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let names = |list: &[String], key: &str| {
+            list.iter()
+                .map(|h| {
+                    HeaderName::from_bytes(h.as_bytes())
+                        .map_err(|_| format!("{key}: {h:?} is not a header name"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
         Ok(Cors {
             origins,
             methods,
-            headers,
+            headers: names(headers, "headers")?,
+            expose: names(expose, "expose")?,
             credentials,
             max_age,
         })
+    }
+
+    /// Whether a request from `origin` with `method` is one this policy admits.
+    pub fn grants(&self, origin: &str, method: &Method) -> bool {
+        self.allows(origin) && self.methods.contains(method)
     }
 
     fn allows(&self, origin: &str) -> bool {
@@ -176,6 +186,28 @@ impl Cors {
         {
             if self.allows(origin) {
                 self.allow_origin(headers, origin);
+                self.expose(headers);
+            }
+        }
+    }
+
+    /// Lets the page read the configured fields and those of [`WRITE_FIELDS`] the
+    /// response carries: a script that uploads needs the new file's `Location`
+    /// and `ETag`, and a tus client its `Upload-*` and `Tus-*` fields.
+    fn expose(&self, headers: &mut http::HeaderMap) {
+        let carried = WRITE_FIELDS
+            .iter()
+            .copied()
+            .filter(|name| headers.contains_key(*name));
+        let mut names: Vec<&str> = self.expose.iter().map(HeaderName::as_str).collect();
+        for name in carried {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(name);
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
+            if !names.is_empty() {
+                headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, value);
             }
         }
     }
@@ -198,6 +230,22 @@ impl Cors {
         }
     }
 }
+
+/// Response fields of writes that a script reads: exposed whenever a response on a
+/// CORS path carries them.
+const WRITE_FIELDS: [&str; 11] = [
+    "location",
+    "etag",
+    "upload-offset",
+    "upload-length",
+    "upload-metadata",
+    "upload-expires",
+    "tus-resumable",
+    "tus-version",
+    "tus-max-size",
+    "tus-extension",
+    "tus-checksum-algorithm",
+];
 
 /// Request headers a browser may send without a preflight naming them.
 fn is_safelisted(name: &str) -> bool {
@@ -236,7 +284,15 @@ mod tests {
 
     fn cors(origins: &[&str], credentials: bool) -> Cors {
         let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
-        Cors::new(&origins, &[], &["X-Token".into()], credentials, Some(600)).unwrap()
+        Cors::new(
+            &origins,
+            &[],
+            &["X-Token".into()],
+            &[],
+            credentials,
+            Some(600),
+        )
+        .unwrap()
     }
 
     fn parts(method: Method, headers: &[(&str, &str)]) -> Parts {
@@ -303,10 +359,10 @@ mod tests {
     #[test]
     fn invalid_policies_are_refused() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert!(Cors::new(&s(&["*"]), &[], &[], true, None).is_err());
-        assert!(Cors::new(&s(&[]), &[], &[], false, None).is_err());
-        assert!(Cors::new(&s(&["example.com"]), &[], &[], false, None).is_err());
-        assert!(Cors::new(&s(&["https://a*.com"]), &[], &[], false, None).is_err());
-        assert!(Cors::new(&s(&["*"]), &s(&["GE T"]), &[], false, None).is_err());
+        assert!(Cors::new(&s(&["*"]), &[], &[], &[], true, None).is_err());
+        assert!(Cors::new(&s(&[]), &[], &[], &[], false, None).is_err());
+        assert!(Cors::new(&s(&["example.com"]), &[], &[], &[], false, None).is_err());
+        assert!(Cors::new(&s(&["https://a*.com"]), &[], &[], &[], false, None).is_err());
+        assert!(Cors::new(&s(&["*"]), &s(&["GE T"]), &[], &[], false, None).is_err());
     }
 }

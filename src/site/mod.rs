@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod checks;
 pub mod cors;
+pub mod cross_origin;
 pub mod dev;
 pub mod https_redirect;
 pub mod methods;

@@ -23,6 +23,7 @@ use crate::log::access::AccessLog;
 use crate::site::auth::{self, Verdict};
 use crate::site::checks::{self, HeadLimits};
 use crate::site::cors::Cors;
+use crate::site::cross_origin;
 use crate::site::dev;
 use crate::site::methods::{self, options_answer};
 use crate::site::rules::{self, Site};
@@ -215,6 +216,9 @@ impl Router {
         let handler = self.default_handler();
         match self.route(req, path, &handler) {
             Route::Done(res) => Answer::Now(res),
+            Route::Path(_) if cross_origin::refuses(req, &handler, None) => {
+                Answer::Now(by_site(response::error(StatusCode::FORBIDDEN)))
+            }
             Route::Path(site_path) => match self.handlers.ready(&handler, req, path) {
                 Some(res) => Answer::Now(options_answer(req, res, &handler)),
                 None => Answer::Later(Pending(Left::Uncached(site_path))),
@@ -613,6 +617,12 @@ impl Router {
             .map(|(rule, _)| *rule)
             .collect();
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
+        // The rules of the path actually served: the rewrite's target, if any.
+        let served_rules = if rewritten.is_some() {
+            &landed_rules
+        } else {
+            &matched
+        };
         let mut authenticated = None;
         let mut res = if guards.iter().any(|rule| rule.internal) {
             // Files only an app may hand out (X-Accel-Redirect) are not there for
@@ -623,6 +633,8 @@ impl Router {
         } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
             // Preflights carry no credentials: they are answered before authentication.
             return by_site(cors.preflight(req));
+        } else if cross_origin::refuses(req, &self.handler_of(served_rules), cors) {
+            by_site(response::error(StatusCode::FORBIDDEN))
         } else if let Err(refused) = self
             .authenticate(req, remote, &guards)
             .await
@@ -648,12 +660,6 @@ impl Router {
             ))
         } else {
             let target = rewritten.as_deref().unwrap_or(path);
-            // The handler of the path actually served: the rewrite's target, if any.
-            let served_rules = if rewritten.is_some() {
-                &landed_rules
-            } else {
-                &matched
-            };
             let handler = self.handler_of(served_rules);
             let mut res = self
                 .handle_path(req, target, &handler, body, peer, authenticated.as_deref())
