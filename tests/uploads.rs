@@ -403,6 +403,49 @@ fn a_client_gone_mid_upload_leaves_the_old_file() {
 }
 
 #[test]
+fn a_second_server_on_the_folder_leaves_the_first_ones_upload_alone() {
+    let (_t, root) = temp_root();
+    write_file(&root, "sub/.wharf-tmp-notes", "mine");
+    let first = writable(&root);
+    let mut conn = Conn::open(&first);
+    conn.send(b"PUT /sub/f.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 600000\r\n\r\n");
+    conn.send(&[b'n'; 300_000]);
+    let sub = root.join("sub");
+    let in_flight = |names: Vec<String>| names.into_iter().any(|n| n != ".wharf-tmp-notes");
+    assert!(poll_until(IO_TIMEOUT, || in_flight(temps_in(&sub)).then_some(())).is_some());
+    // And one a crashed process left.
+    let mut ended = std::process::Command::new("true").spawn().unwrap();
+    let dead = ended.id();
+    ended.wait().unwrap();
+    write_file(&sub, &format!(".wharf-tmp-{dead}-0-00000000"), "stale");
+    for name in temps_in(&sub) {
+        set_mtime(&sub.join(name), unix_time(1_000_000));
+    }
+    // A neighbour starting on the same folder (an upgrade's new process, or one
+    // with --reuse-port) sweeps for stale files.
+    let second = Server::spawn_with_env(
+        &loopback_args(&root, &["--upload", "--delete"]),
+        &[("WHARF_LOG", std::ffi::OsStr::new("info"))],
+    );
+    let swept = poll_until(IO_TIMEOUT, || {
+        let lines = second.stderr_lines();
+        lines
+            .iter()
+            .any(|l| l.contains("removed 1 temporary file"))
+            .then_some(())
+    });
+    assert!(swept.is_some(), "{:?}", second.stderr_lines());
+    conn.send(&[b'n'; 300_000]);
+    let res = conn.read_response(false);
+    assert_eq!(res.status, 201);
+    assert_eq!(std::fs::read(sub.join("f.bin")).unwrap().len(), 600_000);
+    assert_eq!(
+        std::fs::read(sub.join(".wharf-tmp-notes")).unwrap(),
+        b"mine"
+    );
+}
+
+#[test]
 fn a_killed_server_leaves_temporaries_that_the_next_start_removes() {
     let (_t, root) = temp_root();
     write_file(&root, "keep.txt", "k");

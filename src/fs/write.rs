@@ -125,8 +125,11 @@ impl Root {
     }
 
     /// Removes temporary files left by a process that was killed mid-upload: every
-    /// `.wharf-tmp-*` file under the root last changed before `started`. Files of
-    /// uploads under way in this process are newer and stay. Returns how many went.
+    /// temporary file under the root named by a process that no longer runs, and last
+    /// changed before `started`. Files of uploads under way — in this process, or in
+    /// another serving the same folder (the one handing over in an upgrade, a
+    /// neighbour with `--reuse-port`) — stay, as does any other `.wharf-tmp-` name
+    /// wharf did not make. Returns how many went.
     pub fn remove_stale_temps(&self, started: SystemTime) -> usize {
         let Ok(top) = self.open_dir_fd(&SitePath::root()) else {
             return 0;
@@ -154,7 +157,7 @@ impl Root {
                             todo.push(fd);
                         }
                     }
-                    FileType::RegularFile if name.starts_with(TEMP_PREFIX.as_bytes()) => {
+                    FileType::RegularFile if left_by_a_dead_process(&name) => {
                         let mtime = u64::try_from(st.st_mtime).unwrap_or(0);
                         let changed =
                             SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
@@ -170,6 +173,26 @@ impl Root {
             }
         }
         removed
+    }
+}
+
+/// Whether `name` is a temporary file's (`.wharf-tmp-PID-N-NANOS`) whose process
+/// has ended.
+fn left_by_a_dead_process(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX.as_bytes()) else {
+        return false;
+    };
+    let pid = rest
+        .split(|b| *b == b'-')
+        .next()
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|p| p.parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw);
+    match pid {
+        // Signal 0 asks only whether the process exists (EPERM: it does, as
+        // another user's).
+        Some(pid) => rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH),
+        None => false,
     }
 }
 
@@ -382,5 +405,25 @@ fn map_write_err(err: rustix::io::Errno) -> io::Error {
         Errno::ROFS => io::ErrorKind::ReadOnlyFilesystem.into(),
         Errno::ACCESS | Errno::PERM => io::ErrorKind::PermissionDenied.into(),
         other => map_err(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::left_by_a_dead_process;
+
+    #[test]
+    fn only_temporaries_of_ended_processes_are_stale() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let ended = child.id();
+        child.wait().unwrap();
+        let name = |pid: &str| format!(".wharf-tmp-{pid}-0-0000abcd").into_bytes();
+        assert!(left_by_a_dead_process(&name(&ended.to_string())));
+        assert!(!left_by_a_dead_process(&name(
+            &std::process::id().to_string()
+        )));
+        assert!(!left_by_a_dead_process(b".wharf-tmp-keepme"));
+        assert!(!left_by_a_dead_process(b".wharf-tmp--1-0-0"));
+        assert!(!left_by_a_dead_process(b"other-123-0-0"));
     }
 }
