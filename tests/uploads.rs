@@ -1112,3 +1112,104 @@ fn writes_from_another_sites_page_are_refused() {
         write_file(&root, "inbox/keep.txt", "keep");
     }
 }
+
+#[test]
+fn a_put_that_fails_leaves_no_folder_it_made() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload", "--max-upload-size", "1000"]);
+    // Refused before the body: a precondition, a range.
+    let res = send(&server, "PUT", "/q1/q2/x.txt", &[("If-Match", "*")], b"x");
+    assert_eq!(res.status, 412);
+    let range = [("Content-Range", "bytes 0-0/1")];
+    assert_eq!(send(&server, "PUT", "/r1/x.txt", &range, b"x").status, 400);
+    // Refused on the way: too long once it is read.
+    let res = send(
+        &server,
+        "PUT",
+        "/n1/n2/big.bin",
+        &[("Transfer-Encoding", "chunked")],
+        &chunked(&[b'z'; 3000], 500),
+    );
+    assert_eq!(res.status, 413);
+    // Cut short by its client.
+    let mut conn = Conn::open(&server);
+    conn.send(b"PUT /c1/c2/cut.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n");
+    conn.send(&[b'c'; 300]);
+    assert!(poll_until(IO_TIMEOUT, || root.join("c1/c2").exists().then_some(())).is_some());
+    drop(conn);
+    let gone = poll_until(IO_TIMEOUT, || (!root.join("c1").exists()).then_some(()));
+    assert!(gone.is_some(), "the cut PUT's folders stay");
+    for made in ["q1", "r1", "n1"] {
+        assert!(!root.join(made).exists(), "{made}");
+    }
+    // A PUT that succeeds keeps them.
+    assert_eq!(put(&server, "/k1/k2/kept.txt", b"k").status, 201);
+    assert_eq!(std::fs::read(root.join("k1/k2/kept.txt")).unwrap(), b"k");
+}
+
+/// Starts `count` PUTs of `body` to `/name` with `headers`, and completes them only
+/// when all are past their first check of preconditions (each has its temporary
+/// file in `root`); their statuses.
+fn racing_puts(server: &Server, root: &Path, name: &str, headers: &str, count: usize) -> Vec<u16> {
+    let body = [b'r'; 64];
+    let mut conns: Vec<Conn> = (0..count).map(|_| Conn::open(server)).collect();
+    for conn in &mut conns {
+        conn.send(
+            format!(
+                "PUT /{name} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        conn.send(&body[..32]);
+    }
+    let all_in = poll_until(IO_TIMEOUT, || (temps_in(root).len() == count).then_some(()));
+    assert!(all_in.is_some(), "{:?}", temps_in(root));
+    for conn in &mut conns {
+        conn.send(&body[32..]);
+    }
+    let mut statuses: Vec<u16> = conns
+        .iter_mut()
+        .map(|conn| conn.read_response(false).status)
+        .collect();
+    statuses.sort_unstable();
+    statuses
+}
+
+#[test]
+fn racing_conditional_puts_lose_no_update() {
+    let (_t, root) = temp_root();
+    let server = writable(&root);
+    // Four writers of a new name, each only if none exists: one creates it.
+    let statuses = racing_puts(&server, &root, "new.txt", "If-None-Match: *\r\n", 4);
+    assert_eq!(statuses, [201, 412, 412, 412]);
+    // Three writers holding the same tag: one replaces, the others find it changed.
+    write_file(&root, "doc.txt", "v1");
+    let tag = get(&server, "/doc.txt").header("etag").unwrap();
+    let if_match = format!("If-Match: {tag}\r\n");
+    let statuses = racing_puts(&server, &root, "doc.txt", &if_match, 3);
+    assert_eq!(statuses, [204, 412, 412]);
+    assert!(temps_in(&root).is_empty());
+}
+
+#[test]
+fn a_put_keeps_the_dead_properties_of_the_file_it_replaces() {
+    let (_t, root) = temp_root();
+    write_file(&root, "t.txt", "one");
+    let server = writable(&root);
+    let patch = b"<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
+                  <Z:k xmlns:Z=\"urn:z\">keep me</Z:k></D:prop></D:set></D:propertyupdate>";
+    let res = send(&server, "PROPPATCH", "/t.txt", &[], patch);
+    assert_eq!(res.status, 207);
+    assert_eq!(put(&server, "/t.txt", b"two").status, 204);
+    let find = b"<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop>\
+                 <Z:k xmlns:Z=\"urn:z\"/></D:prop></D:propfind>";
+    let res = send(&server, "PROPFIND", "/t.txt", &[("Depth", "0")], find);
+    assert_eq!(res.status, 207);
+    let text = res.body_text();
+    assert!(
+        text.contains("keep me") && text.contains("200 OK"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(root.join("t.txt")).unwrap(), b"two");
+}

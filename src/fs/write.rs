@@ -55,9 +55,24 @@ impl Root {
     /// way are made (as `mkdir -p`). A file where a folder should be is
     /// `NotADirectory`; a missing folder without `create` is `NotFound`.
     pub fn write_dir(&self, dir: &SitePath, create: bool) -> io::Result<WriteDir> {
+        if create {
+            return self.write_dir_making(dir).map(|(dir, made)| {
+                made.keep();
+                dir
+            });
+        }
+        self.open_dir_fd(dir)
+            .map(|fd| WriteDir { fd: Arc::new(fd) })
+    }
+
+    /// Opens the folder `dir` for writing in it, making the missing folders on the
+    /// way; those are removed again when the returned [`MadeFolders`] is dropped
+    /// unless it is kept, so that a write that fails leaves no trace.
+    pub fn write_dir_making(&self, dir: &SitePath) -> io::Result<(WriteDir, MadeFolders)> {
+        let mut made = MadeFolders(Vec::new());
         match self.open_dir_fd(dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create && !dir.is_root() => {}
-            other => return other.map(|fd| WriteDir { fd: Arc::new(fd) }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.is_root() => {}
+            other => return other.map(|fd| (WriteDir { fd: Arc::new(fd) }, made)),
         }
         // Walk down from the root, making what is missing. Each step resolves its
         // prefix from the root again, confined as every read is.
@@ -70,7 +85,8 @@ impl Root {
                     let parent = self.open_dir_fd(&at)?;
                     match rustix::fs::mkdirat(&parent, name.as_slice(), Mode::from_raw_mode(0o755))
                     {
-                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Ok(()) => made.0.push((parent, name.clone())),
+                        Err(rustix::io::Errno::EXIST) => {}
                         Err(e) => return Err(map_write_err(e)),
                     }
                 }
@@ -78,8 +94,8 @@ impl Root {
             }
             at = next;
         }
-        self.open_dir_fd(dir)
-            .map(|fd| WriteDir { fd: Arc::new(fd) })
+        let fd = self.open_dir_fd(dir)?;
+        Ok((WriteDir { fd: Arc::new(fd) }, made))
     }
 
     /// The folder `dir`, opened beneath the root; a file there is `NotADirectory`.
@@ -259,6 +275,7 @@ impl WriteDir {
                         name,
                         file: Arc::new(File::from(fd)),
                         kept: false,
+                        made: None,
                     })
                 }
                 Err(rustix::io::Errno::EXIST) => continue,
@@ -326,6 +343,28 @@ impl WriteDir {
     }
 }
 
+/// Folders a write made on its way to its target (each as its parent and name),
+/// removed again, deepest first and only while still empty, when this is dropped
+/// without [`MadeFolders::keep`].
+#[derive(Debug)]
+pub struct MadeFolders(Vec<(OwnedFd, Vec<u8>)>);
+
+impl MadeFolders {
+    /// The folders stay: what was written into them was stored.
+    pub fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for MadeFolders {
+    fn drop(&mut self) {
+        for (parent, name) in self.0.iter().rev() {
+            // Not empty: another write put something there meanwhile, so it stays.
+            let _ = rustix::fs::unlinkat(parent, name.as_slice(), AtFlags::REMOVEDIR);
+        }
+    }
+}
+
 /// A temporary file being written in its target's folder.
 #[derive(Debug)]
 pub struct TempFile {
@@ -333,12 +372,21 @@ pub struct TempFile {
     name: CString,
     file: Arc<File>,
     kept: bool,
+    /// Folders made for this file: removed after it, unless it is kept (fields drop
+    /// after [`Drop::drop`] has removed the file, so the folders are empty by then).
+    made: Option<MadeFolders>,
 }
 
 impl TempFile {
     /// The open file, for positional writes.
     pub fn file(&self) -> &Arc<File> {
         &self.file
+    }
+
+    /// This file with the folders made for it, which go when it goes.
+    pub fn with_made_folders(mut self, made: MadeFolders) -> TempFile {
+        self.made = Some(made);
+        self
     }
 
     /// The temporary name in its folder.
@@ -354,6 +402,9 @@ impl TempFile {
         self.file.sync_all()?;
         rename_at(&self.dir, self.name.to_bytes(), &self.dir, name, replace)?;
         self.kept = true;
+        if let Some(made) = self.made.take() {
+            made.keep();
+        }
         rustix::fs::fsync(&*self.dir).map_err(io::Error::from)
     }
 }

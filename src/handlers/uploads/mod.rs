@@ -55,6 +55,9 @@ pub struct Uploads {
     tus_busy: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Told whenever a resumable upload's turn is given back.
     tus_released: tokio::sync::Notify,
+    /// Held by a conditional write from its last check of the preconditions until
+    /// its rename, so two writers cannot both pass the same check.
+    commit: std::sync::Mutex<()>,
 }
 
 /// A resumable upload's turn to be appended to; given back when dropped.
@@ -84,6 +87,7 @@ impl Uploads {
             locks: locks::Locks::default(),
             tus_busy: Default::default(),
             tus_released: tokio::sync::Notify::new(),
+            commit: std::sync::Mutex::new(()),
         }
     }
 
@@ -195,6 +199,12 @@ impl Uploads {
             Precondition::Proceed => Ok(()),
             _ => Err(StatusCode::PRECONDITION_FAILED),
         }
+    }
+
+    /// The turn of a conditional write to check its preconditions and commit (on the
+    /// blocking pool: the wait is short, a rename).
+    fn commit_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.commit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `work`, which answers with a status when it cannot go on, on the blocking

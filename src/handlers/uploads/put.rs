@@ -1,12 +1,15 @@
 //! PUT: the body becomes the file at the path, whole or not at all.
 //!
 //! The body streams into a temporary file in the target's folder (missing folders on
-//! the way are made), which is fsynced and renamed over the target: `201 Created` for
-//! a new file, `204 No Content` for a replaced one, both with the new content's ETag.
-//! Preconditions (`If-Match`, `If-None-Match: *`, `If-Unmodified-Since`) are evaluated
-//! against the current file before a byte is read, so no update is lost; everything
-//! that can refuse the request is checked before the body is read, so a client sending
-//! `Expect: 100-continue` is told without sending it.
+//! the way are made, and removed again if the PUT fails), which is fsynced and renamed
+//! over the target: `201 Created` for a new file, `204 No Content` for a replaced one,
+//! both with the new content's ETag; a replaced file's dead properties (WebDAV) pass
+//! to the new one, as RFC 4918 §9.7.1 asks. Preconditions (`If-Match`,
+//! `If-None-Match: *`, `If-Unmodified-Since`) and locks are checked against the
+//! current file before a byte is read or a folder made, so a client sending
+//! `Expect: 100-continue` is told without sending its body; a conditional PUT checks
+//! its preconditions again as it replaces the file, one at a time, so that of two
+//! writers holding the same tag only one wins (RFC 9110 §13.1: no lost update).
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use http::{Response, StatusCode};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::body::receive;
-use super::{created, declared_length, empty, io_status, Uploads};
+use super::{created, declared_length, empty, io_status, props, Uploads};
 use crate::fs::write::{EntryType, TempFile};
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
@@ -49,9 +52,13 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
     let target = path.clone();
     let prepared = up
         .run(move |up| -> Result<TempFile, StatusCode> {
-            let dir = up
+            if up.locks.blocks(&target, &headers) {
+                return Err(StatusCode::LOCKED);
+            }
+            up.preconditions(&target, &method, &headers)?;
+            let (dir, made) = up
                 .root
-                .write_dir(&parent, true)
+                .write_dir_making(&parent)
                 .map_err(|e| io_status(&e))?;
             if up.root.is_secret(&dir, &name) {
                 return Err(StatusCode::FORBIDDEN);
@@ -59,11 +66,9 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
             if dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Dir {
                 return Err(StatusCode::CONFLICT);
             }
-            if up.locks.blocks(&target, &headers) {
-                return Err(StatusCode::LOCKED);
-            }
-            up.preconditions(&target, &method, &headers)?;
-            dir.temp_file().map_err(|e| io_status(&e))
+            let temp = dir.temp_file().map_err(|e| io_status(&e))?;
+            // Dropped on every way out but success: the folders made go with it.
+            Ok(temp.with_made_folders(made))
         })
         .await;
     let temp = match prepared {
@@ -90,20 +95,48 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
         None => return response::error(StatusCode::CONFLICT),
     };
     let new_tag = tag.clone();
+    let headers = head.headers.clone();
+    let method = head.method.clone();
+    let target = path.clone();
     let stored = up
         .run(move |up| -> Result<bool, StatusCode> {
             let dir = up
                 .root
                 .write_dir(&parent, false)
                 .map_err(|e| io_status(&e))?;
+            let conditional = [
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                header::IF_UNMODIFIED_SINCE,
+            ]
+            .iter()
+            .any(|h| headers.contains_key(h));
+            // The written file is made durable first, outside the turn.
+            temp.file().sync_all().map_err(|e| io_status(&e))?;
+            let _turn = conditional.then(|| up.commit_turn());
+            if conditional {
+                up.preconditions(&target, &method, &headers)?;
+            }
             let existed = match dir.entry_type(&name).map_err(|e| io_status(&e))? {
                 // A folder appeared meanwhile: a file never replaces one.
                 EntryType::Dir => return Err(StatusCode::CONFLICT),
                 EntryType::Missing => false,
                 _ => true,
             };
+            if existed {
+                if let Ok(old) = dir.open_file(&name) {
+                    props::copy_dead_file(&old, temp.file());
+                }
+            }
             let file = Arc::clone(temp.file());
-            temp.persist(&name, true).map_err(|e| io_status(&e))?;
+            // `If-None-Match: *` holds against writers outside wharf too.
+            let replace = headers
+                .get(header::IF_NONE_MATCH)
+                .is_none_or(|v| v.as_bytes().trim_ascii() != b"*");
+            temp.persist(&name, replace).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => StatusCode::PRECONDITION_FAILED,
+                _ => io_status(&e),
+            })?;
             if let Ok(meta) = file.metadata() {
                 up.files.remember_etag(&meta, new_tag);
             }
