@@ -1213,3 +1213,52 @@ fn a_put_keeps_the_dead_properties_of_the_file_it_replaces() {
     );
     assert_eq!(std::fs::read(root.join("t.txt")).unwrap(), b"two");
 }
+
+#[test]
+fn a_form_part_with_endless_headers_or_overwrite_value_is_refused() {
+    let (_t, root) = temp_root();
+    std::fs::create_dir(root.join("inbox")).unwrap();
+    let server = writable(&root);
+    let boundary = "XyZ";
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let file_part = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nA\r\n--{boundary}--\r\n"
+    );
+    // Fields and headers are held in memory while they are read: neither may grow
+    // without bound (the body as a whole may be far larger).
+    let long_value = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\n{}\r\n{file_part}",
+        "1".repeat(300_000)
+    );
+    let long_head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"b.txt\"\r\nX-Pad: {}\r\n\r\nB\r\n{file_part}",
+        "p".repeat(300_000)
+    );
+    for body in [long_value, long_head] {
+        let res = send(
+            &server,
+            "POST",
+            "/inbox/",
+            &[("Content-Type", &ct)],
+            body.as_bytes(),
+        );
+        assert_eq!(res.status, 413);
+    }
+    assert!(std::fs::read_dir(root.join("inbox"))
+        .unwrap()
+        .next()
+        .is_none());
+    // The same form with short ones is stored.
+    let short = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\n1\r\n{file_part}"
+    );
+    let res = send(
+        &server,
+        "POST",
+        "/inbox/",
+        &[("Content-Type", &ct)],
+        short.as_bytes(),
+    );
+    assert_eq!(res.status, 303);
+    assert_eq!(std::fs::read(root.join("inbox/a.txt")).unwrap(), b"A");
+}

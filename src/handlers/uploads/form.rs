@@ -82,14 +82,24 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
     let wants_json = negotiate::prefers_json(&head.headers);
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream(access.max_upload_size));
-    let mut form =
-        multer::Multipart::with_constraints(BodyDataStream::new(body), boundary, constraints);
+    let gate = Arc::new(PartGate::default());
+    let stream = BodyDataStream::new(GatedBody {
+        inner: body,
+        gate: Arc::clone(&gate),
+    });
+    let mut form = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut stored: Vec<Stored> = Vec::new();
     loop {
-        let mut field = match form.next_field().await {
+        gate.arm();
+        let next = form.next_field().await;
+        gate.disarm();
+        let mut field = match next {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(multer::Error::StreamSizeExceeded { .. }) => {
+                return failed(StatusCode::PAYLOAD_TOO_LARGE, &stored, &path, wants_json)
+            }
+            Err(_) if gate.overflowed() => {
                 return failed(StatusCode::PAYLOAD_TOO_LARGE, &stored, &path, wants_json)
             }
             Err(_) => return failed(StatusCode::BAD_REQUEST, &stored, &path, wants_json),
@@ -101,8 +111,12 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
         let Some(raw_name) = raw_name else {
             // A plain field: only `overwrite` means something here.
             if field.name() == Some("overwrite") {
-                let value = field.text().await.unwrap_or_default();
-                overwrite = is_true(value.trim());
+                match short_text(&mut field).await {
+                    Some(value) => overwrite = is_true(value.trim()),
+                    None => {
+                        return failed(StatusCode::PAYLOAD_TOO_LARGE, &stored, &path, wants_json)
+                    }
+                }
             }
             continue;
         };
@@ -261,6 +275,101 @@ fn report(
     res.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
     res
+}
+
+/// The most a part's headers, with whatever is skipped of the part before them
+/// (a plain field nobody reads), may take: multer holds them in memory.
+const PART_HEAD_LIMIT: u64 = 64 * 1024;
+
+/// The most a plain field that is read (`overwrite`) may hold.
+const FIELD_LIMIT: usize = 1024;
+
+/// Counts the bytes multer takes while it looks for the next part, so that no
+/// part's headers (which it holds in memory until they end) grow past
+/// [`PART_HEAD_LIMIT`]: the body stream fails instead.
+#[derive(Default)]
+struct PartGate {
+    armed: std::sync::atomic::AtomicBool,
+    seen: std::sync::atomic::AtomicU64,
+    overflowed: std::sync::atomic::AtomicBool,
+}
+
+impl PartGate {
+    fn arm(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.seen.store(0, Relaxed);
+        self.armed.store(true, Relaxed);
+    }
+
+    fn disarm(&self) {
+        self.armed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the stream failed because a part's head was too long.
+    fn overflowed(&self) -> bool {
+        self.overflowed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether `len` more bytes may pass.
+    fn admits(&self, len: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.armed.load(Relaxed) {
+            return true;
+        }
+        let seen = self.seen.fetch_add(len as u64, Relaxed) + len as u64;
+        if seen > PART_HEAD_LIMIT {
+            self.overflowed.store(true, Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+/// The request body, its data through a [`PartGate`].
+struct GatedBody<B> {
+    inner: B,
+    gate: Arc<PartGate>,
+}
+
+impl<B> http_body::Body for GatedBody<B>
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_frame(cx));
+        std::task::Poll::Ready(frame.map(|frame| match frame {
+            Ok(frame) => match frame.data_ref() {
+                Some(data) if !self.gate.admits(data.len()) => {
+                    Err(std::io::Error::other("a form part's headers are too long"))
+                }
+                _ => Ok(frame),
+            },
+            Err(e) => Err(std::io::Error::other(e)),
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+/// A plain field's text, or `None` past [`FIELD_LIMIT`] bytes.
+async fn short_text(field: &mut multer::Field<'_>) -> Option<String> {
+    let mut text = Vec::new();
+    while let Ok(Some(chunk)) = field.chunk().await {
+        if text.len() + chunk.len() > FIELD_LIMIT {
+            return None;
+        }
+        text.extend_from_slice(&chunk);
+    }
+    Some(String::from_utf8_lossy(&text).into_owned())
 }
 
 /// The HTML report of a form that stopped: the problem, then the files stored.
