@@ -584,3 +584,63 @@ fn field_blocks_are_judged_as_rfc_9113_says() {
         "answered"
     );
 }
+
+/// A PUT over h2c whose client sends part of the body, then resets its stream with
+/// `reason`: the file it would have replaced must stay as it was.
+async fn put_reset_midway(reason: h2::Reason, announce_length: bool) {
+    let (_t, root) = temp_root();
+    write_file(&root, "doc.bin", "the good version");
+    let server = Server::start(&root, &["--upload"]);
+    let io = tcp(server.addr()).await;
+    let (send, conn) = timed("h2 handshake", h2::client::handshake(io))
+        .await
+        .expect("h2 handshake");
+    let driver = tokio::spawn(conn);
+    let mut send = timed("h2 ready", send.ready()).await.expect("ready");
+    let mut request = http::Request::put(format!("http://localhost:{}/doc.bin", server.port()));
+    if announce_length {
+        request = request.header("content-length", "200000");
+    }
+    let (_response, mut stream) = send
+        .send_request(request.body(()).unwrap(), false)
+        .expect("request sent");
+    stream
+        .send_data(Bytes::from(vec![b'x'; 50_000]), false)
+        .unwrap();
+    // The handler is receiving once its temporary file exists.
+    let receiving = poll_until(IO_TIMEOUT, || {
+        std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".wharf-tmp-"))
+            .then_some(())
+    });
+    assert!(receiving.is_some(), "the PUT never started");
+    stream.send_reset(reason);
+    // Done once the temporary file is gone: renamed into place, or removed.
+    let done = poll_until(IO_TIMEOUT, || {
+        (!std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".wharf-tmp-")))
+        .then_some(())
+    });
+    assert!(done.is_some(), "the PUT never ended");
+    let kept = std::fs::read(root.join("doc.bin")).unwrap();
+    assert!(
+        kept == b"the good version",
+        "{reason:?}, length announced: {announce_length}: {} bytes stored",
+        kept.len()
+    );
+    drop(send);
+    driver.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_whose_stream_is_reset_stores_nothing() {
+    for reason in [h2::Reason::NO_ERROR, h2::Reason::CANCEL] {
+        for announce_length in [true, false] {
+            put_reset_midway(reason, announce_length).await;
+        }
+    }
+}

@@ -29,6 +29,8 @@ pub struct RequestBody {
     incoming: Option<Incoming>,
     /// Told once the body has been read to its end.
     on_end: Option<Box<dyn FnOnce() + Send>>,
+    /// An HTTP/2 stream, whose body ends only with END_STREAM.
+    http2: bool,
 }
 
 impl std::fmt::Debug for RequestBody {
@@ -40,12 +42,18 @@ impl std::fmt::Debug for RequestBody {
 }
 
 impl RequestBody {
-    /// The body hyper is receiving; `on_end` runs when it has been read to its end
-    /// (the connection then knows no request bytes are pending).
-    pub fn new(incoming: Incoming, on_end: impl FnOnce() + Send + 'static) -> RequestBody {
+    /// The body hyper is receiving (over HTTP/2 with `http2`); `on_end` runs when it
+    /// has been read to its end (the connection then knows no request bytes are
+    /// pending).
+    pub fn new(
+        incoming: Incoming,
+        http2: bool,
+        on_end: impl FnOnce() + Send + 'static,
+    ) -> RequestBody {
         RequestBody {
             incoming: Some(incoming),
             on_end: Some(Box::new(on_end)),
+            http2,
         }
     }
 
@@ -57,23 +65,37 @@ impl RequestBody {
 
 impl http_body::Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
         let polled = match &mut this.incoming {
             Some(incoming) => Pin::new(incoming).poll_frame(cx),
             None => Poll::Ready(None),
         };
-        if let Poll::Ready(None) = polled {
-            if let Some(on_end) = this.on_end.take() {
-                on_end();
+        match polled {
+            Poll::Ready(None) => {
+                // hyper ends the body quietly when the client resets its stream with
+                // NO_ERROR or CANCEL; without END_STREAM the request is cut short
+                // (RFC 9113 §8.1), and must not pass for whole.
+                let ended = this.incoming.as_ref().is_none_or(|b| b.is_end_stream());
+                if this.http2 && !ended {
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the client reset its stream before the body's end",
+                    ))));
+                }
+                if let Some(on_end) = this.on_end.take() {
+                    on_end();
+                }
+                Poll::Ready(None)
             }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            other => other.map(|frame| frame.map(|f| f.map_err(std::io::Error::other))),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -334,7 +334,7 @@ struct GatedBody<B> {
 
 impl<B> http_body::Body for GatedBody<B>
 where
-    B: http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Unpin,
+    B: http_body::Body<Data = bytes::Bytes, Error = std::io::Error> + Unpin,
 {
     type Data = bytes::Bytes;
     type Error = std::io::Error;
@@ -351,7 +351,7 @@ where
                 }
                 _ => Ok(frame),
             },
-            Err(e) => Err(std::io::Error::other(e)),
+            Err(e) => Err(e),
         }))
     }
 
