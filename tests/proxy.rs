@@ -674,7 +674,11 @@ async fn an_h2_client_reaches_an_http1_app() {
     let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
+    // Browsers send each cookie as a field of its own over HTTP/2.
     let req = http::Request::get(format!("http://{}/h2path", server.addr()))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
         .body(())
         .unwrap();
     let (response, _) = client.send_request(req, true).unwrap();
@@ -683,6 +687,13 @@ async fn an_h2_client_reaches_an_http1_app() {
     let seen = app.last();
     assert_eq!(seen.request_line(), "GET /h2path HTTP/1.1");
     assert_eq!(seen.header("host").as_deref(), Some(server.addr()));
+    // HTTP/1.1 has one Cookie line (RFC 9113 §8.2.3).
+    let lines = seen.head.lines();
+    let cookies: Vec<&str> = lines
+        .filter(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+        .collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert_eq!(seen.header("cookie").as_deref(), Some("a=1; b=2; c=3"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1331,4 +1342,24 @@ fn an_app_pausing_mid_body_is_cut_off_at_the_routes_response_timeout() {
     assert!(rest.len() < 1_000_000, "{} bytes", rest.len());
     let log = server.wait_for_stderr(|l| l.contains("broken off"), LOG_TIMEOUT);
     assert!(log.contains("paused too long"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_204_reaches_an_h2_client_without_a_length() {
+    // A Content-Length on a 204 is the app's mistake (RFC 9110 §8.6); an HTTP/2
+    // client would refuse the stream that carried it.
+    let app = Upstream::start(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
+    let (_t, server) = proxied(&app, "/=http://");
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let req = http::Request::get(format!("http://{}/nothing", server.addr()))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(req, true).unwrap();
+    let response = response.await.expect("a well-formed response");
+    assert_eq!(response.status(), 204);
+    assert!(response.headers().get("content-length").is_none());
+    let mut body = response.into_body();
+    assert!(body.data().await.is_none(), "no body, and no stream error");
 }

@@ -686,3 +686,26 @@ fn a_failing_validation_keeps_the_stored_response() {
     assert_eq!((third.status, third.body_text().as_str()), (200, "kept"));
     assert!(cache_status(&third).contains("fwd-status=304"), "{third:?}");
 }
+
+#[test]
+fn an_absolute_form_target_is_stored_under_the_host_the_app_was_told() {
+    let app = App::start(|seen, _| {
+        let host = seen.header("host").unwrap_or_default();
+        ok(&["Cache-Control: max-age=600"], &format!("for {host}"))
+    });
+    let (_t, server) = cached(&app, &[]);
+    // The target's authority wins over Host (RFC 9112 §3.2.2): the app answers
+    // for c.example, and that answer is c.example's, never a.example's.
+    let raw = b"GET http://c.example/page HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n";
+    let first = server.exchange(raw, false);
+    assert_eq!(first.body_text(), "for c.example");
+    let for_host = |host: &str| {
+        let raw = format!("GET /page HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        server.exchange(raw.as_bytes(), false)
+    };
+    let other = for_host("a.example");
+    assert_eq!(other.body_text(), "for a.example", "{other:?}");
+    let again = for_host("c.example");
+    assert_eq!(again.body_text(), "for c.example");
+    assert!(cache_status(&again).starts_with("wharf; hit"), "{again:?}");
+}

@@ -616,6 +616,19 @@ pub fn upstream_headers(
         }
         out.append(name.clone(), value.clone());
     }
+    // HTTP/2 splits `Cookie` into one field per cookie; HTTP/1.1 has one line, and
+    // many apps read only the first (RFC 9113 §8.2.3: joined with "; ").
+    if out.get_all(header::COOKIE).iter().nth(1).is_some() {
+        let joined: Vec<u8> = out
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect::<Vec<_>>()
+            .join(&b"; "[..]);
+        if let Ok(value) = HeaderValue::from_bytes(&joined) {
+            out.insert(header::COOKIE, value);
+        }
+    }
     // The target's authority wins over `Host`: an absolute-form target's (RFC
     // 9112 §3.2.2), HTTP/2's `:authority`.
     let host = head
@@ -776,16 +789,21 @@ fn internal_redirect(parts: &http::response::Parts) -> Option<Response<Body>> {
     Some(res)
 }
 
-/// Makes an app's response fields fit for the client: hop-by-hop fields and the
-/// app's notes to wharf removed, `Via` added. Returns whether the body must reach
-/// the client as it is made (see [`streams`]).
-pub fn clean(headers: &mut HeaderMap, received: Version) -> bool {
+/// Makes the fields of an app's response with `status` fit for the client:
+/// hop-by-hop fields and the app's notes to wharf removed, `Via` added, and no
+/// `Content-Length` where the status forbids one (1xx, 204: RFC 9110 §8.6; an
+/// HTTP/2 client refuses the stream). Returns whether the body must reach the
+/// client as it is made (see [`streams`]).
+pub fn clean(headers: &mut HeaderMap, status: StatusCode, received: Version) -> bool {
     let listed = connection_listed(headers);
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
         if is_hop_by_hop(&name, &listed) {
             headers.remove(&name);
         }
+    }
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        headers.remove(header::CONTENT_LENGTH);
     }
     let streamed = streams(headers);
     // The app's note to wharf, not to the client.
@@ -827,7 +845,7 @@ pub async fn relay(
         drop(incoming);
         return redirect;
     }
-    let streamed = clean(&mut parts.headers, parts.version);
+    let streamed = clean(&mut parts.headers, parts.status, parts.version);
     let filling = filling.filter(|_| !streamed);
     let length = parts
         .headers

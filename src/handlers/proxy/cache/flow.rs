@@ -529,7 +529,7 @@ fn users_own_fields(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
 fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> {
     let mut fresh = entry.derive();
     let mut update = sent.res.headers().clone();
-    forward::clean(&mut update, sent.res.version());
+    forward::clean(&mut update, StatusCode::NOT_MODIFIED, sent.res.version());
     for name in KEPT_ON_304 {
         update.remove(name);
     }
@@ -589,7 +589,7 @@ fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> 
 fn storable(key: &str, req: Asking<'_>, sent: &Sent, rcc: &RequestDirectives) -> Option<Entry> {
     let status = sent.res.status();
     let mut headers = sent.res.headers().clone();
-    forward::clean(&mut headers, sent.res.version());
+    forward::clean(&mut headers, status, sent.res.version());
     let cc = ResponseDirectives::of(&headers);
     let final_and_whole = !status.is_informational()
         && status != StatusCode::PARTIAL_CONTENT

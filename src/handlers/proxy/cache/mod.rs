@@ -66,12 +66,15 @@ impl Cache {
     }
 }
 
-/// The host a request addressed, lowercased (`Host`, or HTTP/2's `:authority`).
+/// The host a request addressed, lowercased: its target's authority (an
+/// absolute-form target's, which wins over `Host` by RFC 9112 §3.2.2, or HTTP/2's
+/// `:authority`), else `Host` — the one the app is told, so that what is stored
+/// under a host is what the app answered for it.
 pub fn host_of(head: &Parts) -> String {
-    head.headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| head.uri.authority().map(|a| a.as_str()))
+    head.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| head.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("")
         .to_ascii_lowercase()
 }
