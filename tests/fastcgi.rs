@@ -7,6 +7,7 @@ mod common;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -593,4 +594,84 @@ fn an_overloaded_application_is_503_and_its_stderr_is_bounded() {
         .count();
     // 64 KiB of 100-byte lines, not the 2.4 MB sent.
     assert!((600..=700).contains(&copied), "{copied} lines copied");
+}
+
+/// A FastCGI application that keeps its connections: each answers every request
+/// on it with "ok". The first `together` connections answer their first request
+/// only once all of them have one (so wharf holds that many at once). Returns its
+/// address and its connections, to close as a restart would.
+fn keeping_application(together: usize) -> (String, Arc<Mutex<Vec<std::net::TcpStream>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let open = Arc::new(Mutex::new(Vec::new()));
+    let held = Arc::clone(&open);
+    let barrier = Arc::new(std::sync::Barrier::new(together));
+    std::thread::spawn(move || {
+        for (n, mut stream) in listener.incoming().flatten().enumerate() {
+            held.lock().unwrap().push(stream.try_clone().unwrap());
+            let barrier = (n < together).then(|| Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let mut first = true;
+                loop {
+                    let mut head = [0u8; 8];
+                    if stream.read_exact(&mut head).is_err() {
+                        return;
+                    }
+                    let len = u16::from_be_bytes([head[4], head[5]]) as usize + head[6] as usize;
+                    let mut content = vec![0; len];
+                    if stream.read_exact(&mut content).is_err() {
+                        return;
+                    }
+                    if head[1] == 5 && u16::from_be_bytes([head[4], head[5]]) == 0 {
+                        if let (true, Some(barrier)) = (first, &barrier) {
+                            barrier.wait();
+                        }
+                        first = false;
+                        let mut out = record(6, b"Content-Type: text/plain\r\n\r\nok");
+                        out.extend(record(6, b""));
+                        out.extend(end_request(0));
+                        if stream.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, open)
+}
+
+#[test]
+fn every_kept_connection_a_restarted_application_closed_is_let_go() {
+    let (app, open) = keeping_application(3);
+    let (tmp, root) = temp_root();
+    std::fs::write(root.join("a.php"), "").unwrap();
+    let conf = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &conf,
+        format!("[[rule]]\npath = \"/a.php\"\nhandler = \"fastcgi\"\nupstream = \"tcp:{app}\"\n"),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    // Three requests at once: three connections, kept by wharf afterwards.
+    let answers: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = server.addr().to_string();
+            std::thread::spawn(move || {
+                let raw = b"GET /a.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                parse_response(&send_raw_to(&addr, raw), false).body_text()
+            })
+        })
+        .collect();
+    for answer in answers {
+        assert_eq!(answer.join().unwrap(), "ok");
+    }
+    assert_eq!(open.lock().unwrap().len(), 3);
+    // The application restarts: every connection it had is closed.
+    for stream in open.lock().unwrap().drain(..) {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    let res = get(&server, "/a.php");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "ok"));
 }

@@ -130,11 +130,13 @@ impl Route {
         self.max_connections
     }
 
-    /// An idle connection, or a new one; and whether it was reused.
-    async fn connection(&self) -> io::Result<(Stream, bool)> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        if let Some(stream) = idle {
-            return Ok((stream, true));
+    /// An idle connection (unless `fresh`), or a new one; and whether it was reused.
+    async fn connection(&self, fresh: bool) -> io::Result<(Stream, bool)> {
+        if !fresh {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            if let Some(stream) = idle {
+                return Ok((stream, true));
+            }
         }
         let connect = async {
             match &self.upstream {
@@ -150,6 +152,12 @@ impl Route {
             Ok(stream) => Ok((stream?, false)),
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
+    }
+
+    /// Closes every idle connection: one was found closed by the application (a
+    /// restart or reload of php-fpm closes them all).
+    fn forget_idle(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn put_back(&self, stream: Stream) {
@@ -417,9 +425,13 @@ pub async fn respond(
         }
     };
     // A pooled connection the application has closed since fails at once: the
-    // request is sent again on a new one.
+    // request is sent again on a new one, and the other idle ones are let go (the
+    // application closed them too, if it restarted).
     for attempt in 0..2 {
-        let (stream, reused) = match route.connection().await {
+        if attempt > 0 {
+            route.forget_idle();
+        }
+        let (stream, reused) = match route.connection(attempt > 0).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!("FastCGI application {} unreachable: {e}", route.upstream);
