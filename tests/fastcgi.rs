@@ -356,6 +356,10 @@ fn bad_fastcgi_configuration_is_a_startup_error_naming_the_line() {
             "handler = \"fastcgi\"\nupstream = \"unix:/x\"\nindex = \"a/b.php\"",
             "file name",
         ),
+        (
+            "handler = \"fastcgi\"\nupstream = \"unix:/x\"\nscripts = \"php/*.php\"",
+            "file name pattern",
+        ),
     ] {
         let config = tmp.path().join("wharf.toml");
         std::fs::write(
@@ -476,7 +480,39 @@ fn the_php_example() {
     let res = get(&server, "/index.php/a/b?name=Zoe");
     assert!(res.body_text().contains("Hello, Zoe from PHP"));
     assert!(res.body_text().contains("<p id=\"path-info\">/a/b</p>"));
+    let style = get(&server, "/style.css");
+    assert_eq!(style.status, 200);
+    assert!(style
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/css"));
     drop(fpm);
+}
+
+#[test]
+fn only_the_rules_scripts_reach_the_application() {
+    with_fpm(|fpm| {
+        let (tmp, server) = site(fpm, "scripts = \"*.php\"", &[]);
+        let root = tmp.path().join("root");
+        // PHP code in an uploaded image: served as the bytes it is, never run.
+        write_file(&root, "uploads/evil.jpg", "<?php echo 'ran';");
+        let evil = get(&server, "/uploads/evil.jpg");
+        assert_eq!(evil.status, 200);
+        assert_eq!(evil.body_text(), "<?php echo 'ran';");
+        assert_eq!(evil.header("content-type").as_deref(), Some("image/jpeg"));
+        let style = get(&server, "/style.css");
+        assert_eq!((style.status, style.body_text().as_str()), (200, "body {}"));
+        // A folder without its slash goes to it; with it, to its index script.
+        let folder = get(&server, "/sub");
+        assert_eq!(folder.status, 301);
+        assert_eq!(folder.header("location").as_deref(), Some("/sub/"));
+        assert_eq!(get(&server, "/sub/").body_text(), "index of sub");
+        // Scripts, with PATH_INFO, still run; a plain file takes no POST.
+        let form = get(&server, "/form.php/x?q=7");
+        assert_eq!(form.body_text(), "name=- q=7 method=GET");
+        let post = request(&server, "POST", "/style.css", &[("Content-Length", "0")]);
+        assert_eq!(post.status, 405);
+    });
 }
 
 #[test]

@@ -135,6 +135,7 @@ const RULE_KEYS: &[&str] = &[
     "upstream",
     "index",
     "split-path",
+    "scripts",
     "params",
     "max-connections",
 ];
@@ -167,6 +168,7 @@ const FASTCGI_KEYS: &[&str] = &[
     "upstream",
     "index",
     "split-path",
+    "scripts",
     "params",
     "max-connections",
 ];
@@ -768,6 +770,21 @@ fn fastcgi_handler(rule: &toml::Table, (text, base): (&str, usize)) -> Result<Ha
             route.split_path = Some(regex);
         }
         Some(_) => return Err(fail("split-path", "expected a pattern".into())),
+    }
+    match rule.get("scripts") {
+        None => {}
+        Some(toml::Value::String(pattern)) if !pattern.is_empty() && !pattern.contains('/') => {
+            let glob = Glob::parse(&format!("/{pattern}")).map_err(|e| fail("scripts", e))?;
+            route.scripts = Some(std::sync::Arc::new(move |name: &str| {
+                glob.captures(&format!("/{name}")).is_some()
+            }));
+        }
+        Some(_) => {
+            return Err(fail(
+                "scripts",
+                "expected a file name pattern such as \"*.php\"".into(),
+            ))
+        }
     }
     match rule.get("params") {
         None => {}

@@ -409,6 +409,14 @@ impl Handlers {
                 )
                 .await
             }
+            // A plain file under a PHP site's rule (a stylesheet, an upload) is
+            // served as one, never handed to the application.
+            Handler::FastCgi(route) if !route.runs(&req.path) => {
+                if !static_files::allows(&req.head.method) {
+                    return response::method_not_allowed(static_files::ALLOW);
+                }
+                Box::pin(self.serve_file(req)).await
+            }
             Handler::FastCgi(route) => {
                 Box::pin(fastcgi::respond(
                     &self.cgi,
@@ -420,6 +428,14 @@ impl Handlers {
             }
             Handler::Proxy(route) => Box::pin(self.respond_proxy(route, req)).await,
         }
+    }
+
+    /// `req` answered from the files, by the read side alone (no writes, listing
+    /// offers or archives of another handler's path).
+    async fn serve_file(&self, req: Request<'_>) -> Response<Body> {
+        Arc::clone(&self.static_files)
+            .serve_uncached(req, None)
+            .await
     }
 
     /// The proxy's answer: a file first when the route says so, then the shared cache
@@ -443,8 +459,7 @@ impl Handlers {
                 user: req.user,
                 readable: None,
             };
-            let res =
-                Box::pin(Arc::clone(&self.static_files).serve_uncached(files_req, None)).await;
+            let res = Box::pin(self.serve_file(files_req)).await;
             if res.status() != http::StatusCode::NOT_FOUND {
                 return res;
             }

@@ -5,7 +5,7 @@ $name = $_POST['name'] ?? $_GET['name'] ?? '';
 ?>
 <!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>PHP behind wharf</title></head>
+<head><meta charset="utf-8"><title>PHP behind wharf</title><link rel="stylesheet" href="/style.css"></head>
 <body>
 <p id="greeting">Hello<?= $name !== '' ? ', ' . htmlspecialchars($name) : '' ?> from PHP <?= PHP_VERSION ?></p>
 <p id="path-info"><?= htmlspecialchars($_SERVER['PATH_INFO'] ?? '') ?></p>

@@ -84,7 +84,6 @@ impl std::fmt::Display for Address {
 }
 
 /// One FastCGI rule: its application and options, and its idle connections.
-#[derive(Debug)]
 pub struct Route {
     /// The application's socket.
     pub upstream: Address,
@@ -94,12 +93,30 @@ pub struct Route {
     pub split_path: Option<regex::Regex>,
     /// Params added to (or replacing) the meta-variables.
     pub params: Vec<(String, String)>,
+    /// Which file names are scripts (`*.php`): a path whose script is not one is a
+    /// plain file, served as such and never handed to the application. `None`:
+    /// every path goes to the application.
+    pub scripts: Option<crate::handlers::cgi::ScriptPattern>,
     /// Largest request body.
     pub max_body: u64,
     idle: Mutex<Vec<Stream>>,
     /// One per request in flight, so at most this many connections are open.
     slots: Arc<tokio::sync::Semaphore>,
     max_connections: usize,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("upstream", &self.upstream)
+            .field("index", &self.index)
+            .field("split_path", &self.split_path)
+            .field("params", &self.params)
+            .field("scripts", &self.scripts.is_some())
+            .field("max_body", &self.max_body)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Route {
@@ -118,6 +135,7 @@ impl Route {
             index: None,
             split_path: None,
             params: Vec::new(),
+            scripts: None,
             max_body: cgi::DEFAULT_MAX_BODY,
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
@@ -164,6 +182,21 @@ impl Route {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_connections {
             idle.push(stream);
+        }
+    }
+
+    /// Whether the application answers `path`: its script is named as the rule's
+    /// `scripts` says (or the rule names none).
+    pub fn runs(&self, path: &SitePath) -> bool {
+        let Some(scripts) = &self.scripts else {
+            return true;
+        };
+        match self.script_of(path) {
+            Ok((script, _)) => script
+                .split_last()
+                .is_some_and(|(_, name)| scripts(&String::from_utf8_lossy(name))),
+            // Its error is the application route's to give.
+            Err(_) => true,
         }
     }
 
