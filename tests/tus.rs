@@ -237,6 +237,39 @@ fn bad_creations_and_termination() {
         400,
         "no length"
     );
+    for (headers, why) in [
+        (
+            &[
+                ("Upload-Length", "5"),
+                ("Upload-Metadata", "filename YS50eHQ=,type !!!"),
+            ][..],
+            "a value that is not base64",
+        ),
+        (
+            &[
+                ("Upload-Length", "5"),
+                ("Upload-Metadata", "filename YS50eHQ=,filename Yg=="),
+            ],
+            "a key twice",
+        ),
+        (
+            &[
+                ("Upload-Defer-Length", "1"),
+                ("Upload-Metadata", "filename YS50eHQ="),
+            ],
+            "a length deferred (not offered)",
+        ),
+        (
+            &[
+                ("Upload-Length", "5"),
+                ("Upload-Defer-Length", "2"),
+                ("Upload-Metadata", "filename YS50eHQ="),
+            ],
+            "a length and a deferral",
+        ),
+    ] {
+        assert_eq!(tus(&server, "POST", "/", headers, b"").status, 400, "{why}");
+    }
     assert_eq!(
         tus(&server, "POST", "/", &[("Upload-Length", "5")], b"").status,
         400,
@@ -621,4 +654,67 @@ fn empty_uploads_method_overrides_and_names_taken_meanwhile() {
     assert_eq!(res.status, 460);
     assert_eq!(res.header("location"), None);
     assert_eq!(tus_state(&root), before);
+}
+
+#[test]
+fn a_chunk_with_a_checksum_counts_only_whole() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload"]);
+    let data = vec![7u8; 2_000_000];
+    let url = create(&server, "/", "c.bin", data.len());
+    let sum = {
+        use sha1::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(&data))
+    };
+    let mut conn = Conn::open(&server);
+    conn.send(
+        format!(
+            "PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nUpload-Checksum: sha1 {sum}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    );
+    conn.send(&data[..1_000_000]);
+    // The bytes are in the upload's file (the upload is busy until the PATCH ends).
+    let id = url.split("tus=").nth(1).expect("an id in the URL").to_string();
+    let file = root.join(".wharf-tus").join(&id);
+    let arrived = poll_until(IO_TIMEOUT, || {
+        let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        (len >= 900_000).then_some(())
+    });
+    assert!(arrived.is_some(), "{:?}", std::fs::metadata(&file));
+    drop(conn);
+    // Cut short, it could not be checked: none of it stays (the checksum
+    // extension discards such a chunk).
+    let discarded = poll_until(IO_TIMEOUT, || offset_of(&server, &url).filter(|o| o == "0"));
+    assert!(discarded.is_some(), "offset {:?}", offset_of(&server, &url));
+    let header = format!("sha1 {sum}");
+    let res = tus(
+        &server,
+        "PATCH",
+        &url,
+        &[
+            ("Upload-Offset", "0"),
+            ("Upload-Checksum", &header),
+            ("Content-Type", "application/offset+octet-stream"),
+        ],
+        &data,
+    );
+    assert_eq!(res.status, 204);
+    assert_eq!(std::fs::read(root.join("c.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_patch_tells_the_expiry_it_renewed() {
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--upload"]);
+    let url = create(&server, "/", "e.bin", 10);
+    let res = patch(&server, &url, 0, b"12345");
+    assert_eq!(res.status, 204);
+    let head = tus(&server, "HEAD", &url, &[], b"");
+    assert_eq!(res.header("upload-expires"), head.header("upload-expires"));
+    // The last PATCH completes the upload: nothing left to expire.
+    let last = patch(&server, &url, 5, b"67890");
+    assert_eq!(last.status, 204);
+    assert_eq!(last.header("upload-expires"), None);
 }

@@ -201,6 +201,22 @@ fn filename(metadata: &str) -> Option<String> {
     })
 }
 
+/// Whether `Upload-Metadata` is as tus defines it: comma-separated pairs of a key
+/// (ASCII, no space or comma, not empty, each once) and an optional base64 value.
+fn well_formed_metadata(metadata: &str) -> bool {
+    let mut keys = std::collections::HashSet::new();
+    metadata.split(',').all(|pair| {
+        let mut parts = pair.trim().splitn(2, ' ');
+        let key = parts.next().unwrap_or("");
+        let value_ok = parts.next().is_none_or(|value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .is_ok()
+        });
+        !key.is_empty() && key.is_ascii() && value_ok && keys.insert(key)
+    })
+}
+
 /// A length or offset: digits only (tus: "a non-negative integer"; no sign).
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
     let text = headers.get(name)?.to_str().ok()?.trim();
@@ -288,6 +304,10 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         mut body,
         ..
     } = req;
+    // A length given later (creation-defer-length) is not offered.
+    if head.headers.contains_key("upload-defer-length") {
+        return response::error(StatusCode::BAD_REQUEST);
+    }
     let Some(length) = number(&head.headers, "upload-length") else {
         return response::error(StatusCode::BAD_REQUEST);
     };
@@ -301,6 +321,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         .map(str::to_string);
     let Some(name) = metadata
         .as_deref()
+        .filter(|m| well_formed_metadata(m))
         .and_then(filename)
         .and_then(|n| form::file_name(&n, up.settings.hidden))
     else {
@@ -364,7 +385,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
     // An upload of nothing is complete at once (its file is made now).
     if (with_bytes && !http_body::Body::is_end_stream(&body)) || length == 0 {
         match write_chunk(&up, &dir, &id, &meta, 0, &mut body, &head.headers).await {
-            Ok(new_offset) => {
+            Ok((new_offset, _)) => {
                 res.headers_mut()
                     .insert("upload-offset", HeaderValue::from(new_offset));
             }
@@ -480,11 +501,12 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
         return res;
     }
     match write_chunk(&up, &dir, id, &meta, at, &mut body, &head.headers).await {
-        Ok(new_offset) => {
+        Ok((new_offset, renewed)) => {
             let mut res = super::empty(StatusCode::NO_CONTENT);
             res.headers_mut()
                 .insert("upload-offset", HeaderValue::from(new_offset));
-            if let Some(v) = expires_header(&meta) {
+            // The expiry this PATCH renewed, not the one before it.
+            if let Some(v) = expires_header(&renewed).filter(|_| !renewed.done) {
                 res.headers_mut().insert("upload-expires", v);
             }
             res
@@ -494,7 +516,10 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
 }
 
 /// Appends the body at `at`, checks `Upload-Checksum`, renews the expiry, and
-/// completes the upload when its last byte is in. The new offset, or the status.
+/// completes the upload when its last byte is in. The new offset and the upload's
+/// renewed state, or the status. A chunk with a checksum counts only whole and
+/// verified: one cut short leaves the offset where it was (the checksum
+/// extension's "discarded").
 async fn write_chunk(
     up: &Arc<Uploads>,
     dir: &WriteDir,
@@ -503,7 +528,7 @@ async fn write_chunk(
     at: u64,
     body: &mut crate::http::request_body::RequestBody,
     headers: &HeaderMap,
-) -> Result<u64, StatusCode> {
+) -> Result<(u64, Meta), StatusCode> {
     // A checksum is checked for its form before any byte is written.
     let checksum = match headers.get("upload-checksum") {
         None => None,
@@ -526,13 +551,19 @@ async fn write_chunk(
     let received = receive(body, &file, at, room, up.settings.body_timeout, None).await;
     let end = at + received.written;
     if let Err(e) = received.outcome {
-        // What arrived is kept (that is what resuming is for), past the limit is not.
+        // What arrived is kept (that is what resuming is for), past the limit is not;
+        // nor is a chunk whose checksum could not be checked.
+        if checksum.is_some() {
+            let file = Arc::clone(&file);
+            up.run(move |_| file.set_len(at).map_err(|e| io_status(&e)))
+                .await?;
+        }
         return Err(e.status());
     }
     let (key, mut renewed) = (id.to_string(), meta.clone());
     renewed.expires = now_secs() + up.settings.upload_expiry.as_secs();
     let finished = up
-        .run(move |up| -> Result<u64, StatusCode> {
+        .run(move |up| -> Result<(u64, Meta), StatusCode> {
             let dir = up.tus_dir().map_err(|e| io_status(&e))?;
             if let Some(expected) = checksum {
                 // Read back in pieces: memory stays bounded whatever the chunk's size.
@@ -555,7 +586,7 @@ async fn write_chunk(
             }
             if end < renewed.length {
                 save(&dir, &key, &renewed).map_err(|e| io_status(&e))?;
-                return Ok(end);
+                return Ok((end, renewed));
             }
             // The last byte: the file goes into its folder, whole, in one step.
             file.sync_all().map_err(|e| io_status(&e))?;
@@ -576,7 +607,7 @@ async fn write_chunk(
             target.sync().map_err(|e| io_status(&e))?;
             renewed.done = true;
             let _ = save(&dir, &key, &renewed);
-            Ok(end)
+            Ok((end, renewed))
         })
         .await;
     finished
@@ -616,5 +647,15 @@ mod tests {
         assert!(!valid_id("../../etc/passwd"));
         assert!(!valid_id("0123"));
         assert!(new_id().is_some_and(|id| valid_id(&id)));
+    }
+
+    #[test]
+    fn metadata_must_be_key_and_base64_pairs() {
+        assert!(well_formed_metadata("filename d29ybGQ=,is_confidential"));
+        assert!(well_formed_metadata("filename d29ybGQ=, type dGV4dA=="));
+        assert!(!well_formed_metadata("filename d29ybGQ=,type !!!"));
+        assert!(!well_formed_metadata("filename d29ybGQ=,filename eA=="));
+        assert!(!well_formed_metadata("filename d29ybGQ=,,x"));
+        assert!(!well_formed_metadata("filename d29ybGQ=,kéy eA=="));
     }
 }
