@@ -1262,3 +1262,71 @@ fn a_form_part_with_endless_headers_or_overwrite_value_is_refused() {
     assert_eq!(res.status, 303);
     assert_eq!(std::fs::read(root.join("inbox/a.txt")).unwrap(), b"A");
 }
+
+#[test]
+fn a_folder_is_deleted_only_whole() {
+    let (_t, root) = temp_root();
+    write_file(&root, "d/inner.txt", "x");
+    write_file(&root, "f.txt", "f");
+    let server = writable(&root);
+    for depth in ["0", "1"] {
+        let res = send(&server, "DELETE", "/d/", &[("Depth", depth)], b"");
+        assert_eq!(res.status, 400, "Depth: {depth}");
+    }
+    assert!(root.join("d/inner.txt").exists());
+    let res = send(&server, "DELETE", "/d/", &[("Depth", "infinity")], b"");
+    assert_eq!(res.status, 204);
+    assert!(!root.join("d").exists());
+    // A file has no depth to speak of.
+    assert_eq!(
+        send(&server, "DELETE", "/f.txt", &[("Depth", "0")], b"").status,
+        204
+    );
+}
+
+#[test]
+fn a_name_xml_cannot_carry_leaves_the_listing_readable() {
+    let (_t, root) = temp_root();
+    write_file(&root, "odd/ctl\u{1}x.txt", "x");
+    write_file(&root, "odd/plain.txt", "p");
+    let server = writable(&root);
+    let res = send(&server, "PROPFIND", "/odd/", &[("Depth", "1")], b"");
+    assert_eq!(res.status, 207);
+    assert!(
+        !res.body.contains(&1u8),
+        "a raw U+0001 makes the XML malformed"
+    );
+    let text = res.body_text();
+    assert!(text.contains("ctl\u{FFFD}x.txt"), "{text}");
+    assert!(
+        text.contains("ctl%01x.txt"),
+        "the href names the file exactly: {text}"
+    );
+    assert!(text.contains("plain.txt"));
+}
+
+#[test]
+fn the_tag_of_a_compressed_read_names_the_file_for_a_write() {
+    let (_t, root) = temp_root();
+    write_file(&root, "z.txt", compressible_text("z", 20_000));
+    let server = writable(&root);
+    let zipped = request(&server, "GET", "/z.txt", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(zipped.header("content-encoding").as_deref(), Some("gzip"));
+    let tag = zipped.header("etag").unwrap();
+    let plain = get(&server, "/z.txt").header("etag").unwrap();
+    assert_ne!(tag, plain);
+    // A client that read the file compressed writes it back with that tag.
+    let res = send(&server, "PUT", "/z.txt", &[("If-Match", &tag)], b"new");
+    assert_eq!(res.status, 204);
+    // That tag named the old content: the next write with it is refused.
+    let res = send(&server, "PUT", "/z.txt", &[("If-Match", &tag)], b"newer");
+    assert_eq!(res.status, 412);
+    assert_eq!(std::fs::read(root.join("z.txt")).unwrap(), b"new");
+    // WebDAV's If header compares tags the same way.
+    write_file(&root, "y.txt", compressible_text("y", 20_000));
+    let zipped = request(&server, "GET", "/y.txt", &[("Accept-Encoding", "gzip")]);
+    let tag = zipped.header("etag").unwrap();
+    let if_header = format!("([{tag}])");
+    let res = send(&server, "PUT", "/y.txt", &[("If", &if_header)], b"new");
+    assert_eq!(res.status, 204);
+}

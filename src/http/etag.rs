@@ -31,6 +31,17 @@ impl EntityTag {
         EntityTag(format!("\"{inner}-{coding}\""))
     }
 
+    /// This tag and those of the encoded variants of the same content: each names the
+    /// current content, for a client that read it compressed and writes it back.
+    pub fn with_encodings(&self) -> [EntityTag; 4] {
+        [
+            self.clone(),
+            self.for_encoding("gzip"),
+            self.for_encoding("br"),
+            self.for_encoding("zstd"),
+        ]
+    }
+
     /// A strong tag another server sent (an upstream's `ETag`); `None` when it is
     /// weak or malformed.
     pub fn from_header(value: &HeaderValue) -> Option<EntityTag> {

@@ -33,6 +33,14 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let done = up
         .run(move |up| -> Result<(), StatusCode> {
             let dir = existing(up, &path, &parent, &name)?;
+            // A folder goes with everything in it: a client asking for less (Depth 0
+            // or 1) did not mean that (RFC 4918 §9.6.1).
+            let partial = headers
+                .get("depth")
+                .is_some_and(|d| !d.as_bytes().trim_ascii().eq_ignore_ascii_case(b"infinity"));
+            if partial && dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Dir {
+                return Err(StatusCode::BAD_REQUEST);
+            }
             if up.locks.blocks_tree(&path, &headers) {
                 return Err(StatusCode::LOCKED);
             }

@@ -23,6 +23,7 @@ use crate::fs::write::EntryType;
 use crate::fs::Node;
 use crate::handlers::Request;
 use crate::http::body::Body;
+use crate::http::etag::EntityTag;
 use crate::http::path::SitePath;
 use crate::http::response;
 
@@ -238,7 +239,9 @@ pub fn check_if(up: &Uploads, path: &SitePath, headers: &HeaderMap) -> Result<()
         conditions.iter().all(|(not, condition)| {
             let met = match condition {
                 Condition::Token(token) => up.locks.holds(resource.segments(), token),
-                Condition::Etag(etag) => current_etag(up, &resource).is_some_and(|e| &e == etag),
+                Condition::Etag(etag) => {
+                    current_etag(up, &resource).is_some_and(|e| e.contains(etag))
+                }
             };
             met != *not
         })
@@ -262,12 +265,14 @@ fn tagged_path(url: &str) -> Option<SitePath> {
     SitePath::parse(path, true).ok()
 }
 
-/// The entity tag a GET of `path` would carry, quotes included.
-fn current_etag(up: &Uploads, path: &SitePath) -> Option<String> {
+/// The entity tags a GET of `path` may carry (one per encoding), quotes included.
+fn current_etag(up: &Uploads, path: &SitePath) -> Option<Vec<String>> {
     match up.root.open(path).ok()? {
         Node::File(open) => {
             let tag = up.files.etag(&open).ok()?;
-            tag.header_value().to_str().ok().map(String::from)
+            let tags = tag.with_encodings();
+            let text = |t: &EntityTag| t.header_value().to_str().ok().map(String::from);
+            tags.iter().map(text).collect()
         }
         Node::Dir(_) => None,
     }

@@ -29,6 +29,7 @@ use crate::handlers::static_files::StaticFiles;
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
 use crate::http::conditional::{self, Precondition, Validators};
+use crate::http::etag::EntityTag;
 use crate::http::path::SitePath;
 use crate::http::response;
 
@@ -179,11 +180,28 @@ impl Uploads {
         let verdict = match self.open(path) {
             Ok(Node::File(open)) => {
                 let tag = self.files.etag(&open).map_err(|e| io_status(&e))?;
-                let validators = Validators {
-                    etag: Some(&tag),
-                    last_modified: open.meta.modified().ok(),
+                let last_modified = open.meta.modified().ok();
+                let judge = |etag: &EntityTag| {
+                    let validators = Validators {
+                        etag: Some(etag),
+                        last_modified,
+                    };
+                    conditional::evaluate(method, headers, validators)
                 };
-                conditional::evaluate(method, headers, validators)
+                // The tag of a compressed form that a GET sent names the same
+                // content: a client that read it so may write back with it.
+                let tags = tag.with_encodings();
+                let proceeds = |t: &EntityTag| judge(t) == Precondition::Proceed;
+                let proceed = if headers.contains_key(header::IF_NONE_MATCH) {
+                    tags.iter().all(proceeds)
+                } else {
+                    tags.iter().any(proceeds)
+                };
+                if proceed {
+                    Precondition::Proceed
+                } else {
+                    judge(&tag)
+                }
             }
             Ok(Node::Dir(_)) => {
                 let validators = Validators {

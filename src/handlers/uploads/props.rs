@@ -689,14 +689,32 @@ pub(super) fn inner_xml(r: &mut NsReader<&[u8]>) -> Option<String> {
     }
 }
 
-/// `text` escaped for XML content and attribute values.
+/// `text` escaped for XML content and attribute values. Characters XML 1.0 cannot
+/// carry at all, escaped or not (control characters a file name may hold), become
+/// U+FFFD, so that one odd name never makes a whole listing unreadable.
 fn escape(text: &str) -> String {
-    quick_xml::escape::escape(text).into_owned()
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+    };
+    if text.chars().all(allowed) {
+        return quick_xml::escape::escape(text).into_owned();
+    }
+    let carried: String = text
+        .chars()
+        .map(|c| if allowed(c) { c } else { '\u{FFFD}' })
+        .collect();
+    quick_xml::escape::escape(&carried).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_xml_cannot_carry_is_replaced() {
+        assert_eq!(escape("a\u{1}b<c>"), "a\u{FFFD}b&lt;c&gt;");
+        assert_eq!(escape("tab\tok"), "tab\tok");
+    }
 
     #[test]
     fn propfind_bodies() {
