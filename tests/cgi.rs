@@ -1021,3 +1021,36 @@ fn programs_do_not_outlive_the_server() {
         );
     }
 }
+
+#[test]
+fn a_programs_reason_phrase_reaches_the_client() {
+    let (_tmp, root) = temp_root();
+    for (name, status) in [
+        ("custom.sh", "299 Custom"),
+        ("fine.sh", "200 Fine Thanks"),
+        ("bare.sh", "299"),
+    ] {
+        program(
+            &root,
+            &format!("cgi-bin/{name}"),
+            &format!("#!/bin/sh\nprintf 'Status: {status}\\nContent-Type: text/plain\\n\\nok'\n"),
+        );
+    }
+    program(
+        &root,
+        "cgi-bin/nph-said.sh",
+        "#!/bin/sh\nprintf 'HTTP/1.1 404 Gone Fishing\\r\\nContent-Type: text/plain\\r\\n\\r\\nno'\n",
+    );
+    let server = cgi_server(&root, &[]);
+    for (path, line) in [
+        ("/cgi-bin/custom.sh", "HTTP/1.1 299 Custom\r\n"),
+        ("/cgi-bin/fine.sh", "HTTP/1.1 200 Fine Thanks\r\n"),
+        ("/cgi-bin/bare.sh", "HTTP/1.1 299 \r\n"),
+        ("/cgi-bin/nph-said.sh", "HTTP/1.1 404 Gone Fishing\r\n"),
+    ] {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = server.send_raw(raw.as_bytes());
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with(line), "{path}: {text:?}");
+    }
+}

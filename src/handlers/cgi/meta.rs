@@ -165,8 +165,12 @@ fn write_request_fields(
     let mut joined = Vec::new();
     for name in headers.keys() {
         let text = name.as_str();
+        // The body reaches the program whole, with CONTENT_LENGTH, and wharf met
+        // any expectation: the fields that framed or awaited it would mislead.
         let withheld = name == header::CONTENT_TYPE
             || name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::EXPECT
             || text == "proxy"
             || text.contains('_')
             || (authenticated && name == header::AUTHORIZATION);
@@ -240,6 +244,8 @@ mod tests {
                 .header("cookie", "a=1")
                 .header("cookie", "b=2")
                 .header("authorization", "Basic dTpw")
+                .header("transfer-encoding", "chunked")
+                .header("expect", "100-continue")
                 .body(())
                 .unwrap(),
         );
@@ -260,6 +266,8 @@ mod tests {
         assert_eq!(get(&vars, "HTTP_PROXY"), None);
         assert_eq!(get(&vars, "HTTP_X_FORWARDED_FOR"), None);
         assert_eq!(get(&vars, "HTTP_AUTHORIZATION"), None);
+        assert_eq!(get(&vars, "HTTP_TRANSFER_ENCODING"), None);
+        assert_eq!(get(&vars, "HTTP_EXPECT"), None);
         assert_eq!(get(&vars, "REMOTE_USER"), Some(&b"alice"[..]));
         assert_eq!(get(&vars, "HTTP_X_CUSTOM"), Some(&b"one, two"[..]));
         assert_eq!(get(&vars, "HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));

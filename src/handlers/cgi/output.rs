@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
+use hyper::ext::ReasonPhrase;
 
 use crate::http::body::Body;
 use crate::http::response;
@@ -47,6 +48,8 @@ enum Head {
     /// A response to send, with the body that follows.
     Document {
         status: StatusCode,
+        /// The program's own reason phrase, when it is not the usual one.
+        reason: Option<ReasonPhrase>,
         headers: HeaderMap,
         length: Option<u64>,
     },
@@ -109,13 +112,15 @@ pub async fn respond<O: Output>(
         }
         Head::Document {
             status,
+            reason,
             headers,
             length,
-        } => (status, headers, length),
+        } => ((status, reason), headers, length),
     };
     // No body goes out (HEAD, 204, 304): a declared length describes the body a GET
     // would get, and is passed on as such, not checked against nothing.
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+    let code = status.0;
+    if head_request || code == StatusCode::NO_CONTENT || code == StatusCode::NOT_MODIFIED {
         // A body of the declared length that never sends a byte: HEAD's finishing
         // states the length and drops the body. Without a declared length, one of
         // unknown length: a HEAD must not claim the GET's body is empty (RFC 9110
@@ -204,11 +209,19 @@ pub async fn respond<O: Output>(
     document(status, headers, body)
 }
 
-/// The program's own answer, errors included: no custom error page over it.
-fn document(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+/// The program's own answer (its status and reason phrase), errors included: no
+/// custom error page over it.
+fn document(
+    (status, reason): (StatusCode, Option<ReasonPhrase>),
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
     let mut res = Response::new(body);
     *res.status_mut() = status;
     *res.headers_mut() = headers;
+    if let Some(reason) = reason {
+        res.extensions_mut().insert(reason);
+    }
     res.extensions_mut().insert(response::Relayed);
     res
 }
@@ -241,10 +254,12 @@ fn parse_head(buf: &[u8], framing: Framing) -> Result<Option<(Head, usize)>, Str
             match parsed.parse(buf) {
                 Ok(httparse::Status::Complete(used)) => {
                     let status = parsed.code.and_then(final_status).ok_or("invalid status")?;
+                    let reason = reason_phrase(status, parsed.reason.unwrap_or(""));
                     let (headers, length) = response_fields(parsed.headers)?;
                     Ok(Some((
                         Head::Document {
                             status,
+                            reason,
                             headers,
                             length,
                         },
@@ -261,9 +276,12 @@ fn parse_head(buf: &[u8], framing: Framing) -> Result<Option<(Head, usize)>, Str
 /// Interprets CGI header fields (RFC 3875 §6.2, §6.3).
 fn cgi_head(fields: &[httparse::Header]) -> Result<Head, String> {
     let (mut headers, length) = response_fields(fields)?;
-    let status = match headers.remove("status") {
-        Some(value) => Some(parse_status(&value)?),
-        None => None,
+    let (status, reason) = match headers.remove("status") {
+        Some(value) => {
+            let (status, reason) = parse_status(&value)?;
+            (Some(status), reason)
+        }
+        None => (None, None),
     };
     let location = headers.get(header::LOCATION).cloned();
     if status.is_none() && location.is_none() && !headers.contains_key(header::CONTENT_TYPE) {
@@ -282,20 +300,39 @@ fn cgi_head(fields: &[httparse::Header]) -> Result<Head, String> {
     };
     Ok(Head::Document {
         status,
+        reason,
         headers,
         length,
     })
 }
 
-/// `Status: 404 Not Found` → 404. A program's answer is final: 200 to 599 (RFC
-/// 9110 §15 defines no class beyond 5xx).
-fn parse_status(value: &HeaderValue) -> Result<StatusCode, String> {
+/// `Status: 404 Not Found` → 404, and the phrase when it is not the usual one. A
+/// program's answer is final: 200 to 599 (RFC 9110 §15 defines no class beyond 5xx).
+fn parse_status(value: &HeaderValue) -> Result<(StatusCode, Option<ReasonPhrase>), String> {
     let text = value.to_str().map_err(|_| "invalid Status field")?;
-    let code = text.trim().split(' ').next().unwrap_or_default();
-    code.parse::<u16>()
+    let (code, phrase) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+    let status = code
+        .parse::<u16>()
         .ok()
         .and_then(final_status)
-        .ok_or_else(|| format!("invalid Status field {text:?}"))
+        .ok_or_else(|| format!("invalid Status field {text:?}"))?;
+    Ok((status, reason_phrase(status, phrase)))
+}
+
+/// The reason phrase to send with `status` for the program's `phrase`: its own when
+/// it says something other than the usual one; none needed when that is what it
+/// says; for a code HTTP does not name and no phrase, an empty one (rather than
+/// a placeholder).
+fn reason_phrase(status: StatusCode, phrase: &str) -> Option<ReasonPhrase> {
+    let phrase = phrase.trim();
+    if status
+        .canonical_reason()
+        .is_some_and(|usual| usual == phrase)
+        || (phrase.is_empty() && status.canonical_reason().is_some())
+    {
+        return None;
+    }
+    ReasonPhrase::try_from(phrase.as_bytes().to_vec()).ok()
 }
 
 /// `code` as a final status (200 to 599).
@@ -350,13 +387,26 @@ fn response_fields(fields: &[httparse::Header]) -> Result<(HeaderMap, Option<u64
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_programs_own_reason_phrase_is_kept() {
+        let phrase = |status: u16, text: &str| {
+            reason_phrase(StatusCode::from_u16(status).unwrap(), text)
+                .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        };
+        assert_eq!(phrase(200, "OK"), None);
+        assert_eq!(phrase(200, ""), None);
+        assert_eq!(phrase(200, "Fine Thanks"), Some("Fine Thanks".into()));
+        assert_eq!(phrase(299, "Custom"), Some("Custom".into()));
+        assert_eq!(phrase(299, ""), Some(String::new()));
+    }
+
     fn cgi(text: &str) -> Result<Option<(Head, usize)>, String> {
         parse_head(text.as_bytes(), Framing::Cgi)
     }
 
     #[test]
     fn a_document_with_status_and_fields() {
-        let Ok(Some((Head::Document { status, headers, length }, used))) = cgi(
+        let Ok(Some((Head::Document { status, headers, length, .. }, used))) = cgi(
             "Status: 404 Not Here\r\nContent-Type: text/plain\nSet-Cookie: a=1\nSet-Cookie: b=2\nConnection: close\n\nbody",
         ) else {
             panic!("not parsed");
