@@ -1018,6 +1018,22 @@ fn certificate_validity(path: &std::path::Path) -> (String, i64, i64) {
     let der = CertificateDer::from_pem_slice(&pem).expect("stored cert is PEM");
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).expect("X.509");
     let validity = cert.validity();
+    // An end-entity certificate for a TLS server, as Apple platforms require.
+    let eku = cert
+        .extended_key_usage()
+        .expect("EKU parses")
+        .expect("an EKU");
+    assert!(eku.value.server_auth, "serverAuth");
+    let usage = cert
+        .key_usage()
+        .expect("key usage parses")
+        .expect("a key usage");
+    assert!(usage.value.digital_signature());
+    let constraints = cert
+        .basic_constraints()
+        .expect("parses")
+        .expect("basicConstraints");
+    assert!(!constraints.value.ca, "not a CA");
     (
         cert.subject().to_string(),
         validity.not_before.timestamp(),

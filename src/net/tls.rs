@@ -329,6 +329,11 @@ fn make_self_signed(
     );
     subject.push(rcgen::DnType::OrganizationName, "wharf");
     params.distinguished_name = subject;
+    // An end-entity certificate for TLS servers, as Apple platforms require of one
+    // (extended key usage serverAuth) and as browsers expect.
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + SELF_SIGNED_VALIDITY;
