@@ -649,18 +649,29 @@ pub(super) fn inner_xml(r: &mut NsReader<&[u8]>) -> Option<String> {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let (ns, local) = element_name(&resolved, e)?;
                 let _ = write!(out, "<{local} xmlns=\"{}\"", escape(&ns));
-                for attr in e.attributes() {
+                // Attributes keep their namespaces (RFC 4918 §4.3): `xml:` ones as
+                // they are, others under a prefix declared here.
+                for (n, attr) in e.attributes().enumerate() {
                     let attr = attr.ok()?;
                     let key = attr.key.as_ref();
-                    if key == b"xmlns" || key.starts_with(b"xmlns:") || key.contains(&b':') {
+                    if key == b"xmlns" || key.starts_with(b"xmlns:") {
                         continue;
                     }
-                    let value = attr.unescape_value().ok()?;
+                    let value = escape(&attr.unescape_value().ok()?);
+                    let name = String::from_utf8_lossy(key);
+                    if !key.contains(&b':') || key.starts_with(b"xml:") {
+                        let _ = write!(out, " {name}=\"{value}\"");
+                        continue;
+                    }
+                    let (bound, attr_local) = r.resolve_attribute(attr.key);
+                    let ResolveResult::Bound(attr_ns) = bound else {
+                        return None;
+                    };
                     let _ = write!(
                         out,
-                        " {}=\"{}\"",
-                        String::from_utf8_lossy(key),
-                        escape(&value)
+                        " xmlns:a{n}=\"{}\" a{n}:{}=\"{value}\"",
+                        escape(&String::from_utf8_lossy(attr_ns.as_ref())),
+                        String::from_utf8_lossy(attr_local.as_ref())
                     );
                 }
                 if matches!(event, Event::Empty(_)) {
@@ -709,6 +720,21 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_property_values_keep_their_attributes_namespaces() {
+        let body = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
+                    <Z:b xmlns:Z=\"urn:z\"><Q:x xmlns:Q=\"urn:q\" Q:at=\"v\" plain=\"p\" \
+                    xml:lang=\"fr\">t</Q:x></Z:b></D:prop></D:set></D:propertyupdate>";
+        let changes = parse_propertyupdate(body).expect("parses");
+        let Some(Change::Set(_, value)) = changes.first() else {
+            panic!("one property set");
+        };
+        assert!(value.contains("xmlns=\"urn:q\""), "{value}");
+        assert!(value.contains("plain=\"p\""), "{value}");
+        assert!(value.contains("xml:lang=\"fr\""), "{value}");
+        assert!(value.contains("xmlns:a1=\"urn:q\" a1:at=\"v\""), "{value}");
+    }
 
     #[test]
     fn what_xml_cannot_carry_is_replaced() {
