@@ -1363,3 +1363,57 @@ async fn an_apps_204_reaches_an_h2_client_without_a_length() {
     let mut body = response.into_body();
     assert!(body.data().await.is_none(), "no body, and no stream error");
 }
+
+#[test]
+fn an_apps_redirect_to_its_own_address_is_rewritten_to_where_the_client_finds_it() {
+    // An app answering every request with a redirect to `location(its address)`.
+    let app_redirecting = |location: fn(&str) -> String| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let answer = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n",
+            location(&addr)
+        );
+        thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                while read_request(&mut reader).is_some() {
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        addr
+    };
+    let (_t, root) = temp_root();
+    let own = app_redirecting(|addr| format!("http://{addr}/v1/login?next=%2F"));
+    let top = app_redirecting(|addr| format!("HTTP://{addr}/v1"));
+    let elsewhere = app_redirecting(|_| "https://accounts.example/login".to_string());
+    let server = Server::start(
+        &root,
+        &[
+            "--proxy",
+            &format!("/api/=http://{own}/v1/"),
+            "--proxy",
+            &format!("/top/=http://{top}/v1/"),
+            "--proxy",
+            &format!("/out/=http://{elsewhere}/"),
+        ],
+    );
+    // As nginx's `proxy_redirect default` does.
+    let res = get(&server, "/api/x");
+    assert_eq!(res.status, 302);
+    assert_eq!(
+        res.header("location").as_deref(),
+        Some("/api/login?next=%2F")
+    );
+    assert_eq!(
+        get(&server, "/top/x").header("location").as_deref(),
+        Some("/top/")
+    );
+    assert_eq!(
+        get(&server, "/out/x").header("location").as_deref(),
+        Some("https://accounts.example/login")
+    );
+}

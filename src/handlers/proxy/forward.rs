@@ -412,8 +412,17 @@ pub async fn send(
                 );
                 return Err(StatusCode::BAD_GATEWAY);
             }
-            Ok(Ok(res)) => {
+            Ok(Ok(mut res)) => {
                 lease.upstream.outcome(true);
+                if let Some(to) = res
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| client_location(route, &lease.upstream, v))
+                    .and_then(|v| HeaderValue::from_str(&v).ok())
+                {
+                    res.headers_mut().insert(header::LOCATION, to);
+                }
                 crate::metrics::metrics().upstream(Some(asked.elapsed()));
                 let answered = response::Upstream {
                     address: lease.upstream.shown.clone(),
@@ -568,6 +577,33 @@ fn upstream_target(route: &Route, upstream_path: &Option<String>, target: Target
         out.push_str(q);
     }
     out
+}
+
+/// An app's redirect to its own address (`http://127.0.0.1:9000/v1/login`) as the
+/// client reaches that place (`/api/login`), as nginx's `proxy_redirect default`
+/// rewrites it; `None` for a `Location` naming anywhere else, left as it is.
+fn client_location(
+    route: &Route,
+    upstream: &super::upstream::Upstream,
+    location: &str,
+) -> Option<String> {
+    let rest = upstream.origins().into_iter().find_map(|origin| {
+        let head = location.get(..origin.len())?;
+        head.eq_ignore_ascii_case(&origin)
+            .then(|| &location[origin.len()..])
+    })?;
+    let prefix = crate::http::path::encode_path(&route.prefix);
+    let (from, to) = match &upstream.path {
+        None => ("", ""),
+        Some(base) => (base.trim_end_matches('/'), prefix.trim_end_matches('/')),
+    };
+    let tail = rest.strip_prefix(from)?;
+    match tail.bytes().next() {
+        None => Some(format!("{to}/")),
+        Some(b'/') => Some(format!("{to}{tail}")),
+        Some(b'?') => Some(format!("{to}/{tail}")),
+        Some(_) => None,
+    }
 }
 
 /// `target.spelled` (which `target.path` was parsed from), when it has no empty,

@@ -60,6 +60,21 @@ impl Upstream {
         }
     }
 
+    /// The origins (`http://host:port`, and `http://host` at the scheme's default
+    /// port) the app may name itself by in a redirect; none for a unix socket.
+    pub fn origins(&self) -> Vec<String> {
+        let (scheme, host_port, default) = match &self.address {
+            Address::Tcp(host_port) => ("http", host_port, ":80"),
+            Address::Tls(host_port, _) => ("https", host_port, ":443"),
+            Address::Unix(_) => return Vec::new(),
+        };
+        let mut out = vec![format!("{scheme}://{host_port}")];
+        if let Some(host) = host_port.strip_suffix(default) {
+            out.push(format!("{scheme}://{host}"));
+        }
+        out
+    }
+
     /// Parses `http://host:port[/path]` or `unix:/path`.
     pub fn parse(url: &str) -> Result<Upstream, String> {
         let (address, path) = if let Some(sock) = url.strip_prefix("unix:") {
