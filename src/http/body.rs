@@ -28,6 +28,10 @@ use crate::http::zero_copy::{SendfileQueue, SENDFILE_MIN};
 
 /// How much of a file one blocking read fetches.
 const FILE_CHUNK: u64 = 256 * 1024;
+/// How much the first read of a body fetches: a client that takes nothing (an
+/// HTTP/2 stream whose window it keeps shut) holds this much, not a whole
+/// [`FILE_CHUNK`]; one that reads gets full chunks from the second on.
+const FIRST_FILE_CHUNK: u64 = 64 * 1024;
 
 /// A byte range of an open file.
 #[derive(Debug, Clone)]
@@ -214,6 +218,7 @@ fn poll_segments(
     queue: &mut VecDeque<Segment>,
     reading: &mut Option<JoinHandle<io::Result<Bytes>>>,
     sendfile: Option<&SendfileQueue>,
+    first: bool,
     cx: &mut Context<'_>,
 ) -> Poll<Option<io::Result<Bytes>>> {
     loop {
@@ -260,7 +265,8 @@ fn poll_segments(
                 let file = Arc::clone(&range.file);
                 let offset = range.offset;
                 // Bounded by FILE_CHUNK, so the cast cannot truncate.
-                let len = range.len.min(FILE_CHUNK) as usize;
+                let chunk = if first { FIRST_FILE_CHUNK } else { FILE_CHUNK };
+                let len = range.len.min(chunk) as usize;
                 *reading = Some(tokio::task::spawn_blocking(move || {
                     read_range(&file, offset, len)
                 }));
@@ -281,7 +287,8 @@ impl http_body::Body for Body {
         let next = match &mut this.inner {
             Inner::One(bytes) => bytes.take().map(Ok),
             Inner::Segments { queue, reading } => {
-                ready!(poll_segments(queue, reading, this.sendfile.as_deref(), cx))
+                let first = this.sent == 0;
+                ready!(poll_segments(queue, reading, this.sendfile.as_deref(), first, cx))
             }
             Inner::Channel(rx, _) => ready!(rx.poll_recv(cx)),
         };
