@@ -1330,3 +1330,34 @@ fn the_tag_of_a_compressed_read_names_the_file_for_a_write() {
     let res = send(&server, "PUT", "/y.txt", &[("If", &if_header)], b"new");
     assert_eq!(res.status, 204);
 }
+
+#[test]
+fn a_form_refused_before_storing_anything_answers_json_when_asked() {
+    let (_t, root) = temp_root();
+    std::fs::create_dir(root.join("inbox")).unwrap();
+    let server = writable(&root);
+    let (ct, body) = form(&[], &[("f", ".hidden", b"h")]);
+    let json = [
+        ("Content-Type", ct.as_str()),
+        ("Accept", "application/json"),
+    ];
+    let res = send(&server, "POST", "/inbox/", &json, &body);
+    assert_eq!(res.status, 400);
+    assert_eq!(
+        res.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(doc["uploaded"], serde_json::json!([]));
+    assert!(doc["error"].is_string(), "{doc}");
+    // A browser gets the error page.
+    let res = send(
+        &server,
+        "POST",
+        "/inbox/",
+        &[("Content-Type", ct.as_str())],
+        &body,
+    );
+    assert_eq!(res.status, 400);
+    assert!(res.header("content-type").unwrap().starts_with("text/html"));
+}

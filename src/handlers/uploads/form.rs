@@ -232,9 +232,9 @@ fn conflict(name: &[u8], stored: &[Stored], folder: &SitePath, json: bool) -> Re
 }
 
 /// The error page for `status`; when files were stored before the failure, a report
-/// naming them instead.
+/// naming them instead; for a client that asked for JSON, the JSON summary always.
 fn failed(status: StatusCode, stored: &[Stored], folder: &SitePath, json: bool) -> Response<Body> {
-    if stored.is_empty() {
+    if stored.is_empty() && !json {
         return response::error(status);
     }
     let problem = Problem {
