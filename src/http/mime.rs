@@ -16,7 +16,19 @@ use http::HeaderValue;
 
 /// The Content-Type for a file called `name`.
 pub fn content_type(name: &[u8]) -> HeaderValue {
-    let guess = mime_guess::from_path(Path::new(OsStr::from_bytes(name))).first_raw();
+    let path = Path::new(OsStr::from_bytes(name));
+    // Where the table is missing or behind what browsers and the registry say.
+    let ext = path.extension().map(|e| e.to_ascii_lowercase());
+    let overridden = match ext.as_ref().and_then(|e| e.to_str()) {
+        // CommonJS modules are JavaScript (RFC 9239 §6).
+        Some("cjs") => Some("text/javascript"),
+        // Source maps are JSON.
+        Some("map") => Some("application/json"),
+        // AAC in an MPEG-4 container: `audio/m4a` is not a registered type.
+        Some("m4a") => Some("audio/mp4"),
+        _ => None,
+    };
+    let guess = overridden.or_else(|| mime_guess::from_path(path).first_raw());
     let value = match guess {
         None => return HeaderValue::from_static("application/octet-stream"),
         Some("application/javascript") => "text/javascript",
@@ -52,5 +64,8 @@ mod tests {
         assert_eq!(ct("a.otf"), "font/otf");
         assert_eq!(ct("a.ttf"), "font/ttf");
         assert_eq!(ct("a.woff2"), "font/woff2");
+        assert_eq!(ct("a.cjs"), "text/javascript; charset=utf-8");
+        assert_eq!(ct("app.js.map"), "application/json");
+        assert_eq!(ct("a.M4A"), "audio/mp4");
     }
 }
