@@ -676,7 +676,11 @@ fn a_chunk_with_a_checksum_counts_only_whole() {
     );
     conn.send(&data[..1_000_000]);
     // The bytes are in the upload's file (the upload is busy until the PATCH ends).
-    let id = url.split("tus=").nth(1).expect("an id in the URL").to_string();
+    let id = url
+        .split("tus=")
+        .nth(1)
+        .expect("an id in the URL")
+        .to_string();
     let file = root.join(".wharf-tus").join(&id);
     let arrived = poll_until(IO_TIMEOUT, || {
         let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);

@@ -288,7 +288,13 @@ impl http_body::Body for Body {
             Inner::One(bytes) => bytes.take().map(Ok),
             Inner::Segments { queue, reading } => {
                 let first = this.sent == 0;
-                ready!(poll_segments(queue, reading, this.sendfile.as_deref(), first, cx))
+                ready!(poll_segments(
+                    queue,
+                    reading,
+                    this.sendfile.as_deref(),
+                    first,
+                    cx
+                ))
             }
             Inner::Channel(rx, _) => ready!(rx.poll_recv(cx)),
         };

@@ -167,14 +167,7 @@ impl Uploads {
         method: &Method,
         headers: &HeaderMap,
     ) -> Result<(), StatusCode> {
-        let asks = [
-            header::IF_MATCH,
-            header::IF_NONE_MATCH,
-            header::IF_UNMODIFIED_SINCE,
-        ]
-        .iter()
-        .any(|h| headers.contains_key(h));
-        if !asks {
+        if !is_conditional(headers) {
             return Ok(());
         }
         let verdict = match self.open(path) {
@@ -246,6 +239,18 @@ impl Uploads {
             .await
             .map_err(io::Error::other)
     }
+}
+
+/// Whether a write names preconditions (`If-Match`, `If-None-Match`,
+/// `If-Unmodified-Since`; a write has no use for the others).
+fn is_conditional(headers: &HeaderMap) -> bool {
+    [
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
 }
 
 /// The methods a path with `access` answers.

@@ -18,7 +18,7 @@ use http::{Response, StatusCode};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::body::receive;
-use super::{created, declared_length, empty, io_status, props, Uploads};
+use super::{created, declared_length, empty, io_status, is_conditional, props, Uploads};
 use crate::fs::write::{EntryType, TempFile};
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
@@ -104,13 +104,7 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
                 .root
                 .write_dir(&parent, false)
                 .map_err(|e| io_status(&e))?;
-            let conditional = [
-                header::IF_MATCH,
-                header::IF_NONE_MATCH,
-                header::IF_UNMODIFIED_SINCE,
-            ]
-            .iter()
-            .any(|h| headers.contains_key(h));
+            let conditional = is_conditional(&headers);
             // The written file is made durable first, outside the turn.
             temp.file().sync_all().map_err(|e| io_status(&e))?;
             let _turn = conditional.then(|| up.commit_turn());
