@@ -124,6 +124,33 @@ fn environment_alone_configures_the_server() {
 }
 
 #[test]
+fn the_positional_root_or_port_beats_the_environment_too() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "from the command line");
+    let (_other, elsewhere) = temp_root();
+    let port = free_port().to_string();
+    // `wharf ROOT` with WHARF_ROOT set, `wharf PORT` with WHARF_PORT set (in a
+    // shell profile or a unit file): the word on the command line wins.
+    let server = Server::spawn_with_env(
+        &[root.as_os_str(), OsStr::new("-b"), OsStr::new("127.0.0.1")],
+        &[
+            ("WHARF_ROOT", elsewhere.as_os_str()),
+            ("WHARF_PORT", OsStr::new("0")),
+        ],
+    );
+    assert_eq!(get(&server, "/a.txt").body_text(), "from the command line");
+    let server = Server::spawn_with_env(
+        &[OsStr::new(&port), OsStr::new("-b"), OsStr::new("127.0.0.1")],
+        &[
+            ("WHARF_ROOT", root.as_os_str()),
+            ("WHARF_PORT", OsStr::new("9")),
+        ],
+    );
+    assert_eq!(server.port().to_string(), port);
+    assert_eq!(get(&server, "/a.txt").body_text(), "from the command line");
+}
+
+#[test]
 fn command_line_beats_environment_beats_file() {
     let (tmp, _root) = temp_root();
     let config = write_config(

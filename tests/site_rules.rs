@@ -701,6 +701,29 @@ fn invalid_rules_name_file_line_and_key() {
             vec!["rule.headers", "invalid header name"],
         ),
         (
+            second("path = \"/h/\"\nheaders = { \"ETag\" = \"\\\"z\\\"\" }\n"),
+            9,
+            vec!["rule.headers", "etag describes the content sent"],
+        ),
+        (
+            second("path = \"/h/\"\nheaders = { \"Content-Encoding\" = \"gzip\" }\n"),
+            9,
+            vec![
+                "rule.headers",
+                "content-encoding describes the content sent",
+            ],
+        ),
+        (
+            second("path = \"/g/***\"\nredirect = \"/x/{1}\"\n"),
+            8,
+            vec!["rule.path", "is not a wildcard"],
+        ),
+        (
+            second("path = \"/posts/*\"\nrewrite = \"/p/{1}.html?x=1\"\n"),
+            9,
+            vec!["rule.rewrite", "without ? or #"],
+        ),
+        (
             format!("{BASE}{FIRST_RULE}[error-pages]\n404 = \"/404.html\"\n200 = \"/ok.html\"\n"),
             9,
             vec!["error-pages.200", "not a 4xx or 5xx status"],
@@ -793,5 +816,55 @@ fn a_custom_404_keeps_the_vary_of_the_spa_decision() {
         varies_on(&res, "accept"),
         "Vary: {:?}",
         res.headers_all("vary")
+    );
+}
+
+#[test]
+fn an_error_page_a_client_may_not_read_is_not_shown_to_it() {
+    let (_tmp, server) = start_site(
+        "[error-pages]\n403 = \"/admin/page.html\"\n404 = \"/pages/404.html\"\n\n\
+         [[rule]]\npath = \"/admin/\"\nallow = [\"10.0.0.0/8\"]\n\n\
+         [[rule]]\npath = \"/pages/\"\ninternal = true\n",
+        &[
+            ("admin/page.html", "ADMIN ONLY"),
+            ("admin/x.txt", "adm"),
+            ("pages/404.html", "custom 404"),
+        ],
+    );
+    // The page lies where this client is refused: the built-in page instead.
+    let res = get(&server, "/admin/x.txt");
+    assert_eq!(res.status, 403);
+    assert!(
+        !res.body_text().contains("ADMIN ONLY"),
+        "{}",
+        res.body_text()
+    );
+    // An internal page is what error pages are for.
+    let res = get(&server, "/missing");
+    assert_eq!((res.status, res.body_text().as_str()), (404, "custom 404"));
+}
+
+#[test]
+fn a_rules_own_headers_win_over_the_security_preset_and_vary_is_added_to() {
+    let (_tmp, server) = start_site(
+        "security-headers = true\n\n[[rule]]\npath = \"/strict/\"\n\
+         headers = { \"X-Frame-Options\" = \"DENY\", \"Referrer-Policy\" = \"no-referrer\", \"Vary\" = \"Cookie\" }\n",
+        &[("strict/big.txt", &"compress me ".repeat(2000))],
+    );
+    let res = request(
+        &server,
+        "GET",
+        "/strict/big.txt",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(res.status, 200);
+    assert_header(&res, "x-frame-options", "DENY", "the rule's");
+    assert_header(&res, "referrer-policy", "no-referrer", "the rule's");
+    assert_header(&res, "x-content-type-options", "nosniff", "the preset's");
+    assert_eq!(res.header("content-encoding").as_deref(), Some("gzip"));
+    let vary = res.headers_all("vary").join(", ").to_ascii_lowercase();
+    assert!(
+        vary.contains("accept-encoding") && vary.contains("cookie"),
+        "{vary}"
     );
 }

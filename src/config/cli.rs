@@ -344,6 +344,22 @@ pub fn target_is_port(target: &std::ffi::OsStr) -> bool {
 }
 
 impl Cli {
+    /// The positional ROOT|PORT is the command line's word: a `WHARF_PORT` or
+    /// `WHARF_ROOT` from the environment gives way to it (as every variable gives way
+    /// to the command line), rather than conflict with it.
+    pub fn prefer_positional_over_env(&mut self, port_from_env: bool, root_from_env: bool) {
+        let Some(target) = self.target.as_deref() else {
+            return;
+        };
+        if target_is_port(target) {
+            if port_from_env {
+                self.port = None;
+            }
+        } else if root_from_env {
+            self.directory = None;
+        }
+    }
+
     /// Resolves the command line into a [`Config`], or a one-line error.
     pub fn into_config(self) -> Result<Config, String> {
         let positional_root = self.target.is_some();

@@ -277,7 +277,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
                 None => LayerError::Clap(e),
             }
         })?;
-    let first = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
+    let from_env = |matches: &clap::ArgMatches, id: &str| {
+        matches.value_source(id) == Some(ValueSource::EnvVariable)
+    };
+    let mut first = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
+    first.prefer_positional_over_env(from_env(&matches, "port"), from_env(&matches, "directory"));
     let explicit = |id: &str| {
         matches!(
             matches.value_source(id),
@@ -329,7 +333,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
     let matches = Cli::command()
         .try_get_matches_from(&merged)
         .map_err(LayerError::Clap)?;
-    let cli = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
+    cli.prefer_positional_over_env(from_env(&matches, "port"), from_env(&matches, "directory"));
     Ok(Layered { cli, sources, site })
 }
 

@@ -185,6 +185,12 @@ const FRAMING_HEADERS: &[&str] = &[
     "trailer",
 ];
 
+/// Headers a rule may not set either: they describe the very bytes sent (which
+/// coding, which part, which version), and one value for every response would
+/// make caches and conditional requests go wrong.
+const REPRESENTATION_HEADERS: &[&str] =
+    &["content-encoding", "content-range", "etag", "last-modified"];
+
 fn parse_rule(
     rule: &toml::Table,
     text: &str,
@@ -230,6 +236,11 @@ fn parse_rule(
                 if FRAMING_HEADERS.contains(&name.as_str()) {
                     return Err(bad(format!(
                         "{name} describes the message framing, which wharf sets"
+                    )));
+                }
+                if REPRESENTATION_HEADERS.contains(&name.as_str()) {
+                    return Err(bad(format!(
+                        "{name} describes the content sent, which wharf sets for each response"
                     )));
                 }
                 let value = value
@@ -467,6 +478,13 @@ fn parse_rule(
         }
     };
     let rewrite = local("rewrite")?;
+    // A rewrite changes the path served; the query stays the request's.
+    if rewrite.as_ref().is_some_and(|t| t.contains(['?', '#'])) {
+        return Err((
+            at("rewrite"),
+            "key \"rule.rewrite\": a rewrite names a path, without ? or # (the request's query is kept)".into(),
+        ));
+    }
     let spa = local("spa")?;
     // A capture the path cannot yield would silently expand to nothing.
     for (key, template) in [

@@ -270,13 +270,26 @@ impl Router {
     /// add_header, so that e.g. a year-long Cache-Control never pins a 404) and the
     /// security headers when the site asks for them.
     fn add_site_headers(&self, res: &mut Response<Body>, matched: &[(&rules::Rule, Vec<&str>)]) {
+        self.add_security_headers(res);
+        // After the preset: a rule that says otherwise (a stricter frame policy)
+        // is what the site asked for.
         if adds_rule_headers(res.status()) {
             for (rule, _) in matched {
                 for (name, value) in &rule.headers {
-                    res.headers_mut().insert(name.clone(), value.clone());
+                    // What the response varies on stays; a rule adds to it.
+                    if name == header::VARY {
+                        res.headers_mut().append(name.clone(), value.clone());
+                    } else {
+                        res.headers_mut().insert(name.clone(), value.clone());
+                    }
                 }
             }
         }
+    }
+
+    /// The security-headers preset, each field only where the response has none of
+    /// its own (an app's, a listing's policy).
+    fn add_security_headers(&self, res: &mut Response<Body>) {
         if self.settings.rules.security_headers {
             let headers = res.headers_mut();
             for (name, value) in SECURITY_HEADERS {
@@ -295,9 +308,11 @@ impl Router {
                     }
                     continue;
                 }
-                headers.insert(name.clone(), HeaderValue::from_static(value));
+                if !headers.contains_key(name) {
+                    headers.insert(name.clone(), HeaderValue::from_static(value));
+                }
             }
-            if self.settings.https {
+            if self.settings.https && !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
                 headers.insert(
                     header::STRICT_TRANSPORT_SECURITY,
                     HeaderValue::from_static("max-age=31536000"),
@@ -888,6 +903,19 @@ impl Router {
                 .insert(header::HOST, HeaderValue::from_static("localhost"));
         }
         let Ok(fetch) = fetch else { return original };
+        // The page is read for this client: never one its address lists or
+        // credentials keep from it (an `internal` page is what error pages are for).
+        let guarded = SitePath::parse(page, self.settings.hidden).map_or(true, |p| {
+            let rule_path = p.rule_path();
+            self.settings
+                .rules
+                .matching(&rule_path)
+                .iter()
+                .any(|(rule, _)| rule.auth.is_some() || !rule.admits(peer.remote.ip()))
+        });
+        if guarded {
+            return original;
+        }
         let handler = self.handler_for(page);
         let mut res = self
             .handle_path(&fetch, page, &handler, RequestBody::empty(), peer, None)
@@ -968,15 +996,22 @@ fn by_site(mut res: Response<Body>) -> Response<Body> {
 
 /// A redirect target with the request's query kept, as nginx's `rewrite` does: after
 /// the target's own query with `&`, or as the query when it has none; a target ending
-/// in `?` asks for the request's query to be dropped.
-fn keep_query(mut to: String, query: Option<&str>) -> String {
+/// in `?` asks for the request's query to be dropped. A fragment in the target
+/// stays last, after the query (RFC 3986 §3).
+fn keep_query(to: String, query: Option<&str>) -> String {
+    let (mut to, fragment) = match to.split_once('#') {
+        Some((before, fragment)) => (before.to_string(), Some(fragment.to_string())),
+        None => (to, None),
+    };
     if to.ends_with('?') {
         to.pop();
-        return to;
-    }
-    if let Some(query) = query.filter(|q| !q.is_empty()) {
+    } else if let Some(query) = query.filter(|q| !q.is_empty()) {
         to.push(if to.contains('?') { '&' } else { '?' });
         to.push_str(query);
+    }
+    if let Some(fragment) = fragment {
+        to.push('#');
+        to.push_str(&fragment);
     }
     to
 }
@@ -1011,4 +1046,21 @@ fn adds_rule_headers(status: StatusCode) -> bool {
         status.as_u16(),
         200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_query;
+
+    #[test]
+    fn a_redirect_keeps_the_query_before_its_fragment() {
+        let keep = |to: &str, q: Option<&str>| keep_query(to.to_string(), q);
+        assert_eq!(keep("/t", Some("b=2")), "/t?b=2");
+        assert_eq!(keep("/t?a=1", Some("b=2")), "/t?a=1&b=2");
+        assert_eq!(keep("/t#frag", Some("b=2")), "/t?b=2#frag");
+        assert_eq!(keep("/t?a=1#frag", Some("b=2")), "/t?a=1&b=2#frag");
+        assert_eq!(keep("/t?#frag", Some("b=2")), "/t#frag");
+        assert_eq!(keep("/t?", Some("b=2")), "/t");
+        assert_eq!(keep("/t", None), "/t");
+    }
 }

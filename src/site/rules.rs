@@ -44,6 +44,13 @@ impl Glob {
         if !pattern.starts_with('/') {
             return Err(format!("path pattern {pattern:?} must start with /"));
         }
+        // Two wildcards side by side match nothing the first alone would not, and
+        // their captures could not be told apart.
+        if pattern.contains("***") {
+            return Err(format!(
+                "path pattern {pattern:?}: \"***\" is not a wildcard (\"*\" within a segment, \"**\" across)"
+            ));
+        }
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut chars = pattern.chars().peekable();
@@ -428,6 +435,8 @@ mod tests {
         assert_eq!(caps("/exact", "/exact"), Some(vec![]));
         assert_eq!(caps("/exact", "/exact/more"), None);
         assert!(Glob::parse("relative").is_err());
+        assert!(Glob::parse("/g/***").is_err());
+        assert!(Glob::parse("/a/**/***.txt").is_err());
     }
 
     #[test]
