@@ -96,8 +96,12 @@ impl Upstream {
                 }
             };
             let authority = uri.authority().ok_or_else(|| format!("{url:?}: no host"))?;
-            if authority.as_str().contains('@') {
-                return Err(format!("{url:?}: no user information in upstream URLs"));
+            if let Some((_, host)) = authority.as_str().rsplit_once('@') {
+                // Not repeated: it may hold a password.
+                let scheme = uri.scheme_str().unwrap_or("http");
+                return Err(format!(
+                    "\"{scheme}://…@{host}\": no user information in upstream URLs"
+                ));
             }
             // A port beyond 65535, or 0, would fail each request, not the start.
             let port = match authority.as_str().rsplit_once(':') {
@@ -487,6 +491,9 @@ mod tests {
         ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }
+        // A password in a refused URL is not repeated in the message.
+        let said = Upstream::parse("http://user:s3cr3t@h:1/").unwrap_err();
+        assert!(!said.contains("s3cr3t") && said.contains("h:1"), "{said}");
     }
 
     #[test]
