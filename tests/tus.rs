@@ -358,9 +358,11 @@ fn an_upload_resumes_after_a_broken_connection_and_a_restart() {
 #[test]
 fn incomplete_uploads_expire() {
     let (_t, root) = temp_root();
-    let server = Server::start(&root, &["--upload", "--upload-expiry", "1s"]);
+    let server = Server::start(&root, &["--upload", "--upload-expiry", "2s"]);
     let url = create(&server, "/", "late.bin", 10);
-    assert_eq!(patch(&server, &url, 0, b"12345").status, 204);
+    // On a loaded machine the expiry may come before this first PATCH does.
+    let first = patch(&server, &url, 0, b"12345").status;
+    assert!(first == 204 || first == 410, "{first}");
     let gone = poll_until(Duration::from_secs(10), || {
         let status = tus(&server, "HEAD", &url, &[], b"").status;
         (status == 410 || status == 404).then_some(status)
