@@ -683,3 +683,39 @@ fn an_access_rule_naming_a_folder_without_its_slash_is_warned_about() {
     assert!(warnings[0].contains("\"/private\""), "{warnings:?}");
     assert!(warnings[0].contains("\"/private/\""), "{warnings:?}");
 }
+
+#[test]
+fn explain_shows_the_write_settings_with_their_sources() {
+    let (_tmp, root) = temp_root();
+    let out = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("--upload"),
+            OsStr::new("--upload-expiry"),
+            OsStr::new("2h"),
+            OsStr::new("--explain"),
+        ],
+        &[("WHARF_MAX_UPLOAD_SIZE", "10MiB")],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{text}"))
+            .to_string()
+    };
+    assert!(line("upload").contains("on") && line("upload").contains("(command line)"));
+    assert!(line("delete").contains("off"));
+    let size = line("max-upload-size");
+    assert!(
+        size.contains("10 MiB") && size.contains("WHARF_MAX_UPLOAD_SIZE"),
+        "{size}"
+    );
+    let expiry = line("upload-expiry");
+    assert!(
+        expiry.contains("2h") && expiry.contains("(command line)"),
+        "{expiry}"
+    );
+    assert!(line("cgi").contains("off"), "{}", line("cgi"));
+}

@@ -129,6 +129,7 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             "log-format",
         ),
         ("dev", onoff(config.dev), "dev"),
+        ("open", onoff(config.open), "open"),
         ("qr", onoff(config.qr), "qr"),
         ("quiet", onoff(config.quiet), "quiet"),
         ("verbose", onoff(config.verbose), "verbose"),
@@ -143,6 +144,16 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
             crate::config::cli::format_size(config.cache_size),
             "cache-size",
         ),
+        ("upload", onoff(config.access.upload), "upload"),
+        ("delete", onoff(config.access.delete), "delete"),
+        (
+            "max-upload-size",
+            crate::config::cli::format_size(
+                usize::try_from(config.access.max_upload_size).unwrap_or(usize::MAX),
+            ),
+            "max-upload-size",
+        ),
+        ("upload-expiry", dur(config.upload_expiry), "upload-expiry"),
         ("grace-period", dur(config.grace_period), "grace-period"),
         ("reuse-port", onoff(config.reuse_port), "reuse-port"),
         (
@@ -168,7 +179,20 @@ pub fn explain(config: &Config, sources: &[(&'static str, Source)]) -> String {
                 .map_or("none".to_string(), |d| d.display().to_string()),
             "proxy-cache-dir",
         ),
-        ("cgi", config.cgi.to_string(), "cgi"),
+        (
+            "proxy-cache-max-disk",
+            config
+                .proxy_cache
+                .as_ref()
+                .filter(|c| c.dir.is_some())
+                .map_or("none".to_string(), |c| {
+                    crate::config::cli::format_size(
+                        usize::try_from(c.max_disk).unwrap_or(usize::MAX),
+                    )
+                }),
+            "proxy-cache-max-disk",
+        ),
+        ("cgi", onoff(config.cgi), "cgi"),
         (
             "cgi-timeout",
             dur(config.cgi_settings.timeout),
