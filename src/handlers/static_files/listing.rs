@@ -466,7 +466,7 @@ fn breadcrumbs(path: &SitePath, out: &mut String) {
         let _ = write!(
             out,
             "<a href=\"{href}\"{current}>{}/</a>",
-            escape_html(&String::from_utf8_lossy(segment))
+            escape_html(&shown_name(segment))
         );
     }
     out.push_str("</nav>");
@@ -508,7 +508,7 @@ fn kind_class(name: &[u8]) -> &'static str {
 fn html_entry(entry: &Entry, out: &mut String) {
     let is_dir = entry.kind == EntryKind::Dir;
     let href = escape_html(&encode_segment(&entry.name));
-    let name = escape_html(&String::from_utf8_lossy(&entry.name));
+    let name = escape_html(&shown_name(&entry.name));
     let (class, slash) = if is_dir {
         ("d", "/")
     } else {
@@ -582,6 +582,23 @@ fn mtime_text(mtime: Option<SystemTime>) -> String {
 }
 
 /// Escapes text for HTML content and double-quoted attributes.
+/// A file name as the page shows it: control characters, which HTML cannot show,
+/// and the bidirectional controls, which would make `gnp.exe` behind a U+202E read
+/// as `exe.png`, become U+FFFD; the link itself names the file exactly.
+fn shown_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -614,6 +631,17 @@ fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_shown_without_controls_but_linked_exactly() {
+        let mut out = String::new();
+        html_entry(&entry("rtl\u{202E}gnp.exe", EntryKind::File), &mut out);
+        assert!(out.contains(">rtl\u{FFFD}gnp.exe</a>"), "{out}");
+        assert!(out.contains("href=\"rtl%E2%80%AEgnp.exe\""), "{out}");
+        let mut out = String::new();
+        html_entry(&entry("esc\u{1b}[31m.txt", EntryKind::File), &mut out);
+        assert!(!out.contains('\u{1b}'), "{out}");
+    }
 
     fn entry(name: &str, kind: EntryKind) -> Entry {
         Entry {
