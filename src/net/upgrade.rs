@@ -136,9 +136,22 @@ impl Handover {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
+        // A binary just written can be "busy" for a moment (a process forked while
+        // its writer had it open holds it until that process execs): tried again
+        // for up to a second before the upgrade counts as failed.
+        let mut tries = 0;
+        let child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                spawned => {
+                    break spawned
+                        .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?
+                }
+            }
+        };
         drop(high);
         drop(ready_write);
         let pid = child.id();

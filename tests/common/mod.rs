@@ -178,7 +178,15 @@ impl Server {
         addr_of: fn(&str) -> String,
         drain_stdout: bool,
     ) -> Server {
-        let mut child = cmd.spawn().expect("spawn wharf");
+        // A copy of the binary a test just wrote can be "busy" for a moment: a
+        // process another test thread forked meanwhile holds the copy's write
+        // descriptor until it execs.
+        let mut child = poll_until(STARTUP_TIMEOUT, || match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => None,
+            spawned => Some(spawned),
+        })
+        .expect("the executable stays busy")
+        .expect("spawn wharf");
         let stdout = Lines::default();
         let stderr = Lines::default();
         let mut readers = vec![drain_lines(child.stderr.take().unwrap(), stderr.clone())];
