@@ -319,3 +319,42 @@ fn verbose_prints_request_heads_escaped_with_credentials_redacted() {
         .iter()
         .any(|l| l.contains("c2VjcmV0") || l.contains("session=abc")));
 }
+
+/// A download the client breaks off is logged as such: the bytes that left, not the
+/// file's size, and `complete: false` — also when the file goes out with `sendfile`,
+/// where the body ends as soon as hyper has taken it.
+#[test]
+fn a_download_broken_off_is_logged_with_the_bytes_sent() {
+    use std::io::{Read, Write};
+    const SIZE: usize = 48 * 1024 * 1024;
+    let (tmp, root) = temp_root();
+    std::fs::write(root.join("big.bin"), vec![b'x'; SIZE]).unwrap();
+    write_file(&root, "small.txt", "tiny");
+    let server = Server::start(&root, &["--log-format", "json"]);
+
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = vec![0u8; 1024 * 1024];
+    stream.read_exact(&mut first).unwrap();
+    drop(stream);
+
+    let line = server.wait_for_log(|l| l.contains("/big.bin"));
+    let entry: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(entry["status"], 200, "{line}");
+    assert_eq!(entry["complete"], false, "{line}");
+    let bytes = entry["bytes"].as_u64().unwrap();
+    assert!(
+        bytes < SIZE as u64,
+        "logged {bytes} of {SIZE} bytes: {line}"
+    );
+
+    // A download read to its end is complete, with every byte counted.
+    let response = get(&server, "/big.bin");
+    assert_eq!(response.body.len(), SIZE);
+    let whole = server.wait_for_log(|l| l.contains("/big.bin") && l.contains("\"complete\":true"));
+    let entry: serde_json::Value = serde_json::from_str(whole.trim()).unwrap();
+    assert_eq!(entry["bytes"], SIZE as u64, "{whole}");
+    drop(tmp);
+}

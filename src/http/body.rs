@@ -67,8 +67,9 @@ impl Segment {
     }
 }
 
-/// Called once when a body is dropped: after its last byte was handed to the
-/// connection, or early when the client went away. Used to log and to time the exchange.
+/// Called once when a body is done: after its last byte was handed to the connection
+/// (for `sendfile` ranges, once sent), or early when the client went away. Used to log
+/// and to time the exchange.
 pub trait Finish: Send {
     /// `bytes_sent` counts body bytes handed to the connection; `complete` is false when
     /// the body was dropped before its end.
@@ -82,6 +83,8 @@ pub struct Body {
     on_finish: Option<Box<dyn Finish>>,
     /// Set when the connection can send file ranges with `sendfile`.
     sendfile: Option<Arc<SendfileQueue>>,
+    /// The queue position of this body's first `sendfile` placeholder.
+    sendfile_start: Option<u64>,
 }
 
 enum Inner {
@@ -140,6 +143,7 @@ impl Body {
             sent: 0,
             on_finish: None,
             sendfile: None,
+            sendfile_start: None,
         }
     }
 
@@ -178,10 +182,17 @@ impl Body {
 }
 
 impl Drop for Body {
+    /// Reports the end; with `sendfile`, once the bytes hyper took as placeholders
+    /// have actually been sent (or the connection ended without them).
     fn drop(&mut self) {
         if let Some(finish) = self.on_finish.take() {
             let complete = self.is_done();
-            finish.finish(self.sent, complete);
+            match &self.sendfile {
+                Some(queue) => {
+                    queue.finish_when_sent(finish, self.sent, complete, self.sendfile_start)
+                }
+                None => finish.finish(self.sent, complete),
+            }
         }
     }
 }
@@ -218,6 +229,7 @@ fn poll_segments(
     queue: &mut VecDeque<Segment>,
     reading: &mut Option<JoinHandle<io::Result<Bytes>>>,
     sendfile: Option<&SendfileQueue>,
+    sendfile_start: &mut Option<u64>,
     first: bool,
     cx: &mut Context<'_>,
 ) -> Poll<Option<io::Result<Bytes>>> {
@@ -248,9 +260,10 @@ fn poll_segments(
             }
             Some(Segment::File(range)) => {
                 if let Some(zero_copy) = sendfile.filter(|_| range.len >= SENDFILE_MIN) {
-                    if let Some(placeholder) =
+                    if let Some((placeholder, at)) =
                         zero_copy.placeholder(&range.file, range.offset, range.len)
                     {
+                        sendfile_start.get_or_insert(at);
                         let n = placeholder.len() as u64;
                         if let Some(Segment::File(range)) = queue.front_mut() {
                             range.offset += n;
@@ -292,6 +305,7 @@ impl http_body::Body for Body {
                     queue,
                     reading,
                     this.sendfile.as_deref(),
+                    &mut this.sendfile_start,
                     first,
                     cx
                 ))

@@ -26,6 +26,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
+use crate::http::body::Finish;
+
 /// Size of the placeholder mapping, and so the largest range one placeholder covers.
 const REGION_LEN: usize = 64 * 1024 * 1024;
 /// File ranges at least this long are sent with `sendfile`; shorter ones are cheaper
@@ -131,10 +133,45 @@ struct Pending {
     len: u64,
 }
 
+/// A body's end, reported once the connection has sent its registered bytes: a body
+/// ends when hyper has taken its last placeholder, long before `sendfile` has sent
+/// what the placeholder stands for (up to [`REGION_LEN`] bytes), and a client that
+/// goes away meanwhile must not be logged as having received the whole file.
+struct Deferred {
+    finish: Box<dyn Finish>,
+    /// What the body counted as handed over, and whether it reached its end.
+    sent: u64,
+    complete: bool,
+    /// The queue positions of the body's own registered bytes.
+    start: u64,
+    end: u64,
+}
+
+/// The ranges registered and not yet sent, and the ends that wait for them.
+#[derive(Default)]
+struct Queue {
+    ranges: VecDeque<Pending>,
+    /// Bytes registered, and sent, since the connection began: positions in the
+    /// stream of placeholder bytes.
+    registered: u64,
+    written: u64,
+    deferred: VecDeque<Deferred>,
+}
+
 /// The file ranges a connection's placeholders stand for, in the order sent.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SendfileQueue {
-    pending: Mutex<VecDeque<Pending>>,
+    pending: Mutex<Queue>,
+}
+
+impl std::fmt::Debug for SendfileQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queue = self.lock();
+        f.debug_struct("SendfileQueue")
+            .field("ranges", &queue.ranges)
+            .field("deferred", &queue.deferred.len())
+            .finish()
+    }
 }
 
 impl SendfileQueue {
@@ -148,24 +185,53 @@ impl SendfileQueue {
     }
 
     /// Registers up to [`REGION_LEN`] bytes of `file` from `offset` and returns the
-    /// placeholder that stands for them.
-    pub fn placeholder(&self, file: &Arc<File>, offset: u64, len: u64) -> Option<Bytes> {
+    /// placeholder that stands for them, with the queue position of its first byte.
+    pub fn placeholder(&self, file: &Arc<File>, offset: u64, len: u64) -> Option<(Bytes, u64)> {
         let region = region()?;
         let n = len.min(REGION_LEN as u64);
-        self.lock().push_back(Pending {
+        let mut queue = self.lock();
+        let at = queue.registered;
+        queue.registered += n;
+        queue.ranges.push_back(Pending {
             file: Arc::clone(file),
             offset,
             len: n,
         });
-        Some(Bytes::from_static(&region[..n as usize]))
+        Some((Bytes::from_static(&region[..n as usize]), at))
     }
 
     /// Whether registered ranges remain unsent.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().ranges.is_empty()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+    /// Reports a body's end through `finish` once every range registered so far is
+    /// sent — at once when none is pending. `start` is the position of the body's
+    /// first placeholder, if it had any.
+    pub fn finish_when_sent(
+        &self,
+        finish: Box<dyn Finish>,
+        sent: u64,
+        complete: bool,
+        start: Option<u64>,
+    ) {
+        let mut queue = self.lock();
+        if queue.ranges.is_empty() {
+            drop(queue);
+            finish.finish(sent, complete);
+            return;
+        }
+        let end = queue.registered;
+        queue.deferred.push_back(Deferred {
+            finish,
+            sent,
+            complete,
+            start: start.unwrap_or(end),
+            end,
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -186,7 +252,7 @@ impl SendfileQueue {
                 let want = bufs[0].len() as u64;
                 let (file, offset) = {
                     let queue = self.lock();
-                    match queue.front() {
+                    match queue.ranges.front() {
                         Some(p) if p.len == want => (Arc::clone(&p.file), p.offset),
                         _ => {
                             return Poll::Ready(Err(io::Error::other(
@@ -197,16 +263,77 @@ impl SendfileQueue {
                 };
                 let n = std::task::ready!(io.poll_sendfile(cx, &file, offset, want as usize))?;
                 let mut queue = self.lock();
-                if let Some(front) = queue.front_mut() {
+                queue.written += n as u64;
+                if let Some(front) = queue.ranges.front_mut() {
                     front.offset += n as u64;
                     front.len -= n as u64;
                     if front.len == 0 {
-                        queue.pop_front();
+                        queue.ranges.pop_front();
                     }
+                }
+                let mut done = Vec::new();
+                while queue
+                    .deferred
+                    .front()
+                    .is_some_and(|d| d.end <= queue.written)
+                {
+                    done.extend(queue.deferred.pop_front());
+                }
+                drop(queue);
+                for d in done {
+                    d.finish.finish(d.sent, d.complete);
                 }
                 Poll::Ready(Ok(n))
             }
             Some(i) => std::pin::Pin::new(io).poll_write_vectored(cx, &bufs[..i]),
         }
+    }
+}
+
+impl Drop for SendfileQueue {
+    /// The connection ended with registered bytes unsent: the bodies waiting for
+    /// them are reported incomplete, short of what never left.
+    fn drop(&mut self) {
+        let queue = std::mem::take(self.pending.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for d in queue.deferred {
+            let unsent = d.end.saturating_sub(queue.written.max(d.start));
+            d.finish.finish(d.sent.saturating_sub(unsent), false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Seen(Arc<Mutex<Vec<(u64, bool)>>>);
+    impl Finish for Seen {
+        fn finish(self: Box<Self>, sent: u64, complete: bool) {
+            self.0.lock().unwrap().push((sent, complete));
+        }
+    }
+
+    #[test]
+    fn an_end_waits_for_its_ranges_and_is_incomplete_when_they_never_leave() {
+        let Some(queue) = SendfileQueue::new() else {
+            return;
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // Nothing pending: reported at once.
+        queue.finish_when_sent(Box::new(Seen(Arc::clone(&seen))), 5, true, None);
+        assert_eq!(*seen.lock().unwrap(), [(5, true)]);
+
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let (placeholder, at) = queue.placeholder(&file, 0, 100_000).unwrap();
+        assert_eq!((placeholder.len(), at), (100_000, 0));
+        queue.finish_when_sent(Box::new(Seen(Arc::clone(&seen))), 100_010, true, Some(at));
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "reported before its bytes left"
+        );
+        drop(queue);
+        assert_eq!(seen.lock().unwrap()[1], (10, false));
     }
 }
