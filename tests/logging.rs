@@ -265,7 +265,9 @@ fn requests_rejected_before_parsing_are_logged() {
     ] {
         let response = parse_response(&server.send_raw(&raw), false);
         assert_eq!(response.status, status);
-        let line = server.wait_for_log(|l| l.contains(&format!("\"-\" {status} 0")));
+        // The bytes of the error page sent, as for any answer.
+        let sent = response.body.len();
+        let line = server.wait_for_log(|l| l.contains(&format!("\"-\" {status} {sent} ")));
         assert_clf_prefix(&line);
     }
     let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
@@ -274,6 +276,31 @@ fn requests_rejected_before_parsing_are_logged() {
     huge.extend_from_slice(b"\r\n\r\n");
     assert_eq!(parse_response(&server.send_raw(&huge), false).status, 431);
     server.wait_for_log(|l| l.contains("\"-\" 431 0"));
+}
+
+/// A head that does not arrive within the header timeout is logged as 408, as nginx
+/// does; a connection that never sent a byte is not a request and is not logged.
+#[test]
+fn a_head_cut_by_the_header_timeout_is_logged_as_408() {
+    use std::io::{Read, Write};
+    let (_tmp, mut server) = start(&["--header-timeout", "1s"]);
+    let mut silent = connect(server.addr());
+    let mut partial = connect(server.addr());
+    partial
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    for stream in [&mut partial, &mut silent] {
+        let mut rest = Vec::new();
+        // Ends when the server closes the connection (or resets it).
+        let _ = stream.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "an answer was sent: {rest:?}");
+    }
+    let line = server.wait_for_log(|l| l.contains("\"-\" 408 0"));
+    assert_clf_prefix(&line);
+    server.signal("TERM");
+    assert!(server.expect_exit().success());
+    let lines = server.stdout_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
 }
 
 #[test]

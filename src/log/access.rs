@@ -158,9 +158,12 @@ impl AccessLog {
     }
 
     /// Logs a request that could not be parsed (hyper answered it before it became a
-    /// request): the request is shown as `"-"`, as nginx does.
-    pub fn log_rejected(&self, remote: IpAddr, status: u16) {
-        self.emit(|out| format_rejected_into(out, self.format, remote, SystemTime::now(), status));
+    /// request, or its head did not arrive in time): the request is shown as `"-"`,
+    /// as nginx does; `bytes` of body were sent.
+    pub fn log_rejected(&self, remote: IpAddr, status: u16, bytes: u64) {
+        self.emit(|out| {
+            format_rejected_into(out, self.format, remote, SystemTime::now(), status, bytes)
+        });
     }
 
     /// Makes the calling thread collect its lines instead of handing each to the
@@ -376,9 +379,15 @@ pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
 }
 
 /// A line for a request that never parsed: no request line, no headers.
-pub fn format_rejected(format: LogFormat, remote: IpAddr, time: SystemTime, status: u16) -> String {
+pub fn format_rejected(
+    format: LogFormat,
+    remote: IpAddr,
+    time: SystemTime,
+    status: u16,
+    bytes: u64,
+) -> String {
     let mut line = String::with_capacity(96);
-    format_rejected_into(&mut line, format, remote, time, status);
+    format_rejected_into(&mut line, format, remote, time, status, bytes);
     line
 }
 
@@ -388,6 +397,7 @@ fn format_rejected_into(
     remote: IpAddr,
     time: SystemTime,
     status: u16,
+    bytes: u64,
 ) {
     match format {
         LogFormat::Json => {
@@ -398,9 +408,13 @@ fn format_rejected_into(
                 "target": null,
                 "version": null,
                 "status": status,
-                "bytes": 0,
+                "bytes": bytes,
                 "referer": null,
                 "user_agent": null,
+                "user": null,
+                "upstream": null,
+                "upstream_ms": null,
+                "duration_ms": null,
                 "complete": true,
             });
             let _ = write!(out, "{value}");
@@ -408,7 +422,7 @@ fn format_rejected_into(
         LogFormat::Common | LogFormat::Combined => {
             let _ = write!(out, "{remote} - - [");
             push_clf_time(out, time);
-            let _ = write!(out, "] \"-\" {status} 0");
+            let _ = write!(out, "] \"-\" {status} {bytes}");
             if format == LogFormat::Combined {
                 out.push_str(" \"-\" \"-\"");
             }
@@ -544,12 +558,22 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(971_186_136);
         let ip = "127.0.0.1".parse().unwrap();
         assert_eq!(
-            format_rejected(LogFormat::Combined, ip, t, 400),
+            format_rejected(LogFormat::Combined, ip, t, 400, 0),
             "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"-\" 400 0 \"-\" \"-\"\n"
         );
         let v: serde_json::Value =
-            serde_json::from_str(format_rejected(LogFormat::Json, ip, t, 431).trim_end()).unwrap();
+            serde_json::from_str(format_rejected(LogFormat::Json, ip, t, 431, 0).trim_end())
+                .unwrap();
         assert_eq!(v["status"], 431);
+        // The same fields as any other line, so that a log reader needs one schema.
+        let full: serde_json::Value =
+            serde_json::from_str(format_record(LogFormat::Json, &record()).trim_end()).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys(&v), keys(&full));
     }
 
     #[test]

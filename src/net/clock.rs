@@ -36,6 +36,9 @@ pub struct Clock {
     in_flight: AtomicU32,
     /// Bytes of a following request arrived while a response was under way.
     read_while_busy: AtomicBool,
+    /// Bytes of a request head have arrived and no request was made of them yet: a
+    /// connection cut at the header timeout now had a request (logged as 408).
+    head_begun: AtomicBool,
     /// The last write did not take everything offered: output is still buffered.
     pub(super) write_blocked: AtomicBool,
     /// Milliseconds after `start` of the last progress of an exchange: a write that
@@ -68,6 +71,7 @@ impl Clock {
             idle_since_ms: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             read_while_busy: AtomicBool::new(false),
+            head_begun: AtomicBool::new(false),
             write_blocked: AtomicBool::new(false),
             last_write_ms: AtomicU64::new(0),
             wants_nodelay: AtomicBool::new(false),
@@ -126,7 +130,9 @@ impl Clock {
             IDLE => {
                 self.phase.store(HEAD, Ordering::Relaxed);
                 self.set_deadline(self.header_timeout);
+                self.head_begun.store(true, Ordering::Relaxed);
             }
+            HEAD => self.head_begun.store(true, Ordering::Relaxed),
             BUSY => {
                 self.read_while_busy.store(true, Ordering::Relaxed);
                 // A request body arriving is progress: a long upload is not a
@@ -179,6 +185,13 @@ impl Clock {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.phase.store(BUSY, Ordering::Relaxed);
         self.read_while_busy.store(false, Ordering::Relaxed);
+        self.head_begun.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the connection is waiting for the rest of a request head it has begun
+    /// to receive.
+    pub(super) fn head_unfinished(&self) -> bool {
+        self.phase() == HEAD && self.head_begun.load(Ordering::Relaxed)
     }
 
     /// The latest request's body was read to its end: closing after the answer needs
@@ -213,6 +226,7 @@ impl Clock {
     pub fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             if self.read_while_busy.swap(false, Ordering::Relaxed) {
+                self.head_begun.store(true, Ordering::Relaxed);
                 self.phase.store(HEAD, Ordering::Relaxed);
                 self.set_deadline(self.header_timeout);
             } else {

@@ -404,15 +404,15 @@ fn rejected_status(err: &hyper::Error) -> Option<u16> {
 
 /// Answers 505 (the usual small error page) and closes.
 async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
+    use tokio::io::AsyncWriteExt;
+    let page = crate::http::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
     session
         .shared
         .router
         .load()
         .log()
-        .log_rejected(session.remote.ip(), 505);
+        .log_rejected(session.remote.ip(), 505, page.len() as u64);
     crate::metrics::metrics().rejected(505);
-    use tokio::io::AsyncWriteExt;
-    let page = crate::http::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
     let head = format!(
         "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/html; charset=utf-8\r\n\
          content-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n",
@@ -741,6 +741,17 @@ impl Session {
             }
         })
         .await;
+        if dropped && self.clock.head_unfinished() {
+            // A head begun and not finished within the header timeout: nginx logs
+            // such a request as 408 (and sends nothing, as here).
+            let status = http::StatusCode::REQUEST_TIMEOUT.as_u16();
+            self.shared
+                .router
+                .load()
+                .log()
+                .log_rejected(self.remote.ip(), status, 0);
+            crate::metrics::metrics().rejected(status);
+        }
         let linger = match &result {
             Err(err) => {
                 tracing::debug!(remote = %self.remote, "connection ended with an error: {err}");
@@ -750,7 +761,7 @@ impl Session {
                         .router
                         .load()
                         .log()
-                        .log_rejected(self.remote.ip(), status);
+                        .log_rejected(self.remote.ip(), status, 0);
                     crate::metrics::metrics().rejected(status);
                 }
                 rejected.is_some()
