@@ -1077,6 +1077,9 @@ impl Worker {
                                 reload_certificate(tls.certs(), "SIGHUP");
                             }
                         }
+                        Signal::ReopenLogs => eprintln!(
+                            "wharf: SIGUSR1: the logs go to stdout and stderr; nothing to reopen"
+                        ),
                         Signal::Upgrade => {
                             let Some(handover) = &self.handover else {
                                 continue;
@@ -1103,6 +1106,7 @@ impl Worker {
                                     started = &mut starting => break Some(started),
                                     signal = signals.wait() => match signal {
                                         Signal::Shutdown => break None,
+                                        Signal::ReopenLogs => {}
                                         Signal::Reload | Signal::Upgrade => eprintln!(
                                             "wharf: an upgrade is starting; signal ignored"
                                         ),
@@ -1249,15 +1253,21 @@ enum Signal {
     Reload,
     /// SIGUSR2: start the executable again on the same sockets, then drain.
     Upgrade,
+    /// SIGUSR1, which nginx and others take as "reopen the log files": the logs go to
+    /// stdout and stderr, so there is nothing to reopen, and the signal must not end
+    /// the process (its default action) when a log-rotation job sends it.
+    ReopenLogs,
 }
 
-/// SIGINT, SIGTERM and SIGHUP, installed before serving so none can kill the process.
+/// SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2, installed before serving so none can
+/// kill the process.
 /// The first SIGINT or SIGTERM starts a graceful shutdown; a second one during the
 /// grace period stops at once.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
     usr2: tokio::signal::unix::Signal,
 }
 
@@ -1271,12 +1281,15 @@ impl Signals {
             .map_err(|e| format!("cannot install the SIGINT handler: {e}"))?;
         let hup = signal(SignalKind::hangup())
             .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+        let usr1 = signal(SignalKind::user_defined1())
+            .map_err(|e| format!("cannot install the SIGUSR1 handler: {e}"))?;
         let usr2 = signal(SignalKind::user_defined2())
             .map_err(|e| format!("cannot install the SIGUSR2 handler: {e}"))?;
         Ok(Signals {
             term,
             int,
             hup,
+            usr1,
             usr2,
         })
     }
@@ -1287,6 +1300,7 @@ impl Signals {
             _ = self.int.recv() => Signal::Shutdown,
             _ = self.hup.recv() => Signal::Reload,
             _ = self.usr2.recv() => Signal::Upgrade,
+            _ = self.usr1.recv() => Signal::ReopenLogs,
         }
     }
 }

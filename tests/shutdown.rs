@@ -1,4 +1,4 @@
-//! Graceful shutdown on SIGTERM / SIGINT.
+//! Graceful shutdown on SIGTERM / SIGINT, and signals that must not stop wharf.
 
 mod common;
 
@@ -33,6 +33,27 @@ fn sigterm_exits_with_status_zero() {
 #[test]
 fn sigint_exits_with_status_zero() {
     exits_cleanly_on("INT");
+}
+
+/// SIGUSR1 (what log rotation sends nginx to reopen its logs) neither ends wharf,
+/// which its default action would, nor disturbs serving.
+#[test]
+fn sigusr1_is_answered_without_stopping() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "hello");
+    let mut server = Server::start(&root, &[]);
+    assert_eq!(get(&server, "/a.txt").status, 200);
+    server.signal("USR1");
+    let said = poll_until(Duration::from_secs(10), || {
+        server
+            .stderr_lines()
+            .into_iter()
+            .find(|l| l.contains("SIGUSR1"))
+    });
+    assert!(said.is_some(), "stderr: {:?}", server.stderr_lines());
+    assert_eq!(get(&server, "/a.txt").status, 200);
+    server.signal("TERM");
+    assert!(server.expect_exit().success());
 }
 
 #[test]
