@@ -268,7 +268,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     )?;
     announce(&config, &urls);
     let admin = match (passed_admin.into_iter().next(), config.admin) {
-        (Some(passed), _) => Some(passed.listener),
+        (Some(passed), _) => Some(admin_passed(passed.listener, config.admin_public)?),
         (None, None) => None,
         (None, Some(addr)) => Some(
             // Never shared: each process's metrics are its own.
@@ -1242,6 +1242,21 @@ fn reload_certificate(certs: &tls::ReloadingCert, why: &str) {
     match certs.reload() {
         Ok(()) => eprintln!("wharf: reloaded the TLS certificate ({why})"),
         Err(e) => eprintln!("wharf: kept the current TLS certificate; reload ({why}) failed: {e}"),
+    }
+}
+
+/// The admin socket a socket unit passed (named `admin`), held to the rule of
+/// `--admin`: metrics and health on a non-loopback address need `--admin-public`.
+fn admin_passed(
+    listener: std::net::TcpListener,
+    public: bool,
+) -> Result<std::net::TcpListener, String> {
+    match listener.local_addr() {
+        Ok(addr) if !addr.ip().is_loopback() && !public => Err(format!(
+            "the admin socket passed by systemd listens on {addr}, not a loopback address; \
+             add --admin-public to let other hosts read the metrics"
+        )),
+        _ => Ok(listener),
     }
 }
 

@@ -213,3 +213,72 @@ fn a_passed_socket_named_admin_is_the_admin_listener_and_a_datagram_one_is_refus
     said.push_str(&reader.join().unwrap());
     assert!(said.contains("not a listening stream socket"), "{said}");
 }
+
+/// A passed admin socket is held to `--admin`'s rule: on an address other hosts
+/// reach it needs `--admin-public`, else wharf says so and exits (inside a network
+/// namespace of its own, where listening on every address reaches no one).
+#[test]
+fn a_passed_admin_socket_beyond_loopback_needs_admin_public() {
+    if !activator_present() {
+        return;
+    }
+    if !(have("unshare") && have("ip") && have("curl")) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have unshare, ip and curl"
+        );
+        eprintln!("skipped: needs unshare, ip and curl");
+        return;
+    }
+    let (tmp, root) = temp_root();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // The first connection starts wharf; `wait` then gives its exit status when it
+    // refuses the socket, or the second run answers the admin's health check.
+    let script = r#"
+set -u
+wharf="$1"; root="$2"; out="$3"
+ip link set lo up
+systemd-socket-activate --listen=127.0.0.1:8001 --listen=0.0.0.0:8002 \
+    --fdname=site:admin "$wharf" "$root" 2>"$out/refused.log" >/dev/null &
+pid=$!
+curl -s -o /dev/null --max-time 5 http://127.0.0.1:8001/
+for _ in $(seq 400); do kill -0 "$pid" 2>/dev/null || break; sleep 0.025; done
+if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"; echo served > "$out/refused.status"
+else
+    wait "$pid"; echo $? > "$out/refused.status"
+fi
+systemd-socket-activate --listen=127.0.0.1:8003 --listen=0.0.0.0:8004 \
+    --fdname=site:admin "$wharf" "$root" --admin-public 2>"$out/public.log" >/dev/null &
+pid=$!
+for _ in $(seq 400); do curl -s -o "$out/health" http://127.0.0.1:8004/healthz && break; \
+    sleep 0.025; done
+kill "$pid"
+"#;
+    let mut unshare = Command::new("unshare");
+    if !rustix::process::geteuid().is_root() {
+        unshare.arg("--map-root-user");
+    }
+    let status = unshare
+        .args(["--net", "bash", "-c", script, "admin"])
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .arg(&root)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    assert_eq!(
+        read("refused.status").trim(),
+        "1",
+        "{}",
+        read("refused.log")
+    );
+    assert!(
+        read("refused.log").contains("--admin-public"),
+        "{}",
+        read("refused.log")
+    );
+    assert_eq!(read("health"), "ok\n", "{}", read("public.log"));
+}

@@ -316,6 +316,8 @@ pub struct Config {
     pub proxy_cache: Option<crate::handlers::proxy::cache::Settings>,
     /// Where the admin listener listens (`--admin`).
     pub admin: Option<SocketAddr>,
+    /// Other hosts may reach the admin listener (`--admin-public`).
+    pub admin_public: bool,
     /// SO_REUSEPORT on every listener (`--reuse-port`).
     pub reuse_port: bool,
     /// Whether `/cgi-bin/` and `/htbin/` run programs (`--cgi`).
@@ -469,6 +471,7 @@ impl Cli {
             grace_period: self.grace_period,
             proxy_cache,
             admin: self.admin,
+            admin_public: self.admin_public,
             reuse_port: self.reuse_port,
             cgi: self.cgi,
             cgi_settings: {
