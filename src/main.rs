@@ -38,7 +38,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // rustls warns of what clients send (an IP address as the TLS server
+                // name, as some clients do): once per connection, a client could fill
+                // stderr. Its errors still show, and WHARF_LOG can ask for more.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rustls=error")),
         )
         .event_format(StderrStyle)
         .init();

@@ -286,6 +286,48 @@ async fn a_private_key_inside_the_served_folder_is_never_served() {
     assert_eq!(get("/a.txt").await.status, 200);
 }
 
+/// Clients that name the server by IP address in SNI (which RFC 6066 forbids, and
+/// rustls ignores) are served, without a stderr line per connection.
+#[test]
+fn an_ip_address_as_server_name_costs_no_stderr_line() {
+    let (_tmp, root, tls) = fixture();
+    let mut server = start_with_cert(&root, &tls, &localhost_cert(), &[]);
+    let port = server.addr().rsplit(':').next().unwrap().to_string();
+    let Ok(mut client) = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "127.0.0.1", "-quiet"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(std::env::var_os("CI").is_none(), "CI must have openssl");
+        eprintln!("skipped: openssl is not installed");
+        return;
+    };
+    {
+        use std::io::Write;
+        let mut stdin = client.stdin.take().unwrap();
+        stdin
+            .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    let output = client.wait_with_output().unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with(A_TXT),
+        "{answer} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.signal("TERM");
+    assert!(server.expect_exit().success());
+    let lines = server.stderr_lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("SNI")),
+        "stderr: {lines:?}"
+    );
+}
+
 // --- key formats and chains -----------------------------------------------------
 
 /// Run openssl in `dir`. `None` when openssl cannot be started at all; panics when it
