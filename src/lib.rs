@@ -1239,7 +1239,9 @@ fn build_runtime(log: &AccessLog) -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn reload_certificate(certs: &tls::ReloadingCert, why: &str) {
-    match certs.reload() {
+    let result = certs.reload();
+    metrics::metrics().certificate_reload(result.is_ok());
+    match result {
         Ok(()) => eprintln!("wharf: reloaded the TLS certificate ({why})"),
         Err(e) => eprintln!("wharf: kept the current TLS certificate; reload ({why}) failed: {e}"),
     }

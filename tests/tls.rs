@@ -903,7 +903,9 @@ async fn sighup_with_a_broken_certificate_keeps_the_old_one() {
     let (_tmp, root, tls) = fixture();
     let old = localhost_cert();
     let (c, k) = write_cert(&tls, &old);
-    let server = Server::start_https(&root, &tls_args(&c, &k));
+    let mut args = tls_args(&c, &k);
+    args.extend(["--admin", "127.0.0.1:0"]);
+    let server = Server::start_https(&root, &args);
     assert_eq!(
         handshake_and_get(&server, &roots(&old)).await,
         old.der.to_vec()
@@ -929,6 +931,27 @@ async fn sighup_with_a_broken_certificate_keeps_the_old_one() {
     );
     // Still running.
     assert_eq!(get(&server, "/a.txt").status, 308);
+    // The metrics tell the configuration (unchanged) from the certificate (kept).
+    let admin = server
+        .stderr_lines()
+        .iter()
+        .find_map(|l| {
+            let rest = l.split("admin (metrics, health) at http://").nth(1)?;
+            Some(rest.trim_end_matches("/metrics").to_string())
+        })
+        .expect("the admin address is printed");
+    let metrics = String::from_utf8_lossy(&send_raw_to(
+        &admin,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ))
+    .into_owned();
+    for series in [
+        "wharf_tls_certificate_reloads_total{outcome=\"failed\"} 1",
+        "wharf_tls_certificate_reloads_total{outcome=\"applied\"} 0",
+        "wharf_config_reloads_total{outcome=\"applied\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

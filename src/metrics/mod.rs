@@ -132,6 +132,7 @@ pub struct Metrics {
     cgi_running: Gauge,
     cgi_stopped: Counter,
     reloads: Vec<Counter>,
+    certificate_reloads: Vec<Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -306,9 +307,25 @@ impl Metrics {
             "Configuration reloads (SIGHUP), applied or failed",
             reloads_family,
         );
+        let certificate_family = Family::<OutcomeLabels, Counter>::default();
+        let certificate_reloads = ["applied", "failed"]
+            .iter()
+            .map(|outcome| {
+                certificate_family
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .clone()
+            })
+            .collect();
+        registry.register(
+            "tls_certificate_reloads",
+            "TLS certificate reloads (SIGHUP or changed files), applied or failed \
+             (a failed one keeps the certificate in use)",
+            certificate_family,
+        );
         Metrics {
             registry,
             reloads,
+            certificate_reloads,
             requests,
             received,
             hot_cache,
@@ -463,6 +480,11 @@ impl Metrics {
     /// Counts a reload of the configuration, `applied` or failed.
     pub fn reload(&self, applied: bool) {
         self.reloads[usize::from(!applied)].inc();
+    }
+
+    /// Counts a reload of the TLS certificate, `applied` or failed.
+    pub fn certificate_reload(&self, applied: bool) {
+        self.certificate_reloads[usize::from(!applied)].inc();
     }
 
     /// Every series in the OpenMetrics text format (what the crate writes, and
