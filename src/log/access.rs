@@ -344,14 +344,16 @@ pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
         }
         // JSON strings carry the values themselves: serde_json escapes quotes,
         // backslashes and C0 controls; DEL and C1 controls (U+009B is a one-character
-        // CSI to some terminals), which it would write raw, and bytes that are not
-        // UTF-8 become U+FFFD. No escape sequence reaches a terminal.
+        // CSI to some terminals), which it would write raw, bidirectional controls
+        // (U+202E shows the rest of a line reversed) and bytes that are not UTF-8
+        // become U+FFFD. No escape sequence reaches a terminal.
         LogFormat::Json => {
             let text = |bytes: &[u8]| -> String {
                 String::from_utf8_lossy(bytes)
                     .chars()
                     .map(|c| match c {
                         '\u{7f}'..='\u{9f}' => '\u{fffd}',
+                        c if is_bidi_control(c) => '\u{fffd}',
                         c => c,
                     })
                     .collect()
@@ -368,14 +370,25 @@ pub fn format_record_into(out: &mut String, format: LogFormat, r: &Record) {
                 "user_agent": r.user_agent.as_deref().map(text),
                 "user": r.user.as_deref().map(|u| text(u.as_bytes())),
                 "upstream": r.upstream.as_ref().map(|(addr, _)| text(addr.as_bytes())),
-                "upstream_ms": r.upstream.as_ref().map(|(_, t)| t.as_secs_f64() * 1000.0),
-                "duration_ms": r.duration.as_secs_f64() * 1000.0,
+                "upstream_ms": r.upstream.as_ref().map(|(_, t)| millis(*t)),
+                "duration_ms": millis(r.duration),
                 "complete": r.complete,
             });
             let _ = write!(out, "{value}");
         }
     }
     out.push('\n');
+}
+
+/// Milliseconds to the microsecond (`1.234`, not `1.2345678900000001`).
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// Characters that reorder how the text after them is shown (RFC 9839's
+/// "problematic" class has them too): a log line must read as it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}')
 }
 
 /// A line for a request that never parsed: no request line, no headers.
@@ -595,5 +608,13 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(v["user_agent"], "a\u{fffd}31m\u{fffd}");
+        let reversed = Record {
+            user_agent: Some("a\u{202e}gpj.exe".as_bytes().to_vec()),
+            duration: Duration::from_nanos(1_234_567_891),
+            ..record()
+        };
+        let line = format_record(LogFormat::Json, &reversed);
+        assert!(!line.contains('\u{202e}'), "{line:?}");
+        assert!(line.contains("\"duration_ms\":1234.567,"), "{line:?}");
     }
 }
