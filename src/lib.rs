@@ -657,8 +657,8 @@ impl Listening {
             .collect();
         let mut fresh = Vec::new();
         for addr in &added {
-            let listener = net::listener::bind(*addr, self.reuse_port)
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            // The error names the address already.
+            let listener = net::listener::bind(*addr, self.reuse_port)?;
             let local = listener
                 .local_addr()
                 .map_err(|e| format!("cannot read the bound address: {e}"))?;
@@ -826,9 +826,8 @@ impl Reloading {
                 if kept.is_empty() {
                     eprintln!("wharf: reloaded the configuration (SIGHUP)");
                 } else {
-                    let verb = if kept.len() == 1 { "changes" } else { "change" };
                     eprintln!(
-                        "wharf: reloaded the configuration (SIGHUP); {} {verb} only at a restart",
+                        "wharf: reloaded the configuration (SIGHUP); applied only at a restart: {}",
                         kept.join(", ")
                     );
                 }

@@ -214,7 +214,7 @@ pub struct Cli {
 
     /// Serve /metrics (Prometheus), /healthz and /readyz on this address, apart from
     /// the site (off by default; a loopback address unless --admin-public).
-    #[arg(long, value_name = "ADDR:PORT", env = "WHARF_ADMIN")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_admin, env = "WHARF_ADMIN")]
     admin: Option<SocketAddr>,
 
     /// Allow --admin on an address other hosts can reach (the metrics name the
@@ -687,6 +687,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--admin`: an address and port; `localhost:PORT` and a bare `PORT` mean the IPv4
+/// loopback address (what a metrics listener usually wants, and what is typed).
+fn parse_admin(value: &str) -> Result<SocketAddr, String> {
+    let loopback = |port: &str| {
+        port.parse::<u16>()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|_| format!("{port:?} is not a port number"))
+    };
+    if let Some(port) = value.strip_prefix("localhost:") {
+        return loopback(port);
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        return loopback(value);
+    }
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is not ADDR:PORT (e.g. 127.0.0.1:9464, [::1]:9464)"))
+}
+
 /// A duration that must be positive: a zero timeout would drop every client.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
@@ -719,6 +738,21 @@ mod tests {
                 assert!(config(&[flag, value]).is_err(), "{flag} {value}");
             }
             assert!(config(&[flag, "365d"]).is_ok(), "{flag} 365d");
+        }
+    }
+
+    #[test]
+    fn admin_takes_localhost_and_a_bare_port_as_loopback() {
+        let at = |value: &str| config(&["--admin", value]).map(|c| c.admin);
+        let loopback = Some("127.0.0.1:9464".parse().unwrap());
+        assert_eq!(at("localhost:9464").unwrap(), loopback);
+        assert_eq!(at("9464").unwrap(), loopback);
+        assert_eq!(
+            at("[::1]:9464").unwrap(),
+            Some("[::1]:9464".parse().unwrap())
+        );
+        for bad in ["localhost:http", "99999", "example.org:9464", ""] {
+            assert!(at(bad).is_err(), "{bad:?}");
         }
     }
 
