@@ -1143,9 +1143,18 @@ impl Worker {
                 }
                 let open = net::clock::responses_in_flight();
                 let plural = if open == 1 { "" } else { "s" };
+                // Tunnels (WebSockets) end at a shutdown; after an upgrade they go on
+                // within the grace period, as the responses do.
+                let tunnels = match net::tunnel::open_tunnels() {
+                    0 => String::new(),
+                    1 if upgraded.is_some() => " and 1 tunnel".to_string(),
+                    n if upgraded.is_some() => format!(" and {n} tunnels"),
+                    1 => ", closing 1 tunnel".to_string(),
+                    n => format!(", closing {n} tunnels"),
+                };
                 eprintln!(
-                    "wharf: shutting down: finishing {open} response{plural} (waiting up to {}); \
-                     Ctrl-C again stops now",
+                    "wharf: shutting down: finishing {open} response{plural}{tunnels} (waiting up \
+                     to {}); Ctrl-C again stops now",
                     humantime::format_duration(self.grace)
                 );
                 if upgraded.is_some() {

@@ -746,9 +746,9 @@ fn protocol_switches_pass_a_cached_route_by() {
     tunnel_through(&["--proxy-cache", "1MiB"]);
 }
 
-/// A WebSocket-like switch through wharf started with `extra` arguments.
-fn tunnel_through(extra: &[&str]) {
-    // An app that switches to an echo protocol after its 101.
+/// An app that switches to an echo protocol after its 101; the request it switched
+/// on is recorded.
+fn echo_app() -> (std::net::SocketAddr, Arc<Mutex<Option<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(None));
@@ -775,11 +775,12 @@ fn tunnel_through(extra: &[&str]) {
             }
         }
     });
-    let (_t, root) = temp_root();
-    let route = format!("/ws/=http://{addr}");
-    let mut args = vec!["--proxy", route.as_str()];
-    args.extend_from_slice(extra);
-    let server = Server::start(&root, &args);
+    (addr, seen)
+}
+
+/// Asks `server` for the echo switch at `/ws/chat`; returns the connection after
+/// the 101's head.
+fn open_echo_tunnel(server: &Server) -> std::net::TcpStream {
     let mut client = connect(server.addr());
     client
         .write_all(
@@ -795,6 +796,18 @@ fn tunnel_through(extra: &[&str]) {
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: echo"), "{head}");
+    client
+}
+
+/// A WebSocket-like switch through wharf started with `extra` arguments.
+fn tunnel_through(extra: &[&str]) {
+    let (addr, seen) = echo_app();
+    let (_t, root) = temp_root();
+    let route = format!("/ws/=http://{addr}");
+    let mut args = vec!["--proxy", route.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start(&root, &args);
+    let mut client = open_echo_tunnel(&server);
     for message in [&b"ping"[..], b"a longer message", b"x"] {
         client.write_all(message).unwrap();
         let mut back = vec![0u8; message.len()];
@@ -811,6 +824,29 @@ fn tunnel_through(extra: &[&str]) {
     let request = seen.lock().unwrap().clone().unwrap();
     assert_eq!(request.header("upgrade").as_deref(), Some("echo"));
     assert_eq!(request.header("connection").as_deref(), Some("upgrade"));
+}
+
+/// A shutdown closes the tunnels open (they have no end of their own to wait for)
+/// and says how many.
+#[test]
+fn a_shutdown_closes_open_tunnels_and_says_so() {
+    let (addr, _) = echo_app();
+    let (_t, root) = temp_root();
+    let route = format!("/ws/=http://{addr}");
+    let mut server = Server::start(&root, &["--proxy", &route]);
+    let mut client = open_echo_tunnel(&server);
+    client.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    client.read_exact(&mut back).unwrap();
+    server.signal("TERM");
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    assert!(server.expect_exit().success());
+    let said = server.stderr_lines().join("\n");
+    assert!(
+        said.contains("finishing 0 responses, closing 1 tunnel "),
+        "{said}"
+    );
 }
 
 #[test]

@@ -21,6 +21,31 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::clock::Clock;
 
+/// Tunnels relaying right now, in the whole process: what a shutdown says it cuts
+/// and an upgrade's old process waits for.
+static OPEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many tunnels are relaying.
+pub fn open_tunnels() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
+
+/// One tunnel's share of [`open_tunnels`], for as long as it relays.
+struct OpenTunnel;
+
+impl OpenTunnel {
+    fn count() -> OpenTunnel {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        OpenTunnel
+    }
+}
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a connection's tunnels need to know: when to give up on a quiet one, and
 /// wharf's shutdown.
 #[derive(Debug, Clone)]
@@ -46,6 +71,7 @@ where
     let Ok(upgraded) = other_end.await else {
         return;
     };
+    let _open = OpenTunnel::count();
     let mut other = TokioIo::new(upgraded);
     if !early.is_empty() && other.write_all(&early).await.is_err() {
         return;
