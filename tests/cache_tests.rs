@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::have;
+use common::{have, in_network_namespace};
 
 use std::path::Path;
 use std::process::Command;
@@ -39,19 +39,14 @@ fn cache_tests_required_all_pass_and_more_than_nginx() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    // Root may make a network namespace; anyone else maps themselves to root in a
-    // user namespace first.
-    let mut unshare = Command::new("unshare");
-    if !rustix::process::geteuid().is_root() {
-        unshare.arg("--map-root-user");
-    }
-    let status = unshare
-        .args(["--net", "bash"])
-        .arg(here.join("run.sh"))
-        .arg(env!("CARGO_BIN_EXE_wharf"))
-        .arg(out.path())
-        .status()
-        .unwrap();
+    let status = in_network_namespace(
+        r#"exec bash "$@""#,
+        &[
+            here.join("run.sh").as_path(),
+            Path::new(env!("CARGO_BIN_EXE_wharf")),
+            out.path(),
+        ],
+    );
     assert!(status.success(), "run.sh failed");
     let summary = Command::new("node")
         .arg(here.join("summary.mjs"))

@@ -7,7 +7,6 @@ use common::*;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::Path;
-use std::process::Command;
 use std::thread;
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -779,12 +778,7 @@ fn upload_form_appears_where_uploads_are_allowed_and_works_without_script() {
 /// address.
 #[test]
 fn qr_code_on_the_page_when_listening_on_the_network() {
-    if !(have("unshare") && have("ip") && have("curl")) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have unshare, ip and curl"
-        );
-        eprintln!("skipped: needs unshare, ip and curl");
+    if !have_all(&["unshare", "ip", "curl"]) {
         return;
     }
     let (tmp, root) = temp_root();
@@ -809,17 +803,14 @@ curl -sS -o "$out/qr.svg" -w '%{http_code} %{content_type}' "${url}photos/?wharf
 echo "$url" > "$out/url"
 kill "$pid"
 "#;
-    let mut unshare = Command::new("unshare");
-    if !rustix::process::geteuid().is_root() {
-        unshare.arg("--map-root-user");
-    }
-    let status = unshare
-        .args(["--net", "bash", "-c", script, "qr"])
-        .arg(env!("CARGO_BIN_EXE_wharf"))
-        .arg(&root)
-        .arg(&out)
-        .status()
-        .unwrap();
+    let status = in_network_namespace(
+        script,
+        &[
+            Path::new(env!("CARGO_BIN_EXE_wharf")),
+            root.as_path(),
+            out.as_path(),
+        ],
+    );
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
     assert!(status.success(), "namespace script failed: {}", read("log"));
     assert!(

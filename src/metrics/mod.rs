@@ -293,34 +293,18 @@ impl Metrics {
             "CGI programs stopped by wharf (answer abandoned, timeout, shutdown)",
             cgi_stopped.clone(),
         );
-        let reloads_family = Family::<OutcomeLabels, Counter>::default();
-        let reloads = ["applied", "failed"]
-            .iter()
-            .map(|outcome| {
-                reloads_family
-                    .get_or_create(&OutcomeLabels { outcome })
-                    .clone()
-            })
-            .collect();
-        registry.register(
+        let reloads = outcomes(
+            &mut registry,
             "config_reloads",
             "Configuration reloads (SIGHUP), applied or failed",
-            reloads_family,
+            &["applied", "failed"],
         );
-        let certificate_family = Family::<OutcomeLabels, Counter>::default();
-        let certificate_reloads = ["applied", "failed"]
-            .iter()
-            .map(|outcome| {
-                certificate_family
-                    .get_or_create(&OutcomeLabels { outcome })
-                    .clone()
-            })
-            .collect();
-        registry.register(
+        let certificate_reloads = outcomes(
+            &mut registry,
             "tls_certificate_reloads",
             "TLS certificate reloads (SIGHUP or changed files), applied or failed \
              (a failed one keeps the certificate in use)",
-            certificate_family,
+            &["applied", "failed"],
         );
         Metrics {
             registry,

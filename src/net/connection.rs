@@ -406,13 +406,7 @@ fn rejected_status(err: &hyper::Error) -> Option<u16> {
 async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
     use tokio::io::AsyncWriteExt;
     let page = crate::http::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
-    session
-        .shared
-        .router
-        .load()
-        .log()
-        .log_rejected(session.remote.ip(), 505, page.len() as u64);
-    crate::metrics::metrics().rejected(505);
+    session.rejected(505, page.len() as u64);
     let head = format!(
         "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/html; charset=utf-8\r\n\
          content-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n",
@@ -425,6 +419,17 @@ async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
 }
 
 impl Session {
+    /// Logs and counts a request refused before it became one (a head that did not
+    /// parse or did not arrive in time), answered with `status` and `bytes` of body.
+    fn rejected(&self, status: u16, bytes: u64) {
+        self.shared
+            .router
+            .load()
+            .log()
+            .log_rejected(self.remote.ip(), status, bytes);
+        crate::metrics::metrics().rejected(status);
+    }
+
     /// Serves HTTP/1 on `stream` (starting with bytes already read), parking it between
     /// requests when the transport allows.
     async fn run_http1<T: Transport>(&self, stream: T, first: Bytes) {
@@ -744,25 +749,14 @@ impl Session {
         if dropped && self.clock.head_unfinished() {
             // A head begun and not finished within the header timeout: nginx logs
             // such a request as 408 (and sends nothing, as here).
-            let status = http::StatusCode::REQUEST_TIMEOUT.as_u16();
-            self.shared
-                .router
-                .load()
-                .log()
-                .log_rejected(self.remote.ip(), status, 0);
-            crate::metrics::metrics().rejected(status);
+            self.rejected(http::StatusCode::REQUEST_TIMEOUT.as_u16(), 0);
         }
         let linger = match &result {
             Err(err) => {
                 tracing::debug!(remote = %self.remote, "connection ended with an error: {err}");
                 let rejected = rejected_status(err);
                 if let Some(status) = rejected {
-                    self.shared
-                        .router
-                        .load()
-                        .log()
-                        .log_rejected(self.remote.ip(), status, 0);
-                    crate::metrics::metrics().rejected(status);
+                    self.rejected(status, 0);
                 }
                 rejected.is_some()
             }

@@ -33,6 +33,41 @@ pub fn have(program: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Whether every program in `programs` is here. One missing is a skip, said on
+/// stderr, except under CI, which must have them all.
+pub fn have_all(programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| !have(p)).collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have {}",
+            missing.join(", ")
+        );
+        eprintln!("skipped: needs {}", missing.join(", "));
+    }
+    missing.is_empty()
+}
+
+/// Runs `bash -c script` with `args` as `$1`, `$2`, … inside a network namespace of
+/// its own (only a loopback interface, down until the script brings it up): where a
+/// server may listen on every address, or several hosts are played, and no one
+/// outside can reach them. Root makes the namespace; anyone else is mapped to root
+/// in a user namespace first.
+pub fn in_network_namespace<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+) -> std::process::ExitStatus {
+    let mut unshare = std::process::Command::new("unshare");
+    if !rustix::process::geteuid().is_root() {
+        unshare.arg("--map-root-user");
+    }
+    unshare
+        .args(["--net", "bash", "-c", script, "netns"])
+        .args(args)
+        .status()
+        .expect("unshare runs")
+}
+
 /// A loopback port free a moment ago (for a peer that must be told its port before
 /// it starts).
 pub fn free_port() -> u16 {
