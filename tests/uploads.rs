@@ -157,6 +157,13 @@ fn bad_puts_get_their_statuses() {
         "a control character"
     );
     assert_eq!(put(&server, "/bad%00name", b"x").status, 400, "a NUL");
+    assert_eq!(
+        put(&server, "/bad%C2%9Bname", b"x").status,
+        400,
+        "a C1 control character (U+009B)"
+    );
+    let long = format!("/{}", "n".repeat(256));
+    assert_eq!(put(&server, &long, b"x").status, 414, "a name too long");
     assert_eq!(put(&server, "/.env", b"x").status, 403, "a dotfile");
     assert_eq!(
         put(&server, "/.wharf-tmp-1", b"x").status,
@@ -306,10 +313,23 @@ fn mkcol_copy_and_move() {
     assert_eq!(copy("/nowhere/x/", &[]).status, 409, "no parent");
     let other = [("Destination", "http://elsewhere.example/x")];
     assert_eq!(send(&server, "COPY", "/src/", &other, b"").status, 502);
-    for relative in ["rel.txt", "copy/", "localhost"] {
-        let res = send(&server, "COPY", "/src/", &[("Destination", relative)], b"");
-        assert_eq!(res.status, 400, "{relative}");
+    // Destinations that name nothing HTTP can reach, or no file may be called.
+    for malformed in [
+        "rel.txt",
+        "copy/",
+        "localhost",
+        "htt://localhost/x",
+        "ftp://localhost/x",
+        "http://[zz]/x",
+        "/y%0D%0ASet-Cookie:%20a=1.txt",
+        "/m%01%7F%C2%9B.txt",
+    ] {
+        let res = send(&server, "COPY", "/src/", &[("Destination", malformed)], b"");
+        assert_eq!(res.status, 400, "{malformed}");
     }
+    let long = format!("/{}", "n".repeat(256));
+    let res = send(&server, "COPY", "/src/", &[("Destination", &long)], b"");
+    assert_eq!(res.status, 414);
     let absolute_path = send(&server, "COPY", "/src/", &[("Destination", "/copy2/")], b"");
     assert_eq!(absolute_path.status, 201);
     assert_eq!(

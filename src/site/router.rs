@@ -814,6 +814,20 @@ impl Router {
         if uri.scheme().is_none() && !text.starts_with('/') {
             return Err(StatusCode::BAD_REQUEST);
         }
+        // Only an HTTP URI names a resource here or on another server (502); other
+        // schemes and IP literals that are not addresses are malformed.
+        if uri
+            .scheme_str()
+            .is_some_and(|s| !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https"))
+        {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        if let Some(literal) = uri.host().and_then(|h| h.strip_prefix('[')) {
+            let inner = literal.strip_suffix(']').unwrap_or(literal);
+            if inner.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+        }
         if let Some(authority) = uri.authority() {
             // Over HTTP/2 without Host, the request's own `:authority`.
             let host = req.headers.get(header::HOST);

@@ -139,6 +139,10 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     if !dest.access.upload {
         return response::error(StatusCode::FORBIDDEN);
     }
+    // The destination's names are held to what any upload's are.
+    if let Some(status) = super::name_problem(&dest.path) {
+        return response::error(status);
+    }
     let headers = &req.head.headers;
     let overwrite = match headers.get("overwrite").map(|v| v.as_bytes()) {
         None | Some(b"T") | Some(b"t") => true,

@@ -481,7 +481,8 @@ pub(crate) fn file_name(raw: &str, hidden: bool) -> Option<Vec<u8>> {
     let refused = bytes.is_empty()
         || last == "."
         || last == ".."
-        || bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+        || bytes.len() > super::NAME_MAX
+        || super::has_control(bytes)
         || bytes.starts_with(RESERVED_PREFIX)
         || (!hidden && bytes.starts_with(b"."));
     (!refused).then(|| bytes.to_vec())

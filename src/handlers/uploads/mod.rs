@@ -335,12 +335,26 @@ pub fn options(access: &Access) -> Response<Body> {
     res
 }
 
-/// A name no file may be given: control characters (a `/` or NUL inside a name is
-/// refused when the path is parsed).
-fn name_problem(path: &SitePath) -> Option<StatusCode> {
-    path.segments()
+/// The longest file name, in bytes, that Linux file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// Whether a file name holds control characters: C0, DEL or C1 (U+0080–U+009F,
+/// where U+009B is a one-character CSI to some terminals). A `/` or NUL inside a
+/// name is refused when the path is parsed.
+pub(crate) fn has_control(name: &[u8]) -> bool {
+    String::from_utf8_lossy(name).chars().any(char::is_control)
+}
+
+/// The refusal of a path no file may be given: a name with control characters
+/// (400), or longer than a file system takes (414, as nginx answers).
+pub(crate) fn name_problem(path: &SitePath) -> Option<StatusCode> {
+    let segments = path.segments();
+    if segments.iter().any(|s| s.len() > NAME_MAX) {
+        return Some(StatusCode::URI_TOO_LONG);
+    }
+    segments
         .iter()
-        .any(|s| s.iter().any(|&b| b < 0x20 || b == 0x7f))
+        .any(|s| has_control(s))
         .then_some(StatusCode::BAD_REQUEST)
 }
 
