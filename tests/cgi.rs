@@ -522,6 +522,38 @@ fn a_program_without_an_answer_in_time_is_504_and_its_group_is_killed() {
     }
 }
 
+/// A program that has answered and exited while something it started in the
+/// background still holds its output: the answer waits for the output's end, and
+/// once `--cgi-timeout` gives up on it the background process is stopped too.
+#[test]
+fn a_background_child_holding_the_output_is_stopped_at_the_timeout() {
+    let (tmp, root) = temp_root();
+    let pids = tmp.path().join("pids");
+    program(
+        &root,
+        "cgi-bin/detach.sh",
+        &format!(
+            "#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\nok'
+sleep 300 &
+echo $! > {0}
+exec >&- 2>&-
+",
+            pids.display()
+        ),
+    );
+    let server = cgi_server(&root, &["--cgi-timeout", "1s"]);
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/cgi-bin/detach.sh", &[]));
+    let head = conn.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    let pid = pids_in(&pids, 1)[0];
+    assert!(
+        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
+        "the background process {pid} survived the timeout"
+    );
+}
+
 /// A client that leaves is noticed at the next write of the program's output (a
 /// quiet program is stopped by `--cgi-timeout` instead, as the test above shows).
 #[test]

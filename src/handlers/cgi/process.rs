@@ -176,6 +176,8 @@ pub fn log_line(name: &str, line: &[u8]) {
         .chars()
         .flat_map(char::escape_debug)
         .collect();
+    // The program's path is a file name, which may hold control characters too.
+    let name: String = name.chars().flat_map(char::escape_debug).collect();
     eprintln!("{name}: {text}");
 }
 
@@ -196,9 +198,22 @@ async fn supervise(
     // Should wharf stop (this task dropped with its runtime) before the program
     // ends, the group is killed rather than left running without a server.
     let mut guard = GroupGuard(Some(pgid));
+    let mut stopped = stopped;
     let stop_now = tokio::select! {
-        _ = child.wait() => return guard.disarm(),
-        told = stopped => told.is_ok(),
+        _ = child.wait() => {
+            guard.disarm();
+            // The leader is gone, but what it started in the background may still
+            // hold its output open. Should the answer be given up on meanwhile (the
+            // output paused past the timeout, the client went away), the rest of the
+            // group is stopped: the group's id names it while any member lives. When
+            // the output ends, nothing is left to stop.
+            if stopped.await.is_ok() {
+                crate::metrics::metrics().cgi_stopped();
+                let _ = kill_process_group(pgid, Signal::KILL);
+            }
+            return;
+        }
+        told = &mut stopped => told.is_ok(),
     };
     if !stop_now && tokio::time::timeout(timeout, child.wait()).await.is_ok() {
         return guard.disarm();
