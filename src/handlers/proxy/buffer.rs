@@ -2,10 +2,11 @@
 //! client's, so a slow client never pins an app worker (nginx's `proxy_buffering`).
 //!
 //! What the client has not taken yet waits in memory up to [`IN_MEMORY`] bytes, then
-//! in an unnamed temporary file; the client is fed from memory first, then from the
-//! file, in order. Once it has read the file to its end, memory is used again, so a
-//! fast client's brief stall does not send the rest of a large response through
-//! the disk. Streams that must arrive as they are made (`text/event-stream`,
+//! in an unnamed temporary file of at most [`MAX_FILE`] bytes (then the app waits
+//! for the client); the client is fed from memory first, then from the file, in
+//! order. Once it has read the file to its end, memory is used again, so a fast
+//! client's brief stall does not send the rest of a large response through the
+//! disk. Streams that must arrive as they are made (`text/event-stream`,
 //! or an app's `X-Accel-Buffering: no`) are not buffered.
 
 use std::collections::VecDeque;
@@ -29,6 +30,10 @@ use super::cache::fill::Filling;
 const IN_MEMORY: usize = 64 * 1024;
 /// Bytes read back from the file at a time.
 const READ_SIZE: usize = 64 * 1024;
+/// The most one response's file holds, as nginx's `proxy_max_temp_file_size`: past
+/// it the app is read only as fast as the client takes the file, so a client that
+/// reads nothing of an endless (or huge) response cannot fill the disk.
+const MAX_FILE: u64 = 1024 * 1024 * 1024;
 
 /// What the app sent that the client has not taken yet.
 #[derive(Default)]
@@ -47,6 +52,10 @@ struct Pending {
 struct Shared {
     pending: Mutex<Pending>,
     changed: Notify,
+    /// The client read from the file, or went away: a full file may have room.
+    drained: Notify,
+    /// The most the file holds ([`MAX_FILE`]).
+    file_cap: u64,
     /// Nobody takes the body any more: what the app sends is no longer kept.
     client_gone: AtomicBool,
 }
@@ -65,11 +74,7 @@ pub fn spawn(
     mut filling: Option<Filling>,
     idle: std::time::Duration,
 ) {
-    let shared = Arc::new(Shared {
-        pending: Mutex::new(Pending::default()),
-        changed: Notify::new(),
-        client_gone: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(MAX_FILE));
     let producer = Arc::clone(&shared);
     tokio::spawn(async move {
         let _keep = keep;
@@ -123,6 +128,7 @@ pub fn spawn(
             if let Some(item) = next {
                 if tx.send(item).await.is_err() {
                     shared.client_gone.store(true, Ordering::Relaxed);
+                    shared.drained.notify_one();
                     return;
                 }
             }
@@ -134,6 +140,16 @@ pub fn spawn(
 }
 
 impl Shared {
+    fn new(file_cap: u64) -> Shared {
+        Shared {
+            pending: Mutex::new(Pending::default()),
+            changed: Notify::new(),
+            drained: Notify::new(),
+            file_cap,
+            client_gone: AtomicBool::new(false),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -141,26 +157,40 @@ impl Shared {
     /// Keeps `data` for the client: in memory while there is room and nothing unread
     /// is in the file, else appended to the file.
     async fn store(&self, data: Bytes) -> io::Result<()> {
-        let file = {
-            let mut p = self.lock();
-            // Memory while nothing waits in the file (the client has read all of
-            // it, or there is none), so the order holds; a client that caught up
-            // after a stall is fed from memory again.
-            if p.read == p.written && p.in_memory + data.len() <= IN_MEMORY {
-                p.in_memory += data.len();
-                p.memory.push_back(data);
-                drop(p);
-                self.changed.notify_one();
-                return Ok(());
+        let file = loop {
+            let room = {
+                let mut p = self.lock();
+                // Memory while nothing waits in the file (the client has read all of
+                // it, or there is none), so the order holds; a client that caught up
+                // after a stall is fed from memory again.
+                if p.read == p.written && p.in_memory + data.len() <= IN_MEMORY {
+                    p.in_memory += data.len();
+                    p.memory.push_back(data);
+                    drop(p);
+                    self.changed.notify_one();
+                    return Ok(());
+                }
+                if p.read == p.written {
+                    // The file was read to its end (no read is under way then): it is
+                    // written from its start again, so it grows to the largest
+                    // backlog rather than to everything that ever passed through it.
+                    p.read = 0;
+                    p.written = 0;
+                    Some(p.file.clone())
+                } else if p.written + data.len() as u64 > self.file_cap
+                    && !self.client_gone.load(Ordering::Relaxed)
+                {
+                    None
+                } else {
+                    Some(p.file.clone())
+                }
+            };
+            match room {
+                Some(file) => break file,
+                // Full: wait for the client to read the file to its end (a wake-up
+                // sent meanwhile is kept as a permit).
+                None => self.drained.notified().await,
             }
-            if p.read == p.written {
-                // The file was read to its end (no read is under way then): it is
-                // written from its start again, so it grows to the largest backlog
-                // rather than to everything that ever passed through it.
-                p.read = 0;
-                p.written = 0;
-            }
-            p.file.clone()
         };
         let file = match file {
             Some(file) => file,
@@ -217,7 +247,38 @@ impl Shared {
             .await
             .map_err(io::Error::other)
             .and_then(|r| r);
-            return Some(read.inspect(|chunk| self.lock().read += chunk.len() as u64));
+            let read = read.inspect(|chunk| self.lock().read += chunk.len() as u64);
+            self.drained.notify_one();
+            return Some(read);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file at its cap takes no more until the client has read it to its end;
+    /// then it is written from its start again, never past the cap.
+    #[tokio::test]
+    async fn a_full_file_waits_for_the_client() {
+        let cap = 2 * IN_MEMORY as u64;
+        let shared = Arc::new(Shared::new(cap));
+        let piece = |n: u8| Bytes::from(vec![n; IN_MEMORY]);
+        // One piece in memory, two in the file: the file is full.
+        for n in 0..3 {
+            shared.store(piece(n)).await.unwrap();
+        }
+        let producer = Arc::clone(&shared);
+        let app = tokio::spawn(async move { producer.store(piece(3)).await.unwrap() });
+        tokio::task::yield_now().await;
+        for n in 0..4 {
+            let chunk = shared.next().await.unwrap().unwrap();
+            assert_eq!(chunk, piece(n), "in order");
+        }
+        app.await.unwrap();
+        let file = shared.lock().file.clone().unwrap();
+        let size = file.metadata().unwrap().len();
+        assert!(size <= cap, "the file grew to {size} bytes");
     }
 }
