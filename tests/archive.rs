@@ -476,3 +476,29 @@ print(len(names))",
         "seven files and a folder: {listed}"
     );
 }
+
+/// A folder nested thousands deep costs the square of its depth to list (each
+/// member holds its whole path): it is refused, not held in memory.
+#[test]
+fn a_tree_too_deep_to_hold_is_refused() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let (_t, root) = temp_root();
+    // Deeper than a path the kernel takes whole: made one folder at a time.
+    let mut dir: std::os::fd::OwnedFd = std::fs::File::open(&root).unwrap().into();
+    for _ in 0..2000 {
+        mkdirat(&dir, "k", Mode::from_raw_mode(0o755)).unwrap();
+        dir = openat(&dir, "k", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    }
+    openat(
+        &dir,
+        "f.txt",
+        OFlags::CREATE | OFlags::WRONLY,
+        Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    write_file(&root, "flat/a.txt", "a");
+    let server = Server::start(&root, &[]);
+    let deep = get(&server, "/k/?zip");
+    assert!(deep.status >= 400, "status {}", deep.status);
+    assert_eq!(get(&server, "/flat/?zip").status, 200);
+}

@@ -10,7 +10,8 @@
 //! ([`zip::stored_layout`]), so it is sent with `Content-Length`, a strong ETag made
 //! of what was walked (every file's state, inode and change time included), and
 //! `Range` support: a download manager can resume a large folder. The walk's list is
-//! held in memory (about a hundred bytes per entry, at most [`MAX_MEMBERS`]); the
+//! held in memory (about a hundred bytes per entry, at most [`MAX_MEMBERS`] and
+//! [`MAX_WALK_BYTES`]); the
 //! bytes are produced on the blocking pool into a bounded channel, one file at a
 //! time, so whatever the files' sizes the memory per download stays small. At most
 //! [`MAX_ARCHIVES`] are produced at once (then 503), since each holds a blocking
@@ -47,6 +48,10 @@ use zip::{Member, Method, Written};
 
 /// Members one archive may hold: beyond this the walk itself would hold too much.
 const MAX_MEMBERS: usize = 1_000_000;
+/// Bytes the walk's list may hold: each member keeps its path and its name, which
+/// grow with its depth, so a deep tree costs the square of its depth (2,000 nested
+/// folders would hold over 100 MB) where a wide one costs a hundred bytes a member.
+const MAX_WALK_BYTES: usize = 64 * 1024 * 1024;
 /// Archives produced at once, process-wide.
 const MAX_ARCHIVES: usize = 16;
 /// CRC-32s remembered, by file state (about 60 bytes each).
@@ -95,6 +100,18 @@ struct Source {
     state: Option<FileState>,
 }
 
+impl Source {
+    /// About what this member holds in memory: its path's segments (each its own
+    /// allocation, which the allocator rounds up to at least 32 bytes) and its name.
+    fn held(&self) -> usize {
+        let segments = self.path.segments();
+        std::mem::size_of::<Source>()
+            + segments.len() * std::mem::size_of::<Vec<u8>>()
+            + segments.iter().map(|s| s.len().max(16) + 16).sum::<usize>()
+            + self.member.name.len()
+    }
+}
+
 /// A folder walked for archiving.
 #[derive(Debug)]
 pub struct Archive {
@@ -126,6 +143,7 @@ impl Archive {
         // (folder path, its name inside the archive)
         let mut pending = vec![(dir.clone(), String::new())];
         let mut top_modified = None;
+        let mut held = 0;
         while let Some((path, prefix)) = pending.pop() {
             let top = prefix.is_empty();
             // The folder asked for must be readable; a subfolder that is not (or
@@ -205,6 +223,12 @@ impl Archive {
                     return Err(io::Error::other(format!(
                         "more than {MAX_MEMBERS} entries to archive"
                     )));
+                }
+                held += sources.last().map_or(0, Source::held);
+                if held > MAX_WALK_BYTES {
+                    return Err(io::Error::other(
+                        "the folder's names are too many or too deep to archive",
+                    ));
                 }
             }
             pending.extend(subfolders.into_iter().rev());
