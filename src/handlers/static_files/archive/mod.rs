@@ -106,7 +106,7 @@ impl Source {
     fn held(&self) -> usize {
         let segments = self.path.segments();
         std::mem::size_of::<Source>()
-            + segments.len() * std::mem::size_of::<Vec<u8>>()
+            + std::mem::size_of_val(segments)
             + segments.iter().map(|s| s.len().max(16) + 16).sum::<usize>()
             + self.member.name.len()
     }
