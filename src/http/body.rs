@@ -188,9 +188,12 @@ impl Drop for Body {
         if let Some(finish) = self.on_finish.take() {
             let complete = self.is_done();
             match &self.sendfile {
-                Some(queue) => {
-                    queue.finish_when_sent(finish, self.sent, complete, self.sendfile_start)
-                }
+                Some(queue) => queue.finish_when_sent(
+                    Box::new(move |sent, complete| finish.finish(sent, complete)),
+                    self.sent,
+                    complete,
+                    self.sendfile_start,
+                ),
                 None => finish.finish(self.sent, complete),
             }
         }

@@ -26,8 +26,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use crate::http::body::Finish;
-
 /// Size of the placeholder mapping, and so the largest range one placeholder covers.
 const REGION_LEN: usize = 64 * 1024 * 1024;
 /// File ranges at least this long are sent with `sendfile`; shorter ones are cheaper
@@ -133,12 +131,16 @@ struct Pending {
     len: u64,
 }
 
+/// How a body's end is reported: with the bytes sent and whether it was complete.
+pub type EndReport = Box<dyn FnOnce(u64, bool) + Send>;
+
 /// A body's end, reported once the connection has sent its registered bytes: a body
 /// ends when hyper has taken its last placeholder, long before `sendfile` has sent
 /// what the placeholder stands for (up to [`REGION_LEN`] bytes), and a client that
 /// goes away meanwhile must not be logged as having received the whole file.
 struct Deferred {
-    finish: Box<dyn Finish>,
+    /// Called with the bytes sent and whether the body was complete.
+    finish: EndReport,
     /// What the body counted as handed over, and whether it reached its end.
     sent: u64,
     complete: bool,
@@ -210,7 +212,7 @@ impl SendfileQueue {
     /// first placeholder, if it had any.
     pub fn finish_when_sent(
         &self,
-        finish: Box<dyn Finish>,
+        finish: EndReport,
         sent: u64,
         complete: bool,
         start: Option<u64>,
@@ -218,7 +220,7 @@ impl SendfileQueue {
         let mut queue = self.lock();
         if queue.ranges.is_empty() {
             drop(queue);
-            finish.finish(sent, complete);
+            finish(sent, complete);
             return;
         }
         let end = queue.registered;
@@ -281,7 +283,7 @@ impl SendfileQueue {
                 }
                 drop(queue);
                 for d in done {
-                    d.finish.finish(d.sent, d.complete);
+                    (d.finish)(d.sent, d.complete);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -297,7 +299,7 @@ impl Drop for SendfileQueue {
         let queue = std::mem::take(self.pending.get_mut().unwrap_or_else(|p| p.into_inner()));
         for d in queue.deferred {
             let unsent = d.end.saturating_sub(queue.written.max(d.start));
-            d.finish.finish(d.sent.saturating_sub(unsent), false);
+            (d.finish)(d.sent.saturating_sub(unsent), false);
         }
     }
 }
@@ -307,11 +309,9 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    struct Seen(Arc<Mutex<Vec<(u64, bool)>>>);
-    impl Finish for Seen {
-        fn finish(self: Box<Self>, sent: u64, complete: bool) {
-            self.0.lock().unwrap().push((sent, complete));
-        }
+    fn seen(into: &Arc<Mutex<Vec<(u64, bool)>>>) -> EndReport {
+        let into = Arc::clone(into);
+        Box::new(move |sent, complete| into.lock().unwrap().push((sent, complete)))
     }
 
     #[test]
@@ -319,21 +319,21 @@ mod tests {
         let Some(queue) = SendfileQueue::new() else {
             return;
         };
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let ends = Arc::new(Mutex::new(Vec::new()));
         // Nothing pending: reported at once.
-        queue.finish_when_sent(Box::new(Seen(Arc::clone(&seen))), 5, true, None);
-        assert_eq!(*seen.lock().unwrap(), [(5, true)]);
+        queue.finish_when_sent(seen(&ends), 5, true, None);
+        assert_eq!(*ends.lock().unwrap(), [(5, true)]);
 
         let file = Arc::new(tempfile::tempfile().unwrap());
         let (placeholder, at) = queue.placeholder(&file, 0, 100_000).unwrap();
         assert_eq!((placeholder.len(), at), (100_000, 0));
-        queue.finish_when_sent(Box::new(Seen(Arc::clone(&seen))), 100_010, true, Some(at));
+        queue.finish_when_sent(seen(&ends), 100_010, true, Some(at));
         assert_eq!(
-            seen.lock().unwrap().len(),
+            ends.lock().unwrap().len(),
             1,
             "reported before its bytes left"
         );
         drop(queue);
-        assert_eq!(seen.lock().unwrap()[1], (10, false));
+        assert_eq!(ends.lock().unwrap()[1], (10, false));
     }
 }
