@@ -212,8 +212,10 @@ fn paths_reach_the_app_as_the_client_spelled_them() {
         ("/p/a!$&'()*+,;=:@b", "/p/a!$&'()*+,;=:@b"),
         ("/p/a%3Bb/%7Ec", "/p/a%3Bb/%7Ec"),
         ("/api/x;jsessionid=1?q=a+b", "/v1/x;jsessionid=1?q=a+b"),
-        // Something to normalise: the normalised path.
-        ("/p/a/../b;c", "/p/b%3Bc"),
+        // Something to normalise: the normalised path, its escapes as they were.
+        ("/p/a/../b;c", "/p/b;c"),
+        ("/p/a/./b+c%3Bd/%2e/", "/p/a/b+c%3Bd/"),
+        ("/api/x/%2E%2E/y;z=1,2", "/v1/y;z=1,2"),
         ("/p//x", "/p/x"),
         // An encoded slash is the app's to read, as nginx passes it on.
         ("/p/a%2Fb", "/p/a%2Fb"),
@@ -378,6 +380,9 @@ fn forwarding_headers_are_set_and_client_supplied_ones_replaced() {
             ("X-Forwarded-Ssl", "on"),
             ("X-Forwarded-Port", "443"),
             ("X_Forwarded_For", "6.6.6.6"),
+            // An app that makes variables of fields would take it for its
+            // outgoing proxy (HTTP_PROXY).
+            ("Proxy", "http://evil.test/"),
         ],
     );
     assert_eq!(res.status, 200);
@@ -408,6 +413,7 @@ fn forwarding_headers_are_set_and_client_supplied_ones_replaced() {
         "x-forwarded-ssl",
         "x-forwarded-port",
         "x_forwarded_for",
+        "proxy",
     ] {
         assert_eq!(seen.header(gone), None, "{gone} reached the app");
     }
@@ -431,11 +437,33 @@ fn trusted_proxies_keep_their_forwarding_headers() {
     )
     .unwrap();
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
-    request(&server, "GET", "/", &[("X-Forwarded-For", "203.0.113.9")]);
+    // Several lines of a list are one list (RFC 9110 §5.3): none is lost, and
+    // the last, the hop nearest wharf, stays next to the address wharf adds.
+    request(
+        &server,
+        "GET",
+        "/",
+        &[
+            ("X-Forwarded-For", "203.0.113.9, 198.51.100.1"),
+            ("X-Forwarded-For", "198.51.100.2"),
+            ("Forwarded", "for=203.0.113.9"),
+            ("Forwarded", "for=198.51.100.2"),
+            ("Via", "1.1 edge"),
+            ("Via", "1.1 lb"),
+        ],
+    );
     let seen = app.last();
     assert_eq!(
         seen.header("x-forwarded-for").as_deref(),
-        Some("203.0.113.9, 127.0.0.1")
+        Some("203.0.113.9, 198.51.100.1, 198.51.100.2, 127.0.0.1")
+    );
+    assert_eq!(
+        seen.header("forwarded").as_deref(),
+        Some("for=203.0.113.9, for=198.51.100.2, for=127.0.0.1;proto=http;host=\"localhost\"")
+    );
+    assert_eq!(
+        seen.header("via").as_deref(),
+        Some("1.1 edge, 1.1 lb, 1.1 wharf")
     );
     assert_eq!(seen.header("x-from").as_deref(), Some("wharf"));
 }
@@ -1407,7 +1435,7 @@ fn an_apps_redirect_to_its_own_address_is_rewritten_to_where_the_client_finds_it
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let answer = format!(
-            "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 302 Found\r\nLocation: {0}\r\nRefresh: 0; URL=\"{0}\"\r\nContent-Length: 0\r\n\r\n",
             location(&addr)
         );
         thread::spawn(move || {
@@ -1444,12 +1472,22 @@ fn an_apps_redirect_to_its_own_address_is_rewritten_to_where_the_client_finds_it
         res.header("location").as_deref(),
         Some("/api/login?next=%2F")
     );
+    // `Refresh` names a place too, and is rewritten the same way.
+    assert_eq!(
+        res.header("refresh").as_deref(),
+        Some("0; URL=\"/api/login?next=%2F\"")
+    );
     assert_eq!(
         get(&server, "/top/x").header("location").as_deref(),
         Some("/top/")
     );
+    let res = get(&server, "/out/x");
     assert_eq!(
-        get(&server, "/out/x").header("location").as_deref(),
+        res.header("location").as_deref(),
         Some("https://accounts.example/login")
+    );
+    assert_eq!(
+        res.header("refresh").as_deref(),
+        Some("0; URL=\"https://accounts.example/login\"")
     );
 }

@@ -423,6 +423,15 @@ pub async fn send(
                 {
                     res.headers_mut().insert(header::LOCATION, to);
                 }
+                if let Some(to) = res
+                    .headers()
+                    .get(header::REFRESH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| client_refresh(route, &lease.upstream, v))
+                    .and_then(|v| HeaderValue::from_str(&v).ok())
+                {
+                    res.headers_mut().insert(header::REFRESH, to);
+                }
                 crate::metrics::metrics().upstream(Some(asked.elapsed()));
                 let answered = response::Upstream {
                     address: lease.upstream.shown.clone(),
@@ -569,7 +578,7 @@ fn upstream_target(route: &Route, upstream_path: &Option<String>, target: Target
         Some(format!("{}/{}", base.trim_end_matches('/'), rest))
     };
     let mut out = as_spelled(target)
-        .and_then(mapped)
+        .and_then(|spelled| mapped(&spelled))
         .or_else(|| mapped(&canonical()))
         .unwrap_or_else(canonical);
     if let Some(q) = target.query {
@@ -606,18 +615,59 @@ fn client_location(
     }
 }
 
-/// `target.spelled` (which `target.path` was parsed from), when it has no empty,
-/// `.` or `..` segment: what normalising would change is then only its escapes.
-fn as_spelled(target: Target<'_>) -> Option<&str> {
-    let spelled = target.spelled;
-    let rest = spelled.strip_prefix('/')?;
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len() - 1;
-    let plain = segments.iter().enumerate().all(|(i, seg)| {
-        let decoded: Vec<u8> = percent_encoding::percent_decode_str(seg).collect();
-        (i == last || !seg.is_empty()) && decoded != b"." && decoded != b".."
-    });
-    plain.then_some(spelled)
+/// `Refresh: 0; url=http://127.0.0.1:9000/v1/x` with its URL rewritten as
+/// [`client_location`] rewrites a `Location` (nginx's `proxy_redirect` does both);
+/// `None` when it names no URL or one elsewhere.
+fn client_refresh(
+    route: &Route,
+    upstream: &super::upstream::Upstream,
+    refresh: &str,
+) -> Option<String> {
+    let at = refresh.to_ascii_lowercase().find("url=")? + "url=".len();
+    let value = refresh[at..].trim_start();
+    let skipped = refresh.len() - at - value.len();
+    let quote = value.get(..1).filter(|q| *q == "\"" || *q == "'");
+    let inner = &value[quote.map_or(0, str::len)..];
+    let end = match quote {
+        Some(q) => inner.find(q)?,
+        None => inner.trim_end().len(),
+    };
+    let url = client_location(route, upstream, &inner[..end])?;
+    Some(format!(
+        "{}{}{}{url}{}",
+        &refresh[..at],
+        &refresh[at..at + skipped],
+        quote.unwrap_or(""),
+        &inner[end..]
+    ))
+}
+
+/// `target.spelled` (which `target.path` was parsed from) with its empty, `.` and
+/// `..` segments resolved as they were for `target.path` (RFC 3986 §5.2.4), every
+/// other segment as the client spelled it: normalising changes no escape, since
+/// `;` and `%3B` are different URIs to an app.
+fn as_spelled(target: Target<'_>) -> Option<String> {
+    let rest = target.spelled.strip_prefix('/')?;
+    let mut kept: Vec<&str> = Vec::new();
+    let mut trailing_slash = true;
+    for segment in rest.split('/') {
+        trailing_slash = segment.is_empty();
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(segment).collect();
+        match decoded.as_slice() {
+            b"" => {}
+            b"." => trailing_slash = true,
+            b".." => {
+                trailing_slash = true;
+                kept.pop()?;
+            }
+            _ => kept.push(segment),
+        }
+    }
+    let mut out = format!("/{}", kept.join("/"));
+    if trailing_slash && !kept.is_empty() {
+        out.push('/');
+    }
+    Some(out)
 }
 
 /// The request's fields as the upstream gets them: hop-by-hop ones removed, the
@@ -643,6 +693,11 @@ pub fn upstream_headers(
             continue;
         }
         if !trusted && forwarding(name.as_str()) {
+            continue;
+        }
+        // `Proxy` is no standard field, and an app that turns fields into
+        // variables would take it for its outgoing proxy (`HTTP_PROXY`, "httpoxy").
+        if name == "proxy" {
             continue;
         }
         // A name with `_` is dropped, as nginx does by default: CGI, WSGI and PHP
@@ -704,13 +759,20 @@ pub fn upstream_headers(
     out
 }
 
-/// Adds `value` to a comma-separated list field, after what is there.
+/// Adds `value` to a comma-separated list field, after what is there: every line
+/// of it, in order, since several lines are one list (RFC 9110 §5.3) and the last
+/// is the hop nearest wharf.
 fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
-        _ => value.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    let mut joined: Vec<u8> = Vec::new();
+    for line in headers.get_all(name) {
+        let line = line.as_bytes().trim_ascii();
+        if !line.is_empty() {
+            joined.extend_from_slice(line);
+            joined.extend_from_slice(b", ");
+        }
+    }
+    joined.extend_from_slice(value.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
         headers.insert(name, v);
     }
 }
