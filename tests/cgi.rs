@@ -132,6 +132,12 @@ fn meta_variables_are_those_of_rfc_3875() {
         assert_eq!(env["SERVER_PORT"], port, "{raw}");
         assert_eq!(env["SERVER_NAME"], name, "{raw}");
     }
+    // An absolute-form target names the host, not `Host` (RFC 9112 §3.2.2): both
+    // variables say the same.
+    let raw = "GET http://Other.Example:77/cgi-bin/env.py HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let (env, _, _) = env_of(&exchange(&server, raw.as_bytes()));
+    assert_eq!(env["SERVER_NAME"], "Other.Example");
+    assert_eq!(env["HTTP_HOST"], "Other.Example:77");
 }
 
 #[test]
@@ -284,6 +290,9 @@ fn scripts_are_found_by_the_resolver_and_never_served_as_source() {
     // Nested folders, the rest of the path being PATH_INFO.
     let res = get(&server, "/cgi-bin/sub/deeper.sh/a/b/");
     assert_eq!((res.status, res.body_text().as_str()), (200, "/a/b/"));
+    // A path ending at the program's `/`: PATH_INFO is that `/` (RFC 3875 §4.1.5).
+    let res = get(&server, "/cgi-bin/sub/deeper.sh/");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "/"));
     for (path, status) in [
         ("/cgi-bin/nothere.sh", 404),
         ("///////////nocgi.py/../cgi-bin/nothere.sh", 404),
@@ -436,7 +445,7 @@ fn malformed_output_is_502() {
             "badfield.sh",
             "#!/bin/sh\nprintf 'Content Type: x\\n\\nbody'\n",
         ),
-        ("nocgifield.sh", "#!/bin/sh\nprintf 'X-Only: 1\\n\\nbody'\n"),
+        ("nofield.sh", "#!/bin/sh\nprintf '\\nbody'\n"),
         ("badstatus.sh", "#!/bin/sh\nprintf 'Status: soon\\n\\n'\n"),
         (
             "status700.sh",
@@ -460,7 +469,7 @@ fn malformed_output_is_502() {
         "nohead.sh",
         "silent.sh",
         "badfield.sh",
-        "nocgifield.sh",
+        "nofield.sh",
         "badstatus.sh",
         "status700.sh",
         "status100.sh",
@@ -474,6 +483,31 @@ fn malformed_output_is_502() {
             "{name}"
         );
     }
+}
+
+/// A head that names no type is passed on without one: the server is not to guess
+/// it (RFC 3875 §6.3.1), and a body-less head needs none.
+#[test]
+fn a_head_without_content_type_goes_out_without_one() {
+    let (_tmp, root) = temp_root();
+    program(
+        &root,
+        "cgi-bin/untyped.sh",
+        "#!/bin/sh\nprintf 'X-Only: 1\\n\\nbody'\n",
+    );
+    program(
+        &root,
+        "cgi-bin/headonly.sh",
+        "#!/bin/sh\nprintf 'X-Foo: bar\\n\\n'\n",
+    );
+    let server = cgi_server(&root, &[]);
+    let res = get(&server, "/cgi-bin/untyped.sh");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "body"));
+    assert_eq!(res.header("x-only").as_deref(), Some("1"));
+    assert_eq!(res.header("content-type"), None);
+    let res = get(&server, "/cgi-bin/headonly.sh");
+    assert_eq!((res.status, res.body_text().as_str()), (200, ""));
+    assert_eq!(res.header("x-foo").as_deref(), Some("bar"));
 }
 
 /// Whether the process `pid` is gone (or a zombie nobody will reap... which is

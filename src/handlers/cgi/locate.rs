@@ -73,8 +73,10 @@ impl KnownPrograms {
         };
         let segments = path.segments();
         let (script, rest) = segments.split_at(program.depth.min(segments.len()));
+        // `/app.cgi/` gives `PATH_INFO=/` (RFC 3875 §4.1.5), as `/app.cgi/a/` keeps
+        // its last `/`.
         let mut path_info = join(rest);
-        if !rest.is_empty() && path.has_trailing_slash() {
+        if path.has_trailing_slash() {
             path_info.push(b'/');
         }
         let found = Arc::new(Found {

@@ -121,13 +121,17 @@ pub fn write_meta_variables(
         set("CONTENT_TYPE", kind.as_bytes());
     }
     set("PATH", SAFE_PATH.as_bytes());
-    if !head.headers.contains_key(header::HOST) {
-        // HTTP/2 names the host in `:authority`.
-        if let Some(authority) = head.uri.authority() {
-            set("HTTP_HOST", authority.as_str().as_bytes());
-        }
+    // The target's authority wins over `Host`: an absolute-form target's (RFC 9112
+    // §3.2.2), HTTP/2's `:authority`; HTTP_HOST then agrees with SERVER_NAME.
+    let authority = head.uri.authority();
+    if let Some(authority) = authority {
+        set("HTTP_HOST", authority.as_str().as_bytes());
     }
-    write_request_fields(&head.headers, exchange.user.is_some(), set);
+    let withheld = Withheld {
+        authorization: exchange.user.is_some(),
+        host: authority.is_some(),
+    };
+    write_request_fields(&head.headers, withheld, set);
 }
 
 /// `SERVER_PROTOCOL`'s value.
@@ -154,27 +158,33 @@ fn decimal(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
     }
 }
 
+/// Fields kept from the program for this request.
+#[derive(Clone, Copy)]
+struct Withheld {
+    /// `Authorization`: wharf checked it, and the program gets REMOTE_USER.
+    authorization: bool,
+    /// `Host`: the target named the host itself.
+    host: bool,
+}
+
 /// The request's fields as `HTTP_*` variables: one per name, repeated fields
 /// joined (cookies with `; `, as HTTP/1.1 sends them, others with `, `).
-fn write_request_fields(
-    headers: &HeaderMap,
-    authenticated: bool,
-    set: &mut dyn FnMut(&str, &[u8]),
-) {
+fn write_request_fields(headers: &HeaderMap, withheld: Withheld, set: &mut dyn FnMut(&str, &[u8])) {
     let mut var = String::with_capacity(64);
     let mut joined = Vec::new();
     for name in headers.keys() {
         let text = name.as_str();
         // The body reaches the program whole, with CONTENT_LENGTH, and wharf met
         // any expectation: the fields that framed or awaited it would mislead.
-        let withheld = name == header::CONTENT_TYPE
+        let skipped = name == header::CONTENT_TYPE
             || name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
             || name == header::EXPECT
             || text == "proxy"
             || text.contains('_')
-            || (authenticated && name == header::AUTHORIZATION);
-        if withheld {
+            || (withheld.authorization && name == header::AUTHORIZATION)
+            || (withheld.host && name == header::HOST);
+        if skipped {
             continue;
         }
         var.clear();

@@ -284,8 +284,11 @@ fn cgi_head(fields: &[httparse::Header]) -> Result<Head, String> {
         None => (None, None),
     };
     let location = headers.get(header::LOCATION).cloned();
-    if status.is_none() && location.is_none() && !headers.contains_key(header::CONTENT_TYPE) {
-        return Err("no Content-Type, Location or Status field".into());
+    // A program should name its body's type, but the server is not to guess it
+    // (RFC 3875 §6.3.1): a head without Content-Type goes out without one. Only a
+    // head with no field at all is taken for a broken program.
+    if fields.is_empty() {
+        return Err("no header field before the blank line".into());
     }
     let status = match (status, &location) {
         (Some(status), _) => status,
