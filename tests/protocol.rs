@@ -204,12 +204,20 @@ fn a_later_minor_version_is_served_as_http_1_1() {
 #[test]
 fn unknown_methods_are_not_implemented() {
     let (_tmp, server) = start(&[]);
-    for method in ["FOO", "get", "PROPFIND"] {
+    for method in ["FOO", "get", "PROPFIN"] {
         let response = raw(
             &server,
             &format!("{method} /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
         );
         assert_eq!(response.status, 501, "{method}");
+    }
+    // WebDAV's are known, and not allowed where nothing may be written.
+    for method in ["PROPFIND", "LOCK", "MKCOL"] {
+        let response = raw(
+            &server,
+            &format!("{method} /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(response.status, 405, "{method}");
     }
     for method in ["TRACE", "CONNECT"] {
         let target = if method == "CONNECT" {

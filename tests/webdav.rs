@@ -65,12 +65,12 @@ fn propfind_lists_members_and_refuses_infinity() {
         request(&server, "PROPFIND", "/missing/", &[("Depth", "0")]).status,
         404
     );
-    // Without writes there is no WebDAV.
+    // Without writes there is no WebDAV: known methods, not allowed (RFC 9110
+    // §15.5.6), with what is.
     let plain = Server::start(&root, &[]);
-    assert_eq!(
-        request(&plain, "PROPFIND", "/dir/", &[("Depth", "1")]).status,
-        501
-    );
+    let res = request(&plain, "PROPFIND", "/dir/", &[("Depth", "1")]);
+    assert_eq!(res.status, 405);
+    assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD, OPTIONS"));
 }
 
 /// A PROPFIND body asking for `body`'s properties (`<D:allprop/>`, `<D:propname/>`,
@@ -163,4 +163,172 @@ fn propfind_of_a_file_at_infinite_depth_is_depth_0() {
         assert_eq!(res.status, 403, "{depth:?}");
         assert!(res.body_text().contains("propfind-finite-depth"));
     }
+}
+
+/// `METHOD path` with `headers` and `body`, on its own connection.
+fn dav(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    server.exchange(req.as_bytes(), false)
+}
+
+/// A LOCK of `path` (`exclusive` or `shared`, depth `depth`); its `Lock-Token` value.
+fn lock(server: &Server, path: &str, scope: &str, depth: &str) -> String {
+    let info = format!(
+        "<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:{scope}/></D:lockscope>\
+         <D:locktype><D:write/></D:locktype></D:lockinfo>"
+    );
+    let res = dav(server, "LOCK", path, &[("Depth", depth)], &info);
+    assert!(
+        matches!(res.status, 200 | 201),
+        "LOCK {path}: {}",
+        res.status
+    );
+    res.header("lock-token").expect("a Lock-Token")
+}
+
+/// What each lock protects (RFC 4918 §6, §7.4): any holder of a shared lock may
+/// write; a depth-0 lock on a folder guards its membership, not its members'
+/// content; a tus upload into a locked folder needs the token too.
+#[test]
+fn locks_guard_what_rfc_4918_says_and_no_more() {
+    let (_tmp, root) = temp_root();
+    std::fs::create_dir_all(root.join("shared")).unwrap();
+    std::fs::write(root.join("shared/doc.txt"), "v1").unwrap();
+    std::fs::create_dir_all(root.join("members")).unwrap();
+    std::fs::write(root.join("members/kept.txt"), "v1").unwrap();
+    std::fs::create_dir_all(root.join("guarded")).unwrap();
+    let server = Server::start(&root, &["--upload", "--delete"]);
+
+    // Two shared locks: either holder's token is enough; none is not.
+    let first = lock(&server, "/shared/doc.txt", "shared", "0");
+    let second = lock(&server, "/shared/doc.txt", "shared", "0");
+    assert_ne!(first, second);
+    assert_eq!(dav(&server, "PUT", "/shared/doc.txt", &[], "x").status, 423);
+    for token in [&first, &second] {
+        let condition = format!("({token})");
+        let res = dav(
+            &server,
+            "PUT",
+            "/shared/doc.txt",
+            &[("If", &condition)],
+            "v2",
+        );
+        assert_eq!(res.status, 204, "with {token}");
+    }
+
+    // A depth-0 lock on a folder: its members' content is free, its membership not.
+    let folder = lock(&server, "/members/", "exclusive", "0");
+    assert_eq!(
+        dav(&server, "PUT", "/members/kept.txt", &[], "v2").status,
+        204
+    );
+    let update = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
+                  <z:note xmlns:z=\"urn:z\">1</z:note></D:prop></D:set></D:propertyupdate>";
+    assert_eq!(
+        dav(&server, "PROPPATCH", "/members/kept.txt", &[], update).status,
+        207
+    );
+    assert_eq!(
+        dav(&server, "PUT", "/members/new.txt", &[], "x").status,
+        423
+    );
+    assert_eq!(
+        dav(&server, "DELETE", "/members/kept.txt", &[], "").status,
+        423
+    );
+    // The token is the folder's: a list tagged with it (RFC 4918 §10.4.3).
+    let condition = format!("</members/> ({folder})");
+    let res = dav(
+        &server,
+        "PUT",
+        "/members/new.txt",
+        &[("If", &condition)],
+        "x",
+    );
+    assert_eq!(res.status, 201);
+
+    // tus: a new member of a locked folder, at creation.
+    let guard = lock(&server, "/guarded/", "exclusive", "infinity");
+    let tus = [
+        ("Tus-Resumable", "1.0.0"),
+        ("Upload-Length", "3"),
+        ("Upload-Metadata", "filename dHVzLnR4dA=="),
+    ];
+    assert_eq!(dav(&server, "POST", "/guarded/", &tus, "").status, 423);
+    let condition = format!("({guard})");
+    let mut with_token = tus.to_vec();
+    with_token.push(("If", &condition));
+    assert_eq!(
+        dav(&server, "POST", "/guarded/", &with_token, "").status,
+        201
+    );
+    assert!(!root.join("guarded/tus.txt").exists());
+
+    // A refresh: more time, and no Lock-Token, which the client has (§9.10.2).
+    let condition = format!("({guard})");
+    let res = dav(&server, "LOCK", "/guarded/", &[("If", &condition)], "");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("lock-token"), None);
+    assert!(
+        res.body_text().contains("<D:activelock>"),
+        "{}",
+        res.body_text()
+    );
+}
+
+/// `displayname` is the client's to set (RFC 4918 §15.2); a computed property is
+/// refused with the reason §9.2 names; a `propfind` naming nothing is malformed.
+#[test]
+fn proppatch_sets_displayname_and_explains_refusals() {
+    let (_tmp, root) = temp_root();
+    std::fs::write(root.join("doc.txt"), "v1").unwrap();
+    let server = Server::start(&root, &["--upload"]);
+    let set = |inner: &str| {
+        let xml = format!(
+            "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>{inner}\
+             </D:prop></D:set></D:propertyupdate>"
+        );
+        dav(&server, "PROPPATCH", "/doc.txt", &[], &xml)
+    };
+    let res = set("<D:displayname>Report &amp; notes</D:displayname>");
+    assert_eq!(res.status, 207);
+    assert!(
+        res.body_text().contains("HTTP/1.1 200 OK"),
+        "{}",
+        res.body_text()
+    );
+    for body in ["<D:prop><D:displayname/></D:prop>", "<D:allprop/>"] {
+        let res = propfind(&server, "/doc.txt", Some("0"), body);
+        assert_eq!(res.status, 207);
+        let text = res.body_text();
+        assert!(
+            text.contains("<D:displayname>Report &amp; notes</D:displayname>"),
+            "{text}"
+        );
+        assert_eq!(text.matches("displayname>").count(), 2, "{text}");
+    }
+    let res = set("<D:getetag>\"x\"</D:getetag>");
+    assert_eq!(res.status, 207);
+    let text = res.body_text();
+    assert!(text.contains("HTTP/1.1 403 Forbidden"), "{text}");
+    assert!(
+        text.contains("<D:cannot-modify-protected-property/>"),
+        "{text}"
+    );
+
+    assert_eq!(propfind(&server, "/doc.txt", Some("0"), "").status, 400);
 }

@@ -1,6 +1,6 @@
 //! The method policy: which methods a path answers is its handler's to say; the site
-//! turns the rest into 405 with the handler's `Allow` (a method RFC 9110 or RFC 5789
-//! defines) or 501 (any other, RFC 9110 §9.1), and answers `OPTIONS` with `Allow`.
+//! turns the rest into 405 with the handler's `Allow` (a method RFC 9110, RFC 5789 or
+//! RFC 4918 defines) or 501 (any other, RFC 9110 §9.1), and answers `OPTIONS` with `Allow`.
 
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
@@ -22,6 +22,18 @@ const KNOWN_METHODS: [Method; 9] = [
     Method::CONNECT,
 ];
 
+/// WebDAV's methods (RFC 4918), which wharf answers where writes are allowed: on a
+/// read-only path they are known but not allowed (405), as PUT is.
+const WEBDAV_METHODS: [&str; 7] = [
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+];
+
 /// The refusal of the request `head` starts by `handler`: 405 with its `Allow` for a
 /// known method, 501 for an unknown one; `None` when the handler answers it.
 pub fn refuse(head: &Parts, handler: &Handler) -> Option<Response<Body>> {
@@ -29,7 +41,10 @@ pub fn refuse(head: &Parts, handler: &Handler) -> Option<Response<Body>> {
         return None;
     }
     let method = &head.method;
-    Some(if KNOWN_METHODS.contains(method) || handler.knows(method) {
+    let known = KNOWN_METHODS.contains(method)
+        || WEBDAV_METHODS.contains(&method.as_str())
+        || handler.knows(method);
+    Some(if known {
         response::method_not_allowed(handler.allow())
     } else {
         response::error(StatusCode::NOT_IMPLEMENTED)

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use http::{Response, StatusCode};
 
+use super::locks::Change;
 use super::{created, empty, has_body, io_status, props, Uploads};
 use crate::fs::write::{EntryType, WriteDir};
 use crate::fs::{Node, Root};
@@ -113,7 +114,7 @@ pub async fn mkcol(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respon
             if dir.entry_type(&name).map_err(|e| io_status(&e))? != EntryType::Missing {
                 return Err(StatusCode::METHOD_NOT_ALLOWED);
             }
-            if up.locks.blocks(&path, &headers) {
+            if up.locks.blocks(&path, &headers, Change::Existence) {
                 return Err(StatusCode::LOCKED);
             }
             up.preconditions(&path, &method, &headers)?;

@@ -19,6 +19,7 @@ use http_body_util::BodyDataStream;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::body::receive;
+use super::locks::Change;
 use super::{declared_length, io_status, Uploads};
 use crate::fs::write::EntryType;
 use crate::handlers::{Access, Request};
@@ -139,13 +140,13 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
                 if up.root.is_secret(&dir, &target) {
                     return Err(StatusCode::FORBIDDEN);
                 }
-                match dir.entry_type(&target).map_err(|e| io_status(&e))? {
+                let change = match dir.entry_type(&target).map_err(|e| io_status(&e))? {
                     EntryType::Dir => return Err(StatusCode::CONFLICT),
-                    EntryType::Missing => {}
+                    EntryType::Missing => Change::Existence,
                     _ if !overwrite => return Err(StatusCode::CONFLICT),
-                    _ => {}
-                }
-                if up.locks.blocks(&folder.join(&target), &headers) {
+                    _ => Change::Content,
+                };
+                if up.locks.blocks(&folder.join(&target), &headers, change) {
                     return Err(StatusCode::LOCKED);
                 }
                 dir.temp_file().map_err(|e| io_status(&e))

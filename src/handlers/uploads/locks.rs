@@ -98,27 +98,30 @@ impl Locks {
         table
     }
 
-    /// Whether changing `path` (or the membership of its folder) needs a lock token
-    /// the request did not submit.
-    pub fn blocks(&self, path: &SitePath, headers: &HeaderMap) -> bool {
+    /// Whether `change` at `path` needs a lock token the request did not submit.
+    pub fn blocks(&self, path: &SitePath, headers: &HeaderMap, change: Change) -> bool {
         let submitted = submitted_tokens(headers);
+        let table = self.live();
         let segments = path.segments();
-        let parent = &segments[..segments.len().saturating_sub(1)];
-        self.live().iter().any(|l| {
-            (l.covers(segments) || (!segments.is_empty() && l.root.as_slice() == parent))
-                && !submitted.contains(&l.token)
-        })
+        let membership = change == Change::Existence && !segments.is_empty();
+        unsubmitted(&table, segments, &submitted)
+            || (membership && unsubmitted(&table, &segments[..segments.len() - 1], &submitted))
     }
 
-    /// Like [`Locks::blocks`], for a change of the whole tree at `path` (DELETE,
-    /// MOVE): locks on anything below count too.
+    /// Like [`Locks::blocks`], for the existence of the whole tree at `path`
+    /// (DELETE, MOVE, the destination of COPY): what is locked below counts too.
     pub fn blocks_tree(&self, path: &SitePath, headers: &HeaderMap) -> bool {
         let submitted = submitted_tokens(headers);
-        let below = self
-            .live()
-            .iter()
-            .any(|l| l.root.starts_with(path.segments()) && !submitted.contains(&l.token));
-        below || self.blocks(path, headers)
+        let below = {
+            let table = self.live();
+            let segments = path.segments();
+            table.iter().any(|l| {
+                l.root.len() > segments.len()
+                    && l.root.starts_with(segments)
+                    && unsubmitted(&table, &l.root, &submitted)
+            })
+        };
+        below || self.blocks(path, headers, Change::Existence)
     }
 
     /// Forgets the locks on `path` and below (it was deleted or moved away).
@@ -141,6 +144,26 @@ impl Locks {
             .iter()
             .any(|l| l.token == token && l.covers(path))
     }
+}
+
+/// What a request changes at its path, which decides the locks it answers to
+/// (RFC 4918 §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The content or properties of what is there (PUT over a file, PROPPATCH):
+    /// the locks on the resource. A depth-0 lock on its folder protects the
+    /// folder's membership only, not its members' content.
+    Content,
+    /// Whether it is there at all (a new name, MKCOL, DELETE): its folder's
+    /// membership changes too, so the folder's locks count as well.
+    Existence,
+}
+
+/// Whether `target` is locked and none of its locks' tokens was submitted. One is
+/// enough: each holder of a shared lock may write (RFC 4918 §6.2).
+fn unsubmitted(table: &[Lock], target: &[Vec<u8>], submitted: &[String]) -> bool {
+    let mut covering = table.iter().filter(|l| l.covers(target)).peekable();
+    covering.peek().is_some() && !covering.any(|l| submitted.contains(&l.token))
 }
 
 /// Every lock token named in the `If` header: submitted, whether or not its condition
@@ -299,7 +322,7 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     };
     let headers = head.headers.clone();
     let answer = up
-        .run(move |up| -> Result<(Lock, bool), StatusCode> {
+        .run(move |up| -> Result<(Lock, Granted), StatusCode> {
             if xml.trim().is_empty() {
                 // A refresh: the token is in If.
                 let submitted = submitted_tokens(&headers);
@@ -310,7 +333,7 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                     .ok_or(StatusCode::PRECONDITION_FAILED)?;
                 lock.timeout = timeout;
                 lock.expires = Instant::now() + timeout;
-                return Ok((lock.clone(), false));
+                return Ok((lock.clone(), Granted::Refreshed));
             }
             let (exclusive, owner) = parse_lockinfo(&xml).ok_or(StatusCode::BAD_REQUEST)?;
             // Lock-null: a name that does not exist yet becomes an empty file, once
@@ -330,7 +353,7 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 }
                 None => None,
             };
-            if missing.is_some() && up.locks.blocks(&path, &headers) {
+            if missing.is_some() && up.locks.blocks(&path, &headers, Change::Existence) {
                 return Err(StatusCode::LOCKED);
             }
             let mut table = up.locks.live();
@@ -345,7 +368,11 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
             if table.len() >= MAX_LOCKS {
                 return Err(StatusCode::SERVICE_UNAVAILABLE);
             }
-            let created = missing.is_some();
+            let granted = if missing.is_some() {
+                Granted::Created
+            } else {
+                Granted::New
+            };
             if let Some((dir, name)) = missing {
                 let temp = dir.temp_file().map_err(|e| io_status(&e))?;
                 temp.persist(&name, false).map_err(|e| io_status(&e))?;
@@ -362,10 +389,10 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 expires: Instant::now() + timeout,
             };
             table.push(lock.clone());
-            Ok((lock, created))
+            Ok((lock, granted))
         })
         .await;
-    let (lock, created) = match answer {
+    let (lock, granted) = match answer {
         Ok(done) => done,
         Err(status) => return response::error(status),
     };
@@ -375,7 +402,7 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     lock.active(&mut xml);
     xml.push_str("</D:lockdiscovery></D:prop>");
     let mut res = Response::new(Body::bytes(xml));
-    *res.status_mut() = if created {
+    *res.status_mut() = if granted == Granted::Created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -384,10 +411,24 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml; charset=utf-8"),
     );
-    if let Ok(token) = HeaderValue::from_str(&format!("<{}>", lock.token)) {
-        res.headers_mut().insert("lock-token", token);
+    // A refresh's client has the token already (RFC 4918 §9.10.2).
+    if granted != Granted::Refreshed {
+        if let Ok(token) = HeaderValue::from_str(&format!("<{}>", lock.token)) {
+            res.headers_mut().insert("lock-token", token);
+        }
     }
     res
+}
+
+/// What a LOCK request got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Granted {
+    /// A lock on what was there.
+    New,
+    /// A lock on a name that did not exist, now an empty file.
+    Created,
+    /// More time for a lock the client holds.
+    Refreshed,
 }
 
 /// UNLOCK: releases the lock named in `Lock-Token`.

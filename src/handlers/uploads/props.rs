@@ -251,9 +251,16 @@ fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &
                 .modified()
                 .ok()
                 .map(|t| httpdate::fmt_http_date(t.min(SystemTime::now()))),
-            "displayname" => Some(escape(&String::from_utf8_lossy(
-                path.file_name().unwrap_or(b""),
-            ))),
+            // The name a client gave it, else its file name.
+            "displayname" => dead
+                .iter()
+                .find(|(n, _)| n.ns == DAV && n.local == "displayname")
+                .map(|(_, v)| v.clone())
+                .or_else(|| {
+                    Some(escape(&String::from_utf8_lossy(
+                        path.file_name().unwrap_or(b""),
+                    )))
+                }),
             "supportedlock" => Some(super::locks::SUPPORTED.into()),
             "lockdiscovery" => Some(up.locks.discovery(path)),
             _ => None,
@@ -271,7 +278,8 @@ fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &
                     PropName::dav(name).element(&value, &mut found);
                 }
             }
-            for (name, value) in &dead {
+            // A stored DAV: property (displayname) went out with the live ones.
+            for (name, value) in dead.iter().filter(|(n, _)| n.ns != DAV) {
                 let value = if matches!(wanted, Wanted::Names) {
                     ""
                 } else {
@@ -396,7 +404,7 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let answer = up
         .run(move |up| -> Result<String, StatusCode> {
             let fd = open_for_props(up, &path).map_err(|e| super::io_status(&e))?;
-            if up.locks.blocks(&path, &headers) {
+            if up.locks.blocks(&path, &headers, super::locks::Change::Content) {
                 return Err(StatusCode::LOCKED);
             }
             up.preconditions(&path, &method, &headers)?;
@@ -404,8 +412,9 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 Change::Set(n, _) | Change::Remove(n) => n.clone(),
             };
             // Live properties are computed, not stored: changing one fails, and then
-            // nothing is changed (424 for the rest).
-            let protected = |n: &PropName| n.ns == DAV;
+            // nothing is changed (424 for the rest). `displayname` is the client's
+            // to set (RFC 4918 §15.2), stored as a dead property is.
+            let protected = |n: &PropName| n.ns == DAV && n.local != "displayname";
             let refused = changes.iter().any(|c| protected(&name_of(c)));
             let mut results: Vec<(PropName, &str)> = Vec::new();
             if refused {
@@ -462,9 +471,15 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
             for (name, status) in results {
                 let mut prop = String::new();
                 name.element("", &mut prop);
+                // Why, as RFC 4918 §9.2 asks of a protected property.
+                let error = if protected(&name) {
+                    "<D:error><D:cannot-modify-protected-property/></D:error>"
+                } else {
+                    ""
+                };
                 let _ = write!(
                     out,
-                    "<D:propstat><D:prop>{prop}</D:prop><D:status>HTTP/1.1 {status}</D:status></D:propstat>"
+                    "<D:propstat><D:prop>{prop}</D:prop><D:status>HTTP/1.1 {status}</D:status>{error}</D:propstat>"
                 );
             }
             out.push_str("</D:response></D:multistatus>");
@@ -575,10 +590,11 @@ fn parse_propfind(xml: &str) -> Option<Wanted> {
     if !seen_root || depth != 0 {
         return None;
     }
-    match wanted {
-        Some(Wanted::Some(_)) => Some(Wanted::Some(props)),
-        Some(w) => Some(w),
-        None => Some(Wanted::All),
+    // An empty body is `allprop`; an empty `propfind` element names none of the
+    // three it must hold (RFC 4918 §14.20).
+    match wanted? {
+        Wanted::Some(_) => Some(Wanted::Some(props)),
+        w => Some(w),
     }
 }
 

@@ -18,6 +18,7 @@ use http::{Response, StatusCode};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::body::receive;
+use super::locks::Change;
 use super::{created, declared_length, empty, io_status, is_conditional, props, Uploads};
 use crate::fs::write::{EntryType, TempFile};
 use crate::handlers::{Access, Request};
@@ -52,7 +53,12 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
     let target = path.clone();
     let prepared = up
         .run(move |up| -> Result<TempFile, StatusCode> {
-            if up.locks.blocks(&target, &headers) {
+            // Over a file: its content changes; a new name: its folder's members.
+            let change = match up.root.open(&target) {
+                Ok(_) => Change::Content,
+                Err(_) => Change::Existence,
+            };
+            if up.locks.blocks(&target, &headers, change) {
                 return Err(StatusCode::LOCKED);
             }
             up.preconditions(&target, &method, &headers)?;

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 
 use super::body::receive;
+use super::locks::Change;
 use super::{form, io_status, Uploads};
 use crate::fs::write::{EntryType, WriteDir};
 use crate::handlers::{Access, Request};
@@ -342,6 +343,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         done: false,
     };
     let (folder, saved, new_id) = (path.clone(), meta.clone(), id.clone());
+    let headers = head.headers.clone();
     let made = up
         .run(move |up| -> Result<WriteDir, StatusCode> {
             up.sweep_expired();
@@ -355,6 +357,13 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
                 != EntryType::Missing
             {
                 return Err(StatusCode::CONFLICT);
+            }
+            // The file will be a new member of a folder a WebDAV lock may guard.
+            if up
+                .locks
+                .blocks(&folder.join(name.as_bytes()), &headers, Change::Existence)
+            {
+                return Err(StatusCode::LOCKED);
             }
             let dir = up.tus_dir().map_err(|e| io_status(&e))?;
             dir.temp_file()
@@ -562,6 +571,7 @@ async fn write_chunk(
     }
     let (key, mut renewed) = (id.to_string(), meta.clone());
     renewed.expires = now_secs() + up.settings.upload_expiry.as_secs();
+    let headers = headers.clone();
     let finished = up
         .run(move |up| -> Result<(u64, Meta), StatusCode> {
             let dir = up.tus_dir().map_err(|e| io_status(&e))?;
@@ -592,12 +602,23 @@ async fn write_chunk(
             file.sync_all().map_err(|e| io_status(&e))?;
             let folder =
                 SitePath::parse(&renewed.folder, true).map_err(|_| StatusCode::NOT_FOUND)?;
+            // Checked again as the file goes in: the folder may have been locked
+            // since. The bytes stay; the last PATCH may be sent again with a token.
+            if up.locks.blocks(
+                &folder.join(renewed.name.as_bytes()),
+                &headers,
+                Change::Existence,
+            ) {
+                return Err(StatusCode::LOCKED);
+            }
             let target = up
                 .root
                 .write_dir(&folder, false)
                 .map_err(|e| io_status(&e))?;
             match dir.rename(key.as_bytes(), &target, renewed.name.as_bytes(), false) {
                 Ok(()) => {}
+                // Its name was taken meanwhile: the upload cannot finish there. Not
+                // 409 or 423, which tus clients retry.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     forget(&dir, &key);
                     return Err(StatusCode::PRECONDITION_FAILED);
