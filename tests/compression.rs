@@ -288,6 +288,36 @@ fn nothing_acceptable_is_406() {
     }
 }
 
+/// Refusing identity while accepting a coding gets that coding, even for a file
+/// too small to be worth it or of a type never compressed: 406 is for when no
+/// acceptable coding is available (RFC 9110 §12.5.3).
+#[test]
+fn identity_refused_gets_an_acceptable_coding_whatever_the_file() {
+    let (_tmp, root, server) = start_with(&[]);
+    std::fs::write(root.join("tiny.txt"), "tiny\n").unwrap();
+    for (path, accept_encoding, coding) in [
+        ("/tiny.txt", "gzip, identity;q=0", "gzip"),
+        ("/tiny.txt", "br, *;q=0", "br"),
+        ("/img.png", "gzip;q=0.5, zstd, identity;q=0", "zstd"),
+    ] {
+        let response = request(
+            &server,
+            "GET",
+            path,
+            &[("Accept-Encoding", accept_encoding)],
+        );
+        assert_eq!(response.status, 200, "{path} {accept_encoding}");
+        assert_eq!(content_encoding(&response).as_deref(), Some(coding));
+        assert!(varies_on_accept_encoding(&response), "{path}");
+        let plain = get(&server, path);
+        assert_eq!(decoded_body(&response), plain.body, "{path}");
+        assert_ne!(response.header("etag"), plain.header("etag"), "{path}");
+    }
+    // Someone accepting identity still gets the plain file.
+    let response = request(&server, "GET", "/tiny.txt", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(content_encoding(&response), None);
+}
+
 // --- What is never compressed ------------------------------------------------------
 
 #[test]
@@ -519,6 +549,34 @@ fn sidecar_has_its_own_etag() {
     );
     assert_eq!(response.status, 304, "If-None-Match with the sidecar ETag");
     assert_eq!(response.header("etag").as_deref(), Some(tags[1].as_str()));
+}
+
+/// A sidecar older than its file was made from an earlier version: the file is
+/// compressed on the fly instead, so every client gets the same content.
+#[test]
+fn a_sidecar_older_than_its_file_is_not_sent() {
+    let (_tmp, root, server) = start_with(&[]);
+    assert_sidecar(
+        &get_encoded(&server, "/app.js", "gzip"),
+        "gzip",
+        &gz_sidecar_text(),
+    );
+    let edited = "console.log('edited');\n".repeat(300);
+    std::fs::write(root.join("app.js"), &edited).unwrap();
+    set_mtime(&root.join("app.js"), unix_time(T0 + 60));
+    for coding in ["gzip", "br"] {
+        let response = get_encoded(&server, "/app.js", coding);
+        assert_eq!(content_encoding(&response).as_deref(), Some(coding));
+        assert_eq!(decoded_body(&response), edited.as_bytes(), "{coding}");
+    }
+    // Made again after the file: sent again (its text tells it from compressing
+    // on the fly).
+    let remade = "console.log('remade sidecar');\n".repeat(300);
+    std::fs::write(root.join("app.js.gz"), gzip_compress(remade.as_bytes())).unwrap();
+    set_mtime(&root.join("app.js.gz"), unix_time(T0 + 120));
+    std::fs::remove_file(root.join("app.js.br")).unwrap();
+    let response = get_encoded(&server, "/app.js", "gzip");
+    assert_sidecar(&response, "gzip", &remade);
 }
 
 #[test]

@@ -452,6 +452,7 @@ fn represent(
     index_of: Option<(CString, FileState)>,
 ) -> io::Result<Resolved> {
     let len = open.meta.len();
+    let modified = open.meta.modified().ok();
     let small = read_small(&open)?;
     let content_type = mime::content_type(path.file_name().unwrap_or_default());
     let negotiated = compress::is_compressible(&content_type);
@@ -488,7 +489,17 @@ fn represent(
     let sidecar_turn = encodings.iter().take_while(|&&e| e != Encoding::Identity);
     for &encoding in sidecar_turn.filter(|_| negotiated) {
         let sidecar_path = path.with_suffix(sidecar_suffix(encoding));
+        // A sidecar older than its file was made from an earlier version of it:
+        // sending it would give compressing clients other content than the rest.
+        let current = |sidecar: &OpenFile| match (sidecar.meta.modified().ok(), modified) {
+            (Some(made), Some(changed)) => made >= changed,
+            _ => true,
+        };
         if let Ok(Node::File(sidecar)) = files.root.open(&sidecar_path) {
+            if !current(&sidecar) {
+                fill.learned.push((encoding, Found::NoSidecar));
+                continue;
+            }
             let content = read_small(&sidecar)?;
             let tag = files
                 .etags
@@ -563,7 +574,46 @@ fn on_the_fly(
             None => learned.push((encoding, Found::Unavailable)),
         }
     }
-    Ok(None)
+    refused_identity(files, identity, encodings)
+}
+
+/// For a client that refuses identity, its first choice of coding even where wharf
+/// would not compress (a small file, an image): a 406 is for when no acceptable
+/// coding is available (RFC 9110 §12.5.3). Made for each such request, never kept:
+/// only such clients ask for it, and the hot cache keeps what others are sent.
+fn refused_identity(
+    files: &StaticFiles,
+    identity: &Representation,
+    encodings: &[Encoding],
+) -> io::Result<Option<Representation>> {
+    let (Some(&encoding), Some(etag)) = (encodings.first(), identity.etag.as_ref()) else {
+        return Ok(None);
+    };
+    let len = identity.len;
+    if encoding == Encoding::Identity
+        || encodings.contains(&Encoding::Identity)
+        || files.settings.no_compress
+        || len > compress::MAX_SIZE
+    {
+        return Ok(None);
+    }
+    let data = match &identity.content {
+        Content::Bytes(bytes) => bytes.clone(),
+        Content::File(file) => {
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, 0)?;
+            Bytes::from(buf)
+        }
+    };
+    let bytes = Bytes::from(compress::encode(&data, encoding)?);
+    Ok(Some(Representation {
+        len: bytes.len() as u64,
+        content: Content::Bytes(bytes),
+        etag: Some(etag.for_encoding(encoding.token())),
+        encoding: Some(encoding.token()),
+        negotiated: true,
+        ..identity.clone()
+    }))
 }
 
 /// A file's modification time as a Last-Modified value: never later than now (RFC 9110
