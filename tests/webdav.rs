@@ -242,9 +242,25 @@ fn locks_guard_what_rfc_4918_says_and_no_more() {
         dav(&server, "PROPPATCH", "/members/kept.txt", &[], update).status,
         207
     );
-    assert_eq!(
-        dav(&server, "PUT", "/members/new.txt", &[], "x").status,
-        423
+    // 423 names the lock in the way (RFC 4918 §16).
+    let res = dav(&server, "PUT", "/members/new.txt", &[], "x");
+    assert_eq!(res.status, 423);
+    assert!(
+        res.body_text().contains(
+            "<D:lock-token-submitted><D:href>/members/</D:href></D:lock-token-submitted>"
+        ),
+        "{}",
+        res.body_text()
+    );
+    let info = "<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/>\
+                </D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
+    let res = dav(&server, "LOCK", "/members/", &[], info);
+    assert_eq!(res.status, 423);
+    assert!(
+        res.body_text()
+            .contains("<D:no-conflicting-lock><D:href>/members/</D:href></D:no-conflicting-lock>"),
+        "{}",
+        res.body_text()
     );
     assert_eq!(
         dav(&server, "DELETE", "/members/kept.txt", &[], "").status,

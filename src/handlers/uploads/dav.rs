@@ -60,6 +60,7 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         .await;
     match done {
         Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(StatusCode::LOCKED) => up.locks.locked(&[&req.path], &req.head.headers),
         Err(status) => response::error(status),
     }
 }
@@ -127,6 +128,7 @@ pub async fn mkcol(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respon
     match done {
         Ok(()) => created(&req.path, true),
         Err(StatusCode::METHOD_NOT_ALLOWED) => response::method_not_allowed(super::allow(&access)),
+        Err(StatusCode::LOCKED) => up.locks.locked(&[&req.path], &req.head.headers),
         Err(status) => response::error(status),
     }
 }
@@ -244,6 +246,7 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
             let is_dir = dest.path.has_trailing_slash();
             created(&dest.path, is_dir)
         }
+        Err(StatusCode::LOCKED) => up.locks.locked(&[&dest.path, &req.path], &req.head.headers),
         Err(status) => response::error(status),
     }
 }

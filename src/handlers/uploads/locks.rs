@@ -124,6 +124,35 @@ impl Locks {
         below || self.blocks(path, headers, Change::Existence)
     }
 
+    /// The 423 for a change at `paths` that [`Locks::blocks`] or
+    /// [`Locks::blocks_tree`] refused, naming a lock that stood in its way (RFC 4918
+    /// §16, `lock-token-submitted`).
+    pub fn locked(&self, paths: &[&SitePath], headers: &HeaderMap) -> Response<Body> {
+        let submitted = submitted_tokens(headers);
+        let root = self.live().iter().find_map(|l| {
+            let blocking = paths.iter().any(|path| {
+                let segments = path.segments();
+                let parent = &segments[..segments.len().saturating_sub(1)];
+                l.covers(segments) || l.covers(parent) || l.root.starts_with(segments)
+            });
+            (blocking && !submitted.contains(&l.token)).then(|| l.root_url.clone())
+        });
+        precondition_failed_by("lock-token-submitted", root)
+    }
+
+    /// The 423 for a LOCK that conflicts with a lock held on `path`, below it, or
+    /// on the folder a new name would join (RFC 4918 §16, `no-conflicting-lock`).
+    fn conflicting(&self, path: &SitePath) -> Response<Body> {
+        let segments = path.segments();
+        let parent = &segments[..segments.len().saturating_sub(1)];
+        let root = self
+            .live()
+            .iter()
+            .find(|l| l.covers(segments) || l.root.starts_with(segments) || l.covers(parent))
+            .map(|l| l.root_url.clone());
+        precondition_failed_by("no-conflicting-lock", root)
+    }
+
     /// Forgets the locks on `path` and below (it was deleted or moved away).
     pub fn forget_tree(&self, path: &SitePath) {
         self.live().retain(|l| !l.root.starts_with(path.segments()));
@@ -144,6 +173,27 @@ impl Locks {
             .iter()
             .any(|l| l.token == token && l.covers(path))
     }
+}
+
+/// 423 with the precondition `element` of RFC 4918 §16, naming `root`, the locked
+/// resource, when known.
+fn precondition_failed_by(element: &str, root: Option<String>) -> Response<Body> {
+    let href = root.map_or_else(String::new, |url| {
+        format!(
+            "<D:href>{}</D:href>",
+            quick_xml::escape::escape(url.as_str())
+        )
+    });
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:{element}>{href}</D:{element}></D:error>"
+    );
+    let mut res = Response::new(Body::bytes(xml));
+    *res.status_mut() = StatusCode::LOCKED;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    res
 }
 
 /// What a request changes at its path, which decides the locks it answers to
@@ -321,6 +371,7 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         Err(status) => return response::error(status),
     };
     let headers = head.headers.clone();
+    let asked = path.clone();
     let answer = up
         .run(move |up| -> Result<(Lock, Granted), StatusCode> {
             if xml.trim().is_empty() {
@@ -394,6 +445,7 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         .await;
     let (lock, granted) = match answer {
         Ok(done) => done,
+        Err(StatusCode::LOCKED) => return up.locks.conflicting(&asked),
         Err(status) => return response::error(status),
     };
     let mut xml = String::from(

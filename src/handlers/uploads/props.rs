@@ -401,6 +401,7 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         return response::error(StatusCode::BAD_REQUEST);
     };
     let (method, headers) = (head.method.clone(), head.headers.clone());
+    let asked = path.clone();
     let answer = up
         .run(move |up| -> Result<String, StatusCode> {
             let fd = open_for_props(up, &path).map_err(|e| super::io_status(&e))?;
@@ -488,6 +489,7 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         .await;
     match answer {
         Ok(xml) => multistatus(xml),
+        Err(StatusCode::LOCKED) => up.locks.locked(&[&asked], &head.headers),
         Err(status) => response::error(status),
     }
 }

@@ -79,6 +79,7 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
         .await;
     let temp = match prepared {
         Ok(temp) => temp,
+        Err(StatusCode::LOCKED) => return up.locks.locked(&[&path], &head.headers),
         Err(status) => return response::error(status),
     };
     let mut hasher = Xxh3::new();
