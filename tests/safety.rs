@@ -113,6 +113,41 @@ fn symlink_within_root_is_served() {
     }
 }
 
+/// A link whose path leaves the root but ends inside it (absolute, or out and back
+/// in) is inside: served and listed. One ending beside the root, in a folder whose
+/// name only starts like the root's, is not.
+#[test]
+fn symlink_leaving_and_reentering_root_is_served() {
+    let (tmp, root) = fixture();
+    let name = root.file_name().unwrap().to_str().unwrap().to_string();
+    write_file(tmp.path(), &format!("{name}-beside/secret.txt"), SECRET);
+    symlink(root.join("a.txt"), root.join("abs_alias.txt")).unwrap();
+    symlink(format!("../{name}/a.txt"), root.join("out_and_in.txt")).unwrap();
+    symlink(root.join("sub"), root.join("abs_sub")).unwrap();
+    symlink(
+        tmp.path().join(format!("{name}-beside/secret.txt")),
+        root.join("beside_link"),
+    )
+    .unwrap();
+    let server = Server::start(&root, &[]);
+    for (path, body) in [
+        ("/abs_alias.txt", "hello"),
+        ("/out_and_in.txt", "hello"),
+        ("/abs_sub/b.txt", "bee"),
+    ] {
+        let response = get(&server, path);
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(response.body_text(), body, "{path}");
+    }
+    assert_refused(&get(&server, "/beside_link"), "/beside_link");
+    let listing = request(&server, "GET", "/", &[("Accept", "application/json")]);
+    let text = listing.body_text();
+    for listed in ["abs_alias.txt", "out_and_in.txt", "abs_sub"] {
+        assert!(text.contains(listed), "{listed} not listed: {text}");
+    }
+    assert!(!text.contains("beside_link"), "{text}");
+}
+
 #[test]
 fn symlinked_directory_leaving_root_is_not_served() {
     let (_tmp, root) = fixture();

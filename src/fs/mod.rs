@@ -317,10 +317,30 @@ impl Root {
                     // The kernel saw a concurrent rename and refuses to guess; the walk
                     // below is just as strict.
                 }
+                Err(rustix::io::Errno::XDEV) => return self.open_left(rel, flags),
                 other => return other.map_err(map_err),
             }
         }
-        walk_beneath(&self.dir, rel, flags).map_err(map_err)
+        match walk_beneath(&self.dir, rel, flags) {
+            Err(rustix::io::Errno::XDEV) => self.open_left(rel, flags),
+            other => other.map_err(map_err),
+        }
+    }
+
+    /// A path whose resolution left the root (an absolute symlink, or `../site/a`
+    /// from the root `site`) may still end inside it, as `/srv/site/a` does: opened
+    /// as the kernel resolves it, and kept only when what it opened is under the
+    /// root. Nothing is read before that is known.
+    fn open_left(&self, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+        use std::os::fd::AsRawFd;
+        let fd = rustix::fs::openat(&self.dir, rel, flags, Mode::empty()).map_err(map_err)?;
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|_| not_found())?;
+        if real.starts_with(&self.path) {
+            Ok(fd)
+        } else {
+            Err(not_found())
+        }
     }
 
     /// Finds the program a request path names (a CGI script, a FastCGI app's
