@@ -132,9 +132,13 @@ impl ReloadingCert {
     /// Loads the files again; on success new handshakes use the new certificate, on
     /// failure the old one stays and the error is returned.
     pub fn reload(&self) -> Result<(), String> {
-        let fresh = load(&self.cert, &self.key)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
-        *self.seen.write().unwrap_or_else(|p| p.into_inner()) = file_times(&self.source);
+        // Taken before reading: a change made while loading is seen at the next
+        // check. Recorded even when loading fails, so a pair of files that does not
+        // load is tried again when one of them changes, not at every check.
+        let times = file_times(&self.source);
+        let loaded = load(&self.cert, &self.key);
+        *self.seen.write().unwrap_or_else(|p| p.into_inner()) = times;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded?);
         Ok(())
     }
 
@@ -157,7 +161,7 @@ impl ReloadingCert {
         Some(renewed)
     }
 
-    /// Whether the certificate or key file changed since the last load.
+    /// Whether the certificate or key file changed since the last attempt to load them.
     pub fn files_changed(&self) -> bool {
         let now = file_times(&self.source);
         now.is_some() && now != *self.seen.read().unwrap_or_else(|p| p.into_inner())
@@ -408,6 +412,44 @@ mod tests {
         )
         .unwrap();
         assert!(err(load(&broken, &k)).contains("not valid PEM"));
+    }
+
+    /// Files that do not load are tried again when they change, not at every check
+    /// (which would log a failure a second for as long as they stay broken).
+    #[test]
+    fn a_failed_reload_waits_for_the_next_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = write_pair(dir.path());
+        let source = CertSource::Files {
+            cert: c.clone(),
+            key: k.clone(),
+        };
+        let tls = Tls::new(&source, &[]).unwrap();
+        let certs = tls.certs();
+        assert!(!certs.files_changed());
+        let other = tempfile::tempdir().unwrap();
+        let (c2, _) = write_pair(other.path());
+        let set_mtime = |path: &Path, secs: u64| {
+            let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        };
+        // A certificate of another key: changed, and it does not load.
+        std::fs::copy(&c2, &c).unwrap();
+        set_mtime(&c, 1_700_000_000);
+        assert!(certs.files_changed());
+        assert!(certs.reload().is_err());
+        assert!(!certs.files_changed(), "the same broken files, tried again");
+        // Its key arrives: changed again, and now it loads.
+        std::fs::copy(other.path().join("k.pem"), &k).unwrap();
+        set_mtime(&k, 1_700_000_100);
+        assert!(certs.files_changed());
+        assert!(certs.reload().is_ok());
+        assert!(!certs.files_changed());
     }
 
     #[test]
