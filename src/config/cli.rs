@@ -120,7 +120,8 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout, env = "WHARF_HEADER_TIMEOUT")]
     header_timeout: Duration,
 
-    /// Close a keep-alive connection idle for this long.
+    /// Close a keep-alive connection idle for this long, and drop a client that takes
+    /// no response bytes for this long.
     #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_timeout, env = "WHARF_IDLE_TIMEOUT")]
     idle_timeout: Duration,
 
