@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -309,4 +310,34 @@ fn requests_refused_before_they_are_read_are_counted() {
             .contains("wharf_requests_total{method=\"other\",status=\"5xx\",handler=\"none\"} 1"),
         "{metrics}"
     );
+}
+
+/// Half-sent connections cannot starve the probes: when the admin listener is
+/// full, the oldest connection makes room for the newest.
+#[test]
+fn idle_connections_do_not_starve_health_checks() {
+    // One worker: each worker's admin listener keeps its own 256.
+    let (_tmp, _server, admin) = with_admin(&["--workers", "1"]);
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut stream = connect(&admin);
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost:").unwrap();
+        held.push(stream);
+    }
+    let mut conn = Conn::new(connect(&admin));
+    // Answered at once; before, it waited for a slot (ten seconds).
+    conn.stream()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    conn.send(&request_bytes("GET", "/healthz", &[]));
+    let res = conn.read_response(false);
+    assert_eq!(res.status, 200);
+    // The oldest was closed to make room.
+    let oldest = &mut held[0];
+    oldest
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let read = oldest.read(&mut byte);
+    assert!(matches!(read, Ok(0)), "closed: {read:?}");
 }

@@ -26,8 +26,43 @@ use crate::site::router::{Router, Routers};
 const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Admin connections served at once.
-const MAX_CONNECTIONS: usize = 64;
+/// Admin connections held at once; when one more comes, the oldest is closed.
+const MAX_CONNECTIONS: usize = 256;
+
+/// The admin connections open, oldest first, each with the token that closes it.
+/// Making room by closing the oldest, rather than making a new connection wait,
+/// keeps a few silent or half-sent connections from starving the probes and
+/// scrapers: a probe is answered in a moment, long before 256 newer connections
+/// could push it out.
+#[derive(Default)]
+struct Open {
+    next: u64,
+    held: std::collections::VecDeque<(u64, CancellationToken)>,
+}
+
+impl Open {
+    /// Registers a new connection, closing the oldest when full.
+    fn admit(&mut self) -> (u64, CancellationToken) {
+        while self.held.len() >= MAX_CONNECTIONS {
+            if let Some((_, oldest)) = self.held.pop_front() {
+                oldest.cancel();
+            }
+        }
+        let id = self.next;
+        self.next += 1;
+        let token = CancellationToken::new();
+        self.held.push_back((id, token.clone()));
+        (id, token)
+    }
+
+    fn leave(&mut self, id: u64) {
+        self.held.retain(|(held, _)| *held != id);
+    }
+}
+
+fn lock(open: &std::sync::Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+    open.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Serves the admin listener until `stop` (or the process ends); once `closing` is
 /// cancelled (shutdown under way) it reports the process not ready.
@@ -37,12 +72,8 @@ pub async fn serve(
     stop: CancellationToken,
     closing: CancellationToken,
 ) {
-    // Scrapers and probes need a few connections; more wait their turn.
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(std::sync::Mutex::new(Open::default()));
     loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stop.cancelled() => return,
@@ -55,19 +86,25 @@ pub async fn serve(
                 continue;
             }
         };
+        let (id, evicted) = lock(&open).admit();
         let routers = Arc::clone(&routers);
         let closing = closing.clone();
+        let open = Arc::clone(&open);
         tokio::spawn(async move {
-            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let res = answer(&routers.load(), &req, closing.is_cancelled());
                 async move { Ok::<_, Infallible>(res) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            // Closed by dropping it when a newer connection needs the room.
+            tokio::select! {
+                _ = connection => {}
+                () = evicted.cancelled() => {}
+            }
+            lock(&open).leave(id);
         });
     }
 }
