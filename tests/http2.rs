@@ -644,3 +644,51 @@ async fn a_put_whose_stream_is_reset_stores_nothing() {
         }
     }
 }
+
+/// An idle HTTP/2 connection is told to go away at the idle timeout, and closed
+/// even when its client never answers (no SETTINGS or PING acknowledgement).
+#[test]
+fn an_idle_connection_that_never_answers_is_closed() {
+    use std::io::{Read, Write};
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &["--idle-timeout", "1s"]);
+    let mut stream = connect(server.addr());
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // An empty SETTINGS frame, then HEADERS on stream 1 (END_STREAM | END_HEADERS):
+    // GET http://localhost/a.txt, from HPACK's static table and literals.
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let mut block = vec![0x82, 0x86, 0x41, 9];
+    block.extend_from_slice(b"localhost");
+    block.extend_from_slice(&[0x44, 6]);
+    block.extend_from_slice(b"/a.txt");
+    hello.extend_from_slice(&[0, 0, block.len() as u8, 1, 0x05, 0, 0, 0, 1]);
+    hello.extend_from_slice(&block);
+    stream.write_all(&hello).unwrap();
+    // Frames until the server closes; the type of each one seen.
+    let mut seen = Vec::new();
+    let mut frames = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("not closed: {e}; frame types {frames:?}"),
+        }
+        while seen.len() >= 9 {
+            let len =
+                (usize::from(seen[0]) << 16) | (usize::from(seen[1]) << 8) | usize::from(seen[2]);
+            if seen.len() < 9 + len {
+                break;
+            }
+            frames.push(seen[3]);
+            seen.drain(..9 + len);
+        }
+    }
+    // The response (HEADERS, DATA), then GOAWAY.
+    assert!(frames.contains(&1), "{frames:?}");
+    assert!(frames.contains(&0), "{frames:?}");
+    assert!(frames.contains(&7), "no GOAWAY: {frames:?}");
+}

@@ -50,6 +50,9 @@ pub use crate::site::router::Routers;
 
 /// HTTP/2 limits. Streams per connection, as nginx's default.
 const H2_MAX_STREAMS: u32 = 128;
+/// How long an idle HTTP/2 connection told to go away (GOAWAY, then a PING) may take
+/// to acknowledge before it is dropped.
+const H2_GOAWAY_GRACE: Duration = Duration::from_secs(1);
 /// Receive windows: large enough that uploads are not throttled by round trips.
 const H2_STREAM_WINDOW: u32 = 1024 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
@@ -596,7 +599,15 @@ impl Session {
                     IDLE if !closing => {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
-                        return conn.as_mut().poll(cx);
+                        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                            return Poll::Ready(result);
+                        }
+                        // The client's answer to the GOAWAY's PING ends the connection;
+                        // a client that never answers is dropped a moment later.
+                        if !rearm(&mut timer, Instant::now() + H2_GOAWAY_GRACE, cx) {
+                            return Poll::Pending;
+                        }
+                        return Poll::Ready(Ok(()));
                     }
                     // No bytes taken for the idle timeout while streams are open, no
                     // request within the header timeout, or past the deadline while
