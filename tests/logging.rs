@@ -385,3 +385,30 @@ fn a_download_broken_off_is_logged_with_the_bytes_sent() {
     assert_eq!(entry["bytes"], SIZE as u64, "{whole}");
     drop(tmp);
 }
+
+/// Diagnostics on a stderr that is not a terminal (a file, journald) carry no
+/// colour codes.
+#[test]
+fn debug_lines_to_a_file_carry_no_colour_codes() {
+    use std::ffi::OsStr;
+    let (_tmp, root) = temp_root();
+    let server = Server::spawn_with_env(
+        &[
+            root.as_os_str(),
+            OsStr::new("-p"),
+            OsStr::new("0"),
+            OsStr::new("-b"),
+            OsStr::new("127.0.0.1"),
+        ],
+        &[("WHARF_LOG", OsStr::new("debug"))],
+    );
+    // An HTTP/2 connection that breaks the protocol: debug lines with fields.
+    server.send_raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x01\x09\x00\x00\x00\x00\x00x");
+    server.wait_for_stderr(
+        |l| l.contains("debug:") && l.contains("error"),
+        std::time::Duration::from_secs(10),
+    );
+    for line in server.stderr_lines() {
+        assert!(!line.contains('\x1b'), "{line:?}");
+    }
+}
