@@ -167,13 +167,7 @@ impl StaticFiles {
     /// rewrote it to), revalidated; `None` on a miss. Never blocks beyond one
     /// `fstatat`, so it may run on an async worker.
     pub fn from_cache(&self, req: &Parts, key: &str) -> Option<Response<Body>> {
-        if !View::of(req).is_plain() {
-            return None;
-        }
-        let encodings = negotiate::encoding_preferences(&req.headers);
-        let found = self
-            .cache
-            .respond(&self.root, key, req, &encodings, || listing_format(req));
+        let found = self.lookup(req, key);
         let outcome = if found.is_some() {
             crate::metrics::Lookup::Hit
         } else {
@@ -181,6 +175,17 @@ impl StaticFiles {
         };
         crate::metrics::metrics().hot_cache(outcome);
         found
+    }
+
+    /// [`StaticFiles::from_cache`] without counting: for a request already counted
+    /// as a miss that looks again after waiting for another one's work.
+    fn lookup(&self, req: &Parts, key: &str) -> Option<Response<Body>> {
+        if !View::of(req).is_plain() {
+            return None;
+        }
+        let encodings = negotiate::encoding_preferences(&req.headers);
+        self.cache
+            .respond(&self.root, key, req, &encodings, || listing_format(req))
     }
 
     /// The full path, after a cache miss: everything that touches the disk happens in
@@ -270,7 +275,7 @@ impl StaticFiles {
         // in the cache. The turn is held until the cache is filled, at the end.
         let mut turn = files.inflight.enter(key);
         if view.is_plain() && turn.wait().await {
-            if let Some(res) = files.from_cache(req, key) {
+            if let Some(res) = files.lookup(req, key) {
                 return res;
             }
         }
