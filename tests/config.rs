@@ -85,6 +85,67 @@ fn the_configuration_file_is_never_served_from_the_folder_it_configures() {
     assert_eq!(get(&server, "/a.txt").body_text(), "public");
 }
 
+/// The certificate and its key may come from different places (file, environment,
+/// command line), each overridden on its own; one without the other is an error.
+#[test]
+fn certificate_and_key_come_from_any_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let both = write_config(
+        tmp.path(),
+        "tls-cert = \"/nonexistent/file-c.pem\"\ntls-key = \"/nonexistent/file-k.pem\"\n",
+    );
+    let out = run(
+        &[
+            OsStr::new("--config"),
+            both.as_os_str(),
+            OsStr::new("--tls-cert"),
+            OsStr::new("/nonexistent/cli-c.pem"),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("cli-c.pem"),
+        "{report}{}",
+        text(&out.stderr)
+    );
+    assert!(report.contains("file-k.pem"), "{report}");
+    assert!(!report.contains("file-c.pem"), "{report}");
+
+    let key_only = write_config(tmp.path(), "tls-key = \"/nonexistent/file-k.pem\"\n");
+    let out = run(
+        &[
+            OsStr::new("--config"),
+            key_only.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        &[("WHARF_TLS_CERT", "/nonexistent/env-c.pem")],
+    );
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("env-c.pem"),
+        "{report}{}",
+        text(&out.stderr)
+    );
+    assert!(report.contains("file-k.pem"), "{report}");
+
+    let alone = run(
+        &[
+            OsStr::new("--tls-cert"),
+            OsStr::new("/nonexistent/c.pem"),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    assert_eq!(alone.status.code(), Some(1));
+    assert!(
+        text(&alone.stderr).contains("--tls-cert needs --tls-key"),
+        "{}",
+        text(&alone.stderr)
+    );
+}
+
 #[test]
 fn a_false_tls_self_signed_variable_leaves_certificate_files_alone() {
     let args = [

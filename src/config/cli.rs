@@ -81,21 +81,13 @@ pub struct Cli {
     workers: Option<u16>,
 
     /// Serve HTTPS with this certificate chain (PEM, leaf first).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_key",
-        env = "WHARF_TLS_CERT"
-    )]
+    // Paired with --tls-key in `into_config`, once the file and environment are in:
+    // the two may come from different places.
+    #[arg(long, value_name = "FILE", env = "WHARF_TLS_CERT")]
     tls_cert: Option<PathBuf>,
 
     /// Private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_cert",
-        env = "WHARF_TLS_KEY"
-    )]
+    #[arg(long, value_name = "FILE", env = "WHARF_TLS_KEY")]
     tls_key: Option<PathBuf>,
 
     /// Serve HTTPS with a self-signed certificate for localhost, made once and kept in
@@ -403,8 +395,10 @@ impl Cli {
                 return Err("--tls-self-signed cannot be combined with --tls-cert/--tls-key".into())
             }
             (Some(cert), Some(key), false) => Some(CertSource::Files { cert, key }),
+            (Some(_), None, false) => return Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_), false) => return Err("--tls-key needs --tls-cert".into()),
             (_, _, true) => Some(CertSource::SelfSigned),
-            _ => None,
+            (None, None, false) => None,
         };
         if self.redirect_http.is_some() && tls.is_none() {
             return Err(
