@@ -450,9 +450,23 @@ mod tests {
         ));
     }
 
+    /// A head without Content-Type is a document without one (RFC 3875 §6.3.1).
+    #[test]
+    fn a_head_without_content_type_is_a_document() {
+        assert!(matches!(
+            cgi("X-Only: 1\n\n"),
+            Ok(Some((
+                Head::Document {
+                    status: StatusCode::OK,
+                    ..
+                },
+                _
+            )))
+        ));
+    }
+
     #[test]
     fn malformed_blocks_are_errors() {
-        assert!(cgi("X-Only: 1\n\n").is_err());
         assert!(cgi("\nbody").is_err());
         assert!(cgi("Status: banana\n\n").is_err());
         assert!(cgi("Status: 99 Low\n\n").is_err());
