@@ -275,6 +275,32 @@ fn if_modified_since_accepts_obsolete_date_formats() {
 }
 
 #[test]
+fn a_date_with_the_wrong_day_name_is_read_as_the_date_it_spells() {
+    let fx = start();
+    // T0 was a Tuesday; nginx, Apache and CPython do not check the day name either.
+    for date in [
+        "Fri, 14 Nov 2023 22:13:20 GMT",
+        "Friday, 14-Nov-23 22:13:20 GMT",
+        "Fri Nov 14 22:13:20 2023",
+    ] {
+        assert!(httpdate::parse_http_date(date).is_err(), "{date:?}");
+        assert_status(
+            &get_with(&fx, &[("If-Modified-Since", date)]),
+            304,
+            &format!("If-Modified-Since: {date}"),
+        );
+    }
+    assert_status(
+        &get_with(
+            &fx,
+            &[("If-Unmodified-Since", "Fri, 13 Nov 2023 22:13:20 GMT")],
+        ),
+        412,
+        "If-Unmodified-Since a day early, under the wrong day name",
+    );
+}
+
+#[test]
 fn if_modified_since_is_ignored_when_if_none_match_is_present() {
     let fx = start();
     let response = get_with(

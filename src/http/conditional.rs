@@ -103,8 +103,8 @@ pub fn range_allowed(headers: &HeaderMap, v: Validators<'_>) -> bool {
             _ => false,
         };
     }
-    match (httpdate::parse_http_date(text), v.last_modified) {
-        (Ok(date), Some(modified)) => {
+    match (parse_date(text), v.last_modified) {
+        (Some(date), Some(modified)) => {
             whole_seconds(modified) == date && is_strong_date(modified, SystemTime::now())
         }
         _ => false,
@@ -126,7 +126,38 @@ fn http_date(headers: &HeaderMap, name: &header::HeaderName) -> Option<SystemTim
     if lines.next().is_some() {
         return None;
     }
-    httpdate::parse_http_date(value.to_str().ok()?.trim()).ok()
+    parse_date(value.to_str().ok()?.trim())
+}
+
+/// Day names as HTTP dates spell them: short in IMF-fixdate and asctime, long in
+/// RFC 850 dates.
+const DAY_NAMES: [[&str; 7]; 2] = [
+    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+    [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ],
+];
+
+/// A date in any of the three formats of RFC 9110 §5.6.7, its day name (one of
+/// the seven) not checked against the date: the name is redundant, and nginx, Apache and CPython's server
+/// all read a date whose day name is wrong (a hand-written `If-Modified-Since`,
+/// say) as the date it spells.
+fn parse_date(text: &str) -> Option<SystemTime> {
+    if let Ok(date) = httpdate::parse_http_date(text) {
+        return Some(date);
+    }
+    let at = text.find([',', ' '])?;
+    let (name, rest) = text.split_at(at);
+    let names = DAY_NAMES.iter().find(|names| names.contains(&name))?;
+    names
+        .iter()
+        .find_map(|n| httpdate::parse_http_date(&format!("{n}{rest}")).ok())
 }
 
 /// HTTP dates have one-second resolution; compare at that resolution.
@@ -309,6 +340,30 @@ mod tests {
         assert!(!allowed(&[BEFORE]));
         assert!(!allowed(&["*"]));
         assert!(!allowed(&["nonsense"]));
+    }
+
+    #[test]
+    fn a_wrong_day_name_does_not_spoil_a_date() {
+        // 6 November 1994 was a Sunday.
+        let sunday = parse_date("Sun, 06 Nov 1994 08:49:37 GMT");
+        assert!(sunday.is_some());
+        for wrong in [
+            "Wed, 06 Nov 1994 08:49:37 GMT",
+            "Wednesday, 06-Nov-94 08:49:37 GMT",
+            "Wed Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_date(wrong), sunday, "{wrong}");
+        }
+        // Only the name is forgiven.
+        for bad in [
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06 Nov 1994 08:49:37 GMT",
+            "06 Nov 1994 08:49:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
     }
 
     #[test]
