@@ -414,23 +414,21 @@ pub async fn send(
             }
             Ok(Ok(mut res)) => {
                 lease.upstream.outcome(true);
-                if let Some(to) = res
-                    .headers()
-                    .get(header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| client_location(route, &lease.upstream, v))
-                    .and_then(|v| HeaderValue::from_str(&v).ok())
-                {
-                    res.headers_mut().insert(header::LOCATION, to);
-                }
-                if let Some(to) = res
-                    .headers()
-                    .get(header::REFRESH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| client_refresh(route, &lease.upstream, v))
-                    .and_then(|v| HeaderValue::from_str(&v).ok())
-                {
-                    res.headers_mut().insert(header::REFRESH, to);
+                type Rewrite = fn(&Route, &super::upstream::Upstream, &str) -> Option<String>;
+                let rewrites: [(header::HeaderName, Rewrite); 2] = [
+                    (header::LOCATION, client_location),
+                    (header::REFRESH, client_refresh),
+                ];
+                for (name, rewrite) in rewrites {
+                    if let Some(to) = res
+                        .headers()
+                        .get(&name)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| rewrite(route, &lease.upstream, v))
+                        .and_then(|v| HeaderValue::from_str(&v).ok())
+                    {
+                        res.headers_mut().insert(name, to);
+                    }
                 }
                 crate::metrics::metrics().upstream(Some(asked.elapsed()));
                 let answered = response::Upstream {
