@@ -306,6 +306,49 @@ fn locks_guard_what_rfc_4918_says_and_no_more() {
     );
 }
 
+/// A PROPPATCH is all or nothing (RFC 4918 §9.2): when one property cannot be
+/// stored (too large for any file system's extended attributes), the changes made
+/// before it are undone, as the 424s say.
+#[test]
+fn a_proppatch_that_fails_part_way_changes_nothing() {
+    let (_tmp, root) = temp_root();
+    std::fs::write(root.join("doc.txt"), "v1").unwrap();
+    let server = Server::start(&root, &["--upload"]);
+    let update = |body: &str| {
+        let xml = format!(
+            "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\" xmlns:Z=\"urn:z\">\
+             {body}</D:propertyupdate>"
+        );
+        dav(&server, "PROPPATCH", "/doc.txt", &[], &xml)
+    };
+    let first = update("<D:set><D:prop><Z:keep>old</Z:keep><Z:gone>here</Z:gone></D:prop></D:set>");
+    assert!(
+        first.body_text().contains("200 OK"),
+        "{}",
+        first.body_text()
+    );
+    let huge = "A".repeat(70_000);
+    let res = update(&format!(
+        "<D:set><D:prop><Z:keep>new</Z:keep><Z:fresh>x</Z:fresh></D:prop></D:set>\
+         <D:remove><D:prop><Z:gone/></D:prop></D:remove>\
+         <D:set><D:prop><Z:huge>{huge}</Z:huge></D:prop></D:set>"
+    ));
+    assert_eq!(res.status, 207);
+    let text = res.body_text();
+    assert_eq!(text.matches("424 Failed Dependency").count(), 3, "{text}");
+    assert!(text.contains("507 Insufficient Storage"), "{text}");
+    let found = propfind(
+        &server,
+        "/doc.txt",
+        Some("0"),
+        "<D:prop xmlns:Z=\"urn:z\"><Z:keep/><Z:gone/><Z:fresh/><Z:huge/></D:prop>",
+    );
+    let text = found.body_text();
+    assert!(text.contains(">old</"), "{text}");
+    assert!(text.contains(">here</"), "{text}");
+    assert!(!text.contains(">x</") && !text.contains(">new</"), "{text}");
+}
+
 /// `displayname` is the client's to set (RFC 4918 §15.2); a computed property is
 /// refused with the reason §9.2 names; a `propfind` naming nothing is malformed.
 #[test]

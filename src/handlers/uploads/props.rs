@@ -430,7 +430,15 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 }
             } else {
                 let mut failed = None;
+                // Each property's value before its first change, to put back if a
+                // later change fails: all or nothing (RFC 4918 §9.2).
+                let mut before: Vec<(String, Option<Vec<u8>>)> = Vec::new();
                 for c in &changes {
+                    let xattr = name_of(c).xattr();
+                    if !before.iter().any(|(n, _)| *n == xattr) {
+                        let value = stored_value(&fd, &xattr);
+                        before.push((xattr, value));
+                    }
                     let outcome = match c {
                         Change::Set(n, value) => rustix::fs::fsetxattr(
                             &fd,
@@ -446,6 +454,19 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                     if let Err(e) = outcome {
                         failed = Some((name_of(c), e));
                         break;
+                    }
+                }
+                if failed.is_some() {
+                    for (xattr, value) in before.iter().rev() {
+                        let _ = match value {
+                            Some(v) => rustix::fs::fsetxattr(
+                                &fd,
+                                xattr.as_str(),
+                                v,
+                                rustix::fs::XattrFlags::empty(),
+                            ),
+                            None => rustix::fs::fremovexattr(&fd, xattr.as_str()),
+                        };
                     }
                 }
                 for c in &changes {
@@ -492,6 +513,15 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         Err(StatusCode::LOCKED) => up.locks.locked(&[&asked], &head.headers),
         Err(status) => response::error(status),
     }
+}
+
+/// The stored value of extended attribute `xattr`; `None` when it is not set.
+fn stored_value(fd: &std::os::fd::OwnedFd, xattr: &str) -> Option<Vec<u8>> {
+    // Linux holds at most 64 KiB in one extended attribute.
+    let mut value = vec![0; 64 * 1024];
+    let len = rustix::fs::fgetxattr(fd, xattr, &mut value).ok()?;
+    value.truncate(len);
+    Some(value)
 }
 
 /// The namespace an element or attribute resolved to; `None` for an undeclared
