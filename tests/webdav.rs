@@ -349,6 +349,32 @@ fn a_proppatch_that_fails_part_way_changes_nothing() {
     assert!(!text.contains(">x</") && !text.contains(">new</"), "{text}");
 }
 
+/// Every `response` in a multistatus carries a propstat or a status (RFC 4918
+/// §14.24), also when the request named no property.
+#[test]
+fn a_request_naming_no_property_still_gets_a_propstat() {
+    let (_tmp, root) = temp_root();
+    std::fs::write(root.join("doc.txt"), "v1").unwrap();
+    let server = Server::start(&root, &["--upload"]);
+    let found = propfind(&server, "/doc.txt", Some("0"), "<D:prop/>");
+    let patched = dav(
+        &server,
+        "PROPPATCH",
+        "/doc.txt",
+        &[],
+        "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop/></D:set>\
+         </D:propertyupdate>",
+    );
+    for res in [found, patched] {
+        assert_eq!(res.status, 207);
+        let text = res.body_text();
+        assert!(
+            text.contains("<D:propstat>") && text.contains("HTTP/1.1 200 OK"),
+            "{text}"
+        );
+    }
+}
+
 /// `displayname` is the client's to set (RFC 4918 §15.2); a computed property is
 /// refused with the reason §9.2 names; a `propfind` naming nothing is malformed.
 #[test]

@@ -303,8 +303,11 @@ fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &
             }
         }
     }
+    // A response holds a propstat or a status (RFC 4918 §14.24), even for a
+    // `prop` that names nothing.
+    let nothing = found.is_empty() && missing.is_empty();
     for (props, status) in [(found, "200 OK"), (missing, "404 Not Found")] {
-        if !props.is_empty() {
+        if !props.is_empty() || (nothing && status == "200 OK") {
             let _ = write!(
                 out,
                 "<D:propstat><D:prop>{props}</D:prop><D:status>HTTP/1.1 {status}</D:status></D:propstat>"
@@ -490,6 +493,12 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 "<D:response><D:href>{}</D:href>",
                 escape(&path.to_url(is_dir))
             );
+            if results.is_empty() {
+                // Nothing asked, nothing changed: still a propstat (RFC 4918 §14.24).
+                out.push_str(
+                    "<D:propstat><D:prop/><D:status>HTTP/1.1 200 OK</D:status></D:propstat>",
+                );
+            }
             for (name, status) in results {
                 let mut prop = String::new();
                 name.element("", &mut prop);
