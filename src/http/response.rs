@@ -98,6 +98,21 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     res
 }
 
+/// 405 for `refused` where the site supports `allow` in general: the resource
+/// at hand does not take `refused` (MKCOL where a folder is, a form POST to a
+/// file), so its `Allow` leaves it out (RFC 9110 §10.2.1).
+pub fn method_not_allowed_here(allow: &str, refused: &http::Method) -> Response<Body> {
+    let here: Vec<&str> = allow
+        .split(", ")
+        .filter(|m| *m != refused.as_str())
+        .collect();
+    let mut res = error(StatusCode::METHOD_NOT_ALLOWED);
+    if let Ok(value) = HeaderValue::from_str(&here.join(", ")) {
+        res.headers_mut().insert(header::ALLOW, value);
+    }
+    res
+}
+
 /// The answer to OPTIONS, listing what the resource supports.
 pub fn options(allow: &'static str) -> Response<Body> {
     // 200 with `Content-Length: 0`, not 204: RFC 9110 §9.3.7 asks a contentless

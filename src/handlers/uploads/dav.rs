@@ -97,7 +97,7 @@ pub async fn mkcol(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respon
         return response::error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
     let Some((parent, name)) = req.path.split_last() else {
-        return response::method_not_allowed(super::allow(&access));
+        return response::method_not_allowed_here(super::allow(&access), &req.head.method);
     };
     let name = name.to_vec();
     let path = req.path.clone();
@@ -127,7 +127,9 @@ pub async fn mkcol(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respon
         .await;
     match done {
         Ok(()) => created(&req.path, true),
-        Err(StatusCode::METHOD_NOT_ALLOWED) => response::method_not_allowed(super::allow(&access)),
+        Err(StatusCode::METHOD_NOT_ALLOWED) => {
+            response::method_not_allowed_here(super::allow(&access), &req.head.method)
+        }
         Err(StatusCode::LOCKED) => up.locks.locked(&[&req.path], &req.head.headers),
         Err(status) => response::error(status),
     }

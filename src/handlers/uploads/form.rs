@@ -72,7 +72,7 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
     match checked {
         Ok(()) => {}
         Err(StatusCode::METHOD_NOT_ALLOWED) => {
-            return response::method_not_allowed(super::allow(&access))
+            return response::method_not_allowed_here(super::allow(&access), &head.method)
         }
         Err(status) => return response::error(status),
     }

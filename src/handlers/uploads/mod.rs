@@ -121,7 +121,7 @@ impl Uploads {
             "PROPPATCH" => props::proppatch(self, req).await,
             "LOCK" => locks::lock(self, req).await,
             "UNLOCK" => locks::unlock(self, req).await,
-            _ => response::method_not_allowed(allow(&access)),
+            _ => response::method_not_allowed_here(allow(&access), &req.head.method),
         }
     }
 
