@@ -63,7 +63,7 @@ fn meta_variables_are_those_of_rfc_3875() {
         "POST /cgi-bin/env.py/extra/path?x=1&y=%20z HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
          X-Custom: one\r\nX-Custom: two\r\nProxy: http://evil.test/\r\nX_Under: sneaky\r\n\
-         Authorization: Basic dXNlcjpwdw==\r\nConnection: close\r\n\r\n{body}",
+         X.Dotted: sneaky\r\nX~Tilde: sneaky\r\nAuthorization: Basic dXNlcjpwdw==\r\nConnection: close\r\n\r\n{body}",
         body.len(),
         port = server.port()
     );
@@ -112,6 +112,11 @@ fn meta_variables_are_those_of_rfc_3875() {
     // httpoxy, and a field that would pass for another after `-` → `_`.
     assert!(!env.contains_key("HTTP_PROXY"), "{env:?}");
     assert!(!env.contains_key("HTTP_X_UNDER"), "{env:?}");
+    assert!(
+        !env.keys()
+            .any(|k| k.starts_with("HTTP_X.") || k.starts_with("HTTP_X~")),
+        "{env:?}"
+    );
     // No framing fields, and nothing of wharf's own environment.
     assert!(!env.contains_key("HTTP_CONTENT_LENGTH"));
     assert!(!env.contains_key("WHARF_TEST_SECRET"), "{env:?}");

@@ -175,13 +175,16 @@ fn write_request_fields(headers: &HeaderMap, withheld: Withheld, set: &mut dyn F
     for name in headers.keys() {
         let text = name.as_str();
         // The body reaches the program whole, with CONTENT_LENGTH, and wharf met
-        // any expectation: the fields that framed or awaited it would mislead.
+        // any expectation: the fields that framed or awaited it would mislead. A
+        // name with anything but letters, digits and `-` (`X_Real_IP`,
+        // `X.Real.IP`) would pass for another field once PHP or a CGI library
+        // reads its variable (`HTTP_X_REAL_IP`), so it does not go (as Apache).
         let skipped = name == header::CONTENT_TYPE
             || name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
             || name == header::EXPECT
             || text == "proxy"
-            || text.contains('_')
+            || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             || (withheld.authorization && name == header::AUTHORIZATION)
             || (withheld.host && name == header::HOST);
         if skipped {
