@@ -145,7 +145,18 @@ fn an_upload_in_pieces_becomes_the_file() {
     );
     assert_eq!(offset_of(&server, &url).as_deref(), Some("6"));
 
-    assert_eq!(patch(&server, &url, 6, b"world").status, 204);
+    // Media types are case-insensitive (RFC 9110 §8.3.1).
+    let res = tus(
+        &server,
+        "PATCH",
+        &url,
+        &[
+            ("Upload-Offset", "6"),
+            ("Content-Type", "Application/Offset+Octet-Stream"),
+        ],
+        b"world",
+    );
+    assert_eq!(res.status, 204);
     assert_eq!(get(&server, "/in/report.txt").body, b"hello world");
     // A client that missed the last answer learns that nothing is missing.
     assert_eq!(offset_of(&server, &url).as_deref(), Some("11"));

@@ -306,6 +306,41 @@ fn locks_guard_what_rfc_4918_says_and_no_more() {
     );
 }
 
+/// UNLOCK with a token that is not this resource's says which precondition
+/// failed (RFC 4918 §9.11.1); a `Timeout` is read whatever its case.
+#[test]
+fn unlock_names_its_failed_precondition_and_timeouts_ignore_case() {
+    let (_tmp, root) = temp_root();
+    std::fs::write(root.join("a.txt"), "a").unwrap();
+    std::fs::write(root.join("b.txt"), "b").unwrap();
+    let server = Server::start(&root, &["--upload"]);
+    let token = lock(&server, "/a.txt", "exclusive", "0");
+    let res = dav(&server, "UNLOCK", "/b.txt", &[("Lock-Token", &token)], "");
+    assert_eq!(res.status, 409);
+    assert!(
+        res.body_text()
+            .contains("<D:lock-token-matches-request-uri"),
+        "{}",
+        res.body_text()
+    );
+    let info = "<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/>\
+                </D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
+    let res = dav(
+        &server,
+        "LOCK",
+        "/b.txt",
+        &[("Timeout", "second-100")],
+        info,
+    );
+    assert_eq!(res.status, 200);
+    assert!(
+        res.body_text()
+            .contains("<D:timeout>Second-100</D:timeout>"),
+        "{}",
+        res.body_text()
+    );
+}
+
 /// A PROPPATCH is all or nothing (RFC 4918 §9.2): when one property cannot be
 /// stored (too large for any file system's extended attributes), the changes made
 /// before it are undone, as the 424s say.

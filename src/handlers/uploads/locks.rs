@@ -137,7 +137,7 @@ impl Locks {
             });
             (blocking && !submitted.contains(&l.token)).then(|| l.root_url.clone())
         });
-        precondition_failed_by("lock-token-submitted", root)
+        failed_condition(StatusCode::LOCKED, "lock-token-submitted", root)
     }
 
     /// The 423 for a LOCK that conflicts with a lock held on `path`, below it, or
@@ -150,7 +150,7 @@ impl Locks {
             .iter()
             .find(|l| l.covers(segments) || l.root.starts_with(segments) || l.covers(parent))
             .map(|l| l.root_url.clone());
-        precondition_failed_by("no-conflicting-lock", root)
+        failed_condition(StatusCode::LOCKED, "no-conflicting-lock", root)
     }
 
     /// Forgets the locks on `path` and below (it was deleted or moved away).
@@ -175,9 +175,9 @@ impl Locks {
     }
 }
 
-/// 423 with the precondition `element` of RFC 4918 §16, naming `root`, the locked
-/// resource, when known.
-fn precondition_failed_by(element: &str, root: Option<String>) -> Response<Body> {
+/// `status` with the precondition `element` of RFC 4918 §16 that failed, naming
+/// `root`, the locked resource, when known.
+fn failed_condition(status: StatusCode, element: &str, root: Option<String>) -> Response<Body> {
     let href = root.map_or_else(String::new, |url| {
         format!(
             "<D:href>{}</D:href>",
@@ -188,7 +188,7 @@ fn precondition_failed_by(element: &str, root: Option<String>) -> Response<Body>
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:{element}>{href}</D:{element}></D:error>"
     );
     let mut res = Response::new(Body::bytes(xml));
-    *res.status_mut() = StatusCode::LOCKED;
+    *res.status_mut() = status;
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml; charset=utf-8"),
@@ -509,7 +509,7 @@ pub async fn unlock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         res
     } else {
         // The token names no lock on this resource (RFC 4918 §9.11.1).
-        response::error(StatusCode::CONFLICT)
+        failed_condition(StatusCode::CONFLICT, "lock-token-matches-request-uri", None)
     }
 }
 
@@ -519,12 +519,15 @@ fn requested_timeout(headers: &HeaderMap) -> Duration {
         .get("timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.split(',').map(str::trim).find_map(|t| match t {
-                "Infinite" => Some(MAX_TIMEOUT),
-                t => t
-                    .strip_prefix("Second-")
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .map(Duration::from_secs),
+            // The grammar's literals are case-insensitive (RFC 5234 §2.3).
+            v.split(',').map(str::trim).find_map(|t| {
+                if t.eq_ignore_ascii_case("Infinite") {
+                    return Some(MAX_TIMEOUT);
+                }
+                let (unit, n) = t.split_at_checked("Second-".len())?;
+                unit.eq_ignore_ascii_case("Second-")
+                    .then(|| n.parse::<u64>().ok())?
+                    .map(Duration::from_secs)
             })
         });
     asked.unwrap_or(MAX_TIMEOUT).min(MAX_TIMEOUT)

@@ -390,7 +390,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
     let with_bytes = head
         .headers
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == CHUNK_TYPE.as_bytes());
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(CHUNK_TYPE.as_bytes()));
     // An upload of nothing is complete at once (its file is made now).
     if (with_bytes && !http_body::Body::is_end_stream(&body)) || length == 0 {
         match write_chunk(&up, &dir, &id, &meta, 0, &mut body, &head.headers).await {
@@ -465,7 +465,7 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     if head
         .headers
         .get(header::CONTENT_TYPE)
-        .is_none_or(|v| v.as_bytes() != CHUNK_TYPE.as_bytes())
+        .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(CHUNK_TYPE.as_bytes()))
     {
         return response::error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
