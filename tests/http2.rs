@@ -585,6 +585,55 @@ fn field_blocks_are_judged_as_rfc_9113_says() {
     );
 }
 
+/// A control frame of a length its type does not have is a FRAME_SIZE_ERROR
+/// (0x6): a connection error, but for PRIORITY's stream error (RFC 9113 §6.3-6.9);
+/// an initial window over 2^31-1 a FLOW_CONTROL_ERROR (0x3, §6.5.2); a field
+/// without a name is malformed, not undecodable (PROTOCOL_ERROR, 0x1).
+#[test]
+fn malformed_frames_get_the_error_codes_rfc_9113_names() {
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let after_preface = |bad: Vec<u8>| {
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+        out.extend(bad);
+        out
+    };
+    for (what, bad, fate) in [
+        (
+            "SETTINGS of 5 octets",
+            frame(0x4, 0, 0, &[0; 5]),
+            "goaway 6",
+        ),
+        (
+            "SETTINGS ACK with a payload",
+            frame(0x4, 0x1, 0, &[0; 6]),
+            "goaway 6",
+        ),
+        (
+            "SETTINGS_INITIAL_WINDOW_SIZE 2^31",
+            frame(0x4, 0, 0, &[0, 0x4, 0x80, 0, 0, 0]),
+            "goaway 3",
+        ),
+        ("PING of 7 octets", frame(0x6, 0, 0, &[0; 7]), "goaway 6"),
+        (
+            "RST_STREAM of 3 octets",
+            frame(0x3, 0, 1, &[0; 3]),
+            "goaway 6",
+        ),
+        (
+            "WINDOW_UPDATE of 3 octets",
+            frame(0x8, 0, 0, &[0, 0, 1]),
+            "goaway 6",
+        ),
+        ("PRIORITY of 4 octets", frame(0x2, 0, 1, &[0; 4]), "reset 6"),
+    ] {
+        assert_eq!(fate_of(&server, &after_preface(bad)), fate, "{what}");
+    }
+    let nameless = [0x00, 0, 1, b'v'];
+    assert_eq!(fate_of(&server, &get_a_txt_with(&nameless)), "goaway 1");
+}
+
 /// A PUT over h2c whose client sends part of the body, then resets its stream with
 /// `reason`: the file it would have replaced must stay as it was.
 async fn put_reset_midway(reason: h2::Reason, announce_length: bool) {
