@@ -273,6 +273,15 @@ fn max_forwards_is_counted_down_and_trace_goes_no_further() {
         200
     );
     assert_eq!(app.last().header("max-forwards").as_deref(), Some("2"));
+    // Too large to count: the largest wharf counts, less one; not a number: none.
+    let huge = "99999999999999999999999";
+    request(&server, "OPTIONS", "/x", &[("Max-Forwards", huge)]);
+    let passed = app.last().header("max-forwards");
+    assert_eq!(passed, Some((u64::MAX - 1).to_string()));
+    for bad in ["-1", "3, 2", "abc"] {
+        request(&server, "OPTIONS", "/x", &[("Max-Forwards", bad)]);
+        assert_eq!(app.last().header("max-forwards"), None, "{bad}");
+    }
     // TRACE would echo the client's credentials to a script (cross-site tracing).
     let before = app.seen().len();
     assert_eq!(request(&server, "TRACE", "/x", &[]).status, 405);

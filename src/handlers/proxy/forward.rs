@@ -167,8 +167,15 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
     }
     let mut stream_body = (has_body && !route.buffer_request).then_some(body);
     let mut headers = upstream_headers(&route, head, remote, tls);
-    if let Some(left) = forwards_left {
-        headers.insert(header::MAX_FORWARDS, HeaderValue::from(left - 1));
+    match forwards_left {
+        Some(left) => {
+            headers.insert(header::MAX_FORWARDS, HeaderValue::from(left - 1));
+        }
+        // Not a number: no count to pass on.
+        None if head.method == Method::OPTIONS => {
+            headers.remove(header::MAX_FORWARDS);
+        }
+        None => {}
     }
     // A protocol switch (a WebSocket) is asked of the app too; the rest of Upgrade's
     // uses (h2c) are hop-by-hop and end here.
@@ -447,19 +454,23 @@ pub async fn send(
 }
 
 /// An OPTIONS request's `Max-Forwards` (RFC 9110 §7.6.2: only OPTIONS and TRACE
-/// have one, and TRACE goes no further than wharf); `None` when it has none, or
-/// one that is not a number.
+/// have one, and TRACE goes no further than wharf), one too large to count read as
+/// the largest wharf counts; `None` when it has none, or one that is not a number
+/// (`-1`, `3, 2`), which goes no further.
 fn max_forwards(head: &http::request::Parts) -> Option<u64> {
     if head.method != Method::OPTIONS {
         return None;
     }
-    head.headers
+    let value = head
+        .headers
         .get(header::MAX_FORWARDS)?
         .to_str()
         .ok()?
-        .trim()
-        .parse()
-        .ok()
+        .trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(value.parse().unwrap_or(u64::MAX))
 }
 
 /// How many times a request is sent again after its connection closed unanswered:
