@@ -521,7 +521,7 @@ fn silent_app_route(root: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn unreachable_and_silent_upstreams_get_502_and_504() {
+fn unreachable_silent_and_stalling_upstreams_get_502_and_504() {
     let (_t, root) = temp_root();
     // Nothing listens here.
     let dead = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -547,6 +547,31 @@ fn unreachable_and_silent_upstreams_get_502_and_504() {
     );
     let res = get(&server, "/x");
     assert_eq!(res.status, 504);
+
+    // An app that stops half-way through a small body has not answered in time
+    // either.
+    let stalling = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalling_addr = stalling.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in stalling.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf.");
+            held.push(s);
+        }
+    });
+    let conf = root.parent().unwrap().join("stall.toml");
+    std::fs::write(
+        &conf,
+        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{stalling_addr}\"]\nresponse-timeout = \"1s\"\n"),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    assert_eq!(get(&server, "/x").status, 504);
 }
 
 #[test]

@@ -968,6 +968,13 @@ pub async fn relay(
     let body = if let Some(n) = small {
         parts.headers.remove(header::CONTENT_LENGTH);
         let whole = tokio::time::timeout(wait, read_whole(&mut incoming, n)).await;
+        if whole.is_err() {
+            tracing::warn!(
+                "upstream {} stalled in a response body for {:?}",
+                lease.upstream.shown,
+                wait
+            );
+        }
         drop(lease);
         match whole {
             Ok(Some(bytes)) => {
@@ -977,7 +984,9 @@ pub async fn relay(
                 Body::bytes(bytes)
             }
             // Broken off, or longer or shorter than announced.
-            _ => return response::error(StatusCode::BAD_GATEWAY),
+            Ok(None) => return response::error(StatusCode::BAD_GATEWAY),
+            // Stalled: the app did not answer in time (RFC 9110 §15.6.5).
+            Err(_) => return response::error(StatusCode::GATEWAY_TIMEOUT),
         }
     } else if head_request {
         if let Some(filling) = filling {
