@@ -805,6 +805,11 @@ fn cgi_rules_run_any_glob_with_interpreters_by_extension() {
         "pages/page.cgi",
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\ncgi'\n",
     );
+    program(
+        &root,
+        "pages/info.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s %s' \"$SCRIPT_NAME\" \"$PATH_INFO\"\n",
+    );
     write_file(&root, "pages/readme.txt", "a file");
     // Executable, but not a name the `*.cgi` rule covers.
     program(
@@ -829,6 +834,11 @@ fn cgi_rules_run_any_glob_with_interpreters_by_extension() {
         "python /app/hello.py"
     );
     assert_eq!(get(&server, "/pages/page.cgi").body_text(), "cgi");
+    // What follows the program's name is its PATH_INFO.
+    assert_eq!(
+        get(&server, "/pages/info.cgi/extra/x").body_text(),
+        "/pages/info.cgi /extra/x"
+    );
     assert_eq!(get(&server, "/pages/readme.txt").body_text(), "a file");
     // The rule matched the whole path; the program it leads to must match too.
     assert_eq!(get(&server, "/pages/tool.bin/x.cgi").status, 404);

@@ -383,7 +383,12 @@ impl Site {
     pub fn matching<'s, 'p>(&'s self, path: &'p str) -> Vec<(&'s Rule, Vec<&'p str>)> {
         self.rules
             .iter()
-            .filter_map(|r| r.path.captures(path).map(|c| (r, c)))
+            .filter_map(|r| {
+                r.path
+                    .captures(path)
+                    .or_else(|| program_prefix(r, path))
+                    .map(|c| (r, c))
+            })
             .collect()
     }
 
@@ -394,6 +399,20 @@ impl Site {
             .find(|(s, _)| *s == status)
             .map(|(_, p)| p.as_str())
     }
+}
+
+/// For a CGI rule that names programs by their own path (`/**/*.cgi`), the
+/// captures of the longest leading part of `path`, up to a `/`, that it matches:
+/// the rest is the program's PATH_INFO (RFC 3875 §4.1.5), so `/apps/run.cgi/x`
+/// runs `/apps/run.cgi`, as Apache's `AddHandler cgi-script .cgi` does.
+fn program_prefix<'p>(rule: &Rule, path: &'p str) -> Option<Vec<&'p str>> {
+    if !matches!(rule.handler, Some(Handler::Cgi(_))) {
+        return None;
+    }
+    path.rmatch_indices('/')
+        .map(|(at, _)| at)
+        .filter(|&at| at > 0)
+        .find_map(|at| rule.path.captures(&path[..at]))
 }
 
 #[cfg(test)]
