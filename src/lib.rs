@@ -859,7 +859,11 @@ fn with_restart_only_settings_of(running: &Config, mut new: Config) -> Config {
     new.quiet = running.quiet;
     new.verbose = running.verbose;
     new.grace_period = running.grace_period;
-    new.cgi_settings = running.cgi_settings;
+    // Slots and timeouts stay; the body limit follows --max-upload-size.
+    new.cgi_settings = crate::handlers::cgi::Settings {
+        max_body: new.cgi_settings.max_body,
+        ..running.cgi_settings
+    };
     new
 }
 

@@ -209,6 +209,23 @@ fn a_body_over_the_limit_is_413_before_the_program_runs() {
     let res = get(&server, "/cgi-bin/touch.sh");
     assert_eq!(res.status, 200);
     assert!(marker.exists());
+    std::fs::remove_file(&marker).unwrap();
+
+    // Without a rule's own limit, --max-upload-size is the limit, as for uploads.
+    let server = Server::start(&root, &["--cgi", "--max-upload-size", "10"]);
+    for (framing, body) in [
+        ("Content-Length: 11\r\n", "hello world".to_string()),
+        (
+            "Transfer-Encoding: chunked\r\n",
+            "6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n".to_string(),
+        ),
+    ] {
+        let raw = format!(
+            "POST /cgi-bin/touch.sh HTTP/1.1\r\nHost: x\r\n{framing}Connection: close\r\n\r\n{body}"
+        );
+        assert_eq!(exchange(&server, raw.as_bytes()).status, 413, "{framing}");
+    }
+    assert!(!marker.exists());
 }
 
 #[test]

@@ -472,6 +472,7 @@ impl Cli {
             cgi_settings: {
                 let mut cgi = crate::handlers::cgi::Settings {
                     timeout: self.cgi_timeout,
+                    max_body: self.max_upload_size,
                     ..Default::default()
                 };
                 if let Some(max) = self.cgi_max {

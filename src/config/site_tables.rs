@@ -723,9 +723,7 @@ fn cgi_handler(
             ))
         }
     }
-    if let Some(max) = body_limit(rule, &fail)? {
-        route.max_body = max;
-    }
+    route.max_body = body_limit(rule, &fail)?;
     Ok(Handler::Cgi(std::sync::Arc::new(route)))
 }
 
@@ -823,9 +821,7 @@ fn fastcgi_handler(rule: &toml::Table, (text, base): (&str, usize)) -> Result<Ha
         }
         Some(_) => return Err(fail("params", "expected a table".into())),
     }
-    if let Some(max) = body_limit(rule, &fail)? {
-        route.max_body = max;
-    }
+    route.max_body = body_limit(rule, &fail)?;
     Ok(Handler::FastCgi(std::sync::Arc::new(route)))
 }
 

@@ -352,6 +352,7 @@ impl Handlers {
             self.static_files = Arc::clone(&old.static_files);
             self.uploads = Arc::clone(&old.uploads);
         }
+        old.cgi.take_limit_of(&self.cgi);
         self.cgi = Arc::clone(&old.cgi);
         self
     }

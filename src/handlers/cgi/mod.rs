@@ -46,6 +46,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// How many programs run at once.
     pub max: usize,
+    /// Largest request body where a rule sets none (`--max-upload-size`).
+    pub max_body: u64,
 }
 
 impl Default for Settings {
@@ -54,6 +56,7 @@ impl Default for Settings {
         Settings {
             timeout: Duration::from_secs(60),
             max: 4 * cpus,
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
@@ -62,6 +65,9 @@ impl Default for Settings {
 #[derive(Debug)]
 pub struct Cgi {
     settings: Settings,
+    /// [`Settings::max_body`], which a reload may change while the slots carry
+    /// over.
+    max_body: std::sync::atomic::AtomicU64,
     slots: Arc<Semaphore>,
     /// Programs found before, for CGI and FastCGI alike.
     known: locate::KnownPrograms,
@@ -71,12 +77,12 @@ pub struct Cgi {
 pub type ScriptPattern = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// One CGI rule's options.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Route {
     /// Programs run by an interpreter, by extension (`.py` → `/usr/bin/python3`).
     pub interpreters: Vec<(String, PathBuf)>,
-    /// Largest request body.
-    pub max_body: u64,
+    /// Largest request body; `None`: the server's (`--max-upload-size`).
+    pub max_body: Option<u64>,
     /// The rule's pattern, which the program's own path (`SCRIPT_NAME`) must match
     /// too: the rule matched the whole request path, and a shorter prefix of it (an
     /// executable `/tool.bin` in `/tool.bin/x.cgi`) is not what `**/*.cgi` names.
@@ -91,16 +97,6 @@ impl std::fmt::Debug for Route {
             .field("max_body", &self.max_body)
             .field("scripts", &self.scripts.is_some())
             .finish()
-    }
-}
-
-impl Default for Route {
-    fn default() -> Route {
-        Route {
-            interpreters: Vec::new(),
-            max_body: DEFAULT_MAX_BODY,
-            scripts: None,
-        }
     }
 }
 
@@ -190,6 +186,7 @@ impl Cgi {
     pub fn new(settings: Settings) -> Cgi {
         Cgi {
             settings,
+            max_body: std::sync::atomic::AtomicU64::new(settings.max_body),
             slots: Arc::new(Semaphore::new(settings.max.max(1))),
             known: locate::KnownPrograms::default(),
         }
@@ -203,6 +200,18 @@ impl Cgi {
     /// How long a program may take to answer, or pause.
     pub fn timeout(&self) -> Duration {
         self.settings.timeout
+    }
+
+    /// The largest request body where a rule sets none.
+    pub fn max_body(&self) -> u64 {
+        self.max_body.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes the body limit of `newer`, made for the same server after a reload.
+    pub fn take_limit_of(&self, newer: &Cgi) {
+        let limit = newer.max_body();
+        self.max_body
+            .store(limit, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs the program `req` names under `root`, as `route` says.
@@ -228,7 +237,8 @@ impl Cgi {
             return response::error(StatusCode::FORBIDDEN);
         }
         let timeout = self.settings.timeout;
-        let body = match receive_body(&mut req, route.max_body, timeout).await {
+        let max_body = route.max_body.unwrap_or(self.max_body());
+        let body = match receive_body(&mut req, max_body, timeout).await {
             Ok(body) => body,
             Err(res) => return res,
         };

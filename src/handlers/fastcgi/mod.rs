@@ -97,8 +97,8 @@ pub struct Route {
     /// plain file, served as such and never handed to the application. `None`:
     /// every path goes to the application.
     pub scripts: Option<crate::handlers::cgi::ScriptPattern>,
-    /// Largest request body.
-    pub max_body: u64,
+    /// Largest request body; `None`: the server's (`--max-upload-size`).
+    pub max_body: Option<u64>,
     idle: Mutex<Vec<Stream>>,
     /// One per request in flight, so at most this many connections are open.
     slots: Arc<tokio::sync::Semaphore>,
@@ -136,7 +136,7 @@ impl Route {
             split_path: None,
             params: Vec::new(),
             scripts: None,
-            max_body: cgi::DEFAULT_MAX_BODY,
+            max_body: None,
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
             max_connections,
@@ -419,7 +419,8 @@ pub async fn respond(
         Err(status) => return response::error(status),
     };
     let timeout = cgi.timeout();
-    let body = match cgi::receive_body(&mut req, route.max_body, timeout).await {
+    let max_body = route.max_body.unwrap_or(cgi.max_body());
+    let body = match cgi::receive_body(&mut req, max_body, timeout).await {
         Ok(body) => body.map(Arc::new),
         Err(res) => return res,
     };
