@@ -218,6 +218,7 @@ fn a_fresh_response_is_answered_from_the_cache_with_its_age() {
     assert_eq!(beyond.status, 416);
     let failed = request(&server, "GET", "/page", &[("If-Match", "\"other\"")]);
     assert_eq!(failed.status, 412);
+    assert!(cache_status(&failed).contains("hit"), "{failed:?}");
     assert_eq!(app.hits("/page").len(), 1, "none of these reached the app");
     // Never asked of the app: the client's range and conditionals.
     assert!(app.hits("/page")[0].header("if-none-match").is_none());
@@ -377,6 +378,7 @@ fn unsafe_requests_invalidate_their_target_and_its_location() {
         false,
     );
     assert_eq!(posted.status, 201);
+    assert_eq!(cache_status(&posted), "wharf; fwd=method");
     assert_eq!(
         get(&server, "/item").body_text(),
         "v3",
@@ -450,7 +452,12 @@ fn stale_if_error_answers_while_the_app_is_down_or_failing() {
     assert_eq!((down.status, down.body_text().as_str()), (200, "kept 1"));
     assert!(cache_status(&down).contains("stale-if-error"), "{down:?}");
     // must-revalidate: no stale answer, the failure shows.
-    assert_eq!(get(&server, "/strict").status, 502);
+    let strict = get(&server, "/strict");
+    assert_eq!(strict.status, 502);
+    assert!(
+        cache_status(&strict).contains("fwd=stale; detail=unreachable"),
+        "{strict:?}"
+    );
 }
 
 #[test]

@@ -112,7 +112,9 @@ pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> 
     if head.method != Method::GET && head.method != Method::HEAD {
         let unsafe_method = !is_safe(&head.method);
         let target = req.target;
-        let res = forward::forward(Arc::clone(&route), req).await;
+        let mut res = forward::forward(Arc::clone(&route), req).await;
+        // Not a method whose answers are looked up (RFC 9211 §2.4).
+        serve::add_status(res.headers_mut(), "fwd=method");
         if unsafe_method && (res.status().is_success() || res.status().is_redirection()) {
             invalidate(
                 &cache,
@@ -392,7 +394,9 @@ async fn fetch(
                     return res;
                 }
             }
-            return response::error(status);
+            let mut res = response::error(status);
+            serve::add_status(res.headers_mut(), &format!("fwd={fwd}; detail=unreachable"));
+            return res;
         }
     };
     let status = sent.res.status();

@@ -134,7 +134,14 @@ fn answer(entry: &Entry, req: &Parts, mut headers: HeaderMap, content: Content) 
                 res.extensions_mut().insert(response::Relayed);
                 return res;
             }
-            Precondition::Failed => return response::error(StatusCode::PRECONDITION_FAILED),
+            Precondition::Failed => {
+                let mut res = response::error(StatusCode::PRECONDITION_FAILED);
+                let status = header::HeaderName::from_static(CACHE_STATUS);
+                if let Some(value) = headers.get(&status) {
+                    res.headers_mut().insert(status, value.clone());
+                }
+                return res;
+            }
         }
         if entry.status == StatusCode::OK && req.headers.contains_key(header::RANGE) {
             let rep = Representation {
