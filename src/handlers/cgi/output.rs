@@ -379,7 +379,14 @@ fn response_fields(fields: &[httparse::Header]) -> Result<(HeaderMap, Option<u64
                 | "upgrade"
                 | "proxy-connection"
         );
-        if !hop_by_hop {
+        if hop_by_hop {
+            continue;
+        }
+        // A response has one media type and one location (RFC 9110 §8.3, §10.2.2):
+        // of two, the later stands, as Apache's CGI reader takes it.
+        if name == header::CONTENT_TYPE || name == header::LOCATION {
+            headers.insert(name, value);
+        } else {
             headers.append(name, value);
         }
     }
@@ -389,6 +396,32 @@ fn response_fields(fields: &[httparse::Header]) -> Result<(HeaderMap, Option<u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn of_two_media_types_the_later_stands() {
+        let fields = [
+            httparse::Header {
+                name: "Content-Type",
+                value: b"text/plain",
+            },
+            httparse::Header {
+                name: "Set-Cookie",
+                value: b"a=1",
+            },
+            httparse::Header {
+                name: "Content-Type",
+                value: b"text/html",
+            },
+            httparse::Header {
+                name: "Set-Cookie",
+                value: b"b=2",
+            },
+        ];
+        let (headers, _) = response_fields(&fields).unwrap();
+        let types: Vec<_> = headers.get_all(header::CONTENT_TYPE).iter().collect();
+        assert_eq!(types, ["text/html"]);
+        assert_eq!(headers.get_all(header::SET_COOKIE).iter().count(), 2);
+    }
 
     #[test]
     fn a_programs_own_reason_phrase_is_kept() {
