@@ -130,6 +130,18 @@ fn an_upload_in_pieces_becomes_the_file() {
     assert_eq!(get(&server, "/in/report.txt").status, 404);
     assert!(!get(&server, "/in/").body_text().contains("report"));
     assert_eq!(patch(&server, &url, 3, b"xxx").status, 409, "wrong offset");
+    let twice = tus(
+        &server,
+        "PATCH",
+        &url,
+        &[
+            ("Upload-Offset", "6"),
+            ("Upload-Offset", "6"),
+            ("Content-Type", "application/offset+octet-stream"),
+        ],
+        b"x",
+    );
+    assert_eq!(twice.status, 400, "an offset twice");
     let wrong_type = tus(
         &server,
         "PATCH",
@@ -277,6 +289,14 @@ fn bad_creations_and_termination() {
                 ("Upload-Metadata", "filename YS50eHQ="),
             ],
             "a length and a deferral",
+        ),
+        (
+            &[
+                ("Upload-Length", "5"),
+                ("Upload-Length", "5"),
+                ("Upload-Metadata", "filename YS50eHQ="),
+            ],
+            "a length twice",
         ),
     ] {
         assert_eq!(tus(&server, "POST", "/", headers, b"").status, 400, "{why}");

@@ -324,6 +324,7 @@ fn mkcol_copy_and_move() {
     for malformed in [
         "rel.txt",
         "copy/",
+        "//localhost/x",
         "localhost",
         "htt://localhost/x",
         "ftp://localhost/x",

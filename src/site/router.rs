@@ -811,7 +811,8 @@ impl Router {
         let uri: http::Uri = text.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
         // An absolute URI or an absolute path (§10.3); anything else is malformed,
         // though one such as `rel.txt` parses as an authority, not another host's.
-        if uri.scheme().is_none() && !text.starts_with('/') {
+        // `//host/x` (a network-path reference) is neither.
+        if uri.scheme().is_none() && (!text.starts_with('/') || text.starts_with("//")) {
             return Err(StatusCode::BAD_REQUEST);
         }
         // Only an HTTP URI names a resource here or on another server (502); other

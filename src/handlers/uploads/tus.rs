@@ -220,7 +220,12 @@ fn well_formed_metadata(metadata: &str) -> bool {
 
 /// A length or offset: digits only (tus: "a non-negative integer"; no sign).
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
-    let text = headers.get(name)?.to_str().ok()?.trim();
+    // Sent twice, the field has no one value (a 400, as a malformed one is).
+    let mut values = headers.get_all(name).iter();
+    let text = values.next()?.to_str().ok()?.trim();
+    if values.next().is_some() {
+        return None;
+    }
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
