@@ -65,8 +65,15 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
 fn with_proxies(
     site: &crate::site::rules::Site,
     proxies: &[handlers::proxy::RouteSettings],
+    max_upload_size: u64,
 ) -> Result<crate::site::rules::Site, String> {
     let mut site = site.clone();
+    // A proxy rule without its own `max-upload-size` takes the server's.
+    for rule in &site.rules {
+        if let Some(handlers::Handler::Proxy(route)) = &rule.handler {
+            route.use_server_limit(max_upload_size);
+        }
+    }
     let mut rules = Vec::new();
     for settings in proxies {
         let glob = if settings.prefix.ends_with('/') {
@@ -184,7 +191,7 @@ fn rebuild_router(
         https: config.tls.is_some(),
         access: config.access,
         rules: Arc::new(with_cgi(
-            with_proxies(&config.site, &config.proxies)?,
+            with_proxies(&config.site, &config.proxies, config.access.max_upload_size)?,
             config.cgi,
         )?),
         dev,

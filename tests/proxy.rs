@@ -155,6 +155,46 @@ fn proxied(upstream: &Upstream, prefix_url: &str) -> (tempfile::TempDir, Server)
     (tmp, server)
 }
 
+/// A request body over the limit gets 413 before the app is asked: the route's
+/// own `max-upload-size`, else the server's `--max-upload-size`.
+#[test]
+fn bodies_over_the_limit_never_reach_the_app() {
+    let app = Upstream::start(OK);
+    let (tmp, root) = temp_root();
+    let conf = tmp.path().join("limits.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/own/**\"\nhandler = \"proxy\"\nupstreams = [\"http://{0}\"]\n\
+             max-upload-size = 5\n\n[[rule]]\npath = \"/**\"\nhandler = \"proxy\"\n\
+             upstreams = [\"http://{0}\"]\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(
+        &root,
+        &[
+            "--config",
+            conf.to_str().unwrap(),
+            "--max-upload-size",
+            "10",
+        ],
+    );
+    let post = |path: &str, body: &str| {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        server.exchange(raw.as_bytes(), false).status
+    };
+    assert_eq!(post("/any", "hello world"), 413);
+    assert_eq!(post("/own/x", "hello!"), 413);
+    assert!(app.seen().is_empty());
+    assert_eq!(post("/any", "hello"), 200);
+    assert_eq!(post("/own/x", "hello"), 200);
+}
+
 #[test]
 fn requests_under_the_prefix_reach_the_app_and_the_rest_is_static() {
     let app = Upstream::start(OK);

@@ -500,7 +500,7 @@ fn parse_proxies(
         }
         let mut settings =
             crate::handlers::proxy::RouteSettings::new(prefix.to_string(), vec![url.to_string()]);
-        settings.max_body = max_body;
+        settings.max_body = Some(max_body);
         crate::handlers::proxy::upstream::Upstream::parse(url)
             .map_err(|e| format!("--proxy {value:?}: {e}"))?;
         routes.push(settings);

@@ -598,10 +598,11 @@ fn proxy_handler(
         settings.response_timeout = d;
     }
     match rule.get("max-upload-size") {
-        Some(toml::Value::Integer(n)) => settings.max_body = u64::try_from(*n).unwrap_or(0),
+        Some(toml::Value::Integer(n)) => settings.max_body = Some(u64::try_from(*n).unwrap_or(0)),
         Some(toml::Value::String(text)) => {
-            settings.max_body = crate::config::cli::parse_size(text)
-                .map_err(|e| fail("max-upload-size", e))? as u64;
+            let size =
+                crate::config::cli::parse_size(text).map_err(|e| fail("max-upload-size", e))?;
+            settings.max_body = Some(size as u64);
         }
         _ => {}
     }

@@ -146,7 +146,8 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
         tls,
         ..
     } = req;
-    if crate::http::request_body::declared_length(&head.headers).is_some_and(|n| n > route.max_body)
+    if crate::http::request_body::declared_length(&head.headers)
+        .is_some_and(|n| n > route.max_body())
     {
         return response::error(StatusCode::PAYLOAD_TOO_LARGE);
     }
@@ -160,7 +161,7 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
     // speed, and it can be sent again to another upstream.
     let mut spooled = None;
     if has_body && route.buffer_request {
-        match spool(&mut body, route.max_body, BODY_IDLE).await {
+        match spool(&mut body, route.max_body(), BODY_IDLE).await {
             Ok(s) => spooled = Some(s),
             Err(status) => return response::error(status),
         }

@@ -51,8 +51,10 @@ pub struct Route {
     pub files_first: bool,
     /// Receive the whole request body before contacting the upstream.
     pub buffer_request: bool,
-    /// Largest request body.
-    pub max_body: u64,
+    /// Largest request body; `None`: the server's (`--max-upload-size`), which
+    /// the site sets with [`Route::use_server_limit`].
+    pub max_body: Option<u64>,
+    server_max_body: std::sync::atomic::AtomicU64,
     /// How long a response head may take once the request is sent.
     pub response_timeout: Duration,
     /// Fields added to every proxied request.
@@ -79,7 +81,7 @@ pub struct RouteSettings {
     /// See [`Route::buffer_request`].
     pub buffer_request: bool,
     /// See [`Route::max_body`].
-    pub max_body: u64,
+    pub max_body: Option<u64>,
     /// How long connecting may take.
     pub connect_timeout: Duration,
     /// See [`Route::response_timeout`].
@@ -108,7 +110,7 @@ impl RouteSettings {
             upstreams,
             files_first: false,
             buffer_request: true,
-            max_body: 1024 * 1024 * 1024,
+            max_body: None,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             add_headers: Vec::new(),
@@ -132,6 +134,21 @@ impl Drop for Route {
 }
 
 impl Route {
+    /// The largest request body this route takes.
+    pub fn max_body(&self) -> u64 {
+        self.max_body.unwrap_or_else(|| {
+            self.server_max_body
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// Sets the server's body limit (`--max-upload-size`), which holds where the
+    /// route sets none.
+    pub fn use_server_limit(&self, limit: u64) {
+        self.server_max_body
+            .store(limit, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The route `settings` describe; an upstream URL that does not parse is an error
     /// naming it.
     pub fn new(settings: RouteSettings) -> Result<Route, String> {
@@ -185,6 +202,9 @@ impl Route {
             files_first: settings.files_first,
             buffer_request: settings.buffer_request,
             max_body: settings.max_body,
+            server_max_body: std::sync::atomic::AtomicU64::new(
+                crate::handlers::cgi::DEFAULT_MAX_BODY,
+            ),
             response_timeout: settings.response_timeout,
             add_headers: settings.add_headers,
             trusted: settings.trusted,
