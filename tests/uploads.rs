@@ -647,6 +647,15 @@ fn a_form_that_fails_part_way_says_what_it_stored() {
     let res = send(&server, "POST", "/inbox/", &headers, &chunked(&body, 300));
     assert_eq!(res.status, 413);
     assert!(!root.join("inbox/big.bin").exists());
+    // Announced too large: refused before the body, in JSON when asked for.
+    let json = [
+        ("Content-Type", ct.as_str()),
+        ("Accept", "application/json"),
+    ];
+    let res = send(&server, "POST", "/inbox/", &json, &body);
+    assert_eq!(res.status, 413);
+    let summary: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(summary["uploaded"], serde_json::json!([]), "{summary}");
 
     // The first file fits, the second does not: the first is kept, and the answer
     // names it (JSON when asked for, else a page linking to it).

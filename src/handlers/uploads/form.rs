@@ -56,7 +56,8 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
         return response::error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     };
     if declared_length(head).is_some_and(|n| n > access.max_upload_size) {
-        return response::error(StatusCode::PAYLOAD_TOO_LARGE);
+        let wants_json = negotiate::prefers_json(&head.headers);
+        return failed(StatusCode::PAYLOAD_TOO_LARGE, &[], &path, wants_json);
     }
     // The folder must exist, and be one.
     let folder = path.clone();
