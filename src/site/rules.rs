@@ -121,6 +121,15 @@ impl Glob {
         }
     }
 
+    /// The name ending a pattern of the form `…/*.cgi` (`.cgi`): what the last
+    /// segment of every path it matches ends with.
+    pub fn name_suffix(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [.., Part::Star, Part::Literal(suffix)] if !suffix.contains('/') => Some(suffix),
+            _ => None,
+        }
+    }
+
     /// The captures if `path` matches.
     ///
     /// Runs in O(parts × path length) whatever the pattern: a table of which suffixes
@@ -379,17 +388,34 @@ impl Site {
             })
     }
 
-    /// The rules matching `path`, with their captures.
+    /// The rules matching `path`, with their captures. When no rule naming a
+    /// handler matches the whole path, a CGI rule naming programs by their
+    /// extension may match its start (see [`program_prefix`]).
     pub fn matching<'s, 'p>(&'s self, path: &'p str) -> Vec<(&'s Rule, Vec<&'p str>)> {
-        self.rules
+        let mut matched: Vec<(&Rule, Vec<&str>)> = self
+            .rules
             .iter()
-            .filter_map(|r| {
-                r.path
-                    .captures(path)
-                    .or_else(|| program_prefix(r, path))
-                    .map(|c| (r, c))
-            })
-            .collect()
+            .filter_map(|r| r.path.captures(path).map(|c| (r, c)))
+            .collect();
+        if matched.iter().any(|(r, _)| r.handler.is_some()) {
+            return matched;
+        }
+        let Some((rule, caps)) = self
+            .rules
+            .iter()
+            .find_map(|r| program_prefix(r, path).map(|c| (r, c)))
+        else {
+            return matched;
+        };
+        // In the rules' order, as a whole-path match would be.
+        let at = self
+            .rules
+            .iter()
+            .take_while(|r| !std::ptr::eq(*r, rule))
+            .filter(|r| matched.iter().any(|(m, _)| std::ptr::eq(*m, *r)))
+            .count();
+        matched.insert(at, (rule, caps));
+        matched
     }
 
     /// The custom page for `status`, if any.
@@ -401,17 +427,24 @@ impl Site {
     }
 }
 
-/// For a CGI rule that names programs by their own path (`/**/*.cgi`), the
-/// captures of the longest leading part of `path`, up to a `/`, that it matches:
+/// Leading parts of a path tried against a CGI rule: a bound on the work a long
+/// path of `x.cgi/` segments can ask for.
+const PROGRAM_PREFIXES: usize = 8;
+
+/// For a CGI rule that names programs by their extension (`/**/*.cgi`), the
+/// captures of the shortest leading part of `path`, up to a `/`, that it matches:
 /// the rest is the program's PATH_INFO (RFC 3875 §4.1.5), so `/apps/run.cgi/x`
-/// runs `/apps/run.cgi`, as Apache's `AddHandler cgi-script .cgi` does.
+/// runs `/apps/run.cgi`, as Apache's `AddHandler cgi-script .cgi` does. Only parts
+/// whose last segment has the extension are tried, at most [`PROGRAM_PREFIXES`].
 fn program_prefix<'p>(rule: &Rule, path: &'p str) -> Option<Vec<&'p str>> {
     if !matches!(rule.handler, Some(Handler::Cgi(_))) {
         return None;
     }
-    path.rmatch_indices('/')
+    let suffix = rule.path.name_suffix()?;
+    path.match_indices('/')
         .map(|(at, _)| at)
-        .filter(|&at| at > 0)
+        .filter(|&at| at > 0 && path[..at].ends_with(suffix))
+        .take(PROGRAM_PREFIXES)
         .find_map(|at| rule.path.captures(&path[..at]))
 }
 
@@ -424,6 +457,44 @@ mod tests {
             .unwrap()
             .captures(path)
             .map(|c| c.into_iter().map(String::from).collect())
+    }
+
+    fn cgi_rule(pattern: &str) -> Rule {
+        let route = crate::handlers::cgi::Route::default();
+        Rule::for_handler(Glob::parse(pattern).unwrap(), Handler::Cgi(Arc::new(route)))
+    }
+
+    #[test]
+    fn a_cgi_rule_by_extension_matches_the_start_of_a_path_no_other_rule_takes() {
+        let site = Site {
+            rules: vec![
+                cgi_rule("/**/*.cgi"),
+                cgi_rule("/api/**"),
+                cgi_rule("/tools/*"),
+            ],
+            ..Site::default()
+        };
+        let patterns = |path: &str| -> Vec<String> {
+            site.matching(path)
+                .iter()
+                .map(|(r, _)| r.path.pattern.clone())
+                .collect()
+        };
+        assert_eq!(patterns("/pages/run.cgi/extra/x"), ["/**/*.cgi"]);
+        assert_eq!(patterns("/run.cgi/"), ["/**/*.cgi"]);
+        // A whole-path match of another rule naming a handler wins.
+        assert_eq!(patterns("/api/x.cgi/1"), ["/api/**"]);
+        // Only a rule naming programs by extension reaches past a path's end.
+        assert!(patterns("/tools/docs/index.html").is_empty());
+        assert!(patterns("/pages/readme.txt").is_empty());
+        // A long path of such names costs a bounded number of tries.
+        let narrow = Site {
+            rules: vec![cgi_rule("/bin/*.cgi")],
+            ..Site::default()
+        };
+        let long = "/x".to_string() + &"/a.cgi".repeat(1200);
+        assert!(narrow.matching(&long).is_empty());
+        assert_eq!(narrow.matching("/bin/a.cgi/x").len(), 1);
     }
 
     #[test]

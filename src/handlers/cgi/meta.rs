@@ -178,7 +178,8 @@ fn write_request_fields(headers: &HeaderMap, withheld: Withheld, set: &mut dyn F
         // any expectation: the fields that framed or awaited it would mislead. A
         // name with anything but letters, digits and `-` (`X_Real_IP`,
         // `X.Real.IP`) would pass for another field once PHP or a CGI library
-        // reads its variable (`HTTP_X_REAL_IP`), so it does not go (as Apache).
+        // reads its variable (`HTTP_X_REAL_IP`), so it is not passed on (Apache
+        // drops it too).
         let skipped = name == header::CONTENT_TYPE
             || name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
