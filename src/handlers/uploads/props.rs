@@ -439,8 +439,14 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 for c in &changes {
                     let xattr = name_of(c).xattr();
                     if !before.iter().any(|(n, _)| *n == xattr) {
-                        let value = stored_value(&fd, &xattr);
-                        before.push((xattr, value));
+                        match stored_value(&fd, &xattr) {
+                            Ok(value) => before.push((xattr, value)),
+                            // What could not be read could not be put back.
+                            Err(e) => {
+                                failed = Some((name_of(c), e));
+                                break;
+                            }
+                        }
                     }
                     let outcome = match c {
                         Change::Set(n, value) => rustix::fs::fsetxattr(
@@ -525,12 +531,20 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
 }
 
 /// The stored value of extended attribute `xattr`; `None` when it is not set.
-fn stored_value(fd: &std::os::fd::OwnedFd, xattr: &str) -> Option<Vec<u8>> {
+fn stored_value(
+    fd: &std::os::fd::OwnedFd,
+    xattr: &str,
+) -> Result<Option<Vec<u8>>, rustix::io::Errno> {
     // Linux holds at most 64 KiB in one extended attribute.
     let mut value = vec![0; 64 * 1024];
-    let len = rustix::fs::fgetxattr(fd, xattr, &mut value).ok()?;
-    value.truncate(len);
-    Some(value)
+    match rustix::fs::fgetxattr(fd, xattr, &mut value) {
+        Ok(len) => {
+            value.truncate(len);
+            Ok(Some(value))
+        }
+        Err(rustix::io::Errno::NODATA) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The namespace an element or attribute resolved to; `None` for an undeclared
