@@ -61,7 +61,8 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
 }
 
 /// The site's rules with the `--proxy` routes first (longest prefix first), so they
-/// win over rules from the file.
+/// win over rules from the file; the file's proxy routes, shared with `site`, are
+/// given `max_upload_size` as the limit where they set none.
 fn with_proxies(
     site: &crate::site::rules::Site,
     proxies: &[handlers::proxy::RouteSettings],

@@ -323,6 +323,9 @@ pub struct Handlers {
     static_files: Arc<StaticFiles>,
     uploads: Arc<Uploads>,
     cgi: Arc<Cgi>,
+    /// The largest body for a program whose rule sets none (`--max-upload-size`):
+    /// this configuration's, while the slots in `cgi` outlive reloads.
+    program_max_body: u64,
     /// The shared cache of proxied responses (`--proxy-cache`), if on.
     proxy_cache: Option<Arc<proxy::cache::Cache>>,
 }
@@ -339,6 +342,7 @@ impl Handlers {
         Handlers {
             static_files,
             uploads: Arc::new(uploads),
+            program_max_body: cgi.max_body,
             cgi: Arc::new(Cgi::new(cgi)),
             proxy_cache,
         }
@@ -352,7 +356,6 @@ impl Handlers {
             self.static_files = Arc::clone(&old.static_files);
             self.uploads = Arc::clone(&old.uploads);
         }
-        old.cgi.take_limit_of(&self.cgi);
         self.cgi = Arc::clone(&old.cgi);
         self
     }
@@ -404,11 +407,8 @@ impl Handlers {
                 Box::pin(Arc::clone(&self.uploads).respond(*access, req)).await
             }
             Handler::Cgi(route) => {
-                Box::pin(
-                    self.cgi
-                        .respond(route, self.static_files.root_handle(), req),
-                )
-                .await
+                let root = self.static_files.root_handle();
+                Box::pin(self.cgi.respond(route, root, self.program_max_body, req)).await
             }
             // A plain file under a PHP site's rule (a stylesheet, an upload) is
             // served as one, never handed to the application.
@@ -419,13 +419,9 @@ impl Handlers {
                 Box::pin(self.serve_file(req)).await
             }
             Handler::FastCgi(route) => {
-                Box::pin(fastcgi::respond(
-                    &self.cgi,
-                    route,
-                    self.static_files.root_handle(),
-                    req,
-                ))
-                .await
+                let root = self.static_files.root_handle();
+                let max_body = route.max_body.unwrap_or(self.program_max_body);
+                Box::pin(fastcgi::respond(&self.cgi, route, root, max_body, req)).await
             }
             Handler::Proxy(route) => Box::pin(self.respond_proxy(route, req)).await,
         }

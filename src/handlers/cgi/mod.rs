@@ -65,9 +65,6 @@ impl Default for Settings {
 #[derive(Debug)]
 pub struct Cgi {
     settings: Settings,
-    /// [`Settings::max_body`], which a reload may change while the slots carry
-    /// over.
-    max_body: std::sync::atomic::AtomicU64,
     slots: Arc<Semaphore>,
     /// Programs found before, for CGI and FastCGI alike.
     known: locate::KnownPrograms,
@@ -186,7 +183,6 @@ impl Cgi {
     pub fn new(settings: Settings) -> Cgi {
         Cgi {
             settings,
-            max_body: std::sync::atomic::AtomicU64::new(settings.max_body),
             slots: Arc::new(Semaphore::new(settings.max.max(1))),
             known: locate::KnownPrograms::default(),
         }
@@ -202,23 +198,13 @@ impl Cgi {
         self.settings.timeout
     }
 
-    /// The largest request body where a rule sets none.
-    pub fn max_body(&self) -> u64 {
-        self.max_body.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Takes the body limit of `newer`, made for the same server after a reload.
-    pub fn take_limit_of(&self, newer: &Cgi) {
-        let limit = newer.max_body();
-        self.max_body
-            .store(limit, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Runs the program `req` names under `root`, as `route` says.
+    /// Runs the program `req` names under `root`, as `route` says, with a body of
+    /// at most `max_body` where the route sets no limit.
     pub async fn respond(
         &self,
         route: &Route,
         root: &Arc<Root>,
+        max_body: u64,
         mut req: Request<'_>,
     ) -> Response<Body> {
         let found = match self.find(root, &req.path) {
@@ -237,7 +223,7 @@ impl Cgi {
             return response::error(StatusCode::FORBIDDEN);
         }
         let timeout = self.settings.timeout;
-        let max_body = route.max_body.unwrap_or(self.max_body());
+        let max_body = route.max_body.unwrap_or(max_body);
         let body = match receive_body(&mut req, max_body, timeout).await {
             Ok(body) => body,
             Err(res) => return res,

@@ -401,11 +401,13 @@ async fn send(
     Ok(writer)
 }
 
-/// Answers `req` with the application behind `route`.
+/// Answers `req` with the application behind `route`, taking a request body of
+/// at most `max_body`.
 pub async fn respond(
     cgi: &Cgi,
     route: &Arc<Route>,
     root: &Arc<Root>,
+    max_body: u64,
     mut req: Request<'_>,
 ) -> Response<Body> {
     let (script_path, path_info) = match route.script_of(&req.path) {
@@ -419,7 +421,6 @@ pub async fn respond(
         Err(status) => return response::error(status),
     };
     let timeout = cgi.timeout();
-    let max_body = route.max_body.unwrap_or(cgi.max_body());
     let body = match cgi::receive_body(&mut req, max_body, timeout).await {
         Ok(body) => body.map(Arc::new),
         Err(res) => return res,
