@@ -540,21 +540,28 @@ fn request_bodies_arrive_whole_with_a_length() {
     assert_eq!(seen.body, data);
 }
 
-/// A configuration file beside `root` that proxies everything, with a 1 s
-/// `response-timeout`, to an app that accepts, reads and never answers.
-fn silent_app_route(root: &std::path::Path) -> std::path::PathBuf {
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_addr = silent.local_addr().unwrap();
+/// A configuration file `name` beside `root` that proxies everything, with a 1 s
+/// `response-timeout`, to an app that accepts, reads the request head, sends
+/// `answer` (nothing, or the start of a response) and then holds the connection.
+fn held_app_route(root: &std::path::Path, name: &str, answer: &'static [u8]) -> std::path::PathBuf {
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_addr = app.local_addr().unwrap();
     thread::spawn(move || {
         let mut held = Vec::new();
-        for s in silent.incoming().flatten() {
+        for mut s in app.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = s.write_all(answer);
             held.push(s);
         }
     });
-    let conf = root.parent().unwrap().join("slow.toml");
+    let conf = root.parent().unwrap().join(name);
     std::fs::write(
         &conf,
-        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{silent_addr}\"]\nresponse-timeout = \"1s\"\n"),
+        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{app_addr}\"]\nresponse-timeout = \"1s\"\n"),
     )
     .unwrap();
     conf
@@ -570,7 +577,7 @@ fn unreachable_silent_and_stalling_upstreams_get_502_and_504() {
     let server = Server::start(&root, &["--proxy", &format!("/=http://{dead_addr}")]);
     assert_eq!(get(&server, "/x").status, 502);
 
-    let conf = silent_app_route(&root);
+    let conf = held_app_route(&root, "slow.toml", b"");
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
     assert_eq!(get(&server, "/x").status, 504);
 
@@ -590,26 +597,11 @@ fn unreachable_silent_and_stalling_upstreams_get_502_and_504() {
 
     // An app that stops half-way through a small body has not answered in time
     // either.
-    let stalling = TcpListener::bind("127.0.0.1:0").unwrap();
-    let stalling_addr = stalling.local_addr().unwrap();
-    thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut s in stalling.incoming().flatten() {
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf.");
-            held.push(s);
-        }
-    });
-    let conf = root.parent().unwrap().join("stall.toml");
-    std::fs::write(
-        &conf,
-        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{stalling_addr}\"]\nresponse-timeout = \"1s\"\n"),
-    )
-    .unwrap();
+    let conf = held_app_route(
+        &root,
+        "stall.toml",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf.",
+    );
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
     assert_eq!(get(&server, "/x").status, 504);
 }
@@ -801,7 +793,7 @@ async fn an_h2_client_reaches_an_http1_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_client_waiting_for_its_app_gets_the_routes_504() {
     let (_t, root) = temp_root();
-    let conf = silent_app_route(&root);
+    let conf = held_app_route(&root, "slow.toml", b"");
     // The client's idle timeout is shorter than the app's: the stream waits for
     // the route's answer, not for the connection's idle timeout.
     let server = Server::start(
