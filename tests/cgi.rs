@@ -610,8 +610,7 @@ exec >&- 2>&-
     );
 }
 
-/// A client that leaves is noticed at the next write of the program's output (a
-/// quiet program is stopped by `--cgi-timeout` instead, as the test above shows).
+/// A client that leaves while the program writes its output.
 #[test]
 fn a_client_that_leaves_stops_the_program() {
     let (tmp, root) = temp_root();
@@ -637,6 +636,58 @@ fn a_client_that_leaves_stops_the_program() {
             "process {pid} survived the client"
         );
     }
+}
+
+/// A client that leaves while the program is quiet, before its header block and
+/// after it: the program is stopped long before `--cgi-timeout`.
+#[test]
+fn a_client_that_leaves_stops_a_quiet_program() {
+    let (tmp, root) = temp_root();
+    let before = tmp.path().join("before");
+    let after = tmp.path().join("after");
+    program(
+        &root,
+        "cgi-bin/quiet.sh",
+        &format!(
+            "#!/bin/sh\necho $$ > {0}\nexec sleep 300\n",
+            before.display()
+        ),
+    );
+    program(
+        &root,
+        "cgi-bin/pause.sh",
+        &format!(
+            "#!/bin/sh\necho $$ > {0}\nprintf 'Content-Type: text/plain\\n\\nstarted\\n'\nexec sleep 300\n",
+            after.display()
+        ),
+    );
+    let server = cgi_server(&root, &["--cgi-timeout", "300s"]);
+
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/cgi-bin/quiet.sh", &[]));
+    let pid = pids_in(&before, 1)[0];
+    drop(conn);
+    assert!(
+        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
+        "a program without an answer yet survived its client"
+    );
+
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/cgi-bin/pause.sh", &[]));
+    assert_eq!(conn.read_head().unwrap().status, 200);
+    let pid = pids_in(&after, 1)[0];
+    drop(conn);
+    assert!(
+        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
+        "a program that paused its output survived its client"
+    );
+    // The server goes on answering.
+    program(
+        &root,
+        "cgi-bin/ok.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok'\n",
+    );
+    assert_eq!(get(&server, "/cgi-bin/ok.sh").body, b"ok");
 }
 
 #[test]
@@ -1090,6 +1141,37 @@ async fn programs_answer_over_http2() {
     assert_eq!(doc["env"]["PATH_INFO"], "/after");
     assert_eq!(doc["env"]["SERVER_NAME"], "127.0.0.1");
     assert_eq!(doc["env"]["SERVER_PORT"], server.port().to_string());
+}
+
+/// An HTTP/2 client that cancels its request (RST_STREAM) stops the program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_http2_request_stops_its_program() {
+    use common::client::*;
+    let (tmp, root) = temp_root();
+    let pids = tmp.path().join("pids");
+    program(
+        &root,
+        "cgi-bin/quiet.sh",
+        &format!("#!/bin/sh\necho $$ > {0}\nexec sleep 300\n", pids.display()),
+    );
+    let server = cgi_server(&root, &["--cgi-timeout", "300s"]);
+    let url = format!("http://127.0.0.1:{}/cgi-bin/quiet.sh", server.port());
+    let mut h2 = h2_handshake(tcp(server.addr()).await).await;
+    h2.ready().await.unwrap();
+    let pending = h2.send_request(build_request("GET", &url, &[], b""));
+    let pid = tokio::task::spawn_blocking(move || pids_in(&pids, 1)[0])
+        .await
+        .unwrap();
+    drop(pending);
+    let stopped = tokio::task::spawn_blocking(move || {
+        poll_until(Duration::from_secs(10), || gone(pid).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(
+        stopped.is_some(),
+        "the program outlived its cancelled stream"
+    );
 }
 
 /// A program still running when wharf stops does not outlive it.

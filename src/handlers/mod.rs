@@ -33,6 +33,7 @@ use crate::handlers::static_files::listing::Offers;
 use crate::handlers::static_files::StaticFiles;
 use crate::handlers::uploads::Uploads;
 use crate::http::body::Body;
+use crate::http::client::Client;
 use crate::http::path::SitePath;
 use crate::http::request_body::RequestBody;
 use crate::http::response;
@@ -227,6 +228,7 @@ impl Handlers {
                     remote,
                     tls,
                     local_port,
+                    client: Client::UNWATCHED,
                     destination: None,
                     user: None,
                     readable: None,
@@ -259,6 +261,23 @@ impl Handlers {
             res.extensions_mut().insert(upstream.clone());
         }
         res
+    }
+}
+
+/// `answer`, unless the client leaves first: the work behind it (a program, a
+/// request to an app server) is then dropped, which stops it, and the exchange is
+/// logged with nginx's 499 (client closed request). Nobody reads that answer.
+async fn unless_client_leaves(
+    client: Client,
+    answer: impl std::future::Future<Output = Response<Body>>,
+) -> Response<Body> {
+    tokio::select! {
+        biased;
+        res = answer => res,
+        () = client.left() => match http::StatusCode::from_u16(499) {
+            Ok(closed) => response::error_with_reason(closed, "Client Closed Request"),
+            Err(_) => response::error(http::StatusCode::BAD_REQUEST),
+        },
     }
 }
 
@@ -308,6 +327,9 @@ pub struct Request<'a> {
     pub tls: bool,
     /// The port the connection came in on.
     pub local_port: u16,
+    /// The client's connection, watched by handlers that wait on a program or an
+    /// app server, to stop it when the client leaves.
+    pub client: Client,
     /// For COPY and MOVE, where to; `None` when the header is missing.
     pub destination: Option<Destination>,
     /// The user the site authenticated, if it asked for credentials.
@@ -408,7 +430,9 @@ impl Handlers {
             }
             Handler::Cgi(route) => {
                 let root = self.static_files.root_handle();
-                Box::pin(self.cgi.respond(route, root, self.program_max_body, req)).await
+                let client = req.client;
+                let answer = self.cgi.respond(route, root, self.program_max_body, req);
+                Box::pin(unless_client_leaves(client, answer)).await
             }
             // A plain file under a PHP site's rule (a stylesheet, an upload) is
             // served as one, never handed to the application.
@@ -421,9 +445,19 @@ impl Handlers {
             Handler::FastCgi(route) => {
                 let root = self.static_files.root_handle();
                 let max_body = route.max_body.unwrap_or(self.program_max_body);
-                Box::pin(fastcgi::respond(&self.cgi, route, root, max_body, req)).await
+                let client = req.client;
+                let answer = fastcgi::respond(&self.cgi, route, root, max_body, req);
+                Box::pin(unless_client_leaves(client, answer)).await
             }
-            Handler::Proxy(route) => Box::pin(self.respond_proxy(route, req)).await,
+            // A response being stored for the shared cache is finished for the
+            // requests that wait on it, and the next ones.
+            Handler::Proxy(route) if route.cache && self.proxy_cache.is_some() => {
+                Box::pin(self.respond_proxy(route, req)).await
+            }
+            Handler::Proxy(route) => {
+                let client = req.client;
+                Box::pin(unless_client_leaves(client, self.respond_proxy(route, req))).await
+            }
         }
     }
 
@@ -452,6 +486,7 @@ impl Handlers {
                 remote: req.remote,
                 tls: req.tls,
                 local_port: req.local_port,
+                client: req.client,
                 destination: None,
                 user: req.user,
                 readable: None,

@@ -3,9 +3,11 @@
 //! types, entity tags, and [`path::SitePath`], the one parsed form of a request path.
 //!
 //! The bottom layer: it depends on no other module of wharf and knows nothing of
-//! sockets, configuration, rules or handlers.
+//! configuration, rules or handlers, nor of sockets beyond noticing that a client's
+//! has closed ([`client::Client`]).
 
 pub mod body;
+pub mod client;
 pub mod conditional;
 pub mod etag;
 pub mod mime;

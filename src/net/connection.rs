@@ -34,6 +34,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::http::client::Client;
 use crate::http::zero_copy::SendfileQueue;
 use crate::net::clock::{Clock, Sending, BUSY, IDLE};
 use crate::net::detect::{
@@ -499,11 +500,16 @@ impl Session {
         }
     }
 
-    fn service<T: Transport>(&self, sendfile: Option<Arc<SendfileQueue>>) -> ConnectionService {
+    fn service<T: Transport>(
+        &self,
+        sendfile: Option<Arc<SendfileQueue>>,
+        client: Client,
+    ) -> ConnectionService {
         let peer = Peer {
             remote: self.remote,
             tls: T::SECURE,
             local_port: self.local_port,
+            client,
         };
         ConnectionService::new(
             Arc::clone(&self.shared.router),
@@ -553,7 +559,7 @@ impl Session {
             .max_local_error_reset_streams(Some(H2_MAX_ERROR_RESETS))
             // WebSockets over HTTP/2 (RFC 8441), for the proxy's tunnels.
             .enable_connect_protocol();
-        let conn = builder.serve_connection(io, self.service::<T>(None));
+        let conn = builder.serve_connection(io, self.service::<T>(None, Client::UNWATCHED));
         let mut conn = std::pin::pin!(conn);
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep_until(self.clock.deadline()));
         let mut shutdown = ShutdownWatch::new(&self.shared.draining);
@@ -639,6 +645,7 @@ impl Session {
         replay: Bytes,
         sendfile: Option<Arc<SendfileQueue>>,
     ) -> Ended<T> {
+        let client = stream.raw_fd().map_or(Client::UNWATCHED, Client::on_socket);
         let io = TokioIo::new(ConnIo {
             inner: stream,
             replay,
@@ -647,7 +654,7 @@ impl Session {
             sendfile: sendfile.clone(),
             restamp: Restamp::default(),
         });
-        let service = self.service::<T>(sendfile.clone());
+        let service = self.service::<T>(sendfile.clone(), client);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())

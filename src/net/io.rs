@@ -35,6 +35,8 @@ pub trait Transport: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static 
     /// The plain socket underneath, for parking and lingering; `None` for transports
     /// that keep state of their own (TLS).
     fn into_lazy(self) -> Option<LazyTcp>;
+    /// The socket's descriptor, for a handler to notice the client leaving.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd>;
     /// Ends the sending side before the transport is dropped.
     fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(self).poll_shutdown(cx)
@@ -53,6 +55,9 @@ impl Transport for LazyTcp {
     }
     fn into_lazy(self) -> Option<LazyTcp> {
         Some(self)
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        LazyTcp::raw_fd(self)
     }
     /// Nothing: the socket is closed right after, and `close` sends the FIN (and
     /// anything Nagle still held) itself, one system call fewer per connection.
@@ -74,6 +79,10 @@ impl Transport for TlsStream<TcpStream> {
     }
     fn into_lazy(self) -> Option<LazyTcp> {
         None
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.get_ref().0.as_raw_fd())
     }
 }
 

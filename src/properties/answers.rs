@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 
 use crate::handlers::cgi::output::{self, Framing, Output};
 use crate::handlers::fastcgi::records::{self, kind, HEADER_LEN};
+use crate::http::client::Client;
 use crate::http::response::{LocalRedirect, Relayed};
 
 /// Longer inputs could meet the header block's size limit, where the pieces
@@ -78,7 +79,14 @@ fn answer(pieces: Vec<Bytes>, pause: bool, framing: Framing, head_request: bool)
     };
     runtime().block_on(async move {
         let timeout = Duration::from_secs(3600);
-        let res = output::respond(program, framing, head_request, timeout, "fuzz").await;
+        let res = output::respond(
+            program,
+            framing,
+            head_request,
+            (timeout, Client::UNWATCHED),
+            "fuzz",
+        )
+        .await;
         if let Some(LocalRedirect(to)) = res.extensions().get::<LocalRedirect>() {
             return Outcome::Redirect(to.clone());
         }

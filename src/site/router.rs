@@ -15,6 +15,7 @@ use http::{Method, Response, StatusCode};
 
 use crate::handlers::{Access, Destination, Handler, Handlers, ReadPolicy, Request};
 use crate::http::body::Body;
+use crate::http::client::Client;
 use crate::http::negotiate;
 use crate::http::path::{PathError, SitePath};
 use crate::http::request_body::RequestBody;
@@ -73,6 +74,8 @@ pub struct Peer {
     pub tls: bool,
     /// The port the connection came in on (CGI's `SERVER_PORT`).
     pub local_port: u16,
+    /// The connection, for handlers that stop when the client leaves.
+    pub client: Client,
 }
 
 /// What [`Router::answer_now`] could decide.
@@ -465,6 +468,7 @@ impl Router {
                     body,
                     remote: peer.remote,
                     local_port: peer.local_port,
+                    client: peer.client,
                     tls: peer.tls,
                     destination,
                     user: None,
@@ -565,6 +569,7 @@ impl Router {
                     body,
                     remote: peer.remote,
                     local_port: peer.local_port,
+                    client: peer.client,
                     tls: peer.tls,
                     destination,
                     user,

@@ -261,6 +261,6 @@ impl Cgi {
             output::Framing::Cgi
         };
         let head_request = req.head.method == http::Method::HEAD;
-        output::respond(out, framing, head_request, timeout, &name).await
+        output::respond(out, framing, head_request, (timeout, req.client), &name).await
     }
 }

@@ -16,6 +16,7 @@ use http::{Response, StatusCode};
 use hyper::ext::ReasonPhrase;
 
 use crate::http::body::Body;
+use crate::http::client::Client;
 use crate::http::response;
 
 /// The largest header block a program may write.
@@ -60,13 +61,13 @@ enum Head {
 
 /// The response `output` makes: 504 when no header block comes within `timeout`,
 /// 502 when it is malformed; its body then streams, and stops when the program
-/// pauses for longer than `timeout`. `head_request`: the answer has no body.
-/// `program` names it in log lines.
+/// pauses for longer than `timeout`, or the client leaves. `head_request`: the
+/// answer has no body. `program` names it in log lines.
 pub async fn respond<O: Output>(
     mut output: O,
     framing: Framing,
     head_request: bool,
-    timeout: Duration,
+    (timeout, client): (Duration, Client),
     program: &str,
 ) -> Response<Body> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -170,14 +171,21 @@ pub async fn respond<O: Output>(
     tokio::spawn(async move {
         let mut left = length.unwrap_or(u64::MAX);
         let mut next = (!rest.is_empty()).then_some(rest);
+        // The connection is watched only while it holds the body's other end
+        // (`tx.closed()` is checked first): the socket is the connection's.
+        let client_left = client.left();
+        tokio::pin!(client_left);
         loop {
             let chunk = match next.take() {
                 Some(chunk) => chunk,
                 None => {
                     let read = tokio::select! {
-                        read = tokio::time::timeout(timeout, output.next()) => read,
-                        // The client left while the program was quiet.
+                        biased;
+                        // The response is no longer sent (the connection ended).
                         () = tx.closed() => return,
+                        // The client left while the program was quiet.
+                        () = &mut client_left => return,
+                        read = tokio::time::timeout(timeout, output.next()) => read,
                     };
                     match read {
                         Ok(Ok(Some(chunk))) => chunk,

@@ -531,7 +531,8 @@ pub async fn respond(
             Ok(Ok(first)) => {
                 answer.first = first;
                 let head_request = req.head.method == http::Method::HEAD;
-                return output::respond(answer, output::Framing::Cgi, head_request, timeout, &name)
+                let waits = (timeout, req.client);
+                return output::respond(answer, output::Framing::Cgi, head_request, waits, &name)
                     .await;
             }
         }
