@@ -455,6 +455,37 @@ fn nph_programs_give_their_own_status_line() {
     assert_eq!(res.header("x-nph").as_deref(), Some("1"));
     assert_eq!(res.content_length(), Some(5));
     assert_eq!(res.body_text(), "raw!!");
+
+    // A chunked body is the bytes it frames, whatever framing the client's
+    // connection gives them; a Content-Length beside it is not believed.
+    program(
+        &root,
+        "cgi-bin/nph-chunked.sh",
+        "#!/bin/sh\nprintf 'HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: 99\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n'\nprintf '5;ext=1\\r\\nhello\\r\\n'\nsleep 0.1\nprintf '7\\r\\n, world\\r\\n0\\r\\nX-Trailer: t\\r\\n\\r\\n'\n",
+    );
+    let res = get(&server, "/cgi-bin/nph-chunked.sh");
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body_text(), "hello, world");
+    assert_eq!(res.content_length(), None);
+    // Framing that breaks off, or is not chunked framing, ends the response early
+    // rather than passing on a body that was not sent.
+    program(
+        &root,
+        "cgi-bin/nph-broken.sh",
+        "#!/bin/sh\nprintf 'HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n'\nsleep 0.1\nprintf 'zz\\r\\nnot a chunk'\n",
+    );
+    let mut conn = Conn::open(&server);
+    conn.send(&request_bytes("GET", "/cgi-bin/nph-broken.sh", &[]));
+    let mut head = conn.read_head().unwrap();
+    // 502 when the whole output was there before the head went out.
+    if head.status != 502 {
+        assert_eq!(head.status, 200);
+        assert!(
+            conn.read_body(&mut head, false).is_err(),
+            "a broken chunked body was passed on as complete: {:?}",
+            head.body_text()
+        );
+    }
 }
 
 #[test]

@@ -53,6 +53,9 @@ enum Head {
         reason: Option<ReasonPhrase>,
         headers: HeaderMap,
         length: Option<u64>,
+        /// The body is in chunked framing, to be taken out of it (an `nph-`
+        /// program's `Transfer-Encoding: chunked`).
+        chunked: bool,
     },
     /// `Location` naming a local path: the server answers that path instead
     /// (RFC 3875 §6.2.2).
@@ -105,7 +108,7 @@ pub async fn respond<O: Output>(
             }
         }
     };
-    let (status, headers, length) = match head {
+    let (status, headers, length, chunked) = match head {
         Head::LocalRedirect(to) => {
             let mut res = response::error(StatusCode::FOUND);
             res.extensions_mut().insert(response::LocalRedirect(to));
@@ -116,7 +119,8 @@ pub async fn respond<O: Output>(
             reason,
             headers,
             length,
-        } => ((status, reason), headers, length),
+            chunked,
+        } => ((status, reason), headers, length, chunked),
     };
     // No body goes out (HEAD, 204, 304): a declared length describes the body a GET
     // would get, and is passed on as such, not checked against nothing.
@@ -133,7 +137,43 @@ pub async fn respond<O: Output>(
         };
         return document(status, headers, body);
     }
-    let mut rest = buf.split_off(used);
+    let rest = buf.split_off(used);
+    let answer = Answer {
+        status,
+        headers,
+        length,
+    };
+    if chunked {
+        let decoded = Dechunked {
+            inner: output,
+            buf: rest,
+            state: Chunk::Size,
+        };
+        stream(decoded, BytesMut::new(), answer, (timeout, client), program)
+    } else {
+        stream(output, rest, answer, (timeout, client), program)
+    }
+}
+
+/// A document's status line and fields, and its declared length.
+struct Answer {
+    status: (StatusCode, Option<ReasonPhrase>),
+    headers: HeaderMap,
+    length: Option<u64>,
+}
+
+/// The response for `answer`, whose body is `rest` then what `output` writes.
+fn stream<O: Output>(
+    mut output: O,
+    mut rest: BytesMut,
+    Answer {
+        status,
+        headers,
+        length,
+    }: Answer,
+    (timeout, client): (Duration, Client),
+    program: &str,
+) -> Response<Body> {
     // A short answer is often complete already: sent as one body, without a task.
     loop {
         if rest.len() > MAX_HEAD {
@@ -217,6 +257,114 @@ pub async fn respond<O: Output>(
     document(status, headers, body)
 }
 
+/// A program's output in chunked framing (RFC 9112 §7.1), as the bytes it frames:
+/// the client's connection frames them anew. Trailer fields are dropped.
+struct Dechunked<O> {
+    inner: O,
+    /// Output read and not yet decoded.
+    buf: BytesMut,
+    state: Chunk,
+}
+
+/// Where [`Dechunked`] is in the framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Before a chunk-size line.
+    Size,
+    /// Inside a chunk's data, with this many bytes left.
+    Data(u64),
+    /// After a chunk's data, before its CRLF.
+    DataEnd,
+    /// After the last chunk, in the trailer section.
+    Trailer,
+    Done,
+}
+
+impl<O: Output> Dechunked<O> {
+    /// The next piece of the body in what is buffered, or `None` when more output
+    /// is needed first.
+    fn decode(&mut self) -> io::Result<Option<Option<Bytes>>> {
+        let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+        loop {
+            match self.state {
+                Chunk::Done => return Ok(Some(None)),
+                Chunk::Data(left) => {
+                    if self.buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = self
+                        .buf
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    };
+                    return Ok(Some(Some(self.buf.split_to(take).freeze())));
+                }
+                Chunk::Size => match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        let _ = self.buf.split_to(used);
+                        self.state = if size == 0 {
+                            Chunk::Trailer
+                        } else {
+                            Chunk::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() > MAX_HEAD => {
+                        return Err(malformed("chunk-size line too long"))
+                    }
+                    Ok(httparse::Status::Partial) => return Ok(None),
+                    Err(_) => return Err(malformed("invalid chunk size")),
+                },
+                Chunk::DataEnd => {
+                    if self.buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    if &self.buf[..2] != b"\r\n" {
+                        return Err(malformed("chunk not followed by CRLF"));
+                    }
+                    let _ = self.buf.split_to(2);
+                    self.state = Chunk::Size;
+                }
+                Chunk::Trailer => {
+                    let Some(end) = self.buf.iter().position(|&b| b == b'\n') else {
+                        if self.buf.len() > MAX_HEAD {
+                            return Err(malformed("trailer section too long"));
+                        }
+                        return Ok(None);
+                    };
+                    let line = self.buf.split_to(end + 1);
+                    if line.as_ref() == b"\r\n" || line.as_ref() == b"\n" {
+                        self.state = Chunk::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<O: Output> Output for Dechunked<O> {
+    async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if let Some(piece) = self.decode()? {
+                return Ok(piece);
+            }
+            match self.inner.next().await? {
+                Some(more) => self.buf.extend_from_slice(&more),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "output ended inside its chunked framing",
+                    ))
+                }
+            }
+        }
+    }
+}
+
 /// The program's own answer (its status and reason phrase), errors included: no
 /// custom error page over it.
 fn document(
@@ -264,12 +412,23 @@ fn parse_head(buf: &[u8], framing: Framing) -> Result<Option<(Head, usize)>, Str
                     let status = parsed.code.and_then(final_status).ok_or("invalid status")?;
                     let reason = reason_phrase(status, parsed.reason.unwrap_or(""));
                     let (headers, length) = response_fields(parsed.headers)?;
+                    // Chunked framing, when it is the last coding, delimits the body
+                    // and overrides a Content-Length (RFC 9112 §6.3).
+                    let chunked = parsed
+                        .headers
+                        .iter()
+                        .rev()
+                        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+                        .flat_map(|h| h.value.rsplit(|&b| b == b','))
+                        .find(|coding| !coding.trim_ascii().is_empty())
+                        .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
                     Ok(Some((
                         Head::Document {
                             status,
                             reason,
                             headers,
-                            length,
+                            length: if chunked { None } else { length },
+                            chunked,
                         },
                         used,
                     )))
@@ -314,6 +473,7 @@ fn cgi_head(fields: &[httparse::Header]) -> Result<Head, String> {
         reason,
         headers,
         length,
+        chunked: false,
     })
 }
 
@@ -526,5 +686,49 @@ mod tests {
         };
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(length, Some(2));
+    }
+
+    /// Output handed over in pieces of `size` bytes.
+    struct Pieces(std::collections::VecDeque<Bytes>);
+
+    impl Output for Pieces {
+        async fn next(&mut self) -> io::Result<Option<Bytes>> {
+            Ok(self.0.pop_front())
+        }
+    }
+
+    fn dechunked(framed: &[u8], size: usize) -> io::Result<Vec<u8>> {
+        let pieces = framed.chunks(size).map(Bytes::copy_from_slice).collect();
+        let mut decoded = Dechunked {
+            inner: Pieces(pieces),
+            buf: BytesMut::new(),
+            state: Chunk::Size,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut body = Vec::new();
+            while let Some(piece) = decoded.next().await? {
+                body.extend_from_slice(&piece);
+            }
+            Ok(body)
+        })
+    }
+
+    #[test]
+    fn chunked_output_is_decoded_however_it_is_split() {
+        let framed = b"3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n";
+        for size in 1..framed.len() {
+            assert_eq!(dechunked(framed, size).unwrap(), b"abc0123456789abcdef");
+        }
+        for broken in [
+            &b"3\r\nabc"[..],
+            b"3\r\nabcXY0\r\n\r\n",
+            b"zz\r\n",
+            b"0\r\nT: 1\r\n",
+        ] {
+            assert!(dechunked(broken, 2).is_err(), "{broken:?}");
+        }
     }
 }
