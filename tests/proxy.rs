@@ -1590,3 +1590,34 @@ fn a_client_that_leaves_closes_the_upstream_connection() {
         "the upstream connection outlived the client"
     );
 }
+
+/// An access rule on a folder the app answers guards the folder's own name too:
+/// `/app/admin` never reaches the app past an `/app/admin/**` allow list, as the
+/// app may well answer it as `/app/admin/`.
+#[test]
+fn an_app_folders_access_rule_guards_its_name_without_the_slash() {
+    let app = Upstream::start(OK);
+    let (tmp, root) = temp_root();
+    let conf = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/app/**\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\n\n\
+             [[rule]]\npath = \"/app/admin/**\"\nallow = [\"10.0.0.0/8\"]\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    for path in [
+        "/app/admin",
+        "/app/admin/",
+        "/app/admin/users",
+        "/app/admin?x=1",
+    ] {
+        assert_eq!(get(&server, path).status, 403, "{path}");
+    }
+    assert!(app.seen().is_empty(), "a guarded path reached the app");
+    assert_eq!(get(&server, "/app/administrators").status, 200);
+    assert_eq!(app.seen().len(), 1);
+}

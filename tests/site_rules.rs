@@ -518,6 +518,8 @@ fn allow_and_deny_lists_decide_access() {
     let cases = [
         ("/private/secret.txt", 403, "allow 10/8 excludes 127.0.0.1"),
         ("/private/missing.txt", 403, "refused before the lookup"),
+        ("/private", 403, "the folder's own name is guarded too"),
+        ("/privatex", 404, "a longer name is not the folder"),
         ("/local/ok.txt", 200, "allow 127/8 admits 127.0.0.1"),
         ("/blocked/x.txt", 403, "deny 127.0.0.1, before any redirect"),
         ("/both/x.txt", 403, "deny wins over allow"),

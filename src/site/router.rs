@@ -248,13 +248,17 @@ impl Router {
             rule.redirect.is_none()
                 && rule.rewrite.is_none()
                 && rule.spa.is_none()
-                && rule.allow.is_empty()
-                && rule.deny.is_empty()
                 && rule.cors.is_none()
-                && rule.auth.is_none()
-                && !rule.internal
+                && !rule.guards()
         });
-        if !plain {
+        if !plain
+            || self
+                .settings
+                .rules
+                .guarding_folder(&rule_path)
+                .next()
+                .is_some()
+        {
             return None;
         }
         let handler = self.handler_of(&matched);
@@ -635,6 +639,7 @@ impl Router {
             .chain(landed_rules.iter())
             .chain(destination_rules.iter())
             .map(|(rule, _)| *rule)
+            .chain(site.guarding_folder(&rule_path))
             .collect();
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
         // The rules of the path actually served: the rewrite's target, if any.

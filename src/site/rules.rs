@@ -295,6 +295,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule restricts who may reach its paths.
+    pub fn guards(&self) -> bool {
+        self.auth.is_some() || !self.allow.is_empty() || !self.deny.is_empty() || self.internal
+    }
+
     /// A rule that only assigns `handler` to `path`.
     pub fn for_handler(path: Glob, handler: Handler) -> Rule {
         Rule {
@@ -386,6 +391,21 @@ impl Site {
                         .and_then(|p| p.strip_suffix('/'))
                         .is_some_and(|p| p == path)
             })
+    }
+
+    /// The rules that restrict access to the folder `path` names without its `/`
+    /// (`/admin` of an `/admin/**` rule with `allow`, `deny`, `auth` or
+    /// `internal`): a folder's own name is guarded like what is in it, so that
+    /// `/admin` does not reach an app that answers it as `/admin/` unchecked.
+    pub fn guarding_folder<'s>(&'s self, path: &'s str) -> impl Iterator<Item = &'s Rule> + 's {
+        self.rules.iter().filter(move |r| {
+            r.guards()
+                && !path.ends_with('/')
+                && r.path
+                    .folder_prefix()
+                    .and_then(|p| p.strip_suffix('/'))
+                    .is_some_and(|p| p == path)
+        })
     }
 
     /// The rules matching `path`, with their captures. When no rule naming a
