@@ -26,6 +26,15 @@ pub fn content_type(name: &[u8]) -> HeaderValue {
         Some("map") => Some("application/json"),
         // AAC in an MPEG-4 container: `audio/m4a` is not a registered type.
         Some("m4a") => Some("audio/mp4"),
+        // MPEG transport streams (HLS segments), as nginx and the registry name
+        // them.
+        Some("ts") => Some("video/mp2t"),
+        Some("mid" | "midi") => Some("audio/midi"),
+        // Patches and source code a browser should show, not download.
+        Some("diff" | "patch") => Some("text/x-diff"),
+        Some("go" | "rb" | "java" | "kt" | "swift" | "scala" | "tsx" | "jsx" | "lua") => {
+            Some("text/plain")
+        }
         _ => None,
     };
     let guess = overridden.or_else(|| mime_guess::from_path(path).first_raw());
@@ -67,5 +76,10 @@ mod tests {
         assert_eq!(ct("a.cjs"), "text/javascript; charset=utf-8");
         assert_eq!(ct("app.js.map"), "application/json");
         assert_eq!(ct("a.M4A"), "audio/mp4");
+        assert_eq!(ct("seg1.ts"), "video/mp2t");
+        assert_eq!(ct("a.mid"), "audio/midi");
+        assert_eq!(ct("fix.patch"), "text/x-diff; charset=utf-8");
+        assert_eq!(ct("main.go"), "text/plain; charset=utf-8");
+        assert_eq!(ct("App.tsx"), "text/plain; charset=utf-8");
     }
 }
