@@ -93,6 +93,24 @@ fn metrics_count_requests_and_health_answers() {
         &[("Accept", "application/openmetrics-text;version=1.0.0")],
     );
     assert!(open.body_text().ends_with("# EOF\n"));
+    assert_eq!(open.header("vary").as_deref(), Some("Accept"));
+    // Prometheus's own Accept, and ones that weigh it below the classic format or
+    // refuse it (q=0).
+    let chosen = |accept: &str| {
+        let res = admin_get(&admin, "/metrics", &[("Accept", accept)]);
+        res.header("content-type").unwrap_or_default()
+    };
+    let scraper = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+                   application/openmetrics-text;version=0.0.1;q=0.5,\
+                   text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    assert!(chosen(scraper).starts_with("application/openmetrics-text"));
+    for classic in [
+        "application/openmetrics-text;q=0, text/plain",
+        "text/plain;version=0.0.4;q=1, application/openmetrics-text;version=1.0.0;q=0.5",
+        "*/*",
+    ] {
+        assert!(chosen(classic).starts_with("text/plain"), "{classic}");
+    }
     assert_eq!(admin_get(&admin, "/healthz", &[]).status, 200);
     assert_eq!(admin_get(&admin, "/readyz", &[]).status, 200);
     assert_eq!(admin_get(&admin, "/other", &[]).status, 404);

@@ -109,6 +109,24 @@ pub async fn serve(
     }
 }
 
+/// Whether the scraper asks for OpenMetrics by name, weighted at least as the
+/// classic text format (RFC 9110 §12.5.1; `q=0` is "not acceptable"). Without
+/// such a request, the classic format, which every scraper reads.
+fn wants_openmetrics(headers: &http::HeaderMap) -> bool {
+    let named = crate::http::negotiate::list_members(headers, &header::ACCEPT).any(|member| {
+        member.split(';').next().is_some_and(|range| {
+            range
+                .trim()
+                .eq_ignore_ascii_case("application/openmetrics-text")
+        })
+    });
+    let openmetrics =
+        crate::http::negotiate::media_quality(headers, "application/openmetrics-text");
+    named
+        && openmetrics > 0.0
+        && openmetrics >= crate::http::negotiate::media_quality(headers, "text/plain")
+}
+
 fn answer<B>(router: &Router, req: &Request<B>, closing: bool) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
@@ -120,13 +138,7 @@ fn answer<B>(router: &Router, req: &Request<B>, closing: bool) -> Response<Full<
         "/metrics" => {
             let metrics = crate::metrics::metrics();
             metrics.log_dropped_total(router.log().dropped_total());
-            let openmetrics = req
-                .headers()
-                .get_all(header::ACCEPT)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .any(|v| v.contains("application/openmetrics-text"));
-            let (body, kind) = if openmetrics {
+            let (body, kind) = if wants_openmetrics(req.headers()) {
                 (metrics.encode_openmetrics(), OPENMETRICS_TYPE)
             } else {
                 (metrics.encode(), TEXT_TYPE)
@@ -134,6 +146,8 @@ fn answer<B>(router: &Router, req: &Request<B>, closing: bool) -> Response<Full<
             let mut res = text(StatusCode::OK, body);
             res.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+            res.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
             res
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
