@@ -487,6 +487,12 @@ fn read_text(text: &str, path: &Path) -> Result<(Vec<Entry>, Site), LayerError> 
                 let p = if p.is_relative() { dir.join(p) } else { p };
                 vec![flag.into(), p.into()]
             }
+            (Kind::Path, other) => {
+                return Err(fail(format!(
+                    "expected a path (a string), found {}",
+                    other.type_str()
+                )))
+            }
             // One `--flag=value` word: a value starting with `-` is the flag's to
             // judge, not taken for another flag.
             (Kind::Value, toml::Value::String(v)) => vec![format!("{flag}={v}").into()],
@@ -643,6 +649,10 @@ pub(super) mod tests {
                 "wharf.toml:1: key \"bind\": expected a string or a number",
             ),
             ("port = = 1\n", "wharf.toml:1:"),
+            (
+                "root = 5\n",
+                "wharf.toml:1: key \"root\": expected a path (a string), found integer",
+            ),
         ];
         for (text, expected) in cases {
             let (_d, path) = write(text);
