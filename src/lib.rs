@@ -268,13 +268,8 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     let (passed_redirects, passed_site): (Vec<_>, Vec<_>) = passed
         .into_iter()
         .partition(|p| p.name.as_deref() == Some(net::systemd::REDIRECT_NAME));
-    let (listeners, tls, urls, configured) = bind_all(
-        &config,
-        &router,
-        passed_site.into_iter().map(|p| p.listener).collect(),
-        passed_redirects.into_iter().map(|p| p.listener).collect(),
-    )?;
-    announce(&config, &urls);
+    // Bound first: the site's listeners say where they serve, which must not be
+    // said by a process that then fails to start.
     let admin = match (passed_admin.into_iter().next(), config.admin) {
         (Some(passed), _) => Some(admin_passed(passed.listener, config.admin_public)?),
         (None, None) => None,
@@ -283,11 +278,18 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
             net::listener::bind(addr, false).map_err(|e| format!("--admin {addr}: {e}"))?,
         ),
     };
+    let (listeners, tls, urls, configured) = bind_all(
+        &config,
+        &router,
+        passed_site.into_iter().map(|p| p.listener).collect(),
+        passed_redirects.into_iter().map(|p| p.listener).collect(),
+    )?;
+    let limits = Arc::new(arc_swap::ArcSwap::from_pointee(limits_of(&config)));
+    let handover = Arc::new(std::sync::Mutex::new(handover(&listeners, admin.as_ref())?));
+    announce(&config, &urls);
     if let Some(local) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
         eprintln!("wharf: admin (metrics, health) at http://{local}/metrics");
     }
-    let limits = Arc::new(arc_swap::ArcSwap::from_pointee(limits_of(&config)));
-    let handover = Arc::new(std::sync::Mutex::new(handover(&listeners, admin.as_ref())?));
     // The local addresses of the site listeners, in the order of `config.listen`.
     let bound_addrs: Vec<SocketAddr> = listeners
         .iter()

@@ -626,6 +626,14 @@ fn redirect_port_in_use_fails_before_announcing_anything() {
     assert_startup_error(&root, &args, "address already in use");
 }
 
+#[test]
+fn admin_port_in_use_fails_before_announcing_anything() {
+    let (_tmp, root, _tls) = fixture();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap().to_string();
+    assert_startup_error(&root, &["--admin", &admin], "address already in use");
+}
+
 // --- hostile and confused clients -----------------------------------------------
 
 #[test]
