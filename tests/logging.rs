@@ -223,6 +223,15 @@ fn a_stdout_nobody_reads_costs_log_lines_not_answers() {
         conn.send(format!("GET /a.txt?{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         assert_eq!(conn.read_response(false).status, 200, "request {i}");
     }
+    // Said while it happens, not only at the end.
+    poll_until(std::time::Duration::from_secs(10), || {
+        server
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("access log lines are being dropped"))
+            .then_some(())
+    })
+    .expect("no word of dropped lines while serving");
     server.signal("TERM");
     assert!(server.expect_exit().success());
     let stderr = server.stderr_lines();

@@ -216,8 +216,15 @@ impl AccessLog {
         let Some(tx) = &self.tx else { return };
         if let Err(TrySendError::Full(Message::Line(lines))) = tx.try_send(msg) {
             let n = lines.bytes().filter(|&b| b == b'\n').count();
-            self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            let unreported = self.dropped.fetch_add(n as u64, Ordering::Relaxed);
             self.dropped_total.fetch_add(n as u64, Ordering::Relaxed);
+            // Said when it starts, not only once stdout moves again (which a reader
+            // that is gone never does); how many is said then, or at exit.
+            if unreported == 0 && !stderr_is_stdout() {
+                tracing::warn!(
+                    "access log lines are being dropped: stdout is not being read fast enough"
+                );
+            }
         }
     }
 
