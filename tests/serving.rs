@@ -154,6 +154,9 @@ fn directory_redirect_keeps_query() {
     let response = get(&server, "/dir?x=1");
     assert_eq!(response.status, 301);
     assert_eq!(response.header("location").as_deref(), Some("/dir/?x=1"));
+    // An empty query is none.
+    let response = get(&server, "/dir?");
+    assert_eq!(response.header("location").as_deref(), Some("/dir/"));
 }
 
 #[test]

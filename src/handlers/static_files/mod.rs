@@ -325,7 +325,8 @@ impl StaticFiles {
             }
             Ok(Resolved::AddSlash(path)) => {
                 let mut location = path.to_url(true);
-                if let Some(query) = req.uri.query() {
+                // An empty query (`/dir?`) is no query, as CPython and nginx take it.
+                if let Some(query) = req.uri.query().filter(|q| !q.is_empty()) {
                     location.push('?');
                     location.push_str(query);
                 }
