@@ -137,6 +137,11 @@ const PAGES: &[(&str, &str)] = &[
     ("nap.php", "<?php usleep(100000); echo 'rested';"),
     ("log.php", "<?php error_log('oops from php'); echo 'logged';"),
     ("sub/index.php", "<?php echo 'index of sub';"),
+    (
+        "download.php",
+        "<?php header('Content-Type: application/pdf'); header('Content-Disposition: attachment; filename=\"r.pdf\"'); header('X-Accel-Redirect: /protected/report.pdf'); echo 'not this';",
+    ),
+    ("protected/report.pdf", "the protected report"),
 ];
 
 /// A site of PHP pages served through `fpm`, with `extra` rule lines.
@@ -199,6 +204,32 @@ fn phpinfo_and_the_params_php_sees() {
             assert!(text.lines().any(|l| l == line), "{line} not in {text}");
         }
         assert!(text.contains("SERVER_SOFTWARE=wharf/"));
+    });
+}
+
+/// A PHP page hands a file back with `X-Accel-Redirect`, as it does behind
+/// nginx: wharf serves the file (ranges included) with the page's type and
+/// disposition, and the file itself is reachable that way only.
+#[test]
+fn x_accel_redirect_from_php_serves_the_file() {
+    with_fpm(|fpm| {
+        let internal = "\n[[rule]]\npath = \"/protected/**\"\ninternal = true\n";
+        let (_tmp, server) = site(fpm, internal, &[]);
+        let res = get(&server, "/download.php");
+        assert_eq!(res.status, 200);
+        assert_eq!(res.body_text(), "the protected report");
+        assert_eq!(
+            res.header("content-type").as_deref(),
+            Some("application/pdf")
+        );
+        assert_eq!(
+            res.header("content-disposition").as_deref(),
+            Some("attachment; filename=\"r.pdf\"")
+        );
+        assert!(res.header("x-accel-redirect").is_none());
+        let part = request(&server, "GET", "/download.php", &[("Range", "bytes=4-12")]);
+        assert_eq!((part.status, part.body_text().as_str()), (206, "protected"));
+        assert_eq!(get(&server, "/protected/report.pdf").status, 404);
     });
 }
 

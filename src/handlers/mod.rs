@@ -16,6 +16,7 @@
 
 pub mod cgi;
 pub mod fastcgi;
+pub mod handed_file;
 pub mod proxy;
 pub mod spool;
 pub mod static_files;
@@ -445,9 +446,20 @@ impl Handlers {
             Handler::FastCgi(route) => {
                 let root = self.static_files.root_handle();
                 let max_body = route.max_body.unwrap_or(self.program_max_body);
-                let client = req.client;
+                let (head, client) = (req.head, req.client);
+                let peer = (req.remote, req.tls, req.local_port);
                 let answer = fastcgi::respond(&self.cgi, route, root, max_body, req);
-                Box::pin(unless_client_leaves(client, answer)).await
+                let res = Box::pin(unless_client_leaves(client, answer)).await;
+                // A PHP app's X-Accel-Redirect, as nginx follows it after fastcgi_pass.
+                let (parts, body) = res.into_parts();
+                match handed_file::handed_back(&parts) {
+                    Some((to, handed)) => {
+                        // The app's own body is not wanted: dropping it ends its answer.
+                        drop(body);
+                        Box::pin(self.serve_internal(head, &to, handed, peer)).await
+                    }
+                    None => Response::from_parts(parts, body),
+                }
             }
             // A response being stored for the shared cache is finished for the
             // requests that wait on it, and the next ones.

@@ -865,38 +865,6 @@ async fn stream_through(
     }
 }
 
-/// Fields of an app's response that stay when it hands a file back
-/// (`X-Accel-Redirect`): the ones about the client, not about the bytes.
-const KEPT_ON_REDIRECT: [&str; 5] = [
-    "set-cookie",
-    "content-disposition",
-    "cache-control",
-    "content-type",
-    "expires",
-];
-
-/// The file an app hands back (`X-Accel-Redirect: /path`, or `X-Sendfile`), as a
-/// response the handlers finish from the static side.
-fn internal_redirect(parts: &http::response::Parts) -> Option<Response<Body>> {
-    let target = parts
-        .headers
-        .get("x-accel-redirect")
-        .or_else(|| parts.headers.get("x-sendfile"))?
-        .to_str()
-        .ok()?
-        .trim()
-        .to_string();
-    let mut res = Response::new(Body::empty());
-    for name in KEPT_ON_REDIRECT {
-        for value in parts.headers.get_all(name) {
-            res.headers_mut().append(name, value.clone());
-        }
-    }
-    res.extensions_mut()
-        .insert(response::InternalRedirect(target));
-    Some(res)
-}
-
 /// Makes the fields of an app's response with `status` fit for the client:
 /// hop-by-hop fields and the app's notes to wharf removed, `Via` added, and no
 /// `Content-Length` where the status forbids one (1xx, 204: RFC 9110 §8.6; an
@@ -948,10 +916,13 @@ pub async fn relay(
     filling: Option<Filling>,
 ) -> Response<Body> {
     let (mut parts, mut incoming) = res.into_parts();
-    if let Some(redirect) = internal_redirect(&parts) {
+    if let Some((to, mut handed)) = crate::handlers::handed_file::handed_back(&parts) {
         // The app's own body is not wanted.
         drop(incoming);
-        return redirect;
+        handed
+            .extensions_mut()
+            .insert(response::InternalRedirect(to));
+        return handed;
     }
     let streamed = clean(&mut parts.headers, parts.status, parts.version);
     let filling = filling.filter(|_| !streamed);
