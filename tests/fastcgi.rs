@@ -142,6 +142,10 @@ const PAGES: &[(&str, &str)] = &[
         "<?php header('Content-Type: application/pdf'); header('Content-Disposition: attachment; filename=\"r.pdf\"'); header('X-Accel-Redirect: /protected/report.pdf'); echo 'not this';",
     ),
     ("protected/report.pdf", "the protected report"),
+    (
+        "leak.php",
+        "<?php header('X-Accel-Redirect: /server.php'); echo 'not this';",
+    ),
 ];
 
 /// A site of PHP pages served through `fpm`, with `extra` rule lines.
@@ -230,6 +234,10 @@ fn x_accel_redirect_from_php_serves_the_file() {
         let part = request(&server, "GET", "/download.php", &[("Range", "bytes=4-12")]);
         assert_eq!((part.status, part.body_text().as_str()), (206, "protected"));
         assert_eq!(get(&server, "/protected/report.pdf").status, 404);
+        // A script handed back is never sent as its source.
+        let leak = get(&server, "/leak.php");
+        assert_eq!(leak.status, 404);
+        assert!(!leak.body_text().contains("<?php"));
     });
 }
 

@@ -446,20 +446,26 @@ impl Handlers {
             Handler::FastCgi(route) => {
                 let root = self.static_files.root_handle();
                 let max_body = route.max_body.unwrap_or(self.program_max_body);
-                let (head, client) = (req.head, req.client);
+                let (head, client, asked) = (req.head, req.client, req.path.clone());
                 let peer = (req.remote, req.tls, req.local_port);
                 let answer = fastcgi::respond(&self.cgi, route, root, max_body, req);
                 let res = Box::pin(unless_client_leaves(client, answer)).await;
                 // A PHP app's X-Accel-Redirect, as nginx follows it after fastcgi_pass.
                 let (parts, body) = res.into_parts();
-                match handed_file::handed_back(&parts) {
-                    Some((to, handed)) => {
-                        // The app's own body is not wanted: dropping it ends its answer.
-                        drop(body);
-                        Box::pin(self.serve_internal(head, &to, handed, peer)).await
-                    }
-                    None => Response::from_parts(parts, body),
+                let Some((to, handed)) = handed_file::handed_back(&parts) else {
+                    return Response::from_parts(parts, body);
+                };
+                // The app's own body is not wanted: dropping it ends its answer.
+                drop(body);
+                let path_only = to.split('?').next().unwrap_or("");
+                let source = SitePath::parse(path_only, self.static_files.hidden())
+                    .is_ok_and(|target| !route.may_hand_back(&asked, &target));
+                if source {
+                    let asked = asked.rule_path();
+                    tracing::warn!("{to:?} handed back by {asked:?} is a script: not sent");
+                    return response::error(http::StatusCode::NOT_FOUND);
                 }
+                Box::pin(self.serve_internal(head, &to, handed, peer)).await
             }
             // A response being stored for the shared cache is finished for the
             // requests that wait on it, and the next ones.

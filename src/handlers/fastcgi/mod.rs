@@ -185,6 +185,32 @@ impl Route {
         }
     }
 
+    /// Whether the file at `target`, which the script answering `asked` handed back
+    /// (`X-Accel-Redirect`), may go out as a file: never one the application would
+    /// run, whose source is not for clients — one the rule's `scripts` names, or
+    /// without them one whose name ends as the answering script's does (`.php`).
+    pub fn may_hand_back(&self, asked: &SitePath, target: &SitePath) -> bool {
+        if self.scripts.is_some() {
+            return !self.runs(target);
+        }
+        let extension = |name: &[u8]| {
+            name.iter()
+                .rposition(|&b| b == b'.')
+                .map(|dot| name[dot..].to_ascii_lowercase())
+        };
+        let script = self
+            .script_of(asked)
+            .ok()
+            .and_then(|(script, _)| script.split_last().map(|(_, name)| name.to_vec()));
+        match (script, target.file_name()) {
+            (Some(script), Some(name)) => match (extension(&script), extension(name)) {
+                (Some(runs), Some(handed)) => runs != handed,
+                _ => script != name,
+            },
+            _ => true,
+        }
+    }
+
     /// Whether the application answers `path`: its script is named as the rule's
     /// `scripts` says (or the rule names none).
     pub fn runs(&self, path: &SitePath) -> bool {
