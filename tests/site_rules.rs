@@ -512,6 +512,32 @@ fn start_access() -> (tempfile::TempDir, Server) {
     )
 }
 
+/// The folder's own name is guarded as the destination of a MOVE and as the
+/// target of a rewrite too: neither leads around the folder's rule.
+#[test]
+fn a_guarded_folders_name_is_guarded_as_a_destination_and_a_rewrite() {
+    let (_tmp, server) = start_site(
+        "[[rule]]\npath = \"/\"\nupload = true\ndelete = true\n\
+         [[rule]]\npath = \"/private/\"\nallow = [\"10.0.0.0/8\"]\n\
+         [[rule]]\npath = \"/r/*\"\nrewrite = \"/{1}\"\n",
+        &[("private/secret.txt", SECRET), ("junk.txt", "junk")],
+    );
+    let moved = request(
+        &server,
+        "MOVE",
+        "/junk.txt",
+        &[("Destination", "/private"), ("Overwrite", "T")],
+    );
+    assert_eq!(moved.status, 403);
+    assert_eq!(get(&server, "/private/secret.txt").status, 403);
+    assert_eq!(get(&server, "/r/private").status, 403);
+    assert_eq!(
+        get(&server, "/junk.txt").status,
+        200,
+        "the MOVE did not happen"
+    );
+}
+
 #[test]
 fn allow_and_deny_lists_decide_access() {
     let (_tmp, server) = start_access();

@@ -640,6 +640,8 @@ impl Router {
             .chain(destination_rules.iter())
             .map(|(rule, _)| *rule)
             .chain(site.guarding_folder(&rule_path))
+            .chain(site.guarding_folder(&landed))
+            .chain(site.guarding_folder(&destination_path))
             .collect();
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
         // The rules of the path actually served: the rewrite's target, if any.
