@@ -641,6 +641,48 @@ exec >&- 2>&-
     );
 }
 
+/// A program whose answer is whole (its Content-Length sent, its last chunk) but
+/// which goes on to finish its own work is not stopped for it: the client has its
+/// answer at once, and the program its `--cgi-timeout` to exit.
+#[test]
+fn a_program_that_finishes_after_its_answer_is_not_stopped() {
+    let (tmp, root) = temp_root();
+    let marks = tmp.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    program(
+        &root,
+        "cgi-bin/sized.sh",
+        &format!(
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\nContent-Length: 2\\n\\nok'\nsleep 0.3\necho tidy\necho done > {}/sized\n",
+            marks.display()
+        ),
+    );
+    program(
+        &root,
+        "cgi-bin/nph-framed.sh",
+        &format!(
+            "#!/bin/sh\nprintf 'HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n2\\r\\nok\\r\\n0\\r\\n\\r\\n'\nsleep 0.3\necho done > {}/framed\n",
+            marks.display()
+        ),
+    );
+    let server = cgi_server(&root, &[]);
+    for (path, mark) in [
+        ("/cgi-bin/sized.sh", "sized"),
+        ("/cgi-bin/nph-framed.sh", "framed"),
+    ] {
+        let res = get(&server, path);
+        assert_eq!(
+            (res.status, res.body_text().as_str()),
+            (200, "ok"),
+            "{path}"
+        );
+        let written = poll_until(Duration::from_secs(10), || {
+            marks.join(mark).exists().then_some(())
+        });
+        assert!(written.is_some(), "{path} was stopped before it finished");
+    }
+}
+
 /// A client that leaves while the program writes its output.
 #[test]
 fn a_client_that_leaves_stops_the_program() {

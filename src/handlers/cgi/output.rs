@@ -31,6 +31,12 @@ pub trait Output: Send + 'static {
     /// The next bytes it wrote, or `None` once it is done. Must be cancel-safe:
     /// dropped before it is ready, it loses nothing.
     fn next(&mut self) -> impl Future<Output = io::Result<Option<Bytes>>> + Send;
+
+    /// Whether the program may still be writing once [`Output::next`] has said the
+    /// answer is done (its framing ended, not its output): more reads drain it.
+    fn outlives_the_answer(&self) -> bool {
+        false
+    }
 }
 
 /// How a program's header block is read.
@@ -192,6 +198,9 @@ fn stream<O: Output>(
                     tracing::warn!("{program:?}: output shorter than its Content-Length");
                     return response::error(StatusCode::BAD_GATEWAY);
                 }
+                if output.outlives_the_answer() {
+                    tokio::spawn(drain(output, timeout));
+                }
                 return document(status, headers, Body::bytes(whole));
             }
             Some(Err(e)) => {
@@ -229,7 +238,7 @@ fn stream<O: Output>(
                     };
                     match read {
                         Ok(Ok(Some(chunk))) => chunk,
-                        Ok(Ok(None)) => return,
+                        Ok(Ok(None)) => break,
                         Ok(Err(e)) => {
                             tracing::warn!("{program:?}: {e}");
                             let _ = tx.send(Err(e)).await;
@@ -250,11 +259,23 @@ fn stream<O: Output>(
                 return;
             }
             if left == 0 {
-                return;
+                break;
             }
         }
+        // The answer is whole: the client has it now. A program that goes on
+        // writing (past its Content-Length, after its last chunk) or only exits
+        // later is given `timeout` to finish before it is stopped.
+        drop(tx);
+        drain(output, timeout).await;
     });
     document(status, headers, body)
+}
+
+/// Reads what `output` still writes once its answer is whole, for at most
+/// `timeout`; dropping it then stops the program.
+async fn drain<O: Output>(mut output: O, timeout: Duration) {
+    let drained = async { while let Ok(Some(_)) = output.next().await {} };
+    let _ = tokio::time::timeout(timeout, drained).await;
 }
 
 /// A program's output in chunked framing (RFC 9112 §7.1), as the bytes it frames:
@@ -265,6 +286,10 @@ struct Dechunked<O> {
     buf: BytesMut,
     state: Chunk,
 }
+
+/// What a read of [`Dechunked`] once its body is whole gives for more output: no
+/// body bytes, only the sign that the program still writes.
+const AFTER_THE_BODY: Bytes = Bytes::new();
 
 /// Where [`Dechunked`] is in the framing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +328,10 @@ impl<O: Output> Dechunked<O> {
                         Chunk::Data(left)
                     };
                     return Ok(Some(Some(self.buf.split_to(take).freeze())));
+                }
+                // httparse takes a line without a digit for size 0, the last chunk.
+                Chunk::Size if self.buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                    return Err(malformed("invalid chunk size"))
                 }
                 Chunk::Size => match httparse::parse_chunk_size(&self.buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
@@ -347,7 +376,16 @@ impl<O: Output> Dechunked<O> {
 }
 
 impl<O: Output> Output for Dechunked<O> {
+    fn outlives_the_answer(&self) -> bool {
+        true
+    }
+
+    /// The body's next piece; `None` once it is whole, and from then on what the
+    /// program writes after it, as empty pieces, until it ends.
     async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        if self.state == Chunk::Done {
+            return Ok(self.inner.next().await?.map(|_| AFTER_THE_BODY));
+        }
         loop {
             if let Some(piece) = self.decode()? {
                 return Ok(piece);
@@ -727,6 +765,8 @@ mod tests {
             b"3\r\nabcXY0\r\n\r\n",
             b"zz\r\n",
             b"0\r\nT: 1\r\n",
+            b"3\r\nabc\r\n\r\n",
+            b";x\r\n",
         ] {
             assert!(dechunked(broken, 2).is_err(), "{broken:?}");
         }
