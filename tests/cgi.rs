@@ -1216,6 +1216,39 @@ async fn programs_answer_over_http2() {
     assert_eq!(doc["env"]["SERVER_PORT"], server.port().to_string());
 }
 
+/// A client that half-closes its connection once its request is out is taken to
+/// have gone, as nginx takes it: the program is stopped and the connection closed
+/// after a 499 (which only a client still reading sees).
+#[test]
+fn a_half_closing_client_stops_the_program_as_with_nginx() {
+    use std::io::{Read, Write};
+    let (tmp, root) = temp_root();
+    let pids = tmp.path().join("pids");
+    program(
+        &root,
+        "cgi-bin/quiet.sh",
+        &format!("#!/bin/sh\necho $$ > {0}\nexec sleep 300\n", pids.display()),
+    );
+    let server = cgi_server(&root, &["--cgi-timeout", "300s"]);
+    let mut socket = std::net::TcpStream::connect(server.addr()).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    socket
+        .write_all(b"GET /cgi-bin/quiet.sh HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    socket.shutdown(std::net::Shutdown::Write).unwrap();
+    let pid = pids_in(&pids, 1)[0];
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 499 "), "{answer}");
+    assert!(
+        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
+        "the program outlived its client"
+    );
+}
+
 /// An HTTP/2 client that cancels its request (RST_STREAM) stops the program.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_http2_request_stops_its_program() {

@@ -663,7 +663,9 @@ impl Session {
             .keep_alive(true)
             // A client may shut down its sending side once its request is out and
             // still wait for the answer (RFC 9112 §9.6); hyper then also skips a read
-            // per request that only looks for such an end.
+            // per request that only looks for such an end. (Handlers that wait on a
+            // program or an app server watch the socket themselves, and take such an
+            // end for the client's leaving, as nginx does: http::client.)
             .half_close(true)
             // Queued writes hand body buffers to ConnIo uncopied (see zero_copy).
             .writev(true);

@@ -342,16 +342,18 @@ impl Finishing {
 /// after a server fault a fresh connection is the safe retry; nginx closes after the
 /// same statuses.
 fn ends_connection(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::BAD_REQUEST
-            | StatusCode::REQUEST_TIMEOUT
-            | StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::URI_TOO_LONG
-            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-            | StatusCode::INTERNAL_SERVER_ERROR
-            | StatusCode::NOT_IMPLEMENTED
-    )
+    // 499: the client was taken to have gone (it closed, or half-closed, its side).
+    status.as_u16() == 499
+        || matches!(
+            status,
+            StatusCode::BAD_REQUEST
+                | StatusCode::REQUEST_TIMEOUT
+                | StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::URI_TOO_LONG
+                | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                | StatusCode::INTERNAL_SERVER_ERROR
+                | StatusCode::NOT_IMPLEMENTED
+        )
 }
 
 /// Whether the client expects the connection to stay open after this exchange: HTTP/2
