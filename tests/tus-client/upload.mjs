@@ -29,7 +29,10 @@ function run(options) {
   });
 }
 
-const first = await run({ endpoint, cut: true });
+// In PATCH requests of 8 MiB, so that the cut always comes before the last one:
+// one request of the whole file can be all written (and the upload done) before
+// the abort takes effect.
+const first = await run({ endpoint, cut: true, chunkSize: 8 * 1024 * 1024 });
 if (first.done || !first.upload.url) {
   console.error("the first attempt was not cut short");
   process.exit(1);
