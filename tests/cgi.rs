@@ -584,6 +584,23 @@ fn pids_in(file: &Path, n: usize) -> Vec<u32> {
     .expect("the program wrote its PIDs")
 }
 
+/// Asserts that process `pid` ends within ten seconds; `what` says what it outlived.
+fn assert_stops(pid: u32, what: &str) {
+    assert!(
+        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
+        "process {pid} survived {what}"
+    );
+}
+
+/// A program at `rel` that writes its PID to `pid_file`, then waits without a word.
+fn quiet_program(root: &Path, rel: &str, pid_file: &Path) {
+    let text = format!(
+        "#!/bin/sh\necho $$ > {}\nexec sleep 300\n",
+        pid_file.display()
+    );
+    program(root, rel, &text);
+}
+
 #[test]
 fn a_program_without_an_answer_in_time_is_504_and_its_group_is_killed() {
     let (tmp, root) = temp_root();
@@ -602,10 +619,7 @@ fn a_program_without_an_answer_in_time_is_504_and_its_group_is_killed() {
     // The script ignores TERM: the group gets KILL after the grace period, the
     // background `sleep` with it.
     for pid in pids_in(&pids, 2) {
-        assert!(
-            poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
-            "process {pid} survived"
-        );
+        assert_stops(pid, "its timeout");
     }
 }
 
@@ -635,10 +649,7 @@ exec >&- 2>&-
     let head = conn.read_head().unwrap();
     assert_eq!(head.status, 200);
     let pid = pids_in(&pids, 1)[0];
-    assert!(
-        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
-        "the background process {pid} survived the timeout"
-    );
+    assert_stops(pid, "the timeout (a background process)");
 }
 
 /// A program whose answer is whole (its Content-Length sent, its last chunk) but
@@ -704,10 +715,7 @@ fn a_client_that_leaves_stops_the_program() {
     let pids = pids_in(&pids, 2);
     drop(conn);
     for pid in pids {
-        assert!(
-            poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
-            "process {pid} survived the client"
-        );
+        assert_stops(pid, "the client");
     }
 }
 
@@ -718,14 +726,7 @@ fn a_client_that_leaves_stops_a_quiet_program() {
     let (tmp, root) = temp_root();
     let before = tmp.path().join("before");
     let after = tmp.path().join("after");
-    program(
-        &root,
-        "cgi-bin/quiet.sh",
-        &format!(
-            "#!/bin/sh\necho $$ > {0}\nexec sleep 300\n",
-            before.display()
-        ),
-    );
+    quiet_program(&root, "cgi-bin/quiet.sh", &before);
     program(
         &root,
         "cgi-bin/pause.sh",
@@ -740,20 +741,14 @@ fn a_client_that_leaves_stops_a_quiet_program() {
     conn.send(&request_bytes("GET", "/cgi-bin/quiet.sh", &[]));
     let pid = pids_in(&before, 1)[0];
     drop(conn);
-    assert!(
-        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
-        "a program without an answer yet survived its client"
-    );
+    assert_stops(pid, "its client (no answer yet)");
 
     let mut conn = Conn::open(&server);
     conn.send(&request_bytes("GET", "/cgi-bin/pause.sh", &[]));
     assert_eq!(conn.read_head().unwrap().status, 200);
     let pid = pids_in(&after, 1)[0];
     drop(conn);
-    assert!(
-        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
-        "a program that paused its output survived its client"
-    );
+    assert_stops(pid, "its client (output paused)");
     // The server goes on answering.
     program(
         &root,
@@ -1224,11 +1219,7 @@ fn a_half_closing_client_stops_the_program_as_with_nginx() {
     use std::io::{Read, Write};
     let (tmp, root) = temp_root();
     let pids = tmp.path().join("pids");
-    program(
-        &root,
-        "cgi-bin/quiet.sh",
-        &format!("#!/bin/sh\necho $$ > {0}\nexec sleep 300\n", pids.display()),
-    );
+    quiet_program(&root, "cgi-bin/quiet.sh", &pids);
     let server = cgi_server(&root, &["--cgi-timeout", "300s"]);
     let mut socket = std::net::TcpStream::connect(server.addr()).unwrap();
     socket
@@ -1243,10 +1234,7 @@ fn a_half_closing_client_stops_the_program_as_with_nginx() {
     socket.read_to_end(&mut answer).unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 499 "), "{answer}");
-    assert!(
-        poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
-        "the program outlived its client"
-    );
+    assert_stops(pid, "its client (half-closed)");
 }
 
 /// An HTTP/2 client that cancels its request (RST_STREAM) stops the program.
@@ -1255,11 +1243,7 @@ async fn a_cancelled_http2_request_stops_its_program() {
     use common::client::*;
     let (tmp, root) = temp_root();
     let pids = tmp.path().join("pids");
-    program(
-        &root,
-        "cgi-bin/quiet.sh",
-        &format!("#!/bin/sh\necho $$ > {0}\nexec sleep 300\n", pids.display()),
-    );
+    quiet_program(&root, "cgi-bin/quiet.sh", &pids);
     let server = cgi_server(&root, &["--cgi-timeout", "300s"]);
     let url = format!("http://127.0.0.1:{}/cgi-bin/quiet.sh", server.port());
     let mut h2 = h2_handshake(tcp(server.addr()).await).await;
@@ -1301,10 +1285,7 @@ fn programs_do_not_outlive_the_server() {
     server.signal("TERM");
     server.expect_exit();
     for pid in pids {
-        assert!(
-            poll_until(Duration::from_secs(10), || gone(pid).then_some(())).is_some(),
-            "process {pid} outlived wharf"
-        );
+        assert_stops(pid, "wharf");
     }
 }
 

@@ -756,19 +756,7 @@ fn every_kept_connection_a_restarted_application_closed_is_let_go() {
 /// timeout.
 #[test]
 fn a_client_that_leaves_closes_the_applications_connection() {
-    use std::io::Read;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (events, seen) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let Ok((mut stream, _)) = listener.accept() else {
-            return;
-        };
-        let _ = events.send("request");
-        let mut sink = [0u8; 4096];
-        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
-        let _ = events.send("closed");
-    });
+    let (addr, seen) = silent_app();
     let (tmp, root) = temp_root();
     std::fs::write(root.join("slow.php"), "").unwrap();
     let conf = tmp.path().join("wharf.toml");
@@ -780,7 +768,7 @@ fn a_client_that_leaves_closes_the_applications_connection() {
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
     let mut conn = Conn::open(&server);
     conn.send(&request_bytes("GET", "/slow.php", &[]));
-    assert_eq!(seen.recv_timeout(Duration::from_secs(10)), Ok("request"));
+    assert_eq!(seen.recv_timeout(Duration::from_secs(10)), Ok("connected"));
     drop(conn);
     assert_eq!(
         seen.recv_timeout(Duration::from_secs(10)),

@@ -1563,25 +1563,14 @@ fn an_apps_redirect_to_its_own_address_is_rewritten_to_where_the_client_finds_it
 /// long before the response timeout.
 #[test]
 fn a_client_that_leaves_closes_the_upstream_connection() {
-    let app = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app_addr = app.local_addr().unwrap();
-    let (events, seen) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let Ok((mut s, _)) = app.accept() else {
-            return;
-        };
-        let _ = events.send("request");
-        let mut sink = [0u8; 4096];
-        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
-        let _ = events.send("closed");
-    });
+    let (app_addr, seen) = silent_app();
     let (_t, root) = temp_root();
     let server = Server::start(&root, &["--proxy", &format!("/=http://{app_addr}")]);
     let mut conn = Conn::open(&server);
     conn.send(&request_bytes("GET", "/wait", &[]));
     assert_eq!(
         seen.recv_timeout(std::time::Duration::from_secs(10)),
-        Ok("request")
+        Ok("connected")
     );
     drop(conn);
     assert_eq!(

@@ -78,6 +78,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An app that never answers, on loopback: it takes one connection, says
+/// `"connected"`, reads and drops whatever comes, and says `"closed"` once the
+/// other side has closed it. For checking that wharf lets go of an app (proxied,
+/// FastCGI) whose client left.
+pub fn silent_app() -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<&'static str>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (events, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let _ = events.send("connected");
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = events.send("closed");
+    });
+    (addr, seen)
+}
+
 /// Poll `f` until it returns `Some`, or give up after `timeout`.
 pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
