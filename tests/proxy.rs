@@ -156,7 +156,8 @@ fn proxied(upstream: &Upstream, prefix_url: &str) -> (tempfile::TempDir, Server)
 }
 
 /// A request body over the limit gets 413 before the app is asked: the route's
-/// own `max-upload-size`, else the server's `--max-upload-size`.
+/// own `max-upload-size`, else the server's `--max-upload-size`. A body without a
+/// length (chunked) is measured as it arrives, passed through unbuffered too.
 #[test]
 fn bodies_over_the_limit_never_reach_the_app() {
     let app = Upstream::start(OK);
@@ -166,7 +167,9 @@ fn bodies_over_the_limit_never_reach_the_app() {
         &conf,
         format!(
             "[[rule]]\npath = \"/own/**\"\nhandler = \"proxy\"\nupstreams = [\"http://{0}\"]\n\
-             max-upload-size = 5\n\n[[rule]]\npath = \"/**\"\nhandler = \"proxy\"\n\
+             max-upload-size = 5\n\n[[rule]]\npath = \"/stream/**\"\nhandler = \"proxy\"\n\
+             upstreams = [\"http://{0}\"]\nbuffer-request = false\n\n\
+             [[rule]]\npath = \"/**\"\nhandler = \"proxy\"\n\
              upstreams = [\"http://{0}\"]\n",
             app.addr
         ),
@@ -188,11 +191,25 @@ fn bodies_over_the_limit_never_reach_the_app() {
         );
         server.exchange(raw.as_bytes(), false).status
     };
+    let post_chunked = |path: &str, chunks: &[&str]| {
+        let mut raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        for chunk in chunks {
+            raw.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+        }
+        raw.push_str("0\r\n\r\n");
+        server.exchange(raw.as_bytes(), false).status
+    };
     assert_eq!(post("/any", "hello world"), 413);
     assert_eq!(post("/own/x", "hello!"), 413);
+    assert_eq!(post_chunked("/any", &["hello", " world"]), 413);
+    assert_eq!(post_chunked("/stream/x", &["hello", " world"]), 413);
     assert!(app.seen().is_empty());
     assert_eq!(post("/any", "hello"), 200);
     assert_eq!(post("/own/x", "hello"), 200);
+    assert_eq!(post_chunked("/stream/x", &["hello", "world"]), 200);
+    assert_eq!(app.last().body, b"helloworld");
 }
 
 #[test]

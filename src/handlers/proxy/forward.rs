@@ -46,7 +46,75 @@ pub enum ProxyBody {
     /// Received whole before (memory or file): can be sent again.
     Whole(Body),
     /// Passed through as it arrives (`buffer-request = false`).
-    Stream(RequestBody),
+    Stream(Capped),
+}
+
+/// A request body passed through as it arrives, cut off with an error once it
+/// grows past the route's limit: a body without `Content-Length` (chunked, or an
+/// HTTP/2 stream) is measured only as it goes.
+pub struct Capped {
+    body: RequestBody,
+    left: u64,
+    /// Why the body stopped short, if it did: the client's fault, not the app's.
+    fault: Arc<std::sync::atomic::AtomicU8>,
+}
+
+/// [`Capped::fault`]: the body went past the limit.
+const OVER_LIMIT: u8 = 1;
+/// [`Capped::fault`]: the client's body broke off (a bad chunk, the client gone).
+const BROKEN: u8 = 2;
+
+impl Capped {
+    /// `body`, allowed at most `limit` bytes.
+    pub fn new(body: RequestBody, limit: u64) -> Capped {
+        Capped {
+            body,
+            left: limit,
+            fault: Arc::default(),
+        }
+    }
+
+    fn fail(&self, fault: u8) {
+        self.fault
+            .store(fault, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl http_body::Body for Capped {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+            None => return Poll::Ready(None),
+            Some(Err(e)) => {
+                this.fail(BROKEN);
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            Some(Ok(frame)) => only_data(frame),
+        };
+        let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+        match this.left.checked_sub(len) {
+            Some(left) => this.left = left,
+            None => {
+                this.fail(OVER_LIMIT);
+                return Poll::Ready(Some(Err("the request body is over the limit".into())));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl std::fmt::Debug for ProxyBody {
@@ -68,9 +136,7 @@ impl http_body::Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ProxyBody::Whole(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            ProxyBody::Stream(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|f| f.map(|f| f.map_err(Into::into).and_then(only_data))),
+            ProxyBody::Stream(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -91,12 +157,10 @@ impl http_body::Body for ProxyBody {
 
 /// Trailers of a client's body are not forwarded (they are hop-by-hop unless the
 /// upstream asked for them, which HTTP/1.1 cannot tell us).
-fn only_data(
-    frame: Frame<Bytes>,
-) -> Result<Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>> {
+fn only_data(frame: Frame<Bytes>) -> Frame<Bytes> {
     match frame.into_data() {
-        Ok(data) => Ok(Frame::data(data)),
-        Err(_) => Ok(Frame::data(Bytes::new())),
+        Ok(data) => Frame::data(data),
+        Err(_) => Frame::data(Bytes::new()),
     }
 }
 
@@ -166,7 +230,8 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
             Err(status) => return response::error(status),
         }
     }
-    let mut stream_body = (has_body && !route.buffer_request).then_some(body);
+    let mut stream_body =
+        (has_body && !route.buffer_request).then(|| Capped::new(body, route.max_body()));
     let mut headers = upstream_headers(&route, head, remote, tls);
     match forwards_left {
         Some(left) => {
@@ -300,10 +365,20 @@ pub async fn send(
     target: Target<'_>,
     headers: &HeaderMap,
     spooled: Option<&Spooled>,
-    mut stream_body: Option<RequestBody>,
+    mut stream_body: Option<Capped>,
 ) -> Result<Sent, StatusCode> {
     route.start_health_checks();
     let no_body = spooled.is_none() && stream_body.is_none();
+    let body_fault = stream_body.as_ref().map(|b| Arc::clone(&b.fault));
+    // The status for a request that failed because of the client's own body.
+    let client_fault = || match body_fault
+        .as_ref()
+        .map(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        Some(OVER_LIMIT) => Some(StatusCode::PAYLOAD_TOO_LARGE),
+        Some(BROKEN) => Some(StatusCode::BAD_REQUEST),
+        _ => None,
+    };
     let mut tried = Vec::new();
     let mut resent = 0;
     loop {
@@ -358,6 +433,10 @@ pub async fn send(
         let sent_at = std::time::SystemTime::now();
         let sent =
             tokio::time::timeout(route.response_timeout, route.client.request(upstream_req)).await;
+        if let (Ok(Err(_)), Some(status)) = (&sent, client_fault()) {
+            // The body the client sent went wrong, not the upstream.
+            return Err(status);
+        }
         match sent {
             Err(_) => {
                 lease.upstream.outcome(false);
