@@ -229,6 +229,21 @@ fn locks_guard_what_rfc_4918_says_and_no_more() {
         );
         assert_eq!(res.status, 204, "with {token}");
     }
+    // A deep lock over them: 207, naming the member in the way (423) and the
+    // folder asked for (424), as RFC 4918 §9.10.6 has it.
+    let info = "<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/>\
+                </D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
+    let res = dav(&server, "LOCK", "/shared/", &[("Depth", "infinity")], info);
+    assert_eq!(res.status, 207, "{}", res.body_text());
+    let text = res.body_text();
+    assert!(
+        text.contains("<D:href>/shared/doc.txt</D:href><D:status>HTTP/1.1 423 Locked</D:status>")
+            && text.contains(
+                "<D:href>/shared/</D:href><D:status>HTTP/1.1 424 Failed Dependency</D:status>"
+            ),
+        "{text}"
+    );
+    assert!(res.header("lock-token").is_none());
 
     // A depth-0 lock on a folder: its members' content is free, its membership not.
     let folder = lock(&server, "/members/", "exclusive", "0");

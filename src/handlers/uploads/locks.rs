@@ -140,17 +140,40 @@ impl Locks {
         failed_condition(StatusCode::LOCKED, "lock-token-submitted", root)
     }
 
-    /// The 423 for a LOCK that conflicts with a lock held on `path`, below it, or
-    /// on the folder a new name would join (RFC 4918 §16, `no-conflicting-lock`).
+    /// The answer to a LOCK that conflicts with a lock held on `path`, below it, or
+    /// on the folder a new name would join: 423 (RFC 4918 §16,
+    /// `no-conflicting-lock`), or, when only a lock below stands in the way of a
+    /// deep one, 207 with 423 for that member and 424 for `path` (§9.10.6: "a
+    /// Multi-Status response with a 'response' element for at least one resource
+    /// that prevented the lock").
     fn conflicting(&self, path: &SitePath) -> Response<Body> {
         let segments = path.segments();
         let parent = &segments[..segments.len().saturating_sub(1)];
-        let root = self
-            .live()
+        let table = self.live();
+        let on_path = table
             .iter()
-            .find(|l| l.covers(segments) || l.root.starts_with(segments) || l.covers(parent))
-            .map(|l| l.root_url.clone());
-        failed_condition(StatusCode::LOCKED, "no-conflicting-lock", root)
+            .find(|l| l.covers(segments) || l.covers(parent));
+        if let Some(lock) = on_path {
+            return failed_condition(
+                StatusCode::LOCKED,
+                "no-conflicting-lock",
+                Some(lock.root_url.clone()),
+            );
+        }
+        let Some(below) = table.iter().find(|l| l.root.starts_with(segments)) else {
+            return failed_condition(StatusCode::LOCKED, "no-conflicting-lock", None);
+        };
+        let href = |url: &str| quick_xml::escape::escape(url).into_owned();
+        let mut xml = super::props::multistatus_head();
+        xml.push_str(&format!(
+            "<D:response><D:href>{}</D:href><D:status>HTTP/1.1 423 Locked</D:status>\
+             <D:error><D:no-conflicting-lock/></D:error></D:response>\
+             <D:response><D:href>{}</D:href><D:status>HTTP/1.1 424 Failed Dependency</D:status>\
+             </D:response></D:multistatus>",
+            href(&below.root_url),
+            href(&path.to_url(true)),
+        ));
+        super::props::multistatus(xml)
     }
 
     /// Forgets the locks on `path` and below (it was deleted or moved away).

@@ -182,11 +182,13 @@ fn finite_depth() -> Response<Body> {
     xml_response(StatusCode::FORBIDDEN, xml.to_string())
 }
 
-fn multistatus_head() -> String {
+/// The start of a 207's body (RFC 4918 §13).
+pub(super) fn multistatus_head() -> String {
     String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">")
 }
 
-fn multistatus(xml: String) -> Response<Body> {
+/// A 207 carrying `xml`.
+pub(super) fn multistatus(xml: String) -> Response<Body> {
     xml_response(StatusCode::MULTI_STATUS, xml)
 }
 
