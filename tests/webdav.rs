@@ -456,6 +456,26 @@ fn proppatch_sets_displayname_and_explains_refusals() {
         );
         assert_eq!(text.matches("displayname>").count(), 2, "{text}");
     }
+    // The language a value was set in comes back with it (RFC 4918 §14.26).
+    let xml = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set>\
+               <D:prop xml:lang=\"fr\"><D:displayname>Rapport</D:displayname>\
+               <Z:title xmlns:Z=\"urn:z\" xml:lang=\"en-GB\">Colour</Z:title></D:prop>\
+               </D:set></D:propertyupdate>";
+    assert_eq!(dav(&server, "PROPPATCH", "/doc.txt", &[], xml).status, 207);
+    let ask = "<D:prop><D:displayname/><Z:title xmlns:Z=\"urn:z\"/></D:prop>";
+    for body in [ask, "<D:allprop/>"] {
+        let text = propfind(&server, "/doc.txt", Some("0"), body).body_text();
+        assert!(
+            text.contains("<D:displayname xml:lang=\"fr\">Rapport</D:displayname>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<P:title xmlns:P=\"urn:z\" xml:lang=\"en-GB\">Colour</P:title>"),
+            "{text}"
+        );
+        assert_eq!(text.matches("displayname").count(), 2, "{text}");
+    }
+
     let res = set("<D:getetag>\"x\"</D:getetag>");
     assert_eq!(res.status, 207);
     let text = res.body_text();

@@ -80,18 +80,66 @@ impl PropName {
 
     /// `<p:local xmlns:p="ns">inner</p:local>` (or the empty element).
     fn element(&self, inner: &str, out: &mut String) {
+        self.element_in(None, inner, out);
+    }
+
+    /// [`PropName::element`], tagged with the language `lang` when there is one.
+    fn element_in(&self, lang: Option<&str>, inner: &str, out: &mut String) {
+        let lang = lang.map_or_else(String::new, |l| format!(" xml:lang=\"{}\"", escape(l)));
         if self.ns == DAV {
             if inner.is_empty() {
-                let _ = write!(out, "<D:{}/>", self.local);
+                let _ = write!(out, "<D:{}{lang}/>", self.local);
             } else {
-                let _ = write!(out, "<D:{0}>{inner}</D:{0}>", self.local);
+                let _ = write!(out, "<D:{0}{lang}>{inner}</D:{0}>", self.local);
             }
         } else if self.ns.is_empty() {
-            let _ = write!(out, "<{0} xmlns=\"\">{inner}</{0}>", self.local);
+            let _ = write!(out, "<{0} xmlns=\"\"{lang}>{inner}</{0}>", self.local);
         } else {
             let ns = escape(&self.ns);
-            let _ = write!(out, "<P:{0} xmlns:P=\"{ns}\">{inner}</P:{0}>", self.local);
+            let _ = write!(
+                out,
+                "<P:{0} xmlns:P=\"{ns}\"{lang}>{inner}</P:{0}>",
+                self.local
+            );
         }
+    }
+}
+
+/// A dead property's value: its XML, and the language (`xml:lang`) in scope
+/// where it was set, which RFC 4918 §14.26 has stored and given back with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    lang: Option<String>,
+    xml: String,
+}
+
+impl Stored {
+    /// As kept in the extended attribute: the XML, after `NUL lang NUL` when it
+    /// has a language (no stored XML starts with NUL, which XML cannot carry).
+    fn encode(&self) -> Vec<u8> {
+        match &self.lang {
+            Some(lang) => format!("\0{lang}\0{}", self.xml).into_bytes(),
+            None => self.xml.clone().into_bytes(),
+        }
+    }
+
+    fn decode(raw: &[u8]) -> Stored {
+        let text = String::from_utf8_lossy(raw);
+        if let Some((lang, xml)) = text.strip_prefix('\0').and_then(|t| t.split_once('\0')) {
+            return Stored {
+                lang: Some(lang.to_string()),
+                xml: xml.to_string(),
+            };
+        }
+        Stored {
+            lang: None,
+            xml: text.into_owned(),
+        }
+    }
+
+    /// `name`'s element with this value.
+    fn element(&self, name: &PropName, out: &mut String) {
+        name.element_in(self.lang.as_deref(), &self.xml, out);
     }
 }
 
@@ -253,16 +301,10 @@ fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &
                 .modified()
                 .ok()
                 .map(|t| httpdate::fmt_http_date(t.min(SystemTime::now()))),
-            // The name a client gave it, else its file name.
-            "displayname" => dead
-                .iter()
-                .find(|(n, _)| n.ns == DAV && n.local == "displayname")
-                .map(|(_, v)| v.clone())
-                .or_else(|| {
-                    Some(escape(&String::from_utf8_lossy(
-                        path.file_name().unwrap_or(b""),
-                    )))
-                }),
+            // Its file name, unless a client gave it one (stored, a dead property).
+            "displayname" if !dead.iter().any(|(n, _)| is_displayname(n)) => Some(escape(
+                &String::from_utf8_lossy(path.file_name().unwrap_or(b"")),
+            )),
             "supportedlock" => Some(super::locks::SUPPORTED.into()),
             "lockdiscovery" => Some(up.locks.discovery(path)),
             _ => None,
@@ -280,27 +322,30 @@ fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &
                     PropName::dav(name).element(&value, &mut found);
                 }
             }
-            // A stored DAV: property (displayname) went out with the live ones.
-            for (name, value) in dead.iter().filter(|(n, _)| n.ns != DAV) {
-                let value = if matches!(wanted, Wanted::Names) {
-                    ""
+            // The one DAV: property a client may set (`displayname`) among them.
+            let shown = dead
+                .iter()
+                .filter(|(n, _)| n.ns != DAV || is_displayname(n));
+            for (name, value) in shown {
+                if matches!(wanted, Wanted::Names) {
+                    name.element("", &mut found);
                 } else {
-                    value.as_str()
-                };
-                name.element(value, &mut found);
+                    value.element(name, &mut found);
+                }
             }
         }
         Wanted::Some(names) => {
             for name in names {
-                let value = if name.ns == DAV {
+                let live = if name.ns == DAV {
                     live_value(&name.local)
                 } else {
                     None
-                }
-                .or_else(|| dead.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()));
-                match value {
-                    Some(value) => name.element(&value, &mut found),
-                    None => name.element("", &mut missing),
+                };
+                let stored = || dead.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                match (live, stored()) {
+                    (Some(value), _) => name.element(&value, &mut found),
+                    (None, Some(value)) => value.element(name, &mut found),
+                    (None, None) => name.element("", &mut missing),
                 }
             }
         }
@@ -319,8 +364,13 @@ fn describe(up: &Uploads, path: &SitePath, is_dir: bool, wanted: &Wanted, out: &
     out.push_str("</D:response>");
 }
 
+/// Whether `name` is `DAV:displayname`, the one DAV: property a client may set.
+fn is_displayname(name: &PropName) -> bool {
+    name.ns == DAV && name.local == "displayname"
+}
+
 /// The dead properties of what `path` names.
-fn dead_props(up: &Uploads, path: &SitePath) -> Vec<(PropName, String)> {
+fn dead_props(up: &Uploads, path: &SitePath) -> Vec<(PropName, Stored)> {
     let Ok(fd) = open_for_props(up, path) else {
         return Vec::new();
     };
@@ -340,7 +390,7 @@ fn dead_props(up: &Uploads, path: &SitePath) -> Vec<(PropName, String)> {
         let mut value = vec![0u8; 64 * 1024];
         if let Ok(n) = rustix::fs::fgetxattr(&fd, name, &mut value) {
             value.truncate(n);
-            out.push((prop, String::from_utf8_lossy(&value).into_owned()));
+            out.push((prop, Stored::decode(&value)));
         }
     }
     out
@@ -386,7 +436,7 @@ fn copy_dead(from: std::os::fd::BorrowedFd<'_>, to: std::os::fd::BorrowedFd<'_>)
 
 /// One instruction of a PROPPATCH, in document order.
 enum Change {
-    Set(PropName, String),
+    Set(PropName, Stored),
     Remove(PropName),
 }
 
@@ -420,7 +470,7 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
             // Live properties are computed, not stored: changing one fails, and then
             // nothing is changed (424 for the rest). `displayname` is the client's
             // to set (RFC 4918 §15.2), stored as a dead property is.
-            let protected = |n: &PropName| n.ns == DAV && n.local != "displayname";
+            let protected = |n: &PropName| n.ns == DAV && !is_displayname(n);
             let refused = changes.iter().any(|c| protected(&name_of(c)));
             let mut results: Vec<(PropName, &str)> = Vec::new();
             if refused {
@@ -454,7 +504,7 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                         Change::Set(n, value) => rustix::fs::fsetxattr(
                             &fd,
                             n.xattr().as_str(),
-                            value.as_bytes(),
+                            &value.encode(),
                             rustix::fs::XattrFlags::empty(),
                         ),
                         Change::Remove(n) => match rustix::fs::fremovexattr(&fd, n.xattr().as_str()) {
@@ -661,6 +711,8 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
     let mut changes = Vec::new();
     // Where we are: 0 outside, 1 in propertyupdate, 2 in set/remove, 3 in prop.
     let mut depth = 0usize;
+    // The `xml:lang` in scope inside each of those (RFC 4918 §14.26).
+    let mut langs: [Option<String>; 4] = Default::default();
     let mut setting = false;
     let mut seen_root = false;
     loop {
@@ -669,6 +721,7 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let (ns, local) = element_name(&resolved, e)?;
                 let is_empty = matches!(event, Event::Empty(_));
+                let lang = xml_lang(e)?.or_else(|| langs.get(depth).cloned().flatten());
                 match depth {
                     0 if ns == DAV && local == "propertyupdate" => seen_root = true,
                     0 => return None,
@@ -677,30 +730,30 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
                     }
                     3 => {
                         let name = PropName { ns, local };
-                        if setting {
-                            let value = if is_empty {
+                        let change = if setting {
+                            let xml = if is_empty {
                                 String::new()
                             } else {
-                                let value = inner_xml(&mut r)?;
-                                // `inner_xml` consumed the end tag.
-                                changes.push(Change::Set(name, value));
-                                continue;
+                                // `inner_xml` consumes the end tag.
+                                inner_xml(&mut r)?
                             };
-                            changes.push(Change::Set(name, value));
+                            Change::Set(name, Stored { lang, xml })
                         } else {
                             if !is_empty {
                                 inner_xml(&mut r)?;
-                                changes.push(Change::Remove(name));
-                                continue;
                             }
-                            changes.push(Change::Remove(name));
-                        }
+                            Change::Remove(name)
+                        };
+                        changes.push(change);
                         continue;
                     }
                     _ => {}
                 }
                 if !is_empty {
                     depth += 1;
+                    if let Some(scope) = langs.get_mut(depth) {
+                        *scope = lang;
+                    }
                 }
             }
             Event::End(_) => depth = depth.checked_sub(1)?,
@@ -709,6 +762,17 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
         }
     }
     (seen_root && depth == 0).then_some(changes)
+}
+
+/// The `xml:lang` an element carries, if any; `None` when it is malformed.
+fn xml_lang(e: &quick_xml::events::BytesStart<'_>) -> Option<Option<String>> {
+    for attr in e.attributes() {
+        let attr = attr.ok()?;
+        if attr.key.as_ref() == b"xml:lang" {
+            return Some(Some(attr.unescape_value().ok()?.into_owned()));
+        }
+    }
+    Some(None)
 }
 
 /// The content of the element just started, up to and including its end tag,
@@ -800,13 +864,52 @@ mod tests {
                     <Z:b xmlns:Z=\"urn:z\"><Q:x xmlns:Q=\"urn:q\" Q:at=\"v\" plain=\"p\" \
                     xml:lang=\"fr\">t</Q:x></Z:b></D:prop></D:set></D:propertyupdate>";
         let changes = parse_propertyupdate(body).expect("parses");
-        let Some(Change::Set(_, value)) = changes.first() else {
+        let Some(Change::Set(_, Stored { xml: value, .. })) = changes.first() else {
             panic!("one property set");
         };
         assert!(value.contains("xmlns=\"urn:q\""), "{value}");
         assert!(value.contains("plain=\"p\""), "{value}");
         assert!(value.contains("xml:lang=\"fr\""), "{value}");
         assert!(value.contains("xmlns:a1=\"urn:q\" a1:at=\"v\""), "{value}");
+    }
+
+    /// RFC 4918 §14.26: the language in scope is kept with the value, from the
+    /// property's own element or any around it.
+    #[test]
+    fn values_keep_the_language_in_scope() {
+        let body = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\" xml:lang=\"en\">\
+                    <D:set><D:prop xml:lang=\"de\"><Z:a xmlns:Z=\"urn:z\">x</Z:a>\
+                    <Z:b xmlns:Z=\"urn:z\" xml:lang=\"fr\">y</Z:b></D:prop></D:set>\
+                    <D:set><D:prop><Z:c xmlns:Z=\"urn:z\"/></D:prop></D:set>\
+                    </D:propertyupdate>";
+        let langs: Vec<Option<String>> = parse_propertyupdate(body)
+            .expect("parses")
+            .into_iter()
+            .map(|c| match c {
+                Change::Set(_, stored) => stored.lang,
+                Change::Remove(_) => None,
+            })
+            .collect();
+        let some = |l: &str| Some(l.to_string());
+        assert_eq!(langs, [some("de"), some("fr"), some("en")]);
+        let plain = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
+                     <Z:a xmlns:Z=\"urn:z\">x</Z:a></D:prop></D:set></D:propertyupdate>";
+        assert!(matches!(
+            parse_propertyupdate(plain).as_deref(),
+            Some([Change::Set(_, Stored { lang: None, .. })])
+        ));
+        for stored in [
+            Stored {
+                lang: Some("en-GB".into()),
+                xml: "<b xmlns=\"\">x</b>".into(),
+            },
+            Stored {
+                lang: None,
+                xml: "text".into(),
+            },
+        ] {
+            assert_eq!(Stored::decode(&stored.encode()), stored);
+        }
     }
 
     #[test]
@@ -851,7 +954,7 @@ mod tests {
         match &changes[..] {
             [Change::Set(n, v), Change::Remove(r)] => {
                 assert_eq!((n.ns.as_str(), n.local.as_str()), ("http://z/", "p"));
-                assert_eq!(v, "a <b xmlns=\"http://z/\" attr=\"1\">x&amp;y</b>");
+                assert_eq!(v.xml, "a <b xmlns=\"http://z/\" attr=\"1\">x&amp;y</b>");
                 assert_eq!(r.local, "q");
             }
             _ => panic!("one set, one remove"),
