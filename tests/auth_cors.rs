@@ -571,3 +571,78 @@ cors = { origins = ["https://app.example.com"], methods = ["POST", "PATCH", "HEA
     // Another origin is not granted the write.
     assert_eq!(create("https://evil.example").status, 403);
 }
+
+/// A DELETE, COPY or MOVE of a whole folder answers to the rules of what is
+/// inside it: a guarded subfolder is neither copied out, moved away, replaced
+/// nor deleted past its rule, nor a program's folder read or filled that way.
+#[test]
+fn folder_copies_moves_and_deletes_answer_to_the_rules_inside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    for (path, body) in [
+        ("team/notes.txt", "notes"),
+        ("team/secret/plan.txt", "classified"),
+        ("vault/inner/key.txt", "key"),
+        ("cgi-bin/app.sh", "#!/bin/sh\n# password=hunter2\n"),
+        ("tools/pkg/run.sh", "#!/bin/sh\necho ran\n"),
+        ("kept/locked/x.txt", "x"),
+        ("stage/secret/plan.txt", "replaced"),
+        ("scratch/a.txt", "a"),
+    ] {
+        write_file(&root, path, body);
+    }
+    let config = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = \"root\"\nport = 0\nbind = \"127.0.0.1\"\nupload = true\ndelete = true\n\n\
+             [[rule]]\npath = \"/team/secret/\"\nauth = [\"alice\"]\n\n\
+             [[rule]]\npath = \"/vault/inner/\"\ndeny = [\"127.0.0.1\"]\n\n\
+             [[rule]]\npath = \"/cgi-bin/**\"\nhandler = \"cgi\"\n\n\
+             [[rule]]\npath = \"/kept/locked/\"\ndelete = false\n\n\
+             [users]\nalice = \"{}\"\n",
+            hash("alice-pw")
+        ),
+    )
+    .unwrap();
+    let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    let to = |dest: &str| vec![("Destination", dest.to_string()), ("Overwrite", "T".into())];
+    let dav = |method: &str, path: &str, headers: &[(&str, String)]| {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        request(&server, method, path, &headers).status
+    };
+    let refused = [
+        ("COPY", "/team/", to("/loot/"), 401),
+        ("COPY", "/team", to("/loot"), 401),
+        ("MOVE", "/team/", to("/moved/"), 401),
+        ("DELETE", "/team/", vec![], 401),
+        ("COPY", "/stage/", to("/team/"), 401),
+        ("DELETE", "/vault", vec![], 403),
+        ("COPY", "/cgi-bin", to("/leak"), 403),
+        ("MOVE", "/tools/pkg", to("/cgi-bin"), 403),
+        ("DELETE", "/cgi-bin", vec![], 403),
+        ("DELETE", "/kept/", vec![], 403),
+    ];
+    for (method, path, headers, status) in &refused {
+        assert_eq!(dav(method, path, headers), *status, "{method} {path}");
+    }
+    assert_eq!(get(&server, "/loot/secret/plan.txt").status, 404);
+    assert_eq!(get(&server, "/leak/app.sh").status, 404);
+    assert!(root.join("team/secret/plan.txt").exists());
+    assert!(root.join("cgi-bin/app.sh").exists());
+    assert!(root.join("tools/pkg/run.sh").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("team/secret/plan.txt")).unwrap(),
+        "classified"
+    );
+
+    // What has no rule inside is free; a file is no folder; with the credentials
+    // the rule asks for, the folder goes.
+    assert_eq!(dav("COPY", "/team/notes.txt", &to("/notes.txt")), 201);
+    assert_eq!(dav("COPY", "/kept/", &to("/kept-copy/")), 201);
+    assert_eq!(dav("DELETE", "/scratch/", &[]), 204);
+    let mut with_alice = vec![("Authorization", basic("alice", "alice-pw"))];
+    assert_eq!(dav("DELETE", "/team/", &with_alice), 204);
+    with_alice.extend(to("/moved-tools/"));
+    assert_eq!(dav("MOVE", "/tools/", &with_alice), 201);
+}

@@ -625,10 +625,18 @@ impl Router {
             site.matching(&landed)
         };
         // Nor may a COPY or MOVE lead around the rules of its destination.
-        let destination_path = match self.destination(req) {
-            Ok(Some(dest)) => dest.path.rule_path(),
-            _ => String::new(),
-        };
+        let destination = self.destination(req).ok().flatten().map(|d| d.path);
+        let destination_path = destination
+            .as_ref()
+            .map(SitePath::rule_path)
+            .unwrap_or_default();
+        // Nor around the rules of what is inside a folder deleted, copied or moved
+        // whole.
+        let trees = self.trees(req, path, destination.as_ref());
+        let inside: Vec<(&rules::Rule, bool)> = trees
+            .iter()
+            .flat_map(|(folder, changed)| site.inside(folder).map(move |r| (r, *changed)))
+            .collect();
         let destination_rules = if destination_path.is_empty() {
             Vec::new()
         } else {
@@ -642,7 +650,19 @@ impl Router {
             .chain(site.guarding_folder(&rule_path))
             .chain(site.guarding_folder(&landed))
             .chain(site.guarding_folder(&destination_path))
+            .chain(inside.iter().map(|(rule, _)| *rule).filter(|r| !r.internal))
             .collect();
+        // What no request may do inside: an app's or a program's paths (a copy would
+        // show a script's source; a move would make a file a program), files only
+        // an app hands out, or what its rules keep from being changed.
+        let inside_refused = inside.iter().any(|(rule, changed)| {
+            rule.internal
+                || rule
+                    .handler
+                    .as_ref()
+                    .is_some_and(|h| !matches!(h, Handler::Static(_)))
+                || (*changed && (rule.upload == Some(false) || rule.delete == Some(false)))
+        });
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
         // The rules of the path actually served: the rewrite's target, if any.
         let served_rules = if rewritten.is_some() {
@@ -655,7 +675,7 @@ impl Router {
             // Files only an app may hand out (X-Accel-Redirect) are not there for
             // clients.
             by_site(response::error(StatusCode::NOT_FOUND))
-        } else if guards.iter().any(|rule| !rule.admits(remote)) {
+        } else if inside_refused || guards.iter().any(|rule| !rule.admits(remote)) {
             by_site(response::error(StatusCode::FORBIDDEN))
         } else if let Some(cors) = cors.filter(|_| Cors::is_preflight(req)) {
             // Preflights carry no credentials: they are answered before authentication.
@@ -805,6 +825,45 @@ impl Router {
             access.max_upload_size = max;
         }
         access
+    }
+
+    /// The folders a DELETE, COPY or MOVE acts on as a whole (as rule paths, ending
+    /// in `/`), each with whether it is changed (not only read, as a COPY's
+    /// source): the request's path when it is a folder, and the destination when
+    /// a folder goes there or one there would be replaced.
+    fn trees(
+        &self,
+        req: &Parts,
+        path: &str,
+        destination: Option<&SitePath>,
+    ) -> Vec<(String, bool)> {
+        let method = req.method.as_str();
+        if !matches!(method, "DELETE" | "COPY" | "MOVE") {
+            return Vec::new();
+        }
+        let Ok(source) = SitePath::parse(path, self.settings.hidden) else {
+            return Vec::new();
+        };
+        let root = self.handlers.root();
+        let is_folder = |p: &SitePath| matches!(root.open(p), Ok(crate::fs::Node::Dir(_)));
+        let folder = |p: &SitePath| {
+            let mut path = p.rule_path();
+            if !path.ends_with('/') {
+                path.push('/');
+            }
+            path
+        };
+        let mut trees = Vec::new();
+        let source_is_folder = is_folder(&source);
+        if source_is_folder {
+            trees.push((folder(&source), method != "COPY"));
+        }
+        if let Some(dest) = destination {
+            if source_is_folder || is_folder(dest) {
+                trees.push((folder(dest), true));
+            }
+        }
+        trees
     }
 
     /// The destination of a COPY or MOVE (RFC 4918 §10.3), checked as a request path

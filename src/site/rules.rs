@@ -121,6 +121,22 @@ impl Glob {
         }
     }
 
+    /// Whether the pattern may match a path strictly inside `folder` (which ends in
+    /// `/`): its text before the first wildcard is inside the folder, or, with a
+    /// wildcard after it, leads to the folder. Errs on the side of yes.
+    pub fn may_match_below(&self, folder: &str) -> bool {
+        let (lead, wild) = match self.parts.as_slice() {
+            [Part::Literal(lead)] => (lead.as_str(), false),
+            [Part::Literal(lead), ..] => (lead.as_str(), true),
+            _ => ("", true),
+        };
+        if wild {
+            lead.starts_with(folder) || folder.starts_with(lead)
+        } else {
+            lead.len() > folder.len() && lead.starts_with(folder)
+        }
+    }
+
     /// The name ending a pattern of the form `…/*.cgi` (`.cgi`): what the last
     /// segment of every path it matches ends with.
     pub fn name_suffix(&self) -> Option<&str> {
@@ -408,6 +424,14 @@ impl Site {
         })
     }
 
+    /// The rules that may apply to something inside `folder` (which ends in `/`):
+    /// what a DELETE, COPY or MOVE of the whole folder reaches.
+    pub fn inside<'s>(&'s self, folder: &'s str) -> impl Iterator<Item = &'s Rule> + 's {
+        self.rules
+            .iter()
+            .filter(move |r| r.path.may_match_below(folder))
+    }
+
     /// The rules matching `path`, with their captures. When no rule naming a
     /// handler matches the whole path, a CGI rule naming programs by their
     /// extension may match its start (see [`program_prefix`]).
@@ -522,6 +546,28 @@ mod tests {
         assert!(caps("/**/*.cgi", "/x.cgi").is_some());
         assert!(caps("/**/*.cgi", "/a/b/x.cgi").is_some());
         assert!(caps("/**/*.cgi", "/x.cgix").is_none());
+    }
+
+    #[test]
+    fn what_a_pattern_may_match_inside_a_folder() {
+        let below = |pattern: &str, folder: &str| {
+            Glob::parse(pattern)
+                .expect("a pattern")
+                .may_match_below(folder)
+        };
+        assert!(below("/team/secret/", "/team/"));
+        assert!(below("/team/secret/", "/team/secret/"));
+        assert!(below("/team/secret/**", "/"));
+        assert!(!below("/team/secret/", "/other/"));
+        assert!(!below("/teams/", "/team/"));
+        assert!(below("/**/*.php", "/app/"));
+        assert!(below("/app/**/*.php", "/app/sub/"));
+        assert!(below("/users/*/private/**", "/users/"));
+        assert!(below("/users/*/private/**", "/users/ann/"));
+        assert!(!below("/users/*/private/**", "/groups/"));
+        assert!(below("/team/plan.txt", "/team/"));
+        assert!(!below("/team/plan.txt", "/team/plan.txt/"));
+        assert!(!below("/team", "/team/"));
     }
 
     #[test]
