@@ -160,6 +160,26 @@ fn symlinked_directory_leaving_root_is_not_served() {
     assert!(!listing.body_text().contains("secret2.txt"));
 }
 
+/// A folder whose index page is there but cannot be served (here a symlink out of
+/// the root) is not listed or archived instead: its contents stay off show.
+#[test]
+fn a_folder_with_an_index_that_cannot_be_served_is_not_listed() {
+    let (tmp, root) = fixture();
+    write_file(&root, "site/private.txt", "not on show");
+    symlink(tmp.path().join("secret.txt"), root.join("site/index.html")).unwrap();
+    let server = Server::start(&root, &[]);
+    for target in ["/site/", "/site/?zip"] {
+        let res = get(&server, target);
+        assert_eq!(res.status, 403, "{target}");
+        let body = res.body_text();
+        assert!(
+            !body.contains("private.txt") && !body.contains(SECRET),
+            "{target}: {body}"
+        );
+    }
+    assert_eq!(get(&server, "/site/private.txt").status, 200);
+}
+
 #[test]
 fn dotfiles_are_hidden_by_default() {
     let (_tmp, root) = fixture();

@@ -129,6 +129,15 @@ pub struct OpenDir {
     pub meta: Metadata,
 }
 
+impl OpenDir {
+    /// Whether the directory holds an entry `name` that is not a directory (a
+    /// file, whether or not it can be opened, a symlink, anything else).
+    pub fn holds_non_dir(&self, name: &[u8]) -> bool {
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) != FileType::Directory)
+    }
+}
+
 /// What a listed directory entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntryKind {

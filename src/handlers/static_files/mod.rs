@@ -368,11 +368,21 @@ fn resolve(
             let dir_state = (c_path(&path), FileState::of(&dir.meta));
             for index in INDEX_FILES {
                 let index_path = path.join(index);
-                // A directory called index.html is not an index.
-                if let Ok(Node::File(open)) = root.open(&index_path) {
+                match root.open(&index_path) {
                     // Cached with the directory's state too: another index file
                     // appearing changes it.
-                    return represent(files, &index_path, open, encodings, Some(dir_state));
+                    Ok(Node::File(open)) => {
+                        return represent(files, &index_path, open, encodings, Some(dir_state));
+                    }
+                    // A directory called index.html is not an index.
+                    Ok(Node::Dir(_)) => {}
+                    // One that is there but cannot be served (unreadable, a symlink
+                    // out of the root) still keeps the folder's contents off show,
+                    // as nginx answers 403.
+                    Err(_) if dir.holds_non_dir(index) => {
+                        return Err(io::ErrorKind::PermissionDenied.into());
+                    }
+                    Err(_) => {}
                 }
             }
             // Archives of folders that would be listed, not of those with an index
