@@ -90,6 +90,12 @@ fn if_match_list_containing_the_current_etag_proceeds() {
     assert_full(&get_with(&fx, &[("If-Match", &list)]), &list);
     let list = format!("{},\"nope\"", fx.etag);
     assert_full(&get_with(&fx, &[("If-Match", &list)]), &list);
+    // Empty list elements are ignored (RFC 9110 §5.6.1.2).
+    for list in [format!(", {}", fx.etag), format!("\"nope\",,{}", fx.etag)] {
+        assert_full(&get_with(&fx, &[("If-Match", &list)]), &list);
+        let res = get_with(&fx, &[("If-None-Match", &list)]);
+        assert_status(&res, 304, &list);
+    }
 }
 
 #[test]

@@ -117,7 +117,12 @@ impl TagList {
     /// The tags of one field line, `None` when it is not a valid list.
     fn parse_line(mut rest: &str) -> Option<Vec<(bool, String)>> {
         let mut tags = Vec::new();
-        while !rest.is_empty() {
+        loop {
+            // Empty elements (`, "a",, "b"`) are ignored (RFC 9110 §5.6.1.2).
+            rest = rest.trim_start_matches([',', ' ', '\t']);
+            if rest.is_empty() {
+                break;
+            }
             let (weak, after) = match rest.strip_prefix("W/") {
                 Some(after) => (true, after),
                 None => (false, rest),
@@ -133,10 +138,8 @@ impl TagList {
                 return None;
             }
             tags.push((weak, opaque.to_string()));
-            rest = after[end + 1..].trim_start();
-            if let Some(next) = rest.strip_prefix(',') {
-                rest = next.trim_start();
-            } else if !rest.is_empty() {
+            rest = after[end + 1..].trim_start_matches([' ', '\t']);
+            if !rest.is_empty() && !rest.starts_with(',') {
                 return None;
             }
         }
@@ -183,6 +186,18 @@ mod tests {
         assert_eq!(
             list("\"\""),
             Some(TagList::Tags(vec![(false, String::new())]))
+        );
+        // Empty elements are no tags, and no error (RFC 9110 §5.6.1.2).
+        for spaced in [",\"a\"", " , \"a\"", "\"a\",,", "\"a\" , ,"] {
+            assert_eq!(
+                list(spaced),
+                Some(TagList::Tags(vec![(false, "a".into())])),
+                "{spaced}"
+            );
+        }
+        assert_eq!(
+            list("\"a\",, W/\"b\""),
+            Some(TagList::Tags(vec![(false, "a".into()), (true, "b".into())]))
         );
         for bad in ["a", "\"a", "\"a\" \"b\"", "W/a", "\"a\",,x", "\"a b\""] {
             assert_eq!(list(bad), Some(TagList::Tags(Vec::new())), "{bad}");
