@@ -166,6 +166,16 @@ fn every_framing_gets_its_status_and_connection_fate() {
             Fate::Kept(200),
         ),
         (
+            "an empty Host (an http URI with no host, RFC 9110 §4.2.1)",
+            "GET /a.txt HTTP/1.1\r\nHost: \r\n\r\n",
+            Fate::Closed(400),
+        ),
+        (
+            "an empty Host beside an absolute-form target, which names the host",
+            "GET http://x/a.txt HTTP/1.1\r\nHost: \r\n\r\n",
+            Fate::Kept(200),
+        ),
+        (
             "two spaces in the request line",
             "GET  /a.txt HTTP/1.1\r\nHost: x\r\n\r\n",
             Fate::Closed(400),

@@ -25,6 +25,11 @@ pub fn reject(req: &Parts, limits: &HeadLimits) -> Option<StatusCode> {
         (_, Some(_)) => return Some(StatusCode::BAD_REQUEST),
         (None, None) if req.version == Version::HTTP_11 => return Some(StatusCode::BAD_REQUEST),
         (Some(host), None) if !valid_host(host) => return Some(StatusCode::BAD_REQUEST),
+        // An http URI with an empty host is invalid (RFC 9110 §4.2.1), unless the
+        // target names the authority itself (absolute form, RFC 9112 §3.2.2).
+        (Some(host), None) if host.is_empty() && req.uri.authority().is_none() => {
+            return Some(StatusCode::BAD_REQUEST);
+        }
         _ => {}
     }
     // HTTP/2: a Host naming another authority than `:authority` is malformed
@@ -97,7 +102,7 @@ pub fn same_authority(
 
 /// Host is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP literal in
 /// brackets, or a reg-name / IPv4 address (unreserved, pct-encoded, sub-delims), then
-/// an optional port of digits. No userinfo. An empty Host is allowed.
+/// an optional port of digits. No userinfo.
 fn valid_host(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     let (host_ok, rest) = if let Some(literal) = bytes.strip_prefix(b"[") {
