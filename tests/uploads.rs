@@ -138,6 +138,14 @@ fn bad_puts_get_their_statuses() {
     let server = writable(&root);
     let range = [("Content-Range", "bytes 0-1/2")];
     assert_eq!(send(&server, "PUT", "/x.txt", &range, b"ab").status, 400);
+    // Neither length nor chunks: the bytes after the head are no body (RFC 9112
+    // §6.3), and the file must not be emptied for them.
+    for version in ["1.1", "1.0"] {
+        let raw =
+            format!("PUT /file.txt HTTP/{version}\r\nHost: x\r\nConnection: close\r\n\r\nNEW");
+        let res = server.exchange(raw.as_bytes(), false);
+        assert_eq!(res.status, 411, "HTTP/{version} without Content-Length");
+    }
     assert_eq!(put(&server, "/dir", b"x").status, 409, "onto a folder");
     assert_eq!(put(&server, "/dir/", b"x").status, 409);
     assert_eq!(put(&server, "/", b"x").status, 409);

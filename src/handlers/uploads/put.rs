@@ -38,6 +38,19 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
     if head.headers.contains_key(header::CONTENT_RANGE) {
         return response::error(StatusCode::BAD_REQUEST);
     }
+    // Over HTTP/1, a body framed neither by length nor by chunks is no body at all
+    // (RFC 9112 §6.3): whatever the client sent after the head would be taken for
+    // the next request, and the file emptied. Its length is asked for instead.
+    let http1 = matches!(
+        head.version,
+        http::Version::HTTP_09 | http::Version::HTTP_10 | http::Version::HTTP_11
+    );
+    if http1
+        && !head.headers.contains_key(header::CONTENT_LENGTH)
+        && !head.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        return response::error(StatusCode::LENGTH_REQUIRED);
+    }
     if path.has_trailing_slash() {
         return response::error(StatusCode::CONFLICT);
     }
