@@ -88,6 +88,24 @@ fn put_creates_then_replaces_with_content_etags() {
     assert!(temps_in(&root.join("docs/new")).is_empty());
 }
 
+/// A replaced file keeps its permissions: a private one stays private, a program
+/// stays runnable.
+#[test]
+fn a_replaced_file_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_t, root) = temp_root();
+    let server = writable(&root);
+    for mode in [0o600, 0o755, 0o640] {
+        let name = format!("f{mode:o}.txt");
+        write_file(&root, &name, "old");
+        std::fs::set_permissions(root.join(&name), std::fs::Permissions::from_mode(mode)).unwrap();
+        assert_eq!(put(&server, &format!("/{name}"), b"new").status, 204);
+        let meta = std::fs::metadata(root.join(&name)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{name}");
+        assert_eq!(std::fs::read(root.join(&name)).unwrap(), b"new");
+    }
+}
+
 #[test]
 fn writes_need_the_flags() {
     let (_t, root) = temp_root();

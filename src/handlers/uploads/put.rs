@@ -4,7 +4,7 @@
 //! the way are made, and removed again if the PUT fails), which is fsynced and renamed
 //! over the target: `201 Created` for a new file, `204 No Content` for a replaced one,
 //! both with the new content's ETag; a replaced file's dead properties (WebDAV) pass
-//! to the new one, as RFC 4918 §9.7.1 asks. Preconditions (`If-Match`,
+//! to the new one, as RFC 4918 §9.7.1 asks, and so do its permissions and owner. Preconditions (`If-Match`,
 //! `If-None-Match: *`, `If-Unmodified-Since`) and locks are checked against the
 //! current file before a byte is read or a folder made, so a client sending
 //! `Expect: 100-continue` is told without sending its body; a conditional PUT checks
@@ -140,6 +140,7 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
             if existed {
                 if let Ok(old) = dir.open_file(&name) {
                     props::copy_dead_file(&old, temp.file());
+                    keep_owner_and_mode(&old, temp.file());
                 }
             }
             let file = Arc::clone(temp.file());
@@ -164,4 +165,22 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
     };
     res.headers_mut().insert(header::ETAG, tag.header_value());
     res
+}
+
+/// Gives the new content of a replaced file the old one's permissions (a private
+/// file stays private, a program stays runnable) and, where wharf may, its owner.
+/// Best effort: the content is what was asked for.
+fn keep_owner_and_mode(old: &std::fs::File, new: &std::fs::File) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = old.metadata() else {
+        return;
+    };
+    let _ = rustix::fs::fchown(
+        new,
+        Some(rustix::fs::Uid::from_raw(meta.uid())),
+        Some(rustix::fs::Gid::from_raw(meta.gid())),
+    );
+    // After the owner: a change of owner may clear set-id bits, which are not
+    // kept anyway.
+    let _ = new.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o777));
 }
