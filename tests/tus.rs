@@ -576,15 +576,20 @@ fn empty_uploads_method_overrides_and_names_taken_meanwhile() {
     assert_eq!(std::fs::read(root.join("empty.txt")).unwrap(), b"");
     assert_eq!(offset_of(&server, &url).as_deref(), Some("0"));
 
-    // The name is taken before the last byte: 412, the other file stays, and the
-    // upload is gone (no HEAD may call it complete).
+    // The name is taken before the last byte (another upload of the same name
+    // finished first): the other file stays, and this one goes in beside it under
+    // a numbered name, its bytes kept.
     let url = create(&server, "/", "race.txt", 3);
+    let second = create(&server, "/", "race.txt", 3);
     write_file(&root, "race.txt", "other");
     let res = patch(&server, &url, 0, b"abc");
-    assert_eq!(res.status, 412);
+    assert_eq!(res.status, 204);
     assert_eq!(res.header("tus-resumable").as_deref(), Some("1.0.0"));
+    assert_eq!(patch(&server, &second, 0, b"def").status, 204);
     assert_eq!(std::fs::read(root.join("race.txt")).unwrap(), b"other");
-    assert_eq!(tus(&server, "HEAD", &url, &[], b"").status, 404);
+    assert_eq!(std::fs::read(root.join("race (1).txt")).unwrap(), b"abc");
+    assert_eq!(std::fs::read(root.join("race (2).txt")).unwrap(), b"def");
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("3"));
 
     // X-HTTP-Method-Override on a POST: PATCH, HEAD and DELETE as tus requires.
     let url = create(&server, "/", "over.txt", 4);

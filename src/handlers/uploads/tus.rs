@@ -620,16 +620,28 @@ async fn write_chunk(
                 .root
                 .write_dir(&folder, false)
                 .map_err(|e| io_status(&e))?;
-            match dir.rename(key.as_bytes(), &target, renewed.name.as_bytes(), false) {
-                Ok(()) => {}
-                // Its name was taken meanwhile: the upload cannot finish there. Not
-                // 409 or 423, which tus clients retry.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    forget(&dir, &key);
-                    return Err(StatusCode::PRECONDITION_FAILED);
+            // Its name may have been taken meanwhile (another upload of the same
+            // name finished first): the file then goes in as `name (1).ext`, the
+            // way browsers keep a second download, rather than lose its bytes.
+            let mut placed = None;
+            for candidate in free_names(&renewed.name) {
+                let path = folder.join(candidate.as_bytes());
+                if up.locks.blocks(&path, &headers, Change::Existence) {
+                    continue;
                 }
-                Err(e) => return Err(io_status(&e)),
+                match dir.rename(key.as_bytes(), &target, candidate.as_bytes(), false) {
+                    Ok(()) => {
+                        placed = Some(candidate);
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_status(&e)),
+                }
             }
+            let Some(placed) = placed else {
+                return Err(StatusCode::CONFLICT);
+            };
+            renewed.name = placed;
             target.sync().map_err(|e| io_status(&e))?;
             renewed.done = true;
             let _ = save(&dir, &key, &renewed);
@@ -637,6 +649,18 @@ async fn write_chunk(
         })
         .await;
     finished
+}
+
+/// The names an upload called `name` may take, in order: its own, then
+/// `stem (1).ext` to `stem (99).ext`.
+fn free_names(name: &str) -> impl Iterator<Item = String> + '_ {
+    // `.tar.gz` and `.bashrc` alike: the extension is after the last dot, and a
+    // leading dot starts no extension.
+    let (stem, ext) = match name.rfind('.') {
+        Some(0) | None => (name, ""),
+        Some(dot) => name.split_at(dot),
+    };
+    std::iter::once(name.to_string()).chain((1..100).map(move |n| format!("{stem} ({n}){ext}")))
 }
 
 /// DELETE: the upload is abandoned (termination).
@@ -673,6 +697,18 @@ mod tests {
         assert!(!valid_id("../../etc/passwd"));
         assert!(!valid_id("0123"));
         assert!(new_id().is_some_and(|id| valid_id(&id)));
+    }
+
+    #[test]
+    fn a_taken_name_gives_way_to_a_numbered_one() {
+        let names: Vec<String> = free_names("report.tar.gz").take(3).collect();
+        assert_eq!(
+            names,
+            ["report.tar.gz", "report.tar (1).gz", "report.tar (2).gz"]
+        );
+        assert_eq!(free_names("notes").nth(1).as_deref(), Some("notes (1)"));
+        assert_eq!(free_names(".env").nth(1).as_deref(), Some(".env (1)"));
+        assert_eq!(free_names("a").count(), 100);
     }
 
     #[test]
