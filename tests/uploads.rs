@@ -1139,6 +1139,12 @@ fn a_refusal_before_a_continued_body_says_the_connection_closes() {
         let res = conn.read_response(false);
         assert_eq!(res.status, status, "{head}");
         assert_eq!(res.header("connection").as_deref(), Some("close"), "{head}");
+        if status == 405 {
+            // What is refused here is not said to be allowed (RFC 9110 §15.5.6).
+            let allow = res.header("allow").expect("Allow");
+            assert!(!allow.split(", ").any(|m| m == "PATCH"), "{allow}");
+            assert!(allow.split(", ").any(|m| m == "PUT"), "{allow}");
+        }
         assert!(conn.wait_for_close(), "{head}");
     }
     assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"data");

@@ -45,7 +45,9 @@ pub fn refuse(head: &Parts, handler: &Handler) -> Option<Response<Body>> {
         || WEBDAV_METHODS.contains(&method.as_str())
         || handler.knows(method);
     Some(if known {
-        response::method_not_allowed(handler.allow())
+        // The methods allowed in general, less the one refused here (a PATCH that
+        // names no resumable upload).
+        response::method_not_allowed_here(handler.allow(), method)
     } else {
         response::error(StatusCode::NOT_IMPLEMENTED)
     })
