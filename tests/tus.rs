@@ -371,11 +371,17 @@ fn an_upload_resumes_after_a_broken_connection_and_a_restart() {
     );
     conn.send(&data[..1_000_000]);
     drop(conn);
-    // The server keeps what arrived.
+    // The server keeps what arrived: all of it once the PATCH has seen the end
+    // (a HEAD asked earlier would stop it where it was).
+    let file = root
+        .join(".wharf-tus")
+        .join(url.split("tus=").nth(1).expect("an id"));
     let kept = poll_until(IO_TIMEOUT, || {
-        offset_of(&server, &url).filter(|o| o == "1000000")
+        let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        (len == 1_000_000).then_some(())
     });
-    assert!(kept.is_some(), "offset {:?}", offset_of(&server, &url));
+    assert!(kept.is_some(), "{:?}", std::fs::metadata(&file));
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("1000000"));
     // A restart loses nothing.
     server.signal("TERM");
     server.expect_exit();
@@ -384,6 +390,46 @@ fn an_upload_resumes_after_a_broken_connection_and_a_restart() {
     assert_eq!(at, 1_000_000);
     assert_eq!(patch(&server, &url, at, &data[at..]).status, 204);
     assert_eq!(std::fs::read(root.join("big.bin")).unwrap(), data);
+}
+
+/// A client that starts over while its old PATCH still waits for bytes (its
+/// connection not yet known dead) is not kept waiting: the new request stops the
+/// old one where it is, keeping what arrived, as tusd does.
+#[test]
+fn a_new_request_stops_an_older_patch_of_the_same_upload() {
+    let (_t, root) = temp_root();
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    let server = Server::start(&root, &["--upload"]);
+    let url = create(&server, "/", "stalled.bin", data.len());
+    let mut conn = Conn::open(&server);
+    conn.send(
+        format!(
+            "PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    );
+    conn.send(&data[..800_000]);
+    let file = root
+        .join(".wharf-tus")
+        .join(url.split("tus=").nth(1).expect("an id"));
+    let arrived = poll_until(IO_TIMEOUT, || {
+        let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        (len >= 500_000).then_some(())
+    });
+    assert!(arrived.is_some(), "{:?}", std::fs::metadata(&file));
+    // The old connection stays open and silent; a HEAD is answered, not 423.
+    let res = tus(&server, "HEAD", &url, &[], b"");
+    assert_eq!(res.status, 200);
+    let at: usize = res
+        .header("upload-offset")
+        .expect("Upload-Offset")
+        .parse()
+        .unwrap();
+    assert!((500_000..=800_000).contains(&at), "{at}");
+    assert_eq!(patch(&server, &url, at, &data[at..]).status, 204);
+    assert_eq!(std::fs::read(root.join("stalled.bin")).unwrap(), data);
+    drop(conn);
 }
 
 #[test]
@@ -550,14 +596,15 @@ fn tus_js_client_sees_empty_overridden_and_taken_uploads_as_they_are() {
         std::fs::read(root.join("over.txt")).unwrap(),
         b"tus-js-client was here\n"
     );
-    // Another writer takes the name between creation and the last byte: an error
-    // the client does not retry, and the other writer's file stays.
+    // Another writer takes the name between creation and the last byte: the
+    // other writer's file stays, and the upload goes in beside it.
     let taken = root.join("taken.txt");
     assert_eq!(
         tus_js_client_edge(&server, "taken", "taken.txt", &taken),
-        "error 412"
+        "success"
     );
     assert_eq!(std::fs::read(&taken).unwrap(), b"another writer\n");
+    assert!(root.join("taken (1).txt").exists());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 // Cases where tus-js-client's view of an upload must match wharf's: an empty file,
 // PATCH sent as POST with X-HTTP-Method-Override, and a name taken by another
-// writer while the upload is under way (which must end in an error, never in a
-// success with the other writer's file in place). Uses the client's default retry
+// writer while the upload is under way (the other writer's file stays; the upload
+// goes in beside it under a numbered name). Uses the client's default retry
 // policy. Prints "success" or "error STATUS".
 //
 // Usage: node edge.mjs ENDPOINT MODE NAME [TAKEN_PATH]

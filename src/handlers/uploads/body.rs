@@ -31,6 +31,8 @@ pub enum BodyError {
     TimedOut,
     /// The connection broke or the body's framing was invalid.
     Aborted,
+    /// Another request for the same resumable upload took over.
+    Superseded,
     /// Writing failed.
     Disk(std::io::Error),
 }
@@ -41,7 +43,7 @@ impl BodyError {
         match self {
             BodyError::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::TimedOut => http::StatusCode::REQUEST_TIMEOUT,
-            BodyError::Aborted => http::StatusCode::BAD_REQUEST,
+            BodyError::Aborted | BodyError::Superseded => http::StatusCode::BAD_REQUEST,
             BodyError::Disk(e) => super::io_status(e),
         }
     }

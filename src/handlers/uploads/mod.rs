@@ -52,8 +52,9 @@ pub struct Uploads {
     files: Arc<StaticFiles>,
     settings: Settings,
     locks: locks::Locks,
-    /// Resumable uploads being appended to now: one request at a time each.
-    tus_busy: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Resumable uploads being appended to now: one request at a time each, and
+    /// how to ask the one holding the turn to give it up.
+    tus_busy: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Told whenever a resumable upload's turn is given back.
     tus_released: tokio::sync::Notify,
     /// Held by a conditional write from its last check of the preconditions until
@@ -65,6 +66,18 @@ pub struct Uploads {
 pub(crate) struct TusTurn<'a> {
     up: &'a Uploads,
     id: String,
+    /// Told when another request for the same upload waits for the turn.
+    wanted: Arc<tokio::sync::Notify>,
+}
+
+impl TusTurn<'_> {
+    /// Resolves once another request for the upload asks for the turn: a tus
+    /// client sends one request per upload at a time, so a new one means the
+    /// client started over (its old connection may not be known dead for a
+    /// while), and the request holding the turn stops where it is, as tusd's do.
+    pub(crate) async fn wanted_elsewhere(&self) {
+        self.wanted.notified().await;
+    }
 }
 
 impl Drop for TusTurn<'_> {
@@ -127,18 +140,24 @@ impl Uploads {
 
     /// The turn to read or append to upload `id`, waiting up to `patience` for a
     /// request that has it (often one whose client has just gone, still writing what
-    /// it received); `None` if it is not given back in time.
+    /// it received), which is asked to stop; `None` if it is not given back in time.
     pub(crate) async fn tus_turn(&self, id: &str, patience: Duration) -> Option<TusTurn<'_>> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let released = self.tus_released.notified();
             {
                 let mut busy = self.tus_busy.lock().unwrap_or_else(|p| p.into_inner());
-                if busy.insert(id.to_string()) {
-                    return Some(TusTurn {
-                        up: self,
-                        id: id.to_string(),
-                    });
+                match busy.entry(id.to_string()) {
+                    std::collections::hash_map::Entry::Vacant(free) => {
+                        let wanted = Arc::clone(free.insert(Arc::default()));
+                        return Some(TusTurn {
+                            up: self,
+                            id: id.to_string(),
+                            wanted,
+                        });
+                    }
+                    // Kept as a permit if the holder is not listening yet.
+                    std::collections::hash_map::Entry::Occupied(held) => held.get().notify_one(),
                 }
             }
             tokio::time::timeout_at(deadline, released).await.ok()?;

@@ -22,19 +22,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 
-use super::body::receive;
+use super::body::{receive, BodyError, Chunks};
 use super::locks::Change;
-use super::{form, io_status, Uploads};
+use super::{form, io_status, TusTurn, Uploads};
 use crate::fs::write::{EntryType, WriteDir};
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
 use crate::http::path::SitePath;
+use crate::http::request_body::RequestBody;
 use crate::http::response;
 
 /// The protocol version spoken.
@@ -480,7 +482,7 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     if !valid_id(id) {
         return response::error(StatusCode::NOT_FOUND);
     }
-    let Some(_turn) = up.tus_turn(id, TURN_PATIENCE).await else {
+    let Some(turn) = up.tus_turn(id, TURN_PATIENCE).await else {
         return response::error(StatusCode::LOCKED);
     };
     let (folder, key) = (path.clone(), id.to_string());
@@ -514,6 +516,10 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
             .insert("upload-offset", HeaderValue::from(at));
         return res;
     }
+    let mut body = UntilWanted {
+        body: &mut body,
+        turn: &turn,
+    };
     match write_chunk(&up, &dir, id, &meta, at, &mut body, &head.headers).await {
         Ok((new_offset, renewed)) => {
             let mut res = super::empty(StatusCode::NO_CONTENT);
@@ -529,6 +535,23 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     }
 }
 
+/// A PATCH's body, ended early when another request for the upload asks for the
+/// turn (see [`TusTurn::wanted_elsewhere`]).
+struct UntilWanted<'b, 't> {
+    body: &'b mut RequestBody,
+    turn: &'t TusTurn<'t>,
+}
+
+impl Chunks for UntilWanted<'_, '_> {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+        tokio::select! {
+            biased;
+            () = self.turn.wanted_elsewhere() => Some(Err(BodyError::Superseded)),
+            chunk = self.body.next_chunk() => chunk,
+        }
+    }
+}
+
 /// Appends the body at `at`, checks `Upload-Checksum`, renews the expiry, and
 /// completes the upload when its last byte is in. The new offset and the upload's
 /// renewed state, or the status. A chunk with a checksum counts only whole and
@@ -540,7 +563,7 @@ async fn write_chunk(
     id: &str,
     meta: &Meta,
     at: u64,
-    body: &mut crate::http::request_body::RequestBody,
+    body: &mut impl Chunks,
     headers: &HeaderMap,
 ) -> Result<(u64, Meta), StatusCode> {
     // A checksum is checked for its form before any byte is written.
