@@ -184,7 +184,7 @@ pub struct Cli {
     #[arg(long, env = "WHARF_DELETE", value_parser = clap::builder::BoolishValueParser::new())]
     delete: bool,
 
-    /// Largest upload accepted; a larger one gets 413 and nothing is kept.
+    /// Largest upload accepted; a larger one gets 413 and is not kept (files of a form stored before it stay).
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_upload_size,
           env = "WHARF_MAX_UPLOAD_SIZE")]
     max_upload_size: u64,
