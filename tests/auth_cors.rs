@@ -588,6 +588,7 @@ fn folder_copies_moves_and_deletes_answer_to_the_rules_inside() {
         ("kept/locked/x.txt", "x"),
         ("stage/secret/plan.txt", "replaced"),
         ("scratch/a.txt", "a"),
+        ("open/inner/x.txt", "x"),
     ] {
         write_file(&root, path, body);
     }
@@ -600,6 +601,8 @@ fn folder_copies_moves_and_deletes_answer_to_the_rules_inside() {
              [[rule]]\npath = \"/vault/inner/\"\ndeny = [\"127.0.0.1\"]\n\n\
              [[rule]]\npath = \"/cgi-bin/**\"\nhandler = \"cgi\"\n\n\
              [[rule]]\npath = \"/kept/locked/\"\ndelete = false\n\n\
+             [[rule]]\npath = \"/open/\"\ndelete = true\n\n\
+             [[rule]]\npath = \"/open/inner/\"\ndelete = false\n\n\
              [users]\nalice = \"{}\"\n",
             hash("alice-pw")
         ),
@@ -641,6 +644,10 @@ fn folder_copies_moves_and_deletes_answer_to_the_rules_inside() {
     assert_eq!(dav("COPY", "/team/notes.txt", &to("/notes.txt")), 201);
     assert_eq!(dav("COPY", "/kept/", &to("/kept-copy/")), 201);
     assert_eq!(dav("DELETE", "/scratch/", &[]), 204);
+    // A rule that would refuse, ruled out by one ahead of it (the first that says
+    // decides, for the folder's members as for the folder).
+    assert_eq!(dav("DELETE", "/open/inner/x.txt", &[]), 204);
+    assert_eq!(dav("DELETE", "/open/", &[]), 204);
     let mut with_alice = vec![("Authorization", basic("alice", "alice-pw"))];
     assert_eq!(dav("DELETE", "/team/", &with_alice), 204);
     with_alice.extend(to("/moved-tools/"));

@@ -633,9 +633,12 @@ impl Router {
         // Nor around the rules of what is inside a folder deleted, copied or moved
         // whole.
         let trees = self.trees(req, path, destination.as_ref());
-        let inside: Vec<(&rules::Rule, bool)> = trees
+        let inside: Vec<(&rules::Rule, &str, bool)> = trees
             .iter()
-            .flat_map(|(folder, changed)| site.inside(folder).map(move |r| (r, *changed)))
+            .flat_map(|(folder, changed)| {
+                site.inside(folder)
+                    .map(move |r| (r, folder.as_str(), *changed))
+            })
             .collect();
         let destination_rules = if destination_path.is_empty() {
             Vec::new()
@@ -650,18 +653,28 @@ impl Router {
             .chain(site.guarding_folder(&rule_path))
             .chain(site.guarding_folder(&landed))
             .chain(site.guarding_folder(&destination_path))
-            .chain(inside.iter().map(|(rule, _)| *rule).filter(|r| !r.internal))
+            .chain(
+                inside
+                    .iter()
+                    .map(|(rule, ..)| *rule)
+                    .filter(|r| !r.internal),
+            )
             .collect();
         // What no request may do inside: an app's or a program's paths (a copy would
         // show a script's source; a move would make a file a program), files only
         // an app hands out, or what its rules keep from being changed.
-        let inside_refused = inside.iter().any(|(rule, changed)| {
+        let inside_refused = inside.iter().any(|(rule, folder, changed)| {
+            // A flag set to no, unless a rule ahead of it already says yes for all
+            // of the folder (the first rule that says decides).
+            let forbids = |flag: fn(&rules::Rule) -> Option<bool>| {
+                flag(rule) == Some(false) && site.said_before(rule, folder, flag) != Some(true)
+            };
             rule.internal
                 || rule
                     .handler
                     .as_ref()
                     .is_some_and(|h| !matches!(h, Handler::Static(_)))
-                || (*changed && (rule.upload == Some(false) || rule.delete == Some(false)))
+                || (*changed && (forbids(|r| r.upload) || forbids(|r| r.delete)))
         });
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
         // The rules of the path actually served: the rewrite's target, if any.

@@ -137,6 +137,17 @@ impl Glob {
         }
     }
 
+    /// Whether the pattern matches everything inside `folder` (which ends in `/`):
+    /// it is `/prefix/**` (or `/prefix/`) with the folder at or below the prefix.
+    pub fn covers_below(&self, folder: &str) -> bool {
+        match self.parts.as_slice() {
+            [Part::Literal(prefix), Part::DoubleStar] => {
+                prefix.ends_with('/') && folder.starts_with(prefix.as_str())
+            }
+            _ => false,
+        }
+    }
+
     /// The name ending a pattern of the form `…/*.cgi` (`.cgi`): what the last
     /// segment of every path it matches ends with.
     pub fn name_suffix(&self) -> Option<&str> {
@@ -432,6 +443,21 @@ impl Site {
             .filter(move |r| r.path.may_match_below(folder))
     }
 
+    /// What the rules ahead of `rule` say of `flag` for everything inside `folder`:
+    /// the value of the first of them that matches all of the folder and sets it.
+    pub fn said_before(
+        &self,
+        rule: &Rule,
+        folder: &str,
+        flag: fn(&Rule) -> Option<bool>,
+    ) -> Option<bool> {
+        self.rules
+            .iter()
+            .take_while(|r| !std::ptr::eq(*r, rule))
+            .filter(|r| r.path.covers_below(folder))
+            .find_map(flag)
+    }
+
     /// The rules matching `path`, with their captures. When no rule naming a
     /// handler matches the whole path, a CGI rule naming programs by their
     /// extension may match its start (see [`program_prefix`]).
@@ -568,6 +594,16 @@ mod tests {
         assert!(below("/team/plan.txt", "/team/"));
         assert!(!below("/team/plan.txt", "/team/plan.txt/"));
         assert!(!below("/team", "/team/"));
+        let covers = |pattern: &str, folder: &str| {
+            Glob::parse(pattern)
+                .expect("a pattern")
+                .covers_below(folder)
+        };
+        assert!(covers("/", "/inbox/"));
+        assert!(covers("/inbox/", "/inbox/a/"));
+        assert!(covers("/inbox/**", "/inbox/"));
+        assert!(!covers("/inbox/", "/"));
+        assert!(!covers("/**/*.txt", "/inbox/"));
     }
 
     #[test]
