@@ -968,6 +968,41 @@ fn a_file_never_replaces_a_folder_nor_the_reverse_unasked() {
     assert_eq!(std::fs::read(root.join("dir/inner.txt")).unwrap(), b"i");
 }
 
+/// A folder moves whole: Depth 0 on its MOVE is a 400 (RFC 4918 §9.9.2); on a
+/// file's, Depth means nothing, as clients renaming a file send it.
+#[test]
+fn move_depth_matters_for_folders_only() {
+    let (_t, root) = temp_root();
+    write_file(&root, "file.txt", "f");
+    write_file(&root, "dir/inner.txt", "i");
+    let server = writable(&root);
+    let to = |dest: &'static str| [("Destination", dest), ("Depth", "0")];
+    assert_eq!(
+        send(
+            &server,
+            "MOVE",
+            "/dir/",
+            &to("http://localhost/moved/"),
+            b""
+        )
+        .status,
+        400
+    );
+    assert!(root.join("dir/inner.txt").exists());
+    assert_eq!(
+        send(
+            &server,
+            "MOVE",
+            "/file.txt",
+            &to("http://localhost/renamed.txt"),
+            b""
+        )
+        .status,
+        201
+    );
+    assert_eq!(std::fs::read(root.join("renamed.txt")).unwrap(), b"f");
+}
+
 #[test]
 fn copy_and_move_never_delete_their_source_or_wharfs_secrets() {
     let (_t, root) = temp_root();

@@ -321,6 +321,50 @@ fn locks_guard_what_rfc_4918_says_and_no_more() {
     );
 }
 
+/// A LOCK answers to the request's preconditions as any method does (RFC 9110
+/// §13.2.1), makes no file of a name ending in `/`, and reports the time a lock
+/// has left (RFC 4918 §14.29).
+#[test]
+fn lock_checks_preconditions_and_names() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "doc.txt", "v1");
+    let server = Server::start(&root, &["--upload"]);
+    let info = "<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/>\
+                </D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>";
+    let refused = [
+        ("/new.txt", ("If-Match", "*")),
+        ("/doc.txt", ("If-Match", "\"wrong\"")),
+        ("/doc.txt", ("If-None-Match", "*")),
+        (
+            "/doc.txt",
+            ("If-Unmodified-Since", "Mon, 01 Jan 2001 00:00:00 GMT"),
+        ),
+    ];
+    for (path, condition) in refused {
+        let res = dav(&server, "LOCK", path, &[condition], info);
+        assert_eq!(res.status, 412, "{path} {condition:?}");
+    }
+    assert!(!root.join("new.txt").exists());
+    assert_eq!(dav(&server, "LOCK", "/folder/", &[], info).status, 409);
+    assert!(!root.join("folder").exists());
+    let res = dav(
+        &server,
+        "LOCK",
+        "/doc.txt",
+        &[("Timeout", "Second-100"), ("If-Match", "*")],
+        info,
+    );
+    assert_eq!(res.status, 200);
+    let text = res.body_text();
+    let left: u64 = text
+        .split("<D:timeout>Second-")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a timeout");
+    assert!((1..=100).contains(&left), "{text}");
+}
+
 /// UNLOCK with a token that is not this resource's says which precondition
 /// failed (RFC 4918 §9.11.1); a `Timeout` is read whatever its case.
 #[test]

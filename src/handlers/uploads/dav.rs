@@ -157,8 +157,7 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     let deep = match headers.get("depth").map(|v| v.as_bytes()) {
         None => true,
         Some(d) if d.eq_ignore_ascii_case(b"infinity") => true,
-        // A move is always of the whole tree (RFC 4918 §9.9.2).
-        Some(b"0") if !moving => false,
+        Some(b"0") => false,
         Some(_) => return response::error(StatusCode::BAD_REQUEST),
     };
     let (Some((src_parent, src_name)), Some((dst_parent, dst_name))) =
@@ -181,6 +180,10 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     let done = up
         .run(move |up| -> Result<bool, StatusCode> {
             let src_dir = existing(up, &src, &src_parent, &src_name)?;
+            // A folder moves whole (RFC 4918 §9.9.2); a file's Depth means nothing.
+            if moving && !deep && src_dir.entry_type(&src_name).ok() == Some(EntryType::Dir) {
+                return Err(StatusCode::BAD_REQUEST);
+            }
             let dst_dir = up
                 .root
                 .write_dir(&dst_parent, false)

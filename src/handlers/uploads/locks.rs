@@ -77,7 +77,12 @@ impl Lock {
             } else {
                 format!("<D:owner>{}</D:owner>", self.owner)
             },
-            self.timeout.as_secs(),
+            // What is left of it (RFC 4918 §14.29), at least a second while held.
+            self.expires
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+                .ceil()
+                .max(1.0) as u64,
             self.token,
             self.root_url,
         );
@@ -394,9 +399,13 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         Err(status) => return response::error(status),
     };
     let headers = head.headers.clone();
+    let method = head.method.clone();
     let asked = path.clone();
     let answer = up
         .run(move |up| -> Result<(Lock, Granted), StatusCode> {
+            // `If-Match`, `If-Unmodified-Since` and the like hold for a LOCK as
+            // for any other method (RFC 9110 §13.2.1).
+            up.preconditions(&path, &method, &headers)?;
             if xml.trim().is_empty() {
                 // A refresh: the token is in If.
                 let submitted = submitted_tokens(&headers);
@@ -413,6 +422,11 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
             // Lock-null: a name that does not exist yet becomes an empty file, once
             // the lock is known to be granted.
             let missing = match path.split_last() {
+                // A name with a `/` after it names a folder; none is there, and a
+                // lock makes a file (RFC 4918 §7.3), as a PUT of it is refused.
+                Some(_) if path.has_trailing_slash() && up.open(&path).is_err() => {
+                    return Err(StatusCode::CONFLICT);
+                }
                 Some((parent, name)) => {
                     let dir =
                         up.root

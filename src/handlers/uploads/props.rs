@@ -603,7 +603,14 @@ fn stored_value(
 /// prefix (malformed).
 fn namespace(resolved: &ResolveResult<'_>) -> Option<String> {
     match resolved {
-        ResolveResult::Bound(ns) => Some(String::from_utf8_lossy(ns.as_ref()).into_owned()),
+        // The name is the attribute's value, its references decoded (`&amp;`,
+        // `&#68;`): the namespace a client reads back is the one it sent.
+        ResolveResult::Bound(ns) => {
+            let raw = String::from_utf8_lossy(ns.as_ref());
+            quick_xml::escape::unescape(&raw)
+                .ok()
+                .map(|n| n.into_owned())
+        }
         ResolveResult::Unbound => Some(String::new()),
         ResolveResult::Unknown(_) => None,
     }
@@ -801,13 +808,14 @@ pub(super) fn inner_xml(r: &mut NsReader<&[u8]>) -> Option<String> {
                         continue;
                     }
                     let (bound, attr_local) = r.resolve_attribute(attr.key);
-                    let ResolveResult::Bound(attr_ns) = bound else {
+                    if !matches!(bound, ResolveResult::Bound(_)) {
                         return None;
-                    };
+                    }
+                    let attr_ns = namespace(&bound)?;
                     let _ = write!(
                         out,
                         " xmlns:a{n}=\"{}\" a{n}:{}=\"{value}\"",
-                        escape(&String::from_utf8_lossy(attr_ns.as_ref())),
+                        escape(&attr_ns),
                         String::from_utf8_lossy(attr_local.as_ref())
                     );
                 }
@@ -910,6 +918,22 @@ mod tests {
         ] {
             assert_eq!(Stored::decode(&stored.encode()), stored);
         }
+    }
+
+    /// A namespace name is an attribute value: its references are decoded.
+    #[test]
+    fn namespace_names_are_decoded() {
+        let body = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"&#68;AV:\"><D:set>\
+                    <D:prop><A:y xmlns:A=\"http://ex.com/?a=1&amp;b=2\">v</A:y></D:prop>\
+                    </D:set></D:propertyupdate>";
+        let changes = parse_propertyupdate(body).expect("parses");
+        let Some(Change::Set(name, _)) = changes.first() else {
+            panic!("one property set");
+        };
+        assert_eq!(name.ns, "http://ex.com/?a=1&b=2");
+        let mut out = String::new();
+        name.element("v", &mut out);
+        assert_eq!(out, "<P:y xmlns:P=\"http://ex.com/?a=1&amp;b=2\">v</P:y>");
     }
 
     #[test]
