@@ -395,6 +395,12 @@ fn status_location_and_other_fields() {
     );
     program(
         &root,
+        "cgi-bin/double.sh",
+        "#!/bin/sh\nprintf 'Location: //evil.test/x\\n\\n'\n",
+    );
+    write_file(&root, "evil.test/x", "a local file");
+    program(
+        &root,
         "cgi-bin/moved.sh",
         "#!/bin/sh\nprintf 'Status: 301 Moved\\nLocation: /new\\n\\n'\n",
     );
@@ -428,6 +434,14 @@ fn status_location_and_other_fields() {
     assert_eq!(env["PATH_INFO"], "/from-redirect");
     assert_eq!(env["QUERY_STRING"], "q=1");
     assert_eq!(get(&server, "/cgi-bin/loop.sh").status, 500);
+    // `//host/x` is an abs-path (RFC 3875 §6.2.2): this server's, never another
+    // site's.
+    let res = get(&server, "/cgi-bin/double.sh");
+    assert_eq!(
+        (res.status, res.body_text().as_str()),
+        (200, "a local file")
+    );
+    assert!(res.header("location").is_none());
     let res = get(&server, "/cgi-bin/moved.sh");
     assert_eq!(
         (res.status, res.header("location").as_deref()),

@@ -499,7 +499,10 @@ fn cgi_head(fields: &[httparse::Header]) -> Result<Head, String> {
         (Some(status), _) => status,
         (None, Some(location)) => {
             let to = location.to_str().map_err(|_| "invalid Location")?;
-            if to.starts_with('/') && !to.starts_with("//") {
+            // `local-pathquery = abs-path` (RFC 3875 §6.2.2), and an abs-path may
+            // start with an empty segment: `//host/x` is this server's path, never
+            // a way out to another site (as Apache reads it too).
+            if to.starts_with('/') {
                 return Ok(Head::LocalRedirect(to.to_string()));
             }
             StatusCode::FOUND
@@ -679,13 +682,7 @@ mod tests {
         ));
         assert!(matches!(
             cgi("Location: //evil.test/\n\n"),
-            Ok(Some((
-                Head::Document {
-                    status: StatusCode::FOUND,
-                    ..
-                },
-                _
-            )))
+            Ok(Some((Head::LocalRedirect(to), _))) if to == "//evil.test/"
         ));
     }
 
