@@ -1237,6 +1237,11 @@ fn malformed_upstream_answers_are_502() {
         // Three digits, but no status HTTP defines (RFC 9110 §15).
         b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok".to_vec(),
         b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        // A transfer coding besides the chunks, which would reach the client coded.
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n".to_vec(),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+            .to_vec(),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nConnection: close\r\n\r\nhi".to_vec(),
         head_of(130).into_bytes(),
         long_header.into_bytes(),
     ] {

@@ -499,6 +499,18 @@ pub async fn send(
                 );
                 return Err(StatusCode::BAD_GATEWAY);
             }
+            Ok(Ok(res)) if !only_chunked(res.headers()) => {
+                // hyper takes off the chunks, and nothing else: a body in another
+                // transfer coding (`gzip, chunked`) would reach the client still
+                // coded, with nothing saying so (RFC 9112 §6.1), as nginx refuses it.
+                lease.upstream.outcome(false);
+                crate::metrics::metrics().upstream(None);
+                tracing::warn!(
+                    "upstream {} answered in a transfer coding other than chunked",
+                    lease.upstream.shown
+                );
+                return Err(StatusCode::BAD_GATEWAY);
+            }
             Ok(Ok(mut res)) => {
                 lease.upstream.outcome(true);
                 type Rewrite = fn(&Route, &super::upstream::Upstream, &str) -> Option<String>;
@@ -576,6 +588,21 @@ fn closed_unanswered(e: &hyper_util::client::legacy::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+/// Whether a response's `Transfer-Encoding`, if any, is `chunked` alone.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => true,
+        (Some(coding), None) => coding.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => false,
+    }
 }
 
 /// Whether an app's status code is one HTTP defines (RFC 9110 §15: 100 to 599).
