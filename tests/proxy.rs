@@ -532,6 +532,21 @@ fn trusted_proxies_keep_their_forwarding_headers() {
         Some("1.1 edge, 1.1 lb, 1.1 wharf")
     );
     assert_eq!(seen.header("x-from").as_deref(), Some("wharf"));
+    // A list with a quoted string left open would take wharf's element into it:
+    // it is replaced, not added to.
+    let (open, closed) = ("for=\"evil\\", "for=\"a\\\"b\"");
+    request(&server, "GET", "/", &[("Forwarded", open)]);
+    assert_eq!(
+        app.last().header("forwarded").as_deref(),
+        Some("for=127.0.0.1;proto=http;host=\"localhost\"")
+    );
+    request(&server, "GET", "/", &[("Forwarded", closed)]);
+    assert_eq!(
+        app.last().header("forwarded"),
+        Some(format!(
+            "{closed}, for=127.0.0.1;proto=http;host=\"localhost\""
+        ))
+    );
 }
 
 #[test]

@@ -867,12 +867,37 @@ pub fn upstream_headers(
             forwarded.push_str(&format!(";host=\"{h}\""));
         }
     }
+    // A list wharf cannot read (a quoted string left open) would swallow wharf's
+    // own element into it: it is replaced, not added to (RFC 7239 §4).
+    if !out
+        .get_all("forwarded")
+        .iter()
+        .all(|v| quotes_closed(v.as_bytes()))
+    {
+        out.remove("forwarded");
+    }
     append_list(&mut out, "forwarded", &forwarded);
     append_list(&mut out, "via", via(head.version));
     for (name, value) in &route.add_headers {
         out.insert(name.clone(), value.clone());
     }
     out
+}
+
+/// Whether every quoted string in a field line is closed (`\` escaping the byte
+/// after it inside one, RFC 9110 §5.6.4).
+fn quotes_closed(line: &[u8]) -> bool {
+    let mut quoted = false;
+    let mut escaped = false;
+    for &b in line {
+        match (quoted, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, false, b'"') => quoted = !quoted,
+            _ => {}
+        }
+    }
+    !quoted
 }
 
 /// Adds `value` to a comma-separated list field, after what is there: every line
