@@ -589,6 +589,8 @@ fn folder_copies_moves_and_deletes_answer_to_the_rules_inside() {
         ("stage/secret/plan.txt", "replaced"),
         ("scratch/a.txt", "a"),
         ("open/inner/x.txt", "x"),
+        ("frozen/2019/x.txt", "x"),
+        ("api/local.txt", "on disk"),
     ] {
         write_file(&root, path, body);
     }
@@ -603,6 +605,9 @@ fn folder_copies_moves_and_deletes_answer_to_the_rules_inside() {
              [[rule]]\npath = \"/kept/locked/\"\ndelete = false\n\n\
              [[rule]]\npath = \"/open/\"\ndelete = true\n\n\
              [[rule]]\npath = \"/open/inner/\"\ndelete = false\n\n\
+             [[rule]]\npath = \"/frozen/\"\nupload = false\n\n\
+             [[rule]]\npath = \"/alias/**\"\nrewrite = \"/team/{{1}}\"\n\n\
+             [[rule]]\npath = \"/api/**\"\nhandler = \"proxy\"\nupstreams = [\"http://127.0.0.1:1\"]\n\n\
              [users]\nalice = \"{}\"\n",
             hash("alice-pw")
         ),
@@ -625,6 +630,9 @@ fn folder_copies_moves_and_deletes_answer_to_the_rules_inside() {
         ("MOVE", "/tools/pkg", to("/cgi-bin"), 403),
         ("DELETE", "/cgi-bin", vec![], 403),
         ("DELETE", "/kept/", vec![], 403),
+        // A rewrite leads to the folder it names, and to its rules inside.
+        ("DELETE", "/alias/", vec![], 401),
+        ("COPY", "/alias/", to("/loot/"), 401),
     ];
     for (method, path, headers, status) in &refused {
         assert_eq!(dav(method, path, headers), *status, "{method} {path}");
@@ -648,6 +656,10 @@ fn folder_copies_moves_and_deletes_answer_to_the_rules_inside() {
     // decides, for the folder's members as for the folder).
     assert_eq!(dav("DELETE", "/open/inner/x.txt", &[]), 204);
     assert_eq!(dav("DELETE", "/open/", &[]), 204);
+    // Deleting asks only whether deleting is allowed inside, not uploading.
+    assert_eq!(dav("DELETE", "/frozen/2019/", &[]), 204);
+    // An app's path is the app's to answer, whatever folder is on disk there.
+    assert_eq!(dav("DELETE", "/api/", &[]), 502);
     let mut with_alice = vec![("Authorization", basic("alice", "alice-pw"))];
     assert_eq!(dav("DELETE", "/team/", &with_alice), 204);
     with_alice.extend(to("/moved-tools/"));

@@ -631,9 +631,23 @@ impl Router {
             .map(SitePath::rule_path)
             .unwrap_or_default();
         // Nor around the rules of what is inside a folder deleted, copied or moved
-        // whole.
-        let trees = self.trees(req, path, destination.as_ref());
-        let inside: Vec<(&rules::Rule, &str, bool)> = trees
+        // whole: the folder served, the rewrite's target if there is one, and only
+        // where the files are wharf's own business (an app answers its paths).
+        let served_path = rewritten.as_deref().unwrap_or(path);
+        let serves_files = matches!(
+            self.handler_of(if rewritten.is_some() {
+                &landed_rules
+            } else {
+                &matched
+            }),
+            Handler::Static(_)
+        );
+        let trees = if serves_files {
+            self.trees(req, served_path, destination.as_ref())
+        } else {
+            Vec::new()
+        };
+        let inside: Vec<(&rules::Rule, &str, Change)> = trees
             .iter()
             .flat_map(|(folder, changed)| {
                 site.inside(folder)
@@ -663,7 +677,7 @@ impl Router {
         // What no request may do inside: an app's or a program's paths (a copy would
         // show a script's source; a move would make a file a program), files only
         // an app hands out, or what its rules keep from being changed.
-        let inside_refused = inside.iter().any(|(rule, folder, changed)| {
+        let inside_refused = inside.iter().any(|(rule, folder, change)| {
             // A flag set to no, unless a rule ahead of it already says yes for all
             // of the folder (the first rule that says decides).
             let forbids = |flag: fn(&rules::Rule) -> Option<bool>| {
@@ -674,7 +688,11 @@ impl Router {
                     .handler
                     .as_ref()
                     .is_some_and(|h| !matches!(h, Handler::Static(_)))
-                || (*changed && (forbids(|r| r.upload) || forbids(|r| r.delete)))
+                || match change {
+                    Change::Read => false,
+                    Change::Removed => forbids(|r| r.delete),
+                    Change::Written => forbids(|r| r.upload) || forbids(|r| r.delete),
+                }
         });
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
         // The rules of the path actually served: the rewrite's target, if any.
@@ -841,15 +859,15 @@ impl Router {
     }
 
     /// The folders a DELETE, COPY or MOVE acts on as a whole (as rule paths, ending
-    /// in `/`), each with whether it is changed (not only read, as a COPY's
-    /// source): the request's path when it is a folder, and the destination when
-    /// a folder goes there or one there would be replaced.
+    /// in `/`), each with what is done to it: the request's path when it is a
+    /// folder, and the destination when a folder goes there or one there would be
+    /// replaced.
     fn trees(
         &self,
         req: &Parts,
         path: &str,
         destination: Option<&SitePath>,
-    ) -> Vec<(String, bool)> {
+    ) -> Vec<(String, Change)> {
         let method = req.method.as_str();
         if !matches!(method, "DELETE" | "COPY" | "MOVE") {
             return Vec::new();
@@ -869,11 +887,16 @@ impl Router {
         let mut trees = Vec::new();
         let source_is_folder = is_folder(&source);
         if source_is_folder {
-            trees.push((folder(&source), method != "COPY"));
+            let change = if method == "COPY" {
+                Change::Read
+            } else {
+                Change::Removed
+            };
+            trees.push((folder(&source), change));
         }
         if let Some(dest) = destination {
             if source_is_folder || is_folder(dest) {
-                trees.push((folder(dest), true));
+                trees.push((folder(dest), Change::Written));
             }
         }
         trees
@@ -1122,6 +1145,17 @@ const SECURITY_HEADERS: &[(HeaderName, &str)] = &[
     (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
     (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'self'"),
 ];
+
+/// What a DELETE, COPY or MOVE does to a folder it acts on as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Read only: a COPY's source.
+    Read,
+    /// Taken away: a DELETE's or a MOVE's source.
+    Removed,
+    /// Written, and what was there replaced: a destination.
+    Written,
+}
 
 /// A GET or HEAD that asks for HTML by name, as browsers navigating do; scripts asking
 /// for `*/*` do not count, so a missing asset stays a 404 under an SPA fallback.

@@ -499,7 +499,7 @@ pub async fn send(
                 );
                 return Err(StatusCode::BAD_GATEWAY);
             }
-            Ok(Ok(res)) if !only_chunked(res.headers()) => {
+            Ok(Ok(res)) if has_body(method, res.status()) && !only_chunked(res.headers()) => {
                 // hyper takes off the chunks, and nothing else: a body in another
                 // transfer coding (`gzip, chunked`) would reach the client still
                 // coded, with nothing saying so (RFC 9112 §6.1), as nginx refuses it.
@@ -588,6 +588,15 @@ fn closed_unanswered(e: &hyper_util::client::legacy::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+/// Whether the answer to `method` with `status` has a body at all (a HEAD's, a
+/// 1xx, 204 or 304 has none, whatever fields describe the GET's).
+fn has_body(method: &Method, status: StatusCode) -> bool {
+    *method != Method::HEAD
+        && !status.is_informational()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::NOT_MODIFIED
 }
 
 /// Whether a response's `Transfer-Encoding`, if any, is `chunked` alone.

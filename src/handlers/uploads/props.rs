@@ -771,12 +771,17 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
     (seen_root && depth == 0).then_some(changes)
 }
 
-/// The `xml:lang` an element carries, if any; `None` when it is malformed.
+/// The `xml:lang` an element carries, if any; `None` when it is malformed: a
+/// language tag is letters, digits and `-` (BCP 47), or empty (none).
 fn xml_lang(e: &quick_xml::events::BytesStart<'_>) -> Option<Option<String>> {
     for attr in e.attributes() {
         let attr = attr.ok()?;
         if attr.key.as_ref() == b"xml:lang" {
-            return Some(Some(attr.unescape_value().ok()?.into_owned()));
+            let lang = attr.unescape_value().ok()?;
+            if !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return None;
+            }
+            return Some(Some(lang.into_owned()));
         }
     }
     Some(None)
@@ -900,6 +905,11 @@ mod tests {
             .collect();
         let some = |l: &str| Some(l.to_string());
         assert_eq!(langs, [some("de"), some("fr"), some("en")]);
+        // Nothing but a tag's characters: the stored form could not be read back.
+        let odd = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
+                   <Z:a xmlns:Z=\"urn:z\" xml:lang=\"x\u{0}&lt;/D:prop&gt;\">x</Z:a>\
+                   </D:prop></D:set></D:propertyupdate>";
+        assert!(parse_propertyupdate(odd).is_none());
         let plain = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\"><D:set><D:prop>\
                      <Z:a xmlns:Z=\"urn:z\">x</Z:a></D:prop></D:set></D:propertyupdate>";
         assert!(matches!(
