@@ -633,15 +633,14 @@ impl Router {
         // Nor around the rules of what is inside a folder deleted, copied or moved
         // whole: the folder served, the rewrite's target if there is one, and only
         // where the files are wharf's own business (an app answers its paths).
+        // The rules of the path actually served: the rewrite's target, if any.
+        let served_rules = if rewritten.is_some() {
+            &landed_rules
+        } else {
+            &matched
+        };
         let served_path = rewritten.as_deref().unwrap_or(path);
-        let serves_files = matches!(
-            self.handler_of(if rewritten.is_some() {
-                &landed_rules
-            } else {
-                &matched
-            }),
-            Handler::Static(_)
-        );
+        let serves_files = matches!(self.handler_of(served_rules), Handler::Static(_));
         let trees = if serves_files {
             self.trees(req, served_path, destination.as_ref())
         } else {
@@ -695,12 +694,6 @@ impl Router {
                 }
         });
         let cors = matched.iter().find_map(|(rule, _)| rule.cors.as_ref());
-        // The rules of the path actually served: the rewrite's target, if any.
-        let served_rules = if rewritten.is_some() {
-            &landed_rules
-        } else {
-            &matched
-        };
         let mut authenticated = None;
         let mut res = if guards.iter().any(|rule| rule.internal) {
             // Files only an app may hand out (X-Accel-Redirect) are not there for
