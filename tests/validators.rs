@@ -206,6 +206,42 @@ fn changing_the_content_changes_the_etag() {
     assert_rewrite_changes_etag(&root, &server, "large.bin", &changed);
 }
 
+/// Above 16 MiB a file is not read for its tag (a first response would wait for the
+/// whole file): the tag names the file's state, and changes with any write.
+#[test]
+fn files_too_large_to_hash_get_a_tag_from_their_state() {
+    use std::os::unix::fs::FileExt;
+    let (_tmp, root) = temp_root();
+    let path = root.join("big.bin");
+    let file = fs::File::create(&path).unwrap();
+    file.set_len(17 * 1024 * 1024).unwrap();
+    set_mtime(&path, unix_time(T0));
+    let server = Server::start(&root, &[]);
+    let first = strong_etag(&request(&server, "HEAD", "/big.bin", &[]));
+    assert_eq!(
+        strong_etag(&request(&server, "HEAD", "/big.bin", &[])),
+        first,
+        "the same state, the same tag"
+    );
+    let revalidated = request(&server, "GET", "/big.bin", &[("If-None-Match", &first)]);
+    assert_eq!(revalidated.status, 304);
+    let ranged = request(
+        &server,
+        "GET",
+        "/big.bin",
+        &[("Range", "bytes=0-3"), ("If-Range", &first)],
+    );
+    assert_eq!(ranged.status, 206, "the tag is strong: If-Range holds");
+
+    // One byte changed in place, the size and even the mtime kept: still a new tag.
+    file.write_all_at(b"x", 1000).unwrap();
+    set_mtime(&path, unix_time(T0));
+    let after = request(&server, "HEAD", "/big.bin", &[]);
+    assert_ne!(strong_etag(&after), first);
+    let stale = request(&server, "GET", "/big.bin", &[("If-None-Match", &first)]);
+    assert_eq!(stale.status, 200);
+}
+
 #[test]
 fn each_content_coding_has_its_own_strong_etag() {
     let text = compressible_text("codings", 20 * 1024);

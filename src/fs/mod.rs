@@ -173,6 +173,11 @@ pub struct FileState {
 }
 
 impl FileState {
+    /// The file's length in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// The state `meta` (from `fstat`) describes.
     pub fn of(meta: &Metadata) -> FileState {
         use std::os::unix::fs::MetadataExt;

@@ -1,6 +1,11 @@
 //! Content hashes of files, for their ETags ([`EntityTag`]): hashing costs one read
 //! of the file, so results are cached per file identity and state — (device, inode,
 //! size, mtime, ctime) — and recomputed only when one of those changes.
+//!
+//! Files larger than [`CONTENT_HASHED_MAX`] are not read for their tag: a first
+//! request would wait for the whole file to be read (seconds for a video on a
+//! cold disk, before the first byte). Their tag is derived from that state instead,
+//! as nginx's is from mtime and size: it changes whenever the file may have.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,6 +20,9 @@ use crate::http::etag::EntityTag;
 
 /// Bytes hashed per read when a file is not already in memory.
 const HASH_CHUNK: usize = 256 * 1024;
+
+/// The largest file whose tag is its content's hash (the compression limit too).
+pub const CONTENT_HASHED_MAX: u64 = 16 * 1024 * 1024;
 
 /// Content hashes of files, keyed by file state, bounded in entries.
 #[derive(Debug)]
@@ -41,6 +49,9 @@ impl EtagCache {
         content: Option<&[u8]>,
     ) -> io::Result<EntityTag> {
         let state = FileState::of(meta);
+        if meta.len() > CONTENT_HASHED_MAX {
+            return Ok(state_tag(&state));
+        }
         if let Some(tag) = self.lock().get(&state) {
             return Ok(tag.clone());
         }
@@ -63,18 +74,30 @@ impl EtagCache {
         Ok(tag)
     }
 
-    /// The tag for the file state `meta` describes, if it is cached: no reading.
+    /// The tag for the file state `meta` describes, if it takes no reading: cached,
+    /// or of a file too large to hash.
     pub fn known(&self, meta: &std::fs::Metadata) -> Option<EntityTag> {
-        self.lock().get(&FileState::of(meta)).cloned()
+        let state = FileState::of(meta);
+        if meta.len() > CONTENT_HASHED_MAX {
+            return Some(state_tag(&state));
+        }
+        self.lock().get(&state).cloned()
     }
 
-    /// Records `tag` for the file state `meta` describes.
-    pub fn remember(&self, meta: &std::fs::Metadata, tag: EntityTag) {
+    /// Records `content_tag`, the hash of what was just written, for the file state
+    /// `meta` describes; the file's tag from now on (derived from its state instead
+    /// when it is too large to hash).
+    pub fn remember(&self, meta: &std::fs::Metadata, content_tag: EntityTag) -> EntityTag {
+        let state = FileState::of(meta);
+        if meta.len() > CONTENT_HASHED_MAX {
+            return state_tag(&state);
+        }
         let mut entries = self.lock();
         if entries.len() >= self.capacity {
             entries.clear();
         }
-        entries.insert(FileState::of(meta), tag);
+        entries.insert(state, content_tag.clone());
+        content_tag
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileState, EntityTag>> {
@@ -82,6 +105,13 @@ impl EtagCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The tag of a file too large to hash: its state's hash and its length.
+fn state_tag(state: &FileState) -> EntityTag {
+    let mut hasher = Xxh3::new();
+    std::hash::Hash::hash(state, &mut hasher);
+    EntityTag::from_hash(hasher.digest(), state.size())
 }
 
 fn hash_file(file: &File, size: u64) -> io::Result<EntityTag> {

@@ -138,7 +138,8 @@ impl StaticFiles {
         &self.root
     }
 
-    /// The ETag of the file `open` (its content hash; read once per change). Blocks.
+    /// The ETag of the file `open` (its content hash, read once per change, unless
+    /// it is large). Blocks.
     pub fn etag(&self, open: &OpenFile) -> io::Result<crate::http::etag::EntityTag> {
         self.etags.tag(&open.file, &open.meta, None)
     }
@@ -157,10 +158,15 @@ impl StaticFiles {
         })
     }
 
-    /// Records `tag` as the ETag of the file whose state `meta` describes (a file
-    /// just written, whose hash was taken as it arrived).
-    pub fn remember_etag(&self, meta: &std::fs::Metadata, tag: crate::http::etag::EntityTag) {
-        self.etags.remember(meta, tag);
+    /// Records `content_tag` as the ETag of the file whose state `meta` describes (a
+    /// file just written, whose hash was taken as it arrived); the tag GET will send
+    /// for it.
+    pub fn remember_etag(
+        &self,
+        meta: &std::fs::Metadata,
+        content_tag: crate::http::etag::EntityTag,
+    ) -> crate::http::etag::EntityTag {
+        self.etags.remember(meta, content_tag)
     }
 
     /// The answer the hot cache holds for `key` (the raw request path, or what a rule
