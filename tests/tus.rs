@@ -301,11 +301,25 @@ fn bad_creations_and_termination() {
     ] {
         assert_eq!(tus(&server, "POST", "/", headers, b"").status, 400, "{why}");
     }
-    assert_eq!(
-        tus(&server, "POST", "/", &[("Upload-Length", "5")], b"").status,
-        400,
-        "no name"
+    // Metadata is optional in tus: without a name, the file is named by the
+    // upload's id.
+    let unnamed = tus(&server, "POST", "/", &[("Upload-Length", "5")], b"");
+    assert_eq!(unnamed.status, 201, "no metadata");
+    let url = unnamed.header("location").expect("the upload's URL");
+    let id = url.rsplit("?tus=").next().unwrap().to_string();
+    assert_eq!(patch(&server, &url, 0, b"hello").status, 204);
+    assert_eq!(std::fs::read(root.join(&id)).unwrap(), b"hello");
+    let other_keys = tus(
+        &server,
+        "POST",
+        "/",
+        &[
+            ("Upload-Length", "0"),
+            ("Upload-Metadata", "filetype dGV4dC9wbGFpbg=="),
+        ],
+        b"",
     );
+    assert_eq!(other_keys.status, 201, "metadata without a filename");
     let taken = metadata("taken.txt");
     assert_eq!(
         tus(

@@ -88,6 +88,27 @@ fn put_creates_then_replaces_with_content_etags() {
     assert!(temps_in(&root.join("docs/new")).is_empty());
 }
 
+/// A file too large to hash for its tag: PUT answers with the tag GET sends.
+#[test]
+fn put_of_a_large_file_gives_the_tag_get_sends() {
+    let (_t, root) = temp_root();
+    let server = writable(&root);
+    let body = pseudo_random_bytes(9, 17 * 1024 * 1024);
+    let created = put(&server, "/big.bin", &body);
+    assert_eq!(created.status, 201);
+    let tag = created.header("etag").expect("an ETag");
+    let got = request(&server, "HEAD", "/big.bin", &[]);
+    assert_eq!(got.header("etag"), Some(tag.clone()));
+    let replaced = put(&server, "/big.bin", &body[1..]);
+    assert_eq!(replaced.status, 204);
+    let new_tag = replaced.header("etag").expect("an ETag");
+    assert_ne!(new_tag, tag);
+    assert_eq!(
+        request(&server, "HEAD", "/big.bin", &[]).header("etag"),
+        Some(new_tag)
+    );
+}
+
 /// A replaced file keeps its permissions: a private one stays private, a program
 /// stays runnable.
 #[test]
@@ -338,8 +359,21 @@ fn mkcol_copy_and_move() {
         h.extend_from_slice(extra);
         send(&server, "COPY", "/src/", &h, b"")
     };
-    assert_eq!(copy("/copy/", &[]).status, 201);
+    let made = copy("/copy/", &[]);
+    assert_eq!(made.status, 201);
+    assert_eq!(made.header("location").as_deref(), Some("/copy/"));
     assert_eq!(std::fs::read(root.join("copy/f.txt")).unwrap(), b"data");
+    // A file copied to a name with a slash is a file: Location names it as one.
+    let file_copy = send(
+        &server,
+        "COPY",
+        "/src/f.txt",
+        &[("Destination", "/file-copy/")],
+        b"",
+    );
+    assert_eq!(file_copy.status, 201);
+    assert_eq!(file_copy.header("location").as_deref(), Some("/file-copy"));
+    assert_eq!(get(&server, "/file-copy").body, b"data");
     assert_eq!(copy("/copy/", &[("Overwrite", "F")]).status, 412);
     assert_eq!(copy("/copy/", &[]).status, 204, "replaced");
     assert_eq!(copy("/src/inner/", &[]).status, 403, "into itself");

@@ -281,8 +281,25 @@ fn locks_guard_what_rfc_4918_says_and_no_more() {
         dav(&server, "DELETE", "/members/kept.txt", &[], "").status,
         423
     );
+    // Nor may a folder PUT makes on the way join it without the token.
+    let res = dav(&server, "PUT", "/members/made/new.txt", &[], "x");
+    assert_eq!(res.status, 423);
+    assert!(
+        res.body_text().contains("<D:href>/members/</D:href>"),
+        "{}",
+        res.body_text()
+    );
+    assert!(!root.join("members/made").exists());
     // The token is the folder's: a list tagged with it (RFC 4918 §10.4.3).
     let condition = format!("</members/> ({folder})");
+    let res = dav(
+        &server,
+        "PUT",
+        "/members/made/new.txt",
+        &[("If", &condition)],
+        "x",
+    );
+    assert_eq!(res.status, 201);
     let res = dav(
         &server,
         "PUT",

@@ -178,10 +178,11 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     let (method, headers) = (req.head.method.clone(), headers.clone());
     let dest_can_delete = dest.access.delete;
     let done = up
-        .run(move |up| -> Result<bool, StatusCode> {
+        .run(move |up| -> Result<(bool, bool), StatusCode> {
             let src_dir = existing(up, &src, &src_parent, &src_name)?;
+            let folder = src_dir.entry_type(&src_name).ok() == Some(EntryType::Dir);
             // A folder moves whole (RFC 4918 §9.9.2); a file's Depth means nothing.
-            if moving && !deep && src_dir.entry_type(&src_name).ok() == Some(EntryType::Dir) {
+            if moving && !deep && folder {
                 return Err(StatusCode::BAD_REQUEST);
             }
             let dst_dir = up
@@ -242,15 +243,13 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
                 copy_top(&up.root, &src, &dst_dir, &dst_name, deep).map_err(|e| io_status(&e))?;
             }
             dst_dir.sync().map_err(|e| io_status(&e))?;
-            Ok(existed)
+            Ok((existed, folder))
         })
         .await;
     match done {
-        Ok(true) => empty(StatusCode::NO_CONTENT),
-        Ok(false) => {
-            let is_dir = dest.path.has_trailing_slash();
-            created(&dest.path, is_dir)
-        }
+        Ok((true, _)) => empty(StatusCode::NO_CONTENT),
+        // Named as what it is: a file copied to `x/` is the file `x`.
+        Ok((false, folder)) => created(&dest.path, folder),
         Err(StatusCode::LOCKED) => up.locks.locked(&[&dest.path, &req.path], &req.head.headers),
         Err(status) => response::error(status),
     }

@@ -183,6 +183,7 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
                         _ => io_status(&e),
                     })?;
                 if let Ok(meta) = file.metadata() {
+                    // The tag is not sent: a form's answer names files only.
                     up.files.remember_etag(&meta, tag);
                 }
                 Ok(())
@@ -439,29 +440,71 @@ fn summary(stored: &[Stored], folder: &SitePath, problem: Option<&Problem<'_>>) 
 /// some clients send for names beyond ASCII) over `filename`; `None` for a plain
 /// field; `Err` for a file part whose name cannot be read (not UTF-8, another
 /// charset), which is refused rather than taken for a plain field and dropped.
+/// Parameter names are matched without regard to case (RFC 2183 §2, by way of RFC
+/// 7578 §4.2), which multer's own reading of `filename` does not do.
 fn part_file_name(field: &multer::Field<'_>) -> Result<Option<String>, ()> {
     let disposition = field
         .headers()
         .get(header::CONTENT_DISPOSITION)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if let Some(value) = extended_param(disposition, b"filename*") {
-        return decode_extended(value).map(Some).ok_or(());
+    if let Some(value) = disposition_param(disposition, b"filename*") {
+        return decode_extended(&value).map(Some).ok_or(());
     }
     match field.file_name() {
         Some(name) => Ok(Some(name.to_string())),
-        None if extended_param(disposition, b"filename").is_some() => Err(()),
-        None => Ok(None),
+        None => match disposition_param(disposition, b"filename") {
+            Some(value) => String::from_utf8(value).map(Some).map_err(|_| ()),
+            None => Ok(None),
+        },
     }
 }
 
-/// The raw value of parameter `name` in a `Content-Disposition` value.
-fn extended_param<'a>(disposition: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    disposition.split(|&b| b == b';').skip(1).find_map(|param| {
-        let at = param.iter().position(|&b| b == b'=')?;
-        let (key, value) = (param[..at].trim_ascii(), &param[at + 1..]);
-        key.eq_ignore_ascii_case(name).then(|| value.trim_ascii())
-    })
+/// The value of parameter `name` (any letter case) in a `Content-Disposition`
+/// value: a token, or a quoted string with its quotes and escapes taken off.
+fn disposition_param(disposition: &[u8], name: &[u8]) -> Option<Vec<u8>> {
+    // Past the disposition type.
+    let mut rest = &disposition[disposition.iter().position(|&b| b == b';')? + 1..];
+    loop {
+        rest = rest.trim_ascii_start();
+        let key_end = rest.iter().position(|&b| b == b'=' || b == b';')?;
+        let key = rest[..key_end].trim_ascii();
+        if rest[key_end] == b';' {
+            rest = &rest[key_end + 1..];
+            continue;
+        }
+        rest = rest[key_end + 1..].trim_ascii_start();
+        let mut value = Vec::new();
+        if let Some(quoted) = rest.strip_prefix(b"\"") {
+            let mut bytes = quoted.iter().enumerate();
+            let mut end = quoted.len();
+            while let Some((i, &b)) = bytes.next() {
+                match b {
+                    b'\\' => value.extend(bytes.next().map(|(_, &c)| c)),
+                    b'"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    _ => value.push(b),
+                }
+            }
+            rest = &quoted[end..];
+            rest = rest
+                .iter()
+                .position(|&b| b == b';')
+                .map_or(&[][..], |at| &rest[at + 1..]);
+        } else {
+            let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+            value.extend_from_slice(rest[..end].trim_ascii());
+            rest = rest.get(end + 1..).unwrap_or_default();
+        }
+        if key.eq_ignore_ascii_case(name) {
+            return Some(value);
+        }
+        if rest.is_empty() {
+            return None;
+        }
+    }
 }
 
 /// An RFC 8187 value (`UTF-8'lang'percent-encoded`) as text; only UTF-8 is taken.
@@ -507,17 +550,46 @@ mod tests {
 
     #[test]
     fn extended_file_names_are_decoded() {
-        use super::{decode_extended, extended_param};
+        use super::{decode_extended, disposition_param};
         let header = b"form-data; name=\"f\"; filename*=UTF-8''%E2%82%AC%20rates.txt";
-        let value = extended_param(header, b"filename*").unwrap();
+        let value = disposition_param(header, b"filename*").unwrap();
         assert_eq!(
-            decode_extended(value).as_deref(),
+            decode_extended(&value).as_deref(),
             Some("\u{20ac} rates.txt")
         );
-        assert_eq!(extended_param(header, b"filename"), None);
+        assert_eq!(disposition_param(header, b"filename"), None);
         assert_eq!(decode_extended(b"iso-8859-1'en'%A3%20rates"), None);
         assert_eq!(decode_extended(b"UTF-8''%FF"), None);
         assert_eq!(decode_extended(b"no quotes"), None);
+    }
+
+    #[test]
+    fn disposition_parameters_are_read_in_any_case_and_quoting() {
+        use super::disposition_param;
+        let header = b"form-data; NAME=\"f; x\"; FileName=\"a \\\"q\\\"; b.txt\" ; size=3";
+        assert_eq!(
+            disposition_param(header, b"filename").as_deref(),
+            Some(&b"a \"q\"; b.txt"[..])
+        );
+        assert_eq!(
+            disposition_param(header, b"name").as_deref(),
+            Some(&b"f; x"[..])
+        );
+        assert_eq!(
+            disposition_param(header, b"size").as_deref(),
+            Some(&b"3"[..])
+        );
+        assert_eq!(disposition_param(header, b"x"), None);
+        assert_eq!(disposition_param(b"form-data", b"name"), None);
+        assert_eq!(
+            disposition_param(b"form-data; flag; filename=plain.txt", b"filename").as_deref(),
+            Some(&b"plain.txt"[..])
+        );
+        // Cut short: what there is.
+        assert_eq!(
+            disposition_param(b"form-data; filename=\"open", b"filename").as_deref(),
+            Some(&b"open"[..])
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::fs::write::{EntryType, TempFile};
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
 use crate::http::etag::EntityTag;
+use crate::http::path::SitePath;
 use crate::http::response;
 
 /// Answers a PUT allowed by `access`.
@@ -65,35 +66,46 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
     let method = head.method.clone();
     let target = path.clone();
     let prepared = up
-        .run(move |up| -> Result<TempFile, StatusCode> {
+        .blocking(move |up| -> Result<TempFile, Refused> {
             // Over a file: its content changes; a new name: its folder's members.
             let change = match up.root.open(&target) {
                 Ok(_) => Change::Content,
                 Err(_) => Change::Existence,
             };
             if up.locks.blocks(&target, &headers, change) {
-                return Err(StatusCode::LOCKED);
+                return Err(Refused(StatusCode::LOCKED, None));
             }
             up.preconditions(&target, &method, &headers)?;
+            // A folder made on the way is a new member of the last one that exists.
+            if let Some(first) = first_missing(&up.root, &parent) {
+                if up.locks.blocks(&first, &headers, Change::Existence) {
+                    return Err(Refused(StatusCode::LOCKED, Some(first)));
+                }
+            }
             let (dir, made) = up
                 .root
                 .write_dir_making(&parent)
                 .map_err(|e| io_status(&e))?;
             if up.root.is_secret(&dir, &name) {
-                return Err(StatusCode::FORBIDDEN);
+                return Err(StatusCode::FORBIDDEN.into());
             }
             if dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Dir {
-                return Err(StatusCode::CONFLICT);
+                return Err(StatusCode::CONFLICT.into());
             }
             let temp = dir.temp_file().map_err(|e| io_status(&e))?;
             // Dropped on every way out but success: the folders made go with it.
             Ok(temp.with_made_folders(made))
         })
-        .await;
+        .await
+        .unwrap_or_else(|_| Err(StatusCode::INTERNAL_SERVER_ERROR.into()));
     let temp = match prepared {
         Ok(temp) => temp,
-        Err(StatusCode::LOCKED) => return up.locks.locked(&[&path], &head.headers),
-        Err(status) => return response::error(status),
+        Err(Refused(StatusCode::LOCKED, at)) => {
+            return up
+                .locks
+                .locked(&[at.as_ref().unwrap_or(&path)], &head.headers)
+        }
+        Err(Refused(status, _)) => return response::error(status),
     };
     let mut hasher = Xxh3::new();
     let received = receive(
@@ -114,12 +126,11 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
         Some((parent, name)) => (parent, name.to_vec()),
         None => return response::error(StatusCode::CONFLICT),
     };
-    let new_tag = tag.clone();
     let headers = head.headers.clone();
     let method = head.method.clone();
     let target = path.clone();
     let stored = up
-        .run(move |up| -> Result<bool, StatusCode> {
+        .run(move |up| -> Result<(bool, EntityTag), StatusCode> {
             let dir = up
                 .root
                 .write_dir(&parent, false)
@@ -152,19 +163,43 @@ pub async fn put(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response
                 std::io::ErrorKind::AlreadyExists => StatusCode::PRECONDITION_FAILED,
                 _ => io_status(&e),
             })?;
-            if let Ok(meta) = file.metadata() {
-                up.files.remember_etag(&meta, new_tag);
-            }
-            Ok(existed)
+            // The tag GET will send (not the content's hash for a large file).
+            let tag = match file.metadata() {
+                Ok(meta) => up.files.remember_etag(&meta, tag),
+                Err(_) => tag,
+            };
+            Ok((existed, tag))
         })
         .await;
-    let mut res = match stored {
-        Ok(true) => empty(StatusCode::NO_CONTENT),
-        Ok(false) => created(&path, false),
+    let (mut res, tag) = match stored {
+        Ok((true, tag)) => (empty(StatusCode::NO_CONTENT), tag),
+        Ok((false, tag)) => (created(&path, false), tag),
         Err(status) => return response::error(status),
     };
     res.headers_mut().insert(header::ETAG, tag.header_value());
     res
+}
+
+/// Why a PUT is refused before its body is read: the status, and for a 423 about a
+/// folder that would have been made on the way, that folder (else the target).
+struct Refused(StatusCode, Option<SitePath>);
+
+impl From<StatusCode> for Refused {
+    fn from(status: StatusCode) -> Refused {
+        Refused(status, None)
+    }
+}
+
+/// The first folder on the way to `dir` (itself included) that does not exist.
+fn first_missing(root: &crate::fs::Root, dir: &SitePath) -> Option<SitePath> {
+    let mut at = SitePath::root();
+    for name in dir.segments() {
+        at = at.join(name);
+        if matches!(root.open(&at), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// Gives the new content of a replaced file the old one's permissions (a private

@@ -327,19 +327,24 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         .get("upload-metadata")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let Some(name) = metadata
+    if metadata
         .as_deref()
-        .filter(|m| well_formed_metadata(m))
-        .and_then(filename)
-        .and_then(|n| form::file_name(&n, up.settings.hidden))
-    else {
+        .is_some_and(|m| !well_formed_metadata(m))
+    {
         return response::error(StatusCode::BAD_REQUEST);
-    };
-    let Ok(name) = String::from_utf8(name) else {
-        return response::error(StatusCode::BAD_REQUEST);
-    };
+    }
     let Some(id) = new_id() else {
         return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    // The name the client gives, else (metadata is optional in tus) the upload's id.
+    let name = match metadata.as_deref().and_then(filename) {
+        Some(given) => match form::file_name(&given, up.settings.hidden)
+            .and_then(|n| String::from_utf8(n).ok())
+        {
+            Some(name) => name,
+            None => return response::error(StatusCode::BAD_REQUEST),
+        },
+        None => id.clone(),
     };
     let meta = Meta {
         folder: path.to_url(true),
