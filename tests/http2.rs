@@ -351,6 +351,52 @@ fn read_frames(
     }
 }
 
+/// An http request names its authority in `:authority` or Host; with neither it is
+/// malformed (RFC 9113 §8.3.1): 400, where the same request with `:authority` is
+/// served.
+#[test]
+fn a_request_without_authority_or_host_is_a_bad_request() {
+    use std::io::Write;
+    let (_tmp, root) = fixture();
+    let server = Server::start(&root, &[]);
+    let mut stream = connect(server.addr());
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+                                       // Stream 1: `:method GET`, `:scheme http`, `:path /a.txt`, nothing else.
+    let mut block = vec![0x82, 0x86, 0x04, 6];
+    block.extend(b"/a.txt");
+    out.extend(frame(0x1, 0x5, 1, &block)); // HEADERS, END_HEADERS | END_STREAM
+                                            // Stream 3: the same with `:authority x`.
+    block.extend([0x01, 1, b'x']);
+    out.extend(frame(0x1, 0x5, 3, &block));
+    stream.write_all(&out).unwrap();
+    let mut buf = Vec::new();
+    // The first field of each answer: `:status` from HPACK's static table (0x88 is
+    // 200, 0x8c is 400).
+    let statuses = std::cell::RefCell::new([None::<u8>; 2]);
+    let said = read_frames(&mut stream, &mut buf, |kind, id, payload| {
+        let mut seen = statuses.borrow_mut();
+        let slot = match id {
+            1 => 0,
+            3 => 1,
+            _ => return None,
+        };
+        match kind {
+            0x1 => seen[slot] = payload.first().copied(),
+            // A stream error instead of a 400 is what the RFC allows too.
+            0x3 => seen[slot] = Some(0x8c),
+            _ => {}
+        }
+        seen.iter().all(Option::is_some).then_some("both")
+    });
+    assert_eq!(said, "both", "answers: {:?}", statuses.borrow());
+    assert_eq!(statuses.borrow()[0], Some(0x8c), "no authority: 400");
+    assert_eq!(statuses.borrow()[1], Some(0x88), ":authority given: 200");
+}
+
 /// A request whose DATA frames do not add up to its Content-Length is malformed
 /// (RFC 9113 §8.1.1): a stream error, never answered — even by a handler that does
 /// not read bodies, which must therefore not answer before the body is in.

@@ -24,6 +24,11 @@ pub fn reject(req: &Parts, limits: &HeadLimits) -> Option<StatusCode> {
     match (hosts.next(), hosts.next()) {
         (_, Some(_)) => return Some(StatusCode::BAD_REQUEST),
         (None, None) if req.version == Version::HTTP_11 => return Some(StatusCode::BAD_REQUEST),
+        // HTTP/2 names the authority in `:authority` or Host: with neither, an http(s)
+        // request is malformed (RFC 9113 §8.3.1).
+        (None, None) if req.version == Version::HTTP_2 && req.uri.authority().is_none() => {
+            return Some(StatusCode::BAD_REQUEST);
+        }
         (Some(host), None) if !valid_host(host) => return Some(StatusCode::BAD_REQUEST),
         // An http URI with an empty host is invalid (RFC 9110 §4.2.1), unless the
         // target names the authority itself (absolute form, RFC 9112 §3.2.2).
