@@ -229,6 +229,28 @@ fn requests_under_the_prefix_reach_the_app_and_the_rest_is_static() {
     assert_eq!(res.header("via").as_deref(), Some("1.1 wharf"));
 }
 
+/// The app's notes to the server in front are not passed on, as nginx passes none:
+/// `X-Accel-*` and `X-Pad`.
+#[test]
+fn notes_to_the_front_server_stay_there() {
+    let app = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nX-Accel-Expires: 100\r\nX-Accel-Limit-Rate: 10\r\nX-Accel-Charset: utf-8\r\nX-Accel-Buffering: yes\r\nX-Pad: avoid browser bug\r\nX-Accelerated: kept\r\nContent-Length: 2\r\n\r\nok",
+    );
+    let (_t, server) = proxied(&app, "/=http://");
+    let res = get(&server, "/x");
+    assert_eq!(res.status, 200);
+    for name in [
+        "x-accel-expires",
+        "x-accel-limit-rate",
+        "x-accel-charset",
+        "x-accel-buffering",
+        "x-pad",
+    ] {
+        assert_eq!(res.header(name), None, "{name}");
+    }
+    assert_eq!(res.header("x-accelerated").as_deref(), Some("kept"));
+}
+
 #[test]
 fn a_connection_token_that_is_not_text_hides_no_other() {
     // obs-text in one token of the line (RFC 9110 §5.5): it names no field, and
@@ -636,6 +658,43 @@ fn unreachable_silent_and_stalling_upstreams_get_502_and_504() {
     );
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
     assert_eq!(get(&server, "/x").status, 504);
+}
+
+/// An app that never takes the connection (its accept queue full, so the kernel
+/// drops the handshake) has not answered in time: 504 once `connect-timeout` runs
+/// out, as nginx's `proxy_connect_timeout`.
+#[test]
+fn an_upstream_that_never_accepts_is_a_gateway_timeout() {
+    let (_t, root) = temp_root();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue: the first connection waits in it, later handshakes are dropped.
+    let fillers: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)))
+        .collect();
+    assert!(fillers[0].is_ok(), "the first connection fits the queue");
+    assert!(
+        fillers[1..].iter().any(|f| f.is_err()),
+        "fixture: the queue is full"
+    );
+    let conf = root.parent().unwrap().join("blackhole.toml");
+    std::fs::write(
+        &conf,
+        format!("[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{addr}\"]\nconnect-timeout = \"1s\"\n"),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    assert_eq!(get(&server, "/x").status, 504);
+    drop(socket);
 }
 
 #[test]

@@ -431,6 +431,7 @@ fn stale_if_error_answers_while_the_app_is_down_or_failing() {
             b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops".to_vec()
         }
         ("/strict", _) => ok(&["Cache-Control: max-age=0, must-revalidate", "ETag: \"s\""], "strict"),
+        ("/plain", _) => ok(&["Cache-Control: max-age=0", "ETag: \"p\""], "plain"),
         _ => ok(&["Cache-Control: max-age=0, stale-if-error=600", "ETag: \"e\""], &format!("kept {n}")),
     }
     });
@@ -447,17 +448,22 @@ fn stale_if_error_answers_while_the_app_is_down_or_failing() {
     );
     assert_eq!(get(&server, "/down").body_text(), "kept 1");
     assert_eq!(get(&server, "/strict").body_text(), "strict");
+    assert_eq!(get(&server, "/plain").body_text(), "plain");
     app.stop();
     let down = get(&server, "/down");
     assert_eq!((down.status, down.body_text().as_str()), (200, "kept 1"));
     assert!(cache_status(&down).contains("stale-if-error"), "{down:?}");
-    // must-revalidate: no stale answer, the failure shows.
+    // must-revalidate: no stale answer, and a 504 (RFC 9111 §5.2.2.2).
     let strict = get(&server, "/strict");
-    assert_eq!(strict.status, 502);
+    assert_eq!(strict.status, 504);
     assert!(
         cache_status(&strict).contains("fwd=stale; detail=unreachable"),
         "{strict:?}"
     );
+    // Stale without a word on it: not answered stale either (as nginx), the app's
+    // failure shows as it is.
+    let plain = get(&server, "/plain");
+    assert_eq!(plain.status, 502);
 }
 
 #[test]

@@ -460,7 +460,14 @@ pub async fn send(
                 if resend_possible && tried.len() < route.pool.upstreams.len() {
                     continue;
                 }
-                return Err(StatusCode::BAD_GATEWAY);
+                // An upstream that never took the connection did not answer in
+                // time (504, as nginx's `proxy_connect_timeout`); one that refused
+                // it is a bad gateway.
+                return Err(if connect_timed_out(&e) {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                });
             }
             Ok(Err(e))
                 if resend_possible
@@ -571,6 +578,28 @@ const RESENDS: u32 = 3;
 
 /// Whether a request failed because its connection closed (or was reset) before
 /// any answer came: what a kept-alive connection the app has since closed gives.
+/// Whether `name` is one of an app's notes to the server in front (nginx's
+/// `X-Accel-*`, and `X-Pad`, which old servers sent), not to the client: nginx
+/// passes none of them on either.
+fn is_note_to_front(name: &HeaderName) -> bool {
+    name.as_str().starts_with("x-accel-") || name.as_str() == "x-pad"
+}
+
+/// Whether connecting failed because the connect timeout ran out.
+fn connect_timed_out(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 fn closed_unanswered(e: &hyper_util::client::legacy::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(err) = source {
@@ -1011,19 +1040,17 @@ async fn stream_through(
 /// HTTP/2 client refuses the stream). Returns whether the body must reach the
 /// client as it is made (see [`streams`]).
 pub fn clean(headers: &mut HeaderMap, status: StatusCode, received: Version) -> bool {
+    let streamed = streams(headers);
     let listed = connection_listed(headers);
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
-        if is_hop_by_hop(&name, &listed) {
+        if is_hop_by_hop(&name, &listed) || is_note_to_front(&name) {
             headers.remove(&name);
         }
     }
     if status.is_informational() || status == StatusCode::NO_CONTENT {
         headers.remove(header::CONTENT_LENGTH);
     }
-    let streamed = streams(headers);
-    // The app's note to wharf, not to the client.
-    headers.remove("x-accel-buffering");
     append_list(headers, "via", via(received));
     streamed
 }

@@ -388,12 +388,22 @@ async fn fetch(
             // Cut off from the upstream, a stale response answers only where
             // `stale-if-error` allows (as nginx's `proxy_cache_use_stale` is off
             // unless asked for).
-            if let Some(entry) = stored.filter(|e| stale_if_error(e, rcc)) {
+            if let Some(entry) = stored.as_ref().filter(|e| stale_if_error(e, rcc)) {
                 let detail = "fwd=stale; detail=stale-if-error";
-                if let Some(res) = serve::respond(&cache.store, &entry, head, detail).await {
+                if let Some(res) = serve::respond(&cache.store, entry, head, detail).await {
                     return res;
                 }
             }
+            // A stored response that must be validated, and cannot be: 504 (RFC
+            // 9111 §5.2.2.2).
+            let status = match &stored {
+                Some(entry)
+                    if status == StatusCode::BAD_GATEWAY && entry.directives().forbids_stale() =>
+                {
+                    StatusCode::GATEWAY_TIMEOUT
+                }
+                _ => status,
+            };
             let mut res = response::error(status);
             serve::add_status(res.headers_mut(), &format!("fwd={fwd}; detail=unreachable"));
             return res;
@@ -612,8 +622,10 @@ fn storable(key: &str, req: Asking<'_>, sent: &Sent, rcc: &RequestDirectives) ->
     let shared_ok = surrogate || !matches!(&cc.private, Some(fields) if fields.is_empty());
     let authorized = req.head.headers.contains_key(header::AUTHORIZATION);
     let explicitly_shared = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
-    let handed_back =
-        headers.contains_key("x-accel-redirect") || headers.contains_key("x-sendfile");
+    // Asked of the fields as received: cleaning takes `X-Accel-*` away.
+    let received_fields = sent.res.headers();
+    let handed_back = received_fields.contains_key("x-accel-redirect")
+        || received_fields.contains_key("x-sendfile");
     if !final_and_whole
         || rcc.no_store
         || no_store
