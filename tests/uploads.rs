@@ -812,6 +812,16 @@ fn file_parts_named_by_filename_star_are_stored_and_unreadable_names_refused() {
     );
     assert!(root.join("better.txt").exists());
     assert!(!root.join("plain.txt").exists());
+    // Parameter names in any letter case (RFC 2183 §2).
+    let (ct, body) = form_with_disposition(b"FileName=\"upper; case.txt\"");
+    assert_eq!(
+        send(&server, "POST", "/", &[("Content-Type", &ct)], &body).status,
+        303
+    );
+    assert_eq!(
+        std::fs::read(root.join("upper; case.txt")).unwrap(),
+        b"content"
+    );
     // A name that is not UTF-8, or in another charset: 400, never a silent success.
     for params in [
         &b"filename=\"caf\xe9.txt\""[..],
