@@ -391,6 +391,36 @@ fn json_listing_when_requested() {
     assert!(!body.contains(".secret"), "dotfile listed: {body}");
 }
 
+/// A file written in place changes its size and time, not its folder's state: the
+/// next listing shows it all the same, and its old ETag no longer matches.
+#[test]
+fn a_listing_shows_a_file_changed_in_place_at_once() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "log/a.txt", "a");
+    let server = Server::start(&root, &[]);
+    let json = [("Accept", "application/json")];
+    let first = request(&server, "GET", "/log/", &json);
+    assert!(
+        first.body_text().contains("\"size\":1,"),
+        "{}",
+        first.body_text()
+    );
+    let tag = first.header("etag").expect("an ETag");
+    // Served from the cache, as long as nothing changes.
+    let again = request(&server, "GET", "/log/", &[json[0], ("If-None-Match", &tag)]);
+    assert_eq!(again.status, 304);
+    for size in [100, 2000] {
+        std::fs::write(root.join("log/a.txt"), "x".repeat(size)).unwrap();
+        let after = request(&server, "GET", "/log/", &[json[0], ("If-None-Match", &tag)]);
+        assert_eq!(after.status, 200, "the old tag is stale");
+        assert!(
+            after.body_text().contains(&format!("\"size\":{size},")),
+            "{}",
+            after.body_text()
+        );
+    }
+}
+
 #[test]
 fn browser_accept_header_gets_html() {
     let (_tmp, server) = start();

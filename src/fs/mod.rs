@@ -129,6 +129,12 @@ pub struct OpenDir {
     pub meta: Metadata,
 }
 
+impl std::os::fd::AsFd for OpenDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl OpenDir {
     /// Whether the directory holds an entry `name` that is not a directory (a
     /// file, whether or not it can be opened, a symlink, anything else).

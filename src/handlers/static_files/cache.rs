@@ -8,10 +8,12 @@
 //! request takes the full path through [`crate::fs::Root::open`], which refreshes it.
 //! An answer that rests on a sidecar's absence (identity or an on-the-fly variant for a
 //! client that would take the sidecar) also checks the directory's state, which any
-//! file added to it changes. A file is therefore never served stale. Listings are the exception: they are
-//! revalidated against the directory's own state (entries added, removed or renamed
-//! show at once) and re-rendered at least every [`LISTING_TTL`], the bound on how stale
-//! a listed size or modification time may be.
+//! file added to it changes. A file is therefore never served stale. Listings are
+//! revalidated against the directory's own state (entries added, removed or renamed)
+//! and against what the kernel reported of the folder since it was read
+//! ([`FolderWatch`]: a file in it written or touched), and re-rendered at least every
+//! [`LISTING_TTL`], the bound on how stale what neither reports may be (a
+//! subfolder's modification time, or any change in a folder that cannot be watched).
 //!
 //! Only representations whose bytes are in memory (files up to
 //! [`CACHEABLE_FILE`], compressed variants, listings) are cached; the cache is bounded
@@ -29,6 +31,7 @@ use http::request::Parts;
 use http::Response;
 
 use crate::fs::{FileState, Root};
+use crate::handlers::static_files::folder_watch::{FolderWatch, Mark};
 use crate::handlers::static_files::listing::{self, Format};
 use crate::http::body::Body;
 use crate::http::negotiate::Encoding;
@@ -111,6 +114,8 @@ pub struct FileEntry {
 pub struct ListingEntry {
     dir: CString,
     state: FileState,
+    /// Set when the kernel reports a change in the folder since it was read.
+    mark: Option<Mark>,
     rendered: Instant,
     html: Option<Arc<ListingPage>>,
     json: Option<Arc<ListingPage>>,
@@ -156,10 +161,16 @@ impl ListingPage {
 }
 
 impl ListingEntry {
+    /// Whether no change was reported since the folder was read, and the page is
+    /// young enough for what is not reported.
+    fn current(&self) -> bool {
+        self.rendered.elapsed() < LISTING_TTL && !self.mark.as_ref().is_some_and(Mark::changed)
+    }
+
     /// The page in the wanted format, if rendered recently enough for a directory that
     /// has not changed since.
     fn page(&self, root: &Root, format: Format) -> Option<&Arc<ListingPage>> {
-        if self.rendered.elapsed() >= LISTING_TTL || root.state_of(&self.dir) != Some(self.state) {
+        if !self.current() || root.state_of(&self.dir) != Some(self.state) {
             return None;
         }
         match format {
@@ -176,6 +187,8 @@ pub struct PageFill {
     pub dir: CString,
     /// Its state when listed.
     pub state: FileState,
+    /// Its mark from [`HotCache::watch_folder`], made before it was read.
+    pub mark: Option<Mark>,
     /// The page's format.
     pub format: Format,
     /// The page, uncompressed.
@@ -268,6 +281,8 @@ pub struct HotCache {
     bytes: AtomicUsize,
     capacity: usize,
     tick: AtomicU64,
+    /// What the kernel says of the listed folders.
+    folders: FolderWatch,
 }
 
 impl std::fmt::Debug for HotCache {
@@ -337,7 +352,17 @@ impl HotCache {
             bytes: AtomicUsize::new(0),
             capacity,
             tick: AtomicU64::new(0),
+            folders: FolderWatch::new(),
         }
+    }
+
+    /// Starts watching the folder open as `dir` for a listing about to be read
+    /// from it (see [`FolderWatch`]); `None` when listings are not cached.
+    pub fn watch_folder(&self, dir: impl std::os::fd::AsFd) -> Option<Mark> {
+        if self.capacity == 0 {
+            return None;
+        }
+        self.folders.watch(dir)
     }
 
     fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slotted, KeyHasher>> {
@@ -371,6 +396,7 @@ impl HotCache {
         let file = match &*entry {
             Entry::File(file) => file,
             Entry::Listing(listing) => {
+                self.folders.catch_up();
                 let ready = listing.page(root, format())?.choose(encodings)?;
                 return Some(listing::with_listing_headers(ready.respond(req)));
             }
@@ -507,6 +533,7 @@ impl HotCache {
         let PageFill {
             dir,
             state,
+            mark,
             format,
             identity,
             learned,
@@ -514,14 +541,19 @@ impl HotCache {
         let mut entry = ListingEntry {
             dir,
             state,
+            mark,
             rendered: Instant::now(),
             html: None,
             json: None,
         };
         let mut codings = [Slot::Unknown, Slot::Unknown, Slot::Unknown];
+        self.folders.catch_up();
         if let Some(old) = self.get(key) {
             if let Entry::Listing(old) = &*old {
-                if old.state == state && old.rendered.elapsed() < LISTING_TTL {
+                if old.state == state && old.current() {
+                    // The other format's page stays, and with it the older mark,
+                    // which has watched since before either was read.
+                    entry.mark = old.mark.clone();
                     entry.rendered = old.rendered;
                     entry.html = old.html.clone();
                     entry.json = old.json.clone();

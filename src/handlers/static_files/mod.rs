@@ -25,6 +25,7 @@ pub mod assets;
 pub mod cache;
 pub mod compress;
 pub mod etag_cache;
+pub mod folder_watch;
 pub mod inflight;
 pub mod listing;
 pub mod qr;
@@ -404,6 +405,8 @@ fn resolve(
             }
             let state = dir_state.1;
             let dir_modified = dir.meta.modified().ok();
+            // Watched from before it is read: no change after the reading is missed.
+            let mark = files.cache.watch_folder(&dir);
             let mut entries = root.list(dir, &path)?;
             if !files.settings.hidden {
                 entries.retain(|e| !e.name.starts_with(b"."));
@@ -426,6 +429,7 @@ fn resolve(
             let mut fill = PageFill {
                 dir: dir_path,
                 state,
+                mark,
                 format,
                 identity: identity.clone(),
                 learned: Vec::new(),
