@@ -89,6 +89,43 @@ fn propfind(server: &Server, path: &str, depth: Option<&str>, body: &str) -> Res
     server.exchange(req.as_bytes(), false)
 }
 
+/// XML bodies in UTF-16 (which every XML processor reads, XML 1.0 §4.3.3) or in the
+/// encoding their declaration names are read as such.
+#[test]
+fn xml_bodies_in_utf_16_or_a_declared_encoding_are_read() {
+    let (_t, root) = temp_root();
+    write_file(&root, "doc.txt", "abc");
+    let server = Server::start(&root, &["--upload"]);
+    let send = |method: &str, body: &[u8]| {
+        let mut req = format!(
+            "{method} /doc.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nDepth: 0\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        server.exchange(&req, false)
+    };
+    let update = "<?xml version=\"1.0\" encoding=\"utf-16\"?><D:propertyupdate xmlns:D=\"DAV:\">\
+                  <D:set><D:prop><z:note xmlns:z=\"urn:z\">caf\u{e9}</z:note></D:prop></D:set>\
+                  </D:propertyupdate>";
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend(update.encode_utf16().flat_map(u16::to_le_bytes));
+    let res = send("PROPPATCH", &utf16);
+    assert_eq!(res.status, 207, "{}", res.body_text());
+    assert!(res.body_text().contains("200 OK"), "{}", res.body_text());
+    let mut latin1 =
+        b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><D:propfind xmlns:D=\"DAV:\">\
+                       <D:prop><z:note xmlns:z=\"urn:z\"/></D:prop></D:propfind>"
+            .to_vec();
+    let res = send("PROPFIND", &latin1);
+    assert_eq!(res.status, 207, "{}", res.body_text());
+    assert!(res.body_text().contains("caf\u{e9}"), "{}", res.body_text());
+    // Bytes that are not text in the encoding named: still a bad request.
+    latin1.clear();
+    latin1.extend(b"<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><z:\xe9 xmlns:z=\"urn:z\"/></D:prop></D:propfind>");
+    assert_eq!(send("PROPFIND", &latin1).status, 400);
+}
+
 #[test]
 fn propfind_reports_the_etag_a_get_sends() {
     let (_t, root) = temp_root();

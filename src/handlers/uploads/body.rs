@@ -174,9 +174,10 @@ async fn finish(pending: Option<JoinHandle<std::io::Result<()>>>) -> std::io::Re
     }
 }
 
-/// Reads a small body (an XML request) whole as text: 413 past `limit` bytes, 408
-/// when it stalls for `idle`, 400 when it breaks off or is not UTF-8.
-pub async fn read_all(
+/// Reads a small XML request body whole as text: 413 past `limit` bytes, 408 when
+/// it stalls for `idle`, 400 when it breaks off or is not text in its encoding
+/// (see [`xml_text`]).
+pub async fn read_xml(
     body: &mut RequestBody,
     limit: u64,
     idle: Duration,
@@ -198,5 +199,89 @@ pub async fn read_all(
             }
         }
     }
-    String::from_utf8(bytes).map_err(|_| http::StatusCode::BAD_REQUEST)
+    xml_text(&bytes).ok_or(http::StatusCode::BAD_REQUEST)
+}
+
+/// An XML document's bytes as text, in the encoding its byte order mark or else its
+/// declaration names, UTF-8 by default: every XML processor reads UTF-8 and UTF-16
+/// (XML 1.0 §4.3.3), and RFC 4918 §8.2 asks for such a processor. `None` when the
+/// bytes are not text in that encoding, or it is unknown.
+pub fn xml_text(bytes: &[u8]) -> Option<String> {
+    let (encoding, bom) = match encoding_rs::Encoding::for_bom(bytes) {
+        Some(found) => found,
+        None => (declared_encoding(bytes)?, 0),
+    };
+    encoding
+        .decode_without_bom_handling_and_without_replacement(&bytes[bom..])
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// The encoding an XML declaration (`<?xml version="1.0" encoding="…"?>`) names;
+/// UTF-8 without one; `None` for a name not known.
+fn declared_encoding(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let Some(rest) = bytes.strip_prefix(b"<?xml") else {
+        return Some(encoding_rs::UTF_8);
+    };
+    let end = rest
+        .windows(2)
+        .position(|w| w == b"?>")
+        .unwrap_or(rest.len());
+    let declaration = &rest[..end];
+    let Some(at) = declaration.windows(8).position(|w| w == b"encoding") else {
+        return Some(encoding_rs::UTF_8);
+    };
+    let value = declaration[at + 8..]
+        .trim_ascii_start()
+        .strip_prefix(b"=")?;
+    let value = value.trim_ascii_start();
+    let quote = *value.first()?;
+    if quote != b'"' && quote != b'\'' {
+        return None;
+    }
+    let label = &value[1..];
+    let label = &label[..label.iter().position(|&b| b == quote)?];
+    // A declaration that names UTF-16 without a byte order mark was not sent as
+    // UTF-16 (its own bytes read as ASCII here): taken as what it is, UTF-8.
+    match encoding_rs::Encoding::for_label(label)? {
+        e if e == encoding_rs::UTF_16LE || e == encoding_rs::UTF_16BE => Some(encoding_rs::UTF_8),
+        e => Some(e),
+    }
+}
+
+#[cfg(test)]
+mod xml_tests {
+    use super::xml_text;
+
+    #[test]
+    fn xml_is_read_in_the_encoding_it_names() {
+        let doc = "<?xml version=\"1.0\" encoding=\"utf-16\"?><a>é</a>";
+        let mut le = vec![0xff, 0xfe];
+        le.extend(doc.encode_utf16().flat_map(u16::to_le_bytes));
+        assert_eq!(xml_text(&le).as_deref(), Some(doc));
+        let mut be = vec![0xfe, 0xff];
+        be.extend(doc.encode_utf16().flat_map(u16::to_be_bytes));
+        assert_eq!(xml_text(&be).as_deref(), Some(doc));
+        // A UTF-8 byte order mark, and none.
+        let utf8 = "<?xml version=\"1.0\"?><a>é</a>";
+        let mut marked = vec![0xef, 0xbb, 0xbf];
+        marked.extend(utf8.as_bytes());
+        assert_eq!(xml_text(&marked).as_deref(), Some(utf8));
+        assert_eq!(xml_text(utf8.as_bytes()).as_deref(), Some(utf8));
+        // Latin-1 by its declaration, single or double quotes.
+        for declaration in [
+            &b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"[..],
+            b"<?xml version='1.0' encoding = 'latin1' ?>",
+        ] {
+            let mut latin = declaration.to_vec();
+            latin.extend(b"<a>\xe9</a>");
+            let text = xml_text(&latin).unwrap();
+            assert!(text.ends_with("<a>é</a>"), "{text}");
+        }
+        // Not UTF-8 though it says nothing else; an encoding nobody knows.
+        assert_eq!(xml_text(b"<a>\xe9</a>"), None);
+        assert_eq!(
+            xml_text(b"<?xml version=\"1.0\" encoding=\"klingon\"?><a/>"),
+            None
+        );
+    }
 }

@@ -17,7 +17,7 @@ use http::header::{HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use quick_xml::events::Event;
 
-use super::body::read_all;
+use super::body::read_xml;
 use super::{io_status, Uploads};
 use crate::fs::write::EntryType;
 use crate::fs::Node;
@@ -394,7 +394,7 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         Some(_) => return response::error(StatusCode::BAD_REQUEST),
     };
     let timeout = requested_timeout(&head.headers);
-    let xml = match read_all(&mut body, 64 * 1024, up.settings.body_timeout).await {
+    let xml = match read_xml(&mut body, 64 * 1024, up.settings.body_timeout).await {
         Ok(xml) => xml,
         Err(status) => return response::error(status),
     };

@@ -25,7 +25,7 @@ use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-use super::body::read_all;
+use super::body::read_xml;
 use super::Uploads;
 use crate::fs::write::WriteDir;
 use crate::fs::{EntryKind, Node};
@@ -181,7 +181,7 @@ pub async fn propfind(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         Some(d) if d.eq_ignore_ascii_case(b"infinity") => None,
         Some(_) => return response::error(StatusCode::BAD_REQUEST),
     };
-    let xml = match read_all(&mut body, MAX_XML, up.settings.body_timeout).await {
+    let xml = match read_xml(&mut body, MAX_XML, up.settings.body_timeout).await {
         Ok(xml) => xml,
         Err(status) => return response::error(status),
     };
@@ -448,7 +448,7 @@ pub async fn proppatch(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
         mut body,
         ..
     } = req;
-    let xml = match read_all(&mut body, MAX_XML, up.settings.body_timeout).await {
+    let xml = match read_xml(&mut body, MAX_XML, up.settings.body_timeout).await {
         Ok(xml) => xml,
         Err(status) => return response::error(status),
     };
