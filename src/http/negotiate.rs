@@ -19,8 +19,14 @@ pub fn list_members<'a>(
 /// of the most specific matching range (`type/subtype` over `type/*` over `*/*`), 0 if
 /// none matches. A missing header accepts everything (q = 1).
 pub fn media_quality(headers: &HeaderMap, media_type: &str) -> f32 {
+    media_match(headers, media_type).0
+}
+
+/// [`media_quality`], and how specific the range that gave it was: 3 for the type
+/// itself, 2 for `type/*`, 1 for `*/*`, 0 when nothing (or no Accept) matched.
+fn media_match(headers: &HeaderMap, media_type: &str) -> (f32, u8) {
     if !headers.contains_key(header::ACCEPT) {
-        return 1.0;
+        return (1.0, 0);
     }
     let (ty, _) = media_type.split_once('/').unwrap_or((media_type, ""));
     let mut best: Option<(u8, f32)> = None;
@@ -42,7 +48,7 @@ pub fn media_quality(headers: &HeaderMap, media_type: &str) -> f32 {
             best = Some((specificity, q));
         }
     }
-    best.map_or(0.0, |(_, q)| q)
+    best.map_or((0.0, 0), |(specificity, q)| (q, specificity))
 }
 
 /// The weight a list member's parameters give it: its `q` parameter (name matched
@@ -77,10 +83,13 @@ pub fn qvalue(text: &str) -> Option<f32> {
     }
 }
 
-/// Whether a listing should be JSON: the client rates `application/json` above HTML.
+/// Whether a listing should be JSON: the client rates `application/json` above HTML,
+/// or as high but by name where HTML only falls under a wider range (axios's
+/// `application/json, text/plain, */*`).
 pub fn prefers_json(headers: &HeaderMap) -> bool {
-    let json = media_quality(headers, "application/json");
-    json > 0.0 && json > media_quality(headers, "text/html")
+    let (json, json_by) = media_match(headers, "application/json");
+    let (html, html_by) = media_match(headers, "text/html");
+    json > 0.0 && (json > html || (json == html && json_by > html_by))
 }
 
 #[cfg(test)]
@@ -111,6 +120,10 @@ mod tests {
         assert!(!json("*/*"));
         assert!(!json("application/json;q=0, */*"));
         assert!(!json("text/html, application/json"));
+        // Named beats a wider range at the same weight; not a lower weight.
+        assert!(json("application/json, text/plain, */*"));
+        assert!(!json("application/json;q=0.9, */*"));
+        assert!(json("text/*, application/json"));
         assert!(!prefers_json(&HeaderMap::new()));
         assert!(prefers_json(&accept(&[
             "text/html;q=0.5",

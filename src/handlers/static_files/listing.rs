@@ -562,7 +562,7 @@ fn json_entry(entry: &Entry, first: bool, out: &mut String) {
         "name": String::from_utf8_lossy(&entry.name),
         "type": if is_dir { "dir" } else { "file" },
         "size": entry.size,
-        "mtime": entry.mtime.map(|t| mtime_text(Some(t))),
+        "mtime": Some(mtime_text(entry.mtime)).filter(|t| !t.is_empty()),
         "href": href,
     });
     if !first {
@@ -571,14 +571,34 @@ fn json_entry(entry: &Entry, first: bool, out: &mut String) {
     out.push_str(&value.to_string());
 }
 
+/// A modification time as RFC 3339 in UTC, to the second (`1969-07-20T20:17:40Z`);
+/// empty for none, or one outside the years 0000 to 9999 that RFC 3339 can write.
 fn mtime_text(mtime: Option<SystemTime>) -> String {
-    mtime.map_or_else(String::new, |t| {
-        if crate::http::response::is_writable_date(t) {
-            humantime::format_rfc3339_seconds(t).to_string()
-        } else {
-            String::new()
+    // Whole seconds since 1970, rounded down (before it too).
+    let secs = match mtime.map(|t| t.duration_since(SystemTime::UNIX_EPOCH)) {
+        None => return String::new(),
+        Some(Ok(after)) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Some(Err(before)) => {
+            let d = before.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            -whole - i64::from(d.subsec_nanos() > 0)
         }
-    })
+    };
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
+        return String::new();
+    };
+    if !(0..=9999).contains(&t.year()) {
+        return String::new();
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Escapes text for HTML content and double-quoted attributes.
@@ -614,6 +634,9 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
+/// A size as people read it: bytes below 1 KiB, else one decimal of the largest unit
+/// that the value, rounded as shown, reaches (1,048,575 bytes is "1.0 MiB", not
+/// "1024.0 KiB").
 fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
@@ -621,7 +644,7 @@ fn human_size(bytes: u64) -> String {
     }
     let mut value = bytes as f64 / 1024.0;
     let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
         value /= 1024.0;
         unit += 1;
     }
@@ -631,6 +654,39 @@ fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_that_round_up_to_a_unit_are_shown_in_it() {
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(1_048_524), "1023.9 KiB");
+        assert_eq!(human_size(1_048_575), "1.0 MiB");
+        assert_eq!(human_size(1_048_576), "1.0 MiB");
+        assert_eq!(human_size(1_073_741_823), "1.0 GiB");
+        assert_eq!(human_size(1_099_511_627_775), "1.0 TiB");
+    }
+
+    #[test]
+    fn times_before_1970_are_written_too() {
+        let at = |secs: i64| {
+            let t = if secs < 0 {
+                SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+            } else {
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+            };
+            mtime_text(Some(t))
+        };
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(at(-14_182_940), "1969-07-20T20:17:40Z");
+        assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(at(253_402_300_800), "", "year 10000");
+        assert_eq!(at(i64::MAX / 2), "", "far beyond");
+        assert_eq!(at(-62_167_219_201), "", "year -1");
+        let half_before = SystemTime::UNIX_EPOCH - std::time::Duration::from_millis(500);
+        assert_eq!(mtime_text(Some(half_before)), "1969-12-31T23:59:59Z");
+        assert_eq!(mtime_text(None), "");
+    }
 
     #[test]
     fn names_are_shown_without_controls_but_linked_exactly() {

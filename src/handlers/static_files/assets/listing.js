@@ -23,7 +23,8 @@
   const human = (n) => {
     const units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    // Onward while the value would show as 1024.0 (1,048,575 bytes is 1.0 MiB).
+    while ((i ? n >= 1023.95 : n >= 1024) && i < units.length - 1) { n /= 1024; i++; }
     return (i ? n.toFixed(1) : n) + " " + units[i];
   };
   const duration = (s) => !isFinite(s) ? "" : s < 60 ? Math.ceil(s) + " s" : Math.floor(s / 60) + " min " + Math.ceil(s % 60) + " s";
