@@ -391,6 +391,32 @@ fn json_listing_when_requested() {
     assert!(!body.contains(".secret"), "dotfile listed: {body}");
 }
 
+/// A folder asked for by a loose spelling goes to its own URL, from where its
+/// page's relative links (the parent's `../`) lead where they say.
+#[test]
+fn a_folder_spelled_loosely_redirects_to_its_own_url() {
+    let (_tmp, server) = start();
+    for (asked, canonical) in [
+        ("/json//", "/json/"),
+        ("//json/", "/json/"),
+        ("/json/./", "/json/"),
+        ("/json/adir/%2e%2e/", "/json/"),
+        ("/json//adir/?sort=size", "/json/adir/?sort=size"),
+        ("//", "/"),
+    ] {
+        let res = get(&server, asked);
+        assert_eq!(res.status, 301, "{asked}");
+        assert_eq!(
+            res.header("location").as_deref(),
+            Some(canonical),
+            "{asked}"
+        );
+    }
+    assert_eq!(get(&server, "/json/").status, 200);
+    // A file under a loose spelling is served as before.
+    assert_eq!(get(&server, "/json//a.txt").body, b"a");
+}
+
 /// A file written in place changes its size and time, not its folder's state: the
 /// next listing shows it all the same, and its old ETag no longer matches.
 #[test]

@@ -213,8 +213,32 @@ impl StaticFiles {
             readable,
             ..
         } = req;
+        // A folder asked for by a loose spelling (`/sub//`, `/a/./sub/`) goes to its
+        // own URL first: its page's relative links (the parent's `../`) are meant
+        // from there. Not after a rewrite, whose target the client never named.
+        if path.has_trailing_slash() && target == head.uri.path() && is_loose(target) {
+            let mut location = path.to_url(true);
+            if let Some(query) = head.uri.query().filter(|q| !q.is_empty()) {
+                location.push('?');
+                location.push_str(query);
+            }
+            return response::moved_permanently(&location);
+        }
         self.serve_path(head, path, target, readable, offers).await
     }
+}
+
+/// Whether a request path has empty or dot segments inside it (`//`, `/./`, `/../`,
+/// encoded dots too), which its canonical spelling does not.
+fn is_loose(raw: &str) -> bool {
+    let inner = raw.strip_prefix('/').unwrap_or(raw);
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    !inner.is_empty()
+        && inner.split('/').any(|segment| {
+            let decoded: Vec<u8> = percent_encoding::percent_decode_str(segment).collect();
+            matches!(decoded.as_slice(), b"" | b"." | b"..")
+        })
+        || raw.starts_with("//")
 }
 
 /// What the query asks of a folder: the listing in some order, or an archive. Only
