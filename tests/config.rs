@@ -339,6 +339,31 @@ fn invalid_configurations_name_file_line_and_key() {
             "[[rule]]\npath = \"/app/*\"\nspa = \"/index.html\"\nredirect = \"/\"\n",
             ":3: key \"rule.spa\": a rule that redirects serves nothing",
         ),
+        // A Location that could not be sent, or would not be a URI.
+        (
+            "[[rule]]\npath = \"/crlf\"\nredirect = \"/a\\r\\nSet-Cookie: x=1\"\n",
+            ":3: key \"rule.redirect\":",
+        ),
+        (
+            "[[rule]]\npath = \"/bad\"\nredirect = \"ht!tp://bad\"\n",
+            ":3: key \"rule.redirect\": \"ht!tp://bad\" does not start with a valid scheme",
+        ),
+        (
+            "[[rule]]\npath = \"/sp\"\nredirect = \"/a b\"\n",
+            ":3: key \"rule.redirect\":",
+        ),
+        (
+            "[[rule]]\npath = \"/e\"\nredirect = \"\"\n",
+            ":3: key \"rule.redirect\": an empty target",
+        ),
+        (
+            "[[rule]]\npath = \"/none/*\"\nallow = []\n",
+            ":3: key \"rule.allow\": an empty list would admit no one",
+        ),
+        (
+            "header-timeout = \"1ns\"\n",
+            ":1: key \"header-timeout\":",
+        ),
     ];
     for (content, expected) in cases {
         let tmp = tempfile::tempdir().unwrap();

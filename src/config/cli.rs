@@ -706,6 +706,11 @@ fn parse_admin(value: &str) -> Result<SocketAddr, String> {
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err("a timeout must be longer than zero".into()),
+        // Shorter than the time a packet takes to cross a network: every client
+        // would be cut off (`1ns` is a slip, not a policy).
+        d if d < Duration::from_millis(1) => {
+            Err(format!("{s:?} is too short for a timeout: 1ms or more"))
+        }
         d => Ok(d),
     }
 }
@@ -720,6 +725,15 @@ mod tests {
         Cli::try_parse_from(argv)
             .map_err(|e| e.to_string())?
             .into_config()
+    }
+
+    #[test]
+    fn timeouts_under_a_millisecond_are_refused() {
+        for value in ["1ns", "999us", "0s"] {
+            assert!(parse_timeout(value).is_err(), "{value}");
+        }
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
+        assert!(config(&["--header-timeout", "1ns"]).is_err());
     }
 
     #[test]

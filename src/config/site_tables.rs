@@ -271,10 +271,18 @@ fn parse_rule(
         ),
         Some(_) => return Err((at("status"), "key \"rule.status\": expected a number".into())),
     };
-    let redirect = string("redirect")?.map(|to| Redirect {
-        to,
-        status: status.unwrap_or(StatusCode::FOUND),
-    });
+    let redirect = match string("redirect")? {
+        Some(to) => {
+            if let Err(why) = redirect_target(&to) {
+                return Err((at("redirect"), format!("key \"rule.redirect\": {why}")));
+            }
+            Some(Redirect {
+                to,
+                status: status.unwrap_or(StatusCode::FOUND),
+            })
+        }
+        None => None,
+    };
     if status.is_some() && redirect.is_none() {
         return Err((
             at("status"),
@@ -523,7 +531,19 @@ fn parse_rule(
         redirect,
         rewrite,
         spa,
-        allow: nets("allow")?,
+        allow: match nets("allow")? {
+            // No one at all is what `deny` says; an empty `allow` reads as "no
+            // limit" to some and "no one" to others.
+            allow if allow.is_empty() && rule.contains_key("allow") => {
+                return Err((
+                    at("allow"),
+                    "key \"rule.allow\": an empty list would admit no one; to refuse \
+                     every client write deny = [\"0.0.0.0/0\", \"::/0\"], or leave allow out"
+                        .into(),
+                ))
+            }
+            allow => allow,
+        },
         deny: nets("deny")?,
         cors,
         auth,
@@ -830,4 +850,31 @@ fn fastcgi_handler(rule: &toml::Table, (text, base): (&str, usize)) -> Result<Ha
 /// [`crate::handlers::cgi::Route::scripts`]).
 pub fn script_pattern(glob: Glob) -> crate::handlers::cgi::ScriptPattern {
     std::sync::Arc::new(move |script: &str| glob.captures(script).is_some())
+}
+
+/// Whether `to` can be a redirect's `Location` (a URI reference, RFC 9110 §10.2.2,
+/// RFC 3986 §4.1) once its `{…}` captures are filled in; why not, if not.
+fn redirect_target(to: &str) -> Result<(), String> {
+    if to.is_empty() {
+        return Err("an empty target would send the client back where it was".into());
+    }
+    if let Some(c) = to.chars().find(|&c| {
+        !(c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '|'))
+    }) {
+        return Err(format!(
+            "{to:?} holds {c:?}, which a URI cannot (percent-encode it)"
+        ));
+    }
+    // Before the first `/`, `?` or `#`, a `:` ends a scheme: letters first, then
+    // letters, digits, `+`, `-`, `.` (RFC 3986 §3.1); else it is no URI at all.
+    let head = to.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((scheme, _)) = head.split_once(':') {
+        let mut chars = scheme.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if !valid {
+            return Err(format!("{to:?} does not start with a valid scheme"));
+        }
+    }
+    Ok(())
 }

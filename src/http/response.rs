@@ -85,8 +85,9 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
             res.headers_mut().insert(header::LOCATION, value);
             res
         }
-        // Unreachable for locations made by SitePath; refuse rather than send a bad header.
-        Err(_) => error(StatusCode::BAD_REQUEST),
+        // Unreachable: locations made by SitePath, or checked when the config was
+        // read. Wharf's own fault if not, never sent as a bad header.
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 
