@@ -364,6 +364,19 @@ fn invalid_configurations_name_file_line_and_key() {
             "header-timeout = \"1ns\"\n",
             ":1: key \"header-timeout\":",
         ),
+        // A rule's sub-tables and dotted keys: the line of the key at fault.
+        (
+            "port = 1\n[[rule]]\npath = \"/a/*\"\n\n[rule.headers]\nX-Ok = \"1\"\n\"Bad Name\" = \"2\"\n",
+            ":7: key \"rule.headers\": invalid header name",
+        ),
+        (
+            "[[rule]]\npath = \"/a/*\"\n[rule.cors]\norigins = [\"*\"]\nbogus = 1\n",
+            ":5: unknown key \"rule.cors.bogus\"",
+        ),
+        (
+            "[[rule]]\npath = \"/a/*\"\n\n\ncors.max-age = \"ten\"\n",
+            ":5: key \"rule.cors.max-age\"",
+        ),
     ];
     for (content, expected) in cases {
         let tmp = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use ipnet::IpNet;
 
-use crate::config::lines::{key_line, line_in_section, section_line};
+use crate::config::lines::{key_line, line_in_section, line_in_table, section_line};
 use crate::handlers::proxy::{Route, RouteSettings};
 use crate::handlers::Handler;
 use crate::site::cors::Cors;
@@ -230,7 +230,8 @@ fn parse_rule(
         None => {}
         Some(toml::Value::Table(h)) => {
             for (name, value) in h {
-                let bad = |what: String| (at("headers"), format!("key \"rule.headers\": {what}"));
+                let line = line_in_table(text, base, "headers", name);
+                let bad = |what: String| (line, format!("key \"rule.headers\": {what}"));
                 let name = HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| bad(format!("invalid header name {name:?}")))?;
                 if FRAMING_HEADERS.contains(&name.as_str()) {
@@ -332,13 +333,13 @@ fn parse_rule(
                 .iter()
                 .map(|i| {
                     i.as_str().map(String::from).ok_or((
-                        at("cors"),
+                        line_in_table(text, base, "cors", key),
                         format!("key \"rule.cors.{key}\": expected a list of strings"),
                     ))
                 })
                 .collect(),
             Some(_) => Err((
-                at("cors"),
+                line_in_table(text, base, "cors", key),
                 format!("key \"rule.cors.{key}\": expected a list of strings"),
             )),
         }
@@ -357,14 +358,14 @@ fn parse_rule(
                 ]
                 .contains(&k.as_str())
             }) {
-                return Err((at("cors"), format!("unknown key \"rule.cors.{k}\" (known: origins, methods, headers, expose, credentials, max-age)")));
+                return Err((line_in_table(text, base, "cors", k), format!("unknown key \"rule.cors.{k}\" (known: origins, methods, headers, expose, credentials, max-age)")));
             }
             let credentials = match t.get("credentials") {
                 None => false,
                 Some(toml::Value::Boolean(b)) => *b,
                 Some(_) => {
                     return Err((
-                        at("cors"),
+                        line_in_table(text, base, "cors", "credentials"),
                         "key \"rule.cors.credentials\": expected true or false".into(),
                     ))
                 }
@@ -373,13 +374,13 @@ fn parse_rule(
                 None => None,
                 Some(toml::Value::Integer(n)) => Some(u32::try_from(*n).map_err(|_| {
                     (
-                        at("cors"),
+                        line_in_table(text, base, "cors", "max-age"),
                         "key \"rule.cors.max-age\": expected seconds (0 or more)".to_string(),
                     )
                 })?),
                 Some(_) => {
                     return Err((
-                        at("cors"),
+                        line_in_table(text, base, "cors", "max-age"),
                         "key \"rule.cors.max-age\": expected a number of seconds".into(),
                     ))
                 }
