@@ -36,3 +36,22 @@ pub fn handed_back(parts: &http::response::Parts) -> Option<(String, Response<Bo
     }
     Some((target, res))
 }
+
+/// Whether `name` is one of an app's notes to the server in front (nginx's
+/// `X-Accel-*`, and `X-Pad`, which old servers sent), not to the client: nginx
+/// passes none of them on from a proxied or a FastCGI app.
+pub fn is_note_to_front(name: &http::HeaderName) -> bool {
+    name.as_str().starts_with("x-accel-") || name.as_str() == "x-pad"
+}
+
+/// Removes an app's notes to the server in front from `headers`.
+pub fn remove_notes(headers: &mut http::HeaderMap) {
+    let notes: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|n| is_note_to_front(n))
+        .cloned()
+        .collect();
+    for name in notes {
+        headers.remove(name);
+    }
+}

@@ -451,8 +451,9 @@ impl Handlers {
                 let answer = fastcgi::respond(&self.cgi, route, root, max_body, req);
                 let res = Box::pin(unless_client_leaves(client, answer)).await;
                 // A PHP app's X-Accel-Redirect, as nginx follows it after fastcgi_pass.
-                let (parts, body) = res.into_parts();
+                let (mut parts, body) = res.into_parts();
                 let Some((to, handed)) = handed_file::handed_back(&parts) else {
+                    handed_file::remove_notes(&mut parts.headers);
                     return Response::from_parts(parts, body);
                 };
                 // The app's own body is not wanted: dropping it ends its answer.

@@ -16,6 +16,7 @@ use super::cache::fill::Filling;
 use super::upstream::host_of;
 use super::websocket;
 use super::Route;
+use crate::handlers::handed_file;
 use crate::handlers::spool::{spool, Spooled};
 use crate::handlers::Request as Incoming;
 use crate::http::body::{Body, FileRange, Segment};
@@ -578,13 +579,6 @@ const RESENDS: u32 = 3;
 
 /// Whether a request failed because its connection closed (or was reset) before
 /// any answer came: what a kept-alive connection the app has since closed gives.
-/// Whether `name` is one of an app's notes to the server in front (nginx's
-/// `X-Accel-*`, and `X-Pad`, which old servers sent), not to the client: nginx
-/// passes none of them on either.
-fn is_note_to_front(name: &HeaderName) -> bool {
-    name.as_str().starts_with("x-accel-") || name.as_str() == "x-pad"
-}
-
 /// Whether connecting failed because the connect timeout ran out.
 fn connect_timed_out(e: &hyper_util::client::legacy::Error) -> bool {
     let mut source = std::error::Error::source(e);
@@ -1044,7 +1038,7 @@ pub fn clean(headers: &mut HeaderMap, status: StatusCode, received: Version) -> 
     let listed = connection_listed(headers);
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
-        if is_hop_by_hop(&name, &listed) || is_note_to_front(&name) {
+        if is_hop_by_hop(&name, &listed) || handed_file::is_note_to_front(&name) {
             headers.remove(&name);
         }
     }
