@@ -68,6 +68,27 @@ fn patch(server: &Server, url: &str, offset: usize, bytes: &[u8]) -> Response {
     )
 }
 
+/// A connection on which a PATCH from offset 0 announcing `len` bytes has sent its
+/// head (and `extra` fields), and no body yet: the test sends what it likes of it.
+fn patch_started(server: &Server, url: &str, len: usize, extra: &[(&str, &str)]) -> Conn {
+    let mut head = format!(
+        "PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {len}\r\n"
+    );
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut conn = Conn::open(server);
+    conn.send(head.as_bytes());
+    conn
+}
+
+/// The file that holds the bytes of the upload at `url` so far.
+fn upload_bytes_file(root: &std::path::Path, url: &str) -> std::path::PathBuf {
+    root.join(".wharf-tus")
+        .join(url.split("tus=").nth(1).expect("an id in the URL"))
+}
+
 fn offset_of(server: &Server, url: &str) -> Option<String> {
     let res = tus(server, "HEAD", url, &[], b"");
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
@@ -375,21 +396,12 @@ fn an_upload_resumes_after_a_broken_connection_and_a_restart() {
     let mut server = Server::start(&root, &["--upload"]);
     let url = create(&server, "/", "big.bin", data.len());
     // The connection breaks 1 MB into a PATCH meant to carry everything.
-    let mut conn = Conn::open(&server);
-    conn.send(
-        format!(
-            "PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
-            data.len()
-        )
-        .as_bytes(),
-    );
+    let mut conn = patch_started(&server, &url, data.len(), &[]);
     conn.send(&data[..1_000_000]);
     drop(conn);
     // The server keeps what arrived: all of it once the PATCH has seen the end
     // (a HEAD asked earlier would stop it where it was).
-    let file = root
-        .join(".wharf-tus")
-        .join(url.split("tus=").nth(1).expect("an id"));
+    let file = upload_bytes_file(&root, &url);
     let kept = poll_until(IO_TIMEOUT, || {
         let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         (len == 1_000_000).then_some(())
@@ -415,18 +427,9 @@ fn a_new_request_stops_an_older_patch_of_the_same_upload() {
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
     let server = Server::start(&root, &["--upload"]);
     let url = create(&server, "/", "stalled.bin", data.len());
-    let mut conn = Conn::open(&server);
-    conn.send(
-        format!(
-            "PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
-            data.len()
-        )
-        .as_bytes(),
-    );
+    let mut conn = patch_started(&server, &url, data.len(), &[]);
     conn.send(&data[..800_000]);
-    let file = root
-        .join(".wharf-tus")
-        .join(url.split("tus=").nth(1).expect("an id"));
+    let file = upload_bytes_file(&root, &url);
     let arrived = poll_until(IO_TIMEOUT, || {
         let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         (len >= 500_000).then_some(())
@@ -765,22 +768,11 @@ fn a_chunk_with_a_checksum_counts_only_whole() {
         use sha1::Digest;
         base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(&data))
     };
-    let mut conn = Conn::open(&server);
-    conn.send(
-        format!(
-            "PATCH {url} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nUpload-Checksum: sha1 {sum}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
-            data.len()
-        )
-        .as_bytes(),
-    );
+    let checksum = format!("sha1 {sum}");
+    let mut conn = patch_started(&server, &url, data.len(), &[("Upload-Checksum", &checksum)]);
     conn.send(&data[..1_000_000]);
     // The bytes are in the upload's file (the upload is busy until the PATCH ends).
-    let id = url
-        .split("tus=")
-        .nth(1)
-        .expect("an id in the URL")
-        .to_string();
-    let file = root.join(".wharf-tus").join(&id);
+    let file = upload_bytes_file(&root, &url);
     let arrived = poll_until(IO_TIMEOUT, || {
         let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         // Some of what was sent may still wait in buffers on the way.
