@@ -89,26 +89,6 @@ fn dotted(name: &str) -> impl Iterator<Item = &str> {
         .map(|p| p.trim().trim_matches(|c| c == '"' || c == '\''))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TEXT: &str = "port = 1\n[[rule]]\npath = \"/a\"\ncors.max-age = \"ten\"\n\n[rule.headers]\nX-Ok = \"1\"\n\"Bad Name\" = \"2\"\n[[rule]]\nheaders = { \"A B\" = \"1\" }\n";
-
-    #[test]
-    fn keys_are_found_in_sub_tables_and_dotted_keys() {
-        assert_eq!(line_in_section(TEXT, 2, "path"), 3);
-        assert_eq!(line_in_section(TEXT, 2, "cors"), 4);
-        assert_eq!(line_in_section(TEXT, 2, "headers"), 6);
-        assert_eq!(line_in_table(TEXT, 2, "headers", "Bad Name"), 8);
-        assert_eq!(line_in_table(TEXT, 2, "cors", "max-age"), 4);
-        // Not past the next rule; an inline table is its own key's line.
-        assert_eq!(line_in_section(TEXT, 2, "nothing"), 2);
-        assert_eq!(line_in_section(TEXT, 9, "headers"), 10);
-        assert_eq!(line_in_table(TEXT, 9, "headers", "A B"), 10);
-    }
-}
-
 /// 1-based line of byte offset `at`.
 pub fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())]
@@ -131,4 +111,24 @@ pub fn key_line(text: &str, key: &str) -> usize {
         }
     }
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "port = 1\n[[rule]]\npath = \"/a\"\ncors.max-age = \"ten\"\n\n[rule.headers]\nX-Ok = \"1\"\n\"Bad Name\" = \"2\"\n[[rule]]\nheaders = { \"A B\" = \"1\" }\n";
+
+    #[test]
+    fn keys_are_found_in_sub_tables_and_dotted_keys() {
+        assert_eq!(line_in_section(TEXT, 2, "path"), 3);
+        assert_eq!(line_in_section(TEXT, 2, "cors"), 4);
+        assert_eq!(line_in_section(TEXT, 2, "headers"), 6);
+        assert_eq!(line_in_table(TEXT, 2, "headers", "Bad Name"), 8);
+        assert_eq!(line_in_table(TEXT, 2, "cors", "max-age"), 4);
+        // Not past the next rule; an inline table is its own key's line.
+        assert_eq!(line_in_section(TEXT, 2, "nothing"), 2);
+        assert_eq!(line_in_section(TEXT, 9, "headers"), 10);
+        assert_eq!(line_in_table(TEXT, 9, "headers", "A B"), 10);
+    }
 }

@@ -859,9 +859,10 @@ fn redirect_target(to: &str) -> Result<(), String> {
     if to.is_empty() {
         return Err("an empty target would send the client back where it was".into());
     }
-    if let Some(c) = to.chars().find(|&c| {
-        !(c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '|'))
-    }) {
+    if let Some(c) = to
+        .chars()
+        .find(|&c| !c.is_ascii_graphic() || matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '|'))
+    {
         return Err(format!(
             "{to:?} holds {c:?}, which a URI cannot (percent-encode it)"
         ));
