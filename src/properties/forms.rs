@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::BodyDataStream;
 
 use super::answers::{pieces, runtime};
-use crate::handlers::uploads::form::file_name;
+use crate::handlers::uploads::form::{file_name, part_file_name};
 use crate::http::body::Body;
 use crate::http::path::{SitePath, RESERVED_PREFIX};
 
@@ -41,7 +41,8 @@ fn read_parts(pieces: Vec<Bytes>) -> (Vec<Part>, bool) {
                 Err(_) => return (parts, false),
             };
             let name = field.name().map(str::to_string);
-            let file = field.file_name().map(str::to_string);
+            // As the handler reads it (any letter case, `filename*` first).
+            let file = part_file_name(&field).ok().flatten();
             match field.bytes().await {
                 Ok(content) => parts.push((name, file, content)),
                 Err(_) => return (parts, false),

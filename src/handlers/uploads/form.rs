@@ -108,7 +108,9 @@ pub async fn post(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respons
         };
         let raw_name = match part_file_name(&field) {
             Ok(name) => name,
-            Err(()) => return failed(StatusCode::BAD_REQUEST, &stored, &path, wants_json),
+            Err(UnreadableName) => {
+                return failed(StatusCode::BAD_REQUEST, &stored, &path, wants_json)
+            }
         };
         let Some(raw_name) = raw_name else {
             // A plain field: only `overwrite` means something here.
@@ -442,23 +444,29 @@ fn summary(stored: &[Stored], folder: &SitePath, problem: Option<&Problem<'_>>) 
 /// charset), which is refused rather than taken for a plain field and dropped.
 /// Parameter names are matched without regard to case (RFC 2183 §2, by way of RFC
 /// 7578 §4.2), which multer's own reading of `filename` does not do.
-fn part_file_name(field: &multer::Field<'_>) -> Result<Option<String>, ()> {
+pub fn part_file_name(field: &multer::Field<'_>) -> Result<Option<String>, UnreadableName> {
     let disposition = field
         .headers()
         .get(header::CONTENT_DISPOSITION)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
     if let Some(value) = disposition_param(disposition, b"filename*") {
-        return decode_extended(&value).map(Some).ok_or(());
+        return decode_extended(&value).map(Some).ok_or(UnreadableName);
     }
     match field.file_name() {
         Some(name) => Ok(Some(name.to_string())),
         None => match disposition_param(disposition, b"filename") {
-            Some(value) => String::from_utf8(value).map(Some).map_err(|_| ()),
+            Some(value) => String::from_utf8(value)
+                .map(Some)
+                .map_err(|_| UnreadableName),
             None => Ok(None),
         },
     }
 }
+
+/// A file part's name that is not UTF-8 text (or in a charset other than UTF-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreadableName;
 
 /// The value of parameter `name` (any letter case) in a `Content-Disposition`
 /// value: a token, or a quoted string with its quotes and escapes taken off.
