@@ -1085,6 +1085,34 @@ fn an_app_hands_files_back_with_x_accel_redirect() {
     assert_eq!(get(&server, "/protected/report.txt").status, 404);
 }
 
+/// A folder handed back under a loose spelling is served, not redirected: the
+/// path is the app's, and a redirect would name an internal place to the client.
+#[test]
+fn a_folder_handed_back_loosely_is_served_not_redirected() {
+    let app = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected//\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (_t, root) = temp_root();
+    write_file(&root, "protected/report.txt", "0123456789");
+    let conf = root.parent().unwrap().join("accel-dir.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/protected/\"\ninternal = true\n[[rule]]\npath = \"/download/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let res = get(&server, "/download/all");
+    assert_eq!(res.status, 200, "{:?}", res.header("location"));
+    assert!(
+        res.body_text().contains("report.txt"),
+        "{}",
+        res.body_text()
+    );
+}
+
 /// wharf proxying every path to an app that reads one request and hands its socket
 /// to `answer`; returns wharf's temporary root, wharf, and a client connection on
 /// which `GET /big` (`Connection: close`) has been sent.

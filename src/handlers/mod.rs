@@ -218,6 +218,7 @@ impl Handlers {
         };
         fetch.headers = head.headers.clone();
         fetch.version = head.version;
+        fetch.extensions.insert(HandedBack);
         let mut res = match self.static_files.from_cache(&fetch, path_only) {
             Some(res) => res,
             None => {
@@ -339,6 +340,11 @@ pub struct Request<'a> {
     /// the request asks for more than one path (a folder's archive); `None`: all.
     pub readable: Option<ReadPolicy>,
 }
+
+/// Marks the request for a file an app handed back (`X-Accel-Redirect`): its path is
+/// the app's, never the client's, so nothing about its spelling is told back.
+#[derive(Debug, Clone, Copy)]
+pub struct HandedBack;
 
 /// The handlers and their shared state, built once at startup.
 #[derive(Debug)]

@@ -215,8 +215,14 @@ impl StaticFiles {
         } = req;
         // A folder asked for by a loose spelling (`/sub//`, `/a/./sub/`) goes to its
         // own URL first: its page's relative links (the parent's `../`) are meant
-        // from there. Not after a rewrite, whose target the client never named.
-        if path.has_trailing_slash() && target == head.uri.path() && is_loose(target) {
+        // from there. Not after a rewrite, nor for a file an app handed back, whose
+        // paths the client never named.
+        let clients_own = target == head.uri.path()
+            && head
+                .extensions
+                .get::<crate::handlers::HandedBack>()
+                .is_none();
+        if path.has_trailing_slash() && clients_own && is_loose(target) {
             let mut location = path.to_url(true);
             if let Some(query) = head.uri.query().filter(|q| !q.is_empty()) {
                 location.push('?');
