@@ -550,7 +550,10 @@ impl HotCache {
         self.folders.catch_up();
         if let Some(old) = self.get(key) {
             if let Entry::Listing(old) = &*old {
-                if old.state == state && old.current() {
+                // Not when the older pages were never watched and this one is: its
+                // mark would be lost for theirs.
+                let watched_as_well = old.mark.is_some() || entry.mark.is_none();
+                if old.state == state && old.current() && watched_as_well {
                     // The other format's page stays, and with it the older mark,
                     // which has watched since before either was read.
                     entry.mark = old.mark.clone();

@@ -5,12 +5,14 @@
 //! with inotify from before it is read for a listing; the kernel queues an event
 //! for every change to the folder or to a file in it by the time the change returns
 //! to its writer, and the queue is read before each listing is answered from the
-//! cache. So a request sent after a change never gets the listing from before it.
-//! A folder that cannot be watched (the kernel's limit on watches reached, or no
+//! cache. So a request sent after such a change never gets the listing from before
+//! it. A folder that cannot be watched (the kernel's limit on watches reached, or no
 //! inotify) is only revalidated by its own state and the listing's lifetime.
 //!
-//! What inotify does not report — a change inside a subfolder, which moves only that
-//! subfolder's modification time — still waits for the listing's lifetime.
+//! What inotify does not report still waits for the listing's lifetime: a change
+//! inside a subfolder (which moves only that subfolder's time), a file changed
+//! through a hard link in another folder or through `mmap`, a symlink's target, a
+//! change another machine makes on a network file system.
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -34,6 +36,9 @@ const CHANGES: WatchFlags = WatchFlags::MODIFY
 
 /// How many new watches between two sweeps of those no listing needs any more.
 const SWEEP_EVERY: usize = 256;
+/// The most folders watched at once: the kernel's watches are counted per user
+/// (`max_user_watches`), shared with every other program the user runs.
+const MAX_WATCHED: usize = 4096;
 
 /// One listing's "its folder changed" mark, set when the kernel says so.
 #[derive(Debug, Clone)]
@@ -91,8 +96,13 @@ impl FolderWatch {
     pub fn watch(&self, dir: impl AsFd) -> Option<Mark> {
         let mut watched = self.lock()?;
         // Before adding: a sweep may remove the very watch about to be added to.
-        if self.added.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        if self.added.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
+            || watched.marks.len() >= MAX_WATCHED
+        {
             watched.sweep();
+        }
+        if watched.marks.len() >= MAX_WATCHED {
+            return None;
         }
         // The open folder itself, whatever its path has become meanwhile.
         let path = format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd());
@@ -194,18 +204,32 @@ mod tests {
 
     #[test]
     fn watches_no_listing_holds_are_swept() {
-        let dir = tempfile::tempdir().unwrap();
+        let dirs: Vec<_> = (0..SWEEP_EVERY)
+            .map(|_| tempfile::tempdir().unwrap())
+            .collect();
+        let open = |d: &tempfile::TempDir| std::fs::File::open(d.path()).unwrap();
         let watch = FolderWatch::new();
-        let open = std::fs::File::open(dir.path()).unwrap();
-        for _ in 0..SWEEP_EVERY {
-            drop(watch.watch(&open));
+        for dir in &dirs[..SWEEP_EVERY - 1] {
+            drop(watch.watch(open(dir)));
         }
-        // The last sweep left only the mark added after it.
-        let left: usize = watch.lock().unwrap().marks.values().map(Vec::len).sum();
-        assert_eq!(left, 1);
-        // And a mark made after a sweep is still told of changes.
-        let mark = watch.watch(&open).unwrap();
-        std::fs::write(dir.path().join("new.txt"), "x").unwrap();
+        assert_eq!(watch.lock().unwrap().marks.len(), SWEEP_EVERY - 1);
+        // The next one sweeps them, then watches its own folder.
+        let last = &dirs[SWEEP_EVERY - 1];
+        let mark = watch.watch(open(last)).unwrap();
+        assert_eq!(watch.lock().unwrap().marks.len(), 1);
+        std::fs::write(last.path().join("x"), "x").unwrap();
+        watch.catch_up();
+        assert!(mark.changed());
+        // A sweep that removes the watch of the very folder asked for: the new
+        // mark still hears of it.
+        let again = &dirs[0];
+        for _ in 0..SWEEP_EVERY - 1 {
+            drop(watch.watch(open(again)));
+        }
+        let mark = watch.watch(open(again)).unwrap();
+        watch.catch_up();
+        assert!(!mark.changed());
+        std::fs::write(again.path().join("y"), "y").unwrap();
         watch.catch_up();
         assert!(mark.changed());
     }
