@@ -222,11 +222,10 @@ impl Listing {
             hashed.extend_from_slice(&e.name);
             hashed.push(e.kind as u8);
             hashed.extend_from_slice(&e.size.to_le_bytes());
-            let mtime = e
-                .mtime
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs());
-            hashed.extend_from_slice(&mtime.to_le_bytes());
+            // What the page shows of the time (before 1970 too), and whether it
+            // shows one at all.
+            hashed.extend_from_slice(mtime_text(e.mtime).as_bytes());
+            hashed.push(u8::from(e.mtime.is_some()));
         }
         EntityTag::from_hash(
             xxhash_rust::xxh3::xxh3_64(&hashed),
