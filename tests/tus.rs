@@ -341,6 +341,18 @@ fn bad_creations_and_termination() {
         b"",
     );
     assert_eq!(other_keys.status, 201, "metadata without a filename");
+    // A name given that is no text (Latin-1 "café.txt") is refused, not replaced.
+    let latin1 = tus(
+        &server,
+        "POST",
+        "/",
+        &[
+            ("Upload-Length", "0"),
+            ("Upload-Metadata", "filename Y2Fm6S50eHQ="),
+        ],
+        b"",
+    );
+    assert_eq!(latin1.status, 400);
     let taken = metadata("taken.txt");
     assert_eq!(
         tus(

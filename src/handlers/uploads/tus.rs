@@ -190,17 +190,19 @@ fn expires_header(meta: &Meta) -> Option<HeaderValue> {
     HeaderValue::from_str(&httpdate::fmt_http_date(at)).ok()
 }
 
-/// The filename in `Upload-Metadata` (`key base64,key base64`).
-fn filename(metadata: &str) -> Option<String> {
+/// The filename in `Upload-Metadata` (`key base64,key base64`): `None` when there
+/// is no `filename` key, `Some(None)` when its value is missing or not UTF-8 text.
+fn filename(metadata: &str) -> Option<Option<String>> {
     metadata.split(',').find_map(|pair| {
         let mut parts = pair.trim().splitn(2, ' ');
-        match (parts.next(), parts.next()) {
-            (Some("filename"), Some(value)) => base64::engine::general_purpose::STANDARD
-                .decode(value.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok()),
-            _ => None,
-        }
+        (parts.next() == Some("filename")).then(|| {
+            parts.next().and_then(|value| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(value.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+            })
+        })
     })
 }
 
@@ -336,9 +338,11 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
     let Some(id) = new_id() else {
         return response::error(StatusCode::INTERNAL_SERVER_ERROR);
     };
-    // The name the client gives, else (metadata is optional in tus) the upload's id.
+    // The name the client gives, else (metadata is optional in tus) the upload's id;
+    // a name given that cannot be read or used is refused, not replaced.
     let name = match metadata.as_deref().and_then(filename) {
-        Some(given) => match form::file_name(&given, up.settings.hidden)
+        Some(given) => match given
+            .and_then(|g| form::file_name(&g, up.settings.hidden))
             .and_then(|n| String::from_utf8(n).ok())
         {
             Some(name) => name,
@@ -717,10 +721,13 @@ mod tests {
     #[test]
     fn metadata_and_ids() {
         assert_eq!(
-            filename("filename d29ybGQ=,is_confidential").as_deref(),
-            Some("world")
+            filename("filename d29ybGQ=,is_confidential"),
+            Some(Some("world".to_string()))
         );
         assert_eq!(filename("other eA=="), None);
+        // There, but no text: Latin-1 "café.txt", or no value at all.
+        assert_eq!(filename("filename Y2Fm6S50eHQ="), Some(None));
+        assert_eq!(filename("filename"), Some(None));
         assert!(valid_id("0123456789abcdef0123456789abcdef"));
         assert!(!valid_id("../../etc/passwd"));
         assert!(!valid_id("0123"));
