@@ -113,13 +113,24 @@ fn xml_bodies_in_utf_16_or_a_declared_encoding_are_read() {
     let res = send("PROPPATCH", &utf16);
     assert_eq!(res.status, 207, "{}", res.body_text());
     assert!(res.body_text().contains("200 OK"), "{}", res.body_text());
-    let mut latin1 =
-        b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><D:propfind xmlns:D=\"DAV:\">\
-                       <D:prop><z:note xmlns:z=\"urn:z\"/></D:prop></D:propfind>"
-            .to_vec();
+    // Latin-1, by its declaration: é is one byte, 0xE9, which UTF-8 would refuse.
+    let summer =
+        b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><D:propertyupdate xmlns:D=\"DAV:\">\
+                   <D:set><D:prop><z:summer xmlns:z=\"urn:z\">\xe9t\xe9</z:summer></D:prop></D:set>\
+                   </D:propertyupdate>";
+    let res = send("PROPPATCH", summer);
+    assert_eq!(res.status, 207, "{}", res.body_text());
+    let mut latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><D:propfind xmlns:D=\"DAV:\">\
+                       <D:prop><z:note xmlns:z=\"urn:z\"/><z:summer xmlns:z=\"urn:z\"/></D:prop></D:propfind>"
+        .to_vec();
     let res = send("PROPFIND", &latin1);
     assert_eq!(res.status, 207, "{}", res.body_text());
     assert!(res.body_text().contains("caf\u{e9}"), "{}", res.body_text());
+    assert!(
+        res.body_text().contains("\u{e9}t\u{e9}"),
+        "{}",
+        res.body_text()
+    );
     // Bytes that are not text in the encoding named: still a bad request.
     latin1.clear();
     latin1.extend(b"<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop><z:\xe9 xmlns:z=\"urn:z\"/></D:prop></D:propfind>");

@@ -184,6 +184,25 @@ impl FileState {
         self.size
     }
 
+    /// Every field as fixed little-endian bytes (device, inode, size, mtime and ctime
+    /// as seconds and nanoseconds): the same state is the same bytes on any build.
+    pub fn to_bytes(&self) -> [u8; 56] {
+        let mut out = [0u8; 56];
+        let fields = [
+            self.dev.to_le_bytes(),
+            self.ino.to_le_bytes(),
+            self.size.to_le_bytes(),
+            self.mtime.0.to_le_bytes(),
+            self.mtime.1.to_le_bytes(),
+            self.ctime.0.to_le_bytes(),
+            self.ctime.1.to_le_bytes(),
+        ];
+        for (chunk, field) in out.chunks_exact_mut(8).zip(fields) {
+            chunk.copy_from_slice(&field);
+        }
+        out
+    }
+
     /// The state `meta` (from `fstat`) describes.
     pub fn of(meta: &Metadata) -> FileState {
         use std::os::unix::fs::MetadataExt;

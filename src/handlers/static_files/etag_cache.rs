@@ -107,11 +107,11 @@ impl EtagCache {
     }
 }
 
-/// The tag of a file too large to hash: its state's hash and its length.
+/// The tag of a file too large to hash: its state's hash and its length. The state's
+/// fields are hashed as fixed little-endian bytes, so the tag of an unchanged file
+/// stays the same across restarts and builds.
 fn state_tag(state: &FileState) -> EntityTag {
-    let mut hasher = Xxh3::new();
-    std::hash::Hash::hash(state, &mut hasher);
-    EntityTag::from_hash(hasher.digest(), state.size())
+    EntityTag::from_hash(xxhash_rust::xxh3::xxh3_64(&state.to_bytes()), state.size())
 }
 
 fn hash_file(file: &File, size: u64) -> io::Result<EntityTag> {
