@@ -246,7 +246,7 @@ pub struct Cli {
     cgi_max: Option<u32>,
 
     /// Incomplete resumable uploads are removed after this long.
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_timeout, env = "WHARF_UPLOAD_EXPIRY")]
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_expiry, env = "WHARF_UPLOAD_EXPIRY")]
     upload_expiry: Duration,
 
     /// On SIGINT/SIGTERM, how long in-flight responses may take to finish.
@@ -715,6 +715,14 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// `--upload-expiry`: kept in whole seconds (an upload's state on disk), so 1s or more.
+fn parse_expiry(s: &str) -> Result<Duration, String> {
+    match parse_timeout(s)? {
+        d if d < Duration::from_secs(1) => Err(format!("{s:?} is too short: 1s or more")),
+        d => Ok(d),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -734,6 +742,8 @@ mod tests {
         }
         assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
         assert!(config(&["--header-timeout", "1ns"]).is_err());
+        assert!(config(&["--upload-expiry", "500ms"]).is_err());
+        assert!(config(&["--upload-expiry", "1s"]).is_ok());
     }
 
     #[test]
