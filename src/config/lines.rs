@@ -16,7 +16,7 @@ pub fn section_line(text: &str, header: &str, n: usize) -> usize {
 pub fn line_in_section(text: &str, base: usize, key: &str) -> usize {
     let mut own = true;
     for (i, line) in text.lines().enumerate().skip(base) {
-        let t = line.split('#').next().unwrap_or("").trim();
+        let t = uncommented(line).trim();
         if t.starts_with("[[") {
             break;
         }
@@ -43,7 +43,7 @@ pub fn line_in_section(text: &str, base: usize, key: &str) -> usize {
 pub fn line_in_table(text: &str, base: usize, table: &str, key: &str) -> usize {
     let mut inside = false;
     for (i, line) in text.lines().enumerate().skip(base) {
-        let t = line.split('#').next().unwrap_or("").trim();
+        let t = uncommented(line).trim();
         if t.starts_with("[[") {
             break;
         }
@@ -65,6 +65,20 @@ pub fn line_in_table(text: &str, base: usize, table: &str, key: &str) -> usize {
         }
     }
     line_in_section(text, base, table)
+}
+
+/// `line` without its comment: from the first `#` outside a quoted string.
+fn uncommented(line: &str) -> &str {
+    let mut quote = None;
+    for (i, c) in line.char_indices() {
+        match (c, quote) {
+            ('"' | '\'', None) => quote = Some(c),
+            (q, Some(open)) if q == open => quote = None,
+            ('#', None) => return &line[..i],
+            _ => {}
+        }
+    }
+    line
 }
 
 /// The parts of a dotted key (`a."b.c"` is `a`, `b.c`), unquoted and trimmed.
@@ -130,5 +144,9 @@ mod tests {
         assert_eq!(line_in_section(TEXT, 2, "nothing"), 2);
         assert_eq!(line_in_section(TEXT, 9, "headers"), 10);
         assert_eq!(line_in_table(TEXT, 9, "headers", "A B"), 10);
+        // A `#` in a quoted key is no comment.
+        let text = "[[rule]]\n[rule.headers] # the rule's\n\"X-Bad#Name\" = \"1\" # bad\n";
+        assert_eq!(line_in_table(text, 1, "headers", "X-Bad#Name"), 3);
+        assert_eq!(line_in_section(text, 1, "headers"), 2);
     }
 }
