@@ -1034,12 +1034,10 @@ fn a_shutdown_closes_open_tunnels_and_says_so() {
     );
 }
 
-#[test]
-fn an_app_hands_files_back_with_x_accel_redirect() {
-    let app = Upstream::start(
-        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected/report.txt\r\nSet-Cookie: seen=1\r\nContent-Type: application/pdf\r\nExpires: Thu, 01 Jan 2099 00:00:00 GMT\r\nContent-Length: 3\r\n\r\napp",
-    );
-    let (_t, root) = temp_root();
+/// wharf with `/protected/report.txt` in an `internal` folder and `/download/`
+/// proxied to `app`, which hands files back from there.
+fn handing_back(app: &Upstream) -> (tempfile::TempDir, Server) {
+    let (tmp, root) = temp_root();
     write_file(&root, "protected/report.txt", "0123456789");
     let conf = root.parent().unwrap().join("accel.toml");
     std::fs::write(
@@ -1051,6 +1049,15 @@ fn an_app_hands_files_back_with_x_accel_redirect() {
     )
     .unwrap();
     let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    (tmp, server)
+}
+
+#[test]
+fn an_app_hands_files_back_with_x_accel_redirect() {
+    let app = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected/report.txt\r\nSet-Cookie: seen=1\r\nContent-Type: application/pdf\r\nExpires: Thu, 01 Jan 2099 00:00:00 GMT\r\nContent-Length: 3\r\n\r\napp",
+    );
+    let (_t, server) = handing_back(&app);
     let res = get(&server, "/download/report");
     assert_eq!(res.status, 200);
     assert_eq!(res.body, b"0123456789", "the file, not the app's body");
@@ -1092,18 +1099,7 @@ fn a_folder_handed_back_loosely_is_served_not_redirected() {
     let app = Upstream::start(
         b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected//\r\nContent-Length: 0\r\n\r\n",
     );
-    let (_t, root) = temp_root();
-    write_file(&root, "protected/report.txt", "0123456789");
-    let conf = root.parent().unwrap().join("accel-dir.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "[[rule]]\npath = \"/protected/\"\ninternal = true\n[[rule]]\npath = \"/download/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\n",
-            app.addr
-        ),
-    )
-    .unwrap();
-    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let (_t, server) = handing_back(&app);
     let res = get(&server, "/download/all");
     assert_eq!(res.status, 200, "{:?}", res.header("location"));
     assert!(
