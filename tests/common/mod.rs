@@ -552,6 +552,7 @@ impl Conn<TcpStream> {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return true,
                 Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_timeout(&e) => return false,
                 Err(_) => return true,
             }
@@ -577,7 +578,13 @@ impl<S: Read> Conn<S> {
 
     fn fill(&mut self) -> io::Result<usize> {
         let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk)?;
+        // A signal that lands in the read (EINTR) is no answer from the server.
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                read => break read?,
+            }
+        };
         self.buf.extend_from_slice(&chunk[..n]);
         self.received += n as u64;
         Ok(n)
@@ -740,6 +747,7 @@ pub fn send_raw_to(addr: &str, request: &[u8]) -> Vec<u8> {
             match stream.read(&mut chunk) {
                 Ok(0) => return out,
                 Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_timeout(&e) => panic!(
                     "server neither answered nor closed within {IO_TIMEOUT:?}; got {:?}",
                     String::from_utf8_lossy(&out)
