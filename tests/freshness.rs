@@ -183,3 +183,56 @@ fn a_preferred_index_file_appearing_takes_over_at_once() {
     fs::write(root.join("d/index.html"), "new index").unwrap();
     assert_eq!(get(&server, "/d/").body, b"new index");
 }
+
+#[test]
+fn a_file_written_through_a_name_outside_the_root_is_seen_at_once() {
+    let (tmp, root) = temp_root();
+    fs::create_dir(root.join("d")).unwrap();
+    let file = root.join("d/f.txt");
+    fs::write(&file, "first").unwrap();
+    // Another name for the same file, in a folder the server knows nothing of.
+    let other = tmp.path().join("other-name.txt");
+    fs::hard_link(&file, &other).unwrap();
+    let server = Server::start(&root, &[]);
+    for round in 0..10 {
+        assert_eq!(get(&server, "/d/f.txt").body, b"first", "round {round}");
+        assert_eq!(get(&server, "/d/f.txt").body, b"first", "round {round}");
+        // In place (same inode), same size, through the other name.
+        fs::write(&other, "FIRST").unwrap();
+        assert_eq!(get(&server, "/d/f.txt").body, b"FIRST", "round {round}");
+        // A change beside it, then one to it again.
+        fs::write(root.join(format!("d/beside-{round}")), "x").unwrap();
+        assert_eq!(get(&server, "/d/f.txt").body, b"FIRST", "round {round}");
+        fs::write(&other, "first").unwrap();
+    }
+}
+
+#[test]
+fn a_folder_on_the_path_renamed_away_and_replaced_is_seen_at_once() {
+    let (_tmp, root) = temp_root();
+    let server = Server::start(&root, &[]);
+    for round in 0..10 {
+        let _ = fs::remove_dir_all(root.join("a"));
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/b/f.txt"), format!("old {round}")).unwrap();
+        assert_eq!(
+            get(&server, "/a/b/f.txt").body_text(),
+            format!("old {round}")
+        );
+        assert_eq!(
+            get(&server, "/a/b/f.txt").body_text(),
+            format!("old {round}")
+        );
+        // The outer folder moves away, a new one takes its place: the file that
+        // was cached still exists, unchanged, under another path.
+        let aside = root.join(format!("aside-{round}"));
+        fs::rename(root.join("a"), &aside).unwrap();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/b/f.txt"), format!("new {round}")).unwrap();
+        assert_eq!(
+            get(&server, "/a/b/f.txt").body_text(),
+            format!("new {round}")
+        );
+        fs::remove_dir_all(&aside).unwrap();
+    }
+}

@@ -240,6 +240,32 @@ impl Root {
             .map(|st| FileState::from_stat(&st))
     }
 
+    /// Like [`Root::state_of`], but of `rel` itself when it is a symlink: a match with
+    /// the state of a file opened through `rel` means `rel` is that very file and no
+    /// symlink to it.
+    pub fn own_state_of(&self, rel: &std::ffi::CStr) -> Option<FileState> {
+        rustix::fs::statat(&self.dir, rel, AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| FileState::from_stat(&st))
+    }
+
+    /// The root and every folder between it and what `path` names, held open (as
+    /// `O_PATH`, nothing read) in that order, for watches that must see any of them
+    /// renamed or replaced. `None` when a folder on the way is a symlink (whose
+    /// target's own surroundings could change unseen) or cannot be opened. Each
+    /// folder is opened from the one before by a single name, never following a
+    /// symlink, so nothing outside the root is opened.
+    pub fn folders_on(&self, path: &SitePath) -> Option<Vec<OwnedFd>> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let (_, parents) = path.segments().split_last()?;
+        let mut folders = vec![rustix::fs::openat(&self.dir, ".", flags, Mode::empty()).ok()?];
+        for name in parents {
+            let at = folders.last()?;
+            folders.push(rustix::fs::openat(at, name.as_slice(), flags, Mode::empty()).ok()?);
+        }
+        Some(folders)
+    }
+
     /// Opens `path` as the root to serve.
     ///
     /// Fails with a message fit for a startup error when it is missing, not a

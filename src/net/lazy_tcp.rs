@@ -5,8 +5,8 @@
 //! in the socket by the time it is accepted) and is answered at once never has to wait
 //! for readiness, so a [`LazyTcp`] first reads and writes the socket directly and only
 //! registers it with tokio the first time a call would block. A `Connection: close`
-//! exchange answered from the hot cache then costs accept, read, `fstatat`, write and
-//! close: no epoll bookkeeping at all.
+//! exchange answered from the hot cache then costs accept, read, a read of the inotify
+//! queue (or an `fstatat`), write and close: no epoll bookkeeping at all.
 //!
 //! Once registered, the connection behaves exactly as a [`tokio::net::TcpStream`]; it
 //! leaves the event loop again only when it is parked (see `parking`).

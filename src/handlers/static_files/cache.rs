@@ -6,6 +6,9 @@
 //! sidecar is what it serves): if the device, inode, size, mtime or ctime differ — the
 //! file was written, truncated, replaced, or deleted — the entry is ignored and the
 //! request takes the full path through [`crate::fs::Root::open`], which refreshes it.
+//! Where the kernel watches the file and the folders on its path ([`PathWatch`]), a
+//! read of its (empty) queue stands in for the file's and folders' `fstatat`s until it
+//! reports something, or for at most [`RECHECK_EVERY`](crate::handlers::static_files::folder_watch::RECHECK_EVERY).
 //! An answer that rests on a sidecar's absence (identity or an on-the-fly variant for a
 //! client that would take the sidecar) also checks the directory's state, which any
 //! file added to it changes. A file is therefore never served stale. Listings are
@@ -31,10 +34,11 @@ use http::request::Parts;
 use http::Response;
 
 use crate::fs::{FileState, Root};
-use crate::handlers::static_files::folder_watch::{FolderWatch, Mark};
+use crate::handlers::static_files::folder_watch::{FolderWatch, Mark, PathWatch};
 use crate::handlers::static_files::listing::{self, Format};
 use crate::http::body::Body;
 use crate::http::negotiate::Encoding;
+use crate::http::path::SitePath;
 use crate::http::representation::{self, Content, Representation};
 
 /// Files up to this size are read into memory and may be cached.
@@ -104,6 +108,8 @@ pub struct FileEntry {
     pub state: FileState,
     /// Whether its type is negotiable (compressible).
     pub negotiated: bool,
+    /// See [`FileFill::watch`].
+    watch: Option<PathWatch>,
     identity: Ready,
     /// Brotli, zstd, gzip, in [`Encoding::ALL`] order.
     codings: [Slot; 3],
@@ -265,6 +271,9 @@ pub struct FileFill {
     pub state: FileState,
     /// Whether its type is negotiable.
     pub negotiated: bool,
+    /// The kernel's watch on the file and the folders on its path, from
+    /// [`HotCache::watch_file`]; `None` when it is checked by its state only.
+    pub watch: Option<PathWatch>,
     /// Its identity representation.
     pub identity: Representation,
     /// Codings examined, in the order they were; a later finding for a coding
@@ -365,6 +374,27 @@ impl HotCache {
         self.folders.watch(dir)
     }
 
+    /// Starts watching the file open as `file` at `path`, whose state is `state`,
+    /// before its content is read for the cache (see [`PathWatch`]); `None` when it
+    /// cannot be watched, when the path leads through a symlink, or when the path no
+    /// longer names that file.
+    pub fn watch_file(
+        &self,
+        root: &Root,
+        path: &SitePath,
+        rel: &std::ffi::CStr,
+        file: impl std::os::fd::AsFd,
+        state: FileState,
+    ) -> Option<PathWatch> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let folders = root.folders_on(path)?;
+        let watch = self.folders.watch_path(&folders, file)?;
+        // Watched from here on: the path must name that very file now.
+        (root.own_state_of(rel) == Some(state)).then_some(watch)
+    }
+
     fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slotted, KeyHasher>> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
@@ -401,21 +431,48 @@ impl HotCache {
                 return Some(listing::with_listing_headers(ready.respond(req)));
             }
         };
-        if root.state_of(&file.path) != Some(file.state) {
-            return None;
-        }
-        if let Some((dir, state)) = &file.index_of {
-            if root.state_of(dir) != Some(*state) {
+        // Read before any state is looked at, so that a check that finds the file
+        // unchanged vouches from there on.
+        let total = file.watch.as_ref().and_then(|watch| {
+            self.folders.catch_up();
+            watch.total()
+        });
+        let vouched = file
+            .watch
+            .as_ref()
+            .zip(total)
+            .is_some_and(|(watch, total)| watch.vouches_at(total));
+        if !vouched {
+            if root.state_of(&file.path) != Some(file.state) {
                 return None;
+            }
+            if let Some((dir, state)) = &file.index_of {
+                if root.state_of(dir) != Some(*state) {
+                    return None;
+                }
+            }
+            // Found unchanged by its state: the watch vouches again, from the counts
+            // read before that was looked at.
+            if let (Some(watch), Some(total)) = (&file.watch, total) {
+                let dir_too = file
+                    .dir
+                    .as_ref()
+                    .is_none_or(|(dir, state)| root.state_of(dir) == Some(*state));
+                if dir_too {
+                    watch.confirm(total);
+                }
             }
         }
         // Whether the answer rests on a sidecar being absent, which only the
-        // directory's state can vouch for: a sidecar may have appeared since.
+        // directory's state (or the watch on it) can vouch for: a sidecar may have
+        // appeared since.
         let mut without_sidecar = false;
         let dir_unchanged = || {
-            file.dir
-                .as_ref()
-                .is_some_and(|(dir, state)| root.state_of(dir) == Some(*state))
+            vouched
+                || file
+                    .dir
+                    .as_ref()
+                    .is_some_and(|(dir, state)| root.state_of(dir) == Some(*state))
         };
         // As the full path chooses: first a sidecar for any coding preferred to
         // identity, then the first of them that can be had at all.
@@ -519,6 +576,7 @@ impl HotCache {
             path: fill.path,
             state: fill.state,
             negotiated: fill.negotiated,
+            watch: fill.watch,
             identity: Ready::new(fill.identity),
             codings,
         }));

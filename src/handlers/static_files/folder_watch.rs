@@ -1,4 +1,4 @@
-//! Word from the kernel that a listed folder changed, for the hot cache's listings.
+//! Word from the kernel that a cached listing's folder, or a cached file, changed.
 //!
 //! A cached listing shows each entry's size and modification time, which a write to
 //! a file changes without changing the folder's own state. Each folder is watched
@@ -9,16 +9,27 @@
 //! it. A folder that cannot be watched (the kernel's limit on watches reached, or no
 //! inotify) is only revalidated by its own state and the listing's lifetime.
 //!
-//! What inotify does not report still waits for the listing's lifetime: a change
-//! inside a subfolder (which moves only that subfolder's time), a file changed
-//! through a hard link in another folder or through `mmap`, a symlink's target, a
-//! change another machine makes on a network file system.
+//! A cached file is watched the same way ([`PathWatch`]): the file itself, whatever
+//! name it is written through, and every folder from the root down to it, in which
+//! a rename or a new entry could put another file at its path. While none of them
+//! reported anything, reading the queue (one `read` that usually finds it empty)
+//! vouches for the file in place of an `fstatat` of its path, which walks the path
+//! and costs more. After a report the file is checked by its state again, and a
+//! check that finds it unchanged re-arms the watch.
+//!
+//! What inotify does not report still waits for the listing's lifetime, or for a
+//! file's next check by state ([`RECHECK_EVERY`]): a change inside a subfolder
+//! (which moves only that subfolder's time), a file changed through a hard link in
+//! another folder (listings) or through `mmap`, a symlink's target, a change another
+//! machine makes on a network file system. Paths through a symlinked folder are not
+//! watched at all; their files are checked by state on every request.
 
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
@@ -33,6 +44,22 @@ const CHANGES: WatchFlags = WatchFlags::MODIFY
     .union(WatchFlags::DELETE_SELF)
     .union(WatchFlags::MOVE_SELF)
     .union(WatchFlags::ONLYDIR);
+
+/// Everything that changes a file's content or what its state says, through any of
+/// its names.
+const FILE_CHANGES: WatchFlags = WatchFlags::MODIFY
+    .union(WatchFlags::ATTRIB)
+    .union(WatchFlags::CLOSE_WRITE)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF);
+
+/// The longest a watched file is vouched for without a check of its state: the
+/// bound on how long a change inotify does not report (see the module's text) may
+/// go unseen.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A report count that can never match again: the watch is gone.
+const GONE: u64 = u64::MAX;
 
 /// How many new watches between two sweeps of those no listing needs any more.
 const SWEEP_EVERY: usize = 256;
@@ -52,19 +79,94 @@ impl Mark {
     }
 }
 
-/// The watched folders of one served root, by watch descriptor.
+/// The watched folders and files of one served root, by watch descriptor.
 #[derive(Debug)]
 pub struct FolderWatch {
     /// `None` when the kernel gave no inotify instance.
     inner: Option<Mutex<Watched>>,
     added: AtomicUsize,
+    /// How many catch-ups were asked for, numbered from 1 ...
+    asked: AtomicU64,
+    /// ... and the number of the last one the queue was read for, or after: every
+    /// catch-up up to it has all it asked for (see [`FolderWatch::catch_up`]).
+    read_for: AtomicU64,
+}
+
+/// The watches vouching that a cached file has not changed (see the module's text).
+#[derive(Debug)]
+pub struct PathWatch {
+    /// Each watch's count of reports, shared with the watch.
+    counts: Vec<Arc<AtomicU64>>,
+    /// The sum of the counts when the file was last known unchanged.
+    seen: AtomicU64,
+    /// When that was, in [`clock`] milliseconds.
+    checked: AtomicU64,
+}
+
+impl PathWatch {
+    /// The sum of the counts now (as of the last [`FolderWatch::catch_up`]); `None`
+    /// when a watch is gone.
+    pub fn total(&self) -> Option<u64> {
+        self.counts.iter().try_fold(0u64, |sum, count| {
+            let count = count.load(Ordering::Acquire);
+            (count != GONE).then(|| sum.wrapping_add(count))
+        })
+    }
+
+    /// Whether nothing was reported since the file was last known unchanged at
+    /// `total`, and that was recently enough.
+    pub fn vouches_at(&self, total: u64) -> bool {
+        total == self.seen.load(Ordering::Acquire)
+            && clock().saturating_sub(self.checked.load(Ordering::Relaxed))
+                < RECHECK_EVERY.as_millis() as u64
+    }
+
+    /// Records that the file was found unchanged after the counts summed to `total`.
+    pub fn confirm(&self, total: u64) {
+        self.seen.store(total, Ordering::Release);
+        self.checked.store(clock(), Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds since the first call.
+fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 #[derive(Debug)]
 struct Watched {
     fd: OwnedFd,
-    /// The marks of each watch's listings; a mark no listing holds is gone.
-    marks: HashMap<i32, Vec<Weak<AtomicBool>>>,
+    /// What hears of each watch.
+    watches: HashMap<i32, Listeners>,
+}
+
+/// Who hears of one watch's reports.
+#[derive(Debug, Default)]
+struct Listeners {
+    /// Listings' marks; a mark no listing holds is gone.
+    marks: Vec<Weak<AtomicBool>>,
+    /// The count the [`PathWatch`]es through here share, while any is held.
+    count: Weak<AtomicU64>,
+}
+
+impl Listeners {
+    fn report(&self) {
+        for mark in self.marks.iter().filter_map(Weak::upgrade) {
+            mark.store(true, Ordering::Release);
+        }
+        if let Some(count) = self.count.upgrade() {
+            // Never onto GONE: a gone watch stays gone.
+            let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c != GONE).then(|| c.wrapping_add(1) % GONE)
+            });
+        }
+    }
+
+    fn needed(&mut self) -> bool {
+        self.marks.retain(|m| m.strong_count() > 0);
+        !self.marks.is_empty() || self.count.strong_count() > 0
+    }
 }
 
 impl FolderWatch {
@@ -78,10 +180,12 @@ impl FolderWatch {
             inner: fd.ok().map(|fd| {
                 Mutex::new(Watched {
                     fd,
-                    marks: HashMap::new(),
+                    watches: HashMap::new(),
                 })
             }),
             added: AtomicUsize::new(0),
+            asked: AtomicU64::new(0),
+            read_for: AtomicU64::new(0),
         }
     }
 
@@ -94,53 +198,108 @@ impl FolderWatch {
     /// Starts watching the folder open as `dir`, before it is read: the mark of a
     /// listing of it, or `None` when it cannot be watched.
     pub fn watch(&self, dir: impl AsFd) -> Option<Mark> {
-        let mut watched = self.lock()?;
-        // Before adding: a sweep may remove the very watch about to be added to.
-        if self.added.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
-            || watched.marks.len() >= MAX_WATCHED
-        {
-            watched.sweep();
-        }
-        if watched.marks.len() >= MAX_WATCHED {
-            return None;
-        }
-        // The open folder itself, whatever its path has become meanwhile.
-        let path = format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd());
-        let wd = inotify::add_watch(&watched.fd, path, CHANGES).ok()?;
+        let mut watched = self.make_room(1)?;
+        let wd = watched.add(dir.as_fd(), CHANGES)?;
         let mark = Arc::new(AtomicBool::new(false));
-        let marks = watched.marks.entry(wd).or_default();
+        let marks = &mut watched.watches.entry(wd).or_default().marks;
         marks.retain(|m| m.strong_count() > 0);
         marks.push(Arc::downgrade(&mark));
         Some(Mark(mark))
     }
 
+    /// Starts watching a file about to be cached: `folders` (the root and each
+    /// folder down to the file's, see [`crate::fs::Root::folders_on`]) and the open
+    /// `file`. The caller then confirms that the path still names `file`; only
+    /// then does the watch vouch for it. `None` when something cannot be watched.
+    pub fn watch_path(&self, folders: &[OwnedFd], file: impl AsFd) -> Option<PathWatch> {
+        let mut watched = self.make_room(folders.len() + 1)?;
+        let file = (file.as_fd(), FILE_CHANGES);
+        let all = folders.iter().map(|f| (f.as_fd(), CHANGES)).chain([file]);
+        let mut counts = Vec::with_capacity(folders.len() + 1);
+        for (fd, changes) in all {
+            let wd = watched.add(fd, changes)?;
+            let listeners = watched.watches.entry(wd).or_default();
+            let count = listeners.count.upgrade().unwrap_or_else(|| {
+                let count = Arc::new(AtomicU64::new(0));
+                listeners.count = Arc::downgrade(&count);
+                count
+            });
+            counts.push(count);
+        }
+        let watch = PathWatch {
+            counts,
+            seen: AtomicU64::new(0),
+            checked: AtomicU64::new(0),
+        };
+        watch.confirm(watch.total()?);
+        Some(watch)
+    }
+
+    /// The lock, with room for `more` watches (sweeping those nothing needs any more
+    /// now and then, and when full); `None` without inotify or room.
+    fn make_room(&self, more: usize) -> Option<MutexGuard<'_, Watched>> {
+        let mut watched = self.lock()?;
+        // Before adding: a sweep may remove the very watch about to be added to.
+        if self.added.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
+            || watched.watches.len() + more > MAX_WATCHED
+        {
+            watched.sweep();
+        }
+        (watched.watches.len() + more <= MAX_WATCHED).then_some(watched)
+    }
+
     /// Reads what the kernel queued since the last time and marks the listings of
-    /// the folders that changed.
+    /// the folders that changed, and counts the reports of cached files' watches.
+    ///
+    /// Every worker catches up on each hit, so the queue's reads are shared: one
+    /// that began after this call began reads whatever this call needs read (all
+    /// the kernel queued before it), and a caller that waited for the lock while
+    /// such a read was made returns without a read of its own.
     pub fn catch_up(&self) {
+        let asked = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
         let Some(mut watched) = self.lock() else {
             return;
         };
+        if self.read_for.load(Ordering::Acquire) >= asked {
+            return;
+        }
+        // This read serves every catch-up asked for up to here.
+        let serves = self.asked.load(Ordering::Acquire);
         let watched = &mut *watched;
         let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
         let mut reader = inotify::Reader::new(&watched.fd, &mut buf);
-        // Until the queue is empty (EAGAIN) or cannot be read.
-        while let Ok(event) = reader.next() {
+        loop {
+            let event = match reader.next() {
+                Ok(event) => event,
+                // The queue is empty.
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(_) => {
+                    // Unread events may be left: anything may have changed.
+                    watched.watches.values().for_each(Listeners::report);
+                    break;
+                }
+            };
             let flags = event.events();
             if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
-                // Events were lost: any folder may have changed.
-                for marks in watched.marks.values() {
-                    set(marks);
-                }
+                // Events were lost: anything may have changed.
+                watched.watches.values().for_each(Listeners::report);
                 continue;
             }
-            if let Some(marks) = watched.marks.get(&event.wd()) {
-                set(marks);
+            if let Some(listeners) = watched.watches.get(&event.wd()) {
+                listeners.report();
             }
             if flags.contains(ReadFlags::IGNORED) {
-                // The folder is gone, or its watch was removed.
-                watched.marks.remove(&event.wd());
+                // The folder or file is gone, or its watch was removed.
+                if let Some(count) = watched
+                    .watches
+                    .remove(&event.wd())
+                    .and_then(|l| l.count.upgrade())
+                {
+                    count.store(GONE, Ordering::Release);
+                }
             }
         }
+        self.read_for.store(serves, Ordering::Release);
     }
 }
 
@@ -151,23 +310,22 @@ impl Default for FolderWatch {
 }
 
 impl Watched {
-    /// Stops watching the folders no cached listing needs any more.
+    /// Watches what `fd` is open as, whatever its path has become meanwhile.
+    fn add(&self, fd: std::os::fd::BorrowedFd<'_>, changes: WatchFlags) -> Option<i32> {
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        inotify::add_watch(&self.fd, path, changes).ok()
+    }
+
+    /// Stops the watches no cached listing or file needs any more.
     fn sweep(&mut self) {
         let fd = &self.fd;
-        self.marks.retain(|&wd, marks| {
-            marks.retain(|m| m.strong_count() > 0);
-            let needed = !marks.is_empty();
+        self.watches.retain(|&wd, listeners| {
+            let needed = listeners.needed();
             if !needed {
                 let _ = inotify::remove_watch(fd, wd);
             }
             needed
         });
-    }
-}
-
-fn set(marks: &[Weak<AtomicBool>]) {
-    for mark in marks.iter().filter_map(Weak::upgrade) {
-        mark.store(true, Ordering::Release);
     }
 }
 
@@ -212,11 +370,11 @@ mod tests {
         for dir in &dirs[..SWEEP_EVERY - 1] {
             drop(watch.watch(open(dir)));
         }
-        assert_eq!(watch.lock().unwrap().marks.len(), SWEEP_EVERY - 1);
+        assert_eq!(watch.lock().unwrap().watches.len(), SWEEP_EVERY - 1);
         // The next one sweeps them, then watches its own folder.
         let last = &dirs[SWEEP_EVERY - 1];
         let mark = watch.watch(open(last)).unwrap();
-        assert_eq!(watch.lock().unwrap().marks.len(), 1);
+        assert_eq!(watch.lock().unwrap().watches.len(), 1);
         std::fs::write(last.path().join("x"), "x").unwrap();
         watch.catch_up();
         assert!(mark.changed());
@@ -232,5 +390,52 @@ mod tests {
         std::fs::write(again.path().join("y"), "y").unwrap();
         watch.catch_up();
         assert!(mark.changed());
+    }
+
+    #[test]
+    fn a_path_watch_hears_of_its_file_and_folders_until_confirmed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("f.txt");
+        std::fs::write(&path, "one").unwrap();
+        let watch = FolderWatch::new();
+        let folders: Vec<OwnedFd> = [dir.path(), &sub]
+            .iter()
+            .map(|p| std::fs::File::open(p).unwrap().into())
+            .collect();
+        let file = std::fs::File::open(&path).unwrap();
+        let paths = watch
+            .watch_path(&folders, &file)
+            .expect("inotify is available");
+        watch.catch_up();
+        let total = paths.total().unwrap();
+        assert!(paths.vouches_at(total));
+        // The file, through another name.
+        let other = dir.path().join("other");
+        std::fs::hard_link(&path, &other).unwrap();
+        watch.catch_up();
+        let total = paths.total().unwrap();
+        assert!(
+            !paths.vouches_at(total),
+            "a new link changes the file's state"
+        );
+        paths.confirm(total);
+        assert!(paths.vouches_at(total));
+        std::fs::write(&other, "two").unwrap();
+        watch.catch_up();
+        let total = paths.total().unwrap();
+        assert!(!paths.vouches_at(total));
+        paths.confirm(total);
+        // The outer folder: an entry renamed in it.
+        std::fs::rename(&other, dir.path().join("renamed")).unwrap();
+        watch.catch_up();
+        assert!(!paths.vouches_at(paths.total().unwrap()));
+        // The file gone for good: its watch is, too, and never vouches again.
+        drop(file);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(dir.path().join("renamed")).unwrap();
+        watch.catch_up();
+        assert_eq!(paths.total(), None);
     }
 }

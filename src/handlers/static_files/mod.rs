@@ -2,7 +2,8 @@
 //! directory's canonical URL, or a listing.
 //!
 //! A request is first offered to the hot cache ([`cache`]), which answers on the
-//! async worker after one `fstatat`. Otherwise all file-system work for the request
+//! async worker after one non-blocking system call (a read of the inotify queue, or an
+//! `fstatat`). Otherwise all file-system work for the request
 //! happens in one trip to the blocking pool (open, fstat, index lookup, ETag, choice of
 //! encoding, sidecar lookup, compression on a variant-cache miss, the read of files up
 //! to 1 MiB, listing and rendering), so the async workers never wait on the disk or on
@@ -171,8 +172,8 @@ impl StaticFiles {
     }
 
     /// The answer the hot cache holds for `key` (the raw request path, or what a rule
-    /// rewrote it to), revalidated; `None` on a miss. Never blocks beyond one
-    /// `fstatat`, so it may run on an async worker.
+    /// rewrote it to), revalidated; `None` on a miss. Never blocks beyond a read of
+    /// the inotify queue or an `fstatat`, so it may run on an async worker.
     pub fn from_cache(&self, req: &Parts, key: &str) -> Option<Response<Body>> {
         let found = self.lookup(req, key);
         let outcome = if found.is_some() {
@@ -509,10 +510,25 @@ fn represent(
 ) -> io::Result<Resolved> {
     let len = open.meta.len();
     let modified = open.meta.modified().ok();
+    let file_path = c_path(path);
+    let state = FileState::of(&open.meta);
+    // Watched before it is read, so that no change after the reading goes unreported;
+    // and only if the folder whose index it is did not change before that.
+    let watch = (len <= CACHEABLE_FILE)
+        .then(|| {
+            files
+                .cache
+                .watch_file(&files.root, path, &file_path, &open.file, state)
+        })
+        .flatten()
+        .filter(|_| {
+            index_of
+                .as_ref()
+                .is_none_or(|(dir, was)| files.root.state_of(dir) == Some(*was))
+        });
     let small = read_small(&open)?;
     let content_type = mime::content_type(path.file_name().unwrap_or_default());
     let negotiated = compress::is_compressible(&content_type);
-    let file_path = c_path(path);
     // Taken before any sidecar is looked for, so that a sidecar created from here on
     // changes the directory after this snapshot and the cache notices it.
     let dir = negotiated.then(|| parent_dir(&file_path)).and_then(|dir| {
@@ -533,8 +549,9 @@ fn represent(
         index_of,
         dir,
         path: file_path,
-        state: FileState::of(&open.meta),
+        state,
         negotiated,
+        watch,
         identity: identity.clone(),
         learned: Vec::new(),
     };
