@@ -61,11 +61,14 @@ pub const RECHECK_EVERY: Duration = Duration::from_secs(1);
 /// A report count that can never match again: the watch is gone.
 const GONE: u64 = u64::MAX;
 
-/// How many new watches between two sweeps of those no listing needs any more.
+/// How many new watches between two sweeps of those nothing needs any more.
 const SWEEP_EVERY: usize = 256;
-/// The most folders watched at once: the kernel's watches are counted per user
-/// (`max_user_watches`), shared with every other program the user runs.
+/// The most folders and files watched at once: the kernel's watches are counted per
+/// user (`max_user_watches`), shared with every other program the user runs.
 const MAX_WATCHED: usize = 4096;
+/// How many of those cached files' watches may take, so that many cached files do
+/// not leave listings to be revalidated by time only.
+const MAX_WATCHED_FOR_FILES: usize = MAX_WATCHED - 1024;
 
 /// One listing's "its folder changed" mark, set when the kernel says so.
 #[derive(Debug, Clone)]
@@ -201,7 +204,7 @@ impl FolderWatch {
     /// Starts watching the folder open as `dir`, before it is read: the mark of a
     /// listing of it, or `None` when it cannot be watched.
     pub fn watch(&self, dir: impl AsFd) -> Option<Mark> {
-        let mut watched = self.make_room(1)?;
+        let mut watched = self.make_room(1, MAX_WATCHED)?;
         let wd = watched.add(dir.as_fd(), CHANGES)?;
         let mark = Arc::new(AtomicBool::new(false));
         let marks = &mut watched.watches.entry(wd).or_default().marks;
@@ -215,7 +218,7 @@ impl FolderWatch {
     /// `file`. The caller then confirms that the path still names `file`; only
     /// then does the watch vouch for it. `None` when something cannot be watched.
     pub fn watch_path(&self, folders: &[OwnedFd], file: impl AsFd) -> Option<PathWatch> {
-        let mut watched = self.make_room(folders.len() + 1)?;
+        let mut watched = self.make_room(folders.len() + 1, MAX_WATCHED_FOR_FILES)?;
         let file = (file.as_fd(), FILE_CHANGES);
         let all = folders.iter().map(|f| (f.as_fd(), CHANGES)).chain([file]);
         let mut counts = Vec::with_capacity(folders.len() + 1);
@@ -238,17 +241,16 @@ impl FolderWatch {
         Some(watch)
     }
 
-    /// The lock, with room for `more` watches (sweeping those nothing needs any more
-    /// now and then, and when full); `None` without inotify or room.
-    fn make_room(&self, more: usize) -> Option<MutexGuard<'_, Watched>> {
+    /// The lock, with room for `more` watches within `limit` (sweeping those nothing
+    /// needs any more every [`SWEEP_EVERY`] calls, whether they found room or not, so
+    /// that a full set is not swept on every call); `None` without inotify or room.
+    fn make_room(&self, more: usize, limit: usize) -> Option<MutexGuard<'_, Watched>> {
         let mut watched = self.lock()?;
         // Before adding: a sweep may remove the very watch about to be added to.
-        if self.added.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
-            || watched.watches.len() + more > MAX_WATCHED
-        {
+        if self.added.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             watched.sweep();
         }
-        (watched.watches.len() + more <= MAX_WATCHED).then_some(watched)
+        (watched.watches.len() + more <= limit).then_some(watched)
     }
 
     /// Reads what the kernel queued since the last time and marks the listings of
@@ -446,5 +448,29 @@ mod tests {
         std::fs::remove_file(dir.path().join("renamed")).unwrap();
         watch.catch_up();
         assert_eq!(paths.total(), None);
+    }
+
+    #[test]
+    fn cached_files_leave_room_for_listings() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = FolderWatch::new();
+        let folders: Vec<OwnedFd> = vec![std::fs::File::open(dir.path()).unwrap().into()];
+        let mut held = Vec::new();
+        for i in 0..MAX_WATCHED {
+            let path = dir.path().join(format!("{i}"));
+            std::fs::write(&path, "x").unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            match watch.watch_path(&folders, &file) {
+                Some(paths) => held.push(paths),
+                None => break,
+            }
+        }
+        // The folder's watch and one per file, up to the files' share (room is
+        // asked for the folder's watch each time, though it is there already).
+        assert_eq!(held.len() + 2, MAX_WATCHED_FOR_FILES);
+        let listed = tempfile::tempdir().unwrap();
+        assert!(watch
+            .watch(std::fs::File::open(listed.path()).unwrap())
+            .is_some());
     }
 }
