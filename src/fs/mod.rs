@@ -179,6 +179,21 @@ pub struct FileState {
 }
 
 impl FileState {
+    /// Whether the file changed so recently (its mtime or ctime less than `within`
+    /// ago, or later than now) that a write may still be under way. A write moves
+    /// the state when it begins, not when it ends, so bytes read now may be a mix
+    /// of two versions under the state the second will keep: what is learned of them
+    /// must not be kept by that state alone.
+    pub fn is_recent(&self, within: Duration) -> bool {
+        let nanos = |(secs, nsec): (i64, i64)| i128::from(secs) * 1_000_000_000 + i128::from(nsec);
+        let changed = nanos(self.mtime).max(nanos(self.ctime));
+        let now = match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(_) => return true,
+        };
+        now - changed < within.as_nanos() as i128
+    }
+
     /// The file's length in bytes.
     pub fn size(&self) -> u64 {
         self.size
@@ -594,6 +609,25 @@ fn not_found() -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_state_is_recent_for_a_while_after_its_last_change() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let at = |ago: i64| (now.as_secs() as i64 - ago, i64::from(now.subsec_nanos()));
+        let state = |mtime, ctime| FileState {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime,
+            ctime,
+        };
+        let second = Duration::from_secs(1);
+        assert!(!state(at(10), at(5)).is_recent(second));
+        // A reset modification time still leaves the change time recent.
+        assert!(state(at(100), at(0)).is_recent(second));
+        // Stamped in the future.
+        assert!(state(at(-60), at(10)).is_recent(second));
+    }
+
     use super::*;
     use std::os::unix::fs::symlink;
 

@@ -7,7 +7,7 @@
 //! file was written, truncated, replaced, or deleted — the entry is ignored and the
 //! request takes the full path through [`crate::fs::Root::open`], which refreshes it.
 //! Where the kernel watches the file and the folders on its path ([`PathWatch`]), a
-//! read of its (empty) queue stands in for the file's and folders' `fstatat`s until it
+//! look at its (empty) queue stands in for the file's and folders' `fstatat`s until it
 //! reports something, or for at most [`RECHECK_EVERY`](crate::handlers::static_files::folder_watch::RECHECK_EVERY).
 //! An answer that rests on a sidecar's absence (identity or an on-the-fly variant for a
 //! client that would take the sidecar) also checks the directory's state, which any
@@ -34,6 +34,7 @@ use http::request::Parts;
 use http::Response;
 
 use crate::fs::{FileState, Root};
+use crate::handlers::static_files::etag_cache::RACY;
 use crate::handlers::static_files::folder_watch::{FolderWatch, Mark, PathWatch};
 use crate::handlers::static_files::listing::{self, Format};
 use crate::http::body::Body;
@@ -110,6 +111,8 @@ pub struct FileEntry {
     pub negotiated: bool,
     /// See [`FileFill::watch`].
     watch: Option<PathWatch>,
+    /// See [`FileFill::outdated`].
+    outdated: Vec<SidecarSource>,
     identity: Ready,
     /// Brotli, zstd, gzip, in [`Encoding::ALL`] order.
     codings: [Slot; 3],
@@ -274,6 +277,9 @@ pub struct FileFill {
     /// The kernel's watch on the file and the folders on its path, from
     /// [`HotCache::watch_file`]; `None` when it is checked by its state only.
     pub watch: Option<PathWatch>,
+    /// Sidecars passed over for being older than the file: touched or rewritten,
+    /// one may become the answer without the folder changing.
+    pub outdated: Vec<SidecarSource>,
     /// Its identity representation.
     pub identity: Representation,
     /// Codings examined, in the order they were; a later finding for a coding
@@ -437,6 +443,12 @@ impl HotCache {
             self.folders.catch_up();
             watch.total()
         });
+        if file.watch.as_ref().is_some_and(PathWatch::file_changed) {
+            return None;
+        }
+        if (file.outdated.iter()).any(|(path, state)| root.state_of(path) != Some(*state)) {
+            return None;
+        }
         let vouched = file
             .watch
             .as_ref()
@@ -527,7 +539,13 @@ impl HotCache {
         if self.capacity == 0 || !matches!(fill.identity.content, Content::Bytes(_)) {
             return;
         }
+        // Unwatched, and changed so recently that what was read may be a mix of two
+        // versions under the state of the second: its state alone cannot vouch.
+        if fill.watch.is_none() && fill.state.is_recent(RACY) {
+            return;
+        }
         let mut codings = [Slot::Unknown, Slot::Unknown, Slot::Unknown];
+        let mut outdated = fill.outdated;
         // Keep what an earlier request learned about the same file state.
         if let Some(old) = self.get(key) {
             if let Entry::File(old) = &*old {
@@ -544,6 +562,11 @@ impl HotCache {
                             Slot::Derived(r) => Slot::Derived(Arc::clone(r)),
                             Slot::Sidecar(r, p, s) => Slot::Sidecar(Arc::clone(r), p.clone(), *s),
                         };
+                    }
+                    for sidecar in &old.outdated {
+                        if !outdated.iter().any(|(path, _)| *path == sidecar.0) {
+                            outdated.push(sidecar.clone());
+                        }
                     }
                 }
             }
@@ -577,6 +600,7 @@ impl HotCache {
             state: fill.state,
             negotiated: fill.negotiated,
             watch: fill.watch,
+            outdated,
             identity: Ready::new(fill.identity),
             codings,
         }));

@@ -24,6 +24,10 @@ const HASH_CHUNK: usize = 256 * 1024;
 /// The largest file whose tag is its content's hash (the compression limit too).
 pub const CONTENT_HASHED_MAX: u64 = 16 * 1024 * 1024;
 
+/// How long after a file last changed its hash is not kept (see
+/// [`FileState::is_recent`]).
+pub const RACY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Content hashes of files, keyed by file state, bounded in entries.
 #[derive(Debug)]
 pub struct EtagCache {
@@ -59,6 +63,10 @@ impl EtagCache {
             Some(bytes) => EntityTag::of_content(bytes),
             None => hash_file(file, meta.len())?,
         };
+        if state.is_recent(RACY) {
+            // Maybe read in the middle of a write: hashed again next time.
+            return Ok(tag);
+        }
         let mut entries = self.lock();
         if entries.len() >= self.capacity {
             // Entries stay valid forever (a new state is a new key), so dropping any of
@@ -98,6 +106,12 @@ impl EtagCache {
         }
         entries.insert(state, content_tag.clone());
         content_tag
+    }
+
+    /// Drops `tag` wherever it is cached: it was found not to name the content of
+    /// the file it was taken from (read while the file was being rewritten).
+    pub fn forget(&self, tag: &EntityTag) {
+        self.lock().retain(|_, cached| cached != tag);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileState, EntityTag>> {
@@ -159,5 +173,22 @@ mod tests {
         w.write_all(b"x").unwrap();
         drop(w);
         assert_ne!(tag(&a), first);
+    }
+
+    #[test]
+    fn a_hash_taken_just_after_a_change_is_taken_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        std::fs::write(&path, "one").unwrap();
+        let cache = EtagCache::new(8);
+        let f = File::open(&path).unwrap();
+        let meta = f.metadata().unwrap();
+        // As if the bytes read were a mix of two versions: the file changed less
+        // than a second ago, so what was read then is not kept under its state.
+        let mixed = cache.tag(&f, &meta, Some(b"o-e")).unwrap();
+        let whole = cache.tag(&f, &meta, Some(b"one")).unwrap();
+        assert_ne!(mixed, whole);
+        assert_eq!(whole, EntityTag::of_content(b"one"));
+        assert_eq!(cache.known(&meta), None);
     }
 }

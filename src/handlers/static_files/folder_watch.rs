@@ -12,10 +12,11 @@
 //! A cached file is watched the same way ([`PathWatch`]): the file itself, whatever
 //! name it is written through, and every folder from the root down to it, in which
 //! a rename or a new entry could put another file at its path. While none of them
-//! reported anything, reading the queue (one `read` that usually finds it empty)
-//! vouches for the file in place of an `fstatat` of its path, which walks the path
-//! and costs more. After a report the file is checked by its state again, and a
-//! check that finds it unchanged re-arms the watch.
+//! reported anything, catching up with the queue (usually one ioctl that finds it
+//! empty) vouches for the file in place of an `fstatat` of its path, which walks the
+//! path and costs more. A report on the file itself drops it from the cache (see
+//! [`PathWatch::file_changed`]); after a report on a folder the file is checked by
+//! its state again, and a check that finds it unchanged re-arms the watch.
 //!
 //! What inotify does not report still waits for the listing's lifetime, or for a
 //! file's next check by state ([`RECHECK_EVERY`]): a change inside a subfolder
@@ -98,8 +99,11 @@ pub struct FolderWatch {
 /// The watches vouching that a cached file has not changed (see the module's text).
 #[derive(Debug)]
 pub struct PathWatch {
-    /// Each watch's count of reports, shared with the watch.
+    /// Each watch's count of reports, shared with the watch: the folders' from the
+    /// root down, then the file's.
     counts: Vec<Arc<AtomicU64>>,
+    /// The file's count when the watch was made, before the file was read.
+    file_count: u64,
     /// The sum of the counts when the file was last known unchanged.
     seen: AtomicU64,
     /// When that was, in [`clock`] milliseconds.
@@ -114,6 +118,17 @@ impl PathWatch {
             let count = count.load(Ordering::Acquire);
             (count != GONE).then(|| sum.wrapping_add(count))
         })
+    }
+
+    /// Whether the kernel reported a change to the file itself since before it was
+    /// read (as of the last [`FolderWatch::catch_up`]). Its state cannot clear it: a
+    /// write under way while the file was read changes the state when it begins and
+    /// is reported when it ends, so what was read may be a mix of two versions under
+    /// the state of the second.
+    pub fn file_changed(&self) -> bool {
+        self.counts
+            .last()
+            .is_none_or(|count| count.load(Ordering::Acquire) != self.file_count)
     }
 
     /// Whether nothing was reported since the file was last known unchanged at
@@ -232,8 +247,11 @@ impl FolderWatch {
             });
             counts.push(count);
         }
+        // The file's own watch comes last.
+        let file_count = counts.last()?.load(Ordering::Acquire);
         let watch = PathWatch {
             counts,
+            file_count,
             seen: AtomicU64::new(0),
             checked: AtomicU64::new(0),
         };
@@ -422,6 +440,15 @@ mod tests {
         watch.catch_up();
         let total = paths.total().unwrap();
         assert!(paths.vouches_at(total));
+        assert!(!paths.file_changed());
+        // A change beside the file: the watch no longer vouches, but the file
+        // itself was not reported.
+        std::fs::write(sub.join("beside"), "x").unwrap();
+        watch.catch_up();
+        let total = paths.total().unwrap();
+        assert!(!paths.vouches_at(total));
+        assert!(!paths.file_changed());
+        paths.confirm(total);
         // The file, through another name.
         let other = dir.path().join("other");
         std::fs::hard_link(&path, &other).unwrap();
@@ -433,6 +460,7 @@ mod tests {
         );
         paths.confirm(total);
         assert!(paths.vouches_at(total));
+        assert!(paths.file_changed(), "for good: its state cannot clear it");
         std::fs::write(&other, "two").unwrap();
         watch.catch_up();
         let total = paths.total().unwrap();

@@ -552,6 +552,7 @@ fn represent(
         state,
         negotiated,
         watch,
+        outdated: Vec::new(),
         identity: identity.clone(),
         learned: Vec::new(),
     };
@@ -570,6 +571,8 @@ fn represent(
         };
         if let Ok(Node::File(sidecar)) = files.root.open(&sidecar_path) {
             if !current(&sidecar) {
+                let source = (c_path(&sidecar_path), FileState::of(&sidecar.meta));
+                fill.outdated.push(source);
                 fill.learned.push((encoding, Found::NoSidecar));
                 continue;
             }
@@ -626,11 +629,7 @@ fn on_the_fly(
             .variants
             .get_or_encode(etag, encoding, || match &identity.content {
                 Content::Bytes(bytes) => Ok(bytes.clone()),
-                Content::File(file) => {
-                    let mut buf = vec![0u8; len as usize];
-                    file.read_exact_at(&mut buf, 0)?;
-                    Ok(Bytes::from(buf))
-                }
+                Content::File(file) => read_tagged(files, file, len, etag),
             })?;
         match variant {
             Some(bytes) => {
@@ -672,11 +671,7 @@ fn refused_identity(
     }
     let data = match &identity.content {
         Content::Bytes(bytes) => bytes.clone(),
-        Content::File(file) => {
-            let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, 0)?;
-            Bytes::from(buf)
-        }
+        Content::File(file) => read_tagged(files, file, len, etag)?,
     };
     let bytes = Bytes::from(compress::encode(&data, encoding)?);
     Ok(Some(Representation {
@@ -687,6 +682,30 @@ fn refused_identity(
         negotiated: true,
         ..identity.clone()
     }))
+}
+
+/// The whole of a file not held in memory, read to be compressed: the content its
+/// tag (a hash of the content, for every file small enough to compress) names. A
+/// file rewritten in place while it is read gives a mix of two versions, which must
+/// be neither sent nor kept under the tag of one; that is an `UnexpectedEof` error,
+/// on which the request is resolved again. The tag is forgotten too, in case it was
+/// the one taken from a mix.
+fn read_tagged(
+    files: &StaticFiles,
+    file: &std::fs::File,
+    len: u64,
+    etag: &crate::http::etag::EntityTag,
+) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    if crate::http::etag::EntityTag::of_content(&buf) != *etag {
+        files.etags.forget(etag);
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file changed while it was read",
+        ));
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// A file's modification time as a Last-Modified value: never later than now (RFC 9110
