@@ -24,14 +24,24 @@ const HASH_CHUNK: usize = 256 * 1024;
 /// The largest file whose tag is its content's hash (the compression limit too).
 pub const CONTENT_HASHED_MAX: u64 = 16 * 1024 * 1024;
 
-/// How long after a file last changed its hash is not kept (see
-/// [`FileState::is_recent`]).
+/// How long after a file last changed a hash of what was read of it is taken again
+/// before it is served (see [`FileState::is_recent`]).
 pub const RACY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One file state's tag.
+#[derive(Debug)]
+struct Hashed {
+    tag: EntityTag,
+    /// Taken from what was read less than [`RACY`] after the file changed: told as
+    /// what is known (a listing's `getetag`), but taken again before a response is
+    /// built on it.
+    racy: bool,
+}
 
 /// Content hashes of files, keyed by file state, bounded in entries.
 #[derive(Debug)]
 pub struct EtagCache {
-    entries: Mutex<HashMap<FileState, EntityTag>>,
+    entries: Mutex<HashMap<FileState, Hashed>>,
     capacity: usize,
 }
 
@@ -56,17 +66,15 @@ impl EtagCache {
         if meta.len() > CONTENT_HASHED_MAX {
             return Ok(state_tag(&state));
         }
-        if let Some(tag) = self.lock().get(&state) {
-            return Ok(tag.clone());
+        if let Some(hashed) = self.lock().get(&state).filter(|h| !h.racy) {
+            return Ok(hashed.tag.clone());
         }
         let tag = match content {
             Some(bytes) => EntityTag::of_content(bytes),
             None => hash_file(file, meta.len())?,
         };
-        if state.is_recent(RACY) {
-            // Maybe read in the middle of a write: hashed again next time.
-            return Ok(tag);
-        }
+        // Maybe read in the middle of a write: hashed again before it is served again.
+        let racy = state.is_recent(RACY);
         let mut entries = self.lock();
         if entries.len() >= self.capacity {
             // Entries stay valid forever (a new state is a new key), so dropping any of
@@ -78,7 +86,11 @@ impl EtagCache {
                 n <= keep
             });
         }
-        entries.insert(state, tag.clone());
+        let hashed = Hashed {
+            tag: tag.clone(),
+            racy,
+        };
+        entries.insert(state, hashed);
         Ok(tag)
     }
 
@@ -89,7 +101,8 @@ impl EtagCache {
         if meta.len() > CONTENT_HASHED_MAX {
             return Some(state_tag(&state));
         }
-        self.lock().get(&state).cloned()
+        // A racy tag too: it is what the last GET sent.
+        self.lock().get(&state).map(|hashed| hashed.tag.clone())
     }
 
     /// Records `content_tag`, the hash of what was just written, for the file state
@@ -104,17 +117,21 @@ impl EtagCache {
         if entries.len() >= self.capacity {
             entries.clear();
         }
-        entries.insert(state, content_tag.clone());
+        let hashed = Hashed {
+            tag: content_tag.clone(),
+            racy: false,
+        };
+        entries.insert(state, hashed);
         content_tag
     }
 
     /// Drops `tag` wherever it is cached: it was found not to name the content of
     /// the file it was taken from (read while the file was being rewritten).
     pub fn forget(&self, tag: &EntityTag) {
-        self.lock().retain(|_, cached| cached != tag);
+        self.lock().retain(|_, hashed| hashed.tag != *tag);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileState, EntityTag>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileState, Hashed>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -184,11 +201,12 @@ mod tests {
         let f = File::open(&path).unwrap();
         let meta = f.metadata().unwrap();
         // As if the bytes read were a mix of two versions: the file changed less
-        // than a second ago, so what was read then is not kept under its state.
+        // than a second ago, so what was read then is not served by its state.
         let mixed = cache.tag(&f, &meta, Some(b"o-e")).unwrap();
+        assert_eq!(cache.known(&meta), Some(mixed.clone()));
         let whole = cache.tag(&f, &meta, Some(b"one")).unwrap();
         assert_ne!(mixed, whole);
         assert_eq!(whole, EntityTag::of_content(b"one"));
-        assert_eq!(cache.known(&meta), None);
+        assert_eq!(cache.known(&meta), Some(whole));
     }
 }
