@@ -23,6 +23,7 @@ pub mod static_files;
 pub mod uploads;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -269,9 +270,12 @@ impl Handlers {
 /// `answer`, unless the client leaves first: the work behind it (a program, a
 /// request to an app server) is then dropped, which stops it, and the exchange is
 /// logged with nginx's 499 (client closed request). Nobody reads that answer.
+///
+/// `answer` comes boxed: `select!` moves it into a state of its own, and a large
+/// future would be copied, and kept twice over.
 async fn unless_client_leaves(
     client: Client,
-    answer: impl std::future::Future<Output = Response<Body>>,
+    answer: Pin<Box<impl std::future::Future<Output = Response<Body>>>>,
 ) -> Response<Body> {
     tokio::select! {
         biased;
@@ -438,8 +442,8 @@ impl Handlers {
             Handler::Cgi(route) => {
                 let root = self.static_files.root_handle();
                 let client = req.client;
-                let answer = self.cgi.respond(route, root, self.program_max_body, req);
-                Box::pin(unless_client_leaves(client, answer)).await
+                let answer = Box::pin(self.cgi.respond(route, root, self.program_max_body, req));
+                unless_client_leaves(client, answer).await
             }
             // A plain file under a PHP site's rule (a stylesheet, an upload) is
             // served as one, never handed to the application.
@@ -454,8 +458,8 @@ impl Handlers {
                 let max_body = route.max_body.unwrap_or(self.program_max_body);
                 let (head, client, asked) = (req.head, req.client, req.path.clone());
                 let peer = (req.remote, req.tls, req.local_port);
-                let answer = fastcgi::respond(&self.cgi, route, root, max_body, req);
-                let res = Box::pin(unless_client_leaves(client, answer)).await;
+                let answer = Box::pin(fastcgi::respond(&self.cgi, route, root, max_body, req));
+                let res = unless_client_leaves(client, answer).await;
                 // A PHP app's X-Accel-Redirect, as nginx follows it after fastcgi_pass.
                 let (mut parts, body) = res.into_parts();
                 let Some((to, handed)) = handed_file::handed_back(&parts) else {
@@ -481,7 +485,7 @@ impl Handlers {
             }
             Handler::Proxy(route) => {
                 let client = req.client;
-                Box::pin(unless_client_leaves(client, self.respond_proxy(route, req))).await
+                unless_client_leaves(client, Box::pin(self.respond_proxy(route, req))).await
             }
         }
     }

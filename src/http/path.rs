@@ -255,13 +255,15 @@ impl SitePath {
     /// (percent-encoding, `//`, `.` and `..`) gives the same string, so a rule cannot be
     /// bypassed by writing the path differently.
     pub fn rule_path(&self) -> String {
-        let mut out = String::from("/");
-        let names: Vec<String> = self
-            .segments
-            .iter()
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect();
-        out.push_str(&names.join("/"));
+        let len: usize = self.segments.iter().map(|s| s.len() + 1).sum();
+        let mut out = String::with_capacity(len + 2);
+        out.push('/');
+        for (i, segment) in self.segments.iter().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(&String::from_utf8_lossy(segment));
+        }
         if self.trailing_slash && !self.segments.is_empty() {
             out.push('/');
         }

@@ -151,8 +151,8 @@ pub struct InternalRedirect(pub String);
 /// its response head took: for the access log.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// The upstream as configured.
-    pub address: String,
+    /// The upstream as configured (shared: one is made for every proxied request).
+    pub address: std::sync::Arc<str>,
     /// From sending the request to its response head.
     pub head_time: std::time::Duration,
 }

@@ -73,7 +73,7 @@ pub struct Record {
     pub user: Option<String>,
     /// The app server a proxied request went to, and how long its response head
     /// took once the request was sent.
-    pub upstream: Option<(String, Duration)>,
+    pub upstream: Option<(std::sync::Arc<str>, Duration)>,
     /// Time from request to the end of the response.
     pub duration: Duration,
     /// False when the client went away before the body was sent.

@@ -71,7 +71,7 @@ pub fn spawn(
     expected: Option<u64>,
     tx: mpsc::Sender<io::Result<Bytes>>,
     keep: impl Send + 'static,
-    mut filling: Option<Filling>,
+    mut filling: Option<Box<Filling>>,
     idle: std::time::Duration,
 ) {
     let shared = Arc::new(Shared::new(MAX_FILE));
@@ -101,7 +101,7 @@ pub fn spawn(
             }
             if producer.client_gone.load(Ordering::Relaxed) {
                 // Read on only for the cache, and only while it still wants it.
-                if filling.as_ref().is_none_or(Filling::failed) {
+                if filling.as_ref().is_none_or(|f| f.failed()) {
                     break Err("client gone".to_string());
                 }
                 continue;

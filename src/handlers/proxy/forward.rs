@@ -25,15 +25,22 @@ use crate::http::response;
 
 /// What `Via` says: the protocol the message came in with (RFC 9110 §7.6.3), and
 /// wharf.
-fn via(received: Version) -> &'static str {
-    match received {
+fn via(received: Version) -> HeaderValue {
+    HeaderValue::from_static(match received {
         Version::HTTP_09 => "0.9 wharf",
         Version::HTTP_10 => "1.0 wharf",
         Version::HTTP_2 => "2 wharf",
         Version::HTTP_3 => "3 wharf",
         _ => "1.1 wharf",
-    }
+    })
 }
+
+// The forwarding fields wharf writes, named once: a name looked up as text is
+// parsed again on every use.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// Bodies up to this size are read whole before the response starts.
 const SMALL_BODY: u64 = 64 * 1024;
 /// Chunks of a response in flight between the buffer and the client's connection
@@ -698,7 +705,7 @@ fn switched(res: &mut Response<hyper::body::Incoming>, client: Version) -> Respo
         out.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    append_list(out.headers_mut(), "via", via(res.version()));
+    append_list(out.headers_mut(), header::VIA, via(res.version()));
     out.extensions_mut()
         .insert(response::Tunnel(Arc::new(std::sync::Mutex::new(Some(
             other_end,
@@ -832,7 +839,9 @@ pub fn upstream_headers(
     // prefix, TLS), which an app may believe: only a trusted proxy's is kept.
     let forwarding =
         |name: &str| name.starts_with("x-forwarded-") || name == "forwarded" || name == "x-real-ip";
-    let mut out = HeaderMap::new();
+    // Room for what wharf adds (Host, the forwarding fields, Via), so that the map
+    // is made once.
+    let mut out = HeaderMap::with_capacity(head.headers.len() + 7);
     for (name, value) in &head.headers {
         // `Expect` too: wharf itself answered it, and it has the body (or streams
         // it); the app asked again could refuse what it never has to wait for.
@@ -879,37 +888,53 @@ pub fn upstream_headers(
         out.insert(header::HOST, host.clone());
     }
     let ip = remote.ip();
+    let ip_text = ip.to_string();
     let proto = if tls { "https" } else { "http" };
-    append_list(&mut out, "x-forwarded-for", &ip.to_string());
-    if !out.contains_key("x-forwarded-proto") {
-        out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if let Ok(for_ip) = HeaderValue::from_str(&ip_text) {
+        append_list(&mut out, X_FORWARDED_FOR, for_ip);
     }
-    if let (false, Some(host)) = (out.contains_key("x-forwarded-host"), &host) {
-        out.insert("x-forwarded-host", host.clone());
+    if !out.contains_key(X_FORWARDED_PROTO) {
+        out.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    let node = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut forwarded = format!("for={node};proto={proto}");
+    if let (false, Some(host)) = (out.contains_key(X_FORWARDED_HOST), &host) {
+        out.insert(X_FORWARDED_HOST, host.clone());
+    }
+    // `for=192.0.2.1;proto=http;host="example.com"`, an IPv6 node quoted and
+    // bracketed (RFC 7239 §4, §6).
+    let mut forwarded = String::with_capacity(64);
+    forwarded.push_str("for=");
+    match ip {
+        IpAddr::V4(_) => forwarded.push_str(&ip_text),
+        IpAddr::V6(_) => {
+            forwarded.push_str("\"[");
+            forwarded.push_str(&ip_text);
+            forwarded.push_str("]\"");
+        }
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
     if let Some(h) = host.as_ref().and_then(|h| h.to_str().ok()) {
         if h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         {
-            forwarded.push_str(&format!(";host=\"{h}\""));
+            forwarded.push_str(";host=\"");
+            forwarded.push_str(h);
+            forwarded.push('"');
         }
     }
     // A list wharf cannot read (a quoted string left open) would swallow wharf's
     // own element into it: it is replaced, not added to (RFC 7239 §4).
     if !out
-        .get_all("forwarded")
+        .get_all(FORWARDED)
         .iter()
         .all(|v| quotes_closed(v.as_bytes()))
     {
-        out.remove("forwarded");
+        out.remove(FORWARDED);
     }
-    append_list(&mut out, "forwarded", &forwarded);
-    append_list(&mut out, "via", via(head.version));
+    if let Ok(forwarded) = HeaderValue::from_str(&forwarded) {
+        append_list(&mut out, FORWARDED, forwarded);
+    }
+    append_list(&mut out, header::VIA, via(head.version));
     for (name, value) in &route.add_headers {
         out.insert(name.clone(), value.clone());
     }
@@ -935,14 +960,18 @@ fn quotes_closed(line: &[u8]) -> bool {
 /// Adds `value` to a comma-separated list field, after what is there: every line
 /// of it, in order, since several lines are one list (RFC 9110 §5.3) and the last
 /// is the hop nearest wharf.
-fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn append_list(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
     let mut joined: Vec<u8> = Vec::new();
-    for line in headers.get_all(name) {
+    for line in headers.get_all(&name) {
         let line = line.as_bytes().trim_ascii();
         if !line.is_empty() {
             joined.extend_from_slice(line);
             joined.extend_from_slice(b", ");
         }
+    }
+    if joined.is_empty() {
+        headers.insert(name, value);
+        return;
     }
     joined.extend_from_slice(value.as_bytes());
     if let Ok(v) = HeaderValue::from_bytes(&joined) {
@@ -972,9 +1001,10 @@ fn streams(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
+            let kind = b"text/event-stream";
+            let v = v.trim_start().as_bytes();
+            v.get(..kind.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(kind))
         });
     let asked = headers
         .get("x-accel-buffering")
@@ -1036,16 +1066,19 @@ async fn stream_through(
 pub fn clean(headers: &mut HeaderMap, status: StatusCode, received: Version) -> bool {
     let streamed = streams(headers);
     let listed = connection_listed(headers);
-    let names: Vec<HeaderName> = headers.keys().cloned().collect();
-    for name in names {
-        if is_hop_by_hop(&name, &listed) || handed_file::is_note_to_front(&name) {
-            headers.remove(&name);
-        }
+    // Only the names to drop are gathered (most answers have none).
+    let drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name, &listed) || handed_file::is_note_to_front(name))
+        .cloned()
+        .collect();
+    for name in drop {
+        headers.remove(&name);
     }
     if status.is_informational() || status == StatusCode::NO_CONTENT {
         headers.remove(header::CONTENT_LENGTH);
     }
-    append_list(headers, "via", via(received));
+    append_list(headers, header::VIA, via(received));
     streamed
 }
 
@@ -1074,7 +1107,7 @@ pub async fn relay(
     head_request: bool,
     lease: super::upstream::Lease,
     wait: std::time::Duration,
-    filling: Option<Filling>,
+    filling: Option<Box<Filling>>,
 ) -> Response<Body> {
     let (mut parts, mut incoming) = res.into_parts();
     if let Some((to, mut handed)) = crate::handlers::handed_file::handed_back(&parts) {

@@ -235,6 +235,6 @@ impl Route {
 
     /// The upstreams, for `--explain`.
     pub fn upstreams(&self) -> impl Iterator<Item = &str> {
-        self.pool.upstreams.iter().map(|u| u.shown.as_str())
+        self.pool.upstreams.iter().map(|u| &*u.shown)
     }
 }

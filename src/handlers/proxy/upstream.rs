@@ -43,7 +43,7 @@ pub struct Upstream {
     /// is passed unchanged).
     pub path: Option<String>,
     /// What the URL said, for messages.
-    pub shown: String,
+    pub shown: Arc<str>,
     outstanding: AtomicUsize,
     failures: AtomicU32,
     resting_until: Mutex<Option<Instant>>,
@@ -140,7 +140,7 @@ impl Upstream {
         Ok(Upstream {
             address,
             path,
-            shown: url.to_string(),
+            shown: Arc::from(url),
             outstanding: AtomicUsize::new(0),
             failures: AtomicU32::new(0),
             resting_until: Mutex::new(None),

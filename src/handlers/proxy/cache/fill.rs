@@ -36,8 +36,10 @@ impl Drop for Filling {
 
 impl Filling {
     /// Starts storing a response described by `entry` (its body still to come).
-    pub fn new(cache: Arc<Cache>, entry: Entry, flight: Option<FlightGuard>) -> Filling {
-        Filling {
+    /// Boxed: a filling is about a kilobyte, and it rides in the futures of every
+    /// cacheable proxied response, which would otherwise copy it at each move.
+    pub fn new(cache: Arc<Cache>, entry: Entry, flight: Option<FlightGuard>) -> Box<Filling> {
+        Box::new(Filling {
             cache,
             entry,
             chunks: Vec::new(),
@@ -45,7 +47,7 @@ impl Filling {
             writing: None,
             failed: false,
             _flight: flight,
-        }
+        })
     }
 
     /// Adds the next piece of the body.
