@@ -787,3 +787,38 @@ fn an_idle_connection_that_never_answers_is_closed() {
     assert!(frames.contains(&0), "{frames:?}");
     assert!(frames.contains(&7), "no GOAWAY: {frames:?}");
 }
+
+/// A client that keeps its flow-control window shut takes no response bytes, as an
+/// HTTP/1 client that stops reading does: its connection is dropped at the idle
+/// timeout, not kept (with the file it holds open) for as long as handlers may take.
+#[test]
+fn a_stream_whose_window_stays_shut_ends_its_connection_at_the_idle_timeout() {
+    use std::io::Write;
+    let (_tmp, root) = fixture();
+    write_file(&root, "big.bin", vec![7u8; 1 << 20]);
+    let server = Server::start(&root, &["--idle-timeout", "1s"]);
+    let mut stream = connect(server.addr());
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent a byte of DATA.
+    hello.extend(frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let mut block = vec![0x82, 0x86, 0x41, 9];
+    block.extend_from_slice(b"localhost");
+    block.extend_from_slice(&[0x44, 8]);
+    block.extend_from_slice(b"/big.bin");
+    hello.extend(frame(0x1, 0x5, 1, &block)); // HEADERS, END_STREAM | END_HEADERS
+    stream.write_all(&hello).unwrap();
+    // Handlers may take a minute; the read gives up after 20 s ("quiet").
+    let mut buf = Vec::new();
+    let data = std::cell::Cell::new(0usize);
+    let fate = read_frames(&mut stream, &mut buf, |kind, _, payload| {
+        if kind == 0x0 {
+            data.set(data.get() + payload.len());
+        }
+        None
+    });
+    assert_eq!(fate, "closed", "the connection outlived a shut window");
+    assert_eq!(data.get(), 0, "DATA sent past a window of 0");
+}

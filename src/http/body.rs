@@ -16,6 +16,7 @@ use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -76,10 +77,29 @@ pub trait Finish: Send {
     fn finish(self: Box<Self>, bytes_sent: u64, complete: bool);
 }
 
+/// The bodies of one connection that handed out a piece and have not been asked for
+/// the next: on HTTP/2, a stream whose client keeps its flow-control window shut
+/// shows as such, while its connection may take no bytes at all. The connection
+/// then counts as not reading (its send timeout runs), as an HTTP/1 one whose
+/// socket is full does.
+#[derive(Debug, Default)]
+pub struct Handed(AtomicU32);
+
+impl Handed {
+    /// How many bodies wait to be asked again.
+    pub fn waiting(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The response body type of every handler.
 pub struct Body {
     inner: Inner,
     sent: u64,
+    /// Set when the connection counts its bodies waiting to be asked ([`Handed`]);
+    /// `holding` says whether this one is counted now.
+    handed: Option<Arc<Handed>>,
+    holding: bool,
     on_finish: Option<Box<dyn Finish>>,
     /// Set when the connection can send file ranges with `sendfile`.
     sendfile: Option<Arc<SendfileQueue>>,
@@ -141,6 +161,8 @@ impl Body {
         Body {
             inner,
             sent: 0,
+            handed: None,
+            holding: false,
             on_finish: None,
             sendfile: None,
             sendfile_start: None,
@@ -167,6 +189,20 @@ impl Body {
         self.sendfile = Some(queue);
     }
 
+    /// Counts this body in `handed` while it waits to be asked for its next piece.
+    pub fn count_handed(&mut self, handed: Arc<Handed>) {
+        self.handed = Some(handed);
+    }
+
+    /// Ends this body's turn in its [`Handed`] count, if it is counted.
+    fn asked_again(&mut self) {
+        if std::mem::take(&mut self.holding) {
+            if let Some(handed) = &self.handed {
+                handed.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Replaces the content with nothing, keeping the finish hook (for HEAD).
     pub fn clear(&mut self) {
         self.inner = Inner::One(None);
@@ -185,6 +221,7 @@ impl Drop for Body {
     /// Reports the end; with `sendfile`, once the bytes hyper took as placeholders
     /// have actually been sent (or the connection ended without them).
     fn drop(&mut self) {
+        self.asked_again();
         if let Some(finish) = self.on_finish.take() {
             let complete = self.is_done();
             match &self.sendfile {
@@ -300,6 +337,7 @@ impl http_body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
+        this.asked_again();
         let next = match &mut this.inner {
             Inner::One(bytes) => bytes.take().map(Ok),
             Inner::Segments { queue, reading } => {
@@ -318,6 +356,10 @@ impl http_body::Body for Body {
         Poll::Ready(next.map(|chunk| {
             chunk.map(|bytes| {
                 this.sent += bytes.len() as u64;
+                if let Some(handed) = &this.handed {
+                    handed.0.fetch_add(1, Ordering::Relaxed);
+                    this.holding = true;
+                }
                 Frame::data(bytes)
             })
         }))

@@ -7,10 +7,12 @@
 //! nothing of sockets or HTTP.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::http::body::Handed;
 use crate::net::deferred_accept::SILENT_BEFORE_ACCEPT;
 
 /// How long a keep-alive connection must be idle before it is parked.
@@ -41,6 +43,9 @@ pub struct Clock {
     head_begun: AtomicBool,
     /// The last write did not take everything offered: output is still buffered.
     pub(super) write_blocked: AtomicBool,
+    /// HTTP/2 response bodies handed to their streams and not asked again yet:
+    /// output waiting for the client's flow-control window.
+    pub(super) handed: Arc<Handed>,
     /// Milliseconds after `start` of the last progress of an exchange: a write that
     /// took bytes, request body bytes arriving, or the start of the request.
     pub(super) last_write_ms: AtomicU64,
@@ -73,6 +78,7 @@ impl Clock {
             read_while_busy: AtomicBool::new(false),
             head_begun: AtomicBool::new(false),
             write_blocked: AtomicBool::new(false),
+            handed: Arc::default(),
             last_write_ms: AtomicU64::new(0),
             wants_nodelay: AtomicBool::new(false),
             nodelay: AtomicBool::new(false),

@@ -582,10 +582,13 @@ impl Session {
                 let phase = self.clock.phase();
                 in_flight.set(phase == BUSY);
                 // Streams under way: the deadline is the send timeout, which any write
-                // that takes bytes moves on; while the socket takes what is written,
-                // streams may be waiting for their handlers (or for flow control),
+                // that takes bytes moves on, while output waits for the client (the
+                // socket is full, or a stream holds a piece its flow-control window
+                // has no room for); otherwise streams are waiting for their handlers,
                 // bounded by the handlers' own timeouts.
-                let send_deadline = if self.clock.write_blocked.load(Ordering::Relaxed) {
+                let waiting_for_client = self.clock.write_blocked.load(Ordering::Relaxed)
+                    || self.clock.handed.waiting() > 0;
+                let send_deadline = if waiting_for_client {
                     self.clock.send_deadline(self.limits.idle_timeout)
                 } else {
                     self.clock.send_deadline(self.limits.producer_deadline())

@@ -332,6 +332,10 @@ impl Finishing {
         if let Some(queue) = self.sendfile {
             res.body_mut().use_sendfile(queue);
         }
+        if !self.http1 {
+            res.body_mut()
+                .count_handed(Arc::clone(&self.exchange.clock.handed));
+        }
         self.exchange.attach(&mut res);
         res
     }
