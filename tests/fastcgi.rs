@@ -7,6 +7,7 @@ mod common;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -677,23 +678,34 @@ fn an_overloaded_application_is_503_and_its_stderr_is_bounded() {
 /// A FastCGI application that keeps its connections: each answers every request
 /// on it with "ok". The first `together` connections answer their first request
 /// only once all of them have one (so wharf holds that many at once). Returns its
-/// address and its connections, to close as a restart would.
-fn keeping_application(together: usize) -> (String, Arc<Mutex<Vec<std::net::TcpStream>>>) {
+/// address, its connections (to close as a restart would) and how many of them
+/// wharf has closed.
+fn keeping_application(
+    together: usize,
+) -> (
+    String,
+    Arc<Mutex<Vec<std::net::TcpStream>>>,
+    Arc<AtomicUsize>,
+) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let open = Arc::new(Mutex::new(Vec::new()));
     let held = Arc::clone(&open);
+    let closed = Arc::new(AtomicUsize::new(0));
+    let closed_seen = Arc::clone(&closed);
     let barrier = Arc::new(std::sync::Barrier::new(together));
     std::thread::spawn(move || {
         for (n, mut stream) in listener.incoming().flatten().enumerate() {
             held.lock().unwrap().push(stream.try_clone().unwrap());
             let barrier = (n < together).then(|| Arc::clone(&barrier));
+            let closed = Arc::clone(&closed_seen);
             std::thread::spawn(move || {
                 let mut first = true;
                 loop {
                     let mut head = [0u8; 8];
                     if stream.read_exact(&mut head).is_err() {
+                        closed.fetch_add(1, Ordering::SeqCst);
                         return;
                     }
                     let len = u16::from_be_bytes([head[4], head[5]]) as usize + head[6] as usize;
@@ -717,12 +729,12 @@ fn keeping_application(together: usize) -> (String, Arc<Mutex<Vec<std::net::TcpS
             });
         }
     });
-    (addr, open)
+    (addr, open, closed)
 }
 
 #[test]
 fn every_kept_connection_a_restarted_application_closed_is_let_go() {
-    let (app, open) = keeping_application(3);
+    let (app, open, _) = keeping_application(3);
     let (tmp, root) = temp_root();
     std::fs::write(root.join("a.php"), "").unwrap();
     let conf = tmp.path().join("wharf.toml");
@@ -752,6 +764,52 @@ fn every_kept_connection_a_restarted_application_closed_is_let_go() {
     }
     let res = get(&server, "/a.php");
     assert_eq!((res.status, res.body_text().as_str()), (200, "ok"));
+}
+
+/// A server with one FastCGI rule, `/a.php` to the application at `app`.
+fn php_site(app: &str) -> (tempfile::TempDir, Server) {
+    let (tmp, root) = temp_root();
+    std::fs::write(root.join("a.php"), "").unwrap();
+    let conf = tmp.path().join("wharf.toml");
+    std::fs::write(
+        &conf,
+        format!("[[rule]]\npath = \"/a.php\"\nhandler = \"fastcgi\"\nupstream = \"tcp:{app}\"\n"),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    (tmp, server)
+}
+
+/// A kept connection the application closed since (a php-fpm child that served its
+/// `pm.max_requests`) is let go before it is used: a POST, which is not sent twice,
+/// is not lost on it.
+#[test]
+fn a_post_after_the_application_closed_its_kept_connection_is_answered() {
+    let (app, open, _) = keeping_application(1);
+    let (_tmp, server) = php_site(&app);
+    assert_eq!(get(&server, "/a.php").body_text(), "ok");
+    for stream in open.lock().unwrap().drain(..) {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+    let raw =
+        b"POST /a.php HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=1";
+    let res = parse_response(&send_raw_to(server.addr(), raw), false);
+    assert_eq!((res.status, res.body_text().as_str()), (200, "ok"));
+}
+
+/// An unused connection holds one of the application's workers, which another of
+/// its clients may be waiting for: it is closed after a few seconds.
+#[test]
+fn an_unused_connection_to_the_application_is_closed() {
+    let (app, _open, closed) = keeping_application(1);
+    let (_tmp, server) = php_site(&app);
+    assert_eq!(get(&server, "/a.php").body_text(), "ok");
+    poll_until(Duration::from_secs(30), || {
+        (closed.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .expect("the unused connection is closed");
+    // The next request makes a new one.
+    assert_eq!(get(&server, "/a.php").body_text(), "ok");
 }
 
 /// An application that takes a request and never answers: the client leaving

@@ -8,14 +8,16 @@
 //! its `index` script. The body is received whole first, then sent as `STDIN`
 //! records while the answer is read from `STDOUT` records and handled as CGI output
 //! ([`crate::handlers::cgi::output`]); `STDERR` goes to wharf's stderr. Connections
-//! are kept open for the next request (`FCGI_KEEP_CONN`) and pooled.
+//! are kept open for the next request (`FCGI_KEEP_CONN`) and pooled, for a few
+//! seconds at most: each one holds a worker of the application.
 
 pub mod records;
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{Response, StatusCode};
@@ -39,6 +41,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
 /// The request id on every connection (one request at a time on each).
 const REQUEST_ID: u16 = 1;
+/// How long an unused connection to the application is kept open. Each holds one of
+/// its workers (a php-fpm child serves one connection at a time), which its other
+/// clients may be waiting for: another server, or this one after a reload. Under
+/// load a connection is taken again long before.
+const IDLE_KEEP: Duration = Duration::from_secs(5);
 
 /// Where the application listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +106,10 @@ pub struct Route {
     pub scripts: Option<crate::handlers::cgi::ScriptPattern>,
     /// Largest request body; `None`: the server's (`--max-upload-size`).
     pub max_body: Option<u64>,
-    idle: Mutex<Vec<Stream>>,
+    /// Unused connections, and since when; the newest is taken first.
+    idle: Mutex<Vec<(Stream, Instant)>>,
+    /// Set while a task is due to close the connections unused for [`IDLE_KEEP`].
+    reaping: AtomicBool,
     /// One per request in flight, so at most this many connections are open.
     slots: Arc<tokio::sync::Semaphore>,
     max_connections: usize,
@@ -138,6 +148,7 @@ impl Route {
             scripts: None,
             max_body: None,
             idle: Mutex::new(Vec::new()),
+            reaping: AtomicBool::new(false),
             slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
             max_connections,
         }
@@ -150,9 +161,14 @@ impl Route {
 
     /// An idle connection (unless `fresh`), or a new one; and whether it was reused.
     async fn connection(&self, fresh: bool) -> io::Result<(Stream, bool)> {
-        if !fresh {
-            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            if let Some(stream) = idle {
+        while let Some((stream, since)) = (!fresh)
+            .then(|| self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop())
+            .flatten()
+        {
+            // One the application has closed meanwhile (a php-fpm child that
+            // served its `pm.max_requests`, a reload) is let go before a request
+            // is lost on it: a request that is not safe to repeat is not repeated.
+            if since.elapsed() < IDLE_KEEP && still_open(&stream) {
                 return Ok((stream, true));
             }
         }
@@ -178,11 +194,29 @@ impl Route {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    fn put_back(&self, stream: Stream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_connections {
-            idle.push(stream);
+    fn put_back(self: &Arc<Self>, stream: Stream) {
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() >= self.max_connections {
+                return;
+            }
+            idle.push((stream, Instant::now()));
         }
+        if !self.reaping.swap(true, Ordering::AcqRel) {
+            reap_idle(Arc::downgrade(self));
+        }
+    }
+
+    /// Closes the connections unused for [`IDLE_KEEP`]; true when none is left.
+    fn close_unused(&self) -> bool {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(_, since)| since.elapsed() < IDLE_KEEP);
+        if idle.is_empty() {
+            // Under the lock: a connection put back after this starts a new task.
+            self.reaping.store(false, Ordering::Release);
+            return true;
+        }
+        false
     }
 
     /// Whether the file at `target`, which the script answering `asked` handed back
@@ -564,6 +598,38 @@ pub async fn respond(
         }
     }
     response::error(StatusCode::BAD_GATEWAY)
+}
+
+/// Closes `route`'s unused connections as they pass [`IDLE_KEEP`], until none is
+/// left or the route is gone (a reload drops it, and its connections with it).
+fn reap_idle(route: Weak<Route>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(IDLE_KEEP).await;
+            let Some(route) = route.upgrade() else { return };
+            if route.close_unused() {
+                return;
+            }
+        }
+    });
+}
+
+/// Whether an unused connection is still open: nothing to read, not even its end.
+/// (An idle FastCGI connection has nothing to say; anything it does say, or an
+/// error, makes it unusable.)
+fn still_open(stream: &Stream) -> bool {
+    use rustix::net::RecvFlags;
+    use std::os::fd::AsFd;
+    let fd = match stream {
+        Stream::Tcp(s) => s.as_fd(),
+        Stream::Unix(s) => s.as_fd(),
+        Stream::Tls(_) => return true,
+    };
+    let mut byte = [0u8; 1];
+    matches!(
+        rustix::net::recv(fd, &mut byte[..], RecvFlags::PEEK | RecvFlags::DONTWAIT),
+        Err(rustix::io::Errno::AGAIN)
+    )
 }
 
 /// Whether `e` is what a connection the other side closed while idle gives.
