@@ -97,8 +97,10 @@ pub fn write_meta_variables(
         "DOCUMENT_ROOT",
         exchange.document_root.as_os_str().as_bytes(),
     );
-    let remote_ip = exchange.remote.ip().to_canonical();
-    set("REMOTE_ADDR", remote_ip.to_string().as_bytes());
+    let remote_ip = exchange.remote.ip().to_canonical().to_string();
+    set("REMOTE_ADDR", remote_ip.as_bytes());
+    // No name is looked up for the client: RFC 3875 §4.1.9 has its address stand in.
+    set("REMOTE_HOST", remote_ip.as_bytes());
     set(
         "REMOTE_PORT",
         decimal(&mut number, u64::from(exchange.remote.port())),
@@ -288,6 +290,7 @@ mod tests {
         assert_eq!(get(&vars, "SERVER_NAME"), Some(&b"example.test"[..]));
         assert_eq!(get(&vars, "SERVER_PORT"), Some(&b"8080"[..]));
         assert_eq!(get(&vars, "REMOTE_ADDR"), Some(&b"10.0.0.1"[..]));
+        assert_eq!(get(&vars, "REMOTE_HOST"), Some(&b"10.0.0.1"[..]));
         assert_eq!(get(&vars, "PATH_TRANSLATED"), Some(&b"/srv/a/b"[..]));
         assert_eq!(get(&vars, "QUERY_STRING"), Some(&b"x=1"[..]));
         assert_eq!(get(&vars, "CONTENT_LENGTH"), None);
