@@ -221,8 +221,14 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     .with_verbose(config.verbose);
     let started = std::time::SystemTime::now();
     let cache = proxy_cache(&config)?;
+    let shutdown = CancellationToken::new();
+    // Stops the accepting (and asks connections to end after their next answer);
+    // shutdown implies it.
+    let draining = shutdown.child_token();
     let dev = if config.dev {
-        Some(Dev::start(&config.root)?)
+        // Its event streams end as the process stops serving: they would otherwise
+        // hold the shutdown for the whole grace period.
+        Some(Dev::start(&config.root, draining.clone())?)
     } else {
         None
     };
@@ -296,10 +302,6 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
         .filter(|(_, kind)| !matches!(kind, ListenerKind::RedirectToHttps { .. }))
         .filter_map(|(l, _)| l.local_addr().ok())
         .collect();
-    let shutdown = CancellationToken::new();
-    // Stops the accepting (and asks connections to end after their next answer);
-    // shutdown implies it.
-    let draining = shutdown.child_token();
     let force = CancellationToken::new();
     let finished = Finished::new(config.workers);
     let routers: router::Routers = Arc::new(arc_swap::ArcSwap::new(Arc::clone(&router)));

@@ -311,3 +311,20 @@ fn pages_too_large_to_hold_pass_unchanged() {
     assert!(!res.body_text().contains("wharf-dev"));
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
 }
+
+/// An open page's event stream never ends by itself: at shutdown it is ended, so
+/// that it does not hold the process for the whole grace period, and the page
+/// reconnects to whatever serves next.
+#[test]
+fn open_event_streams_end_at_shutdown() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "index.html", "<html><body>hi</body></html>");
+    // A grace period longer than the wait for the exit below.
+    let mut server = Server::start(&root, &["--dev", "--no-open", "--grace-period", "600s"]);
+    let mut events = Events::open(&server);
+    server.signal("TERM");
+    let status = server.expect_exit();
+    assert!(status.success(), "exit status {status}");
+    // The stream was ended as a chunked body ends, not cut.
+    events.until("0\r\n\r\n");
+}

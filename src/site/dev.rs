@@ -26,6 +26,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::http::body::Body;
 use crate::http::response;
@@ -73,6 +74,8 @@ impl Change {
 /// The running preview loop: the watcher and the channel it publishes on.
 pub struct Dev {
     changes: broadcast::Sender<Change>,
+    /// Cancelled when the process stops serving: every event stream ends then.
+    ending: CancellationToken,
     /// Kept so the watch lasts as long as the process.
     _watcher: Mutex<notify::RecommendedWatcher>,
 }
@@ -84,8 +87,9 @@ impl std::fmt::Debug for Dev {
 }
 
 impl Dev {
-    /// Watches `root` (recursively) for changes.
-    pub fn start(root: &Path) -> Result<Arc<Dev>, String> {
+    /// Watches `root` (recursively) for changes; the event streams end with
+    /// `ending`.
+    pub fn start(root: &Path, ending: CancellationToken) -> Result<Arc<Dev>, String> {
         use notify::Watcher as _;
         let (changes, _) = broadcast::channel(64);
         let sender = changes.clone();
@@ -103,6 +107,7 @@ impl Dev {
             .map_err(|e| format!("--dev: cannot watch {}: {e}", root.display()))?;
         Ok(Arc::new(Dev {
             changes,
+            ending,
             _watcher: Mutex::new(watcher),
         }))
     }
@@ -140,6 +145,7 @@ impl Dev {
     /// An event stream that lasts until the page goes away.
     fn events(&self) -> Response<Body> {
         let mut changes = self.changes.subscribe();
+        let ending = self.ending.clone();
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
         tokio::spawn(async move {
             // Sent at once, so the page knows it is connected; reconnect quickly.
@@ -160,6 +166,8 @@ impl Dev {
                     },
                     () = tokio::time::sleep(HEARTBEAT) => ": heartbeat\n\n",
                     () = tx.closed() => return,
+                    // The page reconnects (to the next process, after an upgrade).
+                    () = ending.cancelled() => return,
                 };
                 if tx
                     .send(Ok(Bytes::from_static(line.as_bytes())))
