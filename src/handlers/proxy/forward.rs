@@ -37,10 +37,10 @@ fn via(received: Version) -> HeaderValue {
 
 // The forwarding fields wharf writes, named once: a name looked up as text is
 // parsed again on every use.
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(super) const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// Bodies up to this size are read whole before the response starts.
 const SMALL_BODY: u64 = 64 * 1024;
 /// Chunks of a response in flight between the buffer and the client's connection

@@ -5,7 +5,7 @@
 //! parse, or is negative, counts as 0 — stale, the safe reading; a huge one is
 //! capped at 2³¹ seconds (§1.2.2). Quoted values are accepted everywhere.
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 
 /// The largest delta-seconds value wharf keeps (RFC 9111 §1.2.2).
 const MAX_DELTA: u64 = 1 << 31;
@@ -48,7 +48,7 @@ pub struct ResponseDirectives {
 pub const SURROGATE_TOKEN: &str = "wharf";
 
 /// The field by which an origin instructs surrogates (reverse-proxy caches).
-pub const SURROGATE_CONTROL: &str = "surrogate-control";
+pub const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 
 /// What a request's `Cache-Control` (or `Pragma: no-cache`) asks of a cache.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -188,7 +188,7 @@ impl ResponseDirectives {
                 _ => {}
             }
         }
-        for line in headers.get_all(SURROGATE_CONTROL) {
+        for line in headers.get_all(&SURROGATE_CONTROL) {
             let Ok(text) = line.to_str() else { continue };
             for item in split_list(text) {
                 // `directive[;device-token]`: without a token it is for every

@@ -247,9 +247,8 @@ pub fn ready(
     if reuse(&RequestDirectives::default(), entry.directives(), age, life) != Reuse::Fresh {
         return None;
     }
-    let mut res = serve::from_memory(&entry, head, &format!("hit; ttl={}", ttl(age, life)))?;
+    let res = serve::from_memory(&entry, head, &format!("hit; ttl={}", ttl(age, life)), age)?;
     metrics().cache(CacheOutcome::Hit);
-    res.headers_mut().remove(SURROGATE_CONTROL);
     Some(res)
 }
 
@@ -260,7 +259,7 @@ pub fn ready(
 fn origin(head: &http::request::Parts, host: &str, trusted: bool) -> String {
     let mut origin = host.to_string();
     if trusted {
-        for name in ["x-forwarded-proto", "forwarded"] {
+        for name in [&forward::X_FORWARDED_PROTO, &forward::FORWARDED] {
             for value in head.headers.get_all(name) {
                 origin.push(' ');
                 origin.push_str(&String::from_utf8_lossy(value.as_bytes()));

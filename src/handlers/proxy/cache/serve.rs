@@ -4,7 +4,7 @@
 //! answered from a stored GET.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
@@ -20,7 +20,7 @@ use crate::http::representation::{self, Content, Representation};
 use crate::http::response;
 
 /// The field that says what the cache did (RFC 9211).
-pub const CACHE_STATUS: &str = "cache-status";
+pub const CACHE_STATUS: header::HeaderName = header::HeaderName::from_static("cache-status");
 
 /// Fields a 304 carries (RFC 9110 §15.4.5), besides `Age` and `Cache-Status`.
 const NOT_MODIFIED_FIELDS: [header::HeaderName; 7] = [
@@ -36,11 +36,16 @@ const NOT_MODIFIED_FIELDS: [header::HeaderName; 7] = [
 /// Adds wharf's member, e.g. `wharf; hit; ttl=57`, to the end of `Cache-Status`
 /// (RFC 9211 §2: after those of caches nearer the origin).
 pub fn add_status(headers: &mut HeaderMap, detail: &str) {
-    let ours = format!("wharf; {detail}");
-    let value = match headers.get(CACHE_STATUS).and_then(|v| v.to_str().ok()) {
-        Some(before) if !before.trim().is_empty() => format!("{before}, {ours}"),
-        _ => ours,
-    };
+    let before = (headers.get(&CACHE_STATUS))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let mut value = String::with_capacity(before.map_or(0, |b| b.len() + 2) + detail.len() + 7);
+    if let Some(before) = before {
+        value.push_str(before);
+        value.push_str(", ");
+    }
+    value.push_str("wharf; ");
+    value.push_str(detail);
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(CACHE_STATUS, value);
     }
@@ -54,7 +59,8 @@ pub async fn respond(
     req: &Parts,
     cache_status: &str,
 ) -> Option<Response<Body>> {
-    if let Some(res) = from_memory(entry, req, cache_status) {
+    let age = entry.age(SystemTime::now());
+    if let Some(res) = from_memory(entry, req, cache_status, age) {
         return Some(res);
     }
     let dir = store.disk()?.dir.clone();
@@ -67,7 +73,7 @@ pub async fn respond(
         Some(file) => Some(answer(
             entry,
             req,
-            stored_headers(entry, cache_status),
+            stored_headers(entry, cache_status, age),
             Content::File(Arc::new(file)),
         )),
         None => {
@@ -77,23 +83,33 @@ pub async fn respond(
     }
 }
 
-/// The answer to `req` from `entry` when its body is in memory (no waiting).
-pub fn from_memory(entry: &Entry, req: &Parts, cache_status: &str) -> Option<Response<Body>> {
+/// The answer to `req` from `entry`, of `age`, when its body is in memory (no
+/// waiting).
+pub fn from_memory(
+    entry: &Entry,
+    req: &Parts,
+    cache_status: &str,
+    age: Duration,
+) -> Option<Response<Body>> {
     let bytes = entry.memory.as_ref()?;
     Some(answer(
         entry,
         req,
-        stored_headers(entry, cache_status),
+        stored_headers(entry, cache_status, age),
         Content::Bytes(bytes.clone()),
     ))
 }
 
 /// The stored fields as sent: with `Age` and `Cache-Status`, without what was
 /// meant for wharf only.
-fn stored_headers(entry: &Entry, cache_status: &str) -> HeaderMap {
-    let mut headers = entry.headers.clone();
-    let age = entry.age(SystemTime::now()).as_secs().min(1 << 31);
-    headers.insert(header::AGE, HeaderValue::from(age));
+fn stored_headers(entry: &Entry, cache_status: &str, age: Duration) -> HeaderMap {
+    // Made at its size: a clone has no room for the two fields added, and would
+    // be copied again to make some.
+    let mut headers = HeaderMap::with_capacity(entry.headers.len() + 2);
+    for (name, value) in &entry.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs().min(1 << 31)));
     add_status(&mut headers, cache_status);
     headers.remove(super::control::SURROGATE_CONTROL);
     headers
@@ -125,7 +141,7 @@ fn answer(entry: &Entry, req: &Parts, mut headers: HeaderMap, content: Content) 
                 *res.status_mut() = StatusCode::NOT_MODIFIED;
                 for name in NOT_MODIFIED_FIELDS
                     .iter()
-                    .chain([&header::AGE, &header::HeaderName::from_static(CACHE_STATUS)])
+                    .chain([&header::AGE, &CACHE_STATUS])
                 {
                     for value in headers.get_all(name) {
                         res.headers_mut().append(name.clone(), value.clone());
@@ -136,9 +152,8 @@ fn answer(entry: &Entry, req: &Parts, mut headers: HeaderMap, content: Content) 
             }
             Precondition::Failed => {
                 let mut res = response::error(StatusCode::PRECONDITION_FAILED);
-                let status = header::HeaderName::from_static(CACHE_STATUS);
-                if let Some(value) = headers.get(&status) {
-                    res.headers_mut().insert(status, value.clone());
+                if let Some(value) = headers.get(&CACHE_STATUS) {
+                    res.headers_mut().insert(CACHE_STATUS, value.clone());
                 }
                 return res;
             }
