@@ -790,12 +790,14 @@ fn an_idle_connection_that_never_answers_is_closed() {
 
 /// A client that keeps its flow-control window shut takes no response bytes, as an
 /// HTTP/1 client that stops reading does: its connection is dropped at the idle
-/// timeout, not kept (with the file it holds open) for as long as handlers may take.
+/// timeout, not kept (with the file it holds open) for as long as handlers may take,
+/// even while it sends a PING now and then.
 #[test]
 fn a_stream_whose_window_stays_shut_ends_its_connection_at_the_idle_timeout() {
     use std::io::Write;
     let (_tmp, root) = fixture();
-    write_file(&root, "big.bin", vec![7u8; 1 << 20]);
+    // Past the hot cache's size: read from the file, in another task.
+    write_file(&root, "big.bin", vec![7u8; 4 << 20]);
     let server = Server::start(&root, &["--idle-timeout", "1s"]);
     let mut stream = connect(server.addr());
     stream
@@ -810,14 +812,23 @@ fn a_stream_whose_window_stays_shut_ends_its_connection_at_the_idle_timeout() {
     block.extend_from_slice(b"/big.bin");
     hello.extend(frame(0x1, 0x5, 1, &block)); // HEADERS, END_STREAM | END_HEADERS
     stream.write_all(&hello).unwrap();
-    // Handlers may take a minute; the read gives up after 20 s ("quiet").
+    // A PING every 200 ms until the server closes.
+    let mut pinger = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        while pinger.write_all(&frame(0x6, 0, 0, &[0; 8])).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    // Handlers may take a minute; this gives up after 20 s ("quiet", or "late" while
+    // PING acknowledgements keep coming).
+    let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let data = std::cell::Cell::new(0usize);
     let fate = read_frames(&mut stream, &mut buf, |kind, _, payload| {
         if kind == 0x0 {
             data.set(data.get() + payload.len());
         }
-        None
+        (started.elapsed() > std::time::Duration::from_secs(20)).then_some("late")
     });
     assert_eq!(fate, "closed", "the connection outlived a shut window");
     assert_eq!(data.get(), 0, "DATA sent past a window of 0");

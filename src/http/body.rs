@@ -16,7 +16,7 @@ use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -83,12 +83,46 @@ pub trait Finish: Send {
 /// then counts as not reading (its send timeout runs), as an HTTP/1 one whose
 /// socket is full does.
 #[derive(Debug, Default)]
-pub struct Handed(AtomicU32);
+pub struct Handed {
+    waiting: AtomicU32,
+    /// [`coarse_now`] in milliseconds when a body last started waiting or was
+    /// asked again: when response data last moved.
+    moved_ms: AtomicU64,
+}
 
 impl Handed {
     /// How many bodies wait to be asked again.
     pub fn waiting(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// When response data last moved ([`coarse_now`]'s time).
+    pub fn moved(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.moved_ms.load(Ordering::Relaxed))
+    }
+
+    fn stamp(&self) {
+        let now = u64::try_from(coarse_now().as_millis()).unwrap_or(u64::MAX);
+        self.moved_ms.store(now, Ordering::Relaxed);
+    }
+}
+
+/// Monotonic time from the kernel's coarse clock: a few milliseconds of resolution,
+/// plenty for timeouts counted in seconds, and several times cheaper to read than the
+/// precise clock (connections read it several times per request).
+pub fn coarse_now() -> std::time::Duration {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        std::time::Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        EPOCH.get_or_init(std::time::Instant::now).elapsed()
     }
 }
 
@@ -198,7 +232,8 @@ impl Body {
     fn asked_again(&mut self) {
         if std::mem::take(&mut self.holding) {
             if let Some(handed) = &self.handed {
-                handed.0.fetch_sub(1, Ordering::Relaxed);
+                handed.stamp();
+                handed.waiting.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -357,7 +392,10 @@ impl http_body::Body for Body {
             chunk.map(|bytes| {
                 this.sent += bytes.len() as u64;
                 if let Some(handed) = &this.handed {
-                    handed.0.fetch_add(1, Ordering::Relaxed);
+                    // The first to wait starts the wait's clock.
+                    if handed.waiting.fetch_add(1, Ordering::Relaxed) == 0 {
+                        handed.stamp();
+                    }
                     this.holding = true;
                 }
                 Frame::data(bytes)

@@ -29,6 +29,8 @@ pub struct RequestBody {
     incoming: Option<Incoming>,
     /// Told once the body has been read to its end.
     on_end: Option<Box<dyn FnOnce() + Send>>,
+    /// Told of each piece of the body read (see [`RequestBody::on_data`]).
+    on_data: Option<Box<dyn Fn() + Send>>,
     /// An HTTP/2 stream, whose body ends only with END_STREAM.
     http2: bool,
 }
@@ -53,8 +55,17 @@ impl RequestBody {
         RequestBody {
             incoming: Some(incoming),
             on_end: Some(Box::new(on_end)),
+            on_data: None,
             http2,
         }
+    }
+
+    /// Runs `on_data` at each piece of the body read: on HTTP/2, where bytes
+    /// arriving on the connection may be anything (a PING), the pieces a handler
+    /// takes are what shows an upload is under way.
+    pub fn on_data(mut self, on_data: impl Fn() + Send + 'static) -> RequestBody {
+        self.on_data = Some(Box::new(on_data));
+        self
     }
 
     /// No body: the request had none, or it was already read.
@@ -94,7 +105,13 @@ impl http_body::Body for RequestBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
-            other => other.map(|frame| frame.map(|f| f.map_err(std::io::Error::other))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(on_data) = &this.on_data {
+                    on_data();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::http::body::Handed;
+use crate::http::body::{coarse_now, Handed};
 use crate::net::deferred_accept::SILENT_BEFORE_ACCEPT;
 
 /// How long a keep-alive connection must be idle before it is parked.
@@ -49,6 +49,9 @@ pub struct Clock {
     /// Milliseconds after `start` of the last progress of an exchange: a write that
     /// took bytes, request body bytes arriving, or the start of the request.
     pub(super) last_write_ms: AtomicU64,
+    /// Milliseconds after `start` of the last piece of an HTTP/2 request body a
+    /// handler took.
+    last_upload_ms: AtomicU64,
     /// A request expects the connection to stay open: Nagle's algorithm must go before
     /// its response is written. A connection that closes after one response never
     /// pays for the system call, since `close` flushes.
@@ -80,6 +83,7 @@ impl Clock {
             write_blocked: AtomicBool::new(false),
             handed: Arc::default(),
             last_write_ms: AtomicU64::new(0),
+            last_upload_ms: AtomicU64::new(0),
             wants_nodelay: AtomicBool::new(false),
             nodelay: AtomicBool::new(false),
             unread_body: AtomicBool::new(false),
@@ -151,13 +155,26 @@ impl Clock {
         }
     }
 
-    /// Bytes arrived on an HTTP/2 connection, where they may be any stream's (or
-    /// control frames): while streams are under way they count as progress, so a
-    /// long upload is not taken for a stalled response.
-    pub(super) fn on_stream_read(&self) {
+    /// A handler took a piece of an HTTP/2 request body: while streams are under
+    /// way it counts as progress, so a long upload is not taken for a stalled
+    /// response. (Bytes merely arriving do not: a client that grants no window
+    /// could keep its connection with a PING now and then.)
+    pub(super) fn body_progress(&self) {
         if self.phase() == BUSY {
-            self.last_write_ms.store(self.now_ms(), Ordering::Relaxed);
+            let now = self.now_ms();
+            self.last_write_ms.store(now, Ordering::Relaxed);
+            self.last_upload_ms.store(now, Ordering::Relaxed);
         }
+    }
+
+    /// When output held by streams waiting for their windows is given up: `timeout`
+    /// after response data last moved on any stream (or a request body did). Bytes
+    /// written do not count here: they may be the answers to the client's PINGs.
+    pub(super) fn handed_deadline(&self, timeout: Duration) -> Instant {
+        let moved = self.handed.moved().saturating_sub(self.start_coarse);
+        let moved_ms = u64::try_from(moved.as_millis()).unwrap_or(u64::MAX);
+        let upload_ms = self.last_upload_ms.load(Ordering::Relaxed);
+        self.at(moved_ms.max(upload_ms)) + timeout
     }
 
     /// When a response that makes no progress is given up: `send_timeout` after the
@@ -294,24 +311,5 @@ impl Sending {
 impl Drop for Sending {
     fn drop(&mut self) {
         self.set(false);
-    }
-}
-
-/// Monotonic time from the kernel's coarse clock: a few milliseconds of resolution,
-/// plenty for timeouts counted in seconds, and several times cheaper to read than the
-/// precise clock (it is read three times per request).
-fn coarse_now() -> Duration {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-        Duration::new(
-            u64::try_from(t.tv_sec).unwrap_or(0),
-            u32::try_from(t.tv_nsec).unwrap_or(0),
-        )
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        EPOCH.get_or_init(std::time::Instant::now).elapsed()
     }
 }

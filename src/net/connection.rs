@@ -566,6 +566,8 @@ impl Session {
         let mut closing = false;
         // Counted in `responses_in_flight` while a response is under way.
         let mut in_flight = Sending::default();
+        // When to look again whether output waits for the client (see below).
+        let mut look_again_at = Instant::now();
         let result = poll_fn(|cx| {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(result);
@@ -586,15 +588,28 @@ impl Session {
                 // socket is full, or a stream holds a piece its flow-control window
                 // has no room for); otherwise streams are waiting for their handlers,
                 // bounded by the handlers' own timeouts.
-                let waiting_for_client = self.clock.write_blocked.load(Ordering::Relaxed)
-                    || self.clock.handed.waiting() > 0;
+                let idle = self.limits.idle_timeout;
+                let socket_full = self.clock.write_blocked.load(Ordering::Relaxed);
+                let windows_shut = self.clock.handed.waiting() > 0;
+                let waiting_for_client = socket_full || windows_shut;
+                let stalled = match (socket_full, windows_shut) {
+                    (true, true) => {
+                        (self.clock.send_deadline(idle)).min(self.clock.handed_deadline(idle))
+                    }
+                    (false, true) => self.clock.handed_deadline(idle),
+                    _ => self.clock.send_deadline(idle),
+                };
                 let send_deadline = if waiting_for_client {
-                    self.clock.send_deadline(self.limits.idle_timeout)
+                    stalled
                 } else {
                     self.clock.send_deadline(self.limits.producer_deadline())
                 };
+                // A stream's body starts waiting for its window in the stream's own
+                // task, which does not wake this one: while nothing is written, this
+                // looks again at each idle timeout.
+                let look_again = stalled.max(look_again_at);
                 let deadline = if phase == BUSY {
-                    send_deadline
+                    send_deadline.min(look_again)
                 } else {
                     self.clock.deadline()
                 };
@@ -603,6 +618,9 @@ impl Session {
                 }
                 match phase {
                     BUSY if Instant::now() < send_deadline => {
+                        if Instant::now() >= look_again {
+                            look_again_at = Instant::now() + self.limits.idle_timeout;
+                        }
                         continue;
                     }
                     IDLE if !closing => {

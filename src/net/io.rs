@@ -199,11 +199,9 @@ impl<T: Transport> AsyncRead for ConnIo<T> {
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             crate::metrics::metrics().received((buf.filled().len() - before) as u64);
+            // HTTP/2's progress is counted by streams (see `Clock::body_progress`).
             if self.report_reads {
                 self.clock.on_read();
-            } else {
-                // HTTP/2: frames of a stream's body are progress of that stream.
-                self.clock.on_stream_read();
             }
         }
         result

@@ -122,7 +122,11 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         if !unwanted {
             let clock = Arc::clone(&self.clock);
             let http2 = parts.version == Version::HTTP_2;
-            let body = RequestBody::new(body, http2, move || clock.body_read());
+            let mut body = RequestBody::new(body, http2, move || clock.body_read());
+            if http2 {
+                let clock = Arc::clone(&self.clock);
+                body = body.on_data(move || clock.body_progress());
+            }
             return reply(answer, parts, body, finish, router, peer);
         }
         // HTTP/1 needs the body gone to go on. On HTTP/2 an unread body costs its
