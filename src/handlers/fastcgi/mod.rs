@@ -207,16 +207,17 @@ impl Route {
         }
     }
 
-    /// Closes the connections unused for [`IDLE_KEEP`]; true when none is left.
-    fn close_unused(&self) -> bool {
+    /// Closes the connections unused for [`IDLE_KEEP`]; when the next one is due,
+    /// or `None` when none is left.
+    fn close_unused(&self) -> Option<Instant> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|(_, since)| since.elapsed() < IDLE_KEEP);
-        if idle.is_empty() {
+        let oldest = idle.iter().map(|(_, since)| *since).min();
+        if oldest.is_none() {
             // Under the lock: a connection put back after this starts a new task.
             self.reaping.store(false, Ordering::Release);
-            return true;
         }
-        false
+        oldest.map(|since| since + IDLE_KEEP)
     }
 
     /// Whether the file at `target`, which the script answering `asked` handed back
@@ -604,11 +605,13 @@ pub async fn respond(
 /// left or the route is gone (a reload drops it, and its connections with it).
 fn reap_idle(route: Weak<Route>) {
     tokio::spawn(async move {
+        let mut due = Instant::now() + IDLE_KEEP;
         loop {
-            tokio::time::sleep(IDLE_KEEP).await;
+            tokio::time::sleep_until(due.into()).await;
             let Some(route) = route.upgrade() else { return };
-            if route.close_unused() {
-                return;
+            match route.close_unused() {
+                Some(next) => due = next,
+                None => return,
             }
         }
     });

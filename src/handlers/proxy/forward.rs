@@ -41,6 +41,8 @@ pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwar
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub(super) const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// The most fields a header map is made with room for in advance; more grow it.
+pub(super) const ROOM_HINT: usize = 256;
 /// Bodies up to this size are read whole before the response starts.
 const SMALL_BODY: u64 = 64 * 1024;
 /// Chunks of a response in flight between the buffer and the client's connection
@@ -840,8 +842,8 @@ pub fn upstream_headers(
     let forwarding =
         |name: &str| name.starts_with("x-forwarded-") || name == "forwarded" || name == "x-real-ip";
     // Room for what wharf adds (Host, the forwarding fields, Via), so that the map
-    // is made once.
-    let mut out = HeaderMap::with_capacity(head.headers.len() + 7);
+    // is made once (a hint, kept small: a map cannot be made past its limit).
+    let mut out = HeaderMap::with_capacity((head.headers.keys_len() + 7).min(ROOM_HINT));
     for (name, value) in &head.headers {
         // `Expect` too: wharf itself answered it, and it has the body (or streams
         // it); the app asked again could refuse what it never has to wait for.

@@ -105,7 +105,8 @@ pub fn from_memory(
 fn stored_headers(entry: &Entry, cache_status: &str, age: Duration) -> HeaderMap {
     // Made at its size: a clone has no room for the two fields added, and would
     // be copied again to make some.
-    let mut headers = HeaderMap::with_capacity(entry.headers.len() + 2);
+    let room = (entry.headers.keys_len() + 2).min(crate::handlers::proxy::forward::ROOM_HINT);
+    let mut headers = HeaderMap::with_capacity(room);
     for (name, value) in &entry.headers {
         headers.append(name.clone(), value.clone());
     }
