@@ -592,12 +592,12 @@ impl Session {
                 let socket_full = self.clock.write_blocked.load(Ordering::Relaxed);
                 let windows_shut = self.clock.handed.waiting() > 0;
                 let waiting_for_client = socket_full || windows_shut;
-                let stalled = match (socket_full, windows_shut) {
-                    (true, true) => {
-                        (self.clock.send_deadline(idle)).min(self.clock.handed_deadline(idle))
-                    }
-                    (false, true) => self.clock.handed_deadline(idle),
-                    _ => self.clock.send_deadline(idle),
+                // A full socket is timed by writes taking bytes (a slow reader that
+                // reads goes on); a shut window by response data moving.
+                let stalled = if windows_shut && !socket_full {
+                    self.clock.handed_deadline(idle)
+                } else {
+                    self.clock.send_deadline(idle)
                 };
                 let send_deadline = if waiting_for_client {
                     stalled
