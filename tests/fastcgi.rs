@@ -735,15 +735,7 @@ fn keeping_application(
 #[test]
 fn every_kept_connection_a_restarted_application_closed_is_let_go() {
     let (app, open, _) = keeping_application(3);
-    let (tmp, root) = temp_root();
-    std::fs::write(root.join("a.php"), "").unwrap();
-    let conf = tmp.path().join("wharf.toml");
-    std::fs::write(
-        &conf,
-        format!("[[rule]]\npath = \"/a.php\"\nhandler = \"fastcgi\"\nupstream = \"tcp:{app}\"\n"),
-    )
-    .unwrap();
-    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let (_tmp, server) = php_site(&app);
     // Three requests at once: three connections, kept by wharf afterwards.
     let answers: Vec<_> = (0..3)
         .map(|_| {
