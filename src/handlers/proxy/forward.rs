@@ -37,9 +37,9 @@ fn via(received: Version) -> HeaderValue {
 
 // The forwarding fields wharf writes, named once: a name looked up as text is
 // parsed again on every use.
-pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub(super) const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// The most fields a header map is made with room for in advance; more grow it.
 pub(super) const ROOM_HINT: usize = 256;
