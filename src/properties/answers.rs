@@ -84,7 +84,7 @@ fn answer(pieces: Vec<Bytes>, pause: bool, framing: Framing, head_request: bool)
             framing,
             head_request,
             (timeout, Client::UNWATCHED),
-            "fuzz",
+            &"fuzz",
         )
         .await;
         if let Some(LocalRedirect(to)) = res.extensions().get::<LocalRedirect>() {

@@ -77,7 +77,7 @@ pub async fn respond<O: Output>(
     framing: Framing,
     head_request: bool,
     (timeout, client): (Duration, Client),
-    program: &str,
+    program: &(dyn std::fmt::Debug + Sync),
 ) -> Response<Body> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = BytesMut::new();
@@ -178,7 +178,7 @@ fn stream<O: Output>(
         length,
     }: Answer,
     (timeout, client): (Duration, Client),
-    program: &str,
+    program: &(dyn std::fmt::Debug + Sync),
 ) -> Response<Body> {
     // A short answer is often complete already: sent as one body, without a task.
     loop {
@@ -216,7 +216,8 @@ fn stream<O: Output>(
         Some(len) => Body::channel_of_len(rx, len),
         None => Body::channel(rx),
     };
-    let program = program.to_string();
+    // Quoted and escaped once, for the task's log lines.
+    let program = format!("{program:?}");
     tokio::spawn(async move {
         let mut left = length.unwrap_or(u64::MAX);
         let mut next = (!rest.is_empty()).then_some(rest);
@@ -240,12 +241,12 @@ fn stream<O: Output>(
                         Ok(Ok(Some(chunk))) => chunk,
                         Ok(Ok(None)) => break,
                         Ok(Err(e)) => {
-                            tracing::warn!("{program:?}: {e}");
+                            tracing::warn!("{program}: {e}");
                             let _ = tx.send(Err(e)).await;
                             return;
                         }
                         Err(_) => {
-                            tracing::warn!("{program:?}: output paused for {timeout:?}");
+                            tracing::warn!("{program}: output paused for {timeout:?}");
                             let _ = tx.send(Err(io::ErrorKind::TimedOut.into())).await;
                             return;
                         }

@@ -308,7 +308,7 @@ struct Answer {
     route: Arc<Route>,
     /// A `STDOUT` piece read before the answer was handed on.
     first: Option<Bytes>,
-    name: String,
+    name: Arc<Label>,
     /// Bytes of `STDERR` still to be copied to wharf's for this request.
     stderr_left: usize,
     /// This request's place among those in flight, given back when it ends.
@@ -392,12 +392,12 @@ impl output::Output for Answer {
                     self.stderr_left -= shown;
                     for line in content[..shown].split(|&b| b == b'\n') {
                         if !line.is_empty() {
-                            crate::handlers::cgi::process::log_line(&self.name, line);
+                            crate::handlers::cgi::process::log_line(&self.name.to_string(), line);
                         }
                     }
                     if self.stderr_left == 0 {
                         crate::handlers::cgi::process::log_line(
-                            &self.name,
+                            &self.name.to_string(),
                             b"(more STDERR for this request is not shown)",
                         );
                     }
@@ -419,6 +419,26 @@ impl output::Output for Answer {
                 _ => {}
             }
         }
+    }
+}
+
+/// Names a request's script and its application in log lines. The text is only
+/// made when a line is written, not for every request.
+struct Label {
+    filename: PathBuf,
+    route: Arc<Route>,
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.filename.display(), self.route.upstream)
+    }
+}
+
+/// As a quoted, escaped string, the way log lines show a CGI program's name.
+impl std::fmt::Debug for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.to_string(), f)
     }
 }
 
@@ -509,16 +529,24 @@ pub async fn respond(
         records::put_pair(&mut encoded, name, value.as_bytes());
     }
     let params = encoded.freeze();
-    let name = format!("{} ({})", filename.display(), route.upstream);
-    let slot = match tokio::time::timeout(timeout, Arc::clone(&route.slots).acquire_owned()).await {
-        Ok(Ok(slot)) => Arc::new(slot),
-        _ => {
-            tracing::warn!(
-                "{name}: {} requests in flight for {timeout:?}",
-                route.max_connections
-            );
-            return cgi::busy();
-        }
+    let name = Arc::new(Label {
+        filename,
+        route: Arc::clone(route),
+    });
+    let free = Arc::clone(&route.slots).try_acquire_owned().ok();
+    let slot = match free {
+        Some(slot) => Arc::new(slot),
+        None => match tokio::time::timeout(timeout, Arc::clone(&route.slots).acquire_owned()).await
+        {
+            Ok(Ok(slot)) => Arc::new(slot),
+            _ => {
+                tracing::warn!(
+                    "{name}: {} requests in flight for {timeout:?}",
+                    route.max_connections
+                );
+                return cgi::busy();
+            }
+        },
     };
     // A pooled connection the application has closed since fails at once: the
     // request is sent again on a new one, and the other idle ones are let go (the
@@ -563,7 +591,7 @@ pub async fn respond(
             buf: BytesMut::with_capacity(16 * 1024),
             route: Arc::clone(route),
             first: None,
-            name: name.clone(),
+            name: Arc::clone(&name),
             stderr_left: STDERR_PER_REQUEST,
             _slot: Arc::clone(&slot),
         };
@@ -593,7 +621,7 @@ pub async fn respond(
                 answer.first = first;
                 let head_request = req.head.method == http::Method::HEAD;
                 let waits = (timeout, req.client);
-                return output::respond(answer, output::Framing::Cgi, head_request, waits, &name)
+                return output::respond(answer, output::Framing::Cgi, head_request, waits, &*name)
                     .await;
             }
         }
@@ -620,19 +648,31 @@ fn reap_idle(route: Weak<Route>) {
 /// Whether an unused connection is still open: nothing to read, not even its end.
 /// (An idle FastCGI connection has nothing to say; anything it does say, or an
 /// error, makes it unusable.)
+///
+/// The socket is only asked (a non-blocking `MSG_PEEK`) when the event loop has
+/// heard of something on it since its last read came up short: its end, once
+/// reported, stays reported, so a connection the application closed while it sat
+/// in the pool is seen without a system call per request for the live ones.
 fn still_open(stream: &Stream) -> bool {
     use rustix::net::RecvFlags;
-    use std::os::fd::AsFd;
-    let fd = match stream {
-        Stream::Tcp(s) => s.as_fd(),
-        Stream::Unix(s) => s.as_fd(),
+    use std::os::fd::{AsFd, BorrowedFd};
+    use tokio::io::Interest;
+    fn peek(fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut byte = [0u8; 1];
+        match rustix::net::recv(fd, &mut byte[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            // Nothing there: the readiness was stale, and is cleared.
+            Err(rustix::io::Errno::AGAIN) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(e) => Err(e.into()),
+            // Its end, or bytes nobody asked for.
+            Ok(_) => Ok(()),
+        }
+    }
+    let heard = match stream {
+        Stream::Tcp(s) => s.try_io(Interest::READABLE, || peek(s.as_fd())),
+        Stream::Unix(s) => s.try_io(Interest::READABLE, || peek(s.as_fd())),
         Stream::Tls(_) => return true,
     };
-    let mut byte = [0u8; 1];
-    matches!(
-        rustix::net::recv(fd, &mut byte[..], RecvFlags::PEEK | RecvFlags::DONTWAIT),
-        Err(rustix::io::Errno::AGAIN)
-    )
+    matches!(heard, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Whether `e` is what a connection the other side closed while idle gives.
