@@ -445,6 +445,41 @@ fn a_kept_connection_the_app_closed_is_not_a_502() {
 }
 
 #[test]
+fn a_request_the_app_closes_a_new_connection_on_is_not_sent_again() {
+    // An app that reads each request and closes its connection unanswered: one
+    // that dies on the request. Nothing was kept, so nothing is sent again (RFC
+    // 9110 §9.2.2), whatever the method.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            if read_request(&mut reader).is_some() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let (tmp, root) = temp_root();
+    let arg = format!("/=http://{addr}");
+    let server = Server::start(&root, &["--proxy", &arg]);
+    for (i, method) in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
+        .iter()
+        .enumerate()
+    {
+        let res = request(&server, method, "/x", &[("Content-Length", "0")]);
+        assert_eq!(res.status, 502, "{method}");
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            i + 1,
+            "{method}"
+        );
+    }
+    drop(tmp);
+}
+
+#[test]
 fn forwarding_headers_are_set_and_client_supplied_ones_replaced() {
     let app = Upstream::start(OK);
     let (_t, server) = proxied(&app, "/=http://");

@@ -441,8 +441,12 @@ pub async fn send(
         }
         let asked = std::time::Instant::now();
         let sent_at = std::time::SystemTime::now();
-        let sent =
-            tokio::time::timeout(route.response_timeout, route.client.request(upstream_req)).await;
+        let client = if resent == 0 {
+            &route.client
+        } else {
+            &route.fresh_client
+        };
+        let sent = tokio::time::timeout(route.response_timeout, client.request(upstream_req)).await;
         if let (Ok(Err(_)), Some(status)) = (&sent, client_fault()) {
             // The body the client sent went wrong, not the upstream.
             return Err(status);
@@ -483,12 +487,15 @@ pub async fn send(
                 if resend_possible
                     && method.is_idempotent()
                     && closed_unanswered(&e)
+                    && opened_before(&e, asked)
                     && resent < RESENDS =>
             {
                 // A kept-alive connection the app closed as the request went out
                 // (its idle timeout against wharf's reuse): nothing was answered,
-                // and an idempotent request may be sent again (RFC 9112 §9.3.1), on
-                // a new connection, as nginx does.
+                // and an idempotent request may be sent again (RFC 9112 §9.3.1),
+                // once, on a new connection, as nginx does. A request that fails
+                // on a new connection is not sent again (RFC 9110 §9.2.2): an app
+                // that dies on it gets it once.
                 resent += 1;
                 tried.pop();
                 tracing::debug!("upstream {}: sent again after {e}", lease.upstream.shown);
@@ -582,12 +589,11 @@ fn max_forwards(head: &http::request::Parts) -> Option<u64> {
     Some(value.parse().unwrap_or(u64::MAX))
 }
 
-/// How many times a request is sent again after its connection closed unanswered:
-/// each of the pool's other kept connections may have been closed the same way.
-const RESENDS: u32 = 3;
+/// How many times a request is sent again after its connection closed unanswered.
+/// The resend goes out on a new connection (`fresh_client`), so one is enough
+/// however many of the pool's kept connections the app closed.
+const RESENDS: u32 = 1;
 
-/// Whether a request failed because its connection closed (or was reset) before
-/// any answer came: what a kept-alive connection the app has since closed gives.
 /// Whether connecting failed because the connect timeout ran out.
 fn connect_timed_out(e: &hyper_util::client::legacy::Error) -> bool {
     let mut source = std::error::Error::source(e);
@@ -603,6 +609,20 @@ fn connect_timed_out(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
+/// Whether a request failed on a connection opened before `asked`: a kept one.
+fn opened_before(e: &hyper_util::client::legacy::Error, asked: std::time::Instant) -> bool {
+    let Some(info) = e.connect_info() else {
+        return false;
+    };
+    let mut extras = http::Extensions::new();
+    info.get_extras(&mut extras);
+    extras
+        .get::<super::upstream::Opened>()
+        .is_some_and(|opened| opened.0 < asked)
+}
+
+/// Whether a request failed because its connection closed (or was reset) before
+/// any answer came: what a kept-alive connection the app has since closed gives.
 fn closed_unanswered(e: &hyper_util::client::legacy::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(err) = source {

@@ -65,6 +65,10 @@ pub struct Route {
     pub cache: bool,
     pool: Arc<Pool>,
     client: Client<Connector, ProxyBody>,
+    /// The same client without a pool: a request sent again after its kept
+    /// connection closed unanswered goes out on a new connection, never on another
+    /// kept one that may have closed the same way.
+    fresh_client: Client<Connector, ProxyBody>,
     /// Active health checks, started with the first request.
     health: Option<(health::HealthCheck, std::sync::Once)>,
 }
@@ -196,6 +200,11 @@ impl Route {
             .pool_idle_timeout(POOL_IDLE)
             .http1_max_buf_size(UPSTREAM_READ_BUFFER)
             .set_host(false)
+            .build(connector.clone());
+        let fresh_client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
+            .set_host(false)
             .build(connector);
         Ok(Route {
             prefix: settings.prefix,
@@ -211,6 +220,7 @@ impl Route {
             cache: settings.cache,
             pool,
             client,
+            fresh_client,
             health,
         })
     }

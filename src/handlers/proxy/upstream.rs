@@ -395,9 +395,16 @@ pub enum Stream {
 
 impl Connection for Stream {
     fn connected(&self) -> Connected {
-        Connected::new()
+        Connected::new().extra(Opened(std::time::Instant::now()))
     }
 }
+
+/// When a connection to an upstream was made; hyper's client keeps it with the
+/// connection, and with an error on it. A request that failed on a connection
+/// opened before the request was sent failed on a kept one, which the upstream may
+/// have closed while it was idle.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened(pub std::time::Instant);
 
 impl AsyncRead for Stream {
     fn poll_read(
