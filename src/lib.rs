@@ -155,7 +155,8 @@ pub fn build_router(
 }
 
 /// [`build_router`], keeping the state of `previous` (a reload): the file caches,
-/// WebDAV locks and resumable uploads when `same_folder`, and the CGI slots.
+/// WebDAV locks and resumable uploads when the settings are the same and name the
+/// same folder (by device and inode), and the CGI slots.
 fn rebuild_router(
     config: &Config,
     log: AccessLog,
@@ -198,7 +199,11 @@ fn rebuild_router(
         dev,
     };
     let mut handlers = Handlers::new(static_files, uploads, config.cgi_settings, proxy_cache);
-    if let Some((old, same_folder)) = previous {
+    if let Some((old, same_settings)) = previous {
+        // The same settings name the same path; a release renamed into place, or a
+        // symlink swapped, since then makes it another folder, whose files the
+        // old folder's caches and watches know nothing of.
+        let same_folder = same_settings && handlers.root().same_folder_as(old.handlers().root());
         handlers = handlers.keeping_state_of(old.handlers(), same_folder);
     }
     Ok(Router::new(settings, handlers, log))

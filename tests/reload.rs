@@ -327,6 +327,45 @@ fn a_reload_keeps_webdav_locks() {
     assert_eq!(put().status, 423, "the lock outlives the reload");
 }
 
+/// A deploy that puts a new release at the root's path (a symlink swapped, or a
+/// folder renamed into place) and then reloads serves the new release, though no
+/// setting changed: the path names another folder now.
+#[test]
+fn a_reload_serves_the_folder_the_root_path_names_now() {
+    let (tmp, _) = temp_root();
+    let release = |name: &str, text: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("a.txt"), text).unwrap();
+    };
+    release("r1", "one");
+    let current = tmp.path().join("current");
+    std::os::unix::fs::symlink("r1", &current).unwrap();
+    let server = Server::start(&current, &[]);
+    // Twice: the second answer comes from the file cache.
+    assert_eq!(get(&server, "/a.txt").body_text(), "one");
+    assert_eq!(get(&server, "/a.txt").body_text(), "one");
+
+    release("r2", "two");
+    let next = tmp.path().join("current.next");
+    std::os::unix::fs::symlink("r2", &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    assert_eq!(
+        reload(&server, 1),
+        "wharf: reloaded the configuration (SIGHUP)"
+    );
+    assert_eq!(get(&server, "/a.txt").body_text(), "two");
+    assert_eq!(get(&server, "/a.txt").body_text(), "two");
+
+    std::fs::rename(tmp.path().join("r2"), tmp.path().join("r2.old")).unwrap();
+    release("r2", "three");
+    assert_eq!(
+        reload(&server, 2),
+        "wharf: reloaded the configuration (SIGHUP)"
+    );
+    assert_eq!(get(&server, "/a.txt").body_text(), "three");
+}
+
 /// A new executable that cannot start leaves the old process serving; one that can
 /// takes every socket over, the admin listener too.
 #[test]

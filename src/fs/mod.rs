@@ -323,6 +323,16 @@ impl Root {
         self
     }
 
+    /// Whether `other` is open on the very folder this root is: the same device
+    /// and inode, not merely the same path. A deploy that renames a new release
+    /// into place, or swaps a symlink, leaves the path as it was and changes this.
+    pub fn same_folder_as(&self, other: &Root) -> bool {
+        match (rustix::fs::fstat(&self.dir), rustix::fs::fstat(&other.dir)) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        }
+    }
+
     /// The canonical path of the root, for messages.
     pub fn path(&self) -> &Path {
         &self.path
