@@ -343,6 +343,47 @@ fn stale_responses_are_validated_and_a_304_refreshes_them() {
 }
 
 #[test]
+fn a_304_naming_another_validator_does_not_refresh_the_stored_response() {
+    // The app's response changed to "t2" and its 304 says so: the stored "t1"
+    // response must not be refreshed by it (RFC 9111 §4.3.4); the response is
+    // asked for whole instead. Likewise for `Last-Modified`.
+    let app = App::start(|req, n| {
+        let asked = |name: &str| req.header(name).is_some();
+        if asked("if-none-match") || asked("if-modified-since") {
+            let validator = if req.path() == "/tag" {
+                "ETag: \"t2\""
+            } else {
+                "Last-Modified: Tue, 01 Dec 2026 11:00:00 GMT"
+            };
+            format!(
+                "HTTP/1.1 304 Not Modified\r\n{validator}\r\nCache-Control: max-age=600\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes()
+        } else if n == 1 {
+            let validator = if req.path() == "/tag" {
+                "ETag: \"t1\""
+            } else {
+                "Last-Modified: Tue, 01 Dec 2026 10:00:00 GMT"
+            };
+            ok(&["Cache-Control: max-age=0", validator], "old")
+        } else {
+            ok(&["Cache-Control: max-age=600"], "new")
+        }
+    });
+    let (_t, server) = cached(&app, &[]);
+    for path in ["/tag", "/date"] {
+        assert_eq!(get(&server, path).body_text(), "old", "{path}");
+        let second = get(&server, path);
+        assert_eq!(second.body_text(), "new", "{path}: {second:?}");
+        assert_eq!(get(&server, path).body_text(), "new", "{path}");
+        let hits = app.hits(path);
+        assert_eq!(hits.len(), 3, "{path}");
+        assert!(hits[2].header("if-none-match").is_none(), "{path}");
+        assert!(hits[2].header("if-modified-since").is_none(), "{path}");
+    }
+}
+
+#[test]
 fn request_directives_are_honoured() {
     let app = App::start(|_, n| ok(&["Cache-Control: max-age=600"], &format!("v{n}")));
     let (_t, server) = cached(&app, &[]);
@@ -350,6 +391,8 @@ fn request_directives_are_honoured() {
     let miss = request(&server, "GET", "/r", &only);
     assert_eq!(miss.status, 504);
     assert!(app.hits("/r").is_empty());
+    // Nothing went forward, so nothing says it did (RFC 9211 §2.2).
+    assert!(!cache_status(&miss).contains("fwd"), "{miss:?}");
     assert_eq!(get(&server, "/r").body_text(), "v1");
     assert_eq!(request(&server, "GET", "/r", &only).body_text(), "v1");
     let no_cache = [("Cache-Control", "no-cache")];

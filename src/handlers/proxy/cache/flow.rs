@@ -194,10 +194,8 @@ pub async fn answer(route: Arc<Route>, cache: Arc<Cache>, req: Incoming<'_>) -> 
         }
         if rcc.only_if_cached {
             let mut res = response::error(StatusCode::GATEWAY_TIMEOUT);
-            serve::add_status(
-                res.headers_mut(),
-                &format!("fwd={fwd}; detail=only-if-cached"),
-            );
+            // Not sent forward (RFC 9211 §2.2): no `fwd`.
+            serve::add_status(res.headers_mut(), "detail=only-if-cached");
             return res;
         }
         let flight = if may_wait {
@@ -410,6 +408,15 @@ async fn fetch(
     };
     let status = sent.res.status();
     if let Some(entry) = &stored {
+        if status == StatusCode::NOT_MODIFIED && !selects(entry, sent.res.headers()) {
+            // The upstream's current response has another validator: the stored
+            // one is not it, and is not refreshed (RFC 9111 §4.3.4). Asked for
+            // whole instead, as a miss.
+            cache.store.remove(entry);
+            drop(sent);
+            let whole = fetch(route, cache, req, key, None, fwd, flight, rcc);
+            return Box::pin(whole).await;
+        }
         if status == StatusCode::NOT_MODIFIED {
             let refreshed = refreshed(cache, entry, &sent);
             drop(flight);
@@ -535,6 +542,31 @@ fn users_own_fields(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Whether a 304 with `fields` validates `entry` (RFC 9111 §4.3.4): the same
+/// strong entity tag; else the same weak one, or the same `Last-Modified`. A 304
+/// with no validator at all answers the validators `entry` was asked about with.
+fn selects(entry: &Entry, fields: &HeaderMap) -> bool {
+    if let Some(tag) = fields.get(header::ETAG) {
+        let Some(stored) = entry.etag() else {
+            return false;
+        };
+        let (new, old) = (tag.as_bytes().trim_ascii(), stored.as_bytes().trim_ascii());
+        // A strong tag names only a response with that very strong tag; a weak
+        // one, any with the same opaque tag.
+        return match (new.strip_prefix(b"W/"), old.strip_prefix(b"W/")) {
+            (None, None) => new == old,
+            (None, Some(_)) => false,
+            (Some(new), Some(old)) => new == old,
+            (Some(new), None) => new == old,
+        };
+    }
+    if fields.contains_key(header::LAST_MODIFIED) {
+        let modified = super::entry::single_date(fields, &header::LAST_MODIFIED);
+        return modified.is_some() && modified == entry.last_modified();
+    }
+    true
 }
 
 /// The stored response `entry` with the fields of the 304 that validated it
@@ -716,7 +748,12 @@ fn refresh_in_background(
         let sent = forward::send(&route, &Method::GET, target, &headers, None, None).await;
         let Ok(sent) = sent else { return };
         if sent.res.status() == StatusCode::NOT_MODIFIED {
-            refreshed(&cache, &entry, &sent);
+            if selects(&entry, sent.res.headers()) {
+                refreshed(&cache, &entry, &sent);
+            } else {
+                // Not the upstream's current response: the next request asks.
+                cache.store.remove(&entry);
+            }
             return;
         }
         let background = Asking {
