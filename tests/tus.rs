@@ -821,8 +821,19 @@ fn a_patch_tells_the_expiry_it_renewed() {
     assert_eq!(res.status, 204);
     let head = tus(&server, "HEAD", &url, &[], b"");
     assert_eq!(res.header("upload-expires"), head.header("upload-expires"));
-    // The last PATCH completes the upload: nothing left to expire.
+    // The last PATCH completes the upload, whose URL still answers until it
+    // expires: that PATCH says when too (the expiration extension asks it of
+    // every PATCH response while the upload will expire).
     let last = patch(&server, &url, 5, b"67890");
     assert_eq!(last.status, 204);
-    assert_eq!(last.header("upload-expires"), None);
+    assert!(last.header("upload-expires").is_some());
+    let head = tus(&server, "HEAD", &url, &[], b"");
+    assert_eq!(last.header("upload-expires"), head.header("upload-expires"));
+    // A PATCH at the end of the finished upload is answered the same way.
+    let again = patch(&server, &url, 10, b"");
+    assert_eq!(again.status, 204);
+    assert_eq!(
+        again.header("upload-expires"),
+        head.header("upload-expires")
+    );
 }

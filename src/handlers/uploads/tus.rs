@@ -523,6 +523,9 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
         let mut res = super::empty(StatusCode::NO_CONTENT);
         res.headers_mut()
             .insert("upload-offset", HeaderValue::from(at));
+        if let Some(v) = expires_header(&meta) {
+            res.headers_mut().insert("upload-expires", v);
+        }
         return res;
     }
     let mut body = UntilWanted {
@@ -534,8 +537,10 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
             let mut res = super::empty(StatusCode::NO_CONTENT);
             res.headers_mut()
                 .insert("upload-offset", HeaderValue::from(new_offset));
-            // The expiry this PATCH renewed, not the one before it.
-            if let Some(v) = expires_header(&renewed).filter(|_| !renewed.done) {
+            // The expiry this PATCH renewed, not the one before it; the one that
+            // completed the upload too, whose URL answers until then (the
+            // expiration extension: in every PATCH response while it will expire).
+            if let Some(v) = expires_header(&renewed) {
                 res.headers_mut().insert("upload-expires", v);
             }
             res
