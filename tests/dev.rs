@@ -155,6 +155,25 @@ fn a_range_of_a_page_is_the_whole_page_with_the_script() {
 }
 
 #[test]
+fn validators_kept_from_a_run_without_dev_get_the_page_with_the_script() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "page.html", "<p>a page</p></body>");
+    let plain = Server::start(&root, &[]);
+    let before = get(&plain, "/page.html");
+    let tag = before.header("etag").expect("an etag without --dev");
+    let modified = before
+        .header("last-modified")
+        .expect("a date without --dev");
+    let server = Server::start(&root, &["--dev", "--no-open"]);
+    for (name, value) in [("If-None-Match", &tag), ("If-Modified-Since", &modified)] {
+        let page = request(&server, "GET", "/page.html", &[(name, value.as_str())]);
+        assert_eq!(page.status, 200, "{name}");
+        assert!(page.body_text().contains("/.wharf-dev/reload.js"), "{name}");
+        assert_eq!(page.header("etag"), None, "{name}");
+    }
+}
+
+#[test]
 fn changes_are_pushed_to_open_pages() {
     let (_tmp, root) = temp_root();
     write_file(&root, "index.html", "<body>1</body>");

@@ -417,6 +417,13 @@ impl Router {
         // Pages come back uncompressed, so the script can go into them.
         let mut plain = req.clone();
         plain.headers.remove(header::ACCEPT_ENCODING);
+        if plain.method == Method::GET || plain.method == Method::HEAD {
+            // A validator a browser kept from a run without `--dev` names the file
+            // without the script: a 304 would leave the page without it. Nothing
+            // `--dev` sends is stored (`no-store`), so it is always sent whole.
+            plain.headers.remove(header::IF_NONE_MATCH);
+            plain.headers.remove(header::IF_MODIFIED_SINCE);
+        }
         let res = Arc::clone(&self).answer_plainly(&plain, body, peer).await;
         // A range of a page is a range of the file without the script: a page is
         // sent whole instead (RFC 9110 §14.2 lets a server ignore Range).
