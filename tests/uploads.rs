@@ -1227,6 +1227,11 @@ fn a_refusal_before_a_continued_body_says_the_connection_closes() {
         assert!(conn.wait_for_close(), "{head}");
     }
     assert_eq!(std::fs::read(root.join("f.txt")).unwrap(), b"data");
+    // Nor does OPTIONS offer what the 405 refuses.
+    let options = request(&server, "OPTIONS", "/f.txt", &[]);
+    let allow = options.header("allow").expect("Allow");
+    assert!(!allow.split(", ").any(|m| m == "PATCH"), "{allow}");
+    assert!(allow.split(", ").any(|m| m == "PUT"), "{allow}");
 }
 
 #[test]

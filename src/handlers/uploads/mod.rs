@@ -272,16 +272,17 @@ fn is_conditional(headers: &HeaderMap) -> bool {
     .any(|h| headers.contains_key(h))
 }
 
-/// The methods a path with `access` answers.
+/// The methods a path with `access` answers. PATCH is not among them: only a
+/// resumable upload's own URL takes it, and says so itself (`tus.rs`).
 pub fn allow(access: &Access) -> &'static str {
     match (access.upload, access.delete) {
         (false, false) => "GET, HEAD, OPTIONS",
         (true, false) => {
-            "GET, HEAD, OPTIONS, PUT, POST, PATCH, MKCOL, COPY, PROPFIND, PROPPATCH, LOCK, UNLOCK"
+            "GET, HEAD, OPTIONS, PUT, POST, MKCOL, COPY, PROPFIND, PROPPATCH, LOCK, UNLOCK"
         }
         (false, true) => "GET, HEAD, OPTIONS, DELETE, PROPFIND",
         (true, true) => {
-            "GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK"
+            "GET, HEAD, OPTIONS, PUT, POST, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK"
         }
     }
 }
