@@ -30,10 +30,25 @@ pub struct Validators<'a> {
     pub last_modified: Option<SystemTime>,
 }
 
+impl Validators<'_> {
+    /// As a response states them: a modification time no HTTP date can say (before
+    /// 1970, a file `touch`ed to 1960) goes out as no `Last-Modified`, so no
+    /// date-based condition is held against it either.
+    fn as_stated(self) -> Self {
+        Validators {
+            last_modified: self
+                .last_modified
+                .filter(|t| super::response::is_writable_date(*t)),
+            ..self
+        }
+    }
+}
+
 /// Evaluates If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since, in
 /// that order. Malformed dates are ignored; a malformed tag list lists no tag, so a
 /// garbled If-Match fails (see [`TagList::parse`]).
 pub fn evaluate(method: &Method, headers: &HeaderMap, v: Validators<'_>) -> Precondition {
+    let v = v.as_stated();
     // RFC 9110 §13.2.1: preconditions are ignored for CONNECT, OPTIONS and TRACE.
     if [Method::OPTIONS, Method::CONNECT, Method::TRACE].contains(method) {
         return Precondition::Proceed;
@@ -88,6 +103,7 @@ pub fn range_allowed(headers: &HeaderMap, v: Validators<'_>) -> bool {
     let Some(value) = lines.next() else {
         return true;
     };
+    let v = v.as_stated();
     if lines.next().is_some() {
         return false;
     }
@@ -312,6 +328,24 @@ mod tests {
         let options = |pairs: &[(&str, &str)]| evaluate(&Method::OPTIONS, &headers(pairs), none);
         assert_eq!(options(&[("if-match", "\"a\"")]), Proceed);
         assert_eq!(options(&[("if-none-match", "*")]), Proceed);
+    }
+
+    #[test]
+    fn a_time_before_1970_is_no_validator() {
+        // Sent without Last-Modified: no date is compared with it.
+        let old = Validators {
+            etag: None,
+            last_modified: Some(UNIX_EPOCH - Duration::from_secs(10 * 365 * 86_400)),
+        };
+        let since = "Mon, 01 Jan 2001 00:00:00 GMT";
+        let epoch = "Thu, 01 Jan 1970 00:00:00 GMT";
+        let get = |pairs: &[(&str, &str)]| evaluate(&Method::GET, &headers(pairs), old);
+        assert_eq!(get(&[("if-modified-since", since)]), Precondition::Proceed);
+        assert_eq!(
+            get(&[("if-unmodified-since", epoch)]),
+            Precondition::Proceed
+        );
+        assert!(!range_allowed(&headers(&[("if-range", epoch)]), old));
     }
 
     #[test]
