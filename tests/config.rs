@@ -494,6 +494,62 @@ fn explain_names_the_positional_argument_as_the_source() {
 }
 
 #[test]
+fn open_false_anywhere_keeps_dev_from_opening_a_browser() {
+    let (tmp, root) = temp_root();
+    let open_row = |args: &[&OsStr], env: &[(&str, &str)]| {
+        let out = run(args, env);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let report = text(&out.stdout);
+        let row = report.lines().find(|l| l.trim_start().starts_with("open "));
+        row.unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let explain = OsStr::new("--explain");
+    let dev = OsStr::new("--dev");
+    assert_eq!(
+        open_row(&[root.as_os_str(), dev, explain], &[]),
+        "on (default)"
+    );
+    let config = write_config(tmp.path(), "dev = true\nopen = false\n");
+    let with_file = [
+        root.as_os_str(),
+        OsStr::new("--config"),
+        config.as_os_str(),
+        explain,
+    ];
+    assert!(
+        open_row(&with_file, &[]).starts_with("off ("),
+        "the file's open = false"
+    );
+    assert_eq!(
+        open_row(
+            &[root.as_os_str(), dev, explain],
+            &[("WHARF_OPEN", "false")]
+        ),
+        "off (environment WHARF_OPEN)"
+    );
+    assert_eq!(
+        open_row(
+            &[root.as_os_str(), dev, OsStr::new("--no-open"), explain],
+            &[]
+        ),
+        "off (command line)"
+    );
+    // The command line still beats both.
+    let open = OsStr::new("--open");
+    assert_eq!(
+        open_row(
+            &[root.as_os_str(), dev, open, explain],
+            &[("WHARF_OPEN", "false")]
+        ),
+        "on (command line)"
+    );
+}
+
+#[test]
 fn explain_fails_on_what_would_stop_the_server() {
     let (tmp, root) = temp_root();
     let missing = tmp.path().join("missing");

@@ -339,6 +339,13 @@ pub fn target_is_port(target: &std::ffi::OsStr) -> bool {
 }
 
 impl Cli {
+    /// `WHARF_OPEN=false` says no to `--dev`'s opening too, as `--no-open` does.
+    pub fn take_open_from_env(&mut self, open_from_env: bool) {
+        if open_from_env && !self.open {
+            self.no_open = true;
+        }
+    }
+
     /// The positional ROOT|PORT is the command line's word: a `WHARF_PORT` or
     /// `WHARF_ROOT` from the environment gives way to it (as every variable gives way
     /// to the command line), rather than conflict with it.

@@ -282,6 +282,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
     };
     let mut first = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
     first.prefer_positional_over_env(from_env(&matches, "port"), from_env(&matches, "directory"));
+    first.take_open_from_env(from_env(&matches, "open"));
     let explicit = |id: &str| {
         matches!(
             matches.value_source(id),
@@ -291,7 +292,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
     let mut sources: Vec<(&'static str, Source)> = SETTINGS
         .iter()
         .map(|s| {
-            let source = match matches.value_source(s.id) {
+            // `--no-open` is the command line's word on `open`.
+            let id = if s.id == "open"
+                && matches.value_source("no_open") == Some(ValueSource::CommandLine)
+            {
+                "no_open"
+            } else {
+                s.id
+            };
+            let source = match matches.value_source(id) {
                 Some(ValueSource::CommandLine) => Source::CommandLine,
                 Some(ValueSource::EnvVariable) => Source::Env(env_name(s.id)),
                 _ => Source::Default,
@@ -335,6 +344,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
         .map_err(LayerError::Clap)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
     cli.prefer_positional_over_env(from_env(&matches, "port"), from_env(&matches, "directory"));
+    cli.take_open_from_env(from_env(&matches, "open"));
     Ok(Layered { cli, sources, site })
 }
 
@@ -475,6 +485,10 @@ fn read_text(text: &str, path: &Path) -> Result<(Vec<Entry>, Site), LayerError> 
         let flag = format!("--{}", setting.id.replace('_', "-"));
         let args: Vec<OsString> = match (setting.kind, value) {
             (Kind::Switch, toml::Value::Boolean(true)) => vec![flag.into()],
+            // `open = false` says no to `--dev`'s opening too.
+            (Kind::Switch, toml::Value::Boolean(false)) if setting.key == "open" => {
+                vec!["--no-open".into()]
+            }
             (Kind::Switch, toml::Value::Boolean(false)) => Vec::new(),
             (Kind::Switch, other) => {
                 return Err(fail(format!(
