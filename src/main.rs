@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     let sources = layered.sources;
     let mut config = match layered.cli.into_config() {
         Ok(config) => config,
-        Err(message) => return fail(&message),
+        Err(message) => return fail(&file::attribute(&message, &sources)),
     };
     config.site = layered.site;
     if explain {
@@ -74,7 +74,11 @@ fn main() -> ExitCode {
             LayerError::Clap(e) => e.to_string().lines().next().unwrap_or_default().to_string(),
             LayerError::File(message) => message,
         })?;
-        let mut config = layered.cli.into_config()?;
+        let sources = layered.sources;
+        let mut config = layered
+            .cli
+            .into_config()
+            .map_err(|message| file::attribute(&message, &sources))?;
         config.site = layered.site;
         Ok(config)
     });

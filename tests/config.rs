@@ -299,8 +299,23 @@ fn invalid_configurations_name_file_line_and_key() {
             "bind = [1, 2]\n",
             ":1: key \"bind\": expected a string or a number",
         ),
-        ("bind = \"not an address!\"\n", "invalid bind address"),
-        ("redirect-http = 8080\n", "needs HTTPS"),
+        // Found once every layer is in, and still named by file, line and key.
+        (
+            "bind = \"not an address!\"\n",
+            ":1: key \"bind\": --bind \"not an address!\": invalid bind address",
+        ),
+        (
+            "\nredirect-http = 8080\n",
+            ":2: key \"redirect-http\": --redirect-http needs HTTPS",
+        ),
+        (
+            "admin = \"0.0.0.0:9\"\n",
+            ":1: key \"admin\": --admin 0.0.0.0:9: not a loopback address",
+        ),
+        (
+            "tls-cert = \"x.pem\"\n",
+            ":1: key \"tls-cert\": --tls-cert needs --tls-key",
+        ),
         ("port = = 1\n", ":1:"),
         ("[section]\nkey = 1\n", "unknown key \"section\""),
         (
@@ -679,6 +694,13 @@ fn an_invalid_variable_is_named() {
         );
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
+    // So is one whose value is judged once every layer is in.
+    let out = run(&[root.as_os_str()], &[("WHARF_BIND", "")]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("wharf: WHARF_BIND: --bind \"\""),
+        "{stderr}"
+    );
     // On the command line the flag's own error stands.
     let out = run(
         &[root.as_os_str(), OsStr::new("--port"), OsStr::new("x")],

@@ -656,7 +656,7 @@ fn resolve_bind(bind: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if !valid_name {
         return Err(format!(
-            "invalid bind address {bind:?}: expected an IP address or a host name"
+            "--bind {bind:?}: invalid bind address: expected an IP address or a host name"
         ));
     }
     let mut addrs: Vec<SocketAddr> = (bind, port)

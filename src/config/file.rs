@@ -246,6 +246,30 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// `message`, an error found once every layer is in ([`Cli::into_config`]) about
+/// the setting whose flag it starts with, told where that setting came from: a
+/// file's `path:line: key "name": …` or a variable's `WHARF_NAME: …`, as errors found
+/// while each layer is read say it. Other messages are returned as they are.
+pub fn attribute(message: &str, sources: &[(&'static str, Source)]) -> String {
+    let flag = message
+        .strip_prefix("--")
+        .and_then(|rest| rest.split([' ', ':']).next());
+    let setting = flag.and_then(|flag| SETTINGS.iter().find(|s| s.id.replace('_', "-") == flag));
+    let source = setting.and_then(|setting| {
+        sources
+            .iter()
+            .find(|(key, _)| *key == setting.key)
+            .map(|(key, source)| (key, source))
+    });
+    match source {
+        Some((key, Source::File(path, line))) => {
+            format!("{}:{line}: key \"{key}\": {message}", path.display())
+        }
+        Some((_, Source::Env(var))) => format!("{var}: {message}"),
+        _ => message.to_string(),
+    }
+}
+
 /// The command line with the file and environment merged in, and where each setting
 /// came from.
 #[derive(Debug)]
