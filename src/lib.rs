@@ -47,10 +47,17 @@ const BLOCKING_THREADS_PER_WORKER: usize = 64;
 /// and the certificate files load. Returns what is worth a warning (see
 /// [`Router::warnings`]), or the error `run` would stop with.
 pub fn check(config: &Config) -> Result<Vec<String>, String> {
-    // The cache folder is left as it is: a running wharf may be using it.
+    // The cache folder is left as it is: a running wharf may be using it. That it
+    // could be made is checked, as is the self-signed certificate's place.
     let mut config = config.clone();
     if let Some(cache) = &mut config.proxy_cache {
-        cache.dir = None;
+        if let Some(dir) = cache.dir.take() {
+            crate::fs::folder_could_be_made(&dir)
+                .map_err(|e| format!("--proxy-cache-dir {}: {e}", dir.display()))?;
+        }
+    }
+    if matches!(config.tls, Some(tls::CertSource::SelfSigned)) {
+        tls::self_signed_place()?;
     }
     let config = &config;
     let router = build_router(config, AccessLog::quiet(), proxy_cache(config)?, None)?;

@@ -594,6 +594,46 @@ fn explain_fails_on_what_would_stop_the_server() {
         "{}",
         text(&out.stderr)
     );
+    // Folders that could not be made, named without making anything.
+    let a_file = tmp.path().join("a-file");
+    std::fs::write(&a_file, "").unwrap();
+    let cache_dir = a_file.join("cache");
+    let out = run(
+        &[
+            root.as_os_str(),
+            OsStr::new("--proxy"),
+            OsStr::new("/=http://127.0.0.1:9"),
+            OsStr::new("--proxy-cache"),
+            OsStr::new("1MiB"),
+            OsStr::new("--proxy-cache-dir"),
+            cache_dir.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("not a folder"),
+        "{}",
+        text(&out.stderr)
+    );
+    let state = a_file.to_str().unwrap();
+    let self_signed = [
+        root.as_os_str(),
+        OsStr::new("--tls-self-signed"),
+        OsStr::new("--explain"),
+    ];
+    let out = run(&self_signed, &[("XDG_STATE_HOME", state)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("self-signed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let fresh = tmp.path().join("state");
+    let out = run(&self_signed, &[("XDG_STATE_HOME", fresh.to_str().unwrap())]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!fresh.exists(), "--explain makes nothing");
 }
 
 #[test]

@@ -26,6 +26,29 @@ use crate::http::path::{SitePath, RESERVED_PREFIX};
 
 pub mod write;
 
+/// Whether a folder could be made at `path` (`create_dir_all`), judged without
+/// making anything: the nearest part of it that exists must be a folder. For
+/// checks that must not touch the disk (`--explain`).
+pub fn folder_could_be_made(path: &Path) -> Result<(), String> {
+    for part in path.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(part) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => return Err(format!("{} is not a folder", part.display())),
+            // Not there, or under a file (which a part nearer the root shows).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(format!("{}: {e}", part.display())),
+        }
+    }
+    Ok(())
+}
+
 /// How many symlinks one resolution may expand before it is refused, as Linux's own
 /// limit (`MAXSYMLINKS`).
 const MAX_SYMLINKS: usize = 40;

@@ -253,6 +253,18 @@ fn state_dir() -> Result<PathBuf, String> {
     }
 }
 
+/// Whether the self-signed certificate has a place to be kept, judged without
+/// making it (`--explain`).
+pub fn self_signed_place() -> Result<(), String> {
+    let dir = state_dir()?;
+    crate::fs::folder_could_be_made(&dir).map_err(|e| {
+        format!(
+            "cannot store the self-signed certificate in {}: {e}",
+            dir.display()
+        )
+    })
+}
+
 /// Where the self-signed certificate's private key is kept, when there is a place.
 pub fn self_signed_key_path() -> Option<PathBuf> {
     state_dir().ok().map(|dir| dir.join(SELF_SIGNED_KEY))
