@@ -640,9 +640,12 @@ fn explain_fails_on_what_would_stop_the_server() {
 fn a_missing_error_page_is_a_warning() {
     let (tmp, root) = temp_root();
     write_file(&root, "404.html", "custom");
+    write_file(&root, "bare/a.txt", "a");
+    write_file(&root, "indexed/index.html", "sorry");
     let config = write_config(
         tmp.path(),
-        "[error-pages]\n404 = \"/404.html\"\n500 = \"/oops.html\"\n",
+        "[error-pages]\n404 = \"/404.html\"\n500 = \"/oops.html\"\n\
+         403 = \"/bare/\"\n410 = \"/indexed/\"\n",
     );
     let out = run(
         &[
@@ -659,8 +662,36 @@ fn a_missing_error_page_is_a_warning() {
         .filter(|l| l.starts_with("warning:"))
         .map(str::to_string)
         .collect();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("500: /oops.html"), "{warnings:?}");
+    // A folder without an index file would send its listing: warned about too; one
+    // with an index file is a page.
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("500: /oops.html")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("403: /bare/")),
+        "{warnings:?}"
+    );
+    // Served, the listing is not sent as the page: the built-in one is.
+    let listing_page = tmp.path().join("listing.toml");
+    std::fs::write(&listing_page, "[error-pages]\n404 = \"/bare/\"\n").unwrap();
+    let server = Server::start(&root, &["--config", listing_page.to_str().unwrap()]);
+    let missing = get(&server, "/nope");
+    assert_eq!(missing.status, 404);
+    assert!(
+        !missing.body_text().contains("a.txt"),
+        "{}",
+        missing.body_text()
+    );
+    let indexed_page = tmp.path().join("indexed.toml");
+    std::fs::write(&indexed_page, "[error-pages]\n404 = \"/indexed/\"\n").unwrap();
+    let server = Server::start(&root, &["--config", indexed_page.to_str().unwrap()]);
+    let missing = get(&server, "/nope");
+    assert_eq!(
+        (missing.status, missing.body_text().as_str()),
+        (404, "sorry")
+    );
 }
 
 /// The hash `wharf.example.toml` ships (its password is printed in that file).

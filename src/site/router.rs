@@ -175,15 +175,15 @@ impl Router {
             .error_pages
             .iter()
             .filter(|(_, page)| {
-                let found = SitePath::parse(page, self.settings.hidden)
-                    .ok()
-                    .and_then(|p| root.open(&p).ok());
-                // A folder is served by its index file, so it may do.
-                found.is_none()
+                // A folder is served by its index file, so it may do; a folder
+                // without one, whose listing would go out, may not.
+                !SitePath::parse(page, self.settings.hidden)
+                    .is_ok_and(|p| crate::handlers::static_files::is_page(root, &p))
             })
             .map(|(status, page)| {
                 format!(
-                    "error page for {}: {page} is not found under {}",
+                    "error page for {}: {page} is not a file (or a folder with an index \
+                     file) under {}",
                     status.as_u16(),
                     root.path().display()
                 )
@@ -1039,6 +1039,13 @@ impl Router {
             return original;
         }
         let handler = self.handler_for(page);
+        // A folder's listing is no page: its links lead nowhere from another URL.
+        let listing = matches!(handler, Handler::Static(_))
+            && SitePath::parse(page, self.settings.hidden)
+                .is_ok_and(|p| !crate::handlers::static_files::is_page(self.handlers.root(), &p));
+        if listing {
+            return original;
+        }
         let mut res = self
             .handle_path(&fetch, page, &handler, RequestBody::empty(), peer, None)
             .await;

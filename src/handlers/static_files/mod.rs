@@ -94,6 +94,19 @@ const CHANGED_RETRIES: usize = 3;
 /// Names tried, in order, when a directory is requested.
 const INDEX_FILES: [&[u8]; 2] = [b"index.html", b"index.htm"];
 
+/// Whether `path` names a page of its own: a file, or a folder with an index file
+/// (never a folder's listing, whose links are relative to the folder and lead
+/// nowhere from another URL: what an error page must not be).
+pub fn is_page(root: &Root, path: &SitePath) -> bool {
+    match root.open(path) {
+        Ok(Node::File(_)) => true,
+        Ok(Node::Dir(_)) => INDEX_FILES
+            .iter()
+            .any(|index| matches!(root.open(&path.join(index)), Ok(Node::File(_)))),
+        Err(_) => false,
+    }
+}
+
 enum Resolved {
     /// The representation chosen for the client, and what to cache about the file.
     File(Box<Representation>, Box<FileFill>),
