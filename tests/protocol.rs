@@ -485,6 +485,17 @@ fn unsupported_http_versions_are_rejected() {
         assert_eq!(response.content_length(), Some(response.body.len()));
         assert!(response.body_text().contains("505"));
     }
+    // A HEAD's 505 has the GET's length and no body (the server closes after it).
+    let bytes = server.send_raw(b"HEAD /a.txt HTTP/2.0\r\nHost: localhost\r\n\r\n");
+    let head = parse_response(&bytes, true);
+    assert_eq!(head.status, 505);
+    assert!(head.content_length().is_some_and(|n| n > 0));
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert_eq!(bytes.len(), end, "no body after a HEAD's head");
     // A malformed version is a bad request, not an unsupported one.
     let bytes = server.send_raw(b"GET /a.txt HTTP/x.y\r\nHost: localhost\r\n\r\n");
     assert_eq!(parse_response(&bytes, false).status, 400);

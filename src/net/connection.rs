@@ -257,7 +257,8 @@ impl Session {
         match Box::pin(sniff_h2(&mut stream, &self.clock)).await {
             Some((true, seen)) => Box::pin(self.run_h2(stream, seen)).await,
             Some((false, seen)) if unsupported_major_version(&seen) => {
-                Box::pin(version_not_supported(stream, &self)).await;
+                let head = seen.starts_with(b"HEAD ");
+                Box::pin(version_not_supported(stream, &self, head)).await;
             }
             Some((false, seen)) => Box::pin(self.run_http1(stream, as_http_11(seen))).await,
             None => {}
@@ -406,19 +407,22 @@ fn rejected_status(err: &hyper::Error) -> Option<u16> {
     }
 }
 
-/// Answers 505 (the usual small error page) and closes.
-async fn version_not_supported(mut stream: LazyTcp, session: &Session) {
+/// Answers 505 (the usual small error page, without it for a HEAD) and closes.
+async fn version_not_supported(mut stream: LazyTcp, session: &Session, head: bool) {
     use tokio::io::AsyncWriteExt;
     let page = crate::http::response::error_page_text(http::StatusCode::HTTP_VERSION_NOT_SUPPORTED);
-    session.rejected(505, page.len() as u64);
-    let head = format!(
+    session.rejected(505, if head { 0 } else { page.len() as u64 });
+    let head_text = format!(
         "HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/html; charset=utf-8\r\n\
          content-length: {}\r\nconnection: close\r\ndate: {}\r\n\r\n",
         page.len(),
         httpdate::fmt_http_date(std::time::SystemTime::now()),
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(page.as_bytes()).await;
+    let _ = stream.write_all(head_text.as_bytes()).await;
+    // A HEAD's answer has no body, whatever its status (RFC 9110 §9.3.2).
+    if !head {
+        let _ = stream.write_all(page.as_bytes()).await;
+    }
     let _ = stream.shutdown().await;
 }
 
