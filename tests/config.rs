@@ -327,6 +327,10 @@ fn invalid_configurations_name_file_line_and_key() {
             ":3: key \"rule.handler\": a proxy rule needs upstreams",
         ),
         (
+            "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\nupstreams = [\"https://a:1\"]\ntls-ca = \"nope.pem\"\n",
+            ":5: key \"rule.tls-ca\": cannot read",
+        ),
+        (
             "[[rule]]\npath = \"/x/\"\nhandler = \"proxy\"\nupstreams = [\"http://a:1\"]\nhealth-uri = \"health\"\n",
             ":5: key \"rule.health-uri\": expected a path",
         ),

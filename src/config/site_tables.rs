@@ -646,7 +646,13 @@ fn proxy_handler(
     settings.trusted = nets("trusted-proxies")?;
     match rule.get("tls-ca") {
         None => {}
-        Some(toml::Value::String(p)) => settings.tls_roots.push(base_dir.join(p)),
+        Some(toml::Value::String(p)) => {
+            let roots = [base_dir.join(p)];
+            // Read here, so that a file that will not do is blamed on this key.
+            crate::handlers::proxy::upstream::tls_connector(&roots)
+                .map_err(|e| fail("tls-ca", e))?;
+            settings.tls_roots.extend(roots);
+        }
         Some(_) => return Err(fail("tls-ca", "expected the path of a PEM file".into())),
     }
     match rule.get("balance").map(|v| v.as_str()) {
