@@ -569,6 +569,33 @@ fn open_false_anywhere_keeps_dev_from_opening_a_browser() {
 }
 
 #[test]
+fn a_proxy_url_may_hold_a_comma_and_the_variable_lists_several() {
+    let (_tmp, root) = temp_root();
+    let explain = OsStr::new("--explain");
+    let passed = |out: Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(" is passed to "))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let one = OsStr::new("/api/=http://127.0.0.1:9000/v1,beta/");
+    let rows = passed(run(
+        &[root.as_os_str(), OsStr::new("--proxy"), one, explain],
+        &[],
+    ));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(
+        rows[0].contains("http://127.0.0.1:9000/v1,beta/"),
+        "{rows:?}"
+    );
+    let two = "/a/=http://127.0.0.1:1, /b/=http://127.0.0.1:2";
+    let rows = passed(run(&[root.as_os_str(), explain], &[("WHARF_PROXY", two)]));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+}
+
+#[test]
 fn explain_fails_on_what_would_stop_the_server() {
     let (tmp, root) = temp_root();
     let missing = tmp.path().join("missing");

@@ -192,12 +192,8 @@ pub struct Cli {
     /// Send requests under PREFIX to the app server at URL (http://HOST:PORT[/PATH]
     /// or unix:/PATH); repeatable, the longest prefix wins. With a path in URL,
     /// PREFIX is replaced by it (/api/=http://127.0.0.1:9000/v1/: /api/x → /v1/x).
-    #[arg(
-        long,
-        value_name = "PREFIX=URL",
-        env = "WHARF_PROXY",
-        value_delimiter = ','
-    )]
+    /// WHARF_PROXY lists several, separated by commas.
+    #[arg(long, value_name = "PREFIX=URL", env = "WHARF_PROXY")]
     proxy: Vec<String>,
 
     /// Let several wharf processes listen on the same port (SO_REUSEPORT; the kernel
@@ -339,6 +335,21 @@ pub fn target_is_port(target: &std::ffi::OsStr) -> bool {
 }
 
 impl Cli {
+    /// `WHARF_PROXY` lists several mappings separated by commas; each `--proxy` on
+    /// the command line is one whole, whose URL may hold a comma.
+    pub fn split_proxies_from_env(&mut self, proxy_from_env: bool) {
+        if proxy_from_env {
+            self.proxy = self
+                .proxy
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+                .collect();
+        }
+    }
+
     /// `WHARF_OPEN=false` says no to `--dev`'s opening too, as `--no-open` does.
     pub fn take_open_from_env(&mut self, open_from_env: bool) {
         if open_from_env && !self.open {

@@ -307,6 +307,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
     let mut first = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
     first.prefer_positional_over_env(from_env(&matches, "port"), from_env(&matches, "directory"));
     first.take_open_from_env(from_env(&matches, "open"));
+    first.split_proxies_from_env(from_env(&matches, "proxy"));
     let explicit = |id: &str| {
         matches!(
             matches.value_source(id),
@@ -369,6 +370,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
     let mut cli = Cli::from_arg_matches(&matches).map_err(LayerError::Clap)?;
     cli.prefer_positional_over_env(from_env(&matches, "port"), from_env(&matches, "directory"));
     cli.take_open_from_env(from_env(&matches, "open"));
+    cli.split_proxies_from_env(from_env(&matches, "proxy"));
     Ok(Layered { cli, sources, site })
 }
 
