@@ -57,7 +57,13 @@ pub fn check(config: &Config) -> Result<Vec<String>, String> {
         }
     }
     if matches!(config.tls, Some(tls::CertSource::SelfSigned)) {
-        tls::self_signed_place()?;
+        let dir = tls::self_signed_dir()?;
+        crate::fs::folder_could_be_made(&dir).map_err(|e| {
+            format!(
+                "cannot store the self-signed certificate in {}: {e}",
+                dir.display()
+            )
+        })?;
     }
     let config = &config;
     let router = build_router(config, AccessLog::quiet(), proxy_cache(config)?, None)?;

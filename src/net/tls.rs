@@ -253,16 +253,9 @@ fn state_dir() -> Result<PathBuf, String> {
     }
 }
 
-/// Whether the self-signed certificate has a place to be kept, judged without
-/// making it (`--explain`).
-pub fn self_signed_place() -> Result<(), String> {
-    let dir = state_dir()?;
-    crate::fs::folder_could_be_made(&dir).map_err(|e| {
-        format!(
-            "cannot store the self-signed certificate in {}: {e}",
-            dir.display()
-        )
-    })
+/// The folder the self-signed certificate is kept in, or why there is none.
+pub fn self_signed_dir() -> Result<PathBuf, String> {
+    state_dir()
 }
 
 /// Where the self-signed certificate's private key is kept, when there is a place.
