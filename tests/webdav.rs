@@ -596,3 +596,56 @@ fn proppatch_sets_displayname_and_explains_refusals() {
 
     assert_eq!(propfind(&server, "/doc.txt", Some("0"), "").status, 400);
 }
+
+/// Two names of one file or folder (a symlink inside the root) are one resource:
+/// a copy or move of one onto the other, or of a folder into itself by another
+/// name, is refused, and nothing is lost (RFC 4918 §9.8.5).
+#[test]
+fn copy_and_move_see_through_links_to_the_same_thing() {
+    let (_t, root) = temp_root();
+    write_file(&root, "release.tgz", "the release");
+    std::os::unix::fs::symlink("release.tgz", root.join("latest.tgz")).unwrap();
+    write_file(&root, "loop/a/f.txt", "f");
+    std::os::unix::fs::symlink("loop", root.join("alias")).unwrap();
+    let server = Server::start(&root, &["--upload", "--delete"]);
+    let to = |path: &str| format!("http://localhost{path}");
+    for method in ["COPY", "MOVE"] {
+        let onto_itself = dav(
+            &server,
+            method,
+            "/latest.tgz",
+            &[("Destination", &to("/release.tgz"))],
+            "",
+        );
+        assert_eq!(onto_itself.status, 403, "{method}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("release.tgz")).unwrap(),
+            "the release",
+            "{method}"
+        );
+        let into_itself = dav(
+            &server,
+            method,
+            "/loop/",
+            &[("Destination", &to("/alias/inner/"))],
+            "",
+        );
+        assert_eq!(into_itself.status, 403, "{method}");
+        assert!(!root.join("loop/inner").exists(), "{method}");
+        // Over a folder that holds the source, by another name.
+        let over_its_folder = dav(
+            &server,
+            method,
+            "/loop/a/f.txt",
+            &[("Destination", &to("/alias"))],
+            "",
+        );
+        assert_eq!(over_its_folder.status, 403, "{method}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("loop/a/f.txt")).unwrap(),
+            "f"
+        );
+    }
+    // The server is still there.
+    assert_eq!(get(&server, "/release.tgz").status, 200);
+}

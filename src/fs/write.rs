@@ -226,6 +226,21 @@ impl WriteDir {
         }
     }
 
+    /// This folder's (device, inode).
+    pub fn identity(&self) -> io::Result<(u64, u64)> {
+        let st = rustix::fs::fstat(&*self.fd).map_err(map_write_err)?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
+    /// The (device, inode) of what `name` here is, through a symlink, and whether it
+    /// is a folder; `None` when nothing is there. Only compared, never opened: it
+    /// tells two names of one file or folder apart from two files.
+    pub fn identity_of(&self, name: &[u8]) -> Option<((u64, u64), bool)> {
+        let st = rustix::fs::statat(&*self.fd, name, AtFlags::empty()).ok()?;
+        let folder = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        Some(((st.st_dev, st.st_ino), folder))
+    }
+
     /// The folder `name` inside this one (not through a symlink).
     pub fn child(&self, name: &[u8]) -> io::Result<WriteDir> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;

@@ -201,6 +201,11 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
             if up.locks.blocks_tree(&dst, &headers) {
                 return Err(StatusCode::LOCKED);
             }
+            same_or_inside(
+                &up.root,
+                (&src_dir, &src_name, &src_parent),
+                (&dst_dir, &dst_name, &dst_parent),
+            )?;
             // The preconditions are the source's: it is the request's target.
             up.preconditions(&src, &method, &headers)?;
             let there = dst_dir.entry_type(&dst_name).map_err(|e| io_status(&e))?;
@@ -255,6 +260,43 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     }
 }
 
+/// 403 when the source and the destination are one file or folder by two names
+/// (a symlink), or one holds the other: what the URLs compared before cannot
+/// show. Copying a folder into itself would never end, and replacing what is the
+/// source, or holds it, would delete it first (RFC 4918 §9.8.5, §9.9.4).
+fn same_or_inside(
+    root: &Root,
+    (src_dir, src_name, src_parent): (&WriteDir, &[u8], &SitePath),
+    (dst_dir, dst_name, dst_parent): (&WriteDir, &[u8], &SitePath),
+) -> Result<(), StatusCode> {
+    let Some((source, source_is_folder)) = src_dir.identity_of(src_name) else {
+        return Ok(());
+    };
+    let target = dst_dir.identity_of(dst_name);
+    if target.is_some_and(|(id, _)| id == source) {
+        return Err(StatusCode::FORBIDDEN);
+    }
+    // Each folder from the root down to `parent`, as a write resolves it.
+    let holds = |parent: &SitePath, id: (u64, u64)| -> Result<bool, StatusCode> {
+        let segments = parent.segments();
+        for end in 0..=segments.len() {
+            let folder = SitePath::from_segments(segments[..end].to_vec());
+            let dir = root.write_dir(&folder, false).map_err(|e| io_status(&e))?;
+            if dir.identity().map_err(|e| io_status(&e))? == id {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    if source_is_folder && holds(dst_parent, source)? {
+        return Err(StatusCode::FORBIDDEN);
+    }
+    match target {
+        Some((id, true)) if holds(src_parent, id)? => Err(StatusCode::FORBIDDEN),
+        _ => Ok(()),
+    }
+}
+
 /// Copies what `src` names (a file, or a folder: its tree when `deep`) to `name` in
 /// `to`. The source is resolved as a read is, so a link inside the root is copied as
 /// what it names.
@@ -267,16 +309,27 @@ fn copy_top(root: &Root, src: &SitePath, to: &WriteDir, name: &[u8], deep: bool)
             let made = to.child(name)?;
             props::copy_dead_dir(&from, &made);
             if deep {
-                copy_children(root, &from, &made)?;
+                copy_children(root, &from, &made, 1)?;
             }
             Ok(())
         }
     }
 }
 
-/// Copies every entry of `from` into `to`, leaving out reserved names, wharf's
-/// secrets and anything but files and folders.
-fn copy_children(root: &Root, from: &WriteDir, to: &WriteDir) -> io::Result<()> {
+/// How deep a copied tree may go: deeper is refused rather than risk the
+/// blocking thread's stack (a tree can only get so deep by a loop this did not
+/// foresee).
+const MAX_COPY_DEPTH: usize = 256;
+
+/// Copies every entry of `from` (`depth` folders below the copied one) into `to`,
+/// leaving out reserved names, wharf's secrets and anything but files and folders.
+fn copy_children(root: &Root, from: &WriteDir, to: &WriteDir, depth: usize) -> io::Result<()> {
+    if depth > MAX_COPY_DEPTH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a folder tree deeper than {MAX_COPY_DEPTH} levels is not copied"),
+        ));
+    }
     for name in from.names()? {
         if name.starts_with(RESERVED_PREFIX) || root.is_secret(from, &name) {
             continue;
@@ -288,7 +341,7 @@ fn copy_children(root: &Root, from: &WriteDir, to: &WriteDir) -> io::Result<()> 
                 to.mkdir(&name)?;
                 let made = to.child(&name)?;
                 props::copy_dead_dir(&sub, &made);
-                copy_children(root, &sub, &made)?;
+                copy_children(root, &sub, &made, depth + 1)?;
             }
             EntryType::Other | EntryType::Missing => {}
         }
