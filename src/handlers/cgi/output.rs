@@ -216,7 +216,7 @@ fn stream<O: Output>(
         Some(len) => Body::channel_of_len(rx, len),
         None => Body::channel(rx),
     };
-    // Quoted and escaped once, for the task's log lines.
+    // Quoted and escaped once, for the task's log lines (a streamed answer).
     let program = format!("{program:?}");
     tokio::spawn(async move {
         let mut left = length.unwrap_or(u64::MAX);

@@ -160,7 +160,9 @@ impl Route {
     }
 
     /// An idle connection (unless `fresh`), or a new one; and whether it was reused.
-    async fn connection(&self, fresh: bool) -> io::Result<(Stream, bool)> {
+    /// `once`: the request must not be lost on a connection the application closed,
+    /// since it will not be sent again (see [`still_open`]).
+    async fn connection(&self, fresh: bool, once: bool) -> io::Result<(Stream, bool)> {
         while let Some((stream, since)) = (!fresh)
             .then(|| self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop())
             .flatten()
@@ -168,7 +170,7 @@ impl Route {
             // One the application has closed meanwhile (a php-fpm child that
             // served its `pm.max_requests`, a reload) is let go before a request
             // is lost on it: a request that is not safe to repeat is not repeated.
-            if since.elapsed() < IDLE_KEEP && still_open(&stream) {
+            if since.elapsed() < IDLE_KEEP && still_open(&stream, once) {
                 return Ok((stream, true));
             }
         }
@@ -555,7 +557,8 @@ pub async fn respond(
         if attempt > 0 {
             route.forget_idle();
         }
-        let (stream, reused) = match route.connection(attempt > 0).await {
+        let once = !req.head.method.is_idempotent();
+        let (stream, reused) = match route.connection(attempt > 0, once).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!("FastCGI application {} unreachable: {e}", route.upstream);
@@ -649,11 +652,14 @@ fn reap_idle(route: Weak<Route>) {
 /// (An idle FastCGI connection has nothing to say; anything it does say, or an
 /// error, makes it unusable.)
 ///
-/// The socket is only asked (a non-blocking `MSG_PEEK`) when the event loop has
-/// heard of something on it since its last read came up short: its end, once
-/// reported, stays reported, so a connection the application closed while it sat
-/// in the pool is seen without a system call per request for the live ones.
-fn still_open(stream: &Stream) -> bool {
+/// For a request that is sent `once` (not idempotent) the socket is always asked,
+/// with a non-blocking `MSG_PEEK`. For the others, which are sent again on a new
+/// connection if this one turns out closed, it is asked only when the event loop
+/// has heard of something on it since its last read came up short (its end, once
+/// reported, stays reported): no system call per request on a live connection.
+/// That word can lag: the close may not have been read from the socket's event
+/// loop yet, which may be another worker's.
+fn still_open(stream: &Stream, once: bool) -> bool {
     use rustix::net::RecvFlags;
     use std::os::fd::{AsFd, BorrowedFd};
     use tokio::io::Interest;
@@ -668,6 +674,8 @@ fn still_open(stream: &Stream) -> bool {
         }
     }
     let heard = match stream {
+        Stream::Tcp(s) if once => peek(s.as_fd()),
+        Stream::Unix(s) if once => peek(s.as_fd()),
         Stream::Tcp(s) => s.try_io(Interest::READABLE, || peek(s.as_fd())),
         Stream::Unix(s) => s.try_io(Interest::READABLE, || peek(s.as_fd())),
         Stream::Tls(_) => return true,
