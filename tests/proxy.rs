@@ -855,6 +855,34 @@ fn files_first_serves_what_exists_and_proxies_the_rest() {
     assert!(app.seen().is_empty());
     assert_eq!(get(&server, "/dynamic").body, b"hello");
     assert_eq!(app.seen().len(), 1);
+    // A dotfile on disk is not one of the files: its path goes to the app.
+    write_file(&root, ".env", "SECRET=1");
+    assert_eq!(get(&server, "/.env").body, b"hello");
+    assert_eq!(app.seen().len(), 2);
+}
+
+#[test]
+fn paths_with_dot_segments_are_the_apps() {
+    let app = Upstream::start(OK);
+    let (_t, server) = proxied(&app, "/api/=http://");
+    for (method, path) in [
+        ("GET", "/api/.well-known/x"),
+        ("POST", "/api/.hidden"),
+        ("GET", "/api/a/.b/c"),
+    ] {
+        let res = request(&server, method, path, &[("Content-Length", "0")]);
+        assert_eq!(
+            (res.status, res.body.as_slice()),
+            (200, &b"hello"[..]),
+            "{method} {path}"
+        );
+        assert_eq!(
+            app.last().request_line(),
+            format!("{method} {path} HTTP/1.1")
+        );
+    }
+    // Outside the proxied prefix a dotfile is still nobody's.
+    assert_eq!(get(&server, "/.hidden").status, 404);
 }
 
 #[test]

@@ -503,7 +503,11 @@ impl Handlers {
     async fn respond_proxy(&self, route: &Arc<proxy::Route>, req: Request<'_>) -> Response<Body> {
         // nginx's `try_files $uri @app`: a file that exists is served, the rest goes
         // to the app.
+        // A dotfile is never one of the files (unless `--hidden`): its path is the
+        // app's.
+        let shown = !req.path.is_hidden() || self.static_files.hidden();
         if route.files_first
+            && shown
             && static_files::allows(&req.head.method)
             && self.is_file(&req.path).await
         {

@@ -154,7 +154,7 @@ impl SitePath {
 
     /// True when a segment is a dotfile name, outside the `/.well-known/` tree (RFC 8615),
     /// which exists to be served.
-    fn is_hidden(&self) -> bool {
+    pub fn is_hidden(&self) -> bool {
         self.segments
             .iter()
             .enumerate()

@@ -538,11 +538,12 @@ impl Router {
         if let Some(refused) = methods::refuse(req, handler) {
             return Route::Done(by_site(refused));
         }
-        let parsed = match SitePath::parse(path, self.settings.hidden) {
-            Err(PathError::SlashInName) if matches!(handler, Handler::Proxy(_)) => {
-                SitePath::parse_for_app(path, self.settings.hidden)
-            }
-            parsed => parsed,
+        // A path an app answers is the app's, dot segments and encoded `/` as well:
+        // it names no file (files-first serves no hidden one).
+        let parsed = if matches!(handler, Handler::Proxy(_)) {
+            SitePath::parse_for_app(path, true)
+        } else {
+            SitePath::parse(path, self.settings.hidden)
         };
         match parsed {
             Ok(site_path) => Route::Path(site_path),
@@ -606,9 +607,9 @@ impl Router {
         let path = req.uri.path();
         // Rules match the decoded, normalised path, never the raw spelling; a path that
         // does not parse gets its 400/404 from the handler, with no rule applied.
-        // An encoded `/` counts as one here: it is refused later unless an app
-        // answers the path.
-        let rule_path = SitePath::parse_for_app(path, self.settings.hidden)
+        // An encoded `/` counts as one here, and a dot segment matches as any other:
+        // both are refused later unless an app answers the path.
+        let rule_path = SitePath::parse_for_app(path, true)
             .map(|p| p.rule_path())
             .unwrap_or_default();
         let matched = if rule_path.is_empty() {
@@ -821,7 +822,7 @@ impl Router {
 
     /// The handler the rules assign to `path` (static when none names one).
     fn handler_for(&self, path: &str) -> Handler {
-        SitePath::parse_for_app(path, self.settings.hidden)
+        SitePath::parse_for_app(path, true)
             .map(|p| self.handler_of(&self.settings.rules.matching(&p.rule_path())))
             .unwrap_or_else(|_| self.default_handler())
     }
