@@ -566,6 +566,26 @@ fn open_false_anywhere_keeps_dev_from_opening_a_browser() {
         ),
         "on (command line)"
     );
+    let no_open = OsStr::new("--no-open");
+    for value in ["false", "true"] {
+        assert_eq!(
+            open_row(
+                &[root.as_os_str(), dev, no_open, explain],
+                &[("WHARF_OPEN", value)]
+            ),
+            "off (command line)",
+            "WHARF_OPEN={value}"
+        );
+    }
+    let says_open = write_config(tmp.path(), "dev = true\nopen = true\n");
+    let args = [
+        root.as_os_str(),
+        OsStr::new("--config"),
+        says_open.as_os_str(),
+        no_open,
+        explain,
+    ];
+    assert_eq!(open_row(&args, &[]), "off (command line)");
 }
 
 #[test]

@@ -158,8 +158,9 @@ pub struct Cli {
     #[arg(long, env = "WHARF_OPEN", value_parser = clap::builder::BoolishValueParser::new())]
     open: bool,
 
-    /// With --dev, do not open a browser.
-    #[arg(long, conflicts_with = "open")]
+    /// With --dev, do not open a browser (this wins over --open, WHARF_OPEN and the
+    /// file's open).
+    #[arg(long)]
     no_open: bool,
 
     /// Print a QR code of the URL at start, for a phone on the same network.
@@ -470,7 +471,7 @@ impl Cli {
             cache_size: self.cache_size,
             log_format: self.log_format,
             dev: self.dev,
-            open: self.open || (self.dev && !self.no_open),
+            open: !self.no_open && (self.open || self.dev),
             qr: self.qr,
             quiet: self.quiet,
             verbose: self.verbose,

@@ -312,7 +312,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Layered, LayerError> {
         matches!(
             matches.value_source(id),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        )
+        ) || (id == "open" && matches.value_source("no_open") == Some(ValueSource::CommandLine))
     };
     let mut sources: Vec<(&'static str, Source)> = SETTINGS
         .iter()
