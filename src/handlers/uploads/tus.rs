@@ -410,9 +410,13 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
     // An upload of nothing is complete at once (its file is made now).
     if (with_bytes && !http_body::Body::is_end_stream(&body)) || length == 0 {
         match write_chunk(&up, &dir, &id, &meta, 0, &mut body, &head.headers).await {
-            Ok((new_offset, _)) => {
+            Ok((new_offset, renewed)) => {
                 res.headers_mut()
                     .insert("upload-offset", HeaderValue::from(new_offset));
+                // The expiry the first bytes renewed, as HEAD will say it.
+                if let Some(v) = expires_header(&renewed) {
+                    res.headers_mut().insert("upload-expires", v);
+                }
             }
             Err(status) => {
                 // The client is not told the upload's URL: nothing may stay of it.
