@@ -366,6 +366,44 @@ fn a_reload_serves_the_folder_the_root_path_names_now() {
     assert_eq!(get(&server, "/a.txt").body_text(), "three");
 }
 
+/// A release made with hard links (`cp -al`, `rsync --link-dest`) keeps its
+/// programs' inodes: after the swap and a reload, the program that runs is the new
+/// release's, not the one found in the old folder.
+#[test]
+fn a_reload_runs_programs_from_the_folder_the_root_path_names_now() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, _) = temp_root();
+    let r1 = tmp.path().join("r1");
+    std::fs::create_dir_all(r1.join("cgi-bin")).unwrap();
+    let program = r1.join("cgi-bin/where.sh");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s' \"$SCRIPT_FILENAME\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The next release is made (linking changes the file's ctime) before the old
+    // one's program is found, as a deploy that prepares it ahead does.
+    let r2 = tmp.path().join("r2");
+    std::fs::create_dir_all(r2.join("cgi-bin")).unwrap();
+    std::fs::hard_link(&program, r2.join("cgi-bin/where.sh")).unwrap();
+    let current = tmp.path().join("current");
+    std::os::unix::fs::symlink("r1", &current).unwrap();
+    let server = Server::start(&current, &["--cgi"]);
+    let ran = get(&server, "/cgi-bin/where.sh");
+    assert!(ran.body_text().contains("/r1/"), "{}", ran.body_text());
+
+    let next = tmp.path().join("current.next");
+    std::os::unix::fs::symlink("r2", &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    assert_eq!(
+        reload(&server, 1),
+        "wharf: reloaded the configuration (SIGHUP)"
+    );
+    let ran = get(&server, "/cgi-bin/where.sh");
+    assert!(ran.body_text().contains("/r2/"), "{}", ran.body_text());
+}
+
 /// A new executable that cannot start leaves the old process serving; one that can
 /// takes every socket over, the admin listener too.
 #[test]

@@ -388,8 +388,12 @@ impl Handlers {
         if same_folder {
             self.static_files = Arc::clone(&old.static_files);
             self.uploads = Arc::clone(&old.uploads);
+            self.cgi = Arc::clone(&old.cgi);
+        } else {
+            // Programs found in the old folder are not this one's (a release with
+            // hard-linked files keeps their inodes, which would pass the check).
+            self.cgi = Arc::new(old.cgi.for_another_folder());
         }
-        self.cgi = Arc::clone(&old.cgi);
         self
     }
 

@@ -188,6 +188,16 @@ impl Cgi {
         }
     }
 
+    /// The same state for another served folder: the same slots (the programs
+    /// running now still hold theirs), none of the programs found in the old one.
+    pub fn for_another_folder(&self) -> Cgi {
+        Cgi {
+            settings: self.settings,
+            slots: Arc::clone(&self.slots),
+            known: locate::KnownPrograms::default(),
+        }
+    }
+
     /// The program `path` names under `root` (see [`locate::KnownPrograms::find`]).
     pub fn find(&self, root: &Root, path: &SitePath) -> Result<Arc<locate::Found>, StatusCode> {
         self.known.find(root, path)
