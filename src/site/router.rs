@@ -58,6 +58,9 @@ pub struct Router {
     log: AccessLog,
     /// Password verifications allowed at once.
     auth_permits: tokio::sync::Semaphore,
+    /// Error pages that name a folder without an index file, found when the router
+    /// is built (never by the event loop at each error): its listing is no page.
+    listing_pages: Vec<String>,
 }
 
 /// The site's current router, swapped whole when the configuration is reloaded:
@@ -101,14 +104,32 @@ enum Left {
 impl Router {
     /// The site answering with `handlers`, logging to `log`.
     pub fn new(settings: Settings, handlers: Handlers, log: AccessLog) -> Router {
-        Router {
+        let mut router = Router {
             settings,
             handlers,
             log,
             auth_permits: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
-        }
+            listing_pages: Vec::new(),
+        };
+        let listing_pages = router
+            .settings
+            .rules
+            .error_pages
+            .iter()
+            .map(|(_, page)| page)
+            .filter(|page| matches!(router.handler_for(page), Handler::Static(_)))
+            .filter(|page| {
+                SitePath::parse(page, router.settings.hidden).is_ok_and(|p| {
+                    matches!(router.handlers.root().open(&p), Ok(crate::fs::Node::Dir(_)))
+                        && !crate::handlers::static_files::is_page(router.handlers.root(), &p)
+                })
+            })
+            .cloned()
+            .collect();
+        router.listing_pages = listing_pages;
+        router
     }
 
     /// What keeps the site from being ready to serve (for `/readyz`): each proxy
@@ -1039,14 +1060,11 @@ impl Router {
         if guarded {
             return original;
         }
-        let handler = self.handler_for(page);
         // A folder's listing is no page: its links lead nowhere from another URL.
-        let listing = matches!(handler, Handler::Static(_))
-            && SitePath::parse(page, self.settings.hidden)
-                .is_ok_and(|p| !crate::handlers::static_files::is_page(self.handlers.root(), &p));
-        if listing {
+        if self.listing_pages.iter().any(|p| p == page) {
             return original;
         }
+        let handler = self.handler_for(page);
         let mut res = self
             .handle_path(&fetch, page, &handler, RequestBody::empty(), peer, None)
             .await;
