@@ -1533,3 +1533,43 @@ fn a_form_refused_before_storing_anything_answers_json_when_asked() {
     assert_eq!(res.status, 400);
     assert!(res.header("content-type").unwrap().starts_with("text/html"));
 }
+
+/// `--follow-symlinks` lets reads through a link out of the folder; writes never
+/// go that way (no PUT, MKCOL, DELETE, COPY or MOVE lands outside).
+#[test]
+fn writes_never_leave_the_folder_even_when_reads_follow_links() {
+    let (tmp, root) = temp_root();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("s.txt"), "outside").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("ol")).unwrap();
+    write_file(&root, "in.txt", "inside");
+    let server = Server::start(&root, &["--upload", "--delete", "--follow-symlinks"]);
+    assert_eq!(get(&server, "/ol/s.txt").body_text(), "outside");
+    let destination = [("Destination", "http://localhost/ol/copied.txt")];
+    for (method, path, headers) in [
+        ("PUT", "/ol/new.txt", &[][..]),
+        ("PUT", "/ol/s.txt", &[][..]),
+        ("MKCOL", "/ol/made/", &[][..]),
+        ("DELETE", "/ol/s.txt", &[][..]),
+        ("COPY", "/in.txt", &destination[..]),
+        ("MOVE", "/in.txt", &destination[..]),
+    ] {
+        let res = send(&server, method, path, headers, b"");
+        assert!(res.status >= 400, "{method} {path}: {}", res.status);
+    }
+    let mut names: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["s.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(outside.join("s.txt")).unwrap(),
+        "outside"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("in.txt")).unwrap(),
+        "inside"
+    );
+}

@@ -404,13 +404,19 @@ impl Root {
     }
 
     fn open_fd(&self, rel: &Path) -> io::Result<OwnedFd> {
+        self.open_fd_following(rel, self.follow_symlinks)
+    }
+
+    /// [`Root::open_fd`], following symlinks out of the root only when `follow`
+    /// (reads, with `--follow-symlinks`); writes never do.
+    fn open_fd_following(&self, rel: &Path, follow: bool) -> io::Result<OwnedFd> {
         let rel = if rel.as_os_str().is_empty() {
             Path::new(".")
         } else {
             rel
         };
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-        if self.follow_symlinks {
+        if follow {
             // `rel` holds no `..` (see SitePath), so only a symlink can lead out, and
             // the operator has allowed exactly that.
             return rustix::fs::openat(&self.dir, rel, flags, Mode::empty()).map_err(map_err);

@@ -100,7 +100,9 @@ impl Root {
 
     /// The folder `dir`, opened beneath the root; a file there is `NotADirectory`.
     fn open_dir_fd(&self, dir: &SitePath) -> io::Result<OwnedFd> {
-        let fd = self.open_fd(&dir.relative_fs_path())?;
+        // Confined whatever `--follow-symlinks` allows reads: a write never leaves
+        // the folder through a linked one.
+        let fd = self.open_fd_following(&dir.relative_fs_path(), false)?;
         let st = rustix::fs::fstat(&fd).map_err(io::Error::from)?;
         match FileType::from_raw_mode(st.st_mode) {
             FileType::Directory => Ok(fd),
