@@ -695,6 +695,51 @@ fn unreachable_silent_and_stalling_upstreams_get_502_and_504() {
     assert_eq!(get(&server, "/x").status, 504);
 }
 
+/// With `buffer-request = false` the app answers only once the body is in, so
+/// an upload that takes longer than `response-timeout` is not the app's delay:
+/// the clock starts when the body has gone out whole, as nginx's
+/// `proxy_read_timeout` starts from its last write.
+#[test]
+fn a_streamed_upload_slower_than_the_response_timeout_still_reaches_the_app() {
+    let app = Upstream::start(OK);
+    let (tmp, root) = temp_root();
+    let conf = tmp.path().join("stream.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\n\
+             buffer-request = false\nresponse-timeout = \"1s\"\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let mut conn = Conn::open(&server);
+    conn.send(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\nConnection: close\r\n\r\n",
+    );
+    // A slow client: the parts 700 ms apart, so the body takes 2.1 s in all.
+    for part in ["first", "again", "final"] {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        conn.send(part.as_bytes());
+    }
+    let res = conn.read_response(false);
+    assert_eq!(res.status, 200);
+    assert_eq!(app.last().body, b"firstagainfinal");
+
+    // Once the body is out, the clock runs: an app that never answers is a 504.
+    let conf = held_app_route(&root, "held.toml", b"");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("buffer-request = false\n");
+    std::fs::write(&conf, text).unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let res = server.exchange(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        false,
+    );
+    assert_eq!(res.status, 504);
+}
+
 /// An app that never takes the connection (its accept queue full, so the kernel
 /// drops the handshake) has not answered in time: 504 once `connect-timeout` runs
 /// out, as nginx's `proxy_connect_timeout`.

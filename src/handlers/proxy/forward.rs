@@ -23,6 +23,33 @@ use crate::http::body::{Body, FileRange, Segment};
 use crate::http::request_body::RequestBody;
 use crate::http::response;
 
+/// `exchange`'s outcome, or `Err` when no response head came within `timeout`
+/// of the request's body going out whole: a streamed body still flowing holds
+/// the clock (the connection's own timeouts watch a client that stalls).
+async fn answered_in_time<F: std::future::Future>(
+    exchange: F,
+    timeout: std::time::Duration,
+    streamed: Option<&BodyWatch>,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let Some(watch) = streamed else {
+        return tokio::time::timeout(timeout, exchange).await;
+    };
+    let mut exchange = std::pin::pin!(exchange);
+    loop {
+        let deadline = match watch.ended_at() {
+            Some(ended) => ended + timeout,
+            None => tokio::time::Instant::now() + timeout,
+        };
+        match tokio::time::timeout_at(deadline, &mut exchange).await {
+            Ok(out) => return Ok(out),
+            Err(elapsed) if watch.ended_at().is_some_and(|e| e + timeout <= deadline) => {
+                return Err(elapsed)
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
 /// What `Via` says: the protocol the message came in with (RFC 9110 §7.6.3), and
 /// wharf.
 fn via(received: Version) -> HeaderValue {
@@ -65,8 +92,44 @@ pub enum ProxyBody {
 pub struct Capped {
     body: RequestBody,
     left: u64,
-    /// Why the body stopped short, if it did: the client's fault, not the app's.
-    fault: Arc<std::sync::atomic::AtomicU8>,
+    /// What the sending side knows of the body: why it stopped short, if it did
+    /// (the client's fault, not the app's), and when it ended.
+    watch: Arc<BodyWatch>,
+}
+
+/// A streamed body's state, shared with [`send`], whose response timeout starts
+/// only when the body has gone out whole: an upload slower than that timeout is
+/// not the app's delay (nginx times `proxy_read_timeout` from the last write).
+#[derive(Debug)]
+struct BodyWatch {
+    /// [`OVER_LIMIT`], [`BROKEN`] or 0.
+    fault: std::sync::atomic::AtomicU8,
+    /// Milliseconds from `since` to the body's end, plus one; 0 while it flows.
+    ended: std::sync::atomic::AtomicU64,
+    since: std::time::Instant,
+}
+
+impl BodyWatch {
+    fn fault(&self) -> u8 {
+        self.fault.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn end(&self) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.ended
+            .store(ms.saturating_add(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the body went out whole, if it has.
+    fn ended_at(&self) -> Option<tokio::time::Instant> {
+        match self.ended.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            ms => Some(
+                tokio::time::Instant::from_std(self.since)
+                    + std::time::Duration::from_millis(ms - 1),
+            ),
+        }
+    }
 }
 
 /// [`Capped::fault`]: the body went past the limit.
@@ -80,12 +143,17 @@ impl Capped {
         Capped {
             body,
             left: limit,
-            fault: Arc::default(),
+            watch: Arc::new(BodyWatch {
+                fault: std::sync::atomic::AtomicU8::new(0),
+                ended: std::sync::atomic::AtomicU64::new(0),
+                since: std::time::Instant::now(),
+            }),
         }
     }
 
     fn fail(&self, fault: u8) {
-        self.fault
+        self.watch
+            .fault
             .store(fault, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -100,7 +168,10 @@ impl http_body::Body for Capped {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let frame = match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-            None => return Poll::Ready(None),
+            None => {
+                this.watch.end();
+                return Poll::Ready(None);
+            }
             Some(Err(e)) => {
                 this.fail(BROKEN);
                 return Poll::Ready(Some(Err(e.into())));
@@ -115,11 +186,19 @@ impl http_body::Body for Capped {
                 return Poll::Ready(Some(Err("the request body is over the limit".into())));
             }
         }
+        if this.body.is_end_stream() {
+            // Its sender may not ask again once the length says it has all.
+            this.watch.end();
+        }
         Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        let ended = self.body.is_end_stream();
+        if ended && self.watch.ended_at().is_none() {
+            self.watch.end();
+        }
+        ended
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -379,12 +458,9 @@ pub async fn send(
 ) -> Result<Sent, StatusCode> {
     route.start_health_checks();
     let no_body = spooled.is_none() && stream_body.is_none();
-    let body_fault = stream_body.as_ref().map(|b| Arc::clone(&b.fault));
+    let body_watch = stream_body.as_ref().map(|b| Arc::clone(&b.watch));
     // The status for a request that failed because of the client's own body.
-    let client_fault = || match body_fault
-        .as_ref()
-        .map(|f| f.load(std::sync::atomic::Ordering::Relaxed))
-    {
+    let client_fault = || match body_watch.as_deref().map(BodyWatch::fault) {
         Some(OVER_LIMIT) => Some(StatusCode::PAYLOAD_TOO_LARGE),
         Some(BROKEN) => Some(StatusCode::BAD_REQUEST),
         _ => None,
@@ -446,7 +522,12 @@ pub async fn send(
         } else {
             &route.fresh_client
         };
-        let sent = tokio::time::timeout(route.response_timeout, client.request(upstream_req)).await;
+        let sent = answered_in_time(
+            client.request(upstream_req),
+            route.response_timeout,
+            body_watch.as_deref(),
+        )
+        .await;
         if let (Ok(Err(_)), Some(status)) = (&sent, client_fault()) {
             // The body the client sent went wrong, not the upstream.
             return Err(status);
