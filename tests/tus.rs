@@ -580,6 +580,10 @@ fn a_request_naming_an_upload_never_acts_on_its_folder() {
             let res = request(&server, "OPTIONS", target, &headers);
             assert_eq!(res.status, 200, "{target} {version:?}");
             assert_eq!(res.header("tus-version").as_deref(), Some("1.0.0"));
+            // The upload's URL lists the methods it answers; its folder, its own.
+            let allow = res.header("allow").unwrap_or_default();
+            let patch = allow.split(", ").any(|m| m == "PATCH");
+            assert_eq!(patch, target == url, "{target}: {allow}");
         }
     }
 }

@@ -114,9 +114,9 @@ impl Handler {
 
     /// The answer to `OPTIONS` on a path this handler serves, when the site gives it
     /// (`None`: the handler's own answer stands, as a proxied app's does).
-    pub fn options(&self) -> Option<Response<Body>> {
+    pub fn options(&self, head: &Parts) -> Option<Response<Body>> {
         match self {
-            Handler::Static(access) => Some(uploads::options(access)),
+            Handler::Static(access) => Some(uploads::options(access, head)),
             Handler::Proxy(_) | Handler::Cgi(_) | Handler::FastCgi(_) => None,
         }
     }

@@ -57,7 +57,7 @@ pub fn refuse(head: &Parts, handler: &Handler) -> Option<Response<Body>> {
 /// answer stands.
 pub fn options_answer(req: &Parts, res: Response<Body>, handler: &Handler) -> Response<Body> {
     let mut res = if req.method == Method::OPTIONS && res.status().is_success() {
-        handler.options().unwrap_or(res)
+        handler.options(req).unwrap_or(res)
     } else {
         res
     };

@@ -550,7 +550,7 @@ impl Router {
         if path == "*" {
             return Route::Done(by_site(if method == Method::OPTIONS {
                 handler
-                    .options()
+                    .options(req)
                     .unwrap_or_else(|| response::options(handler.allow()))
             } else {
                 response::error(StatusCode::BAD_REQUEST)

@@ -339,10 +339,16 @@ pub fn changes(method: &Method) -> bool {
     )
 }
 
-/// `OPTIONS` for a path with `access`: `Allow`, and `DAV: 1, 2` where WebDAV is on
-/// (so file managers offer to mount it).
-pub fn options(access: &Access) -> Response<Body> {
-    let mut res = response::options(allow(access));
+/// `OPTIONS` for the request `head` to a path with `access`: `Allow`, and
+/// `DAV: 1, 2` where WebDAV is on (so file managers offer to mount it). A resumable
+/// upload's own URL lists what it answers, PATCH among them.
+pub fn options(access: &Access, head: &Parts) -> Response<Body> {
+    let allowed = if access.upload && tus::upload_id(head).is_some() {
+        tus::UPLOAD_ALLOWS
+    } else {
+        allow(access)
+    };
+    let mut res = response::options(allowed);
     if access.writes() {
         res.headers_mut()
             .insert("dav", HeaderValue::from_static("1, 2"));

@@ -104,8 +104,11 @@ fn method(head: &Parts) -> Method {
     }
 }
 
+/// The methods an upload's URL answers.
+pub(super) const UPLOAD_ALLOWS: &str = "GET, HEAD, OPTIONS, PATCH, DELETE";
+
 /// The upload the request's query names (`tus=<id>`), if any.
-fn upload_id(head: &Parts) -> Option<&str> {
+pub(super) fn upload_id(head: &Parts) -> Option<&str> {
     head.uri
         .query()
         .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("tus=")))
@@ -150,7 +153,7 @@ pub async fn respond(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Resp
         (&Method::PATCH, Some(id)) => append(up, req, &id).await,
         (&Method::DELETE, Some(id)) => terminate(up, &req.path, &id).await,
         // An upload's URL is also its folder's, which GET reads.
-        _ => response::method_not_allowed("GET, HEAD, OPTIONS, PATCH, DELETE"),
+        _ => response::method_not_allowed(UPLOAD_ALLOWS),
     };
     // Every answer but OPTIONS' says the version spoken (tus 1.0.0, "Tus-Resumable").
     res.headers_mut()
