@@ -322,6 +322,20 @@ fn bad_creations_and_termination() {
     ] {
         assert_eq!(tus(&server, "POST", "/", headers, b"").status, 400, "{why}");
     }
+    // A name longer than a file system takes (255 bytes).
+    let long = metadata(&"n".repeat(300));
+    assert_eq!(
+        tus(
+            &server,
+            "POST",
+            "/",
+            &[("Upload-Length", "5"), ("Upload-Metadata", &long)],
+            b""
+        )
+        .status,
+        400,
+        "a name too long"
+    );
     // Metadata is optional in tus: without a name, the file is named by the
     // upload's id.
     let unnamed = tus(&server, "POST", "/", &[("Upload-Length", "5")], b"");

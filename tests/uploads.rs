@@ -831,6 +831,13 @@ fn file_parts_named_by_filename_star_are_stored_and_unreadable_names_refused() {
         let res = send(&server, "POST", "/", &[("Content-Type", &ct)], &body);
         assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(params));
     }
+    // A name longer than a file system takes (255 bytes): 400, as it is no target.
+    let long = format!("filename=\"{}.txt\"", "n".repeat(300));
+    let (ct, body) = form_with_disposition(long.as_bytes());
+    assert_eq!(
+        send(&server, "POST", "/", &[("Content-Type", &ct)], &body).status,
+        400
+    );
     assert!(temps_in(&root).is_empty());
 }
 
