@@ -1018,3 +1018,53 @@ fn explain_shows_the_write_settings_with_their_sources() {
     );
     assert!(line("cgi").contains("off"), "{}", line("cgi"));
 }
+
+/// Writes allowed in a folder this process may not write to would all be refused:
+/// `--explain` says so, for the root and for a rule's own folder.
+#[test]
+fn explain_warns_of_writes_allowed_where_none_can_succeed() {
+    let (tmp, root) = temp_root();
+    std::fs::create_dir_all(root.join("inbox")).unwrap();
+    std::fs::create_dir_all(root.join("open")).unwrap();
+    let inbox = root.join("inbox");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+        .arg(&inbox)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a read-only tmpfs needs root (CI runs as root)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs for this test"
+        );
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&inbox);
+    let conf = write_config(
+        tmp.path(),
+        "[[rule]]\npath = \"/inbox/**\"\nupload = true\n\n[[rule]]\npath = \"/open/*.txt\"\nupload = true\n",
+    );
+    let out = run(
+        &[
+            OsStr::new("--config"),
+            conf.as_os_str(),
+            root.as_os_str(),
+            OsStr::new("--explain"),
+        ],
+        &[],
+    );
+    let report = text(&out.stdout);
+    let warnings: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains("is not writable by this user"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{report}");
+    assert!(warnings[0].contains("inbox"), "{report}");
+}

@@ -23,6 +23,24 @@ fn cached(config: &Config, on: bool) -> &'static str {
     }
 }
 
+/// The folder under `root` that a rule `pattern` allowing writes starts at (its
+/// part before any wildcard, up to a `/`), when it exists and this process may not
+/// write to it: every write there would be refused.
+fn unwritable_folder(root: &std::path::Path, pattern: &str) -> Option<std::path::PathBuf> {
+    let literal = pattern
+        .split(['*', '?', '[', '{'])
+        .next()
+        .unwrap_or_default();
+    let folder = literal.rsplit_once('/').map_or("", |(folder, _)| folder);
+    let path = match folder.trim_start_matches('/') {
+        "" => root.to_path_buf(),
+        folder => root.join(folder),
+    };
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    let writable = rustix::fs::access(&path, rustix::fs::Access::WRITE_OK).is_ok();
+    (path.is_dir() && !writable).then_some(path)
+}
+
 /// Where writes are allowed, and a warning for each place the network can write to
 /// without a password.
 fn writes(config: &Config, out: &mut String) {
@@ -34,7 +52,8 @@ fn writes(config: &Config, out: &mut String) {
         (false, false) => "",
     };
     let mut any = false;
-    let mut say = |path: &str, upload: bool, delete: bool, authed: bool| {
+    // `path` as shown, the rule's `pattern`, what it allows.
+    let mut say = |path: &str, pattern: &str, upload: bool, delete: bool, authed: bool| {
         if !(upload || delete) {
             return;
         }
@@ -46,6 +65,13 @@ fn writes(config: &Config, out: &mut String) {
                 "    WARNING: anyone who can reach this server may write under {path} (no auth rule)."
             );
         }
+        if let Some(folder) = unwritable_folder(&config.root, pattern) {
+            let _ = writeln!(
+                out,
+                "    WARNING: {} is not writable by this user: writes there get 403.",
+                folder.display()
+            );
+        }
     };
     let access = config.access;
     let root_authed = config
@@ -53,10 +79,17 @@ fn writes(config: &Config, out: &mut String) {
         .rules
         .iter()
         .any(|r| r.path.as_str() == "/" && r.auth.is_some());
-    say("/ (everything)", access.upload, access.delete, root_authed);
+    say(
+        "/ (everything)",
+        "/",
+        access.upload,
+        access.delete,
+        root_authed,
+    );
     for rule in &config.site.rules {
         if rule.upload.is_some() || rule.delete.is_some() {
             say(
+                rule.path.as_str(),
                 rule.path.as_str(),
                 rule.upload.unwrap_or(access.upload),
                 rule.delete.unwrap_or(access.delete),
