@@ -312,6 +312,15 @@ fn identity_refused_gets_an_acceptable_coding_whatever_the_file() {
         let plain = get(&server, path);
         assert_eq!(decoded_body(&response), plain.body, "{path}");
         assert_ne!(response.header("etag"), plain.header("etag"), "{path}");
+        // So the plain file's answer depends on Accept-Encoding too, whatever its
+        // type, and says so (RFC 9110 §12.5.5): from the hot cache and in a 304.
+        for res in [plain, get(&server, path)] {
+            assert!(varies_on_accept_encoding(&res), "{path}: {:?}", res.headers);
+        }
+        let tag = get(&server, path).header("etag").unwrap();
+        let not_modified = request(&server, "GET", path, &[("If-None-Match", &tag)]);
+        assert_eq!(not_modified.status, 304);
+        assert!(varies_on_accept_encoding(&not_modified), "{path} 304");
     }
     // Someone accepting identity still gets the plain file.
     let response = request(&server, "GET", "/tiny.txt", &[("Accept-Encoding", "gzip")]);

@@ -478,7 +478,7 @@ fn resolve(
                 identity: identity.clone(),
                 learned: Vec::new(),
             };
-            match on_the_fly(files, &identity, encodings, &mut fill.learned)? {
+            match on_the_fly(files, &identity, true, encodings, &mut fill.learned)? {
                 Some(rep) => Ok(Resolved::Page(Box::new(rep), Box::new(fill))),
                 None => Ok(Resolved::NotAcceptable),
             }
@@ -549,6 +549,10 @@ fn represent(
         Some((dir, state))
     });
     let etag = files.etags.tag(&open.file, &open.meta, small.as_deref())?;
+    // Which coding is sent depends on Accept-Encoding for every file a client that
+    // refuses identity is sent compressed (`refused_identity`), an image too: a
+    // shared cache must not give its plain copy to such a client.
+    let varies = negotiated || refusal_answered(files, len);
     let identity = Representation {
         content: small.map_or_else(|| Content::File(Arc::new(open.file)), Content::Bytes),
         len,
@@ -556,7 +560,7 @@ fn represent(
         etag: Some(etag.clone()),
         last_modified: last_modified(&open.meta),
         encoding: None,
-        negotiated,
+        negotiated: varies,
     };
     let mut fill = FileFill {
         index_of,
@@ -610,19 +614,27 @@ fn represent(
         }
         fill.learned.push((encoding, Found::NoSidecar));
     }
-    match on_the_fly(files, &identity, encodings, &mut fill.learned)? {
+    match on_the_fly(files, &identity, negotiated, encodings, &mut fill.learned)? {
         Some(rep) => chosen(rep, fill),
         None => Ok(Resolved::NotAcceptable),
     }
 }
 
+/// Whether a client refusing identity gets a file of `len` bytes compressed
+/// whatever its type, rather than 406 (see [`refused_identity`]).
+fn refusal_answered(files: &StaticFiles, len: u64) -> bool {
+    !files.settings.no_compress && len <= compress::MAX_SIZE
+}
+
 /// The first of `encodings` that can be had from `identity` without a sidecar:
 /// identity itself, or a variant compressed on the fly (kept in the variant cache
-/// under the identity's tag); `None` when none can. What was found for each coding
-/// looked at is added to `learned`, for the hot cache.
+/// under the identity's tag) when its type is `compressible`; `None` when none can.
+/// What was found for each coding looked at is added to `learned`, for the hot
+/// cache.
 fn on_the_fly(
     files: &StaticFiles,
     identity: &Representation,
+    compressible: bool,
     encodings: &[Encoding],
     learned: &mut Vec<Learned>,
 ) -> io::Result<Option<Representation>> {
@@ -631,7 +643,7 @@ fn on_the_fly(
         if encoding == Encoding::Identity {
             return Ok(Some(identity.clone()));
         }
-        let Some(etag) = identity.etag.as_ref().filter(|_| identity.negotiated) else {
+        let Some(etag) = identity.etag.as_ref().filter(|_| compressible) else {
             continue;
         };
         if files.settings.no_compress || !(compress::MIN_SIZE..=compress::MAX_SIZE).contains(&len) {
@@ -677,8 +689,7 @@ fn refused_identity(
     let len = identity.len;
     if encoding == Encoding::Identity
         || encodings.contains(&Encoding::Identity)
-        || files.settings.no_compress
-        || len > compress::MAX_SIZE
+        || !refusal_answered(files, len)
     {
         return Ok(None);
     }
