@@ -279,6 +279,7 @@ fn scripts_are_found_by_the_resolver_and_never_served_as_source() {
         "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s' \"$PATH_INFO\"\n",
     );
     program(&root, "cgi-bin/.hidden.sh", "#!/bin/sh\necho secret\n");
+    program(&root, "cgi-bin/.git/in.sh", "#!/bin/sh\necho secret\n");
     write_file(
         &root,
         "cgi-bin/plain.sh",
@@ -315,10 +316,19 @@ fn scripts_are_found_by_the_resolver_and_never_served_as_source() {
     // A path ending at the program's `/`: PATH_INFO is that `/` (RFC 3875 §4.1.5).
     let res = get(&server, "/cgi-bin/sub/deeper.sh/");
     assert_eq!((res.status, res.body_text().as_str()), (200, "/"));
+    // PATH_INFO names no file: dot segments there are the program's to read (an
+    // ACME or OpenID route of a front controller).
+    for info in ["/.well-known/x", "/a/.b"] {
+        let res = get(&server, &format!("/cgi-bin/sub/deeper.sh{info}"));
+        assert_eq!((res.status, res.body_text().as_str()), (200, info));
+    }
     for (path, status) in [
         ("/cgi-bin/nothere.sh", 404),
         ("///////////nocgi.py/../cgi-bin/nothere.sh", 404),
         ("/cgi-bin/.hidden.sh", 404),
+        ("/cgi-bin/.hidden.sh/x", 404),
+        ("/cgi-bin/.git/in.sh", 404),
+        ("/cgi-bin/.git/", 404),
         ("/cgi-bin/plain.sh", 403),
         ("/cgi-bin/", 403),
         ("/cgi-bin/sub", 403),

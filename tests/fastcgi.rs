@@ -209,6 +209,23 @@ fn phpinfo_and_the_params_php_sees() {
             assert!(text.lines().any(|l| l == line), "{line} not in {text}");
         }
         assert!(text.contains("SERVER_SOFTWARE=wharf/"));
+        // A dot segment after the script is its PATH_INFO (nginx's
+        // fastcgi_split_path_info passes it); one before it hides the script.
+        let res = get(&server, "/server.php/.well-known/acme");
+        assert_eq!(res.status, 200);
+        let text = res.body_text();
+        assert!(
+            text.lines().any(|l| l == "PATH_INFO=/.well-known/acme"),
+            "{text}"
+        );
+        let root = tmp.path().join("root");
+        write_file(&root, ".private/server.php", "<?php echo 'ran';");
+        write_file(&root, ".env.php", "<?php echo 'ran';");
+        for path in ["/.private/server.php", "/.env.php", "/.env.php/x"] {
+            let res = get(&server, path);
+            assert_eq!(res.status, 404, "{path}");
+            assert!(!res.body_text().contains("ran"), "{path}");
+        }
     });
 }
 
@@ -555,6 +572,14 @@ fn only_the_rules_scripts_reach_the_application() {
         assert_eq!(form.body_text(), "name=- q=7 method=GET");
         let post = request(&server, "POST", "/style.css", &[("Content-Length", "0")]);
         assert_eq!(post.status, 405);
+        // A dotfile is not served as a plain file either.
+        write_file(&root, ".secret/key.txt", "secret");
+        write_file(&root, "sub/.htpasswd", "secret");
+        for path in ["/.secret/key.txt", "/sub/.htpasswd"] {
+            let res = get(&server, path);
+            assert_eq!(res.status, 404, "{path}");
+            assert!(!res.body_text().contains("secret"), "{path}");
+        }
     });
 }
 

@@ -446,7 +446,8 @@ impl Handlers {
             Handler::Cgi(route) => {
                 let root = self.static_files.root_handle();
                 let client = req.client;
-                let answer = Box::pin(self.cgi.respond(route, root, self.program_max_body, req));
+                let folder = (root, self.static_files.hidden());
+                let answer = Box::pin(self.cgi.respond(route, folder, self.program_max_body, req));
                 unless_client_leaves(client, answer).await
             }
             // A plain file under a PHP site's rule (a stylesheet, an upload) is
@@ -455,6 +456,11 @@ impl Handlers {
                 if !static_files::allows(&req.head.method) {
                     return response::method_not_allowed(static_files::ALLOW);
                 }
+                // The path may hold dot segments for a script's PATH_INFO; a file's
+                // may not.
+                if !self.static_files.hidden() && req.path.is_hidden() {
+                    return response::error(http::StatusCode::NOT_FOUND);
+                }
                 Box::pin(self.serve_file(req)).await
             }
             Handler::FastCgi(route) => {
@@ -462,7 +468,8 @@ impl Handlers {
                 let max_body = route.max_body.unwrap_or(self.program_max_body);
                 let (head, client, asked) = (req.head, req.client, req.path.clone());
                 let peer = (req.remote, req.tls, req.local_port);
-                let answer = Box::pin(fastcgi::respond(&self.cgi, route, root, max_body, req));
+                let folder = (root, self.static_files.hidden());
+                let answer = Box::pin(fastcgi::respond(&self.cgi, route, folder, max_body, req));
                 let res = unless_client_leaves(client, answer).await;
                 // A PHP app's X-Accel-Redirect, as nginx follows it after fastcgi_pass.
                 let (mut parts, body) = res.into_parts();

@@ -560,11 +560,12 @@ impl Router {
             return Route::Done(by_site(refused));
         }
         // A path an app answers is the app's, dot segments and encoded `/` as well:
-        // it names no file (files-first serves no hidden one).
-        let parsed = if matches!(handler, Handler::Proxy(_)) {
-            SitePath::parse_for_app(path, true)
-        } else {
-            SitePath::parse(path, self.settings.hidden)
+        // it names no file (files-first serves no hidden one). A program's path
+        // may hold dot segments after the program (its PATH_INFO), never before.
+        let parsed = match handler {
+            Handler::Proxy(_) => SitePath::parse_for_app(path, true),
+            Handler::Cgi(_) | Handler::FastCgi(_) => SitePath::parse(path, true),
+            Handler::Static(_) => SitePath::parse(path, self.settings.hidden),
         };
         match parsed {
             Ok(site_path) => Route::Path(site_path),

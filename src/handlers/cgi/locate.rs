@@ -31,6 +31,8 @@ pub struct Found {
     pub path_info: Vec<u8>,
     /// Whether any execute bit is set.
     pub executable: bool,
+    /// How many segments of the request path name the program.
+    pub depth: usize,
 }
 
 /// Request paths and the programs they named.
@@ -50,8 +52,32 @@ struct Known {
 
 impl KnownPrograms {
     /// The program `path` names under `root`: 404 when nothing does, 403 for a
-    /// folder.
-    pub fn find(&self, root: &Root, path: &SitePath) -> Result<Arc<Found>, StatusCode> {
+    /// folder. Unless `hidden`, no dotfile or dot-folder leads to the program;
+    /// its `PATH_INFO` names no file and may hold any (`/app.cgi/.well-known/x`).
+    pub fn find(
+        &self,
+        root: &Root,
+        path: &SitePath,
+        hidden: bool,
+    ) -> Result<Arc<Found>, StatusCode> {
+        let found = self.find_any(root, path).map_err(|status| {
+            // A hidden folder is not there, nor is a path with no program before one.
+            if !hidden && path.is_hidden() {
+                StatusCode::NOT_FOUND
+            } else {
+                status
+            }
+        })?;
+        let segments = path.segments();
+        let script = &segments[..found.depth.min(segments.len())];
+        if !hidden && SitePath::from_segments(script.to_vec()).is_hidden() {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        Ok(found)
+    }
+
+    /// [`KnownPrograms::find`], hidden names or not.
+    fn find_any(&self, root: &Root, path: &SitePath) -> Result<Arc<Found>, StatusCode> {
         let known = self
             .lock()
             .get(path)
@@ -85,6 +111,7 @@ impl KnownPrograms {
             script_name: String::from_utf8_lossy(&join(script)).into_owned(),
             path_info,
             executable: program.file.meta.permissions().mode() & 0o111 != 0,
+            depth: script.len(),
         });
         let rel = SitePath::from_segments(script.to_vec()).relative_fs_path();
         if let Ok(rel) = CString::new(rel.as_os_str().as_bytes()) {

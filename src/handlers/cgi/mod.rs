@@ -198,9 +198,15 @@ impl Cgi {
         }
     }
 
-    /// The program `path` names under `root` (see [`locate::KnownPrograms::find`]).
-    pub fn find(&self, root: &Root, path: &SitePath) -> Result<Arc<locate::Found>, StatusCode> {
-        self.known.find(root, path)
+    /// The program `path` names under `root`, through no hidden name unless
+    /// `hidden` (see [`locate::KnownPrograms::find`]).
+    pub fn find(
+        &self,
+        root: &Root,
+        path: &SitePath,
+        hidden: bool,
+    ) -> Result<Arc<locate::Found>, StatusCode> {
+        self.known.find(root, path, hidden)
     }
 
     /// How long a program may take to answer, or pause.
@@ -208,16 +214,17 @@ impl Cgi {
         self.settings.timeout
     }
 
-    /// Runs the program `req` names under `root`, as `route` says, with a body of
-    /// at most `max_body` where the route sets no limit.
+    /// Runs the program `req` names under `root` (`hidden`: whether dotfiles are
+    /// served), as `route` says, with a body of at most `max_body` where the route
+    /// sets no limit.
     pub async fn respond(
         &self,
         route: &Route,
-        root: &Arc<Root>,
+        (root, hidden): (&Arc<Root>, bool),
         max_body: u64,
         mut req: Request<'_>,
     ) -> Response<Body> {
-        let found = match self.find(root, &req.path) {
+        let found = match self.find(root, &req.path, hidden) {
             Ok(found) => found,
             Err(status) => return response::error(status),
         };

@@ -489,7 +489,7 @@ async fn send(
 pub async fn respond(
     cgi: &Cgi,
     route: &Arc<Route>,
-    root: &Arc<Root>,
+    (root, hidden): (&Arc<Root>, bool),
     max_body: u64,
     mut req: Request<'_>,
 ) -> Response<Body> {
@@ -498,7 +498,7 @@ pub async fn respond(
         Err(status) => return response::error(status),
     };
     // The whole script path must name the script: never a shorter prefix.
-    let filename = match cgi.find(root, &script_path) {
+    let filename = match cgi.find(root, &script_path, hidden) {
         Ok(found) if found.path_info.is_empty() => found.filename.clone(),
         Ok(_) => return response::error(StatusCode::NOT_FOUND),
         Err(status) => return response::error(status),
