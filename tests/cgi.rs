@@ -463,6 +463,37 @@ fn status_location_and_other_fields() {
         (res.status, res.body_text().as_str()),
         (404, "the program says no")
     );
+    // Notes to a server in front are for no client.
+    program(
+        &root,
+        "cgi-bin/notes.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\nX-Accel-Redirect: /hello.txt\\nX-Accel-Buffering: no\\nX-Sendfile: /etc/passwd\\nX-Pad: avoid browser bug\\nX-Own: kept\\n\\nbody'\n",
+    );
+    let res = get(&server, "/cgi-bin/notes.sh");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "body"));
+    for name in [
+        "x-accel-redirect",
+        "x-accel-buffering",
+        "x-sendfile",
+        "x-pad",
+    ] {
+        assert_eq!(res.header(name), None, "{name}");
+    }
+    assert_eq!(res.header("x-own").as_deref(), Some("kept"));
+    // A local path no request could have is the program's fault: 502.
+    for (name, to) in [
+        ("nul", "/hello.txt%00"),
+        ("climb", "/../../outside.sh"),
+        ("space", "/cgi-bin/env.py/a b"),
+    ] {
+        program(
+            &root,
+            &format!("cgi-bin/bad-{name}.sh"),
+            &format!("#!/bin/sh\nprintf 'Location: {to}\\n\\n'\n"),
+        );
+        let res = get(&server, &format!("/cgi-bin/bad-{name}.sh"));
+        assert_eq!(res.status, 502, "{to}");
+    }
 }
 
 #[test]
@@ -1344,4 +1375,24 @@ fn a_programs_reason_phrase_reaches_the_client() {
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with(line), "{path}: {text:?}");
     }
+}
+
+/// A request field longer than the kernel passes to a program in one
+/// meta-variable (128 KiB) is the request's fault: 431, not a 502 that blames the
+/// program.
+#[test]
+fn a_field_too_long_for_a_meta_variable_is_431() {
+    let (_tmp, root) = temp_root();
+    program(
+        &root,
+        "cgi-bin/hello.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello'\n",
+    );
+    let server = cgi_server(&root, &["--max-header-size", "1MiB"]);
+    let big = "b".repeat(200_000);
+    let res = request(&server, "GET", "/cgi-bin/hello.sh", &[("X-Big", &big)]);
+    assert_eq!(res.status, 431);
+    let fits = "b".repeat(100_000);
+    let res = request(&server, "GET", "/cgi-bin/hello.sh", &[("X-Big", &fits)]);
+    assert_eq!((res.status, res.body_text().as_str()), (200, "hello"));
 }

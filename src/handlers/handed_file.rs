@@ -44,8 +44,10 @@ pub fn is_note_to_front(name: &http::HeaderName) -> bool {
     name.as_str().starts_with("x-accel-") || name.as_str() == "x-pad"
 }
 
-/// Removes an app's notes to the server in front from `headers`.
+/// Removes an app's notes to the server in front from `headers`, and a file
+/// handed back that is not taken (`X-Sendfile`).
 pub fn remove_notes(headers: &mut http::HeaderMap) {
+    headers.remove("x-sendfile");
     let notes: Vec<http::HeaderName> = headers
         .keys()
         .filter(|n| is_note_to_front(n))

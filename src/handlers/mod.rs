@@ -448,7 +448,12 @@ impl Handlers {
                 let client = req.client;
                 let folder = (root, self.static_files.hidden());
                 let answer = Box::pin(self.cgi.respond(route, folder, self.program_max_body, req));
-                unless_client_leaves(client, answer).await
+                let mut res = unless_client_leaves(client, answer).await;
+                // A CGI program hands files back with a local `Location`; its notes
+                // to a server in front (`X-Accel-*`, `X-Sendfile`, which name paths
+                // on this machine) are for no client.
+                handed_file::remove_notes(res.headers_mut());
+                res
             }
             // A plain file under a PHP site's rule (a stylesheet, an upload) is
             // served as one, never handed to the application.

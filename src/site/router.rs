@@ -377,14 +377,25 @@ impl Router {
             } else {
                 Method::GET
             };
-            let Ok(mut next) = http::Request::builder()
+            // A target that is no request's (a raw space, a NUL, a climb above the
+            // root) is the program's malformed output, not the client's request.
+            let well_formed = |next: &Parts| {
+                !matches!(
+                    SitePath::parse_for_app(next.uri.path(), true),
+                    Err(crate::http::path::PathError::BadRequest)
+                )
+            };
+            let Some(mut next) = http::Request::builder()
                 .method(method)
                 .uri(to.as_str())
                 .version(req.version)
                 .body(())
+                .ok()
                 .map(|r| r.into_parts().0)
+                .filter(|next| next.uri.scheme().is_none() && well_formed(next))
             else {
-                return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+                tracing::warn!("a program redirected to {to:?}, which is not a local path");
+                return response::error(StatusCode::BAD_GATEWAY);
             };
             next.headers = req.headers.clone();
             for name in [

@@ -267,6 +267,13 @@ impl Cgi {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 return response::error(StatusCode::FORBIDDEN)
             }
+            // The request's fields made a meta-variable longer than the kernel
+            // passes to a program (128 KiB each): the request's fault, as Apache
+            // answers it.
+            Err(e) if e.raw_os_error() == Some(libc::E2BIG) => {
+                tracing::warn!("{name:?} could not be started: {e}");
+                return response::error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            }
             Err(e) => {
                 tracing::warn!("{name:?} could not be started: {e}");
                 return response::error(StatusCode::BAD_GATEWAY);

@@ -592,9 +592,10 @@ fn response_fields(fields: &[httparse::Header]) -> Result<(HeaderMap, Option<u64
         if hop_by_hop {
             continue;
         }
-        // A response has one media type and one location (RFC 9110 §8.3, §10.2.2):
-        // of two, the later stands, as Apache's CGI reader takes it.
-        if name == header::CONTENT_TYPE || name == header::LOCATION {
+        // A response has one media type, one location and one status (RFC 9110
+        // §8.3, §10.2.2; RFC 3875 §6.3.3): of two, the later stands, as Apache's
+        // CGI reader takes each.
+        if name == header::CONTENT_TYPE || name == header::LOCATION || name.as_str() == "status" {
             headers.insert(name, value);
         } else {
             headers.append(name, value);
@@ -631,6 +632,16 @@ mod tests {
         let types: Vec<_> = headers.get_all(header::CONTENT_TYPE).iter().collect();
         assert_eq!(types, ["text/html"]);
         assert_eq!(headers.get_all(header::SET_COOKIE).iter().count(), 2);
+    }
+
+    #[test]
+    fn of_two_statuses_the_later_stands() {
+        let Ok(Some((Head::Document { status, .. }, _))) =
+            cgi("Status: 200 OK\r\nStatus: 404 Nope\r\nContent-Type: text/plain\r\n\r\n")
+        else {
+            panic!("not a document");
+        };
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[test]
