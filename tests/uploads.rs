@@ -549,6 +549,13 @@ fn a_killed_server_leaves_temporaries_that_the_next_start_removes() {
     assert_eq!(left.len(), 1, "the temporary file outlives the process");
     // Made before the next start, so it is stale then.
     set_mtime(&sub.join(&left[0]), unix_time(1_000_000));
+    // And a copied folder being built when its process was killed.
+    let mut ended = std::process::Command::new("true").spawn().unwrap();
+    let dead = ended.id();
+    ended.wait().unwrap();
+    let building = sub.join(format!(".wharf-tmp-{dead}-1-00000000"));
+    write_file(&building, "inner/part.txt", "half a copy");
+    set_mtime(&building, unix_time(1_000_000));
     let again = writable(&root);
     assert_eq!(get(&again, &format!("/sub/{}", left[0])).status, 404);
     assert!(

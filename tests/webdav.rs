@@ -649,3 +649,124 @@ fn copy_and_move_see_through_links_to_the_same_thing() {
     // The server is still there.
     assert_eq!(get(&server, "/release.tgz").status, 200);
 }
+
+/// What `dir` holds that a write left under a temporary name.
+fn temporaries_in(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".wharf-tmp-") {
+                found.push(entry.path().display().to_string());
+            } else if entry.file_type().unwrap().is_dir() {
+                todo.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// A copy is built under a temporary name and put in place in one step: of copies
+/// racing to one new name without overwriting, one wins and the rest get 412
+/// (RFC 4918 §10.6); a copy that fails leaves the destination as it was; one that
+/// replaces a folder or a locked file leaves nothing of the old behind.
+#[test]
+fn copies_appear_whole_or_not_at_all() {
+    let (_t, root) = temp_root();
+    for i in 0..10 {
+        write_file(&root, &format!("src{i}.txt"), format!("source {i}"));
+    }
+    let server = Server::start(&root, &["--upload", "--delete"]);
+    let to = |path: &str| format!("http://localhost{path}");
+    let statuses: Vec<(usize, u16)> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..10)
+            .map(|i| {
+                let (server, dest) = (&server, to("/won.txt"));
+                s.spawn(move || {
+                    let headers = [("Destination", dest.as_str()), ("Overwrite", "F")];
+                    let res = dav(server, "COPY", &format!("/src{i}.txt"), &headers, "");
+                    (i, res.status)
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = statuses
+        .iter()
+        .filter(|(_, status)| *status == 201)
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|(_, s)| [201, 412].contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("won.txt")).unwrap(),
+        format!("source {}", winners[0])
+    );
+
+    // A tree too deep to copy fails before the destination changes.
+    let deep: std::path::PathBuf = std::iter::repeat_n("d", 300).collect();
+    std::fs::create_dir_all(root.join("deep").join(&deep)).unwrap();
+    write_file(&root, "keep/important.txt", "kept");
+    let res = dav(
+        &server,
+        "COPY",
+        "/deep/",
+        &[("Destination", &to("/keep/"))],
+        "",
+    );
+    assert!(res.status >= 400, "{}", res.status);
+    assert_eq!(
+        std::fs::read_to_string(root.join("keep/important.txt")).unwrap(),
+        "kept"
+    );
+    assert!(!root.join("keep/d").exists());
+    assert_eq!(temporaries_in(&root), Vec::<String>::new());
+
+    // A folder replaces a folder, and a file a folder, whole.
+    write_file(&root, "tree/new.txt", "new");
+    let res = dav(
+        &server,
+        "COPY",
+        "/tree/",
+        &[("Destination", &to("/keep/"))],
+        "",
+    );
+    assert_eq!(res.status, 204);
+    assert!(!root.join("keep/important.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(root.join("keep/new.txt")).unwrap(),
+        "new"
+    );
+    let res = dav(
+        &server,
+        "COPY",
+        "/src1.txt",
+        &[("Destination", &to("/keep"))],
+        "",
+    );
+    assert_eq!(res.status, 204);
+    assert_eq!(
+        std::fs::read_to_string(root.join("keep")).unwrap(),
+        "source 1"
+    );
+    assert_eq!(temporaries_in(&root), Vec::<String>::new());
+
+    // A locked file replaced with its token takes its lock with it.
+    let token = lock(&server, "/won.txt", "exclusive", "0");
+    // Tagged: an untagged list would be the source's (RFC 4918 §10.4.3).
+    let if_header = format!("<{}> ({token})", to("/won.txt"));
+    let res = dav(
+        &server,
+        "COPY",
+        "/src2.txt",
+        &[("Destination", &to("/won.txt")), ("If", &if_header)],
+        "",
+    );
+    assert_eq!(res.status, 204);
+    let put = dav(&server, "PUT", "/won.txt", &[], "unlocked now");
+    assert_eq!(put.status, 204);
+}

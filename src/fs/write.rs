@@ -6,7 +6,8 @@
 //! or removed itself, never followed. New content goes to a temporary file in the
 //! target's folder ([`TempFile`]), is fsynced, and is renamed over the name in one
 //! step, so a reader sees the old file or the new one and never a part; a temporary
-//! file that is not persisted is removed when dropped. wharf's own secrets are never
+//! file that is not persisted is removed when dropped; a copied folder is built
+//! the same way, as a temporary folder ([`Staged`]). wharf's own secrets are never
 //! replaced, moved or removed.
 //!
 //! All functions here block; callers run them on the blocking pool.
@@ -165,7 +166,12 @@ impl Root {
                 else {
                     continue;
                 };
+                let changed = SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(st.st_mtime).unwrap_or(0));
+                let stale = changed < started && left_by_a_dead_process(&name);
                 match FileType::from_raw_mode(st.st_mode) {
+                    // A copied tree being built when its process was killed.
+                    FileType::Directory if stale && dir.remove(&name).is_ok() => removed += 1,
                     FileType::Directory => {
                         let flags =
                             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -175,16 +181,16 @@ impl Root {
                             todo.push(fd);
                         }
                     }
-                    FileType::RegularFile if left_by_a_dead_process(&name) => {
-                        let mtime = u64::try_from(st.st_mtime).unwrap_or(0);
-                        let changed =
-                            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
-                        if changed < started
-                            && rustix::fs::unlinkat(&*dir.fd, name.as_slice(), AtFlags::empty())
-                                .is_ok()
-                        {
-                            removed += 1;
-                        }
+                    FileType::RegularFile
+                        if stale
+                            && rustix::fs::unlinkat(
+                                &*dir.fd,
+                                name.as_slice(),
+                                AtFlags::empty(),
+                            )
+                            .is_ok() =>
+                    {
+                        removed += 1
                     }
                     _ => {}
                 }
@@ -279,12 +285,7 @@ impl WriteDir {
     pub fn temp_file(&self) -> io::Result<TempFile> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
         loop {
-            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let name = format!("{TEMP_PREFIX}{}-{n}-{nanos:08x}", std::process::id());
-            let name = CString::new(name).map_err(io::Error::other)?;
+            let name = temp_name()?;
             match rustix::fs::openat(&*self.fd, &name, flags, Mode::from_raw_mode(0o644)) {
                 Ok(fd) => {
                     return Ok(TempFile {
@@ -293,6 +294,28 @@ impl WriteDir {
                         file: Arc::new(File::from(fd)),
                         kept: false,
                         made: None,
+                    })
+                }
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(map_write_err(e)),
+            }
+        }
+    }
+
+    /// A new, empty temporary folder in this folder, removed with all it holds
+    /// unless put in place ([`Staged::put`]): a copied tree is built there and
+    /// appears whole or not at all.
+    pub fn temp_dir(&self) -> io::Result<Staged> {
+        loop {
+            let name = temp_name()?;
+            match rustix::fs::mkdirat(&*self.fd, &name, Mode::from_raw_mode(0o755)) {
+                Ok(()) => {
+                    return Ok(Staged {
+                        dir: WriteDir {
+                            fd: Arc::clone(&self.fd),
+                        },
+                        name,
+                        placed: false,
                     })
                 }
                 Err(rustix::io::Errno::EXIST) => continue,
@@ -382,6 +405,84 @@ impl Drop for MadeFolders {
     }
 }
 
+/// A name for a temporary file or folder: reserved, and naming this process so
+/// that what a killed one left is recognised ([`Root::remove_stale_temps`]).
+fn temp_name() -> io::Result<CString> {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("{TEMP_PREFIX}{}-{n}-{nanos:08x}", std::process::id());
+    CString::new(name).map_err(io::Error::other)
+}
+
+/// A temporary entry (a folder, see [`WriteDir::temp_dir`]) being filled in its
+/// target's folder; removed when dropped unless put in place.
+#[derive(Debug)]
+pub struct Staged {
+    dir: WriteDir,
+    name: CString,
+    placed: bool,
+}
+
+impl Staged {
+    /// The temporary folder, to fill.
+    pub fn open(&self) -> io::Result<WriteDir> {
+        self.dir.child(self.name.to_bytes())
+    }
+
+    /// Gives the staged entry the name `name` in its folder in one step. Without
+    /// `replace`, a name that is taken fails with `AlreadyExists` (and the staged
+    /// entry is removed). With it, whatever is there (a file, a folder and its
+    /// tree) is exchanged for the staged entry in one step and then removed: a
+    /// reader sees the old entry or the new one, never neither. Returns whether
+    /// something was replaced.
+    pub fn put(mut self, name: &[u8], replace: bool) -> io::Result<bool> {
+        let staged = self.name.to_bytes();
+        let replaced = match rename_at(&self.dir.fd, staged, &self.dir.fd, name, false) {
+            Ok(()) => false,
+            Err(e) if replace && e.kind() == io::ErrorKind::AlreadyExists => {
+                exchange_at(&self.dir.fd, staged, name)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        self.placed = true;
+        // What was replaced now has the staged name. Should removing it fail, the
+        // next start's clean-up finds it.
+        if replaced {
+            let _ = self.dir.remove(self.name.to_bytes());
+        }
+        rustix::fs::fsync(&*self.dir.fd).map_err(io::Error::from)?;
+        Ok(replaced)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = self.dir.remove(self.name.to_bytes());
+        }
+    }
+}
+
+/// Swaps the entries `a` and `b` of one folder in one step.
+fn exchange_at(dir: &OwnedFd, a: &[u8], b: &[u8]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::renameat_with(dir, a, dir, b, rustix::fs::RenameFlags::EXCHANGE)
+            .map_err(map_write_err)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (dir, a, b);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "replacing a folder in one step needs Linux",
+        ))
+    }
+}
+
 /// A temporary file being written in its target's folder.
 #[derive(Debug)]
 pub struct TempFile {
@@ -423,6 +524,37 @@ impl TempFile {
             made.keep();
         }
         rustix::fs::fsync(&*self.dir).map_err(io::Error::from)
+    }
+}
+
+impl TempFile {
+    /// Makes the content durable and gives it the name `name`, as
+    /// [`Staged::put`] does: without `replace` a taken name is `AlreadyExists`;
+    /// with it, whatever is there, a folder too, is exchanged for the file in one
+    /// step and then removed. Returns whether something was replaced.
+    pub fn put(mut self, name: &[u8], replace: bool) -> io::Result<bool> {
+        self.file.sync_all()?;
+        let temp = self.name.to_bytes();
+        let replaced = match rename_at(&self.dir, temp, &self.dir, name, false) {
+            Ok(()) => false,
+            Err(e) if replace && e.kind() == io::ErrorKind::AlreadyExists => {
+                exchange_at(&self.dir, temp, name)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        self.kept = true;
+        if let Some(made) = self.made.take() {
+            made.keep();
+        }
+        if replaced {
+            let old = WriteDir {
+                fd: Arc::clone(&self.dir),
+            };
+            let _ = old.remove(self.name.to_bytes());
+        }
+        rustix::fs::fsync(&*self.dir).map_err(io::Error::from)?;
+        Ok(replaced)
     }
 }
 

@@ -16,7 +16,7 @@ use http::{Response, StatusCode};
 
 use super::locks::Change;
 use super::{created, empty, has_body, io_status, props, Uploads};
-use crate::fs::write::{EntryType, WriteDir};
+use crate::fs::write::{EntryType, TempFile, WriteDir};
 use crate::fs::{Node, Root};
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
@@ -209,7 +209,7 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
             // The preconditions are the source's: it is the request's target.
             up.preconditions(&src, &method, &headers)?;
             let there = dst_dir.entry_type(&dst_name).map_err(|e| io_status(&e))?;
-            let existed = there != EntryType::Missing;
+            let mut existed = there != EntryType::Missing;
             if existed && !overwrite {
                 return Err(StatusCode::PRECONDITION_FAILED);
             }
@@ -241,13 +241,23 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
                     .rename(&src_name, &dst_dir, &dst_name, false)
                     .map_err(|e| io_status(&e))?;
                 up.locks.forget_tree(&src);
+                dst_dir.sync().map_err(|e| io_status(&e))?;
             } else {
-                if existed {
-                    dst_dir.remove(&dst_name).map_err(|e| io_status(&e))?;
-                }
-                copy_top(&up.root, &src, &dst_dir, &dst_name, deep).map_err(|e| io_status(&e))?;
+                // Built under a temporary name, then put in place in one step: a
+                // copy that fails leaves the destination as it was, and of two
+                // copies to one new name without overwriting, one wins.
+                let replaced = copy_top(&up.root, &src, &dst_dir, &dst_name, deep, overwrite)
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::AlreadyExists => StatusCode::PRECONDITION_FAILED,
+                        _ => io_status(&e),
+                    })?;
+                existed = replaced;
             }
-            dst_dir.sync().map_err(|e| io_status(&e))?;
+            // What was replaced took its locks with it (RFC 4918 §9.8.4: it is
+            // deleted first).
+            if existed {
+                up.locks.forget_tree(&dst);
+            }
             Ok((existed, folder))
         })
         .await;
@@ -298,20 +308,29 @@ fn same_or_inside(
 }
 
 /// Copies what `src` names (a file, or a folder: its tree when `deep`) to `name` in
-/// `to`. The source is resolved as a read is, so a link inside the root is copied as
-/// what it names.
-fn copy_top(root: &Root, src: &SitePath, to: &WriteDir, name: &[u8], deep: bool) -> io::Result<()> {
+/// `to`, built under a temporary name and put in place in one step: whatever is
+/// there is replaced when `replace`, else a taken name is `AlreadyExists`. Returns
+/// whether something was replaced. The source is resolved as a read is, so a link
+/// inside the root is copied as what it names.
+fn copy_top(
+    root: &Root,
+    src: &SitePath,
+    to: &WriteDir,
+    name: &[u8],
+    deep: bool,
+    replace: bool,
+) -> io::Result<bool> {
     match root.open(src)? {
-        Node::File(open) => copy_file(&open.file, to, name),
+        Node::File(open) => copy_file(&open.file, to)?.put(name, replace),
         Node::Dir(_) => {
             let from = root.write_dir(src, false)?;
-            to.mkdir(name)?;
-            let made = to.child(name)?;
+            let staged = to.temp_dir()?;
+            let made = staged.open()?;
             props::copy_dead_dir(&from, &made);
             if deep {
                 copy_children(root, &from, &made, 1)?;
             }
-            Ok(())
+            staged.put(name, replace)
         }
     }
 }
@@ -335,7 +354,7 @@ fn copy_children(root: &Root, from: &WriteDir, to: &WriteDir, depth: usize) -> i
             continue;
         }
         match from.entry_type(&name)? {
-            EntryType::File => copy_file(&from.open_file(&name)?, to, &name)?,
+            EntryType::File => copy_file(&from.open_file(&name)?, to)?.persist(&name, false)?,
             EntryType::Dir => {
                 let sub = from.child(&name)?;
                 to.mkdir(&name)?;
@@ -349,13 +368,13 @@ fn copy_children(root: &Root, from: &WriteDir, to: &WriteDir, depth: usize) -> i
     Ok(())
 }
 
-/// Copies the content and dead properties of `file` to a new file `name` in `to`,
-/// through a temporary file.
-fn copy_file(file: &std::fs::File, to: &WriteDir, name: &[u8]) -> io::Result<()> {
+/// The content and dead properties of `file` in a new temporary file in `to`, to
+/// be given its name.
+fn copy_file(file: &std::fs::File, to: &WriteDir) -> io::Result<TempFile> {
     let temp = to.temp_file()?;
     let mut reader = file;
     let mut writer: &std::fs::File = temp.file();
     io::copy(&mut reader, &mut writer)?;
     props::copy_dead_file(file, temp.file());
-    temp.persist(name, true)
+    Ok(temp)
 }
