@@ -738,6 +738,30 @@ fn a_streamed_upload_slower_than_the_response_timeout_still_reaches_the_app() {
         false,
     );
     assert_eq!(res.status, 504);
+
+    // An app that stops taking the body is silent too (nginx's
+    // `proxy_send_timeout`): 504, not a wait for as long as the client sends.
+    let size = 256 * 1024 * 1024;
+    let mut conn = Conn::open(&server);
+    conn.send(
+        format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n").as_bytes(),
+    );
+    let mut writer = conn.stream().try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        let piece = vec![b'u'; 64 * 1024];
+        for _ in 0..size / piece.len() {
+            if writer.write_all(&piece).is_err() {
+                break;
+            }
+        }
+    });
+    let head = conn
+        .read_head()
+        .expect("an answer while the body is still going out");
+    assert_eq!(head.status, 504);
+    // The writer stops at once, wherever it is.
+    let _ = conn.stream().shutdown(std::net::Shutdown::Both);
+    let _ = sending.join();
 }
 
 /// An app that never takes the connection (its accept queue full, so the kernel

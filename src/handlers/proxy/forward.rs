@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -23,32 +25,38 @@ use crate::http::body::{Body, FileRange, Segment};
 use crate::http::request_body::RequestBody;
 use crate::http::response;
 
-/// `exchange`'s outcome, or `Err` when no response head came within `timeout`
-/// of the request's body going out whole: a streamed body still flowing holds
-/// the clock (the connection's own timeouts watch a client that stalls).
+/// `exchange`'s outcome, or `Err` when the upstream was silent for `timeout`: no
+/// response head within it of the request's body going out whole, or, while a
+/// streamed body goes out, no piece of it taken for that long (nginx's
+/// `proxy_send_timeout`). A body waiting on its client holds the clock: a slow
+/// upload is not the app's delay (the connection's own timeouts watch a client
+/// that stalls).
 async fn answered_in_time<F: std::future::Future>(
     exchange: F,
     timeout: std::time::Duration,
     streamed: Option<&BodyWatch>,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
+) -> Result<F::Output, TimedOut> {
     let Some(watch) = streamed else {
-        return tokio::time::timeout(timeout, exchange).await;
+        return tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| TimedOut);
     };
     let mut exchange = std::pin::pin!(exchange);
     loop {
-        let deadline = match watch.ended_at() {
-            Some(ended) => ended + timeout,
-            None => tokio::time::Instant::now() + timeout,
-        };
-        match tokio::time::timeout_at(deadline, &mut exchange).await {
-            Ok(out) => return Ok(out),
-            Err(elapsed) if watch.ended_at().is_some_and(|e| e + timeout <= deadline) => {
-                return Err(elapsed)
-            }
-            Err(_) => continue,
+        let now = tokio::time::Instant::now();
+        let deadline = watch.silent_since(now) + timeout;
+        if deadline <= now {
+            return Err(TimedOut);
+        }
+        if let Ok(out) = tokio::time::timeout_at(deadline, &mut exchange).await {
+            return Ok(out);
         }
     }
 }
+
+/// The upstream did not answer in time.
+#[derive(Debug)]
+struct TimedOut;
 
 /// What `Via` says: the protocol the message came in with (RFC 9110 §7.6.3), and
 /// wharf.
@@ -103,31 +111,61 @@ pub struct Capped {
 #[derive(Debug)]
 struct BodyWatch {
     /// [`OVER_LIMIT`], [`BROKEN`] or 0.
-    fault: std::sync::atomic::AtomicU8,
+    fault: AtomicU8,
     /// Milliseconds from `since` to the body's end, plus one; 0 while it flows.
-    ended: std::sync::atomic::AtomicU64,
+    ended: AtomicU64,
+    /// Milliseconds from `since` to when the sender last took a piece.
+    taken: AtomicU64,
+    /// Whether the body is waiting for the client's next piece (rather than for
+    /// the sender to take one).
+    waiting: AtomicBool,
     since: std::time::Instant,
 }
 
 impl BodyWatch {
+    fn new() -> BodyWatch {
+        BodyWatch {
+            fault: AtomicU8::new(0),
+            ended: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            since: std::time::Instant::now(),
+        }
+    }
+
     fn fault(&self) -> u8 {
-        self.fault.load(std::sync::atomic::Ordering::Relaxed)
+        self.fault.load(Relaxed)
+    }
+
+    /// Milliseconds since `since`.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn at(&self, ms: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.since) + std::time::Duration::from_millis(ms)
     }
 
     fn end(&self) {
-        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        self.ended
-            .store(ms.saturating_add(1), std::sync::atomic::Ordering::Relaxed);
+        self.ended.store(self.now_ms().saturating_add(1), Relaxed);
     }
 
-    /// When the body went out whole, if it has.
-    fn ended_at(&self) -> Option<tokio::time::Instant> {
-        match self.ended.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => None,
-            ms => Some(
-                tokio::time::Instant::from_std(self.since)
-                    + std::time::Duration::from_millis(ms - 1),
-            ),
+    /// A piece was taken by the sender (`waiting`: none came from the client yet).
+    fn polled(&self, waiting: bool) {
+        self.waiting.store(waiting, Relaxed);
+        if !waiting {
+            self.taken.store(self.now_ms(), Relaxed);
+        }
+    }
+
+    /// When the upstream's silence began, as of `now`: the body's end once it is
+    /// out; while it goes out, the last piece the sender took, unless the body is
+    /// waiting on its client (then nobody is silent but the client).
+    fn silent_since(&self, now: tokio::time::Instant) -> tokio::time::Instant {
+        match self.ended.load(Relaxed) {
+            0 if self.waiting.load(Relaxed) => now,
+            0 => self.at(self.taken.load(Relaxed)),
+            ms => self.at(ms - 1),
         }
     }
 }
@@ -143,18 +181,12 @@ impl Capped {
         Capped {
             body,
             left: limit,
-            watch: Arc::new(BodyWatch {
-                fault: std::sync::atomic::AtomicU8::new(0),
-                ended: std::sync::atomic::AtomicU64::new(0),
-                since: std::time::Instant::now(),
-            }),
+            watch: Arc::new(BodyWatch::new()),
         }
     }
 
     fn fail(&self, fault: u8) {
-        self.watch
-            .fault
-            .store(fault, std::sync::atomic::Ordering::Relaxed);
+        self.watch.fault.store(fault, Relaxed);
     }
 }
 
@@ -167,7 +199,9 @@ impl http_body::Body for Capped {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        let frame = match std::task::ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        this.watch.polled(polled.is_pending());
+        let frame = match std::task::ready!(polled) {
             None => {
                 this.watch.end();
                 return Poll::Ready(None);
@@ -195,7 +229,7 @@ impl http_body::Body for Capped {
 
     fn is_end_stream(&self) -> bool {
         let ended = self.body.is_end_stream();
-        if ended && self.watch.ended_at().is_none() {
+        if ended && self.watch.ended.load(Relaxed) == 0 {
             self.watch.end();
         }
         ended
