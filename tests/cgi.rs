@@ -1016,10 +1016,16 @@ fn cgi_rules_run_any_glob_with_interpreters_by_extension() {
         &config,
         "root = \"root\"\nbind = \"127.0.0.1\"\nport = 0\n\n\
          [[rule]]\npath = \"/app/**\"\nhandler = \"cgi\"\ninterpreter = { \".py\" = \"python3\" }\n\n\
-         [[rule]]\npath = \"/**/*.cgi\"\nhandler = \"cgi\"\n",
+         [[rule]]\npath = \"/**/*.cgi\"\nhandler = \"cgi\"\n\n\
+         [[rule]]\npath = \"/api/**\"\nrewrite = \"/pages/info.cgi/{1}\"\n",
     )
     .unwrap();
     let server = Server::spawn(&[OsStr::new("--config"), config.as_os_str()], None);
+    // A rewrite to a program keeps the dot segments of its PATH_INFO too.
+    assert_eq!(
+        get(&server, "/api/.well-known/x").body_text(),
+        "/pages/info.cgi /.well-known/x"
+    );
     assert_eq!(
         get(&server, "/app/hello.py").body_text(),
         "python /app/hello.py"

@@ -657,7 +657,7 @@ impl Router {
         // of the rewritten path are checked as well as the request's own.
         let landed = rewritten
             .as_deref()
-            .and_then(|t| SitePath::parse(t, self.settings.hidden).ok())
+            .and_then(|t| SitePath::parse_for_app(t, true).ok())
             .map(|p| p.rule_path())
             .unwrap_or_default();
         let landed_rules = if landed.is_empty() {
