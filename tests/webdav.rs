@@ -770,3 +770,35 @@ fn copies_appear_whole_or_not_at_all() {
     let put = dav(&server, "PUT", "/won.txt", &[], "unlocked now");
     assert_eq!(put.status, 204);
 }
+
+/// A body that is not one well-formed XML document is 400 and changes nothing
+/// (XML 1.0 §2.1, §2.2), where the elements a method reads would be there.
+#[test]
+fn bodies_that_are_not_one_xml_document_are_400() {
+    let (_t, root) = temp_root();
+    write_file(&root, "t.txt", "t");
+    let server = Server::start(&root, &["--upload", "--delete"]);
+    let update = |name: &str| {
+        format!(
+            "<D:propertyupdate xmlns:D=\"DAV:\" xmlns:Z=\"urn:z\"><D:set><D:prop><Z:{name}>1</Z:{name}>\
+             </D:prop></D:set></D:propertyupdate>"
+        )
+    };
+    for body in [
+        format!("{}{}", update("r1"), update("r2")),
+        format!("junk<?xml version=\"1.0\"?>{}", update("r3")),
+        update("r4").replace(">1<", ">&#x1;<"),
+    ] {
+        let res = dav(&server, "PROPPATCH", "/t.txt", &[], &body);
+        assert_eq!(res.status, 400, "{body}");
+    }
+    let found = propfind(&server, "/t.txt", Some("0"), "");
+    for name in ["r1", "r2", "r3", "r4"] {
+        assert!(
+            !found.body_text().contains(&format!("{name}>")),
+            "{name} stored"
+        );
+    }
+    let two = "<D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind><D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>";
+    assert_eq!(propfind(&server, "/t.txt", Some("0"), two).status, 400);
+}

@@ -199,7 +199,72 @@ pub async fn read_xml(
             }
         }
     }
-    xml_text(&bytes).ok_or(http::StatusCode::BAD_REQUEST)
+    xml_text(&bytes)
+        .filter(|text| text.trim().is_empty() || well_formed(text))
+        .ok_or(http::StatusCode::BAD_REQUEST)
+}
+
+/// Whether `xml` is one well-formed document (XML 1.0 §2.1): a declaration only
+/// first, one root element, no text outside it, every element closed, and no
+/// character XML excludes (§2.2), written or referenced. The parsers of each
+/// method's body judge the rest; this is what they would otherwise let by.
+pub fn well_formed(xml: &str) -> bool {
+    if xml.chars().any(|c| !is_xml_char(c)) {
+        return false;
+    }
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().trim_text(false);
+    let (mut depth, mut roots, mut first) = (0usize, 0usize, true);
+    loop {
+        let Ok(event) = reader.read_event() else {
+            return false;
+        };
+        let starts_document = std::mem::replace(&mut first, false);
+        match event {
+            quick_xml::events::Event::Decl(_) if !starts_document => return false,
+            quick_xml::events::Event::Start(_) | quick_xml::events::Event::Empty(_)
+                if depth == 0 && roots > 0 =>
+            {
+                return false
+            }
+            quick_xml::events::Event::Start(_) => {
+                roots += usize::from(depth == 0);
+                depth += 1;
+            }
+            quick_xml::events::Event::Empty(_) => roots += usize::from(depth == 0),
+            quick_xml::events::Event::End(_) => depth = depth.saturating_sub(1),
+            quick_xml::events::Event::Text(text)
+                if depth == 0 && !text.iter().all(u8::is_ascii_whitespace) =>
+            {
+                return false
+            }
+            quick_xml::events::Event::Text(text) if !references_xml_chars(&text) => return false,
+            quick_xml::events::Event::CData(_) if depth == 0 => return false,
+            quick_xml::events::Event::Eof => return roots == 1 && depth == 0,
+            _ => {}
+        }
+    }
+}
+
+/// Whether `c` may appear in an XML 1.0 document (§2.2 `Char`).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+/// Whether every character reference in `text` (`&#1;`, `&#x1;`) names a
+/// character XML allows (§4.1, well-formedness constraint "Legal Character").
+fn references_xml_chars(text: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(text);
+    text.split("&#").skip(1).all(|rest| {
+        let Some((number, _)) = rest.split_once(';') else {
+            return false;
+        };
+        let code = match number.strip_prefix('x') {
+            Some(hex) => u32::from_str_radix(hex, 16),
+            None => number.parse::<u32>(),
+        };
+        code.ok().and_then(char::from_u32).is_some_and(is_xml_char)
+    })
 }
 
 /// An XML document's bytes as text, in the encoding its byte order mark or else its
@@ -251,6 +316,31 @@ fn declared_encoding(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
 #[cfg(test)]
 mod xml_tests {
     use super::xml_text;
+
+    #[test]
+    fn only_one_well_formed_document_passes() {
+        use super::well_formed;
+        for good in [
+            "<a/>",
+            "<?xml version=\"1.0\"?>\n<a><b>t &#233; &#x10000;</b></a>\n",
+            "<!-- note --><a/>",
+        ] {
+            assert!(well_formed(good), "{good}");
+        }
+        for bad in [
+            "<a/><b/>",
+            "junk<?xml version=\"1.0\"?><a/>",
+            "<a/>junk",
+            "<a>",
+            "<a>&#x1;</a>",
+            "<a>&#1;</a>",
+            "<a>\u{1}</a>",
+            "<a>&#xfffe;</a>",
+            "<a></b>",
+        ] {
+            assert!(!well_formed(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn xml_is_read_in_the_encoding_it_names() {
