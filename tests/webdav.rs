@@ -802,3 +802,47 @@ fn bodies_that_are_not_one_xml_document_are_400() {
     let two = "<D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind><D:propfind xmlns:D=\"DAV:\"><D:allprop/></D:propfind>";
     assert_eq!(propfind(&server, "/t.txt", Some("0"), two).status, 400);
 }
+
+/// A folder's DELETE goes on past a member it cannot remove, and names each such
+/// member in a 207 (RFC 4918 §9.6.1), never the folders left only to hold them.
+#[test]
+fn a_delete_that_leaves_members_names_them() {
+    let (_t, root) = temp_root();
+    for i in 0..5 {
+        write_file(&root, &format!("box/f{i}.txt"), "f");
+    }
+    std::fs::create_dir_all(root.join("box/inner/stuck")).unwrap();
+    let stuck = root.join("box/inner/stuck");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+        .arg(&stuck)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs"
+        );
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(stuck);
+    let server = Server::start(&root, &["--upload", "--delete"]);
+    let res = dav(&server, "DELETE", "/box/", &[], "");
+    assert_eq!(res.status, 207);
+    let text = res.body_text();
+    assert!(text.contains("<D:href>/box/inner/stuck</D:href>"), "{text}");
+    assert_eq!(text.matches("<D:response>").count(), 1, "{text}");
+    for i in 0..5 {
+        assert!(!root.join(format!("box/f{i}.txt")).exists(), "f{i}");
+    }
+    // A file alone is its own answer.
+    write_file(&root, "gone.txt", "g");
+    assert_eq!(dav(&server, "DELETE", "/gone.txt", &[], "").status, 204);
+}

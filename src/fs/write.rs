@@ -342,6 +342,48 @@ impl WriteDir {
         }
     }
 
+    /// Removes `name` here as [`WriteDir::remove`] does, but goes on past what
+    /// cannot be removed: returns each such entry (its path below this folder, as
+    /// names, and why), never a folder that stayed only because something in it
+    /// did.
+    pub fn remove_what_can_be(&self, name: &[u8]) -> Vec<(Vec<Vec<u8>>, io::Error)> {
+        let mut failed = Vec::new();
+        self.remove_into(name, &mut Vec::new(), &mut failed);
+        failed
+    }
+
+    fn remove_into(
+        &self,
+        name: &[u8],
+        at: &mut Vec<Vec<u8>>,
+        failed: &mut Vec<(Vec<Vec<u8>>, io::Error)>,
+    ) {
+        at.push(name.to_vec());
+        let before = failed.len();
+        let removed = match self.entry_type(name) {
+            Ok(EntryType::Dir) => match self.child(name).and_then(|sub| {
+                for entry in sub.all_names()? {
+                    sub.remove_into(&entry, at, failed);
+                }
+                Ok(())
+            }) {
+                Ok(()) => {
+                    rustix::fs::unlinkat(&*self.fd, name, AtFlags::REMOVEDIR).map_err(map_write_err)
+                }
+                Err(e) => Err(e),
+            },
+            Ok(_) => rustix::fs::unlinkat(&*self.fd, name, AtFlags::empty()).map_err(map_write_err),
+            Err(e) => Err(e),
+        };
+        // A folder left because of what is in it was no failure of its own.
+        if let Err(e) = removed {
+            if failed.len() == before {
+                failed.push((at.clone(), e));
+            }
+        }
+        at.pop();
+    }
+
     /// Renames `name` here to `to_name` in `to`, in one step; with `replace` an entry
     /// there is replaced (a folder only by a folder, and only an empty one), else the
     /// rename fails with `AlreadyExists`.

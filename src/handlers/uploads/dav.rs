@@ -9,6 +9,7 @@
 //! Trees holding wharf's own secrets are neither moved nor deleted, and secrets are
 //! left out of copies.
 
+use std::fmt::Write as _;
 use std::io;
 use std::sync::Arc;
 
@@ -32,34 +33,68 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let path = req.path.clone();
     let (method, headers) = (req.head.method.clone(), req.head.headers.clone());
     let done = up
-        .run(move |up| -> Result<(), StatusCode> {
-            let dir = existing(up, &path, &parent, &name)?;
-            // A folder goes with everything in it: a client asking for less (Depth 0
-            // or 1) did not mean that (RFC 4918 §9.6.1).
-            let partial = headers
-                .get("depth")
-                .is_some_and(|d| !d.as_bytes().trim_ascii().eq_ignore_ascii_case(b"infinity"));
-            if partial && dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Dir {
-                return Err(StatusCode::BAD_REQUEST);
-            }
-            if up.locks.blocks_tree(&path, &headers) {
-                return Err(StatusCode::LOCKED);
-            }
-            up.preconditions(&path, &method, &headers)?;
-            if up
-                .root
-                .tree_holds_secret(&dir, &name)
-                .map_err(|e| io_status(&e))?
-            {
-                return Err(StatusCode::FORBIDDEN);
-            }
-            dir.remove(&name).map_err(|e| io_status(&e))?;
-            up.locks.forget_tree(&path);
-            Ok(())
-        })
+        .run(
+            move |up| -> Result<Vec<(SitePath, StatusCode)>, StatusCode> {
+                let dir = existing(up, &path, &parent, &name)?;
+                // A folder goes with everything in it: a client asking for less (Depth 0
+                // or 1) did not mean that (RFC 4918 §9.6.1).
+                let partial = headers
+                    .get("depth")
+                    .is_some_and(|d| !d.as_bytes().trim_ascii().eq_ignore_ascii_case(b"infinity"));
+                if partial && dir.entry_type(&name).map_err(|e| io_status(&e))? == EntryType::Dir {
+                    return Err(StatusCode::BAD_REQUEST);
+                }
+                if up.locks.blocks_tree(&path, &headers) {
+                    return Err(StatusCode::LOCKED);
+                }
+                up.preconditions(&path, &method, &headers)?;
+                if up
+                    .root
+                    .tree_holds_secret(&dir, &name)
+                    .map_err(|e| io_status(&e))?
+                {
+                    return Err(StatusCode::FORBIDDEN);
+                }
+                let failed = dir.remove_what_can_be(&name);
+                if failed.is_empty() {
+                    up.locks.forget_tree(&path);
+                }
+                match failed.as_slice() {
+                    [] => Ok(Vec::new()),
+                    // The target itself: its own status.
+                    [(at, e)] if at.len() == 1 => Err(io_status(e)),
+                    _ => Ok(failed
+                        .iter()
+                        .map(|(at, e)| {
+                            let mut member = parent.clone();
+                            for segment in at {
+                                member = member.join(segment);
+                            }
+                            (member, io_status(e))
+                        })
+                        .collect()),
+                }
+            },
+        )
         .await;
     match done {
-        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Ok(left) if left.is_empty() => empty(StatusCode::NO_CONTENT),
+        // Members that stayed, each with why (RFC 4918 §9.6.1); the folders
+        // holding them are not named (no 424 for DELETE).
+        Ok(left) => {
+            let mut xml = props::multistatus_head();
+            for (member, status) in left {
+                let _ = write!(
+                    xml,
+                    "<D:response><D:href>{}</D:href><D:status>HTTP/1.1 {} {}</D:status></D:response>",
+                    quick_xml::escape::escape(member.to_url(false).as_str()),
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                );
+            }
+            xml.push_str("</D:multistatus>");
+            props::multistatus(xml)
+        }
         Err(StatusCode::LOCKED) => up.locks.locked(&[&req.path], &req.head.headers),
         Err(status) => response::error(status),
     }
