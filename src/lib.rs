@@ -10,6 +10,18 @@
 #[cfg(not(unix))]
 compile_error!("wharf needs a Unix-like system (it resolves paths with openat/openat2)");
 
+/// `eprintln!` that never panics: a line for stderr is dropped when stderr cannot
+/// take it (its reader gone, a full disk), as nginx goes on when its error log
+/// cannot be written. A reload or a shutdown must not end in a panic because
+/// nobody reads their news.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod config;
 pub mod fs;
 pub mod handlers;
@@ -312,7 +324,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     let handover = Arc::new(std::sync::Mutex::new(handover(&listeners, admin.as_ref())?));
     announce(&config, &urls);
     if let Some(local) = admin.as_ref().and_then(|a| a.local_addr().ok()) {
-        eprintln!("wharf: admin (metrics, health) at http://{local}/metrics");
+        say!("wharf: admin (metrics, health) at http://{local}/metrics");
     }
     // The local addresses of the site listeners, in the order of `config.listen`.
     let bound_addrs: Vec<SocketAddr> = listeners
@@ -386,7 +398,7 @@ pub fn run(config: Config, reload: Reload) -> Result<(), String> {
     let result = main_worker.run(main_runtime, Some((signals, tls)));
     for thread in threads {
         if let Ok(Err(e)) = thread.join() {
-            eprintln!("wharf: {e}");
+            say!("wharf: {e}");
         }
     }
     if force.is_cancelled() {
@@ -473,7 +485,7 @@ fn bind_all(
         } else {
             format!(" (every interface: also {})", others.join(", "))
         };
-        eprintln!(
+        say!(
             "wharf: serving {} at {first}{also}",
             router.root().path().display()
         );
@@ -487,13 +499,13 @@ fn bind_all(
         listeners.push((listener, kind));
     }
     if let Some(tls) = &tls {
-        eprintln!(
+        say!(
             "wharf: TLS certificate SHA-256 fingerprint {}",
             tls.fingerprint()
         );
     }
     for (listener, local) in redirects {
-        eprintln!("wharf: redirecting http://{local}/ to HTTPS on port {https_port}");
+        say!("wharf: redirecting http://{local}/ to HTTPS on port {https_port}");
         listeners.push((listener, ListenerKind::RedirectToHttps { https_port }));
     }
     // Addresses bound from the configuration, which a reload may change; none when
@@ -530,10 +542,10 @@ fn announce(config: &Config, urls: &[String]) {
     let shown = on_network.or(urls.first());
     if let Some(url) = shown.filter(|_| config.qr || config.dev) {
         if let Some(code) = static_files::qr::terminal(url) {
-            eprintln!("{code}");
+            say!("{code}");
         }
         if on_network.is_none() {
-            eprintln!(
+            say!(
                 "wharf: {url} is reachable from this machine only; \
                  --bind 0.0.0.0 serves the network"
             );
@@ -845,7 +857,7 @@ impl Reloading {
             Ok((kept, router, folder, said, limits)) => {
                 self.limits.store(Arc::new(limits));
                 for line in said {
-                    eprintln!("{line}");
+                    say!("{line}");
                 }
                 *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = folder;
                 for warning in router.warnings() {
@@ -854,9 +866,9 @@ impl Reloading {
                 routers.store(Arc::new(router));
                 metrics::metrics().reload(true);
                 if kept.is_empty() {
-                    eprintln!("wharf: reloaded the configuration (SIGHUP)");
+                    say!("wharf: reloaded the configuration (SIGHUP)");
                 } else {
-                    eprintln!(
+                    say!(
                         "wharf: reloaded the configuration (SIGHUP); applied only at a restart: {}",
                         kept.join(", ")
                     );
@@ -864,7 +876,7 @@ impl Reloading {
             }
             Err(e) => {
                 metrics::metrics().reload(false);
-                eprintln!("wharf: reload failed, the configuration is unchanged: {e}");
+                say!("wharf: reload failed, the configuration is unchanged: {e}");
             }
         }
     }
@@ -1076,11 +1088,11 @@ impl Worker {
                         }
                         match certs.as_ref().and_then(|c| c.renew_if_due()) {
                             Some(Ok(())) => {
-                                eprintln!("wharf: renewed the self-signed TLS certificate")
+                                say!("wharf: renewed the self-signed TLS certificate")
                             }
-                            Some(Err(e)) => eprintln!(
-                                "wharf: kept the current TLS certificate; renewal failed: {e}"
-                            ),
+                            Some(Err(e)) => {
+                                say!("wharf: kept the current TLS certificate; renewal failed: {e}")
+                            }
                             None => {}
                         }
                     }
@@ -1100,9 +1112,7 @@ impl Worker {
                                 })
                                 .await;
                                 if applied.is_err() {
-                                    eprintln!(
-                                        "wharf: reload failed, the configuration is unchanged"
-                                    );
+                                    say!("wharf: reload failed, the configuration is unchanged");
                                 }
                                 net::systemd::notify("READY=1");
                             }
@@ -1110,7 +1120,7 @@ impl Worker {
                                 reload_certificate(tls.certs(), "SIGHUP");
                             }
                         }
-                        Signal::ReopenLogs => eprintln!(
+                        Signal::ReopenLogs => say!(
                             "wharf: SIGUSR1: the logs go to stdout and stderr; nothing to reopen"
                         ),
                         Signal::Upgrade => {
@@ -1126,7 +1136,7 @@ impl Worker {
                             let handover = match handover {
                                 Ok(handover) => handover,
                                 Err(e) => {
-                                    eprintln!("wharf: upgrade failed, still serving: {e}");
+                                    say!("wharf: upgrade failed, still serving: {e}");
                                     continue;
                                 }
                             };
@@ -1140,7 +1150,7 @@ impl Worker {
                                     signal = signals.wait() => match signal {
                                         Signal::Shutdown => break None,
                                         Signal::ReopenLogs => {}
-                                        Signal::Reload | Signal::Upgrade => eprintln!(
+                                        Signal::Reload | Signal::Upgrade => say!(
                                             "wharf: an upgrade is starting; signal ignored"
                                         ),
                                     },
@@ -1148,7 +1158,7 @@ impl Worker {
                             };
                             match started {
                                 Some(Ok(pid)) => {
-                                    eprintln!(
+                                    say!(
                                         "wharf: upgrade: process {pid} is serving; this one ({}) \
                                          stops accepting and exits when its connections are done",
                                         std::process::id()
@@ -1156,10 +1166,10 @@ impl Worker {
                                     break Some(pid);
                                 }
                                 Some(Err(e)) => {
-                                    eprintln!("wharf: upgrade failed, still serving: {e}")
+                                    say!("wharf: upgrade failed, still serving: {e}")
                                 }
                                 None => {
-                                    eprintln!("wharf: upgrade abandoned: shutting down");
+                                    say!("wharf: upgrade abandoned: shutting down");
                                     break None;
                                 }
                             }
@@ -1186,7 +1196,7 @@ impl Worker {
                     1 => ", closing 1 tunnel".to_string(),
                     n => format!(", closing {n} tunnels"),
                 };
-                eprintln!(
+                say!(
                     "wharf: shutting down: finishing {open} response{plural}{tunnels} (waiting up \
                      to {}); Ctrl-C again stops now",
                     humantime::format_duration(self.grace)
@@ -1284,8 +1294,8 @@ fn reload_certificate(certs: &tls::ReloadingCert, why: &str) {
     let result = certs.reload();
     metrics::metrics().certificate_reload(result.is_ok());
     match result {
-        Ok(()) => eprintln!("wharf: reloaded the TLS certificate ({why})"),
-        Err(e) => eprintln!("wharf: kept the current TLS certificate; reload ({why}) failed: {e}"),
+        Ok(()) => say!("wharf: reloaded the TLS certificate ({why})"),
+        Err(e) => say!("wharf: kept the current TLS certificate; reload ({why}) failed: {e}"),
     }
 }
 

@@ -2,6 +2,7 @@
 //! run the server, and turn every startup failure into one line on stderr and a
 //! non-zero exit.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use wharf::config::explain;
@@ -13,7 +14,7 @@ fn main() -> ExitCode {
         return match args.get(2).map(|a| a.to_str()) {
             None => hash_password(),
             Some(Some("-h" | "--help")) => {
-                println!("{HASH_PASSWORD_HELP}");
+                let _ = writeln!(std::io::stdout(), "{HASH_PASSWORD_HELP}");
                 ExitCode::SUCCESS
             }
             // Not echoed: it may well be the password.
@@ -55,13 +56,13 @@ fn main() -> ExitCode {
     };
     config.site = layered.site;
     if explain {
-        print!("{}", explain::explain(&config, &sources));
+        let _ = write!(std::io::stdout(), "{}", explain::explain(&config, &sources));
         // Then what starting would find: a root that is no folder, a certificate
         // that does not load.
         return match wharf::check(&config) {
             Ok(warnings) => {
                 for warning in warnings {
-                    println!("warning: {warning}");
+                    let _ = writeln!(std::io::stdout(), "warning: {warning}");
                 }
                 ExitCode::SUCCESS
             }
@@ -150,7 +151,7 @@ fn hash_password() -> ExitCode {
     }
     match wharf::site::auth::hash_password(&password) {
         Ok(hash) => {
-            println!("{hash}");
+            let _ = writeln!(std::io::stdout(), "{hash}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(&format!("cannot hash the password: {e}")),
@@ -164,7 +165,7 @@ fn read_password(prompt: Option<&str>) -> std::io::Result<String> {
     let stdin = std::io::stdin();
     let mut echo_off = None;
     if let Some(prompt) = prompt {
-        eprint!("{prompt}");
+        let _ = write!(std::io::stderr(), "{prompt}");
         let _ = std::io::stderr().flush();
         if let Ok(mut term) = rustix::termios::tcgetattr(&stdin) {
             let saved = term.clone();
@@ -180,7 +181,7 @@ fn read_password(prompt: Option<&str>) -> std::io::Result<String> {
     let read = stdin.lock().read_line(&mut line);
     if let Some(saved) = echo_off {
         let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &saved);
-        eprintln!();
+        wharf::say!();
     }
     read?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
@@ -207,12 +208,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .collect();
     let joined = paragraph.join(" ");
     let message = joined.strip_prefix("error: ").unwrap_or(&joined);
-    eprintln!("wharf: {message} (see wharf --help)");
+    wharf::say!("wharf: {message} (see wharf --help)");
     ExitCode::from(2)
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("wharf: {message}");
+    wharf::say!("wharf: {message}");
     ExitCode::FAILURE
 }
 

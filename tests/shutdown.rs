@@ -140,3 +140,57 @@ fn a_second_interrupt_stops_at_once() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     drop(conn);
 }
+
+/// A stderr nobody reads any more (`wharf 2>&1 | tee log` with tee gone) takes
+/// no line, and that is all: a reload still reloads and a shutdown still lets the
+/// answers finish and exits 0, where a failed write used to end wharf in a panic.
+#[test]
+fn a_gone_stderr_reader_stops_neither_reload_nor_shutdown() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (_t, root) = temp_root();
+    write_file(&root, "f.txt", "served");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["--port", "0", "--bind", "127.0.0.1", "--quiet"])
+        .arg(&root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    err.read_line(&mut banner).unwrap();
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    drop(err);
+    let fetch = || {
+        let mut conn = TcpStream::connect(&addr).unwrap();
+        conn.write_all(b"GET /f.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        answer
+    };
+    let kill = |signal: &str| {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    kill("HUP");
+    kill("USR1");
+    // Whenever the signals are taken, the server is still there to answer, and
+    // its exit status below tells whether it was all along.
+    for _ in 0..3 {
+        assert!(fetch().ends_with("served"));
+    }
+    kill("TERM");
+    let status = poll_until(Duration::from_secs(10), || child.try_wait().unwrap());
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+}

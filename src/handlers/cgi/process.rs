@@ -178,7 +178,7 @@ pub fn log_line(name: &str, line: &[u8]) {
         .collect();
     // The program's path is a file name, which may hold control characters too.
     let name: String = name.chars().flat_map(char::escape_debug).collect();
-    eprintln!("{name}: {text}");
+    crate::say!("{name}: {text}");
 }
 
 /// Owns the child until it is reaped; stops its process group when told to, or
