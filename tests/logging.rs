@@ -421,3 +421,52 @@ fn debug_lines_to_a_file_carry_no_colour_codes() {
         assert!(!line.contains('\x1b'), "{line:?}");
     }
 }
+
+/// A stdout that refuses lines (a full disk: `/dev/full`) loses them, and says so:
+/// on stderr when it starts, with how many at the end, and in the metrics.
+#[test]
+fn a_stdout_that_takes_no_lines_is_said_to() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "a.txt", "hello");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let admin_port = free_port().to_string();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let mut server = Server::start_with_stdout(
+        &root,
+        &["--workers", "1", "--admin", &admin],
+        std::process::Stdio::from(full),
+    );
+    let mut conn = Conn::new(connect(server.addr()));
+    for i in 0..200 {
+        conn.send(format!("GET /a.txt?{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        assert_eq!(conn.read_response(false).status, 200, "request {i}");
+    }
+    poll_until(std::time::Duration::from_secs(10), || {
+        server
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("access log lines cannot be written to stdout"))
+            .then_some(())
+    })
+    .expect("no word of lines that could not be written");
+    let metrics = poll_until(std::time::Duration::from_secs(10), || {
+        let mut admin = Conn::new(connect(&admin));
+        admin.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let text = admin.read_response(false).body_text();
+        let dropped: u64 = text
+            .lines()
+            .find(|l| l.starts_with("wharf_access_log_dropped_total "))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        (dropped >= 200).then_some(dropped)
+    });
+    assert!(metrics.is_some(), "the dropped lines are not counted");
+    server.signal("TERM");
+    assert!(server.expect_exit().success());
+    drop(tmp);
+}

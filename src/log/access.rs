@@ -103,16 +103,20 @@ impl AccessLog {
     pub fn stdout(format: LogFormat) -> AccessLog {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        let counter = dropped.clone();
+        let dropped_total = Arc::new(AtomicU64::new(0));
+        let counters = Dropped {
+            unreported: Arc::clone(&dropped),
+            total: Arc::clone(&dropped_total),
+        };
         std::thread::Builder::new()
             .name("wharf-access-log".into())
-            .spawn(move || write_lines(rx, io::stdout(), &counter))
+            .spawn(move || write_lines(rx, io::stdout(), &counters))
             .map(|_| AccessLog {
                 format,
                 verbose: false,
                 tx: Some(tx),
                 dropped,
-                dropped_total: Arc::default(),
+                dropped_total,
             })
             .unwrap_or_else(|e| {
                 tracing::error!("cannot start the access-log thread, logging disabled: {e}");
@@ -278,17 +282,37 @@ fn stderr_is_stdout() -> bool {
 /// The least time between two reports of dropped lines from the writer.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(10);
 
-fn write_lines(rx: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
-    let mut out = io::BufWriter::new(out);
+/// The writer's share of the log's counts of dropped lines.
+struct Dropped {
+    /// Not yet said on stderr.
+    unreported: Arc<AtomicU64>,
+    /// Since the start.
+    total: Arc<AtomicU64>,
+}
+
+/// Writes each batch of lines as it comes; a batch stdout does not take (a reader
+/// gone, a full disk) is counted as dropped and said on stderr, as lines dropped
+/// for a slow reader are.
+fn write_lines(rx: Receiver<Message>, mut out: impl Write, dropped: &Dropped) {
     let mut last_report: Option<Instant> = None;
+    let mut failing = false;
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
-        // Write everything already queued, then flush once.
         while let Some(msg) = next {
             match msg {
-                Message::Line(line) => {
-                    let _ = out.write_all(line.as_bytes());
-                }
+                Message::Line(lines) => match out.write_all(lines.as_bytes()) {
+                    Ok(()) => failing = false,
+                    Err(e) => {
+                        let n = lines.bytes().filter(|&b| b == b'\n').count() as u64;
+                        dropped.unreported.fetch_add(n, Ordering::Relaxed);
+                        dropped.total.fetch_add(n, Ordering::Relaxed);
+                        // Said when it starts; how many, as below.
+                        if !failing && !stderr_is_stdout() {
+                            tracing::warn!("access log lines cannot be written to stdout: {e}");
+                        }
+                        failing = true;
+                    }
+                },
                 Message::Flush(ack) => {
                     let _ = out.flush();
                     let _ = ack.send(());
@@ -297,8 +321,11 @@ fn write_lines(rx: Receiver<Message>, out: impl Write, dropped: &AtomicU64) {
             next = rx.try_recv().ok();
         }
         let _ = out.flush();
-        // Stdout moves again: say what was lost, at most every few seconds.
-        if last_report.is_none_or(|t| t.elapsed() >= DROP_REPORT_EVERY) && report_dropped(dropped) {
+        // Stdout moves again, or keeps failing: say what was lost, at most every
+        // few seconds.
+        if last_report.is_none_or(|t| t.elapsed() >= DROP_REPORT_EVERY)
+            && report_dropped(&dropped.unreported)
+        {
             last_report = Some(Instant::now());
         }
     }

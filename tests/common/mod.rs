@@ -222,6 +222,15 @@ impl Server {
         )
     }
 
+    /// Like [`Server::start`], with wharf's stdout going to `stdout` (a file, say
+    /// `/dev/full`) instead of a pipe read here.
+    pub fn start_with_stdout(root: &Path, extra_args: &[&str], stdout: Stdio) -> Server {
+        let args = loopback_args(root, extra_args);
+        let mut cmd = wharf_command(&args, None);
+        cmd.stdout(stdout);
+        Server::launch(cmd, |line| line.contains("http://"), banner_address, false)
+    }
+
     /// Starts `cmd` (a wharf, perhaps a copy of the binary elsewhere, with its stdout
     /// and stderr piped) and waits for its banner.
     pub fn spawn_command(cmd: Command) -> Server {
