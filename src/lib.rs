@@ -817,7 +817,8 @@ impl Reloading {
     /// Reads the configuration again and, when it is valid, swaps the new site in
     /// for the requests that arrive from now on; otherwise nothing changes. One line
     /// on stderr says which, and the metrics count it.
-    fn apply(&self, routers: &router::Routers) {
+    /// Builds the site again and swaps it in; `why` names the cause in what is said.
+    fn apply(&self, routers: &router::Routers, why: &str) {
         let current = routers.load_full();
         let built = (self.reload)().and_then(|config| {
             let wanted = config.listen.clone();
@@ -866,10 +867,10 @@ impl Reloading {
                 routers.store(Arc::new(router));
                 metrics::metrics().reload(true);
                 if kept.is_empty() {
-                    say!("wharf: reloaded the configuration (SIGHUP)");
+                    say!("wharf: reloaded the configuration ({why})");
                 } else {
                     say!(
-                        "wharf: reloaded the configuration (SIGHUP); applied only at a restart: {}",
+                        "wharf: reloaded the configuration ({why}); applied only at a restart: {}",
                         kept.join(", ")
                     );
                 }
@@ -1078,11 +1079,29 @@ impl Worker {
             let listens = signals.is_some();
             if let Some((mut signals, tls)) = signals {
                 let certs = tls.as_ref().map(|t| Arc::clone(t.certs()));
+                let reloading = self.reload.clone();
+                let routers = Arc::clone(&self.router);
                 let housekeeping = tokio::spawn(async move {
                     let mut every = tokio::time::interval(Duration::from_secs(1));
+                    // The folder last found in the root's place, tried once.
+                    let mut tried = None;
                     loop {
                         every.tick().await;
                         net::connection::release_parked_memory();
+                        // A folder replaced on disk is served as nginx would, by
+                        // its path: the site is built again on the new one.
+                        let replaced = routers.load().root().replaced_by();
+                        if let (Some(now), Some(reloading)) = (replaced, &reloading) {
+                            if tried != Some(now) {
+                                tried = Some(now);
+                                let (reloading, routers) =
+                                    (Arc::clone(reloading), Arc::clone(&routers));
+                                let _ = tokio::task::spawn_blocking(move || {
+                                    reloading.apply(&routers, "the served folder was replaced");
+                                })
+                                .await;
+                            }
+                        }
                         if let Some(certs) = certs.as_ref().filter(|c| c.files_changed()) {
                             reload_certificate(certs, "its files changed");
                         }
@@ -1108,7 +1127,7 @@ impl Worker {
                                 let reloading = Arc::clone(reloading);
                                 let routers = Arc::clone(&self.router);
                                 let applied = tokio::task::spawn_blocking(move || {
-                                    reloading.apply(&routers);
+                                    reloading.apply(&routers, "SIGHUP");
                                 })
                                 .await;
                                 if applied.is_err() {

@@ -58,6 +58,8 @@ const MAX_SYMLINKS: usize = 40;
 pub struct Root {
     dir: OwnedFd,
     path: PathBuf,
+    /// The path as configured (perhaps a symlink a deploy swaps).
+    given: PathBuf,
     follow_symlinks: bool,
     /// Cleared the first time the kernel says `openat2` is not available.
     use_openat2: AtomicBool,
@@ -323,10 +325,12 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| format!("cannot open root directory {shown}: {e}"))?;
+        let given = path.to_path_buf();
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         Ok(Root {
             dir,
             path,
+            given,
             follow_symlinks,
             use_openat2: AtomicBool::new(cfg!(target_os = "linux")),
             withheld: Withheld::default(),
@@ -354,6 +358,18 @@ impl Root {
             (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
             _ => false,
         }
+    }
+
+    /// The (device, inode) of the folder the configured path names now, when that
+    /// is not the folder served: a new release renamed into place, a swapped
+    /// symlink, a folder deleted and made again. `None` while it is the same, or
+    /// names nothing (nothing to serve instead).
+    pub fn replaced_by(&self) -> Option<(u64, u64)> {
+        let now = rustix::fs::stat(&self.given).ok()?;
+        let held = rustix::fs::fstat(&self.dir).ok()?;
+        let is_dir = rustix::fs::FileType::from_raw_mode(now.st_mode).is_dir();
+        (is_dir && (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino))
+            .then_some((now.st_dev, now.st_ino))
     }
 
     /// The canonical path of the root, for messages.
