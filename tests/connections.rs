@@ -385,3 +385,39 @@ fn a_client_that_reads_nothing_has_little_queued_for_it() {
     assert_eq!(res.status, 200);
     assert_eq!(res.body.len(), 1024 * 1024);
 }
+
+/// Out of file descriptors, accepting pauses (half a second, as nginx's does) and
+/// is said now and then, not once for every connection waiting; the server takes
+/// connections again when descriptors are free.
+#[test]
+fn running_out_of_descriptors_pauses_accepting_quietly() {
+    let (_t, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=64:64")
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .args(loopback_args(&root, &["--workers", "1", "--quiet"]))
+        .env("WHARF_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let server = Server::spawn_command(cmd);
+    let held: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(server.addr()).ok())
+        .collect();
+    let failures = || {
+        server
+            .stderr_lines()
+            .iter()
+            .filter(|l| l.contains("accept failed"))
+            .count()
+    };
+    poll_until(Duration::from_secs(10), || (failures() > 0).then_some(()))
+        .expect("the descriptors ran out");
+    // A second of backlog waiting: a line for each try would be twenty.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(failures(), 1, "{:?}", server.stderr_lines());
+    drop(held);
+    // Waits in the listen queue until the pause ends and the descriptors are free.
+    assert_eq!(get(&server, "/a.txt").status, 200);
+}

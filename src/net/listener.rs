@@ -97,6 +97,7 @@ pub async fn accept_loop(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let local_port = listener.get_ref().local_addr().map_or(0, |a| a.port());
+    let mut failures = AcceptFailures::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -122,14 +123,51 @@ pub async fn accept_loop(
                 }
             }
             Err(e) => {
-                // Out of file descriptors or similar: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
+                // Out of file descriptors or similar: back off instead of spinning,
+                // and say so now and then, not for every connection waiting.
+                let pause = failures.failed(&e);
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         }
+    }
+}
+
+/// How often a listener whose accepts keep failing says so.
+const ACCEPT_FAILURE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// A listener's failed accepts, said at most every
+/// [`ACCEPT_FAILURE_REPORT_EVERY`].
+#[derive(Default)]
+struct AcceptFailures {
+    last_said: Option<std::time::Instant>,
+    unsaid: u64,
+}
+
+impl AcceptFailures {
+    /// Notes the failure `e`; how long to wait before accepting again. Running out
+    /// of descriptors or memory lasts until connections end: accepting pauses for
+    /// half a second, as nginx's does; anything else for a moment.
+    fn failed(&mut self, e: &io::Error) -> Duration {
+        let exhausted = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if self
+            .last_said
+            .is_none_or(|t| t.elapsed() >= ACCEPT_FAILURE_REPORT_EVERY)
+        {
+            match std::mem::take(&mut self.unsaid) {
+                0 => tracing::warn!("accept failed: {e}"),
+                n => tracing::warn!("accept failed: {e} ({n} more since the last report)"),
+            }
+            self.last_said = Some(std::time::Instant::now());
+        } else {
+            self.unsaid += 1;
+        }
+        Duration::from_millis(if exhausted { 500 } else { 50 })
     }
 }
 
