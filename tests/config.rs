@@ -1027,26 +1027,9 @@ fn explain_warns_of_writes_allowed_where_none_can_succeed() {
     std::fs::create_dir_all(root.join("inbox")).unwrap();
     std::fs::create_dir_all(root.join("open")).unwrap();
     let inbox = root.join("inbox");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
-        .arg(&inbox)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: mounting a read-only tmpfs needs root (CI runs as root)");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must be able to mount a tmpfs for this test"
-        );
+    let Some(_mounted) = mount_tmpfs(&inbox, "ro,size=64k") else {
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&inbox);
+    };
     let conf = write_config(
         tmp.path(),
         "[[rule]]\npath = \"/inbox/**\"\nupload = true\n\n[[rule]]\npath = \"/open/*.txt\"\nupload = true\n",

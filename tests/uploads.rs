@@ -853,26 +853,9 @@ fn a_full_disk_is_507_and_leaves_nothing() {
     let (_t, root) = temp_root();
     let small = root.join("small");
     std::fs::create_dir(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must be able to mount a tmpfs for this test"
-        );
+    let Some(_mounted) = mount_tmpfs(&small, "size=256k") else {
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&small);
+    };
     let server = writable(&root);
     let res = put(&server, "/small/big.bin", &vec![7u8; 1024 * 1024]);
     assert_eq!(res.status, 507);

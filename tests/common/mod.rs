@@ -1426,3 +1426,31 @@ pub fn queued_for_a_reader_that_reads_nothing(port: u16, path: &str) -> (TcpStre
     .expect("the server's send queue never settled");
     (stream, largest)
 }
+
+/// A tmpfs mounted over a folder for a test, unmounted when dropped.
+pub struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs with `options` (`"ro,size=64k"`) over `dir`; `None`, said on
+/// stderr, where this process may not mount (not root), which CI must allow.
+pub fn mount_tmpfs(dir: &Path, options: &str) -> Option<Mounted> {
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs for this test"
+        );
+        return None;
+    }
+    Some(Mounted(dir.to_path_buf()))
+}
