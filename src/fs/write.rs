@@ -480,22 +480,8 @@ impl Staged {
     /// reader sees the old entry or the new one, never neither. Returns whether
     /// something was replaced.
     pub fn put(mut self, name: &[u8], replace: bool) -> io::Result<bool> {
-        let staged = self.name.to_bytes();
-        let replaced = match rename_at(&self.dir.fd, staged, &self.dir.fd, name, false) {
-            Ok(()) => false,
-            Err(e) if replace && e.kind() == io::ErrorKind::AlreadyExists => {
-                exchange_at(&self.dir.fd, staged, name)?;
-                true
-            }
-            Err(e) => return Err(e),
-        };
+        let replaced = put_in_place(&self.dir, self.name.to_bytes(), name, replace)?;
         self.placed = true;
-        // What was replaced now has the staged name. Should removing it fail, the
-        // next start's clean-up finds it.
-        if replaced {
-            let _ = self.dir.remove(self.name.to_bytes());
-        }
-        rustix::fs::fsync(&*self.dir.fd).map_err(io::Error::from)?;
         Ok(replaced)
     }
 }
@@ -506,6 +492,28 @@ impl Drop for Staged {
             let _ = self.dir.remove(self.name.to_bytes());
         }
     }
+}
+
+/// Gives the temporary entry `temp` of `dir` the name `name`, as [`Staged::put`]
+/// describes: without `replace` a taken name is `AlreadyExists`; with it, what is
+/// there is exchanged for `temp` and then removed. The folder is synced. Returns
+/// whether something was replaced.
+fn put_in_place(dir: &WriteDir, temp: &[u8], name: &[u8], replace: bool) -> io::Result<bool> {
+    let replaced = match rename_at(&dir.fd, temp, &dir.fd, name, false) {
+        Ok(()) => false,
+        Err(e) if replace && e.kind() == io::ErrorKind::AlreadyExists => {
+            exchange_at(&dir.fd, temp, name)?;
+            true
+        }
+        Err(e) => return Err(e),
+    };
+    // What was replaced now has the temporary name. Should removing it fail, the
+    // next start's clean-up finds it.
+    if replaced {
+        let _ = dir.remove(temp);
+    }
+    rustix::fs::fsync(&*dir.fd).map_err(io::Error::from)?;
+    Ok(replaced)
 }
 
 /// Swaps the entries `a` and `b` of one folder in one step.
@@ -576,26 +584,14 @@ impl TempFile {
     /// step and then removed. Returns whether something was replaced.
     pub fn put(mut self, name: &[u8], replace: bool) -> io::Result<bool> {
         self.file.sync_all()?;
-        let temp = self.name.to_bytes();
-        let replaced = match rename_at(&self.dir, temp, &self.dir, name, false) {
-            Ok(()) => false,
-            Err(e) if replace && e.kind() == io::ErrorKind::AlreadyExists => {
-                exchange_at(&self.dir, temp, name)?;
-                true
-            }
-            Err(e) => return Err(e),
+        let dir = WriteDir {
+            fd: Arc::clone(&self.dir),
         };
+        let replaced = put_in_place(&dir, self.name.to_bytes(), name, replace)?;
         self.kept = true;
         if let Some(made) = self.made.take() {
             made.keep();
         }
-        if replaced {
-            let old = WriteDir {
-                fd: Arc::clone(&self.dir),
-            };
-            let _ = old.remove(self.name.to_bytes());
-        }
-        rustix::fs::fsync(&*self.dir).map_err(io::Error::from)?;
         Ok(replaced)
     }
 }
