@@ -224,14 +224,10 @@ fn a_stdout_nobody_reads_costs_log_lines_not_answers() {
         assert_eq!(conn.read_response(false).status, 200, "request {i}");
     }
     // Said while it happens, not only at the end.
-    poll_until(std::time::Duration::from_secs(10), || {
-        server
-            .stderr_lines()
-            .iter()
-            .any(|l| l.contains("access log lines are being dropped"))
-            .then_some(())
-    })
-    .expect("no word of dropped lines while serving");
+    server.wait_for_stderr(
+        |l| l.contains("access log lines are being dropped"),
+        std::time::Duration::from_secs(10),
+    );
     server.signal("TERM");
     assert!(server.expect_exit().success());
     let stderr = server.stderr_lines();
@@ -444,14 +440,10 @@ fn a_stdout_that_takes_no_lines_is_said_to() {
         conn.send(format!("GET /a.txt?{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         assert_eq!(conn.read_response(false).status, 200, "request {i}");
     }
-    poll_until(std::time::Duration::from_secs(10), || {
-        server
-            .stderr_lines()
-            .iter()
-            .any(|l| l.contains("access log lines cannot be written to stdout"))
-            .then_some(())
-    })
-    .expect("no word of lines that could not be written");
+    server.wait_for_stderr(
+        |l| l.contains("access log lines cannot be written to stdout"),
+        std::time::Duration::from_secs(10),
+    );
     let metrics = poll_until(std::time::Duration::from_secs(10), || {
         let mut admin = Conn::new(connect(&admin));
         admin.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
