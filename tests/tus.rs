@@ -855,3 +855,73 @@ fn a_patch_tells_the_expiry_it_renewed() {
         head.header("upload-expires")
     );
 }
+
+#[test]
+fn an_upload_is_reported_complete_only_with_its_file_in_place() {
+    let (_t, root) = temp_root();
+    std::fs::create_dir(root.join("drop")).unwrap();
+    std::fs::create_dir(root.join("gone")).unwrap();
+    let server = Server::start(&root, &["--upload"]);
+
+    // The folder is removed before the last byte: that PATCH fails, and takes its
+    // bytes back, so that the client sends them again rather than take an offset
+    // equal to the length for a file in place.
+    let url = create(&server, "/drop/", "f.txt", 4);
+    assert_eq!(patch(&server, &url, 0, b"ab").status, 204);
+    std::fs::remove_dir(root.join("drop")).unwrap();
+    assert_eq!(patch(&server, &url, 2, b"cd").status, 404);
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("2"));
+    std::fs::create_dir(root.join("drop")).unwrap();
+    assert_eq!(patch(&server, &url, 2, b"cd").status, 204);
+    assert_eq!(std::fs::read(root.join("drop/f.txt")).unwrap(), b"abcd");
+
+    // Every byte in but the file not placed (the process stopped between the two):
+    // the next HEAD places it before it says the upload is complete...
+    let url = create(&server, "/", "stuck.txt", 3);
+    std::fs::write(upload_bytes_file(&root, &url), b"xyz").unwrap();
+    assert_eq!(offset_of(&server, &url).as_deref(), Some("3"));
+    assert_eq!(std::fs::read(root.join("stuck.txt")).unwrap(), b"xyz");
+    // ... and so does an empty PATCH at the end.
+    let url = create(&server, "/", "stuck2.txt", 3);
+    std::fs::write(upload_bytes_file(&root, &url), b"uvw").unwrap();
+    let res = patch(&server, &url, 3, b"");
+    assert_eq!(res.status, 204);
+    assert_eq!(res.header("upload-offset").as_deref(), Some("3"));
+    assert_eq!(std::fs::read(root.join("stuck2.txt")).unwrap(), b"uvw");
+    // Where it cannot be placed, HEAD says why instead.
+    let url = create(&server, "/gone/", "g.txt", 3);
+    std::fs::write(upload_bytes_file(&root, &url), b"xyz").unwrap();
+    std::fs::remove_dir(root.join("gone")).unwrap();
+    let res = tus(&server, "HEAD", &url, &[], b"");
+    assert_eq!(res.status, 404);
+    assert_eq!(res.header("upload-offset"), None);
+
+    // A name as long as names may be, taken meanwhile: the numbered name is
+    // shortened to fit.
+    let long = format!("{}.txt", "M".repeat(251));
+    let url = create(&server, "/", &long, 2);
+    write_file(&root, &long, "other");
+    assert_eq!(patch(&server, &url, 0, b"ok").status, 204);
+    let numbered = format!("{} (1).txt", "M".repeat(247));
+    assert_eq!(numbered.len(), 255);
+    assert_eq!(std::fs::read(root.join(&numbered)).unwrap(), b"ok");
+
+    // Concatenation is not offered: a partial upload is refused, not taken for a
+    // whole one to be put in the folder under its id.
+    let res = tus(
+        &server,
+        "POST",
+        "/",
+        &[("Upload-Length", "3"), ("Upload-Concat", "partial")],
+        b"",
+    );
+    assert_eq!(res.status, 501);
+    let res = tus(
+        &server,
+        "POST",
+        "/",
+        &[("Upload-Concat", "final;/?tus=a /?tus=b")],
+        b"",
+    );
+    assert_eq!(res.status, 501);
+}

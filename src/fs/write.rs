@@ -200,24 +200,53 @@ impl Root {
     }
 }
 
-/// Whether `name` is a temporary file's (`.wharf-tmp-PID-N-NANOS`) whose process
-/// has ended.
+/// Whether `name` is a temporary file's (`.wharf-tmp-PID-N-NANOS-START`) whose
+/// process has ended: no process has the PID, or the one that has it started at
+/// another time than START (the PID was used again: a container's wharf is PID 1
+/// in every run). A name without START (made where `/proc` is not mounted) is
+/// judged by the PID alone.
 fn left_by_a_dead_process(name: &[u8]) -> bool {
     let Some(rest) = name.strip_prefix(TEMP_PREFIX.as_bytes()) else {
         return false;
     };
-    let pid = rest
-        .split(|b| *b == b'-')
+    let mut parts = rest.split(|b| *b == b'-').map(|p| {
+        std::str::from_utf8(p)
+            .ok()
+            .and_then(|p| p.parse::<u64>().ok())
+    });
+    let Some(pid) = parts
         .next()
-        .and_then(|p| std::str::from_utf8(p).ok())
-        .and_then(|p| p.parse::<i32>().ok())
-        .and_then(rustix::process::Pid::from_raw);
-    match pid {
-        // Signal 0 asks only whether the process exists (EPERM: it does, as
-        // another user's).
-        Some(pid) => rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH),
+        .flatten()
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    // Signal 0 asks only whether the process exists (EPERM: it does, as another
+    // user's).
+    if rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
+        return true;
+    }
+    match parts.nth(2).flatten() {
+        Some(start) => process_start(pid.as_raw_nonzero().get()).is_some_and(|s| s != start),
         None => false,
     }
+}
+
+/// When the process `pid` started, in clock ticks since boot (`/proc/PID/stat`'s
+/// 22nd field): with the PID, it names one process for as long as the machine runs.
+fn process_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (2nd field) may hold spaces and parentheses; it ends at the
+    // last `)`, after which fields 3 onwards follow.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// This process's start ([`process_start`]), looked up once.
+fn own_start() -> Option<u64> {
+    static START: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *START.get_or_init(|| process_start(i32::try_from(std::process::id()).ok()?))
 }
 
 impl WriteDir {
@@ -454,7 +483,11 @@ fn temp_name() -> io::Result<CString> {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let name = format!("{TEMP_PREFIX}{}-{n}-{nanos:08x}", std::process::id());
+    let pid = std::process::id();
+    let name = match own_start() {
+        Some(start) => format!("{TEMP_PREFIX}{pid}-{n}-{nanos:08x}-{start}"),
+        None => format!("{TEMP_PREFIX}{pid}-{n}-{nanos:08x}"),
+    };
     CString::new(name).map_err(io::Error::other)
 }
 
@@ -657,9 +690,17 @@ mod tests {
         child.wait().unwrap();
         let name = |pid: &str| format!(".wharf-tmp-{pid}-0-0000abcd").into_bytes();
         assert!(left_by_a_dead_process(&name(&ended.to_string())));
-        assert!(!left_by_a_dead_process(&name(
-            &std::process::id().to_string()
-        )));
+        let own = std::process::id().to_string();
+        assert!(!left_by_a_dead_process(&name(&own)));
+        // With the process's start: the same PID in an earlier run is another
+        // process (a container's PID 1 after a restart).
+        let start = super::own_start().unwrap();
+        let made = |start: u64| format!(".wharf-tmp-{own}-0-0000abcd-{start}").into_bytes();
+        assert!(!left_by_a_dead_process(&made(start)));
+        assert!(left_by_a_dead_process(&made(start + 1)));
+        assert!(!left_by_a_dead_process(
+            super::temp_name().unwrap().as_bytes()
+        ));
         assert!(!left_by_a_dead_process(b".wharf-tmp-keepme"));
         assert!(!left_by_a_dead_process(b".wharf-tmp--1-0-0"));
         assert!(!left_by_a_dead_process(b"other-123-0-0"));

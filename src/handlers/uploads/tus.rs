@@ -9,10 +9,12 @@
 //! offset), `<id>.json` what the upload is — so an upload resumes after a restart.
 //! `PATCH` appends at the offset the client names; a broken connection keeps what
 //! arrived. When the last byte is in, the file is fsynced and renamed into its folder
-//! under its name in one step. A name taken in the meantime fails the upload: the
-//! last PATCH gets 412 (as WebDAV refuses a copy that would replace a file; not
-//! tus's 409, which clients take for a wrong offset and retry) and the upload is
-//! removed, so that no later HEAD reports it complete. An upload of no bytes is
+//! in one step: under its name or, when that was taken meanwhile, as `name (1).ext`.
+//! The offset reaches the length only with the file in place: a last PATCH whose
+//! file cannot be placed (its folder gone or locked) takes its bytes back and fails,
+//! and an upload found with every byte in but no file (the process stopped between
+//! the two) is placed by the next HEAD or PATCH, which otherwise fail with the
+//! reason. Concatenation is not offered (501, as tusd). An upload of no bytes is
 //! complete when it is created. Incomplete uploads are invisible, and removed once
 //! they expire (`--upload-expiry` after their last change), when they are next asked
 //! for and whenever an upload is created.
@@ -149,7 +151,7 @@ pub async fn respond(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Resp
         }
         (&Method::POST, None) => create(up, access, req).await,
         (_, None) => response::error(StatusCode::NOT_FOUND),
-        (&Method::HEAD, Some(id)) => status(up, &req.path, &id).await,
+        (&Method::HEAD, Some(id)) => status(up, head, &req.path, &id).await,
         (&Method::PATCH, Some(id)) => append(up, req, &id).await,
         (&Method::DELETE, Some(id)) => terminate(up, &req.path, &id).await,
         // An upload's URL is also its folder's, which GET reads.
@@ -321,6 +323,11 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
     if head.headers.contains_key("upload-defer-length") {
         return response::error(StatusCode::BAD_REQUEST);
     }
+    // Nor is concatenation: a partial upload taken for a whole one would be put in
+    // its folder under its id (tusd answers the same 501).
+    if head.headers.contains_key("upload-concat") {
+        return response::error(StatusCode::NOT_IMPLEMENTED);
+    }
     let Some(length) = number(&head.headers, "upload-length") else {
         return response::error(StatusCode::BAD_REQUEST);
     };
@@ -439,19 +446,21 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
 }
 
 /// HEAD: where the upload stands.
-async fn status(up: Arc<Uploads>, folder: &SitePath, id: &str) -> Response<Body> {
+async fn status(up: Arc<Uploads>, head: &Parts, folder: &SitePath, id: &str) -> Response<Body> {
     // The offset reported is settled: no earlier request is still appending.
     let Some(_turn) = up.tus_turn(id, TURN_PATIENCE).await else {
         return super::empty(StatusCode::LOCKED);
     };
-    let (folder, id) = (folder.clone(), id.to_string());
+    let (folder, id, headers) = (folder.clone(), id.to_string(), head.headers.clone());
     let found = up
         .run(move |up| -> Result<(Meta, u64), StatusCode> {
-            let (dir, meta) = up.load(&folder, &id)?;
+            let (dir, mut meta) = up.load(&folder, &id)?;
             if meta.done {
                 return Ok((meta.clone(), meta.length));
             }
             let at = offset(&dir, &id).map_err(|e| io_status(&e))?;
+            // Reported complete only with its file in place.
+            publish_if_complete(up, &dir, &id, &mut meta, at, &headers)?;
             Ok((meta, at))
         })
         .await;
@@ -501,15 +510,18 @@ async fn append(up: Arc<Uploads>, req: Request<'_>, id: &str) -> Response<Body> 
     let Some(turn) = up.tus_turn(id, TURN_PATIENCE).await else {
         return response::error(StatusCode::LOCKED);
     };
-    let (folder, key) = (path.clone(), id.to_string());
+    let (folder, key, headers) = (path.clone(), id.to_string(), head.headers.clone());
     let found = up
         .run(move |up| -> Result<(WriteDir, Meta, u64), StatusCode> {
-            let (dir, meta) = up.load(&folder, &key)?;
+            let (dir, mut meta) = up.load(&folder, &key)?;
             let at = if meta.done {
                 meta.length
             } else {
                 offset(&dir, &key).map_err(|e| io_status(&e))?
             };
+            if claimed == at {
+                publish_if_complete(up, &dir, &key, &mut meta, at, &headers)?;
+            }
             Ok((dir, meta, at))
         })
         .await;
@@ -649,54 +661,98 @@ async fn write_chunk(
             }
             // The last byte: the file goes into its folder, whole, in one step.
             file.sync_all().map_err(|e| io_status(&e))?;
-            let folder =
-                SitePath::parse(&renewed.folder, true).map_err(|_| StatusCode::NOT_FOUND)?;
-            // Checked again as the file goes in: the folder may have been locked
-            // since. The bytes stay; the last PATCH may be sent again with a token.
-            if up.locks.blocks(
-                &folder.join(renewed.name.as_bytes()),
-                &headers,
-                Change::Existence,
-            ) {
-                return Err(StatusCode::LOCKED);
-            }
-            let target = up
-                .root
-                .write_dir(&folder, false)
-                .map_err(|e| io_status(&e))?;
-            // Its name may have been taken meanwhile (another upload of the same
-            // name finished first): the file then goes in as `name (1).ext`, the
-            // way browsers keep a second download, rather than lose its bytes.
-            let mut placed = None;
-            for candidate in free_names(&renewed.name) {
-                let path = folder.join(candidate.as_bytes());
-                if up.locks.blocks(&path, &headers, Change::Existence) {
-                    continue;
-                }
-                match dir.rename(key.as_bytes(), &target, candidate.as_bytes(), false) {
-                    Ok(()) => {
-                        placed = Some(candidate);
-                        break;
+            match publish(up, &dir, &key, &mut renewed, &headers) {
+                Ok(()) => Ok((end, renewed)),
+                Err(status) => {
+                    // Not in place: the offset goes back to where this PATCH began,
+                    // so that no HEAD reports complete an upload with no file, and
+                    // the client sends its last chunk again (and learns whether what
+                    // stood in the way is gone).
+                    if !renewed.done {
+                        let _ = file.set_len(at);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io_status(&e)),
+                    Err(status)
                 }
             }
-            let Some(placed) = placed else {
-                return Err(StatusCode::CONFLICT);
-            };
-            renewed.name = placed;
-            target.sync().map_err(|e| io_status(&e))?;
-            renewed.done = true;
-            let _ = save(&dir, &key, &renewed);
-            Ok((end, renewed))
         })
         .await;
     finished
 }
 
+/// Puts an upload whose every byte is in (fsynced) into its folder, under its name
+/// or, when that was taken meanwhile, the first free of [`free_names`], and marks it
+/// done. `Err` with `meta.done` unset leaves the bytes where they were.
+fn publish(
+    up: &Uploads,
+    dir: &WriteDir,
+    key: &str,
+    meta: &mut Meta,
+    headers: &HeaderMap,
+) -> Result<(), StatusCode> {
+    let folder = SitePath::parse(&meta.folder, true).map_err(|_| StatusCode::NOT_FOUND)?;
+    // Checked again as the file goes in: the folder may have been locked since. The
+    // bytes stay; the last PATCH may be sent again with a token.
+    if up.locks.blocks(
+        &folder.join(meta.name.as_bytes()),
+        headers,
+        Change::Existence,
+    ) {
+        return Err(StatusCode::LOCKED);
+    }
+    let target = up
+        .root
+        .write_dir(&folder, false)
+        .map_err(|e| io_status(&e))?;
+    // Its name may have been taken meanwhile (another upload of the same name
+    // finished first): the file then goes in as `name (1).ext`, the way browsers keep
+    // a second download, rather than lose its bytes.
+    let mut placed = None;
+    for candidate in free_names(&meta.name) {
+        let path = folder.join(candidate.as_bytes());
+        if up.locks.blocks(&path, headers, Change::Existence) {
+            continue;
+        }
+        match dir.rename(key.as_bytes(), &target, candidate.as_bytes(), false) {
+            Ok(()) => {
+                placed = Some(candidate);
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_status(&e)),
+        }
+    }
+    let Some(placed) = placed else {
+        return Err(StatusCode::CONFLICT);
+    };
+    meta.name = placed;
+    meta.done = true;
+    let _ = save(dir, key, meta);
+    target.sync().map_err(|e| io_status(&e))
+}
+
+/// An upload found with every byte in but not done (its last PATCH was cut off
+/// between the two, or the process was), put in place now, so that the offset a
+/// HEAD or PATCH reports as complete has its file; `Err` when it cannot be.
+fn publish_if_complete(
+    up: &Uploads,
+    dir: &WriteDir,
+    key: &str,
+    meta: &mut Meta,
+    at: u64,
+    headers: &HeaderMap,
+) -> Result<(), StatusCode> {
+    if meta.done || at < meta.length {
+        return Ok(());
+    }
+    dir.open_file(key.as_bytes())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_status(&e))?;
+    publish(up, dir, key, meta, headers)
+}
+
 /// The names an upload called `name` may take, in order: its own, then
-/// `stem (1).ext` to `stem (99).ext`.
+/// `stem (1).ext` to `stem (99).ext`, the stem shortened where the number would
+/// make the name longer than a file system takes.
 fn free_names(name: &str) -> impl Iterator<Item = String> + '_ {
     // `.tar.gz` and `.bashrc` alike: the extension is after the last dot, and a
     // leading dot starts no extension.
@@ -704,7 +760,14 @@ fn free_names(name: &str) -> impl Iterator<Item = String> + '_ {
         Some(0) | None => (name, ""),
         Some(dot) => name.split_at(dot),
     };
-    std::iter::once(name.to_string()).chain((1..100).map(move |n| format!("{stem} ({n}){ext}")))
+    std::iter::once(name.to_string()).chain((1..100).filter_map(move |n| {
+        let suffix = format!(" ({n}){ext}");
+        let mut cut = stem.len().min(super::NAME_MAX.checked_sub(suffix.len())?);
+        while !stem.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        (cut > 0).then(|| format!("{}{suffix}", &stem[..cut]))
+    }))
 }
 
 /// DELETE: the upload is abandoned (termination).
