@@ -1224,6 +1224,53 @@ fn an_app_hands_files_back_with_x_accel_redirect() {
     assert_eq!(get(&server, "/protected/report.txt").status, 404);
 }
 
+/// An app's hand-back does not lead around the site's rules for the file's path,
+/// as nginx applies a location's access rules to an internal redirect: an address
+/// the path refuses is refused, and a path that wants credentials the request did
+/// not give is not handed out; `internal` paths are what hand-backs are for.
+#[test]
+fn a_file_handed_back_keeps_the_rules_of_its_path() {
+    let refused = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /adm/x.txt\r\nContent-Length: 0\r\n\r\n",
+    );
+    let guarded = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /priv/p.txt\r\nContent-Length: 0\r\n\r\n",
+    );
+    let internal = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected/r.txt\r\nContent-Length: 0\r\n\r\n",
+    );
+    let (_t, root) = temp_root();
+    write_file(&root, "adm/x.txt", "admin");
+    write_file(&root, "priv/p.txt", "private");
+    write_file(&root, "protected/r.txt", "report");
+    let conf = root.parent().unwrap().join("rules.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/adm/\"\ndeny = [\"0.0.0.0/0\", \"::/0\"]\n\
+             [[rule]]\npath = \"/priv/\"\nauth = true\n\
+             [[rule]]\npath = \"/protected/\"\ninternal = true\n\
+             [[rule]]\npath = \"/a/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\n\
+             [[rule]]\npath = \"/b/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\n\
+             [[rule]]\npath = \"/c/\"\nhandler = \"proxy\"\nupstreams = [\"http://{}\"]\n\
+             [users]\nalice = \"$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0+Qhk6Jd6eMbAqCwTd0gqMZV0S5M8ZdrJ0CdnwA2rM0\"\n",
+            refused.addr, guarded.addr, internal.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    assert_eq!(get(&server, "/adm/x.txt").status, 403);
+    let res = get(&server, "/a/x");
+    assert_eq!(res.status, 403);
+    assert!(!res.body_text().contains("admin"));
+    assert_eq!(get(&server, "/priv/p.txt").status, 401);
+    let res = get(&server, "/b/x");
+    assert_eq!(res.status, 403);
+    assert!(!res.body_text().contains("private"));
+    let res = get(&server, "/c/x");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "report"));
+}
+
 /// A folder handed back under a loose spelling is served, not redirected: the
 /// path is the app's, and a redirect would name an internal place to the client.
 #[test]

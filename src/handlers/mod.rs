@@ -199,11 +199,18 @@ impl Handlers {
         to: &str,
         from_app: Response<Body>,
         (remote, tls, local_port): (SocketAddr, bool, u16),
+        readable: Option<ReadPolicy>,
     ) -> Response<Body> {
         let path_only = to.split('?').next().unwrap_or("");
         let Ok(path) = SitePath::parse(path_only, self.static_files.hidden()) else {
             return response::error(http::StatusCode::NOT_FOUND);
         };
+        // The site's rules for the file's path hold for this client as for a request
+        // of its own: an app that builds the path from what a client sent cannot
+        // lead around them.
+        if readable.is_some_and(|policy| !(policy.0)(&path)) {
+            return response::error(http::StatusCode::FORBIDDEN);
+        }
         let method = if head.method == Method::HEAD {
             Method::HEAD
         } else {
@@ -305,8 +312,9 @@ pub struct Destination {
 
 /// The site's word on which paths this client may read as plain files (its access
 /// lists, authentication, internal-only paths, and paths another handler answers):
-/// an archive of a folder includes only those. Built by the router for requests that
-/// ask for an archive, where rules exist.
+/// an archive of a folder includes only those, and an app may hand back
+/// (`X-Accel-Redirect`) only those. Built by the router, where rules exist, for
+/// requests that ask for an archive or go to an app.
 #[derive(Clone)]
 pub struct ReadPolicy(pub Arc<dyn Fn(&SitePath) -> bool + Send + Sync>);
 
@@ -473,6 +481,7 @@ impl Handlers {
                 let max_body = route.max_body.unwrap_or(self.program_max_body);
                 let (head, client, asked) = (req.head, req.client, req.path.clone());
                 let peer = (req.remote, req.tls, req.local_port);
+                let readable = req.readable.clone();
                 let folder = (root, self.static_files.hidden());
                 let answer = Box::pin(fastcgi::respond(&self.cgi, route, folder, max_body, req));
                 let res = unless_client_leaves(client, answer).await;
@@ -492,7 +501,7 @@ impl Handlers {
                     tracing::warn!("{to:?} handed back by {asked:?} is a script: not sent");
                     return response::error(http::StatusCode::NOT_FOUND);
                 }
-                Box::pin(self.serve_internal(head, &to, handed, peer)).await
+                Box::pin(self.serve_internal(head, &to, handed, peer, readable)).await
             }
             // A response being stored for the shared cache is finished for the
             // requests that wait on it, and the next ones.
@@ -547,6 +556,7 @@ impl Handlers {
         }
         let head = req.head;
         let peer = (req.remote, req.tls, req.local_port);
+        let readable = req.readable.clone();
         let res = match (&self.proxy_cache, route.cache) {
             (Some(cache), true) => {
                 Box::pin(proxy::cache::flow::answer(
@@ -561,7 +571,7 @@ impl Handlers {
         match res.extensions().get::<response::InternalRedirect>() {
             Some(response::InternalRedirect(to)) => {
                 let to = to.clone();
-                Box::pin(self.serve_internal(head, &to, res, peer)).await
+                Box::pin(self.serve_internal(head, &to, res, peer, readable)).await
             }
             None => res,
         }

@@ -817,7 +817,12 @@ impl Router {
     /// For a request that reads many paths at once (a folder's archive), which of
     /// them this client may read as plain files: none that a rule keeps internal,
     /// refuses its address, guards with credentials it did not give, redirects,
-    /// rewrites or hands to another handler. `None` for every other request.
+    /// rewrites or hands to another handler. For a request to an app (which may hand
+    /// a file back with `X-Accel-Redirect`), which files it may be handed: as nginx
+    /// applies the access rules of an internal redirect's target, none whose rules
+    /// refuse its address or want credentials it did not give, and no program's
+    /// script; internal paths are what hand-backs are for. `None` for every other
+    /// request.
     fn read_policy(
         &self,
         req: &Parts,
@@ -825,31 +830,39 @@ impl Router {
         remote: IpAddr,
         user: Option<&str>,
     ) -> Option<ReadPolicy> {
+        let hand_back = matches!(handler, Handler::Proxy(_) | Handler::FastCgi(_));
         let asks_archive = matches!(handler, Handler::Static(_))
             && matches!(
                 crate::handlers::static_files::archive::asked(req),
                 crate::handlers::static_files::archive::Ask::Archive(_)
             );
-        if !asks_archive {
+        if !asks_archive && !hand_back {
             return None;
         }
         let site = Arc::clone(&self.settings.rules);
         let user = user.map(str::to_owned);
         Some(ReadPolicy(Arc::new(move |path: &SitePath| {
-            site.matching(&path.rule_path()).iter().all(|(rule, _)| {
-                !rule.internal
-                    && rule.admits(remote)
-                    && rule.redirect.is_none()
-                    && rule.rewrite.is_none()
-                    && rule
-                        .handler
-                        .as_ref()
-                        .is_none_or(|h| matches!(h, Handler::Static(_)))
+            let rule_path = path.rule_path();
+            let guards = site.matching(&rule_path);
+            let admitted = |rule: &rules::Rule| {
+                rule.admits(remote)
                     && rule
                         .auth
                         .as_ref()
                         .is_none_or(|auth| user.as_deref().is_some_and(|u| auth.admits(u)))
-            })
+            };
+            let plain = |rule: &rules::Rule| match &rule.handler {
+                None | Some(Handler::Static(_)) => true,
+                // A PHP site's plain files (not its scripts) are files.
+                Some(Handler::FastCgi(route)) => hand_back && !route.runs(path),
+                Some(_) => false,
+            };
+            guards.iter().all(|(rule, _)| {
+                admitted(rule)
+                    && plain(rule)
+                    && (hand_back
+                        || (!rule.internal && rule.redirect.is_none() && rule.rewrite.is_none()))
+            }) && site.guarding_folder(&rule_path).all(admitted)
         })))
     }
 
