@@ -1819,6 +1819,8 @@ fn an_apps_redirect_to_its_own_address_is_rewritten_to_where_the_client_finds_it
     let own = app_redirecting(|addr| format!("http://{addr}/v1/login?next=%2F"));
     let top = app_redirecting(|addr| format!("HTTP://{addr}/v1"));
     let elsewhere = app_redirecting(|_| "https://accounts.example/login".to_string());
+    let slashes = app_redirecting(|addr| format!("http://{addr}//evil.example/x"));
+    let backslash = app_redirecting(|addr| format!("http://{addr}/\\evil.example/"));
     let server = Server::start(
         &root,
         &[
@@ -1828,7 +1830,26 @@ fn an_apps_redirect_to_its_own_address_is_rewritten_to_where_the_client_finds_it
             &format!("/top/=http://{top}/v1/"),
             "--proxy",
             &format!("/out/=http://{elsewhere}/"),
+            "--proxy",
+            &format!("/s/=http://{slashes}"),
+            "--proxy",
+            &format!("/b/=http://{backslash}"),
         ],
+    );
+    // A path on the app that would read as another host once its origin is cut
+    // off stays a path on this site.
+    let res = get(&server, "/s/x");
+    assert_eq!(
+        res.header("location").as_deref(),
+        Some("/%2Fevil.example/x")
+    );
+    assert_eq!(
+        res.header("refresh").as_deref(),
+        Some("0; URL=\"/%2Fevil.example/x\"")
+    );
+    assert_eq!(
+        get(&server, "/b/x").header("location").as_deref(),
+        Some("/%5Cevil.example/")
     );
     // As nginx's `proxy_redirect default` does.
     let res = get(&server, "/api/x");

@@ -901,9 +901,26 @@ fn client_location(
     let tail = rest.strip_prefix(from)?;
     match tail.bytes().next() {
         None => Some(format!("{to}/")),
-        Some(b'/') => Some(format!("{to}{tail}")),
+        Some(b'/') => Some(same_origin(format!("{to}{tail}"))),
         Some(b'?') => Some(format!("{to}/{tail}")),
         Some(_) => None,
+    }
+}
+
+/// A path that a browser cannot read as another host's: the app's
+/// `http://app//evil.example/x` (a path on the app) cut to `//evil.example/x` would
+/// be a link to `evil.example`, and so would `/\evil.example` (browsers read `\` as
+/// `/`, and drop tabs and line breaks). The second character is escaped instead,
+/// which keeps the redirect on this site.
+fn same_origin(path: String) -> String {
+    let after = path
+        .strip_prefix('/')
+        .map(|rest| rest.trim_start_matches(['\t', '\n', '\r']));
+    match after {
+        Some(rest) if rest.starts_with(['/', '\\']) => {
+            format!("/%{:02X}{}", rest.as_bytes()[0], &rest[1..])
+        }
+        _ => path,
     }
 }
 
