@@ -342,6 +342,55 @@ fn stale_responses_are_validated_and_a_304_refreshes_them() {
     assert_eq!(get(&server, "/s").header("x-version").as_deref(), Some("3"));
 }
 
+/// A 304 that adds `Vary` (an app adding `Vary: Origin` with its CORS fields only
+/// when a request has an `Origin`): the refreshed response is kept for requests
+/// with the same `Origin` only, never given to others (RFC 9111 §4.1).
+#[test]
+fn a_304_that_adds_vary_keeps_the_response_for_its_variant_only() {
+    let app = App::start(|req, _| {
+        let origin = req.header("origin");
+        if req.header("if-none-match").as_deref() == Some("\"c1\"") {
+            let cors = origin
+                .map(|o| format!("Vary: Origin\r\nAccess-Control-Allow-Origin: {o}\r\n"))
+                .unwrap_or_default();
+            format!(
+                "HTTP/1.1 304 Not Modified\r\nETag: \"c1\"\r\nCache-Control: max-age=600\r\n{cors}Connection: close\r\n\r\n"
+            )
+            .into_bytes()
+        } else {
+            let allow = origin.map(|o| format!("Access-Control-Allow-Origin: {o}"));
+            let mut fields = vec!["Cache-Control: max-age=0", "ETag: \"c1\""];
+            if let Some(allow) = &allow {
+                fields.extend(["Vary: Origin", allow]);
+            }
+            ok(&fields, "body")
+        }
+    });
+    let (_t, server) = cached(&app, &[]);
+    assert_eq!(get(&server, "/cors").body_text(), "body");
+    let a = request(&server, "GET", "/cors", &[("Origin", "https://a.example")]);
+    assert_eq!(
+        a.header("access-control-allow-origin").as_deref(),
+        Some("https://a.example")
+    );
+    assert!(cache_status(&a).contains("fwd-status=304"), "{a:?}");
+    // The variant it was kept for is a hit.
+    let again = request(&server, "GET", "/cors", &[("Origin", "https://a.example")]);
+    assert!(cache_status(&again).contains("hit"), "{again:?}");
+    assert_eq!(
+        again.header("access-control-allow-origin").as_deref(),
+        Some("https://a.example")
+    );
+    let b = request(&server, "GET", "/cors", &[("Origin", "https://b.example")]);
+    assert_eq!(
+        b.header("access-control-allow-origin").as_deref(),
+        Some("https://b.example"),
+        "{b:?}"
+    );
+    let none = get(&server, "/cors");
+    assert_eq!(none.header("access-control-allow-origin"), None, "{none:?}");
+}
+
 #[test]
 fn a_304_naming_another_validator_does_not_refresh_the_stored_response() {
     // The app's response changed to "t2" and its 304 says so: the stored "t1"

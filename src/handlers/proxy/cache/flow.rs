@@ -418,7 +418,7 @@ async fn fetch(
             return Box::pin(whole).await;
         }
         if status == StatusCode::NOT_MODIFIED {
-            let refreshed = refreshed(cache, entry, &sent);
+            let refreshed = refreshed(cache, entry, &sent, &head.headers);
             drop(flight);
             let detail = "fwd=stale; fwd-status=304";
             if let Some(mut res) = serve::respond(&cache.store, &refreshed, head, detail).await {
@@ -570,8 +570,15 @@ fn selects(entry: &Entry, fields: &HeaderMap) -> bool {
 }
 
 /// The stored response `entry` with the fields of the 304 that validated it
-/// (RFC 9111 §3.2, §4.3.4), stored in its place.
-fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> {
+/// (RFC 9111 §3.2, §4.3.4), stored in its place. `request` is the request the 304
+/// answered: when the 304 changes what the response varies on, the entry is kept
+/// for requests like it only (§4.1).
+fn refreshed(
+    cache: &Arc<Cache>,
+    entry: &Arc<Entry>,
+    sent: &Sent,
+    request: &http::HeaderMap,
+) -> Arc<Entry> {
     let mut fresh = entry.derive();
     let mut update = sent.res.headers().clone();
     forward::clean(&mut update, StatusCode::NOT_MODIFIED, sent.res.version());
@@ -596,6 +603,24 @@ fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> 
         }
     }
     fresh.refresh_facts();
+    let stored_by: Vec<&str> = entry.variant.iter().map(|(n, _)| n.as_str()).collect();
+    match entry::vary_names(&fresh.headers) {
+        // `Vary: *`: no later request can be matched to it.
+        None => {
+            cache.store.remove(entry);
+            return Arc::new(fresh);
+        }
+        Some(names) if names != stored_by => {
+            fresh.variant = names
+                .into_iter()
+                .map(|name| {
+                    let value = entry::request_value(request, &name);
+                    (name, value)
+                })
+                .collect();
+        }
+        Some(_) => {}
+    }
     let cc = fresh.directives().clone();
     if let Some(fields) = cc.private.as_ref().filter(|f| !f.is_empty()) {
         for name in fields {
@@ -608,7 +633,7 @@ fn refreshed(cache: &Arc<Cache>, entry: &Arc<Entry>, sent: &Sent) -> Arc<Entry> 
         cache.store.remove(entry);
         return Arc::new(fresh);
     }
-    let stored = cache.store.insert(fresh);
+    let stored = cache.store.insert_in_place_of(fresh, Some(entry));
     if let (Some(tier), Some(old)) = (cache.store.disk(), entry.disk.clone()) {
         // The file still holds the old fields: written again with the new ones.
         let dir = tier.dir.clone();
@@ -749,7 +774,7 @@ fn refresh_in_background(
         let Ok(sent) = sent else { return };
         if sent.res.status() == StatusCode::NOT_MODIFIED {
             if selects(&entry, sent.res.headers()) {
-                refreshed(&cache, &entry, &sent);
+                refreshed(&cache, &entry, &sent, &head.headers);
             } else {
                 // Not the upstream's current response: the next request asks.
                 cache.store.remove(&entry);
