@@ -178,6 +178,17 @@ fn a_folder_with_an_index_that_cannot_be_served_is_not_listed() {
         );
     }
     assert_eq!(get(&server, "/site/private.txt").status, 200);
+    // A symlink to nothing is no index: the folder is listed (or its next index
+    // served), as nginx and CPython do.
+    write_file(&root, "broken/a.txt", "listed");
+    symlink(root.join("nowhere"), root.join("broken/index.html")).unwrap();
+    write_file(&root, "next/index.htm", "the next index");
+    symlink(root.join("nowhere"), root.join("next/index.html")).unwrap();
+    let server = Server::start(&root, &[]);
+    let res = get(&server, "/broken/");
+    assert_eq!(res.status, 200);
+    assert!(res.body_text().contains("a.txt"));
+    assert_eq!(get(&server, "/next/").body_text(), "the next index");
 }
 
 #[test]

@@ -162,10 +162,21 @@ impl std::os::fd::AsFd for OpenDir {
 
 impl OpenDir {
     /// Whether the directory holds an entry `name` that is not a directory (a
-    /// file, whether or not it can be opened, a symlink, anything else).
+    /// file, whether or not it can be opened, a symlink to something, wherever it
+    /// is, anything else). A symlink to nothing holds nothing.
     pub fn holds_non_dir(&self, name: &[u8]) -> bool {
-        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) != FileType::Directory)
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => false,
+                // Only asked whether its target exists; nothing of it is read.
+                FileType::Symlink => {
+                    rustix::fs::statat(&self.fd, name, AtFlags::empty()).err()
+                        != Some(rustix::io::Errno::NOENT)
+                }
+                _ => true,
+            },
+            Err(_) => false,
+        }
     }
 }
 

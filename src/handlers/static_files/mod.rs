@@ -429,7 +429,8 @@ fn resolve(
                     Ok(Node::Dir(_)) => {}
                     // One that is there but cannot be served (unreadable, a symlink
                     // out of the root) still keeps the folder's contents off show,
-                    // as nginx answers 403.
+                    // as nginx answers 403; a symlink to nothing is no index, as
+                    // nginx and CPython go on past an index that is not found.
                     Err(_) if dir.holds_non_dir(index) => {
                         return Err(io::ErrorKind::PermissionDenied.into());
                     }
