@@ -273,6 +273,13 @@ fn listing_is_html_with_parent_link() {
         hrefs.iter().any(|h| h == "../"),
         "listing lacks a ../ link: {hrefs:?}"
     );
+    // The breadcrumb's heading sits in its navigation, not the other way round (a
+    // heading holds phrasing content only).
+    let body = response.body_text();
+    assert!(
+        body.contains("<nav aria-label=\"Breadcrumb\"><h1>") && !body.contains("<h1><nav"),
+        "{body}"
+    );
 }
 
 #[test]

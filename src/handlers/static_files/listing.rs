@@ -408,12 +408,12 @@ fn html_head(path: &SitePath, order: Order, offers: Offers, out: &mut String) {
          <title>Index of {title}</title>\
          <link rel=\"stylesheet\" href=\"?wharf=listing.css\">\
          <script src=\"?wharf=listing.js\" defer></script></head>\n\
-         <body data-upload=\"{}\" data-delete=\"{}\">\n<header><h1>",
+         <body data-upload=\"{}\" data-delete=\"{}\">\n<header>",
         offers.upload, offers.delete
     );
     breadcrumbs(path, out);
     out.push_str(
-        "</h1>\n<div class=\"tools\"><input type=\"search\" id=\"filter\" \
+        "\n<div class=\"tools\"><input type=\"search\" id=\"filter\" \
          placeholder=\"Filter\" aria-label=\"Filter this folder\" hidden>\
          <a class=\"zip\" href=\"?zip\" download>Download folder as ZIP</a>",
     );
@@ -451,7 +451,7 @@ fn breadcrumbs(path: &SitePath, out: &mut String) {
     let segments = path.segments();
     let _ = write!(
         out,
-        "<nav aria-label=\"Breadcrumb\"><a href=\"{}\">Index of /</a>",
+        "<nav aria-label=\"Breadcrumb\"><h1><a href=\"{}\">Index of /</a>",
         "../".repeat(segments.len())
     );
     for (i, segment) in segments.iter().enumerate() {
@@ -468,7 +468,8 @@ fn breadcrumbs(path: &SitePath, out: &mut String) {
             escape_html(&shown_name(segment))
         );
     }
-    out.push_str("</nav>");
+    // The heading inside the navigation: a heading holds text, not sections.
+    out.push_str("</h1></nav>");
 }
 
 fn html_foot(offers: Offers, out: &mut String) {
