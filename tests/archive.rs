@@ -475,6 +475,14 @@ print(len(names))",
         listed.ends_with("\n8\n"),
         "seven files and a folder: {listed}"
     );
+    // A name that needed no change keeps it; the changed one gives way.
+    let kept = python(
+        "import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+print(z.read('a_b').decode(), z.read('x\u{fffd}.txt').decode())",
+        &zip,
+    );
+    assert_eq!(kept.trim(), "underscore three");
 }
 
 /// A folder nested thousands deep costs the square of its depth to list (each
@@ -501,4 +509,36 @@ fn a_tree_too_deep_to_hold_is_refused() {
     let deep = get(&server, "/k/?zip");
     assert!(deep.status >= 400, "status {}", deep.status);
     assert_eq!(get(&server, "/flat/?zip").status, 200);
+}
+
+/// A folder reached under two names beside each other (symlinks to it) is in the
+/// archive under each, as each name lists it; a link to a folder above is a loop,
+/// followed once.
+#[test]
+fn a_folder_linked_beside_itself_is_archived_under_each_name() {
+    let (tmp, root) = temp_root();
+    write_file(&root, "z/real/deep/r.txt", "r");
+    write_file(&root, "z/real/top.txt", "t");
+    std::os::unix::fs::symlink("real", root.join("z/alias")).unwrap();
+    std::os::unix::fs::symlink("real", root.join("z/zalias")).unwrap();
+    std::os::unix::fs::symlink("..", root.join("z/real/loop")).unwrap();
+    let server = Server::start(&root, &[]);
+    let res = get(&server, "/z/?zip");
+    assert_eq!(res.status, 200);
+    let zip = save(&res.body, tmp.path(), "linked.zip");
+    let listed = python(
+        "import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+print(' '.join(sorted(i.filename for i in z.infolist() if not i.filename.endswith('/'))))",
+        &zip,
+    );
+    let files: Vec<&str> = listed.split_whitespace().collect();
+    for name in ["real", "alias", "zalias"] {
+        for file in ["top.txt", "deep/r.txt"] {
+            let member = format!("{name}/{file}");
+            assert!(files.contains(&member.as_str()), "{member}: {listed}");
+        }
+    }
+    // Through the loop, each folder once more at most: the walk ends.
+    assert!(files.len() < 30, "{listed}");
 }

@@ -36,7 +36,7 @@ use http::request::Parts;
 use http::{Method as HttpMethod, Response, StatusCode};
 use tokio::sync::mpsc;
 
-use crate::fs::{EntryKind, FileState, Node, Root};
+use crate::fs::{Entry, EntryKind, FileState, Node, Root};
 use crate::handlers::ReadPolicy;
 use crate::http::body::Body;
 use crate::http::conditional::{self, Precondition, Validators};
@@ -135,16 +135,15 @@ impl Archive {
         method: Method,
     ) -> io::Result<Archive> {
         let mut sources = Vec::new();
-        let mut seen_dirs = HashSet::new();
         // Member names given so far: two files whose names read alike once made
         // valid (`\` as `_`, bytes that are not UTF-8 as U+FFFD) must not be one
         // member twice, which an extractor would write over.
         let mut taken: HashSet<String> = HashSet::new();
-        // (folder path, its name inside the archive)
-        let mut pending = vec![(dir.clone(), String::new())];
+        // (folder path, its name inside the archive, the folders it is inside)
+        let mut pending = vec![(dir.clone(), String::new(), Vec::new())];
         let mut top_modified = None;
         let mut held = 0;
-        while let Some((path, prefix)) = pending.pop() {
+        while let Some((path, prefix, mut inside)) = pending.pop() {
             let top = prefix.is_empty();
             // The folder asked for must be readable; a subfolder that is not (or
             // that went away) is left out, as a listing would fail for it alone.
@@ -157,10 +156,14 @@ impl Archive {
             if top {
                 top_modified = open.meta.modified().ok();
             }
-            // A folder reached twice (symlinks, when followed) is archived once.
-            if !seen_dirs.insert((open.meta.dev(), open.meta.ino())) {
+            // A folder inside itself (a symlink to a folder above it) is a loop,
+            // archived once; one reached under two names beside each other (a
+            // symlink to a sibling) is archived under both, as each name lists it.
+            let id = (open.meta.dev(), open.meta.ino());
+            if inside.contains(&id) {
                 continue;
             }
+            inside.push(id);
             let mut entries = match root.list(open, &path) {
                 Ok(entries) => entries,
                 Err(e) if top => return Err(e),
@@ -170,15 +173,11 @@ impl Archive {
                 entries.retain(|e| !e.name.starts_with(b"."));
             }
             super::listing::sort(&mut entries);
+            let names = member_names(&prefix, &entries, &mut taken);
             // Folders are walked after the files beside them, in name order.
             let mut subfolders = Vec::new();
-            for entry in entries {
+            for (entry, name) in entries.into_iter().zip(names) {
                 let entry_path = path.join(&entry.name);
-                // `/` separates folders in ZIP names (APPNOTE 4.4.17): a `\` in a
-                // name would be a separator to some extractors.
-                let readable_name = String::from_utf8_lossy(&entry.name).replace('\\', "_");
-                let folder = matches!(entry.kind, EntryKind::Dir);
-                let name = unique_name(&prefix, &readable_name, folder, &mut taken);
                 if name.len() >= usize::from(u16::MAX) {
                     continue;
                 }
@@ -231,7 +230,12 @@ impl Archive {
                     ));
                 }
             }
-            pending.extend(subfolders.into_iter().rev());
+            pending.extend(
+                subfolders
+                    .into_iter()
+                    .rev()
+                    .map(|(path, name)| (path, name, inside.clone())),
+            );
         }
         // The folder's own name; the served folder's for the root.
         let name = dir
@@ -536,6 +540,25 @@ impl Drop for Permit {
     fn drop(&mut self) {
         PRODUCING.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The member names of a folder's `entries` (under `prefix`), in their order. `/`
+/// separates folders in ZIP names (APPNOTE 4.4.17), so a `\` in a name, a
+/// separator to some extractors, is written `_`, and bytes that are not UTF-8
+/// U+FFFD; the names that need neither are given first, so that a file called
+/// `a_b` keeps its name and `a\b` becomes `a_b (2)`.
+fn member_names(prefix: &str, entries: &[Entry], taken: &mut HashSet<String>) -> Vec<String> {
+    let mut names = vec![String::new(); entries.len()];
+    for as_they_are in [true, false] {
+        for (entry, name) in entries.iter().zip(names.iter_mut()) {
+            let readable = String::from_utf8_lossy(&entry.name).replace('\\', "_");
+            if (readable.as_bytes() == entry.name.as_slice()) == as_they_are {
+                let folder = matches!(entry.kind, EntryKind::Dir);
+                *name = unique_name(prefix, &readable, folder, taken);
+            }
+        }
+    }
+    names
 }
 
 /// `prefix` + `name` if no member has that name yet, else the first free
