@@ -1143,6 +1143,28 @@ fn tunnel_through(extra: &[&str]) {
     assert_eq!(request.header("connection").as_deref(), Some("upgrade"));
 }
 
+/// An app's 101 to a protocol the client did not offer is not passed on (RFC 9110
+/// §7.8): the two ends would speak different protocols.
+#[test]
+fn a_switch_to_a_protocol_not_offered_is_a_bad_gateway() {
+    let (addr, _) = echo_app();
+    let (_t, root) = temp_root();
+    let server = Server::start(&root, &["--proxy", &format!("/ws/=http://{addr}")]);
+    let ask = |offer: &str| {
+        let mut conn = Conn::open(&server);
+        conn.send(
+            format!(
+                "GET /ws/x HTTP/1.1\r\nHost: x\r\nUpgrade: {offer}\r\nConnection: Upgrade\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        conn.read_response(false).status
+    };
+    assert_eq!(ask("foo"), 502);
+    // Offered among others, in another case and with a version: a switch.
+    assert_eq!(ask("foo, ECHO/2"), 101);
+}
+
 /// A shutdown closes the tunnels open (they have no end of their own to wait for)
 /// and says how many.
 #[test]

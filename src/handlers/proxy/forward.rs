@@ -420,8 +420,17 @@ pub async fn forward(route: Arc<Route>, req: Incoming<'_>) -> Response<Body> {
         Err(status) => return response::error(status),
     };
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if upgrade.is_none() {
+        let Some(asked) = &upgrade else {
             // Not asked for: the app's answer cannot be passed on.
+            return response::error(StatusCode::BAD_GATEWAY);
+        };
+        if head.version != Version::HTTP_2 && !offered(res.headers().get(header::UPGRADE), asked) {
+            // A switch to what the client did not offer (RFC 9110 §7.8 forbids it):
+            // the client would speak one protocol and the app another.
+            tracing::warn!(
+                "upstream {}: a 101 to a protocol the client did not offer",
+                answered.address
+            );
             return response::error(StatusCode::BAD_GATEWAY);
         }
         if head.version == Version::HTTP_2 {
@@ -811,6 +820,22 @@ pub fn wants_upgrade(head: &http::request::Parts) -> Option<HeaderValue> {
         .map_or(true, |p| p.to_ascii_lowercase().contains("h2c"));
     (head.version == Version::HTTP_11 && listed.iter().any(|l| l == "upgrade") && !h2c)
         .then(|| protocol.clone())
+}
+
+/// Whether a 101's `Upgrade` names protocols, each one the client's `Upgrade`
+/// offered (by name, whatever its case or version).
+fn offered(switched_to: Option<&HeaderValue>, asked: &HeaderValue) -> bool {
+    let names = |value: &HeaderValue| -> Option<Vec<String>> {
+        let names = value.to_str().ok()?.split(',').map(|protocol| {
+            let name = protocol.trim().split('/').next().unwrap_or("");
+            name.to_ascii_lowercase()
+        });
+        Some(names.filter(|name| !name.is_empty()).collect())
+    };
+    match (switched_to.and_then(names), names(asked)) {
+        (Some(to), Some(asked)) => !to.is_empty() && to.iter().all(|name| asked.contains(name)),
+        _ => false,
+    }
 }
 
 /// The app's `101`, and the other end of the tunnel for the network layer. To an
