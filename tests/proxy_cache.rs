@@ -814,3 +814,18 @@ fn an_absolute_form_target_is_stored_under_the_host_the_app_was_told() {
     assert_eq!(again.body_text(), "for c.example");
     assert!(cache_status(&again).starts_with("wharf; hit"), "{again:?}");
 }
+
+/// A part of a stored response describes its bytes as the whole response does: an
+/// app's response without `Content-Type` gets none on its 206 either.
+#[test]
+fn a_part_of_an_untyped_response_gets_no_type() {
+    let app = App::start(|_, _| ok(&["Cache-Control: max-age=600"], "hello"));
+    let (_t, server) = cached(&app, &[]);
+    let whole = get(&server, "/untyped");
+    assert_eq!(whole.header("content-type"), None);
+    let part = request(&server, "GET", "/untyped", &[("Range", "bytes=1-2")]);
+    assert_eq!((part.status, part.body_text().as_str()), (206, "el"));
+    assert!(cache_status(&part).contains("hit"), "{part:?}");
+    assert_eq!(part.header("content-type"), None, "{part:?}");
+    assert_eq!(part.header("content-range").as_deref(), Some("bytes 1-2/5"));
+}

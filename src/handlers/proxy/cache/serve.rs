@@ -160,6 +160,7 @@ fn answer(entry: &Entry, req: &Parts, mut headers: HeaderMap, content: Content) 
             }
         }
         if entry.status == StatusCode::OK && req.headers.contains_key(header::RANGE) {
+            let typed = headers.contains_key(header::CONTENT_TYPE);
             let rep = Representation {
                 content: content.clone(),
                 len: entry.len,
@@ -182,6 +183,13 @@ fn answer(entry: &Entry, req: &Parts, mut headers: HeaderMap, content: Content) 
                     headers.remove(&name);
                 }
                 for (name, value) in partial.headers().iter() {
+                    // A part describes its bytes as the whole response would: with
+                    // no type when the app gave none (a multipart answer has its
+                    // own).
+                    let multipart = value.as_bytes().starts_with(b"multipart/");
+                    if name == header::CONTENT_TYPE && !typed && !multipart {
+                        continue;
+                    }
                     headers.insert(name.clone(), value.clone());
                 }
                 *partial.headers_mut() = headers;
