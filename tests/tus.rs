@@ -925,3 +925,41 @@ fn an_upload_is_reported_complete_only_with_its_file_in_place() {
     );
     assert_eq!(res.status, 501);
 }
+
+/// `overwrite` in `Upload-Metadata` (as a form's field) lets an upload replace a
+/// file of its name, in one step; without it the name is refused up front.
+#[test]
+fn an_upload_asking_to_overwrite_replaces_the_file() {
+    let (_t, root) = temp_root();
+    write_file(&root, "same.txt", "old");
+    std::fs::create_dir(root.join("folder.txt")).unwrap();
+    let server = Server::start(&root, &["--upload"]);
+    let create_with = |name: &str, extra: &str| {
+        let meta = format!("{},{extra}", metadata(name));
+        tus(
+            &server,
+            "POST",
+            "/",
+            &[("Upload-Length", "3"), ("Upload-Metadata", &meta)],
+            b"",
+        )
+    };
+    let no = base64::engine::general_purpose::STANDARD.encode("0");
+    assert_eq!(
+        create_with("same.txt", &format!("overwrite {no}")).status,
+        409
+    );
+    let yes = base64::engine::general_purpose::STANDARD.encode("1");
+    let res = create_with("same.txt", &format!("overwrite {yes}"));
+    assert_eq!(res.status, 201);
+    let url = res.header("location").unwrap();
+    assert_eq!(std::fs::read(root.join("same.txt")).unwrap(), b"old");
+    assert_eq!(patch(&server, &url, 0, b"new").status, 204);
+    assert_eq!(std::fs::read(root.join("same.txt")).unwrap(), b"new");
+    assert!(!root.join("same (1).txt").exists());
+    // A folder is never replaced.
+    assert_eq!(
+        create_with("folder.txt", &format!("overwrite {yes}")).status,
+        409
+    );
+}

@@ -19,7 +19,8 @@ import zipfile
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (NoAlertPresentException, NoSuchElementException,
+                                        StaleElementReferenceException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -54,6 +55,14 @@ def wait(driver, what, timeout=20):
     return WebDriverWait(driver, timeout, poll_frequency=0.05,
                          ignored_exceptions=(StaleElementReferenceException,
                                              NoSuchElementException)).until(lambda d: what(d))
+
+
+def alert_text(driver):
+    """The text of the dialog open on the page; empty when none is."""
+    try:
+        return driver.switch_to.alert.text
+    except NoAlertPresentException:
+        return ""
 
 
 def open_listing(driver, url):
@@ -277,6 +286,15 @@ def check_resume(driver, scratch):
     offsets = json.loads(driver.execute_script("return sessionStorage.getItem('offsets')"))
     # After the loss the upload went on from a later offset, not from the start.
     assert offsets[0] == 0 and len(offsets) >= 2 and all(o > 0 for o in offsets[1:]), offsets
+
+    # The same name again, through tus too: asked, then replaced.
+    with open(p, "wb") as f:
+        f.write(os.urandom(9 * 1024 * 1024))
+    driver.find_element(By.CSS_SELECTOR, "#upload input[name=file]").send_keys(p)
+    wait(driver, lambda d: alert_text(d).endswith("exists. Replace it?"))
+    driver.switch_to.alert.accept()
+    wait(driver, lambda d: sha(os.path.join(ROOT, "resumed.bin")) == sha(p), timeout=60)
+    assert not os.path.exists(os.path.join(ROOT, "resumed (1).bin"))
     return offsets
 
 

@@ -541,7 +541,7 @@ pub(crate) fn file_name(raw: &str, hidden: bool) -> Option<Vec<u8>> {
     (!refused).then(|| bytes.to_vec())
 }
 
-fn is_true(value: &str) -> bool {
+pub(super) fn is_true(value: &str) -> bool {
     matches!(value, "1" | "true" | "on" | "yes")
 }
 

@@ -9,7 +9,9 @@
 //! offset), `<id>.json` what the upload is — so an upload resumes after a restart.
 //! `PATCH` appends at the offset the client names; a broken connection keeps what
 //! arrived. When the last byte is in, the file is fsynced and renamed into its folder
-//! in one step: under its name or, when that was taken meanwhile, as `name (1).ext`.
+//! in one step: under its name or, when that was taken meanwhile, as `name (1).ext`
+//! (a name taken at creation is 409, unless `overwrite` in `Upload-Metadata` asks
+//! for the file to replace it).
 //! The offset reaches the length only with the file in place: a last PATCH whose
 //! file cannot be placed (its folder gone or locked) takes its bytes back and fails,
 //! and an upload found with every byte in but no file (the process stopped between
@@ -74,6 +76,10 @@ struct Meta {
     /// that lost the last answer learns from HEAD that nothing is missing.
     #[serde(default)]
     done: bool,
+    /// The file replaces one of its name (`overwrite` in `Upload-Metadata`, as a
+    /// form's `overwrite` field), instead of going in beside it.
+    #[serde(default)]
+    replace: bool,
 }
 
 /// Whether the request is one of tus's: it names an upload (`?tus=`) with a method
@@ -198,9 +204,23 @@ fn expires_header(meta: &Meta) -> Option<HeaderValue> {
 /// The filename in `Upload-Metadata` (`key base64,key base64`): `None` when there
 /// is no `filename` key, `Some(None)` when its value is missing or not UTF-8 text.
 fn filename(metadata: &str) -> Option<Option<String>> {
+    metadata_value(metadata, "filename")
+}
+
+/// Whether `Upload-Metadata` asks for the file to replace one of its name: a key
+/// `overwrite` whose value is true (`1`, `true`, `yes`, `on`), as a form's field.
+fn overwrite(metadata: &str) -> bool {
+    metadata_value(metadata, "overwrite")
+        .flatten()
+        .is_some_and(|v| form::is_true(v.trim()))
+}
+
+/// The value of `key` in `Upload-Metadata`: `None` when the key is not there,
+/// `Some(None)` when its value is missing or not UTF-8 text.
+fn metadata_value(metadata: &str, key: &str) -> Option<Option<String>> {
     metadata.split(',').find_map(|pair| {
         let mut parts = pair.trim().splitn(2, ' ');
-        (parts.next() == Some("filename")).then(|| {
+        (parts.next() == Some(key)).then(|| {
             parts.next().and_then(|value| {
                 base64::engine::general_purpose::STANDARD
                     .decode(value.trim())
@@ -360,6 +380,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         },
         None => id.clone(),
     };
+    let replace = metadata.as_deref().is_some_and(overwrite);
     let meta = Meta {
         folder: path.to_url(true),
         name: name.clone(),
@@ -367,6 +388,7 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
         metadata,
         expires: now_secs() + up.settings.upload_expiry.as_secs(),
         done: false,
+        replace,
     };
     let (folder, saved, new_id) = (path.clone(), meta.clone(), id.clone());
     let headers = head.headers.clone();
@@ -377,17 +399,19 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
                 .root
                 .write_dir(&folder, false)
                 .map_err(|e| io_status(&e))?;
-            if target
+            let change = match target
                 .entry_type(name.as_bytes())
                 .map_err(|e| io_status(&e))?
-                != EntryType::Missing
             {
-                return Err(StatusCode::CONFLICT);
-            }
-            // The file will be a new member of a folder a WebDAV lock may guard.
+                EntryType::Missing => Change::Existence,
+                EntryType::File if replace => Change::Content,
+                _ => return Err(StatusCode::CONFLICT),
+            };
+            // The file will be a new member of a folder a WebDAV lock may guard, or
+            // the new content of a file one may.
             if up
                 .locks
-                .blocks(&folder.join(name.as_bytes()), &headers, Change::Existence)
+                .blocks(&folder.join(name.as_bytes()), &headers, change)
             {
                 return Err(StatusCode::LOCKED);
             }
@@ -690,19 +714,38 @@ fn publish(
     headers: &HeaderMap,
 ) -> Result<(), StatusCode> {
     let folder = SitePath::parse(&meta.folder, true).map_err(|_| StatusCode::NOT_FOUND)?;
-    // Checked again as the file goes in: the folder may have been locked since. The
-    // bytes stay; the last PATCH may be sent again with a token.
-    if up.locks.blocks(
-        &folder.join(meta.name.as_bytes()),
-        headers,
-        Change::Existence,
-    ) {
-        return Err(StatusCode::LOCKED);
-    }
     let target = up
         .root
         .write_dir(&folder, false)
         .map_err(|e| io_status(&e))?;
+    let change = match target.entry_type(meta.name.as_bytes()) {
+        Ok(EntryType::Missing) => Change::Existence,
+        _ => Change::Content,
+    };
+    // Checked again as the file goes in: the folder (or the file replaced) may have
+    // been locked since. The bytes stay; the last PATCH may be sent again with a
+    // token.
+    if up
+        .locks
+        .blocks(&folder.join(meta.name.as_bytes()), headers, change)
+    {
+        return Err(StatusCode::LOCKED);
+    }
+    if meta.replace {
+        // Whatever file has the name now is replaced, in one step; a folder is not.
+        if target
+            .entry_type(meta.name.as_bytes())
+            .map_err(|e| io_status(&e))?
+            == EntryType::Dir
+        {
+            return Err(StatusCode::CONFLICT);
+        }
+        dir.rename(key.as_bytes(), &target, meta.name.as_bytes(), true)
+            .map_err(|e| io_status(&e))?;
+        meta.done = true;
+        let _ = save(dir, key, meta);
+        return target.sync().map_err(|e| io_status(&e));
+    }
     // Its name may have been taken meanwhile (another upload of the same name
     // finished first): the file then goes in as `name (1).ext`, the way browsers keep
     // a second download, rather than lose its bytes.

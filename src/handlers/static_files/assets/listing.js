@@ -249,7 +249,13 @@
     const tusHeaders = { "Tus-Resumable": "1.0.0" };
     if (!job.tus) {
       const meta = "filename " + btoa(String.fromCharCode(...new TextEncoder().encode(name)));
-      const res = await request("POST", base + enc(folder), Object.assign({ "Upload-Length": String(job.file.size), "Upload-Metadata": meta }, tusHeaders));
+      const create = (m) => request("POST", base + enc(folder), Object.assign({ "Upload-Length": String(job.file.size), "Upload-Metadata": m }, tusHeaders));
+      let res = await create(meta);
+      // The name is taken: asked as for a smaller file, then replaced in one step.
+      if (res.status === 409) {
+        if (!confirm(job.path + " exists. Replace it?")) throw new Error("exists, kept");
+        res = await create(meta + ",overwrite " + btoa("1"));
+      }
       if (res.status !== 201) throw new Error("failed: " + res.status + " " + res.statusText);
       job.tus = new URL(res.headers.get("Location"), location.href).href;
     }
