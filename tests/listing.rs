@@ -422,6 +422,13 @@ fn a_folder_spelled_loosely_redirects_to_its_own_url() {
     assert_eq!(get(&server, "/json/").status, 200);
     // A file under a loose spelling is served as before.
     assert_eq!(get(&server, "/json//a.txt").body, b"a");
+    // A file with a dot segment after it names no folder: 404, not a redirect to
+    // a URL that is one (as nginx answers).
+    for asked in ["/json/a.txt/.", "/json/a.txt/./", "/json/nothing/./"] {
+        let res = get(&server, asked);
+        assert_eq!(res.status, 404, "{asked}");
+        assert_eq!(res.header("location"), None, "{asked}");
+    }
 }
 
 /// A file written in place changes its size and time, not its folder's state: the

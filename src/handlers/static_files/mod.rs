@@ -236,7 +236,8 @@ impl StaticFiles {
                 .extensions
                 .get::<crate::handlers::HandedBack>()
                 .is_none();
-        if path.has_trailing_slash() && clients_own && is_loose(target) {
+        if path.has_trailing_slash() && clients_own && is_loose(target) && self.is_dir(&path).await
+        {
             let mut location = path.to_url(true);
             if let Some(query) = head.uri.query().filter(|q| !q.is_empty()) {
                 location.push('?');
@@ -245,6 +246,15 @@ impl StaticFiles {
             return response::moved_permanently(&location);
         }
         self.serve_path(head, path, target, readable, offers).await
+    }
+
+    /// Whether `path` is a folder (a file's `/file.txt/.` is a 404, not a redirect
+    /// to a URL that is one).
+    async fn is_dir(self: &Arc<Self>, path: &SitePath) -> bool {
+        let (files, path) = (Arc::clone(self), path.clone());
+        tokio::task::spawn_blocking(move || matches!(files.root.open(&path), Ok(Node::Dir(_))))
+            .await
+            .unwrap_or(false)
     }
 }
 
