@@ -1291,6 +1291,24 @@ fn a_file_handed_back_keeps_the_rules_of_its_path() {
     assert!(!res.body_text().contains("private"));
     let res = get(&server, "/c/x");
     assert_eq!((res.status, res.body_text().as_str()), (200, "report"));
+
+    // The README's layout: the whole site proxied, files first, one folder internal.
+    let app = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected/r.txt\r\nContent-Length: 0\r\n\r\n",
+    );
+    std::fs::write(
+        &conf,
+        format!(
+            "[[rule]]\npath = \"/\"\nhandler = \"proxy\"\nfiles-first = true\nupstreams = [\"http://{}\"]\n\
+             [[rule]]\npath = \"/protected/\"\ninternal = true\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let res = get(&server, "/download");
+    assert_eq!((res.status, res.body_text().as_str()), (200, "report"));
+    assert_eq!(get(&server, "/protected/r.txt").status, 404);
 }
 
 /// A folder handed back under a loose spelling is served, not redirected: the

@@ -853,9 +853,11 @@ impl Router {
             };
             let plain = |rule: &rules::Rule| match &rule.handler {
                 None | Some(Handler::Static(_)) => true,
-                // A PHP site's plain files (not its scripts) are files.
+                // Under an app's rule (`/` proxied, files first), a PHP site's plain
+                // files (not its scripts): files an app may hand back.
+                Some(Handler::Proxy(_)) => hand_back,
                 Some(Handler::FastCgi(route)) => hand_back && !route.runs(path),
-                Some(_) => false,
+                Some(Handler::Cgi(_)) => false,
             };
             guards.iter().all(|(rule, _)| {
                 admitted(rule)
