@@ -930,10 +930,18 @@ fn an_upload_is_reported_complete_only_with_its_file_in_place() {
 /// file of its name, in one step; without it the name is refused up front.
 #[test]
 fn an_upload_asking_to_overwrite_replaces_the_file() {
+    use std::os::unix::fs::PermissionsExt as _;
     let (_t, root) = temp_root();
     write_file(&root, "same.txt", "old");
+    std::fs::set_permissions(
+        root.join("same.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::create_dir(root.join("folder.txt")).unwrap();
-    let server = Server::start(&root, &["--upload"]);
+    write_file(&root, "wharf.toml", "");
+    let config = root.join("wharf.toml");
+    let server = Server::start(&root, &["--upload", "--config", config.to_str().unwrap()]);
     let create_with = |name: &str, extra: &str| {
         let meta = format!("{},{extra}", metadata(name));
         tus(
@@ -957,6 +965,17 @@ fn an_upload_asking_to_overwrite_replaces_the_file() {
     assert_eq!(patch(&server, &url, 0, b"new").status, 204);
     assert_eq!(std::fs::read(root.join("same.txt")).unwrap(), b"new");
     assert!(!root.join("same (1).txt").exists());
+    // As a PUT's replacement, the file keeps its mode.
+    let mode = std::fs::metadata(root.join("same.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // wharf's own configuration is never written.
+    assert_eq!(
+        create_with("wharf.toml", &format!("overwrite {yes}")).status,
+        403
+    );
     // A folder is never replaced.
     assert_eq!(
         create_with("folder.txt", &format!("overwrite {yes}")).status,

@@ -205,7 +205,7 @@ fn first_missing(root: &crate::fs::Root, dir: &SitePath) -> Option<SitePath> {
 /// Gives the new content of a replaced file the old one's permissions (a private
 /// file stays private, a program stays runnable) and, where wharf may, its owner.
 /// Best effort: the content is what was asked for.
-fn keep_owner_and_mode(old: &std::fs::File, new: &std::fs::File) {
+pub(super) fn keep_owner_and_mode(old: &std::fs::File, new: &std::fs::File) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Ok(meta) = old.metadata() else {
         return;

@@ -399,6 +399,10 @@ async fn create(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Response<
                 .root
                 .write_dir(&folder, false)
                 .map_err(|e| io_status(&e))?;
+            // wharf's own files (its configuration, a TLS key) are never written.
+            if up.root.is_secret(&target, name.as_bytes()) {
+                return Err(StatusCode::FORBIDDEN);
+            }
             let change = match target
                 .entry_type(name.as_bytes())
                 .map_err(|e| io_status(&e))?
@@ -723,8 +727,7 @@ fn publish(
         _ => Change::Content,
     };
     // Checked again as the file goes in: the folder (or the file replaced) may have
-    // been locked since. The bytes stay; the last PATCH may be sent again with a
-    // token.
+    // been locked since. The last PATCH may be sent again with a token.
     if up
         .locks
         .blocks(&folder.join(meta.name.as_bytes()), headers, change)
@@ -732,13 +735,27 @@ fn publish(
         return Err(StatusCode::LOCKED);
     }
     if meta.replace {
-        // Whatever file has the name now is replaced, in one step; a folder is not.
-        if target
+        // Whatever file has the name now is replaced, in one step; a folder is not,
+        // nor one of wharf's own files.
+        if up.root.is_secret(&target, meta.name.as_bytes()) {
+            return Err(StatusCode::FORBIDDEN);
+        }
+        match target
             .entry_type(meta.name.as_bytes())
             .map_err(|e| io_status(&e))?
-            == EntryType::Dir
         {
-            return Err(StatusCode::CONFLICT);
+            EntryType::Dir => return Err(StatusCode::CONFLICT),
+            // As a PUT's replacement: the old file's properties, mode and owner.
+            EntryType::File => {
+                if let (Ok(old), Ok(new)) = (
+                    target.open_file(meta.name.as_bytes()),
+                    dir.open_file(key.as_bytes()),
+                ) {
+                    super::props::copy_dead_file(&old, &new);
+                    super::put::keep_owner_and_mode(&old, &new);
+                }
+            }
+            _ => {}
         }
         dir.rename(key.as_bytes(), &target, meta.name.as_bytes(), true)
             .map_err(|e| io_status(&e))?;
@@ -752,7 +769,9 @@ fn publish(
     let mut placed = None;
     for candidate in free_names(&meta.name) {
         let path = folder.join(candidate.as_bytes());
-        if up.locks.blocks(&path, headers, Change::Existence) {
+        if up.locks.blocks(&path, headers, Change::Existence)
+            || up.root.is_secret(&target, candidate.as_bytes())
+        {
             continue;
         }
         match dir.rename(key.as_bytes(), &target, candidate.as_bytes(), false) {
