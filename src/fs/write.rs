@@ -168,7 +168,16 @@ impl Root {
                 };
                 let changed = SystemTime::UNIX_EPOCH
                     + std::time::Duration::from_secs(u64::try_from(st.st_mtime).unwrap_or(0));
-                let stale = changed < started && left_by_a_dead_process(&name);
+                let stale = match left_by(&name) {
+                    Writer::Ended => changed < started,
+                    // Another process with the PID, in this PID namespace: a
+                    // container's PID 1 after a restart, or a neighbour's in its
+                    // own namespace sharing the folder, whose upload may still be
+                    // under way. Only one untouched for longer than any write
+                    // waits for its client is a leftover.
+                    Writer::PidReused => changed + PID_REUSED_AFTER < started,
+                    Writer::Running => false,
+                };
                 match FileType::from_raw_mode(st.st_mode) {
                     // A copied tree being built when its process was killed.
                     FileType::Directory if stale && dir.remove(&name).is_ok() => removed += 1,
@@ -200,14 +209,29 @@ impl Root {
     }
 }
 
-/// Whether `name` is a temporary file's (`.wharf-tmp-PID-N-NANOS-START`) whose
-/// process has ended: no process has the PID, or the one that has it started at
-/// another time than START (the PID was used again: a container's wharf is PID 1
-/// in every run). A name without START (made where `/proc` is not mounted) is
-/// judged by the PID alone.
-fn left_by_a_dead_process(name: &[u8]) -> bool {
+/// What became of the process that made a temporary file.
+#[derive(Debug, PartialEq, Eq)]
+enum Writer {
+    /// No process has its PID.
+    Ended,
+    /// The process with its PID started at another time than it did.
+    PidReused,
+    /// It may still run (or the name is not a temporary file's).
+    Running,
+}
+
+/// How long a temporary file whose PID another process has must be left untouched
+/// before it counts as left over (see [`Writer::PidReused`]).
+const PID_REUSED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The writer of a temporary file named `.wharf-tmp-PID-N-NANOS-START`: ended
+/// when no process has the PID; when the one that has it started at another time
+/// than START, the PID was used again (but in a PID namespace of its own, the same
+/// PID and another start is also a neighbour's). A name without START (made where
+/// `/proc` is not mounted) is judged by the PID alone.
+fn left_by(name: &[u8]) -> Writer {
     let Some(rest) = name.strip_prefix(TEMP_PREFIX.as_bytes()) else {
-        return false;
+        return Writer::Running;
     };
     let mut parts = rest.split(|b| *b == b'-').map(|p| {
         std::str::from_utf8(p)
@@ -220,16 +244,18 @@ fn left_by_a_dead_process(name: &[u8]) -> bool {
         .and_then(|p| i32::try_from(p).ok())
         .and_then(rustix::process::Pid::from_raw)
     else {
-        return false;
+        return Writer::Running;
     };
     // Signal 0 asks only whether the process exists (EPERM: it does, as another
     // user's).
     if rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
-        return true;
+        return Writer::Ended;
     }
     match parts.nth(2).flatten() {
-        Some(start) => process_start(pid.as_raw_nonzero().get()).is_some_and(|s| s != start),
-        None => false,
+        Some(start) if process_start(pid.as_raw_nonzero().get()).is_some_and(|s| s != start) => {
+            Writer::PidReused
+        }
+        _ => Writer::Running,
     }
 }
 
@@ -681,7 +707,7 @@ fn map_write_err(err: rustix::io::Errno) -> io::Error {
 
 #[cfg(test)]
 mod tests {
-    use super::left_by_a_dead_process;
+    use super::{left_by, Writer};
 
     #[test]
     fn only_temporaries_of_ended_processes_are_stale() {
@@ -689,20 +715,21 @@ mod tests {
         let ended = child.id();
         child.wait().unwrap();
         let name = |pid: &str| format!(".wharf-tmp-{pid}-0-0000abcd").into_bytes();
-        assert!(left_by_a_dead_process(&name(&ended.to_string())));
+        assert_eq!(left_by(&name(&ended.to_string())), Writer::Ended);
         let own = std::process::id().to_string();
-        assert!(!left_by_a_dead_process(&name(&own)));
+        assert_eq!(left_by(&name(&own)), Writer::Running);
         // With the process's start: the same PID in an earlier run is another
         // process (a container's PID 1 after a restart).
         let start = super::own_start().unwrap();
         let made = |start: u64| format!(".wharf-tmp-{own}-0-0000abcd-{start}").into_bytes();
-        assert!(!left_by_a_dead_process(&made(start)));
-        assert!(left_by_a_dead_process(&made(start + 1)));
-        assert!(!left_by_a_dead_process(
-            super::temp_name().unwrap().as_bytes()
-        ));
-        assert!(!left_by_a_dead_process(b".wharf-tmp-keepme"));
-        assert!(!left_by_a_dead_process(b".wharf-tmp--1-0-0"));
-        assert!(!left_by_a_dead_process(b"other-123-0-0"));
+        assert_eq!(left_by(&made(start)), Writer::Running);
+        assert_eq!(left_by(&made(start + 1)), Writer::PidReused);
+        assert_eq!(
+            left_by(super::temp_name().unwrap().as_bytes()),
+            Writer::Running
+        );
+        assert_eq!(left_by(b".wharf-tmp-keepme"), Writer::Running);
+        assert_eq!(left_by(b".wharf-tmp--1-0-0"), Writer::Running);
+        assert_eq!(left_by(b"other-123-0-0"), Writer::Running);
     }
 }
