@@ -541,4 +541,18 @@ print(' '.join(sorted(i.filename for i in z.infolist() if not i.filename.endswit
     }
     // Through the loop, each folder once more at most: the walk ends.
     assert!(files.len() < 30, "{listed}");
+
+    // Folders each linked to all the others: every path through them would be
+    // 9! walks; each is archived under a few names, and the archive is made.
+    for i in 0..9 {
+        write_file(&root, &format!("web/f{i}/x.txt"), "x");
+    }
+    for i in 0..9 {
+        for j in (0..9).filter(|&j| j != i) {
+            std::os::unix::fs::symlink(format!("../f{j}"), root.join(format!("web/f{i}/to{j}")))
+                .unwrap();
+        }
+    }
+    let res = get(&server, "/web/?zip");
+    assert_eq!(res.status, 200);
 }

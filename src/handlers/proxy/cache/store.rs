@@ -171,7 +171,8 @@ impl Store {
 
     /// Stores `entry` as [`Store::insert`] does, and removes `old` (the entry it
     /// refreshes, which its fields may have given another variant) if it is still
-    /// stored; a file the two share stays.
+    /// stored, found by its id (it may have been stored again since with its file);
+    /// a file the two share stays.
     pub fn insert_in_place_of(&self, mut entry: Entry, old: Option<&Arc<Entry>>) -> Arc<Entry> {
         entry.id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let now = self.tick();
@@ -182,10 +183,9 @@ impl Store {
             let mut index = self.lock();
             let index = &mut *index;
             let variants = index.by_key.entry(entry.key.clone()).or_default();
-            let (old, kept): (Vec<_>, Vec<_>) =
-                std::mem::take(variants).into_iter().partition(|e| {
-                    e.variant == entry.variant || old.is_some_and(|o| Arc::ptr_eq(e, o))
-                });
+            let (old, kept): (Vec<_>, Vec<_>) = std::mem::take(variants)
+                .into_iter()
+                .partition(|e| e.variant == entry.variant || old.is_some_and(|o| e.id == o.id));
             *variants = kept;
             variants.insert(0, Arc::clone(&entry));
             let surplus = variants.len().saturating_sub(MAX_VARIANTS);

@@ -46,6 +46,8 @@ use crate::http::range::{self, RangeRequest};
 use crate::http::response;
 use zip::{Member, Method, Written};
 
+/// The most names one folder is archived under (symlinks to it beside each other).
+const MAX_NAMES_PER_FOLDER: usize = 4;
 /// Members one archive may hold: beyond this the walk itself would hold too much.
 const MAX_MEMBERS: usize = 1_000_000;
 /// Bytes the walk's list may hold: each member keeps its path and its name, which
@@ -135,6 +137,8 @@ impl Archive {
         method: Method,
     ) -> io::Result<Archive> {
         let mut sources = Vec::new();
+        // How many names each folder was archived under so far.
+        let mut names_of: HashMap<(u64, u64), usize> = HashMap::new();
         // Member names given so far: two files whose names read alike once made
         // valid (`\` as `_`, bytes that are not UTF-8 as U+FFFD) must not be one
         // member twice, which an extractor would write over.
@@ -160,9 +164,13 @@ impl Archive {
             // archived once; one reached under two names beside each other (a
             // symlink to a sibling) is archived under both, as each name lists it.
             let id = (open.meta.dev(), open.meta.ino());
-            if inside.contains(&id) {
+            let names = names_of.entry(id).or_default();
+            // Folders linked to one another would otherwise be walked along every
+            // path through them: each is archived under a few names at most.
+            if inside.contains(&id) || *names >= MAX_NAMES_PER_FOLDER {
                 continue;
             }
+            *names += 1;
             inside.push(id);
             let mut entries = match root.list(open, &path) {
                 Ok(entries) => entries,
