@@ -831,6 +831,7 @@ impl Router {
         user: Option<&str>,
     ) -> Option<ReadPolicy> {
         let hand_back = matches!(handler, Handler::Proxy(_) | Handler::FastCgi(_));
+        let by_fastcgi = matches!(handler, Handler::FastCgi(_));
         let asks_archive = matches!(handler, Handler::Static(_))
             && matches!(
                 crate::handlers::static_files::archive::asked(req),
@@ -854,9 +855,11 @@ impl Router {
             let plain = |rule: &rules::Rule| match &rule.handler {
                 None | Some(Handler::Static(_)) => true,
                 // Under an app's rule (`/` proxied, files first), a PHP site's plain
-                // files (not its scripts): files an app may hand back.
+                // files (not its scripts): files an app may hand back. A PHP app's
+                // own hand-backs are judged by its route (`may_hand_back`), which
+                // knows the script that asked.
                 Some(Handler::Proxy(_)) => hand_back,
-                Some(Handler::FastCgi(route)) => hand_back && !route.runs(path),
+                Some(Handler::FastCgi(route)) => hand_back && (by_fastcgi || !route.runs(path)),
                 Some(Handler::Cgi(_)) => false,
             };
             guards.iter().all(|(rule, _)| {
