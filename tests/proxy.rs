@@ -361,6 +361,11 @@ fn max_forwards_is_counted_down_and_trace_goes_no_further() {
         request(&server, "OPTIONS", "/x", &[("Max-Forwards", bad)]);
         assert_eq!(app.last().header("max-forwards"), None, "{bad}");
     }
+    // Sent twice, the smaller count holds: at 0, wharf answers.
+    let before = app.seen().len();
+    let twice = [("Max-Forwards", "5"), ("Max-Forwards", "0")];
+    assert_eq!(request(&server, "OPTIONS", "/x", &twice).status, 200);
+    assert_eq!(app.seen().len(), before);
     // TRACE would echo the client's credentials to a script (cross-site tracing).
     let before = app.seen().len();
     assert_eq!(request(&server, "TRACE", "/x", &[]).status, 405);

@@ -695,22 +695,23 @@ pub async fn send(
 
 /// An OPTIONS request's `Max-Forwards` (RFC 9110 §7.6.2: only OPTIONS and TRACE
 /// have one, and TRACE goes no further than wharf), one too large to count read as
-/// the largest wharf counts; `None` when it has none, or one that is not a number
-/// (`-1`, `3, 2`), which goes no further.
+/// the largest wharf counts, and of several fields the smallest (the field is one
+/// number; the count must not grow); `None` when it has none, or one that is not
+/// a number (`-1`, `3, 2`), which goes no further.
 fn max_forwards(head: &http::request::Parts) -> Option<u64> {
     if head.method != Method::OPTIONS {
         return None;
     }
-    let value = head
-        .headers
-        .get(header::MAX_FORWARDS)?
-        .to_str()
-        .ok()?
-        .trim();
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let mut smallest: Option<u64> = None;
+    for value in head.headers.get_all(header::MAX_FORWARDS) {
+        let value = value.to_str().ok()?.trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n = value.parse().unwrap_or(u64::MAX);
+        smallest = Some(smallest.map_or(n, |s| s.min(n)));
     }
-    Some(value.parse().unwrap_or(u64::MAX))
+    smallest
 }
 
 /// How many times a request is sent again after its connection closed unanswered.
