@@ -374,6 +374,9 @@ fn locks_guard_what_rfc_4918_says_and_no_more() {
     );
     assert!(!root.join("guarded/tus.txt").exists());
 
+    // A refresh names its lock in If; a LOCK with neither a body nor an If is
+    // malformed.
+    assert_eq!(dav(&server, "LOCK", "/guarded/", &[], "").status, 400);
     // A refresh: more time, and no Lock-Token, which the client has (§9.10.2).
     let condition = format!("({guard})");
     let res = dav(&server, "LOCK", "/guarded/", &[("If", &condition)], "");
@@ -463,6 +466,79 @@ fn unlock_names_its_failed_precondition_and_timeouts_ignore_case() {
         "{}",
         res.body_text()
     );
+}
+
+/// A COPY changes nothing at its source: a lock on the source's folder neither
+/// stops it nor is named when a lock on the destination does (RFC 4918 §7.5,
+/// `lock-token-submitted` names the locked resource).
+#[test]
+fn a_copy_answers_only_to_the_destinations_lock() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "w/b.txt", "b");
+    write_file(&root, "dst.txt", "old");
+    let server = Server::start(&root, &["--upload"]);
+    let folder_token = lock(&server, "/w/", "shared", "infinity");
+    let copied = dav(
+        &server,
+        "COPY",
+        "/w/b.txt",
+        &[("Destination", "http://localhost/free.txt")],
+        "",
+    );
+    assert_eq!(copied.status, 201, "{}", copied.body_text());
+    let dst_token = lock(&server, "/dst.txt", "exclusive", "0");
+    for if_header in [None, Some(format!("</w/> ({folder_token})"))] {
+        let mut headers = vec![("Destination", "http://localhost/dst.txt")];
+        if let Some(value) = &if_header {
+            headers.push(("If", value.as_str()));
+        }
+        let res = dav(&server, "COPY", "/w/b.txt", &headers, "");
+        assert_eq!(res.status, 423, "{if_header:?}");
+        let text = res.body_text();
+        assert!(
+            text.contains("<D:lock-token-submitted><D:href>/dst.txt</D:href>"),
+            "{if_header:?}: {text}"
+        );
+    }
+    let res = dav(
+        &server,
+        "COPY",
+        "/w/b.txt",
+        &[
+            ("Destination", "http://localhost/dst.txt"),
+            ("If", &format!("</dst.txt> ({dst_token})")),
+        ],
+        "",
+    );
+    assert_eq!(res.status, 204, "{}", res.body_text());
+    assert_eq!(std::fs::read_to_string(root.join("dst.txt")).unwrap(), "b");
+}
+
+/// A `Destination` with raw UTF-8 names what its percent-encoded form names, as
+/// the same bytes in a request line do (nginx and Apache take both); bytes that
+/// are not UTF-8, and control characters, are still malformed.
+#[test]
+fn a_destination_in_raw_utf_8_is_taken() {
+    let (_tmp, root) = temp_root();
+    write_file(&root, "a.txt", "a");
+    let server = Server::start(&root, &["--upload"]);
+    for (dest, name) in [
+        ("http://localhost/caf\u{e9}.txt", "caf\u{e9}.txt"),
+        ("/r\u{e9}sum\u{e9} 2.txt", "r\u{e9}sum\u{e9} 2.txt"),
+        ("/%C3%BC.txt", "\u{fc}.txt"),
+    ] {
+        let res = dav(&server, "COPY", "/a.txt", &[("Destination", dest)], "");
+        assert_eq!(res.status, 201, "{dest}");
+        assert_eq!(std::fs::read_to_string(root.join(name)).unwrap(), "a");
+    }
+    for bad in [&b"/\xe9.txt"[..], b"/a\x01.txt"] {
+        let mut req = b"COPY /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                        Destination: "
+            .to_vec();
+        req.extend_from_slice(bad);
+        req.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(server.exchange(&req, false).status, 400, "{bad:?}");
+    }
 }
 
 /// A PROPPATCH is all or nothing (RFC 4918 §9.2): when one property cannot be
@@ -650,6 +726,49 @@ fn copy_and_move_see_through_links_to_the_same_thing() {
     assert_eq!(get(&server, "/release.tgz").status, 200);
 }
 
+/// A folder's copy holds what PROPFIND lists in it: a symlinked member inside the
+/// root is copied as what it names (as a COPY of it alone is); a link to a folder
+/// that holds it (`.`, `..`) is left out rather than copied without end, and so
+/// are links that name nothing readable.
+#[test]
+fn a_folder_copy_takes_its_linked_members() {
+    let (_t, root) = temp_root();
+    write_file(&root, "a.txt", "outside the folder");
+    write_file(&root, "site/ok.txt", "ok");
+    write_file(&root, "shared/lib/x.js", "x");
+    std::os::unix::fs::symlink("ok.txt", root.join("site/inlink")).unwrap();
+    std::os::unix::fs::symlink("../a.txt", root.join("site/uplink")).unwrap();
+    std::os::unix::fs::symlink("../shared/lib", root.join("site/lib")).unwrap();
+    std::os::unix::fs::symlink("..", root.join("site/up")).unwrap();
+    std::os::unix::fs::symlink(".", root.join("site/self")).unwrap();
+    std::os::unix::fs::symlink("missing", root.join("site/dangling")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("site/etc")).unwrap();
+    let server = Server::start(&root, &["--upload", "--delete"]);
+    let copied = dav(
+        &server,
+        "COPY",
+        "/site/",
+        &[("Destination", "http://localhost/copy/")],
+        "",
+    );
+    assert_eq!(copied.status, 201, "{}", copied.body_text());
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
+    assert_eq!(read("copy/ok.txt").as_deref(), Some("ok"));
+    assert_eq!(read("copy/inlink").as_deref(), Some("ok"));
+    assert_eq!(read("copy/uplink").as_deref(), Some("outside the folder"));
+    assert_eq!(read("copy/lib/x.js").as_deref(), Some("x"));
+    // Copies, not links: changing the copy leaves the original alone.
+    assert!(!root.join("copy/inlink").is_symlink());
+    assert!(!root.join("copy/lib").is_symlink());
+    for left_out in ["self", "up", "dangling", "etc"] {
+        assert!(
+            std::fs::symlink_metadata(root.join("copy").join(left_out)).is_err(),
+            "{left_out}"
+        );
+    }
+    assert_eq!(get(&server, "/copy/inlink").status, 200);
+}
+
 /// What `dir` holds that a write left under a temporary name.
 fn temporaries_in(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -788,6 +907,9 @@ fn bodies_that_are_not_one_xml_document_are_400() {
         format!("{}{}", update("r1"), update("r2")),
         format!("junk<?xml version=\"1.0\"?>{}", update("r3")),
         update("r4").replace(">1<", ">&#x1;<"),
+        // No `set` or `remove` (RFC 4918 §14.19: one or more).
+        "<D:propertyupdate xmlns:D=\"DAV:\"/>".to_string(),
+        "<D:propertyupdate xmlns:D=\"DAV:\"></D:propertyupdate>".to_string(),
     ] {
         let res = dav(&server, "PROPPATCH", "/t.txt", &[], &body);
         assert_eq!(res.status, 400, "{body}");

@@ -966,7 +966,8 @@ impl Router {
         let Some(value) = req.headers.get("destination") else {
             return Ok(None);
         };
-        let text = value.to_str().map_err(|_| StatusCode::BAD_REQUEST)?;
+        let text = ascii_destination(value.as_bytes()).ok_or(StatusCode::BAD_REQUEST)?;
+        let text = text.as_ref();
         let uri: http::Uri = text.parse().map_err(|_| StatusCode::BAD_REQUEST)?;
         // An absolute URI or an absolute path (§10.3); anything else is malformed,
         // though one such as `rel.txt` parses as an authority, not another host's.
@@ -1235,6 +1236,32 @@ fn adds_rule_headers(status: StatusCode) -> bool {
         status.as_u16(),
         200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
     )
+}
+
+/// A `Destination` value as URI text: raw UTF-8 and spaces in it (which some
+/// clients send, and nginx and Apache take, as they take them in a request line)
+/// percent-encoded, with the other characters a URI may not hold and that are
+/// never delimiters, so that it names what the same bytes in a request line name.
+/// `None` for control characters, and for bytes that are not UTF-8.
+fn ascii_destination(value: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    use std::fmt::Write;
+    let text = std::str::from_utf8(value).ok()?;
+    if text.bytes().any(|b| b.is_ascii_control()) {
+        return None;
+    }
+    let unfit = |b: u8| !b.is_ascii() || b" \"<>\\^`{|}".contains(&b);
+    if !text.bytes().any(unfit) {
+        return Some(std::borrow::Cow::Borrowed(text));
+    }
+    let mut encoded = String::with_capacity(text.len() * 3);
+    for &b in text.as_bytes() {
+        if !unfit(b) {
+            encoded.push(b as char);
+        } else {
+            let _ = write!(encoded, "%{b:02X}");
+        }
+    }
+    Some(std::borrow::Cow::Owned(encoded))
 }
 
 #[cfg(test)]

@@ -300,7 +300,12 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
         Ok((true, _)) => empty(StatusCode::NO_CONTENT),
         // Named as what it is: a file copied to `x/` is the file `x`.
         Ok((false, folder)) => created(&dest.path, folder),
-        Err(StatusCode::LOCKED) => up.locks.locked(&[&dest.path, &req.path], &req.head.headers),
+        // A COPY leaves its source as it was: only a lock on the destination
+        // stands in its way.
+        Err(StatusCode::LOCKED) if moving => {
+            up.locks.locked(&[&dest.path, &req.path], &req.head.headers)
+        }
+        Err(StatusCode::LOCKED) => up.locks.locked(&[&dest.path], &req.head.headers),
         Err(status) => response::error(status),
     }
 }
@@ -363,7 +368,17 @@ fn copy_top(
             let made = staged.open()?;
             props::copy_dead_dir(&from, &made);
             if deep {
-                copy_children(root, &from, &made, 1)?;
+                // Every folder from the root down: a link to one of them would
+                // hold the copy's own source.
+                let segments = src.segments();
+                let mut ancestors = (0..segments.len())
+                    .map(|end| {
+                        let folder = SitePath::from_segments(segments[..end].to_vec());
+                        root.write_dir(&folder, false)?.identity()
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                ancestors.push(from.identity()?);
+                copy_children(root, (&from, src), &made, &mut ancestors, 1)?;
             }
             staged.put(name, replace)
         }
@@ -375,9 +390,19 @@ fn copy_top(
 /// foresee).
 const MAX_COPY_DEPTH: usize = 256;
 
-/// Copies every entry of `from` (`depth` folders below the copied one) into `to`,
-/// leaving out reserved names, wharf's secrets and anything but files and folders.
-fn copy_children(root: &Root, from: &WriteDir, to: &WriteDir, depth: usize) -> io::Result<()> {
+/// Copies every entry of `from` (the folder at `from_path`, `depth` folders below
+/// the copied one, below those in `ancestors`: its own identity last) into `to`, leaving out reserved names,
+/// wharf's secrets and special files. A symlink is copied as what a read of it
+/// gives (as PROPFIND lists it and a COPY of it alone copies it): a file's content,
+/// a folder's tree; one that names nothing a read could open (dangling, outside
+/// the root, withheld), or a folder that holds it (a loop), is left out.
+fn copy_children(
+    root: &Root,
+    (from, from_path): (&WriteDir, &SitePath),
+    to: &WriteDir,
+    ancestors: &mut Vec<(u64, u64)>,
+    depth: usize,
+) -> io::Result<()> {
     if depth > MAX_COPY_DEPTH {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -388,17 +413,42 @@ fn copy_children(root: &Root, from: &WriteDir, to: &WriteDir, depth: usize) -> i
         if name.starts_with(RESERVED_PREFIX) || root.is_secret(from, &name) {
             continue;
         }
-        match from.entry_type(&name)? {
-            EntryType::File => copy_file(&from.open_file(&name)?, to)?.persist(&name, false)?,
-            EntryType::Dir => {
-                let sub = from.child(&name)?;
-                to.mkdir(&name)?;
-                let made = to.child(&name)?;
-                props::copy_dead_dir(&sub, &made);
-                copy_children(root, &sub, &made, depth + 1)?;
+        let sub = match from.entry_type(&name)? {
+            EntryType::File => {
+                copy_file(&from.open_file(&name)?, to)?.persist(&name, false)?;
+                continue;
             }
-            EntryType::Other | EntryType::Missing => {}
+            EntryType::Dir => from.child(&name)?,
+            EntryType::Missing => continue,
+            EntryType::Other => match root.open(&from_path.join(&name)) {
+                Ok(Node::File(open)) => {
+                    copy_file(&open.file, to)?.persist(&name, false)?;
+                    continue;
+                }
+                Ok(Node::Dir(_)) => match root.write_dir(&from_path.join(&name), false) {
+                    Ok(sub) => sub,
+                    Err(_) => continue,
+                },
+                Err(_) => continue,
+            },
+        };
+        let identity = sub.identity()?;
+        if ancestors.contains(&identity) {
+            continue;
         }
+        to.mkdir(&name)?;
+        let made = to.child(&name)?;
+        props::copy_dead_dir(&sub, &made);
+        ancestors.push(identity);
+        let copied = copy_children(
+            root,
+            (&sub, &from_path.join(&name)),
+            &made,
+            ancestors,
+            depth + 1,
+        );
+        ancestors.pop();
+        copied?;
     }
     Ok(())
 }

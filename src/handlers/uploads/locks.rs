@@ -407,7 +407,11 @@ pub async fn lock(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
             // for any other method (RFC 9110 §13.2.1).
             up.preconditions(&path, &method, &headers)?;
             if xml.trim().is_empty() {
-                // A refresh: the token is in If.
+                // A refresh: the token is in If (RFC 4918 §9.10.2); a LOCK with
+                // neither a body nor an If is malformed.
+                if !headers.contains_key("if") {
+                    return Err(StatusCode::BAD_REQUEST);
+                }
                 let submitted = submitted_tokens(&headers);
                 let mut table = up.locks.live();
                 let lock = table

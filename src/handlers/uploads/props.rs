@@ -722,6 +722,8 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
     let mut langs: [Option<String>; 4] = Default::default();
     let mut setting = false;
     let mut seen_root = false;
+    // At least one `set` or `remove` (RFC 4918 §14.19: `(remove | set)+`).
+    let mut instructed = false;
     loop {
         let (resolved, event) = r.read_resolved_event().ok()?;
         match event {
@@ -734,6 +736,7 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
                     0 => return None,
                     1 if ns == DAV && (local == "set" || local == "remove") => {
                         setting = local == "set";
+                        instructed = true;
                     }
                     3 => {
                         let name = PropName { ns, local };
@@ -768,7 +771,7 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
             _ => {}
         }
     }
-    (seen_root && depth == 0).then_some(changes)
+    (seen_root && instructed && depth == 0).then_some(changes)
 }
 
 /// The `xml:lang` an element carries, if any; `None` when it is malformed: a
