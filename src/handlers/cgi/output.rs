@@ -482,14 +482,17 @@ fn parse_head(buf: &[u8], framing: Framing) -> Result<Option<(Head, usize)>, Str
 /// Interprets CGI header fields (RFC 3875 §6.2, §6.3).
 fn cgi_head(fields: &[httparse::Header]) -> Result<Head, String> {
     let (mut headers, length) = response_fields(fields)?;
+    let location = headers.get(header::LOCATION).cloned();
     let (status, reason) = match headers.remove("status") {
-        Some(value) => {
-            let (status, reason) = parse_status(&value)?;
-            (Some(status), reason)
-        }
+        // `Status: 200` with a Location is read as the Location alone, as Apache
+        // reads it: a 200 that names another place to look makes no sense, and a
+        // script that always prints a status line gets the redirect it meant.
+        Some(value) => match parse_status(&value)? {
+            (StatusCode::OK, _) if location.is_some() => (None, None),
+            (status, reason) => (Some(status), reason),
+        },
         None => (None, None),
     };
-    let location = headers.get(header::LOCATION).cloned();
     // A program should name its body's type, but the server is not to guess it
     // (RFC 3875 §6.3.1): a head without Content-Type goes out without one. Only a
     // head with no field at all is taken for a broken program.
@@ -687,6 +690,32 @@ mod tests {
             Ok(Some((
                 Head::Document {
                     status: StatusCode::FOUND,
+                    ..
+                },
+                _
+            )))
+        ));
+        // With `Status: 200`, as without a status.
+        assert!(matches!(
+            cgi("Status: 200 Fine\nLocation: https://example.test/\n\n"),
+            Ok(Some((
+                Head::Document {
+                    status: StatusCode::FOUND,
+                    reason: None,
+                    ..
+                },
+                _
+            )))
+        ));
+        assert!(matches!(
+            cgi("Status: 200\nLocation: /other\n\n"),
+            Ok(Some((Head::LocalRedirect(to), _))) if to == "/other"
+        ));
+        assert!(matches!(
+            cgi("Status: 201 Created\nLocation: /made/1\n\n"),
+            Ok(Some((
+                Head::Document {
+                    status: StatusCode::CREATED,
                     ..
                 },
                 _
