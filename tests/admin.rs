@@ -121,6 +121,39 @@ fn metrics_count_requests_and_health_answers() {
         &[("Content-Length", "0")],
     ));
     assert_eq!(conn.read_response(false).status, 405);
+    // The checks RFC 9112 and RFC 9110 ask of every request, as on the site's port:
+    // one valid Host (400), unknown methods 501, OPTIONS answered with Allow.
+    let exchange = |raw: &str| {
+        let mut conn = Conn::new(connect(&admin));
+        conn.send(raw.as_bytes());
+        conn.read_response(false)
+    };
+    for (raw, status) in [
+        ("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        ("GET /healthz HTTP/1.0\r\n\r\n", 200),
+        (
+            "BREW /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            501,
+        ),
+        (
+            "OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+    ] {
+        let res = exchange(raw);
+        assert_eq!(res.status, status, "{raw}");
+        if status == 200 && raw.starts_with("OPTIONS") {
+            assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD, OPTIONS"));
+        }
+    }
     // The site itself knows nothing of these paths.
     assert_eq!(get(&server, "/metrics").status, 404);
 

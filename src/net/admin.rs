@@ -14,11 +14,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
+use crate::site::checks::{self, HeadLimits};
+use crate::site::methods;
 use crate::site::router::{Router, Routers};
 
 /// The media types of the two exposition formats: OpenMetrics (what Prometheus
@@ -91,8 +94,9 @@ pub async fn serve(
         let closing = closing.clone();
         let open = Arc::clone(&open);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let res = answer(&routers.load(), &req, closing.is_cancelled());
+            let service = hyper::service::service_fn(move |req: Request<_>| {
+                let (head, _body) = req.into_parts();
+                let res = answer(&routers.load(), &head, closing.is_cancelled());
                 async move { Ok::<_, Infallible>(res) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -127,18 +131,39 @@ fn wants_openmetrics(headers: &http::HeaderMap) -> bool {
         && openmetrics >= crate::http::negotiate::media_quality(headers, "text/plain")
 }
 
-fn answer<B>(router: &Router, req: &Request<B>, closing: bool) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+/// What a request head may hold here: less than the site allows by default, more
+/// than a scraper or a probe sends.
+const HEAD_LIMITS: HeadLimits = HeadLimits {
+    max_target_len: 4096,
+    max_header_size: 16 * 1024,
+};
+
+fn answer(router: &Router, req: &Parts, closing: bool) -> Response<Full<Bytes>> {
+    // The request checks RFC 9112 asks of any server (one valid Host, framing),
+    // as the site's port makes them.
+    if let Some(status) = checks::reject(req, &HEAD_LIMITS) {
+        return text(status, format!("{status}\n"));
+    }
+    if !methods::is_known(&req.method) {
+        return text(StatusCode::NOT_IMPLEMENTED, "only GET and HEAD\n".into());
+    }
+    if req.method != Method::GET && req.method != Method::HEAD {
+        let mut res = if req.method == Method::OPTIONS {
+            text(StatusCode::OK, String::new())
+        } else {
+            text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into())
+        };
+        res.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
         return res;
     }
-    match req.uri().path() {
+    match req.uri.path() {
         "/metrics" => {
             let metrics = crate::metrics::metrics();
             metrics.log_dropped_total(router.log().dropped_total());
-            let (body, kind) = if wants_openmetrics(req.headers()) {
+            let (body, kind) = if wants_openmetrics(&req.headers) {
                 (metrics.encode_openmetrics(), OPENMETRICS_TYPE)
             } else {
                 (metrics.encode(), TEXT_TYPE)

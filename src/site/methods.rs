@@ -34,6 +34,12 @@ const WEBDAV_METHODS: [&str; 7] = [
     "UNLOCK",
 ];
 
+/// Whether RFC 9110, RFC 5789 or RFC 4918 defines `method`: refused with 405 where
+/// it is not allowed, not 501.
+pub fn is_known(method: &Method) -> bool {
+    KNOWN_METHODS.contains(method) || WEBDAV_METHODS.contains(&method.as_str())
+}
+
 /// The refusal of the request `head` starts by `handler`: 405 with its `Allow` for a
 /// known method, 501 for an unknown one; `None` when the handler answers it.
 pub fn refuse(head: &Parts, handler: &Handler) -> Option<Response<Body>> {
@@ -41,9 +47,7 @@ pub fn refuse(head: &Parts, handler: &Handler) -> Option<Response<Body>> {
         return None;
     }
     let method = &head.method;
-    let known = KNOWN_METHODS.contains(method)
-        || WEBDAV_METHODS.contains(&method.as_str())
-        || handler.knows(method);
+    let known = is_known(method) || handler.knows(method);
     Some(if known {
         // The methods allowed in general, less the one refused here (a PATCH that
         // names no resumable upload).
