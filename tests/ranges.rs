@@ -318,6 +318,27 @@ fn first_bytes_range() {
     assert_eq!(response.body, b"01234");
 }
 
+/// `Range` takes one value (RFC 9110 §14.2): two fields are no valid range
+/// request, and one that is not valid is ignored (200).
+#[test]
+fn two_range_fields_are_ignored() {
+    let fx = start();
+    let response = request(
+        &fx.server,
+        "GET",
+        "/ten.bin",
+        &[("Range", "bytes=0-1"), ("Range", "bytes=3-4")],
+    );
+    assert_full(&response, TEN, "two Range fields");
+    let response = request(
+        &fx.server,
+        "GET",
+        "/ten.bin",
+        &[("Range", "bytes=0-1, 3-4")],
+    );
+    assert_eq!(response.status, 206);
+}
+
 #[test]
 fn open_ended_range() {
     let fx = start();

@@ -41,6 +41,17 @@ pub enum RangeRequest {
 /// no real client needs more, and each part costs a header.
 pub const MAX_RANGES: usize = 64;
 
+/// The request's `Range` value; `None` without one, and with more than one: the
+/// field takes a single value (RFC 9110 §14.2), so two fields do not make one
+/// valid range request, and one that is not valid is ignored.
+pub fn range_field(headers: &http::HeaderMap) -> Option<&http::HeaderValue> {
+    let mut fields = headers.get_all(http::header::RANGE).iter();
+    match (fields.next(), fields.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
+    }
+}
+
 /// Parses a `Range` value against a representation of `len` bytes.
 ///
 /// Overlapping or adjacent ranges are merged (so the parts never add up to more than

@@ -98,7 +98,7 @@ pub fn partial(req: &Parts, rep: &Representation) -> Option<Response<Body>> {
         etag: rep.etag.as_ref(),
         last_modified: rep.last_modified,
     };
-    let ranges = match req.headers.get(header::RANGE) {
+    let ranges = match range::range_field(&req.headers) {
         // An empty representation has no range to send: ranges are ignored (as nginx
         // does; RFC 9110 §14.2 lets a server ignore Range), never a 416.
         Some(value) if req.method == Method::GET && rep.len > 0 => {

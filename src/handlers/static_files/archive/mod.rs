@@ -348,7 +348,7 @@ impl Archive {
                 etag: Some(etag),
                 last_modified,
             };
-            let asked = match req.headers.get(header::RANGE) {
+            let asked = match range::range_field(&req.headers) {
                 Some(value) if req.method == HttpMethod::GET && total > 0 => match value.to_str() {
                     Ok(text) if conditional::range_allowed(&req.headers, validators) => {
                         range::parse(text, total)
