@@ -30,6 +30,8 @@ pub fn content_type(name: &[u8]) -> HeaderValue {
         // them.
         Some("ts") => Some("video/mp2t"),
         Some("mid" | "midi") => Some("audio/midi"),
+        // Zstandard frames (RFC 8878 §7.1), as `.gz` is `application/gzip`.
+        Some("zst") => Some("application/zstd"),
         // Patches and source code a browser should show, not download.
         Some("diff" | "patch") => Some("text/x-diff"),
         Some("go" | "rb" | "java" | "kt" | "swift" | "scala" | "tsx" | "jsx" | "lua") => {
@@ -78,6 +80,8 @@ mod tests {
         assert_eq!(ct("a.M4A"), "audio/mp4");
         assert_eq!(ct("seg1.ts"), "video/mp2t");
         assert_eq!(ct("a.mid"), "audio/midi");
+        assert_eq!(ct("logs.tar.zst"), "application/zstd");
+        assert_eq!(ct("logs.tar.gz"), "application/gzip");
         assert_eq!(ct("fix.patch"), "text/x-diff; charset=utf-8");
         assert_eq!(ct("main.go"), "text/plain; charset=utf-8");
         assert_eq!(ct("App.tsx"), "text/plain; charset=utf-8");
