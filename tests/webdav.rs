@@ -516,7 +516,7 @@ fn a_copy_answers_only_to_the_destinations_lock() {
 
 /// A `Destination` with raw UTF-8 names what its percent-encoded form names, as
 /// the same bytes in a request line do (nginx and Apache take both); bytes that
-/// are not UTF-8, and control characters, are still malformed.
+/// are not UTF-8, control characters and userinfo are still malformed.
 #[test]
 fn a_destination_in_raw_utf_8_is_taken() {
     let (_tmp, root) = temp_root();
@@ -531,7 +531,12 @@ fn a_destination_in_raw_utf_8_is_taken() {
         assert_eq!(res.status, 201, "{dest}");
         assert_eq!(std::fs::read_to_string(root.join(name)).unwrap(), "a");
     }
-    for bad in [&b"/\xe9.txt"[..], b"/a\x01.txt"] {
+    for bad in [
+        &b"/\xe9.txt"[..],
+        b"/a\tb.txt",
+        b"http://evil\\@localhost/x.txt",
+        b"http://u@localhost/x.txt",
+    ] {
         let mut req = b"COPY /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
                         Destination: "
             .to_vec();
@@ -767,6 +772,40 @@ fn a_folder_copy_takes_its_linked_members() {
         );
     }
     assert_eq!(get(&server, "/copy/inlink").status, 200);
+
+    // Folders linked to one another, each to the next twice: copied along every
+    // path through them, the last would be copied 2^6 times. Each folder is
+    // copied under a few names at most.
+    for i in 0..7 {
+        std::fs::create_dir(root.join(format!("c{i}"))).unwrap();
+        if i < 6 {
+            for link in ["a", "b"] {
+                let to = format!("../c{}", i + 1);
+                std::os::unix::fs::symlink(to, root.join(format!("c{i}/{link}"))).unwrap();
+            }
+        }
+    }
+    write_file(&root, "c6/f.txt", "f");
+    let copied = dav(
+        &server,
+        "COPY",
+        "/c0/",
+        &[("Destination", "http://localhost/chain/")],
+        "",
+    );
+    assert_eq!(copied.status, 201);
+    let mut found = 0;
+    let mut todo = vec![root.join("chain")];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(entry.path());
+            } else if entry.file_name() == "f.txt" {
+                found += 1;
+            }
+        }
+    }
+    assert!((1..=4).contains(&found), "{found} copies of c6/f.txt");
 }
 
 /// What `dir` holds that a write left under a temporary name.

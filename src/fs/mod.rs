@@ -97,6 +97,12 @@ impl Withheld {
     }
 }
 
+/// The most names one folder is archived or copied under in one walk of a tree
+/// (symlinks to it beside each other): folders linked to one another would
+/// otherwise be walked along every path through them, a tree of a few folders
+/// growing without bound.
+pub const MAX_NAMES_PER_FOLDER: usize = 4;
+
 /// Extensions of precompressed copies: `wharf.toml.gz` is withheld with `wharf.toml`.
 const COMPRESSED_COPY: [&str; 3] = ["gz", "br", "zst"];
 

@@ -131,8 +131,8 @@ fn wants_openmetrics(headers: &http::HeaderMap) -> bool {
         && openmetrics >= crate::http::negotiate::media_quality(headers, "text/plain")
 }
 
-/// What a request head may hold here: less than the site allows by default, more
-/// than a scraper or a probe sends.
+/// What a request head may hold here: a shorter target than the site allows by
+/// default, and more than a scraper or a probe sends.
 const HEAD_LIMITS: HeadLimits = HeadLimits {
     max_target_len: 4096,
     max_header_size: 16 * 1024,

@@ -989,6 +989,12 @@ impl Router {
                 return Err(StatusCode::BAD_REQUEST);
             }
         }
+        // Userinfo is an error in an http(s) URI (RFC 9110 §4.2.4), as in a
+        // request's own target; parsers disagree on where such an authority's
+        // host begins.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(StatusCode::BAD_REQUEST);
+        }
         if let Some(authority) = uri.authority() {
             // Over HTTP/2 without Host, the request's own `:authority`.
             let host = req.headers.get(header::HOST);

@@ -9,6 +9,7 @@
 //! Trees holding wharf's own secrets are neither moved nor deleted, and secrets are
 //! left out of copies.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use http::{Response, StatusCode};
 use super::locks::Change;
 use super::{created, empty, has_body, io_status, props, Uploads};
 use crate::fs::write::{EntryType, TempFile, WriteDir};
-use crate::fs::{Node, Root};
+use crate::fs::{Node, Root, MAX_NAMES_PER_FOLDER};
 use crate::handlers::{Access, Request};
 use crate::http::body::Body;
 use crate::http::path::{SitePath, RESERVED_PREFIX};
@@ -369,16 +370,20 @@ fn copy_top(
             props::copy_dead_dir(&from, &made);
             if deep {
                 // Every folder from the root down: a link to one of them would
-                // hold the copy's own source.
+                // hold the copy's own source. One that cannot be opened to be
+                // asked is still bounded by the names a folder is copied under.
                 let segments = src.segments();
-                let mut ancestors = (0..segments.len())
-                    .map(|end| {
-                        let folder = SitePath::from_segments(segments[..end].to_vec());
-                        root.write_dir(&folder, false)?.identity()
-                    })
-                    .collect::<io::Result<Vec<_>>>()?;
-                ancestors.push(from.identity()?);
-                copy_children(root, (&from, src), &made, &mut ancestors, 1)?;
+                let mut walk = Walk {
+                    ancestors: (0..segments.len())
+                        .filter_map(|end| {
+                            let folder = SitePath::from_segments(segments[..end].to_vec());
+                            root.write_dir(&folder, false).ok()?.identity().ok()
+                        })
+                        .collect(),
+                    names: HashMap::new(),
+                };
+                walk.ancestors.push(from.identity()?);
+                copy_children(root, (&from, src), &made, &mut walk, 1)?;
             }
             staged.put(name, replace)
         }
@@ -390,17 +395,27 @@ fn copy_top(
 /// foresee).
 const MAX_COPY_DEPTH: usize = 256;
 
+/// The folders a tree's copy is inside, and how many names each folder was
+/// copied under so far.
+struct Walk {
+    /// Identities of the folders from the root down to the one being copied.
+    ancestors: Vec<(u64, u64)>,
+    names: HashMap<(u64, u64), usize>,
+}
+
 /// Copies every entry of `from` (the folder at `from_path`, `depth` folders below
-/// the copied one, below those in `ancestors`: its own identity last) into `to`, leaving out reserved names,
-/// wharf's secrets and special files. A symlink is copied as what a read of it
-/// gives (as PROPFIND lists it and a COPY of it alone copies it): a file's content,
-/// a folder's tree; one that names nothing a read could open (dangling, outside
-/// the root, withheld), or a folder that holds it (a loop), is left out.
+/// the copied one, the last of `walk`'s ancestors) into `to`, leaving out reserved
+/// names, wharf's secrets and special files. A symlink is copied as what a read of
+/// it gives (as PROPFIND lists it and a COPY of it alone copies it): a file's
+/// content, a folder's tree. Left out: a link that names nothing a read could
+/// open (dangling, withheld, outside the root: a folder always, a file unless
+/// `--follow-symlinks` lets reads out), a link to a folder that holds it (a
+/// loop), and a folder met under more than [`MAX_NAMES_PER_FOLDER`] names.
 fn copy_children(
     root: &Root,
     (from, from_path): (&WriteDir, &SitePath),
     to: &WriteDir,
-    ancestors: &mut Vec<(u64, u64)>,
+    walk: &mut Walk,
     depth: usize,
 ) -> io::Result<()> {
     if depth > MAX_COPY_DEPTH {
@@ -433,21 +448,17 @@ fn copy_children(
             },
         };
         let identity = sub.identity()?;
-        if ancestors.contains(&identity) {
+        let names = walk.names.entry(identity).or_default();
+        if walk.ancestors.contains(&identity) || *names >= MAX_NAMES_PER_FOLDER {
             continue;
         }
+        *names += 1;
         to.mkdir(&name)?;
         let made = to.child(&name)?;
         props::copy_dead_dir(&sub, &made);
-        ancestors.push(identity);
-        let copied = copy_children(
-            root,
-            (&sub, &from_path.join(&name)),
-            &made,
-            ancestors,
-            depth + 1,
-        );
-        ancestors.pop();
+        walk.ancestors.push(identity);
+        let copied = copy_children(root, (&sub, &from_path.join(&name)), &made, walk, depth + 1);
+        walk.ancestors.pop();
         copied?;
     }
     Ok(())

@@ -738,6 +738,15 @@ fn parse_propertyupdate(xml: &str) -> Option<Vec<Change>> {
                         setting = local == "set";
                         instructed = true;
                     }
+                    2 if ns == DAV && local == "prop" => {}
+                    // An element this does not know, with all it holds, is
+                    // ignored (RFC 4918 §17), never read as properties.
+                    1 | 2 => {
+                        if !is_empty {
+                            inner_xml(&mut r)?;
+                        }
+                        continue;
+                    }
                     3 => {
                         let name = PropName { ns, local };
                         let change = if setting {
@@ -887,6 +896,27 @@ mod tests {
         assert!(value.contains("plain=\"p\""), "{value}");
         assert!(value.contains("xml:lang=\"fr\""), "{value}");
         assert!(value.contains("xmlns:a1=\"urn:q\" a1:at=\"v\""), "{value}");
+    }
+
+    /// Elements it does not know are ignored with what they hold (RFC 4918 §17):
+    /// the properties inside one are neither set nor removed.
+    #[test]
+    fn unknown_elements_hold_no_instructions() {
+        let body = "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\" \
+                    xmlns:Z=\"urn:z\"><D:set><D:prop><Z:a>1</Z:a></D:prop></D:set>\
+                    <Z:future><D:prop><Z:b/></D:prop></Z:future>\
+                    <D:remove><Z:other><Z:c/></Z:other></D:remove></D:propertyupdate>";
+        let changes = parse_propertyupdate(body).expect("parses");
+        let names: Vec<&str> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Set(n, _) | Change::Remove(n) => n.local.as_str(),
+            })
+            .collect();
+        assert_eq!(names, ["a"]);
+        let only_unknown = "<D:propertyupdate xmlns:D=\"DAV:\" xmlns:Z=\"urn:z\">\
+                            <Z:future><D:prop><Z:b/></D:prop></Z:future></D:propertyupdate>";
+        assert!(parse_propertyupdate(only_unknown).is_none());
     }
 
     /// RFC 4918 §14.26: the language in scope is kept with the value, from the

@@ -46,8 +46,6 @@ use crate::http::range::{self, RangeRequest};
 use crate::http::response;
 use zip::{Member, Method, Written};
 
-/// The most names one folder is archived under (symlinks to it beside each other).
-const MAX_NAMES_PER_FOLDER: usize = 4;
 /// Members one archive may hold: beyond this the walk itself would hold too much.
 const MAX_MEMBERS: usize = 1_000_000;
 /// Bytes the walk's list may hold: each member keeps its path and its name, which
@@ -167,7 +165,7 @@ impl Archive {
             let names = names_of.entry(id).or_default();
             // Folders linked to one another would otherwise be walked along every
             // path through them: each is archived under a few names at most.
-            if inside.contains(&id) || *names >= MAX_NAMES_PER_FOLDER {
+            if inside.contains(&id) || *names >= crate::fs::MAX_NAMES_PER_FOLDER {
                 continue;
             }
             *names += 1;
