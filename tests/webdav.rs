@@ -989,4 +989,25 @@ fn a_delete_that_leaves_members_names_them() {
     // A file alone is its own answer.
     write_file(&root, "gone.txt", "g");
     assert_eq!(dav(&server, "DELETE", "/gone.txt", &[], "").status, 204);
+
+    // A MOVE over a folder deletes it first (RFC 4918 §9.9.3): members that stay
+    // are named as a DELETE names them, and the source stays where it was.
+    write_file(&root, "new/n.txt", "n");
+    write_file(&root, "box/kept.txt", "k");
+    let res = dav(
+        &server,
+        "MOVE",
+        "/new/",
+        &[("Destination", "http://localhost/box/")],
+        "",
+    );
+    assert_eq!(res.status, 207);
+    let text = res.body_text();
+    assert!(text.contains("<D:href>/box/inner/stuck</D:href>"), "{text}");
+    assert_eq!(text.matches("<D:response>").count(), 1, "{text}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("new/n.txt")).unwrap(),
+        "n"
+    );
+    assert!(!root.join("box/n.txt").exists());
 }

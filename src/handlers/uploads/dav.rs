@@ -56,49 +56,62 @@ pub async fn delete(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
                 {
                     return Err(StatusCode::FORBIDDEN);
                 }
-                let failed = dir.remove_what_can_be(&name);
-                if failed.is_empty() {
+                let left = remove_reporting(&dir, &parent, &name)?;
+                if left.is_empty() {
                     up.locks.forget_tree(&path);
                 }
-                match failed.as_slice() {
-                    [] => Ok(Vec::new()),
-                    // The target itself: its own status.
-                    [(at, e)] if at.len() == 1 => Err(io_status(e)),
-                    _ => Ok(failed
-                        .iter()
-                        .map(|(at, e)| {
-                            let mut member = parent.clone();
-                            for segment in at {
-                                member = member.join(segment);
-                            }
-                            (member, io_status(e))
-                        })
-                        .collect()),
-                }
+                Ok(left)
             },
         )
         .await;
     match done {
         Ok(left) if left.is_empty() => empty(StatusCode::NO_CONTENT),
-        // Members that stayed, each with why (RFC 4918 §9.6.1); the folders
-        // holding them are not named (no 424 for DELETE).
-        Ok(left) => {
-            let mut xml = props::multistatus_head();
-            for (member, status) in left {
-                let _ = write!(
-                    xml,
-                    "<D:response><D:href>{}</D:href><D:status>HTTP/1.1 {} {}</D:status></D:response>",
-                    quick_xml::escape::escape(member.to_url(false).as_str()),
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                );
-            }
-            xml.push_str("</D:multistatus>");
-            props::multistatus(xml)
-        }
+        Ok(left) => members_left(left),
         Err(StatusCode::LOCKED) => up.locks.locked(&[&req.path], &req.head.headers),
         Err(status) => response::error(status),
     }
+}
+
+/// Removes `name` (at `parent`) from `dir` with everything in it, going on past
+/// what cannot be removed: each member that stayed, with why; `Err` with the
+/// status of the target itself when nothing but it failed.
+fn remove_reporting(
+    dir: &WriteDir,
+    parent: &SitePath,
+    name: &[u8],
+) -> Result<Vec<(SitePath, StatusCode)>, StatusCode> {
+    let failed = dir.remove_what_can_be(name);
+    match failed.as_slice() {
+        [] => Ok(Vec::new()),
+        [(at, e)] if at.len() == 1 => Err(io_status(e)),
+        _ => Ok(failed
+            .iter()
+            .map(|(at, e)| {
+                let mut member = parent.clone();
+                for segment in at {
+                    member = member.join(segment);
+                }
+                (member, io_status(e))
+            })
+            .collect()),
+    }
+}
+
+/// 207 naming the members a removal left, each with why (RFC 4918 §9.6.1); the
+/// folders holding them are not named (no 424 for DELETE).
+fn members_left(left: Vec<(SitePath, StatusCode)>) -> Response<Body> {
+    let mut xml = props::multistatus_head();
+    for (member, status) in left {
+        let _ = write!(
+            xml,
+            "<D:response><D:href>{}</D:href><D:status>HTTP/1.1 {} {}</D:status></D:response>",
+            quick_xml::escape::escape(member.to_url(false).as_str()),
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+    }
+    xml.push_str("</D:multistatus>");
+    props::multistatus(xml)
 }
 
 /// The folder holding what `path` names, which must exist (404 otherwise, and for a
@@ -171,6 +184,16 @@ pub async fn mkcol(up: Arc<Uploads>, access: Access, req: Request<'_>) -> Respon
     }
 }
 
+/// What a COPY or MOVE did.
+enum Moved {
+    /// Done: whether something was replaced, and whether a folder was copied or
+    /// moved.
+    Done { existed: bool, folder: bool },
+    /// Not done: what was at the destination could not all be deleted; these
+    /// members stayed.
+    Left(Vec<(SitePath, StatusCode)>),
+}
+
 /// COPY or MOVE to the request's destination.
 pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> {
     let moving = req.head.method.as_str() == "MOVE";
@@ -214,7 +237,7 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
     let (method, headers) = (req.head.method.clone(), headers.clone());
     let dest_can_delete = dest.access.delete;
     let done = up
-        .run(move |up| -> Result<(bool, bool), StatusCode> {
+        .run(move |up| -> Result<Moved, StatusCode> {
             let src_dir = existing(up, &src, &src_parent, &src_name)?;
             let folder = src_dir.entry_type(&src_name).ok() == Some(EntryType::Dir);
             // A folder moves whole (RFC 4918 §9.9.2); a file's Depth means nothing.
@@ -271,7 +294,13 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
                     return Err(StatusCode::FORBIDDEN);
                 }
                 if existed {
-                    dst_dir.remove(&dst_name).map_err(|e| io_status(&e))?;
+                    // What is there is deleted first (RFC 4918 §9.9.3); members
+                    // that stay are named as a DELETE names them, and the
+                    // source is not moved (§9.8.5: 207 for such a failure).
+                    let left = remove_reporting(&dst_dir, &dst_parent, &dst_name)?;
+                    if !left.is_empty() {
+                        return Ok(Moved::Left(left));
+                    }
                 }
                 src_dir
                     .rename(&src_name, &dst_dir, &dst_name, false)
@@ -294,13 +323,14 @@ pub async fn copy_or_move(up: Arc<Uploads>, req: Request<'_>) -> Response<Body> 
             if existed {
                 up.locks.forget_tree(&dst);
             }
-            Ok((existed, folder))
+            Ok(Moved::Done { existed, folder })
         })
         .await;
     match done {
-        Ok((true, _)) => empty(StatusCode::NO_CONTENT),
+        Ok(Moved::Done { existed: true, .. }) => empty(StatusCode::NO_CONTENT),
         // Named as what it is: a file copied to `x/` is the file `x`.
-        Ok((false, folder)) => created(&dest.path, folder),
+        Ok(Moved::Done { folder, .. }) => created(&dest.path, folder),
+        Ok(Moved::Left(left)) => members_left(left),
         // A COPY leaves its source as it was: only a lock on the destination
         // stands in its way.
         Err(StatusCode::LOCKED) if moving => {
