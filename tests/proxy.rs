@@ -1806,7 +1806,10 @@ fn an_app_pausing_mid_body_is_cut_off_at_the_routes_response_timeout() {
     .unwrap();
     // The client's idle timeout is longer than the wait allowed here (10 s): only
     // the route's timeout can end the response within it.
-    let server = Server::start(&root, &["--config", conf.to_str().unwrap()]);
+    let server = Server::start(
+        &root,
+        &["--config", conf.to_str().unwrap(), "--log-format", "json"],
+    );
     let mut conn = Conn::open(&server);
     conn.send(&request_bytes("GET", "/x", &[]));
     let head = conn.read_head().expect("the head");
@@ -1816,6 +1819,11 @@ fn an_app_pausing_mid_body_is_cut_off_at_the_routes_response_timeout() {
     assert!(rest.len() < 1_000_000, "{} bytes", rest.len());
     let log = server.wait_for_stderr(|l| l.contains("broken off"), LOG_TIMEOUT);
     assert!(log.contains("paused too long"), "{log}");
+    // And the access log says the answer was cut short.
+    let line = server.wait_for_log(|l| l.contains("\"/x\""));
+    let entry: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(entry["complete"], false, "{line}");
+    assert_eq!(entry["bytes"], 10, "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

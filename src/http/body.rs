@@ -134,6 +134,9 @@ pub struct Body {
     /// `holding` says whether this one is counted now.
     handed: Option<Arc<Handed>>,
     holding: bool,
+    /// Set when the producer ended the body with an error (an app that broke off
+    /// its answer): the response was cut short, however its channel ended.
+    failed: bool,
     on_finish: Option<Box<dyn Finish>>,
     /// Set when the connection can send file ranges with `sendfile`.
     sendfile: Option<Arc<SendfileQueue>>,
@@ -197,6 +200,7 @@ impl Body {
             sent: 0,
             handed: None,
             holding: false,
+            failed: false,
             on_finish: None,
             sendfile: None,
             sendfile_start: None,
@@ -258,7 +262,7 @@ impl Drop for Body {
     fn drop(&mut self) {
         self.asked_again();
         if let Some(finish) = self.on_finish.take() {
-            let complete = self.is_done();
+            let complete = self.is_done() && !self.failed;
             match &self.sendfile {
                 Some(queue) => queue.finish_when_sent(
                     Box::new(move |sent, complete| finish.finish(sent, complete)),
@@ -388,6 +392,9 @@ impl http_body::Body for Body {
             }
             Inner::Channel(rx, _) => ready!(rx.poll_recv(cx)),
         };
+        if matches!(next, Some(Err(_))) {
+            this.failed = true;
+        }
         Poll::Ready(next.map(|chunk| {
             chunk.map(|bytes| {
                 this.sent += bytes.len() as u64;
